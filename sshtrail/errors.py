@@ -1,0 +1,86 @@
+"""The error hierarchy shared by every sshtrail process.
+
+One base, split in two: a :class:`RetryableError` may succeed if the same
+operation is tried again later (a broker or database that is away); an
+:class:`InvalidError` never will (a malformed message, a bad config value).
+Library errors are translated into these once, at the adapter that calls the
+library, and carry the data an operator needs to find the cause.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+class SshtrailError(Exception):
+    """Base of every error sshtrail raises on purpose."""
+
+
+class RetryableError(SshtrailError):
+    """The operation failed for a reason that may go away (network, outage)."""
+
+
+class InvalidError(SshtrailError):
+    """The input is wrong and retrying it will not help."""
+
+
+class WireError(InvalidError):
+    """A Kafka message is not a valid sshtrail chunk.
+
+    ``session_id`` and ``seq`` are filled in when the header could be read;
+    ``partition`` and ``offset`` by the consumer that received the message.
+    """
+
+    def __init__(
+        self,
+        reason: str,
+        *,
+        session_id: str | None = None,
+        seq: int | None = None,
+        partition: int | None = None,
+        offset: int | None = None,
+    ) -> None:
+        self.reason = reason
+        self.session_id = session_id
+        self.seq = seq
+        self.partition = partition
+        self.offset = offset
+        super().__init__(reason)
+
+    def __str__(self) -> str:
+        where = [
+            f"{name}={value}"
+            for name, value in (
+                ("session", self.session_id),
+                ("seq", self.seq),
+                ("partition", self.partition),
+                ("offset", self.offset),
+            )
+            if value is not None
+        ]
+        return f"{self.reason} ({', '.join(where)})" if where else self.reason
+
+
+class ConfigError(InvalidError):
+    """A configuration file, environment variable or option has a bad value.
+
+    The message names the key (dotted path) and where it came from, so the
+    person reading it knows exactly which line to fix.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None, source: Path | str | None = None):
+        self.key = key
+        self.source = source
+        parts = [str(source)] if source is not None else []
+        if key:
+            parts.append(key)
+        prefix = ": ".join(parts)
+        super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+class BrokerError(RetryableError):
+    """The Kafka broker could not be reached or refused an operation."""
+
+
+class DatabaseError(RetryableError):
+    """The database could not be reached or a statement failed transiently."""

@@ -1,0 +1,102 @@
+"""The events a session recording is made of, as typed msgspec structs.
+
+Each event is encoded as a MessagePack array whose first element is the tag
+named in the issue and ``docs/wire-format.md`` (``start``, ``i``, ``o`` ...),
+followed by the fields in the order declared here. Every event carries ``t``:
+nanoseconds since the session started, from a monotonic clock.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import msgspec
+
+# Bounds keep a hostile message from smuggling absurd values past the decoder.
+U64 = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]  # msgspec bounds are int64
+U32 = Annotated[int, msgspec.Meta(ge=0, le=2**32 - 1)]
+Nanos = Annotated[int, msgspec.Meta(ge=0, le=2**63 - 1)]
+ShortText = Annotated[str, msgspec.Meta(max_length=4096)]
+Port = Annotated[int, msgspec.Meta(ge=0, le=65535)]
+PublicKey = Annotated[bytes, msgspec.Meta(min_length=32, max_length=32)]
+
+
+class _Event(
+    msgspec.Struct, array_like=True, frozen=True, forbid_unknown_fields=True, tag_field="kind"
+):
+    """Common base: every event has ``t``, its offset in ns since session start."""
+
+    t: Nanos
+
+
+class Start(_Event, tag="start", frozen=True):
+    """First event of every session (first event of chunk 0)."""
+
+    operator: ShortText
+    client: ShortText  # "address:port" of the operator's SSH client
+    target: ShortText  # target name from the gateway policy
+    host: ShortText
+    port: Port
+    user: ShortText  # remote user on the target
+    gateway: ShortText  # id of the gateway instance that recorded the session
+    term: ShortText  # TERM of the PTY request, "" when no PTY was requested
+    cols: U32
+    rows: U32
+    started_at: Nanos  # wall clock, ns since the Unix epoch, UTC
+
+
+class Input(_Event, tag="i", frozen=True):
+    """Bytes the operator sent to the session."""
+
+    data: bytes
+
+
+class MaskedInput(_Event, tag="m", frozen=True):
+    """Input withheld from the recording because the terminal did not echo it."""
+
+    count: U32  # how many bytes were typed
+
+
+class Output(_Event, tag="o", frozen=True):
+    """Bytes the target sent back; ``stderr`` marks the extended-data stream."""
+
+    data: bytes
+    stderr: bool = False
+
+
+class Resize(_Event, tag="r", frozen=True):
+    """A window-change request."""
+
+    cols: U32
+    rows: U32
+    width_px: U32 = 0
+    height_px: U32 = 0
+
+
+class Exec(_Event, tag="x", frozen=True):
+    """What the channel was asked to run: a shell, a command or a subsystem."""
+
+    mode: Literal["shell", "exec", "subsystem"]
+    command: bytes  # the exec command or subsystem name, as sent; b"" for a shell
+
+
+class Exit(_Event, tag="exit", frozen=True):
+    """How the remote side ended: an exit status, or a signal."""
+
+    status: U32 | None = None
+    signal: ShortText | None = None
+    core_dumped: bool = False
+    message: ShortText = ""
+
+
+class End(_Event, tag="end", frozen=True):
+    """Last event of every session. Its chunk carries the gateway's signature."""
+
+    reason: ShortText
+    bytes_in: U64
+    bytes_out: U64
+    chunks: U64  # number of chunks in the session, this one included
+    key: PublicKey  # the Ed25519 public key whose signature follows the chunk
+
+
+Event = Start | Input | MaskedInput | Output | Resize | Exec | Exit | End

@@ -1,0 +1,220 @@
+"""The one settings object of a process: TOML file, then ``SSHTRAIL_*`` environment.
+
+Read once at start-up by :func:`load_settings`, validated there, and passed to
+whatever needs it -- never a module global. Every error names the key and the
+place it came from (file path or environment variable).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Final, Literal
+
+import msgspec
+
+from sshtrail.errors import ConfigError
+
+ENV_PREFIX: Final = "SSHTRAIL_"
+CONFIG_ENV: Final = "SSHTRAIL_CONFIG"
+DEFAULT_FILE: Final = "sshtrail.toml"
+
+Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
+Positive = Annotated[int, msgspec.Meta(ge=1)]
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")]
+
+
+class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    """Base of every settings table: unknown keys are errors, not silently ignored."""
+
+
+class KafkaSettings(_Section):
+    """Where sessions are published and read."""
+
+    #: Empty means "start and use the embedded broker" (``sshtrail up``).
+    bootstrap_servers: str = ""
+    topic: Name = "sshtrail.sessions"
+    dlq_topic: Name = "sshtrail.sessions.dlq"
+    partitions: Positive = 6
+    replication_factor: Positive = 1
+    #: Extra librdkafka properties (TLS, SASL ...), passed through unchanged.
+    client: dict[str, str] = msgspec.field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        for server in filter(None, self.bootstrap_servers.split(",")):
+            if not re.fullmatch(r"\[?[A-Za-z0-9.:-]+\]?:\d{1,5}", server.strip()):
+                raise ValueError(f"bootstrap server {server!r} is not HOST:PORT")
+        if self.topic == self.dlq_topic:
+            raise ValueError("topic and dlq_topic must differ")
+
+
+class BrokerSettings(_Section):
+    """The embedded development broker (``sshtrail broker``)."""
+
+    host: str = "127.0.0.1"
+    port: Port = 9092
+    #: Where it keeps its log; empty means ``<state_dir>/broker``.
+    data_dir: str = ""
+
+
+class DatabaseSettings(_Section):
+    """The session store."""
+
+    #: SQLAlchemy URL; empty means SQLite at ``<state_dir>/sshtrail.db``.
+    url: str = ""
+
+
+class Settings(_Section):
+    """Everything a sshtrail process can be told. See docs/operations.md."""
+
+    state_dir: str = "./sshtrail-data"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    #: Identifies this host in recordings and consumer ids.
+    instance: str = msgspec.field(default_factory=socket.gethostname)
+    kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
+    broker: BrokerSettings = msgspec.field(default_factory=BrokerSettings)
+    database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+
+    @property
+    def state_path(self) -> Path:
+        return Path(self.state_dir).expanduser()
+
+    @property
+    def database_url(self) -> str:
+        return self.database.url or f"sqlite:///{self.state_path / 'sshtrail.db'}"
+
+    @property
+    def broker_data_dir(self) -> Path:
+        return (
+            Path(self.broker.data_dir).expanduser()
+            if self.broker.data_dir
+            else (self.state_path / "broker")
+        )
+
+    @property
+    def embedded_broker(self) -> bool:
+        return not self.kafka.bootstrap_servers
+
+    @property
+    def bootstrap_servers(self) -> str:
+        """The servers to connect to: the configured ones, or the embedded broker."""
+        return self.kafka.bootstrap_servers or f"{self.broker.host}:{self.broker.port}"
+
+    def using_broker(self, host: str, port: int) -> Settings:
+        """A copy that talks to the embedded broker at ``host:port``."""
+        return msgspec.structs.replace(
+            self,
+            kafka=msgspec.structs.replace(self.kafka, bootstrap_servers=""),
+            broker=msgspec.structs.replace(self.broker, host=host, port=port),
+        )
+
+
+def load_settings(
+    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+) -> Settings:
+    """Read settings: ``path``, else ``$SSHTRAIL_CONFIG``, else ``./sshtrail.toml`` if present.
+
+    Environment variables ``SSHTRAIL_<KEY>`` override file values; nested keys
+    are joined with a double underscore (``SSHTRAIL_KAFKA__PARTITIONS=12``).
+    Raises :class:`ConfigError` naming the key and its source.
+    """
+    env = os.environ if environ is None else environ
+    source = _config_path(path, env)
+    raw: dict[str, Any] = {}
+    if source is not None:
+        raw = _read_toml(source)
+    for var, value in env.items():
+        if var.startswith(ENV_PREFIX) and var != CONFIG_ENV:
+            _apply_env(raw, var, value)
+    try:
+        return msgspec.convert(raw, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        key, message = _split_validation_error(str(exc))
+        choices = _choices(key)
+        if choices and message.startswith("invalid enum value"):
+            message += f" (expected one of: {', '.join(choices)})"
+        raise ConfigError(message, key=key, source=_blame(key, source, env)) from None
+
+
+def _config_path(path: str | Path | None, env: Mapping[str, str]) -> Path | None:
+    if path is not None:
+        chosen, origin = Path(path), "--config"
+    elif env.get(CONFIG_ENV):
+        chosen, origin = Path(env[CONFIG_ENV]), CONFIG_ENV
+    elif Path(DEFAULT_FILE).is_file():
+        return Path(DEFAULT_FILE)
+    else:
+        return None
+    if not chosen.is_file():
+        raise ConfigError(f"config file {chosen} (from {origin}) does not exist")
+    return chosen
+
+
+def _read_toml(path: Path) -> dict[str, Any]:
+    try:
+        data = msgspec.toml.decode(path.read_bytes())
+    except OSError as exc:
+        raise ConfigError(f"cannot read: {exc.strerror}", source=path) from None
+    except msgspec.DecodeError as exc:
+        raise ConfigError(f"not valid TOML: {exc}", source=path) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"not valid TOML: not UTF-8 text ({exc.reason})", source=path) from None
+    if not isinstance(data, dict):
+        raise ConfigError("the top level must be a table", source=path)
+    return data
+
+
+def _apply_env(raw: dict[str, Any], var: str, value: str) -> None:
+    path = var[len(ENV_PREFIX) :].lower().split("__")
+    if not all(path):
+        raise ConfigError(f"malformed variable name {var}", source="environment")
+    table = raw
+    for part in path[:-1]:
+        table = table.setdefault(part, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{var} names a key inside a value", source="environment")
+    table[path[-1]] = value
+
+
+_PATH_RE: Final = re.compile(r"^(?P<message>.*?)(?: - at `\$(?P<path>[^`]*)`)?$", re.DOTALL)
+_UNKNOWN_RE: Final = re.compile(r"^Object contains unknown field `(?P<field>[^`]+)`$")
+
+
+def _split_validation_error(text: str) -> tuple[str | None, str]:
+    """Turn msgspec's ``"Expected int - at `$.a.b`"`` into ``("a.b", "expected int")``."""
+    match = _PATH_RE.match(text)
+    assert match is not None  # the pattern matches any string
+    message, path = match["message"], (match["path"] or "").lstrip(".")
+    path = re.sub(r"\[(\d+)\]", r".\1", path)
+    unknown = _UNKNOWN_RE.match(message)
+    if unknown:
+        path = f"{path}.{unknown['field']}" if path else unknown["field"]
+        message = "unknown key (check its spelling and table)"
+    return path or None, message[:1].lower() + message[1:]
+
+
+def _choices(key: str | None) -> tuple[str, ...]:
+    """The allowed values of a ``Literal``-typed key, for a friendlier message."""
+    node: Any = Settings
+    for part in (key or "").split("."):
+        hints = typing.get_type_hints(node) if isinstance(node, type) else {}
+        if part not in hints:
+            return ()
+        node = hints[part]
+    if typing.get_origin(node) is Literal:
+        return tuple(str(arg) for arg in typing.get_args(node))
+    return ()
+
+
+def _blame(key: str | None, source: Path | None, env: Mapping[str, str]) -> str | Path:
+    """Where the offending value came from: its environment variable, else the file."""
+    parts = key.split(".") if key else []
+    for depth in range(len(parts), 0, -1):
+        candidate = ENV_PREFIX + "__".join(parts[:depth]).upper()
+        if candidate in env:
+            return f"environment variable {candidate}"
+    return source if source is not None else "defaults"

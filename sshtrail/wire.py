@@ -1,0 +1,207 @@
+"""The wire format: one Kafka message is one chunk of one session's events.
+
+Layout (``docs/wire-format.md`` is the normative description)::
+
+    magic b"ST" | version u8 | flags u8 | body (MessagePack) | [signature, 64 bytes]
+
+The body is ``[session_id: bin16, seq: uint, prev: bin32, events: [event...]]``.
+``prev`` is the SHA-256 of the previous chunk's *signed part* (everything before
+the signature; for chunks without one, the whole message), which makes the
+chunks of a session a hash chain. The chunk whose last event is ``end`` carries
+flag ``SIGNED`` and an Ed25519 signature over that chunk's digest, so the
+signature vouches for every chunk before it.
+
+Decoding is strict: any deviation raises :class:`~sshtrail.errors.WireError`,
+never another exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Sequence
+from typing import Annotated, Final
+
+import msgspec
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sshtrail.errors import WireError
+from sshtrail.events import U64, End, Event, Start
+from sshtrail.ids import is_uuid7
+
+MAGIC: Final = b"ST"
+VERSION: Final = 1
+FLAG_SIGNED: Final = 0x01
+HEADER_SIZE: Final = 4
+SIGNATURE_SIZE: Final = 64
+DIGEST_SIZE: Final = 32
+GENESIS: Final = bytes(DIGEST_SIZE)  # ``prev`` of chunk 0
+#: Kafka's default ``message.max.bytes``; the recorder stays far below it.
+MAX_CHUNK_SIZE: Final = 1_048_576
+#: Domain separation: a signature over a chunk can mean nothing else.
+SIGNATURE_CONTEXT: Final = b"sshtrail session end v1\x00"
+
+SessionIdBytes = Annotated[bytes, msgspec.Meta(min_length=16, max_length=16)]
+DigestBytes = Annotated[bytes, msgspec.Meta(min_length=DIGEST_SIZE, max_length=DIGEST_SIZE)]
+
+
+class _Body(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
+    session_id: SessionIdBytes
+    seq: U64
+    prev: DigestBytes
+    events: Annotated[list[Event], msgspec.Meta(min_length=1)]
+
+
+class Chunk(msgspec.Struct, frozen=True):
+    """A decoded chunk.
+
+    ``digest`` is the SHA-256 of the signed part: the next chunk's ``prev``,
+    and for an end chunk the session's final digest. ``raw`` is the message
+    exactly as received, which is what the store keeps.
+    """
+
+    session_id: uuid.UUID
+    seq: int
+    prev: bytes
+    events: tuple[Event, ...]
+    digest: bytes
+    signature: bytes | None
+    raw: bytes
+
+    @property
+    def is_first(self) -> bool:
+        return self.seq == 0
+
+    @property
+    def end(self) -> End | None:
+        """The ``end`` event when this chunk closes the session."""
+        last = self.events[-1]
+        return last if isinstance(last, End) else None
+
+
+_encoder: Final = msgspec.msgpack.Encoder()
+_decoder: Final = msgspec.msgpack.Decoder(_Body)
+
+
+def signature_message(session_id: uuid.UUID, digest: bytes) -> bytes:
+    """The bytes the gateway signs for a session's end chunk."""
+    return SIGNATURE_CONTEXT + session_id.bytes + digest
+
+
+def encode_chunk(
+    session_id: uuid.UUID,
+    seq: int,
+    prev: bytes,
+    events: Sequence[Event],
+    signer: Ed25519PrivateKey | None = None,
+) -> bytes:
+    """Encode one chunk; ``signer`` is required when the last event is ``end``.
+
+    Raises :class:`ValueError` for arguments the decoder would reject, so a
+    bug in the recorder is caught where it happens rather than downstream.
+    """
+    events = list(events)
+    problem = _shape_problem(session_id, seq, prev, events)
+    if problem:
+        raise ValueError(problem)
+    end = events[-1] if isinstance(events[-1], End) else None
+    if end is not None:
+        if signer is None:
+            raise ValueError("an end chunk must be signed")
+        if signer.public_key().public_bytes_raw() != end.key:
+            raise ValueError("end.key is not the public key of the signer")
+    header = MAGIC + bytes((VERSION, FLAG_SIGNED if end is not None else 0))
+    signed = header + _encoder.encode(_Body(session_id.bytes, seq, prev, events))
+    if len(signed) + (SIGNATURE_SIZE if end is not None else 0) > MAX_CHUNK_SIZE:
+        raise ValueError(f"chunk of {len(signed)} bytes exceeds {MAX_CHUNK_SIZE}")
+    if end is None:
+        return signed
+    assert signer is not None
+    digest = hashlib.sha256(signed).digest()
+    return signed + signer.sign(signature_message(session_id, digest))
+
+
+def chain_digest(message: bytes) -> bytes:
+    """SHA-256 of a well-formed message's signed part: what the next chunk's ``prev`` holds."""
+    signed = len(message) >= HEADER_SIZE and message[3] & FLAG_SIGNED
+    return hashlib.sha256(message[:-SIGNATURE_SIZE] if signed else message).digest()
+
+
+def decode_chunk(message: bytes) -> Chunk:
+    """Decode and validate one Kafka message value.
+
+    Checks structure and internal consistency only; whether the chain links
+    up and the signature is trusted is :mod:`sshtrail.chain`'s job.
+    """
+    if not isinstance(message, bytes | bytearray | memoryview):
+        raise WireError(f"message value must be bytes, not {type(message).__name__}")
+    message = bytes(message)
+    if len(message) > MAX_CHUNK_SIZE:
+        raise WireError(f"message of {len(message)} bytes exceeds {MAX_CHUNK_SIZE}")
+    if len(message) < HEADER_SIZE:
+        raise WireError(f"message of {len(message)} bytes is shorter than the header")
+    if message[:2] != MAGIC:
+        raise WireError(f"bad magic {message[:2]!r}, not an sshtrail chunk")
+    version, flags = message[2], message[3]
+    if version != VERSION:
+        raise WireError(f"unsupported wire format version {version} (this reader knows {VERSION})")
+    if flags & ~FLAG_SIGNED:
+        raise WireError(f"unknown flags 0x{flags:02x}")
+    signed_len = len(message) - (SIGNATURE_SIZE if flags & FLAG_SIGNED else 0)
+    if signed_len <= HEADER_SIZE:
+        raise WireError("message too short for its body and signature")
+    try:
+        body = _decoder.decode(message[HEADER_SIZE:signed_len])
+    except msgspec.DecodeError as exc:  # ValidationError is a subclass
+        raise WireError(f"malformed body: {exc}") from None
+    except UnicodeDecodeError as exc:  # msgspec lets this one through for text fields
+        raise WireError(f"malformed body: text is not UTF-8 ({exc.reason})") from None
+    session_id = uuid.UUID(bytes=body.session_id)
+    sid = str(session_id)
+    problem = _shape_problem(session_id, body.seq, body.prev, body.events)
+    if problem:
+        raise WireError(problem, session_id=sid, seq=body.seq)
+    ends_session = isinstance(body.events[-1], End)
+    if ends_session != bool(flags & FLAG_SIGNED):
+        raise WireError("signature flag does not match the end event", session_id=sid, seq=body.seq)
+    signed = message[:signed_len]
+    return Chunk(
+        session_id=session_id,
+        seq=body.seq,
+        prev=body.prev,
+        events=tuple(body.events),
+        digest=hashlib.sha256(signed).digest(),
+        signature=message[signed_len:] if ends_session else None,
+        raw=message,
+    )
+
+
+def _shape_problem(
+    session_id: uuid.UUID, seq: int, prev: bytes, events: Sequence[Event]
+) -> str | None:
+    """Rules a chunk must follow beyond its types (see docs/wire-format.md)."""
+    if not is_uuid7(session_id):
+        return f"session id {session_id} is not a UUIDv7"
+    if not 0 <= seq < 2**63:
+        return f"seq {seq} out of range"
+    if len(prev) != DIGEST_SIZE:
+        return f"prev digest must be {DIGEST_SIZE} bytes"
+    if (seq == 0) != (prev == GENESIS):
+        return "prev digest must be all zero exactly for seq 0"
+    if not events:
+        return "a chunk holds at least one event"
+    if (seq == 0) != isinstance(events[0], Start):
+        return "the start event opens chunk 0 and appears nowhere else"
+    last_t = -1
+    for index, event in enumerate(events):
+        if event.t < last_t:
+            return f"event {index} goes back in time ({event.t} < {last_t} ns)"
+        last_t = event.t
+        if index and isinstance(event, Start):
+            return "the start event opens chunk 0 and appears nowhere else"
+        if isinstance(event, End):
+            if index != len(events) - 1:
+                return "the end event must be the last event of its chunk"
+            if event.chunks != seq + 1:
+                return f"end.chunks is {event.chunks} but this is chunk {seq + 1}"
+    return None

@@ -1,0 +1,259 @@
+"""The wire format: round trips, strict decoding, and a chain that shows tampering."""
+
+from __future__ import annotations
+
+import contextlib
+import uuid
+
+import msgspec
+import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from sshtrail import events as ev
+from sshtrail.chain import ChainWriter, Status, verify_chain
+from sshtrail.errors import WireError
+from sshtrail.ids import uuid7
+from sshtrail.wire import (
+    GENESIS,
+    MAX_CHUNK_SIZE,
+    SIGNATURE_SIZE,
+    chain_digest,
+    decode_chunk,
+    encode_chunk,
+)
+from tests.unit.strategies import sessions
+
+KEY = Ed25519PrivateKey.generate()
+PUBLIC = KEY.public_key().public_bytes_raw()
+TRUSTED = frozenset({PUBLIC})
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+def record(session: tuple[uuid.UUID, list[list[ev.Event]]]) -> list[bytes]:
+    """Encode a generated session as the gateway would: chained, end signed."""
+    session_id, chunks = session
+    writer = ChainWriter(session_id, KEY)
+    last_t = chunks[-1][-1].t if chunks[-1] else chunks[0][-1].t if chunks[0] else 0
+    end = ev.End(t=max(last_t, 0), reason="closed", bytes_in=1, bytes_out=2,
+                 chunks=len(chunks), key=PUBLIC)  # fmt: skip
+    return [
+        writer.encode([*events, end] if index == len(chunks) - 1 else events)
+        for index, events in enumerate(chunks)
+    ]
+
+
+def start_event() -> ev.Start:
+    return ev.Start(
+        t=0, operator="alice", client="127.0.0.1:50000", target="web01", host="10.0.0.1",
+        port=22, user="root", gateway="gw1", term="xterm-256color", cols=80, rows=24,
+        started_at=1_700_000_000_000_000_000,
+    )  # fmt: skip
+
+
+def as_stored(messages: list[bytes]) -> list[tuple[int, bytes]]:
+    return list(enumerate(messages))
+
+
+@FAST
+@given(sessions())
+def test_round_trip_keeps_every_event_and_links_the_chain(
+    session: tuple[uuid.UUID, list[list[ev.Event]]],
+) -> None:
+    session_id, chunks = session
+    messages = record(session)
+    prev = GENESIS
+    for seq, (message, events) in enumerate(zip(messages, chunks, strict=True)):
+        chunk = decode_chunk(message)
+        assert chunk.session_id == session_id
+        assert chunk.seq == seq
+        assert chunk.prev == prev
+        assert list(chunk.events[: len(events)]) == events
+        assert chunk.raw == message
+        prev = chunk.digest
+        assert chain_digest(message) == chunk.digest
+    assert decode_chunk(messages[-1]).end is not None
+    verdict = verify_chain(as_stored(messages), TRUSTED)
+    assert verdict.status is Status.OK, verdict.detail
+
+
+@FAST
+@given(sessions(), st.data())
+def test_any_altered_byte_is_rejected_or_detected(
+    session: tuple[uuid.UUID, list[list[ev.Event]]], data: st.DataObject
+) -> None:
+    messages = record(session)
+    which = data.draw(st.integers(0, len(messages) - 1))
+    original = messages[which]
+    position = data.draw(st.integers(0, len(original) - 1))
+    value = data.draw(st.integers(0, 255).filter(lambda b: b != original[position]))
+    altered = original[:position] + bytes([value]) + original[position + 1 :]
+    with contextlib.suppress(WireError):  # rejected outright: a typed error, nothing else
+        decode_chunk(altered)
+    tampered = [*messages[:which], altered, *messages[which + 1 :]]
+    assert verify_chain(as_stored(tampered), TRUSTED).status is not Status.OK
+
+
+@FAST
+@given(sessions(), st.data())
+def test_every_truncation_raises_the_typed_error(
+    session: tuple[uuid.UUID, list[list[ev.Event]]], data: st.DataObject
+) -> None:
+    messages = record(session)
+    message = data.draw(st.sampled_from(messages))
+    cut = data.draw(st.integers(0, len(message) - 1))
+    with pytest.raises(WireError):
+        decode_chunk(message[:cut])
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=512))
+def test_random_bytes_never_raise_anything_but_the_typed_error(garbage: bytes) -> None:
+    with contextlib.suppress(WireError):
+        decode_chunk(garbage)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.binary(max_size=256))
+def test_garbage_after_a_valid_header_is_rejected_or_decoded(garbage: bytes) -> None:
+    with contextlib.suppress(WireError):
+        decode_chunk(b"ST\x01\x00" + garbage)
+
+
+@FAST
+@given(sessions(max_chunks=6), st.data())
+def test_removing_or_reordering_chunks_is_detected(
+    session: tuple[uuid.UUID, list[list[ev.Event]]], data: st.DataObject
+) -> None:
+    messages = record(session)
+    if len(messages) < 2:
+        return
+    stored = as_stored(messages)
+    removed = data.draw(st.integers(0, len(stored) - 1))
+    without = stored[:removed] + stored[removed + 1 :]
+    expected = Status.UNSIGNED if removed == len(stored) - 1 else Status.GAP
+    if removed == 0 and len(stored) == 2:
+        expected = Status.GAP
+    assert verify_chain(without, TRUSTED).status is expected
+    i = data.draw(st.integers(0, len(stored) - 2))
+    swapped = list(stored)
+    swapped[i], swapped[i + 1] = (i, stored[i + 1][1]), (i + 1, stored[i][1])
+    assert verify_chain(swapped, TRUSTED).status is Status.TAMPERED
+
+
+def test_an_untrusted_signer_is_reported_as_tampering() -> None:
+    other = Ed25519PrivateKey.generate()
+    writer = ChainWriter(uuid7(), other)
+    messages = [
+        writer.encode([start_event()]),
+        writer.encode([ev.End(1, "closed", 0, 0, 2, writer.public_key)]),
+    ]
+    verdict = verify_chain(as_stored(messages), TRUSTED)
+    assert verdict.status is Status.TAMPERED
+    assert "not trusted" in verdict.detail
+
+
+def test_a_resigned_forgery_is_caught_by_the_chain() -> None:
+    """Rewriting a middle chunk breaks the link to the next one, signature or not."""
+    session_id = uuid7()
+    writer = ChainWriter(session_id, KEY)
+    first = writer.encode([start_event()])
+    middle = writer.encode([ev.Output(5, b"rm -rf /\r\n")])
+    last = writer.encode([ev.End(9, "closed", 0, 10, 3, PUBLIC)])
+    forged = encode_chunk(session_id, 1, chain_digest(first), [ev.Output(5, b"ls\r\n")])
+    verdict = verify_chain([(0, first), (1, forged), (2, last)], TRUSTED)
+    assert (verdict.status, verdict.seq) == (Status.TAMPERED, 2)
+    assert verify_chain([(0, first), (1, middle), (2, last)], TRUSTED).status is Status.OK
+
+
+def test_output_is_binary_safe() -> None:
+    every_byte = bytes(range(256)) * 4
+    session_id = uuid7()
+    message = encode_chunk(session_id, 0, GENESIS, [start_event(), ev.Output(1, every_byte)])
+    decoded = decode_chunk(message).events[1]
+    assert isinstance(decoded, ev.Output)
+    assert decoded.data == every_byte
+
+
+def _body(*fields: object) -> bytes:
+    return msgspec.msgpack.encode(list(fields))
+
+
+START_ARRAY = ["start", 0, "a", "c", "t", "h", 22, "u", "g", "xterm", 80, 24, 0]
+
+
+@pytest.mark.parametrize(
+    ("message", "reason"),
+    [
+        (b"", "shorter than the header"),
+        (b"XX\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "bad magic"),
+        (b"ST\x02\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "version 2"),
+        (b"ST\x01\x80" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "unknown flags"),
+        (b"ST\x01\x00" + _body(uuid.uuid4().bytes, 0, GENESIS, [START_ARRAY]), "not a UUIDv7"),
+        (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, []), "length >= 1"),
+        (b"ST\x01\x00" + _body(uuid7().bytes, 0, b"\x01" * 32, [START_ARRAY]), "all zero"),
+        (b"ST\x01\x00" + _body(uuid7().bytes, 1, GENESIS, [["o", 0, b"x", False]]), "all zero"),
+        (b"ST\x01\x00" + _body(uuid7().bytes, 1, b"\x01" * 32, [START_ARRAY]), "start event"),
+        (b"ST\x01\x00" + _body(uuid7().bytes, -1, GENESIS, [START_ARRAY]), ">= 0"),
+        (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]) + b"\x00", "trailing"),
+        (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["o", 0, "x"]]),
+         "Expected `bytes`"),
+        (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["zz", 0]]),
+         "Invalid value 'zz'"),
+        (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["o", 5, b"", False, 1]]),
+         "at most length"),
+        (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS,
+                               [START_ARRAY, ["o", 9, b"", False], ["i", 3, b""]]),
+         "back in time"),
+        (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS,
+                               [START_ARRAY, ["end", 1, "x", 0, 0, 1, PUBLIC]]),
+         "signature flag"),
+        (b"ST\x01\x01" + _body(uuid7().bytes, 0, GENESIS,
+                               [START_ARRAY, ["end", 1, "x", 0, 0, 1, PUBLIC], ["i", 2, b""]])
+         + bytes(SIGNATURE_SIZE), "end event must be the last"),
+        (b"ST\x01\x01" + _body(uuid7().bytes, 0, GENESIS,
+                               [START_ARRAY, ["end", 1, "x", 0, 0, 7, PUBLIC]])
+         + bytes(SIGNATURE_SIZE), "end.chunks is 7"),
+        (b"ST\x01\x00" + bytes(MAX_CHUNK_SIZE), "exceeds"),
+    ],
+)  # fmt: skip
+def test_invalid_messages_name_what_is_wrong(message: bytes, reason: str) -> None:
+    with pytest.raises(WireError, match=reason):
+        decode_chunk(message)
+
+
+def test_errors_carry_session_and_seq_once_the_header_is_known() -> None:
+    session_id = uuid7()
+    message = b"ST\x01\x00" + _body(session_id.bytes, 3, b"\x01" * 32, [START_ARRAY])
+    with pytest.raises(WireError) as info:
+        decode_chunk(message)
+    assert info.value.session_id == str(session_id)
+    assert info.value.seq == 3
+    assert str(session_id) in str(info.value)
+
+
+def test_encoder_refuses_what_the_decoder_would_reject() -> None:
+    session_id = uuid7()
+    with pytest.raises(ValueError, match="UUIDv7"):
+        encode_chunk(uuid.uuid4(), 0, GENESIS, [start_event()])
+    with pytest.raises(ValueError, match="must be signed"):
+        encode_chunk(session_id, 0, GENESIS, [start_event(), ev.End(1, "x", 0, 0, 1, PUBLIC)])
+    other = Ed25519PrivateKey.generate()
+    with pytest.raises(ValueError, match="not the public key"):
+        encode_chunk(session_id, 0, GENESIS, [start_event(), ev.End(1, "x", 0, 0, 1, PUBLIC)],
+                     other)  # fmt: skip
+    with pytest.raises(ValueError, match="exceeds"):
+        encode_chunk(session_id, 0, GENESIS, [start_event(), ev.Output(1, bytes(MAX_CHUNK_SIZE))])
+    writer = ChainWriter(session_id, KEY)
+    writer.encode([start_event(), ev.End(1, "x", 0, 0, 1, PUBLIC)])
+    with pytest.raises(ValueError, match="already ended"):
+        writer.encode([ev.Output(2, b"late")])
+
+
+def test_text_that_is_not_utf8_is_a_typed_error() -> None:
+    good = b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY])
+    operator = msgspec.msgpack.encode("a")  # b"\xa1a": a one-byte str
+    bad = good.replace(operator, b"\xa1\x80", 1)
+    with pytest.raises(WireError, match="not UTF-8"):
+        decode_chunk(bad)
