@@ -1,0 +1,85 @@
+"""Fixtures for real services: a broker, PostgreSQL, an OpenSSH target.
+
+Each is started once per test run on a free loopback port. A service that is
+not there skips its tests with the reason on a developer's machine and fails
+them when ``CI=true``.
+"""
+
+from __future__ import annotations
+
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from sshtrail.broker import EmbeddedBroker, free_port
+from sshtrail.errors import BrokerError
+from tests.support import postgres
+from tests.support.services import unavailable
+from tests.support.sshd import SshdTarget, find_sshd
+
+
+@pytest.fixture(scope="session")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """The embedded broker, shared by the whole run; topics are per test."""
+    data = tmp_path_factory.mktemp("broker")
+    with (data / "broker.log").open("ab") as log:
+        instance = EmbeddedBroker("127.0.0.1", free_port(), data, log)
+        try:
+            instance.start()
+        except BrokerError as exc:
+            unavailable(f"embedded broker cannot start: {exc}")
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture
+def topic_name() -> str:
+    """A fresh topic name, so tests never see each other's messages."""
+    return f"test.{uuid.uuid4().hex[:12]}"
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str]:
+    try:
+        url = postgres.create_database()
+    except psycopg.OperationalError as exc:
+        unavailable(f"PostgreSQL at {postgres.ADMIN_URL} is not available: {exc}")
+    yield url
+    postgres.drop_database(url)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'sshtrail.db'}"
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """Each test that takes this runs on a fresh SQLite file and on PostgreSQL."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'sshtrail.db'}"
+        return
+    try:
+        url = postgres.create_database()
+    except psycopg.OperationalError as exc:
+        unavailable(f"PostgreSQL at {postgres.ADMIN_URL} is not available: {exc}")
+    yield url
+    postgres.drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdTarget]:
+    """A real OpenSSH server on loopback that the current user can log in to."""
+    binary = find_sshd()
+    if binary is None:
+        unavailable("OpenSSH sshd is not installed (apt-get install openssh-server)")
+    if shutil.which("ssh") is None:
+        unavailable("the OpenSSH client is not installed (apt-get install openssh-client)")
+    target = SshdTarget(binary, tmp_path_factory.mktemp("sshd"))
+    target.start()
+    yield target
+    target.stop()

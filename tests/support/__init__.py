@@ -1,0 +1,1 @@
+"""Real services for the tests: broker, PostgreSQL, OpenSSH sshd and client."""

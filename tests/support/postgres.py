@@ -1,0 +1,30 @@
+"""A throw-away PostgreSQL database on the machine's server, one per test run."""
+
+from __future__ import annotations
+
+import os
+import uuid
+
+import psycopg
+
+ADMIN_URL = os.environ.get(
+    "SSHTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def create_database() -> str:
+    """Create a uniquely named database and return its SQLAlchemy URL.
+
+    Raises ``psycopg.OperationalError`` when no server answers.
+    """
+    name = f"sshtrail_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base, _, _ = ADMIN_URL.rpartition("/")
+    return f"{base}/{name}"
+
+
+def drop_database(url: str) -> None:
+    name = url.rpartition("/")[2]
+    with psycopg.connect(ADMIN_URL, autocommit=True, connect_timeout=3) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
