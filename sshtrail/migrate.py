@@ -1,0 +1,77 @@
+"""Run the Alembic migrations in ``migrations/`` against a database URL."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.pool import NullPool
+
+import migrations
+from sshtrail.db import make_engine
+from sshtrail.errors import DatabaseError
+from sshtrail.models import Base
+
+
+def alembic_config(url: str) -> Config:
+    """An Alembic config for ``url`` that finds the migrations wherever installed."""
+    config = Config()
+    config.set_main_option("script_location", str(Path(migrations.__file__).parent))
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))
+    return config
+
+
+def upgrade(url: str, revision: str = "head") -> None:
+    _run(url, lambda config: command.upgrade(config, revision))
+
+
+def downgrade(url: str, revision: str) -> None:
+    _run(url, lambda config: command.downgrade(config, revision))
+
+
+def current_revision(url: str) -> str | None:
+    """The revision the database is at, ``None`` when it has never been migrated."""
+    engine = make_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    except OperationalError as exc:
+        raise DatabaseError(f"cannot reach the database: {exc.orig}") from None
+    finally:
+        engine.dispose()
+
+
+def head_revision() -> str:
+    head = ScriptDirectory.from_config(alembic_config("sqlite://")).get_current_head()
+    assert head is not None, "migrations/versions is empty"
+    return head
+
+
+def pending_model_changes(url: str) -> list[object]:
+    """Differences between the models and the migrated schema (empty = no drift)."""
+    engine = make_engine(url, poolclass=NullPool)
+    try:
+        with engine.connect() as connection:
+            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            return list(compare_metadata(context, Base.metadata))
+    finally:
+        engine.dispose()
+
+
+def _run(url: str, action: object) -> None:
+    assert callable(action)
+    config = alembic_config(url)
+    engine = make_engine(url, poolclass=NullPool)
+    try:
+        with engine.begin() as connection:
+            config.attributes["connection"] = connection
+            action(config)
+    except OperationalError as exc:
+        raise DatabaseError(f"migration failed: {exc.orig}") from None
+    finally:
+        engine.dispose()

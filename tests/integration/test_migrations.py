@@ -1,0 +1,87 @@
+"""Alembic migrations and the models, on a real SQLite file and real PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+
+from sshtrail import migrate
+from sshtrail.db import make_engine, session_factory
+from sshtrail.ids import uuid7
+from sshtrail.models import ChunkRecord, SessionRecord
+
+pytestmark = pytest.mark.integration
+
+
+def tables(url: str) -> set[str]:
+    engine = make_engine(url)
+    try:
+        return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def test_upgrade_from_empty_then_downgrade_to_base(database_url: str) -> None:
+    assert migrate.current_revision(database_url) is None
+    migrate.upgrade(database_url)
+    assert migrate.current_revision(database_url) == migrate.head_revision()
+    assert {"sessions", "chunks", "alembic_version"} <= tables(database_url)
+    migrate.upgrade(database_url)  # a second run is a no-op
+    migrate.downgrade(database_url, "base")
+    assert migrate.current_revision(database_url) is None
+    assert tables(database_url) <= {"alembic_version"}
+
+
+def test_models_and_migrations_do_not_drift(database_url: str) -> None:
+    migrate.upgrade(database_url)
+    assert migrate.pending_model_changes(database_url) == []
+
+
+def test_rows_round_trip_with_utc_times_and_cascade(database_url: str) -> None:
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url)
+    sessions = session_factory(engine)
+    sid = uuid7()
+    started = dt.datetime(2026, 11, 25, 15, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    with sessions.begin() as db:
+        db.add(SessionRecord(id=sid, operator="alice", started_at=started, gaps=[[3, 5]]))
+        db.add(ChunkRecord(session_id=sid, seq=0, t_first=0, t_last=5, partition=2, offset=7,
+                           data=b"\x00\xff" * 10, received_at=dt.datetime.now(dt.UTC)))  # fmt: skip
+    with sessions() as db:
+        row = db.get(SessionRecord, sid)
+        assert row is not None
+        assert row.started_at == started
+        assert row.started_at.tzinfo == dt.UTC
+        assert row.status == "active"
+        assert row.gaps == [[3, 5]]
+        assert [chunk.data for chunk in row.chunks] == [b"\x00\xff" * 10]
+    with pytest.raises(IntegrityError), sessions.begin() as db:  # (session, seq) is unique
+        db.add(ChunkRecord(session_id=sid, seq=0, t_first=0, t_last=0, partition=2, offset=8,
+                           data=b"", received_at=dt.datetime.now(dt.UTC)))  # fmt: skip
+    with sessions.begin() as db:
+        db.execute(sa.delete(SessionRecord).where(SessionRecord.id == sid))
+    with sessions() as db:
+        assert db.scalar(sa.select(sa.func.count()).select_from(ChunkRecord)) == 0
+    engine.dispose()
+
+
+def test_naive_datetimes_are_refused(sqlite_url: str) -> None:
+    migrate.upgrade(sqlite_url)
+    engine = make_engine(sqlite_url)
+    with (
+        pytest.raises(sa.exc.StatementError, match="naive datetime"),
+        session_factory(engine).begin() as db,
+    ):
+        db.add(SessionRecord(id=uuid7(), started_at=dt.datetime(2026, 1, 1)))
+    engine.dispose()
+
+
+def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url: str) -> None:
+    engine = make_engine(sqlite_url)
+    with engine.connect() as connection:
+        assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
+        assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
+    engine.dispose()
