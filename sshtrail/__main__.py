@@ -1,0 +1,7 @@
+"""Allow ``python -m sshtrail``."""
+
+import sys
+
+from sshtrail.cli.main import main
+
+sys.exit(main())

@@ -1,0 +1,1 @@
+"""The ``sshtrail`` command line: one module per command group."""

@@ -1,0 +1,71 @@
+"""``sshtrail broker`` and ``sshtrail up`` as a newcomer runs them, stopped as they would."""
+
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import pytest
+from confluent_kafka.admin import AdminClient
+
+from sshtrail import migrate
+from sshtrail.broker import free_port
+from tests.support.cli import Running
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_broker_starts_says_where_and_stops_cleanly(tmp_path: Path, signum: int) -> None:
+    port = free_port()
+    broker = Running("broker", "--port", str(port), "--data-dir", str(tmp_path / "b"),
+                     cwd=tmp_path)  # fmt: skip
+    assert f"broker listening on 127.0.0.1:{port}" in broker.expect("listening")
+    broker.expect("press Ctrl-C to stop")
+    admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
+    topics = admin.list_topics(timeout=10).topics
+    assert {"sshtrail.sessions", "sshtrail.sessions.dlq"} <= set(topics)
+    status, out, err = broker.stop(signum)
+    assert status == 0, err
+    assert f"broker stopped ({signal.Signals(signum).name}" in out
+
+
+def test_broker_refuses_a_port_in_use(tmp_path: Path) -> None:
+    port = free_port()
+    first = Running("broker", "--port", str(port), cwd=tmp_path)
+    first.expect("listening")
+    second = Running("broker", "--port", str(port), "--data-dir", str(tmp_path / "2"),
+                     cwd=tmp_path)  # fmt: skip
+    status, _, err = second.wait()
+    assert status == 1
+    assert f"127.0.0.1:{port} is already in use" in err
+    assert first.stop()[0] == 0
+
+
+def test_up_starts_the_stack_and_a_second_run_reuses_its_state(tmp_path: Path) -> None:
+    env = {"SSHTRAIL_BROKER__PORT": str(free_port())}
+    up = Running("up", cwd=tmp_path, env=env)
+    assert "embedded" in up.expect("broker")
+    assert "(created)" in up.expect("topics")
+    database = up.expect("database")
+    assert "sqlite:///sshtrail-data/sshtrail.db at schema" in database
+    up.expect("ready")
+    status, out, err = up.stop(signal.SIGINT)
+    assert status == 0, err
+    assert "stopped  on SIGINT" in out
+    db_url = f"sqlite:///{tmp_path / 'sshtrail-data' / 'sshtrail.db'}"
+    assert migrate.current_revision(db_url) == migrate.head_revision()
+
+    again = Running("up", cwd=tmp_path, env=env)
+    assert "(created)" not in again.expect("topics")
+    again.expect("ready")
+    status, _, err = again.stop(signal.SIGTERM)
+    assert status == 0, err
+
+
+def test_up_with_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    (tmp_path / "sshtrail.toml").write_text("[kafka]\npartitions = -1\n")
+    up = Running("up", cwd=tmp_path)
+    status, _, err = up.wait()
+    assert status == 2
+    assert "sshtrail.toml: kafka.partitions: expected `int` >= 1" in err

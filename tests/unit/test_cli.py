@@ -1,0 +1,102 @@
+"""The command line as a user meets it: help, and clear errors with exit status 2."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from sshtrail.cli.main import main
+
+COMMANDS = ("up", "broker", "db", "config")
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        status = main(list(argv))
+    except SystemExit as exc:  # argparse exits for --help and usage errors
+        status = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_help_lists_every_command_with_its_help(capsys: pytest.CaptureFixture[str]) -> None:
+    status, out, _ = run(capsys, "--help")
+    assert status == 0
+    for command in COMMANDS:
+        assert f"\n    {command} " in out
+    assert "start the local stack" in out
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_each_command_has_help(capsys: pytest.CaptureFixture[str], command: str) -> None:
+    status, out, _ = run(capsys, command, "--help")
+    assert status == 0
+    assert f"usage: sshtrail {command}" in out
+
+
+def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "frobnicate")
+    assert status == 2
+    assert "invalid choice: 'frobnicate'" in err
+
+
+def test_config_error_names_key_and_file_and_exits_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "sshtrail.toml"
+    path.write_text("[database]\nurl = 5\n")
+    status, out, err = run(capsys, "--config", str(path), "config")
+    assert status == 2
+    assert out == ""
+    assert err == f"sshtrail: config error: {path}: database.url: expected `str`, got `int`\n"
+
+
+def test_unknown_key_exits_2(capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    path = tmp_path / "sshtrail.toml"
+    path.write_text("[gatway]\nport = 2222\n")
+    status, _, err = run(capsys, "-c", str(path), "db", "current")
+    assert status == 2
+    assert f"{path}: gatway: unknown key" in err
+
+
+def test_config_prints_effective_settings_without_secrets(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    path = tmp_path / "sshtrail.toml"
+    path.write_text(
+        '[database]\nurl = "postgresql://audit:hunter2@db.example:5432/sshtrail"\n'
+        '[kafka.client]\n"sasl.password" = "s3cret"\n'
+    )
+    status, out, _ = run(capsys, "-c", str(path), "config")
+    assert status == 0
+    assert "hunter2" not in out
+    assert "s3cret" not in out
+    shown = json.loads(out)
+    assert shown["database"]["url"] == "postgresql+psycopg://audit:***@db.example:5432/sshtrail"
+    assert shown["kafka"]["client"] == {"sasl.password": "(set)"}
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("not a url", "is not a database URL"),
+        ("mysql://root@localhost/x", "unsupported database 'mysql'"),
+    ],
+)
+def test_bad_database_url_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], url: str, message: str
+) -> None:
+    status, _, err = run(capsys, "db", "--url", url, "current")
+    assert status == 2
+    assert message in err
+
+
+def test_broker_port_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
+    status, _, err = run(capsys, "broker", "--port", "99999")
+    assert status == 2
+    assert "--port 99999 is not a TCP port" in err
+    status, _, err = run(capsys, "broker", "--port", "many")
+    assert status == 2
+    assert "invalid int value: 'many'" in err
