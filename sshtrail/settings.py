@@ -68,6 +68,78 @@ class DatabaseSettings(_Section):
     url: str = ""
 
 
+class SpoolSettings(_Section):
+    """The gateway's durable buffer between recording and Kafka (docs/operations.md)."""
+
+    #: Where spool segments live; empty means ``<state_dir>/spool``.
+    dir: str = ""
+    #: Undelivered bytes allowed before ``policy`` applies.
+    max_bytes: Positive = 1 << 30
+    #: Extra room that sessions already running may still use under ``fail-closed``.
+    reserve_bytes: Annotated[int, msgspec.Meta(ge=0)] = 128 << 20
+    policy: Literal["fail-closed", "fail-open"] = "fail-closed"
+    #: How often written chunks are forced to disk at the latest.
+    fsync_interval_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    segment_bytes: Annotated[int, msgspec.Meta(ge=1 << 16)] = 64 << 20
+
+
+class GatewaySettings(_Section):
+    """The SSH gateway operators connect to (``sshtrail gateway``)."""
+
+    listen: str = "0.0.0.0"
+    port: Port = 2222
+    #: Private host key of the gateway; generated on first start when missing.
+    #: Empty means ``<state_dir>/gateway/ssh_host_ed25519_key``.
+    host_key: str = ""
+    #: Ed25519 key that signs every recording's end; generated when missing.
+    #: Empty means ``<state_dir>/gateway/recording_ed25519_key``.
+    signing_key: str = ""
+    #: Chunks are published after at most this long or this many bytes.
+    chunk_max_delay_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    chunk_max_bytes: Annotated[int, msgspec.Meta(ge=1024, le=512 << 10)] = 64 << 10
+    #: Typed bytes not echoed back within this window are recorded masked.
+    echo_window_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 500
+    #: A session with no traffic either way for this long is closed; 0 disables.
+    idle_timeout_s: Annotated[int, msgspec.Meta(ge=0)] = 3600
+    max_sessions: Positive = 1000
+    max_sessions_per_operator: Positive = 50
+    #: Failed authentications per client address per minute before it is cut off.
+    auth_attempts_per_minute: Positive = 30
+    #: How long SIGTERM waits for running sessions to end before closing them.
+    shutdown_timeout_s: Annotated[int, msgspec.Meta(ge=0)] = 30
+    connect_timeout_s: Annotated[int, msgspec.Meta(ge=1)] = 15
+    spool: SpoolSettings = msgspec.field(default_factory=SpoolSettings)
+
+
+class OperatorSettings(_Section):
+    """A person allowed through the gateway, and where to."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+    #: OpenSSH ``authorized_keys`` lines (options such as ``from=`` are honoured).
+    keys: list[str] = msgspec.field(default_factory=list)
+    #: Public keys of OpenSSH user CAs whose certificates name this operator as principal.
+    cert_authorities: list[str] = msgspec.field(default_factory=list)
+    #: ``scrypt$...`` hash from ``sshtrail password-hash``; empty disables passwords.
+    password_hash: str = ""
+    #: Target names this operator may reach; ``["*"]`` means all.
+    targets: list[str] = msgspec.field(default_factory=list)
+
+
+class TargetSettings(_Section):
+    """A server behind the gateway. The operator never sees its credentials."""
+
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+    host: Annotated[str, msgspec.Meta(min_length=1)]
+    port: Port = 22
+    user: Annotated[str, msgspec.Meta(min_length=1)] = "root"
+    #: Private key file the gateway authenticates to the target with.
+    key: Annotated[str, msgspec.Meta(min_length=1)] = ""
+    #: The target's host public keys (``ssh-ed25519 AAAA...``); a mismatch is refused.
+    host_keys: list[str] = msgspec.field(default_factory=list)
+    #: Accept and pin the first host key seen when ``host_keys`` is empty.
+    trust_on_first_use: bool = False
+
+
 class Settings(_Section):
     """Everything a sshtrail process can be told. See docs/operations.md."""
 
@@ -78,6 +150,18 @@ class Settings(_Section):
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
     broker: BrokerSettings = msgspec.field(default_factory=BrokerSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    operators: list[OperatorSettings] = msgspec.field(default_factory=list)
+    targets: list[TargetSettings] = msgspec.field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        _unique("operators", [operator.name for operator in self.operators])
+        _unique("targets", [target.name for target in self.targets])
+        known = {target.name for target in self.targets}
+        for operator in self.operators:
+            unknown = sorted(set(operator.targets) - known - {"*"})
+            if unknown:
+                raise ValueError(f"operator {operator.name!r} names unknown targets {unknown}")
 
     @property
     def state_path(self) -> Path:
@@ -95,6 +179,10 @@ class Settings(_Section):
             else (self.state_path / "broker")
         )
 
+    def state_file(self, configured: str, default: str) -> Path:
+        """A configured path, or ``default`` inside the state directory."""
+        return Path(configured).expanduser() if configured else self.state_path / default
+
     @property
     def embedded_broker(self) -> bool:
         return not self.kafka.bootstrap_servers
@@ -111,6 +199,12 @@ class Settings(_Section):
             kafka=msgspec.structs.replace(self.kafka, bootstrap_servers=""),
             broker=msgspec.structs.replace(self.broker, host=host, port=port),
         )
+
+
+def _unique(what: str, names: list[str]) -> None:
+    duplicates = sorted({name for name in names if names.count(name) > 1})
+    if duplicates:
+        raise ValueError(f"{what}: names must be unique, repeated: {duplicates}")
 
 
 def load_settings(

@@ -6,6 +6,7 @@ import argparse
 import logging
 import sys
 from collections.abc import Sequence
+from importlib.metadata import entry_points
 
 from sshtrail import __version__
 from sshtrail.cli import broker, config, db, up
@@ -47,6 +48,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands.required = True
     for module in _COMMANDS:
         module.register(commands)
+    # producer/ and consumer/ add their commands through this entry point group,
+    # so the shared package never imports them (dependencies point one way).
+    for entry in sorted(entry_points(group="sshtrail.commands"), key=lambda e: e.name):
+        entry.load()(commands)
     return parser
 
 

@@ -1,0 +1,75 @@
+"""``sshtrail gateway`` and ``sshtrail password-hash`` (registered via entry point)."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import logging
+import sys
+from typing import Any
+
+import msgspec
+
+from producer.policy import hash_password
+from producer.service import GatewayService
+from sshtrail.settings import Settings
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "gateway",
+        help="run the recording SSH gateway (operators: ssh -p 2222 OPERATOR:TARGET@host)",
+        description="Accept operators' SSH connections, open their sessions on the "
+        "targets their policy allows, and record every session channel to Kafka "
+        "through a durable spool. SIGTERM stops it gracefully.",
+    )
+    parser.add_argument("--listen", help="address to listen on (default: gateway.listen)")
+    parser.add_argument("--port", type=int, help="port to listen on (default: gateway.port, 2222)")
+    parser.set_defaults(handler=run_gateway)
+
+    hasher = commands.add_parser(
+        "password-hash",
+        help="hash a password for operators.password_hash (read from the terminal or stdin)",
+        description="Print an scrypt hash of a password for an operator's password_hash. "
+        "Password login stays off for operators without one.",
+    )
+    hasher.set_defaults(handler=run_password_hash)
+
+
+def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
+    gw = settings.gateway
+    if args.listen or args.port:
+        if args.port is not None and not 0 <= args.port <= 65535:
+            print(f"sshtrail: error: --port {args.port} is not a TCP port", file=sys.stderr)
+            return 2
+        port = args.port if args.port is not None else gw.port
+        gw = msgspec.structs.replace(gw, listen=args.listen or gw.listen, port=port)
+        settings = msgspec.structs.replace(settings, gateway=gw)
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)  # it logs commands at INFO
+    service = GatewayService(settings)
+
+    def ready(running: GatewayService) -> None:
+        print(f"gateway listening on {gw.listen}:{running.port}, publishing to "
+              f"{settings.bootstrap_servers} topic {settings.kafka.topic}", flush=True)  # fmt: skip
+        print(f"gateway host key {running.host_key.get_fingerprint()}; recordings signed by "
+              f"{running.signing_key_path}.pub", flush=True)  # fmt: skip
+
+    asyncio.run(service.run(ready))
+    print("gateway stopped", flush=True)
+    return 0
+
+
+def run_password_hash(_args: argparse.Namespace, _settings: Settings) -> int:
+    if sys.stdin.isatty():
+        password = getpass.getpass("password: ")
+        if getpass.getpass("again: ") != password:
+            print("sshtrail: error: the passwords differ", file=sys.stderr)
+            return 2
+    else:
+        password = sys.stdin.readline().rstrip("\n")
+    if len(password) < 8:
+        print("sshtrail: error: use at least 8 characters", file=sys.stderr)
+        return 2
+    print(hash_password(password))
+    return 0

@@ -1,0 +1,269 @@
+"""The SSH gateway: authenticates operators, opens targets, records every channel.
+
+:class:`Gateway` holds what all connections share (policy, keys, spool,
+limits); asyncssh creates one :class:`Connection` per operator connection and
+calls its methods during authentication and when channels are requested.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections import defaultdict, deque
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from producer.policy import Login, Policy, Refused, Target
+from producer.recorder import Recorder, call_later
+from producer.relay import OperatorChannel
+from producer.spool import Spool, SpoolError
+from producer.targets import TargetConnector
+from sshtrail.events import Start
+from sshtrail.ids import uuid7
+from sshtrail.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class Gateway:
+    """State shared by every connection of one gateway process."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        policy: Policy,
+        signer: Ed25519PrivateKey,
+        spool: Spool,
+        connector: TargetConnector,
+    ) -> None:
+        self.settings = settings
+        self.gw = settings.gateway
+        self.policy = policy
+        self.signer = signer
+        self.spool = spool
+        self.connector = connector
+        self.channels: set[OperatorChannel] = set()
+        self.per_operator: dict[str, int] = defaultdict(int)
+        self._failures: dict[str, deque[float]] = defaultdict(deque)
+        self.accepting = True
+        self.unrecorded = 0
+
+    # -- limits ------------------------------------------------------------------
+
+    def auth_failed(self, address: str) -> None:
+        self._failures[address].append(time.monotonic())
+
+    def too_many_failures(self, address: str) -> bool:
+        window = self._failures[address]
+        cutoff = time.monotonic() - 60
+        while window and window[0] < cutoff:
+            window.popleft()
+        if not window:
+            self._failures.pop(address, None)
+        return len(window) >= self.gw.auth_attempts_per_minute
+
+    def spool_state(self) -> str:
+        """``ok``, ``full`` (beyond max_bytes) or ``reserve`` (beyond the reserve too)."""
+        pending = self.spool.pending
+        if pending < self.gw.spool.max_bytes:
+            return "ok"
+        reserve = self.gw.spool.max_bytes + self.gw.spool.reserve_bytes
+        return "full" if pending < reserve else "reserve"
+
+    # -- the recording sink ------------------------------------------------------
+
+    def submit(self, session_id: uuid.UUID, chunk: bytes, final: bool) -> None:
+        """:class:`~producer.recorder.ChunkSink`: append to the spool."""
+        try:
+            self.spool.append(str(session_id).encode(), chunk)
+        except SpoolError:
+            log.exception("session %s: chunk lost, the spool cannot be written", session_id)
+            return
+        if final:
+            self.spool.sync_soon()
+
+    def recorder(self, start: Start) -> Recorder:
+        gw = self.gw
+        return Recorder(
+            start,
+            self.signer,
+            self,
+            call_later(asyncio.get_running_loop()),
+            session_id=uuid7(),
+            max_bytes=gw.chunk_max_bytes,
+            max_delay_s=gw.chunk_max_delay_ms / 1000,
+            echo_window_s=gw.echo_window_ms / 1000 if start.term else None,
+        )
+
+    # -- periodic work -------------------------------------------------------------
+
+    async def watch_idle(self) -> None:
+        """Close channels with no traffic for ``idle_timeout_s``."""
+        timeout = self.gw.idle_timeout_s
+        if not timeout:
+            return
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(timeout / 4, 30))
+            for channel in list(self.channels):
+                if loop.time() - channel.last_activity > timeout:
+                    channel.close(f"idle for more than {timeout} s")
+
+
+class Connection(asyncssh.SSHServer):
+    """One operator connection; asyncssh calls these during auth and channel opens."""
+
+    def __init__(self, gateway: Gateway) -> None:
+        self._gateway = gateway
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self.client = "?"
+        self._address = "?"
+        self.login = Login("", None)
+        self._authenticated = False
+        self._attempted = False
+        self._upstream: asyncssh.SSHClientConnection | None = None
+        self._upstream_lock = asyncio.Lock()
+        self._channels: set[OperatorChannel] = set()
+
+    def describe(self) -> str:
+        return f"{self.client} {self.login.operator or '?'}:{self.login.target or '-'}"
+
+    # -- authentication ------------------------------------------------------------
+
+    def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
+        peer = conn.get_extra_info("peername") or ("?", 0)
+        self._address = str(peer[0])
+        self.client = f"{peer[0]}:{peer[1]}"
+        if self._gateway.too_many_failures(self._address):
+            log.warning("%s: too many failed logins in the last minute; disconnecting", self.client)
+            conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
+                            "too many failed logins; try again later")  # fmt: skip
+
+    def begin_auth(self, username: str) -> bool:
+        self.login = Login.parse(username)
+        keys = self._gateway.policy.authorized_keys(self.login.operator)
+        assert self._conn is not None
+        self._conn.set_authorized_keys(keys or asyncssh.import_authorized_keys(""))
+        return True
+
+    def public_key_auth_supported(self) -> bool:
+        return True
+
+    def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
+        # Only reached when the key is not among the operator's authorized keys.
+        self._attempted = True
+        return False
+
+    def password_auth_supported(self) -> bool:
+        operator = self._gateway.policy.operator(self.login.operator)
+        return bool(operator and operator.password_hash)
+
+    def validate_password(self, username: str, password: str) -> bool:
+        self._attempted = True
+        ok = self._gateway.policy.check_password(self.login.operator, password)
+        if not ok:
+            self._gateway.auth_failed(self._address)
+        return ok
+
+    def auth_completed(self) -> None:
+        self._authenticated = True
+        log.info("%s: authenticated", self.describe())
+
+    # -- channels ----------------------------------------------------------------------
+
+    def session_requested(self) -> OperatorChannel | bool:
+        gateway = self._gateway
+        if not gateway.accepting:
+            return False
+        channel = OperatorChannel(self)
+        self._channels.add(channel)
+        gateway.channels.add(channel)
+        gateway.per_operator[self.login.operator] += 1
+        return channel
+
+    def new_recorder(self, term: str, size: tuple[int, int, int, int]) -> Recorder:
+        """The recording of a new channel, before its target is known to be allowed."""
+        target = self._gateway.connector.describe(self.login.target)
+        start = Start(
+            t=0, operator=self.login.operator, client=self.client,
+            target=self.login.target or "", host=target[0], port=target[1], user=target[2],
+            gateway=self._gateway.settings.instance, term=term, cols=size[0], rows=size[1],
+            started_at=time.time_ns(),
+        )  # fmt: skip
+        return self._gateway.recorder(start)
+
+    def resolve_target(self) -> Target:
+        """Check limits and policy for a new channel; :class:`Refused` says why not."""
+        gateway, gw = self._gateway, self._gateway.gw
+        state = gateway.spool_state()
+        if state != "ok" and (gw.spool.policy == "fail-closed" or state == "reserve"):
+            raise Refused("the recording spool is full (is Kafka down?); new sessions are "
+                          "refused until it drains", "refused: spool full")  # fmt: skip
+        if len(gateway.channels) > gw.max_sessions:
+            raise Refused(f"the gateway is at its limit of {gw.max_sessions} sessions",
+                          "refused: max_sessions")  # fmt: skip
+        if gateway.per_operator[self.login.operator] > gw.max_sessions_per_operator:
+            raise Refused(f"you have {gw.max_sessions_per_operator} sessions open already",
+                          "refused: max_sessions_per_operator")  # fmt: skip
+        return gateway.policy.resolve(self.login)
+
+    async def target_connection(self, target: Target) -> asyncssh.SSHClientConnection:
+        """This connection's SSH connection to its target, opened on first use."""
+        async with self._upstream_lock:
+            if self._upstream is None:
+                self._upstream = await self._gateway.connector.connect(target)
+            return self._upstream
+
+    def channel_closed(self, channel: OperatorChannel) -> None:
+        gateway = self._gateway
+        self._channels.discard(channel)
+        if channel in gateway.channels:
+            gateway.channels.discard(channel)
+            gateway.per_operator[self.login.operator] -= 1
+            if gateway.per_operator[self.login.operator] <= 0:
+                gateway.per_operator.pop(self.login.operator, None)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._upstream is not None:
+            self._upstream.close()
+        if self._authenticated or not self.login.operator:
+            return
+        # A login that never succeeded is audit data too: record it as a session
+        # that was refused, with the reason.
+        self._gateway.auth_failed(self._address)
+        known = self._gateway.policy.operator(self.login.operator) is not None
+        reason = "refused: authentication failed" if known else "refused: unknown operator"
+        log.info("%s: %s", self.describe(), reason)
+        with contextlib.suppress(RuntimeError):  # the loop is already shutting down
+            self._gateway.recorder(self._refused_start()).close(reason)
+
+    def _refused_start(self) -> Start:
+        return Start(0, self.login.operator[:4096], self.client, self.login.target or "", "", 0,
+                     "", self._gateway.settings.instance, "", 0, 0, time.time_ns())  # fmt: skip
+
+
+def server_options(gateway: Gateway, host_key: asyncssh.SSHKey) -> dict[str, Any]:
+    """asyncssh server options: our host key, nothing that escapes the recording."""
+    return {
+        "server_host_keys": [host_key],
+        "encoding": None,
+        "line_editor": False,
+        "agent_forwarding": False,
+        "x11_forwarding": False,
+        "allow_scp": False,
+        "sftp_factory": None,
+        "login_timeout": 60,
+        "keepalive_interval": 30,
+        "server_version": "sshtrail",
+    }
+
+
+def state_path(settings: Settings, configured: str, name: str) -> Path:
+    return settings.state_file(configured, f"gateway/{name}")

@@ -1,0 +1,80 @@
+"""The gateway's own keys: its SSH host key and the key that signs recordings.
+
+Both are Ed25519, created on first start with mode 0600 and reused after, so
+operators' ``known_hosts`` entries and auditors' trusted signing keys stay valid
+across restarts. The public half is written beside each as ``NAME.pub``.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import asyncssh
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sshtrail.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+def _create(path: Path, comment: str) -> None:
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(private)
+    path.with_name(path.name + ".pub").write_bytes(public + f" {comment}\n".encode())
+    log.info("created %s (%s)", path, comment)
+
+
+def _read(path: Path, comment: str, setting: str) -> bytes:
+    if not path.exists():
+        _create(path, comment)
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", key=setting) from None
+
+
+def host_key(path: Path) -> asyncssh.SSHKey:
+    """The gateway's SSH host key, created when missing."""
+    data = _read(path, "sshtrail gateway host key", "gateway.host_key")
+    try:
+        return asyncssh.import_private_key(data)
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        raise ConfigError(f"{path} is not a private key: {exc}", key="gateway.host_key") from None
+
+
+def signing_key(path: Path) -> Ed25519PrivateKey:
+    """The Ed25519 key that signs the end of every recording, created when missing."""
+    data = _read(path, "sshtrail recording signing key", "gateway.signing_key")
+    try:
+        key = serialization.load_ssh_private_key(data, password=None)
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path} is not an OpenSSH private key: {exc}",
+                          key="gateway.signing_key") from None  # fmt: skip
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{path} must be an Ed25519 key", key="gateway.signing_key")
+    return key
+
+
+def client_key(path: Path, target: str) -> asyncssh.SSHKey:
+    """A private key the gateway logs in to a target with."""
+    setting = f"targets.{target}.key"
+    try:
+        return asyncssh.read_private_key(path)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", key=setting) from None
+    except (asyncssh.KeyImportError, ValueError) as exc:
+        raise ConfigError(f"{path} is not a usable private key: {exc}", key=setting) from None

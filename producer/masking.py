@@ -1,0 +1,140 @@
+"""Which typed bytes enter the recording: input the terminal never echoes is masked.
+
+The rule (docs/recording.md): in a session with a PTY, printable input is
+recorded only once the target echoes it back, that is, when the output that
+follows it starts with the same bytes (terminal escape sequences before the
+echo are skipped). Input whose echo does not come -- a password prompt turned
+echo off -- is recorded as a count of hidden bytes once ``window`` has passed,
+or at once when other output comes instead. Control bytes (Enter, Ctrl-C,
+arrows, backspace) are never secret and are recorded as they are.
+
+Events leave in the order they happened; a pending keystroke holds back the
+events after it for at most the window (recording delay, never the user's).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import deque
+from dataclasses import dataclass
+from typing import Final
+
+from sshtrail.events import Event, Input, MaskedInput, Output
+
+#: Escape sequences a terminal may print before the echo (cursor moves, colours).
+_ESCAPE: Final = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+#: Runs of bytes that are never secret: C0 controls, DEL, and escape sequences.
+_CONTROL: Final = re.compile(rb"(?:\x1b(?:\[[0-?]*[ -/]*[@-~]|O.|.)?|[\x00-\x1a\x1c-\x1f\x7f])+")
+#: Held events beyond this many bytes are released, pending keystrokes masked.
+MAX_HELD_BYTES: Final = 1 << 20
+
+
+@dataclass(slots=True)
+class _Typed:
+    t: int
+    data: bytes
+    matched: int = 0
+    verdict: bool | None = None  # True echoed, False masked, None undecided
+
+
+class EchoMasker:
+    """Orders a PTY session's events and masks the input that was not echoed."""
+
+    def __init__(self, window_ns: int) -> None:
+        self.window_ns = window_ns
+        self._held: deque[_Typed | Event] = deque()
+        self._held_bytes = 0
+
+    @property
+    def deadline(self) -> int | None:
+        """When the oldest undecided keystroke must be decided (ns, same clock as ``t``)."""
+        for item in self._held:
+            if isinstance(item, _Typed) and item.verdict is None:
+                return item.t + self.window_ns
+        return None
+
+    def input(self, t: int, data: bytes) -> list[Event]:
+        """Record typed bytes; returns the events now ready, in order."""
+        position = 0
+        for control in _CONTROL.finditer(data):
+            if control.start() > position:
+                self._hold(_Typed(t, data[position : control.start()]))
+            self._hold(Input(t, control.group()))
+            position = control.end()
+        if position < len(data):
+            self._hold(_Typed(t, data[position:]))
+        return self._release()
+
+    def output(self, t: int, data: bytes) -> list[Event]:
+        """Record output; it confirms or refutes the echo of pending keystrokes."""
+        rest = memoryview(data)
+        for item in self._held:
+            if not isinstance(item, _Typed) or item.verdict is not None:
+                continue
+            rest = _skip_escapes(rest)
+            need = item.data[item.matched :]
+            got = bytes(rest[: len(need)])
+            if not got:
+                break
+            if need.startswith(got):
+                item.matched += len(got)
+                rest = rest[len(got) :]
+                if item.matched == len(item.data):
+                    item.verdict = True
+                    continue
+                break
+            item.verdict = False  # something else came where the echo should be
+        self._hold(Output(t, data))
+        if self._held_bytes > MAX_HELD_BYTES:
+            self._decide_all(False)
+        return self._release()
+
+    def expire(self, now: int) -> list[Event]:
+        """Mask keystrokes whose window has passed; returns the events now ready."""
+        for item in self._held:
+            if isinstance(item, _Typed) and item.verdict is None and now >= item.t + self.window_ns:
+                item.verdict = False
+        return self._release()
+
+    def passthrough(self, event: Event) -> list[Event]:
+        """Queue an event that needs no decision (resize, exit ...) behind what is held."""
+        self._hold(event)
+        return self._release()
+
+    def flush(self) -> list[Event]:
+        """Session over: whatever was not echoed by now is masked."""
+        self._decide_all(False)
+        return self._release()
+
+    def _hold(self, item: _Typed | Event) -> None:
+        self._held.append(item)
+        self._held_bytes += len(getattr(item, "data", b""))
+
+    def _decide_all(self, verdict: bool) -> None:
+        for item in self._held:
+            if isinstance(item, _Typed) and item.verdict is None:
+                item.verdict = verdict
+
+    def _release(self) -> list[Event]:
+        ready: list[Event] = []
+        while self._held:
+            head = self._held[0]
+            if isinstance(head, _Typed):
+                if head.verdict is None:
+                    break
+                ready.append(Input(head.t, head.data) if head.verdict
+                             else MaskedInput(head.t, len(head.data)))  # fmt: skip
+            else:
+                ready.append(head)
+            self._held.popleft()
+            self._held_bytes -= len(getattr(head, "data", b""))
+        return ready
+
+
+def _skip_escapes(data: memoryview) -> memoryview:
+    while bytes(data[:1]) == b"\x1b":
+        match = _ESCAPE.match(data)
+        if match is None:
+            break
+        data = data[match.end() :]
+    return data

@@ -1,0 +1,143 @@
+"""Who may log in through the gateway, and to which targets.
+
+Operators log in as ``OPERATOR:TARGET`` (the Warpgate convention). Their keys,
+user CAs, optional password hash and allowed targets come from the settings,
+which are validated here once, at start-up, with errors naming the entry.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+from dataclasses import dataclass
+
+import asyncssh
+
+from sshtrail.errors import ConfigError
+from sshtrail.settings import OperatorSettings, Settings, TargetSettings
+
+#: scrypt parameters for new password hashes (about 50 ms and 16 MiB per check).
+SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
+
+
+class Refused(Exception):
+    """A login or session is not allowed; ``message`` is shown to the operator."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.message = message
+        self.reason = reason  # recorded as the audit event's end reason
+
+
+@dataclass(frozen=True)
+class Login:
+    operator: str
+    target: str | None
+
+    @classmethod
+    def parse(cls, username: str) -> Login:
+        operator, sep, target = username.partition(":")
+        return cls(operator, target if sep and target else None)
+
+
+@dataclass(frozen=True)
+class Target:
+    settings: TargetSettings
+    key: asyncssh.SSHKey
+    host_keys: tuple[asyncssh.SSHKey, ...]
+
+    @property
+    def name(self) -> str:
+        return self.settings.name
+
+
+class Policy:
+    """The operators and targets of one gateway process."""
+
+    def __init__(self, settings: Settings, client_keys: dict[str, asyncssh.SSHKey]) -> None:
+        self._operators = {operator.name: operator for operator in settings.operators}
+        self._authorized: dict[str, asyncssh.SSHAuthorizedKeys] = {}
+        for operator in settings.operators:
+            setting = f"operators.{operator.name}"
+            lines = [*operator.keys, *(f"cert-authority {ca}" for ca in operator.cert_authorities)]
+            try:
+                self._authorized[operator.name] = asyncssh.import_authorized_keys("\n".join(lines))
+            except (asyncssh.KeyImportError, ValueError) as exc:
+                raise ConfigError(f"bad key: {exc}", key=f"{setting}.keys") from None
+            if operator.password_hash and not operator.password_hash.startswith("scrypt$"):
+                raise ConfigError("not a hash from 'sshtrail password-hash'",
+                                  key=f"{setting}.password_hash")  # fmt: skip
+        self._targets: dict[str, Target] = {}
+        for target in settings.targets:
+            host_keys = []
+            for index, text in enumerate(target.host_keys):
+                try:
+                    host_keys.append(asyncssh.import_public_key(text))
+                except (asyncssh.KeyImportError, ValueError) as exc:
+                    raise ConfigError(f"entry {index} is not a public key: {exc}",
+                                      key=f"targets.{target.name}.host_keys") from None  # fmt: skip
+            if not host_keys and not target.trust_on_first_use:
+                raise ConfigError("no host_keys and trust_on_first_use is off: the gateway "
+                                  "could never verify this target",
+                                  key=f"targets.{target.name}.host_keys")  # fmt: skip
+            self._targets[target.name] = Target(target, client_keys[target.name], tuple(host_keys))
+
+    def operator(self, name: str) -> OperatorSettings | None:
+        return self._operators.get(name)
+
+    def authorized_keys(self, name: str) -> asyncssh.SSHAuthorizedKeys | None:
+        return self._authorized.get(name)
+
+    def target(self, name: str) -> Target | None:
+        return self._targets.get(name)
+
+    def targets_for(self, operator: str) -> list[str]:
+        allowed = self._operators[operator].targets
+        return sorted(self._targets) if "*" in allowed else sorted(allowed)
+
+    def check_password(self, operator: str, password: str) -> bool:
+        entry = self._operators.get(operator)
+        return bool(entry and entry.password_hash) and verify_password(
+            entry.password_hash if entry else "", password
+        )
+
+    def resolve(self, login: Login) -> Target:
+        """The target this login may use, or :class:`Refused` saying why not."""
+        allowed = self.targets_for(login.operator)
+        listing = ", ".join(allowed) if allowed else "(none)"
+        if login.target is None:
+            raise Refused(
+                f"no target given. Log in as {login.operator}:TARGET; your targets: {listing}",
+                "refused: no target given",
+            )
+        if login.target not in allowed:
+            raise Refused(
+                f"target {login.target!r} is not one of yours: {listing}",
+                "refused: target not allowed",
+            )
+        return self._targets[login.target]
+
+
+def hash_password(password: str) -> str:
+    """A ``scrypt$N$r$p$salt$hash`` string for ``operators.password_hash``."""
+    salt = os.urandom(16)
+    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
+    encode = base64.b64encode
+    fields = [str(SCRYPT_N), str(SCRYPT_R), str(SCRYPT_P), encode(salt).decode(),
+              encode(digest).decode()]  # fmt: skip
+    return "$".join(["scrypt", *fields])
+
+
+def verify_password(stored: str, password: str) -> bool:
+    try:
+        scheme, n, r, p, salt, digest = stored.split("$")
+        if scheme != "scrypt":
+            return False
+        expected = base64.b64decode(digest)
+        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n),
+                                r=int(r), p=int(p), dklen=len(expected))  # fmt: skip
+    except ValueError:
+        return False
+    return hmac.compare_digest(actual, expected)

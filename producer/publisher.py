@@ -1,0 +1,170 @@
+"""Publishes the spool to Kafka, in order, from a thread of its own.
+
+confluent-kafka's producer is driven (``produce`` and ``poll``) only from this
+thread, so asyncssh callbacks never wait for it. Every chunk's delivery report
+is tracked; the spool is acknowledged up to the first chunk not yet confirmed,
+so a restart re-publishes exactly what Kafka may not have.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import KafkaError, Message, Producer
+
+from producer.spool import Spool, SpoolError
+from sshtrail.kafka import client_config
+from sshtrail.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: Bytes handed to librdkafka but not yet confirmed; the rest waits in the spool.
+MAX_IN_FLIGHT = 32 << 20
+READ_BATCH = 1 << 20
+BACKOFF_MAX = 30.0
+
+
+def producer_config(settings: Settings) -> dict[str, Any]:
+    """The producer settings the design fixes (DESIGN.md, 'Data flow')."""
+    return client_config(
+        settings,
+        **{
+            "client.id": f"sshtrail-gateway-{settings.instance}",
+            "enable.idempotence": True,
+            "acks": "all",
+            "partitioner": "murmur2_random",
+            "compression.type": "zstd",
+            "linger.ms": 5,
+            # Never give up on a chunk: while the broker is away, chunks wait here
+            # (bounded below) and in the spool, and go out in order when it is back.
+            "message.timeout.ms": 0,
+            "queue.buffering.max.kbytes": 64 * 1024,
+            "message.max.bytes": 2 << 20,
+        },
+    )
+
+
+class Publisher:
+    """Tails the spool and produces each record to the sessions topic."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        settings: Settings,
+        make_producer: Callable[[dict[str, Any]], Producer] = Producer,
+    ) -> None:
+        self._spool = spool
+        self._topic = settings.kafka.topic
+        self._config = producer_config(settings)
+        self._config["error_cb"] = self._on_error
+        self._make_producer = make_producer
+        self._wake = threading.Event()
+        self._stopping = threading.Event()
+        self._deadline = 0.0
+        self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
+        self._in_flight: OrderedDict[int, int] = OrderedDict()  # position -> next position
+        self._confirmed: set[int] = set()
+        self._failed = False
+        self.delivered = 0
+        self.errors = 0
+        self.broker_reachable = True
+        spool.on_append = self._wake.set
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float) -> bool:
+        """Deliver what is spooled for up to ``timeout`` s; True if nothing is left."""
+        self._deadline = time.monotonic() + timeout
+        self._stopping.set()
+        self._wake.set()
+        self._thread.join(timeout + 5)
+        return self._spool.pending == 0
+
+    # -- the thread ---------------------------------------------------------
+
+    def _run(self) -> None:
+        producer = self._make_producer(self._config)
+        cursor = self._spool.acked
+        backoff = 0.5
+        while True:
+            if self._stopping.is_set() and (
+                time.monotonic() >= self._deadline or self._spool.pending == 0
+            ):
+                break
+            if self._failed and not self._in_flight:
+                # Something was refused: start over from the first unconfirmed chunk.
+                time.sleep(backoff)
+                backoff = min(backoff * 2, BACKOFF_MAX)
+                cursor, self._failed = self._spool.acked, False
+                self._confirmed.clear()
+                continue
+            sent_to = cursor if self._failed else self._send(producer, cursor)
+            progressed = sent_to != cursor
+            if progressed:
+                cursor, backoff = sent_to, 0.5
+            producer.poll(0 if progressed else 0.05)
+            if not progressed and not self._in_flight:
+                self._wake.wait(0.1)
+                self._wake.clear()
+        producer.flush(max(0.0, self._deadline - time.monotonic()))
+        if self._spool.pending:
+            log.warning("stopping with %d bytes not yet in Kafka; they stay in the spool "
+                        "and are published on the next start", self._spool.pending)  # fmt: skip
+
+    def _send(self, producer: Producer, cursor: int) -> int:
+        """Produce spooled records from ``cursor``; returns where the next one starts."""
+        in_flight_bytes = (next(reversed(self._in_flight.values())) - next(iter(self._in_flight))
+                           if self._in_flight else 0)  # fmt: skip
+        if in_flight_bytes >= MAX_IN_FLIGHT:
+            return cursor
+        try:
+            records = self._spool.read(cursor, READ_BATCH)
+        except SpoolError:
+            log.exception("cannot read the spool at %d", cursor)
+            self._failed = True
+            return cursor
+        for record in records:
+            try:
+                producer.produce(self._topic, record.value, record.key,
+                                 on_delivery=self._reporter(record.position))  # fmt: skip
+            except BufferError:
+                break  # librdkafka's queue is full: poll, then carry on from here
+            self._in_flight[record.position] = record.next_position
+            cursor = record.next_position
+        return cursor
+
+    def _reporter(self, position: int) -> Callable[[KafkaError | None, Message], None]:
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                self.errors += 1
+                self._failed = True
+                self._in_flight.pop(position, None)
+                log.error("chunk at spool position %d was refused by Kafka: %s", position, error)
+                return
+            self.delivered += 1
+            if not self.broker_reachable:
+                log.info("Kafka reachable again; publishing the spool")
+                self.broker_reachable = True
+            self._confirmed.add(position)
+            acked = None
+            while self._in_flight and next(iter(self._in_flight)) in self._confirmed:
+                first, acked = self._in_flight.popitem(last=False)
+                self._confirmed.discard(first)
+            if acked is not None:
+                self._spool.ack(acked)
+
+        return delivered
+
+    def _on_error(self, error: KafkaError) -> None:
+        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+            if self.broker_reachable:
+                log.warning("Kafka unreachable (%s); chunks are kept in the spool", error.str())
+            self.broker_reachable = False
+        else:
+            log.warning("Kafka: %s", error.str())

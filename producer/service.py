@@ -1,0 +1,100 @@
+"""Running the gateway: build its parts from the settings, serve, shut down gracefully."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+import asyncssh
+
+from producer import keys
+from producer.gateway import Connection, Gateway, server_options
+from producer.policy import Policy
+from producer.publisher import Publisher
+from producer.spool import Spool
+from producer.targets import TargetConnector
+from sshtrail.errors import ConfigError
+from sshtrail.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+class GatewayService:
+    """The gateway process: SSH server, spool, publisher. ``run`` until stopped."""
+
+    def __init__(self, settings: Settings) -> None:
+        gw = settings.gateway
+        self.settings = settings
+        self.host_key_path = settings.state_file(gw.host_key, "gateway/ssh_host_ed25519_key")
+        self.signing_key_path = settings.state_file(gw.signing_key,
+                                                    "gateway/recording_ed25519_key")  # fmt: skip
+        client_keys = {t.name: keys.client_key(_path(t.key, t.name), t.name)
+                       for t in settings.targets}  # fmt: skip
+        self.policy = Policy(settings, client_keys)
+        self.host_key = keys.host_key(self.host_key_path)
+        self.signer = keys.signing_key(self.signing_key_path)
+        self.spool = Spool(settings.state_file(gw.spool.dir, "spool"), gw.spool.segment_bytes,
+                           gw.spool.fsync_interval_ms / 1000)  # fmt: skip
+        self.publisher = Publisher(self.spool, settings)
+        connector = TargetConnector(self.policy, settings.state_path / "gateway" / "known_hosts",
+                                    gw.connect_timeout_s)  # fmt: skip
+        self.gateway = Gateway(settings, self.policy, self.signer, self.spool, connector)
+        self._stop = asyncio.Event()
+        self.port = gw.port
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    async def run(self, ready: Callable[[GatewayService], None] = lambda _: None) -> None:
+        """Serve until :meth:`stop` (or SIGTERM/SIGINT), then shut down gracefully."""
+        gw = self.settings.gateway
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop)
+        self.spool.open()
+        self.publisher.start()
+        try:
+            server = await asyncssh.create_server(
+                lambda: Connection(self.gateway), gw.listen, gw.port,
+                **server_options(self.gateway, self.host_key),
+            )  # fmt: skip
+        except OSError as exc:
+            self.publisher.stop(0)
+            self.spool.close()
+            raise ConfigError(f"cannot listen on {gw.listen}:{gw.port}: {exc.strerror}",
+                              key="gateway.port") from None  # fmt: skip
+        self.port = server.sockets[0].getsockname()[1]
+        idle = loop.create_task(self.gateway.watch_idle())
+        ready(self)
+        await self._stop.wait()
+        log.info("stopping: no new connections; waiting up to %d s for %d sessions",
+                 gw.shutdown_timeout_s, len(self.gateway.channels))  # fmt: skip
+        self.gateway.accepting = False
+        server.close()
+        idle.cancel()
+        await self._drain_sessions(gw.shutdown_timeout_s)
+        delivered = await loop.run_in_executor(None, self.publisher.stop, 10.0)
+        self.spool.close()
+        log.info("stopped; %s", "every chunk is in Kafka" if delivered
+                 else "undelivered chunks stay in the spool for the next start")  # fmt: skip
+
+    async def _drain_sessions(self, timeout: float) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while self.gateway.channels and loop.time() < deadline:
+            await asyncio.sleep(0.1)
+        for channel in list(self.gateway.channels):
+            channel.close("the gateway is shutting down")
+        deadline = loop.time() + 5
+        while self.gateway.channels and loop.time() < deadline:
+            await asyncio.sleep(0.05)
+
+
+def _path(configured: str, target: str) -> Path:
+    if not configured:
+        raise ConfigError("no key file: the gateway needs a private key to log in with",
+                          key=f"targets.{target}.key")  # fmt: skip
+    return Path(configured).expanduser()

@@ -1,0 +1,283 @@
+"""The gateway's durable spool: every chunk is appended here before it is published.
+
+A write-ahead log in segment files of records
+``length u32 | crc32 u32 | key length u16 | key | value`` (big-endian), each
+at a *position*: its byte offset in the whole log. The publisher reads from
+the oldest undelivered position and acknowledges what Kafka confirmed; the
+acknowledged position is saved in ``acked`` and fully delivered segments are
+deleted. After a crash (kill -9 included) the log is read back, a torn last
+record is cut off, and everything after ``acked`` is published again -- the
+consumers drop the duplicates by (session, seq).
+
+Appends come from the event loop and only ``write(2)`` to the page cache; a
+background thread ``fsync``\\ s at least every ``fsync_interval`` and at once
+when a session ends.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import threading
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from sshtrail.errors import SshtrailError
+
+log = logging.getLogger(__name__)
+
+_HEADER: Final = struct.Struct(">IIH")  # payload length, crc32 of payload, key length
+_ACKED: Final = struct.Struct(">QI")  # position, crc32 of the position bytes
+_PREFIX: Final = "segment-"
+_SUFFIX: Final = ".log"
+MAX_RECORD: Final = 4 << 20
+
+
+class SpoolError(SshtrailError):
+    """The spool cannot be written (disk full, permissions): recording would be lost."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    position: int
+    next_position: int
+    key: bytes
+    value: bytes
+
+
+class Spool:
+    """Append-only, segmented, crash-safe log of chunks waiting for Kafka."""
+
+    def __init__(self, directory: Path, segment_bytes: int, fsync_interval: float) -> None:
+        self.directory = directory
+        self._segment_bytes = segment_bytes
+        self._fsync_interval = fsync_interval
+        self._lock = threading.Lock()
+        self._segments: list[int] = []  # base positions, ascending
+        self._read_fds: dict[int, int] = {}
+        self._write_fd = -1
+        self._write_base = 0
+        self.end = 0  # position after the last record
+        self.acked = 0
+        self._acked_saved = 0
+        self._dirty = False
+        self._wake = threading.Condition(self._lock)
+        self._closing = False
+        self._flusher: threading.Thread | None = None
+        self.on_append: Callable[[], None] = lambda: None
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def open(self) -> None:
+        """Recover the log on disk and start the fsync thread."""
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.acked = self._acked_saved = self._load_acked()
+        bases = sorted(
+            int(path.name[len(_PREFIX) : -len(_SUFFIX)])
+            for path in self.directory.glob(f"{_PREFIX}*{_SUFFIX}")
+        )
+        for base in bases:
+            self._segments.append(base)
+            self._read_fds[base] = os.open(self._path(base), os.O_RDONLY)
+        self.end = self._recover_end()
+        self.acked = min(self.acked, self.end)  # never beyond what is on disk
+        if not self._segments or self.end - self._segments[-1] >= self._segment_bytes:
+            self._new_segment(self.end)
+        else:
+            self._write_base = self._segments[-1]
+            self._write_fd = os.open(self._path(self._write_base), os.O_WRONLY | os.O_APPEND)
+        self._flusher = threading.Thread(target=self._flush_loop, name="spool-fsync", daemon=True)
+        self._flusher.start()
+        if self.pending:
+            log.info("spool has %d undelivered bytes from before; publishing them first",
+                     self.pending)  # fmt: skip
+
+    def close(self) -> None:
+        with self._lock:
+            self._closing = True
+            self._wake.notify_all()
+        if self._flusher is not None:
+            self._flusher.join()
+        with self._lock:
+            self._sync_locked()
+            for fd in [self._write_fd, *self._read_fds.values()]:
+                if fd >= 0:
+                    os.close(fd)
+            self._read_fds.clear()
+            self._write_fd = -1
+
+    # -- writing (event loop) ---------------------------------------------
+
+    @property
+    def pending(self) -> int:
+        """Bytes appended but not yet acknowledged by Kafka."""
+        return self.end - self.acked
+
+    def append(self, key: bytes, value: bytes) -> int:
+        """Append one record; returns its position. Raises :class:`SpoolError`."""
+        payload = key + value
+        if len(payload) > MAX_RECORD:
+            raise SpoolError(f"record of {len(payload)} bytes exceeds {MAX_RECORD}")
+        record = _HEADER.pack(len(payload), zlib.crc32(payload), len(key)) + payload
+        with self._lock:
+            if self.end - self._write_base >= self._segment_bytes:
+                self._new_segment(self.end)
+            try:
+                written = os.write(self._write_fd, record)
+            except OSError as exc:
+                raise SpoolError(f"cannot write the spool in {self.directory}: {exc}") from exc
+            if written != len(record):
+                raise SpoolError(f"short write to the spool in {self.directory}")
+            position = self.end
+            self.end += len(record)
+            self._dirty = True
+        self.on_append()
+        return position
+
+    def sync_soon(self) -> None:
+        """Ask the fsync thread to sync now (a session ended)."""
+        with self._lock:
+            self._wake.notify_all()
+
+    # -- reading and acknowledging (publisher thread) ---------------------
+
+    def read(self, position: int, max_bytes: int) -> list[Record]:
+        """Records from ``position`` on, about ``max_bytes`` of them."""
+        records: list[Record] = []
+        size = 0
+        with self._lock:
+            end = self.end
+            fds = dict(self._read_fds)
+            bases = list(self._segments)
+        while position < end and size < max_bytes:
+            base = max((b for b in bases if b <= position), default=None)
+            if base is None:
+                break
+            header = os.pread(fds[base], _HEADER.size, position - base)
+            if len(header) < _HEADER.size:
+                break
+            length, crc, key_length = _HEADER.unpack(header)
+            payload = os.pread(fds[base], length, position - base + _HEADER.size)
+            if len(payload) != length or zlib.crc32(payload) != crc:
+                raise SpoolError(f"spool record at {position} is corrupt")
+            following = position + _HEADER.size + length
+            records.append(Record(position, following, payload[:key_length], payload[key_length:]))
+            size += length
+            position = following
+        return records
+
+    def ack(self, position: int) -> None:
+        """Everything before ``position`` is in Kafka; drop segments wholly before it."""
+        with self._lock:
+            if position <= self.acked:
+                return
+            self.acked = position
+            done = [b for b, nxt in zip(self._segments, self._segments[1:], strict=False)
+                    if nxt <= position]  # fmt: skip
+            for base in done:
+                self._segments.remove(base)
+                os.close(self._read_fds.pop(base))
+                self._path(base).unlink(missing_ok=True)
+
+    # -- internals ----------------------------------------------------------
+
+    def _path(self, base: int) -> Path:
+        return self.directory / f"{_PREFIX}{base:020d}{_SUFFIX}"
+
+    def _new_segment(self, base: int) -> None:
+        if self._write_fd >= 0:
+            os.fsync(self._write_fd)
+            os.close(self._write_fd)
+        path = self._path(base)
+        self._write_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        if base not in self._read_fds:
+            self._read_fds[base] = os.open(path, os.O_RDONLY)
+            self._segments.append(base)
+        self._write_base = base
+        _fsync_dir(self.directory)
+
+    def _recover_end(self) -> int:
+        """Scan the last segment; cut a torn or corrupt tail left by a crash."""
+        if not self._segments:
+            return self.acked
+        base = self._segments[-1]
+        fd = self._read_fds[base]
+        offset = 0
+        size = os.fstat(fd).st_size
+        while offset + _HEADER.size <= size:
+            length, crc, _ = _HEADER.unpack(os.pread(fd, _HEADER.size, offset))
+            payload = os.pread(fd, length, offset + _HEADER.size)
+            if len(payload) != length or zlib.crc32(payload) != crc:
+                break
+            offset += _HEADER.size + length
+        if offset != size:
+            log.warning("spool segment %s: cutting %d bytes of a torn record at its end",
+                        self._path(base).name, size - offset)  # fmt: skip
+            os.truncate(self._path(base), offset)
+        return base + offset
+
+    def _load_acked(self) -> int:
+        try:
+            raw = (self.directory / "acked").read_bytes()
+        except FileNotFoundError:
+            return 0
+        if len(raw) == _ACKED.size:
+            position, crc = _ACKED.unpack(raw)
+            if zlib.crc32(raw[:8]) == crc:
+                return int(position)
+        log.warning("spool acked file is damaged; republishing everything still on disk")
+        return 0
+
+    def _save_acked(self) -> None:
+        position = self.acked
+        if position == self._acked_saved:
+            return
+        raw = struct.pack(">Q", position)
+        tmp = self.directory / "acked.tmp"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, _ACKED.pack(position, zlib.crc32(raw)))
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        tmp.replace(self.directory / "acked")
+        self._acked_saved = position
+
+    def _sync_locked(self) -> None:
+        if self._dirty and self._write_fd >= 0:
+            os.fsync(self._write_fd)
+            self._dirty = False
+        self._save_acked()
+
+    def _flush_loop(self) -> None:
+        """fsync outside the lock, so appends never wait for the disk."""
+        while True:
+            with self._lock:
+                if self._closing:
+                    return
+                self._wake.wait(self._fsync_interval)
+                fd = os.dup(self._write_fd) if self._dirty and self._write_fd >= 0 else -1
+                self._dirty = False
+            try:
+                if fd >= 0:
+                    os.fsync(fd)
+                self._save_acked()
+            except OSError:
+                log.exception("spool fsync failed; retrying")
+                with self._lock:
+                    self._dirty = True
+            finally:
+                if fd >= 0:
+                    os.close(fd)
+
+
+def _fsync_dir(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

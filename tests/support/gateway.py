@@ -1,0 +1,187 @@
+"""A real ``sshtrail gateway`` process in front of the test sshd, and what it published."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from sshtrail.broker import free_port
+from sshtrail.wire import Chunk, decode_chunk
+from tests.support.sshd import SshdTarget, keygen
+
+
+def toml_value(value: object) -> str:
+    return json.dumps(value)  # JSON strings, numbers, booleans and arrays are valid TOML
+
+
+@dataclass
+class GatewayProcess:
+    """Configuration, a child process, and the ssh command lines that go through it."""
+
+    workdir: Path
+    servers: str
+    sshd: SshdTarget
+    topic: str = field(default_factory=lambda: f"sessions.{uuid.uuid4().hex[:10]}")
+    port: int = field(default_factory=free_port)
+    extra: str = ""
+    cli_options: Sequence[str] = ()
+    process: subprocess.Popen[str] | None = None
+    output: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.operator_key = keygen(self.workdir / "alice_ed25519", "alice@test")
+        self.stranger_key = keygen(self.workdir / "mallory_ed25519", "mallory@test")
+        self.known_hosts = self.workdir / "known_hosts"
+        admin = AdminClient({"bootstrap.servers": self.servers})
+        admin.create_topics([NewTopic(self.topic, 3, 1)])[self.topic].result(15)
+
+    @property
+    def config(self) -> Path:
+        return self.workdir / "sshtrail.toml"
+
+    def write_config(self) -> None:
+        pub = self.operator_key.with_suffix(".pub").read_text().strip()
+        host_pub = " ".join(self.sshd.host_key.with_suffix(".pub").read_text().split()[:2])
+        wrong_host = " ".join(self.stranger_key.with_suffix(".pub").read_text().split()[:2])
+        self.config.write_text(
+            f"""
+state_dir = {toml_value(str(self.workdir / "state"))}
+instance = "gw-test"
+[kafka]
+bootstrap_servers = {toml_value(self.servers)}
+topic = {toml_value(self.topic)}
+[gateway]
+listen = "127.0.0.1"
+port = {self.port}
+echo_window_ms = 300
+{self.extra}
+[[operators]]
+name = "alice"
+keys = [{toml_value(pub)}]
+targets = ["t1", "imposter"]
+[[operators]]
+name = "bob"
+keys = [{toml_value(pub)}]
+targets = []
+[[targets]]
+name = "t1"
+host = "127.0.0.1"
+port = {self.sshd.port}
+user = {toml_value(self.sshd.user)}
+key = {toml_value(str(self.sshd.client_key))}
+host_keys = [{toml_value(host_pub)}]
+[[targets]]
+name = "imposter"
+host = "127.0.0.1"
+port = {self.sshd.port}
+user = {toml_value(self.sshd.user)}
+key = {toml_value(str(self.sshd.client_key))}
+host_keys = [{toml_value(wrong_host)}]
+[[targets]]
+name = "secret"
+host = "127.0.0.1"
+port = {self.sshd.port}
+key = {toml_value(str(self.sshd.client_key))}
+host_keys = [{toml_value(host_pub)}]
+"""
+        )
+
+    def start(self, timeout: float = 30) -> None:
+        self.write_config()
+        argv = [sys.executable, "-m", "sshtrail", "--config", str(self.config), *self.cli_options]
+        self.process = subprocess.Popen(
+            [*argv, "gateway"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+        )
+        assert self.process.stdout is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.process.stdout.readline()
+            if not line:
+                break
+            self.output.append(line)
+            if line.startswith("gateway host key"):
+                self._fetch_host_key()
+                return
+        raise AssertionError(f"gateway did not start: {''.join(self.output)}")
+
+    def _fetch_host_key(self) -> None:
+        pub = (self.workdir / "state" / "gateway" / "ssh_host_ed25519_key.pub").read_text()
+        self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {' '.join(pub.split()[:2])}\n")
+
+    @property
+    def signing_key(self) -> bytes:
+        from cryptography.hazmat.primitives import serialization
+        from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+        path = self.workdir / "state" / "gateway" / "recording_ed25519_key.pub"
+        key = serialization.load_ssh_public_key(path.read_bytes())
+        assert isinstance(key, Ed25519PublicKey)
+        return key.public_bytes_raw()
+
+    def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> str:
+        assert self.process is not None
+        self.process.send_signal(signum)
+        rest, _ = self.process.communicate(timeout=timeout)
+        self.output.append(rest)
+        return "".join(self.output)
+
+    def kill(self) -> None:
+        assert self.process is not None
+        self.process.kill()
+        self.process.wait()
+
+    def ssh(self, login: str, *remote: str, key: Path | None = None,
+            options: Sequence[str] = (), tty: bool = False) -> list[str]:  # fmt: skip
+        """argv of the real OpenSSH client going through this gateway."""
+        return [
+            "ssh", "-F", "none", "-tt" if tty else "-T",
+            "-i", str(key or self.operator_key),
+            "-o", "IdentitiesOnly=yes",
+            "-o", "BatchMode=yes",
+            "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes",
+            "-o", "LogLevel=ERROR",
+            "-p", str(self.port),
+            *options,
+            f"{login}@127.0.0.1",
+            *remote,
+        ]  # fmt: skip
+
+
+def published(
+    servers: str, topic: str, settle: float = 2.0, timeout: float = 60
+) -> dict[str, list[tuple[int, int, Chunk]]]:
+    """Every message on ``topic``, decoded, grouped by key: (partition, offset, chunk)."""
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": f"read-{uuid.uuid4()}",
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})  # fmt: skip
+    partitions = AdminClient({"bootstrap.servers": servers}).list_topics(topic, timeout=10)
+    consumer.assign([TopicPartition(topic, p, 0) for p in partitions.topics[topic].partitions])
+    sessions: dict[str, list[tuple[int, int, Chunk]]] = defaultdict(list)
+    deadline = time.monotonic() + timeout
+    quiet_since = time.monotonic()
+    while time.monotonic() < deadline and time.monotonic() - quiet_since < settle:
+        batch = consumer.consume(1000, 0.2)
+        for message in batch:
+            assert message.error() is None, message.error()
+            value, key = message.value(), message.key()
+            assert value is not None
+            assert key is not None
+            chunk = decode_chunk(value)
+            assert key.decode() == str(chunk.session_id)
+            sessions[key.decode()].append((message.partition() or 0, message.offset() or 0, chunk))
+        if batch:
+            quiet_since = time.monotonic()
+    consumer.close()
+    return dict(sessions)
