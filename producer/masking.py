@@ -21,8 +21,11 @@ from typing import Final
 
 from sshtrail.events import Event, Input, MaskedInput, Output
 
-#: Escape sequences a terminal may print before the echo (cursor moves, colours).
-_ESCAPE: Final = re.compile(rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+#: What a terminal may print before the echo: escape sequences (cursor moves,
+#: colours) and line ends (the echo of an Enter typed before).
+_ESCAPE: Final = re.compile(
+    rb"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])|[\r\n]+"
+)
 #: Runs of bytes that are never secret: C0 controls, DEL, and escape sequences.
 _CONTROL: Final = re.compile(rb"(?:\x1b(?:\[[0-?]*[ -/]*[@-~]|O.|.)?|[\x00-\x1a\x1c-\x1f\x7f])+")
 #: Held events beyond this many bytes are released, pending keystrokes masked.
@@ -132,9 +135,6 @@ class EchoMasker:
 
 
 def _skip_escapes(data: memoryview) -> memoryview:
-    while bytes(data[:1]) == b"\x1b":
-        match = _ESCAPE.match(data)
-        if match is None:
-            break
+    while match := _ESCAPE.match(data):
         data = data[match.end() :]
     return data

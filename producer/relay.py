@@ -76,6 +76,7 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
         self._early: list[tuple[bytes, asyncssh.DataType]] = []
         self._eof_early = False
         self.recorder: Recorder | None = None
+        self._opening: asyncio.Task[None] | None = None
         self._exit_sent = False
         self._end_reason = "client closed the channel"
         self.last_activity = asyncio.get_running_loop().time()
@@ -103,15 +104,19 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
         return True
 
     def session_started(self) -> None:
-        """The request is complete: open the target's channel, hold input until then."""
+        """The request is complete: start recording, open the target's channel.
+
+        Input that arrives before the target's channel is open is recorded and
+        held; reading pauses so that holding it stays small.
+        """
+        self.recorder = self._connection.new_recorder(self._term or "", self._size)
+        self.recorder.request(self._mode, self._command)
         self.chan.pause_reading()
-        asyncio.get_running_loop().create_task(self._open())
+        self._opening = asyncio.get_running_loop().create_task(self._open())
 
     async def _open(self) -> None:
         connection = self._connection
         try:
-            self.recorder = connection.new_recorder(self._term or "", self._size)
-            self.recorder.request(self._mode, self._command)
             target = connection.resolve_target()
             upstream = await connection.target_connection(target)
             env = self.chan.get_environment_bytes()

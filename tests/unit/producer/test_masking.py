@@ -66,6 +66,14 @@ def test_echo_after_cursor_escapes_and_split_over_outputs() -> None:
     assert typed(out) == b"hello"
 
 
+def test_typed_ahead_lines_count_as_echoed_after_the_line_end() -> None:
+    masker = EchoMasker(WINDOW)
+    out = masker.input(0, b"ls\n")
+    out += masker.input(1, b"pwd\n")
+    out += masker.output(2, b"ls\r\npwd\r\n")
+    assert typed(out) == b"ls\npwd\n"
+
+
 def test_output_that_is_not_the_echo_masks_at_once() -> None:
     masker = EchoMasker(WINDOW)
     out = masker.input(0, b"p")
