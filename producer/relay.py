@@ -77,6 +77,7 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
         self._eof_early = False
         self.recorder: Recorder | None = None
         self._opening: asyncio.Task[None] | None = None
+        self._exit: tuple[int | None, str | None, bool, str, str] | None = None
         self._exit_sent = False
         self._end_reason = "client closed the channel"
         self.last_activity = asyncio.get_running_loop().time()
@@ -207,6 +208,18 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
 
     def exited(self, status: int | None = None, signal: str | None = None,
                core_dumped: bool = False, message: str = "", lang: str = "") -> None:  # fmt: skip
+        """The target's exit status or signal. asyncssh reports it at once, while
+        output may still wait in the paused channel; it is passed on when the
+        target's channel closes, after the last byte of output."""
+        self._exit = (status, signal, core_dumped, message, lang)
+
+    def target_closed(self, exc: Exception | None) -> None:
+        self._target = None
+        if self._exit is None:
+            self._end_reason = "target closed the channel" + (f": {_describe(exc)}" if exc else "")
+            self.chan.close()
+            return
+        status, signal, core_dumped, message, lang = self._exit
         if self.recorder is not None:
             self.recorder.exit(status, signal, core_dumped, message)
         self._exit_sent = True
@@ -215,12 +228,6 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
             self.chan.exit(status if status is not None else 255)
         else:
             self.chan.exit_with_signal(signal, core_dumped, message, lang)
-
-    def target_closed(self, exc: Exception | None) -> None:
-        self._target = None
-        if not self._exit_sent:
-            self._end_reason = "target closed the channel" + (f": {_describe(exc)}" if exc else "")
-            self.chan.close()
 
     # -- the end ---------------------------------------------------------------
 

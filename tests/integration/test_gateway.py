@@ -160,7 +160,7 @@ def test_refusals_are_clear_recorded_and_harmless(gateway: GatewayProcess) -> No
     assert b"presented a host key that is not the one pinned for it" in mismatch.stderr
     assert attempt("alice:t1").returncode == 0  # nothing else affected
 
-    sessions = published(gateway.servers, gateway.topic)
+    sessions = published(gateway.servers, gateway.topic, complete=7)
     reasons = []
     for entries in sessions.values():
         end = entries[-1][2].events[-1]

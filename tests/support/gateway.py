@@ -9,7 +9,7 @@ import sys
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -160,20 +160,34 @@ host_keys = [{toml_value(host_pub)}]
         ]  # fmt: skip
 
 
+Published = dict[str, list[tuple[int, int, Chunk]]]
+
+
 def published(
-    servers: str, topic: str, settle: float = 2.0, timeout: float = 60
-) -> dict[str, list[tuple[int, int, Chunk]]]:
-    """Every message on ``topic``, decoded, grouped by key: (partition, offset, chunk)."""
+    servers: str,
+    topic: str,
+    complete: int = 1,
+    timeout: float = 120,
+    until: Callable[[Published], bool] | None = None,
+) -> Published:
+    """Every message on ``topic``, decoded, grouped by key: (partition, offset, chunk).
+
+    Waits until ``complete`` sessions have their end chunk and no gap (or until
+    ``until`` says so), then a little longer so duplicates would show too.
+    """
+    done = until or (lambda found: sum(map(_complete, found.values())) >= complete)
     consumer = Consumer({"bootstrap.servers": servers, "group.id": f"read-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest"})  # fmt: skip
+                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
+                         "fetch.max.bytes": 8 << 20, "max.partition.fetch.bytes": 1 << 20,
+                         # noida-db answers a fetch with all it has (docs/decisions.md)
+                         "receive.message.max.bytes": 1 << 30})  # fmt: skip
     partitions = AdminClient({"bootstrap.servers": servers}).list_topics(topic, timeout=10)
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions.topics[topic].partitions])
     sessions: dict[str, list[tuple[int, int, Chunk]]] = defaultdict(list)
     deadline = time.monotonic() + timeout
-    quiet_since = time.monotonic()
-    while time.monotonic() < deadline and time.monotonic() - quiet_since < settle:
-        batch = consumer.consume(1000, 0.2)
-        for message in batch:
+    done_at: float | None = None
+    while time.monotonic() < deadline and (done_at is None or time.monotonic() < done_at + 0.5):
+        for message in consumer.consume(1000, 0.2):
             assert message.error() is None, message.error()
             value, key = message.value(), message.key()
             assert value is not None
@@ -181,7 +195,13 @@ def published(
             chunk = decode_chunk(value)
             assert key.decode() == str(chunk.session_id)
             sessions[key.decode()].append((message.partition() or 0, message.offset() or 0, chunk))
-        if batch:
-            quiet_since = time.monotonic()
+        if done_at is None and done(sessions):
+            done_at = time.monotonic()
     consumer.close()
     return dict(sessions)
+
+
+def _complete(entries: list[tuple[int, int, Chunk]]) -> bool:
+    seqs = sorted({chunk.seq for _, _, chunk in entries})
+    ended = any(chunk.end is not None for _, _, chunk in entries)
+    return ended and seqs == list(range(len(seqs)))
