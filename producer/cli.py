@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import getpass
 import logging
+import signal
 import sys
+from pathlib import Path
 from typing import Any
 
 import msgspec
 
+from producer import demo
 from producer.policy import hash_password
 from producer.service import GatewayService
 from sshtrail.settings import Settings
@@ -36,6 +40,17 @@ def register(commands: Any) -> None:
     )
     hasher.set_defaults(handler=run_password_hash)
 
+    demo = commands.add_parser(
+        "demo-target",
+        help="run the demo SSH target that 'sshtrail up --demo' starts (loopback only)",
+        description="An SSH server on 127.0.0.1 giving a login shell as the current user "
+        "to the holder of one key. For trying sshtrail; not for production.",
+    )
+    demo.add_argument("--port", type=int, required=True)
+    demo.add_argument("--host-key", type=Path, required=True, help="created when missing")
+    demo.add_argument("--authorized-keys", type=Path, required=True)
+    demo.set_defaults(handler=run_demo_target)
+
 
 def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
     gw = settings.gateway
@@ -57,6 +72,19 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
 
     asyncio.run(service.run(ready))
     print("gateway stopped", flush=True)
+    return 0
+
+
+def run_demo_target(args: argparse.Namespace, _settings: Settings) -> int:
+    logging.getLogger("asyncssh").setLevel(logging.WARNING)
+    loop = asyncio.new_event_loop()
+    serving = loop.create_task(demo.serve(args.port, args.host_key, args.authorized_keys))
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, serving.cancel)
+    print(f"demo target listening on 127.0.0.1:{args.port}", flush=True)
+    with contextlib.suppress(asyncio.CancelledError):
+        loop.run_until_complete(serving)
+    loop.close()
     return 0
 
 

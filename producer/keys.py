@@ -8,7 +8,6 @@ across restarts. The public half is written beside each as ``NAME.pub``.
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 import asyncssh
@@ -16,31 +15,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sshtrail.errors import ConfigError
+from sshtrail.keyfiles import create_ed25519
 
 log = logging.getLogger(__name__)
 
 
-def _create(path: Path, comment: str) -> None:
-    key = Ed25519PrivateKey.generate()
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.OpenSSH,
-        serialization.NoEncryption(),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
-    )
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(private)
-    path.with_name(path.name + ".pub").write_bytes(public + f" {comment}\n".encode())
-    log.info("created %s (%s)", path, comment)
-
-
 def _read(path: Path, comment: str, setting: str) -> bytes:
     if not path.exists():
-        _create(path, comment)
+        create_ed25519(path, comment)
+        log.info("created %s (%s)", path, comment)
     try:
         return path.read_bytes()
     except OSError as exc:

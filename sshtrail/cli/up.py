@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
-from sshtrail import migrate
+from sshtrail import demo, migrate
 from sshtrail.broker import EmbeddedBroker
 from sshtrail.cli.broker import start_broker
+from sshtrail.cli.children import Children
 from sshtrail.cli.signals import stop_on_signals
 from sshtrail.db import normalize_url
 from sshtrail.errors import BrokerError
@@ -19,47 +21,85 @@ from sshtrail.settings import Settings
 def register(commands: Any) -> None:
     parser = commands.add_parser(
         "up",
-        help="start the local stack: broker, database, pipeline (Ctrl-C stops it)",
+        help="start the local stack: broker, database, gateway (Ctrl-C stops it)",
         description="Start everything sshtrail needs on this machine and keep it "
-        "running until Ctrl-C or SIGTERM. With no kafka.bootstrap_servers set, the "
-        "embedded broker is started; the session store is migrated to the latest "
-        "schema. A second run reuses the state in state_dir.",
+        "running until Ctrl-C or SIGTERM: the embedded broker (unless "
+        "kafka.bootstrap_servers is set), the topics, the session store at the latest "
+        "schema, and the gateway. A second run reuses the state in state_dir.",
+    )
+    parser.add_argument(
+        "--demo",
+        action="store_true",
+        help="also start a demo target (a login shell as you, loopback only) and a demo "
+        "operator, and print the ssh command to try",
     )
     parser.set_defaults(handler=run)
 
 
-def run(_args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
     state = settings.state_path.resolve()
     state.mkdir(parents=True, exist_ok=True)
+    config: Path | None = Path(args.config).resolve() if args.config else None
+    trial: demo.Demo | None = None
+    if args.demo:
+        settings, trial = demo.prepare(settings)
+        config = trial.config
+    children = Children(config)
     with stop_on_signals() as stop:
         broker: EmbeddedBroker | None = None
         try:
-            if settings.embedded_broker:
-                broker = start_broker(
-                    settings, settings.broker.host, settings.broker.port, settings.broker_data_dir
-                )
-                _say("broker", f"embedded, {broker.bootstrap_servers}, data in "
-                     f"{settings.broker_data_dir.resolve()}")  # fmt: skip
-            else:
-                _say("broker", f"external, {settings.kafka.bootstrap_servers}")
-            created = ensure_topics(settings)
-            topics = f"{settings.kafka.topic} ({settings.kafka.partitions} partitions), "
-            topics += f"dead letters in {settings.kafka.dlq_topic}"
-            _say("topics", topics + (" (created)" if created else ""))
-            migrate.upgrade(settings.database_url)
-            shown = normalize_url(settings.database_url).render_as_string(hide_password=True)
-            _say("database", f"{shown} at schema {migrate.current_revision(settings.database_url)}")
+            broker = _start_infrastructure(settings)
+            if trial is not None:
+                children.start("demo target", "demo-target", "--port", str(trial.port),
+                               "--host-key", str(trial.target_host_key),
+                               "--authorized-keys", str(trial.authorized_keys),
+                               port=trial.port)  # fmt: skip
+                _say("demo", f"target {demo.NAME!r}: a login shell as {_user(settings)} "
+                     f"on 127.0.0.1:{trial.port}")  # fmt: skip
+            children.start("gateway", "gateway", port=settings.gateway.port)
+            _say("gateway", f"{settings.gateway.listen}:{settings.gateway.port}, operators "
+                 f"log in as OPERATOR:TARGET; {len(settings.operators)} operators, "
+                 f"{len(settings.targets)} targets configured")  # fmt: skip
             _say("state", str(state))
+            if trial is not None:
+                demo.trust_gateway(settings, trial)
+                _say("try", "this, then type a few commands and exit:")
+                print(demo.ssh_command(settings, trial), flush=True)
             _say("ready", "press Ctrl-C to stop")
             while not stop.wait(0.5):
+                children.check()
                 if broker is not None and broker.poll() is not None:
                     raise BrokerError("the embedded broker exited unexpectedly; see "
                                       f"{settings.broker_data_dir / 'broker.log'}")  # fmt: skip
         finally:
+            children.stop()
             if broker is not None:
                 broker.stop()
     _say("stopped", f"on {stop.name}; state kept in {state}")
     return 0
+
+
+def _start_infrastructure(settings: Settings) -> EmbeddedBroker | None:
+    broker = None
+    if settings.embedded_broker:
+        broker = start_broker(settings, settings.broker.host, settings.broker.port,
+                              settings.broker_data_dir)  # fmt: skip
+        _say("broker", f"embedded, {broker.bootstrap_servers}, data in "
+             f"{settings.broker_data_dir.resolve()}")  # fmt: skip
+    else:
+        _say("broker", f"external, {settings.kafka.bootstrap_servers}")
+    created = ensure_topics(settings)
+    topics = f"{settings.kafka.topic} ({settings.kafka.partitions} partitions), "
+    topics += f"dead letters in {settings.kafka.dlq_topic}"
+    _say("topics", topics + (" (created)" if created else ""))
+    migrate.upgrade(settings.database_url)
+    shown = normalize_url(settings.database_url).render_as_string(hide_password=True)
+    _say("database", f"{shown} at schema {migrate.current_revision(settings.database_url)}")
+    return broker
+
+
+def _user(settings: Settings) -> str:
+    return next(t.user for t in settings.targets if t.name == demo.NAME)
 
 
 def _say(part: str, what: str) -> None:

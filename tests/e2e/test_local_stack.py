@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shlex
 import signal
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -11,6 +13,7 @@ from confluent_kafka.admin import AdminClient
 from sshtrail import migrate
 from sshtrail.broker import free_port
 from tests.support.cli import Running
+from tests.support.gateway import published
 
 pytestmark = pytest.mark.e2e
 
@@ -43,7 +46,11 @@ def test_broker_refuses_a_port_in_use(tmp_path: Path) -> None:
 
 
 def test_up_starts_the_stack_and_a_second_run_reuses_its_state(tmp_path: Path) -> None:
-    env = {"SSHTRAIL_BROKER__PORT": str(free_port())}
+    env = {
+        "SSHTRAIL_BROKER__PORT": str(free_port()),
+        "SSHTRAIL_GATEWAY__PORT": str(free_port()),
+        "SSHTRAIL_GATEWAY__LISTEN": "127.0.0.1",
+    }
     up = Running("up", cwd=tmp_path, env=env)
     assert "embedded" in up.expect("broker")
     assert "(created)" in up.expect("topics")
@@ -69,3 +76,31 @@ def test_up_with_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
     status, _, err = up.wait()
     assert status == 2
     assert "sshtrail.toml: kafka.partitions: expected `int` >= 1" in err
+
+
+def test_up_demo_prints_an_ssh_command_that_goes_through_and_is_recorded(
+    tmp_path: Path,
+) -> None:
+    broker_port, gateway_port = free_port(), free_port()
+    env = {"SSHTRAIL_BROKER__PORT": str(broker_port), "SSHTRAIL_GATEWAY__PORT": str(gateway_port)}
+    up = Running("up", "--demo", cwd=tmp_path, env=env)
+    try:
+        up.expect("demo")
+        up.expect("gateway")
+        command = up.expect("ssh ").strip()
+        up.expect("ready")
+        assert command.startswith("ssh ")
+        assert f"-p {gateway_port} demo:demo@127.0.0.1" in command
+        result = subprocess.run([*shlex.split(command), "-o", "BatchMode=yes",
+                                 "echo demo-$((40+2)); exit 5"],
+                                capture_output=True, timeout=60, check=False)  # fmt: skip
+        assert result.stdout == b"demo-42\n"
+        assert result.returncode == 5
+        [entries] = published(f"127.0.0.1:{broker_port}", "sshtrail.sessions").values()
+        end = entries[-1][2].end
+        assert end is not None
+        assert end.reason == "exit status 5"
+    finally:
+        status, out, err = up.stop(signal.SIGINT)
+    assert status == 0, err
+    assert "stopped  on SIGINT" in out

@@ -1,0 +1,94 @@
+"""What ``sshtrail up --demo`` adds: a demo operator, a demo target, and their keys.
+
+Everything lives in ``<state_dir>/demo/`` and is reused by the next run. The
+demo target grants a login shell as the current user, so the demo gateway
+listens on loopback only.
+"""
+
+from __future__ import annotations
+
+import getpass
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from sshtrail.broker import free_port
+from sshtrail.keyfiles import ensure_ed25519, public_line
+from sshtrail.settings import OperatorSettings, Settings, TargetSettings
+
+NAME = "demo"
+
+
+@dataclass(frozen=True)
+class Demo:
+    folder: Path
+    port: int  # the demo target's
+
+    @property
+    def operator_key(self) -> Path:
+        return self.folder / "operator_ed25519"
+
+    @property
+    def gateway_key(self) -> Path:
+        """The key the gateway logs in to the demo target with."""
+        return self.folder / "gateway_to_target_ed25519"
+
+    @property
+    def target_host_key(self) -> Path:
+        return self.folder / "target_host_ed25519"
+
+    @property
+    def authorized_keys(self) -> Path:
+        return self.folder / "target_authorized_keys"
+
+    @property
+    def known_hosts(self) -> Path:
+        """The operator's known_hosts, holding the gateway's host key."""
+        return self.folder / "known_hosts"
+
+    @property
+    def config(self) -> Path:
+        return self.folder / "sshtrail.toml"
+
+
+def prepare(settings: Settings) -> tuple[Settings, Demo]:
+    """Create (or reuse) the demo keys; return the settings with the demo added.
+
+    The combined settings are also written to ``demo/sshtrail.toml`` for the
+    stack's child processes.
+    """
+    demo = Demo(settings.state_path.resolve() / "demo", free_port())
+    ensure_ed25519(demo.operator_key, "sshtrail demo operator")
+    ensure_ed25519(demo.gateway_key, "sshtrail gateway to demo target")
+    ensure_ed25519(demo.target_host_key, "sshtrail demo target host key")
+    demo.authorized_keys.write_text(public_line(demo.gateway_key) + "\n")
+    operator = OperatorSettings(name=NAME, keys=[public_line(demo.operator_key)], targets=[NAME])
+    target = TargetSettings(
+        name=NAME, host="127.0.0.1", port=demo.port, user=getpass.getuser(),
+        key=str(demo.gateway_key), host_keys=[public_line(demo.target_host_key)],
+    )  # fmt: skip
+    combined = msgspec.structs.replace(
+        settings,
+        gateway=msgspec.structs.replace(settings.gateway, listen="127.0.0.1"),
+        operators=[o for o in settings.operators if o.name != NAME] + [operator],
+        targets=[t for t in settings.targets if t.name != NAME] + [target],
+    )
+    demo.config.write_bytes(msgspec.toml.encode(combined))
+    return combined, demo
+
+
+def trust_gateway(settings: Settings, demo: Demo) -> None:
+    """Put the gateway's host key in the operator's demo known_hosts."""
+    pub = settings.state_file(settings.gateway.host_key, "gateway/ssh_host_ed25519_key")
+    line = public_line(pub)
+    demo.known_hosts.write_text(f"[127.0.0.1]:{settings.gateway.port} {line}\n")
+
+
+def ssh_command(settings: Settings, demo: Demo) -> str:
+    """The command a newcomer types to go through the gateway to the demo target."""
+    return (
+        f"ssh -i {demo.operator_key} -o IdentitiesOnly=yes "
+        f"-o UserKnownHostsFile={demo.known_hosts} -p {settings.gateway.port} "
+        f"{NAME}:{NAME}@127.0.0.1"
+    )

@@ -1,0 +1,45 @@
+"""Ed25519 key files in OpenSSH format, created with mode 0600 (shared by gateway and demo)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+
+def create_ed25519(path: Path, comment: str) -> None:
+    """Write a new private key to ``path`` and its public key to ``path.pub``.
+
+    Fails if ``path`` exists: a key is never silently replaced.
+    """
+    key = Ed25519PrivateKey.generate()
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.OpenSSH,
+        serialization.NoEncryption(),
+    )
+    public = key.public_key().public_bytes(
+        serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
+    )
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        handle.write(private)
+    public_path(path).write_bytes(public + f" {comment}\n".encode())
+
+
+def public_path(path: Path) -> Path:
+    return path.with_name(path.name + ".pub")
+
+
+def public_line(path: Path) -> str:
+    """``ssh-ed25519 AAAA...`` of a key created by :func:`create_ed25519` (no comment)."""
+    return " ".join(public_path(path).read_text().split()[:2])
+
+
+def ensure_ed25519(path: Path, comment: str) -> Path:
+    if not path.exists():
+        create_ed25519(path, comment)
+    return path

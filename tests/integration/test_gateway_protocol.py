@@ -1,0 +1,132 @@
+"""SSH features through the gateway as on a direct connection, and what it refuses."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import asyncssh
+import pytest
+
+from sshtrail.broker import EmbeddedBroker
+from sshtrail.events import End, Exec, Exit
+from tests.support.gateway import GatewayProcess, published
+from tests.support.sshd import SshdTarget
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
+    process = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd,
+                             extra="idle_timeout_s = 2")  # fmt: skip
+    process.start()
+    yield process
+    process.stop()
+
+
+Completed = subprocess.CompletedProcess[bytes]
+
+
+def both(gateway: GatewayProcess, sshd: SshdTarget, *remote: str) -> tuple[Completed, Completed]:
+    opts: list[str] = []
+    direct = subprocess.run(sshd.ssh_command(*remote, options=opts), capture_output=True,
+                            timeout=30, check=False)  # fmt: skip
+    through = subprocess.run(gateway.ssh("alice:t1", *remote, options=opts), capture_output=True,
+                             timeout=30, check=False)  # fmt: skip
+    return direct, through
+
+
+def test_exit_by_signal_is_passed_on(gateway: GatewayProcess, sshd: SshdTarget) -> None:
+    direct, through = both(gateway, sshd, "kill -TERM $$")
+    assert through.returncode == direct.returncode == 255
+    assert through.stderr == direct.stderr
+    ends = [e[-1][2].events for e in published(gateway.servers, gateway.topic).values()]
+    [events] = ends
+    assert any(isinstance(e, Exit) and e.signal == "TERM" for e in events)
+    assert isinstance(events[-1], End)
+    assert events[-1].reason == "signal TERM"
+
+
+def test_quoting_stdin_and_env_requests_as_direct(
+    gateway: GatewayProcess, sshd: SshdTarget
+) -> None:
+    command = 'printf \'[%s]\' "$SSHTRAIL_TEST_GREETING" "$NOT_ACCEPTED"; wc -c'
+    options = ["-o", "SetEnv=SSHTRAIL_TEST_GREETING=hi", "-o", "SetEnv=NOT_ACCEPTED=x"]
+    direct = subprocess.run(sshd.ssh_command(command, options=options), input=b"x" * 1000,
+                            capture_output=True, timeout=30, check=False)  # fmt: skip
+    through = subprocess.run(gateway.ssh("alice:t1", command, options=options),
+                             input=b"x" * 1000, capture_output=True, timeout=30,
+                             check=False)  # fmt: skip
+    assert through.stdout == direct.stdout == b"[hi][]1000\n"
+
+
+def test_sftp_subsystem_passes_through_and_is_recorded(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    payload = tmp_path / "payload.bin"
+    payload.write_bytes(bytes(range(256)) * 400)
+    back = tmp_path / "back.bin"
+    remote = tmp_path / "remote.bin"
+    batch = tmp_path / "batch"
+    batch.write_text(f"put {payload} {remote}\nget {remote} {back}\n")
+    sftp = ["sftp", "-F", "none", "-b", str(batch), "-P", str(gateway.port),
+            "-i", str(gateway.operator_key), "-o", "IdentitiesOnly=yes",
+            "-o", f"UserKnownHostsFile={gateway.known_hosts}", "-o", "User=alice:t1",
+            "127.0.0.1"]  # fmt: skip
+    result = subprocess.run(sftp, capture_output=True, timeout=60, check=False)
+    assert result.returncode == 0, result.stderr
+    assert back.read_bytes() == payload.read_bytes()
+    [entries] = published(gateway.servers, gateway.topic).values()
+    events = [event for _, _, chunk in entries for event in chunk.events]
+    assert any(isinstance(e, Exec) and e.mode == "subsystem" and e.command == b"sftp"
+               for e in events)  # fmt: skip
+
+
+def test_several_channels_on_one_connection(gateway: GatewayProcess) -> None:
+    async def two_channels() -> list[str]:
+        async with asyncssh.connect(
+            "127.0.0.1", gateway.port, username="alice:t1", client_keys=[str(gateway.operator_key)],
+            known_hosts=str(gateway.known_hosts), config=None, agent_path=None,
+        ) as conn:  # fmt: skip
+            results = await asyncio.gather(
+                conn.run("sleep 0.3; echo first", check=True),
+                conn.run("echo second", check=True),
+            )
+        return [str(result.stdout) for result in results]
+
+    assert asyncio.run(two_channels()) == ["first\n", "second\n"]
+    assert len(published(gateway.servers, gateway.topic, complete=2)) == 2
+
+
+def test_forwarding_and_agent_are_refused(gateway: GatewayProcess) -> None:
+    async def attempt() -> tuple[str, str]:
+        async with asyncssh.connect(
+            "127.0.0.1", gateway.port, username="alice:t1", client_keys=[str(gateway.operator_key)],
+            known_hosts=str(gateway.known_hosts), config=None, agent_path=None,
+        ) as conn:  # fmt: skip
+            with pytest.raises(asyncssh.ChannelOpenError):
+                await conn.open_connection("127.0.0.1", 22)
+            with pytest.raises(asyncssh.ChannelListenError):
+                await conn.forward_remote_port("127.0.0.1", 0, "127.0.0.1", 22)
+            result = await conn.run('echo "agent=[$SSH_AUTH_SOCK]"', check=True)
+            return str(result.stdout), "ok"
+
+    stdout, _ = asyncio.run(attempt())
+    assert stdout == "agent=[]\n"
+    direct_agent = subprocess.run(gateway.ssh("alice:t1", 'echo "[$SSH_AUTH_SOCK]"',
+                                              options=["-A"]), capture_output=True,
+                                  timeout=30, check=False)  # fmt: skip
+    assert direct_agent.stdout == b"[]\n"
+
+
+def test_idle_sessions_are_closed_and_recorded_so(gateway: GatewayProcess) -> None:
+    result = subprocess.run(gateway.ssh("alice:t1", "sleep 20"), capture_output=True,
+                            timeout=30, check=False)  # fmt: skip
+    assert b"idle for more than 2 s" in result.stderr
+    [entries] = published(gateway.servers, gateway.topic).values()
+    end = entries[-1][2].events[-1]
+    assert isinstance(end, End)
+    assert end.reason == "idle for more than 2 s"
