@@ -52,7 +52,7 @@ class Gateway:
         self.per_operator: dict[str, int] = defaultdict(int)
         self._failures: dict[str, deque[float]] = defaultdict(deque)
         self.accepting = True
-        self.unrecorded = 0
+        self.stalled = False
 
     # -- limits ------------------------------------------------------------------
 
@@ -87,6 +87,30 @@ class Gateway:
             return
         if final:
             self.spool.sync_soon()
+        if not self.stalled and self.spool_state() == "reserve":
+            self._stall(True)
+
+    def _stall(self, stalled: bool) -> None:
+        """Pause (or resume) reading on every channel: the spool has no room left."""
+        self.stalled = stalled
+        for channel in self.channels:
+            for side in ("operator", "target"):
+                if stalled:
+                    channel.hold(side, "spool")
+                else:
+                    channel.release(side, "spool")
+        if stalled:
+            log.error("spool beyond max_bytes + reserve_bytes (%d bytes undelivered): all "
+                      "sessions paused until Kafka takes them", self.spool.pending)  # fmt: skip
+        else:
+            log.warning("spool below max_bytes again; sessions resumed")
+
+    async def watch_spool(self) -> None:
+        """Resume paused sessions once the spool has drained below ``max_bytes``."""
+        while True:
+            await asyncio.sleep(0.2)
+            if self.stalled and self.spool_state() == "ok":
+                self._stall(False)
 
     def recorder(self, start: Start) -> Recorder:
         gw = self.gw
@@ -188,21 +212,34 @@ class Connection(asyncssh.SSHServer):
         gateway.per_operator[self.login.operator] += 1
         return channel
 
-    def new_recorder(self, term: str, size: tuple[int, int, int, int]) -> Recorder:
+    def new_recorder(self, term: str, size: tuple[int, int, int, int]) -> Recorder | None:
         """The recording of a new channel, before its target is known to be allowed."""
-        target = self._gateway.connector.describe(self.login.target)
+        gateway = self._gateway
+        if not gateway.gw.record:
+            return None
+        target = gateway.connector.describe(self.login.target)
         start = Start(
             t=0, operator=self.login.operator, client=self.client,
             target=self.login.target or "", host=target[0], port=target[1], user=target[2],
-            gateway=self._gateway.settings.instance, term=term, cols=size[0], rows=size[1],
+            gateway=gateway.settings.instance, term=term, cols=size[0], rows=size[1],
             started_at=time.time_ns(),
         )  # fmt: skip
-        return self._gateway.recorder(start)
+        if gateway.spool_state() == "full" and gateway.gw.spool.policy == "fail-open":
+            log.error("%s: spool full and spool.policy is fail-open: this session is NOT "
+                      "recorded", self.describe())  # fmt: skip
+            gateway.recorder(start).close("unrecorded: spool full (fail-open)")
+            return None
+        return gateway.recorder(start)
 
-    def resolve_target(self) -> Target:
-        """Check limits and policy for a new channel; :class:`Refused` says why not."""
+    def spool_state(self) -> str:
+        return self._gateway.spool_state()
+
+    def resolve_target(self, state: str) -> Target:
+        """Check limits and policy for a new channel; :class:`Refused` says why not.
+
+        ``state`` is the spool's state when the channel's request arrived.
+        """
         gateway, gw = self._gateway, self._gateway.gw
-        state = gateway.spool_state()
         if state != "ok" and (gw.spool.policy == "fail-closed" or state == "reserve"):
             raise Refused("the recording spool is full (is Kafka down?); new sessions are "
                           "refused until it drains", "refused: spool full")  # fmt: skip

@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 Mode = Literal["shell", "exec", "subsystem"]
+Side = Literal["operator", "target"]
 
 
 class TargetChannel(asyncssh.SSHClientSession[bytes]):
@@ -51,10 +52,10 @@ class TargetChannel(asyncssh.SSHClientSession[bytes]):
 
     def pause_writing(self) -> None:
         """The target's window is full: stop reading from the operator."""
-        self._relay.chan.pause_reading()
+        self._relay.hold("operator", "window")
 
     def resume_writing(self) -> None:
-        self._relay.chan.resume_reading()
+        self._relay.release("operator", "window")
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The target closed the channel (after its exit status, if it sent one)."""
@@ -78,6 +79,8 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
         self.recorder: Recorder | None = None
         self._opening: asyncio.Task[None] | None = None
         self._exit: tuple[int | None, str | None, bool, str, str] | None = None
+        self._held: dict[Side, set[str]] = {}
+        self._spool_state = "ok"
         self._exit_sent = False
         self._end_reason = "client closed the channel"
         self.last_activity = asyncio.get_running_loop().time()
@@ -110,15 +113,17 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
         Input that arrives before the target's channel is open is recorded and
         held; reading pauses so that holding it stays small.
         """
+        self._spool_state = self._connection.spool_state()  # before our own first chunk
         self.recorder = self._connection.new_recorder(self._term or "", self._size)
-        self.recorder.request(self._mode, self._command)
-        self.chan.pause_reading()
+        if self.recorder is not None:
+            self.recorder.request(self._mode, self._command)
+        self.hold("operator", "opening")
         self._opening = asyncio.get_running_loop().create_task(self._open())
 
     async def _open(self) -> None:
         connection = self._connection
         try:
-            target = connection.resolve_target()
+            target = connection.resolve_target(self._spool_state)
             upstream = await connection.target_connection(target)
             env = self.chan.get_environment_bytes()
             chan, _ = await upstream.create_session(
@@ -145,7 +150,9 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
         if self._eof_early:
             chan.write_eof()
         self._early.clear()
-        self.chan.resume_reading()
+        if "target" in self._held:  # a hold placed before the target channel existed
+            chan.pause_reading()
+        self.release("operator", "opening")
 
     def _refuse(self, refused: Refused) -> None:
         log.info("%s: %s", self._connection.describe(), refused.reason)
@@ -191,12 +198,36 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
 
     def pause_writing(self) -> None:
         """The operator's window is full: stop reading from the target."""
-        if self._target is not None:
-            self._target.pause_reading()
+        self.hold("target", "window")
 
     def resume_writing(self) -> None:
-        if self._target is not None:
-            self._target.resume_reading()
+        self.release("target", "window")
+
+    # -- reading is paused while any reason holds it -----------------------------
+
+    def hold(self, side: Side, reason: str) -> None:
+        """Stop reading from ``side`` for ``reason`` (flow control, a full spool ...)."""
+        reasons = self._held.setdefault(side, set())
+        if not reasons:
+            self._reader(side, pause=True)
+        reasons.add(reason)
+
+    def release(self, side: Side, reason: str) -> None:
+        reasons = self._held.get(side)
+        if not reasons or reason not in reasons:
+            return
+        reasons.discard(reason)
+        if not reasons:
+            del self._held[side]
+            self._reader(side, pause=False)
+
+    def _reader(self, side: Side, pause: bool) -> None:
+        chan = self.chan if side == "operator" else self._target
+        if chan is not None:
+            if pause:
+                chan.pause_reading()
+            else:
+                chan.resume_reading()
 
     # -- from the target -----------------------------------------------------
 

@@ -40,7 +40,9 @@ class GatewayService:
                            gw.spool.fsync_interval_ms / 1000)  # fmt: skip
         self.publisher = Publisher(self.spool, settings)
         connector = TargetConnector(self.policy, settings.state_path / "gateway" / "known_hosts",
-                                    gw.connect_timeout_s)  # fmt: skip
+                                    gw.connect_timeout_s, gw.target_ciphers)  # fmt: skip
+        if not gw.record:
+            log.warning("gateway.record is false: NOTHING IS RECORDED (benchmarks only)")
         self.gateway = Gateway(settings, self.policy, self.signer, self.spool, connector)
         self._stop = asyncio.Event()
         self.port = gw.port
@@ -68,6 +70,7 @@ class GatewayService:
                               key="gateway.port") from None  # fmt: skip
         self.port = server.sockets[0].getsockname()[1]
         idle = loop.create_task(self.gateway.watch_idle())
+        spool_watch = loop.create_task(self.gateway.watch_spool())
         ready(self)
         await self._stop.wait()
         log.info("stopping: no new connections; waiting up to %d s for %d sessions",
@@ -75,6 +78,7 @@ class GatewayService:
         self.gateway.accepting = False
         server.close()
         idle.cancel()
+        spool_watch.cancel()
         await self._drain_sessions(gw.shutdown_timeout_s)
         delivered = await loop.run_in_executor(None, self.publisher.stop, 10.0)
         self.spool.close()

@@ -20,8 +20,11 @@ log = logging.getLogger(__name__)
 
 
 class TargetConnector:
-    def __init__(self, policy: Policy, known_hosts: Path, connect_timeout: float) -> None:
+    def __init__(
+        self, policy: Policy, known_hosts: Path, connect_timeout: float, ciphers: list[str]
+    ) -> None:
         self._policy = policy
+        self._ciphers = ciphers or ()
         self._known_hosts = known_hosts
         self._timeout = connect_timeout
         self._pin_lock = asyncio.Lock()
@@ -46,6 +49,7 @@ class TargetConnector:
                 client_keys=[target.key], known_hosts=None if tofu else (pinned, [], []),
                 config=None, agent_path=None, agent_forwarding=False,
                 x11_forwarding=False, preferred_auth="publickey", encoding=None,
+                encryption_algs=self._ciphers,
             )  # fmt: skip
             conn = await asyncio.wait_for(connecting, self._timeout)
         except asyncssh.HostKeyNotVerifiable:

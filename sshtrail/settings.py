@@ -108,6 +108,11 @@ class GatewaySettings(_Section):
     #: How long SIGTERM waits for running sessions to end before closing them.
     shutdown_timeout_s: Annotated[int, msgspec.Meta(ge=0)] = 30
     connect_timeout_s: Annotated[int, msgspec.Meta(ge=1)] = 15
+    #: Ciphers for the gateway's connections to targets, in order of preference;
+    #: empty means asyncssh's defaults.
+    target_ciphers: list[str] = msgspec.field(default_factory=list)
+    #: Benchmarks only: false relays without recording anything (logged loudly).
+    record: bool = True
     spool: SpoolSettings = msgspec.field(default_factory=SpoolSettings)
 
 

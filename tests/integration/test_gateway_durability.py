@@ -137,3 +137,77 @@ def test_100_mb_of_output_is_byte_exact_at_the_client_and_in_the_recording(
                 recorded.update(event.data)
     assert recorded.hexdigest() == expected
     gateway.stop()
+
+
+SMALL_SPOOL = "[gateway.spool]\nmax_bytes = 1\nreserve_bytes = {reserve}\npolicy = {policy!r}"
+
+
+def ssh_run(gateway: GatewayProcess, command: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(gateway.ssh("alice:t1", command), capture_output=True, timeout=60,
+                          check=False)  # fmt: skip
+
+
+def test_full_spool_fail_closed_refuses_new_sessions_until_it_drains(
+    tmp_path: Path, own_broker: EmbeddedBroker, sshd: SshdTarget
+) -> None:
+    extra = SMALL_SPOOL.format(reserve=10_000_000, policy="fail-closed")
+    gateway = GatewayProcess(tmp_path / "gw", own_broker.bootstrap_servers, sshd, extra=extra)
+    gateway.start()
+    own_broker.stop()
+    assert ssh_run(gateway, "echo recorded-into-the-reserve").returncode == 0
+    refused = ssh_run(gateway, "echo never")
+    assert refused.returncode == 1
+    assert b"the recording spool is full" in refused.stderr
+    own_broker.start()
+    deadline = time.monotonic() + 60
+    while (later := ssh_run(gateway, "echo after")).returncode != 0:
+        assert time.monotonic() < deadline, later.stderr
+        time.sleep(1)
+    assert later.stdout == b"after\n"
+    sessions = published(own_broker.bootstrap_servers, gateway.topic, complete=3)
+    reasons = sorted(str(e[-1][2].end.reason) for e in sessions.values() if e[-1][2].end)
+    assert "refused: spool full" in reasons
+    assert any(b"recorded-into-the-reserve" in c.raw for e in sessions.values() for _, _, c in e)
+    gateway.stop()
+
+
+def test_spool_beyond_its_reserve_pauses_sessions_instead_of_dropping(
+    tmp_path: Path, own_broker: EmbeddedBroker, sshd: SshdTarget
+) -> None:
+    extra = SMALL_SPOOL.format(reserve=0, policy="fail-closed")
+    gateway = GatewayProcess(tmp_path / "gw", own_broker.bootstrap_servers, sshd, extra=extra)
+    gateway.start()
+    own_broker.stop()
+    started = time.monotonic()
+    session = subprocess.Popen(gateway.ssh("alice:t1", "echo a; sleep 0.3; echo b"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    time.sleep(3)
+    assert session.poll() is None  # paused: its output waits for room in the spool
+    own_broker.start()
+    out, _ = session.communicate(timeout=60)
+    assert out == b"a\nb\n"
+    assert session.returncode == 0
+    assert time.monotonic() - started > 3
+    [entries] = published(own_broker.bootstrap_servers, gateway.topic).values()
+    output = b"".join(e.data for _, _, c in entries for e in c.events if isinstance(e, Output))
+    assert output == b"a\nb\n"
+    gateway.stop()
+
+
+def test_full_spool_fail_open_lets_sessions_in_unrecorded_and_says_so(
+    tmp_path: Path, own_broker: EmbeddedBroker, sshd: SshdTarget
+) -> None:
+    extra = SMALL_SPOOL.format(reserve=10_000_000, policy="fail-open")
+    gateway = GatewayProcess(tmp_path / "gw", own_broker.bootstrap_servers, sshd, extra=extra)
+    gateway.start()
+    own_broker.stop()
+    assert ssh_run(gateway, "echo first").returncode == 0
+    second = ssh_run(gateway, "echo secret-$((2*21))")
+    assert second.stdout == b"secret-42\n"
+    own_broker.start()
+    sessions = published(own_broker.bootstrap_servers, gateway.topic, complete=2)
+    assert not any(b"secret-42" in c.raw for e in sessions.values() for _, _, c in e)
+    reasons = sorted(str(e[-1][2].end.reason) for e in sessions.values() if e[-1][2].end)
+    assert reasons == ["exit status 0", "unrecorded: spool full (fail-open)"]
+    log = gateway.stop()
+    assert "this session is NOT recorded" in log

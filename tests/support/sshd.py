@@ -90,6 +90,8 @@ class SshdTarget:
                     "AcceptEnv LANG LC_* SSHTRAIL_TEST_*",
                     "Subsystem sftp internal-sftp",
                     "LogLevel VERBOSE",
+                    "MaxStartups 1000",  # load tests open many connections at once
+                    "MaxSessions 100",
                     "",
                 ]
             )

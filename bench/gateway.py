@@ -1,0 +1,191 @@
+"""Gateway benchmarks, each against a baseline measured in the same run.
+
+1. Bulk output throughput: ``cat`` of a random file through the gateway (with
+   recording and publishing), through the gateway with recording off, and
+   directly from OpenSSH to the same sshd -- per cipher (aes128-gcm and the
+   client's default), the same cipher on both legs.
+2. Keystroke echo round trip in a PTY session (p50/p99), gateway vs direct.
+3. Memory per idle session: gateway RSS growth over N idle PTY sessions.
+
+    python -m bench.gateway [--mb 256] [--rounds 3] [--echoes 500] [--idle 1000]
+
+Everything runs on loopback: the embedded broker, a real sshd, the gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import asyncssh
+
+from sshtrail.broker import EmbeddedBroker, free_port
+from tests.support.gateway import GatewayProcess
+from tests.support.sshd import SshdTarget, find_sshd
+
+CIPHERS = tuple(os.environ.get("BENCH_CIPHERS", "aes128-gcm@openssh.com,default").split(","))
+
+
+def timed(argv: Sequence[str]) -> float:
+    started = time.perf_counter()
+    subprocess.run(argv, stdout=subprocess.DEVNULL, check=True, timeout=600)
+    return time.perf_counter() - started
+
+
+def throughput(gw: GatewayProcess, plain: GatewayProcess, sshd: SshdTarget, *, blob: Path,
+               size: int, rounds: int, cipher: str) -> dict[str, float]:  # fmt: skip
+    options = [] if cipher == "default" else ["-c", cipher]
+    command = f"cat {blob}"
+    runs = {
+        "direct": sshd.ssh_command(command, options=options),
+        "gateway": gw.ssh("alice:t1", command, options=options),
+        "gateway, recording off": plain.ssh("alice:t1", command, options=options),
+    }
+    best = {name: 0.0 for name in runs}
+    for _ in range(rounds):  # interleaved, so drift hits all alike
+        for name, argv in runs.items():
+            best[name] = max(best[name], size / timed(argv) / 1e6)
+    return best
+
+
+async def echo_times(host: str, port: int, *, user: str, key: Path, known_hosts: Path,
+                     count: int) -> list[float]:  # fmt: skip
+    """Round trips of one keystroke to its echo in an interactive shell, in µs."""
+    async with asyncssh.connect(host, port, username=user, client_keys=[str(key)],
+                                known_hosts=str(known_hosts), config=None,
+                                agent_path=None) as conn:  # fmt: skip
+        process = await conn.create_process(term_type="xterm", term_size=(80, 24), encoding=None)
+        process.stdin.write(b"stty -echoctl; PS1='$ '\n")
+        await asyncio.sleep(0.5)
+        while process.stdout.at_eof() is False:
+            try:
+                await asyncio.wait_for(process.stdout.read(65536), 0.2)
+            except TimeoutError:
+                break
+        samples = []
+        for i in range(count):
+            char = b"abcdefghij"[i % 10 : i % 10 + 1]
+            started = time.perf_counter()
+            process.stdin.write(char)
+            echoed = await process.stdout.readexactly(1)
+            samples.append((time.perf_counter() - started) * 1e6)
+            assert echoed == char, echoed
+            if i % 50 == 49:
+                process.stdin.write(b"\x15")  # Ctrl-U: clear the line
+                await process.stdout.read(4096)
+        process.stdin.write(b"\x15exit\n")
+        await process.wait()
+        return samples
+
+
+async def idle_sessions(gw: GatewayProcess, count: int) -> float:
+    """KiB of gateway RSS per idle PTY session, over ``count`` sessions."""
+    assert gw.process is not None
+    pid = gw.process.pid
+    before = rss_kib(pid)
+    conns = []
+    for _ in range(count):
+        conn = await asyncssh.connect("127.0.0.1", gw.port, username="alice:t1",
+                                      client_keys=[str(gw.operator_key)],
+                                      known_hosts=str(gw.known_hosts), config=None,
+                                      agent_path=None)  # fmt: skip
+        await conn.create_process(term_type="xterm", term_size=(80, 24))
+        conns.append(conn)
+    await asyncio.sleep(2)
+    after = rss_kib(pid)
+    for conn in conns:
+        conn.close()
+    await asyncio.gather(*(conn.wait_closed() for conn in conns))
+    return (after - before) / count
+
+
+def rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise RuntimeError("no VmRSS")
+
+
+def percentile(samples: list[float], q: float) -> float:
+    return statistics.quantiles(samples, n=100)[int(q) - 1]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=256, help="bulk output per run, MB")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--echoes", type=int, default=500)
+    parser.add_argument("--idle", type=int, default=1000, help="idle sessions (0: skip)")
+    args = parser.parse_args()
+    sshd_binary = find_sshd()
+    if sshd_binary is None:
+        sys.exit("bench needs OpenSSH's sshd (apt-get install openssh-server)")
+    work = Path(tempfile.mkdtemp(prefix="sshtrail-bench-"))
+    size = args.mb * 1_000_000
+    blob = work / "blob.bin"
+    blob.write_bytes(os.urandom(size))
+    with (work / "broker.log").open("ab") as log:
+        broker = EmbeddedBroker("127.0.0.1", free_port(), work / "broker", log)
+        broker.start()
+    sshd = SshdTarget(sshd_binary, work / "sshd")
+    sshd.start()
+    same = ["aes128-gcm@openssh.com"]
+    limits = "max_sessions = 5000\nmax_sessions_per_operator = 5000"
+    gateways: list[GatewayProcess] = []
+
+    def gateway(*settings: str) -> GatewayProcess:
+        gw = GatewayProcess(work / f"gw-{len(gateways)}", broker.bootstrap_servers, sshd,
+                            extra="\n".join([limits, *settings]))  # fmt: skip
+        gw.start()
+        gateways.append(gw)
+        return gw
+
+    try:
+        # Latency and memory first, on fresh gateways, before bulk data keeps
+        # the broker busy.
+        gw = gateway()
+        direct = asyncio.run(echo_times("127.0.0.1", sshd.port, user=sshd.user,
+                                        key=sshd.client_key, known_hosts=sshd.known_hosts,
+                                        count=args.echoes))  # fmt: skip
+        through = asyncio.run(echo_times("127.0.0.1", gw.port, user="alice:t1",
+                                         key=gw.operator_key, known_hosts=gw.known_hosts,
+                                         count=args.echoes))  # fmt: skip
+        print(f"keystroke echo round trip, {args.echoes} keystrokes (µs):")
+        for name, samples in (("direct", direct), ("gateway", through)):
+            p50, p99 = percentile(samples, 50), percentile(samples, 99)
+            print(f"  {name:<8} p50 {p50:7.0f}   p99 {p99:7.0f}")
+        overhead = percentile(through, 99) - percentile(direct, 99)
+        print(f"  p99 overhead: {overhead:.0f} µs  (goal < 500)")
+        if args.idle:
+            per_session = asyncio.run(idle_sessions(gateway(), args.idle))
+            print(f"memory per idle session at {args.idle} sessions: {per_session:.0f} KiB"
+                  "  (goal <= 100; with the gateway's own connection to the target)")  # fmt: skip
+        for cipher in CIPHERS:
+            ciphers = f"target_ciphers = {same!r}".replace("'", '"') if cipher != "default" else ""
+            recording, plain = gateway(ciphers), gateway(ciphers, "record = false")
+            best = throughput(recording, plain, sshd, blob=blob, size=size, rounds=args.rounds,
+                              cipher=cipher)  # fmt: skip
+            print(f"bulk output, cipher {cipher}, {args.mb} MB, best of {args.rounds}:")
+            for name, rate in best.items():
+                print(f"  {name:<24} {rate:8.1f} MB/s")
+            print(f"  ratio gateway/direct:          {best['gateway'] / best['direct']:.2f}"
+                  "  (goal >= 0.75)")  # fmt: skip
+            versus_plain = best["gateway"] / best["gateway, recording off"]
+            print(f"  ratio gateway/recording off:   {versus_plain:.2f}  (goal >= 0.9)")
+    finally:
+        for gw in gateways:
+            gw.stop()
+        sshd.stop()
+        broker.stop()
+
+
+if __name__ == "__main__":
+    main()
