@@ -16,7 +16,7 @@ $(BIN)/sshtrail: pyproject.toml
 install: $(BIN)/sshtrail
 
 up: install
-	$(BIN)/sshtrail up
+	$(BIN)/sshtrail up --demo
 
 # The tests start a real OpenSSH sshd; install it when it is missing and we may.
 openssh:

@@ -91,14 +91,19 @@ async def idle_sessions(gw: GatewayProcess, count: int) -> float:
     assert gw.process is not None
     pid = gw.process.pid
     before = rss_kib(pid)
-    conns = []
-    for _ in range(count):
-        conn = await asyncssh.connect("127.0.0.1", gw.port, username="alice:t1",
-                                      client_keys=[str(gw.operator_key)],
-                                      known_hosts=str(gw.known_hosts), config=None,
-                                      agent_path=None)  # fmt: skip
-        await conn.create_process(term_type="xterm", term_size=(80, 24))
-        conns.append(conn)
+    conns: list[asyncssh.SSHClientConnection] = []
+    gate = asyncio.Semaphore(16)  # open them 16 at a time
+
+    async def open_one() -> None:
+        async with gate:
+            conn = await asyncssh.connect("127.0.0.1", gw.port, username="alice:t1",
+                                          client_keys=[str(gw.operator_key)],
+                                          known_hosts=str(gw.known_hosts), config=None,
+                                          agent_path=None)  # fmt: skip
+            await conn.create_process(term_type="xterm", term_size=(80, 24))
+            conns.append(conn)
+
+    await asyncio.gather(*(open_one() for _ in range(count)))
     await asyncio.sleep(2)
     after = rss_kib(pid)
     for conn in conns:

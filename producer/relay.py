@@ -11,6 +11,7 @@ reading on the other, so no buffer grows without bound.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from typing import TYPE_CHECKING, Literal
 
@@ -117,6 +118,9 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
         self.recorder = self._connection.new_recorder(self._term or "", self._size)
         if self.recorder is not None:
             self.recorder.request(self._mode, self._command)
+        # The command itself stays out of the log: it may hold secrets.
+        log.info("%s: session %s started (%s%s)", self._connection.describe(), self.session_id,
+                 self._mode, ", pty" if self._term is not None else "")  # fmt: skip
         self.hold("operator", "opening")
         self._opening = asyncio.get_running_loop().create_task(self._open())
 
@@ -154,10 +158,14 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
             chan.pause_reading()
         self.release("operator", "opening")
 
+    @property
+    def session_id(self) -> str:
+        return str(self.recorder.session_id) if self.recorder is not None else "(unrecorded)"
+
     def _refuse(self, refused: Refused) -> None:
-        log.info("%s: %s", self._connection.describe(), refused.reason)
         self._end_reason = refused.reason
-        self.chan.write_stderr(f"sshtrail: {refused.message}\r\n".encode())
+        with contextlib.suppress(OSError):
+            self.chan.write_stderr(f"sshtrail: {refused.message}\r\n".encode())
         self._exit_sent = True
         self.chan.exit(1)
 
@@ -171,7 +179,8 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
         if self._target is None:
             self._early.append((data, datatype))
         else:
-            self._target.write(data, datatype)
+            with contextlib.suppress(OSError):  # the target's channel is closing
+                self._target.write(data, datatype)
 
     def eof_received(self) -> bool:
         if self._target is None:
@@ -235,7 +244,10 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
         self.last_activity = asyncio.get_running_loop().time()
         if self.recorder is not None:
             self.recorder.output(data, stderr=datatype == asyncssh.EXTENDED_DATA_STDERR)
-        self.chan.write(data, datatype)
+        # The operator's channel may be closing while the target still talks;
+        # an exception here would tear down the whole target connection.
+        with contextlib.suppress(OSError):
+            self.chan.write(data, datatype)
 
     def exited(self, status: int | None = None, signal: str | None = None,
                core_dumped: bool = False, message: str = "", lang: str = "") -> None:  # fmt: skip
@@ -265,7 +277,8 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
     def close(self, reason: str) -> None:
         """Close from the gateway's side (idle timeout, shutdown)."""
         self._end_reason = reason
-        self.chan.write_stderr(f"\r\nsshtrail: {reason}\r\n".encode())
+        with contextlib.suppress(OSError):  # the operator may be gone already
+            self.chan.write_stderr(f"\r\nsshtrail: {reason}\r\n".encode())
         self.chan.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -277,6 +290,8 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
             self._end_reason = f"connection lost: {_describe(exc)}"
         if self.recorder is not None:
             self.recorder.close(self._end_reason)
+        log.info("%s: session %s ended: %s", self._connection.describe(), self.session_id,
+                 self._end_reason)  # fmt: skip
         self._connection.channel_closed(self)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import resource
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,7 @@ class GatewayService:
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
+        _raise_file_limit(2 * gw.max_sessions + 64)
         self.spool.open()
         self.publisher.start()
         try:
@@ -95,6 +97,18 @@ class GatewayService:
         deadline = loop.time() + 5
         while self.gateway.channels and loop.time() < deadline:
             await asyncio.sleep(0.05)
+
+
+def _raise_file_limit(wanted: int) -> None:
+    """Each session holds two sockets (operator, target): lift the soft descriptor limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        soft = hard
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        log.warning("open file limit %d is below what gateway.max_sessions needs (%d); "
+                    "raise it (ulimit -n, LimitNOFILE=) or lower max_sessions",
+                    soft, wanted)  # fmt: skip
 
 
 def _path(configured: str, target: str) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import subprocess
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -130,3 +131,21 @@ def test_idle_sessions_are_closed_and_recorded_so(gateway: GatewayProcess) -> No
     end = entries[-1][2].events[-1]
     assert isinstance(end, End)
     assert end.reason == "idle for more than 2 s"
+
+
+def test_sigterm_lets_running_sessions_finish_and_publishes_them(
+    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget
+) -> None:
+    gateway = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd)
+    gateway.start()
+    session = subprocess.Popen(gateway.ssh("alice:t1", "sleep 1.5; echo finished"),
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    time.sleep(0.7)
+    log = gateway.stop()  # SIGTERM while the session runs
+    out, _ = session.communicate(timeout=30)
+    assert out == b"finished\n"
+    assert "waiting up to 30 s for 1 sessions" in log
+    assert "every chunk is in Kafka" in log
+    assert "ended: exit status 0" in log
+    [entries] = published(broker.bootstrap_servers, gateway.topic).values()
+    assert entries[-1][2].end is not None

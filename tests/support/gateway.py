@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections import defaultdict
@@ -104,17 +105,22 @@ host_keys = [{toml_value(host_pub)}]
         self.process = subprocess.Popen(
             [*argv, "gateway"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
         )
+        # Read its output all along: a full pipe would block the gateway's loop.
+        self._ready = threading.Event()
+        self._pump = threading.Thread(target=self._read_output, daemon=True)
+        self._pump.start()
+        if not self._ready.wait(timeout):
+            raise AssertionError(f"gateway did not start: {''.join(self.output)}")
+        self._fetch_host_key()
+
+    def _read_output(self) -> None:
+        assert self.process is not None
         assert self.process.stdout is not None
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
+        for line in self.process.stdout:
             self.output.append(line)
             if line.startswith("gateway host key"):
-                self._fetch_host_key()
-                return
-        raise AssertionError(f"gateway did not start: {''.join(self.output)}")
+                self._ready.set()
+        self._ready.set()
 
     def _fetch_host_key(self) -> None:
         pub = (self.workdir / "state" / "gateway" / "ssh_host_ed25519_key.pub").read_text()
@@ -133,14 +139,15 @@ host_keys = [{toml_value(host_pub)}]
     def stop(self, signum: int = signal.SIGTERM, timeout: float = 60) -> str:
         assert self.process is not None
         self.process.send_signal(signum)
-        rest, _ = self.process.communicate(timeout=timeout)
-        self.output.append(rest)
+        self.process.wait(timeout)
+        self._pump.join(timeout)
         return "".join(self.output)
 
     def kill(self) -> None:
         assert self.process is not None
         self.process.kill()
         self.process.wait()
+        self._pump.join(10)
 
     def ssh(self, login: str, *remote: str, key: Path | None = None,
             options: Sequence[str] = (), tty: bool = False) -> list[str]:  # fmt: skip

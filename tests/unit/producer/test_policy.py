@@ -1,0 +1,83 @@
+"""Operator policy: logins, targets, passwords, and start-up errors that name the entry."""
+
+from __future__ import annotations
+
+import asyncssh
+import pytest
+
+from producer.policy import Login, Policy, Refused, hash_password, verify_password
+from sshtrail.errors import ConfigError
+from sshtrail.settings import OperatorSettings, Settings, TargetSettings
+
+KEY = asyncssh.generate_private_key("ssh-ed25519")
+HOST = asyncssh.generate_private_key("ssh-ed25519").export_public_key().decode().strip()
+OPERATOR_KEY = KEY.export_public_key().decode().strip()
+
+
+def settings(**operator: object) -> Settings:
+    return Settings(
+        operators=[OperatorSettings(name="alice",
+                                    **{"keys": [OPERATOR_KEY], "targets": ["web01"],
+                                       **operator})],  # type: ignore[arg-type]
+        targets=[TargetSettings(name="web01", host="10.0.0.1", key="k", host_keys=[HOST]),
+                 TargetSettings(name="db01", host="10.0.0.2", key="k", host_keys=[HOST])],
+    )  # fmt: skip
+
+
+def policy(**operator: object) -> Policy:
+    return Policy(settings(**operator), {"web01": KEY, "db01": KEY})
+
+
+@pytest.mark.parametrize(
+    ("username", "login"),
+    [
+        ("alice:web01", Login("alice", "web01")),
+        ("alice", Login("alice", None)),
+        ("alice:", Login("alice", None)),
+        ("alice:web:01", Login("alice", "web:01")),
+    ],
+)
+def test_usernames_split_at_the_first_colon(username: str, login: Login) -> None:
+    assert Login.parse(username) == login
+
+
+def test_targets_are_resolved_or_refused_with_the_list() -> None:
+    rules = policy()
+    assert rules.resolve(Login("alice", "web01")).name == "web01"
+    with pytest.raises(Refused, match=r"target 'db01' is not one of yours: web01") as info:
+        rules.resolve(Login("alice", "db01"))
+    assert info.value.reason == "refused: target not allowed"
+    with pytest.raises(Refused, match="Log in as alice:TARGET; your targets: web01"):
+        rules.resolve(Login("alice", None))
+    assert policy(targets=["*"]).targets_for("alice") == ["db01", "web01"]
+
+
+def test_passwords_are_scrypt_hashes() -> None:
+    stored = hash_password("correct horse battery")
+    assert stored.startswith("scrypt$")
+    assert verify_password(stored, "correct horse battery")
+    assert not verify_password(stored, "correct horse battery!")
+    assert not verify_password("scrypt$garbage", "x")
+    rules = policy(password_hash=stored)
+    assert rules.check_password("alice", "correct horse battery")
+    assert not policy().check_password("alice", "correct horse battery")
+
+
+@pytest.mark.parametrize(
+    ("operator", "message"),
+    [
+        ({"keys": ["ssh-ed25519 not-base64"]}, "operators.alice.keys: bad key"),
+        ({"password_hash": "plaintext"}, "operators.alice.password_hash: not a hash"),
+    ],
+)
+def test_bad_operator_entries_fail_start_up_naming_them(
+    operator: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message):
+        policy(**operator)
+
+
+def test_a_target_without_a_way_to_check_its_host_key_is_refused_at_start() -> None:
+    bad = Settings(targets=[TargetSettings(name="t", host="h", key="k")])
+    with pytest.raises(ConfigError, match=r"targets\.t\.host_keys: no host_keys"):
+        Policy(bad, {"t": KEY})
