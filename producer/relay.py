@@ -82,6 +82,7 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
         self._exit: tuple[int | None, str | None, bool, str, str] | None = None
         self._held: dict[Side, set[str]] = {}
         self._spool_state = "ok"
+        self._gone = False
         self._exit_sent = False
         self._end_reason = "client closed the channel"
         self.last_activity = asyncio.get_running_loop().time()
@@ -147,6 +148,9 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
         except (OSError, asyncssh.Error) as exc:
             self._refuse(Refused(f"cannot open a session on the target: {_describe(exc)}",
                                  f"target session failed: {_describe(exc)}"))  # fmt: skip
+            return
+        if self._gone:  # the operator left while the target's channel was opening
+            chan.close()
             return
         self._target = chan
         for data, datatype in self._early:
@@ -283,6 +287,7 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
 
     def connection_lost(self, exc: Exception | None) -> None:
         """The operator's channel is gone: end the target's and the recording."""
+        self._gone = True
         if self._target is not None:
             self._target.close()
             self._target = None
