@@ -42,16 +42,6 @@ def topic_name() -> str:
     return f"test.{uuid.uuid4().hex[:12]}"
 
 
-@pytest.fixture(scope="session")
-def postgres_url() -> Iterator[str]:
-    try:
-        url = postgres.create_database()
-    except psycopg.OperationalError as exc:
-        unavailable(f"PostgreSQL at {postgres.ADMIN_URL} is not available: {exc}")
-    yield url
-    postgres.drop_database(url)
-
-
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'sshtrail.db'}"

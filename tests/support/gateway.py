@@ -19,7 +19,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from sshtrail.broker import free_port
 from sshtrail.wire import Chunk, decode_chunk
-from tests.support.sshd import SshdTarget, keygen
+from tests.support.sshd import SshdTarget, keygen, ssh_argv
 
 
 def toml_value(value: object) -> str:
@@ -152,19 +152,8 @@ host_keys = [{toml_value(host_pub)}]
     def ssh(self, login: str, *remote: str, key: Path | None = None,
             options: Sequence[str] = (), tty: bool = False) -> list[str]:  # fmt: skip
         """argv of the real OpenSSH client going through this gateway."""
-        return [
-            "ssh", "-F", "none", "-tt" if tty else "-T",
-            "-i", str(key or self.operator_key),
-            "-o", "IdentitiesOnly=yes",
-            "-o", "BatchMode=yes",
-            "-o", f"UserKnownHostsFile={self.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", "LogLevel=ERROR",
-            "-p", str(self.port),
-            *options,
-            f"{login}@127.0.0.1",
-            *remote,
-        ]  # fmt: skip
+        return ssh_argv(f"{login}@127.0.0.1", self.port, key or self.operator_key,
+                        self.known_hosts, *remote, options=options, tty=tty)  # fmt: skip
 
 
 Published = dict[str, list[tuple[int, int, Chunk]]]

@@ -128,16 +128,23 @@ class SshdTarget:
 
     def ssh_command(self, *remote: str, options: Sequence[str] = ()) -> list[str]:
         """The argv of a real OpenSSH client connecting straight to this sshd."""
-        return [
-            "ssh", "-F", "none", "-T",
-            "-i", str(self.client_key),
-            "-o", "IdentitiesOnly=yes",
-            "-o", "BatchMode=yes",
-            "-o", f"UserKnownHostsFile={self.known_hosts}",
-            "-o", "StrictHostKeyChecking=yes",
-            "-o", "LogLevel=ERROR",
-            "-p", str(self.port),
-            *options,
-            f"{self.user}@{self.host}",
-            *remote,
-        ]  # fmt: skip
+        return ssh_argv(f"{self.user}@{self.host}", self.port, self.client_key, self.known_hosts,
+                        *remote, options=options)  # fmt: skip
+
+
+def ssh_argv(destination: str, port: int, key: Path, known_hosts: Path, *remote: str,
+             options: Sequence[str] = (), tty: bool = False) -> list[str]:  # fmt: skip
+    """The real OpenSSH client, isolated from the user's config, agent and known hosts."""
+    return [
+        "ssh", "-F", "none", "-tt" if tty else "-T",
+        "-i", str(key),
+        "-o", "IdentitiesOnly=yes",
+        "-o", "BatchMode=yes",
+        "-o", f"UserKnownHostsFile={known_hosts}",
+        "-o", "StrictHostKeyChecking=yes",
+        "-o", "LogLevel=ERROR",
+        "-p", str(port),
+        *options,
+        destination,
+        *remote,
+    ]  # fmt: skip
