@@ -61,7 +61,10 @@ class Policy:
         self._authorized: dict[str, asyncssh.SSHAuthorizedKeys] = {}
         for operator in settings.operators:
             setting = f"operators.{operator.name}"
-            lines = [*operator.keys, *(f"cert-authority {ca}" for ca in operator.cert_authorities)]
+            # The login name is OPERATOR:TARGET, so certificates are matched on the
+            # operator's name as principal rather than on the login name.
+            lines = [*operator.keys, *(f'cert-authority,principals="{operator.name}" {ca}'
+                                       for ca in operator.cert_authorities)]  # fmt: skip
             try:
                 self._authorized[operator.name] = asyncssh.import_authorized_keys("\n".join(lines))
             except (asyncssh.KeyImportError, ValueError) as exc:

@@ -149,3 +149,29 @@ def test_sigterm_lets_running_sessions_finish_and_publishes_them(
     assert "ended: exit status 0" in log
     [entries] = published(broker.bootstrap_servers, gateway.topic).values()
     assert entries[-1][2].end is not None
+
+
+def test_user_certificates_signed_by_the_operators_ca_are_accepted(
+    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget
+) -> None:
+    ca = asyncssh.generate_private_key("ssh-ed25519")
+    ca_line = ca.export_public_key().decode().strip()
+    gateway = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd,
+                             operator_extra=f"cert_authorities = [{ca_line!r}]")  # fmt: skip
+    gateway.start()
+    user_key = asyncssh.generate_private_key("ssh-ed25519")
+
+    async def login(principal: str) -> str:
+        cert = ca.generate_user_certificate(user_key, "alice-laptop", principals=[principal])
+        async with asyncssh.connect(
+            "127.0.0.1", gateway.port, username="alice:t1", client_keys=[(user_key, cert)],
+            known_hosts=str(gateway.known_hosts), config=None, agent_path=None,
+        ) as conn:  # fmt: skip
+            return str((await conn.run("echo certified", check=True)).stdout)
+
+    try:
+        assert asyncio.run(login("alice")) == "certified\n"
+        with pytest.raises(asyncssh.PermissionDenied):
+            asyncio.run(login("mallory"))
+    finally:
+        gateway.stop()

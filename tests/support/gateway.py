@@ -36,6 +36,7 @@ class GatewayProcess:
     topic: str = field(default_factory=lambda: f"sessions.{uuid.uuid4().hex[:10]}")
     port: int = field(default_factory=free_port)
     extra: str = ""
+    operator_extra: str = ""  # more keys for the operator alice
     cli_options: Sequence[str] = ()
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
@@ -72,6 +73,7 @@ echo_window_ms = 300
 name = "alice"
 keys = [{toml_value(pub)}]
 targets = ["t1", "imposter"]
+{self.operator_extra}
 [[operators]]
 name = "bob"
 keys = [{toml_value(pub)}]
