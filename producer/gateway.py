@@ -13,7 +13,6 @@ import logging
 import time
 import uuid
 from collections import defaultdict, deque
-from pathlib import Path
 from typing import Any
 
 import asyncssh
@@ -150,10 +149,8 @@ class Connection(asyncssh.SSHServer):
         self._address = "?"
         self.login = Login("", None)
         self._authenticated = False
-        self._attempted = False
         self._upstream: asyncssh.SSHClientConnection | None = None
         self._upstream_lock = asyncio.Lock()
-        self._channels: set[OperatorChannel] = set()
 
     def describe(self) -> str:
         return f"{self.client} {self.login.operator or '?'}:{self.login.target or '-'}"
@@ -182,7 +179,6 @@ class Connection(asyncssh.SSHServer):
 
     def validate_public_key(self, username: str, key: asyncssh.SSHKey) -> bool:
         # Only reached when the key is not among the operator's authorized keys.
-        self._attempted = True
         return False
 
     def password_auth_supported(self) -> bool:
@@ -190,7 +186,6 @@ class Connection(asyncssh.SSHServer):
         return bool(operator and operator.password_hash)
 
     def validate_password(self, username: str, password: str) -> bool:
-        self._attempted = True
         ok = self._gateway.policy.check_password(self.login.operator, password)
         if not ok:
             self._gateway.auth_failed(self._address)
@@ -207,7 +202,6 @@ class Connection(asyncssh.SSHServer):
         if not gateway.accepting:
             return False
         channel = OperatorChannel(self)
-        self._channels.add(channel)
         gateway.channels.add(channel)
         gateway.per_operator[self.login.operator] += 1
         return channel
@@ -260,7 +254,6 @@ class Connection(asyncssh.SSHServer):
 
     def channel_closed(self, channel: OperatorChannel) -> None:
         gateway = self._gateway
-        self._channels.discard(channel)
         if channel in gateway.channels:
             gateway.channels.discard(channel)
             gateway.per_operator[self.login.operator] -= 1
@@ -286,7 +279,7 @@ class Connection(asyncssh.SSHServer):
                      "", self._gateway.settings.instance, "", 0, 0, time.time_ns())  # fmt: skip
 
 
-def server_options(gateway: Gateway, host_key: asyncssh.SSHKey) -> dict[str, Any]:
+def server_options(host_key: asyncssh.SSHKey) -> dict[str, Any]:
     """asyncssh server options: our host key, nothing that escapes the recording."""
     return {
         "server_host_keys": [host_key],
@@ -300,7 +293,3 @@ def server_options(gateway: Gateway, host_key: asyncssh.SSHKey) -> dict[str, Any
         "keepalive_interval": 30,
         "server_version": "sshtrail",
     }
-
-
-def state_path(settings: Settings, configured: str, name: str) -> Path:
-    return settings.state_file(configured, f"gateway/{name}")

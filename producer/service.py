@@ -63,7 +63,7 @@ class GatewayService:
         try:
             server = await asyncssh.create_server(
                 lambda: Connection(self.gateway), gw.listen, gw.port,
-                **server_options(self.gateway, self.host_key),
+                **server_options(self.host_key),
             )  # fmt: skip
         except OSError as exc:
             self.publisher.stop(0)

@@ -58,10 +58,6 @@ class EmbeddedBroker:
     def bootstrap_servers(self) -> str:
         return f"{self.host}:{self.port}"
 
-    @property
-    def pid(self) -> int | None:
-        return self._process.pid if self._process else None
-
     def start(self, timeout: float = 30.0) -> None:
         """Start the broker and return once it accepts connections.
 
@@ -124,12 +120,6 @@ class EmbeddedBroker:
         if self._process is None:
             return -1
         return self._process.poll()
-
-    def wait(self) -> int:
-        """Block until the broker exits by itself; returns its status."""
-        if self._process is None:
-            raise BrokerError("broker is not running")
-        return self._process.wait()
 
     def _log_hint(self) -> str:
         name = getattr(self._log, "name", None)

@@ -69,10 +69,6 @@ class Chunk(msgspec.Struct, frozen=True):
     raw: bytes
 
     @property
-    def is_first(self) -> bool:
-        return self.seq == 0
-
-    @property
     def end(self) -> End | None:
         """The ``end`` event when this chunk closes the session."""
         last = self.events[-1]

@@ -30,7 +30,7 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
-def start_broker(settings: Settings, host: str, port: int, data_dir: Path) -> EmbeddedBroker:
+def start_broker(host: str, port: int, data_dir: Path) -> EmbeddedBroker:
     """Start the embedded broker with its log under ``data_dir``."""
     data_dir.mkdir(parents=True, exist_ok=True)
     log = (data_dir / "broker.log").open("ab")
@@ -50,7 +50,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         return 2
     data_dir = args.data_dir or settings.broker_data_dir
     with stop_on_signals() as stop:
-        broker = start_broker(settings, host, port, data_dir)
+        broker = start_broker(host, port, data_dir)
         try:
             print(
                 f"broker listening on {broker.bootstrap_servers} (data in {data_dir})", flush=True

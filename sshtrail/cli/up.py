@@ -82,7 +82,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _start_infrastructure(settings: Settings) -> EmbeddedBroker | None:
     broker = None
     if settings.embedded_broker:
-        broker = start_broker(settings, settings.broker.host, settings.broker.port,
+        broker = start_broker(settings.broker.host, settings.broker.port,
                               settings.broker_data_dir)  # fmt: skip
         _say("broker", f"embedded, {broker.bootstrap_servers}, data in "
              f"{settings.broker_data_dir.resolve()}")  # fmt: skip
