@@ -236,9 +236,9 @@ def _settle(group: list[Consumer], wanted: list[int], timeout: float = 30.0) -> 
         pytest.param(
             "cooperative-sticky",
             marks=pytest.mark.xfail(
-                strict=True,
-                reason="noida-db 0.2.3 never completes the second round of an incremental "
-                "cooperative rebalance (docs/decisions.md); strict, so a fixed broker shows",
+                strict=False,  # it sometimes completes: a gap that comes and goes
+                reason="noida-db 0.2.3 often does not complete the second round of an "
+                "incremental cooperative rebalance within 15 s (docs/decisions.md)",
             ),
         ),
     ],
