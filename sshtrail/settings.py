@@ -116,6 +116,39 @@ class GatewaySettings(_Section):
     spool: SpoolSettings = msgspec.field(default_factory=SpoolSettings)
 
 
+class ConsumerSettings(_Section):
+    """The two consumer groups (``sshtrail store``, ``sshtrail index``)."""
+
+    store_group: Name = "sshtrail-store"
+    index_group: Name = "sshtrail-index"
+    #: ``auto`` is cooperative-sticky, except on the embedded development broker,
+    #: which cannot always finish a cooperative rebalance (docs/decisions.md).
+    assignment_strategy: Literal["auto", "cooperative-sticky", "range", "roundrobin"] = "auto"
+    #: Messages written per database transaction at most.
+    batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 2000
+    #: How long a batch waits to fill before it is written anyway.
+    batch_wait_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 200
+    #: librdkafka's ``max.poll.interval.ms``; writes are bounded well below it.
+    #: It is also how long a rebalance may wait for members to rejoin.
+    max_poll_interval_ms: Annotated[int, msgspec.Meta(ge=10_000)] = 300_000
+    #: librdkafka's ``session.timeout.ms``: a member silent this long (killed)
+    #: is dropped and its partitions reassigned.
+    session_timeout_ms: Annotated[int, msgspec.Meta(ge=6_000, le=300_000)] = 45_000
+    #: Back-off between retries of a failed database write: first and longest.
+    retry_initial_ms: Annotated[int, msgspec.Meta(ge=1)] = 200
+    retry_max_ms: Annotated[int, msgspec.Meta(ge=1)] = 10_000
+    #: An open session with no chunk for this long is marked ``incomplete``;
+    #: 0 means the gateway's idle timeout plus five minutes (an hour if that is 0).
+    incomplete_after_s: Annotated[int, msgspec.Meta(ge=0)] = 0
+    #: Static group membership (``group.instance.id``): a member restarted with
+    #: the same id gets its partitions back at once, without a rebalance.
+    #: Unique per member; empty means dynamic membership. ``--instance-id`` sets it.
+    instance_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{0,249}$")] = ""
+    #: Prometheus ``/metrics`` of each consumer instance: address and port (0: off).
+    metrics_listen: str = "127.0.0.1"
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
+
+
 class OperatorSettings(_Section):
     """A person allowed through the gateway, and where to."""
 
@@ -156,6 +189,7 @@ class Settings(_Section):
     broker: BrokerSettings = msgspec.field(default_factory=BrokerSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    consumer: ConsumerSettings = msgspec.field(default_factory=ConsumerSettings)
     operators: list[OperatorSettings] = msgspec.field(default_factory=list)
     targets: list[TargetSettings] = msgspec.field(default_factory=list)
 
@@ -187,6 +221,22 @@ class Settings(_Section):
     def state_file(self, configured: str, default: str) -> Path:
         """A configured path, or ``default`` inside the state directory."""
         return Path(configured).expanduser() if configured else self.state_path / default
+
+    @property
+    def incomplete_after_s(self) -> int:
+        """Quiet time after which a session without an end is ``incomplete``."""
+        if self.consumer.incomplete_after_s:
+            return self.consumer.incomplete_after_s
+        idle = self.gateway.idle_timeout_s
+        return idle + 300 if idle else 3600
+
+    @property
+    def assignment_strategy(self) -> str:
+        """librdkafka's ``partition.assignment.strategy`` for the consumer groups."""
+        chosen = self.consumer.assignment_strategy
+        if chosen != "auto":
+            return chosen
+        return "roundrobin" if self.embedded_broker else "cooperative-sticky"
 
     @property
     def embedded_broker(self) -> bool:

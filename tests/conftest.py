@@ -14,12 +14,28 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from sqlalchemy import Engine
 
+from sshtrail import migrate
 from sshtrail.broker import EmbeddedBroker, free_port
+from sshtrail.db import make_engine
 from sshtrail.errors import BrokerError
 from tests.support import postgres
+from tests.support.cli import Running
+from tests.support.consumers import create_topics
 from tests.support.services import unavailable
 from tests.support.sshd import SshdTarget, find_sshd
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Iterator[None]:
+    """Kill the ``sshtrail`` children a failing test did not get to stop."""
+    yield
+    while Running.started:
+        child = Running.started.pop()
+        if child.process.poll() is None:
+            child.process.kill()
+            child.process.wait(10)
 
 
 @pytest.fixture(scope="session")
@@ -59,6 +75,22 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
         unavailable(f"PostgreSQL at {postgres.ADMIN_URL} is not available: {exc}")
     yield url
     postgres.drop_database(url)
+
+
+@pytest.fixture
+def store_engine(database_url: str) -> Iterator[Engine]:
+    """An engine on ``database_url``, migrated to the latest schema."""
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store_topic(broker: EmbeddedBroker, topic_name: str) -> str:
+    """A fresh 3-partition sessions topic with its ``.dlq`` beside it."""
+    create_topics(broker.bootstrap_servers, topic_name, topic_name + ".dlq")
+    return topic_name
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,8 @@ def register(commands: Any) -> None:
         description="Start everything sshtrail needs on this machine and keep it "
         "running until Ctrl-C or SIGTERM: the embedded broker (unless "
         "kafka.bootstrap_servers is set), the topics, the session store at the latest "
-        "schema, and the gateway. A second run reuses the state in state_dir.",
+        "schema, the store consumer group and the gateway. A second run reuses the state "
+        "in state_dir.",
     )
     parser.add_argument(
         "--demo",
@@ -56,6 +57,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                                port=trial.port)  # fmt: skip
                 _say("demo", f"target {demo.NAME!r}: a login shell as {_user(settings)} "
                      f"on 127.0.0.1:{trial.port}")  # fmt: skip
+            # A static member id: restarted, it takes its partitions back at once.
+            children.start("store", "store", "--instance-id", f"{settings.instance}-up-store")
+            _say("store", f"consumer group {settings.consumer.store_group} writes sessions "
+                 "to the database")  # fmt: skip
             children.start("gateway", "gateway", port=settings.gateway.port)
             _say("gateway", f"{settings.gateway.listen}:{settings.gateway.port}, operators "
                  f"log in as OPERATOR:TARGET; {len(settings.operators)} operators, "
@@ -93,7 +98,10 @@ def _start_infrastructure(settings: Settings) -> EmbeddedBroker | None:
     topics += f"dead letters in {settings.kafka.dlq_topic}"
     _say("topics", topics + (" (created)" if created else ""))
     migrate.upgrade(settings.database_url)
-    shown = normalize_url(settings.database_url).render_as_string(hide_password=True)
+    url = normalize_url(settings.database_url)
+    if url.get_backend_name() == "sqlite" and url.database:
+        url = url.set(database=str(Path(url.database).resolve()))  # say where it really is
+    shown = url.render_as_string(hide_password=True)
     _say("database", f"{shown} at schema {migrate.current_revision(settings.database_url)}")
     return broker
 

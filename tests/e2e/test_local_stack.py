@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 import signal
 import subprocess
@@ -9,10 +10,14 @@ from pathlib import Path
 
 import pytest
 from confluent_kafka.admin import AdminClient
+from sqlalchemy import select
 
+from consumer.store import SESSIONS
 from sshtrail import migrate
 from sshtrail.broker import free_port
+from sshtrail.db import make_engine
 from tests.support.cli import Running
+from tests.support.consumers import wait_for
 from tests.support.gateway import published
 
 pytestmark = pytest.mark.e2e
@@ -55,7 +60,7 @@ def test_up_starts_the_stack_and_a_second_run_reuses_its_state(tmp_path: Path) -
     assert "embedded" in up.expect("broker")
     assert "(created)" in up.expect("topics")
     database = up.expect("database")
-    assert "sqlite:///sshtrail-data/sshtrail.db at schema" in database
+    assert f"sqlite:///{tmp_path.resolve()}/sshtrail-data/sshtrail.db at schema" in database
     up.expect("ready")
     status, out, err = up.stop(signal.SIGINT)
     assert status == 0, err
@@ -86,6 +91,8 @@ def test_up_demo_prints_an_ssh_command_that_goes_through_and_is_recorded(
     up = Running("up", "--demo", cwd=tmp_path, env=env)
     try:
         up.expect("demo")
+        database = up.expect("database")
+        up.expect("store  consumer group")
         up.expect("gateway")
         command = up.expect("ssh ").strip()
         up.expect("ready")
@@ -100,7 +107,19 @@ def test_up_demo_prints_an_ssh_command_that_goes_through_and_is_recorded(
         end = entries[-1][2].end
         assert end is not None
         assert end.reason == "exit status 5"
+        db_url = re.search(r"(sqlite:///\S+)", database)[1]  # type: ignore[index]
+        wait_for(lambda: _statuses(db_url) == [("closed", 5)], what="the stored session")
     finally:
         status, out, err = up.stop(signal.SIGINT)
     assert status == 0, err
     assert "stopped  on SIGINT" in out
+
+
+def _statuses(db_url: str) -> list[tuple[str, int | None]]:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            return [tuple(row) for row in conn.execute(
+                select(SESSIONS.c.status, SESSIONS.c.exit_status))]  # fmt: skip
+    finally:
+        engine.dispose()

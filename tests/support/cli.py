@@ -10,10 +10,14 @@ import sys
 import threading
 import time
 from pathlib import Path
+from typing import ClassVar
 
 
 class Running:
     """A ``sshtrail`` child process whose stdout is read line by line."""
+
+    #: Every one started; the conftest kills those a failed test left running.
+    started: ClassVar[list[Running]] = []
 
     def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
         self.lines: list[str] = []
@@ -26,6 +30,7 @@ class Running:
             stderr=subprocess.PIPE,
             text=True,
         )
+        Running.started.append(self)
         self._stderr: list[str] = []
         threading.Thread(target=self._pump, daemon=True).start()
         self._stderr_pump = threading.Thread(target=self._pump_stderr, daemon=True)

@@ -1,0 +1,137 @@
+"""The store group's write rate into SQLite and PostgreSQL, next to the raw consume rate.
+
+One run: start the embedded broker, publish ``--sessions`` x ``--chunks``
+chunks of ``--payload`` bytes, then read them all three ways from the same
+topic, each with a fresh consumer group:
+
+* baseline — a bare confluent-kafka consumer with the runner's settings
+  that only counts messages (what reading costs, with no decode and no database);
+* SQLite — a ``GroupRunner`` + ``StoreWriter`` into a fresh SQLite file;
+* PostgreSQL — the same into a fresh database on the machine's server.
+
+Goal from the store issue: ≥ 50 % of raw consume on PostgreSQL with 1 KiB
+chunks, and ≥ 20,000 chunks/s.
+
+    python -m bench.store [--sessions 2000] [--chunks 50] [--payload 1024] [--batch 2000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import msgspec
+from confluent_kafka import Consumer
+
+from consumer.metrics import ConsumerMetrics
+from consumer.runner import GroupRunner
+from consumer.store import StoreWriter
+from sshtrail import migrate
+from sshtrail.broker import EmbeddedBroker, free_port
+from sshtrail.db import make_engine
+from sshtrail.kafka import ensure_topics
+from sshtrail.settings import ConsumerSettings, KafkaSettings, Settings
+from tests.support import postgres
+from tests.support.recordings import keyed, produce, recording
+
+
+def settings_for(servers: str, topic: str, batch: int) -> Settings:
+    return Settings(
+        instance="bench",
+        kafka=KafkaSettings(bootstrap_servers=servers, topic=topic, dlq_topic=topic + ".dlq"),
+        consumer=ConsumerSettings(
+            assignment_strategy="roundrobin", batch_size=batch, batch_wait_ms=100
+        ),
+    )
+
+
+def raw_consume(settings: Settings, total: int) -> float:
+    """Seconds for a bare consumer to read ``total`` messages (first message to last)."""
+    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers,
+                         "group.id": f"bench-raw-{uuid.uuid4().hex[:6]}",
+                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
+                         "partition.assignment.strategy": "roundrobin",
+                         "receive.message.max.bytes": 1 << 30,
+                         "max.partition.fetch.bytes": 4 << 20})  # fmt: skip
+    consumer.subscribe([settings.kafka.topic])
+    seen, started = 0, None
+    while seen < total:
+        messages = consumer.consume(settings.consumer.batch_size, 1.0)
+        if messages and started is None:
+            started = time.perf_counter()
+        seen += sum(1 for m in messages if m.error() is None)
+    elapsed = time.perf_counter() - (started or 0)
+    consumer.close()
+    return elapsed
+
+
+def store(settings: Settings, url: str, total: int) -> float:
+    """Seconds for one store member to write ``total`` chunks (first batch in to last out)."""
+    migrate.upgrade(url)
+    engine = make_engine(url)
+    group = f"bench-store-{uuid.uuid4().hex[:6]}"
+    metrics = ConsumerMetrics(group)
+    writer = StoreWriter(engine, dt.timedelta(hours=1))
+    runner = GroupRunner(settings, group, writer, metrics)
+    thread = threading.Thread(target=runner.run)
+    thread.start()
+    while metrics.value("sshtrail_messages_consumed_total") == 0:  # joined, first batch in
+        time.sleep(0.002)
+    started = time.perf_counter()
+    while metrics.value("sshtrail_chunks_written_total") < total:
+        time.sleep(0.002)
+    elapsed = time.perf_counter() - started
+    runner.stop()
+    thread.join()
+    engine.dispose()
+    return elapsed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=2000)
+    parser.add_argument("--chunks", type=int, default=50)
+    parser.add_argument("--payload", type=int, default=1024)
+    parser.add_argument("--batch", type=int, default=2000)
+    parser.add_argument("--skip-postgres", action="store_true")
+    args = parser.parse_args()
+
+    workdir = Path(tempfile.mkdtemp(prefix="bench-store-"))
+    with (workdir / "broker.log").open("ab") as log:
+        broker = EmbeddedBroker("127.0.0.1", free_port(), workdir / "broker", log)
+        broker.start()
+        try:
+            settings = settings_for(broker.bootstrap_servers, "bench.sessions", args.batch)
+            settings = msgspec.structs.replace(
+                settings, kafka=msgspec.structs.replace(settings.kafka, partitions=6)
+            )
+            ensure_topics(settings)
+            messages = [m for _ in range(args.sessions)
+                        for m in keyed(*recording(args.chunks, args.payload))]  # fmt: skip
+            total = produce(broker.bootstrap_servers, settings.kafka.topic, messages)
+            events = total + args.sessions * 2  # one event a chunk, start/exec and exit/end
+            print(f"{total:,} chunks of {args.payload} B payload in {args.sessions:,} sessions, "
+                  f"batches of {args.batch}")  # fmt: skip
+            raw = raw_consume(settings, total)
+            print(f"baseline raw consume      {total / raw:>10,.0f} msgs/s")
+            targets = [("SQLite", f"sqlite:///{workdir / 'store.db'}")]
+            if not args.skip_postgres:
+                targets.append(("PostgreSQL", postgres.create_database()))
+            for name, url in targets:
+                seconds = store(settings, url, total)
+                print(f"store into {name:<12}  {total / seconds:>10,.0f} chunks/s  "
+                      f"{events / seconds:>10,.0f} events/s  ratio to raw consume "
+                      f"{raw / seconds:.2f}")  # fmt: skip
+                if url.startswith("postgres"):
+                    postgres.drop_database(url)
+        finally:
+            broker.stop()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""``sshtrail store`` (and later ``index``): consumer-group members, registered via entry point."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+from typing import Any
+
+import msgspec
+
+from consumer.service import open_database, run_member
+from consumer.store import StoreWriter
+from sshtrail.settings import Settings
+
+
+def register(commands: Any) -> None:
+    store = commands.add_parser(
+        "store",
+        help="run a member of the consumer group that persists sessions to the database",
+        description="Read the sessions topic as a member of the store group and write every "
+        "chunk and session row to the database (database.url). Run as many as the topic has "
+        "partitions; they share the work. SIGTERM finishes the batch in hand and leaves.",
+    )
+    _member_options(store, "store_group")
+    store.set_defaults(handler=run_store)
+
+
+def _member_options(parser: argparse.ArgumentParser, group_key: str) -> None:
+    parser.add_argument("--group", type=_group_name,
+                        help=f"consumer group id (default: consumer.{group_key})")  # fmt: skip
+    parser.add_argument("--instance-id", type=_group_name, metavar="ID",
+                        help="static member id: a restarted member with the same id takes "
+                        "its partitions back at once (default: consumer.instance_id)")  # fmt: skip
+    parser.add_argument("--metrics-port", type=_port, metavar="PORT",
+                        help="serve Prometheus /metrics on this port (0: off; default: "
+                        "consumer.metrics_port)")  # fmt: skip
+
+
+def run_store(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _with_instance_id(settings, args.instance_id)
+    engine = open_database(settings)
+    writer = StoreWriter(engine, dt.timedelta(seconds=settings.incomplete_after_s))
+    group = args.group or settings.consumer.store_group
+    try:
+        return run_member(settings, group, writer, args.metrics_port, "store")
+    finally:
+        engine.dispose()
+
+
+def _with_instance_id(settings: Settings, instance_id: str | None) -> Settings:
+    if not instance_id:
+        return settings
+    consumer = msgspec.structs.replace(settings.consumer, instance_id=instance_id)
+    return msgspec.structs.replace(settings, consumer=consumer)
+
+
+def _group_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid id (letters, digits, . _ -)")
+    return text
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535)")
+    return port

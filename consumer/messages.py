@@ -1,0 +1,106 @@
+"""What the consumer groups take from Kafka: decoded chunks, or rejects for the DLQ."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Protocol
+
+from sshtrail.errors import WireError
+from sshtrail.wire import Chunk, decode_chunk
+
+
+class KafkaMessage(Protocol):
+    """The part of ``confluent_kafka.Message`` the consumers use (a seam for tests)."""
+
+    def topic(self) -> str | None: ...
+    def partition(self) -> int | None: ...
+    def offset(self) -> int | None: ...
+    def key(self) -> bytes | None: ...
+    def value(self) -> bytes | None: ...
+    def timestamp(self) -> tuple[int, int]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """A chunk and where it came from."""
+
+    chunk: Chunk
+    partition: int
+    offset: int
+    #: When the gateway published it (the message's CreateTime), UTC.
+    published_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """A message that is not a valid chunk; it goes to the dead-letter topic."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    error: WireError
+
+
+@dataclass(slots=True)
+class Batch:
+    """One ``consume()`` worth of messages, sorted into good and bad.
+
+    ``ends`` is the next offset to commit per partition: one past the last
+    message of the batch, good or bad.
+    """
+
+    good: list[Received] = field(default_factory=list)
+    bad: list[Rejected] = field(default_factory=list)
+    ends: dict[int, int] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return len(self.good) + len(self.bad)
+
+    def drop_partitions(self, partitions: Iterable[int]) -> None:
+        """Forget what came from ``partitions`` (revoked: their new owner re-reads it)."""
+        gone = set(partitions)
+        self.good = [r for r in self.good if r.partition not in gone]
+        self.bad = [r for r in self.bad if r.partition not in gone]
+        self.ends = {p: end for p, end in self.ends.items() if p not in gone}
+
+
+def sort_messages(messages: Iterable[KafkaMessage]) -> Batch:
+    """Decode every message; what does not decode is kept for the dead-letter topic."""
+    batch = Batch()
+    for message in messages:
+        topic, partition, offset = message.topic() or "", message.partition(), message.offset()
+        assert partition is not None  # set on every fetched message
+        assert offset is not None
+        batch.ends[partition] = max(batch.ends.get(partition, 0), offset + 1)
+        key, value = message.key(), message.value()
+        try:
+            chunk = _decode(key, value)
+        except WireError as exc:
+            exc.partition, exc.offset = partition, offset
+            batch.bad.append(Rejected(topic, partition, offset, key, value, exc))
+            continue
+        batch.good.append(Received(chunk, partition, offset, _timestamp(message)))
+    return batch
+
+
+def _decode(key: bytes | None, value: bytes | None) -> Chunk:
+    if value is None:
+        raise WireError("empty message (no value)")
+    chunk = decode_chunk(value)
+    if key != str(chunk.session_id).encode():
+        # Keyed by something else, it may sit on the wrong partition, out of order.
+        shown = key[:64].decode("ascii", "backslashreplace") if key is not None else None
+        raise WireError(f"message key {shown!r} is not the chunk's session id",
+                        session_id=str(chunk.session_id), seq=chunk.seq)  # fmt: skip
+    return chunk
+
+
+def _timestamp(message: KafkaMessage) -> dt.datetime:
+    kind, millis = message.timestamp()
+    if kind == 0 or millis < 0:  # TIMESTAMP_NOT_AVAILABLE
+        return dt.datetime.now(dt.UTC)
+    return dt.datetime.fromtimestamp(millis / 1000, dt.UTC)

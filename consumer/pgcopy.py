@@ -1,0 +1,57 @@
+"""PostgreSQL's fast path for the store: chunks arrive by binary COPY into a staging table.
+
+A multi-row ``INSERT`` of a few thousand 1 KiB rows spends most of its time
+building and parsing one enormous statement; ``COPY`` streams the rows
+instead. From the staging table one ``INSERT ... SELECT ... ON CONFLICT DO
+NOTHING RETURNING`` keeps the writes idempotent exactly as on SQLite.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from consumer.messages import Received
+
+_COLUMNS = ("session_id", "seq", "t_first", "t_last", "partition", "offset", "data",
+            "received_at")  # fmt: skip
+_TYPES = ("uuid", "int8", "int8", "int8", "int4", "int8", "bytea", "timestamptz")
+_LIST = ", ".join(f'"{name}"' for name in _COLUMNS)
+
+# Temporary: private to the connection, emptied at every commit.
+_STAGE = """
+CREATE TEMPORARY TABLE IF NOT EXISTS chunks_stage
+  (LIKE chunks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
+"""
+_SESSIONS = """
+INSERT INTO sessions (id, status, bytes_in, bytes_out, chunk_count, gaps)
+SELECT id, 'active', 0, 0, 0, '[]'::json
+FROM (SELECT DISTINCT session_id AS id FROM chunks_stage) AS touched
+ON CONFLICT (id) DO NOTHING
+"""
+# Built from the constant column names above, never from input.
+_CHUNKS = f"""
+INSERT INTO chunks ({_LIST}) SELECT {_LIST} FROM chunks_stage
+ON CONFLICT (session_id, seq) DO NOTHING RETURNING session_id, seq
+"""  # noqa: S608
+
+
+def copy_chunks(conn: Connection, chunks: Sequence[Received]) -> set[tuple[uuid.UUID, int]]:
+    """Insert ``chunks`` (and empty rows for new sessions); returns the keys that were new."""
+    raw: Any = conn.connection.driver_connection  # psycopg.Connection, same transaction
+    with raw.cursor() as cursor:
+        cursor.execute(_STAGE)
+        with cursor.copy(f"COPY chunks_stage ({_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
+            copy.set_types(_TYPES)
+            for r in chunks:
+                copy.write_row((r.chunk.session_id, r.chunk.seq, r.chunk.events[0].t,
+                                r.chunk.events[-1].t, r.partition, r.offset, r.chunk.raw,
+                                r.published_at))  # fmt: skip
+        cursor.execute(_SESSIONS)
+        cursor.execute(_CHUNKS)
+        new = {(sid, seq) for sid, seq in cursor.fetchall()}
+        cursor.execute("TRUNCATE chunks_stage")  # a retried batch must not see these again
+    return new

@@ -1,0 +1,85 @@
+"""Running one consumer-group member as a process: metrics, signals, the runner loop."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import FrameType
+
+from sqlalchemy import Engine
+
+from consumer.metrics import ConsumerMetrics
+from consumer.runner import GroupRunner, Writer
+from sshtrail import migrate
+from sshtrail.db import make_engine
+from sshtrail.errors import DatabaseError
+from sshtrail.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: A write that takes longer than this is cancelled and retried (PostgreSQL),
+#: so a hung database cannot hold a member past ``max.poll.interval.ms``.
+STATEMENT_TIMEOUT_MS = 60_000
+
+
+def open_database(settings: Settings) -> Engine:
+    """The store's engine, after checking the schema is at the latest migration."""
+    url = settings.database_url
+    current, head = migrate.current_revision(url), migrate.head_revision()
+    if current != head:
+        raise DatabaseError(
+            f"the database is at schema {current or 'none'}, this version needs {head}: "
+            "run 'sshtrail db upgrade' first"
+        )
+    return _engine(url)
+
+
+def _engine(url: str) -> Engine:
+    if url.startswith("postgres"):
+        options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
+        return make_engine(url, connect_args={"connect_timeout": 10, "options": options})
+    return make_engine(url)
+
+
+def run_member(
+    settings: Settings, group: str, writer: Writer, metrics_port: int | None, what: str
+) -> int:
+    """Run a member of ``group`` until SIGTERM or SIGINT; returns the exit status."""
+    metrics = ConsumerMetrics(group)
+    port = settings.consumer.metrics_port if metrics_port is None else metrics_port
+    served = ""
+    if port:
+        bound = metrics.serve(settings.consumer.metrics_listen, port)
+        served = f"; metrics on http://{settings.consumer.metrics_listen}:{bound}/metrics"
+    runner = GroupRunner(settings, group, writer, metrics)
+    with _stop_on_signals(runner.stop):
+        print(f"{what}: group {group} reading {settings.kafka.topic} from "
+              f"{settings.bootstrap_servers}{served}", flush=True)  # fmt: skip
+        runner.run()
+    print(f"{what}: stopped; {metrics.value('sshtrail_chunks_written_total'):.0f} chunks "
+          f"written, {metrics.value('sshtrail_messages_dead_lettered_total'):.0f} "
+          "dead-lettered", flush=True)  # fmt: skip
+    return 0
+
+
+@contextmanager
+def _stop_on_signals(stop: object) -> Iterator[None]:
+    assert callable(stop)
+    requested = threading.Event()
+
+    def handle(signum: int, _frame: FrameType | None) -> None:
+        if not requested.is_set():
+            log.info("%s: finishing the batch in hand, then leaving the group",
+                     signal.Signals(signum).name)  # fmt: skip
+        requested.set()
+        stop()
+
+    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)

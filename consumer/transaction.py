@@ -1,0 +1,44 @@
+"""A database transaction whose failures reach the runner as retryable errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
+from sqlalchemy.engine import Connection
+
+from sshtrail.errors import DatabaseError
+
+
+class Transaction:
+    """``engine.begin()`` with the database's errors translated for the runner."""
+
+    def __init__(self, engine: Engine, what: str) -> None:
+        self._engine = engine
+        self._what = what
+        self._context: Any = None
+
+    def __enter__(self) -> Connection:
+        try:
+            self._context = self._engine.begin()
+            conn: Connection = self._context.__enter__()
+        except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+            raise _database_error(self._what, exc) from None
+        return conn
+
+    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
+                 traceback: Any) -> None:  # fmt: skip
+        try:
+            self._context.__exit__(kind, value, traceback)
+        except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+            raise _database_error(self._what, exc) from None
+        if isinstance(value, sa_exc.DBAPIError | sa_exc.TimeoutError):
+            raise _database_error(self._what, value) from None
+
+
+def _database_error(what: str, exc: Exception) -> DatabaseError:
+    # Every database failure is retried: a stalled group loses nothing, a
+    # skipped batch would. The message says which, for the operator.
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return DatabaseError(f"database {what} failed: {type(exc).__name__}: {detail}")

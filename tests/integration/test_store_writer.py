@@ -1,0 +1,173 @@
+"""The store's writer against real SQLite and PostgreSQL: idempotent, order-proof, complete."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from pathlib import Path
+
+import pytest
+from sqlalchemy import Engine, delete, func, select
+
+from consumer.messages import Received
+from consumer.store import CHUNKS, SESSIONS, StoreWriter
+from sshtrail.db import make_engine
+from sshtrail.errors import DatabaseError
+from sshtrail.wire import decode_chunk
+from tests.support.recordings import recording
+
+pytestmark = pytest.mark.integration
+
+NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+
+
+def received(messages: list[bytes], first_offset: int = 0, at: dt.datetime = NOW) -> list[Received]:
+    return [Received(decode_chunk(m), 0, first_offset + i, at) for i, m in enumerate(messages)]
+
+
+def session_row(store_engine: Engine, session_id: uuid.UUID) -> dict[str, object]:
+    with store_engine.connect() as conn:
+        row = conn.execute(select(SESSIONS).where(SESSIONS.c.id == session_id)).mappings().one()
+    return dict(row)
+
+
+def stored(store_engine: Engine, session_id: uuid.UUID) -> list[tuple[int, bytes]]:
+    with store_engine.connect() as conn:
+        query = select(CHUNKS.c.seq, CHUNKS.c.data).where(CHUNKS.c.session_id == session_id)
+        return [(seq, data) for seq, data in conn.execute(query.order_by(CHUNKS.c.seq))]
+
+
+def test_a_closed_session_is_stored_whole_with_its_outcome(store_engine: Engine) -> None:
+    sid, messages = recording(chunks=5, exit_status=3)
+    result = StoreWriter(store_engine, dt.timedelta(hours=1)).write(received(messages))
+    assert (result.written, result.duplicates) == (5, 0)
+    row = session_row(store_engine, sid)
+    assert row["status"] == "closed"
+    assert row["exit_status"] == 3
+    assert row["operator"] == "alice"
+    assert row["target"] == "t1"
+    assert row["chunk_count"] == 5
+    assert row["last_seq"] == 4
+    assert row["gaps"] == []
+    assert row["verified"] is True
+    assert row["bytes_out"] == 300
+    assert row["end_reason"] == "closed by client"
+    assert row["started_at"] is not None
+    assert row["ended_at"] is not None
+    assert row["started_at"] <= row["ended_at"]  # type: ignore[operator]
+    assert stored(store_engine, sid) == list(enumerate(messages))
+
+
+def test_redelivery_changes_nothing(store_engine: Engine) -> None:
+    sid, messages = recording(chunks=4)
+    writer = StoreWriter(store_engine, dt.timedelta(hours=1))
+    writer.write(received(messages))
+    before = session_row(store_engine, sid)
+    again = writer.write(received(messages[1:3] + messages, first_offset=10))
+    assert (again.written, again.duplicates) == (0, 6)
+    assert session_row(store_engine, sid) == before
+    assert stored(store_engine, sid) == list(enumerate(messages))
+
+
+def test_gaps_are_listed_and_cleared_when_filled_in_any_order(store_engine: Engine) -> None:
+    sid, messages = recording(chunks=7)
+    writer = StoreWriter(store_engine, dt.timedelta(hours=1))
+    writer.write(received([messages[i] for i in (6, 0, 3)]))  # end first, then start
+    row = session_row(store_engine, sid)
+    assert row["status"] == "incomplete"
+    assert row["gaps"] == [[1, 2], [4, 5]]
+    assert row["operator"] == "alice"  # start after end still fills the metadata
+    writer.write(received([messages[i] for i in (5, 1)]))
+    assert session_row(store_engine, sid)["gaps"] == [[2, 2], [4, 4]]
+    writer.write(received([messages[4], messages[2]]))
+    row = session_row(store_engine, sid)
+    assert (row["status"], row["gaps"], row["chunk_count"]) == ("closed", [], 7)
+    assert row["verified"] is True  # checked from the stored chunks, as they came unordered
+
+
+def test_chunks_missing_before_the_first_one_seen_are_a_gap(store_engine: Engine) -> None:
+    sid, messages = recording(chunks=4)
+    StoreWriter(store_engine, dt.timedelta(hours=1)).write(received(messages[2:]))
+    row = session_row(store_engine, sid)
+    assert (row["status"], row["gaps"], row["operator"]) == ("incomplete", [[0, 1]], None)
+
+
+def test_a_broken_link_is_stored_but_not_verified(store_engine: Engine) -> None:
+    sid, messages = recording(chunks=4)
+    _, other = recording(chunks=4)
+    forged = decode_chunk(other[2])  # right seq, wrong session: will not link
+    assert forged.seq == 2
+    writer = StoreWriter(store_engine, dt.timedelta(hours=1))
+    batch = received(messages)
+    batch[2] = Received(decode_chunk(_rekey(other[2], sid)), 0, 2, NOW)
+    writer.write(batch)
+    row = session_row(store_engine, sid)
+    assert row["status"] == "closed"
+    assert row["verified"] is False
+
+
+def _rekey(message: bytes, session_id: uuid.UUID) -> bytes:
+    """The same chunk claimed for another session (the id sits right after the header)."""
+    index = message.index(decode_chunk(message).session_id.bytes)
+    return message[:index] + session_id.bytes + message[index + 16 :]
+
+
+def test_a_silent_session_without_an_end_becomes_incomplete(store_engine: Engine) -> None:
+    sid, messages = recording(chunks=5)
+    clock = [NOW]
+    writer = StoreWriter(store_engine, dt.timedelta(minutes=65), clock=lambda: clock[0])
+    writer.write(received(messages[:3], at=NOW))
+    writer.housekeeping()
+    assert session_row(store_engine, sid)["status"] == "active"
+    clock[0] = NOW + dt.timedelta(minutes=66)
+    writer.housekeeping()
+    assert session_row(store_engine, sid)["status"] == "incomplete"
+    writer.write(received(messages[3:], first_offset=3, at=clock[0]))  # it was only slow
+    assert session_row(store_engine, sid)["status"] == "closed"
+
+
+def test_long_text_is_cut_to_the_column_not_refused(store_engine: Engine) -> None:
+    sid, messages = recording(operator="x" * 4000)
+    StoreWriter(store_engine, dt.timedelta(hours=1)).write(received(messages))
+    assert session_row(store_engine, sid)["operator"] == "x" * 255
+
+
+def test_many_sessions_in_one_batch(store_engine: Engine) -> None:
+    sessions = [recording(chunks=3) for _ in range(700)]  # more than one IN (...) list
+    batch = [r for _, messages in sessions for r in received(messages)]
+    result = StoreWriter(store_engine, dt.timedelta(hours=1)).write(batch)
+    assert result.written == 2100
+    with store_engine.connect() as conn:
+        closed = conn.execute(
+            select(func.count()).select_from(SESSIONS).where(SESSIONS.c.status == "closed")
+        ).scalar_one()
+    assert closed == 700
+
+
+def test_deleted_rows_are_restored_by_writing_again(store_engine: Engine) -> None:
+    sid, messages = recording(chunks=4)
+    writer = StoreWriter(store_engine, dt.timedelta(hours=1))
+    writer.write(received(messages))
+    before = session_row(store_engine, sid)
+    with store_engine.begin() as conn:
+        conn.execute(delete(CHUNKS).where(CHUNKS.c.session_id == sid))
+        conn.execute(delete(SESSIONS).where(SESSIONS.c.id == sid))
+    writer.write(received(messages))
+    assert session_row(store_engine, sid) == before
+
+
+def test_a_database_error_is_retryable_and_writes_nothing(
+    store_engine: Engine, tmp_path: Path
+) -> None:
+    _, messages = recording(chunks=3)
+    if store_engine.dialect.name == "sqlite":
+        (tmp_path / "a-directory").mkdir()
+        away = f"sqlite:///{tmp_path / 'a-directory'}"
+    else:
+        away = store_engine.url.set(database="sshtrail_no_such_db").render_as_string(False)
+    broken = make_engine(away)
+    with pytest.raises(DatabaseError, match="database write failed: OperationalError"):
+        StoreWriter(broken, dt.timedelta(hours=1)).write(received(messages))
+    broken.dispose()
+    with store_engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(CHUNKS)).scalar_one() == 0

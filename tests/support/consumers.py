@@ -1,0 +1,119 @@
+"""Consumer-group members as real ``sshtrail`` processes, and what the broker says of them."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+from sqlalchemy import Engine, func, select
+
+from consumer.store import CHUNKS
+from sshtrail.wire import decode_chunk
+from tests.support.cli import Running
+from tests.support.gateway import toml_value
+
+
+def create_topics(servers: str, *names: str, partitions: int = 3) -> None:
+    admin = AdminClient({"bootstrap.servers": servers})
+    for future in admin.create_topics([NewTopic(n, partitions, 1) for n in names]).values():
+        future.result(15)
+
+
+def write_config(
+    path: Path, servers: str, topic: str, database_url: str, **consumer: object
+) -> Path:
+    """Settings for consumers of ``topic`` (DLQ ``<topic>.dlq``, groups ``<topic>-store``
+    and ``<topic>-index``) writing to ``database_url``."""
+    # Short timeouts: the embedded broker waits a whole rebalance timeout
+    # (max.poll.interval.ms) for a killed member (docs/decisions.md).
+    # Groups of their own: a member the embedded broker never dropped would
+    # block every later test of a shared group.
+    options = {"store_group": f"{topic}-store", "index_group": f"{topic}-index",
+               "assignment_strategy": "roundrobin", "batch_wait_ms": 50,
+               "max_poll_interval_ms": 15_000, "session_timeout_ms": 6_000,
+               "retry_initial_ms": 100, "retry_max_ms": 1000, **consumer}  # fmt: skip
+    lines = [f"state_dir = {toml_value(str(path.parent / 'state'))}",
+             f'instance = "it-{uuid.uuid4().hex[:6]}"', "[kafka]",
+             f"bootstrap_servers = {toml_value(servers)}", f"topic = {toml_value(topic)}",
+             f"dlq_topic = {toml_value(topic + '.dlq')}", "[database]",
+             f"url = {toml_value(database_url)}", "[consumer]"]  # fmt: skip
+    lines += [f"{key} = {toml_value(value)}" for key, value in options.items()]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def start_member(config: Path, command: str = "store", *options: str) -> Running:
+    member = Running("--config", str(config), command, *options, cwd=config.parent)
+    member.expect(f"{command}: group")
+    return member
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or condition}")
+        time.sleep(0.1)
+
+
+def chunk_count(engine: Engine) -> int:
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(CHUNKS)).scalar_one())
+
+
+def group_lag(servers: str, group: str, topic: str) -> dict[int, int]:
+    """Log-end offset minus the group's committed offset, per partition (the broker's view)."""
+    admin = AdminClient({"bootstrap.servers": servers})
+    partitions = list(admin.list_topics(topic, timeout=10).topics[topic].partitions)
+    probe = Consumer({"bootstrap.servers": servers, "group.id": group,
+                      "enable.auto.commit": False})  # fmt: skip
+    try:
+        committed = probe.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
+        lag = {}
+        for tp in committed:
+            _low, high = probe.get_watermark_offsets(tp, timeout=10)
+            lag[tp.partition] = high - max(tp.offset, 0)
+        return lag
+    finally:
+        probe.close()
+
+
+def read_all(servers: str, topic: str, timeout: float = 20) -> list[tuple[int, int, object]]:
+    """Every message of ``topic``: (partition, offset, message), read from the start."""
+    admin = AdminClient({"bootstrap.servers": servers})
+    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    reader = Consumer({"bootstrap.servers": servers, "group.id": f"r-{uuid.uuid4()}",
+                       "enable.auto.commit": False,
+                       "receive.message.max.bytes": 1 << 30})  # fmt: skip
+    ends = {}
+    for p in partitions:
+        _low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
+        ends[p] = high
+    reader.assign([TopicPartition(topic, p, 0) for p in partitions])
+    found: list[tuple[int, int, object]] = []
+    deadline = time.monotonic() + timeout
+    while sum(ends.values()) > len(found) and time.monotonic() < deadline:
+        for message in reader.consume(1000, 0.5):
+            if message.error() is None:
+                found.append((message.partition() or 0, message.offset() or 0, message))
+    reader.close()
+    return found
+
+
+def stored_chunks(engine: Engine) -> dict[tuple[uuid.UUID, int], bytes]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(CHUNKS.c.session_id, CHUNKS.c.seq, CHUNKS.c.data))
+        return {(sid, seq): data for sid, seq, data in rows}
+
+
+def assert_store_equals_topic(engine: Engine, servers: str, topic: str) -> None:
+    """Every message on the topic is stored once, byte for byte, and nothing else is."""
+    on_topic: dict[tuple[uuid.UUID, int], bytes] = {}
+    for _p, _o, message in read_all(servers, topic):
+        chunk = decode_chunk(message.value())  # type: ignore[attr-defined]
+        on_topic[chunk.session_id, chunk.seq] = chunk.raw
+    assert stored_chunks(engine) == on_topic

@@ -1,0 +1,83 @@
+"""Deriving a session row from its chunks, in any order."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from hypothesis import given
+from hypothesis import strategies as st
+
+from consumer.sessionrow import SessionRow
+from sshtrail.wire import Chunk, decode_chunk
+from tests.support.recordings import recording
+
+AT = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
+SESSION_ID, MESSAGES = recording(chunks=8, exit_status=7)
+CHUNKS = [decode_chunk(message) for message in MESSAGES]
+
+
+def row_after(chunks: list[Chunk], session_id: uuid.UUID = SESSION_ID) -> SessionRow:
+    row = SessionRow(session_id)
+    for chunk in chunks:
+        row.add(chunk, AT)
+    return row
+
+
+def missing(present: set[int]) -> list[list[int]]:
+    """The inclusive ranges absent below the highest seq present."""
+    ranges: list[list[int]] = []
+    for seq in range(max(present)):
+        if seq in present:
+            continue
+        if ranges and ranges[-1][1] == seq - 1:
+            ranges[-1][1] = seq
+        else:
+            ranges.append([seq, seq])
+    return ranges
+
+
+@given(st.permutations(range(8)), st.integers(1, 8))
+def test_gaps_are_exactly_what_is_missing_whatever_the_order(order: list[int], take: int) -> None:
+    arrived = order[:take]
+    row = row_after([CHUNKS[seq] for seq in arrived])
+    assert row.gaps == missing(set(arrived))
+    assert row.chunk_count == take
+    assert row.last_seq == max(arrived)
+    if row.gaps:
+        assert row.status == "incomplete"
+    elif 7 in arrived:
+        assert row.status == "closed"
+    else:
+        assert row.status == "active"
+
+
+def test_in_order_arrival_verifies_the_chain_as_it_goes() -> None:
+    row = row_after(CHUNKS)
+    assert (row.status, row.exit_status, row.verified) == ("closed", 7, True)
+    assert row.final_digest == CHUNKS[-1].digest
+    assert not row.needs_full_verify
+
+
+def test_out_of_order_arrival_leaves_the_verdict_to_a_full_check() -> None:
+    row = row_after([CHUNKS[i] for i in (0, 2, 1, 3, 4, 5, 6, 7)])
+    assert row.complete
+    assert row.verified is None
+    assert row.needs_full_verify
+
+
+def test_a_chunk_of_another_chain_breaks_the_link_for_good() -> None:
+    _, other = recording(chunks=8)
+    foreign = decode_chunk(other[3])
+    row = row_after([*CHUNKS[:3], foreign, *CHUNKS[4:]])
+    assert row.verified is False
+    assert not row.needs_full_verify
+
+
+def test_times_come_from_the_start_event_and_end_offset() -> None:
+    row = row_after(CHUNKS)
+    assert row.started_at is not None
+    assert row.ended_at is not None
+    end = CHUNKS[-1].end
+    assert end is not None
+    assert row.ended_at - row.started_at == dt.timedelta(microseconds=end.t // 1000)
