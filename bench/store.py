@@ -29,7 +29,7 @@ import msgspec
 from confluent_kafka import Consumer
 
 from consumer.metrics import ConsumerMetrics
-from consumer.runner import GroupRunner
+from consumer.runner import GroupRunner, Writer
 from consumer.store import StoreWriter
 from sshtrail import migrate
 from sshtrail.broker import EmbeddedBroker, free_port
@@ -74,13 +74,20 @@ def store(settings: Settings, url: str, total: int) -> float:
     """Seconds for one store member to write ``total`` chunks (first batch in to last out)."""
     migrate.upgrade(url)
     engine = make_engine(url)
-    group = f"bench-store-{uuid.uuid4().hex[:6]}"
+    elapsed = member_seconds(settings, StoreWriter(engine, dt.timedelta(hours=1)), total)
+    engine.dispose()
+    return elapsed
+
+
+def member_seconds(settings: Settings, writer: Writer, total: int) -> float:
+    """Seconds for one group member with ``writer`` to take ``total`` chunks,
+    from the first batch received (the group joined) to the last one committed."""
+    group = f"bench-{uuid.uuid4().hex[:8]}"
     metrics = ConsumerMetrics(group)
-    writer = StoreWriter(engine, dt.timedelta(hours=1))
     runner = GroupRunner(settings, group, writer, metrics)
     thread = threading.Thread(target=runner.run)
     thread.start()
-    while metrics.value("sshtrail_messages_consumed_total") == 0:  # joined, first batch in
+    while metrics.value("sshtrail_messages_consumed_total") == 0:
         time.sleep(0.002)
     started = time.perf_counter()
     while metrics.value("sshtrail_chunks_written_total") < total:
@@ -88,7 +95,6 @@ def store(settings: Settings, url: str, total: int) -> float:
     elapsed = time.perf_counter() - started
     runner.stop()
     thread.join()
-    engine.dispose()
     return elapsed
 
 

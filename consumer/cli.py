@@ -9,7 +9,8 @@ from typing import Any
 
 import msgspec
 
-from consumer.service import open_database, run_member
+from consumer.indexer import IndexWriter
+from consumer.service import open_database, open_index, run_member
 from consumer.store import StoreWriter
 from sshtrail.settings import Settings
 
@@ -24,6 +25,17 @@ def register(commands: Any) -> None:
     )
     _member_options(store, "store_group")
     store.set_defaults(handler=run_store)
+
+    index = commands.add_parser(
+        "index",
+        help="run a member of the consumer group that makes sessions searchable",
+        description="Read the sessions topic as a member of the index group and index what "
+        "each session showed: output lines and commands (resolved through a terminal "
+        "emulator), exec commands and session metadata, into search.url (SQLite FTS5 by "
+        "default, PostgreSQL pg_trgm). Independent of the store group.",
+    )
+    _member_options(index, "index_group")
+    index.set_defaults(handler=run_index)
 
 
 def _member_options(parser: argparse.ArgumentParser, group_key: str) -> None:
@@ -44,6 +56,16 @@ def run_store(args: argparse.Namespace, settings: Settings) -> int:
     group = args.group or settings.consumer.store_group
     try:
         return run_member(settings, group, writer, args.metrics_port, "store")
+    finally:
+        engine.dispose()
+
+
+def run_index(args: argparse.Namespace, settings: Settings) -> int:
+    settings = _with_instance_id(settings, args.instance_id)
+    engine = open_index(settings)
+    group = args.group or settings.consumer.index_group
+    try:
+        return run_member(settings, group, IndexWriter(engine), args.metrics_port, "index")
     finally:
         engine.dispose()
 

@@ -10,10 +10,11 @@ from contextlib import contextmanager
 from types import FrameType
 
 from sqlalchemy import Engine
+from sqlalchemy import exc as sa_exc
 
 from consumer.metrics import ConsumerMetrics
 from consumer.runner import GroupRunner, Writer
-from sshtrail import migrate
+from sshtrail import migrate, search
 from sshtrail.db import make_engine
 from sshtrail.errors import DatabaseError
 from sshtrail.settings import Settings
@@ -35,6 +36,17 @@ def open_database(settings: Settings) -> Engine:
             "run 'sshtrail db upgrade' first"
         )
     return _engine(url)
+
+
+def open_index(settings: Settings) -> Engine:
+    """The search index's engine, its tables created if missing."""
+    engine = _engine(settings.search_url)
+    try:
+        search.ensure_schema(engine)
+    except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+        engine.dispose()
+        raise DatabaseError(f"cannot prepare the search index: {exc}") from None
+    return engine
 
 
 def _engine(url: str) -> Engine:

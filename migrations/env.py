@@ -6,6 +6,7 @@ from alembic import context
 from sqlalchemy import Connection, text
 from sqlalchemy.pool import NullPool
 
+from sshtrail import migrate
 from sshtrail.db import make_engine, normalize_url
 from sshtrail.models import Base
 from sshtrail.settings import load_settings
@@ -32,6 +33,7 @@ def _configure(connection: Connection) -> None:
         target_metadata=target_metadata,
         render_as_batch=sqlite,  # SQLite alters tables by copying them
         compare_type=True,
+        include_name=migrate.include_name,
         transaction_per_migration=True,
     )
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 from alembic import command
 from alembic.autogenerate import compare_metadata
@@ -52,12 +54,21 @@ def head_revision() -> str:
     return head
 
 
+def include_name(name: str | None, kind: str, parents: Mapping[Any, str | None]) -> bool:
+    """What Alembic compares: the store's tables, not the search index's (``search_*``),
+    which manages its own schema and may share a PostgreSQL database with the store."""
+    table = name if kind == "table" else parents.get("table_name")
+    return not (table or "").startswith("search_")
+
+
 def pending_model_changes(url: str) -> list[object]:
     """Differences between the models and the migrated schema (empty = no drift)."""
     engine = make_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as connection:
-            context = MigrationContext.configure(connection, opts={"compare_type": True})
+            context = MigrationContext.configure(
+                connection, opts={"compare_type": True, "include_name": include_name}
+            )
             return list(compare_metadata(context, Base.metadata))
     finally:
         engine.dispose()

@@ -68,6 +68,14 @@ class DatabaseSettings(_Section):
     url: str = ""
 
 
+class SearchSettings(_Section):
+    """The search index the index group writes and ``sshtrail search`` reads."""
+
+    #: SQLAlchemy URL; empty means SQLite (FTS5, trigram) at ``<state_dir>/search.db``.
+    #: A PostgreSQL URL uses pg_trgm; it may be the store's database.
+    url: str = ""
+
+
 class SpoolSettings(_Section):
     """The gateway's durable buffer between recording and Kafka (docs/operations.md)."""
 
@@ -188,6 +196,7 @@ class Settings(_Section):
     kafka: KafkaSettings = msgspec.field(default_factory=KafkaSettings)
     broker: BrokerSettings = msgspec.field(default_factory=BrokerSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
+    search: SearchSettings = msgspec.field(default_factory=SearchSettings)
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
     consumer: ConsumerSettings = msgspec.field(default_factory=ConsumerSettings)
     operators: list[OperatorSettings] = msgspec.field(default_factory=list)
@@ -209,6 +218,10 @@ class Settings(_Section):
     @property
     def database_url(self) -> str:
         return self.database.url or f"sqlite:///{self.state_path / 'sshtrail.db'}"
+
+    @property
+    def search_url(self) -> str:
+        return self.search.url or f"sqlite:///{self.state_path / 'search.db'}"
 
     @property
     def broker_data_dir(self) -> Path:

@@ -25,8 +25,8 @@ def register(commands: Any) -> None:
         description="Start everything sshtrail needs on this machine and keep it "
         "running until Ctrl-C or SIGTERM: the embedded broker (unless "
         "kafka.bootstrap_servers is set), the topics, the session store at the latest "
-        "schema, the store consumer group and the gateway. A second run reuses the state "
-        "in state_dir.",
+        "schema, one member of each consumer group (store, index) and the gateway. A "
+        "second run reuses the state in state_dir.",
     )
     parser.add_argument(
         "--demo",
@@ -61,6 +61,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             children.start("store", "store", "--instance-id", f"{settings.instance}-up-store")
             _say("store", f"consumer group {settings.consumer.store_group} writes sessions "
                  "to the database")  # fmt: skip
+            children.start("index", "index", "--instance-id", f"{settings.instance}-up-index")
+            _say("index", f"consumer group {settings.consumer.index_group} indexes them for "
+                 f"search in {_shown(settings.search_url)}")  # fmt: skip
             children.start("gateway", "gateway", port=settings.gateway.port)
             _say("gateway", f"{settings.gateway.listen}:{settings.gateway.port}, operators "
                  f"log in as OPERATOR:TARGET; {len(settings.operators)} operators, "
@@ -98,12 +101,17 @@ def _start_infrastructure(settings: Settings) -> EmbeddedBroker | None:
     topics += f"dead letters in {settings.kafka.dlq_topic}"
     _say("topics", topics + (" (created)" if created else ""))
     migrate.upgrade(settings.database_url)
-    url = normalize_url(settings.database_url)
+    revision = migrate.current_revision(settings.database_url)
+    _say("database", f"{_shown(settings.database_url)} at schema {revision}")
+    return broker
+
+
+def _shown(database_url: str) -> str:
+    """A database URL to print: password hidden, a SQLite path made absolute."""
+    url = normalize_url(database_url)
     if url.get_backend_name() == "sqlite" and url.database:
         url = url.set(database=str(Path(url.database).resolve()))  # say where it really is
-    shown = url.render_as_string(hide_password=True)
-    _say("database", f"{shown} at schema {migrate.current_revision(settings.database_url)}")
-    return broker
+    return url.render_as_string(hide_password=True)
 
 
 def _user(settings: Settings) -> str:

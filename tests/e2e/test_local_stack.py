@@ -11,9 +11,10 @@ from pathlib import Path
 import pytest
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 
 from consumer.store import SESSIONS
-from sshtrail import migrate
+from sshtrail import migrate, search
 from sshtrail.broker import free_port
 from sshtrail.db import make_engine
 from tests.support.cli import Running
@@ -93,6 +94,7 @@ def test_up_demo_prints_an_ssh_command_that_goes_through_and_is_recorded(
         up.expect("demo")
         database = up.expect("database")
         up.expect("store  consumer group")
+        index = up.expect("index  consumer group")
         up.expect("gateway")
         command = up.expect("ssh ").strip()
         up.expect("ready")
@@ -109,6 +111,9 @@ def test_up_demo_prints_an_ssh_command_that_goes_through_and_is_recorded(
         assert end.reason == "exit status 5"
         db_url = re.search(r"(sqlite:///\S+)", database)[1]  # type: ignore[index]
         wait_for(lambda: _statuses(db_url) == [("closed", 5)], what="the stored session")
+        search_url = re.search(r"in (sqlite:///\S+)", index)[1]  # type: ignore[index]
+        wait_for(lambda: _commands(search_url) == ["echo demo-$((40+2)); exit 5"],
+                 what="the indexed command")  # fmt: skip
     finally:
         status, out, err = up.stop(signal.SIGINT)
     assert status == 0, err
@@ -121,5 +126,16 @@ def _statuses(db_url: str) -> list[tuple[str, int | None]]:
         with engine.connect() as conn:
             return [tuple(row) for row in conn.execute(
                 select(SESSIONS.c.status, SESSIONS.c.exit_status))]  # fmt: skip
+    finally:
+        engine.dispose()
+
+
+def _commands(search_url: str) -> list[str]:
+    engine = make_engine(search_url)
+    try:
+        with engine.connect() as conn:
+            return [hit.text for hit in search.search(conn, search.Query("demo", kind="command"))]
+    except OperationalError:  # the index member has not created its tables yet
+        return []
     finally:
         engine.dispose()

@@ -4,30 +4,17 @@ from __future__ import annotations
 
 import signal
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, select
 
 from consumer.store import CHUNKS, SESSIONS
-from sshtrail.broker import EmbeddedBroker
 from sshtrail.chain import Status, verify_chain
-from tests.support.consumers import create_topics, start_member, wait_for, write_config
+from tests.support.consumers import start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess, published
-from tests.support.sshd import SshdTarget
 
 pytestmark = pytest.mark.e2e
-
-
-@pytest.fixture
-def gateway(tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd)
-    create_topics(broker.bootstrap_servers, process.topic + ".dlq")
-    process.start()
-    yield process
-    if process.process is not None and process.process.poll() is None:
-        process.stop()
 
 
 def test_a_session_through_the_gateway_is_stored_closed_with_its_exit_status(

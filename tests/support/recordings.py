@@ -65,3 +65,41 @@ def produce(servers: str, topic: str, messages: Iterable[tuple[bytes | None, byt
 
 def keyed(session_id: uuid.UUID, messages: list[bytes]) -> list[tuple[bytes | None, bytes]]:
     return [(str(session_id).encode(), message) for message in messages]
+
+
+def typed_session(
+    commands: list[tuple[str, str]],
+    *,
+    operator: str = "alice",
+    target: str = "t1",
+    events_per_chunk: int = 8,
+    started_at: int | None = None,
+    signer: Ed25519PrivateKey = SIGNER,
+) -> tuple[uuid.UUID, list[bytes]]:
+    """A PTY session at a shell: each command typed key by key and echoed, then its output."""
+    session_id = uuid7()
+    writer = ChainWriter(session_id, signer)
+    start = ev.Start(t=0, operator=operator, client="192.0.2.10:50022", target=target,
+                     host="10.0.3.7", port=22, user="deploy", gateway="gw-test",
+                     term="xterm", cols=80, rows=24,
+                     started_at=started_at or time.time_ns())  # fmt: skip
+    events: list[ev.Event] = [start, ev.Exec(t=1, mode="shell", command=b"")]
+    t = 1_000_000
+    for command, output in commands:
+        events.append(ev.Output(t=t, data=b"deploy@web01:~$ "))
+        for char in command.encode():
+            t += 100_000_000
+            events += [ev.Input(t=t, data=bytes([char])), ev.Output(t=t + 1000, data=bytes([char]))]
+        t += 100_000_000
+        events += [ev.Input(t=t, data=b"\r"), ev.Output(t=t + 1000, data=b"\r\n")]
+        if output:
+            t += 5_000_000
+            text = output if output.endswith("\n") else output + "\n"
+            events.append(ev.Output(t=t, data=text.replace("\n", "\r\n").encode()))
+        t += 1_000_000
+    messages = [writer.encode(events[i : i + events_per_chunk])
+                for i in range(0, len(events), events_per_chunk)]  # fmt: skip
+    end = ev.End(t=t + 1, reason="exit status 0", bytes_in=0, bytes_out=0,
+                 chunks=len(messages) + 1, key=writer.public_key)  # fmt: skip
+    messages.append(writer.encode([ev.Exit(t=t, status=0), end]))
+    return session_id, messages

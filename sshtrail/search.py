@@ -1,0 +1,190 @@
+"""The search index: its tables, and substring search over them on SQLite or PostgreSQL.
+
+Both backends share the tables below (created by :func:`ensure_schema`, not by
+Alembic: the index is derived data that ``sshtrail index --rebuild`` can throw
+away, and on SQLite it lives in a file of its own). They differ in how a
+substring is found fast:
+
+* SQLite: an FTS5 table with the ``trigram`` tokenizer over ``search_docs``
+  (external content, fed by a trigger) -- case-insensitive substring
+  ``MATCH`` for three characters or more, ``LIKE`` below that;
+* PostgreSQL: a ``pg_trgm`` GIN index on ``search_docs.text`` serving
+  ``ILIKE '%...%'``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass
+from typing import Literal
+
+from sqlalchemy import (
+    BigInteger,
+    Boolean,
+    Column,
+    Engine,
+    Index,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    Uuid,
+    and_,
+    select,
+    text,
+)
+from sqlalchemy.engine import Connection
+from sqlalchemy.sql.elements import ColumnElement
+
+from sshtrail.models import NAMING_CONVENTION, UTCDateTime
+
+Kind = Literal["command", "output", "meta"]
+KINDS: tuple[Kind, ...] = ("command", "output", "meta")
+
+METADATA = MetaData(naming_convention=NAMING_CONVENTION)
+
+#: One indexed line: an output line, a command, or a session's metadata.
+DOCS = Table(
+    "search_docs", METADATA,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    Column("session_id", Uuid, nullable=False),
+    Column("kind", String(8), nullable=False),
+    #: n-th document of this kind in the session: replaying a session gives
+    #: the same numbers, which is what makes indexing idempotent.
+    Column("ordinal", Integer, nullable=False),
+    Column("seq", BigInteger, nullable=False),  # chunk that completed it
+    Column("t", BigInteger, nullable=False),  # ns since the session started
+    Column("at", UTCDateTime, nullable=True),  # wall clock: started_at + t
+    Column("operator", String(255), nullable=True),
+    Column("target", String(255), nullable=True),
+    Column("text", Text, nullable=False),
+    UniqueConstraint("session_id", "kind", "ordinal"),
+    Index(None, "session_id", "t"),
+    Index(None, "operator"),
+    Index(None, "target"),
+    Index(None, "at"),
+)  # fmt: skip
+
+#: Where indexing of each session stands, so any member can continue it.
+SESSIONS = Table(
+    "search_sessions", METADATA,
+    Column("session_id", Uuid, primary_key=True),
+    Column("next_seq", BigInteger, nullable=False),
+    Column("operator", String(255)),
+    Column("target", String(255)),
+    Column("started_at", UTCDateTime),
+    Column("ended", Boolean, nullable=False),
+)  # fmt: skip
+
+#: The chunks of sessions still open: a member taking a session over replays
+#: them into a fresh terminal emulator. Deleted when the session ends.
+BACKLOG = Table(
+    "search_backlog", METADATA,
+    Column("session_id", Uuid, primary_key=True),
+    Column("seq", BigInteger, primary_key=True),
+    Column("data", LargeBinary, nullable=False),
+)  # fmt: skip
+
+_SQLITE_DDL = (
+    "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5("
+    "text, content='search_docs', content_rowid='id', tokenize='trigram')",
+    "CREATE TRIGGER IF NOT EXISTS search_docs_fts AFTER INSERT ON search_docs BEGIN "
+    "INSERT INTO search_fts(rowid, text) VALUES (new.id, new.text); END",
+    "CREATE TRIGGER IF NOT EXISTS search_docs_fts_delete AFTER DELETE ON search_docs BEGIN "
+    "INSERT INTO search_fts(search_fts, rowid, text) VALUES ('delete', old.id, old.text); END",
+)
+_POSTGRES_DDL = (
+    "CREATE EXTENSION IF NOT EXISTS pg_trgm",
+    "CREATE INDEX IF NOT EXISTS ix_search_docs_text_trgm ON search_docs "
+    "USING gin (text gin_trgm_ops)",
+)
+
+
+def ensure_schema(engine: Engine) -> None:
+    """Create the index's tables if missing (idempotent, safe from several members)."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "postgresql":
+            # Two members starting at once must not race on CREATE EXTENSION.
+            conn.execute(text("SELECT pg_advisory_xact_lock(7421)"))
+        METADATA.create_all(conn)
+        for statement in _SQLITE_DDL if engine.dialect.name == "sqlite" else _POSTGRES_DDL:
+            conn.execute(text(statement))
+
+
+def drop_schema(engine: Engine) -> None:
+    """Remove the index entirely (before a rebuild)."""
+    with engine.begin() as conn:
+        if engine.dialect.name == "sqlite":
+            conn.execute(text("DROP TABLE IF EXISTS search_fts"))
+        METADATA.drop_all(conn)
+
+
+@dataclass(frozen=True, slots=True)
+class Query:
+    """A search: a substring (case-insensitive) and optional filters."""
+
+    text: str
+    kind: Kind | None = None
+    operator: str | None = None
+    target: str | None = None
+    session_id: uuid.UUID | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    limit: int = 100
+
+
+@dataclass(frozen=True, slots=True)
+class Hit:
+    session_id: uuid.UUID
+    kind: Kind
+    t: int
+    at: dt.datetime | None
+    operator: str | None
+    target: str | None
+    text: str
+
+
+def search(conn: Connection, query: Query) -> list[Hit]:
+    """Documents containing ``query.text``, oldest first."""
+    if not query.text:
+        raise ValueError("the search text is empty")
+    conditions: list[ColumnElement[bool]] = [_contains(conn, query.text)]
+    for column, value in (("kind", query.kind), ("operator", query.operator),
+                          ("target", query.target), ("session_id", query.session_id)):  # fmt: skip
+        if value is not None:
+            conditions.append(DOCS.c[column] == value)
+    if query.since is not None:
+        conditions.append(DOCS.c.at >= query.since)
+    if query.until is not None:
+        conditions.append(DOCS.c.at < query.until)
+    names = ("session_id", "kind", "t", "at", "operator", "target", "text")
+    matches = select(*(DOCS.c[n] for n in names), DOCS.c.id).where(and_(*conditions))
+    if conn.dialect.name == "postgresql":
+        # Find the matches through the trigram index first, then order them; left
+        # alone, the planner walks the ``at`` index and filters row after row.
+        found = matches.cte("matches").prefix_with("MATERIALIZED")
+        ordered = select(*(found.c[n] for n in names))
+        ordered = ordered.order_by(found.c.at, found.c.session_id, found.c.t, found.c.id)
+    else:
+        ordered = select(*(DOCS.c[n] for n in names)).where(and_(*conditions))
+        ordered = ordered.order_by(DOCS.c.at, DOCS.c.session_id, DOCS.c.t, DOCS.c.id)
+    statement = ordered.limit(query.limit)
+    return [Hit(*row) for row in conn.execute(statement)]
+
+
+def _contains(conn: Connection, needle: str) -> ColumnElement[bool]:
+    if conn.dialect.name == "postgresql":
+        return DOCS.c.text.ilike(f"%{_escape_like(needle)}%", escape="\\")
+    if len(needle) >= 3:  # FTS5 trigram: every 3-character window must occur, in order
+        phrase = '"' + needle.replace('"', '""') + '"'
+        matching = text("SELECT rowid FROM search_fts WHERE search_fts MATCH :phrase")
+        return DOCS.c.id.in_(matching.bindparams(phrase=phrase).columns(rowid=Integer))
+    return DOCS.c.text.ilike(f"%{_escape_like(needle)}%", escape="\\")
+
+
+def _escape_like(needle: str) -> str:
+    return needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")

@@ -1,0 +1,24 @@
+"""Fixtures of the whole-system tests."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sshtrail.broker import EmbeddedBroker
+from tests.support.consumers import create_topics
+from tests.support.gateway import GatewayProcess
+from tests.support.sshd import SshdTarget
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
+    """A gateway in front of the test sshd, its topic and dead-letter topic created."""
+    process = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd)
+    create_topics(broker.bootstrap_servers, process.topic + ".dlq")
+    process.start()
+    yield process
+    if process.process is not None and process.process.poll() is None:
+        process.stop()
