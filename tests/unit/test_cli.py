@@ -100,3 +100,28 @@ def test_broker_port_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
     status, _, err = run(capsys, "broker", "--port", "many")
     assert status == 2
     assert "invalid int value: 'many'" in err
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["store", "--metrics-port", "http"], "argument --metrics-port: 'http' is not a TCP port"),
+    (["store", "--metrics-port", "70000"], "'70000' is not a TCP port (0-65535)"),
+    (["index", "--group", "my group"], "'my group' is not a valid id"),
+    (["index", "--instance-id", "\x1b[2J"], "is not a valid id"),
+])  # fmt: skip
+def test_consumer_options_are_checked(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    status, _, err = run(capsys, *argv)
+    assert status == 2
+    assert message in err
+
+
+def test_store_refuses_a_database_without_the_schema(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:1")
+    status, _, err = run(capsys, "store")
+    assert status == 1
+    assert "the database is at schema none" in err
+    assert "run 'sshtrail db upgrade' first" in err

@@ -96,3 +96,38 @@ def test_unreadable_bytes_are_a_clear_error(tmp_path: Path) -> None:
     path.write_bytes(b"\xff\xfe garbage \x00")
     with pytest.raises(ConfigError, match="not valid TOML"):
         load_settings(path, environ={})
+
+
+def test_consumers_pick_an_assignment_strategy_the_broker_can_finish() -> None:
+    embedded = load_settings(environ={})
+    assert embedded.assignment_strategy == "roundrobin"
+    kafka = load_settings(environ={"SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS": "kafka1:9092"})
+    assert kafka.assignment_strategy == "cooperative-sticky"
+    chosen = load_settings(environ={"SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS": "kafka1:9092",
+                                    "SSHTRAIL_CONSUMER__ASSIGNMENT_STRATEGY": "range"})  # fmt: skip
+    assert chosen.assignment_strategy == "range"
+
+
+def test_a_session_is_incomplete_after_the_gateway_idle_limit_and_a_grace() -> None:
+    assert load_settings(environ={}).incomplete_after_s == 3600 + 300
+    no_idle = load_settings(environ={"SSHTRAIL_GATEWAY__IDLE_TIMEOUT_S": "0"})
+    assert no_idle.incomplete_after_s == 3600
+    set_ = load_settings(environ={"SSHTRAIL_CONSUMER__INCOMPLETE_AFTER_S": "60"})
+    assert set_.incomplete_after_s == 60
+
+
+def test_the_search_index_defaults_to_its_own_sqlite_file() -> None:
+    settings = load_settings(environ={"SSHTRAIL_STATE_DIR": "/var/lib/sshtrail"})
+    assert settings.search_url == "sqlite:////var/lib/sshtrail/search.db"
+    assert settings.database_url == "sqlite:////var/lib/sshtrail/sshtrail.db"
+
+
+@pytest.mark.parametrize(("variable", "value", "message"), [
+    ("SSHTRAIL_CONSUMER__BATCH_SIZE", "0", "consumer.batch_size: expected `int` >= 1"),
+    ("SSHTRAIL_CONSUMER__ASSIGNMENT_STRATEGY", "sticky", "expected one of: auto, cooperative"),
+    ("SSHTRAIL_CONSUMER__INSTANCE_ID", "a b", "consumer.instance_id: expected `str` matching"),
+])  # fmt: skip
+def test_bad_consumer_settings_are_named(variable: str, value: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as caught:
+        load_settings(environ={variable: value})
+    assert variable in str(caught.value)
