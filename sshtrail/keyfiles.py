@@ -6,7 +6,9 @@ import os
 from pathlib import Path
 
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from sshtrail.errors import ConfigError
 
 
 def create_ed25519(path: Path, comment: str) -> None:
@@ -43,3 +45,15 @@ def ensure_ed25519(path: Path, comment: str) -> Path:
     if not path.exists():
         create_ed25519(path, comment)
     return path
+
+
+def load_ed25519_public(path: Path) -> bytes:
+    """The raw 32 bytes of an OpenSSH ``ssh-ed25519`` public key file (or of ``path.pub``)."""
+    source = path if path.suffix == ".pub" or not public_path(path).exists() else public_path(path)
+    try:
+        key = serialization.load_ssh_public_key(source.read_bytes())
+    except (OSError, ValueError) as exc:
+        raise ConfigError(f"{source}: not an OpenSSH public key ({exc})") from None
+    if not isinstance(key, Ed25519PublicKey):
+        raise ConfigError(f"{source}: not an ssh-ed25519 key")
+    return key.public_bytes_raw()

@@ -188,3 +188,12 @@ def _contains(conn: Connection, needle: str) -> ColumnElement[bool]:
 
 def _escape_like(needle: str) -> str:
     return needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def commands(conn: Connection, session_id: uuid.UUID) -> list[Hit]:
+    """Every command of one session, in the order they were run."""
+    names = ("session_id", "kind", "t", "at", "operator", "target", "text")
+    query = select(*(DOCS.c[n] for n in names)).where(
+        DOCS.c.session_id == session_id, DOCS.c.kind == "command"
+    )
+    return [Hit(*row) for row in conn.execute(query.order_by(DOCS.c.t, DOCS.c.ordinal))]

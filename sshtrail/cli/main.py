@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from sshtrail import __version__
-from sshtrail.cli import broker, config, db, up
+from sshtrail.cli import audit, broker, config, db, evidence, replay, up
 from sshtrail.errors import ConfigError, InvalidError, SshtrailError
 from sshtrail.settings import load_settings
 
@@ -17,7 +17,7 @@ from sshtrail.settings import load_settings
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
-_COMMANDS = (up, broker, db, config)
+_COMMANDS = (up, broker, db, config, audit, evidence, replay)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -1,0 +1,239 @@
+"""``sshtrail sessions``, ``show`` and ``search``: what auditors read, safe to print.
+
+Every text that came from a session goes through
+:func:`~sshtrail.textsafe.visible` before it reaches the terminal; ``--json``
+output is JSON, whose encoder escapes control characters itself. The JSON
+shapes are documented in docs/operations.md ("Auditor commands").
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from sshtrail import queries, search
+from sshtrail.cli.evidence import check
+from sshtrail.cli.output import print_json, store
+from sshtrail.cli.timespec import clock, moment
+from sshtrail.db import make_engine
+from sshtrail.errors import DatabaseError, InvalidError
+from sshtrail.models import SessionStatus
+from sshtrail.settings import Settings
+from sshtrail.textsafe import visible
+
+HIGHLIGHT = ("\x1b[1;31m", "\x1b[0m")
+
+
+def register(commands: Any) -> None:
+    listing = commands.add_parser(
+        "sessions", help="list recorded sessions, newest first",
+        description="List sessions from the store, newest first. IDs are the shortest unique "
+        "prefix; any unique prefix works wherever a session id is asked for.",
+    )  # fmt: skip
+    _filters(listing)
+    listing.add_argument("--status", choices=[s.value for s in SessionStatus])
+    listing.add_argument("--limit", type=_positive, default=50, help="at most N (default 50)")
+    listing.add_argument("--json", action="store_true", help="one JSON array (docs/operations.md)")
+    listing.set_defaults(handler=run_sessions)
+
+    show = commands.add_parser("show", help="one session: metadata, commands, gaps, verification")
+    show.add_argument("session", metavar="SID", help="session id or a unique prefix of it")
+    show.add_argument("--json", action="store_true")
+    show.set_defaults(handler=run_show)
+
+    finder = commands.add_parser(
+        "search", help="find a substring in commands, output lines and metadata",
+        description="Case-insensitive substring search over what sessions showed: commands "
+        "as run, output lines as displayed, session metadata. Each hit says which session, "
+        "when, and the replay command that starts there.",
+    )  # fmt: skip
+    finder.add_argument("query", metavar="QUERY")
+    _filters(finder)
+    finder.add_argument("--kind", choices=search.KINDS, help="only commands, output or meta")
+    finder.add_argument("--limit", type=_positive, default=100)
+    finder.add_argument("--json", action="store_true")
+    finder.set_defaults(handler=run_search)
+
+
+def _filters(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--operator", help="only this operator's sessions")
+    parser.add_argument("--target", help="only sessions to this target")
+    parser.add_argument("--since", type=moment, metavar="2h|ISO", help="started at or after")
+    parser.add_argument("--until", type=moment, metavar="2h|ISO", help="started before")
+
+
+def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
+    wanted = queries.SessionFilter(args.operator, args.target,
+                                   SessionStatus(args.status) if args.status else None,
+                                   args.since, args.until, args.limit)  # fmt: skip
+    with store(settings) as conn:
+        rows = queries.list_sessions(conn, wanted)
+        shorts = queries.short_ids(conn, [row["id"] for row in rows])
+    if args.json:
+        print_json([_sessionprint_json(row, shorts[row["id"]]) for row in rows])
+        return 0
+    table = [("ID", "OPERATOR", "TARGET", "CLIENT", "STARTED", "DURATION", "STATUS", "EXIT")]
+    for row in rows:
+        table.append((shorts[row["id"]], visible(row["operator"] or "?"),
+                      visible(row["target"] or "?"), visible(row["client"] or "?"),
+                      _when(row["started_at"]), _duration(row), row["status"],
+                      _exit(row)))  # fmt: skip
+    _print_table(table)
+    if not rows:
+        print("(no sessions match)", file=sys.stderr)
+    return 0
+
+
+def run_show(args: argparse.Namespace, settings: Settings) -> int:
+    with store(settings) as conn:
+        session_id = queries.resolve(conn, args.session)
+        row = queries.session(conn, session_id)
+        verdict = check(conn, settings, session_id)
+    commands = _commands(settings, session_id)
+    if args.json:
+        document = _sessionprint_json(row, session_id.hex)
+        document["verification"] = {"status": verdict.status.value, "detail": verdict.detail,
+                                    "seq": verdict.seq}  # fmt: skip
+        document["commands"] = [{"t": hit.t / 1e9, "command": hit.text} for hit in commands or []]
+        print_json(document)
+        return 0
+    fields = [
+        ("session", str(session_id)), ("operator", row["operator"]), ("client", row["client"]),
+        ("target", f"{row['target']} ({row['target_user']}@{row['target_host']}:"
+                   f"{row['target_port']})"),
+        ("gateway", row["gateway"]), ("terminal", row["term"] or "(no pty)"),
+        ("started", _when(row["started_at"])), ("ended", _when(row["ended_at"])),
+        ("duration", _duration(row)), ("status", row["status"]), ("exit", _exit(row)),
+        ("end reason", row["end_reason"]),
+        ("bytes", f"{row['bytes_in']} in, {row['bytes_out']} out"),
+        ("chunks", f"{row['chunk_count']} stored, last seq {row['last_seq']}"),
+        ("gaps", ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in row["gaps"]) or "none"),
+        ("verification", f"{verdict.status.value}: {verdict.detail}"),
+    ]  # fmt: skip
+    for name, value in fields:
+        print(f"{name:>12}  {visible(str(value)) if value is not None else '-'}")
+    print(f"{'commands':>12}  " + ("(search index not available)" if commands is None else
+                                  f"{len(commands)}" if commands else "none"))  # fmt: skip
+    for hit in commands or []:
+        print(f"{clock(hit.t / 1e9):>12}  {visible(hit.text)}")
+    return 0
+
+
+def run_search(args: argparse.Namespace, settings: Settings) -> int:
+    if not args.query.strip():
+        raise InvalidError("the search text is empty")
+    query = search.Query(args.query, kind=args.kind, operator=args.operator,
+                         target=args.target, since=args.since, until=args.until,
+                         limit=args.limit)  # fmt: skip
+    engine = make_engine(settings.search_url)
+    try:
+        with engine.connect() as conn:
+            hits = search.search(conn, query)
+    except (OperationalError, ProgrammingError) as exc:
+        raise DatabaseError(f"cannot search {settings.search_url}: is the index group "
+                            f"running? ({str(exc.orig).strip()})") from None  # fmt: skip
+    finally:
+        engine.dispose()
+    if args.json:
+        print_json([{"session": str(h.session_id), "kind": h.kind, "t": h.t / 1e9,
+                "at": h.at.isoformat() if h.at else None, "operator": h.operator,
+                "target": h.target, "text": h.text} for h in hits])  # fmt: skip
+        return 0
+    color = sys.stdout.isatty()
+    with store(settings) as conn:
+        shorts = queries.short_ids(conn, sorted({h.session_id for h in hits}))
+    for hit in hits:
+        short = shorts.get(hit.session_id, hit.session_id.hex[:12])
+        print(f"{short}  {visible(hit.operator or '?')}@{visible(hit.target or '?')}  "
+              f"{_when(hit.at)}  +{clock(hit.t / 1e9)}  {hit.kind}")  # fmt: skip
+        print(f"    {_highlight(hit.text, args.query, color)}")
+        print(f"    replay: sshtrail replay {short} --from {clock(hit.t / 1e9)}")
+    if not hits:
+        print("(no matches)", file=sys.stderr)
+    return 0
+
+
+def _highlight(text: str, needle: str, color: bool) -> str:
+    """``text`` made visible, each case-insensitive occurrence of ``needle`` marked."""
+    lowered, wanted = text.lower(), needle.lower()
+    parts, start = [], 0
+    while (found := lowered.find(wanted, start)) >= 0:
+        end = found + len(needle)
+        parts += [visible(text[start:found]), _mark(visible(text[found:end]), color)]
+        start = end
+    parts.append(visible(text[start:]))
+    return "".join(parts)
+
+
+def _mark(text: str, color: bool) -> str:
+    return f"{HIGHLIGHT[0]}{text}{HIGHLIGHT[1]}" if color else f"[{text}]"
+
+
+def _commands(settings: Settings, session_id: uuid.UUID) -> list[search.Hit] | None:
+    """The session's commands from the search index, or None if it cannot be read."""
+    engine = make_engine(settings.search_url)
+    try:
+        with engine.connect() as conn:
+            return search.commands(conn, session_id)
+    except (OperationalError, ProgrammingError):
+        return None
+    finally:
+        engine.dispose()
+
+
+def _sessionprint_json(row: dict[str, Any], short: str) -> dict[str, Any]:
+    keys = ("operator", "client", "target", "target_host", "target_port", "target_user",
+            "gateway", "term", "status", "exit_status", "exit_signal", "end_reason",
+            "bytes_in", "bytes_out", "chunk_count", "last_seq", "gaps", "verified")  # fmt: skip
+    document: dict[str, Any] = {"id": str(row["id"]), "short_id": short}
+    document.update({key: row[key] for key in keys})
+    for key in ("started_at", "ended_at"):
+        document[key] = row[key].isoformat() if row[key] else None
+    document["duration_s"] = _seconds(row)
+    return document
+
+
+def _seconds(row: dict[str, Any]) -> float | None:
+    if row["started_at"] is None or row["ended_at"] is None:
+        return None
+    elapsed: dt.timedelta = row["ended_at"] - row["started_at"]
+    return round(elapsed.total_seconds(), 3)
+
+
+def _duration(row: dict[str, Any]) -> str:
+    seconds = _seconds(row)
+    return clock(seconds) if seconds is not None else "-"
+
+
+def _exit(row: dict[str, Any]) -> str:
+    if row["exit_status"] is not None:
+        return str(row["exit_status"])
+    return visible(f"sig {row['exit_signal']}") if row["exit_signal"] else "-"
+
+
+def _when(moment_: dt.datetime | None) -> str:
+    return moment_.strftime("%Y-%m-%d %H:%M:%S") if moment_ else "-"
+
+
+def _print_table(rows: Sequence[Sequence[str]]) -> None:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        print(
+            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        )
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return value

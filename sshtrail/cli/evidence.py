@@ -1,0 +1,173 @@
+"""``sshtrail verify`` and ``sshtrail export``: the recording as evidence, from the stored bytes.
+
+Verification recomputes the hash chain from the chunks exactly as stored
+and checks the end chunk's signature against the trusted gateway keys:
+``--trust KEYFILE`` (repeatable), else the signing key of the gateway in
+these settings (``gateway.signing_key``, ``<state_dir>/gateway/...``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import codecs
+import sys
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import msgspec
+from sqlalchemy.engine import Connection
+
+from sshtrail import queries
+from sshtrail.chain import Status, Verdict, verify_chain
+from sshtrail.cli.output import print_json, store, stored_session
+from sshtrail.errors import ConfigError, InvalidError
+from sshtrail.events import End, Event, Output, Resize, Start
+from sshtrail.keyfiles import load_ed25519_public, public_path
+from sshtrail.settings import Settings
+from sshtrail.textsafe import visible
+from sshtrail.wire import decode_chunk
+
+
+def register(commands: Any) -> None:
+    verify = commands.add_parser(
+        "verify", help="recompute a session's hash chain and check the gateway's signature",
+        description="Check stored sessions against tampering: every chunk must decode, link "
+        "to the one before, and the end chunk must carry a valid signature by a trusted "
+        "gateway key. Prints ok, gap, unsigned or tampered (with the chunk); exits 0 only "
+        "if every session checked is ok.",
+    )  # fmt: skip
+    which = verify.add_mutually_exclusive_group(required=True)
+    which.add_argument("session", nargs="?", metavar="SID", help="session id or unique prefix")
+    which.add_argument("--all", action="store_true", help="every stored session")
+    verify.add_argument("--trust", type=Path, action="append", metavar="KEYFILE",
+                        help="a gateway's signing public key (repeatable)")  # fmt: skip
+    verify.add_argument("--json", action="store_true")
+    verify.set_defaults(handler=run_verify)
+
+    export = commands.add_parser(
+        "export", help="write a session as asciicast, raw output bytes, or decoded events",
+        description="asciicast: asciinema's v2 format (asciinema play / cat); raw: the "
+        "output bytes exactly as the operator's terminal got them; json: one decoded "
+        "event per line, bytes in base64.",
+    )  # fmt: skip
+    export.add_argument("session", metavar="SID")
+    export.add_argument("--format", choices=("asciicast", "raw", "json"), required=True)
+    export.set_defaults(handler=run_export)
+
+
+def trusted_keys(settings: Settings, files: list[Path] | None) -> set[bytes]:
+    if files:
+        return {load_ed25519_public(path) for path in files}
+    own = settings.state_file(settings.gateway.signing_key, "gateway/recording_ed25519_key")
+    if not public_path(own).exists():
+        raise ConfigError(f"no trusted gateway key: {public_path(own)} does not exist; "
+                          "pass --trust KEYFILE")  # fmt: skip
+    return {load_ed25519_public(own)}
+
+
+def check(conn: Connection, settings: Settings, session_id: uuid.UUID,
+          keys: set[bytes] | None = None) -> Verdict:  # fmt: skip
+    """The verdict on one stored session (keys: the trusted ones, else the default)."""
+    trusted = keys if keys is not None else _default_keys(settings)
+    return verify_chain(queries.stored_chunks(conn, session_id), trusted)
+
+
+def _default_keys(settings: Settings) -> set[bytes]:
+    try:
+        return trusted_keys(settings, None)
+    except ConfigError:
+        return set()  # everything signed reads as tampered: `show` says why
+
+
+def run_verify(args: argparse.Namespace, settings: Settings) -> int:
+    keys = trusted_keys(settings, args.trust)
+    results = []
+    with store(settings) as conn:
+        ids = queries.all_session_ids(conn) if args.all else [queries.resolve(conn, args.session)]
+        for session_id in ids:
+            results.append((session_id, check(conn, settings, session_id, keys)))
+    if args.json:
+        print_json([{"session": str(sid), "status": v.status.value, "detail": v.detail,
+                "seq": v.seq, "gaps": [list(g) for g in v.gaps]}
+               for sid, v in results])  # fmt: skip
+    else:
+        for session_id, verdict in results:
+            where = f" (chunk {verdict.seq})" if verdict.status is Status.TAMPERED else ""
+            print(f"{session_id}  {verdict.status.value}{where}  {visible(verdict.detail)}")
+        failed = sum(v.status is not Status.OK for _, v in results)
+        if args.all:
+            print(f"{len(results)} sessions, {len(results) - failed} ok, {failed} not ok",
+                  file=sys.stderr)  # fmt: skip
+    return 0 if all(v.status is Status.OK for _, v in results) else 1
+
+
+def run_export(args: argparse.Namespace, settings: Settings) -> int:
+    stored = stored_session(settings, args.session)
+    events = list(events_of(stored))
+    out = sys.stdout.buffer
+    if args.format == "raw":
+        for event in events:
+            if isinstance(event, Output):
+                out.write(event.data)
+    elif args.format == "json":
+        for seq, event in _events_with_seq(stored):
+            record = {"seq": seq, "kind": type(event).__struct_config__.tag,
+                      **msgspec.structs.asdict(event)}  # fmt: skip
+            out.write(msgspec.json.encode(_base64(record)) + b"\n")
+    else:
+        for line in asciicast(events):
+            out.write(line + b"\n")
+    out.flush()
+    return 0
+
+
+def asciicast(events: list[Event]) -> Iterator[bytes]:
+    """asciinema v2: a header, then ``[seconds, "o", text]`` per output event.
+
+    Output is decoded incrementally, so a character split between two events
+    is written whole and the text equals the raw bytes wherever they are
+    UTF-8.
+    """
+    start = next((e for e in events if isinstance(e, Start)), None)
+    header: dict[str, Any] = {"version": 2, "width": (start.cols if start else 0) or 80,
+                              "height": (start.rows if start else 0) or 24}  # fmt: skip
+    if start is not None:
+        header["timestamp"] = start.started_at // 1_000_000_000
+        header["env"] = {"TERM": start.term or "dumb"}
+        header["title"] = f"{start.operator}@{start.target}"
+    yield msgspec.json.encode(header)
+    decoder = codecs.getincrementaldecoder("utf-8")("replace")
+    for event in events:
+        if isinstance(event, Output):
+            text = decoder.decode(event.data)
+            if text:
+                yield msgspec.json.encode([event.t / 1e9, "o", text])
+        elif isinstance(event, Resize):
+            yield msgspec.json.encode([event.t / 1e9, "r", f"{event.cols}x{event.rows}"])
+        elif isinstance(event, End) and (rest := decoder.decode(b"", final=True)):
+            yield msgspec.json.encode([event.t / 1e9, "o", rest])
+
+
+def events_of(stored: list[tuple[int, bytes]]) -> Iterator[Event]:
+    """The events of stored chunks in order; a chunk that does not decode is reported."""
+    for _seq, event in _events_with_seq(stored):
+        yield event
+
+
+def _events_with_seq(stored: list[tuple[int, bytes]]) -> Iterator[tuple[int, Event]]:
+    for seq, data in stored:
+        try:
+            chunk = decode_chunk(data)
+        except InvalidError as exc:
+            print(f"sshtrail: chunk {seq} does not decode, skipped: {exc}", file=sys.stderr)
+            continue
+        for event in chunk.events:
+            yield seq, event
+
+
+def _base64(record: dict[str, Any]) -> dict[str, Any]:
+    return {key: base64.b64encode(value).decode() if isinstance(value, bytes) else value
+            for key, value in record.items()}  # fmt: skip

@@ -1,0 +1,130 @@
+"""``sshtrail replay``: play a stored session in the auditor's terminal with its timing.
+
+Keys while playing: space pauses and resumes, ``+``/``-`` double or halve
+the speed, ``q`` quits. Output before ``--from`` is written at once, so the
+screen is what it was at that moment. When stdout is not a terminal the
+output is written without delays (what ``export --format raw`` gives, from
+``--from`` on).
+
+This is the one command that writes session bytes to the terminal
+unescaped -- that is what replaying means; the terminal is reset at the end.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import select
+import sys
+import termios
+import time
+import tty
+from collections.abc import Iterator
+from typing import Any, BinaryIO
+
+from sshtrail.cli.evidence import events_of
+from sshtrail.cli.output import stored_session
+from sshtrail.cli.timespec import clock, offset
+from sshtrail.events import Output
+from sshtrail.settings import Settings
+
+RESET = b"\x1b[0m\x1b[?25h\r\n"  # attributes off, cursor shown
+
+
+def register(commands: Any) -> None:
+    replay = commands.add_parser(
+        "replay", help="play a session in this terminal with its original timing",
+        description="Play a stored session. Keys: space pause/resume, + faster, - slower, "
+        "q quit. Not a terminal: the output is written without delays.",
+    )  # fmt: skip
+    replay.add_argument("session", metavar="SID")
+    replay.add_argument("--speed", type=_speed, default=1.0, help="playback speed (default 1)")
+    replay.add_argument("--idle-limit", type=float, default=2.0, metavar="S",
+                        help="wait at most S seconds between outputs (default 2)")  # fmt: skip
+    replay.add_argument("--from", dest="start", type=offset, default=0.0, metavar="HH:MM:SS",
+                        help="start at this offset into the session")  # fmt: skip
+    replay.set_defaults(handler=run_replay)
+
+
+def run_replay(args: argparse.Namespace, settings: Settings) -> int:
+    stored = stored_session(settings, args.session)
+    outputs = [(e.t / 1e9, e.data) for e in events_of(stored) if isinstance(e, Output)]
+    out = sys.stdout.buffer
+    if not sys.stdout.isatty() or not sys.stdin.isatty():
+        for at, data in outputs:
+            if at >= args.start:
+                out.write(data)
+        out.flush()
+        return 0
+    with _keys() as keys:
+        _play(outputs, out, keys, speed=args.speed, idle_limit=args.idle_limit,
+              start=args.start)  # fmt: skip
+    return 0
+
+
+def _play(outputs: list[tuple[float, bytes]], out: BinaryIO, keys: int, *, speed: float,
+          idle_limit: float, start: float) -> None:  # fmt: skip
+    out.write(b"".join(data for at, data in outputs if at < start))  # the screen at --from
+    out.flush()
+    previous = start
+    try:
+        for at, data in outputs:
+            if at < start:
+                continue
+            wait = min(at - previous, idle_limit) / speed
+            previous = at
+            while wait > 0:
+                started = time.monotonic()
+                key = _key(keys, wait)
+                wait -= time.monotonic() - started
+                if key == b"q":
+                    return
+                if key == b" ":
+                    _status(out, f"paused at {clock(at)} (space resumes, q quits)")
+                    while (key := _key(keys, None)) not in (b" ", b"q"):
+                        pass
+                    if key == b"q":
+                        return
+                elif key in (b"+", b"="):
+                    speed, wait = speed * 2, wait / 2
+                elif key == b"-":
+                    speed, wait = speed / 2, wait * 2
+            out.write(data)
+            out.flush()
+    finally:
+        out.write(RESET)
+        out.flush()
+
+
+def _status(out: BinaryIO, text: str) -> None:
+    # Shown in the window title: writing it into the screen would change the replay.
+    out.write(f"\x1b]2;sshtrail replay: {text}\x07".encode())
+    out.flush()
+
+
+def _key(fd: int, timeout: float | None) -> bytes | None:
+    ready, _, _ = select.select([fd], [], [], timeout)
+    return os.read(fd, 1) if ready else None
+
+
+@contextlib.contextmanager
+def _keys() -> Iterator[int]:
+    """stdin in cbreak mode (keys one at a time, no echo), restored afterwards."""
+    fd = sys.stdin.fileno()
+    saved = termios.tcgetattr(fd)
+    tty.setcbreak(fd)
+    try:
+        yield fd
+    finally:
+        termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+def _speed(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = 0.0
+    if not 0.01 <= value <= 1000:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a speed between 0.01 and 1000")
+    return value

@@ -1,0 +1,112 @@
+"""The auditors' questions to the store: which sessions, which one, what it holds.
+
+Session ids are UUIDv7, whose leading digits are a timestamp: sessions
+started close together share long prefixes. So a short id is the shortest
+prefix (at least :data:`MIN_PREFIX` hex digits) that no other stored session
+shares, and any unique prefix, with or without dashes, names a session.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.engine import Connection
+
+from sshtrail.errors import InvalidError
+from sshtrail.models import ChunkRecord, SessionRecord, SessionStatus
+
+MIN_PREFIX = 8
+SESSIONS = SessionRecord.__table__
+CHUNKS = ChunkRecord.__table__
+
+
+class NotFound(InvalidError):
+    """No session, or more than one, matches what the auditor typed."""
+
+
+@dataclass(frozen=True, slots=True)
+class SessionFilter:
+    operator: str | None = None
+    target: str | None = None
+    status: SessionStatus | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    limit: int = 50
+
+
+def list_sessions(conn: Connection, wanted: SessionFilter) -> list[dict[str, Any]]:
+    """Sessions newest first, as column mappings."""
+    query = select(SESSIONS)
+    if wanted.operator is not None:
+        query = query.where(SESSIONS.c.operator == wanted.operator)
+    if wanted.target is not None:
+        query = query.where(SESSIONS.c.target == wanted.target)
+    if wanted.status is not None:
+        query = query.where(SESSIONS.c.status == wanted.status)
+    if wanted.since is not None:
+        query = query.where(SESSIONS.c.started_at >= wanted.since)
+    if wanted.until is not None:
+        query = query.where(SESSIONS.c.started_at < wanted.until)
+    query = query.order_by(SESSIONS.c.started_at.desc(), SESSIONS.c.id.desc())
+    return [dict(row) for row in conn.execute(query.limit(wanted.limit)).mappings()]
+
+
+def short_ids(conn: Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
+    """The shortest unique prefix of each id among all stored sessions."""
+    shown = {}
+    for session_id in ids:
+        hexed = session_id.hex
+        longest = 0
+        for neighbour in _neighbours(conn, session_id):
+            common = next((i for i, (a, b) in enumerate(zip(hexed, neighbour.hex, strict=True))
+                           if a != b), 32)  # fmt: skip
+            longest = max(longest, common)
+        shown[session_id] = hexed[: max(MIN_PREFIX, longest + 1)]
+    return shown
+
+
+def _neighbours(conn: Connection, session_id: uuid.UUID) -> Iterator[uuid.UUID]:
+    before = select(SESSIONS.c.id).where(SESSIONS.c.id < session_id)
+    after = select(SESSIONS.c.id).where(SESSIONS.c.id > session_id)
+    for query in (before.order_by(SESSIONS.c.id.desc()), after.order_by(SESSIONS.c.id)):
+        found = conn.execute(query.limit(1)).scalar()
+        if found is not None:
+            yield found
+
+
+def resolve(conn: Connection, prefix: str) -> uuid.UUID:
+    """The session whose id starts with ``prefix``; :class:`NotFound` if none or several."""
+    digits = prefix.strip().lower().replace("-", "")
+    if not digits or len(digits) > 32 or any(c not in "0123456789abcdef" for c in digits):
+        raise NotFound(f"{prefix!r} is not a session id or a prefix of one (hex digits)")
+    low = uuid.UUID(digits.ljust(32, "0"))
+    high = uuid.UUID(digits.ljust(32, "f"))
+    query = select(SESSIONS.c.id).where(SESSIONS.c.id.between(low, high)).limit(2)
+    found = list(conn.execute(query).scalars())
+    if not found:
+        raise NotFound(f"no session id starts with {digits}")
+    if len(found) > 1:
+        raise NotFound(f"several sessions start with {digits}: type more of the id")
+    result: uuid.UUID = found[0]
+    return result
+
+
+def session(conn: Connection, session_id: uuid.UUID) -> dict[str, Any]:
+    row = conn.execute(select(SESSIONS).where(SESSIONS.c.id == session_id)).mappings().one()
+    return dict(row)
+
+
+def stored_chunks(conn: Connection, session_id: uuid.UUID) -> list[tuple[int, bytes]]:
+    """(seq, bytes as received) of a session, in seq order."""
+    query = select(CHUNKS.c.seq, CHUNKS.c.data).where(CHUNKS.c.session_id == session_id)
+    return [(seq, data) for seq, data in conn.execute(query.order_by(CHUNKS.c.seq))]
+
+
+def all_session_ids(conn: Connection) -> list[uuid.UUID]:
+    query = select(SESSIONS.c.id).order_by(SESSIONS.c.started_at, SESSIONS.c.id)
+    return list(conn.execute(query).scalars())

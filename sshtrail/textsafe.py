@@ -1,0 +1,35 @@
+"""Stored text made safe to print: control and format characters shown, never obeyed.
+
+Operator names, commands and output lines come from the people being
+audited. Printed raw, an ``ESC [ 2 J`` in a command would clear the
+auditor's screen, and worse sequences can retitle windows or rewrite what is
+shown; a right-to-left override can reorder a line. Everything the CLI
+prints outside replay, watch and raw export goes through :func:`visible`.
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from typing import Final
+
+_NAMED: Final = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\x1b": "\\e", "\\": "\\\\"}
+
+
+def visible(text: str) -> str:
+    """``text`` with every control (Cc) and format (Cf) character escaped.
+
+    ``ESC`` becomes ``\\e``, other controls ``\\xNN`` or ``\\uNNNN``; a
+    backslash is doubled, so the escaped form cannot be forged.
+    """
+    if text.isprintable() and "\\" not in text:
+        return text  # the common case, at C speed
+    return "".join(_escape(char) for char in text)
+
+
+def _escape(char: str) -> str:
+    if char in _NAMED:
+        return _NAMED[char]
+    if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
+        code = ord(char)
+        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+    return char

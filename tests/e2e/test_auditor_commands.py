@@ -1,0 +1,208 @@
+"""The auditor commands against sessions recorded through the gateway, stored and indexed."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+import pytest
+from sqlalchemy import delete, func, select, update
+
+from consumer.store import CHUNKS, SESSIONS
+from sshtrail import search
+from sshtrail.broker import EmbeddedBroker
+from sshtrail.db import make_engine
+from tests.support.consumers import create_topics, start_member, wait_for, write_config
+from tests.support.gateway import GatewayProcess
+from tests.support.sshd import SshdTarget
+
+pytestmark = pytest.mark.e2e
+
+HOSTILE = "echo '\x1b]0;pwned\x07\x1b[2J' >/dev/null; echo hostile"
+
+
+class Recorded:
+    """Three sessions through a gateway, stored and indexed, and the CLI over them."""
+
+    def __init__(self, root: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> None:
+        self.gateway = GatewayProcess(root / "gw", broker.bootstrap_servers, sshd)
+        create_topics(broker.bootstrap_servers, self.gateway.topic + ".dlq")
+        self.gateway.start()
+        self.store_url = f"sqlite:///{root / 'store.db'}"
+        config = write_config(root / "sshtrail.toml", broker.bootstrap_servers,
+                              self.gateway.topic, self.store_url)  # fmt: skip
+        key = root / "gw" / "state" / "gateway" / "recording_ed25519_key"
+        config.write_text(config.read_text() + f'[search]\nurl = "sqlite:///{root / "s.db"}"\n'
+                          f'[gateway]\nsigning_key = "{key}"\n')  # fmt: skip
+        self.config = config
+        self.search_url = f"sqlite:///{root / 's.db'}"
+
+    def record(self) -> None:
+        for command in ("echo audit-$((6*7)); exit 3", HOSTILE):
+            subprocess.run(self.gateway.ssh("alice:t1", command), capture_output=True,
+                           timeout=30, check=False)  # fmt: skip
+        argv = self.gateway.ssh("alice:t1", tty=True)
+        child = pexpect.spawn(argv[0], argv[1:], timeout=30, env={**os.environ, "TERM": "xterm"})
+        child.sendline("echo typed-line-$((2+3))")
+        child.expect("typed-line-5")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+        from sshtrail import migrate
+
+        migrate.upgrade(self.store_url)
+        members = [start_member(self.config, "store"), start_member(self.config, "index")]
+        store, index = make_engine(self.store_url), make_engine(self.search_url)
+
+        def done() -> bool:
+            with store.connect() as conn:
+                closed = conn.execute(select(func.count()).where(
+                    SESSIONS.c.status == "closed")).scalar_one()  # fmt: skip
+            try:
+                with index.connect() as conn:
+                    ended = conn.execute(select(func.count()).where(
+                        search.SESSIONS.c.ended)).scalar_one()  # fmt: skip
+            except Exception:
+                ended = 0
+            return closed == 3 and ended == 3
+
+        try:
+            wait_for(done, what="three sessions stored and indexed")
+        finally:
+            for member in members:
+                member.stop(signal.SIGTERM)
+            store.dispose()
+            index.dispose()
+        self.gateway.stop()
+
+    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        done = subprocess.run([sys.executable, "-m", "sshtrail", "--config", str(self.config),
+                               *argv], capture_output=True, timeout=60, check=False)  # fmt: skip
+        if check:
+            assert done.returncode == 0, done.stderr.decode()
+        return done
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory, broker: EmbeddedBroker,
+             sshd: SshdTarget) -> Recorded:  # fmt: skip
+    sessions = Recorded(tmp_path_factory.mktemp("audit"), broker, sshd)
+    sessions.record()
+    return sessions
+
+
+def sessions_json(recorded: Recorded, *argv: str) -> list[dict[str, object]]:
+    return json.loads(recorded.run("sessions", "--json", *argv).stdout)  # type: ignore[no-any-return]
+
+
+def test_sessions_lists_them_with_short_ids_and_filters(recorded: Recorded) -> None:
+    rows = sessions_json(recorded)
+    assert len(rows) == 3
+    assert {r["exit_status"] for r in rows} == {3, 0}
+    assert {r["status"] for r in rows} == {"closed"}
+    assert all(str(r["id"]).replace("-", "").startswith(str(r["short_id"])) for r in rows)
+    assert len({r["short_id"] for r in rows}) == 3
+    table = recorded.run("sessions").stdout.decode().splitlines()
+    assert table[0].split() == ["ID", "OPERATOR", "TARGET", "CLIENT", "STARTED", "DURATION",
+                                "STATUS", "EXIT"]  # fmt: skip
+    assert len(table) == 4
+    assert sessions_json(recorded, "--operator", "bob") == []
+    assert len(sessions_json(recorded, "--target", "t1", "--status", "closed", "--since",
+                             "1h", "--limit", "2")) == 2  # fmt: skip
+    bad = recorded.run("sessions", "--since", "yesterday", check=False)
+    assert bad.returncode == 2
+    assert b"'yesterday' is neither a duration" in bad.stderr
+
+
+def by_exit(recorded: Recorded, status: int) -> str:
+    return next(str(r["short_id"]) for r in sessions_json(recorded) if r["exit_status"] == status)
+
+
+def test_show_and_search_find_commands_and_never_print_escapes(recorded: Recorded) -> None:
+    hostile = next(str(r["short_id"]) for r in sessions_json(recorded)
+                   if r["exit_status"] == 0 and r["term"] == "")  # fmt: skip
+    shown = recorded.run("show", hostile).stdout
+    assert b"\x1b" not in shown
+    assert b"\\e]0;pwned\\x07\\e[2J" in shown
+    assert b"verification  ok: " in shown
+    found = recorded.run("search", "pwned").stdout
+    assert b"\x1b" not in found
+    assert b"\\e]0;[pwned]\\x07" in found
+    assert b"replay: sshtrail replay " in found
+    typed = json.loads(recorded.run("search", "typed-line", "--kind", "command", "--json").stdout)
+    assert [hit["text"] for hit in typed] == ["echo typed-line-$((2+3))"]
+    assert typed[0]["operator"] == "alice"
+    output = json.loads(recorded.run("search", "AUDIT-", "--json").stdout)
+    assert [(h["kind"], h["text"]) for h in output] == [
+        ("command", "echo audit-$((6*7)); exit 3"), ("output", "audit-42")]  # fmt: skip
+    ambiguous = recorded.run("show", "0", check=False)
+    assert ambiguous.returncode == 2
+    assert b"several sessions start with 0" in ambiguous.stderr
+    assert recorded.run("show", "zz", check=False).returncode == 2
+
+
+def test_export_plays_in_asciinema_with_the_raw_bytes(recorded: Recorded, tmp_path: Path) -> None:
+    sid = by_exit(recorded, 3)
+    raw = recorded.run("export", sid, "--format", "raw").stdout
+    assert raw == b"audit-42\n"
+    cast = tmp_path / "session.cast"
+    cast.write_bytes(recorded.run("export", sid, "--format", "asciicast").stdout)
+    played = subprocess.run([sys.executable, "-m", "asciinema", "cat", str(cast)],
+                            capture_output=True, timeout=30, check=True)  # fmt: skip
+    assert played.stdout == raw
+    events = [json.loads(line) for line in
+              recorded.run("export", sid, "--format", "json").stdout.splitlines()]  # fmt: skip
+    assert [e["kind"] for e in events][:2] == ["start", "x"]
+    assert events[-1]["kind"] == "end"
+    assert recorded.run("replay", sid).stdout == raw  # not a terminal: no delays
+
+
+def test_verify_reports_each_kind_of_tampering(recorded: Recorded) -> None:
+    assert recorded.run("verify", "--all").returncode == 0
+    sid = by_exit(recorded, 0)
+    full = str(next(r["id"] for r in sessions_json(recorded) if r["short_id"] == sid))
+    engine = make_engine(recorded.store_url)
+    chunks = CHUNKS
+    key = chunks.c.session_id == __import__("uuid").UUID(full)
+    with engine.begin() as conn:
+        original = dict(conn.execute(select(chunks.c.seq, chunks.c.data).where(key)).all())
+    last = max(original)
+    assert last >= 2, "the PTY session should span several chunks"
+
+    def verdict(change: object) -> tuple[int, str]:
+        with engine.begin() as conn:
+            conn.execute(change)  # type: ignore[call-overload]
+        result = recorded.run("verify", sid, check=False)
+        with engine.begin() as conn:  # put it back
+            conn.execute(delete(chunks).where(key))
+            conn.execute(chunks.insert(), _rows(full, original))
+        return result.returncode, result.stdout.decode()
+
+    flipped = bytearray(original[1])
+    flipped[-5] ^= 0x01
+    code, out = verdict(update(chunks).where(key, chunks.c.seq == 1).values(data=bytes(flipped)))
+    # Chunk 1 still decodes; its digest changed, so chunk 2 no longer links to it.
+    assert (code, out.split("  ")[1:]) == (1, ["tampered (chunk 2)",
+                                              "chunk 2 does not follow chunk 1\n"])  # fmt: skip
+    code, out = verdict(delete(chunks).where(key, chunks.c.seq == 1))
+    assert (code, out.split("  ")[1]) == (1, "gap")
+    code, out = verdict(update(chunks).where(key, chunks.c.seq == 1).values(data=original[2]))
+    assert (code, out.split("  ")[1]) == (1, "tampered (chunk 1)")
+    code, out = verdict(delete(chunks).where(key, chunks.c.seq == last))
+    assert (code, out.split("  ")[1]) == (1, "unsigned")
+    assert recorded.run("verify", sid).returncode == 0  # restored
+    engine.dispose()
+
+
+def _rows(full: str, original: dict[int, bytes]) -> list[dict[str, object]]:
+    import datetime as dt
+    import uuid
+
+    return [{"session_id": uuid.UUID(full), "seq": seq, "t_first": 0, "t_last": 0,
+             "partition": 0, "offset": seq, "received_at": dt.datetime.now(dt.UTC),
+             "data": data}
+            for seq, data in original.items()]  # fmt: skip
