@@ -8,8 +8,11 @@ import re
 from typing import Any
 
 import msgspec
+from sqlalchemy import Engine
 
+from consumer import operations
 from consumer.indexer import IndexWriter
+from consumer.reprocess import drop_index, rebuild_index
 from consumer.service import open_database, open_index, run_member
 from consumer.store import StoreWriter
 from sshtrail.settings import Settings
@@ -35,7 +38,11 @@ def register(commands: Any) -> None:
         "default, PostgreSQL pg_trgm). Independent of the store group.",
     )
     _member_options(index, "index_group")
+    index.add_argument("--rebuild", action="store_true",
+                       help="drop the search index and index every stored session again from "
+                       "the store's chunks, then exit (stop the index group first)")  # fmt: skip
     index.set_defaults(handler=run_index)
+    operations.register(commands)
 
 
 def _member_options(parser: argparse.ArgumentParser, group_key: str) -> None:
@@ -63,11 +70,25 @@ def run_store(args: argparse.Namespace, settings: Settings) -> int:
 def run_index(args: argparse.Namespace, settings: Settings) -> int:
     settings = _with_instance_id(settings, args.instance_id)
     engine = open_index(settings)
+    if args.rebuild:
+        return _rebuild(settings, engine)
     group = args.group or settings.consumer.index_group
     try:
         return run_member(settings, group, IndexWriter(engine), args.metrics_port, "index")
     finally:
         engine.dispose()
+
+
+def _rebuild(settings: Settings, index: Engine) -> int:
+    store = open_database(settings)
+    try:
+        drop_index(index)
+        counts = rebuild_index(store, IndexWriter(index))
+    finally:
+        store.dispose()
+        index.dispose()
+    print(f"index rebuilt from the store: {counts.read} chunks read, {counts.written} indexed")
+    return 0
 
 
 def _with_instance_id(settings: Settings, instance_id: str | None) -> Settings:

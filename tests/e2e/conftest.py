@@ -10,6 +10,7 @@ import pytest
 from sshtrail.broker import EmbeddedBroker
 from tests.support.consumers import create_topics
 from tests.support.gateway import GatewayProcess
+from tests.support.recorded import Recorded
 from tests.support.sshd import SshdTarget
 
 
@@ -22,3 +23,11 @@ def gateway(tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> Iterato
     yield process
     if process.process is not None and process.process.poll() is None:
         process.stop()
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory, broker: EmbeddedBroker,
+             sshd: SshdTarget) -> Recorded:  # fmt: skip
+    sessions = Recorded(tmp_path_factory.mktemp("audit"), broker, sshd)
+    sessions.record()
+    return sessions

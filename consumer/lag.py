@@ -1,0 +1,121 @@
+"""Consumer lag as the broker sees it: log-end offset minus committed offset, per partition.
+
+The same numbers ``kafka-consumer-groups.sh --describe`` prints, from the
+AdminClient: committed offsets of the group, log-end offsets of the topic,
+and which member owns each partition. Time lag is the age of the oldest
+message the group has not consumed -- read from the broker at the committed
+offset, so it keeps growing while a group is stopped.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from sshtrail.errors import BrokerError
+from sshtrail.kafka import client_config
+from sshtrail.settings import Settings
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionLag:
+    group: str
+    topic: str
+    partition: int
+    current: int | None  # committed offset; None if the group never committed here
+    log_end: int
+    lag: int
+    seconds: float  # age of the oldest unconsumed message; 0 when caught up
+    consumer_id: str | None
+    host: str | None
+    client_id: str | None
+
+
+class LagReader:
+    """Reads lag for groups over the sessions topic; reuse it for ``--watch``."""
+
+    def __init__(self, settings: Settings, timeout: float = 10.0) -> None:
+        self.topic = settings.kafka.topic
+        self._timeout = timeout
+        self._admin = AdminClient(client_config(settings))
+        # Reads the message at a committed offset, for its timestamp; joins no group.
+        self._probe = Consumer(client_config(settings, **{
+            "group.id": f"sshtrail-lag-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+            "receive.message.max.bytes": 1 << 30,
+        }))  # fmt: skip
+
+    def close(self) -> None:
+        self._probe.close()
+
+    def read(self, group: str) -> list[PartitionLag]:
+        try:
+            partitions = self._partitions()
+            committed = self._committed(group)
+            ends = self._log_ends(partitions)
+            owners = self._owners(group)
+        except KafkaException as exc:
+            raise BrokerError(f"cannot read the lag of {group}: {exc.args[0]}") from None
+        now = time.time()
+        rows = []
+        for partition in partitions:
+            current = committed.get(partition)
+            lag = ends[partition] - (current if current is not None else self._start(partition))
+            seconds = self._age(partition, ends[partition] - lag, now) if lag > 0 else 0.0
+            owner = owners.get(partition, (None, None, None))
+            rows.append(PartitionLag(group, self.topic, partition, current, ends[partition],
+                                     max(lag, 0), seconds, *owner))  # fmt: skip
+        return rows
+
+    def _partitions(self) -> list[int]:
+        metadata = self._admin.list_topics(self.topic, timeout=self._timeout)
+        topic = metadata.topics.get(self.topic)
+        if topic is None or topic.error is not None:
+            raise BrokerError(f"topic {self.topic} does not exist")
+        return sorted(topic.partitions)
+
+    def _committed(self, group: str) -> dict[int, int]:
+        request = [ConsumerGroupTopicPartitions(group)]
+        listed = self._admin.list_consumer_group_offsets(request)[group].result(self._timeout)
+        return {tp.partition: tp.offset for tp in listed.topic_partitions
+                if tp.topic == self.topic and tp.offset >= 0}  # fmt: skip
+
+    def _log_ends(self, partitions: list[int]) -> dict[int, int]:
+        ends = {}
+        for partition in partitions:
+            _low, high = self._probe.get_watermark_offsets(
+                TopicPartition(self.topic, partition), timeout=self._timeout)  # fmt: skip
+            ends[partition] = int(high)
+        return ends
+
+    def _start(self, partition: int) -> int:
+        """Where a group with no commit would begin (auto.offset.reset=earliest)."""
+        low, _high = self._probe.get_watermark_offsets(
+            TopicPartition(self.topic, partition), timeout=self._timeout)  # fmt: skip
+        return int(low)
+
+    def _owners(self, group: str) -> dict[int, tuple[str, str, str]]:
+        described = self._admin.describe_consumer_groups([group])[group].result(self._timeout)
+        owners = {}
+        for member in described.members:
+            for tp in member.assignment.topic_partitions if member.assignment else []:
+                if tp.topic == self.topic:
+                    owners[tp.partition] = (member.member_id, member.host, member.client_id)
+        return owners
+
+    def _age(self, partition: int, offset: int, now: float) -> float:
+        """Seconds since the message at ``offset`` was published."""
+        self._probe.assign([TopicPartition(self.topic, partition, offset)])
+        deadline = time.monotonic() + self._timeout
+        try:
+            while time.monotonic() < deadline:
+                message = self._probe.poll(0.5)
+                if message is not None and message.error() is None:
+                    _kind, millis = message.timestamp()
+                    return max(now - millis / 1000, 0.0)
+        finally:
+            self._probe.unassign()
+        return 0.0

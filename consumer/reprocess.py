@@ -1,0 +1,173 @@
+"""Re-consuming a range of the topic into a group's writer, without touching group offsets.
+
+Used to rebuild what a store or index lost: the messages of the range are
+read by a consumer that commits nothing and written through the group's own
+idempotent writer, so what is already there is counted as a duplicate and
+what is missing comes back exactly as it was. ``index --rebuild`` does the
+same for the search index from the stored chunks instead of Kafka.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from sqlalchemy import Engine, select
+
+from consumer.messages import Received, sort_messages
+from consumer.runner import Writer
+from sshtrail import search
+from sshtrail.errors import BrokerError, InvalidError
+from sshtrail.kafka import client_config
+from sshtrail.models import ChunkRecord, SessionRecord
+from sshtrail.settings import Settings
+from sshtrail.wire import decode_chunk
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """Where a range starts or ends: an offset, or the first message at or after a time."""
+
+    offset: int | None = None
+    time: dt.datetime | None = None
+
+
+@dataclass(slots=True)
+class Counts:
+    read: int = 0
+    written: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Reprocessed:
+    ranges: dict[int, tuple[int, int]]  # partition: [first, end) offsets
+    read: dict[int, int]  # messages read per partition
+    counts: Counts
+
+
+def reprocess(settings: Settings, writer: Writer, *, partitions: list[int] | None,
+              start: Bound, end: Bound | None, timeout: float = 30.0) -> Reprocessed:  # fmt: skip
+    """Read ``[start, end)`` of each partition (end: the log end now) through ``writer``.
+
+    Refuses a start below the oldest offset the broker still has, naming that
+    offset. Messages that are not chunks are counted, not dead-lettered again.
+    """
+    topic = settings.kafka.topic
+    reader = Consumer(client_config(settings, **{
+        "group.id": f"sshtrail-reprocess-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
+        "enable.auto.offset.store": False, "receive.message.max.bytes": 1 << 30,
+    }))  # fmt: skip
+    try:
+        chosen = partitions if partitions is not None else _all_partitions(reader, topic, timeout)
+        ranges = {p: _range(reader, topic, p, start=start, end=end, timeout=timeout)
+                  for p in chosen}  # fmt: skip
+        read = dict.fromkeys(chosen, 0)
+        counts = Counts()
+        todo = {p: r for p, r in ranges.items() if r[0] < r[1]}
+        reader.assign([TopicPartition(topic, p, first) for p, (first, _) in todo.items()])
+        deadline = time.monotonic() + timeout
+        while todo and time.monotonic() < deadline:
+            messages = [m for m in reader.consume(settings.consumer.batch_size, 1.0)
+                        if m.error() is None and m.partition() in todo
+                        and (m.offset() or 0) < todo[m.partition() or 0][1]]  # fmt: skip
+            if not messages:
+                continue
+            deadline = time.monotonic() + timeout
+            batch = sort_messages(messages)
+            written = writer.write(batch.good)
+            counts.read += len(messages)
+            counts.written += written.written
+            counts.duplicates += written.duplicates
+            counts.invalid += len(batch.bad)
+            for message in messages:
+                partition, offset = message.partition() or 0, message.offset() or 0
+                read[partition] += 1
+                if partition in todo and offset + 1 >= todo[partition][1]:
+                    todo.pop(partition)
+        if todo:
+            raise BrokerError(f"partitions {sorted(todo)} did not deliver their range in "
+                              f"{timeout:.0f}s")  # fmt: skip
+    except KafkaException as exc:
+        raise BrokerError(f"reprocess failed: {exc.args[0]}") from None
+    finally:
+        reader.close()
+    return Reprocessed(ranges, read, counts)
+
+
+def _all_partitions(reader: Consumer, topic: str, timeout: float) -> list[int]:
+    found = reader.list_topics(topic, timeout=timeout).topics.get(topic)
+    if found is None or found.error is not None:
+        raise BrokerError(f"topic {topic} does not exist")
+    return sorted(found.partitions)
+
+
+def _range(reader: Consumer, topic: str, partition: int, *, start: Bound,
+           end: Bound | None, timeout: float) -> tuple[int, int]:  # fmt: skip
+    low, high = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
+    where = TopicPartition(topic, partition)
+    first = _resolve(reader, where, start, high, timeout)
+    if first < low:
+        raise InvalidError(f"partition {partition}: offset {first} is no longer retained; "
+                           f"the earliest offset is {low}")  # fmt: skip
+    last = high if end is None else min(_resolve(reader, where, end, high, timeout), high)
+    return first, last
+
+
+def _resolve(reader: Consumer, where: TopicPartition, bound: Bound, high: int,
+             timeout: float) -> int:  # fmt: skip
+    if bound.offset is not None:
+        return bound.offset
+    assert bound.time is not None
+    millis = int(bound.time.timestamp() * 1000)
+    [found] = reader.offsets_for_times([TopicPartition(where.topic, where.partition, millis)],
+                                       timeout)  # fmt: skip
+    return int(found.offset) if found.offset >= 0 else high  # none that late: the end
+
+
+def rebuild_index(store: Engine, writer: Writer, batch: int = 2000) -> Counts:
+    """Index every stored session again from its stored chunks, in seq order."""
+    counts = Counts()
+    pending: list[Received] = []
+    for received in _stored(store):
+        pending.append(received)
+        if len(pending) >= batch:
+            _write(writer, pending, counts)
+    _write(writer, pending, counts)
+    return counts
+
+
+def _write(writer: Writer, pending: list[Received], counts: Counts) -> None:
+    if pending:
+        result = writer.write(pending)
+        counts.read += len(pending)
+        counts.written += result.written
+        counts.duplicates += result.duplicates
+        pending.clear()
+
+
+def _stored(store: Engine) -> Iterator[Received]:
+    chunks, sessions = ChunkRecord.__table__, SessionRecord.__table__
+    query = (
+        select(chunks.c.data, chunks.c.partition, chunks.c.offset, chunks.c.received_at)
+        .join(sessions, sessions.c.id == chunks.c.session_id)
+        .order_by(sessions.c.started_at, chunks.c.session_id, chunks.c.seq)
+    )
+    with store.connect() as conn:
+        for data, partition, offset, received_at in conn.execution_options(yield_per=1000).execute(
+            query
+        ):
+            yield Received(decode_chunk(data), partition, offset, received_at)
+
+
+def drop_index(index: Engine) -> None:
+    search.drop_schema(index)
+    search.ensure_schema(index)

@@ -1,0 +1,147 @@
+"""lag, reprocess, index --rebuild and watch against sessions recorded through the gateway."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from confluent_kafka import TopicPartition
+from confluent_kafka.admin import AdminClient
+from sqlalchemy import delete, select
+
+from consumer.store import CHUNKS, SESSIONS
+from sshtrail import search
+from sshtrail.db import make_engine
+from tests.support.consumers import create_topics, group_lag, start_member, wait_for, write_config
+from tests.support.recorded import Recorded
+from tests.support.recordings import keyed, produce, typed_session
+
+pytestmark = pytest.mark.e2e
+
+
+def lag_json(recorded: Recorded, *argv: str) -> list[dict[str, object]]:
+    return json.loads(recorded.run("lag", "--json", *argv).stdout)  # type: ignore[no-any-return]
+
+
+def test_lag_matches_the_broker_grows_while_stopped_and_drains(recorded: Recorded) -> None:
+    servers, topic = recorded.gateway.servers, recorded.gateway.topic
+    store_group = f"{topic}-store"
+    rows = lag_json(recorded)
+    assert {r["group"] for r in rows} == {store_group, f"{topic}-index"}
+    assert sum(int(str(r["lag"])) for r in rows) == 0  # both caught up when they stopped
+    produced = produce(servers, topic, keyed(*typed_session([("uptime", "up 1 day")])))
+    time.sleep(1.5)
+    first = {r["partition"]: r for r in lag_json(recorded, "--group", store_group)}
+    assert {p: r["lag"] for p, r in first.items()} == group_lag(servers, store_group, topic)
+    assert sum(int(str(r["lag"])) for r in first.values()) == produced
+    behind = [p for p, r in first.items() if r["lag"]]
+    time.sleep(1.0)
+    later = {r["partition"]: r for r in lag_json(recorded, "--group", store_group)}
+    for partition in behind:  # time lag grows while the group is stopped
+        grown = float(str(later[partition]["time_lag_s"]))
+        assert grown > float(str(first[partition]["time_lag_s"])) >= 1
+    table = recorded.run("lag", "--group", store_group).stdout.decode()
+    assert table.splitlines()[0].split() == ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET",
+                                             "LOG-END-OFFSET", "LAG", "TIME-LAG", "CONSUMER-ID",
+                                             "HOST", "CLIENT-ID"]  # fmt: skip
+    assert f"TOTAL {store_group}: lag {produced} messages" in table
+    member = start_member(recorded.config, "store")
+    try:
+        wait_for(lambda: sum(group_lag(servers, store_group, topic).values()) == 0)
+        running = lag_json(recorded, "--group", store_group)
+        assert sum(int(str(r["lag"])) for r in running) == 0
+        assert all(r["consumer_id"] and r["client_id"] for r in running)  # owned by the member
+    finally:
+        member.stop(signal.SIGTERM)
+
+
+def test_reprocess_restores_deleted_rows_identically(recorded: Recorded) -> None:
+    engine = make_engine(recorded.store_url)
+    with engine.connect() as conn:
+        before_sessions = {r.id: tuple(r) for r in conn.execute(select(SESSIONS))}
+        before_chunks = {(r.session_id, r.seq): tuple(r) for r in conn.execute(select(CHUNKS))}
+    victim = next(iter(before_sessions))
+    with engine.begin() as conn:
+        conn.execute(delete(CHUNKS).where(CHUNKS.c.session_id == victim))
+        conn.execute(delete(SESSIONS).where(SESSIONS.c.id == victim))
+    done = recorded.run("reprocess", "--group", "store", "--from-offset", "0")
+    report = done.stdout.decode()
+    lost = sum(1 for sid, _ in before_chunks if sid == victim)
+    assert f"{lost} written" in report
+    with engine.connect() as conn:
+        after_sessions = {r.id: tuple(r) for r in conn.execute(select(SESSIONS))}
+        after_chunks = {(r.session_id, r.seq): tuple(r) for r in conn.execute(select(CHUNKS))}
+    engine.dispose()
+    assert {k: v for k, v in after_sessions.items() if k in before_sessions} == before_sessions
+    assert {k: v for k, v in after_chunks.items() if k in before_chunks} == before_chunks
+
+
+def test_reprocess_refuses_offsets_no_longer_retained(recorded: Recorded, tmp_path: Path) -> None:
+    servers = recorded.gateway.servers
+    topic = f"retained.{time.time_ns()}"
+    create_topics(servers, topic, topic + ".dlq", partitions=1)
+    produce(servers, topic, keyed(*typed_session([("ls", "a b")])))
+    admin = AdminClient({"bootstrap.servers": servers})  # referenced until its futures resolve
+    for future in admin.delete_records([TopicPartition(topic, 0, 2)]).values():
+        future.result(10)
+    config = write_config(tmp_path / "c.toml", servers, topic, recorded.store_url)
+    done = subprocess.run([sys.executable, "-m", "sshtrail", "--config", str(config),
+                           "reprocess", "--group", "store", "--from-offset", "0"],
+                          capture_output=True, timeout=60, check=False)  # fmt: skip
+    assert done.returncode == 2
+    assert b"offset 0 is no longer retained; the earliest offset is 2" in done.stderr
+
+
+def documents(url: str) -> set[tuple[object, ...]]:
+    engine = make_engine(url)
+    d = search.DOCS.c
+    with engine.connect() as conn:
+        found = {tuple(r) for r in conn.execute(select(d.session_id, d.kind, d.ordinal, d.seq,
+                                                        d.t, d.text))}  # fmt: skip
+    engine.dispose()
+    return found
+
+
+def test_index_rebuild_from_the_store_equals_live_indexing(recorded: Recorded) -> None:
+    live = documents(recorded.search_url)
+    assert live
+    done = recorded.run("index", "--rebuild")
+    assert b"index rebuilt from the store" in done.stdout
+    rebuilt = documents(recorded.search_url)
+    # Sessions the (stopped) index group never saw are in the rebuild too.
+    seen_live = {doc[0] for doc in live}
+    assert {doc for doc in rebuilt if doc[0] in seen_live} == live
+
+
+def test_watch_follows_a_session_live_until_it_ends(recorded: Recorded) -> None:
+    servers, topic = recorded.gateway.servers, recorded.gateway.topic
+    session_id, messages = typed_session([("echo live-one", "live-one"),
+                                          ("echo live-two", "live-two")])  # fmt: skip
+    half = len(messages) // 2
+    produce(servers, topic, keyed(session_id, messages[:half]))
+    watcher = subprocess.Popen([sys.executable, "-m", "sshtrail", "--config",
+                                str(recorded.config), "watch", str(session_id)],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        time.sleep(3)
+        assert watcher.poll() is None, "watch must wait for the rest of the session"
+        produce(servers, topic, keyed(session_id, messages[half:]))
+        out, err = watcher.communicate(timeout=60)
+    finally:
+        if watcher.poll() is None:
+            watcher.kill()
+    assert watcher.returncode == 0, err
+    assert b"live-one\r\n" in out
+    assert b"live-two\r\n" in out
+    assert b"session ended: exit status 0" in err
+    # A finished session through the gateway: from its first chunk to its end.
+    short = next(str(r["short_id"]) for r in
+                 json.loads(recorded.run("sessions", "--json").stdout)
+                 if r["exit_status"] == 3)  # fmt: skip
+    finished = recorded.run("watch", short)
+    assert finished.stdout.endswith(b"audit-42\n\x1b[0m\r\n")

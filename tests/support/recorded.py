@@ -1,0 +1,81 @@
+"""Sessions recorded through a real gateway, then stored and indexed, and the CLI over them."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pexpect
+from sqlalchemy import func, select
+
+from consumer.store import SESSIONS
+from sshtrail import migrate, search
+from sshtrail.broker import EmbeddedBroker
+from sshtrail.db import make_engine
+from tests.support.consumers import create_topics, start_member, wait_for, write_config
+from tests.support.gateway import GatewayProcess
+from tests.support.sshd import SshdTarget
+
+HOSTILE = "echo '\x1b]0;pwned\x07\x1b[2J' >/dev/null; echo hostile"
+
+
+class Recorded:
+    """Three sessions through a gateway, stored and indexed, and the CLI over them."""
+
+    def __init__(self, root: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> None:
+        self.gateway = GatewayProcess(root / "gw", broker.bootstrap_servers, sshd)
+        create_topics(broker.bootstrap_servers, self.gateway.topic + ".dlq")
+        self.gateway.start()
+        self.store_url = f"sqlite:///{root / 'store.db'}"
+        config = write_config(root / "sshtrail.toml", broker.bootstrap_servers,
+                              self.gateway.topic, self.store_url)  # fmt: skip
+        key = root / "gw" / "state" / "gateway" / "recording_ed25519_key"
+        config.write_text(config.read_text() + f'[search]\nurl = "sqlite:///{root / "s.db"}"\n'
+                          f'[gateway]\nsigning_key = "{key}"\n')  # fmt: skip
+        self.config = config
+        self.search_url = f"sqlite:///{root / 's.db'}"
+
+    def record(self) -> None:
+        for command in ("echo audit-$((6*7)); exit 3", HOSTILE):
+            subprocess.run(self.gateway.ssh("alice:t1", command), capture_output=True,
+                           timeout=30, check=False)  # fmt: skip
+        argv = self.gateway.ssh("alice:t1", tty=True)
+        child = pexpect.spawn(argv[0], argv[1:], timeout=30, env={**os.environ, "TERM": "xterm"})
+        child.sendline("echo typed-line-$((2+3))")
+        child.expect("typed-line-5")
+        child.sendline("exit")
+        child.expect(pexpect.EOF)
+        migrate.upgrade(self.store_url)
+        members = [start_member(self.config, "store"), start_member(self.config, "index")]
+        store, index = make_engine(self.store_url), make_engine(self.search_url)
+
+        def done() -> bool:
+            with store.connect() as conn:
+                closed = conn.execute(select(func.count()).where(
+                    SESSIONS.c.status == "closed")).scalar_one()  # fmt: skip
+            try:
+                with index.connect() as conn:
+                    ended = conn.execute(select(func.count()).where(
+                        search.SESSIONS.c.ended)).scalar_one()  # fmt: skip
+            except Exception:
+                ended = 0
+            return closed == 3 and ended == 3
+
+        try:
+            wait_for(done, what="three sessions stored and indexed")
+        finally:
+            for member in members:
+                member.stop(signal.SIGTERM)
+            store.dispose()
+            index.dispose()
+        self.gateway.stop()
+
+    def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
+        done = subprocess.run([sys.executable, "-m", "sshtrail", "--config", str(self.config),
+                               *argv], capture_output=True, timeout=60, check=False)  # fmt: skip
+        if check:
+            assert done.returncode == 0, done.stderr.decode()
+        return done
