@@ -17,7 +17,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaExcepti
 from confluent_kafka.admin import AdminClient
 
 from sshtrail.errors import BrokerError
-from sshtrail.kafka import client_config
+from sshtrail.kafka import QUIET, client_config, reason
 from sshtrail.settings import Settings
 
 
@@ -41,11 +41,12 @@ class LagReader:
     def __init__(self, settings: Settings, timeout: float = 10.0) -> None:
         self.topic = settings.kafka.topic
         self._timeout = timeout
-        self._admin = AdminClient(client_config(settings))
+        self._servers = settings.bootstrap_servers
+        self._admin = AdminClient(client_config(settings, **QUIET))
         # Reads the message at a committed offset, for its timestamp; joins no group.
         self._probe = Consumer(client_config(settings, **{
             "group.id": f"sshtrail-lag-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-            "receive.message.max.bytes": 1 << 30,
+            "receive.message.max.bytes": 1 << 30, **QUIET,
         }))  # fmt: skip
 
     def close(self) -> None:
@@ -58,7 +59,8 @@ class LagReader:
             ends = self._log_ends(partitions)
             owners = self._owners(group)
         except KafkaException as exc:
-            raise BrokerError(f"cannot read the lag of {group}: {exc.args[0]}") from None
+            raise BrokerError(f"cannot read the lag of {group} from {self._servers}: "
+                              f"{reason(exc)}") from None  # fmt: skip
         now = time.time()
         rows = []
         for partition in partitions:

@@ -144,8 +144,11 @@ def run_reprocess(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         engine.dispose()
     for partition, (first, end) in sorted(done.ranges.items()):
-        print(f"partition {partition}: offsets {first}..{end - 1 if end > first else first} "
-              f"({done.read[partition]} messages)")  # fmt: skip
+        if end > first:
+            print(f"partition {partition}: offsets {first}..{end - 1} "
+                  f"({done.read[partition]} messages)")  # fmt: skip
+        else:
+            print(f"partition {partition}: nothing from offset {first}")
     c = done.counts
     print(f"{args.group}: {c.read} read, {c.written} written, {c.duplicates} already there, "
           f"{c.invalid} not chunks (see the dead-letter topic)")  # fmt: skip

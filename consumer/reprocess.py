@@ -23,7 +23,7 @@ from consumer.messages import Received, sort_messages
 from consumer.runner import Writer
 from sshtrail import search
 from sshtrail.errors import BrokerError, InvalidError
-from sshtrail.kafka import client_config
+from sshtrail.kafka import QUIET, client_config, reason
 from sshtrail.models import ChunkRecord, SessionRecord
 from sshtrail.settings import Settings
 from sshtrail.wire import decode_chunk
@@ -64,10 +64,10 @@ def reprocess(settings: Settings, writer: Writer, *, partitions: list[int] | Non
     topic = settings.kafka.topic
     reader = Consumer(client_config(settings, **{
         "group.id": f"sshtrail-reprocess-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-        "enable.auto.offset.store": False, "receive.message.max.bytes": 1 << 30,
+        "enable.auto.offset.store": False, "receive.message.max.bytes": 1 << 30, **QUIET,
     }))  # fmt: skip
     try:
-        chosen = partitions if partitions is not None else _all_partitions(reader, topic, timeout)
+        chosen = partitions if partitions is not None else _all_partitions(reader, topic, 10.0)
         ranges = {p: _range(reader, topic, p, start=start, end=end, timeout=timeout)
                   for p in chosen}  # fmt: skip
         read = dict.fromkeys(chosen, 0)
@@ -97,7 +97,7 @@ def reprocess(settings: Settings, writer: Writer, *, partitions: list[int] | Non
             raise BrokerError(f"partitions {sorted(todo)} did not deliver their range in "
                               f"{timeout:.0f}s")  # fmt: skip
     except KafkaException as exc:
-        raise BrokerError(f"reprocess failed: {exc.args[0]}") from None
+        raise BrokerError(f"reprocess: {settings.bootstrap_servers}: {reason(exc)}") from None
     finally:
         reader.close()
     return Reprocessed(ranges, read, counts)

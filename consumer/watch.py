@@ -16,7 +16,7 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 
 from sshtrail.errors import BrokerError, WireError
 from sshtrail.events import Event
-from sshtrail.kafka import client_config, partition_for
+from sshtrail.kafka import QUIET, client_config, partition_for, reason
 from sshtrail.settings import Settings
 from sshtrail.wire import decode_chunk
 
@@ -30,7 +30,7 @@ def follow(settings: Settings, session_id: uuid.UUID, stop: Callable[[], bool],
     topic, key = settings.kafka.topic, str(session_id).encode()
     reader = Consumer(client_config(settings, **{
         "group.id": f"sshtrail-watch-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-        "receive.message.max.bytes": 1 << 30,
+        "receive.message.max.bytes": 1 << 30, **QUIET,
     }))  # fmt: skip
     try:
         metadata = reader.list_topics(topic, timeout=timeout).topics.get(topic)
@@ -60,6 +60,6 @@ def follow(settings: Settings, session_id: uuid.UUID, stop: Callable[[], bool],
             if chunk.end is not None:
                 return
     except KafkaException as exc:
-        raise BrokerError(f"watch failed: {exc.args[0]}") from None
+        raise BrokerError(f"watch: {settings.bootstrap_servers}: {reason(exc)}") from None
     finally:
         reader.close()

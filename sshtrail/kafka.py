@@ -52,6 +52,18 @@ def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+#: For short-lived commands (lag, reprocess, watch): librdkafka's own log lines
+#: (a connection error every 50 ms while a broker is away) are not printed;
+#: failures reach the user once, as a :class:`BrokerError` naming the cause.
+QUIET = {"log_level": 2}
+
+
+def reason(exc: KafkaException) -> str:
+    """The human part of a librdkafka error ("Failed to get metadata: ...")."""
+    error = exc.args[0] if exc.args else None
+    return error.str() if isinstance(error, KafkaError) else str(exc)
+
+
 def admin_client(settings: Settings) -> AdminClient:
     return AdminClient(client_config(settings))
 

@@ -125,3 +125,16 @@ def test_store_refuses_a_database_without_the_schema(
     assert status == 1
     assert "the database is at schema none" in err
     assert "run 'sshtrail db upgrade' first" in err
+
+
+def test_admin_commands_say_once_that_the_broker_is_away(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9")  # nothing listens
+    assert main(["lag"]) == 1
+    _, err = capfd.readouterr()
+    assert err.splitlines() == [
+        "sshtrail: error: cannot read the lag of sshtrail-store from 127.0.0.1:9: "
+        "Failed to get metadata: Local: Broker transport failure"
+    ]
