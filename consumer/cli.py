@@ -10,7 +10,6 @@ from typing import Any
 import msgspec
 from sqlalchemy import Engine
 
-from consumer import operations
 from consumer.indexer import IndexWriter
 from consumer.reprocess import drop_index, rebuild_index
 from consumer.service import open_database, open_index, run_member
@@ -42,7 +41,6 @@ def register(commands: Any) -> None:
                        help="drop the search index and index every stored session again from "
                        "the store's chunks, then exit (stop the index group first)")  # fmt: skip
     index.set_defaults(handler=run_index)
-    operations.register(commands)
 
 
 def _member_options(parser: argparse.ArgumentParser, group_key: str) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from sshtrail import __version__
-from sshtrail.cli import audit, broker, config, db, evidence, replay, up
 from sshtrail.errors import ConfigError, InvalidError, SshtrailError
 from sshtrail.settings import load_settings
 
@@ -17,7 +17,18 @@ from sshtrail.settings import load_settings
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
 
-_COMMANDS = (up, broker, db, config, audit, evidence, replay)
+#: Which module registers each command. Only the module of the command being
+#: run is imported: importing them all (SQLAlchemy, Alembic, asyncssh, pyte)
+#: would cost most of a second before any command starts (docs/performance.md).
+_BUILT_IN = {
+    "up": "sshtrail.cli.up", "broker": "sshtrail.cli.broker", "db": "sshtrail.cli.db",
+    "config": "sshtrail.cli.config", "sessions": "sshtrail.cli.audit",
+    "show": "sshtrail.cli.audit", "search": "sshtrail.cli.audit",
+    "verify": "sshtrail.cli.evidence", "export": "sshtrail.cli.evidence",
+    "replay": "sshtrail.cli.replay",
+}  # fmt: skip
+#: Options of the top-level parser that take a value (to find the command name).
+_VALUED = ("-c", "--config", "--log-level")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -28,7 +39,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The parser; with ``command``, only the module that registers it is loaded."""
     parser = _Parser(
         prog="sshtrail",
         description="SSH session-audit pipeline: record, store, search, replay and verify "
@@ -46,18 +58,40 @@ def build_parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
-    for module in _COMMANDS:
-        module.register(commands)
-    # producer/ and consumer/ add their commands through this entry point group,
-    # so the shared package never imports them (dependencies point one way).
-    for entry in sorted(entry_points(group="sshtrail.commands"), key=lambda e: e.name):
-        entry.load()(commands)
+    # producer/ and consumer/ add their commands through this entry point group
+    # (one entry per command name), so the shared package never imports them.
+    plugins = {entry.name: entry.value for entry in entry_points(group="sshtrail.commands")}
+    every = {**_BUILT_IN, **plugins}
+    if command in every:
+        wanted = [every[command]]
+    elif command == "":  # --version: no command module is needed
+        wanted = []
+    else:  # help, or a name to say is unknown: every command, in the order above
+        wanted = list(every.values())
+    for target in dict.fromkeys(wanted):  # a module registering several commands: once
+        module, _, function = target.partition(":")
+        getattr(importlib.import_module(module), function or "register")(commands)
     return parser
 
 
+def _command(argv: Sequence[str]) -> str | None:
+    """The command name in ``argv``, skipping top-level options and their values;
+    ``""`` when only the version is asked for."""
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in _VALUED:
+            skip = True
+        elif not arg.startswith("-"):
+            return arg
+    return "" if "--version" in argv and not {"-h", "--help"} & set(argv) else None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    arguments = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command(arguments))
+    args = parser.parse_args(arguments)
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:

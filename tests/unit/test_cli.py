@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from sshtrail.cli.main import main
+from sshtrail.cli.main import build_parser, main
 
-COMMANDS = ("up", "broker", "db", "config")
+COMMANDS = ("up", "broker", "db", "config", "sessions", "show", "search", "verify", "export",
+            "replay", "gateway", "password-hash", "demo-target", "store", "index", "lag",
+            "reprocess", "watch")  # fmt: skip
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -138,3 +141,17 @@ def test_admin_commands_say_once_that_the_broker_is_away(
         "sshtrail: error: cannot read the lag of sshtrail-store from 127.0.0.1:9: "
         "Failed to get metadata: Local: Broker transport failure"
     ]
+
+
+def test_a_command_loads_only_the_module_that_registers_it() -> None:
+    """Each named command builds its parser alone (startup cost, docs/performance.md)."""
+
+    def names(parser: argparse.ArgumentParser) -> set[str]:
+        action = next(a for a in parser._actions if a.dest == "command")
+        return set(action.choices or ())
+
+    assert names(build_parser(None)) == set(COMMANDS)
+    for command in COMMANDS:
+        alone = names(build_parser(command))
+        assert command in alone
+        assert len(alone) < len(COMMANDS)
