@@ -1,7 +1,7 @@
 """The group runner both consumer groups share: consume, decode, write, dead-letter, commit.
 
-One loop in one thread, in this order for every batch (docs/decisions.md,
-"Consumer runner"):
+One loop, the only user of the consumer, in this order for every batch
+(docs/decisions.md, "Consumer runner"):
 
 1. ``consume(batch_size, batch_wait)`` from the partitions this instance owns;
 2. sort the messages into chunks and rejects (:mod:`consumer.messages`);
@@ -12,7 +12,9 @@ One loop in one thread, in this order for every batch (docs/decisions.md,
 4. send the rejects to the dead-letter topic and wait for the broker's ack;
 5. commit, synchronously, the offsets one past the batch.
 
-Nothing is committed before it is durable, so a crash anywhere re-delivers;
+Step 2 of the next batch runs in a helper thread while step 3 of this one
+waits on the database. Nothing is committed before it is durable, so a
+crash anywhere re-delivers;
 the writers are idempotent on (session id, seq), so re-delivery changes nothing.
 """
 
@@ -22,6 +24,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Protocol, TypeVar
 
@@ -108,6 +111,7 @@ class GroupRunner:
         self._committed: dict[int, int] = {}
         self._last_published: dict[int, float] = {}
         self._in_flight: Batch | None = None
+        self._revoked_since_poll: set[int] = set()
         self._paused = False
 
     def stop(self) -> None:
@@ -125,17 +129,41 @@ class GroupRunner:
         log.info("%s: joined the group, topic %s, %s assignment", self.group, self.topic,
                  self.settings.assignment_strategy)  # fmt: skip
         next_housekeeping = time.monotonic()
+        # While batch N is written, batch N+1 is already fetched and decoded in a
+        # helper thread: decoding is Python work, writing mostly waits on the
+        # database. Only this thread touches the consumer; N+1 is written and
+        # committed after N, so commits stay in order.
+        decoder = ThreadPoolExecutor(1, thread_name_prefix=f"{self.group}-decode")
+        pending: Batch | None = None
         try:
             while not self._stop.is_set():
-                messages = self._poll(self._batch_size, self._batch_wait)
-                if messages:
-                    self._handle(messages)
+                self._in_flight, self._revoked_since_poll = pending, set()
+                wait = self._batch_wait if pending is None else 0.0
+                messages = self._poll(self._batch_size, wait)
+                decoding = decoder.submit(sort_messages, messages) if messages else None
+                self._metrics.consumed(len(messages))
+                if pending is not None:
+                    self._handle(pending)
+                pending = self._decoded(decoding)
                 if time.monotonic() >= next_housekeeping:
                     self._retrying(self._writer.housekeeping, "housekeeping")
                     next_housekeeping = time.monotonic() + HOUSEKEEPING_INTERVAL_S
                 self._report_lag()
+            if pending is not None:  # the batch in hand is finished before leaving
+                self._handle(pending)
         finally:
+            decoder.shutdown(wait=True)
             self._close()
+
+    def _decoded(self, decoding: Future[Batch] | None) -> Batch | None:
+        """The next batch, without what partitions revoked since it was fetched sent."""
+        if decoding is None:
+            return None
+        batch = decoding.result()
+        gone = self._revoked_since_poll - self._assigned
+        if gone:
+            batch.drop_partitions(gone)
+        return batch if len(batch) or batch.ends else None
 
     def _poll(self, count: int, timeout: float) -> list[KafkaMessage]:
         try:
@@ -153,10 +181,8 @@ class GroupRunner:
                 log.warning("%s: consumer error (librdkafka retries): %s", self.group, error)
         return good
 
-    def _handle(self, messages: list[KafkaMessage]) -> None:
+    def _handle(self, batch: Batch) -> None:
         started = time.perf_counter()
-        batch = sort_messages(messages)
-        self._metrics.consumed(len(messages))
         self._in_flight = batch
         try:
             result = self._retrying(lambda: self._writer.write(batch.good), "write")
@@ -171,7 +197,7 @@ class GroupRunner:
             self._commit(batch)
         finally:
             self._in_flight = None
-        self._metrics.batch_written(len(messages), result.written, result.duplicates,
+        self._metrics.batch_written(len(batch), result.written, result.duplicates,
                                     time.perf_counter() - started)  # fmt: skip
         for received in batch.good:
             self._last_published[received.partition] = received.published_at.timestamp()
@@ -255,6 +281,7 @@ class GroupRunner:
     def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
         gone = {tp.partition for tp in partitions}
         log.info("%s: partitions %s revoked", self.group, sorted(gone))
+        self._revoked_since_poll |= gone
         # Every written batch is committed before the next consume(), so only
         # a batch still waiting for the database can be in flight: abandon its
         # messages from these partitions; their new owner reads them again.
