@@ -3,7 +3,10 @@
 confluent-kafka's producer is driven (``produce`` and ``poll``) only from this
 thread, so asyncssh callbacks never wait for it. Every chunk's delivery report
 is tracked; the spool is acknowledged up to the first chunk not yet confirmed,
-so a restart re-publishes exactly what Kafka may not have.
+so a restart re-publishes exactly what Kafka may not have. With a replay
+window (``gateway.spool.replay_window_s``), after an outage and on start the
+chunks acknowledged in that window are published again too, for brokers that
+lose acknowledged writes in a crash; consumers drop the duplicates.
 """
 
 from __future__ import annotations
@@ -11,11 +14,11 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
 from producer.spool import Spool, SpoolError
 from sshtrail.kafka import client_config
@@ -60,6 +63,7 @@ class Publisher:
     ) -> None:
         self._spool = spool
         self._topic = settings.kafka.topic
+        self._window = float(settings.replay_window_s)
         self._config = producer_config(settings)
         self._config["error_cb"] = self._on_error
         self._make_producer = make_producer
@@ -70,6 +74,11 @@ class Publisher:
         self._in_flight: OrderedDict[int, int] = OrderedDict()  # position -> next position
         self._confirmed: set[int] = set()
         self._failed = False
+        self._generation = 0
+        self._marks: deque[tuple[float, int]] = deque()  # (when, acked position)
+        self._replay_from: int | None = None  # set when an outage begins
+        self._rewind_to: int | None = None  # set when it ends
+        self.renewals = 0
         self.delivered = 0
         self.errors = 0
         self.broker_reachable = True
@@ -90,32 +99,99 @@ class Publisher:
 
     def _run(self) -> None:
         producer = self._make_producer(self._config)
-        cursor = self._spool.acked
+        # After a restart, start with what is still on disk before the acknowledged
+        # position too (the replay window kept by the last run): if the gateway
+        # died with the broker, the broker may have lost those chunks.
+        cursor = self._spool.oldest if self._window else self._spool.acked
+        if cursor < self._spool.acked:
+            log.info("publishing again the %d bytes acknowledged shortly before the last "
+                     "stop", self._spool.acked - cursor)  # fmt: skip
         backoff = 0.5
         while True:
             if self._stopping.is_set() and (
                 time.monotonic() >= self._deadline or self._spool.pending == 0
             ):
                 break
-            if self._failed and not self._in_flight:
-                # Something was refused: start over from the first unconfirmed chunk.
+            try:
+                cursor, backoff = self._step(producer, cursor, backoff)
+            except KafkaException as exc:
+                # A fatal error (e.g. the broker lost the idempotent producer's
+                # sequence state after a crash) ends a producer for good: start a
+                # new one and publish again from the first unconfirmed chunk.
+                # Chunks Kafka already has are sent twice; consumers deduplicate.
+                error = exc.args[0] if exc.args else None
+                fatal = isinstance(error, KafkaError) and error.fatal()
+                if not fatal:
+                    log.exception("publishing failed; retrying in %.1f s", backoff)
+                    time.sleep(backoff)
+                    backoff = min(backoff * 2, BACKOFF_MAX)
+                producer, cursor = self._renew(str(error)), self._replay_position()
+            except Exception:  # a bug must not stop publishing for good: log, start over
+                log.exception("the publisher failed; starting over in %.1f s", backoff)
                 time.sleep(backoff)
                 backoff = min(backoff * 2, BACKOFF_MAX)
-                cursor, self._failed = self._spool.acked, False
-                self._confirmed.clear()
-                continue
-            sent_to = cursor if self._failed else self._send(producer, cursor)
-            progressed = sent_to != cursor
-            if progressed:
-                cursor, backoff = sent_to, 0.5
-            producer.poll(0 if progressed else 0.05)
-            if not progressed and not self._in_flight:
-                self._wake.wait(0.1)
-                self._wake.clear()
+                producer, cursor = self._renew("unexpected error"), self._spool.acked
         producer.flush(max(0.0, self._deadline - time.monotonic()))
         if self._spool.pending:
             log.warning("stopping with %d bytes not yet in Kafka; they stay in the spool "
                         "and are published on the next start", self._spool.pending)  # fmt: skip
+
+    def _renew(self, why: str) -> Producer:
+        log.error("the Kafka producer is replaced (%s); publishing again from spool "
+                  "position %d", why, self._spool.acked)  # fmt: skip
+        self._generation += 1  # reports from the old producer are ignored from now on
+        self._in_flight.clear()
+        self._confirmed.clear()
+        self._failed = False
+        self.renewals += 1
+        return self._make_producer(self._config)
+
+    def _replay_position(self) -> int:
+        """Where to publish from again: the position acknowledged a window ago."""
+        if not self._window:
+            return self._spool.acked
+        horizon = time.monotonic() - self._window
+        position = self._spool.acked
+        for when, acked in reversed(self._marks):
+            position = acked
+            if when <= horizon:
+                break
+        return max(min(position, self._spool.acked), self._spool.oldest)
+
+    def _keep_window(self) -> None:
+        """Note the acknowledged position now and then; keep a window of it on disk."""
+        if not self._window:
+            return
+        now, acked = time.monotonic(), self._spool.acked
+        if not self._marks or now - self._marks[-1][0] >= 1.0:
+            self._marks.append((now, acked))
+        while len(self._marks) > 1 and self._marks[1][0] <= now - self._window:
+            self._marks.popleft()
+        self._spool.retain_from = self._marks[0][1]
+
+    def _step(self, producer: Producer, cursor: int, backoff: float) -> tuple[int, float]:
+        """One round: retry after a refusal, or send what is spooled, then poll."""
+        self._keep_window()
+        if self._rewind_to is not None and not self._in_flight:
+            position, self._rewind_to = max(self._rewind_to, self._spool.oldest), None
+            log.info("Kafka is back: publishing again the %d bytes it acknowledged in the "
+                     "%.0f s before the outage", self._spool.acked - position,
+                     self._window)  # fmt: skip
+            self._confirmed.clear()
+            return position, backoff
+        if self._failed and not self._in_flight:
+            # Something was refused: start over from the first unconfirmed chunk.
+            time.sleep(backoff)
+            self._confirmed.clear()
+            self._failed = False
+            return self._spool.acked, min(backoff * 2, BACKOFF_MAX)
+        sent_to = cursor if self._failed else self._send(producer, cursor)
+        progressed = sent_to != cursor
+        producer.poll(0 if progressed else 0.05)
+        if not progressed and not self._in_flight:
+            self._wake.wait(0.1)
+            self._wake.clear()
+        return sent_to, 0.5 if progressed else backoff
 
     def _send(self, producer: Producer, cursor: int) -> int:
         """Produce spooled records from ``cursor``; returns where the next one starts."""
@@ -132,15 +208,19 @@ class Publisher:
         for record in records:
             try:
                 producer.produce(self._topic, record.value, record.key,
-                                 on_delivery=self._reporter(record.position))  # fmt: skip
+                                 on_delivery=self._reporter(record.position,
+                                                            self._generation))  # fmt: skip
             except BufferError:
                 break  # librdkafka's queue is full: poll, then carry on from here
             self._in_flight[record.position] = record.next_position
             cursor = record.next_position
         return cursor
 
-    def _reporter(self, position: int) -> Callable[[KafkaError | None, Message], None]:
+    def _reporter(self, position: int,
+                  generation: int) -> Callable[[KafkaError | None, Message], None]:  # fmt: skip
         def delivered(error: KafkaError | None, _message: Message) -> None:
+            if generation != self._generation:
+                return  # from a producer that was replaced; its chunks are sent again
             if error is not None:
                 self.errors += 1
                 self._failed = True
@@ -151,6 +231,7 @@ class Publisher:
             if not self.broker_reachable:
                 log.info("Kafka reachable again; publishing the spool")
                 self.broker_reachable = True
+                self._rewind_to, self._replay_from = self._replay_from, None
             self._confirmed.add(position)
             acked = None
             while self._in_flight and next(iter(self._in_flight)) in self._confirmed:
@@ -162,9 +243,13 @@ class Publisher:
         return delivered
 
     def _on_error(self, error: KafkaError) -> None:
+        if error.fatal():
+            log.error("Kafka: fatal: %s", error.str())  # the next poll raises it: renewed
+            return
         if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
             if self.broker_reachable:
                 log.warning("Kafka unreachable (%s); chunks are kept in the spool", error.str())
+                self._replay_from = self._replay_position() if self._window else None
             self.broker_reachable = False
         else:
             log.warning("Kafka: %s", error.str())

@@ -63,6 +63,9 @@ class Spool:
         self._write_base = 0
         self.end = 0  # position after the last record
         self.acked = 0
+        #: Segments are kept until both acknowledged and before this position, so
+        #: the publisher can publish a recent stretch again (see Publisher).
+        self.retain_from = 1 << 62
         self._acked_saved = 0
         self._dirty = False
         self._wake = threading.Condition(self._lock)
@@ -170,14 +173,22 @@ class Spool:
             position = following
         return records
 
+    @property
+    def oldest(self) -> int:
+        """The first position still on disk."""
+        with self._lock:
+            return self._segments[0] if self._segments else self.end
+
     def ack(self, position: int) -> None:
-        """Everything before ``position`` is in Kafka; drop segments wholly before it."""
+        """Everything before ``position`` is in Kafka; drop segments wholly before it
+        (and before :attr:`retain_from`)."""
         with self._lock:
             if position <= self.acked:
                 return
             self.acked = position
+            limit = min(position, self.retain_from)
             done = [b for b, nxt in zip(self._segments, self._segments[1:], strict=False)
-                    if nxt <= position]  # fmt: skip
+                    if nxt <= limit]  # fmt: skip
             for base in done:
                 self._segments.remove(base)
                 os.close(self._read_fds.pop(base))

@@ -89,6 +89,11 @@ class SpoolSettings(_Section):
     #: How often written chunks are forced to disk at the latest.
     fsync_interval_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
     segment_bytes: Annotated[int, msgspec.Meta(ge=1 << 16)] = 64 << 20
+    #: After a broker outage (and on start), publish again what Kafka acknowledged
+    #: this many seconds before it: for brokers that can lose acknowledged
+    #: writes in a crash, like the embedded one. -1: 30 with the embedded broker,
+    #: 0 (off: every chunk exactly once in Kafka) with a configured Kafka.
+    replay_window_s: Annotated[int, msgspec.Meta(ge=-1, le=3600)] = -1
 
 
 class GatewaySettings(_Section):
@@ -242,6 +247,14 @@ class Settings(_Section):
             return self.consumer.incomplete_after_s
         idle = self.gateway.idle_timeout_s
         return idle + 300 if idle else 3600
+
+    @property
+    def replay_window_s(self) -> int:
+        """Seconds of acknowledged chunks the gateway publishes again after an outage."""
+        chosen = self.gateway.spool.replay_window_s
+        if chosen >= 0:
+            return chosen
+        return 30 if self.embedded_broker else 0
 
     @property
     def assignment_strategy(self) -> str:

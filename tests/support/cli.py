@@ -61,6 +61,11 @@ class Running:
                 return line
         raise AssertionError(f"no {fragment!r} in output: {self.lines!r}, stderr: {self.stderr!r}")
 
+    def keep(self) -> Running:
+        """Owned by a longer-lived fixture: not killed when the current test ends."""
+        Running.started.remove(self)
+        return self
+
     @property
     def stderr(self) -> str:
         return "".join(self._stderr)

@@ -110,10 +110,29 @@ def stored_chunks(engine: Engine) -> dict[tuple[uuid.UUID, int], bytes]:
         return {(sid, seq): data for sid, seq, data in rows}
 
 
-def assert_store_equals_topic(engine: Engine, servers: str, topic: str) -> None:
-    """Every message on the topic is stored once, byte for byte, and nothing else is."""
+def assert_store_equals_topic(
+    engine: Engine,
+    servers: str,
+    topic: str,
+    *,
+    sessions: set[uuid.UUID] | None = None,
+) -> None:
+    """Every message on the topic is stored once, byte for byte, and nothing else is
+    (of ``sessions`` only, when given)."""
     on_topic: dict[tuple[uuid.UUID, int], bytes] = {}
     for _p, _o, message in read_all(servers, topic):
         chunk = decode_chunk(message.value())  # type: ignore[attr-defined]
         on_topic[chunk.session_id, chunk.seq] = chunk.raw
-    assert stored_chunks(engine) == on_topic
+    stored = stored_chunks(engine)
+    if sessions is not None:
+        stored = {k: v for k, v in stored.items() if k[0] in sessions}
+        on_topic = {k: v for k, v in on_topic.items() if k[0] in sessions}
+    only_stored = sorted(set(stored) - set(on_topic))
+    only_topic = sorted(set(on_topic) - set(stored))
+    differ = sorted(k for k in set(stored) & set(on_topic) if stored[k] != on_topic[k])
+    summary = (f"{len(stored)} stored, {len(on_topic)} on the topic; only stored: "
+               f"{only_stored[:5]} ({len(only_stored)}), only on the topic: {only_topic[:5]} "
+               f"({len(only_topic)}), different bytes: {differ[:5]} ({len(differ)})")  # fmt: skip
+    assert not only_stored, summary
+    assert not only_topic, summary
+    assert not differ, summary
