@@ -19,7 +19,7 @@ import datetime as dt
 import logging
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import Engine, delete, select
@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from consumer.messages import Received
 from consumer.runner import Written
 from consumer.terminal import Found, Terminal
-from consumer.transaction import Transaction
+from consumer.transaction import Transaction, locked_rows
 from sshtrail.events import End, Exec, Input, Output, Resize, Start
 from sshtrail.search import BACKLOG, DOCS, SESSIONS
 from sshtrail.wire import Chunk, decode_chunk
@@ -141,15 +141,16 @@ class IndexWriter:
         """Nothing periodic: the index has no timers."""
 
     def _write(self, conn: Connection, by_session: dict[uuid.UUID, list[Chunk]]) -> int:
-        saved = {row.session_id: row for row in self._load(conn, sorted(by_session))}
+        found = locked_rows(conn, [SESSIONS], SESSIONS.c.session_id, sorted(by_session))
+        saved = {row["session_id"]: row for row in found}
         documents: list[dict[str, Any]] = []
         backlog: list[dict[str, Any]] = []
         states: list[dict[str, Any]] = []
         written = 0
         for session_id, chunks in by_session.items():
             row = saved.get(session_id)
-            session = self._session(conn, session_id, row.next_seq if row else 0,
-                                    bool(row and row.ended))  # fmt: skip
+            session = self._session(conn, session_id, row["next_seq"] if row else 0,
+                                    bool(row and row["ended"]))  # fmt: skip
             for chunk in sorted(chunks, key=lambda c: c.seq):
                 if chunk.seq < session.next_seq or session.ended:
                     continue  # re-delivered, or after the end: already indexed
@@ -172,13 +173,6 @@ class IndexWriter:
             name: upsert.excluded[name] for name in
             ("next_seq", "operator", "target", "started_at", "ended")}), states)  # fmt: skip
         return written
-
-    def _load(self, conn: Connection, ids: list[uuid.UUID]) -> Iterator[Any]:
-        for start in range(0, len(ids), 500):
-            query = select(SESSIONS).where(SESSIONS.c.session_id.in_(ids[start : start + 500]))
-            if self._postgres:
-                query = query.with_for_update()
-            yield from conn.execute(query)
 
     def _session(self, conn: Connection, session_id: uuid.UUID, next_seq: int,
                  ended: bool) -> _Session:  # fmt: skip

@@ -10,26 +10,27 @@ offset, so it keeps growing while a group is stopped.
 from __future__ import annotations
 
 import time
-import uuid
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, KafkaException, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from sshtrail.errors import BrokerError
-from sshtrail.kafka import QUIET, client_config, reason
+from sshtrail.kafka import QUIET, client_config, reason, standalone_consumer
 from sshtrail.settings import Settings
 
 
 @dataclass(frozen=True, slots=True)
 class PartitionLag:
+    """One row of ``sshtrail lag``; its field names are the ``--json`` shape."""
+
     group: str
     topic: str
     partition: int
-    current: int | None  # committed offset; None if the group never committed here
-    log_end: int
+    current_offset: int | None  # committed; None if the group never committed here
+    log_end_offset: int
     lag: int
-    seconds: float  # age of the oldest unconsumed message; 0 when caught up
+    time_lag_s: float  # age of the oldest unconsumed message; 0 when caught up
     consumer_id: str | None
     host: str | None
     client_id: str | None
@@ -44,10 +45,7 @@ class LagReader:
         self._servers = settings.bootstrap_servers
         self._admin = AdminClient(client_config(settings, **QUIET))
         # Reads the message at a committed offset, for its timestamp; joins no group.
-        self._probe = Consumer(client_config(settings, **{
-            "group.id": f"sshtrail-lag-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-            "receive.message.max.bytes": 1 << 30, **QUIET,
-        }))  # fmt: skip
+        self._probe = standalone_consumer(settings, "lag")
 
     def close(self) -> None:
         self._probe.close()
@@ -56,7 +54,7 @@ class LagReader:
         try:
             partitions = self._partitions()
             committed = self._committed(group)
-            ends = self._log_ends(partitions)
+            marks = self._watermarks(partitions)
             owners = self._owners(group)
         except KafkaException as exc:
             raise BrokerError(f"cannot read the lag of {group} from {self._servers}: "
@@ -65,11 +63,13 @@ class LagReader:
         rows = []
         for partition in partitions:
             current = committed.get(partition)
-            lag = ends[partition] - (current if current is not None else self._start(partition))
-            seconds = self._age(partition, ends[partition] - lag, now) if lag > 0 else 0.0
+            # A group with no commit here would begin at the earliest offset.
+            low, end = marks[partition]
+            lag = end - (current if current is not None else low)
+            seconds = self._age(partition, end - lag, now) if lag > 0 else 0.0
             owner = owners.get(partition, (None, None, None))
-            rows.append(PartitionLag(group, self.topic, partition, current, ends[partition],
-                                     max(lag, 0), seconds, *owner))  # fmt: skip
+            rows.append(PartitionLag(group, self.topic, partition, current, end, max(lag, 0),
+                                     round(seconds, 3), *owner))  # fmt: skip
         return rows
 
     def _partitions(self) -> list[int]:
@@ -85,19 +85,14 @@ class LagReader:
         return {tp.partition: tp.offset for tp in listed.topic_partitions
                 if tp.topic == self.topic and tp.offset >= 0}  # fmt: skip
 
-    def _log_ends(self, partitions: list[int]) -> dict[int, int]:
-        ends = {}
+    def _watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
+        """(earliest, log-end) offset of each partition, from the broker."""
+        marks = {}
         for partition in partitions:
-            _low, high = self._probe.get_watermark_offsets(
+            low, high = self._probe.get_watermark_offsets(
                 TopicPartition(self.topic, partition), timeout=self._timeout)  # fmt: skip
-            ends[partition] = int(high)
-        return ends
-
-    def _start(self, partition: int) -> int:
-        """Where a group with no commit would begin (auto.offset.reset=earliest)."""
-        low, _high = self._probe.get_watermark_offsets(
-            TopicPartition(self.topic, partition), timeout=self._timeout)  # fmt: skip
-        return int(low)
+            marks[partition] = (int(low), int(high))
+        return marks
 
     def _owners(self, group: str) -> dict[int, tuple[str, str, str]]:
         described = self._admin.describe_consumer_groups([group])[group].result(self._timeout)

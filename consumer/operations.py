@@ -18,6 +18,7 @@ from consumer.service import open_database, open_index
 from consumer.store import StoreWriter
 from consumer.watch import follow
 from sshtrail import queries
+from sshtrail.cli.output import print_table
 from sshtrail.cli.signals import stop_on_signals
 from sshtrail.cli.timespec import moment
 from sshtrail.db import make_engine
@@ -80,8 +81,7 @@ def run_lag(args: argparse.Namespace, settings: Settings) -> int:
                 if args.watch and sys.stdout.isatty():
                     print("\x1b[H\x1b[2J", end="")
                 if args.json:
-                    print(msgspec.json.encode([msgspec.structs.asdict(_as_struct(r))
-                                               for r in rows]).decode(), flush=True)  # fmt: skip
+                    print(msgspec.json.encode(rows).decode(), flush=True)
                 else:
                     _print_lag(rows, groups)
                 if not args.watch or stop.wait(2.0):
@@ -91,37 +91,17 @@ def run_lag(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
-class _LagRow(msgspec.Struct):
-    group: str
-    topic: str
-    partition: int
-    current_offset: int | None
-    log_end_offset: int
-    lag: int
-    time_lag_s: float
-    consumer_id: str | None
-    host: str | None
-    client_id: str | None
-
-
-def _as_struct(row: PartitionLag) -> _LagRow:
-    return _LagRow(row.group, row.topic, row.partition, row.current, row.log_end, row.lag,
-                   round(row.seconds, 3), row.consumer_id, row.host, row.client_id)  # fmt: skip
-
-
 def _print_lag(rows: list[PartitionLag], groups: list[str]) -> None:
-    table = [COLUMNS]
+    table: list[tuple[str, ...]] = [COLUMNS]
     for r in rows:
-        table.append((r.group, r.topic, str(r.partition),
-                      "-" if r.current is None else str(r.current), str(r.log_end), str(r.lag),
-                      f"{r.seconds:.1f}s", visible(r.consumer_id or "-"), visible(r.host or "-"),
-                      visible(r.client_id or "-")))  # fmt: skip
-    widths = [max(len(row[i]) for row in table) for i in range(len(COLUMNS))]
-    for row in table:
-        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+        current = "-" if r.current_offset is None else str(r.current_offset)
+        table.append((r.group, r.topic, str(r.partition), current, str(r.log_end_offset),
+                      str(r.lag), f"{r.time_lag_s:.1f}s", visible(r.consumer_id or "-"),
+                      visible(r.host or "-"), visible(r.client_id or "-")))  # fmt: skip
+    print_table(table)
     for group in groups:
         mine = [r for r in rows if r.group == group]
-        oldest = max((r.seconds for r in mine), default=0.0)
+        oldest = max((r.time_lag_s for r in mine), default=0.0)
         print(f"TOTAL {group}: lag {sum(r.lag for r in mine)} messages, oldest unconsumed "
               f"{oldest:.1f}s", flush=True)  # fmt: skip
 

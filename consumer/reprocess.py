@@ -12,7 +12,6 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,7 +22,7 @@ from consumer.messages import Received, sort_messages
 from consumer.runner import Writer
 from sshtrail import search
 from sshtrail.errors import BrokerError, InvalidError
-from sshtrail.kafka import QUIET, client_config, reason
+from sshtrail.kafka import reason, standalone_consumer
 from sshtrail.models import ChunkRecord, SessionRecord
 from sshtrail.settings import Settings
 from sshtrail.wire import decode_chunk
@@ -62,10 +61,7 @@ def reprocess(settings: Settings, writer: Writer, *, partitions: list[int] | Non
     offset. Messages that are not chunks are counted, not dead-lettered again.
     """
     topic = settings.kafka.topic
-    reader = Consumer(client_config(settings, **{
-        "group.id": f"sshtrail-reprocess-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-        "enable.auto.offset.store": False, "receive.message.max.bytes": 1 << 30, **QUIET,
-    }))  # fmt: skip
+    reader = standalone_consumer(settings, "reprocess")
     try:
         chosen = partitions if partitions is not None else _all_partitions(reader, topic, 10.0)
         ranges = {p: _range(reader, topic, p, start=start, end=end, timeout=timeout)

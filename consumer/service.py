@@ -3,11 +3,6 @@
 from __future__ import annotations
 
 import logging
-import signal
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
-from types import FrameType
 
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
@@ -15,6 +10,7 @@ from sqlalchemy import exc as sa_exc
 from consumer.metrics import ConsumerMetrics
 from consumer.runner import GroupRunner, Writer
 from sshtrail import migrate, search
+from sshtrail.cli.signals import stop_on_signals
 from sshtrail.db import make_engine
 from sshtrail.errors import DatabaseError
 from sshtrail.settings import Settings
@@ -67,7 +63,12 @@ def run_member(
         bound = metrics.serve(settings.consumer.metrics_listen, port)
         served = f"; metrics on http://{settings.consumer.metrics_listen}:{bound}/metrics"
     runner = GroupRunner(settings, group, writer, metrics)
-    with _stop_on_signals(runner.stop):
+
+    def stop(name: str) -> None:
+        log.info("%s: finishing the batch in hand, then leaving the group", name)
+        runner.stop()
+
+    with stop_on_signals(stop):
         print(f"{what}: group {group} reading {settings.kafka.topic} from "
               f"{settings.bootstrap_servers}{served}", flush=True)  # fmt: skip
         runner.run()
@@ -75,23 +76,3 @@ def run_member(
           f"written, {metrics.value('sshtrail_messages_dead_lettered_total'):.0f} "
           "dead-lettered", flush=True)  # fmt: skip
     return 0
-
-
-@contextmanager
-def _stop_on_signals(stop: object) -> Iterator[None]:
-    assert callable(stop)
-    requested = threading.Event()
-
-    def handle(signum: int, _frame: FrameType | None) -> None:
-        if not requested.is_set():
-            log.info("%s: finishing the batch in hand, then leaving the group",
-                     signal.Signals(signum).name)  # fmt: skip
-        requested.set()
-        stop()
-
-    previous = {signum: signal.signal(signum, handle) for signum in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
-            signal.signal(signum, handler)

@@ -17,10 +17,10 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import cast
 
-from sqlalchemy import Engine, Table, bindparam, select, update
+from sqlalchemy import Engine, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -28,7 +28,8 @@ from consumer.messages import Received
 from consumer.pgcopy import copy_chunks
 from consumer.runner import Written
 from consumer.sessionrow import SessionRow
-from consumer.transaction import Transaction
+from consumer.transaction import Transaction, locked_rows
+from sshtrail import queries
 from sshtrail.chain import Status, verify_chain
 from sshtrail.models import ChunkRecord, SessionRecord, SessionStatus
 
@@ -37,8 +38,6 @@ log = logging.getLogger(__name__)
 SESSIONS = cast(Table, SessionRecord.__table__)
 CHUNKS = cast(Table, ChunkRecord.__table__)
 _ROW_COLUMNS = [SESSIONS.c[name] for name in SessionRow.__slots__]
-#: Keys per ``IN (...)`` list, far below either engine's parameter limit.
-_IN_LIST = 500
 
 
 class StoreWriter:
@@ -120,7 +119,8 @@ class StoreWriter:
         for received in new:
             by_session.setdefault(received.chunk.session_id, []).append(received)
         # Sorted ids: concurrent members lock rows in the same order (no deadlock).
-        rows = {row.id: row for row in self._lock_rows(conn, sorted(by_session))}
+        locked = locked_rows(conn, _ROW_COLUMNS, SESSIONS.c.id, sorted(by_session))
+        rows = {row.id: row for row in map(SessionRow.from_mapping, locked)}
         for session_id, chunks in by_session.items():
             row = rows[session_id]
             for received in sorted(chunks, key=lambda r: r.chunk.seq):
@@ -134,27 +134,11 @@ class StoreWriter:
                 del change["id"]  # the key is matched, not set
             conn.execute(update(SESSIONS).where(SESSIONS.c.id == bindparam("row_id")), changes)
 
-    def _lock_rows(self, conn: Connection, ids: list[uuid.UUID]) -> Iterator[SessionRow]:
-        for part in _slices(ids, _IN_LIST):
-            query = select(*_ROW_COLUMNS).where(SESSIONS.c.id.in_(part))
-            if self._postgres:
-                query = query.with_for_update()
-            for mapping in conn.execute(query).mappings():
-                yield SessionRow.from_mapping(mapping)
-
     def _verify_stored(self, conn: Connection, row: SessionRow) -> None:
         """Check a session whose chunks came out of order, from what is stored."""
-        stored = conn.execute(
-            select(CHUNKS.c.seq, CHUNKS.c.data).where(CHUNKS.c.session_id == row.id)
-        )
         keys = [row.signing_key] if row.signing_key else []
-        verdict = verify_chain(((seq, data) for seq, data in stored), keys)
+        verdict = verify_chain(queries.stored_chunks(conn, row.id), keys)
         row.verified = verdict.status == Status.OK
         row.final_digest = verdict.final_digest
         if not row.verified:
             log.warning("session %s: stored chain does not verify: %s", row.id, verdict.detail)
-
-
-def _slices(items: list[uuid.UUID], size: int) -> Iterator[list[uuid.UUID]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import uuid
+from collections.abc import Iterator, Sequence
 from typing import Any
 
-from sqlalchemy import Engine
+from sqlalchemy import ColumnElement, Engine, RowMapping, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
@@ -42,3 +44,19 @@ def _database_error(what: str, exc: Exception) -> DatabaseError:
     # skipped batch would. The message says which, for the operator.
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
     return DatabaseError(f"database {what} failed: {type(exc).__name__}: {detail}")
+
+
+#: Keys per ``IN (...)`` list, far below either engine's parameter limit.
+IN_LIST = 500
+
+
+def locked_rows(conn: Connection, columns: Sequence[Any], key: ColumnElement[uuid.UUID],
+                ids: list[uuid.UUID]) -> Iterator[RowMapping]:  # fmt: skip
+    """Rows whose ``key`` is one of ``ids``, locked ``FOR UPDATE`` on PostgreSQL
+    (SQLite has one writer at a time), a slice of ids per statement."""
+    postgres = conn.dialect.name == "postgresql"
+    for start in range(0, len(ids), IN_LIST):
+        query = select(*columns).where(key.in_(ids[start : start + IN_LIST]))
+        if postgres:
+            query = query.with_for_update()
+        yield from conn.execute(query).mappings()

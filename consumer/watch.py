@@ -12,11 +12,11 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Iterator
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka import KafkaException, TopicPartition
 
 from sshtrail.errors import BrokerError, WireError
 from sshtrail.events import Event
-from sshtrail.kafka import QUIET, client_config, partition_for, reason
+from sshtrail.kafka import partition_for, reason, standalone_consumer
 from sshtrail.settings import Settings
 from sshtrail.wire import decode_chunk
 
@@ -28,10 +28,7 @@ def follow(settings: Settings, session_id: uuid.UUID, stop: Callable[[], bool],
            timeout: float = 10.0) -> Iterator[Event]:  # fmt: skip
     """The session's events in order, live, until its end event or ``stop()``."""
     topic, key = settings.kafka.topic, str(session_id).encode()
-    reader = Consumer(client_config(settings, **{
-        "group.id": f"sshtrail-watch-{uuid.uuid4().hex[:8]}", "enable.auto.commit": False,
-        "receive.message.max.bytes": 1 << 30, **QUIET,
-    }))  # fmt: skip
+    reader = standalone_consumer(settings, "watch")
     try:
         metadata = reader.list_topics(topic, timeout=timeout).topics.get(topic)
         if metadata is None or metadata.error is not None:

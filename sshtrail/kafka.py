@@ -6,9 +6,10 @@ once; callers never see librdkafka's error types.
 
 from __future__ import annotations
 
+import uuid
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka import Consumer, KafkaError, KafkaException
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from sshtrail.errors import BrokerError
@@ -56,6 +57,17 @@ def client_config(settings: Settings, **overrides: Any) -> dict[str, Any]:
 #: (a connection error every 50 ms while a broker is away) are not printed;
 #: failures reach the user once, as a :class:`BrokerError` naming the cause.
 QUIET = {"log_level": 2}
+
+
+def standalone_consumer(settings: Settings, purpose: str) -> Consumer:
+    """A consumer for a command that reads partitions it assigns itself: its own
+    throw-away group id, nothing committed, quiet (see :data:`QUIET`)."""
+    return Consumer(client_config(settings, **{
+        "group.id": f"sshtrail-{purpose}-{uuid.uuid4().hex[:8]}",
+        "enable.auto.commit": False, "enable.auto.offset.store": False,
+        # The embedded broker answers a fetch with all it has (docs/decisions.md).
+        "receive.message.max.bytes": 1 << 30, **QUIET,
+    }))  # fmt: skip
 
 
 def reason(exc: KafkaException) -> str:

@@ -137,6 +137,10 @@ class Query:
     limit: int = 100
 
 
+#: The columns a :class:`Hit` is made of, in its field order.
+_HIT_COLUMNS = ("session_id", "kind", "t", "at", "operator", "target", "text")
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
     session_id: uuid.UUID
@@ -161,7 +165,7 @@ def search(conn: Connection, query: Query) -> list[Hit]:
         conditions.append(DOCS.c.at >= query.since)
     if query.until is not None:
         conditions.append(DOCS.c.at < query.until)
-    names = ("session_id", "kind", "t", "at", "operator", "target", "text")
+    names = _HIT_COLUMNS
     matches = select(*(DOCS.c[n] for n in names), DOCS.c.id).where(and_(*conditions))
     if conn.dialect.name == "postgresql":
         # Find the matches through the trigram index first, then order them; left
@@ -192,8 +196,7 @@ def _escape_like(needle: str) -> str:
 
 def commands(conn: Connection, session_id: uuid.UUID) -> list[Hit]:
     """Every command of one session, in the order they were run."""
-    names = ("session_id", "kind", "t", "at", "operator", "target", "text")
-    query = select(*(DOCS.c[n] for n in names)).where(
+    query = select(*(DOCS.c[n] for n in _HIT_COLUMNS)).where(
         DOCS.c.session_id == session_id, DOCS.c.kind == "command"
     )
     return [Hit(*row) for row in conn.execute(query.order_by(DOCS.c.t, DOCS.c.ordinal))]

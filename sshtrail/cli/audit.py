@@ -12,14 +12,13 @@ import argparse
 import datetime as dt
 import sys
 import uuid
-from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from sshtrail import queries, search
 from sshtrail.cli.evidence import check
-from sshtrail.cli.output import print_json, store
+from sshtrail.cli.output import print_json, print_table, store
 from sshtrail.cli.timespec import clock, moment
 from sshtrail.db import make_engine
 from sshtrail.errors import DatabaseError, InvalidError
@@ -84,7 +83,7 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
                       visible(row["target"] or "?"), visible(row["client"] or "?"),
                       _when(row["started_at"]), _duration(row), row["status"],
                       _exit(row)))  # fmt: skip
-    _print_table(table)
+    print_table(table)
     if not rows:
         print("(no sessions match)", file=sys.stderr)
     return 0
@@ -219,14 +218,6 @@ def _exit(row: dict[str, Any]) -> str:
 
 def _when(moment_: dt.datetime | None) -> str:
     return moment_.strftime("%Y-%m-%d %H:%M:%S") if moment_ else "-"
-
-
-def _print_table(rows: Sequence[Sequence[str]]) -> None:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        )
 
 
 def _positive(text: str) -> int:

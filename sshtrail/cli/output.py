@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Sequence
 from typing import Any
 
 import msgspec
@@ -40,6 +41,14 @@ class store:
 
 def print_json(document: object) -> None:
     sys.stdout.write(msgspec.json.encode(document).decode() + "\n")
+
+
+def print_table(rows: Sequence[Sequence[str]]) -> None:
+    """Rows (the first one a header) in columns as wide as their widest cell."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    for row in rows:
+        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        print("  ".join(cells).rstrip())
 
 
 def stored_session(settings: Settings, prefix: str) -> list[tuple[int, bytes]]:

@@ -12,13 +12,17 @@ from types import FrameType
 class StopSignal:
     """Set by SIGINT or SIGTERM; ``name`` says which arrived first."""
 
-    def __init__(self) -> None:
+    def __init__(self, on_stop: Callable[[str], None] | None = None) -> None:
         self._event = threading.Event()
+        self._on_stop = on_stop
         self.name: str | None = None
 
     def _handle(self, signum: int, _frame: FrameType | None) -> None:
+        first = self.name is None
         self.name = self.name or signal.Signals(signum).name
         self._event.set()
+        if first and self._on_stop is not None:
+            self._on_stop(self.name)
 
     def wait(self, timeout: float) -> bool:
         return self._event.wait(timeout)
@@ -29,9 +33,10 @@ class StopSignal:
 
 
 @contextmanager
-def stop_on_signals() -> Iterator[StopSignal]:
-    """Route SIGINT and SIGTERM to a :class:`StopSignal` for the block's duration."""
-    stop = StopSignal()
+def stop_on_signals(on_stop: Callable[[str], None] | None = None) -> Iterator[StopSignal]:
+    """Route SIGINT and SIGTERM to a :class:`StopSignal` for the block's duration;
+    ``on_stop`` is called with the signal's name when the first one arrives."""
+    stop = StopSignal(on_stop)
     previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
     for signum in (signal.SIGINT, signal.SIGTERM):
         previous[signum] = signal.signal(signum, stop._handle)

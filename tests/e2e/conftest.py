@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 
 from sshtrail.broker import EmbeddedBroker
-from tests.support.consumers import create_topics
 from tests.support.gateway import GatewayProcess
 from tests.support.recorded import Recorded
 from tests.support.sshd import SshdTarget
@@ -17,8 +16,7 @@ from tests.support.sshd import SshdTarget
 @pytest.fixture
 def gateway(tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
     """A gateway in front of the test sshd, its topic and dead-letter topic created."""
-    process = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd)
-    create_topics(broker.bootstrap_servers, process.topic + ".dlq")
+    process = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd, dead_letters=True)
     process.start()
     yield process
     if process.process is not None and process.process.poll() is None:

@@ -35,7 +35,6 @@ from sshtrail.wire import decode_chunk
 from tests.support.cli import Running
 from tests.support.consumers import (
     assert_store_equals_topic,
-    create_topics,
     group_lag,
     start_member,
     wait_for,
@@ -94,9 +93,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, sshd: SshdTarget) -> Iterato
     postgres.start()
     # The replay window the embedded broker gets by default under `sshtrail up`:
     # killed, it loses writes it had acknowledged (docs/decisions.md).
-    gateway = GatewayProcess(root / "gw", broker.bootstrap_servers, sshd,
+    gateway = GatewayProcess(root / "gw", broker.bootstrap_servers, sshd, dead_letters=True,
                              extra="[gateway.spool]\nreplay_window_s = 30")  # fmt: skip
-    create_topics(broker.bootstrap_servers, gateway.topic + ".dlq")
     gateway.start()
     migrate.upgrade(postgres.url)
     index_url = f"sqlite:///{root / 'search.db'}"

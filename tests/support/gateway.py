@@ -38,6 +38,8 @@ class GatewayProcess:
     extra: str = ""
     operator_extra: str = ""  # more keys for the operator alice
     cli_options: Sequence[str] = ()
+    #: Also create ``<topic>.dlq``, for consumer groups reading the topic.
+    dead_letters: bool = False
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
 
@@ -47,7 +49,9 @@ class GatewayProcess:
         self.stranger_key = keygen(self.workdir / "mallory_ed25519", "mallory@test")
         self.known_hosts = self.workdir / "known_hosts"
         admin = AdminClient({"bootstrap.servers": self.servers})
-        admin.create_topics([NewTopic(self.topic, 3, 1)])[self.topic].result(15)
+        names = [self.topic, self.topic + ".dlq"] if self.dead_letters else [self.topic]
+        for future in admin.create_topics([NewTopic(name, 3, 1) for name in names]).values():
+            future.result(15)
 
     @property
     def config(self) -> Path:

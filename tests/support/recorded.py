@@ -15,7 +15,7 @@ from consumer.store import SESSIONS
 from sshtrail import migrate, search
 from sshtrail.broker import EmbeddedBroker
 from sshtrail.db import make_engine
-from tests.support.consumers import create_topics, start_member, wait_for, write_config
+from tests.support.consumers import start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess
 from tests.support.sshd import SshdTarget
 
@@ -26,8 +26,8 @@ class Recorded:
     """Three sessions through a gateway, stored and indexed, and the CLI over them."""
 
     def __init__(self, root: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> None:
-        self.gateway = GatewayProcess(root / "gw", broker.bootstrap_servers, sshd)
-        create_topics(broker.bootstrap_servers, self.gateway.topic + ".dlq")
+        self.gateway = GatewayProcess(root / "gw", broker.bootstrap_servers, sshd,
+                                      dead_letters=True)  # fmt: skip
         self.gateway.start()
         self.store_url = f"sqlite:///{root / 'store.db'}"
         config = write_config(root / "sshtrail.toml", broker.bootstrap_servers,
