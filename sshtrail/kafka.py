@@ -77,7 +77,8 @@ def reason(exc: KafkaException) -> str:
 
 
 def admin_client(settings: Settings) -> AdminClient:
-    return AdminClient(client_config(settings))
+    """An admin client; quiet, since its failures are raised (see :data:`QUIET`)."""
+    return AdminClient(client_config(settings, **QUIET))
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
@@ -92,9 +93,14 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
     try:
         existing = admin.list_topics(timeout=timeout).topics
     except KafkaException as exc:
-        raise BrokerError(f"cannot reach {settings.bootstrap_servers}: {exc}") from None
+        raise BrokerError(f"cannot reach {settings.bootstrap_servers}: {reason(exc)}") from None
     missing = [
-        NewTopic(name, settings.kafka.partitions, settings.kafka.replication_factor)
+        NewTopic(
+            name,
+            settings.kafka.partitions,
+            settings.kafka.replication_factor,
+            config=dict(settings.kafka.topic_config),
+        )
         for name in wanted
         if name not in existing
     ]
@@ -106,7 +112,7 @@ def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
             future.result(timeout)
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:  # a racing creator won
-                raise BrokerError(f"cannot create topic {name}: {exc}") from None
+                raise BrokerError(f"cannot create topic {name}: {reason(exc)}") from None
         else:
             created.append(name)
     return created

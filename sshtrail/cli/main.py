@@ -25,7 +25,7 @@ _BUILT_IN = {
     "config": "sshtrail.cli.config", "sessions": "sshtrail.cli.audit",
     "show": "sshtrail.cli.audit", "search": "sshtrail.cli.audit",
     "verify": "sshtrail.cli.evidence", "export": "sshtrail.cli.evidence",
-    "replay": "sshtrail.cli.replay",
+    "replay": "sshtrail.cli.replay", "topics": "sshtrail.cli.topics",
 }  # fmt: skip
 #: Options of the top-level parser that take a value (to find the command name).
 _VALUED = ("-c", "--config", "--log-level")

@@ -1,0 +1,70 @@
+"""``sshtrail topics``: create the sessions and dead-letter topics, say what they are."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+from confluent_kafka import KafkaException
+
+from sshtrail.errors import BrokerError
+from sshtrail.kafka import admin_client, ensure_topics, reason
+from sshtrail.settings import Settings
+
+
+def register(commands: Any) -> None:
+    parser = commands.add_parser(
+        "topics",
+        help="create the sessions and dead-letter topics if missing, and describe them",
+        description="Create kafka.topic and kafka.dlq_topic with kafka.partitions, "
+        "kafka.replication_factor and kafka.topic_config when they do not exist, then "
+        "print each topic's partitions and replicas. An existing topic is never changed. "
+        "Exit status 1 when the broker cannot be reached or a topic cannot be created.",
+    )
+    parser.add_argument(
+        "--wait", type=float, default=0.0, metavar="SECONDS",
+        help="keep trying to reach the brokers for this long (a stack that is starting)",
+    )  # fmt: skip
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if not 0 <= args.wait <= 3600:
+        print(f"sshtrail: error: --wait {args.wait:g} is not between 0 and 3600 seconds",
+              file=sys.stderr)  # fmt: skip
+        return 2
+    deadline = time.monotonic() + args.wait
+    while True:
+        try:
+            created = ensure_topics(settings, timeout=10.0)
+            break
+        except BrokerError as exc:
+            if time.monotonic() >= deadline:
+                raise
+            print(f"waiting for Kafka: {exc}", file=sys.stderr, flush=True)
+            time.sleep(2.0)
+    for name, partitions, replicas in describe(settings):
+        state = "created" if name in created else "exists"
+        print(f"{name}  {partitions} partitions, replication factor {replicas} ({state})")
+        wanted = settings.kafka.partitions
+        if name == settings.kafka.topic and partitions != wanted:
+            print(f"  note: kafka.partitions is {wanted}; the topic keeps {partitions} (a "
+                  "change moves sessions to other partitions: docs/operations.md)")  # fmt: skip
+    return 0
+
+
+def describe(settings: Settings) -> list[tuple[str, int, int]]:
+    """Name, partition count and smallest replica count of the two topics."""
+    admin = admin_client(settings)
+    try:
+        metadata = admin.list_topics(timeout=10.0)
+    except KafkaException as exc:
+        raise BrokerError(f"cannot reach {settings.bootstrap_servers}: {reason(exc)}") from None
+    rows = []
+    for name in (settings.kafka.topic, settings.kafka.dlq_topic):
+        topic = metadata.topics[name]
+        replicas = min((len(p.replicas) for p in topic.partitions.values()), default=0)
+        rows.append((name, len(topic.partitions), replicas))
+    return rows
