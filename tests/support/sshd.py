@@ -32,6 +32,12 @@ def keygen(path: Path, comment: str) -> Path:
     return path
 
 
+def ensure_privsep_dir() -> None:
+    """sshd started as root wants its privilege separation directory."""
+    if os.geteuid() == 0:
+        Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)
+
+
 @dataclass
 class SshdTarget:
     """An sshd process the tests own. ``user`` is whoever runs the tests."""
@@ -96,8 +102,7 @@ class SshdTarget:
                 ]
             )
         )
-        if os.geteuid() == 0:
-            Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # privilege separation
+        ensure_privsep_dir()
         log = self.log.open("ab")
         self.process = subprocess.Popen(
             [self.binary, "-D", "-e", "-f", str(config)], stdout=log, stderr=log
