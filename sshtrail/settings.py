@@ -37,10 +37,17 @@ class KafkaSettings(_Section):
 
     #: Empty means "start and use the embedded broker" (``sshtrail up``).
     bootstrap_servers: str = ""
+    #: The topic recordings are published to, keyed by session id.
     topic: Name = "sshtrail.sessions"
+    #: Where consumers put messages they cannot decode, with their origin in headers.
     dlq_topic: Name = "sshtrail.sessions.dlq"
+    #: Partitions of both topics when sshtrail creates them (``up``, ``topics``).
     partitions: Positive = 6
+    #: Replicas of each partition when sshtrail creates the topics.
     replication_factor: Positive = 1
+    #: Topic configs set when sshtrail creates the topics (``retention.ms``,
+    #: ``min.insync.replicas`` ...); existing topics are left as they are.
+    topic_config: dict[str, str] = msgspec.field(default_factory=dict)
     #: Extra librdkafka properties (TLS, SASL ...), passed through unchanged.
     client: dict[str, str] = msgspec.field(default_factory=dict)
 
@@ -55,7 +62,9 @@ class KafkaSettings(_Section):
 class BrokerSettings(_Section):
     """The embedded development broker (``sshtrail broker``)."""
 
+    #: Address it listens on; keep it on loopback.
     host: str = "127.0.0.1"
+    #: Port it listens on (the default Kafka port).
     port: Port = 9092
     #: Where it keeps its log; empty means ``<state_dir>/broker``.
     data_dir: str = ""
@@ -85,9 +94,11 @@ class SpoolSettings(_Section):
     max_bytes: Positive = 1 << 30
     #: Extra room that sessions already running may still use under ``fail-closed``.
     reserve_bytes: Annotated[int, msgspec.Meta(ge=0)] = 128 << 20
+    #: What a full spool does: refuse new sessions, or let them in unrecorded.
     policy: Literal["fail-closed", "fail-open"] = "fail-closed"
     #: How often written chunks are forced to disk at the latest.
     fsync_interval_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    #: Size at which the spool starts a new segment file.
     segment_bytes: Annotated[int, msgspec.Meta(ge=1 << 16)] = 64 << 20
     #: After a broker outage (and on start), publish again what Kafka acknowledged
     #: this many seconds before it: for brokers that can lose acknowledged
@@ -99,7 +110,9 @@ class SpoolSettings(_Section):
 class GatewaySettings(_Section):
     """The SSH gateway operators connect to (``sshtrail gateway``)."""
 
+    #: Address operators connect to (``sshtrail up --demo`` uses 127.0.0.1).
     listen: str = "0.0.0.0"
+    #: Port operators connect to.
     port: Port = 2222
     #: Private host key of the gateway; generated on first start when missing.
     #: Empty means ``<state_dir>/gateway/ssh_host_ed25519_key``.
@@ -107,19 +120,23 @@ class GatewaySettings(_Section):
     #: Ed25519 key that signs every recording's end; generated when missing.
     #: Empty means ``<state_dir>/gateway/recording_ed25519_key``.
     signing_key: str = ""
-    #: Chunks are published after at most this long or this many bytes.
+    #: A chunk is published at the latest this long after its first event ...
     chunk_max_delay_ms: Annotated[int, msgspec.Meta(ge=1, le=10_000)] = 100
+    #: ... or as soon as it holds this many bytes.
     chunk_max_bytes: Annotated[int, msgspec.Meta(ge=1024, le=512 << 10)] = 64 << 10
     #: Typed bytes not echoed back within this window are recorded masked.
     echo_window_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 500
     #: A session with no traffic either way for this long is closed; 0 disables.
     idle_timeout_s: Annotated[int, msgspec.Meta(ge=0)] = 3600
+    #: Session channels at once; beyond it new ones are refused with a message.
     max_sessions: Positive = 1000
+    #: The same, per operator.
     max_sessions_per_operator: Positive = 50
     #: Failed authentications per client address per minute before it is cut off.
     auth_attempts_per_minute: Positive = 30
     #: How long SIGTERM waits for running sessions to end before closing them.
     shutdown_timeout_s: Annotated[int, msgspec.Meta(ge=0)] = 30
+    #: How long connecting to a target may take.
     connect_timeout_s: Annotated[int, msgspec.Meta(ge=1)] = 15
     #: Ciphers for the gateway's connections to targets, in order of preference;
     #: empty means asyncssh's defaults.
@@ -132,7 +149,9 @@ class GatewaySettings(_Section):
 class ConsumerSettings(_Section):
     """The two consumer groups (``sshtrail store``, ``sshtrail index``)."""
 
+    #: Group id of the members that persist sessions (``sshtrail store``).
     store_group: Name = "sshtrail-store"
+    #: Group id of the members that index sessions (``sshtrail index``).
     index_group: Name = "sshtrail-index"
     #: ``auto`` is cooperative-sticky, except on the embedded development broker,
     #: which cannot always finish a cooperative rebalance (docs/decisions.md).
@@ -147,8 +166,9 @@ class ConsumerSettings(_Section):
     #: librdkafka's ``session.timeout.ms``: a member silent this long (killed)
     #: is dropped and its partitions reassigned.
     session_timeout_ms: Annotated[int, msgspec.Meta(ge=6_000, le=300_000)] = 45_000
-    #: Back-off between retries of a failed database write: first and longest.
+    #: Back-off before the first retry of a failed database write; it doubles ...
     retry_initial_ms: Annotated[int, msgspec.Meta(ge=1)] = 200
+    #: ... up to this.
     retry_max_ms: Annotated[int, msgspec.Meta(ge=1)] = 10_000
     #: An open session with no chunk for this long is marked ``incomplete``;
     #: 0 means the gateway's idle timeout plus five minutes (an hour if that is 0).
@@ -157,14 +177,16 @@ class ConsumerSettings(_Section):
     #: the same id gets its partitions back at once, without a rebalance.
     #: Unique per member; empty means dynamic membership. ``--instance-id`` sets it.
     instance_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{0,249}$")] = ""
-    #: Prometheus ``/metrics`` of each consumer instance: address and port (0: off).
+    #: Address of each consumer instance's Prometheus ``/metrics`` endpoint.
     metrics_listen: str = "127.0.0.1"
+    #: Its port; 0 turns it off. ``--metrics-port`` sets it.
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
 
 
 class OperatorSettings(_Section):
     """A person allowed through the gateway, and where to."""
 
+    #: The name operators log in with (``ssh NAME:TARGET@gateway``).
     name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
     #: OpenSSH ``authorized_keys`` lines (options such as ``from=`` are honoured).
     keys: list[str] = msgspec.field(default_factory=list)
@@ -179,9 +201,13 @@ class OperatorSettings(_Section):
 class TargetSettings(_Section):
     """A server behind the gateway. The operator never sees its credentials."""
 
+    #: The name operators choose it by (``ssh OPERATOR:NAME@gateway``).
     name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
+    #: Address the gateway connects to.
     host: Annotated[str, msgspec.Meta(min_length=1)]
+    #: Its SSH port.
     port: Port = 22
+    #: The remote account sessions run as.
     user: Annotated[str, msgspec.Meta(min_length=1)] = "root"
     #: Private key file the gateway authenticates to the target with.
     key: Annotated[str, msgspec.Meta(min_length=1)] = ""
@@ -194,7 +220,9 @@ class TargetSettings(_Section):
 class Settings(_Section):
     """Everything a sshtrail process can be told. See docs/operations.md."""
 
+    #: Where keys, the spool, the embedded broker and the SQLite files live by default.
     state_dir: str = "./sshtrail-data"
+    #: Least severe log lines written (to stderr); ``--log-level`` overrides it.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: Identifies this host in recordings and consumer ids.
     instance: str = msgspec.field(default_factory=socket.gethostname)

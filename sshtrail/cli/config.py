@@ -9,6 +9,7 @@ import msgspec
 
 from sshtrail.db import normalize_url
 from sshtrail.settings import Settings
+from sshtrail.settings_doc import reference
 
 
 def register(commands: Any) -> None:
@@ -18,16 +19,27 @@ def register(commands: Any) -> None:
         description="Read the settings file and SSHTRAIL_* variables exactly as every "
         "other command does, and print the result. Exit status 2 names the bad key.",
     )
+    parser.add_argument(
+        "--reference", action="store_true",
+        help="print every settings key with its type, default, environment variable and "
+        "meaning (Markdown, as in docs/operations.md) instead",
+    )  # fmt: skip
     parser.set_defaults(handler=run)
 
 
-def run(_args: argparse.Namespace, settings: Settings) -> int:
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.reference:
+        print(reference(), end="")
+        return 0
     data = msgspec.to_builtins(settings)
     # Secrets stay out of terminals and logs: SASL passwords, database passwords.
     data["kafka"]["client"] = {key: "(set)" for key in data["kafka"]["client"]}
-    if settings.database.url:
-        data["database"]["url"] = normalize_url(settings.database.url).render_as_string(
-            hide_password=True
-        )
+    for operator in data["operators"]:
+        if operator["password_hash"]:
+            operator["password_hash"] = "(set)"  # noqa: S105 -- a placeholder, not a password
+    for section in ("database", "search"):
+        if data[section]["url"]:
+            shown = normalize_url(data[section]["url"]).render_as_string(hide_password=True)
+            data[section]["url"] = shown
     print(msgspec.json.format(msgspec.json.encode(data), indent=2).decode())
     return 0

@@ -12,7 +12,7 @@ from sshtrail.cli.main import build_parser, main
 
 COMMANDS = ("up", "broker", "db", "config", "sessions", "show", "search", "verify", "export",
             "replay", "gateway", "password-hash", "demo-target", "store", "index", "lag",
-            "reprocess", "watch")  # fmt: skip
+            "reprocess", "watch", "topics")  # fmt: skip
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -70,15 +70,19 @@ def test_config_prints_effective_settings_without_secrets(
     path = tmp_path / "sshtrail.toml"
     path.write_text(
         '[database]\nurl = "postgresql://audit:hunter2@db.example:5432/sshtrail"\n'
+        '[search]\nurl = "postgresql://index:tr0ub4dor@db.example/search"\n'
         '[kafka.client]\n"sasl.password" = "s3cret"\n'
+        '[[operators]]\nname = "alice"\npassword_hash = "scrypt$16384$8$1$c2FsdA$aGFzaA"\n'
     )
     status, out, _ = run(capsys, "-c", str(path), "config")
     assert status == 0
-    assert "hunter2" not in out
-    assert "s3cret" not in out
+    for secret in ("hunter2", "tr0ub4dor", "s3cret", "scrypt$"):
+        assert secret not in out
     shown = json.loads(out)
     assert shown["database"]["url"] == "postgresql+psycopg://audit:***@db.example:5432/sshtrail"
+    assert shown["search"]["url"] == "postgresql+psycopg://index:***@db.example/search"
     assert shown["kafka"]["client"] == {"sasl.password": "(set)"}
+    assert shown["operators"][0]["password_hash"] == "(set)"
 
 
 @pytest.mark.parametrize(
