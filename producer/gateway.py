@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict, deque
-from typing import Any
+from typing import Any, NoReturn
 
 import asyncssh
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -50,6 +50,9 @@ class Gateway:
         self.channels: set[OperatorChannel] = set()
         self.per_operator: dict[str, int] = defaultdict(int)
         self._failures: dict[str, deque[float]] = defaultdict(deque)
+        #: Connections not logged in yet, per client address.
+        self.pending: dict[str, int] = defaultdict(int)
+        self._last_noted: dict[str, float] = {}
         self.accepting = True
         self.stalled = False
 
@@ -66,6 +69,33 @@ class Gateway:
         if not window:
             self._failures.pop(address, None)
         return len(window) >= self.gw.auth_attempts_per_minute
+
+    def admit(self, address: str) -> str | None:
+        """Count a new connection as waiting to log in; or why it may not."""
+        if self.too_many_failures(address):
+            return "too many failed logins; try again later"
+        if self.pending[address] >= self.gw.max_pending_logins_per_address:
+            return "too many connections from your address waiting to log in"
+        if sum(self.pending.values()) >= self.gw.max_pending_logins:
+            return "too many connections waiting to log in; try again later"
+        self.pending[address] += 1
+        return None
+
+    def logged_in_or_gone(self, address: str) -> None:
+        """A connection :meth:`admit` counted no longer waits to log in."""
+        self.pending[address] -= 1
+        if self.pending[address] <= 0:
+            del self.pending[address]
+
+    def note(self, address: str, message: str) -> None:
+        """Log a refusal of ``address``, at most every 10 s: a flood must not flood the log."""
+        now = time.monotonic()
+        if now - self._last_noted.get(address, -10.0) >= 10:
+            self._last_noted[address] = now
+            log.warning("%s: %s (further refusals of this address for 10 s not logged)",
+                        address, message)  # fmt: skip
+        if len(self._last_noted) > 10_000:  # forget addresses seen long ago
+            self._last_noted = {a: t for a, t in self._last_noted.items() if now - t < 10}
 
     def spool_state(self) -> str:
         """``ok``, ``full`` (beyond max_bytes) or ``reserve`` (beyond the reserve too)."""
@@ -151,6 +181,10 @@ class Connection(asyncssh.SSHServer):
         self._authenticated = False
         self._upstream: asyncssh.SSHClientConnection | None = None
         self._upstream_lock = asyncio.Lock()
+        self._channels: set[OperatorChannel] = set()
+        self._client_stalled = False
+        self._pending = False  # counted among the connections waiting to log in
+        self._refusal_recorded = False
 
     def describe(self) -> str:
         return f"{self.client} {self.login.operator or '?'}:{self.login.target or '-'}"
@@ -162,10 +196,38 @@ class Connection(asyncssh.SSHServer):
         peer = conn.get_extra_info("peername") or ("?", 0)
         self._address = str(peer[0])
         self.client = f"{peer[0]}:{peer[1]}"
-        if self._gateway.too_many_failures(self._address):
-            log.warning("%s: too many failed logins in the last minute; disconnecting", self.client)
-            conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE,
-                            "too many failed logins; try again later")  # fmt: skip
+        self._watch_transport(conn)
+        refusal = self._gateway.admit(self._address)
+        if refusal is None:
+            self._pending = True
+        else:
+            self._gateway.note(self._address, refusal)
+            conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, refusal)
+
+    def _watch_transport(self, conn: asyncssh.SSHServerConnection) -> None:
+        """Pause the targets while the operator's socket does not take what we send.
+
+        SSH windows bound what a channel has in flight, but a client may grant
+        a huge window and then stop reading: asyncssh would then queue without
+        limit in the transport, whose full-buffer signals (asyncio's
+        ``pause_writing``/``resume_writing`` on the protocol, the connection)
+        asyncssh ignores. We take them and stop reading the targets instead.
+        """
+        pause, resume = conn.pause_writing, conn.resume_writing
+
+        def transport_full() -> None:
+            pause()
+            self._client_stalled = True
+            for channel in self._channels:
+                channel.hold("target", "client socket")
+
+        def transport_drained() -> None:
+            resume()
+            self._client_stalled = False
+            for channel in self._channels:
+                channel.release("target", "client socket")
+
+        vars(conn).update(pause_writing=transport_full, resume_writing=transport_drained)
 
     def begin_auth(self, username: str) -> bool:
         self.login = Login.parse(username)
@@ -193,18 +255,39 @@ class Connection(asyncssh.SSHServer):
 
     def auth_completed(self) -> None:
         self._authenticated = True
+        self._no_longer_pending()
         log.info("%s: authenticated", self.describe())
 
     # -- channels ----------------------------------------------------------------------
 
     def session_requested(self) -> OperatorChannel | bool:
-        gateway = self._gateway
+        gateway, gw = self._gateway, self._gateway.gw
+        # Refused here, before a channel exists, so that channels opened and never
+        # used cannot pile up: each request is refused at once with the reason.
         if not gateway.accepting:
-            return False
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                                            "the gateway is shutting down")  # fmt: skip
+        if len(gateway.channels) >= gw.max_sessions:
+            self._refuse_channel(f"the gateway is at its limit of {gw.max_sessions} sessions",
+                                 "refused: max_sessions")  # fmt: skip
+        if gateway.per_operator[self.login.operator] >= gw.max_sessions_per_operator:
+            self._refuse_channel(f"you have {gw.max_sessions_per_operator} sessions open already",
+                                 "refused: max_sessions_per_operator")  # fmt: skip
         channel = OperatorChannel(self)
+        if self._client_stalled:
+            channel.hold("target", "client socket")
+        self._channels.add(channel)
         gateway.channels.add(channel)
         gateway.per_operator[self.login.operator] += 1
         return channel
+
+    def _refuse_channel(self, message: str, reason: str) -> NoReturn:
+        """Refuse a channel open; the first refusal of a connection is recorded."""
+        self._gateway.note(self._address, f"{self.describe()}: {reason}")
+        if not self._refusal_recorded:  # once: a flood of opens is not a flood of records
+            self._refusal_recorded = True
+            self._gateway.recorder(self._refused_start()).close(reason)
+        raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, message)
 
     def new_recorder(self, term: str, size: tuple[int, int, int, int]) -> Recorder | None:
         """The recording of a new channel, before its target is known to be allowed."""
@@ -229,20 +312,15 @@ class Connection(asyncssh.SSHServer):
         return self._gateway.spool_state()
 
     def resolve_target(self, state: str) -> Target:
-        """Check limits and policy for a new channel; :class:`Refused` says why not.
+        """Check the spool and the policy for a new channel; :class:`Refused` says why not.
 
-        ``state`` is the spool's state when the channel's request arrived.
+        ``state`` is the spool's state when the channel's request arrived. (The
+        session limits are checked when the channel opens: ``session_requested``.)
         """
         gateway, gw = self._gateway, self._gateway.gw
         if state != "ok" and (gw.spool.policy == "fail-closed" or state == "reserve"):
             raise Refused("the recording spool is full (is Kafka down?); new sessions are "
                           "refused until it drains", "refused: spool full")  # fmt: skip
-        if len(gateway.channels) > gw.max_sessions:
-            raise Refused(f"the gateway is at its limit of {gw.max_sessions} sessions",
-                          "refused: max_sessions")  # fmt: skip
-        if gateway.per_operator[self.login.operator] > gw.max_sessions_per_operator:
-            raise Refused(f"you have {gw.max_sessions_per_operator} sessions open already",
-                          "refused: max_sessions_per_operator")  # fmt: skip
         return gateway.policy.resolve(self.login)
 
     async def target_connection(self, target: Target) -> asyncssh.SSHClientConnection:
@@ -253,6 +331,7 @@ class Connection(asyncssh.SSHServer):
             return self._upstream
 
     def channel_closed(self, channel: OperatorChannel) -> None:
+        self._channels.discard(channel)
         gateway = self._gateway
         if channel in gateway.channels:
             gateway.channels.discard(channel)
@@ -260,7 +339,13 @@ class Connection(asyncssh.SSHServer):
             if gateway.per_operator[self.login.operator] <= 0:
                 gateway.per_operator.pop(self.login.operator, None)
 
+    def _no_longer_pending(self) -> None:
+        if self._pending:
+            self._pending = False
+            self._gateway.logged_in_or_gone(self._address)
+
     def connection_lost(self, exc: Exception | None) -> None:
+        self._no_longer_pending()
         if self._upstream is not None:
             self._upstream.close()
         if self._authenticated or not self.login.operator:

@@ -134,6 +134,12 @@ class GatewaySettings(_Section):
     max_sessions_per_operator: Positive = 50
     #: Failed authentications per client address per minute before it is cut off.
     auth_attempts_per_minute: Positive = 30
+    #: Connections not yet logged in, from all addresses; beyond it new ones are
+    #: closed at once (OpenSSH's MaxStartups). A login must finish within 60 s.
+    max_pending_logins: Positive = 512
+    #: The same from one client address, so one address cannot take them all;
+    #: room for a control node's parallel runs (Ansible forks) or a NAT.
+    max_pending_logins_per_address: Positive = 64
     #: How long SIGTERM waits for running sessions to end before closing them.
     shutdown_timeout_s: Annotated[int, msgspec.Meta(ge=0)] = 30
     #: How long connecting to a target may take.
