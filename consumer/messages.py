@@ -43,6 +43,8 @@ class Rejected:
     key: bytes | None
     value: bytes | None
     error: WireError
+    #: Headers the dead letter carries besides its origin (e.g. that it was truncated).
+    headers: tuple[tuple[str, bytes], ...] = ()
 
 
 @dataclass(slots=True)
