@@ -37,8 +37,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     SQLite: the file's folder is created, WAL journal (readers never block the
     writer), foreign keys on, and a busy timeout so concurrent processes wait
-    instead of failing.
+    instead of failing. Statement parameters (session bytes, which may hold
+    secrets) never appear in error messages or logs.
     """
+    kwargs.setdefault("hide_parameters", True)
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":

@@ -37,6 +37,7 @@ class GatewayProcess:
     port: int = field(default_factory=free_port)
     extra: str = ""
     operator_extra: str = ""  # more keys for the operator alice
+    config_tail: str = ""  # more tables at the end of the settings file
     cli_options: Sequence[str] = ()
     #: Also create ``<topic>.dlq``, for consumer groups reading the topic.
     dead_letters: bool = False
@@ -102,6 +103,7 @@ host = "127.0.0.1"
 port = {self.sshd.port}
 key = {toml_value(str(self.sshd.client_key))}
 host_keys = [{toml_value(host_pub)}]
+{self.config_tail}
 """
         )
 
