@@ -21,6 +21,8 @@ from sshtrail.errors import ConfigError
 
 ENV_PREFIX: Final = "SSHTRAIL_"
 CONFIG_ENV: Final = "SSHTRAIL_CONFIG"
+#: Variables of the test suite (``SSHTRAIL_TEST_POSTGRES`` ...), not settings.
+TEST_ENV_PREFIX: Final = "SSHTRAIL_TEST_"
 DEFAULT_FILE: Final = "sshtrail.toml"
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
@@ -329,6 +331,7 @@ def load_settings(
 
     Environment variables ``SSHTRAIL_<KEY>`` override file values; nested keys
     are joined with a double underscore (``SSHTRAIL_KAFKA__PARTITIONS=12``).
+    ``SSHTRAIL_TEST_*`` belongs to the test suite and is ignored.
     Raises :class:`ConfigError` naming the key and its source.
     """
     env = os.environ if environ is None else environ
@@ -337,7 +340,7 @@ def load_settings(
     if source is not None:
         raw = _read_toml(source)
     for var, value in env.items():
-        if var.startswith(ENV_PREFIX) and var != CONFIG_ENV:
+        if var.startswith(ENV_PREFIX) and var != CONFIG_ENV and not var.startswith(TEST_ENV_PREFIX):
             _apply_env(raw, var, value)
     try:
         return msgspec.convert(raw, Settings, strict=False)

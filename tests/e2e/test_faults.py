@@ -7,7 +7,7 @@ through the real OpenSSH client. After each fault: every session's output as
 the client saw it equals the replay from the store byte for byte, the store
 holds exactly what the topic holds, every chain verifies (or, where the
 gateway itself died mid-session, is reported as unsigned), and both groups'
-lag returns to 0. Sizes are bounded: ``SSHTRAIL_FAULT_SESSIONS`` sessions
+lag returns to 0. Sizes are bounded: ``SSHTRAIL_TEST_FAULT_SESSIONS`` sessions
 (default 20; bench-sized runs set 50) of ~3 s each.
 """
 
@@ -47,7 +47,7 @@ from tests.support.sshd import SshdTarget
 
 pytestmark = pytest.mark.e2e
 
-SESSIONS_PER_FAULT = int(os.environ.get("SSHTRAIL_FAULT_SESSIONS", "20"))
+SESSIONS_PER_FAULT = int(os.environ.get("SSHTRAIL_TEST_FAULT_SESSIONS", "20"))
 LINES = 150  # each session prints this many lines, 20 ms apart: ~3 s
 #: Output a recording may lack after kill -9 of the gateway: its coalescing
 #: window (100 ms, ~5 lines of ~12 bytes), with room to spare.

@@ -5,8 +5,8 @@ One store member and one index member read a topic holding good sessions with,
 between them, hostile messages of every kind the security issue names: random
 bytes, truncated and oversized chunks, a wrong version, wrong and missing keys,
 duplicate seqs, seqs from the (far) future, flipped bits and empty messages.
-The mix is drawn from a seeded generator (``SSHTRAIL_FUZZ_SEED``, and
-``SSHTRAIL_FUZZ_COUNT`` messages) so a failure can be replayed.
+The mix is drawn from a seeded generator (``SSHTRAIL_TEST_FUZZ_SEED``, and
+``SSHTRAIL_TEST_FUZZ_COUNT`` messages) so a failure can be replayed.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from tests.support.recordings import SIGNER, keyed, recording
 
 pytestmark = pytest.mark.integration
 
-SEED = int(os.environ.get("SSHTRAIL_FUZZ_SEED", "20261125"))
-COUNT = int(os.environ.get("SSHTRAIL_FUZZ_COUNT", "300"))
+SEED = int(os.environ.get("SSHTRAIL_TEST_FUZZ_SEED", "20261125"))
+COUNT = int(os.environ.get("SSHTRAIL_TEST_FUZZ_COUNT", "300"))
 #: About the largest value a broker takes by default (message.max.bytes, 1 MB, with
 #: the record's overhead); a chunk is at most 1 MiB, so these are never valid.
 LARGEST = 1_040_000  # near the broker default limit: it once stalled both groups

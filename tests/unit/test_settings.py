@@ -35,6 +35,13 @@ def test_file_then_environment(tmp_path: Path) -> None:
     assert not settings.embedded_broker
 
 
+def test_the_test_suites_variables_are_not_settings() -> None:
+    settings = load_settings(environ={"SSHTRAIL_TEST_POSTGRES": "postgresql://x/y"})
+    assert settings == load_settings(environ={})
+    with pytest.raises(ConfigError, match="tests_postgres: unknown key"):
+        load_settings(environ={"SSHTRAIL_TESTS_POSTGRES": "postgresql://x/y"})
+
+
 def test_config_from_environment_variable(tmp_path: Path) -> None:
     path = write(tmp_path, 'state_dir = "/var/lib/sshtrail"\n')
     settings = load_settings(environ={"SSHTRAIL_CONFIG": str(path)})
