@@ -117,7 +117,8 @@ host_keys = [{toml_value(host_pub)}]
         self._ready = threading.Event()
         self._pump = threading.Thread(target=self._read_output, daemon=True)
         self._pump.start()
-        if not self._ready.wait(timeout):
+        if not self._ready.wait(timeout) or self.process.poll() is not None:
+            self._pump.join(5)
             raise AssertionError(f"gateway did not start: {''.join(self.output)}")
         self._fetch_host_key()
 

@@ -1,0 +1,79 @@
+"""Load: many concurrent interactive sessions on one gateway, typed as people type.
+
+Each session (asyncssh, PTY, ``bash --norc --noprofile`` on the target) types
+a command key by key at 8 keys/s, waits for its output, thinks 4-12 s, and
+types the next, for the whole run; a store and an index member read the topic
+meanwhile. Printed: sessions dropped, keystroke echo p50/p99 through the
+gateway against 5 direct sessions to the same sshd in the same run (the
+ratio and the difference), output-to-searchable delay p50/p99 (the time from
+a client seeing an output line to the line being in the search index), and
+the gateway's memory.
+
+    python -m bench.load [--sessions 500] [--seconds 120]
+
+Everything runs on loopback: the embedded broker, a real sshd, the gateway,
+the consumers, and this client, all on the same machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import sys
+import tempfile
+from pathlib import Path
+
+from sshtrail.broker import EmbeddedBroker, free_port
+from tests.support import load
+from tests.support.sshd import SshdTarget, find_sshd
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=500)
+    parser.add_argument("--seconds", type=float, default=120)
+    args = parser.parse_args()
+    sshd_binary = find_sshd()
+    if sshd_binary is None:
+        sys.exit("bench needs OpenSSH's sshd (apt-get install openssh-server)")
+    # Every session is two sockets in the gateway and one here: raise the limit
+    # for this process and the children it starts.
+    _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    work = Path(tempfile.mkdtemp(prefix="sshtrail-bench-load-"))
+    with (work / "broker.log").open("ab") as log:
+        broker = EmbeddedBroker("127.0.0.1", free_port(), work / "broker", log)
+        broker.start()
+    sshd = SshdTarget(sshd_binary, work / "sshd")
+    sshd.start()
+    plan = load.Plan(sessions=args.sessions, seconds=args.seconds)
+    try:
+        with load.stack(work, broker.bootstrap_servers, sshd, args.sessions) as stack:
+            result = stack.run(plan)
+    finally:
+        sshd.stop()
+        broker.stop()
+    figures = load.summary(plan, result)
+    lines = figures["output_lines"]
+    print(f"{args.sessions} sessions for {args.seconds:.0f} s, "
+          f"{figures['keystrokes']:.0f} keystrokes, {lines:.0f} output lines")  # fmt: skip
+    print(f"  dropped sessions: {figures['dropped']:.0f}")
+    for problem in result.dropped[:10]:
+        print(f"    {problem}")
+    print(f"  keystroke echo, gateway: p50 {figures['echo_p50_ms']:.2f} ms, "
+          f"p99 {figures['echo_p99_ms']:.2f} ms")  # fmt: skip
+    direct_p50, direct_p99 = figures["direct_echo_p50_ms"], figures["direct_echo_p99_ms"]
+    print(f"  keystroke echo, direct (5 sessions, same run): p50 {direct_p50:.2f} ms, "
+          f"p99 {direct_p99:.2f} ms")  # fmt: skip
+    print(f"  p99 overhead {figures['echo_p99_overhead_ms']:.2f} ms, ratio "
+          f"{figures['echo_p99_ms'] / figures['direct_echo_p99_ms']:.2f}x")  # fmt: skip
+    print(f"  output -> searchable: p50 {figures['searchable_p50_s']:.2f} s, "
+          f"p99 {figures['searchable_p99_s']:.2f} s (goal p99 < 2 s); "
+          f"{len(result.unsearchable())} lines never searchable")  # fmt: skip
+    print(f"  gateway RSS {figures['gateway_rss_before_mib']:.0f} -> "
+          f"{figures['gateway_rss_peak_mib']:.0f} MiB "
+          f"({figures['gateway_kib_per_session']:.0f} KiB per session)")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
