@@ -90,8 +90,11 @@ def test_readme_first_command_then_the_printed_ssh_then_sessions_and_search(
         up.sendintr()  # Ctrl-C in the terminal that runs `make up`
         up.expect(pexpect.EOF, timeout=60)
         up.close()
-    assert "stopped  on SIGINT" in (up.before or "")
-    assert up.exitstatus == 0, up.before
+    # Ctrl-C reaches make too, which reports the interrupt and dies of it, as it
+    # does for a person; what matters is that sshtrail stopped cleanly.
+    said = up.before or ""
+    assert "stopped  on SIGINT" in said, said
+    assert "Traceback" not in said, said
 
 
 def _type_a_session(ssh_command: str, clone: Path) -> None:
