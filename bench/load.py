@@ -32,6 +32,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sessions", type=int, default=500)
     parser.add_argument("--seconds", type=float, default=120)
+    parser.add_argument(
+        "--target-ciphers", default="", help="gateway.target_ciphers, comma-separated"
+    )
     args = parser.parse_args()
     sshd_binary = find_sshd()
     if sshd_binary is None:
@@ -48,7 +51,9 @@ def main() -> None:
     sshd.start()
     plan = load.Plan(sessions=args.sessions, seconds=args.seconds)
     try:
-        with load.stack(work, broker.bootstrap_servers, sshd, args.sessions) as stack:
+        ciphers = [c for c in args.target_ciphers.split(",") if c]
+        extra = f"target_ciphers = {ciphers!r}\n".replace("'", '"') if ciphers else ""
+        with load.stack(work, broker.bootstrap_servers, sshd, args.sessions, extra) as stack:
             result = stack.run(plan)
     finally:
         sshd.stop()
@@ -60,6 +65,9 @@ def main() -> None:
     print(f"  dropped sessions: {figures['dropped']:.0f}")
     for problem in result.dropped[:10]:
         print(f"    {problem}")
+    for i, log in enumerate(result.direct):
+        if log.error:
+            print(f"    direct session {i}: {log.error}")
     print(f"  keystroke echo, gateway: p50 {figures['echo_p50_ms']:.2f} ms, "
           f"p99 {figures['echo_p99_ms']:.2f} ms")  # fmt: skip
     direct_p50, direct_p99 = figures["direct_echo_p50_ms"], figures["direct_echo_p99_ms"]

@@ -1,5 +1,6 @@
 """Many interactive sessions at once through one gateway, typed as people type.
 
+Echo times are taken once every session has logged in (steady state).
 Used in two sizes: ``tests/e2e/test_load.py`` (small, in CI) and
 ``python -m bench.load`` (500 sessions for 2 minutes). Each session is an
 asyncssh client with a PTY running ``bash --norc --noprofile`` on the target
@@ -123,13 +124,13 @@ class Endpoint:
 
 
 async def _session(
-    endpoint: Endpoint, ramp: asyncio.Semaphore, log: SessionLog, name: str, *,
+    endpoint: Endpoint, ramp: Ramp, log: SessionLog, name: str, *,
     plan: Plan, deadline: float, rng: random.Random,
 ) -> None:  # fmt: skip
     connecting = asyncssh.connect("127.0.0.1", endpoint.port, username=endpoint.user,
                                   client_keys=[str(endpoint.key)], known_hosts=None)  # fmt: skip
     try:
-        async with _Ramped(ramp, connecting) as conn:
+        async with _Ramped(ramp.logins, connecting) as conn:
             chan, term = await conn.create_session(
                 _Terminal,
                 "exec bash --norc --noprofile",
@@ -142,13 +143,16 @@ async def _session(
             chan.write(f"PS1='{PROMPT}'\n")
             await term.wait_for(PROMPT)
             await term.wait_for(PROMPT)
+            ramp.logged_in += 1
             n = 0
             while time.monotonic() < deadline:
                 marker = f"{name}x{n}"
                 for key in f"printf 'out-%s\\n' {marker}":
                     sent = time.perf_counter()
                     chan.write(key)
-                    log.echoes.append(await term.wait_for(key) - sent)
+                    echoed = await term.wait_for(key) - sent
+                    if ramp.done:  # steady state only: logins cost far more than keys
+                        log.echoes.append(echoed)
                     pause = 1 / plan.typing_rate - (time.perf_counter() - sent)
                     await asyncio.sleep(max(0.0, pause))
                 chan.write("\n")
@@ -190,12 +194,13 @@ async def _drive(
     plan: Plan, gateway: Endpoint, direct: Endpoint, gateway_pid: int, rss: list[float]
 ) -> tuple[list[SessionLog], list[SessionLog]]:
     rng = random.Random(7)
-    ramp = asyncio.Semaphore(plan.ramp)
+    ramp = Ramp(asyncio.Semaphore(plan.ramp), plan.sessions + plan.direct)
     deadline = time.monotonic() + plan.seconds
     gateway_logs = [SessionLog() for _ in range(plan.sessions)]
     direct_logs = [SessionLog() for _ in range(plan.direct)]
     tasks = []
-    for prefix, endpoint, logs in (("g", gateway, gateway_logs), ("d", direct, direct_logs)):
+    # The direct sessions log in first: the baseline must run alongside the whole load.
+    for prefix, endpoint, logs in (("d", direct, direct_logs), ("g", gateway, gateway_logs)):
         tasks += [
             _session(endpoint, ramp, log, f"{prefix}{i}", plan=plan, deadline=deadline,
                      rng=random.Random(rng.random()))
@@ -211,6 +216,19 @@ async def _drive(
     await asyncio.gather(*tasks)
     sampler.cancel()
     return gateway_logs, direct_logs
+
+
+@dataclass
+class Ramp:
+    """Logins in progress at most (``logins``), and whether all sessions are in."""
+
+    logins: asyncio.Semaphore
+    sessions: int
+    logged_in: int = 0
+
+    @property
+    def done(self) -> bool:
+        return self.logged_in >= self.sessions
 
 
 class _Ramped:
@@ -310,9 +328,12 @@ class Stack:
 
 
 @contextlib.contextmanager
-def stack(root: Path, servers: str, sshd: SshdTarget, sessions: int) -> Iterator[Stack]:
+def stack(
+    root: Path, servers: str, sshd: SshdTarget, sessions: int, gateway_settings: str = ""
+) -> Iterator[Stack]:
     """Gateway (limits raised for ``sessions``), a store and an index member, on SQLite."""
     limits = f"max_sessions = {sessions + 100}\nmax_sessions_per_operator = {sessions + 100}\n"
+    limits += gateway_settings
     gateway = GatewayProcess(root / "gw", servers, sshd, dead_letters=True, extra=limits)
     gateway.start()
     database_url = f"sqlite:///{root / 'store.db'}"
