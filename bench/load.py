@@ -65,9 +65,9 @@ def main() -> None:
     print(f"  dropped sessions: {figures['dropped']:.0f}")
     for problem in result.dropped[:10]:
         print(f"    {problem}")
-    for i, log in enumerate(result.direct):
-        if log.error:
-            print(f"    direct session {i}: {log.error}")
+    for i, session in enumerate(result.direct):
+        if session.error:
+            print(f"    direct session {i}: {session.error}")
     print(f"  keystroke echo, gateway: p50 {figures['echo_p50_ms']:.2f} ms, "
           f"p99 {figures['echo_p99_ms']:.2f} ms")  # fmt: skip
     direct_p50, direct_p99 = figures["direct_echo_p50_ms"], figures["direct_echo_p99_ms"]
