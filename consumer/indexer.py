@@ -51,6 +51,8 @@ class _Session:
         self.target: str | None = None
         self.started_at: dt.datetime | None = None
         self.terminal: Terminal | None = None
+        #: A forwarded TCP connection: its bytes are indexed as nothing.
+        self.forwarded = False
         self._ordinals = {"command": 0, "output": 0, "meta": 0}
 
     def apply(self, chunk: Chunk) -> list[dict[str, Any]]:
@@ -59,6 +61,8 @@ class _Session:
         for event in chunk.events:
             if isinstance(event, Start):
                 self._start(event, found)
+            elif isinstance(event, Output | Input) and self.forwarded:
+                continue  # a forwarded connection's bytes are not a terminal's
             elif isinstance(event, Output):
                 self._screen().output(event.data, event.t)
             elif isinstance(event, Input):
@@ -68,6 +72,10 @@ class _Session:
             elif isinstance(event, Exec) and event.mode == "exec":
                 command = event.command.decode("utf-8", "replace")
                 found.append(Found("command", command, event.t))
+            elif isinstance(event, Exec) and event.mode == "direct-tcpip":
+                self.forwarded = True
+                where = event.command.decode("utf-8", "replace")
+                found.append(Found("meta", f"direct-tcpip forwarded to {where}", event.t))
             elif isinstance(event, End):
                 self._screen().finish(event.t)
                 self.ended = True

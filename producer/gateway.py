@@ -13,14 +13,16 @@ import logging
 import time
 import uuid
 from collections import defaultdict, deque
+from collections.abc import Awaitable
 from typing import Any, NoReturn
 
 import asyncssh
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from producer.forward import Forward, destination
 from producer.policy import Login, Policy, Refused, Target
 from producer.recorder import Recorder, call_later
-from producer.relay import OperatorChannel
+from producer.relay import Held, OperatorChannel, describe_error
 from producer.spool import Spool, SpoolError
 from producer.targets import TargetConnector
 from sshtrail.events import Start
@@ -47,7 +49,8 @@ class Gateway:
         self.signer = signer
         self.spool = spool
         self.connector = connector
-        self.channels: set[OperatorChannel] = set()
+        #: Every open session channel and forwarded connection.
+        self.channels: set[Held] = set()
         self.per_operator: dict[str, int] = defaultdict(int)
         self._failures: dict[str, deque[float]] = defaultdict(deque)
         #: Connections not logged in yet, per client address.
@@ -181,7 +184,7 @@ class Connection(asyncssh.SSHServer):
         self._authenticated = False
         self._upstream: asyncssh.SSHClientConnection | None = None
         self._upstream_lock = asyncio.Lock()
-        self._channels: set[OperatorChannel] = set()
+        self._channels: set[Held] = set()
         self._client_stalled = False
         self._pending = False  # counted among the connections waiting to log in
         self._refusal_recorded = False
@@ -261,9 +264,15 @@ class Connection(asyncssh.SSHServer):
     # -- channels ----------------------------------------------------------------------
 
     def session_requested(self) -> OperatorChannel | bool:
+        self._check_limits()
+        channel = OperatorChannel(self)
+        self._admit(channel)
+        return channel
+
+    def _check_limits(self) -> None:
+        """Refuse a new channel here, before it exists, so that channels opened and
+        never used cannot pile up: each is refused at once with the reason."""
         gateway, gw = self._gateway, self._gateway.gw
-        # Refused here, before a channel exists, so that channels opened and never
-        # used cannot pile up: each request is refused at once with the reason.
         if not gateway.accepting:
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
                                             "the gateway is shutting down")  # fmt: skip
@@ -273,13 +282,52 @@ class Connection(asyncssh.SSHServer):
         if gateway.per_operator[self.login.operator] >= gw.max_sessions_per_operator:
             self._refuse_channel(f"you have {gw.max_sessions_per_operator} sessions open already",
                                  "refused: max_sessions_per_operator")  # fmt: skip
-        channel = OperatorChannel(self)
+
+    def _admit(self, channel: Held) -> None:
         if self._client_stalled:
             channel.hold("target", "client socket")
         self._channels.add(channel)
-        gateway.channels.add(channel)
-        gateway.per_operator[self.login.operator] += 1
-        return channel
+        self._gateway.channels.add(channel)
+        self._gateway.per_operator[self.login.operator] += 1
+
+    def connection_requested(
+        self, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> Awaitable[Forward]:
+        """``ssh -L``: only to a target that allows it, opened from the target's side."""
+        self._check_limits()
+        try:
+            target = self.resolve_target(self.spool_state())
+        except Refused as refused:
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
+                                            refused.message) from None  # fmt: skip
+        if not target.settings.allow_forwarding:
+            self._refuse_channel(f"port forwarding is not allowed to target {target.name!r}",
+                                 "refused: port forwarding not allowed")  # fmt: skip
+        return self._open_forward(target, dest_host, dest_port, orig_host, orig_port)
+
+    async def _open_forward(
+        self, target: Target, dest_host: str, dest_port: int, orig_host: str, orig_port: int
+    ) -> Forward:
+        where = destination(dest_host, dest_port)
+        recorder = self.new_recorder("", (0, 0, 0, 0))
+        if recorder is not None:
+            recorder.request("direct-tcpip", where.encode())
+        forward = Forward(self, recorder, where)
+        try:
+            upstream = await self.target_connection(target)
+            chan, _ = await upstream.create_connection(
+                lambda: forward.target_end, dest_host, dest_port, orig_host, orig_port
+            )
+        except (OSError, asyncssh.Error) as exc:
+            reason = describe_error(exc)
+            if recorder is not None:
+                recorder.close(f"forwarding to {where} failed: {reason}")
+            log.info("%s: forwarding to %s failed: %s", self.describe(), where, reason)
+            message = f"sshtrail: cannot reach {where}: {reason}"
+            raise asyncssh.ChannelOpenError(asyncssh.OPEN_CONNECT_FAILED, message) from None
+        forward.opened(chan)
+        self._admit(forward)
+        return forward
 
     def _refuse_channel(self, message: str, reason: str) -> NoReturn:
         """Refuse a channel open; the first refusal of a connection is recorded."""
@@ -330,7 +378,7 @@ class Connection(asyncssh.SSHServer):
                 self._upstream = await self._gateway.connector.connect(target)
             return self._upstream
 
-    def channel_closed(self, channel: OperatorChannel) -> None:
+    def channel_closed(self, channel: Held) -> None:
         self._channels.discard(channel)
         gateway = self._gateway
         if channel in gateway.channels:

@@ -12,14 +12,14 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from typing import Literal, Protocol
+from typing import Protocol
 
 import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from producer.masking import EchoMasker
 from sshtrail.chain import ChainWriter
-from sshtrail.events import End, Event, Exec, Exit, Input, Output, Resize, Start
+from sshtrail.events import End, Event, Exec, ExecMode, Exit, Input, Output, Resize, Start
 
 
 class ChunkSink(Protocol):
@@ -96,7 +96,7 @@ class Recorder:
     def resize(self, cols: int, rows: int, width_px: int = 0, height_px: int = 0) -> None:
         self._add_ordered(Resize(self.now(), cols, rows, width_px, height_px))
 
-    def request(self, mode: Literal["shell", "exec", "subsystem"], command: bytes) -> None:
+    def request(self, mode: ExecMode, command: bytes) -> None:
         self._add_ordered(Exec(self.now(), mode, command), urgent=True)
 
     def exit(

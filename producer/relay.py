@@ -16,6 +16,7 @@ import logging
 from typing import TYPE_CHECKING, Literal
 
 import asyncssh
+from asyncssh.channel import SSHChannel
 from asyncssh.misc import TermModes, TermSize
 
 from producer.policy import Refused
@@ -28,6 +29,49 @@ log = logging.getLogger(__name__)
 
 Mode = Literal["shell", "exec", "subsystem"]
 Side = Literal["operator", "target"]
+
+
+class Held:
+    """Reading from either side of a relay is paused while any reason holds it.
+
+    Reasons: the other side's window is full, the operator's socket is full,
+    the spool has no room, the target's channel is still opening.
+    """
+
+    _held: dict[Side, set[str]]
+    last_activity: float
+
+    def channel(self, side: Side) -> SSHChannel[bytes] | None:
+        """The channel reading from ``side`` comes from, if it is open yet."""
+        raise NotImplementedError
+
+    def close(self, reason: str) -> None:
+        """Close from the gateway's side (idle timeout, shutdown)."""
+        raise NotImplementedError
+
+    def hold(self, side: Side, reason: str) -> None:
+        """Stop reading from ``side`` for ``reason``."""
+        reasons = self._held.setdefault(side, set())
+        if not reasons:
+            self._reader(side, pause=True)
+        reasons.add(reason)
+
+    def release(self, side: Side, reason: str) -> None:
+        reasons = self._held.get(side)
+        if not reasons or reason not in reasons:
+            return
+        reasons.discard(reason)
+        if not reasons:
+            del self._held[side]
+            self._reader(side, pause=False)
+
+    def _reader(self, side: Side, pause: bool) -> None:
+        chan = self.channel(side)
+        if chan is not None:
+            if pause:
+                chan.pause_reading()
+            else:
+                chan.resume_reading()
 
 
 class TargetChannel(asyncssh.SSHClientSession[bytes]):
@@ -63,7 +107,7 @@ class TargetChannel(asyncssh.SSHClientSession[bytes]):
         self._relay.target_closed(exc)
 
 
-class OperatorChannel(asyncssh.SSHServerSession[bytes]):
+class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
     """The operator's side of one session channel, and its recording."""
 
     def __init__(self, connection: Connection) -> None:
@@ -146,8 +190,8 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
             self._refuse(refused)
             return
         except (OSError, asyncssh.Error) as exc:
-            self._refuse(Refused(f"cannot open a session on the target: {_describe(exc)}",
-                                 f"target session failed: {_describe(exc)}"))  # fmt: skip
+            self._refuse(Refused(f"cannot open a session on the target: {describe_error(exc)}",
+                                 f"target session failed: {describe_error(exc)}"))  # fmt: skip
             return
         if self._gone:  # the operator left while the target's channel was opening
             chan.close()
@@ -216,31 +260,8 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
     def resume_writing(self) -> None:
         self.release("target", "window")
 
-    # -- reading is paused while any reason holds it -----------------------------
-
-    def hold(self, side: Side, reason: str) -> None:
-        """Stop reading from ``side`` for ``reason`` (flow control, a full spool ...)."""
-        reasons = self._held.setdefault(side, set())
-        if not reasons:
-            self._reader(side, pause=True)
-        reasons.add(reason)
-
-    def release(self, side: Side, reason: str) -> None:
-        reasons = self._held.get(side)
-        if not reasons or reason not in reasons:
-            return
-        reasons.discard(reason)
-        if not reasons:
-            del self._held[side]
-            self._reader(side, pause=False)
-
-    def _reader(self, side: Side, pause: bool) -> None:
-        chan = self.chan if side == "operator" else self._target
-        if chan is not None:
-            if pause:
-                chan.pause_reading()
-            else:
-                chan.resume_reading()
+    def channel(self, side: Side) -> SSHChannel[bytes] | None:
+        return self.chan if side == "operator" else self._target
 
     # -- from the target -----------------------------------------------------
 
@@ -263,7 +284,9 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
     def target_closed(self, exc: Exception | None) -> None:
         self._target = None
         if self._exit is None:
-            self._end_reason = "target closed the channel" + (f": {_describe(exc)}" if exc else "")
+            self._end_reason = "target closed the channel" + (
+                f": {describe_error(exc)}" if exc else ""
+            )
             self.chan.close()
             return
         status, signal, core_dumped, message, lang = self._exit
@@ -292,7 +315,7 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
             self._target.close()
             self._target = None
         if exc is not None and self._end_reason == "client closed the channel":
-            self._end_reason = f"connection lost: {_describe(exc)}"
+            self._end_reason = f"connection lost: {describe_error(exc)}"
         if self.recorder is not None:
             self.recorder.close(self._end_reason)
         log.info("%s: session %s ended: %s", self._connection.describe(), self.session_id,
@@ -300,7 +323,7 @@ class OperatorChannel(asyncssh.SSHServerSession[bytes]):
         self._connection.channel_closed(self)
 
 
-def _describe(exc: BaseException) -> str:
+def describe_error(exc: BaseException) -> str:
     if isinstance(exc, asyncssh.DisconnectError):
         return exc.reason
     return str(exc) or type(exc).__name__

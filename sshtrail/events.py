@@ -73,11 +73,17 @@ class Resize(_Event, tag="r", frozen=True):
     height_px: U32 = 0
 
 
-class Exec(_Event, tag="x", frozen=True):
-    """What the channel was asked to run: a shell, a command or a subsystem."""
+ExecMode = Literal["shell", "exec", "subsystem", "direct-tcpip"]
 
-    mode: Literal["shell", "exec", "subsystem"]
-    command: bytes  # the exec command or subsystem name, as sent; b"" for a shell
+
+class Exec(_Event, tag="x", frozen=True):
+    """What the channel was asked to run: a shell, a command or a subsystem; or, for a
+    forwarded TCP connection (wire format version 2), ``direct-tcpip`` to ``host:port``."""
+
+    mode: ExecMode
+    #: The exec command or subsystem name, as sent; b"" for a shell; for
+    #: ``direct-tcpip`` the destination as ``host:port`` (``[v6]:port``).
+    command: bytes
 
 
 class Exit(_Event, tag="exit", frozen=True):

@@ -223,6 +223,10 @@ class TargetSettings(_Section):
     host_keys: list[str] = msgspec.field(default_factory=list)
     #: Accept and pin the first host key seen when ``host_keys`` is empty.
     trust_on_first_use: bool = False
+    #: Let operators forward TCP connections to what the target reaches
+    #: (``ssh -L``), each recorded as a session of its own (mode
+    #: ``direct-tcpip``). Remote forwarding (``ssh -R``) is always refused.
+    allow_forwarding: bool = False
 
 
 class Settings(_Section):

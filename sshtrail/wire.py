@@ -26,11 +26,16 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sshtrail.errors import WireError
-from sshtrail.events import U64, End, Event, Start
+from sshtrail.events import U64, End, Event, Exec, Start
 from sshtrail.ids import is_uuid7
 
 MAGIC: Final = b"ST"
-VERSION: Final = 1
+#: The newest version this code writes and reads; it reads every older one.
+#: Version 2 adds the ``exec`` mode ``direct-tcpip`` (a forwarded connection).
+#: A chunk is written with the oldest version that can hold it, so consumers
+#: that know only version 1 still read every recording that needs no more.
+VERSION: Final = 2
+KNOWN_VERSIONS: Final = frozenset({1, 2})
 FLAG_SIGNED: Final = 0x01
 HEADER_SIZE: Final = 4
 SIGNATURE_SIZE: Final = 64
@@ -106,7 +111,7 @@ def encode_chunk(
             raise ValueError("an end chunk must be signed")
         if signer.public_key().public_bytes_raw() != end.key:
             raise ValueError("end.key is not the public key of the signer")
-    header = MAGIC + bytes((VERSION, FLAG_SIGNED if end is not None else 0))
+    header = MAGIC + bytes((_version_for(events), FLAG_SIGNED if end is not None else 0))
     signed = header + _encoder.encode(_Body(session_id.bytes, seq, prev, events))
     if len(signed) + (SIGNATURE_SIZE if end is not None else 0) > MAX_CHUNK_SIZE:
         raise ValueError(f"chunk of {len(signed)} bytes exceeds {MAX_CHUNK_SIZE}")
@@ -115,6 +120,11 @@ def encode_chunk(
     assert signer is not None
     digest = hashlib.sha256(signed).digest()
     return signed + signer.sign(signature_message(session_id, digest))
+
+
+def _version_for(events: Sequence[Event]) -> int:
+    """The oldest version that holds ``events``."""
+    return 2 if any(isinstance(e, Exec) and e.mode == "direct-tcpip" for e in events) else 1
 
 
 def chain_digest(message: bytes) -> bytes:
@@ -139,8 +149,9 @@ def decode_chunk(message: bytes) -> Chunk:
     if message[:2] != MAGIC:
         raise WireError(f"bad magic {message[:2]!r}, not an sshtrail chunk")
     version, flags = message[2], message[3]
-    if version != VERSION:
-        raise WireError(f"unsupported wire format version {version} (this reader knows {VERSION})")
+    if version not in KNOWN_VERSIONS:
+        known = ", ".join(map(str, sorted(KNOWN_VERSIONS)))
+        raise WireError(f"unsupported wire format version {version} (this reader knows {known})")
     if flags & ~FLAG_SIGNED:
         raise WireError(f"unknown flags 0x{flags:02x}")
     signed_len = len(message) - (SIGNATURE_SIZE if flags & FLAG_SIGNED else 0)
@@ -157,6 +168,9 @@ def decode_chunk(message: bytes) -> Chunk:
     problem = _shape_problem(session_id, body.seq, body.prev, body.events)
     if problem:
         raise WireError(problem, session_id=sid, seq=body.seq)
+    if version < _version_for(body.events):
+        raise WireError(f"a direct-tcpip channel needs wire format version 2, not {version}",
+                        session_id=sid, seq=body.seq)  # fmt: skip
     ends_session = isinstance(body.events[-1], End)
     if ends_session != bool(flags & FLAG_SIGNED):
         raise WireError("signature flag does not match the end event", session_id=sid, seq=body.seq)

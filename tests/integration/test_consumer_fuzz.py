@@ -85,7 +85,7 @@ def hostile_messages(rng: random.Random, donors: list[tuple[uuid.UUID, list[byte
         elif kind == "oversized":  # the most the broker takes (more it refuses to producers)
             out.append(Hostile(key, chunk[:6] + rng.randbytes(LARGEST - 6), kind, "dlq"))
         elif kind == "version":
-            out.append(Hostile(key, chunk[:2] + bytes([rng.choice([0, 2, 9, 255])]) + chunk[3:],
+            out.append(Hostile(key, chunk[:2] + bytes([rng.choice([0, 3, 9, 255])]) + chunk[3:],
                                kind, "dlq"))  # fmt: skip
         elif kind == "wrong key":
             out.append(Hostile(str(uuid.uuid4()).encode(), chunk, kind, "dlq"))

@@ -147,12 +147,12 @@ def test_refusals_are_clear_recorded_and_harmless(gateway: GatewayProcess) -> No
     assert b"Permission denied" in unknown.stderr
     no_target = attempt("alice")
     assert no_target.returncode == 1
-    assert b"no target given. Log in as alice:TARGET; your targets: imposter, t1" in (
+    assert b"no target given. Log in as alice:TARGET; your targets: fwd, imposter, t1" in (
         no_target.stderr
     )
     not_allowed = attempt("alice:secret")
     assert not_allowed.returncode == 1
-    assert b"target 'secret' is not one of yours: imposter, t1" in not_allowed.stderr
+    assert b"target 'secret' is not one of yours: fwd, imposter, t1" in not_allowed.stderr
     nothing_allowed = attempt("bob:t1")
     assert b"target 't1' is not one of yours: (none)" in nothing_allowed.stderr
     mismatch = attempt("alice:imposter")

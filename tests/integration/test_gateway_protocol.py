@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import socket
+import socketserver
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,8 +14,9 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from sshtrail.broker import EmbeddedBroker
-from sshtrail.events import End, Exec, Exit
+from sshtrail.broker import EmbeddedBroker, free_port
+from sshtrail.events import End, Exec, Exit, Input, Output
+from sshtrail.wire import Chunk
 from tests.support.gateway import GatewayProcess, published
 from tests.support.sshd import SshdTarget
 
@@ -121,6 +125,93 @@ def test_forwarding_and_agent_are_refused(gateway: GatewayProcess) -> None:
                                               options=["-A"]), capture_output=True,
                                   timeout=30, check=False)  # fmt: skip
     assert direct_agent.stdout == b"[]\n"
+
+
+class _Pong(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        while data := self.request.recv(4096):
+            self.request.sendall(b"pong:" + data)
+
+
+@pytest.fixture
+def pong_port() -> Iterator[int]:
+    """A TCP service on loopback answering each read with ``pong:`` and the bytes."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Pong)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield server.server_address[1]
+    server.shutdown()
+    server.server_close()
+
+
+def _events(chunks: list[tuple[int, int, Chunk]]) -> list[object]:
+    return [event for _, _, chunk in chunks for event in chunk.events]
+
+
+def test_forwarding_where_the_target_allows_it_is_relayed_and_recorded(
+    gateway: GatewayProcess, pong_port: int
+) -> None:
+    """ssh -L through the gateway: opened from the target, bytes both ways recorded."""
+    local = free_port()
+    tunnel = subprocess.Popen(gateway.ssh("alice:fwd", options=[
+        "-N", "-o", "ExitOnForwardFailure=yes", "-L", f"{local}:127.0.0.1:{pong_port}"]),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                conn = socket.create_connection(("127.0.0.1", local), timeout=10)
+                break
+            except ConnectionRefusedError:
+                assert tunnel.poll() is None, tunnel.communicate()[1]
+                assert time.monotonic() < deadline, "the tunnel did not open"
+                time.sleep(0.1)
+        with conn:
+            conn.sendall(b"ping-1")
+            assert conn.recv(100) == b"pong:ping-1"
+            conn.sendall(b"ping-2")
+            assert conn.recv(100) == b"pong:ping-2"
+    finally:
+        tunnel.terminate()
+        tunnel.wait(30)
+    [chunks] = published(gateway.servers, gateway.topic).values()
+    events = _events(chunks)
+    assert [e for e in events if isinstance(e, Exec)] == [
+        Exec(t=events[1].t, mode="direct-tcpip", command=f"127.0.0.1:{pong_port}".encode())  # type: ignore[attr-defined]
+    ]
+    assert b"".join(e.data for e in events if isinstance(e, Input)) == b"ping-1ping-2"
+    assert b"".join(e.data for e in events if isinstance(e, Output)) == b"pong:ping-1pong:ping-2"
+    end = events[-1]
+    assert isinstance(end, End)
+    assert end.reason == "client closed the connection"
+    assert chunks[0][2].raw[2] == 2  # a direct-tcpip recording needs wire format version 2
+
+
+def test_forwarding_refusals_say_why_and_are_recorded(
+    gateway: GatewayProcess, pong_port: int
+) -> None:
+    closed = free_port()
+
+    async def attempts() -> list[str]:
+        reasons = []
+        for login, port in (("alice:t1", pong_port), ("alice:fwd", closed)):
+            async with asyncssh.connect(
+                "127.0.0.1", gateway.port, username=login, known_hosts=None,
+                client_keys=[str(gateway.operator_key)],
+            ) as conn:  # fmt: skip
+                with pytest.raises(asyncssh.ChannelOpenError) as refused:
+                    await conn.open_connection("127.0.0.1", port)
+                reasons.append(refused.value.reason)
+        return reasons
+
+    assert asyncio.run(attempts()) == [
+        "port forwarding is not allowed to target 't1'",
+        f"sshtrail: cannot reach 127.0.0.1:{closed}: Connection refused",
+    ]
+    sessions = published(gateway.servers, gateway.topic, complete=2)
+    ends = sorted(_events(chunks)[-1].reason for chunks in sessions.values())  # type: ignore[attr-defined]
+    assert ends == [f"forwarding to 127.0.0.1:{closed} failed: Connection refused",
+                    "refused: port forwarding not allowed"]  # fmt: skip
 
 
 def test_idle_sessions_are_closed_and_recorded_so(gateway: GatewayProcess) -> None:

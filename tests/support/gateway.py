@@ -77,7 +77,7 @@ echo_window_ms = 300
 [[operators]]
 name = "alice"
 keys = [{toml_value(pub)}]
-targets = ["t1", "imposter"]
+targets = ["t1", "imposter", "fwd"]
 {self.operator_extra}
 [[operators]]
 name = "bob"
@@ -97,6 +97,14 @@ port = {self.sshd.port}
 user = {toml_value(self.sshd.user)}
 key = {toml_value(str(self.sshd.client_key))}
 host_keys = [{toml_value(wrong_host)}]
+[[targets]]
+name = "fwd"
+host = "127.0.0.1"
+port = {self.sshd.port}
+user = {toml_value(self.sshd.user)}
+key = {toml_value(str(self.sshd.client_key))}
+host_keys = [{toml_value(host_pub)}]
+allow_forwarding = true
 [[targets]]
 name = "secret"
 host = "127.0.0.1"

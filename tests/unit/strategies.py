@@ -29,7 +29,7 @@ middle_events: st.SearchStrategy[ev.Event] = st.one_of(
     st.builds(
         ev.Exec,
         t=t_ns,
-        mode=st.sampled_from(["shell", "exec", "subsystem"]),
+        mode=st.sampled_from(["shell", "exec", "subsystem", "direct-tcpip"]),
         command=st.binary(max_size=64),
     ),
     st.builds(

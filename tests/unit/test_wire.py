@@ -188,7 +188,7 @@ START_ARRAY = ["start", 0, "a", "c", "t", "h", 22, "u", "g", "xterm", 80, 24, 0]
     [
         (b"", "shorter than the header"),
         (b"XX\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "bad magic"),
-        (b"ST\x02\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "version 2"),
+        (b"ST\x03\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "version 3"),
         (b"ST\x01\x80" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "unknown flags"),
         (b"ST\x01\x00" + _body(uuid.uuid4().bytes, 0, GENESIS, [START_ARRAY]), "not a UUIDv7"),
         (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, []), "length >= 1"),
@@ -257,3 +257,24 @@ def test_text_that_is_not_utf8_is_a_typed_error() -> None:
     bad = good.replace(operator, b"\xa1\x80", 1)
     with pytest.raises(WireError, match="not UTF-8"):
         decode_chunk(bad)
+
+
+def test_a_chunk_is_written_in_the_oldest_version_that_holds_it() -> None:
+    plain = encode_chunk(uuid7(), 0, GENESIS, [start_event(), ev.Exec(1, "exec", b"uptime")])
+    where = b"10.0.3.7:5432"
+    forward = ev.Exec(1, "direct-tcpip", where)
+    forwarded = encode_chunk(uuid7(), 0, GENESIS, [start_event(), forward])
+    assert (plain[2], forwarded[2]) == (1, 2)  # readers of version 1 still read the first
+    [_, exec_event] = decode_chunk(forwarded).events
+    assert exec_event == forward
+
+
+def test_version_1_cannot_carry_a_forwarded_connection() -> None:
+    forwarded = encode_chunk(uuid7(), 0, GENESIS,
+                             [start_event(), ev.Exec(1, "direct-tcpip", b"[::1]:22")])  # fmt: skip
+    with pytest.raises(WireError, match="direct-tcpip channel needs wire format version 2, not 1"):
+        decode_chunk(forwarded[:2] + b"\x01" + forwarded[3:])
+    with pytest.raises(
+        WireError, match=r"unsupported wire format version 3 \(this reader knows 1, 2\)"
+    ):
+        decode_chunk(forwarded[:2] + b"\x03" + forwarded[3:])

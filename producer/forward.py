@@ -1,0 +1,148 @@
+"""A forwarded TCP connection (``ssh -L``), relayed through the target and recorded.
+
+Only where the target allows it (``targets[].allow_forwarding``). The gateway
+opens the connection from the target's side, over its own SSH connection to
+the target, so the operator reaches exactly what the target reaches. Each
+forwarded connection is a recording of its own: ``exec`` mode
+``direct-tcpip`` with the destination, the bytes towards the destination as
+input, the bytes back as output, and the end with its reason.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING
+
+import asyncssh
+from asyncssh.channel import SSHChannel
+
+from producer.recorder import Recorder
+from producer.relay import Held, Side, describe_error
+
+if TYPE_CHECKING:
+    from producer.gateway import Connection
+
+log = logging.getLogger(__name__)
+
+
+def destination(host: str, port: int) -> str:
+    """``host:port``, an IPv6 address in brackets."""
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+class _TargetEnd(asyncssh.SSHTCPSession[bytes]):
+    """The target's side of a forwarded connection."""
+
+    def __init__(self, forward: Forward) -> None:
+        self._forward = forward
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        self._forward.from_target(data)
+
+    def eof_received(self) -> bool:
+        with contextlib.suppress(OSError, AttributeError):  # closing, or not open yet
+            self._forward.chan.write_eof()
+        return True  # the other direction may still be sending
+
+    def pause_writing(self) -> None:
+        self._forward.hold("operator", "window")
+
+    def resume_writing(self) -> None:
+        self._forward.release("operator", "window")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._forward.target_closed(exc)
+
+
+class Forward(Held, asyncssh.SSHTCPSession[bytes]):
+    """The operator's side of a forwarded connection, and its recording."""
+
+    def __init__(self, connection: Connection, recorder: Recorder | None, where: str) -> None:
+        self._connection = connection
+        self.recorder = recorder
+        self.where = where
+        self.chan: asyncssh.SSHTCPChannel[bytes]
+        self.target: asyncssh.SSHTCPChannel[bytes] | None = None
+        self.target_end = _TargetEnd(self)
+        self._held: dict[Side, set[str]] = {}
+        self._early: list[bytes] = []  # from the destination before our channel opened
+        self._end_reason = "client closed the connection"
+        self.last_activity = asyncio.get_running_loop().time()
+
+    @property
+    def session_id(self) -> str:
+        return str(self.recorder.session_id) if self.recorder is not None else "(unrecorded)"
+
+    def channel(self, side: Side) -> SSHChannel[bytes] | None:
+        return self.chan if side == "operator" else self.target
+
+    def opened(self, target: asyncssh.SSHTCPChannel[bytes]) -> None:
+        """The destination answered; nothing more is read from it until ours is open."""
+        self.target = target
+        self.hold("target", "opening")
+
+    def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
+        self.chan = chan
+        for data in self._early:
+            chan.write(data)
+        self._early.clear()
+        self.release("target", "opening")
+        log.info("%s: session %s forwards to %s", self._connection.describe(), self.session_id,
+                 self.where)  # fmt: skip
+
+    def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
+        """Bytes from the operator towards the destination."""
+        self.last_activity = asyncio.get_running_loop().time()
+        if self.recorder is not None:
+            self.recorder.input(data)
+        if self.target is not None:
+            with contextlib.suppress(OSError):  # the destination is closing
+                self.target.write(data)
+
+    def from_target(self, data: bytes) -> None:
+        """Bytes from the destination back to the operator."""
+        self.last_activity = asyncio.get_running_loop().time()
+        if self.recorder is not None:
+            self.recorder.output(data)
+        if not hasattr(self, "chan"):
+            self._early.append(data)
+            return
+        with contextlib.suppress(OSError):
+            self.chan.write(data)
+
+    def eof_received(self) -> bool:
+        if self.target is not None:
+            self.target.write_eof()
+        return True
+
+    def pause_writing(self) -> None:
+        """The operator's window is full: stop reading from the destination."""
+        self.hold("target", "window")
+
+    def resume_writing(self) -> None:
+        self.release("target", "window")
+
+    def target_closed(self, exc: Exception | None) -> None:
+        self.target = None
+        self._end_reason = "destination closed the connection" + (
+            f": {describe_error(exc)}" if exc else ""
+        )
+        self.chan.close()
+
+    def close(self, reason: str) -> None:
+        self._end_reason = reason
+        self.chan.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.target is not None:
+            self.target.close()
+            self.target = None
+        if exc is not None and self._end_reason == "client closed the connection":
+            self._end_reason = f"connection lost: {describe_error(exc)}"
+        if self.recorder is not None:
+            self.recorder.close(self._end_reason)
+        log.info("%s: session %s ended: %s", self._connection.describe(), self.session_id,
+                 self._end_reason)  # fmt: skip
+        self._connection.channel_closed(self)
