@@ -42,8 +42,7 @@ class _TargetEnd(asyncssh.SSHTCPSession[bytes]):
         self._forward.from_target(data)
 
     def eof_received(self) -> bool:
-        with contextlib.suppress(OSError, AttributeError):  # closing, or not open yet
-            self._forward.chan.write_eof()
+        self._forward.eof_from_target()
         return True  # the other direction may still be sending
 
     def pause_writing(self) -> None:
@@ -68,6 +67,8 @@ class Forward(Held, asyncssh.SSHTCPSession[bytes]):
         self.target_end = _TargetEnd(self)
         self._held: dict[Side, set[str]] = {}
         self._early: list[bytes] = []  # from the destination before our channel opened
+        self._closing = False  # asked to close before our channel opened
+        self._eof_early = False  # the destination's EOF came before it
         self._end_reason = "client closed the connection"
         self.last_activity = asyncio.get_running_loop().time()
 
@@ -76,7 +77,9 @@ class Forward(Held, asyncssh.SSHTCPSession[bytes]):
         return str(self.recorder.session_id) if self.recorder is not None else "(unrecorded)"
 
     def channel(self, side: Side) -> SSHChannel[bytes] | None:
-        return self.chan if side == "operator" else self.target
+        # The operator's channel exists from connection_made on; a hold placed
+        # before (a full spool) is applied there.
+        return getattr(self, "chan", None) if side == "operator" else self.target
 
     def opened(self, target: asyncssh.SSHTCPChannel[bytes]) -> None:
         """The destination answered; nothing more is read from it until ours is open."""
@@ -85,10 +88,16 @@ class Forward(Held, asyncssh.SSHTCPSession[bytes]):
 
     def connection_made(self, chan: asyncssh.SSHTCPChannel[bytes]) -> None:
         self.chan = chan
+        if "operator" in self._held:
+            chan.pause_reading()
         for data in self._early:
             chan.write(data)
         self._early.clear()
+        if self._eof_early:
+            chan.write_eof()
         self.release("target", "opening")
+        if self._closing:
+            chan.close()
         log.info("%s: session %s forwards to %s", self._connection.describe(), self.session_id,
                  self.where)  # fmt: skip
 
@@ -112,6 +121,14 @@ class Forward(Held, asyncssh.SSHTCPSession[bytes]):
         with contextlib.suppress(OSError):
             self.chan.write(data)
 
+    def eof_from_target(self) -> None:
+        chan = getattr(self, "chan", None)
+        if chan is None:
+            self._eof_early = True
+            return
+        with contextlib.suppress(OSError):  # the operator's channel is closing
+            chan.write_eof()
+
     def eof_received(self) -> bool:
         if self.target is not None:
             self.target.write_eof()
@@ -129,11 +146,18 @@ class Forward(Held, asyncssh.SSHTCPSession[bytes]):
         self._end_reason = "destination closed the connection" + (
             f": {describe_error(exc)}" if exc else ""
         )
-        self.chan.close()
+        self._close_operator()
 
     def close(self, reason: str) -> None:
         self._end_reason = reason
-        self.chan.close()
+        self._close_operator()
+
+    def _close_operator(self) -> None:
+        chan = getattr(self, "chan", None)
+        if chan is None:
+            self._closing = True  # closed as soon as it opens
+        else:
+            chan.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.target is not None:

@@ -187,6 +187,43 @@ def test_forwarding_where_the_target_allows_it_is_relayed_and_recorded(
     assert chunks[0][2].raw[2] == 2  # a direct-tcpip recording needs wire format version 2
 
 
+class _Banner(socketserver.BaseRequestHandler):
+    def handle(self) -> None:
+        self.request.sendall(b"hello from the destination\n")  # and closes at once
+
+
+def test_a_destination_that_talks_first_and_hangs_up_is_relayed_whole(
+    gateway: GatewayProcess,
+) -> None:
+    """Its bytes and its EOF may come before the operator's channel is open."""
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Banner)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+
+    async def fetch() -> list[bytes]:
+        got = []
+        async with asyncssh.connect(
+            "127.0.0.1", gateway.port, username="alice:fwd", known_hosts=None,
+            client_keys=[str(gateway.operator_key)],
+        ) as conn:  # fmt: skip
+            for _ in range(5):
+                reader, writer = await conn.open_connection("127.0.0.1", server.server_address[1])
+                got.append(await asyncio.wait_for(reader.read(), 10))
+                writer.close()
+        return got
+
+    try:
+        assert asyncio.run(fetch()) == [b"hello from the destination\n"] * 5
+    finally:
+        server.shutdown()
+        server.server_close()
+    sessions = published(gateway.servers, gateway.topic, complete=5)
+    for chunks in sessions.values():
+        events = _events(chunks)
+        assert b"".join(e.data for e in events if isinstance(e, Output)) == (
+            b"hello from the destination\n"
+        )
+
+
 def test_forwarding_refusals_say_why_and_are_recorded(
     gateway: GatewayProcess, pong_port: int
 ) -> None:
