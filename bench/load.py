@@ -18,6 +18,7 @@ the consumers, and this client, all on the same machine.
 from __future__ import annotations
 
 import argparse
+import json
 import resource
 import sys
 import tempfile
@@ -35,6 +36,7 @@ def main() -> None:
     parser.add_argument(
         "--target-ciphers", default="", help="gateway.target_ciphers, comma-separated"
     )
+    parser.add_argument("--ciphers", default="", help="gateway.ciphers, comma-separated")
     args = parser.parse_args()
     sshd_binary = find_sshd()
     if sshd_binary is None:
@@ -51,8 +53,10 @@ def main() -> None:
     sshd.start()
     plan = load.Plan(sessions=args.sessions, seconds=args.seconds)
     try:
-        ciphers = [c for c in args.target_ciphers.split(",") if c]
-        extra = f"target_ciphers = {ciphers!r}\n".replace("'", '"') if ciphers else ""
+        extra = ""
+        for key, value in (("target_ciphers", args.target_ciphers), ("ciphers", args.ciphers)):
+            names = [name for name in value.split(",") if name]
+            extra += f"{key} = {json.dumps(names)}\n" if names else ""
         with load.stack(work, broker.bootstrap_servers, sshd, args.sessions, extra) as stack:
             result = stack.run(plan)
     finally:

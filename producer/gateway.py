@@ -412,9 +412,10 @@ class Connection(asyncssh.SSHServer):
                      "", self._gateway.settings.instance, "", 0, 0, time.time_ns())  # fmt: skip
 
 
-def server_options(host_key: asyncssh.SSHKey) -> dict[str, Any]:
+def server_options(host_key: asyncssh.SSHKey, ciphers: list[str]) -> dict[str, Any]:
     """asyncssh server options: our host key, nothing that escapes the recording."""
-    return {
+    options = {"encryption_algs": ciphers} if ciphers else {}
+    return options | {
         "server_host_keys": [host_key],
         "encoding": None,
         "line_editor": False,

@@ -63,8 +63,12 @@ class GatewayService:
         try:
             server = await asyncssh.create_server(
                 lambda: Connection(self.gateway), gw.listen, gw.port,
-                **server_options(self.host_key),
+                **server_options(self.host_key, gw.ciphers),
             )  # fmt: skip
+        except ValueError as exc:  # asyncssh: an algorithm it does not know
+            self.publisher.stop(0)
+            self.spool.close()
+            raise ConfigError(str(exc), key="gateway.ciphers") from None
         except OSError as exc:
             self.publisher.stop(0)
             self.spool.close()

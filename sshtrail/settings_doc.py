@@ -109,8 +109,10 @@ def _default(field: Any) -> str:
         return f"`{str(value).lower()}`"
     if isinstance(value, str):
         return f'`"{value}"`'
-    if isinstance(value, list | dict):
-        return "`[]`" if isinstance(value, list) else "`{}`"
+    if isinstance(value, list):
+        return "`[" + ", ".join(f'"{item}"' for item in value) + "]`"
+    if isinstance(value, dict):
+        return "`{}`"
     return f"`{value}`"
 
 

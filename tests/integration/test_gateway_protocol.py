@@ -251,6 +251,22 @@ def test_forwarding_refusals_say_why_and_are_recorded(
                     "refused: port forwarding not allowed"]  # fmt: skip
 
 
+def test_operators_are_offered_aes_and_a_bad_cipher_name_stops_the_start(
+    gateway: GatewayProcess, tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget
+) -> None:
+    only_chacha = ["-c", "chacha20-poly1305@openssh.com"]
+    chacha = subprocess.run(gateway.ssh("alice:t1", "true", options=only_chacha),
+                            capture_output=True, timeout=30, check=False)  # fmt: skip
+    assert chacha.returncode == 255  # "no matching cipher found" (quiet at LogLevel=ERROR)
+    ctr = subprocess.run(gateway.ssh("alice:t1", "echo ctr", options=["-c", "aes256-ctr"]),
+                         capture_output=True, timeout=30, check=False)  # fmt: skip
+    assert (ctr.returncode, ctr.stdout) == (0, b"ctr\n")
+    bad = GatewayProcess(tmp_path / "bad", broker.bootstrap_servers, sshd,
+                         extra='ciphers = ["rot13"]')  # fmt: skip
+    with pytest.raises(AssertionError, match=r"gateway\.ciphers: rot13 is not a valid encryption"):
+        bad.start()
+
+
 def test_idle_sessions_are_closed_and_recorded_so(gateway: GatewayProcess) -> None:
     result = subprocess.run(gateway.ssh("alice:t1", "sleep 20"), capture_output=True,
                             timeout=30, check=False)  # fmt: skip
