@@ -125,7 +125,10 @@ host_keys = [{toml_value(host_pub)}]
         self._ready = threading.Event()
         self._pump = threading.Thread(target=self._read_output, daemon=True)
         self._pump.start()
-        if not self._ready.wait(timeout) or self.process.poll() is not None:
+        # Ready is also set when its output ends: then it never said it listens.
+        if not self._ready.wait(timeout) or not any(
+            line.startswith("gateway host key") for line in self.output
+        ):
             self._pump.join(5)
             raise AssertionError(f"gateway did not start: {''.join(self.output)}")
         self._fetch_host_key()
