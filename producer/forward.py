@@ -19,7 +19,7 @@ import asyncssh
 from asyncssh.channel import SSHChannel
 
 from producer.recorder import Recorder
-from producer.relay import Held, Side, describe_error
+from producer.relay import Held, Side, TargetSide, describe_error
 
 if TYPE_CHECKING:
     from producer.gateway import Connection
@@ -32,27 +32,17 @@ def destination(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-class _TargetEnd(asyncssh.SSHTCPSession[bytes]):
+class _TargetEnd(TargetSide, asyncssh.SSHTCPSession[bytes]):
     """The target's side of a forwarded connection."""
 
-    def __init__(self, forward: Forward) -> None:
-        self._forward = forward
+    _relay: Forward
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
-        self._forward.from_target(data)
+        self._relay.from_target(data)
 
     def eof_received(self) -> bool:
-        self._forward.eof_from_target()
+        self._relay.eof_from_target()
         return True  # the other direction may still be sending
-
-    def pause_writing(self) -> None:
-        self._forward.hold("operator", "window")
-
-    def resume_writing(self) -> None:
-        self._forward.release("operator", "window")
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        self._forward.target_closed(exc)
 
 
 class Forward(Held, asyncssh.SSHTCPSession[bytes]):
@@ -62,7 +52,9 @@ class Forward(Held, asyncssh.SSHTCPSession[bytes]):
         self._connection = connection
         self.recorder = recorder
         self.where = where
-        self.chan: asyncssh.SSHTCPChannel[bytes]
+        #: The operator's channel, from connection_made on; until then what the
+        #: destination sends, its EOF, a hold or a close wait for it.
+        self.chan: asyncssh.SSHTCPChannel[bytes] | None = None
         self.target: asyncssh.SSHTCPChannel[bytes] | None = None
         self.target_end = _TargetEnd(self)
         self._held: dict[Side, set[str]] = {}
@@ -77,9 +69,7 @@ class Forward(Held, asyncssh.SSHTCPSession[bytes]):
         return str(self.recorder.session_id) if self.recorder is not None else "(unrecorded)"
 
     def channel(self, side: Side) -> SSHChannel[bytes] | None:
-        # The operator's channel exists from connection_made on; a hold placed
-        # before (a full spool) is applied there.
-        return getattr(self, "chan", None) if side == "operator" else self.target
+        return self.chan if side == "operator" else self.target
 
     def opened(self, target: asyncssh.SSHTCPChannel[bytes]) -> None:
         """The destination answered; nothing more is read from it until ours is open."""
@@ -115,31 +105,23 @@ class Forward(Held, asyncssh.SSHTCPSession[bytes]):
         self.last_activity = asyncio.get_running_loop().time()
         if self.recorder is not None:
             self.recorder.output(data)
-        if not hasattr(self, "chan"):
+        if self.chan is None:
             self._early.append(data)
             return
         with contextlib.suppress(OSError):
             self.chan.write(data)
 
     def eof_from_target(self) -> None:
-        chan = getattr(self, "chan", None)
-        if chan is None:
+        if self.chan is None:
             self._eof_early = True
             return
         with contextlib.suppress(OSError):  # the operator's channel is closing
-            chan.write_eof()
+            self.chan.write_eof()
 
     def eof_received(self) -> bool:
         if self.target is not None:
             self.target.write_eof()
         return True
-
-    def pause_writing(self) -> None:
-        """The operator's window is full: stop reading from the destination."""
-        self.hold("target", "window")
-
-    def resume_writing(self) -> None:
-        self.release("target", "window")
 
     def target_closed(self, exc: Exception | None) -> None:
         self.target = None
@@ -153,11 +135,10 @@ class Forward(Held, asyncssh.SSHTCPSession[bytes]):
         self._close_operator()
 
     def _close_operator(self) -> None:
-        chan = getattr(self, "chan", None)
-        if chan is None:
+        if self.chan is None:
             self._closing = True  # closed as soon as it opens
         else:
-            chan.close()
+            self.chan.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.target is not None:

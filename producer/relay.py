@@ -10,6 +10,7 @@ reading on the other, so no buffer grows without bound.
 
 from __future__ import annotations
 
+import abc
 import asyncio
 import contextlib
 import logging
@@ -31,23 +32,35 @@ Mode = Literal["shell", "exec", "subsystem"]
 Side = Literal["operator", "target"]
 
 
-class Held:
-    """Reading from either side of a relay is paused while any reason holds it.
+class Held(abc.ABC):
+    """The operator's side of a relay (a session channel or a forwarded connection).
 
-    Reasons: the other side's window is full, the operator's socket is full,
-    the spool has no room, the target's channel is still opening.
+    Reading from either side is paused while any reason holds it: the other
+    side's window is full, the operator's socket is full, the spool has no
+    room, the target's channel is still opening.
     """
 
     _held: dict[Side, set[str]]
     last_activity: float
 
+    @abc.abstractmethod
     def channel(self, side: Side) -> SSHChannel[bytes] | None:
         """The channel reading from ``side`` comes from, if it is open yet."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def close(self, reason: str) -> None:
         """Close from the gateway's side (idle timeout, shutdown)."""
-        raise NotImplementedError
+
+    @abc.abstractmethod
+    def target_closed(self, exc: Exception | None) -> None:
+        """The target's side is gone."""
+
+    def pause_writing(self) -> None:
+        """The operator's window is full: stop reading from the target."""
+        self.hold("target", "window")
+
+    def resume_writing(self) -> None:
+        self.release("target", "window")
 
     def hold(self, side: Side, reason: str) -> None:
         """Stop reading from ``side`` for ``reason``."""
@@ -74,11 +87,28 @@ class Held:
                 chan.resume_reading()
 
 
-class TargetChannel(asyncssh.SSHClientSession[bytes]):
+class TargetSide:
+    """The target's side of a relay: a full window there pauses the operator's side."""
+
+    def __init__(self, relay: Held) -> None:
+        self._relay = relay
+
+    def pause_writing(self) -> None:
+        """The target's window is full: stop reading from the operator."""
+        self._relay.hold("operator", "window")
+
+    def resume_writing(self) -> None:
+        self._relay.release("operator", "window")
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """The target closed the channel (after its exit status, if it sent one)."""
+        self._relay.target_closed(exc)
+
+
+class TargetChannel(TargetSide, asyncssh.SSHClientSession[bytes]):
     """The target's side of one session channel."""
 
-    def __init__(self, relay: OperatorChannel) -> None:
-        self._relay = relay
+    _relay: OperatorChannel
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         """Called for each piece of output from the target."""
@@ -94,17 +124,6 @@ class TargetChannel(asyncssh.SSHClientSession[bytes]):
 
     def exit_signal_received(self, signal: str, core_dumped: bool, msg: str, lang: str) -> None:
         self._relay.exited(signal=signal, core_dumped=core_dumped, message=msg, lang=lang)
-
-    def pause_writing(self) -> None:
-        """The target's window is full: stop reading from the operator."""
-        self._relay.hold("operator", "window")
-
-    def resume_writing(self) -> None:
-        self._relay.release("operator", "window")
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """The target closed the channel (after its exit status, if it sent one)."""
-        self._relay.target_closed(exc)
 
 
 class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
@@ -252,13 +271,6 @@ class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
         if self._target is not None:
             self._target.send_break(msec)
         return True
-
-    def pause_writing(self) -> None:
-        """The operator's window is full: stop reading from the target."""
-        self.hold("target", "window")
-
-    def resume_writing(self) -> None:
-        self.release("target", "window")
 
     def channel(self, side: Side) -> SSHChannel[bytes] | None:
         return self.chan if side == "operator" else self._target
