@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 
@@ -53,46 +53,44 @@ class DeadLetters:
         """
         if not letters:
             return 0
-        failures: list[str] = []
-        too_large: list[Rejected] = []
-
-        def delivery(letter: Rejected) -> Callable[[KafkaError | None, Message], None]:
-            # Appends to the list `too_large` names when it runs (rebound per round).
-            def delivered(error: KafkaError | None, _message: Message) -> None:
-                if error is None:
-                    return
-                if error.code() == KafkaError.MSG_SIZE_TOO_LARGE and not _truncated(letter):
-                    too_large.append(letter)
-                else:
-                    failures.append(str(error))
-
-            return delivered
-
+        errors: list[tuple[Rejected, KafkaError]] = []
         for letter in letters:
             log.warning("dead letter: partition %d offset %d: %s",
                         letter.partition, letter.offset, letter.error.reason)  # fmt: skip
-            self._produce(letter, delivery(letter))
+            self._produce(letter, errors)
         self._flush(timeout)
         # A refused batch may hold small letters beside the large one: each again
-        # on its own, and only what is really too large truncated.
-        retry, too_large = too_large, []
-        for letter in retry:
-            self._produce(letter, delivery(letter))
-            self._flush(timeout)
-        for letter in too_large:
-            log.warning("dead letter: partition %d offset %d is too large for %s; sent "
-                        "truncated to %d bytes", letter.partition, letter.offset, self.topic,
-                        TRUNCATED_TO)  # fmt: skip
-            shortened = _truncate(letter)
-            self._produce(shortened, delivery(shortened))
-            self._flush(timeout)
-        if failures:
-            raise BrokerError(f"dead letters refused by {self.topic}: {failures[0]}")
+        # on its own, and only what is then still too large, truncated.
+        for letter, refusal in errors:
+            final = self._resend(letter, timeout) if _too_large(refusal) else refusal
+            if final is not None:
+                raise BrokerError(f"dead letters refused by {self.topic}: {final}")
         return len(letters)
 
-    def _produce(
-        self, letter: Rejected, delivered: Callable[[KafkaError | None, Message], None]
-    ) -> None:
+    def _resend(self, letter: Rejected, timeout: float) -> KafkaError | None:
+        """Send a letter refused as too large on its own, and truncated if it still is."""
+        refusal = self._deliver_alone(letter, timeout)
+        if refusal is None or not _too_large(refusal):
+            return refusal
+        log.warning("dead letter: partition %d offset %d is too large for %s; sent "
+                    "truncated to %d bytes", letter.partition, letter.offset, self.topic,
+                    TRUNCATED_TO)  # fmt: skip
+        return self._deliver_alone(_truncate(letter), timeout)
+
+    def _deliver_alone(self, letter: Rejected, timeout: float) -> KafkaError | None:
+        """Publish one letter and wait for it; the broker's refusal, if any."""
+        errors: list[tuple[Rejected, KafkaError]] = []
+        self._produce(letter, errors)
+        self._flush(timeout)
+        return errors[0][1] if errors else None
+
+    def _produce(self, letter: Rejected, errors: list[tuple[Rejected, KafkaError]]) -> None:
+        """Queue ``letter``; a refusal (by librdkafka or the broker) is added to ``errors``."""
+
+        def delivered(error: KafkaError | None, _message: Message) -> None:
+            if error is not None:
+                errors.append((letter, error))
+
         headers: list[tuple[str, str | bytes | None]] = [
             (HEADER_TOPIC, letter.topic.encode()),
             (HEADER_PARTITION, str(letter.partition).encode()),
@@ -105,9 +103,9 @@ class DeadLetters:
             self._producer.produce(self.topic, letter.value, letter.key,
                                    headers=headers, on_delivery=delivered)  # fmt: skip
         except KafkaException as exc:
-            if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE or _truncated(letter):
+            if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
                 raise BrokerError(f"cannot queue a dead letter: {exc}") from None
-            self._produce(_truncate(letter), delivered)
+            errors.append((letter, exc.args[0]))
         except BufferError as exc:
             raise BrokerError(f"cannot queue a dead letter: {exc}") from None
 
@@ -119,8 +117,8 @@ class DeadLetters:
         self._producer.flush(10)
 
 
-def _truncated(letter: Rejected) -> bool:
-    return any(name == HEADER_TRUNCATED for name, _ in letter.headers)
+def _too_large(error: KafkaError) -> bool:
+    return bool(error.code() == KafkaError.MSG_SIZE_TOO_LARGE)
 
 
 def _truncate(letter: Rejected) -> Rejected:
