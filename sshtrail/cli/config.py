@@ -27,16 +27,20 @@ def register(commands: Any) -> None:
     parser.set_defaults(handler=run)
 
 
+#: Printed instead of a secret that is set.
+HIDDEN = "(set)"
+
+
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.reference:
         print(reference(), end="")
         return 0
     data = msgspec.to_builtins(settings)
     # Secrets stay out of terminals and logs: SASL passwords, database passwords.
-    data["kafka"]["client"] = {key: "(set)" for key in data["kafka"]["client"]}
+    data["kafka"]["client"] = dict.fromkeys(data["kafka"]["client"], HIDDEN)
     for operator in data["operators"]:
         if operator["password_hash"]:
-            operator["password_hash"] = "(set)"  # noqa: S105 -- a placeholder, not a password
+            operator["password_hash"] = HIDDEN
     for section in ("database", "search"):
         if data[section]["url"]:
             shown = normalize_url(data[section]["url"]).render_as_string(hide_password=True)
