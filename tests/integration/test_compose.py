@@ -13,6 +13,7 @@ and the two files differ only in Kafka.
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import re
 import shutil
@@ -44,8 +45,10 @@ def _docker_compose() -> str:
     return found
 
 
+@functools.cache
 def resolved(name: str) -> dict[str, Any]:
-    """The file as ``docker-compose config`` resolves it (anchors, defaults, paths)."""
+    """The file as ``docker-compose config`` resolves it (anchors, defaults, paths);
+    read once per file and run (callers only read it)."""
     result = subprocess.run([_docker_compose(), "-f", str(COMPOSE / name), "config"],
                             capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
     assert result.returncode == 0, result.stderr
