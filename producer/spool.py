@@ -11,11 +11,16 @@ consumers drop the duplicates by (session, seq).
 
 Appends come from the event loop and only ``write(2)`` to the page cache; a
 background thread ``fsync``\\ s at least every ``fsync_interval`` and at once
-when a session ends.
+when a session ends. The newest records (``memory_bytes`` of them) are also
+kept in memory, so a publisher that keeps up takes them from there instead of
+reading them back from the file and checking their CRC again; records from
+before a restart, or from a stretch when Kafka was away, come from the file.
 """
 
 from __future__ import annotations
 
+import bisect
+import itertools
 import logging
 import os
 import struct
@@ -35,6 +40,8 @@ _ACKED: Final = struct.Struct(">QI")  # position, crc32 of the position bytes
 _PREFIX: Final = "segment-"
 _SUFFIX: Final = ".log"
 MAX_RECORD: Final = 4 << 20
+#: The newest records kept in memory for the publisher (see the module's text).
+MEMORY_BYTES: Final = 8 << 20
 
 
 class SpoolError(SshtrailError):
@@ -52,7 +59,13 @@ class Record:
 class Spool:
     """Append-only, segmented, crash-safe log of chunks waiting for Kafka."""
 
-    def __init__(self, directory: Path, segment_bytes: int, fsync_interval: float) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        segment_bytes: int,
+        fsync_interval: float,
+        memory_bytes: int = MEMORY_BYTES,
+    ) -> None:
         self.directory = directory
         self._segment_bytes = segment_bytes
         self._fsync_interval = fsync_interval
@@ -72,6 +85,10 @@ class Spool:
         self._closing = False
         self._flusher: threading.Thread | None = None
         self.on_append: Callable[[], None] = lambda: None
+        self._memory_limit = memory_bytes
+        self._recent: list[Record] = []  # the newest records, from _recent_head on
+        self._recent_head = 0
+        self._recent_bytes = 0
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -122,22 +139,25 @@ class Spool:
 
     def append(self, key: bytes, value: bytes) -> int:
         """Append one record; returns its position. Raises :class:`SpoolError`."""
-        payload = key + value
-        if len(payload) > MAX_RECORD:
-            raise SpoolError(f"record of {len(payload)} bytes exceeds {MAX_RECORD}")
-        record = _HEADER.pack(len(payload), zlib.crc32(payload), len(key)) + payload
+        length = len(key) + len(value)
+        if not key:
+            raise SpoolError("a record needs a key")
+        if length > MAX_RECORD:
+            raise SpoolError(f"record of {length} bytes exceeds {MAX_RECORD}")
+        header = _HEADER.pack(length, zlib.crc32(value, zlib.crc32(key)), len(key))
         with self._lock:
             if self.end - self._write_base >= self._segment_bytes:
                 self._new_segment(self.end)
             try:
-                written = os.write(self._write_fd, record)
+                written = os.writev(self._write_fd, (header, key, value))
             except OSError as exc:
                 raise SpoolError(f"cannot write the spool in {self.directory}: {exc}") from exc
-            if written != len(record):
+            if written != _HEADER.size + length:
                 raise SpoolError(f"short write to the spool in {self.directory}")
             position = self.end
-            self.end += len(record)
+            self.end += written
             self._dirty = True
+            self._remember(Record(position, self.end, key, value))
         self.on_append()
         return position
 
@@ -156,6 +176,9 @@ class Spool:
             end = self.end
             fds = dict(self._read_fds)
             bases = list(self._segments)
+            recent = self._recent_from(position, max_bytes)
+        if recent:
+            return recent
         while position < end and size < max_bytes:
             base = max((b for b in bases if b <= position), default=None)
             if base is None:
@@ -165,7 +188,7 @@ class Spool:
                 break
             length, crc, key_length = _HEADER.unpack(header)
             payload = os.pread(fds[base], length, position - base + _HEADER.size)
-            if len(payload) != length or zlib.crc32(payload) != crc:
+            if not _intact(payload, length, crc, key_length):
                 raise SpoolError(f"spool record at {position} is corrupt")
             following = position + _HEADER.size + length
             records.append(Record(position, following, payload[:key_length], payload[key_length:]))
@@ -196,6 +219,35 @@ class Spool:
 
     # -- internals ----------------------------------------------------------
 
+    def _remember(self, record: Record) -> None:
+        """Keep ``record`` among the newest in memory; forget the oldest beyond the limit."""
+        if not self._memory_limit:
+            return
+        self._recent.append(record)
+        self._recent_bytes += len(record.key) + len(record.value)
+        while self._recent_bytes > self._memory_limit:
+            old = self._recent[self._recent_head]
+            self._recent_bytes -= len(old.key) + len(old.value)
+            self._recent_head += 1
+        if self._recent_head > len(self._recent) // 2:
+            del self._recent[: self._recent_head]
+            self._recent_head = 0
+
+    def _recent_from(self, position: int, max_bytes: int) -> list[Record]:
+        """Records from ``position`` on out of memory; empty unless it starts there."""
+        start = bisect.bisect_left(self._recent, position, lo=self._recent_head,
+                                   key=lambda record: record.position)  # fmt: skip
+        if start == len(self._recent) or self._recent[start].position != position:
+            return []
+        records: list[Record] = []
+        size = 0
+        for record in itertools.islice(self._recent, start, None):
+            if size >= max_bytes:
+                break
+            records.append(record)
+            size += len(record.key) + len(record.value)
+        return records
+
     def _path(self, base: int) -> Path:
         return self.directory / f"{_PREFIX}{base:020d}{_SUFFIX}"
 
@@ -220,9 +272,9 @@ class Spool:
         offset = 0
         size = os.fstat(fd).st_size
         while offset + _HEADER.size <= size:
-            length, crc, _ = _HEADER.unpack(os.pread(fd, _HEADER.size, offset))
+            length, crc, key_length = _HEADER.unpack(os.pread(fd, _HEADER.size, offset))
             payload = os.pread(fd, length, offset + _HEADER.size)
-            if len(payload) != length or zlib.crc32(payload) != crc:
+            if not _intact(payload, length, crc, key_length):
                 break
             offset += _HEADER.size + length
         if offset != size:
@@ -284,6 +336,12 @@ class Spool:
             finally:
                 if fd >= 0:
                     os.close(fd)
+
+
+def _intact(payload: bytes, length: int, crc: int, key_length: int) -> bool:
+    """Whether a record read back is one :meth:`Spool.append` wrote. Every record has
+    a key, so zeros (what a file can hold after a power loss) are not a record."""
+    return 0 < key_length <= length == len(payload) and zlib.crc32(payload) == crc
 
 
 def _fsync_dir(directory: Path) -> None:

@@ -10,8 +10,9 @@ import pytest
 from producer.spool import Spool, SpoolError
 
 
-def opened(directory: Path, segment_bytes: int = 1 << 16) -> Spool:
-    spool = Spool(directory, segment_bytes, fsync_interval=0.01)
+def opened(directory: Path, segment_bytes: int = 1 << 16, memory_bytes: int = 0) -> Spool:
+    """A spool read back from its files (``memory_bytes=0``) unless told otherwise."""
+    spool = Spool(directory, segment_bytes, fsync_interval=0.01, memory_bytes=memory_bytes)
     spool.open()
     return spool
 
@@ -59,6 +60,19 @@ def test_a_torn_record_from_a_crash_is_cut_and_writing_goes_on(tmp_path: Path) -
     again.close()
 
 
+def test_zeros_left_by_a_power_loss_are_not_taken_for_records(tmp_path: Path) -> None:
+    spool = opened(tmp_path)
+    spool.append(b"k", b"kept")
+    spool.close()
+    [segment] = tmp_path.glob("segment-*.log")
+    with segment.open("ab") as handle:
+        handle.write(bytes(4096))  # blocks allocated, never written
+    again = opened(tmp_path)
+    assert [r.value for r in again.read(0, 1 << 20)] == [b"kept"]
+    assert segment.stat().st_size == 10 + 1 + 4  # the zeros are cut
+    again.close()
+
+
 def test_damaged_acked_file_means_republish_everything(tmp_path: Path) -> None:
     spool = opened(tmp_path)
     spool.append(b"k", b"v")
@@ -88,4 +102,20 @@ def test_oversized_record_is_refused(tmp_path: Path) -> None:
     spool = opened(tmp_path)
     with pytest.raises(SpoolError, match="exceeds"):
         spool.append(b"k", bytes(5 << 20))
+    spool.close()
+
+
+def test_newest_records_come_from_memory_older_ones_from_the_file(tmp_path: Path) -> None:
+    spool = opened(tmp_path, memory_bytes=20_000)
+    values = [os.urandom(5000) for _ in range(10)]
+    positions = [spool.append(b"key-%d" % i, value) for i, value in enumerate(values)]
+    [segment] = tmp_path.glob("segment-*.log")
+    segment.write_bytes(b"\xff" * segment.stat().st_size)  # the file can no longer give them
+    recent = spool.read(positions[7], 1 << 20)
+    assert [(r.key, r.value) for r in recent] == [(b"key-%d" % i, values[i]) for i in (7, 8, 9)]
+    assert [r.position for r in recent] == positions[7:]
+    assert recent[-1].next_position == spool.end
+    assert [r.value for r in spool.read(positions[8], 1)] == [values[8]]  # about max_bytes
+    with pytest.raises(SpoolError, match="corrupt"):  # forgotten: read from the file
+        spool.read(positions[5], 1 << 20)
     spool.close()
