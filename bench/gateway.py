@@ -28,19 +28,12 @@ from pathlib import Path
 
 import asyncssh
 
+from bench.cpu import cpu_seconds
 from sshtrail.broker import EmbeddedBroker, free_port
 from tests.support.gateway import GatewayProcess
 from tests.support.sshd import SshdTarget, find_sshd
 
 CIPHERS = tuple(os.environ.get("BENCH_CIPHERS", "aes128-gcm@openssh.com,default").split(","))
-
-
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time a process has used so far."""
-    if pid is None:
-        return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @dataclass

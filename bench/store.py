@@ -19,21 +19,24 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import tempfile
 import threading
 import time
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import msgspec
 from confluent_kafka import Consumer
 
+from bench.cpu import cpu_seconds, cpu_seconds_of, wait_until_idle
 from consumer.metrics import ConsumerMetrics
 from consumer.runner import GroupRunner, Writer
+from consumer.service import member_engine
 from consumer.store import StoreWriter
 from sshtrail import migrate
 from sshtrail.broker import EmbeddedBroker, free_port
-from sshtrail.db import make_engine
 from sshtrail.kafka import ensure_topics
 from sshtrail.settings import ConsumerSettings, KafkaSettings, Settings
 from tests.support import postgres
@@ -70,13 +73,25 @@ def raw_consume(settings: Settings, total: int) -> float:
     return elapsed
 
 
-def store(settings: Settings, url: str, total: int) -> float:
-    """Seconds for one store member to write ``total`` chunks (first batch in to last out)."""
+@dataclass
+class Phase:
+    """One member's run: its seconds, and CPU seconds spent meanwhile by each process."""
+
+    seconds: float
+    member: float  # this process: the member's threads (and the bench's light polling)
+    database: float  # PostgreSQL's server processes (0 for SQLite, which is in the member)
+    broker: float
+
+
+def store(settings: Settings, url: str, total: int, broker: int | None) -> Phase:
+    """One store member writing ``total`` chunks (first batch in to last out)."""
     migrate.upgrade(url)
-    engine = make_engine(url)
+    engine = member_engine(url)  # exactly as `sshtrail store` makes it
+    before = (time.process_time(), cpu_seconds_of("postgres"), cpu_seconds(broker))
     elapsed = member_seconds(settings, StoreWriter(engine, dt.timedelta(hours=1)), total)
+    after = (time.process_time(), cpu_seconds_of("postgres"), cpu_seconds(broker))
     engine.dispose()
-    return elapsed
+    return Phase(elapsed, *(b - a for a, b in zip(before, after, strict=True)))
 
 
 def member_seconds(settings: Settings, writer: Writer, total: int) -> float:
@@ -123,16 +138,24 @@ def main() -> None:
             events = total + args.sessions * 2  # one event a chunk, start/exec and exit/end
             print(f"{total:,} chunks of {args.payload} B payload in {args.sessions:,} sessions, "
                   f"batches of {args.batch}")  # fmt: skip
+            waited = wait_until_idle(broker.pid)
+            print(f"(waited {waited:.1f} s for the broker to finish writing its log)")
             raw = raw_consume(settings, total)
             print(f"baseline raw consume      {total / raw:>10,.0f} msgs/s")
             targets = [("SQLite", f"sqlite:///{workdir / 'store.db'}")]
             if not args.skip_postgres:
                 targets.append(("PostgreSQL", postgres.create_database()))
             for name, url in targets:
-                seconds = store(settings, url, total)
-                print(f"store into {name:<12}  {total / seconds:>10,.0f} chunks/s  "
-                      f"{events / seconds:>10,.0f} events/s  ratio to raw consume "
-                      f"{raw / seconds:.2f}")  # fmt: skip
+                wait_until_idle(broker.pid)
+                run = store(settings, url, total, broker.pid)
+                print(f"store into {name:<12}  {total / run.seconds:>10,.0f} chunks/s  "
+                      f"{events / run.seconds:>10,.0f} events/s  ratio to raw consume "
+                      f"{raw / run.seconds:.2f}")  # fmt: skip
+                per = 1e6 / total  # CPU µs per chunk
+                print(f"    CPU per chunk: member {run.member * per:.0f} µs, database "
+                      f"{run.database * per:.0f} µs, broker {run.broker * per:.0f} µs; "
+                      f"machine busy {(run.member + run.database + run.broker) / run.seconds:.2f}"
+                      f" of {os.cpu_count()} cores")  # fmt: skip
                 if url.startswith("postgres"):
                     postgres.drop_database(url)
         finally:

@@ -12,16 +12,20 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+from sqlalchemy import Engine, event
 from sqlalchemy.engine import Connection
 
 from consumer.messages import Received
+
+_STAGED = "sshtrail_chunks_stage"  # in the DBAPI connection's info: the table exists
 
 _COLUMNS = ("session_id", "seq", "t_first", "t_last", "partition", "offset", "data",
             "received_at")  # fmt: skip
 _TYPES = ("uuid", "int8", "int8", "int8", "int4", "int8", "bytea", "timestamptz")
 _LIST = ", ".join(f'"{name}"' for name in _COLUMNS)
 
-# Temporary: private to the connection, emptied at every commit.
+# Temporary: private to the connection, emptied at every commit and gone with a
+# rollback of the transaction that created it.
 _STAGE = """
 CREATE TEMPORARY TABLE IF NOT EXISTS chunks_stage
   (LIKE chunks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
@@ -42,8 +46,11 @@ ON CONFLICT (session_id, seq) DO NOTHING RETURNING session_id, seq
 def copy_chunks(conn: Connection, chunks: Sequence[Received]) -> set[tuple[uuid.UUID, int]]:
     """Insert ``chunks`` (and empty rows for new sessions); returns the keys that were new."""
     raw: Any = conn.connection.driver_connection  # psycopg.Connection, same transaction
+    info = conn.connection.info  # lives as long as the database connection
     with raw.cursor() as cursor:
-        cursor.execute(_STAGE)
+        if not info.get(_STAGED):
+            cursor.execute(_STAGE)
+            info[_STAGED] = True  # until a rollback (see track_staging_table)
         with cursor.copy(f"COPY chunks_stage ({_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_TYPES)
             for r in chunks:
@@ -52,6 +59,19 @@ def copy_chunks(conn: Connection, chunks: Sequence[Received]) -> set[tuple[uuid.
                                 r.published_at))  # fmt: skip
         cursor.execute(_SESSIONS)
         cursor.execute(_CHUNKS)
-        new = {(sid, seq) for sid, seq in cursor.fetchall()}
-        cursor.execute("TRUNCATE chunks_stage")  # a retried batch must not see these again
-    return new
+        return {(sid, seq) for sid, seq in cursor.fetchall()}
+
+
+def track_staging_table(engine: Engine) -> None:
+    """Create the staging table once per connection, not once per batch.
+
+    It is created inside a batch's transaction, so a rollback of that
+    transaction takes it away again: forget it then, and the next batch
+    creates it anew. (Its rows need no care: a commit empties the table, a
+    rollback undoes the COPY.)
+    """
+
+    def rolled_back(conn: Connection) -> None:
+        conn.connection.info.pop(_STAGED, None)
+
+    event.listen(engine, "rollback", rolled_back)

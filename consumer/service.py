@@ -31,12 +31,12 @@ def open_database(settings: Settings) -> Engine:
             f"the database is at schema {current or 'none'}, this version needs {head}: "
             "run 'sshtrail db upgrade' first"
         )
-    return _engine(url)
+    return member_engine(url)
 
 
 def open_index(settings: Settings) -> Engine:
     """The search index's engine, its tables created if missing."""
-    engine = _engine(settings.search_url)
+    engine = member_engine(settings.search_url)
     try:
         search.ensure_schema(engine)
     except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
@@ -45,11 +45,13 @@ def open_index(settings: Settings) -> Engine:
     return engine
 
 
-def _engine(url: str) -> Engine:
+def member_engine(url: str) -> Engine:
+    """A member's engine. No pre-ping: the runner retries a failed batch."""
     if url.startswith("postgres"):
         options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
-        return make_engine(url, connect_args={"connect_timeout": 10, "options": options})
-    return make_engine(url)
+        return make_engine(url, pre_ping=False,
+                           connect_args={"connect_timeout": 10, "options": options})  # fmt: skip
+    return make_engine(url, pre_ping=False)
 
 
 def run_member(

@@ -25,7 +25,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from consumer.messages import Received
-from consumer.pgcopy import copy_chunks
+from consumer.pgcopy import copy_chunks, track_staging_table
 from consumer.runner import Written
 from consumer.sessionrow import SessionRow
 from consumer.transaction import Transaction, locked_rows
@@ -51,6 +51,8 @@ class StoreWriter:
     ) -> None:
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
+        if self._postgres:
+            track_staging_table(engine)
         self._insert = postgresql.insert if self._postgres else sqlite.insert
         self._incomplete_after = incomplete_after
         self._clock = clock

@@ -32,13 +32,17 @@ def normalize_url(url: str) -> URL:
     return parsed
 
 
-def make_engine(url: str, **kwargs: Any) -> Engine:
+def make_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engine:
     """An engine with sshtrail's connection settings applied.
 
     SQLite: the file's folder is created, WAL journal (readers never block the
     writer), foreign keys on, and a busy timeout so concurrent processes wait
     instead of failing. Statement parameters (session bytes, which may hold
-    secrets) never appear in error messages or logs.
+    secrets) never appear in error messages or logs. PostgreSQL: each
+    connection is tested before use (``pre_ping``), unless the caller retries
+    failed work anyway -- the consumer groups do, and a round trip per batch
+    is measurable there (docs/performance.md); SQLAlchemy drops a connection
+    that failed with a disconnect either way.
     """
     kwargs.setdefault("hide_parameters", True)
     parsed = normalize_url(url)
@@ -48,7 +52,7 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         engine = create_engine(parsed, **kwargs)
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
-    return create_engine(parsed, pool_pre_ping=True, **kwargs)
+    return create_engine(parsed, pool_pre_ping=pre_ping, **kwargs)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -171,3 +171,27 @@ def test_a_database_error_is_retryable_and_writes_nothing(
     broken.dispose()
     with store_engine.connect() as conn:
         assert conn.execute(select(func.count()).select_from(CHUNKS)).scalar_one() == 0
+
+
+def test_a_batch_rolled_back_on_a_fresh_connection_leaves_the_next_one_working(
+    store_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL's staging table is created in the first batch's transaction; a
+    rollback takes it away, and the writer must notice (one connection here)."""
+    engine = make_engine(store_engine.url.render_as_string(False), pool_size=1, max_overflow=0)
+    writer = StoreWriter(engine, dt.timedelta(hours=1))
+    first_sid, first = recording(chunks=3)
+
+    def fail(*_: object) -> None:
+        raise RuntimeError("failed after the chunks were staged")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(StoreWriter, "_update_sessions", fail)
+        with pytest.raises(RuntimeError, match="staged"):
+            writer.write(received(first))
+    assert stored(engine, first_sid) == []
+    second_sid, second = recording(chunks=2)
+    for sid, messages in ((first_sid, first), (second_sid, second)):
+        assert writer.write(received(messages)).written == len(messages)
+        assert stored(engine, sid) == list(enumerate(messages))
+    engine.dispose()

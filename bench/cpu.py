@@ -1,0 +1,46 @@
+"""CPU accounting of the processes a benchmark runs beside it (Linux ``/proc``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+
+def cpu_seconds(pid: int | None) -> float:
+    """User + system CPU time a process has used so far (0 for no process)."""
+    if pid is None:
+        return 0.0
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds_of(name: str) -> float:
+    """CPU time used so far by every process whose command name is ``name``
+    (e.g. all of PostgreSQL's server processes)."""
+    total = 0.0
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            text = stat.read_text()
+        except OSError:  # gone meanwhile
+            continue
+        if text[text.index("(") + 1 : text.rindex(")")] == name:
+            fields = text.rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return total
+
+
+def wait_until_idle(pid: int | None, *, busy: float = 0.05, timeout: float = 120.0) -> float:
+    """Wait until a process uses less than ``busy`` of a core; returns the seconds waited.
+
+    The embedded broker keeps working for seconds after it acknowledged a
+    burst of messages (it writes its log then); a measurement that overlaps
+    that work measures the broker's leftovers, not what it set out to.
+    """
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        before = cpu_seconds(pid)
+        time.sleep(0.5)
+        if cpu_seconds(pid) - before < busy * 0.5:
+            break
+    return time.monotonic() - started
