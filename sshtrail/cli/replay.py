@@ -8,6 +8,9 @@ output is written without delays (what ``export --format raw`` gives, from
 
 This is the one command that writes session bytes to the terminal
 unescaped -- that is what replaying means; the terminal is reset at the end.
+A forwarded connection (``ssh -L``) carried bytes for some other program, not
+for a terminal: replay refuses to write those to one and names the command
+that exports them instead.
 """
 
 from __future__ import annotations
@@ -26,8 +29,10 @@ from typing import Any, BinaryIO
 from sshtrail.cli.evidence import events_of
 from sshtrail.cli.output import stored_session
 from sshtrail.cli.timespec import clock, offset
-from sshtrail.events import Output
+from sshtrail.errors import InvalidError
+from sshtrail.events import Exec, Output
 from sshtrail.settings import Settings
+from sshtrail.textsafe import visible
 
 RESET = b"\x1b[0m\x1b[?25h\r\n"  # attributes off, cursor shown
 
@@ -49,7 +54,17 @@ def register(commands: Any) -> None:
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     stored = stored_session(settings, args.session)
-    outputs = [(e.t / 1e9, e.data) for e in events_of(stored) if isinstance(e, Output)]
+    events = list(events_of(stored))
+    forwarded = next((e for e in events if isinstance(e, Exec) and e.mode == "direct-tcpip"),
+                     None)  # fmt: skip
+    if forwarded is not None and sys.stdout.isatty():
+        where = visible(forwarded.command.decode("utf-8", "replace"))
+        raise InvalidError(
+            f"session {args.session} is a connection forwarded to {where}, not a terminal "
+            "session: its bytes were not meant for a terminal and are not written to one. "
+            f"To look at them: sshtrail export {args.session} --format raw | hexdump -C"
+        )
+    outputs = [(e.t / 1e9, e.data) for e in events if isinstance(e, Output)]
     out = sys.stdout.buffer
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         for at, data in outputs:
