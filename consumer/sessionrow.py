@@ -2,8 +2,10 @@
 
 The store feeds each newly stored chunk to :meth:`SessionRow.add`, in any
 order; the row keeps what an auditor filters on and what completeness needs:
-metadata from ``start``, the outcome from ``exit`` and ``end``, the list of
-missing seqs, the status, and whether the chain checked out as it arrived.
+metadata from ``start``, what was asked for from the first ``exec`` (a
+shell, a command, a subsystem or a forwarded connection), the outcome from
+``exit`` and ``end``, the list of missing seqs, the status, and whether the
+chain checked out as it arrived.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from sshtrail.chain import end_signature_valid
-from sshtrail.events import End, Exit, Start
+from sshtrail.events import End, Exec, Exit, Start
 from sshtrail.models import SessionStatus
 from sshtrail.wire import GENESIS, Chunk
 
@@ -37,6 +39,8 @@ class SessionRow:
     target_user: str | None = None
     gateway: str | None = None
     term: str | None = None
+    request: str | None = None
+    command: str | None = None
     started_at: dt.datetime | None = None
     ended_at: dt.datetime | None = None
     last_chunk_at: dt.datetime | None = None
@@ -82,6 +86,9 @@ class SessionRow:
         for event in chunk.events:
             if isinstance(event, Start):
                 self._start(event)
+            elif isinstance(event, Exec) and self.request is None:
+                self.request = event.mode
+                self.command = _cut(event.command.decode("utf-8", "replace"))
             elif isinstance(event, Exit):
                 self.exit_status = event.status
                 self.exit_signal = _cut(event.signal, _SIGNAL_LIMIT)

@@ -92,6 +92,11 @@ class SessionRecord(Base):
     target_user: Mapped[str | None] = mapped_column(String(255))
     gateway: Mapped[str | None] = mapped_column(String(255))
     term: Mapped[str | None] = mapped_column(String(255))
+    #: What the channel asked for: ``shell``, ``exec``, ``subsystem`` or
+    #: ``direct-tcpip`` (a forwarded connection); empty for a refused login.
+    request: Mapped[str | None] = mapped_column(String(16))
+    #: The exec command, the subsystem name or the forwarding destination (cut).
+    command: Mapped[str | None] = mapped_column(String(255))
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
     last_chunk_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)

@@ -77,12 +77,13 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
     if args.json:
         print_json([_sessionprint_json(row, shorts[row["id"]]) for row in rows])
         return 0
-    table = [("ID", "OPERATOR", "TARGET", "CLIENT", "STARTED", "DURATION", "STATUS", "EXIT")]
+    table = [("ID", "OPERATOR", "TARGET", "REQUEST", "CLIENT", "STARTED", "DURATION", "STATUS",
+              "EXIT")]  # fmt: skip
     for row in rows:
         table.append((shorts[row["id"]], visible(row["operator"] or "?"),
-                      visible(row["target"] or "?"), visible(row["client"] or "?"),
-                      _when(row["started_at"]), _duration(row), row["status"],
-                      _exit(row)))  # fmt: skip
+                      visible(row["target"] or "?"), _request(row, 40),
+                      visible(row["client"] or "?"), _when(row["started_at"]), _duration(row),
+                      row["status"], _exit(row)))  # fmt: skip
     print_table(table)
     if not rows:
         print("(no sessions match)", file=sys.stderr)
@@ -107,6 +108,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         ("target", f"{row['target']} ({row['target_user']}@{row['target_host']}:"
                    f"{row['target_port']})"),
         ("gateway", row["gateway"]), ("terminal", row["term"] or "(no pty)"),
+        ("request", _request(row, 255)),
         ("started", _when(row["started_at"])), ("ended", _when(row["ended_at"])),
         ("duration", _duration(row)), ("status", row["status"]), ("exit", _exit(row)),
         ("end reason", row["end_reason"]),
@@ -188,8 +190,9 @@ def _commands(settings: Settings, session_id: uuid.UUID) -> list[search.Hit] | N
 
 def _sessionprint_json(row: dict[str, Any], short: str) -> dict[str, Any]:
     keys = ("operator", "client", "target", "target_host", "target_port", "target_user",
-            "gateway", "term", "status", "exit_status", "exit_signal", "end_reason",
-            "bytes_in", "bytes_out", "chunk_count", "last_seq", "gaps", "verified")  # fmt: skip
+            "gateway", "term", "request", "command", "status", "exit_status", "exit_signal",
+            "end_reason", "bytes_in", "bytes_out", "chunk_count", "last_seq", "gaps",
+            "verified")  # fmt: skip
     document: dict[str, Any] = {"id": str(row["id"]), "short_id": short}
     document.update({key: row[key] for key in keys})
     for key in ("started_at", "ended_at"):
@@ -208,6 +211,17 @@ def _seconds(row: dict[str, Any]) -> float | None:
 def _duration(row: dict[str, Any]) -> str:
     seconds = _seconds(row)
     return clock(seconds) if seconds is not None else "-"
+
+
+def _request(row: dict[str, Any], width: int) -> str:
+    """What the session asked for, e.g. ``exec: uptime`` or ``forward: db:5432``, cut."""
+    request, command = row["request"], row["command"] or ""
+    if request is None:
+        return "-"  # a refused login, or stored before the store recorded requests
+    text = {"shell": "shell", "direct-tcpip": "forward: "}.get(request, f"{request}: ")
+    if request != "shell":
+        text += command
+    return visible(text if len(text) <= width else text[: width - 1] + "…")
 
 
 def _exit(row: dict[str, Any]) -> str:

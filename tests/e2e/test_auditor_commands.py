@@ -29,9 +29,16 @@ def test_sessions_lists_them_with_short_ids_and_filters(recorded: Recorded) -> N
     assert all(str(r["id"]).replace("-", "").startswith(str(r["short_id"])) for r in rows)
     assert len({r["short_id"] for r in rows}) == 3
     table = recorded.run("sessions").stdout.decode().splitlines()
-    assert table[0].split() == ["ID", "OPERATOR", "TARGET", "CLIENT", "STARTED", "DURATION",
-                                "STATUS", "EXIT"]  # fmt: skip
+    assert table[0].split() == ["ID", "OPERATOR", "TARGET", "REQUEST", "CLIENT", "STARTED",
+                                "DURATION", "STATUS", "EXIT"]  # fmt: skip
     assert len(table) == 4
+    assert sum("exec: echo audit-$((6*7)); exit 3" in line for line in table) == 1
+    assert sum(" shell " in line for line in table) == 1
+    assert sum("exec: echo '\\e]0;pwned" in line for line in table) == 1  # escaped, cut
+    assert {(r["request"], r["command"]) for r in rows} >= {
+        ("shell", ""),
+        ("exec", "echo audit-$((6*7)); exit 3"),
+    }
     assert sessions_json(recorded, "--operator", "bob") == []
     assert len(sessions_json(recorded, "--target", "t1", "--status", "closed", "--since",
                              "1h", "--limit", "2")) == 2  # fmt: skip

@@ -12,6 +12,7 @@ from sshtrail import migrate
 from sshtrail.db import make_engine, session_factory
 from sshtrail.ids import uuid7
 from sshtrail.models import ChunkRecord, SessionRecord
+from tests.support.recordings import recording
 
 pytestmark = pytest.mark.integration
 
@@ -85,3 +86,41 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url: str) -> None:
         assert connection.exec_driver_sql("PRAGMA journal_mode").scalar() == "wal"
         assert connection.exec_driver_sql("PRAGMA foreign_keys").scalar() == 1
     engine.dispose()
+
+
+def test_requests_of_sessions_stored_before_0002_are_filled_in(database_url: str) -> None:
+    """0002 adds sessions.request/command and fills them from the stored first chunks."""
+    migrate.upgrade(database_url, "0001")
+    sid, messages = recording(chunks=3)
+    damaged = uuid7()
+    engine = make_engine(database_url)
+    # The tables as 0001 made them (the models know the columns 0002 adds).
+    sessions = sa.table("sessions", sa.column("id", sa.Uuid()), sa.column("status"),
+                        sa.column("bytes_in"), sa.column("bytes_out"), sa.column("chunk_count"),
+                        sa.column("gaps", sa.JSON()))  # fmt: skip
+    chunks = sa.table("chunks", sa.column("session_id", sa.Uuid()), sa.column("seq"),
+                      sa.column("t_first"), sa.column("t_last"), sa.column("partition"),
+                      sa.column("offset"), sa.column("data", sa.LargeBinary()),
+                      sa.column("received_at", sa.DateTime(timezone=True)))  # fmt: skip
+    now = dt.datetime.now(dt.UTC)
+    with engine.begin() as conn:
+        for session_id in (sid, damaged):
+            conn.execute(sa.insert(sessions).values(id=session_id, status="closed", bytes_in=0,
+                                                    bytes_out=0, chunk_count=3,
+                                                    gaps=[]))  # fmt: skip
+        stored = [(sid, seq, data) for seq, data in enumerate(messages)]
+        stored.append((damaged, 0, b"not a chunk"))
+        for session_id, seq, data in stored:
+            conn.execute(sa.insert(chunks).values(session_id=session_id, seq=seq, t_first=0,
+                                                  t_last=0, partition=0, offset=seq, data=data,
+                                                  received_at=now))  # fmt: skip
+    engine.dispose()
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url)
+    with engine.connect() as conn:
+        got = {row.id: (row.request, row.command) for row in conn.execute(
+            sa.select(SessionRecord.id, SessionRecord.request, SessionRecord.command))}  # fmt: skip
+    engine.dispose()
+    assert got == {sid: ("exec", "uptime"), damaged: (None, None)}
+    migrate.downgrade(database_url, "0001")
+    assert migrate.current_revision(database_url) == "0001"

@@ -46,6 +46,7 @@ def test_a_closed_session_is_stored_whole_with_its_outcome(store_engine: Engine)
     assert row["exit_status"] == 3
     assert row["operator"] == "alice"
     assert row["target"] == "t1"
+    assert (row["request"], row["command"]) == ("exec", "uptime")
     assert row["chunk_count"] == 5
     assert row["last_seq"] == 4
     assert row["gaps"] == []
