@@ -19,12 +19,11 @@ import random
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from bench.index import fill
+from bench.scratch import scratch
 from consumer.messages import Received
 from consumer.store import StoreWriter
 from sshtrail import migrate, queries, search
@@ -49,7 +48,7 @@ def main() -> None:
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--runs", type=int, default=20)
     args = parser.parse_args()
-    workdir = Path(tempfile.mkdtemp(prefix="bench-audit-"))
+    workdir = scratch("bench-audit-")
     store_url, search_url = f"sqlite:///{workdir / 'store.db'}", f"sqlite:///{workdir / 's.db'}"
     migrate.upgrade(store_url)
     store = make_engine(store_url)

@@ -7,11 +7,13 @@ import time
 from pathlib import Path
 
 
-def cpu_seconds(pid: int | None) -> float:
-    """User + system CPU time a process has used so far (0 for no process)."""
+def cpu_seconds(pid: int | None, *, main_thread: bool = False) -> float:
+    """User + system CPU time a process (or only its main thread) has used so far;
+    0 for no process."""
     if pid is None:
         return 0.0
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    stat = Path(f"/proc/{pid}/task/{pid}/stat" if main_thread else f"/proc/{pid}/stat")
+    fields = stat.read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 

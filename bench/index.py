@@ -20,14 +20,13 @@ import argparse
 import datetime as dt
 import random
 import statistics
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
 import msgspec
 from sqlalchemy import Engine, func, select
 
+from bench.scratch import scratch
 from bench.store import member_seconds, raw_consume, settings_for
 from consumer.indexer import IndexWriter
 from sshtrail import search
@@ -127,7 +126,7 @@ def main() -> None:
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
     rng = random.Random(7)
-    workdir = Path(tempfile.mkdtemp(prefix="bench-index-"))
+    workdir = scratch("bench-index-")
     backends = [("SQLite FTS5", f"sqlite:///{workdir / 'search.db'}")]
     if not args.skip_postgres:
         backends.append(("PostgreSQL pg_trgm", postgres.create_database()))
@@ -151,7 +150,7 @@ def main() -> None:
             for name, url in backends:
                 engine = make_engine(url)
                 search.ensure_schema(engine)
-                seconds = member_seconds(settings, IndexWriter(engine), total)
+                seconds = member_seconds(settings, IndexWriter(engine), total).seconds
                 lines = output_lines(engine)
                 print(f"  index into {name:<18} {total / seconds:>10,.0f} chunks/s "
                       f"{lines / seconds:>10,.0f} output lines/s  ratio to raw consume "

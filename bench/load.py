@@ -21,9 +21,8 @@ import argparse
 import json
 import resource
 import sys
-import tempfile
-from pathlib import Path
 
+from bench.scratch import scratch
 from sshtrail.broker import EmbeddedBroker, free_port
 from tests.support import load
 from tests.support.sshd import SshdTarget, find_sshd
@@ -45,7 +44,7 @@ def main() -> None:
     # for this process and the children it starts.
     _soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
-    work = Path(tempfile.mkdtemp(prefix="sshtrail-bench-load-"))
+    work = scratch("sshtrail-bench-load-")
     with (work / "broker.log").open("ab") as log:
         broker = EmbeddedBroker("127.0.0.1", free_port(), work / "broker", log)
         broker.start()

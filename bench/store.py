@@ -20,17 +20,16 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import os
-import tempfile
 import threading
 import time
 import uuid
 from dataclasses import dataclass
-from pathlib import Path
 
 import msgspec
 from confluent_kafka import Consumer
 
 from bench.cpu import cpu_seconds, cpu_seconds_of, wait_until_idle
+from bench.scratch import scratch
 from consumer.metrics import ConsumerMetrics
 from consumer.runner import GroupRunner, Writer
 from consumer.service import member_engine
@@ -87,16 +86,19 @@ def store(settings: Settings, url: str, total: int, broker: int | None) -> Phase
     """One store member writing ``total`` chunks (first batch in to last out)."""
     migrate.upgrade(url)
     engine = member_engine(url)  # exactly as `sshtrail store` makes it
-    before = (time.process_time(), cpu_seconds_of("postgres"), cpu_seconds(broker))
-    elapsed = member_seconds(settings, StoreWriter(engine, dt.timedelta(hours=1)), total)
-    after = (time.process_time(), cpu_seconds_of("postgres"), cpu_seconds(broker))
+    phase = member_seconds(settings, StoreWriter(engine, dt.timedelta(hours=1)), total, broker)
     engine.dispose()
-    return Phase(elapsed, *(b - a for a, b in zip(before, after, strict=True)))
+    return phase
 
 
-def member_seconds(settings: Settings, writer: Writer, total: int) -> float:
-    """Seconds for one group member with ``writer`` to take ``total`` chunks,
-    from the first batch received (the group joined) to the last one committed."""
+def member_seconds(settings: Settings, writer: Writer, total: int,
+                   broker: int | None = None) -> Phase:  # fmt: skip
+    """One group member with ``writer`` taking ``total`` chunks, from the first batch
+    received (the group joined) to the last one committed: seconds, and CPU meanwhile."""
+
+    def cpu() -> tuple[float, float, float]:
+        return time.process_time(), cpu_seconds_of("postgres"), cpu_seconds(broker)
+
     group = f"bench-{uuid.uuid4().hex[:8]}"
     metrics = ConsumerMetrics(group)
     runner = GroupRunner(settings, group, writer, metrics)
@@ -104,13 +106,13 @@ def member_seconds(settings: Settings, writer: Writer, total: int) -> float:
     thread.start()
     while metrics.value("sshtrail_messages_consumed_total") == 0:
         time.sleep(0.002)
-    started = time.perf_counter()
+    started, before = time.perf_counter(), cpu()
     while metrics.value("sshtrail_chunks_written_total") < total:
         time.sleep(0.002)
-    elapsed = time.perf_counter() - started
+    elapsed, after = time.perf_counter() - started, cpu()
     runner.stop()
     thread.join()
-    return elapsed
+    return Phase(elapsed, *(b - a for a, b in zip(before, after, strict=True)))
 
 
 def main() -> None:
@@ -122,7 +124,7 @@ def main() -> None:
     parser.add_argument("--skip-postgres", action="store_true")
     args = parser.parse_args()
 
-    workdir = Path(tempfile.mkdtemp(prefix="bench-store-"))
+    workdir = scratch("bench-store-")
     with (workdir / "broker.log").open("ab") as log:
         broker = EmbeddedBroker("127.0.0.1", free_port(), workdir / "broker", log)
         broker.start()
