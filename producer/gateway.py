@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import defaultdict, deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
 import asyncssh
@@ -23,8 +23,9 @@ from producer.forward import Forward, destination
 from producer.policy import Login, Policy, Refused, Target
 from producer.recorder import Recorder, call_later
 from producer.relay import Held, OperatorChannel, describe_error
-from producer.spool import Spool, SpoolError
+from producer.spool import Spool
 from producer.targets import TargetConnector
+from producer.writer import ChunkWriter
 from sshtrail.events import Start
 from sshtrail.ids import uuid7
 from sshtrail.settings import Settings
@@ -58,6 +59,19 @@ class Gateway:
         self._last_noted: dict[str, float] = {}
         self.accepting = True
         self.stalled = False
+        #: Encodes and spools chunks on its own thread; started with :meth:`start`.
+        self.writer = ChunkWriter(spool, self._from_writer, self._writer_behind)
+        self.writer_behind = False
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def start(self, loop: asyncio.AbstractEventLoop) -> None:
+        """Start the chunk writer; its notices come back on ``loop``."""
+        self._loop = loop
+        self.writer.start()
+
+    def stop(self) -> None:
+        """Spool every chunk still queued (after the last session closed)."""
+        self.writer.stop()
 
     # -- limits ------------------------------------------------------------------
 
@@ -110,27 +124,41 @@ class Gateway:
 
     # -- the recording sink ------------------------------------------------------
 
-    def submit(self, session_id: uuid.UUID, chunk: bytes, final: bool) -> None:
-        """:class:`~producer.recorder.ChunkSink`: append to the spool."""
-        try:
-            self.spool.append(str(session_id).encode(), chunk)
-        except SpoolError:
-            log.exception("session %s: chunk lost, the spool cannot be written", session_id)
-            return
-        if final:
-            self.spool.sync_soon()
+    def submit(self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool,
+               size: int) -> None:  # fmt: skip
+        """:class:`~producer.recorder.ChunkSink`: to the writer thread, then the spool."""
+        self.writer.submit(session_id, encode, final, size)
         if not self.stalled and self.spool_state() == "reserve":
             self._stall(True)
+
+    def _from_writer(self, callback: Callable[[], None]) -> None:
+        """Run ``callback`` on the event loop (called from the writer thread)."""
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody to tell
+                self._loop.call_soon_threadsafe(callback)
+
+    def _writer_behind(self, behind: bool) -> None:
+        """Pause (or resume) reading on every channel while the writer is far behind."""
+        self.writer_behind = behind
+        self._hold_all("recording", behind)
+        if behind:
+            log.warning("the chunk writer is %d bytes behind (is the disk slow?): sessions "
+                        "paused until it catches up", self.writer.queued_bytes)  # fmt: skip
+        else:
+            log.info("the chunk writer caught up; sessions resumed")
+
+    def _hold_all(self, reason: str, hold: bool) -> None:
+        for channel in self.channels:
+            for side in ("operator", "target"):
+                if hold:
+                    channel.hold(side, reason)
+                else:
+                    channel.release(side, reason)
 
     def _stall(self, stalled: bool) -> None:
         """Pause (or resume) reading on every channel: the spool has no room left."""
         self.stalled = stalled
-        for channel in self.channels:
-            for side in ("operator", "target"):
-                if stalled:
-                    channel.hold(side, "spool")
-                else:
-                    channel.release(side, "spool")
+        self._hold_all("spool", stalled)
         if stalled:
             log.error("spool beyond max_bytes + reserve_bytes (%d bytes undelivered): all "
                       "sessions paused until Kafka takes them", self.spool.pending)  # fmt: skip
@@ -286,6 +314,9 @@ class Connection(asyncssh.SSHServer):
     def _admit(self, channel: Held) -> None:
         if self._client_stalled:
             channel.hold("target", "client socket")
+        if self._gateway.writer_behind:
+            channel.hold("operator", "recording")
+            channel.hold("target", "recording")
         self._channels.add(channel)
         self._gateway.channels.add(channel)
         self._gateway.per_operator[self.login.operator] += 1

@@ -3,7 +3,9 @@
 Events are coalesced into a chunk until it holds ``max_bytes`` or its oldest
 event is ``max_delay`` old; the chunk with the start event and the one with
 the end event are flushed at once. Callbacks from the SSH side only append
-here and return; encoding a chunk is the only work done inline (microseconds).
+here and return. A finished chunk goes to the sink as a job that encodes it
+(MessagePack, hash chain, signature): the gateway's sink runs those jobs on
+a writer thread, in the order given (``producer/writer.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 import msgspec
@@ -23,10 +26,13 @@ from sshtrail.events import End, Event, Exec, ExecMode, Exit, Input, Output, Res
 
 
 class ChunkSink(Protocol):
-    """Where finished chunks go (the spool). Must not block."""
+    """Where finished chunks go (via the writer thread, the spool). Must not block."""
 
-    def submit(self, session_id: uuid.UUID, chunk: bytes, final: bool) -> None:
-        """Take one encoded chunk; ``final`` marks the session's last one."""
+    def submit(self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool,
+               size: int) -> None:  # fmt: skip
+        """Take one chunk: ``encode()`` gives its bytes and must be called exactly once,
+        after every chunk of the session submitted before it; ``final`` marks the
+        session's last chunk; ``size`` estimates its bytes."""
 
 
 class Timer(Protocol):
@@ -69,6 +75,7 @@ class Recorder:
         self._pending_bytes = 0
         self._flush_timer: Timer | None = None
         self._mask_timer: Timer | None = None
+        self._emitted = 0  # chunks handed to the sink
         self.bytes_in = 0
         self.bytes_out = 0
         self.ended = False
@@ -124,7 +131,7 @@ class Recorder:
             reason=reason[:4096],
             bytes_in=self.bytes_in,
             bytes_out=self.bytes_out,
-            chunks=self._writer.seq + 1,
+            chunks=self._emitted + 1,
             key=self._writer.public_key,
         )
         self._emit([*last, end], final=True)
@@ -161,7 +168,9 @@ class Recorder:
                 self._emit(part, final=False)
 
     def _emit(self, events: list[Event], final: bool) -> None:
-        self._sink.submit(self.session_id, self._writer.encode(events), final)
+        self._emitted += 1
+        size = sum(len(getattr(event, "data", b"")) + _EVENT_OVERHEAD for event in events)
+        self._sink.submit(self.session_id, partial(self._writer.encode, events), final, size)
 
     def _arm_mask_timer(self) -> None:
         if self._masker is None or self._mask_timer is not None:

@@ -75,6 +75,7 @@ class GatewayService:
             raise ConfigError(f"cannot listen on {gw.listen}:{gw.port}: {exc.strerror}",
                               key="gateway.port") from None  # fmt: skip
         self.port = server.sockets[0].getsockname()[1]
+        self.gateway.start(loop)  # before the first await: before any connection
         idle = loop.create_task(self.gateway.watch_idle())
         spool_watch = loop.create_task(self.gateway.watch_spool())
         ready(self)
@@ -86,6 +87,7 @@ class GatewayService:
         idle.cancel()
         spool_watch.cancel()
         await self._drain_sessions(gw.shutdown_timeout_s)
+        await loop.run_in_executor(None, self.gateway.stop)  # the last chunks into the spool
         delivered = await loop.run_in_executor(None, self.publisher.stop, 10.0)
         self.spool.close()
         log.info("stopped; %s", "every chunk is in Kafka" if delivered

@@ -23,8 +23,9 @@ class Sink:
         self.chunks: list[bytes] = []
         self.final: list[bool] = []
 
-    def submit(self, session_id: uuid.UUID, chunk: bytes, final: bool) -> None:
-        self.chunks.append(chunk)
+    def submit(self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool,
+               size: int) -> None:  # fmt: skip
+        self.chunks.append(encode())
         self.final.append(final)
 
 

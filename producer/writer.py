@@ -1,0 +1,125 @@
+"""Encoding, hashing and spooling chunks on a thread of their own.
+
+A recorder decides *what* goes into a chunk on the event loop; turning it
+into bytes (MessagePack, the SHA-256 chain, the end signature) and appending
+it to the spool (CRC, ``write``) is the bulk of the recording's CPU time, and
+most of it runs in C without the interpreter lock. :class:`ChunkWriter` does
+that work on one thread, in the order the chunks were handed over -- which
+keeps each session's chain in order, since one session's chunks are handed
+over in order. The event loop only queues a job and returns, so a bulk
+transfer's recording runs beside the relay instead of inside it.
+
+What is queued is bounded: beyond ``max_bytes`` the gateway pauses reading
+from operators and targets until the writer has caught up (``on_full`` /
+``on_drained``, called on the event loop).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from producer.spool import Spool, SpoolError
+
+log = logging.getLogger(__name__)
+
+#: Queued chunk bytes beyond which the gateway stops reading (see the module's text).
+MAX_QUEUED = 16 << 20
+
+
+@dataclass(frozen=True, slots=True)
+class _Job:
+    session_id: uuid.UUID
+    encode: Callable[[], bytes]
+    final: bool
+    size: int
+
+
+class ChunkWriter:
+    """Runs chunk jobs on a thread, in order, into the spool."""
+
+    def __init__(
+        self,
+        spool: Spool,
+        call_soon: Callable[[Callable[[], None]], object],
+        on_full: Callable[[bool], None],
+        max_bytes: int = MAX_QUEUED,
+    ) -> None:
+        self._spool = spool
+        self._call_soon = call_soon  # loop.call_soon_threadsafe
+        self._on_full = on_full
+        self._max_bytes = max_bytes
+        self._jobs: deque[_Job] = deque()
+        self._queued = 0
+        self._full = False
+        self._lock = threading.Condition()
+        self._stopping = False
+        self._thread = threading.Thread(target=self._run, name="chunk-writer", daemon=True)
+        self.lost = 0
+
+    @property
+    def queued_bytes(self) -> int:
+        """Chunk bytes handed over but not yet in the spool (an estimate)."""
+        return self._queued
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self, timeout: float = 30.0) -> None:
+        """Write everything queued, then end the thread."""
+        with self._lock:
+            self._stopping = True
+            self._lock.notify()
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            log.error("the chunk writer did not finish within %.0f s; %d chunk bytes not "
+                      "spooled", timeout, self._queued)  # fmt: skip
+
+    def submit(self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool,
+               size: int) -> None:  # fmt: skip
+        """Queue one chunk (event loop); ``size`` estimates its bytes for the bound."""
+        with self._lock:
+            self._jobs.append(_Job(session_id, encode, final, size))
+            self._queued += size
+            full = not self._full and self._queued > self._max_bytes
+            if full:
+                self._full = True
+            self._lock.notify()
+        if full:
+            self._on_full(True)
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while not self._jobs and not self._stopping:
+                    self._lock.wait()
+                if not self._jobs:
+                    return
+                job = self._jobs.popleft()
+            self._write(job)
+            with self._lock:
+                self._queued -= job.size
+                drained = self._full and self._queued <= self._max_bytes // 2
+                if drained:
+                    self._full = False
+            if drained:
+                self._call_soon(lambda: self._on_full(False))
+
+    def _write(self, job: _Job) -> None:
+        try:
+            chunk = job.encode()
+            self._spool.append(str(job.session_id).encode(), chunk)
+        except SpoolError:
+            self.lost += 1
+            log.exception("session %s: chunk lost, the spool cannot be written", job.session_id)
+            return
+        except Exception:  # a bug in encoding must not stop every other session's recording
+            self.lost += 1
+            log.exception("session %s: chunk lost, it could not be encoded", job.session_id)
+            return
+        if job.final:
+            self._spool.sync_soon()
