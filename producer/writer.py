@@ -58,6 +58,7 @@ class ChunkWriter:
         self._full = False
         self._lock = threading.Condition()
         self._stopping = False
+        self._done = True  # no thread to take jobs (not started, or ended)
         self._thread = threading.Thread(target=self._run, name="chunk-writer", daemon=True)
         self.lost = 0
 
@@ -67,13 +68,18 @@ class ChunkWriter:
         return self._queued
 
     def start(self) -> None:
+        self._done = False
         self._thread.start()
 
     def stop(self, timeout: float = 30.0) -> None:
-        """Write everything queued, then end the thread."""
+        """Write everything queued, then end the thread. Chunks submitted while it
+        drains are drained too; after that they are written at once, on the
+        caller's thread (refusals recorded late in a shutdown)."""
         with self._lock:
             self._stopping = True
             self._lock.notify()
+        if not self._thread.is_alive():
+            return
         self._thread.join(timeout)
         if self._thread.is_alive():
             log.error("the chunk writer did not finish within %.0f s; %d chunk bytes not "
@@ -82,14 +88,19 @@ class ChunkWriter:
     def submit(self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool,
                size: int) -> None:  # fmt: skip
         """Queue one chunk (event loop); ``size`` estimates its bytes for the bound."""
+        job = _Job(session_id, encode, final, size)
         with self._lock:
-            self._jobs.append(_Job(session_id, encode, final, size))
-            self._queued += size
-            full = not self._full and self._queued > self._max_bytes
-            if full:
-                self._full = True
-            self._lock.notify()
-        if full:
+            late = self._done  # after the thread's end (or before its start): write here
+            if not late:
+                self._jobs.append(job)
+                self._queued += size
+                full = not self._full and self._queued > self._max_bytes
+                if full:
+                    self._full = True
+                self._lock.notify()
+        if late:
+            self._write(job)
+        elif full:
             self._on_full(True)
 
     def _run(self) -> None:
@@ -98,6 +109,7 @@ class ChunkWriter:
                 while not self._jobs and not self._stopping:
                     self._lock.wait()
                 if not self._jobs:
+                    self._done = True  # under the lock: a later submit writes itself
                     return
                 job = self._jobs.popleft()
             self._write(job)

@@ -78,3 +78,16 @@ def test_far_behind_means_pause_until_half_caught_up(spool: Spool) -> None:
     assert notices == [True, False]
     writer.stop()
     assert len(spool.read(0, 1 << 20)) == 3
+
+
+def test_a_chunk_submitted_after_stop_is_written_at_once(spool: Spool) -> None:
+    """At shutdown a refused login can still be recorded after the writer stopped."""
+    writer = ChunkWriter(spool, lambda _: None, lambda _: None)
+    writer.start()
+    writer.stop()
+    writer.submit(uuid7(), partial(bytes, b"late refusal"), final=True, size=12)
+    assert [r.value for r in spool.read(0, 1 << 20)] == [b"late refusal"]
+
+
+def test_stop_without_start_returns(spool: Spool) -> None:
+    ChunkWriter(spool, lambda _: None, lambda _: None).stop()
