@@ -146,9 +146,7 @@ class Recorder:
         if self.ended or not events:
             return
         self._pending.extend(events)
-        self._pending_bytes += sum(
-            len(getattr(event, "data", b"")) + _EVENT_OVERHEAD for event in events
-        )
+        self._pending_bytes += _size(events)
         if urgent or self._pending_bytes >= self._max_bytes:
             self._flush()
         elif self._flush_timer is None:
@@ -169,8 +167,8 @@ class Recorder:
 
     def _emit(self, events: list[Event], final: bool) -> None:
         self._emitted += 1
-        size = sum(len(getattr(event, "data", b"")) + _EVENT_OVERHEAD for event in events)
-        self._sink.submit(self.session_id, partial(self._writer.encode, events), final, size)
+        encode = partial(self._writer.encode, events)
+        self._sink.submit(self.session_id, encode, final, _size(events))
 
     def _arm_mask_timer(self) -> None:
         if self._masker is None or self._mask_timer is not None:
@@ -191,6 +189,11 @@ class Recorder:
             if timer is not None:
                 timer.cancel()
         self._flush_timer = self._mask_timer = None
+
+
+def _size(events: list[Event]) -> int:
+    """About how many bytes ``events`` take in a chunk."""
+    return sum(len(getattr(event, "data", b"")) + _EVENT_OVERHEAD for event in events)
 
 
 def _split(events: list[Event], max_bytes: int) -> list[list[Event]]:

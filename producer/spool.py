@@ -9,7 +9,8 @@ deleted. After a crash (kill -9 included) the log is read back, a torn last
 record is cut off, and everything after ``acked`` is published again -- the
 consumers drop the duplicates by (session, seq).
 
-Appends come from the event loop and only ``write(2)`` to the page cache; a
+Appends come from the gateway's chunk writer thread (``producer/writer.py``)
+and only ``write(2)`` to the page cache; a
 background thread ``fsync``\\ s at least every ``fsync_interval`` and at once
 when a session ends. The newest records (``memory_bytes`` of them) are also
 kept in memory, so a publisher that keeps up takes them from there instead of
@@ -130,7 +131,7 @@ class Spool:
             self._read_fds.clear()
             self._write_fd = -1
 
-    # -- writing (event loop) ---------------------------------------------
+    # -- writing (the chunk writer thread) ------------------------------
 
     @property
     def pending(self) -> int:
