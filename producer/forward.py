@@ -48,6 +48,8 @@ class _TargetEnd(TargetSide, asyncssh.SSHTCPSession[bytes]):
 class Forward(Held, asyncssh.SSHTCPSession[bytes]):
     """The operator's side of a forwarded connection, and its recording."""
 
+    CLIENT_CLOSED = "client closed the connection"
+
     def __init__(self, connection: Connection, recorder: Recorder | None, where: str) -> None:
         self._connection = connection
         self.recorder = recorder
@@ -61,12 +63,8 @@ class Forward(Held, asyncssh.SSHTCPSession[bytes]):
         self._early: list[bytes] = []  # from the destination before our channel opened
         self._closing = False  # asked to close before our channel opened
         self._eof_early = False  # the destination's EOF came before it
-        self._end_reason = "client closed the connection"
+        self._end_reason = self.CLIENT_CLOSED
         self.last_activity = asyncio.get_running_loop().time()
-
-    @property
-    def session_id(self) -> str:
-        return str(self.recorder.session_id) if self.recorder is not None else "(unrecorded)"
 
     def channel(self, side: Side) -> SSHChannel[bytes] | None:
         return self.chan if side == "operator" else self.target
@@ -144,10 +142,4 @@ class Forward(Held, asyncssh.SSHTCPSession[bytes]):
         if self.target is not None:
             self.target.close()
             self.target = None
-        if exc is not None and self._end_reason == "client closed the connection":
-            self._end_reason = f"connection lost: {describe_error(exc)}"
-        if self.recorder is not None:
-            self.recorder.close(self._end_reason)
-        log.info("%s: session %s ended: %s", self._connection.describe(), self.session_id,
-                 self._end_reason)  # fmt: skip
-        self._connection.channel_closed(self)
+        self._ended(exc)

@@ -41,7 +41,12 @@ class Held(abc.ABC):
     """
 
     _held: dict[Side, set[str]]
+    _connection: Connection
+    _end_reason: str
+    recorder: Recorder | None
     last_activity: float
+    #: The end reason while nothing else happened: the operator closed it.
+    CLIENT_CLOSED: str
 
     @abc.abstractmethod
     def channel(self, side: Side) -> SSHChannel[bytes] | None:
@@ -54,6 +59,20 @@ class Held(abc.ABC):
     @abc.abstractmethod
     def target_closed(self, exc: Exception | None) -> None:
         """The target's side is gone."""
+
+    @property
+    def session_id(self) -> str:
+        return str(self.recorder.session_id) if self.recorder is not None else "(unrecorded)"
+
+    def _ended(self, exc: Exception | None) -> None:
+        """The operator's side is gone (its target closed already): end the recording."""
+        if exc is not None and self._end_reason == self.CLIENT_CLOSED:
+            self._end_reason = f"connection lost: {describe_error(exc)}"
+        if self.recorder is not None:
+            self.recorder.close(self._end_reason)
+        log.info("%s: session %s ended: %s", self._connection.describe(), self.session_id,
+                 self._end_reason)  # fmt: skip
+        self._connection.channel_closed(self)
 
     def pause_writing(self) -> None:
         """The operator's window is full: stop reading from the target."""
@@ -129,6 +148,8 @@ class TargetChannel(TargetSide, asyncssh.SSHClientSession[bytes]):
 class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
     """The operator's side of one session channel, and its recording."""
 
+    CLIENT_CLOSED = "client closed the channel"
+
     def __init__(self, connection: Connection) -> None:
         self._connection = connection
         self.chan: asyncssh.SSHServerChannel[bytes]
@@ -147,7 +168,7 @@ class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
         self._spool_state = "ok"
         self._gone = False
         self._exit_sent = False
-        self._end_reason = "client closed the channel"
+        self._end_reason = self.CLIENT_CLOSED
         self.last_activity = asyncio.get_running_loop().time()
 
     # -- requests, before the session starts --------------------------------
@@ -224,10 +245,6 @@ class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
         if "target" in self._held:  # a hold placed before the target channel existed
             chan.pause_reading()
         self.release("operator", "opening")
-
-    @property
-    def session_id(self) -> str:
-        return str(self.recorder.session_id) if self.recorder is not None else "(unrecorded)"
 
     def _refuse(self, refused: Refused) -> None:
         self._end_reason = refused.reason
@@ -326,13 +343,7 @@ class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
         if self._target is not None:
             self._target.close()
             self._target = None
-        if exc is not None and self._end_reason == "client closed the channel":
-            self._end_reason = f"connection lost: {describe_error(exc)}"
-        if self.recorder is not None:
-            self.recorder.close(self._end_reason)
-        log.info("%s: session %s ended: %s", self._connection.describe(), self.session_id,
-                 self._end_reason)  # fmt: skip
-        self._connection.channel_closed(self)
+        self._ended(exc)
 
 
 def describe_error(exc: BaseException) -> str:
