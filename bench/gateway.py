@@ -30,7 +30,7 @@ import asyncssh
 from bench.cpu import cpu_seconds
 from bench.scratch import scratch
 from sshtrail.broker import EmbeddedBroker, free_port
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, rss_kib
 from tests.support.sshd import SshdTarget, find_sshd
 
 CIPHERS = tuple(os.environ.get("BENCH_CIPHERS", "aes128-gcm@openssh.com,default").split(","))
@@ -113,7 +113,7 @@ async def idle_sessions(gw: GatewayProcess, count: int) -> float:
     """KiB of gateway RSS per idle PTY session, over ``count`` sessions."""
     assert gw.process is not None
     pid = gw.process.pid
-    before = rss_kib(pid)
+    before = gateway_rss_kib(pid)
     conns: list[asyncssh.SSHClientConnection] = []
     gate = asyncio.Semaphore(16)  # open them 16 at a time
 
@@ -128,18 +128,18 @@ async def idle_sessions(gw: GatewayProcess, count: int) -> float:
 
     await asyncio.gather(*(open_one() for _ in range(count)))
     await asyncio.sleep(2)
-    after = rss_kib(pid)
+    after = gateway_rss_kib(pid)
     for conn in conns:
         conn.close()
     await asyncio.gather(*(conn.wait_closed() for conn in conns))
     return (after - before) / count
 
 
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
+def gateway_rss_kib(pid: int) -> int:
+    kib = rss_kib(pid)
+    if kib is None:
+        raise RuntimeError("the gateway exited during the benchmark")
+    return kib
 
 
 def percentile(samples: list[float], q: float) -> float:

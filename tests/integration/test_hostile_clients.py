@@ -18,7 +18,7 @@ import asyncssh
 import pytest
 
 from sshtrail.broker import EmbeddedBroker
-from tests.support.gateway import GatewayProcess, published
+from tests.support.gateway import GatewayProcess, published, rss_kib
 from tests.support.proxy import StallingProxy
 from tests.support.sshd import SshdTarget
 
@@ -55,10 +55,9 @@ def still_serves(gateway: GatewayProcess) -> None:
 
 
 def rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise AssertionError("no VmRSS")
+    kib = rss_kib(pid)
+    assert kib is not None, "no VmRSS"
+    return kib / 1024
 
 
 class _Counting(asyncssh.SSHClientSession[bytes]):

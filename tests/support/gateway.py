@@ -221,3 +221,11 @@ def _complete(entries: list[tuple[int, int, Chunk]]) -> bool:
     seqs = sorted({chunk.seq for _, _, chunk in entries})
     ended = any(chunk.end is not None for _, _, chunk in entries)
     return ended and seqs == list(range(len(seqs)))
+
+
+def rss_kib(pid: int) -> int | None:
+    """A process's resident memory in KiB; None once it has exited (no VmRSS)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return None

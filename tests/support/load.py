@@ -32,7 +32,7 @@ from sshtrail import migrate, search
 from sshtrail.db import make_engine
 from tests.support.cli import Running
 from tests.support.consumers import start_member, write_config
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, rss_kib
 from tests.support.sshd import SshdTarget
 
 PROMPT = "READY$ "
@@ -274,10 +274,8 @@ def _poll_index(url: str, seen: dict[str, float], stop: threading.Event) -> None
 
 
 def _rss_mib(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
+    kib = rss_kib(pid)
+    return kib / 1024 if kib is not None else float("nan")
 
 
 def summary(plan: Plan, result: LoadResult) -> dict[str, float]:
