@@ -16,7 +16,7 @@ from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicP
 from confluent_kafka.admin import AdminClient
 
 from sshtrail.errors import BrokerError
-from sshtrail.kafka import QUIET, client_config, reason, standalone_consumer
+from sshtrail.kafka import QUIET, client_config, reason, standalone_consumer, topic_metadata
 from sshtrail.settings import Settings
 
 
@@ -73,11 +73,7 @@ class LagReader:
         return rows
 
     def _partitions(self) -> list[int]:
-        metadata = self._admin.list_topics(self.topic, timeout=self._timeout)
-        topic = metadata.topics.get(self.topic)
-        if topic is None or topic.error is not None:
-            raise BrokerError(f"topic {self.topic} does not exist")
-        return sorted(topic.partitions)
+        return sorted(topic_metadata(self._admin, self.topic, self._timeout).partitions)
 
     def _committed(self, group: str) -> dict[int, int]:
         request = [ConsumerGroupTopicPartitions(group)]

@@ -22,7 +22,7 @@ from consumer.messages import Received, sort_messages
 from consumer.runner import Writer
 from sshtrail import search
 from sshtrail.errors import BrokerError, InvalidError
-from sshtrail.kafka import reason, standalone_consumer
+from sshtrail.kafka import reason, standalone_consumer, topic_metadata
 from sshtrail.models import ChunkRecord, SessionRecord
 from sshtrail.settings import Settings
 from sshtrail.wire import decode_chunk
@@ -100,10 +100,7 @@ def reprocess(settings: Settings, writer: Writer, *, partitions: list[int] | Non
 
 
 def _all_partitions(reader: Consumer, topic: str, timeout: float) -> list[int]:
-    found = reader.list_topics(topic, timeout=timeout).topics.get(topic)
-    if found is None or found.error is not None:
-        raise BrokerError(f"topic {topic} does not exist")
-    return sorted(found.partitions)
+    return sorted(topic_metadata(reader, topic, timeout).partitions)
 
 
 def _range(reader: Consumer, topic: str, partition: int, *, start: Bound,

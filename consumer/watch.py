@@ -16,7 +16,7 @@ from confluent_kafka import KafkaException, TopicPartition
 
 from sshtrail.errors import BrokerError, WireError
 from sshtrail.events import Event
-from sshtrail.kafka import partition_for, reason, standalone_consumer
+from sshtrail.kafka import partition_for, reason, standalone_consumer, topic_metadata
 from sshtrail.settings import Settings
 from sshtrail.wire import decode_chunk
 
@@ -30,10 +30,8 @@ def follow(settings: Settings, session_id: uuid.UUID, stop: Callable[[], bool],
     topic, key = settings.kafka.topic, str(session_id).encode()
     reader = standalone_consumer(settings, "watch")
     try:
-        metadata = reader.list_topics(topic, timeout=timeout).topics.get(topic)
-        if metadata is None or metadata.error is not None:
-            raise BrokerError(f"topic {topic} does not exist")
-        partition = partition_for(key, len(metadata.partitions))
+        partitions = topic_metadata(reader, topic, timeout).partitions
+        partition = partition_for(key, len(partitions))
         created_ms = session_id.int >> 80  # UUIDv7: 48 bits of Unix milliseconds
         since = max(created_ms - CLOCK_SLACK_MS, 0)
         [start] = reader.offsets_for_times([TopicPartition(topic, partition, since)], timeout)

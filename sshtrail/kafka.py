@@ -76,6 +76,15 @@ def reason(exc: KafkaException) -> str:
     return error.str() if isinstance(error, KafkaError) else str(exc)
 
 
+def topic_metadata(client: Consumer | AdminClient, topic: str, timeout: float) -> Any:
+    """``topic``'s metadata (its ``partitions`` by id); :class:`BrokerError` if it does
+    not exist."""
+    found = client.list_topics(topic, timeout=timeout).topics.get(topic)
+    if found is None or found.error is not None:
+        raise BrokerError(f"topic {topic} does not exist")
+    return found
+
+
 def admin_client(settings: Settings) -> AdminClient:
     """An admin client; quiet, since its failures are raised (see :data:`QUIET`)."""
     return AdminClient(client_config(settings, **QUIET))

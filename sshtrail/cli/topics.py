@@ -10,7 +10,7 @@ from typing import Any
 from confluent_kafka import KafkaException
 
 from sshtrail.errors import BrokerError
-from sshtrail.kafka import admin_client, ensure_topics, reason
+from sshtrail.kafka import admin_client, ensure_topics, reason, topic_metadata
 from sshtrail.settings import Settings
 
 
@@ -58,13 +58,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def describe(settings: Settings) -> list[tuple[str, int, int]]:
     """Name, partition count and smallest replica count of the two topics."""
     admin = admin_client(settings)
-    try:
-        metadata = admin.list_topics(timeout=10.0)
-    except KafkaException as exc:
-        raise BrokerError(f"cannot reach {settings.bootstrap_servers}: {reason(exc)}") from None
     rows = []
     for name in (settings.kafka.topic, settings.kafka.dlq_topic):
-        topic = metadata.topics[name]
+        try:
+            topic = topic_metadata(admin, name, 10.0)
+        except KafkaException as exc:
+            raise BrokerError(f"cannot reach {settings.bootstrap_servers}: {reason(exc)}") from None
         replicas = min((len(p.replicas) for p in topic.partitions.values()), default=0)
         rows.append((name, len(topic.partitions), replicas))
     return rows
