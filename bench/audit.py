@@ -71,8 +71,9 @@ def main() -> None:
     env = {**os.environ, "SSHTRAIL_DATABASE__URL": store_url, "SSHTRAIL_SEARCH__URL": search_url}
 
     def command(*argv: str) -> Callable[[], object]:
-        return lambda: subprocess.run([sys.executable, "-m", "sshtrail", *argv], env=env,
-                                      capture_output=True, check=True)  # fmt: skip
+        return lambda: subprocess.run(
+            [sys.executable, "-m", "sshtrail", *argv], env=env, capture_output=True, check=True
+        )
 
     def list_query() -> object:
         with store.connect() as conn:
@@ -92,8 +93,10 @@ def main() -> None:
         ("search 'rm -rf', whole command", command("search", "rm -rf")),
     ):
         p50, p95 = timed(work, args.runs)
-        print(f"{name:<40} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  "
-              f"(p50 minus startup {p50 - base[0]:6.1f} ms)")  # fmt: skip
+        print(
+            f"{name:<40} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  "
+            f"(p50 minus startup {p50 - base[0]:6.1f} ms)"
+        )
     store.dispose()
     index.dispose()
 

@@ -59,9 +59,17 @@ def timed(argv: Sequence[str], size: int, gateway: int | None, broker: int | Non
     return Bulk(size / elapsed / 1e6, *used)
 
 
-def throughput(gw: GatewayProcess, plain: GatewayProcess, sshd: SshdTarget,
-               broker: int | None, *, blob: Path, size: int, rounds: int,
-               cipher: str) -> dict[str, Bulk]:  # fmt: skip
+def throughput(
+    gw: GatewayProcess,
+    plain: GatewayProcess,
+    sshd: SshdTarget,
+    broker: int | None,
+    *,
+    blob: Path,
+    size: int,
+    rounds: int,
+    cipher: str,
+) -> dict[str, Bulk]:
     options = [] if cipher == "default" else ["-c", cipher]
     command = f"cat {blob}"
     runs = {
@@ -79,12 +87,19 @@ def throughput(gw: GatewayProcess, plain: GatewayProcess, sshd: SshdTarget,
     return best
 
 
-async def echo_times(host: str, port: int, *, user: str, key: Path, known_hosts: Path,
-                     count: int) -> list[float]:  # fmt: skip
+async def echo_times(
+    host: str, port: int, *, user: str, key: Path, known_hosts: Path, count: int
+) -> list[float]:
     """Round trips of one keystroke to its echo in an interactive shell, in µs."""
-    async with asyncssh.connect(host, port, username=user, client_keys=[str(key)],
-                                known_hosts=str(known_hosts), config=None,
-                                agent_path=None) as conn:  # fmt: skip
+    async with asyncssh.connect(
+        host,
+        port,
+        username=user,
+        client_keys=[str(key)],
+        known_hosts=str(known_hosts),
+        config=None,
+        agent_path=None,
+    ) as conn:
         process = await conn.create_process(term_type="xterm", term_size=(80, 24), encoding=None)
         process.stdin.write(b"stty -echoctl; PS1='$ '\n")
         await asyncio.sleep(0.5)
@@ -119,10 +134,15 @@ async def idle_sessions(gw: GatewayProcess, count: int) -> float:
 
     async def open_one() -> None:
         async with gate:
-            conn = await asyncssh.connect("127.0.0.1", gw.port, username="alice:t1",
-                                          client_keys=[str(gw.operator_key)],
-                                          known_hosts=str(gw.known_hosts), config=None,
-                                          agent_path=None)  # fmt: skip
+            conn = await asyncssh.connect(
+                "127.0.0.1",
+                gw.port,
+                username="alice:t1",
+                client_keys=[str(gw.operator_key)],
+                known_hosts=str(gw.known_hosts),
+                config=None,
+                agent_path=None,
+            )
             await conn.create_process(term_type="xterm", term_size=(80, 24))
             conns.append(conn)
 
@@ -149,20 +169,27 @@ def percentile(samples: list[float], q: float) -> float:
 def report_bulk(best: dict[str, Bulk], what: str) -> None:
     print(f"bulk output, {what} (CPU in ms per MB on the best run):")
     for name, run in best.items():
-        print(f"  {name:<24} {run.rate:8.1f} MB/s   gateway CPU {run.gateway_cpu:6.2f}"
-              f" (event loop {run.loop_cpu:5.2f})   broker CPU {run.broker_cpu:6.2f}")  # fmt: skip
+        print(
+            f"  {name:<24} {run.rate:8.1f} MB/s   gateway CPU {run.gateway_cpu:6.2f}"
+            f" (event loop {run.loop_cpu:5.2f})   broker CPU {run.broker_cpu:6.2f}"
+        )
     rate = {name: run.rate for name, run in best.items()}
-    print(f"  ratio gateway/direct:          {rate['gateway'] / rate['direct']:.2f}"
-          "  (goal >= 0.75)")  # fmt: skip
+    print(
+        f"  ratio gateway/direct:          {rate['gateway'] / rate['direct']:.2f}  (goal >= 0.75)"
+    )
     versus_plain = rate["gateway"] / rate["gateway, recording off"]
     print(f"  ratio gateway/recording off:   {versus_plain:.2f}  (goal >= 0.9)")
     on, off = best["gateway"], best["gateway, recording off"]
-    print(f"  recording's own gateway CPU:   {on.gateway_cpu - off.gateway_cpu:.2f} ms per MB, "
-          f"{on.loop_cpu - off.loop_cpu:.2f} of it on the event loop")  # fmt: skip
+    print(
+        f"  recording's own gateway CPU:   {on.gateway_cpu - off.gateway_cpu:.2f} ms per MB, "
+        f"{on.loop_cpu - off.loop_cpu:.2f} of it on the event loop"
+    )
     # One session's bytes all pass the one event loop: with cores to spare (broker,
     # client and target elsewhere) its CPU per MB bounds the rate.
-    print(f"  event-loop ratio off/on:       {off.loop_cpu / on.loop_cpu:.2f}"
-          "  (the rate ratio where the loop is the only limit)")  # fmt: skip
+    print(
+        f"  event-loop ratio off/on:       {off.loop_cpu / on.loop_cpu:.2f}"
+        "  (the rate ratio where the loop is the only limit)"
+    )
 
 
 def main() -> None:
@@ -189,8 +216,12 @@ def main() -> None:
     gateways: list[GatewayProcess] = []
 
     def gateway(*settings: str) -> GatewayProcess:
-        gw = GatewayProcess(work / f"gw-{len(gateways)}", broker.bootstrap_servers, sshd,
-                            extra="\n".join([limits, *settings]))  # fmt: skip
+        gw = GatewayProcess(
+            work / f"gw-{len(gateways)}",
+            broker.bootstrap_servers,
+            sshd,
+            extra="\n".join([limits, *settings]),
+        )
         gw.start()
         gateways.append(gw)
         return gw
@@ -199,12 +230,26 @@ def main() -> None:
         # Latency and memory first, on fresh gateways, before bulk data keeps
         # the broker busy.
         gw = gateway()
-        direct = asyncio.run(echo_times("127.0.0.1", sshd.port, user=sshd.user,
-                                        key=sshd.client_key, known_hosts=sshd.known_hosts,
-                                        count=args.echoes))  # fmt: skip
-        through = asyncio.run(echo_times("127.0.0.1", gw.port, user="alice:t1",
-                                         key=gw.operator_key, known_hosts=gw.known_hosts,
-                                         count=args.echoes))  # fmt: skip
+        direct = asyncio.run(
+            echo_times(
+                "127.0.0.1",
+                sshd.port,
+                user=sshd.user,
+                key=sshd.client_key,
+                known_hosts=sshd.known_hosts,
+                count=args.echoes,
+            )
+        )
+        through = asyncio.run(
+            echo_times(
+                "127.0.0.1",
+                gw.port,
+                user="alice:t1",
+                key=gw.operator_key,
+                known_hosts=gw.known_hosts,
+                count=args.echoes,
+            )
+        )
         print(f"keystroke echo round trip, {args.echoes} keystrokes (µs):")
         for name, samples in (("direct", direct), ("gateway", through)):
             p50, p99 = percentile(samples, 50), percentile(samples, 99)
@@ -213,13 +258,23 @@ def main() -> None:
         print(f"  p99 overhead: {overhead:.0f} µs  (goal < 500)")
         if args.idle:
             per_session = asyncio.run(idle_sessions(gateway(), args.idle))
-            print(f"memory per idle session at {args.idle} sessions: {per_session:.0f} KiB"
-                  "  (goal <= 100; with the gateway's own connection to the target)")  # fmt: skip
+            print(
+                f"memory per idle session at {args.idle} sessions: {per_session:.0f} KiB"
+                "  (goal <= 100; with the gateway's own connection to the target)"
+            )
         for cipher in CIPHERS:
             ciphers = f"target_ciphers = {same!r}".replace("'", '"') if cipher != "default" else ""
             recording, plain = gateway(ciphers), gateway(ciphers, "record = false")
-            best = throughput(recording, plain, sshd, broker.pid, blob=blob, size=size,
-                              rounds=args.rounds, cipher=cipher)  # fmt: skip
+            best = throughput(
+                recording,
+                plain,
+                sshd,
+                broker.pid,
+                blob=blob,
+                size=size,
+                rounds=args.rounds,
+                cipher=cipher,
+            )
             report_bulk(best, f"cipher {cipher}, {args.mb} MB, best of {args.rounds}")
     finally:
         for gw in gateways:

@@ -64,9 +64,11 @@ def shell_work(rng: random.Random) -> list[tuple[str, str]]:
     """Forty commands, each with a few lines of output."""
     work = []
     for n in range(40):
-        lines = [f"{rng.choice(WORDS)} {rng.choice(WORDS)} id={rng.randrange(10**6)} "
-                 f"host=10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"
-                 for _ in range(rng.randrange(1, 8))]  # fmt: skip
+        lines = [
+            f"{rng.choice(WORDS)} {rng.choice(WORDS)} id={rng.randrange(10**6)} "
+            f"host=10.{rng.randrange(256)}.{rng.randrange(256)}.{rng.randrange(256)}"
+            for _ in range(rng.randrange(1, 8))
+        ]
         work.append((f"grep -n {rng.choice(WORDS)} /var/log/app{n}.log", "\n".join(lines)))
     return work
 
@@ -85,17 +87,28 @@ def fill(engine: Engine, lines: int, rng: random.Random) -> None:
     batch: list[dict[str, object]] = []
     with engine.begin() as conn:
         for n in range(lines):
-            text = (f"{rng.choice(WORDS)} {rng.choice(WORDS)} /srv/app/{rng.choice(WORDS)}"
-                    f"/{rng.randrange(10**6)} host=172.16.{rng.randrange(256)}."
-                    f"{rng.randrange(256)} {rng.choice(WORDS)}")  # fmt: skip
+            text = (
+                f"{rng.choice(WORDS)} {rng.choice(WORDS)} /srv/app/{rng.choice(WORDS)}"
+                f"/{rng.randrange(10**6)} host=172.16.{rng.randrange(256)}."
+                f"{rng.randrange(256)} {rng.choice(WORDS)}"
+            )
             if n in needles:
                 text += f" {needles[n]}"
             if n % 5000 == 0:
                 session = uuid.uuid4()
-            batch.append({"session_id": session, "kind": "output", "ordinal": n, "seq": n,
-                          "t": n * 1000, "at": start + dt.timedelta(seconds=n),
-                          "operator": rng.choice(["alice", "bob", "carol"]), "target": "web01",
-                          "text": text})  # fmt: skip
+            batch.append(
+                {
+                    "session_id": session,
+                    "kind": "output",
+                    "ordinal": n,
+                    "seq": n,
+                    "t": n * 1000,
+                    "at": start + dt.timedelta(seconds=n),
+                    "operator": rng.choice(["alice", "bob", "carol"]),
+                    "target": "web01",
+                    "text": text,
+                }
+            )
             if len(batch) == 10_000:
                 conn.execute(search.DOCS.insert(), batch)
                 batch = []
@@ -140,8 +153,9 @@ def main() -> None:
                 settings, kafka=msgspec.structs.replace(settings.kafka, partitions=6)
             )
             ensure_topics(settings)
-            sessions = [typed_session(shell_work(rng), events_per_chunk=16)
-                        for _ in range(args.sessions)]  # fmt: skip
+            sessions = [
+                typed_session(shell_work(rng), events_per_chunk=16) for _ in range(args.sessions)
+            ]
             messages = [m for session in sessions for m in keyed(*session)]
             total = produce(broker.bootstrap_servers, settings.kafka.topic, messages)
             print(f"part 1: {total:,} chunks of {args.sessions} typed shell sessions")
@@ -152,9 +166,11 @@ def main() -> None:
                 search.ensure_schema(engine)
                 seconds = member_seconds(settings, IndexWriter(engine), total).seconds
                 lines = output_lines(engine)
-                print(f"  index into {name:<18} {total / seconds:>10,.0f} chunks/s "
-                      f"{lines / seconds:>10,.0f} output lines/s  ratio to raw consume "
-                      f"{raw / seconds:.2f}")  # fmt: skip
+                print(
+                    f"  index into {name:<18} {total / seconds:>10,.0f} chunks/s "
+                    f"{lines / seconds:>10,.0f} output lines/s  ratio to raw consume "
+                    f"{raw / seconds:.2f}"
+                )
                 search.drop_schema(engine)
                 engine.dispose()
         finally:

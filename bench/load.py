@@ -63,27 +63,39 @@ def main() -> None:
         broker.stop()
     figures = load.summary(plan, result)
     lines = figures["output_lines"]
-    print(f"{args.sessions} sessions for {args.seconds:.0f} s, "
-          f"{figures['keystrokes']:.0f} keystrokes, {lines:.0f} output lines")  # fmt: skip
+    print(
+        f"{args.sessions} sessions for {args.seconds:.0f} s, "
+        f"{figures['keystrokes']:.0f} keystrokes, {lines:.0f} output lines"
+    )
     print(f"  dropped sessions: {figures['dropped']:.0f}")
     for problem in result.dropped[:10]:
         print(f"    {problem}")
     for i, session in enumerate(result.direct):
         if session.error:
             print(f"    direct session {i}: {session.error}")
-    print(f"  keystroke echo, gateway: p50 {figures['echo_p50_ms']:.2f} ms, "
-          f"p99 {figures['echo_p99_ms']:.2f} ms")  # fmt: skip
+    print(
+        f"  keystroke echo, gateway: p50 {figures['echo_p50_ms']:.2f} ms, "
+        f"p99 {figures['echo_p99_ms']:.2f} ms"
+    )
     direct_p50, direct_p99 = figures["direct_echo_p50_ms"], figures["direct_echo_p99_ms"]
-    print(f"  keystroke echo, direct (5 sessions, same run): p50 {direct_p50:.2f} ms, "
-          f"p99 {direct_p99:.2f} ms")  # fmt: skip
-    print(f"  p99 overhead {figures['echo_p99_overhead_ms']:.2f} ms, ratio "
-          f"{figures['echo_p99_ms'] / figures['direct_echo_p99_ms']:.2f}x")  # fmt: skip
-    print(f"  output -> searchable: p50 {figures['searchable_p50_s']:.2f} s, "
-          f"p99 {figures['searchable_p99_s']:.2f} s (goal p99 < 2 s); "
-          f"{len(result.unsearchable())} lines never searchable")  # fmt: skip
-    print(f"  gateway RSS {figures['gateway_rss_before_mib']:.0f} -> "
-          f"{figures['gateway_rss_peak_mib']:.0f} MiB "
-          f"({figures['gateway_kib_per_session']:.0f} KiB per session)")  # fmt: skip
+    print(
+        f"  keystroke echo, direct (5 sessions, same run): p50 {direct_p50:.2f} ms, "
+        f"p99 {direct_p99:.2f} ms"
+    )
+    print(
+        f"  p99 overhead {figures['echo_p99_overhead_ms']:.2f} ms, ratio "
+        f"{figures['echo_p99_ms'] / figures['direct_echo_p99_ms']:.2f}x"
+    )
+    print(
+        f"  output -> searchable: p50 {figures['searchable_p50_s']:.2f} s, "
+        f"p99 {figures['searchable_p99_s']:.2f} s (goal p99 < 2 s); "
+        f"{len(result.unsearchable())} lines never searchable"
+    )
+    print(
+        f"  gateway RSS {figures['gateway_rss_before_mib']:.0f} -> "
+        f"{figures['gateway_rss_peak_mib']:.0f} MiB "
+        f"({figures['gateway_kib_per_session']:.0f} KiB per session)"
+    )
 
 
 if __name__ == "__main__":

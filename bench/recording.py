@@ -61,11 +61,19 @@ def main() -> None:
             spool.append(key, encode())  # what the writer thread does, inline here
 
         sink = type("Sink", (), {"submit": staticmethod(submit)})()
-        start = Start(0, "alice", "127.0.0.1:1", "t1", "127.0.0.1", 22, "root", "gw", "", 0, 0,
-                      time.time_ns())  # fmt: skip
-        recorder = Recorder(start, Ed25519PrivateKey.generate(), sink, lambda _d, _c: _Timer(),
-                            session_id=uuid7(), max_bytes=CHUNK, max_delay_s=0.1,
-                            echo_window_s=None)  # fmt: skip
+        start = Start(
+            0, "alice", "127.0.0.1:1", "t1", "127.0.0.1", 22, "root", "gw", "", 0, 0, time.time_ns()
+        )
+        recorder = Recorder(
+            start,
+            Ed25519PrivateKey.generate(),
+            sink,
+            lambda _d, _c: _Timer(),
+            session_id=uuid7(),
+            max_bytes=CHUNK,
+            max_delay_s=0.1,
+            echo_window_s=None,
+        )
         for _ in range(packets):
             recorder.output(packet)
         recorder.close("done")
@@ -81,8 +89,10 @@ def main() -> None:
         "spool append (CRC + writev)": lambda: [spool.append(key, chunk) for _ in range(chunks)],
         "all of it: recorder → chain → spool": through_recorder,
     }
-    print(f"{total / 1e6:,.0f} MB of output in {PACKET}-byte packets, {CHUNK // 1024} KiB chunks"
-          " (CPU ms per MB):")  # fmt: skip
+    print(
+        f"{total / 1e6:,.0f} MB of output in {PACKET}-byte packets, {CHUNK // 1024} KiB chunks"
+        " (CPU ms per MB):"
+    )
     baseline = 0.0
     for name, run in stages.items():
         cost = per_mb(total, run)

@@ -54,12 +54,17 @@ def settings_for(servers: str, topic: str, batch: int) -> Settings:
 
 def raw_consume(settings: Settings, total: int) -> float:
     """Seconds for a bare consumer to read ``total`` messages (first message to last)."""
-    consumer = Consumer({"bootstrap.servers": settings.bootstrap_servers,
-                         "group.id": f"bench-raw-{uuid.uuid4().hex[:6]}",
-                         "auto.offset.reset": "earliest", "enable.auto.commit": False,
-                         "partition.assignment.strategy": "roundrobin",
-                         "receive.message.max.bytes": 1 << 30,
-                         "max.partition.fetch.bytes": 4 << 20})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": settings.bootstrap_servers,
+            "group.id": f"bench-raw-{uuid.uuid4().hex[:6]}",
+            "auto.offset.reset": "earliest",
+            "enable.auto.commit": False,
+            "partition.assignment.strategy": "roundrobin",
+            "receive.message.max.bytes": 1 << 30,
+            "max.partition.fetch.bytes": 4 << 20,
+        }
+    )
     consumer.subscribe([settings.kafka.topic])
     seen, started = 0, None
     while seen < total:
@@ -91,8 +96,9 @@ def store(settings: Settings, url: str, total: int, broker: int | None) -> Phase
     return phase
 
 
-def member_seconds(settings: Settings, writer: Writer, total: int,
-                   broker: int | None = None) -> Phase:  # fmt: skip
+def member_seconds(
+    settings: Settings, writer: Writer, total: int, broker: int | None = None
+) -> Phase:
     """One group member with ``writer`` taking ``total`` chunks, from the first batch
     received (the group joined) to the last one committed: seconds, and CPU meanwhile."""
 
@@ -134,12 +140,17 @@ def main() -> None:
                 settings, kafka=msgspec.structs.replace(settings.kafka, partitions=6)
             )
             ensure_topics(settings)
-            messages = [m for _ in range(args.sessions)
-                        for m in keyed(*recording(args.chunks, args.payload))]  # fmt: skip
+            messages = [
+                m
+                for _ in range(args.sessions)
+                for m in keyed(*recording(args.chunks, args.payload))
+            ]
             total = produce(broker.bootstrap_servers, settings.kafka.topic, messages)
             events = total + args.sessions * 2  # one event a chunk, start/exec and exit/end
-            print(f"{total:,} chunks of {args.payload} B payload in {args.sessions:,} sessions, "
-                  f"batches of {args.batch}")  # fmt: skip
+            print(
+                f"{total:,} chunks of {args.payload} B payload in {args.sessions:,} sessions, "
+                f"batches of {args.batch}"
+            )
             waited = wait_until_idle(broker.pid)
             print(f"(waited {waited:.1f} s for the broker to finish writing its log)")
             raw = raw_consume(settings, total)
@@ -150,14 +161,18 @@ def main() -> None:
             for name, url in targets:
                 wait_until_idle(broker.pid)
                 run = store(settings, url, total, broker.pid)
-                print(f"store into {name:<12}  {total / run.seconds:>10,.0f} chunks/s  "
-                      f"{events / run.seconds:>10,.0f} events/s  ratio to raw consume "
-                      f"{raw / run.seconds:.2f}")  # fmt: skip
+                print(
+                    f"store into {name:<12}  {total / run.seconds:>10,.0f} chunks/s  "
+                    f"{events / run.seconds:>10,.0f} events/s  ratio to raw consume "
+                    f"{raw / run.seconds:.2f}"
+                )
                 per = 1e6 / total  # CPU µs per chunk
-                print(f"    CPU per chunk: member {run.member * per:.0f} µs, database "
-                      f"{run.database * per:.0f} µs, broker {run.broker * per:.0f} µs; "
-                      f"machine busy {(run.member + run.database + run.broker) / run.seconds:.2f}"
-                      f" of {os.cpu_count()} cores")  # fmt: skip
+                print(
+                    f"    CPU per chunk: member {run.member * per:.0f} µs, database "
+                    f"{run.database * per:.0f} µs, broker {run.broker * per:.0f} µs; "
+                    f"machine busy {(run.member + run.database + run.broker) / run.seconds:.2f}"
+                    f" of {os.cpu_count()} cores"
+                )
                 if url.startswith("postgres"):
                     postgres.drop_database(url)
         finally:

@@ -30,8 +30,20 @@ def interactive_session(rng: random.Random, key: Ed25519PrivateKey) -> list[byte
     writer = ChainWriter(uuid7(), key)
     t = 0
     chunks = []
-    start = ev.Start(0, "alice", "192.0.2.10:50022", "web01", "10.0.3.7", 22, "deploy",
-                     "gw-1", "xterm-256color", 120, 40, time.time_ns())  # fmt: skip
+    start = ev.Start(
+        0,
+        "alice",
+        "192.0.2.10:50022",
+        "web01",
+        "10.0.3.7",
+        22,
+        "deploy",
+        "gw-1",
+        "xterm-256color",
+        120,
+        40,
+        time.time_ns(),
+    )
     pending: list[ev.Event] = [start]
     for _ in range(40):
         for char in b"ls -la /var/log/nginx\r":

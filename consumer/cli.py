@@ -37,21 +37,32 @@ def register(commands: Any) -> None:
         "default, PostgreSQL pg_trgm). Independent of the store group.",
     )
     _member_options(index, "index_group")
-    index.add_argument("--rebuild", action="store_true",
-                       help="drop the search index and index every stored session again from "
-                       "the store's chunks, then exit (stop the index group first)")  # fmt: skip
+    index.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="drop the search index and index every stored session again from "
+        "the store's chunks, then exit (stop the index group first)",
+    )
     index.set_defaults(handler=run_index)
 
 
 def _member_options(parser: argparse.ArgumentParser, group_key: str) -> None:
-    parser.add_argument("--group", type=_group_name,
-                        help=f"consumer group id (default: consumer.{group_key})")  # fmt: skip
-    parser.add_argument("--instance-id", type=_group_name, metavar="ID",
-                        help="static member id: a restarted member with the same id takes "
-                        "its partitions back at once (default: consumer.instance_id)")  # fmt: skip
-    parser.add_argument("--metrics-port", type=_port, metavar="PORT",
-                        help="serve Prometheus /metrics on this port (0: off; default: "
-                        "consumer.metrics_port)")  # fmt: skip
+    parser.add_argument(
+        "--group", type=_group_name, help=f"consumer group id (default: consumer.{group_key})"
+    )
+    parser.add_argument(
+        "--instance-id",
+        type=_group_name,
+        metavar="ID",
+        help="static member id: a restarted member with the same id takes "
+        "its partitions back at once (default: consumer.instance_id)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=_port,
+        metavar="PORT",
+        help="serve Prometheus /metrics on this port (0: off; default: consumer.metrics_port)",
+    )
 
 
 def run_store(args: argparse.Namespace, settings: Settings) -> int:

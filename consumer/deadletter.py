@@ -38,11 +38,18 @@ class DeadLetters:
     def __init__(self, settings: Settings, group: str) -> None:
         self.topic = settings.kafka.dlq_topic
         self._group = group
-        self._producer = Producer(client_config(settings, **{
-            "enable.idempotence": True, "acks": "all", "linger.ms": 5,
-            # Whatever the sessions topic took must fit; the broker has the last word.
-            "message.max.bytes": 1_000_000_000,
-        }))  # fmt: skip
+        self._producer = Producer(
+            client_config(
+                settings,
+                **{
+                    "enable.idempotence": True,
+                    "acks": "all",
+                    "linger.ms": 5,
+                    # Whatever the sessions topic took must fit; the broker has the last word.
+                    "message.max.bytes": 1_000_000_000,
+                },
+            )
+        )
 
     def send(self, letters: Sequence[Rejected], timeout: float = 30.0) -> int:
         """Publish ``letters``; raises :class:`BrokerError` if any is not acknowledged.
@@ -55,8 +62,12 @@ class DeadLetters:
             return 0
         errors: list[tuple[Rejected, KafkaError]] = []
         for letter in letters:
-            log.warning("dead letter: partition %d offset %d: %s",
-                        letter.partition, letter.offset, letter.error.reason)  # fmt: skip
+            log.warning(
+                "dead letter: partition %d offset %d: %s",
+                letter.partition,
+                letter.offset,
+                letter.error.reason,
+            )
             self._produce(letter, errors)
         self._flush(timeout)
         # A refused batch may hold small letters beside the large one: each again
@@ -72,9 +83,13 @@ class DeadLetters:
         refusal = self._deliver_alone(letter, timeout)
         if refusal is None or not _too_large(refusal):
             return refusal
-        log.warning("dead letter: partition %d offset %d is too large for %s; sent "
-                    "truncated to %d bytes", letter.partition, letter.offset, self.topic,
-                    TRUNCATED_TO)  # fmt: skip
+        log.warning(
+            "dead letter: partition %d offset %d is too large for %s; sent truncated to %d bytes",
+            letter.partition,
+            letter.offset,
+            self.topic,
+            TRUNCATED_TO,
+        )
         return self._deliver_alone(_truncate(letter), timeout)
 
     def _deliver_alone(self, letter: Rejected, timeout: float) -> KafkaError | None:
@@ -100,8 +115,9 @@ class DeadLetters:
             *letter.headers,
         ]
         try:
-            self._producer.produce(self.topic, letter.value, letter.key,
-                                   headers=headers, on_delivery=delivered)  # fmt: skip
+            self._producer.produce(
+                self.topic, letter.value, letter.key, headers=headers, on_delivery=delivered
+            )
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.MSG_SIZE_TOO_LARGE:
                 raise BrokerError(f"cannot queue a dead letter: {exc}") from None

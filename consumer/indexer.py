@@ -88,16 +88,23 @@ class _Session:
         return [self._document(f, chunk.seq) for f in found]
 
     def state(self) -> dict[str, Any]:
-        return {"session_id": self.session_id, "next_seq": self.next_seq,
-                "operator": self.operator, "target": self.target,
-                "started_at": self.started_at, "ended": self.ended}  # fmt: skip
+        return {
+            "session_id": self.session_id,
+            "next_seq": self.next_seq,
+            "operator": self.operator,
+            "target": self.target,
+            "started_at": self.started_at,
+            "ended": self.ended,
+        }
 
     def _start(self, start: Start, found: list[Found]) -> None:
         self.operator, self.target = start.operator[:255], start.target[:255]
         self.started_at = dt.datetime.fromtimestamp(start.started_at / 1e9, dt.UTC)
         self.terminal = Terminal(start.cols, start.rows, pty=bool(start.term))
-        meta = (f"operator {start.operator} target {start.target} client {start.client} "
-                f"user {start.user} host {start.host}:{start.port}")  # fmt: skip
+        meta = (
+            f"operator {start.operator} target {start.target} client {start.client} "
+            f"user {start.user} host {start.host}:{start.port}"
+        )
         found.append(Found("meta", meta, start.t))
 
     def _screen(self) -> Terminal:
@@ -108,11 +115,22 @@ class _Session:
     def _document(self, found: Found, seq: int) -> dict[str, Any]:
         ordinal = self._ordinals[found.kind]
         self._ordinals[found.kind] = ordinal + 1
-        at = self.started_at + dt.timedelta(microseconds=found.t // 1000) \
-            if self.started_at else None  # fmt: skip
-        return {"session_id": self.session_id, "kind": found.kind, "ordinal": ordinal,
-                "seq": seq, "t": found.t, "at": at, "operator": self.operator,
-                "target": self.target, "text": found.text.replace("\x00", "")}  # fmt: skip
+        at = (
+            self.started_at + dt.timedelta(microseconds=found.t // 1000)
+            if self.started_at
+            else None
+        )
+        return {
+            "session_id": self.session_id,
+            "kind": found.kind,
+            "ordinal": ordinal,
+            "seq": seq,
+            "t": found.t,
+            "at": at,
+            "operator": self.operator,
+            "target": self.target,
+            "text": found.text.replace("\x00", ""),
+        }
 
 
 class IndexWriter:
@@ -157,33 +175,47 @@ class IndexWriter:
         written = 0
         for session_id, chunks in by_session.items():
             row = saved.get(session_id)
-            session = self._session(conn, session_id, row["next_seq"] if row else 0,
-                                    bool(row and row["ended"]))  # fmt: skip
+            session = self._session(
+                conn, session_id, row["next_seq"] if row else 0, bool(row and row["ended"])
+            )
             for chunk in sorted(chunks, key=lambda c: c.seq):
                 if chunk.seq < session.next_seq or session.ended:
                     continue  # re-delivered, or after the end: already indexed
                 documents += session.apply(chunk)
                 written += 1
                 if not session.ended:
-                    backlog.append({"session_id": session_id, "seq": chunk.seq,
-                                    "data": chunk.raw})  # fmt: skip
+                    backlog.append({"session_id": session_id, "seq": chunk.seq, "data": chunk.raw})
             states.append(session.state())
             if session.ended:
                 conn.execute(delete(BACKLOG).where(BACKLOG.c.session_id == session_id))
         if documents:
-            conn.execute(self._insert(DOCS).on_conflict_do_nothing(
-                index_elements=["session_id", "kind", "ordinal"]), documents)  # fmt: skip
+            conn.execute(
+                self._insert(DOCS).on_conflict_do_nothing(
+                    index_elements=["session_id", "kind", "ordinal"]
+                ),
+                documents,
+            )
         if backlog:
-            conn.execute(self._insert(BACKLOG).on_conflict_do_nothing(
-                index_elements=["session_id", "seq"]), backlog)  # fmt: skip
+            conn.execute(
+                self._insert(BACKLOG).on_conflict_do_nothing(index_elements=["session_id", "seq"]),
+                backlog,
+            )
         upsert = self._insert(SESSIONS)
-        conn.execute(upsert.on_conflict_do_update(index_elements=["session_id"], set_={
-            name: upsert.excluded[name] for name in
-            ("next_seq", "operator", "target", "started_at", "ended")}), states)  # fmt: skip
+        conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["session_id"],
+                set_={
+                    name: upsert.excluded[name]
+                    for name in ("next_seq", "operator", "target", "started_at", "ended")
+                },
+            ),
+            states,
+        )
         return written
 
-    def _session(self, conn: Connection, session_id: uuid.UUID, next_seq: int,
-                 ended: bool) -> _Session:  # fmt: skip
+    def _session(
+        self, conn: Connection, session_id: uuid.UUID, next_seq: int, ended: bool
+    ) -> _Session:
         """The session's state as committed: from memory if it matches, else replayed."""
         cached = self._open.get(session_id)
         if cached is not None and cached.next_seq == next_seq and cached.ended == ended:
@@ -193,8 +225,11 @@ class IndexWriter:
         if ended:
             session.next_seq, session.ended = next_seq, True
         elif next_seq:
-            replayed = conn.execute(select(BACKLOG.c.data).where(
-                BACKLOG.c.session_id == session_id).order_by(BACKLOG.c.seq))  # fmt: skip
+            replayed = conn.execute(
+                select(BACKLOG.c.data)
+                .where(BACKLOG.c.session_id == session_id)
+                .order_by(BACKLOG.c.seq)
+            )
             for (data,) in replayed:
                 session.apply(decode_chunk(data))  # its documents are already stored
             session.next_seq = next_seq

@@ -57,8 +57,9 @@ class LagReader:
             marks = self._watermarks(partitions)
             owners = self._owners(group)
         except KafkaException as exc:
-            raise BrokerError(f"cannot read the lag of {group} from {self._servers}: "
-                              f"{reason(exc)}") from None  # fmt: skip
+            raise BrokerError(
+                f"cannot read the lag of {group} from {self._servers}: {reason(exc)}"
+            ) from None
         now = time.time()
         rows = []
         for partition in partitions:
@@ -68,8 +69,18 @@ class LagReader:
             lag = end - (current if current is not None else low)
             seconds = self._age(partition, end - lag, now) if lag > 0 else 0.0
             owner = owners.get(partition, (None, None, None))
-            rows.append(PartitionLag(group, self.topic, partition, current, end, max(lag, 0),
-                                     round(seconds, 3), *owner))  # fmt: skip
+            rows.append(
+                PartitionLag(
+                    group,
+                    self.topic,
+                    partition,
+                    current,
+                    end,
+                    max(lag, 0),
+                    round(seconds, 3),
+                    *owner,
+                )
+            )
         return rows
 
     def _partitions(self) -> list[int]:
@@ -78,15 +89,19 @@ class LagReader:
     def _committed(self, group: str) -> dict[int, int]:
         request = [ConsumerGroupTopicPartitions(group)]
         listed = self._admin.list_consumer_group_offsets(request)[group].result(self._timeout)
-        return {tp.partition: tp.offset for tp in listed.topic_partitions
-                if tp.topic == self.topic and tp.offset >= 0}  # fmt: skip
+        return {
+            tp.partition: tp.offset
+            for tp in listed.topic_partitions
+            if tp.topic == self.topic and tp.offset >= 0
+        }
 
     def _watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
         """(earliest, log-end) offset of each partition, from the broker."""
         marks = {}
         for partition in partitions:
             low, high = self._probe.get_watermark_offsets(
-                TopicPartition(self.topic, partition), timeout=self._timeout)  # fmt: skip
+                TopicPartition(self.topic, partition), timeout=self._timeout
+            )
             marks[partition] = (int(low), int(high))
         return marks
 

@@ -96,8 +96,11 @@ def _decode(key: bytes | None, value: bytes | None) -> Chunk:
     if key != str(chunk.session_id).encode():
         # Keyed by something else, it may sit on the wrong partition, out of order.
         shown = key[:64].decode("ascii", "backslashreplace") if key is not None else None
-        raise WireError(f"message key {shown!r} is not the chunk's session id",
-                        session_id=str(chunk.session_id), seq=chunk.seq)  # fmt: skip
+        raise WireError(
+            f"message key {shown!r} is not the chunk's session id",
+            session_id=str(chunk.session_id),
+            seq=chunk.seq,
+        )
     return chunk
 
 

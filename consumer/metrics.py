@@ -30,27 +30,45 @@ class ConsumerMetrics:
 
         self._consumed = counter("sshtrail_messages_consumed", "Messages read from the topic.")
         self._written = counter("sshtrail_chunks_written", "Chunks newly written by this group.")
-        self._duplicates = counter("sshtrail_chunks_duplicate",
-                                   "Chunks already present, ignored (re-deliveries).")  # fmt: skip
-        self._dead = counter("sshtrail_messages_dead_lettered",
-                             "Messages that were not valid chunks, sent to the DLQ.")  # fmt: skip
-        self._retries = counter("sshtrail_write_retries",
-                                "Failed writes that will be retried (database away).")  # fmt: skip
+        self._duplicates = counter(
+            "sshtrail_chunks_duplicate", "Chunks already present, ignored (re-deliveries)."
+        )
+        self._dead = counter(
+            "sshtrail_messages_dead_lettered",
+            "Messages that were not valid chunks, sent to the DLQ.",
+        )
+        self._retries = counter(
+            "sshtrail_write_retries", "Failed writes that will be retried (database away)."
+        )
         self._commit_failures = counter(
             "sshtrail_commit_failures", "Offset commits the broker refused (re-delivered)."
         )
-        self._batch = Histogram("sshtrail_batch_messages", "Messages per written batch.",
-                                labels, buckets=_BATCH_BUCKETS, registry=self.registry)  # fmt: skip
-        self._latency = Histogram("sshtrail_write_seconds", "Time to write and commit a batch.",
-                                  labels, buckets=_LATENCY_BUCKETS,
-                                  registry=self.registry)  # fmt: skip
-        self._lag = Gauge("sshtrail_consumer_lag_messages",
-                          "Log-end offset minus this group's committed offset.",
-                          ["group", "topic", "partition"], registry=self.registry)  # fmt: skip
-        self._lag_seconds = Gauge("sshtrail_consumer_lag_seconds",
-                                  "Age of the oldest message this group has not consumed.",
-                                  ["group", "topic", "partition"],
-                                  registry=self.registry)  # fmt: skip
+        self._batch = Histogram(
+            "sshtrail_batch_messages",
+            "Messages per written batch.",
+            labels,
+            buckets=_BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "sshtrail_write_seconds",
+            "Time to write and commit a batch.",
+            labels,
+            buckets=_LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self._lag = Gauge(
+            "sshtrail_consumer_lag_messages",
+            "Log-end offset minus this group's committed offset.",
+            ["group", "topic", "partition"],
+            registry=self.registry,
+        )
+        self._lag_seconds = Gauge(
+            "sshtrail_consumer_lag_seconds",
+            "Age of the oldest message this group has not consumed.",
+            ["group", "topic", "partition"],
+            registry=self.registry,
+        )
 
     def serve(self, listen: str, port: int) -> int:
         """Serve ``/metrics`` on ``listen:port`` from a daemon thread; returns the port."""

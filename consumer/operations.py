@@ -27,32 +27,49 @@ from sshtrail.events import End, Output, Start
 from sshtrail.settings import Settings
 from sshtrail.textsafe import visible
 
-COLUMNS = ("GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET", "LOG-END-OFFSET", "LAG",
-           "TIME-LAG", "CONSUMER-ID", "HOST", "CLIENT-ID")  # fmt: skip
+COLUMNS = (
+    "GROUP",
+    "TOPIC",
+    "PARTITION",
+    "CURRENT-OFFSET",
+    "LOG-END-OFFSET",
+    "LAG",
+    "TIME-LAG",
+    "CONSUMER-ID",
+    "HOST",
+    "CLIENT-ID",
+)
 
 
 def register(commands: Any) -> None:
     lag = commands.add_parser(
-        "lag", help="consumer lag per group and partition, as the broker reports it",
+        "lag",
+        help="consumer lag per group and partition, as the broker reports it",
         description="For each group (default: the store and index groups) and partition: "
         "committed offset, log-end offset, lag, age of the oldest unconsumed message, and "
         "the member that owns it; then a total per group.",
-    )  # fmt: skip
+    )
     lag.add_argument("--group", action="append", metavar="G", help="only this group (repeatable)")
     lag.add_argument("--json", action="store_true")
     lag.add_argument("--watch", action="store_true", help="refresh every 2 s until Ctrl-C")
     lag.set_defaults(handler=run_lag)
 
     again = commands.add_parser(
-        "reprocess", help="re-consume an offset or time range into the store or the index",
+        "reprocess",
+        help="re-consume an offset or time range into the store or the index",
         description="Read a range of the sessions topic with a consumer that commits no group "
         "offsets and write it through the group's idempotent writer: what is already there "
         "is counted as a duplicate, what is missing is restored. The range is [from, to); "
         "without --to-*, up to the log end at the start.",
-    )  # fmt: skip
+    )
     again.add_argument("--group", choices=("store", "index"), required=True)
-    again.add_argument("--partition", type=int, action="append", metavar="P",
-                       help="only this partition (repeatable; default all)")  # fmt: skip
+    again.add_argument(
+        "--partition",
+        type=int,
+        action="append",
+        metavar="P",
+        help="only this partition (repeatable; default all)",
+    )
     start = again.add_mutually_exclusive_group(required=True)
     start.add_argument("--from-offset", type=int, metavar="N")
     start.add_argument("--from-time", type=moment, metavar="T", help="2h ago, or ISO time")
@@ -62,11 +79,12 @@ def register(commands: Any) -> None:
     again.set_defaults(handler=run_reprocess)
 
     watch = commands.add_parser(
-        "watch", help="follow a session live from Kafka as it happens",
+        "watch",
+        help="follow a session live from Kafka as it happens",
         description="Render a session's output live, read from its partition from its first "
         "chunk on, until it ends or Ctrl-C. Like replay, this writes the session's bytes "
         "to the terminal as they were.",
-    )  # fmt: skip
+    )
     watch.add_argument("session", metavar="SID", help="session id, or a unique prefix if stored")
     watch.set_defaults(handler=run_watch)
 
@@ -95,15 +113,29 @@ def _print_lag(rows: list[PartitionLag], groups: list[str]) -> None:
     table: list[tuple[str, ...]] = [COLUMNS]
     for r in rows:
         current = "-" if r.current_offset is None else str(r.current_offset)
-        table.append((r.group, r.topic, str(r.partition), current, str(r.log_end_offset),
-                      str(r.lag), f"{r.time_lag_s:.1f}s", visible(r.consumer_id or "-"),
-                      visible(r.host or "-"), visible(r.client_id or "-")))  # fmt: skip
+        table.append(
+            (
+                r.group,
+                r.topic,
+                str(r.partition),
+                current,
+                str(r.log_end_offset),
+                str(r.lag),
+                f"{r.time_lag_s:.1f}s",
+                visible(r.consumer_id or "-"),
+                visible(r.host or "-"),
+                visible(r.client_id or "-"),
+            )
+        )
     print_table(table)
     for group in groups:
         mine = [r for r in rows if r.group == group]
         oldest = max((r.time_lag_s for r in mine), default=0.0)
-        print(f"TOTAL {group}: lag {sum(r.lag for r in mine)} messages, oldest unconsumed "
-              f"{oldest:.1f}s", flush=True)  # fmt: skip
+        print(
+            f"TOTAL {group}: lag {sum(r.lag for r in mine)} messages, oldest unconsumed "
+            f"{oldest:.1f}s",
+            flush=True,
+        )
 
 
 def run_reprocess(args: argparse.Namespace, settings: Settings) -> int:
@@ -117,21 +149,30 @@ def run_reprocess(args: argparse.Namespace, settings: Settings) -> int:
         engine = open_index(settings)
         writer = IndexWriter(engine)
     try:
-        done = reprocess(settings, writer, partitions=args.partition,
-                         start=Bound(args.from_offset, args.from_time),
-                         end=None if args.to_offset is None and args.to_time is None
-                         else Bound(args.to_offset, args.to_time))  # fmt: skip
+        done = reprocess(
+            settings,
+            writer,
+            partitions=args.partition,
+            start=Bound(args.from_offset, args.from_time),
+            end=None
+            if args.to_offset is None and args.to_time is None
+            else Bound(args.to_offset, args.to_time),
+        )
     finally:
         engine.dispose()
     for partition, (first, end) in sorted(done.ranges.items()):
         if end > first:
-            print(f"partition {partition}: offsets {first}..{end - 1} "
-                  f"({done.read[partition]} messages)")  # fmt: skip
+            print(
+                f"partition {partition}: offsets {first}..{end - 1} "
+                f"({done.read[partition]} messages)"
+            )
         else:
             print(f"partition {partition}: nothing from offset {first}")
     c = done.counts
-    print(f"{args.group}: {c.read} read, {c.written} written, {c.duplicates} already there, "
-          f"{c.invalid} not chunks (see the dead-letter topic)")  # fmt: skip
+    print(
+        f"{args.group}: {c.read} read, {c.written} written, {c.duplicates} already there, "
+        f"{c.invalid} not chunks (see the dead-letter topic)"
+    )
     return 0
 
 
@@ -142,8 +183,12 @@ def run_watch(args: argparse.Namespace, settings: Settings) -> int:
     with stop_on_signals() as stop:
         for event in follow(settings, session_id, lambda: stop.received):
             if isinstance(event, Start):
-                print(f"{visible(event.operator)}@{visible(event.target)} from "
-                      f"{visible(event.client)}", file=sys.stderr, flush=True)  # fmt: skip
+                print(
+                    f"{visible(event.operator)}@{visible(event.target)} from "
+                    f"{visible(event.client)}",
+                    file=sys.stderr,
+                    flush=True,
+                )
             elif isinstance(event, Output):
                 out.write(event.data)
                 out.flush()
@@ -165,7 +210,9 @@ def _session_id(settings: Settings, text: str) -> uuid.UUID:
         with engine.connect() as conn:
             return queries.resolve(conn, text)
     except (OperationalError, ProgrammingError) as exc:
-        raise InvalidError(f"{text!r}: give the full session id (the store cannot be read: "
-                           f"{str(exc.orig).strip()})") from None  # fmt: skip
+        raise InvalidError(
+            f"{text!r}: give the full session id (the store cannot be read: "
+            f"{str(exc.orig).strip()})"
+        ) from None
     finally:
         engine.dispose()

@@ -19,8 +19,7 @@ from consumer.messages import Received
 
 _STAGED = "sshtrail_chunks_stage"  # in the DBAPI connection's info: the table exists
 
-_COLUMNS = ("session_id", "seq", "t_first", "t_last", "partition", "offset", "data",
-            "received_at")  # fmt: skip
+_COLUMNS = ("session_id", "seq", "t_first", "t_last", "partition", "offset", "data", "received_at")
 _TYPES = ("uuid", "int8", "int8", "int8", "int4", "int8", "bytea", "timestamptz")
 _LIST = ", ".join(f'"{name}"' for name in _COLUMNS)
 
@@ -54,9 +53,18 @@ def copy_chunks(conn: Connection, chunks: Sequence[Received]) -> set[tuple[uuid.
         with cursor.copy(f"COPY chunks_stage ({_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_TYPES)
             for r in chunks:
-                copy.write_row((r.chunk.session_id, r.chunk.seq, r.chunk.events[0].t,
-                                r.chunk.events[-1].t, r.partition, r.offset, r.chunk.raw,
-                                r.published_at))  # fmt: skip
+                copy.write_row(
+                    (
+                        r.chunk.session_id,
+                        r.chunk.seq,
+                        r.chunk.events[0].t,
+                        r.chunk.events[-1].t,
+                        r.partition,
+                        r.offset,
+                        r.chunk.raw,
+                        r.published_at,
+                    )
+                )
         cursor.execute(_SESSIONS)
         cursor.execute(_CHUNKS)
         return {(sid, seq) for sid, seq in cursor.fetchall()}

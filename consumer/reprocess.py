@@ -53,8 +53,15 @@ class Reprocessed:
     counts: Counts
 
 
-def reprocess(settings: Settings, writer: Writer, *, partitions: list[int] | None,
-              start: Bound, end: Bound | None, timeout: float = 30.0) -> Reprocessed:  # fmt: skip
+def reprocess(
+    settings: Settings,
+    writer: Writer,
+    *,
+    partitions: list[int] | None,
+    start: Bound,
+    end: Bound | None,
+    timeout: float = 30.0,
+) -> Reprocessed:
     """Read ``[start, end)`` of each partition (end: the log end now) through ``writer``.
 
     Refuses a start below the oldest offset the broker still has, naming that
@@ -64,17 +71,22 @@ def reprocess(settings: Settings, writer: Writer, *, partitions: list[int] | Non
     reader = standalone_consumer(settings, "reprocess")
     try:
         chosen = partitions if partitions is not None else _all_partitions(reader, topic, 10.0)
-        ranges = {p: _range(reader, topic, p, start=start, end=end, timeout=timeout)
-                  for p in chosen}  # fmt: skip
+        ranges = {
+            p: _range(reader, topic, p, start=start, end=end, timeout=timeout) for p in chosen
+        }
         read = dict.fromkeys(chosen, 0)
         counts = Counts()
         todo = {p: r for p, r in ranges.items() if r[0] < r[1]}
         reader.assign([TopicPartition(topic, p, first) for p, (first, _) in todo.items()])
         deadline = time.monotonic() + timeout
         while todo and time.monotonic() < deadline:
-            messages = [m for m in reader.consume(settings.consumer.batch_size, 1.0)
-                        if m.error() is None and m.partition() in todo
-                        and (m.offset() or 0) < todo[m.partition() or 0][1]]  # fmt: skip
+            messages = [
+                m
+                for m in reader.consume(settings.consumer.batch_size, 1.0)
+                if m.error() is None
+                and m.partition() in todo
+                and (m.offset() or 0) < todo[m.partition() or 0][1]
+            ]
             if not messages:
                 continue
             deadline = time.monotonic() + timeout
@@ -90,8 +102,9 @@ def reprocess(settings: Settings, writer: Writer, *, partitions: list[int] | Non
                 if partition in todo and offset + 1 >= todo[partition][1]:
                     todo.pop(partition)
         if todo:
-            raise BrokerError(f"partitions {sorted(todo)} did not deliver their range in "
-                              f"{timeout:.0f}s")  # fmt: skip
+            raise BrokerError(
+                f"partitions {sorted(todo)} did not deliver their range in {timeout:.0f}s"
+            )
     except KafkaException as exc:
         raise BrokerError(f"reprocess: {settings.bootstrap_servers}: {reason(exc)}") from None
     finally:
@@ -103,26 +116,31 @@ def _all_partitions(reader: Consumer, topic: str, timeout: float) -> list[int]:
     return sorted(topic_metadata(reader, topic, timeout).partitions)
 
 
-def _range(reader: Consumer, topic: str, partition: int, *, start: Bound,
-           end: Bound | None, timeout: float) -> tuple[int, int]:  # fmt: skip
+def _range(
+    reader: Consumer, topic: str, partition: int, *, start: Bound, end: Bound | None, timeout: float
+) -> tuple[int, int]:
     low, high = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
     where = TopicPartition(topic, partition)
     first = _resolve(reader, where, start, high, timeout)
     if first < low:
-        raise InvalidError(f"partition {partition}: offset {first} is no longer retained; "
-                           f"the earliest offset is {low}")  # fmt: skip
+        raise InvalidError(
+            f"partition {partition}: offset {first} is no longer retained; "
+            f"the earliest offset is {low}"
+        )
     last = high if end is None else min(_resolve(reader, where, end, high, timeout), high)
     return first, last
 
 
-def _resolve(reader: Consumer, where: TopicPartition, bound: Bound, high: int,
-             timeout: float) -> int:  # fmt: skip
+def _resolve(
+    reader: Consumer, where: TopicPartition, bound: Bound, high: int, timeout: float
+) -> int:
     if bound.offset is not None:
         return bound.offset
     assert bound.time is not None
     millis = int(bound.time.timestamp() * 1000)
-    [found] = reader.offsets_for_times([TopicPartition(where.topic, where.partition, millis)],
-                                       timeout)  # fmt: skip
+    [found] = reader.offsets_for_times(
+        [TopicPartition(where.topic, where.partition, millis)], timeout
+    )
     return int(found.offset) if found.offset >= 0 else high  # none that late: the end
 
 

@@ -91,20 +91,26 @@ class GroupRunner:
         self._retry_initial = options.retry_initial_ms / 1000
         self._retry_max = max(options.retry_max_ms, options.retry_initial_ms) / 1000
         static = {"group.instance.id": options.instance_id} if options.instance_id else {}
-        self._consumer = consumer_factory(client_config(settings, **static, **{
-            "group.id": group,
-            "client.id": f"{group}-{settings.instance}",
-            "enable.auto.commit": False,
-            "enable.auto.offset.store": False,
-            "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": settings.assignment_strategy,
-            "max.poll.interval.ms": options.max_poll_interval_ms,
-            "session.timeout.ms": options.session_timeout_ms,
-            "max.partition.fetch.bytes": 4 << 20,
-            # The embedded broker answers a fetch with everything it has
-            # (docs/decisions.md); librdkafka must accept such a response.
-            "receive.message.max.bytes": 1 << 30,
-        }))  # fmt: skip
+        self._consumer = consumer_factory(
+            client_config(
+                settings,
+                **static,
+                **{
+                    "group.id": group,
+                    "client.id": f"{group}-{settings.instance}",
+                    "enable.auto.commit": False,
+                    "enable.auto.offset.store": False,
+                    "auto.offset.reset": "earliest",
+                    "partition.assignment.strategy": settings.assignment_strategy,
+                    "max.poll.interval.ms": options.max_poll_interval_ms,
+                    "session.timeout.ms": options.session_timeout_ms,
+                    "max.partition.fetch.bytes": 4 << 20,
+                    # The embedded broker answers a fetch with everything it has
+                    # (docs/decisions.md); librdkafka must accept such a response.
+                    "receive.message.max.bytes": 1 << 30,
+                },
+            )
+        )
         self._dead_letters = DeadLetters(settings, group)
         self._stop = threading.Event()
         self._assigned: set[int] = set()
@@ -124,10 +130,18 @@ class GroupRunner:
 
     def run(self) -> None:
         """Consume until stopped. Raises :class:`BrokerError` on a fatal Kafka error."""
-        self._consumer.subscribe([self.topic], on_assign=self._on_assign,
-                                 on_revoke=self._on_revoke, on_lost=self._on_revoke)  # fmt: skip
-        log.info("%s: joined the group, topic %s, %s assignment", self.group, self.topic,
-                 self.settings.assignment_strategy)  # fmt: skip
+        self._consumer.subscribe(
+            [self.topic],
+            on_assign=self._on_assign,
+            on_revoke=self._on_revoke,
+            on_lost=self._on_revoke,
+        )
+        log.info(
+            "%s: joined the group, topic %s, %s assignment",
+            self.group,
+            self.topic,
+            self.settings.assignment_strategy,
+        )
         next_housekeeping = time.monotonic()
         # While batch N is written, batch N+1 is already fetched and decoded in a
         # helper thread: decoding is Python work, writing mostly waits on the
@@ -189,16 +203,16 @@ class GroupRunner:
             if result is None:  # stopping while the database is away: nothing committed
                 return
             if batch.bad:
-                sent = self._retrying(lambda: self._dead_letters.send(batch.bad),
-                                      "dead-letter")  # fmt: skip
+                sent = self._retrying(lambda: self._dead_letters.send(batch.bad), "dead-letter")
                 if sent is None:  # stopping with the broker away: commit nothing
                     return
                 self._metrics.dead_lettered(len(batch.bad))
             self._commit(batch)
         finally:
             self._in_flight = None
-        self._metrics.batch_written(len(batch), result.written, result.duplicates,
-                                    time.perf_counter() - started)  # fmt: skip
+        self._metrics.batch_written(
+            len(batch), result.written, result.duplicates, time.perf_counter() - started
+        )
         for received in batch.good:
             self._last_published[received.partition] = received.published_at.timestamp()
 
@@ -218,8 +232,9 @@ class GroupRunner:
                 log.warning("%s: %s failed, retrying in %.1fs: %s", self.group, what, delay, exc)
                 self._pause()
                 if self._wait(delay):
-                    log.warning("%s: stopping with a batch not written; it will be "
-                                "re-delivered", self.group)  # fmt: skip
+                    log.warning(
+                        "%s: stopping with a batch not written; it will be re-delivered", self.group
+                    )
                     return None
                 delay = min(delay * 2, self._retry_max)
             else:
@@ -254,9 +269,11 @@ class GroupRunner:
             self._paused = False
 
     def _commit(self, batch: Batch) -> None:
-        offsets = [TopicPartition(self.topic, partition, end)
-                   for partition, end in batch.ends.items()
-                   if partition in self._assigned]  # fmt: skip
+        offsets = [
+            TopicPartition(self.topic, partition, end)
+            for partition, end in batch.ends.items()
+            if partition in self._assigned
+        ]
         if not offsets:
             return
         try:
@@ -299,7 +316,8 @@ class GroupRunner:
         for partition in sorted(self._assigned):
             try:
                 _low, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, partition), cached=True)  # fmt: skip
+                    TopicPartition(self.topic, partition), cached=True
+                )
             except KafkaException:
                 continue
             if high < 0 or partition not in self._committed:

@@ -49,8 +49,9 @@ def member_engine(url: str) -> Engine:
     """A member's engine. No pre-ping: the runner retries a failed batch."""
     if url.startswith("postgres"):
         options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
-        return make_engine(url, pre_ping=False,
-                           connect_args={"connect_timeout": 10, "options": options})  # fmt: skip
+        return make_engine(
+            url, pre_ping=False, connect_args={"connect_timeout": 10, "options": options}
+        )
     return make_engine(url, pre_ping=False)
 
 
@@ -71,10 +72,16 @@ def run_member(
         runner.stop()
 
     with stop_on_signals(stop):
-        print(f"{what}: group {group} reading {settings.kafka.topic} from "
-              f"{settings.bootstrap_servers}{served}", flush=True)  # fmt: skip
+        print(
+            f"{what}: group {group} reading {settings.kafka.topic} from "
+            f"{settings.bootstrap_servers}{served}",
+            flush=True,
+        )
         runner.run()
-    print(f"{what}: stopped; {metrics.value('sshtrail_chunks_written_total'):.0f} chunks "
-          f"written, {metrics.value('sshtrail_messages_dead_lettered_total'):.0f} "
-          "dead-lettered", flush=True)  # fmt: skip
+    print(
+        f"{what}: stopped; {metrics.value('sshtrail_chunks_written_total'):.0f} chunks "
+        f"written, {metrics.value('sshtrail_messages_dead_lettered_total'):.0f} "
+        "dead-lettered",
+        flush=True,
+    )
     return 0

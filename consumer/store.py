@@ -82,15 +82,27 @@ class StoreWriter:
                 update(SESSIONS).where(stale).values(status=SessionStatus.INCOMPLETE)
             )
         if result.rowcount:
-            log.warning("%d sessions without an end chunk since %s marked incomplete",
-                        result.rowcount, cutoff.isoformat(timespec="seconds"))  # fmt: skip
+            log.warning(
+                "%d sessions without an end chunk since %s marked incomplete",
+                result.rowcount,
+                cutoff.isoformat(timespec="seconds"),
+            )
 
     def _transaction(self, what: str) -> Transaction:
         return Transaction(self._engine, what)
 
     def _ensure_sessions(self, conn: Connection, ids: set[uuid.UUID]) -> None:
-        rows = [{"id": sid, "status": SessionStatus.ACTIVE, "bytes_in": 0, "bytes_out": 0,
-                 "chunk_count": 0, "gaps": []} for sid in sorted(ids)]  # fmt: skip
+        rows = [
+            {
+                "id": sid,
+                "status": SessionStatus.ACTIVE,
+                "bytes_in": 0,
+                "bytes_out": 0,
+                "chunk_count": 0,
+                "gaps": [],
+            }
+            for sid in sorted(ids)
+        ]
         conn.execute(self._insert(SESSIONS).on_conflict_do_nothing(index_elements=["id"]), rows)
 
     def _insert_chunks(

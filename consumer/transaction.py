@@ -29,8 +29,9 @@ class Transaction:
             raise _database_error(self._what, exc) from None
         return conn
 
-    def __exit__(self, kind: type[BaseException] | None, value: BaseException | None,
-                 traceback: Any) -> None:  # fmt: skip
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, traceback: Any
+    ) -> None:
         try:
             self._context.__exit__(kind, value, traceback)
         except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
@@ -50,8 +51,9 @@ def _database_error(what: str, exc: Exception) -> DatabaseError:
 IN_LIST = 500
 
 
-def locked_rows(conn: Connection, columns: Sequence[Any], key: ColumnElement[uuid.UUID],
-                ids: list[uuid.UUID]) -> Iterator[RowMapping]:  # fmt: skip
+def locked_rows(
+    conn: Connection, columns: Sequence[Any], key: ColumnElement[uuid.UUID], ids: list[uuid.UUID]
+) -> Iterator[RowMapping]:
     """Rows whose ``key`` is one of ``ids``, locked ``FOR UPDATE`` on PostgreSQL
     (SQLite has one writer at a time), a slice of ids per statement."""
     postgres = conn.dialect.name == "postgresql"

@@ -24,8 +24,9 @@ from sshtrail.wire import decode_chunk
 CLOCK_SLACK_MS = 60_000
 
 
-def follow(settings: Settings, session_id: uuid.UUID, stop: Callable[[], bool],
-           timeout: float = 10.0) -> Iterator[Event]:  # fmt: skip
+def follow(
+    settings: Settings, session_id: uuid.UUID, stop: Callable[[], bool], timeout: float = 10.0
+) -> Iterator[Event]:
     """The session's events in order, live, until its end event or ``stop()``."""
     topic, key = settings.kafka.topic, str(session_id).encode()
     reader = standalone_consumer(settings, "watch")

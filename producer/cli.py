@@ -65,10 +65,16 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
     service = GatewayService(settings)
 
     def ready(running: GatewayService) -> None:
-        print(f"gateway listening on {gw.listen}:{running.port}, publishing to "
-              f"{settings.bootstrap_servers} topic {settings.kafka.topic}", flush=True)  # fmt: skip
-        print(f"gateway host key {running.host_key.get_fingerprint()}; recordings signed by "
-              f"{running.signing_key_path}.pub", flush=True)  # fmt: skip
+        print(
+            f"gateway listening on {gw.listen}:{running.port}, publishing to "
+            f"{settings.bootstrap_servers} topic {settings.kafka.topic}",
+            flush=True,
+        )
+        print(
+            f"gateway host key {running.host_key.get_fingerprint()}; recordings signed by "
+            f"{running.signing_key_path}.pub",
+            flush=True,
+        )
 
     asyncio.run(service.run(ready))
     print("gateway stopped", flush=True)

@@ -34,8 +34,9 @@ class _Shell(asyncssh.SSHServerSession[bytes]):
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
         self._chan = chan
 
-    def pty_requested(self, term_type: str, term_size: tuple[int, int, int, int],
-                      term_modes: object) -> bool:  # fmt: skip
+    def pty_requested(
+        self, term_type: str, term_size: tuple[int, int, int, int], term_modes: object
+    ) -> bool:
         self._pty = os.openpty()
         self._size = (term_size[0] or 80, term_size[1] or 24)
         return True
@@ -59,17 +60,26 @@ class _Shell(asyncssh.SSHServerSession[bytes]):
             self._master, slave = self._pty
             self._resize(*self._size)
             self._process = await asyncio.create_subprocess_exec(
-                *argv, stdin=slave, stdout=slave, stderr=slave, env=env,
-                cwd=Path.home(), start_new_session=True,
+                *argv,
+                stdin=slave,
+                stdout=slave,
+                stderr=slave,
+                env=env,
+                cwd=Path.home(),
+                start_new_session=True,
                 preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),
-            )  # fmt: skip
+            )
             os.close(slave)
             loop.add_reader(self._master, self._pump)
         else:
             self._process = await asyncio.create_subprocess_exec(
-                *argv, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE, env=env, cwd=Path.home(),
-            )  # fmt: skip
+                *argv,
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                stderr=asyncio.subprocess.PIPE,
+                env=env,
+                cwd=Path.home(),
+            )
             copies = [
                 loop.create_task(self._copy(self._process.stdout, None)),
                 loop.create_task(self._copy(self._process.stderr, asyncssh.EXTENDED_DATA_STDERR)),
@@ -129,9 +139,15 @@ class _Server(asyncssh.SSHServer):
 async def serve(port: int, key_path: Path, authorized: Path) -> None:
     """Serve on 127.0.0.1:``port`` until cancelled."""
     server = await asyncssh.create_server(
-        _Server, "127.0.0.1", port, server_host_keys=[host_key(key_path)],
-        authorized_client_keys=str(authorized), encoding=None,
-        line_editor=False, agent_forwarding=False, x11_forwarding=False,
-    )  # fmt: skip
+        _Server,
+        "127.0.0.1",
+        port,
+        server_host_keys=[host_key(key_path)],
+        authorized_client_keys=str(authorized),
+        encoding=None,
+        line_editor=False,
+        agent_forwarding=False,
+        x11_forwarding=False,
+    )
     async with server:
         await server.wait_closed()

@@ -86,8 +86,12 @@ class Forward(Held, asyncssh.SSHTCPSession[bytes]):
         self.release("target", "opening")
         if self._closing:
             chan.close()
-        log.info("%s: session %s forwards to %s", self._connection.describe(), self.session_id,
-                 self.where)  # fmt: skip
+        log.info(
+            "%s: session %s forwards to %s",
+            self._connection.describe(),
+            self.session_id,
+            self.where,
+        )
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         """Bytes from the operator towards the destination."""

@@ -109,8 +109,9 @@ class Gateway:
         now = time.monotonic()
         if now - self._last_noted.get(address, -10.0) >= 10:
             self._last_noted[address] = now
-            log.warning("%s: %s (further refusals of this address for 10 s not logged)",
-                        address, message)  # fmt: skip
+            log.warning(
+                "%s: %s (further refusals of this address for 10 s not logged)", address, message
+            )
         if len(self._last_noted) > 10_000:  # forget addresses seen long ago
             self._last_noted = {a: t for a, t in self._last_noted.items() if now - t < 10}
 
@@ -124,8 +125,9 @@ class Gateway:
 
     # -- the recording sink ------------------------------------------------------
 
-    def submit(self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool,
-               size: int) -> None:  # fmt: skip
+    def submit(
+        self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool, size: int
+    ) -> None:
         """:class:`~producer.recorder.ChunkSink`: to the writer thread, then the spool."""
         self.writer.submit(session_id, encode, final, size)
         if not self.stalled and self.spool_state() == "reserve":
@@ -142,8 +144,11 @@ class Gateway:
         self.writer_behind = behind
         self._hold_all("recording", behind)
         if behind:
-            log.warning("the chunk writer is %d bytes behind (is the disk slow?): sessions "
-                        "paused until it catches up", self.writer.queued_bytes)  # fmt: skip
+            log.warning(
+                "the chunk writer is %d bytes behind (is the disk slow?): sessions "
+                "paused until it catches up",
+                self.writer.queued_bytes,
+            )
         else:
             log.info("the chunk writer caught up; sessions resumed")
 
@@ -160,8 +165,11 @@ class Gateway:
         self.stalled = stalled
         self._hold_all("spool", stalled)
         if stalled:
-            log.error("spool beyond max_bytes + reserve_bytes (%d bytes undelivered): all "
-                      "sessions paused until Kafka takes them", self.spool.pending)  # fmt: skip
+            log.error(
+                "spool beyond max_bytes + reserve_bytes (%d bytes undelivered): all "
+                "sessions paused until Kafka takes them",
+                self.spool.pending,
+            )
         else:
             log.warning("spool below max_bytes again; sessions resumed")
 
@@ -302,14 +310,19 @@ class Connection(asyncssh.SSHServer):
         never used cannot pile up: each is refused at once with the reason."""
         gateway, gw = self._gateway, self._gateway.gw
         if not gateway.accepting:
-            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-                                            "the gateway is shutting down")  # fmt: skip
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "the gateway is shutting down"
+            )
         if len(gateway.channels) >= gw.max_sessions:
-            self._refuse_channel(f"the gateway is at its limit of {gw.max_sessions} sessions",
-                                 "refused: max_sessions")  # fmt: skip
+            self._refuse_channel(
+                f"the gateway is at its limit of {gw.max_sessions} sessions",
+                "refused: max_sessions",
+            )
         if gateway.per_operator[self.login.operator] >= gw.max_sessions_per_operator:
-            self._refuse_channel(f"you have {gw.max_sessions_per_operator} sessions open already",
-                                 "refused: max_sessions_per_operator")  # fmt: skip
+            self._refuse_channel(
+                f"you have {gw.max_sessions_per_operator} sessions open already",
+                "refused: max_sessions_per_operator",
+            )
 
     def _admit(self, channel: Held) -> None:
         if self._client_stalled:
@@ -329,11 +342,14 @@ class Connection(asyncssh.SSHServer):
         try:
             target = self.resolve_target(self.spool_state())
         except Refused as refused:
-            raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED,
-                                            refused.message) from None  # fmt: skip
+            raise asyncssh.ChannelOpenError(
+                asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, refused.message
+            ) from None
         if not target.settings.allow_forwarding:
-            self._refuse_channel(f"port forwarding is not allowed to target {target.name!r}",
-                                 "refused: port forwarding not allowed")  # fmt: skip
+            self._refuse_channel(
+                f"port forwarding is not allowed to target {target.name!r}",
+                "refused: port forwarding not allowed",
+            )
         return self._open_forward(target, dest_host, dest_port, orig_host, orig_port)
 
     async def _open_forward(
@@ -375,14 +391,24 @@ class Connection(asyncssh.SSHServer):
             return None
         target = gateway.connector.describe(self.login.target)
         start = Start(
-            t=0, operator=self.login.operator, client=self.client,
-            target=self.login.target or "", host=target[0], port=target[1], user=target[2],
-            gateway=gateway.settings.instance, term=term, cols=size[0], rows=size[1],
+            t=0,
+            operator=self.login.operator,
+            client=self.client,
+            target=self.login.target or "",
+            host=target[0],
+            port=target[1],
+            user=target[2],
+            gateway=gateway.settings.instance,
+            term=term,
+            cols=size[0],
+            rows=size[1],
             started_at=time.time_ns(),
-        )  # fmt: skip
+        )
         if gateway.spool_state() == "full" and gateway.gw.spool.policy == "fail-open":
-            log.error("%s: spool full and spool.policy is fail-open: this session is NOT "
-                      "recorded", self.describe())  # fmt: skip
+            log.error(
+                "%s: spool full and spool.policy is fail-open: this session is NOT recorded",
+                self.describe(),
+            )
             gateway.recorder(start).close("unrecorded: spool full (fail-open)")
             return None
         return gateway.recorder(start)
@@ -398,8 +424,11 @@ class Connection(asyncssh.SSHServer):
         """
         gateway, gw = self._gateway, self._gateway.gw
         if state != "ok" and (gw.spool.policy == "fail-closed" or state == "reserve"):
-            raise Refused("the recording spool is full (is Kafka down?); new sessions are "
-                          "refused until it drains", "refused: spool full")  # fmt: skip
+            raise Refused(
+                "the recording spool is full (is Kafka down?); new sessions are "
+                "refused until it drains",
+                "refused: spool full",
+            )
         return gateway.policy.resolve(self.login)
 
     async def target_connection(self, target: Target) -> asyncssh.SSHClientConnection:
@@ -439,8 +468,20 @@ class Connection(asyncssh.SSHServer):
             self._gateway.recorder(self._refused_start()).close(reason)
 
     def _refused_start(self) -> Start:
-        return Start(0, self.login.operator[:4096], self.client, self.login.target or "", "", 0,
-                     "", self._gateway.settings.instance, "", 0, 0, time.time_ns())  # fmt: skip
+        return Start(
+            0,
+            self.login.operator[:4096],
+            self.client,
+            self.login.target or "",
+            "",
+            0,
+            "",
+            self._gateway.settings.instance,
+            "",
+            0,
+            0,
+            time.time_ns(),
+        )
 
 
 def server_options(host_key: asyncssh.SSHKey, ciphers: list[str]) -> dict[str, Any]:

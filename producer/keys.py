@@ -45,8 +45,9 @@ def signing_key(path: Path) -> Ed25519PrivateKey:
     try:
         key = serialization.load_ssh_private_key(data, password=None)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"{path} is not an OpenSSH private key: {exc}",
-                          key="gateway.signing_key") from None  # fmt: skip
+        raise ConfigError(
+            f"{path} is not an OpenSSH private key: {exc}", key="gateway.signing_key"
+        ) from None
     if not isinstance(key, Ed25519PrivateKey):
         raise ConfigError(f"{path} must be an Ed25519 key", key="gateway.signing_key")
     return key

@@ -125,8 +125,11 @@ class EchoMasker:
             if isinstance(head, _Typed):
                 if head.verdict is None:
                     break
-                ready.append(Input(head.t, head.data) if head.verdict
-                             else MaskedInput(head.t, len(head.data)))  # fmt: skip
+                ready.append(
+                    Input(head.t, head.data)
+                    if head.verdict
+                    else MaskedInput(head.t, len(head.data))
+                )
             else:
                 ready.append(head)
             self._held.popleft()

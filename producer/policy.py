@@ -63,15 +63,21 @@ class Policy:
             setting = f"operators.{operator.name}"
             # The login name is OPERATOR:TARGET, so certificates are matched on the
             # operator's name as principal rather than on the login name.
-            lines = [*operator.keys, *(f'cert-authority,principals="{operator.name}" {ca}'
-                                       for ca in operator.cert_authorities)]  # fmt: skip
+            lines = [
+                *operator.keys,
+                *(
+                    f'cert-authority,principals="{operator.name}" {ca}'
+                    for ca in operator.cert_authorities
+                ),
+            ]
             try:
                 self._authorized[operator.name] = asyncssh.import_authorized_keys("\n".join(lines))
             except (asyncssh.KeyImportError, ValueError) as exc:
                 raise ConfigError(f"bad key: {exc}", key=f"{setting}.keys") from None
             if operator.password_hash and not operator.password_hash.startswith("scrypt$"):
-                raise ConfigError("not a hash from 'sshtrail password-hash'",
-                                  key=f"{setting}.password_hash")  # fmt: skip
+                raise ConfigError(
+                    "not a hash from 'sshtrail password-hash'", key=f"{setting}.password_hash"
+                )
         self._targets: dict[str, Target] = {}
         for target in settings.targets:
             host_keys = []
@@ -79,12 +85,16 @@ class Policy:
                 try:
                     host_keys.append(asyncssh.import_public_key(text))
                 except (asyncssh.KeyImportError, ValueError) as exc:
-                    raise ConfigError(f"entry {index} is not a public key: {exc}",
-                                      key=f"targets.{target.name}.host_keys") from None  # fmt: skip
+                    raise ConfigError(
+                        f"entry {index} is not a public key: {exc}",
+                        key=f"targets.{target.name}.host_keys",
+                    ) from None
             if not host_keys and not target.trust_on_first_use:
-                raise ConfigError("no host_keys and trust_on_first_use is off: the gateway "
-                                  "could never verify this target",
-                                  key=f"targets.{target.name}.host_keys")  # fmt: skip
+                raise ConfigError(
+                    "no host_keys and trust_on_first_use is off: the gateway "
+                    "could never verify this target",
+                    key=f"targets.{target.name}.host_keys",
+                )
             self._targets[target.name] = Target(target, client_keys[target.name], tuple(host_keys))
 
     def operator(self, name: str) -> OperatorSettings | None:
@@ -128,8 +138,13 @@ def hash_password(password: str) -> str:
     salt = os.urandom(16)
     digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
     encode = base64.b64encode
-    fields = [str(SCRYPT_N), str(SCRYPT_R), str(SCRYPT_P), encode(salt).decode(),
-              encode(digest).decode()]  # fmt: skip
+    fields = [
+        str(SCRYPT_N),
+        str(SCRYPT_R),
+        str(SCRYPT_P),
+        encode(salt).decode(),
+        encode(digest).decode(),
+    ]
     return "$".join(["scrypt", *fields])
 
 
@@ -139,8 +154,14 @@ def verify_password(stored: str, password: str) -> bool:
         if scheme != "scrypt":
             return False
         expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(password.encode(), salt=base64.b64decode(salt), n=int(n),
-                                r=int(r), p=int(p), dklen=len(expected))  # fmt: skip
+        actual = hashlib.scrypt(
+            password.encode(),
+            salt=base64.b64decode(salt),
+            n=int(n),
+            r=int(r),
+            p=int(p),
+            dklen=len(expected),
+        )
     except ValueError:
         return False
     return hmac.compare_digest(actual, expected)

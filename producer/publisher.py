@@ -104,8 +104,10 @@ class Publisher:
         # died with the broker, the broker may have lost those chunks.
         cursor = self._spool.oldest if self._window else self._spool.acked
         if cursor < self._spool.acked:
-            log.info("publishing again the %d bytes acknowledged shortly before the last "
-                     "stop", self._spool.acked - cursor)  # fmt: skip
+            log.info(
+                "publishing again the %d bytes acknowledged shortly before the last stop",
+                self._spool.acked - cursor,
+            )
         backoff = 0.5
         while True:
             if self._stopping.is_set() and (
@@ -133,12 +135,18 @@ class Publisher:
                 producer, cursor = self._renew("unexpected error"), self._spool.acked
         producer.flush(max(0.0, self._deadline - time.monotonic()))
         if self._spool.pending:
-            log.warning("stopping with %d bytes not yet in Kafka; they stay in the spool "
-                        "and are published on the next start", self._spool.pending)  # fmt: skip
+            log.warning(
+                "stopping with %d bytes not yet in Kafka; they stay in the spool "
+                "and are published on the next start",
+                self._spool.pending,
+            )
 
     def _renew(self, why: str) -> Producer:
-        log.error("the Kafka producer is replaced (%s); publishing again from spool "
-                  "position %d", why, self._spool.acked)  # fmt: skip
+        log.error(
+            "the Kafka producer is replaced (%s); publishing again from spool position %d",
+            why,
+            self._spool.acked,
+        )
         self._generation += 1  # reports from the old producer are ignored from now on
         self._in_flight.clear()
         self._confirmed.clear()
@@ -174,9 +182,12 @@ class Publisher:
         self._keep_window()
         if self._rewind_to is not None and not self._in_flight:
             position, self._rewind_to = max(self._rewind_to, self._spool.oldest), None
-            log.info("Kafka is back: publishing again the %d bytes it acknowledged in the "
-                     "%.0f s before the outage", self._spool.acked - position,
-                     self._window)  # fmt: skip
+            log.info(
+                "Kafka is back: publishing again the %d bytes it acknowledged in the "
+                "%.0f s before the outage",
+                self._spool.acked - position,
+                self._window,
+            )
             self._confirmed.clear()
             return position, backoff
         if self._failed and not self._in_flight:
@@ -195,8 +206,11 @@ class Publisher:
 
     def _send(self, producer: Producer, cursor: int) -> int:
         """Produce spooled records from ``cursor``; returns where the next one starts."""
-        in_flight_bytes = (next(reversed(self._in_flight.values())) - next(iter(self._in_flight))
-                           if self._in_flight else 0)  # fmt: skip
+        in_flight_bytes = (
+            next(reversed(self._in_flight.values())) - next(iter(self._in_flight))
+            if self._in_flight
+            else 0
+        )
         if in_flight_bytes >= MAX_IN_FLIGHT:
             return cursor
         try:
@@ -207,17 +221,21 @@ class Publisher:
             return cursor
         for record in records:
             try:
-                producer.produce(self._topic, record.value, record.key,
-                                 on_delivery=self._reporter(record.position,
-                                                            self._generation))  # fmt: skip
+                producer.produce(
+                    self._topic,
+                    record.value,
+                    record.key,
+                    on_delivery=self._reporter(record.position, self._generation),
+                )
             except BufferError:
                 break  # librdkafka's queue is full: poll, then carry on from here
             self._in_flight[record.position] = record.next_position
             cursor = record.next_position
         return cursor
 
-    def _reporter(self, position: int,
-                  generation: int) -> Callable[[KafkaError | None, Message], None]:  # fmt: skip
+    def _reporter(
+        self, position: int, generation: int
+    ) -> Callable[[KafkaError | None, Message], None]:
         def delivered(error: KafkaError | None, _message: Message) -> None:
             if generation != self._generation:
                 return  # from a producer that was replaced; its chunks are sent again

@@ -28,8 +28,9 @@ from sshtrail.events import End, Event, Exec, ExecMode, Exit, Input, Output, Res
 class ChunkSink(Protocol):
     """Where finished chunks go (via the writer thread, the spool). Must not block."""
 
-    def submit(self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool,
-               size: int) -> None:  # fmt: skip
+    def submit(
+        self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool, size: int
+    ) -> None:
         """Take one chunk: ``encode()`` gives its bytes and must be called exactly once,
         after every chunk of the session submitted before it; ``final`` marks the
         session's last chunk; ``size`` estimates its bytes."""

@@ -70,8 +70,12 @@ class Held(abc.ABC):
             self._end_reason = f"connection lost: {describe_error(exc)}"
         if self.recorder is not None:
             self.recorder.close(self._end_reason)
-        log.info("%s: session %s ended: %s", self._connection.describe(), self.session_id,
-                 self._end_reason)  # fmt: skip
+        log.info(
+            "%s: session %s ended: %s",
+            self._connection.describe(),
+            self.session_id,
+            self._end_reason,
+        )
         self._connection.channel_closed(self)
 
     def pause_writing(self) -> None:
@@ -204,8 +208,13 @@ class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
         if self.recorder is not None:
             self.recorder.request(self._mode, self._command)
         # The command itself stays out of the log: it may hold secrets.
-        log.info("%s: session %s started (%s%s)", self._connection.describe(), self.session_id,
-                 self._mode, ", pty" if self._term is not None else "")  # fmt: skip
+        log.info(
+            "%s: session %s started (%s%s)",
+            self._connection.describe(),
+            self.session_id,
+            self._mode,
+            ", pty" if self._term is not None else "",
+        )
         self.hold("operator", "opening")
         self._opening = asyncio.get_running_loop().create_task(self._open())
 
@@ -230,8 +239,12 @@ class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
             self._refuse(refused)
             return
         except (OSError, asyncssh.Error) as exc:
-            self._refuse(Refused(f"cannot open a session on the target: {describe_error(exc)}",
-                                 f"target session failed: {describe_error(exc)}"))  # fmt: skip
+            self._refuse(
+                Refused(
+                    f"cannot open a session on the target: {describe_error(exc)}",
+                    f"target session failed: {describe_error(exc)}",
+                )
+            )
             return
         if self._gone:  # the operator left while the target's channel was opening
             chan.close()
@@ -303,8 +316,14 @@ class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
         with contextlib.suppress(OSError):
             self.chan.write(data, datatype)
 
-    def exited(self, status: int | None = None, signal: str | None = None,
-               core_dumped: bool = False, message: str = "", lang: str = "") -> None:  # fmt: skip
+    def exited(
+        self,
+        status: int | None = None,
+        signal: str | None = None,
+        core_dumped: bool = False,
+        message: str = "",
+        lang: str = "",
+    ) -> None:
         """The target's exit status or signal. asyncssh reports it at once, while
         output may still wait in the paused channel; it is passed on when the
         target's channel closes, after the last byte of output."""

@@ -30,18 +30,25 @@ class GatewayService:
         gw = settings.gateway
         self.settings = settings
         self.host_key_path = settings.state_file(gw.host_key, "gateway/ssh_host_ed25519_key")
-        self.signing_key_path = settings.state_file(gw.signing_key,
-                                                    "gateway/recording_ed25519_key")  # fmt: skip
-        client_keys = {t.name: keys.client_key(_path(t.key, t.name), t.name)
-                       for t in settings.targets}  # fmt: skip
+        self.signing_key_path = settings.state_file(gw.signing_key, "gateway/recording_ed25519_key")
+        client_keys = {
+            t.name: keys.client_key(_path(t.key, t.name), t.name) for t in settings.targets
+        }
         self.policy = Policy(settings, client_keys)
         self.host_key = keys.host_key(self.host_key_path)
         self.signer = keys.signing_key(self.signing_key_path)
-        self.spool = Spool(settings.state_file(gw.spool.dir, "spool"), gw.spool.segment_bytes,
-                           gw.spool.fsync_interval_ms / 1000)  # fmt: skip
+        self.spool = Spool(
+            settings.state_file(gw.spool.dir, "spool"),
+            gw.spool.segment_bytes,
+            gw.spool.fsync_interval_ms / 1000,
+        )
         self.publisher = Publisher(self.spool, settings)
-        connector = TargetConnector(self.policy, settings.state_path / "gateway" / "known_hosts",
-                                    gw.connect_timeout_s, gw.target_ciphers)  # fmt: skip
+        connector = TargetConnector(
+            self.policy,
+            settings.state_path / "gateway" / "known_hosts",
+            gw.connect_timeout_s,
+            gw.target_ciphers,
+        )
         if not gw.record:
             log.warning("gateway.record is false: NOTHING IS RECORDED (benchmarks only)")
         self.gateway = Gateway(settings, self.policy, self.signer, self.spool, connector)
@@ -62,9 +69,11 @@ class GatewayService:
         self.publisher.start()
         try:
             server = await asyncssh.create_server(
-                lambda: Connection(self.gateway), gw.listen, gw.port,
+                lambda: Connection(self.gateway),
+                gw.listen,
+                gw.port,
                 **server_options(self.host_key, gw.ciphers),
-            )  # fmt: skip
+            )
         except ValueError as exc:  # asyncssh: an algorithm it does not know
             self.publisher.stop(0)
             self.spool.close()
@@ -72,16 +81,20 @@ class GatewayService:
         except OSError as exc:
             self.publisher.stop(0)
             self.spool.close()
-            raise ConfigError(f"cannot listen on {gw.listen}:{gw.port}: {exc.strerror}",
-                              key="gateway.port") from None  # fmt: skip
+            raise ConfigError(
+                f"cannot listen on {gw.listen}:{gw.port}: {exc.strerror}", key="gateway.port"
+            ) from None
         self.port = server.sockets[0].getsockname()[1]
         self.gateway.start(loop)  # before the first await: before any connection
         idle = loop.create_task(self.gateway.watch_idle())
         spool_watch = loop.create_task(self.gateway.watch_spool())
         ready(self)
         await self._stop.wait()
-        log.info("stopping: no new connections; waiting up to %d s for %d sessions",
-                 gw.shutdown_timeout_s, len(self.gateway.channels))  # fmt: skip
+        log.info(
+            "stopping: no new connections; waiting up to %d s for %d sessions",
+            gw.shutdown_timeout_s,
+            len(self.gateway.channels),
+        )
         self.gateway.accepting = False
         server.close()
         idle.cancel()
@@ -90,8 +103,12 @@ class GatewayService:
         await loop.run_in_executor(None, self.gateway.stop)  # the last chunks into the spool
         delivered = await loop.run_in_executor(None, self.publisher.stop, 10.0)
         self.spool.close()
-        log.info("stopped; %s", "every chunk is in Kafka" if delivered
-                 else "undelivered chunks stay in the spool for the next start")  # fmt: skip
+        log.info(
+            "stopped; %s",
+            "every chunk is in Kafka"
+            if delivered
+            else "undelivered chunks stay in the spool for the next start",
+        )
 
     async def _drain_sessions(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
@@ -112,13 +129,18 @@ def _raise_file_limit(wanted: int) -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
         soft = hard
     if soft != resource.RLIM_INFINITY and soft < wanted:
-        log.warning("open file limit %d is below what gateway.max_sessions needs (%d); "
-                    "raise it (ulimit -n, LimitNOFILE=) or lower max_sessions",
-                    soft, wanted)  # fmt: skip
+        log.warning(
+            "open file limit %d is below what gateway.max_sessions needs (%d); "
+            "raise it (ulimit -n, LimitNOFILE=) or lower max_sessions",
+            soft,
+            wanted,
+        )
 
 
 def _path(configured: str, target: str) -> Path:
     if not configured:
-        raise ConfigError("no key file: the gateway needs a private key to log in with",
-                          key=f"targets.{target}.key")  # fmt: skip
+        raise ConfigError(
+            "no key file: the gateway needs a private key to log in with",
+            key=f"targets.{target}.key",
+        )
     return Path(configured).expanduser()

@@ -114,8 +114,9 @@ class Spool:
         self._flusher = threading.Thread(target=self._flush_loop, name="spool-fsync", daemon=True)
         self._flusher.start()
         if self.pending:
-            log.info("spool has %d undelivered bytes from before; publishing them first",
-                     self.pending)  # fmt: skip
+            log.info(
+                "spool has %d undelivered bytes from before; publishing them first", self.pending
+            )
 
     def close(self) -> None:
         with self._lock:
@@ -211,8 +212,11 @@ class Spool:
                 return
             self.acked = position
             limit = min(position, self.retain_from)
-            done = [b for b, nxt in zip(self._segments, self._segments[1:], strict=False)
-                    if nxt <= limit]  # fmt: skip
+            done = [
+                b
+                for b, nxt in zip(self._segments, self._segments[1:], strict=False)
+                if nxt <= limit
+            ]
             for base in done:
                 self._segments.remove(base)
                 os.close(self._read_fds.pop(base))
@@ -236,8 +240,9 @@ class Spool:
 
     def _recent_from(self, position: int, max_bytes: int) -> list[Record]:
         """Records from ``position`` on out of memory; empty unless it starts there."""
-        start = bisect.bisect_left(self._recent, position, lo=self._recent_head,
-                                   key=lambda record: record.position)  # fmt: skip
+        start = bisect.bisect_left(
+            self._recent, position, lo=self._recent_head, key=lambda record: record.position
+        )
         if start == len(self._recent) or self._recent[start].position != position:
             return []
         records: list[Record] = []
@@ -279,8 +284,11 @@ class Spool:
                 break
             offset += _HEADER.size + length
         if offset != size:
-            log.warning("spool segment %s: cutting %d bytes of a torn record at its end",
-                        self._path(base).name, size - offset)  # fmt: skip
+            log.warning(
+                "spool segment %s: cutting %d bytes of a torn record at its end",
+                self._path(base).name,
+                size - offset,
+            )
             os.truncate(self._path(base), offset)
         return base + offset
 

@@ -45,12 +45,19 @@ class TargetConnector:
             raise Refused(f"no host key is pinned for {target.name}", "refused: no host key")
         try:
             connecting = asyncssh.connect(
-                settings.host, settings.port, username=settings.user,
-                client_keys=[target.key], known_hosts=None if tofu else (pinned, [], []),
-                config=None, agent_path=None, agent_forwarding=False,
-                x11_forwarding=False, preferred_auth="publickey", encoding=None,
+                settings.host,
+                settings.port,
+                username=settings.user,
+                client_keys=[target.key],
+                known_hosts=None if tofu else (pinned, [], []),
+                config=None,
+                agent_path=None,
+                agent_forwarding=False,
+                x11_forwarding=False,
+                preferred_auth="publickey",
+                encoding=None,
                 encryption_algs=self._ciphers,
-            )  # fmt: skip
+            )
             conn = await asyncio.wait_for(connecting, self._timeout)
         except asyncssh.HostKeyNotVerifiable:
             raise Refused(
@@ -60,13 +67,16 @@ class TargetConnector:
                 "refused: target host key mismatch",
             ) from None
         except asyncssh.PermissionDenied:
-            raise Refused(f"the gateway's key for {target.name} was refused by the target",
-                          "refused: target denied the gateway's key") from None  # fmt: skip
+            raise Refused(
+                f"the gateway's key for {target.name} was refused by the target",
+                "refused: target denied the gateway's key",
+            ) from None
         except (TimeoutError, OSError, asyncssh.Error) as exc:
             reason = exc.reason if isinstance(exc, asyncssh.DisconnectError) else str(exc)
             reason = reason or type(exc).__name__
-            raise Refused(f"cannot reach target {target.name}: {reason}",
-                          f"target unreachable: {reason}") from None  # fmt: skip
+            raise Refused(
+                f"cannot reach target {target.name}: {reason}", f"target unreachable: {reason}"
+            ) from None
         if tofu:
             await self._pin(target, conn)
         return conn
@@ -93,5 +103,8 @@ class TargetConnector:
             line += key.export_public_key("openssh").decode().strip()
             with self._known_hosts.open("a") as handle:
                 handle.write(line + "\n")
-            log.warning("target %s: trusted its host key on first use and pinned it in %s",
-                        target.name, self._known_hosts)  # fmt: skip
+            log.warning(
+                "target %s: trusted its host key on first use and pinned it in %s",
+                target.name,
+                self._known_hosts,
+            )

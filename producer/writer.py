@@ -82,11 +82,15 @@ class ChunkWriter:
             return
         self._thread.join(timeout)
         if self._thread.is_alive():
-            log.error("the chunk writer did not finish within %.0f s; %d chunk bytes not "
-                      "spooled", timeout, self._queued)  # fmt: skip
+            log.error(
+                "the chunk writer did not finish within %.0f s; %d chunk bytes not spooled",
+                timeout,
+                self._queued,
+            )
 
-    def submit(self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool,
-               size: int) -> None:  # fmt: skip
+    def submit(
+        self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool, size: int
+    ) -> None:
         """Queue one chunk (event loop); ``size`` estimates its bytes for the bound."""
         job = _Job(session_id, encode, final, size)
         with self._lock:

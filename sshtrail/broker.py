@@ -72,9 +72,17 @@ class EmbeddedBroker:
             raise BrokerError(f"{self.bootstrap_servers} is already in use; is a broker running?")
         self.data_dir.mkdir(parents=True, exist_ok=True)
         command = [
-            str(broker_binary()), "start", "--only", "kafka", "--host", self.host,
-            "--kafka-port", str(self.port), "--data-dir", str(self.data_dir),
-        ]  # fmt: skip
+            str(broker_binary()),
+            "start",
+            "--only",
+            "kafka",
+            "--host",
+            self.host,
+            "--kafka-port",
+            str(self.port),
+            "--data-dir",
+            str(self.data_dir),
+        ]
         self._process = subprocess.Popen(
             command,
             stdin=subprocess.DEVNULL,

@@ -65,9 +65,13 @@ def prepare(settings: Settings) -> tuple[Settings, Demo]:
     demo.authorized_keys.write_text(public_line(demo.gateway_key) + "\n")
     operator = OperatorSettings(name=NAME, keys=[public_line(demo.operator_key)], targets=[NAME])
     target = TargetSettings(
-        name=NAME, host="127.0.0.1", port=demo.port, user=getpass.getuser(),
-        key=str(demo.gateway_key), host_keys=[public_line(demo.target_host_key)],
-    )  # fmt: skip
+        name=NAME,
+        host="127.0.0.1",
+        port=demo.port,
+        user=getpass.getuser(),
+        key=str(demo.gateway_key),
+        host_keys=[public_line(demo.target_host_key)],
+    )
     combined = msgspec.structs.replace(
         settings,
         gateway=msgspec.structs.replace(settings.gateway, listen="127.0.0.1"),

@@ -62,12 +62,19 @@ QUIET = {"log_level": 2}
 def standalone_consumer(settings: Settings, purpose: str) -> Consumer:
     """A consumer for a command that reads partitions it assigns itself: its own
     throw-away group id, nothing committed, quiet (see :data:`QUIET`)."""
-    return Consumer(client_config(settings, **{
-        "group.id": f"sshtrail-{purpose}-{uuid.uuid4().hex[:8]}",
-        "enable.auto.commit": False, "enable.auto.offset.store": False,
-        # The embedded broker answers a fetch with all it has (docs/decisions.md).
-        "receive.message.max.bytes": 1 << 30, **QUIET,
-    }))  # fmt: skip
+    return Consumer(
+        client_config(
+            settings,
+            **{
+                "group.id": f"sshtrail-{purpose}-{uuid.uuid4().hex[:8]}",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                # The embedded broker answers a fetch with all it has (docs/decisions.md).
+                "receive.message.max.bytes": 1 << 30,
+                **QUIET,
+            },
+        )
+    )
 
 
 def reason(exc: KafkaException) -> str:

@@ -116,9 +116,11 @@ class SessionRecord(Base):
     verified: Mapped[bool | None] = mapped_column()
 
     chunks: Mapped[list[ChunkRecord]] = relationship(
-        back_populates="session", cascade="all, delete-orphan", passive_deletes=True,
+        back_populates="session",
+        cascade="all, delete-orphan",
+        passive_deletes=True,
         order_by="ChunkRecord.seq",
-    )  # fmt: skip
+    )
 
     __table_args__ = (
         CheckConstraint("status IN ('active', 'closed', 'incomplete')", name="status_known"),

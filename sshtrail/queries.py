@@ -63,8 +63,9 @@ def short_ids(conn: Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
         hexed = session_id.hex
         longest = 0
         for neighbour in _neighbours(conn, session_id):
-            common = next((i for i, (a, b) in enumerate(zip(hexed, neighbour.hex, strict=True))
-                           if a != b), 32)  # fmt: skip
+            common = next(
+                (i for i, (a, b) in enumerate(zip(hexed, neighbour.hex, strict=True)) if a != b), 32
+            )
             longest = max(longest, common)
         shown[session_id] = hexed[: max(MIN_PREFIX, longest + 1)]
     return shown

@@ -49,7 +49,8 @@ METADATA = MetaData(naming_convention=NAMING_CONVENTION)
 
 #: One indexed line: an output line, a command, or a session's metadata.
 DOCS = Table(
-    "search_docs", METADATA,
+    "search_docs",
+    METADATA,
     Column("id", Integer, primary_key=True, autoincrement=True),
     Column("session_id", Uuid, nullable=False),
     Column("kind", String(8), nullable=False),
@@ -67,27 +68,29 @@ DOCS = Table(
     Index(None, "operator"),
     Index(None, "target"),
     Index(None, "at"),
-)  # fmt: skip
+)
 
 #: Where indexing of each session stands, so any member can continue it.
 SESSIONS = Table(
-    "search_sessions", METADATA,
+    "search_sessions",
+    METADATA,
     Column("session_id", Uuid, primary_key=True),
     Column("next_seq", BigInteger, nullable=False),
     Column("operator", String(255)),
     Column("target", String(255)),
     Column("started_at", UTCDateTime),
     Column("ended", Boolean, nullable=False),
-)  # fmt: skip
+)
 
 #: The chunks of sessions still open: a member taking a session over replays
 #: them into a fresh terminal emulator. Deleted when the session ends.
 BACKLOG = Table(
-    "search_backlog", METADATA,
+    "search_backlog",
+    METADATA,
     Column("session_id", Uuid, primary_key=True),
     Column("seq", BigInteger, primary_key=True),
     Column("data", LargeBinary, nullable=False),
-)  # fmt: skip
+)
 
 _SQLITE_DDL = (
     "CREATE VIRTUAL TABLE IF NOT EXISTS search_fts USING fts5("
@@ -157,8 +160,12 @@ def search(conn: Connection, query: Query) -> list[Hit]:
     if not query.text:
         raise ValueError("the search text is empty")
     conditions: list[ColumnElement[bool]] = [_contains(conn, query.text)]
-    for column, value in (("kind", query.kind), ("operator", query.operator),
-                          ("target", query.target), ("session_id", query.session_id)):  # fmt: skip
+    for column, value in (
+        ("kind", query.kind),
+        ("operator", query.operator),
+        ("target", query.target),
+        ("session_id", query.session_id),
+    ):
         if value is not None:
             conditions.append(DOCS.c[column] == value)
     if query.since is not None:

@@ -26,8 +26,13 @@ TEST_ENV_PREFIX: Final = "SSHTRAIL_TEST_"
 DEFAULT_FILE: Final = "sshtrail.toml"
 
 #: The gateway's default offer to operators' clients (``gateway.ciphers``).
-OPERATOR_CIPHERS: Final = ("aes128-gcm@openssh.com", "aes256-gcm@openssh.com",
-                           "aes128-ctr", "aes192-ctr", "aes256-ctr")  # fmt: skip
+OPERATOR_CIPHERS: Final = (
+    "aes128-gcm@openssh.com",
+    "aes256-gcm@openssh.com",
+    "aes128-ctr",
+    "aes192-ctr",
+    "aes256-ctr",
+)
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]

@@ -169,8 +169,11 @@ def decode_chunk(message: bytes) -> Chunk:
     if problem:
         raise WireError(problem, session_id=sid, seq=body.seq)
     if version < _version_for(body.events):
-        raise WireError(f"a direct-tcpip channel needs wire format version 2, not {version}",
-                        session_id=sid, seq=body.seq)  # fmt: skip
+        raise WireError(
+            f"a direct-tcpip channel needs wire format version 2, not {version}",
+            session_id=sid,
+            seq=body.seq,
+        )
     ends_session = isinstance(body.events[-1], End)
     if ends_session != bool(flags & FLAG_SIGNED):
         raise WireError("signature flag does not match the end event", session_id=sid, seq=body.seq)

@@ -44,10 +44,15 @@ def downgrade() -> None:
 
 def _backfill(conn: sa.Connection) -> None:
     """Fill the new columns from stored chunks, a page of sessions at a time."""
-    chunks = sa.table("chunks", sa.column("session_id", sa.Uuid()), sa.column("seq"),
-                      sa.column("data", sa.LargeBinary()))  # fmt: skip
-    sessions = sa.table("sessions", sa.column("id", sa.Uuid()), sa.column("request"),
-                        sa.column("command"))  # fmt: skip
+    chunks = sa.table(
+        "chunks",
+        sa.column("session_id", sa.Uuid()),
+        sa.column("seq"),
+        sa.column("data", sa.LargeBinary()),
+    )
+    sessions = sa.table(
+        "sessions", sa.column("id", sa.Uuid()), sa.column("request"), sa.column("command")
+    )
     update = (
         sa.update(sessions)
         .where(sessions.c.id == sa.bindparam("sid"))
@@ -56,8 +61,9 @@ def _backfill(conn: sa.Connection) -> None:
     last: uuid.UUID | None = None
     while True:
         page = sa.select(sessions.c.id).order_by(sessions.c.id).limit(_PAGE)
-        ids = list(conn.execute(page if last is None else page.where(sessions.c.id > last))
-                   .scalars())  # fmt: skip
+        ids = list(
+            conn.execute(page if last is None else page.where(sessions.c.id > last)).scalars()
+        )
         if not ids:
             return
         last = ids[-1]
@@ -70,11 +76,12 @@ def _backfill(conn: sa.Connection) -> None:
         for session_id, data in conn.execute(first_chunks):
             request = None if session_id in found else _request(data)
             if request is not None:
-                found[session_id] = (request.mode,
-                                     request.command.decode("utf-8", "replace")[:255])  # fmt: skip
+                found[session_id] = (request.mode, request.command.decode("utf-8", "replace")[:255])
         if found:
-            conn.execute(update, [{"sid": sid, "mode": mode, "cmd": cmd}
-                                  for sid, (mode, cmd) in found.items()])  # fmt: skip
+            conn.execute(
+                update,
+                [{"sid": sid, "mode": mode, "cmd": cmd} for sid, (mode, cmd) in found.items()],
+            )
 
 
 def _request(data: bytes) -> Exec | None:

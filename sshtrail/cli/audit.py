@@ -31,10 +31,11 @@ HIGHLIGHT = ("\x1b[1;31m", "\x1b[0m")
 
 def register(commands: Any) -> None:
     listing = commands.add_parser(
-        "sessions", help="list recorded sessions, newest first",
+        "sessions",
+        help="list recorded sessions, newest first",
         description="List sessions from the store, newest first. IDs are the shortest unique "
         "prefix; any unique prefix works wherever a session id is asked for.",
-    )  # fmt: skip
+    )
     _filters(listing)
     listing.add_argument("--status", choices=[s.value for s in SessionStatus])
     listing.add_argument("--limit", type=_positive, default=50, help="at most N (default 50)")
@@ -47,11 +48,12 @@ def register(commands: Any) -> None:
     show.set_defaults(handler=run_show)
 
     finder = commands.add_parser(
-        "search", help="find a substring in commands, output lines and metadata",
+        "search",
+        help="find a substring in commands, output lines and metadata",
         description="Case-insensitive substring search over what sessions showed: commands "
         "as run, output lines as displayed, session metadata. Each hit says which session, "
         "when, and the replay command that starts there.",
-    )  # fmt: skip
+    )
     finder.add_argument("query", metavar="QUERY")
     _filters(finder)
     finder.add_argument("--kind", choices=search.KINDS, help="only commands, output or meta")
@@ -68,22 +70,37 @@ def _filters(parser: argparse.ArgumentParser) -> None:
 
 
 def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
-    wanted = queries.SessionFilter(args.operator, args.target,
-                                   SessionStatus(args.status) if args.status else None,
-                                   args.since, args.until, args.limit)  # fmt: skip
+    wanted = queries.SessionFilter(
+        args.operator,
+        args.target,
+        SessionStatus(args.status) if args.status else None,
+        args.since,
+        args.until,
+        args.limit,
+    )
     with store(settings) as conn:
         rows = queries.list_sessions(conn, wanted)
         shorts = queries.short_ids(conn, [row["id"] for row in rows])
     if args.json:
         print_json([_sessionprint_json(row, shorts[row["id"]]) for row in rows])
         return 0
-    table = [("ID", "OPERATOR", "TARGET", "REQUEST", "CLIENT", "STARTED", "DURATION", "STATUS",
-              "EXIT")]  # fmt: skip
+    table = [
+        ("ID", "OPERATOR", "TARGET", "REQUEST", "CLIENT", "STARTED", "DURATION", "STATUS", "EXIT")
+    ]
     for row in rows:
-        table.append((shorts[row["id"]], visible(row["operator"] or "?"),
-                      visible(row["target"] or "?"), _request(row, 40),
-                      visible(row["client"] or "?"), _when(row["started_at"]), _duration(row),
-                      row["status"], _exit(row)))  # fmt: skip
+        table.append(
+            (
+                shorts[row["id"]],
+                visible(row["operator"] or "?"),
+                visible(row["target"] or "?"),
+                _request(row, 40),
+                visible(row["client"] or "?"),
+                _when(row["started_at"]),
+                _duration(row),
+                row["status"],
+                _exit(row),
+            )
+        )
     print_table(table)
     if not rows:
         print("(no sessions match)", file=sys.stderr)
@@ -98,29 +115,48 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     commands = _commands(settings, session_id)
     if args.json:
         document = _sessionprint_json(row, session_id.hex)
-        document["verification"] = {"status": verdict.status.value, "detail": verdict.detail,
-                                    "seq": verdict.seq}  # fmt: skip
+        document["verification"] = {
+            "status": verdict.status.value,
+            "detail": verdict.detail,
+            "seq": verdict.seq,
+        }
         document["commands"] = [{"t": hit.t / 1e9, "command": hit.text} for hit in commands or []]
         print_json(document)
         return 0
     fields = [
-        ("session", str(session_id)), ("operator", row["operator"]), ("client", row["client"]),
-        ("target", f"{row['target']} ({row['target_user']}@{row['target_host']}:"
-                   f"{row['target_port']})"),
-        ("gateway", row["gateway"]), ("terminal", row["term"] or "(no pty)"),
+        ("session", str(session_id)),
+        ("operator", row["operator"]),
+        ("client", row["client"]),
+        (
+            "target",
+            f"{row['target']} ({row['target_user']}@{row['target_host']}:{row['target_port']})",
+        ),
+        ("gateway", row["gateway"]),
+        ("terminal", row["term"] or "(no pty)"),
         ("request", _request(row, 255)),
-        ("started", _when(row["started_at"])), ("ended", _when(row["ended_at"])),
-        ("duration", _duration(row)), ("status", row["status"]), ("exit", _exit(row)),
+        ("started", _when(row["started_at"])),
+        ("ended", _when(row["ended_at"])),
+        ("duration", _duration(row)),
+        ("status", row["status"]),
+        ("exit", _exit(row)),
         ("end reason", row["end_reason"]),
         ("bytes", f"{row['bytes_in']} in, {row['bytes_out']} out"),
         ("chunks", f"{row['chunk_count']} stored, last seq {row['last_seq']}"),
         ("gaps", ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in row["gaps"]) or "none"),
         ("verification", f"{verdict.status.value}: {verdict.detail}"),
-    ]  # fmt: skip
+    ]
     for name, value in fields:
         print(f"{name:>12}  {visible(str(value)) if value is not None else '-'}")
-    print(f"{'commands':>12}  " + ("(search index not available)" if commands is None else
-                                  f"{len(commands)}" if commands else "none"))  # fmt: skip
+    print(
+        f"{'commands':>12}  "
+        + (
+            "(search index not available)"
+            if commands is None
+            else f"{len(commands)}"
+            if commands
+            else "none"
+        )
+    )
     for hit in commands or []:
         print(f"{clock(hit.t / 1e9):>12}  {visible(hit.text)}")
     return 0
@@ -129,30 +165,51 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
 def run_search(args: argparse.Namespace, settings: Settings) -> int:
     if not args.query.strip():
         raise InvalidError("the search text is empty")
-    query = search.Query(args.query, kind=args.kind, operator=args.operator,
-                         target=args.target, since=args.since, until=args.until,
-                         limit=args.limit)  # fmt: skip
+    query = search.Query(
+        args.query,
+        kind=args.kind,
+        operator=args.operator,
+        target=args.target,
+        since=args.since,
+        until=args.until,
+        limit=args.limit,
+    )
     engine = make_engine(settings.search_url)
     try:
         with engine.connect() as conn:
             hits = search.search(conn, query)
     except (OperationalError, ProgrammingError) as exc:
-        raise DatabaseError(f"cannot search {settings.search_url}: is the index group "
-                            f"running? ({str(exc.orig).strip()})") from None  # fmt: skip
+        raise DatabaseError(
+            f"cannot search {settings.search_url}: is the index group "
+            f"running? ({str(exc.orig).strip()})"
+        ) from None
     finally:
         engine.dispose()
     if args.json:
-        print_json([{"session": str(h.session_id), "kind": h.kind, "t": h.t / 1e9,
-                "at": h.at.isoformat() if h.at else None, "operator": h.operator,
-                "target": h.target, "text": h.text} for h in hits])  # fmt: skip
+        print_json(
+            [
+                {
+                    "session": str(h.session_id),
+                    "kind": h.kind,
+                    "t": h.t / 1e9,
+                    "at": h.at.isoformat() if h.at else None,
+                    "operator": h.operator,
+                    "target": h.target,
+                    "text": h.text,
+                }
+                for h in hits
+            ]
+        )
         return 0
     color = sys.stdout.isatty()
     with store(settings) as conn:
         shorts = queries.short_ids(conn, sorted({h.session_id for h in hits}))
     for hit in hits:
         short = shorts.get(hit.session_id, hit.session_id.hex[:12])
-        print(f"{short}  {visible(hit.operator or '?')}@{visible(hit.target or '?')}  "
-              f"{_when(hit.at)}  +{clock(hit.t / 1e9)}  {hit.kind}")  # fmt: skip
+        print(
+            f"{short}  {visible(hit.operator or '?')}@{visible(hit.target or '?')}  "
+            f"{_when(hit.at)}  +{clock(hit.t / 1e9)}  {hit.kind}"
+        )
         print(f"    {_highlight(hit.text, args.query, color)}")
         print(f"    replay: sshtrail replay {short} --from {clock(hit.t / 1e9)}")
     if not hits:
@@ -189,10 +246,28 @@ def _commands(settings: Settings, session_id: uuid.UUID) -> list[search.Hit] | N
 
 
 def _sessionprint_json(row: dict[str, Any], short: str) -> dict[str, Any]:
-    keys = ("operator", "client", "target", "target_host", "target_port", "target_user",
-            "gateway", "term", "request", "command", "status", "exit_status", "exit_signal",
-            "end_reason", "bytes_in", "bytes_out", "chunk_count", "last_seq", "gaps",
-            "verified")  # fmt: skip
+    keys = (
+        "operator",
+        "client",
+        "target",
+        "target_host",
+        "target_port",
+        "target_user",
+        "gateway",
+        "term",
+        "request",
+        "command",
+        "status",
+        "exit_status",
+        "exit_signal",
+        "end_reason",
+        "bytes_in",
+        "bytes_out",
+        "chunk_count",
+        "last_seq",
+        "gaps",
+        "verified",
+    )
     document: dict[str, Any] = {"id": str(row["id"]), "short_id": short}
     document.update({key: row[key] for key in keys})
     for key in ("started_at", "ended_at"):

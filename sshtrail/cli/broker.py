@@ -24,9 +24,10 @@ def register(commands: Any) -> None:
     parser.add_argument("--port", type=int, help="port to listen on (default: broker.port, 9092)")
     parser.add_argument("--data-dir", type=Path, help="where to keep data (default: STATE/broker)")
     parser.add_argument(
-        "--no-topics", action="store_true",
+        "--no-topics",
+        action="store_true",
         help="do not create the sessions and dead-letter topics on start",
-    )  # fmt: skip
+    )
     parser.set_defaults(handler=run)
 
 

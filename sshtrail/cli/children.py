@@ -36,8 +36,10 @@ class Children:
         deadline = time.monotonic() + timeout
         while port is not None and not _accepts("127.0.0.1", port):
             if process.poll() is not None:
-                raise ChildFailed(f"the {name} exited with status {process.returncode} "
-                                  "while starting (its message is above)")  # fmt: skip
+                raise ChildFailed(
+                    f"the {name} exited with status {process.returncode} "
+                    "while starting (its message is above)"
+                )
             if time.monotonic() > deadline:
                 raise ChildFailed(f"the {name} did not listen on port {port} in {timeout:.0f}s")
             time.sleep(0.05)
@@ -46,8 +48,10 @@ class Children:
         """Raise :class:`ChildFailed` if a child has exited."""
         for name, process in self._running:
             if process.poll() is not None:
-                raise ChildFailed(f"the {name} exited unexpectedly with status "
-                                  f"{process.returncode}; stopping the rest")  # fmt: skip
+                raise ChildFailed(
+                    f"the {name} exited unexpectedly with status "
+                    f"{process.returncode}; stopping the rest"
+                )
 
     def stop(self, timeout: float = 45) -> None:
         """SIGTERM each child, newest first, waiting for each; then SIGKILL stragglers."""

@@ -20,10 +20,11 @@ def register(commands: Any) -> None:
         "other command does, and print the result. Exit status 2 names the bad key.",
     )
     parser.add_argument(
-        "--reference", action="store_true",
+        "--reference",
+        action="store_true",
         help="print every settings key with its type, default, environment variable and "
         "meaning (Markdown, as in docs/operations.md) instead",
-    )  # fmt: skip
+    )
     parser.set_defaults(handler=run)
 
 

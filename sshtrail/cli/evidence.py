@@ -33,26 +33,33 @@ from sshtrail.wire import decode_chunk
 
 def register(commands: Any) -> None:
     verify = commands.add_parser(
-        "verify", help="recompute a session's hash chain and check the gateway's signature",
+        "verify",
+        help="recompute a session's hash chain and check the gateway's signature",
         description="Check stored sessions against tampering: every chunk must decode, link "
         "to the one before, and the end chunk must carry a valid signature by a trusted "
         "gateway key. Prints ok, gap, unsigned or tampered (with the chunk); exits 0 only "
         "if every session checked is ok.",
-    )  # fmt: skip
+    )
     which = verify.add_mutually_exclusive_group(required=True)
     which.add_argument("session", nargs="?", metavar="SID", help="session id or unique prefix")
     which.add_argument("--all", action="store_true", help="every stored session")
-    verify.add_argument("--trust", type=Path, action="append", metavar="KEYFILE",
-                        help="a gateway's signing public key (repeatable)")  # fmt: skip
+    verify.add_argument(
+        "--trust",
+        type=Path,
+        action="append",
+        metavar="KEYFILE",
+        help="a gateway's signing public key (repeatable)",
+    )
     verify.add_argument("--json", action="store_true")
     verify.set_defaults(handler=run_verify)
 
     export = commands.add_parser(
-        "export", help="write a session as asciicast, raw output bytes, or decoded events",
+        "export",
+        help="write a session as asciicast, raw output bytes, or decoded events",
         description="asciicast: asciinema's v2 format (asciinema play / cat); raw: the "
         "output bytes exactly as the operator's terminal got them; json: one decoded "
         "event per line, bytes in base64.",
-    )  # fmt: skip
+    )
     export.add_argument("session", metavar="SID")
     export.add_argument("--format", choices=("asciicast", "raw", "json"), required=True)
     export.set_defaults(handler=run_export)
@@ -63,13 +70,15 @@ def trusted_keys(settings: Settings, files: list[Path] | None) -> set[bytes]:
         return {load_ed25519_public(path) for path in files}
     own = settings.state_file(settings.gateway.signing_key, "gateway/recording_ed25519_key")
     if not public_path(own).exists():
-        raise ConfigError(f"no trusted gateway key: {public_path(own)} does not exist; "
-                          "pass --trust KEYFILE")  # fmt: skip
+        raise ConfigError(
+            f"no trusted gateway key: {public_path(own)} does not exist; pass --trust KEYFILE"
+        )
     return {load_ed25519_public(own)}
 
 
-def check(conn: Connection, settings: Settings, session_id: uuid.UUID,
-          keys: set[bytes] | None = None) -> Verdict:  # fmt: skip
+def check(
+    conn: Connection, settings: Settings, session_id: uuid.UUID, keys: set[bytes] | None = None
+) -> Verdict:
     """The verdict on one stored session (keys: the trusted ones, else the default)."""
     trusted = keys if keys is not None else _default_keys(settings)
     return verify_chain(queries.stored_chunks(conn, session_id), trusted)
@@ -90,17 +99,28 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         for session_id in ids:
             results.append((session_id, check(conn, settings, session_id, keys)))
     if args.json:
-        print_json([{"session": str(sid), "status": v.status.value, "detail": v.detail,
-                "seq": v.seq, "gaps": [list(g) for g in v.gaps]}
-               for sid, v in results])  # fmt: skip
+        print_json(
+            [
+                {
+                    "session": str(sid),
+                    "status": v.status.value,
+                    "detail": v.detail,
+                    "seq": v.seq,
+                    "gaps": [list(g) for g in v.gaps],
+                }
+                for sid, v in results
+            ]
+        )
     else:
         for session_id, verdict in results:
             where = f" (chunk {verdict.seq})" if verdict.status is Status.TAMPERED else ""
             print(f"{session_id}  {verdict.status.value}{where}  {visible(verdict.detail)}")
         failed = sum(v.status is not Status.OK for _, v in results)
         if args.all:
-            print(f"{len(results)} sessions, {len(results) - failed} ok, {failed} not ok",
-                  file=sys.stderr)  # fmt: skip
+            print(
+                f"{len(results)} sessions, {len(results) - failed} ok, {failed} not ok",
+                file=sys.stderr,
+            )
     return 0 if all(v.status is Status.OK for _, v in results) else 1
 
 
@@ -114,8 +134,11 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
                 out.write(event.data)
     elif args.format == "json":
         for seq, event in _events_with_seq(stored):
-            record = {"seq": seq, "kind": type(event).__struct_config__.tag,
-                      **msgspec.structs.asdict(event)}  # fmt: skip
+            record = {
+                "seq": seq,
+                "kind": type(event).__struct_config__.tag,
+                **msgspec.structs.asdict(event),
+            }
             out.write(msgspec.json.encode(_base64(record)) + b"\n")
     else:
         for line in asciicast(events):
@@ -132,8 +155,11 @@ def asciicast(events: list[Event]) -> Iterator[bytes]:
     UTF-8.
     """
     start = next((e for e in events if isinstance(e, Start)), None)
-    header: dict[str, Any] = {"version": 2, "width": (start.cols if start else 0) or 80,
-                              "height": (start.rows if start else 0) or 24}  # fmt: skip
+    header: dict[str, Any] = {
+        "version": 2,
+        "width": (start.cols if start else 0) or 80,
+        "height": (start.rows if start else 0) or 24,
+    }
     if start is not None:
         header["timestamp"] = start.started_at // 1_000_000_000
         header["env"] = {"TERM": start.term or "dumb"}
@@ -169,5 +195,7 @@ def _events_with_seq(stored: list[tuple[int, bytes]]) -> Iterator[tuple[int, Eve
 
 
 def _base64(record: dict[str, Any]) -> dict[str, Any]:
-    return {key: base64.b64encode(value).decode() if isinstance(value, bytes) else value
-            for key, value in record.items()}  # fmt: skip
+    return {
+        key: base64.b64encode(value).decode() if isinstance(value, bytes) else value
+        for key, value in record.items()
+    }

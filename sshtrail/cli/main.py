@@ -21,12 +21,18 @@ EXIT_FAILURE = 1
 #: run is imported: importing them all (SQLAlchemy, Alembic, asyncssh, pyte)
 #: would cost most of a second before any command starts (docs/performance.md).
 _BUILT_IN = {
-    "up": "sshtrail.cli.up", "broker": "sshtrail.cli.broker", "db": "sshtrail.cli.db",
-    "config": "sshtrail.cli.config", "sessions": "sshtrail.cli.audit",
-    "show": "sshtrail.cli.audit", "search": "sshtrail.cli.audit",
-    "verify": "sshtrail.cli.evidence", "export": "sshtrail.cli.evidence",
-    "replay": "sshtrail.cli.replay", "topics": "sshtrail.cli.topics",
-}  # fmt: skip
+    "up": "sshtrail.cli.up",
+    "broker": "sshtrail.cli.broker",
+    "db": "sshtrail.cli.db",
+    "config": "sshtrail.cli.config",
+    "sessions": "sshtrail.cli.audit",
+    "show": "sshtrail.cli.audit",
+    "search": "sshtrail.cli.audit",
+    "verify": "sshtrail.cli.evidence",
+    "export": "sshtrail.cli.evidence",
+    "replay": "sshtrail.cli.replay",
+    "topics": "sshtrail.cli.topics",
+}
 #: Options of the top-level parser that take a value (to find the command name).
 _VALUED = ("-c", "--config", "--log-level")
 
@@ -49,13 +55,16 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"sshtrail {__version__}")
     parser.add_argument(
-        "-c", "--config", metavar="PATH",
+        "-c",
+        "--config",
+        metavar="PATH",
         help="settings file (default: $SSHTRAIL_CONFIG, else ./sshtrail.toml if present)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--log-level", choices=("debug", "info", "warning", "error"),
+        "--log-level",
+        choices=("debug", "info", "warning", "error"),
         help="override log_level from the settings",
-    )  # fmt: skip
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     # producer/ and consumer/ add their commands through this entry point group

@@ -35,8 +35,10 @@ class store:
         self._conn.close()
         self._engine.dispose()
         if isinstance(exc[1], OperationalError | ProgrammingError):
-            raise DatabaseError(f"cannot read the store ({str(exc[1].orig).strip()}); "
-                                "is it migrated? sshtrail db upgrade") from None  # fmt: skip
+            raise DatabaseError(
+                f"cannot read the store ({str(exc[1].orig).strip()}); "
+                "is it migrated? sshtrail db upgrade"
+            ) from None
 
 
 def print_json(document: object) -> None:

@@ -39,24 +39,35 @@ RESET = b"\x1b[0m\x1b[?25h\r\n"  # attributes off, cursor shown
 
 def register(commands: Any) -> None:
     replay = commands.add_parser(
-        "replay", help="play a session in this terminal with its original timing",
+        "replay",
+        help="play a session in this terminal with its original timing",
         description="Play a stored session. Keys: space pause/resume, + faster, - slower, "
         "q quit. Not a terminal: the output is written without delays.",
-    )  # fmt: skip
+    )
     replay.add_argument("session", metavar="SID")
     replay.add_argument("--speed", type=_speed, default=1.0, help="playback speed (default 1)")
-    replay.add_argument("--idle-limit", type=float, default=2.0, metavar="S",
-                        help="wait at most S seconds between outputs (default 2)")  # fmt: skip
-    replay.add_argument("--from", dest="start", type=offset, default=0.0, metavar="HH:MM:SS",
-                        help="start at this offset into the session")  # fmt: skip
+    replay.add_argument(
+        "--idle-limit",
+        type=float,
+        default=2.0,
+        metavar="S",
+        help="wait at most S seconds between outputs (default 2)",
+    )
+    replay.add_argument(
+        "--from",
+        dest="start",
+        type=offset,
+        default=0.0,
+        metavar="HH:MM:SS",
+        help="start at this offset into the session",
+    )
     replay.set_defaults(handler=run_replay)
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:
     stored = stored_session(settings, args.session)
     events = list(events_of(stored))
-    forwarded = next((e for e in events if isinstance(e, Exec) and e.mode == "direct-tcpip"),
-                     None)  # fmt: skip
+    forwarded = next((e for e in events if isinstance(e, Exec) and e.mode == "direct-tcpip"), None)
     if forwarded is not None and sys.stdout.isatty():
         where = visible(forwarded.command.decode("utf-8", "replace"))
         raise InvalidError(
@@ -73,13 +84,19 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
         out.flush()
         return 0
     with _keys() as keys:
-        _play(outputs, out, keys, speed=args.speed, idle_limit=args.idle_limit,
-              start=args.start)  # fmt: skip
+        _play(outputs, out, keys, speed=args.speed, idle_limit=args.idle_limit, start=args.start)
     return 0
 
 
-def _play(outputs: list[tuple[float, bytes]], out: BinaryIO, keys: int, *, speed: float,
-          idle_limit: float, start: float) -> None:  # fmt: skip
+def _play(
+    outputs: list[tuple[float, bytes]],
+    out: BinaryIO,
+    keys: int,
+    *,
+    speed: float,
+    idle_limit: float,
+    start: float,
+) -> None:
     out.write(b"".join(data for at, data in outputs if at < start))  # the screen at --from
     out.flush()
     previous = start

@@ -24,16 +24,21 @@ def register(commands: Any) -> None:
         "Exit status 1 when the broker cannot be reached or a topic cannot be created.",
     )
     parser.add_argument(
-        "--wait", type=float, default=0.0, metavar="SECONDS",
+        "--wait",
+        type=float,
+        default=0.0,
+        metavar="SECONDS",
         help="keep trying to reach the brokers for this long (a stack that is starting)",
-    )  # fmt: skip
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     if not 0 <= args.wait <= 3600:
-        print(f"sshtrail: error: --wait {args.wait:g} is not between 0 and 3600 seconds",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"sshtrail: error: --wait {args.wait:g} is not between 0 and 3600 seconds",
+            file=sys.stderr,
+        )
         return 2
     deadline = time.monotonic() + args.wait
     while True:
@@ -50,8 +55,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{name}  {partitions} partitions, replication factor {replicas} ({state})")
         wanted = settings.kafka.partitions
         if name == settings.kafka.topic and partitions != wanted:
-            print(f"  note: kafka.partitions is {wanted}; the topic keeps {partitions} (a "
-                  "change moves sessions to other partitions: docs/operations.md)")  # fmt: skip
+            print(
+                f"  note: kafka.partitions is {wanted}; the topic keeps {partitions} (a "
+                "change moves sessions to other partitions: docs/operations.md)"
+            )
     return 0
 
 

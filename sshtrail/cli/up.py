@@ -51,23 +51,41 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         try:
             broker = _start_infrastructure(settings)
             if trial is not None:
-                children.start("demo target", "demo-target", "--port", str(trial.port),
-                               "--host-key", str(trial.target_host_key),
-                               "--authorized-keys", str(trial.authorized_keys),
-                               port=trial.port)  # fmt: skip
-                _say("demo", f"target {demo.NAME!r}: a login shell as {_user(settings)} "
-                     f"on 127.0.0.1:{trial.port}")  # fmt: skip
+                children.start(
+                    "demo target",
+                    "demo-target",
+                    "--port",
+                    str(trial.port),
+                    "--host-key",
+                    str(trial.target_host_key),
+                    "--authorized-keys",
+                    str(trial.authorized_keys),
+                    port=trial.port,
+                )
+                _say(
+                    "demo",
+                    f"target {demo.NAME!r}: a login shell as {_user(settings)} "
+                    f"on 127.0.0.1:{trial.port}",
+                )
             # A static member id: restarted, it takes its partitions back at once.
             children.start("store", "store", "--instance-id", f"{settings.instance}-up-store")
-            _say("store", f"consumer group {settings.consumer.store_group} writes sessions "
-                 "to the database")  # fmt: skip
+            _say(
+                "store",
+                f"consumer group {settings.consumer.store_group} writes sessions to the database",
+            )
             children.start("index", "index", "--instance-id", f"{settings.instance}-up-index")
-            _say("index", f"consumer group {settings.consumer.index_group} indexes them for "
-                 f"search in {_shown(settings.search_url)}")  # fmt: skip
+            _say(
+                "index",
+                f"consumer group {settings.consumer.index_group} indexes them for "
+                f"search in {_shown(settings.search_url)}",
+            )
             children.start("gateway", "gateway", port=settings.gateway.port)
-            _say("gateway", f"{settings.gateway.listen}:{settings.gateway.port}, operators "
-                 f"log in as OPERATOR:TARGET; {len(settings.operators)} operators, "
-                 f"{len(settings.targets)} targets configured")  # fmt: skip
+            _say(
+                "gateway",
+                f"{settings.gateway.listen}:{settings.gateway.port}, operators "
+                f"log in as OPERATOR:TARGET; {len(settings.operators)} operators, "
+                f"{len(settings.targets)} targets configured",
+            )
             _say("state", str(state))
             if trial is not None:
                 demo.trust_gateway(settings, trial)
@@ -77,8 +95,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             while not stop.wait(0.5):
                 children.check()
                 if broker is not None and broker.poll() is not None:
-                    raise BrokerError("the embedded broker exited unexpectedly; see "
-                                      f"{settings.broker_data_dir / 'broker.log'}")  # fmt: skip
+                    raise BrokerError(
+                        "the embedded broker exited unexpectedly; see "
+                        f"{settings.broker_data_dir / 'broker.log'}"
+                    )
         finally:
             children.stop()
             if broker is not None:
@@ -90,10 +110,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _start_infrastructure(settings: Settings) -> EmbeddedBroker | None:
     broker = None
     if settings.embedded_broker:
-        broker = start_broker(settings.broker.host, settings.broker.port,
-                              settings.broker_data_dir)  # fmt: skip
-        _say("broker", f"embedded, {broker.bootstrap_servers}, data in "
-             f"{settings.broker_data_dir.resolve()}")  # fmt: skip
+        broker = start_broker(settings.broker.host, settings.broker.port, settings.broker_data_dir)
+        _say(
+            "broker",
+            f"embedded, {broker.bootstrap_servers}, data in {settings.broker_data_dir.resolve()}",
+        )
     else:
         _say("broker", f"external, {settings.kafka.bootstrap_servers}")
     created = ensure_topics(settings)

@@ -24,8 +24,9 @@ def gateway(tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> Iterato
 
 
 @pytest.fixture(scope="module")
-def recorded(tmp_path_factory: pytest.TempPathFactory, broker: EmbeddedBroker,
-             sshd: SshdTarget) -> Recorded:  # fmt: skip
+def recorded(
+    tmp_path_factory: pytest.TempPathFactory, broker: EmbeddedBroker, sshd: SshdTarget
+) -> Recorded:
     sessions = Recorded(tmp_path_factory.mktemp("audit"), broker, sshd)
     sessions.record()
     return sessions

@@ -46,9 +46,18 @@ def test_lag_matches_the_broker_grows_while_stopped_and_drains(recorded: Recorde
         grown = float(str(later[partition]["time_lag_s"]))
         assert grown > float(str(first[partition]["time_lag_s"])) >= 1
     table = recorded.run("lag", "--group", store_group).stdout.decode()
-    assert table.splitlines()[0].split() == ["GROUP", "TOPIC", "PARTITION", "CURRENT-OFFSET",
-                                             "LOG-END-OFFSET", "LAG", "TIME-LAG", "CONSUMER-ID",
-                                             "HOST", "CLIENT-ID"]  # fmt: skip
+    assert table.splitlines()[0].split() == [
+        "GROUP",
+        "TOPIC",
+        "PARTITION",
+        "CURRENT-OFFSET",
+        "LOG-END-OFFSET",
+        "LAG",
+        "TIME-LAG",
+        "CONSUMER-ID",
+        "HOST",
+        "CLIENT-ID",
+    ]
     assert f"TOTAL {store_group}: lag {produced} messages" in table
     member = start_member(recorded.config, "store")
     try:
@@ -90,9 +99,23 @@ def test_reprocess_refuses_offsets_no_longer_retained(recorded: Recorded, tmp_pa
     for future in admin.delete_records([TopicPartition(topic, 0, 2)]).values():
         future.result(10)
     config = write_config(tmp_path / "c.toml", servers, topic, recorded.store_url)
-    done = subprocess.run([sys.executable, "-m", "sshtrail", "--config", str(config),
-                           "reprocess", "--group", "store", "--from-offset", "0"],
-                          capture_output=True, timeout=60, check=False)  # fmt: skip
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "sshtrail",
+            "--config",
+            str(config),
+            "reprocess",
+            "--group",
+            "store",
+            "--from-offset",
+            "0",
+        ],
+        capture_output=True,
+        timeout=60,
+        check=False,
+    )
     assert done.returncode == 2
     assert b"offset 0 is no longer retained; the earliest offset is 2" in done.stderr
 
@@ -101,8 +124,10 @@ def documents(url: str) -> set[tuple[object, ...]]:
     engine = make_engine(url)
     d = search.DOCS.c
     with engine.connect() as conn:
-        found = {tuple(r) for r in conn.execute(select(d.session_id, d.kind, d.ordinal, d.seq,
-                                                        d.t, d.text))}  # fmt: skip
+        found = {
+            tuple(r)
+            for r in conn.execute(select(d.session_id, d.kind, d.ordinal, d.seq, d.t, d.text))
+        }
     engine.dispose()
     return found
 
@@ -120,13 +145,24 @@ def test_index_rebuild_from_the_store_equals_live_indexing(recorded: Recorded) -
 
 def test_watch_follows_a_session_live_until_it_ends(recorded: Recorded) -> None:
     servers, topic = recorded.gateway.servers, recorded.gateway.topic
-    session_id, messages = typed_session([("echo live-one", "live-one"),
-                                          ("echo live-two", "live-two")])  # fmt: skip
+    session_id, messages = typed_session(
+        [("echo live-one", "live-one"), ("echo live-two", "live-two")]
+    )
     half = len(messages) // 2
     produce(servers, topic, keyed(session_id, messages[:half]))
-    watcher = subprocess.Popen([sys.executable, "-m", "sshtrail", "--config",
-                                str(recorded.config), "watch", str(session_id)],
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    watcher = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "sshtrail",
+            "--config",
+            str(recorded.config),
+            "watch",
+            str(session_id),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         time.sleep(3)
         assert watcher.poll() is None, "watch must wait for the rest of the session"
@@ -140,8 +176,10 @@ def test_watch_follows_a_session_live_until_it_ends(recorded: Recorded) -> None:
     assert b"live-two\r\n" in out
     assert b"session ended: exit status 0" in err
     # A finished session through the gateway: from its first chunk to its end.
-    short = next(str(r["short_id"]) for r in
-                 json.loads(recorded.run("sessions", "--json").stdout)
-                 if r["exit_status"] == 3)  # fmt: skip
+    short = next(
+        str(r["short_id"])
+        for r in json.loads(recorded.run("sessions", "--json").stdout)
+        if r["exit_status"] == 3
+    )
     finished = recorded.run("watch", short)
     assert finished.stdout.endswith(b"audit-42\n\x1b[0m\r\n")

@@ -29,8 +29,17 @@ def test_sessions_lists_them_with_short_ids_and_filters(recorded: Recorded) -> N
     assert all(str(r["id"]).replace("-", "").startswith(str(r["short_id"])) for r in rows)
     assert len({r["short_id"] for r in rows}) == 3
     table = recorded.run("sessions").stdout.decode().splitlines()
-    assert table[0].split() == ["ID", "OPERATOR", "TARGET", "REQUEST", "CLIENT", "STARTED",
-                                "DURATION", "STATUS", "EXIT"]  # fmt: skip
+    assert table[0].split() == [
+        "ID",
+        "OPERATOR",
+        "TARGET",
+        "REQUEST",
+        "CLIENT",
+        "STARTED",
+        "DURATION",
+        "STATUS",
+        "EXIT",
+    ]
     assert len(table) == 4
     assert sum("exec: echo audit-$((6*7)); exit 3" in line for line in table) == 1
     assert sum(" shell " in line for line in table) == 1
@@ -40,8 +49,14 @@ def test_sessions_lists_them_with_short_ids_and_filters(recorded: Recorded) -> N
         ("exec", "echo audit-$((6*7)); exit 3"),
     }
     assert sessions_json(recorded, "--operator", "bob") == []
-    assert len(sessions_json(recorded, "--target", "t1", "--status", "closed", "--since",
-                             "1h", "--limit", "2")) == 2  # fmt: skip
+    assert (
+        len(
+            sessions_json(
+                recorded, "--target", "t1", "--status", "closed", "--since", "1h", "--limit", "2"
+            )
+        )
+        == 2
+    )
     bad = recorded.run("sessions", "--since", "yesterday", check=False)
     assert bad.returncode == 2
     assert b"'yesterday' is neither a duration" in bad.stderr
@@ -52,8 +67,11 @@ def by_exit(recorded: Recorded, status: int) -> str:
 
 
 def test_show_and_search_find_commands_and_never_print_escapes(recorded: Recorded) -> None:
-    hostile = next(str(r["short_id"]) for r in sessions_json(recorded)
-                   if r["exit_status"] == 0 and r["term"] == "")  # fmt: skip
+    hostile = next(
+        str(r["short_id"])
+        for r in sessions_json(recorded)
+        if r["exit_status"] == 0 and r["term"] == ""
+    )
     shown = recorded.run("show", hostile).stdout
     assert b"\x1b" not in shown
     assert b"\\e]0;pwned\\x07\\e[2J" in shown
@@ -67,7 +85,9 @@ def test_show_and_search_find_commands_and_never_print_escapes(recorded: Recorde
     assert typed[0]["operator"] == "alice"
     output = json.loads(recorded.run("search", "AUDIT-", "--json").stdout)
     assert [(h["kind"], h["text"]) for h in output] == [
-        ("command", "echo audit-$((6*7)); exit 3"), ("output", "audit-42")]  # fmt: skip
+        ("command", "echo audit-$((6*7)); exit 3"),
+        ("output", "audit-42"),
+    ]
     ambiguous = recorded.run("show", "0", check=False)
     assert ambiguous.returncode == 2
     assert b"several sessions start with 0" in ambiguous.stderr
@@ -80,11 +100,17 @@ def test_export_plays_in_asciinema_with_the_raw_bytes(recorded: Recorded, tmp_pa
     assert raw == b"audit-42\n"
     cast = tmp_path / "session.cast"
     cast.write_bytes(recorded.run("export", sid, "--format", "asciicast").stdout)
-    played = subprocess.run([sys.executable, "-m", "asciinema", "cat", str(cast)],
-                            capture_output=True, timeout=30, check=True)  # fmt: skip
+    played = subprocess.run(
+        [sys.executable, "-m", "asciinema", "cat", str(cast)],
+        capture_output=True,
+        timeout=30,
+        check=True,
+    )
     assert played.stdout == raw
-    events = [json.loads(line) for line in
-              recorded.run("export", sid, "--format", "json").stdout.splitlines()]  # fmt: skip
+    events = [
+        json.loads(line)
+        for line in recorded.run("export", sid, "--format", "json").stdout.splitlines()
+    ]
     assert [e["kind"] for e in events][:2] == ["start", "x"]
     assert events[-1]["kind"] == "end"
     assert recorded.run("replay", sid).stdout == raw  # not a terminal: no delays
@@ -115,8 +141,10 @@ def test_verify_reports_each_kind_of_tampering(recorded: Recorded) -> None:
     flipped[-5] ^= 0x01
     code, out = verdict(update(chunks).where(key, chunks.c.seq == 1).values(data=bytes(flipped)))
     # Chunk 1 still decodes; its digest changed, so chunk 2 no longer links to it.
-    assert (code, out.split("  ")[1:]) == (1, ["tampered (chunk 2)",
-                                              "chunk 2 does not follow chunk 1\n"])  # fmt: skip
+    assert (code, out.split("  ")[1:]) == (
+        1,
+        ["tampered (chunk 2)", "chunk 2 does not follow chunk 1\n"],
+    )
     code, out = verdict(delete(chunks).where(key, chunks.c.seq == 1))
     assert (code, out.split("  ")[1]) == (1, "gap")
     code, out = verdict(update(chunks).where(key, chunks.c.seq == 1).values(data=original[2]))
@@ -131,7 +159,16 @@ def _rows(full: str, original: dict[int, bytes]) -> list[dict[str, object]]:
     import datetime as dt
     import uuid
 
-    return [{"session_id": uuid.UUID(full), "seq": seq, "t_first": 0, "t_last": 0,
-             "partition": 0, "offset": seq, "received_at": dt.datetime.now(dt.UTC),
-             "data": data}
-            for seq, data in original.items()]  # fmt: skip
+    return [
+        {
+            "session_id": uuid.UUID(full),
+            "seq": seq,
+            "t_first": 0,
+            "t_last": 0,
+            "partition": 0,
+            "offset": seq,
+            "received_at": dt.datetime.now(dt.UTC),
+            "data": data,
+        }
+        for seq, data in original.items()
+    ]

@@ -93,16 +93,31 @@ def stack(tmp_path_factory: pytest.TempPathFactory, sshd: SshdTarget) -> Iterato
     postgres.start()
     # The replay window the embedded broker gets by default under `sshtrail up`:
     # killed, it loses writes it had acknowledged (docs/decisions.md).
-    gateway = GatewayProcess(root / "gw", broker.bootstrap_servers, sshd, dead_letters=True,
-                             extra="[gateway.spool]\nreplay_window_s = 30")  # fmt: skip
+    gateway = GatewayProcess(
+        root / "gw",
+        broker.bootstrap_servers,
+        sshd,
+        dead_letters=True,
+        extra="[gateway.spool]\nreplay_window_s = 30",
+    )
     gateway.start()
     migrate.upgrade(postgres.url)
     index_url = f"sqlite:///{root / 'search.db'}"
-    config = write_config(root / "sshtrail.toml", broker.bootstrap_servers, gateway.topic,
-                          postgres.url)  # fmt: skip
+    config = write_config(
+        root / "sshtrail.toml", broker.bootstrap_servers, gateway.topic, postgres.url
+    )
     config.write_text(config.read_text() + f'[search]\nurl = "{index_url}"\n')
-    stack = Stack(root, broker, postgres, gateway, config, None, None,  # type: ignore[arg-type]
-                  make_engine(postgres.url), make_engine(index_url))  # fmt: skip
+    stack = Stack(
+        root,
+        broker,
+        postgres,
+        gateway,
+        config,
+        None,  # type: ignore[arg-type]
+        None,  # type: ignore[arg-type]
+        make_engine(postgres.url),
+        make_engine(index_url),
+    )
     stack.start_members()
     yield stack
     for member in (stack.store, stack.index):
@@ -129,8 +144,10 @@ def start_load(stack: Stack, fault: str) -> list[Client]:
     clients = []
     for n in range(SESSIONS_PER_FAULT):
         mark = f"{fault}-{n}-{uuid.uuid4().hex[:6]}"
-        script = (f"echo {mark}; for i in $(seq 1 {LINES}); do echo \"$i $RANDOM$RANDOM\"; "
-                  f"sleep 0.02; done; exit {n % 4}")  # fmt: skip
+        script = (
+            f'echo {mark}; for i in $(seq 1 {LINES}); do echo "$i $RANDOM$RANDOM"; '
+            f"sleep 0.02; done; exit {n % 4}"
+        )
         argv = stack.gateway.ssh("alice:t1", script)
         process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
         clients.append(Client(mark, n % 4, process))
@@ -174,8 +191,11 @@ def settle(
     except AssertionError as exc:
         raise AssertionError(f"{exc}\n{diagnose(stack, marks)}") from None
     for group in (f"{stack.topic}-store", f"{stack.topic}-index"):
-        wait_for(lambda g=group: sum(group_lag(stack.servers, g, stack.topic).values()) == 0,  # type: ignore[misc]
-                 timeout=120, what=f"{group} to catch up")  # fmt: skip
+        wait_for(
+            lambda g=group: sum(group_lag(stack.servers, g, stack.topic).values()) == 0,  # type: ignore[misc]
+            timeout=120,
+            what=f"{group} to catch up",
+        )
     return recorded(stack)
 
 
@@ -206,8 +226,9 @@ def assert_nothing_lost(stack: Stack, clients: list[Client]) -> None:
         assert client.stdout.count(b"\n") == LINES + 1
     # Complete chains plus identical output mean every chunk is stored; the
     # primary key (session, seq) means once; and all that Kafka has.
-    assert_store_equals_topic(stack.store_engine, stack.servers, stack.topic,
-                              sessions={found[c.mark][0] for c in clients})  # fmt: skip
+    assert_store_equals_topic(
+        stack.store_engine, stack.servers, stack.topic, sessions={found[c.mark][0] for c in clients}
+    )
     with stack.index_engine.connect() as conn:
         for client in clients:  # and the index has each session's command, once
             hits = search.search(conn, search.Query(client.mark, kind="command"))
@@ -276,8 +297,9 @@ def test_gateway_killed_with_a_spool_and_restarted(stack: Stack) -> None:
         shorter = min(len(output), len(client.stdout))
         assert output[:shorter] == client.stdout[:shorter], client.mark
         assert status in (Status.UNSIGNED, Status.GAP), f"{client.mark}: {status}"
-    assert_store_equals_topic(stack.store_engine, stack.servers, stack.topic,
-                              sessions={found[c.mark][0] for c in clients})  # fmt: skip
+    assert_store_equals_topic(
+        stack.store_engine, stack.servers, stack.topic, sessions={found[c.mark][0] for c in clients}
+    )
     after = start_load(stack, "after-restart")[:1]  # and the restarted gateway records again
     finish_load(after)
     assert_nothing_lost(stack, after)

@@ -24,8 +24,12 @@ SECRET = "s3cr3t-Tr41l"
 
 def type_a_session(gateway: GatewayProcess) -> None:
     """Typing as a person does: a typo fixed with backspace, history, a password."""
-    child = pexpect.spawn(*_argv(gateway.ssh("alice:t1", tty=True)), timeout=30,
-                          dimensions=(24, 80), env={**os.environ, "TERM": "xterm"})  # fmt: skip
+    child = pexpect.spawn(
+        *_argv(gateway.ssh("alice:t1", tty=True)),
+        timeout=30,
+        dimensions=(24, 80),
+        env={**os.environ, "TERM": "xterm"},
+    )
     try:
         child.sendline("PS1='READ''Y> '")  # the echoed command does not match the prompt
         child.expect("READY> ")
@@ -67,8 +71,9 @@ def test_commands_as_run_are_found_once_and_the_password_never(
     gateway: GatewayProcess, database_url: str, tmp_path: Path
 ) -> None:
     type_a_session(gateway)
-    config = write_config(tmp_path / "index.toml", gateway.servers, gateway.topic,
-                          "sqlite:///unused.db")  # fmt: skip
+    config = write_config(
+        tmp_path / "index.toml", gateway.servers, gateway.topic, "sqlite:///unused.db"
+    )
     config.write_text(config.read_text() + f'[search]\nurl = "{database_url}"\n')
     member = start_member(config, "index")
     engine = make_engine(database_url)

@@ -46,10 +46,17 @@ def test_concurrent_interactive_sessions_lose_nothing_and_become_searchable(
 
             def stored() -> list[tuple[str, bool]]:
                 with engine.connect() as conn:
-                    return [(r.status, r.verified) for r in conn.execute(
-                        select(store.SESSIONS.c.status, store.SESSIONS.c.verified))]  # fmt: skip
+                    return [
+                        (r.status, r.verified)
+                        for r in conn.execute(
+                            select(store.SESSIONS.c.status, store.SESSIONS.c.verified)
+                        )
+                    ]
 
-            wait_for(lambda: stored().count(("closed", True)) == SESSIONS, timeout=120,
-                     what=f"{SESSIONS} sessions closed and verified in the store")  # fmt: skip
+            wait_for(
+                lambda: stored().count(("closed", True)) == SESSIONS,
+                timeout=120,
+                what=f"{SESSIONS} sessions closed and verified in the store",
+            )
         finally:
             engine.dispose()

@@ -27,8 +27,7 @@ pytestmark = pytest.mark.e2e
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
 def test_broker_starts_says_where_and_stops_cleanly(tmp_path: Path, signum: int) -> None:
     port = free_port()
-    broker = Running("broker", "--port", str(port), "--data-dir", str(tmp_path / "b"),
-                     cwd=tmp_path)  # fmt: skip
+    broker = Running("broker", "--port", str(port), "--data-dir", str(tmp_path / "b"), cwd=tmp_path)
     assert f"broker listening on 127.0.0.1:{port}" in broker.expect("listening")
     broker.expect("press Ctrl-C to stop")
     admin = AdminClient({"bootstrap.servers": f"127.0.0.1:{port}"})
@@ -43,8 +42,7 @@ def test_broker_refuses_a_port_in_use(tmp_path: Path) -> None:
     port = free_port()
     first = Running("broker", "--port", str(port), cwd=tmp_path)
     first.expect("listening")
-    second = Running("broker", "--port", str(port), "--data-dir", str(tmp_path / "2"),
-                     cwd=tmp_path)  # fmt: skip
+    second = Running("broker", "--port", str(port), "--data-dir", str(tmp_path / "2"), cwd=tmp_path)
     status, _, err = second.wait()
     assert status == 1
     assert f"127.0.0.1:{port} is already in use" in err
@@ -100,9 +98,12 @@ def test_up_demo_prints_an_ssh_command_that_goes_through_and_is_recorded(
         up.expect("ready")
         assert command.startswith("ssh ")
         assert f"-p {gateway_port} demo:demo@127.0.0.1" in command
-        result = subprocess.run([*shlex.split(command), "-o", "BatchMode=yes",
-                                 "echo demo-$((40+2)); exit 5"],
-                                capture_output=True, timeout=60, check=False)  # fmt: skip
+        result = subprocess.run(
+            [*shlex.split(command), "-o", "BatchMode=yes", "echo demo-$((40+2)); exit 5"],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
         assert result.stdout == b"demo-42\n"
         assert result.returncode == 5
         [entries] = published(f"127.0.0.1:{broker_port}", "sshtrail.sessions").values()
@@ -112,8 +113,10 @@ def test_up_demo_prints_an_ssh_command_that_goes_through_and_is_recorded(
         db_url = re.search(r"(sqlite:///\S+)", database)[1]  # type: ignore[index]
         wait_for(lambda: _statuses(db_url) == [("closed", 5)], what="the stored session")
         search_url = re.search(r"in (sqlite:///\S+)", index)[1]  # type: ignore[index]
-        wait_for(lambda: _commands(search_url) == ["echo demo-$((40+2)); exit 5"],
-                 what="the indexed command")  # fmt: skip
+        wait_for(
+            lambda: _commands(search_url) == ["echo demo-$((40+2)); exit 5"],
+            what="the indexed command",
+        )
     finally:
         status, out, err = up.stop(signal.SIGINT)
     assert status == 0, err
@@ -124,8 +127,10 @@ def _statuses(db_url: str) -> list[tuple[str, int | None]]:
     engine = make_engine(db_url)
     try:
         with engine.connect() as conn:
-            return [tuple(row) for row in conn.execute(
-                select(SESSIONS.c.status, SESSIONS.c.exit_status))]  # fmt: skip
+            return [
+                tuple(row)
+                for row in conn.execute(select(SESSIONS.c.status, SESSIONS.c.exit_status))
+            ]
     finally:
         engine.dispose()
 

@@ -41,8 +41,11 @@ def fresh_copy(destination: Path) -> Path:
     """What a clone of this working tree holds: tracked and untracked-but-not-ignored files."""
     listed = subprocess.run(
         ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=ROOT, capture_output=True, check=False, timeout=60,
-    )  # fmt: skip
+        cwd=ROOT,
+        capture_output=True,
+        check=False,
+        timeout=60,
+    )
     if listed.returncode != 0:
         unavailable(f"{ROOT} is not a git checkout: {listed.stderr.decode().strip()}")
     for name in filter(None, listed.stdout.decode().split("\0")):
@@ -66,8 +69,15 @@ def test_readme_first_command_then_the_printed_ssh_then_sessions_and_search(
     ports = {"SSHTRAIL_BROKER__PORT": str(free_port()), "SSHTRAIL_GATEWAY__PORT": str(free_port())}
     env = {**os.environ, "TERM": "xterm", **ports}
     env.pop("VIRTUAL_ENV", None)
-    up = pexpect.spawn("/bin/sh", ["-c", command], cwd=clone, env=env, timeout=600,
-                       encoding="utf-8", codec_errors="replace")  # fmt: skip
+    up = pexpect.spawn(
+        "/bin/sh",
+        ["-c", command],
+        cwd=clone,
+        env=env,
+        timeout=600,
+        encoding="utf-8",
+        codec_errors="replace",
+    )
     try:
         up.expect(r"\n(ssh -i [^\r\n]+)\r?\n")  # after the install: the command to try
         ssh_command = up.match.group(1)
@@ -79,8 +89,10 @@ def test_readme_first_command_then_the_printed_ssh_then_sessions_and_search(
         assert (session["operator"], session["target"]) == ("demo", "demo")
         table = _readme_command(clone, "sessions")
         assert session["short_id"] in table
-        wait_for(lambda: "newcomer-42" in _readme_command(clone, "search", "newcomer-42"),
-                 what="the session's output in `sshtrail search`")  # fmt: skip
+        wait_for(
+            lambda: "newcomer-42" in _readme_command(clone, "search", "newcomer-42"),
+            what="the session's output in `sshtrail search`",
+        )
         found = _readme_command(clone, "search", "newcomer")
         assert f"replay: sshtrail replay {session['short_id']}" in found
         assert "echo [newcomer]-$((6*7))" in found  # the command as typed, the match marked
@@ -100,8 +112,14 @@ def test_readme_first_command_then_the_printed_ssh_then_sessions_and_search(
 def _type_a_session(ssh_command: str, clone: Path) -> None:
     """Paste the printed command into a terminal, run one command, exit."""
     argv = shlex.split(ssh_command)
-    shell = pexpect.spawn(argv[0], argv[1:], cwd=clone, timeout=60, dimensions=(24, 80),
-                          env={**os.environ, "TERM": "xterm"})  # fmt: skip
+    shell = pexpect.spawn(
+        argv[0],
+        argv[1:],
+        cwd=clone,
+        timeout=60,
+        dimensions=(24, 80),
+        env={**os.environ, "TERM": "xterm"},
+    )
     shell.sendline("PS1='READY> '")
     shell.expect("READY> ")
     shell.expect("READY> ")  # the echo of the line, then the prompt itself
@@ -115,8 +133,14 @@ def _type_a_session(ssh_command: str, clone: Path) -> None:
 
 def _readme_command(clone: Path, *argv: str) -> str:
     """``.venv/bin/sshtrail ...`` in the copy's folder, as the README shows."""
-    result = subprocess.run([str(clone / ".venv" / "bin" / "sshtrail"), *argv], cwd=clone,
-                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    result = subprocess.run(
+        [str(clone / ".venv" / "bin" / "sshtrail"), *argv],
+        cwd=clone,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout
 
@@ -129,6 +153,9 @@ def _closed(clone: Path) -> bool:
 def test_readme_names_the_commands_it_runs() -> None:
     """The README's walk-through uses the commands the test above runs."""
     readme = (ROOT / "README.md").read_text()
-    for shown in (".venv/bin/sshtrail sessions", ".venv/bin/sshtrail search",
-                  ".venv/bin/sshtrail replay"):  # fmt: skip
+    for shown in (
+        ".venv/bin/sshtrail sessions",
+        ".venv/bin/sshtrail search",
+        ".venv/bin/sshtrail replay",
+    ):
         assert re.search(re.escape(shown), readme), shown

@@ -57,16 +57,22 @@ def test_no_secret_reaches_any_log_at_debug_level(
 ) -> None:
     migrate.upgrade(database_with_password)
     gateway = GatewayProcess(
-        tmp_path / "gw", broker.bootstrap_servers, sshd, dead_letters=True,
+        tmp_path / "gw",
+        broker.bootstrap_servers,
+        sshd,
+        dead_letters=True,
         cli_options=("--log-level", "debug"),
         operator_extra=f'password_hash = "{hash_password(OPERATOR_PASSWORD)}"',
         config_tail=KAFKA_CLIENT,
-    )  # fmt: skip
+    )
     gateway.start()
-    config = write_config(tmp_path / "consumers.toml", broker.bootstrap_servers, gateway.topic,
-                          database_with_password)  # fmt: skip
-    config.write_text(f'log_level = "debug"\n{config.read_text()}'
-                      f'[search]\nurl = "{database_with_password}"\n{KAFKA_CLIENT}')  # fmt: skip
+    config = write_config(
+        tmp_path / "consumers.toml", broker.bootstrap_servers, gateway.topic, database_with_password
+    )
+    config.write_text(
+        f'log_level = "debug"\n{config.read_text()}'
+        f'[search]\nurl = "{database_with_password}"\n{KAFKA_CLIENT}'
+    )
     store = start_member(config, "store")
     index = start_member(config, "index")
     try:
@@ -74,29 +80,45 @@ def test_no_secret_reaches_any_log_at_debug_level(
         asyncio.run(_password_login(gateway))
         published(broker.bootstrap_servers, gateway.topic, complete=2)
         for group in (f"{gateway.topic}-store", f"{gateway.topic}-index"):
-            wait_for(lambda group=group: sum(group_lag(broker.bootstrap_servers, group,  # type: ignore[misc]
-                                                       gateway.topic).values()) == 0,
-                     what=f"{group} to read everything")  # fmt: skip
+            wait_for(
+                lambda group=group: (
+                    sum(
+                        group_lag(
+                            broker.bootstrap_servers,
+                            group,  # type: ignore[misc]
+                            gateway.topic,
+                        ).values()
+                    )
+                    == 0
+                ),
+                what=f"{group} to read everything",
+            )
     finally:
         gateway_log = gateway.stop()
         store_status, store_out, store_err = store.stop(signal.SIGTERM)
         index_status, index_out, index_err = index.stop(signal.SIGTERM)
     assert (store_status, index_status) == (0, 0), store_err + index_err
     target_key = sshd.client_key.read_text().splitlines()[1]  # a line of the private key
-    logs = {"gateway": gateway_log, "store": store_out + store_err,
-            "index": index_out + index_err}  # fmt: skip
+    logs = {"gateway": gateway_log, "store": store_out + store_err, "index": index_out + index_err}
     assert "authenticated" in gateway_log  # info lines were written
     assert "DEBUG" in logs["store"] + logs["index"] + gateway_log, "no debug lines"
     for name, text in logs.items():
-        for secret in (DB_PASSWORD, SASL_PASSWORD, OPERATOR_PASSWORD, TYPED_SECRET,
-                       COMMAND_TOKEN, target_key):  # fmt: skip
+        for secret in (
+            DB_PASSWORD,
+            SASL_PASSWORD,
+            OPERATOR_PASSWORD,
+            TYPED_SECRET,
+            COMMAND_TOKEN,
+            target_key,
+        ):
             assert secret not in text, f"{name} logged {secret!r}"
 
 
 def _type_a_secret(gateway: GatewayProcess) -> None:
     argv = gateway.ssh("alice:t1", tty=True)
-    shell = pexpect.spawn(argv[0], argv[1:], timeout=30, dimensions=(24, 80),
-                          env={**os.environ, "TERM": "xterm"})  # fmt: skip
+    shell = pexpect.spawn(
+        argv[0], argv[1:], timeout=30, dimensions=(24, 80), env={**os.environ, "TERM": "xterm"}
+    )
     shell.sendline("PS1='READY> '")
     shell.expect("READY> ")
     shell.expect("READY> ")
@@ -115,8 +137,13 @@ def _type_a_secret(gateway: GatewayProcess) -> None:
 
 async def _password_login(gateway: GatewayProcess) -> None:
     async with asyncssh.connect(
-        "127.0.0.1", gateway.port, username="alice:t1", password=OPERATOR_PASSWORD,
-        client_keys=None, known_hosts=None, preferred_auth="password",
-    ) as conn:  # fmt: skip
+        "127.0.0.1",
+        gateway.port,
+        username="alice:t1",
+        password=OPERATOR_PASSWORD,
+        client_keys=None,
+        known_hosts=None,
+        preferred_auth="password",
+    ) as conn:
         result = await conn.run("echo by-password", check=False)
         assert result.stdout == "by-password\n"

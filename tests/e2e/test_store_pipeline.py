@@ -20,8 +20,9 @@ pytestmark = pytest.mark.e2e
 def test_a_session_through_the_gateway_is_stored_closed_with_its_exit_status(
     gateway: GatewayProcess, store_engine: Engine, database_url: str, tmp_path: Path
 ) -> None:
-    run = subprocess.run(gateway.ssh("alice:t1", "echo stored; exit 3"), capture_output=True,
-                         timeout=30, check=False)  # fmt: skip
+    run = subprocess.run(
+        gateway.ssh("alice:t1", "echo stored; exit 3"), capture_output=True, timeout=30, check=False
+    )
     assert (run.returncode, run.stdout) == (3, b"stored\n")
     config = write_config(tmp_path / "store.toml", gateway.servers, gateway.topic, database_url)
     member = start_member(config)
@@ -39,9 +40,10 @@ def test_a_session_through_the_gateway_is_stored_closed_with_its_exit_status(
     with store_engine.connect() as conn:
         row = conn.execute(select(SESSIONS)).mappings().one()
         stored = conn.execute(
-            select(CHUNKS.c.seq, CHUNKS.c.data, CHUNKS.c.partition, CHUNKS.c.offset)
-            .order_by(CHUNKS.c.seq)
-        ).all()  # fmt: skip
+            select(CHUNKS.c.seq, CHUNKS.c.data, CHUNKS.c.partition, CHUNKS.c.offset).order_by(
+                CHUNKS.c.seq
+            )
+        ).all()
     assert str(row["id"]) == session_id
     assert (row["operator"], row["target"], row["exit_status"]) == ("alice", "t1", 3)
     assert (row["end_reason"], row["verified"], row["gaps"]) == ("exit status 3", True, [])

@@ -82,8 +82,9 @@ def produce_keyed(servers: str, topic: str, count: int, keys: int) -> list[tuple
 
     p = producer(servers)
     for i in range(count):
-        p.produce(topic, key=f"session-{i % keys}", value=f"{i % keys}:{i}".encode(),
-                  on_delivery=report)  # fmt: skip
+        p.produce(
+            topic, key=f"session-{i % keys}", value=f"{i % keys}:{i}".encode(), on_delivery=report
+        )
         if i % 200 == 0:
             p.poll(0)
     assert p.flush(30) == 0
@@ -181,8 +182,7 @@ def test_commit_and_committed_agree_with_the_admin_view(broker: EmbeddedBroker, 
     for message in messages:
         partition, offset = position(message)
         last[partition] = offset
-    c.commit(offsets=[TopicPartition(topic, p, o + 1) for p, o in last.items()],
-             asynchronous=False)  # fmt: skip
+    c.commit(offsets=[TopicPartition(topic, p, o + 1) for p, o in last.items()], asynchronous=False)
     committed = c.committed([TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=10)
     c.close()
     assert {tp.partition: tp.offset for tp in committed if tp.offset >= 0} == {
@@ -190,8 +190,7 @@ def test_commit_and_committed_agree_with_the_admin_view(broker: EmbeddedBroker, 
     }
     admin = AdminClient({"bootstrap.servers": servers})
     listed = admin.list_consumer_group_offsets([ConsumerGroupTopicPartitions(group)])[group]
-    offsets = {tp.partition: tp.offset for tp in listed.result().topic_partitions
-               if tp.offset >= 0}  # fmt: skip
+    offsets = {tp.partition: tp.offset for tp in listed.result().topic_partitions if tp.offset >= 0}
     assert offsets == {p: o + 1 for p, o in last.items()}
     # A new member of the group resumes after the committed offsets: nothing again.
     again = consumer(servers, group)

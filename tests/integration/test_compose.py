@@ -49,8 +49,13 @@ def _docker_compose() -> str:
 def resolved(name: str) -> dict[str, Any]:
     """The file as ``docker-compose config`` resolves it (anchors, defaults, paths);
     read once per file and run (callers only read it)."""
-    result = subprocess.run([_docker_compose(), "-f", str(COMPOSE / name), "config"],
-                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    result = subprocess.run(
+        [_docker_compose(), "-f", str(COMPOSE / name), "config"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     data: dict[str, Any] = yaml.safe_load(result.stdout)
     return data
@@ -80,10 +85,20 @@ def demo_config(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _run_demo_keys(folder: Path) -> Path:
     config = folder / "sshtrail.toml"
-    env = {**os.environ, "KEYS_DIR": str(folder / "keys"), "CONFIG_FILE": str(config),
-           "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
-    result = subprocess.run(["sh", str(COMPOSE / "demo-keys.sh")], env=env,
-                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    env = {
+        **os.environ,
+        "KEYS_DIR": str(folder / "keys"),
+        "CONFIG_FILE": str(config),
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    result = subprocess.run(
+        ["sh", str(COMPOSE / "demo-keys.sh")],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     return config
 
@@ -96,8 +111,13 @@ def sshtrail_services(data: dict[str, Any]) -> Iterator[tuple[str, dict[str, Any
 
 @pytest.mark.parametrize("name", FILES)
 def test_docker_compose_config_accepts_the_file(name: str) -> None:
-    result = subprocess.run([_docker_compose(), "-f", str(COMPOSE / name), "config", "-q"],
-                            capture_output=True, text=True, timeout=60, check=False)  # fmt: skip
+    result = subprocess.run(
+        [_docker_compose(), "-f", str(COMPOSE / name), "config", "-q"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stderr == ""
 
@@ -189,10 +209,18 @@ def test_the_two_files_differ_only_in_kafka() -> None:
 def _without_kafka(service: dict[str, Any]) -> dict[str, Any]:
     """A service minus what depends on the number of brokers."""
     kept = {k: v for k, v in service.items() if k not in ("deploy", "depends_on")}
-    env = {k: v for k, v in service.get("environment", {}).items()
-           if k != "SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS"
-           and not k.startswith(("SSHTRAIL_KAFKA__PARTITIONS", "SSHTRAIL_KAFKA__REPLICATION",
-                                 "SSHTRAIL_KAFKA__TOPIC_CONFIG__MIN"))}  # fmt: skip
+    env = {
+        k: v
+        for k, v in service.get("environment", {}).items()
+        if k != "SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS"
+        and not k.startswith(
+            (
+                "SSHTRAIL_KAFKA__PARTITIONS",
+                "SSHTRAIL_KAFKA__REPLICATION",
+                "SSHTRAIL_KAFKA__TOPIC_CONFIG__MIN",
+            )
+        )
+    }
     kept["environment"] = env
     depends = {k: v for k, v in service.get("depends_on", {}).items() if not k.startswith("kafka")}
     kept["depends_on"] = depends
@@ -243,12 +271,18 @@ def test_the_demo_targets_sshd_config_passes_sshd_t(tmp_path: Path) -> None:
     if sshd is None:
         unavailable("sshd is not installed (openssh-server)")
     host_key = tmp_path / "host"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)],
-                   check=True, timeout=30)  # fmt: skip
+    subprocess.run(
+        ["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(host_key)], check=True, timeout=30
+    )
     config = (COMPOSE / "target" / "sshd_config").read_text()
     config = config.replace("/etc/ssh/ssh_host_ed25519_key", str(host_key))
     (tmp_path / "sshd_config").write_text(config)
     ensure_privsep_dir()
-    result = subprocess.run([sshd, "-t", "-f", str(tmp_path / "sshd_config")],
-                            capture_output=True, text=True, timeout=30, check=False)  # fmt: skip
+    result = subprocess.run(
+        [sshd, "-t", "-f", str(tmp_path / "sshd_config")],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
     assert result.returncode == 0, result.stderr

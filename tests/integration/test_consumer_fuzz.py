@@ -65,8 +65,9 @@ def _flip(rng: random.Random, data: bytes) -> bytes:
     return data[:at] + bytes([data[at] ^ (1 << rng.randrange(8))]) + data[at + 1 :]
 
 
-def hostile_messages(rng: random.Random, donors: list[tuple[uuid.UUID, list[bytes]]]
-                     ) -> tuple[list[Hostile], set[uuid.UUID]]:  # fmt: skip
+def hostile_messages(
+    rng: random.Random, donors: list[tuple[uuid.UUID, list[bytes]]]
+) -> tuple[list[Hostile], set[uuid.UUID]]:
     """``COUNT`` hostile messages, and the sessions whose stored form they spoil."""
     spoiled: set[uuid.UUID] = set()
     out: list[Hostile] = []
@@ -74,9 +75,21 @@ def hostile_messages(rng: random.Random, donors: list[tuple[uuid.UUID, list[byte
         sid, chunks = rng.choice(donors)
         chunk = rng.choice(chunks)
         key = str(sid).encode()
-        kind = rng.choice(["random", "truncated", "oversized", "version", "wrong key",
-                           "no key", "empty", "duplicate", "future", "far future",
-                           "flipped"])  # fmt: skip
+        kind = rng.choice(
+            [
+                "random",
+                "truncated",
+                "oversized",
+                "version",
+                "wrong key",
+                "no key",
+                "empty",
+                "duplicate",
+                "future",
+                "far future",
+                "flipped",
+            ]
+        )
         if kind == "random":
             junk = rng.randbytes(rng.randrange(0, 3000))
             out.append(Hostile(rng.randbytes(8), junk, kind, "dlq"))
@@ -85,8 +98,11 @@ def hostile_messages(rng: random.Random, donors: list[tuple[uuid.UUID, list[byte
         elif kind == "oversized":  # the most the broker takes (more it refuses to producers)
             out.append(Hostile(key, chunk[:6] + rng.randbytes(LARGEST - 6), kind, "dlq"))
         elif kind == "version":
-            out.append(Hostile(key, chunk[:2] + bytes([rng.choice([0, 3, 9, 255])]) + chunk[3:],
-                               kind, "dlq"))  # fmt: skip
+            out.append(
+                Hostile(
+                    key, chunk[:2] + bytes([rng.choice([0, 3, 9, 255])]) + chunk[3:], kind, "dlq"
+                )
+            )
         elif kind == "wrong key":
             out.append(Hostile(str(uuid.uuid4()).encode(), chunk, kind, "dlq"))
         elif kind == "no key":
@@ -98,9 +114,20 @@ def hostile_messages(rng: random.Random, donors: list[tuple[uuid.UUID, list[byte
         elif kind == "future":  # seqs 0 and 1, then 7: a session with a hole, never ended
             fid = uuid7()
             writer = ChainWriter(fid, SIGNER)
-            start = ev.Start(t=0, operator="fuzz", client="192.0.2.1:1", target="t1",
-                             host="h", port=22, user="u", gateway="g", term="", cols=0,
-                             rows=0, started_at=1_790_000_000_000_000_000)  # fmt: skip
+            start = ev.Start(
+                t=0,
+                operator="fuzz",
+                client="192.0.2.1:1",
+                target="t1",
+                host="h",
+                port=22,
+                user="u",
+                gateway="g",
+                term="",
+                cols=0,
+                rows=0,
+                started_at=1_790_000_000_000_000_000,
+            )
             made = [writer.encode([start])]
             made += [writer.encode([ev.Output(t=i, data=b"x")]) for i in range(1, 8)]
             out += [Hostile(str(fid).encode(), made[i], kind, "kept") for i in (0, 1, 7)]
@@ -115,8 +142,14 @@ def hostile_messages(rng: random.Random, donors: list[tuple[uuid.UUID, list[byte
 
 
 def _produce(servers: str, topic: str, messages: list[tuple[bytes | None, bytes | None]]) -> None:
-    producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True,
-                         "linger.ms": 5, "message.max.bytes": 4 << 20})  # fmt: skip
+    producer = Producer(
+        {
+            "bootstrap.servers": servers,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "message.max.bytes": 4 << 20,
+        }
+    )
     errors: list[KafkaError] = []
 
     def delivered(error: KafkaError | None, _message: Message) -> None:
@@ -153,8 +186,11 @@ def test_a_running_store_and_index_survive_every_kind_of_garbage(
     try:
         for name in members:
             group = f"{store_topic}-{name}"
-            wait_for(lambda group=group: sum(group_lag(servers, group, store_topic).values()) == 0,  # type: ignore[misc]
-                     timeout=120, what=f"the {name} group to get through the topic")  # fmt: skip
+            wait_for(
+                lambda group=group: sum(group_lag(servers, group, store_topic).values()) == 0,  # type: ignore[misc]
+                timeout=120,
+                what=f"the {name} group to get through the topic",
+            )
         for name, member in members.items():
             assert member.process.poll() is None, f"{name} died: {member.stderr}"
     finally:
@@ -179,8 +215,10 @@ def test_a_running_store_and_index_survive_every_kind_of_garbage(
     stored = stored_chunks(store_engine)
     for sid, chunks in good:
         assert [stored[sid, seq] for seq in range(len(chunks))] == chunks
-        assert verify_chain(enumerate(chunks), {SIGNER.public_key().public_bytes_raw()}).status \
-            is Status.OK  # fmt: skip
+        assert (
+            verify_chain(enumerate(chunks), {SIGNER.public_key().public_bytes_raw()}).status
+            is Status.OK
+        )
     with store_engine.connect() as conn:
         rows = {row.id: row for row in conn.execute(select(SESSIONS))}
     for sid, _ in good:
@@ -198,8 +236,11 @@ def test_a_running_store_and_index_survive_every_kind_of_garbage(
     index = make_engine(search_url)
     try:
         with index.connect() as conn:
-            ended = set(conn.execute(select(search.SESSIONS.c.session_id)
-                                     .where(search.SESSIONS.c.ended)).scalars())  # fmt: skip
+            ended = set(
+                conn.execute(
+                    select(search.SESSIONS.c.session_id).where(search.SESSIONS.c.ended)
+                ).scalars()
+            )
     finally:
         index.dispose()
     assert {sid for sid, _ in good} <= ended

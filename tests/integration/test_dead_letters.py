@@ -28,17 +28,21 @@ def test_a_letter_too_large_for_the_dlq_is_sent_truncated_and_says_so(
     small = NewTopic(topic, 1, 1, config={"max.message.bytes": "100000"})
     for future in admin.create_topics([small]).values():
         future.result(15)
-    settings = load_settings(environ={
-        "SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-        "SSHTRAIL_KAFKA__DLQ_TOPIC": topic,
-    })  # fmt: skip
+    settings = load_settings(
+        environ={
+            "SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "SSHTRAIL_KAFKA__DLQ_TOPIC": topic,
+        }
+    )
     huge, fine = os.urandom(500_000), os.urandom(1_000)
     letters = DeadLetters(settings, "g1")
     try:
-        sent = letters.send([
-            Rejected("sessions", 2, 7, b"k1", huge, WireError("bad magic")),
-            Rejected("sessions", 2, 8, b"k2", fine, WireError("bad magic")),
-        ])  # fmt: skip
+        sent = letters.send(
+            [
+                Rejected("sessions", 2, 7, b"k1", huge, WireError("bad magic")),
+                Rejected("sessions", 2, 8, b"k2", fine, WireError("bad magic")),
+            ]
+        )
     finally:
         letters.close()
     assert sent == 2

@@ -41,13 +41,15 @@ def test_exec_is_exactly_like_direct_and_recorded(
     gateway: GatewayProcess, sshd: SshdTarget
 ) -> None:
     command = 'printf "%s\\n" "a b" c; echo oops >&2; exit 3'
-    direct = subprocess.run(sshd.ssh_command(command), capture_output=True, timeout=30,
-                            check=False)  # fmt: skip
-    through = subprocess.run(gateway.ssh("alice:t1", command), capture_output=True, timeout=30,
-                             check=False)  # fmt: skip
+    direct = subprocess.run(sshd.ssh_command(command), capture_output=True, timeout=30, check=False)
+    through = subprocess.run(
+        gateway.ssh("alice:t1", command), capture_output=True, timeout=30, check=False
+    )
     assert (through.stdout, through.stderr, through.returncode) == (
-        direct.stdout, direct.stderr, direct.returncode,
-    )  # fmt: skip
+        direct.stdout,
+        direct.stderr,
+        direct.returncode,
+    )
     assert through.returncode == 3
     chunks = only_session(gateway)
     assert [chunk.seq for chunk in chunks] == list(range(len(chunks)))
@@ -57,8 +59,11 @@ def test_exec_is_exactly_like_direct_and_recorded(
     start = events[0]
     assert isinstance(start, Start)
     assert (start.operator, start.target, start.user, start.term) == (
-        "alice", "t1", sshd.user, "",
-    )  # fmt: skip
+        "alice",
+        "t1",
+        sshd.user,
+        "",
+    )
     assert Exec(events[1].t, "exec", command.encode()) == events[1]
     stdout = b"".join(e.data for e in events if isinstance(e, Output) and not e.stderr)
     stderr = b"".join(e.data for e in events if isinstance(e, Output) and e.stderr)
@@ -74,8 +79,9 @@ def events_of(chunks: list[Chunk]) -> list[Event]:
 
 
 def spawn(argv: list[str]) -> pexpect.spawn:
-    return pexpect.spawn(argv[0], argv[1:], timeout=30, dimensions=(24, 80),
-                         env={**os.environ, "TERM": "xterm"})  # fmt: skip
+    return pexpect.spawn(
+        argv[0], argv[1:], timeout=30, dimensions=(24, 80), env={**os.environ, "TERM": "xterm"}
+    )
 
 
 def test_interactive_pty_session_with_resize_is_recorded_in_order(
@@ -136,8 +142,9 @@ def test_a_password_typed_at_a_no_echo_prompt_never_reaches_kafka(
 
 def test_refusals_are_clear_recorded_and_harmless(gateway: GatewayProcess) -> None:
     def attempt(login: str, key: Path | None = None) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run(gateway.ssh(login, "true", key=key), capture_output=True,
-                              timeout=30, check=False)  # fmt: skip
+        return subprocess.run(
+            gateway.ssh(login, "true", key=key), capture_output=True, timeout=30, check=False
+        )
 
     wrong_key = attempt("alice:t1", key=gateway.stranger_key)
     assert wrong_key.returncode == 255

@@ -34,8 +34,9 @@ def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
 
 def interactive(gateway: GatewayProcess) -> pexpect.spawn:
     argv = gateway.ssh("alice:t1", tty=True)
-    child = pexpect.spawn(argv[0], argv[1:], timeout=30, dimensions=(24, 80),
-                          env={**os.environ, "TERM": "xterm"})  # fmt: skip
+    child = pexpect.spawn(
+        argv[0], argv[1:], timeout=30, dimensions=(24, 80), env={**os.environ, "TERM": "xterm"}
+    )
     child.sendline("PS1='READY> '")
     child.expect("READY> ")
     child.expect("READY> ")  # the echo of the line, then the prompt itself
@@ -99,13 +100,15 @@ def test_gateway_killed_with_a_full_spool_publishes_it_after_restart(
     def spool_arrived(found: Published) -> bool:
         return any(b"spooled-2-20" in c.raw for entries in found.values() for _, _, c in entries)
 
-    [entries] = published(own_broker.bootstrap_servers, gateway.topic, until=spool_arrived,
-                          timeout=60).values()  # fmt: skip
+    [entries] = published(
+        own_broker.bootstrap_servers, gateway.topic, until=spool_arrived, timeout=60
+    ).values()
     chunks = [chunk for _, _, chunk in entries]
     seqs = sorted({c.seq for c in chunks})
     assert seqs == list(range(len(seqs)))  # no hole: everything spooled came through
-    verdict = verify_chain([(c.seq, c.raw) for c in {c.seq: c for c in chunks}.values()],
-                           {gateway.signing_key})  # fmt: skip
+    verdict = verify_chain(
+        [(c.seq, c.raw) for c in {c.seq: c for c in chunks}.values()], {gateway.signing_key}
+    )
     assert verdict.status is Status.UNSIGNED  # the gateway died before the end
     output = b"".join(e.data for c in chunks for e in c.events if isinstance(e, Output))
     assert b"spooled-2-20" in output
@@ -123,8 +126,9 @@ def test_100_mb_of_output_is_byte_exact_at_the_client_and_in_the_recording(
     size = 100_000_000
     sent = tmp_path / "sent.bin"
     command = f"head -c {size} /dev/urandom | tee {sent}"
-    result = subprocess.run(gateway.ssh("alice:t1", command), capture_output=True, timeout=300,
-                            check=False)  # fmt: skip
+    result = subprocess.run(
+        gateway.ssh("alice:t1", command), capture_output=True, timeout=300, check=False
+    )
     assert result.returncode == 0
     expected = hashlib.sha256(sent.read_bytes()).hexdigest()
     assert len(result.stdout) == size
@@ -143,8 +147,9 @@ SMALL_SPOOL = "[gateway.spool]\nmax_bytes = 1\nreserve_bytes = {reserve}\npolicy
 
 
 def ssh_run(gateway: GatewayProcess, command: str) -> subprocess.CompletedProcess[bytes]:
-    return subprocess.run(gateway.ssh("alice:t1", command), capture_output=True, timeout=60,
-                          check=False)  # fmt: skip
+    return subprocess.run(
+        gateway.ssh("alice:t1", command), capture_output=True, timeout=60, check=False
+    )
 
 
 def test_full_spool_fail_closed_refuses_new_sessions_until_it_drains(
@@ -179,8 +184,11 @@ def test_spool_beyond_its_reserve_pauses_sessions_instead_of_dropping(
     gateway.start()
     own_broker.stop()
     started = time.monotonic()
-    session = subprocess.Popen(gateway.ssh("alice:t1", "echo a; sleep 0.3; echo b"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    session = subprocess.Popen(
+        gateway.ssh("alice:t1", "echo a; sleep 0.3; echo b"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     time.sleep(3)
     assert session.poll() is None  # paused: its output waits for room in the spool
     own_broker.start()

@@ -25,8 +25,9 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def gateway(tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
-    process = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd,
-                             extra="idle_timeout_s = 2")  # fmt: skip
+    process = GatewayProcess(
+        tmp_path / "gw", broker.bootstrap_servers, sshd, extra="idle_timeout_s = 2"
+    )
     process.start()
     yield process
     process.stop()
@@ -37,10 +38,12 @@ Completed = subprocess.CompletedProcess[bytes]
 
 def both(gateway: GatewayProcess, sshd: SshdTarget, *remote: str) -> tuple[Completed, Completed]:
     opts: list[str] = []
-    direct = subprocess.run(sshd.ssh_command(*remote, options=opts), capture_output=True,
-                            timeout=30, check=False)  # fmt: skip
-    through = subprocess.run(gateway.ssh("alice:t1", *remote, options=opts), capture_output=True,
-                             timeout=30, check=False)  # fmt: skip
+    direct = subprocess.run(
+        sshd.ssh_command(*remote, options=opts), capture_output=True, timeout=30, check=False
+    )
+    through = subprocess.run(
+        gateway.ssh("alice:t1", *remote, options=opts), capture_output=True, timeout=30, check=False
+    )
     return direct, through
 
 
@@ -60,11 +63,20 @@ def test_quoting_stdin_and_env_requests_as_direct(
 ) -> None:
     command = 'printf \'[%s]\' "$SSHTRAIL_TEST_GREETING" "$NOT_ACCEPTED"; wc -c'
     options = ["-o", "SetEnv=SSHTRAIL_TEST_GREETING=hi", "-o", "SetEnv=NOT_ACCEPTED=x"]
-    direct = subprocess.run(sshd.ssh_command(command, options=options), input=b"x" * 1000,
-                            capture_output=True, timeout=30, check=False)  # fmt: skip
-    through = subprocess.run(gateway.ssh("alice:t1", command, options=options),
-                             input=b"x" * 1000, capture_output=True, timeout=30,
-                             check=False)  # fmt: skip
+    direct = subprocess.run(
+        sshd.ssh_command(command, options=options),
+        input=b"x" * 1000,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    through = subprocess.run(
+        gateway.ssh("alice:t1", command, options=options),
+        input=b"x" * 1000,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert through.stdout == direct.stdout == b"[hi][]1000\n"
 
 
@@ -77,25 +89,45 @@ def test_sftp_subsystem_passes_through_and_is_recorded(
     remote = tmp_path / "remote.bin"
     batch = tmp_path / "batch"
     batch.write_text(f"put {payload} {remote}\nget {remote} {back}\n")
-    sftp = ["sftp", "-F", "none", "-b", str(batch), "-P", str(gateway.port),
-            "-i", str(gateway.operator_key), "-o", "IdentitiesOnly=yes",
-            "-o", f"UserKnownHostsFile={gateway.known_hosts}", "-o", "User=alice:t1",
-            "127.0.0.1"]  # fmt: skip
+    sftp = [
+        "sftp",
+        "-F",
+        "none",
+        "-b",
+        str(batch),
+        "-P",
+        str(gateway.port),
+        "-i",
+        str(gateway.operator_key),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        f"UserKnownHostsFile={gateway.known_hosts}",
+        "-o",
+        "User=alice:t1",
+        "127.0.0.1",
+    ]
     result = subprocess.run(sftp, capture_output=True, timeout=60, check=False)
     assert result.returncode == 0, result.stderr
     assert back.read_bytes() == payload.read_bytes()
     [entries] = published(gateway.servers, gateway.topic).values()
     events = [event for _, _, chunk in entries for event in chunk.events]
-    assert any(isinstance(e, Exec) and e.mode == "subsystem" and e.command == b"sftp"
-               for e in events)  # fmt: skip
+    assert any(
+        isinstance(e, Exec) and e.mode == "subsystem" and e.command == b"sftp" for e in events
+    )
 
 
 def test_several_channels_on_one_connection(gateway: GatewayProcess) -> None:
     async def two_channels() -> list[str]:
         async with asyncssh.connect(
-            "127.0.0.1", gateway.port, username="alice:t1", client_keys=[str(gateway.operator_key)],
-            known_hosts=str(gateway.known_hosts), config=None, agent_path=None,
-        ) as conn:  # fmt: skip
+            "127.0.0.1",
+            gateway.port,
+            username="alice:t1",
+            client_keys=[str(gateway.operator_key)],
+            known_hosts=str(gateway.known_hosts),
+            config=None,
+            agent_path=None,
+        ) as conn:
             results = await asyncio.gather(
                 conn.run("sleep 0.3; echo first", check=True),
                 conn.run("echo second", check=True),
@@ -109,9 +141,14 @@ def test_several_channels_on_one_connection(gateway: GatewayProcess) -> None:
 def test_forwarding_and_agent_are_refused(gateway: GatewayProcess) -> None:
     async def attempt() -> tuple[str, str]:
         async with asyncssh.connect(
-            "127.0.0.1", gateway.port, username="alice:t1", client_keys=[str(gateway.operator_key)],
-            known_hosts=str(gateway.known_hosts), config=None, agent_path=None,
-        ) as conn:  # fmt: skip
+            "127.0.0.1",
+            gateway.port,
+            username="alice:t1",
+            client_keys=[str(gateway.operator_key)],
+            known_hosts=str(gateway.known_hosts),
+            config=None,
+            agent_path=None,
+        ) as conn:
             with pytest.raises(asyncssh.ChannelOpenError):
                 await conn.open_connection("127.0.0.1", 22)
             with pytest.raises(asyncssh.ChannelListenError):
@@ -121,9 +158,12 @@ def test_forwarding_and_agent_are_refused(gateway: GatewayProcess) -> None:
 
     stdout, _ = asyncio.run(attempt())
     assert stdout == "agent=[]\n"
-    direct_agent = subprocess.run(gateway.ssh("alice:t1", 'echo "[$SSH_AUTH_SOCK]"',
-                                              options=["-A"]), capture_output=True,
-                                  timeout=30, check=False)  # fmt: skip
+    direct_agent = subprocess.run(
+        gateway.ssh("alice:t1", 'echo "[$SSH_AUTH_SOCK]"', options=["-A"]),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert direct_agent.stdout == b"[]\n"
 
 
@@ -153,9 +193,20 @@ def test_forwarding_where_the_target_allows_it_is_relayed_and_recorded(
 ) -> None:
     """ssh -L through the gateway: opened from the target, bytes both ways recorded."""
     local = free_port()
-    tunnel = subprocess.Popen(gateway.ssh("alice:fwd", options=[
-        "-N", "-o", "ExitOnForwardFailure=yes", "-L", f"{local}:127.0.0.1:{pong_port}"]),
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    tunnel = subprocess.Popen(
+        gateway.ssh(
+            "alice:fwd",
+            options=[
+                "-N",
+                "-o",
+                "ExitOnForwardFailure=yes",
+                "-L",
+                f"{local}:127.0.0.1:{pong_port}",
+            ],
+        ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     try:
         deadline = time.monotonic() + 30
         while True:
@@ -202,9 +253,12 @@ def test_a_destination_that_talks_first_and_hangs_up_is_relayed_whole(
     async def fetch() -> list[bytes]:
         got = []
         async with asyncssh.connect(
-            "127.0.0.1", gateway.port, username="alice:fwd", known_hosts=None,
+            "127.0.0.1",
+            gateway.port,
+            username="alice:fwd",
+            known_hosts=None,
             client_keys=[str(gateway.operator_key)],
-        ) as conn:  # fmt: skip
+        ) as conn:
             for _ in range(5):
                 reader, writer = await conn.open_connection("127.0.0.1", server.server_address[1])
                 got.append(await asyncio.wait_for(reader.read(), 10))
@@ -233,9 +287,12 @@ def test_forwarding_refusals_say_why_and_are_recorded(
         reasons = []
         for login, port in (("alice:t1", pong_port), ("alice:fwd", closed)):
             async with asyncssh.connect(
-                "127.0.0.1", gateway.port, username=login, known_hosts=None,
+                "127.0.0.1",
+                gateway.port,
+                username=login,
+                known_hosts=None,
                 client_keys=[str(gateway.operator_key)],
-            ) as conn:  # fmt: skip
+            ) as conn:
                 with pytest.raises(asyncssh.ChannelOpenError) as refused:
                     await conn.open_connection("127.0.0.1", port)
                 reasons.append(refused.value.reason)
@@ -247,29 +304,41 @@ def test_forwarding_refusals_say_why_and_are_recorded(
     ]
     sessions = published(gateway.servers, gateway.topic, complete=2)
     ends = sorted(_events(chunks)[-1].reason for chunks in sessions.values())  # type: ignore[attr-defined]
-    assert ends == [f"forwarding to 127.0.0.1:{closed} failed: Connection refused",
-                    "refused: port forwarding not allowed"]  # fmt: skip
+    assert ends == [
+        f"forwarding to 127.0.0.1:{closed} failed: Connection refused",
+        "refused: port forwarding not allowed",
+    ]
 
 
 def test_operators_are_offered_aes_and_a_bad_cipher_name_stops_the_start(
     gateway: GatewayProcess, tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget
 ) -> None:
     only_chacha = ["-c", "chacha20-poly1305@openssh.com"]
-    chacha = subprocess.run(gateway.ssh("alice:t1", "true", options=only_chacha),
-                            capture_output=True, timeout=30, check=False)  # fmt: skip
+    chacha = subprocess.run(
+        gateway.ssh("alice:t1", "true", options=only_chacha),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert chacha.returncode == 255  # "no matching cipher found" (quiet at LogLevel=ERROR)
-    ctr = subprocess.run(gateway.ssh("alice:t1", "echo ctr", options=["-c", "aes256-ctr"]),
-                         capture_output=True, timeout=30, check=False)  # fmt: skip
+    ctr = subprocess.run(
+        gateway.ssh("alice:t1", "echo ctr", options=["-c", "aes256-ctr"]),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert (ctr.returncode, ctr.stdout) == (0, b"ctr\n")
-    bad = GatewayProcess(tmp_path / "bad", broker.bootstrap_servers, sshd,
-                         extra='ciphers = ["rot13"]')  # fmt: skip
+    bad = GatewayProcess(
+        tmp_path / "bad", broker.bootstrap_servers, sshd, extra='ciphers = ["rot13"]'
+    )
     with pytest.raises(AssertionError, match=r"gateway\.ciphers: rot13 is not a valid encryption"):
         bad.start()
 
 
 def test_idle_sessions_are_closed_and_recorded_so(gateway: GatewayProcess) -> None:
-    result = subprocess.run(gateway.ssh("alice:t1", "sleep 20"), capture_output=True,
-                            timeout=30, check=False)  # fmt: skip
+    result = subprocess.run(
+        gateway.ssh("alice:t1", "sleep 20"), capture_output=True, timeout=30, check=False
+    )
     assert b"idle for more than 2 s" in result.stderr
     [entries] = published(gateway.servers, gateway.topic).values()
     end = entries[-1][2].events[-1]
@@ -282,8 +351,11 @@ def test_sigterm_lets_running_sessions_finish_and_publishes_them(
 ) -> None:
     gateway = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd)
     gateway.start()
-    session = subprocess.Popen(gateway.ssh("alice:t1", "sleep 1.5; echo finished"),
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    session = subprocess.Popen(
+        gateway.ssh("alice:t1", "sleep 1.5; echo finished"),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
     time.sleep(0.7)
     log = gateway.stop()  # SIGTERM while the session runs
     out, _ = session.communicate(timeout=30)
@@ -300,17 +372,26 @@ def test_user_certificates_signed_by_the_operators_ca_are_accepted(
 ) -> None:
     ca = asyncssh.generate_private_key("ssh-ed25519")
     ca_line = ca.export_public_key().decode().strip()
-    gateway = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd,
-                             operator_extra=f"cert_authorities = [{ca_line!r}]")  # fmt: skip
+    gateway = GatewayProcess(
+        tmp_path / "gw",
+        broker.bootstrap_servers,
+        sshd,
+        operator_extra=f"cert_authorities = [{ca_line!r}]",
+    )
     gateway.start()
     user_key = asyncssh.generate_private_key("ssh-ed25519")
 
     async def login(principal: str) -> str:
         cert = ca.generate_user_certificate(user_key, "alice-laptop", principals=[principal])
         async with asyncssh.connect(
-            "127.0.0.1", gateway.port, username="alice:t1", client_keys=[(user_key, cert)],
-            known_hosts=str(gateway.known_hosts), config=None, agent_path=None,
-        ) as conn:  # fmt: skip
+            "127.0.0.1",
+            gateway.port,
+            username="alice:t1",
+            client_keys=[(user_key, cert)],
+            known_hosts=str(gateway.known_hosts),
+            config=None,
+            agent_path=None,
+        ) as conn:
             return str((await conn.run("echo certified", check=True)).stdout)
 
     try:

@@ -24,8 +24,9 @@ def test_sshd_runs_commands_and_returns_their_exit_status(sshd: SshdTarget) -> N
 
 
 def test_sshd_gives_an_interactive_pty(sshd: SshdTarget) -> None:
-    argv = ssh_argv(f"{sshd.user}@{sshd.host}", sshd.port, sshd.client_key, sshd.known_hosts,
-                    tty=True)  # fmt: skip
+    argv = ssh_argv(
+        f"{sshd.user}@{sshd.host}", sshd.port, sshd.client_key, sshd.known_hosts, tty=True
+    )
     child = pexpect.spawn(argv[0], argv[1:], timeout=20, dimensions=(24, 80))
     try:
         child.sendline("stty size; echo marker-$((6*7))")

@@ -49,8 +49,12 @@ def still_serves(gateway: GatewayProcess) -> None:
     """A well-behaved operator gets through, promptly."""
     assert gateway.process is not None
     assert gateway.process.poll() is None, "the gateway died"
-    result = subprocess.run(gateway.ssh("alice:t1", "echo served-$((20+22))"),
-                            capture_output=True, timeout=30, check=False)  # fmt: skip
+    result = subprocess.run(
+        gateway.ssh("alice:t1", "echo served-$((20+22))"),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert (result.returncode, result.stdout) == (0, b"served-42\n"), result.stderr
 
 
@@ -80,9 +84,12 @@ def test_a_huge_window_and_a_stalled_client_do_not_grow_the_gateway(
 
     async def download(proxy: StallingProxy) -> tuple[int, int | None, float, float]:
         async with asyncssh.connect(
-            "127.0.0.1", proxy.port, username="alice:t1", known_hosts=None,
+            "127.0.0.1",
+            proxy.port,
+            username="alice:t1",
+            known_hosts=None,
             client_keys=[str(gateway.operator_key)],
-        ) as conn:  # fmt: skip
+        ) as conn:
             chan, session = await conn.create_session(
                 _Counting, f"head -c {total} /dev/zero", encoding=None, window=window
             )
@@ -107,8 +114,12 @@ def test_a_huge_window_and_a_stalled_client_do_not_grow_the_gateway(
 
 
 def test_garbage_and_wrong_protocol_versions_are_dropped(gateway: GatewayProcess) -> None:
-    for greeting in (b"SSH-1.5-ancient\r\n", b"GET / HTTP/1.1\r\n\r\n", bytes(range(256)) * 64,
-                     b"SSH-2.0-ok\r\n" + b"\x00" * 4096):  # fmt: skip
+    for greeting in (
+        b"SSH-1.5-ancient\r\n",
+        b"GET / HTTP/1.1\r\n\r\n",
+        bytes(range(256)) * 64,
+        b"SSH-2.0-ok\r\n" + b"\x00" * 4096,
+    ):
         with socket.create_connection(("127.0.0.1", gateway.port), timeout=10) as sock:
             assert sock.recv(256).startswith(b"SSH-2.0-sshtrail")
             sock.sendall(greeting)
@@ -141,13 +152,18 @@ def test_silent_connections_from_one_address_cannot_take_every_login_slot(
     gateway: GatewayProcess,
 ) -> None:
     """Half-open logins (a banner read, nothing sent) count against their address only."""
-    silent = [socket.create_connection(("127.0.0.1", gateway.port), timeout=10,
-                                       source_address=(ATTACKER, 0)) for _ in range(5)]  # fmt: skip
+    silent = [
+        socket.create_connection(
+            ("127.0.0.1", gateway.port), timeout=10, source_address=(ATTACKER, 0)
+        )
+        for _ in range(5)
+    ]
     try:
         for sock in silent:
             assert sock.recv(256).startswith(b"SSH-2.0-sshtrail")
-        one_more = socket.create_connection(("127.0.0.1", gateway.port), timeout=10,
-                                            source_address=(ATTACKER, 0))  # fmt: skip
+        one_more = socket.create_connection(
+            ("127.0.0.1", gateway.port), timeout=10, source_address=(ATTACKER, 0)
+        )
         with one_more:
             assert _closed_within(one_more, 10), "a sixth silent login from one address was kept"
         still_serves(gateway)  # from 127.0.0.1, while the five are held
@@ -163,9 +179,13 @@ def test_silent_connections_from_one_address_cannot_take_every_login_slot(
 
 async def _login(gateway: GatewayProcess, address: str, key: Path | None = None) -> None:
     async with asyncssh.connect(
-        "127.0.0.1", gateway.port, username="alice:t1", known_hosts=None,
-        client_keys=[str(key or gateway.operator_key)], local_addr=(address, 0),
-    ) as conn:  # fmt: skip
+        "127.0.0.1",
+        gateway.port,
+        username="alice:t1",
+        known_hosts=None,
+        client_keys=[str(key or gateway.operator_key)],
+        local_addr=(address, 0),
+    ) as conn:
         result = await conn.run("true", check=False)
         assert result.exit_status == 0
 
@@ -182,13 +202,18 @@ def test_an_auth_flood_is_cut_off_and_recorded_without_flooding_the_records(
         except (asyncssh.DisconnectError, ConnectionError):
             outcomes["cut off"] += 1  # before the key exchange: no room for a message
     assert outcomes == {"denied": 5, "cut off": 35}
-    ssh = subprocess.run(gateway.ssh("alice:t1", "true", options=["-b", ATTACKER]),
-                         capture_output=True, timeout=30, check=False)  # fmt: skip
+    ssh = subprocess.run(
+        gateway.ssh("alice:t1", "true", options=["-b", ATTACKER]),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert ssh.returncode == 255  # even with the right key, for the rest of the minute
     still_serves(gateway)  # another address is not affected
     sessions = published(broker.bootstrap_servers, gateway.topic, complete=6)
-    reasons = Counter(chunks[-1][2].end.reason for chunks in sessions.values()
-                      if chunks[-1][2].end is not None)  # fmt: skip
+    reasons = Counter(
+        chunks[-1][2].end.reason for chunks in sessions.values() if chunks[-1][2].end is not None
+    )
     assert reasons == {"refused: authentication failed": 5, "exit status 0": 1}
 
 
@@ -198,9 +223,12 @@ def test_thousands_of_channels_on_one_connection_stop_at_the_operators_limit(
     async def flood() -> Counter[str]:
         outcomes: Counter[str] = Counter()
         async with asyncssh.connect(
-            "127.0.0.1", gateway.port, username="alice:t1", known_hosts=None,
+            "127.0.0.1",
+            gateway.port,
+            username="alice:t1",
+            known_hosts=None,
             client_keys=[str(gateway.operator_key)],
-        ) as conn:  # fmt: skip
+        ) as conn:
             opened = []
             for _ in range(2000):
                 try:
@@ -222,6 +250,7 @@ def test_thousands_of_channels_on_one_connection_stop_at_the_operators_limit(
     time.sleep(1)  # the twenty close on the target side too
     still_serves(gateway)
     sessions = published(broker.bootstrap_servers, gateway.topic, complete=22)
-    reasons = Counter(chunks[-1][2].end.reason for chunks in sessions.values()
-                      if chunks[-1][2].end is not None)  # fmt: skip
+    reasons = Counter(
+        chunks[-1][2].end.reason for chunks in sessions.values() if chunks[-1][2].end is not None
+    )
     assert reasons["refused: max_sessions_per_operator"] == 1  # once per connection

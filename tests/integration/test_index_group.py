@@ -16,15 +16,19 @@ from tests.support.recordings import keyed, produce, typed_session
 
 pytestmark = pytest.mark.integration
 
-WORK = [(f"echo step {n}; grep -c err /var/log/app{n}.log", f"{n * 7}\nstep {n} done")
-        for n in range(30)]  # fmt: skip
+WORK = [
+    (f"echo step {n}; grep -c err /var/log/app{n}.log", f"{n * 7}\nstep {n} done")
+    for n in range(30)
+]
 
 
 def documents(engine: Engine) -> set[tuple[object, ...]]:
     d = search.DOCS.c
     with engine.connect() as conn:
-        return {tuple(r) for r in conn.execute(select(d.session_id, d.kind, d.ordinal, d.seq,
-                                                      d.t, d.text))}  # fmt: skip
+        return {
+            tuple(r)
+            for r in conn.execute(select(d.session_id, d.kind, d.ordinal, d.seq, d.t, d.text))
+        }
 
 
 def ended(engine: Engine) -> int:
@@ -36,10 +40,12 @@ def ended(engine: Engine) -> int:
         return 0
 
 
-def index_config(tmp_path: Path, name: str, servers: str, topic: str, url: str,
-                 **options: object) -> Path:  # fmt: skip
-    config = write_config(tmp_path / f"{name}.toml", servers, topic,
-                          f"sqlite:///{tmp_path / 'store.db'}", **options)  # fmt: skip
+def index_config(
+    tmp_path: Path, name: str, servers: str, topic: str, url: str, **options: object
+) -> Path:
+    config = write_config(
+        tmp_path / f"{name}.toml", servers, topic, f"sqlite:///{tmp_path / 'store.db'}", **options
+    )
     config.write_text(config.read_text() + f'[search]\nurl = "{url}"\n')
     return config
 
@@ -54,8 +60,9 @@ def test_kill_9_mid_session_then_restart_gives_the_same_index(
     # group of its own, to a SQLite file; both must end with the same documents.
     killed = index_config(tmp_path, "killed", servers, store_topic, database_url, batch_size=150)
     calm_url = f"sqlite:///{tmp_path / 'calm.db'}"
-    calm = index_config(tmp_path, "calm", servers, store_topic, calm_url,
-                        index_group=f"{store_topic}-calm")  # fmt: skip
+    calm = index_config(
+        tmp_path, "calm", servers, store_topic, calm_url, index_group=f"{store_topic}-calm"
+    )
     engine = make_engine(database_url)
     member = start_member(killed, "index", "--instance-id", "index-1")
     wait_for(lambda: ended(engine) > 0, what="the first sessions indexed")

@@ -49,8 +49,18 @@ def test_rows_round_trip_with_utc_times_and_cascade(database_url: str) -> None:
     started = dt.datetime(2026, 11, 25, 15, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     with sessions.begin() as db:
         db.add(SessionRecord(id=sid, operator="alice", started_at=started, gaps=[[3, 5]]))
-        db.add(ChunkRecord(session_id=sid, seq=0, t_first=0, t_last=5, partition=2, offset=7,
-                           data=b"\x00\xff" * 10, received_at=dt.datetime.now(dt.UTC)))  # fmt: skip
+        db.add(
+            ChunkRecord(
+                session_id=sid,
+                seq=0,
+                t_first=0,
+                t_last=5,
+                partition=2,
+                offset=7,
+                data=b"\x00\xff" * 10,
+                received_at=dt.datetime.now(dt.UTC),
+            )
+        )
     with sessions() as db:
         row = db.get(SessionRecord, sid)
         assert row is not None
@@ -60,8 +70,18 @@ def test_rows_round_trip_with_utc_times_and_cascade(database_url: str) -> None:
         assert row.gaps == [[3, 5]]
         assert [chunk.data for chunk in row.chunks] == [b"\x00\xff" * 10]
     with pytest.raises(IntegrityError), sessions.begin() as db:  # (session, seq) is unique
-        db.add(ChunkRecord(session_id=sid, seq=0, t_first=0, t_last=0, partition=2, offset=8,
-                           data=b"", received_at=dt.datetime.now(dt.UTC)))  # fmt: skip
+        db.add(
+            ChunkRecord(
+                session_id=sid,
+                seq=0,
+                t_first=0,
+                t_last=0,
+                partition=2,
+                offset=8,
+                data=b"",
+                received_at=dt.datetime.now(dt.UTC),
+            )
+        )
     with sessions.begin() as db:
         db.execute(sa.delete(SessionRecord).where(SessionRecord.id == sid))
     with sessions() as db:
@@ -95,31 +115,59 @@ def test_requests_of_sessions_stored_before_0002_are_filled_in(database_url: str
     damaged = uuid7()
     engine = make_engine(database_url)
     # The tables as 0001 made them (the models know the columns 0002 adds).
-    sessions = sa.table("sessions", sa.column("id", sa.Uuid()), sa.column("status"),
-                        sa.column("bytes_in"), sa.column("bytes_out"), sa.column("chunk_count"),
-                        sa.column("gaps", sa.JSON()))  # fmt: skip
-    chunks = sa.table("chunks", sa.column("session_id", sa.Uuid()), sa.column("seq"),
-                      sa.column("t_first"), sa.column("t_last"), sa.column("partition"),
-                      sa.column("offset"), sa.column("data", sa.LargeBinary()),
-                      sa.column("received_at", sa.DateTime(timezone=True)))  # fmt: skip
+    sessions = sa.table(
+        "sessions",
+        sa.column("id", sa.Uuid()),
+        sa.column("status"),
+        sa.column("bytes_in"),
+        sa.column("bytes_out"),
+        sa.column("chunk_count"),
+        sa.column("gaps", sa.JSON()),
+    )
+    chunks = sa.table(
+        "chunks",
+        sa.column("session_id", sa.Uuid()),
+        sa.column("seq"),
+        sa.column("t_first"),
+        sa.column("t_last"),
+        sa.column("partition"),
+        sa.column("offset"),
+        sa.column("data", sa.LargeBinary()),
+        sa.column("received_at", sa.DateTime(timezone=True)),
+    )
     now = dt.datetime.now(dt.UTC)
     with engine.begin() as conn:
         for session_id in (sid, damaged):
-            conn.execute(sa.insert(sessions).values(id=session_id, status="closed", bytes_in=0,
-                                                    bytes_out=0, chunk_count=3,
-                                                    gaps=[]))  # fmt: skip
+            conn.execute(
+                sa.insert(sessions).values(
+                    id=session_id, status="closed", bytes_in=0, bytes_out=0, chunk_count=3, gaps=[]
+                )
+            )
         stored = [(sid, seq, data) for seq, data in enumerate(messages)]
         stored.append((damaged, 0, b"not a chunk"))
         for session_id, seq, data in stored:
-            conn.execute(sa.insert(chunks).values(session_id=session_id, seq=seq, t_first=0,
-                                                  t_last=0, partition=0, offset=seq, data=data,
-                                                  received_at=now))  # fmt: skip
+            conn.execute(
+                sa.insert(chunks).values(
+                    session_id=session_id,
+                    seq=seq,
+                    t_first=0,
+                    t_last=0,
+                    partition=0,
+                    offset=seq,
+                    data=data,
+                    received_at=now,
+                )
+            )
     engine.dispose()
     migrate.upgrade(database_url)
     engine = make_engine(database_url)
     with engine.connect() as conn:
-        got = {row.id: (row.request, row.command) for row in conn.execute(
-            sa.select(SessionRecord.id, SessionRecord.request, SessionRecord.command))}  # fmt: skip
+        got = {
+            row.id: (row.request, row.command)
+            for row in conn.execute(
+                sa.select(SessionRecord.id, SessionRecord.request, SessionRecord.command)
+            )
+        }
     engine.dispose()
     assert got == {sid: ("exec", "uptime"), damaged: (None, None)}
     migrate.downgrade(database_url, "0001")

@@ -35,11 +35,28 @@ def stored_forward(tmp_path: Path) -> tuple[Path, str]:
     migrate.upgrade(url)
     session_id = uuid7()
     writer = ChainWriter(session_id, SIGNER)
-    start = ev.Start(t=0, operator="alice", client="127.0.0.1:50000", target="fwd",
-                     host="127.0.0.1", port=22, user="root", gateway="gw-test", term="",
-                     cols=0, rows=0, started_at=time.time_ns())  # fmt: skip
-    end = ev.End(t=4, reason="closed by client", bytes_in=9, bytes_out=len(FORWARDED),
-                 chunks=2, key=writer.public_key)  # fmt: skip
+    start = ev.Start(
+        t=0,
+        operator="alice",
+        client="127.0.0.1:50000",
+        target="fwd",
+        host="127.0.0.1",
+        port=22,
+        user="root",
+        gateway="gw-test",
+        term="",
+        cols=0,
+        rows=0,
+        started_at=time.time_ns(),
+    )
+    end = ev.End(
+        t=4,
+        reason="closed by client",
+        bytes_in=9,
+        bytes_out=len(FORWARDED),
+        chunks=2,
+        key=writer.public_key,
+    )
     opened = ev.Exec(t=1, mode="direct-tcpip", command=b"127.0.0.1:5432")
     carried: list[ev.Event] = [
         ev.Input(t=2, data=b"\x00\x00\x00\x09hi"),
@@ -52,15 +69,17 @@ def stored_forward(tmp_path: Path) -> tuple[Path, str]:
     StoreWriter(engine, dt.timedelta(hours=1)).write(received)
     engine.dispose()
     config = tmp_path / "sshtrail.toml"
-    config.write_text(f"state_dir = {toml_value(str(tmp_path / 'state'))}\n"
-                      f"[database]\nurl = {toml_value(url)}\n")  # fmt: skip
+    config.write_text(
+        f"state_dir = {toml_value(str(tmp_path / 'state'))}\n[database]\nurl = {toml_value(url)}\n"
+    )
     return config, str(session_id)
 
 
 def test_replay_refuses_to_write_a_forwarded_connection_to_a_terminal(tmp_path: Path) -> None:
     config, sid = stored_forward(tmp_path)
-    child = pexpect.spawn(sys.executable, ["-m", "sshtrail", "--config", str(config),
-                                           "replay", sid[:8]], timeout=30)  # fmt: skip
+    child = pexpect.spawn(
+        sys.executable, ["-m", "sshtrail", "--config", str(config), "replay", sid[:8]], timeout=30
+    )
     child.expect(pexpect.EOF)
     child.close()
     shown = child.before.replace(b"\r\n", b" ")
@@ -72,7 +91,11 @@ def test_replay_refuses_to_write_a_forwarded_connection_to_a_terminal(tmp_path: 
 
 def test_replay_into_a_pipe_gives_the_forwarded_bytes_as_they_were(tmp_path: Path) -> None:
     config, sid = stored_forward(tmp_path)
-    done = subprocess.run([sys.executable, "-m", "sshtrail", "--config", str(config), "replay",
-                           sid], capture_output=True, timeout=30, check=False)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "sshtrail", "--config", str(config), "replay", sid],
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     assert done.stdout == FORWARDED

@@ -51,10 +51,12 @@ def received(messages: list[bytes]) -> list[Received]:
 @pytest.fixture
 def sessions(engine: Engine) -> dict[str, uuid.UUID]:
     ns = 1_000_000_000
-    alice, a_messages = typed_session(ADMIN, operator="alice", target="db01",
-                                      started_at=int(T0.timestamp()) * ns)  # fmt: skip
-    bob, b_messages = typed_session(OTHER, operator="bob", target="web01",
-                                    started_at=int(T0.timestamp() + 3600) * ns)  # fmt: skip
+    alice, a_messages = typed_session(
+        ADMIN, operator="alice", target="db01", started_at=int(T0.timestamp()) * ns
+    )
+    bob, b_messages = typed_session(
+        OTHER, operator="bob", target="web01", started_at=int(T0.timestamp() + 3600) * ns
+    )
     IndexWriter(engine).write(received(a_messages) + received(b_messages))
     return {"alice": alice, "bob": bob}
 
@@ -64,23 +66,30 @@ def find(engine: Engine, text: str, **filters: object) -> list[search.Hit]:
         return search.search(conn, Query(text, **filters))  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize(("needle", "expected"), [
-    ("rm -rf", [("command", "sudo rm -rf /var/cache/build")]),
-    ("10.0.3.7", [("meta", None), ("command", "ssh deploy@10.0.3.7 uptime"), ("meta", None)]),
-    ("/etc/shadow", [("command", "cat /etc/shadow"),
-                     ("output", "cat: /etc/shadow: Permission denied")]),
-    ("drop table", [("command", "psql -c 'DROP TABLE users'"), ("output", "DROP TABLE")]),
-    ("DROP TABLE", [("command", "psql -c 'DROP TABLE users'"), ("output", "DROP TABLE")]),
-    ("100%", [("command", "echo 100% a_b"), ("output", "100% a_b")]),
-    ("a_b", [("command", "echo 100% a_b"), ("output", "100% a_b")]),
-    ("%", [("command", "echo 100% a_b"), ("output", "100% a_b")]),
-    ("needle", [("command", "grep -r needle /srv/app")]),
-    ("no such thing", []),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("needle", "expected"),
+    [
+        ("rm -rf", [("command", "sudo rm -rf /var/cache/build")]),
+        ("10.0.3.7", [("meta", None), ("command", "ssh deploy@10.0.3.7 uptime"), ("meta", None)]),
+        (
+            "/etc/shadow",
+            [("command", "cat /etc/shadow"), ("output", "cat: /etc/shadow: Permission denied")],
+        ),
+        ("drop table", [("command", "psql -c 'DROP TABLE users'"), ("output", "DROP TABLE")]),
+        ("DROP TABLE", [("command", "psql -c 'DROP TABLE users'"), ("output", "DROP TABLE")]),
+        ("100%", [("command", "echo 100% a_b"), ("output", "100% a_b")]),
+        ("a_b", [("command", "echo 100% a_b"), ("output", "100% a_b")]),
+        ("%", [("command", "echo 100% a_b"), ("output", "100% a_b")]),
+        ("needle", [("command", "grep -r needle /srv/app")]),
+        ("no such thing", []),
+    ],
+)
 def test_substrings_find_what_a_person_expects(
-    engine: Engine, sessions: dict[str, uuid.UUID], needle: str,
+    engine: Engine,
+    sessions: dict[str, uuid.UUID],
+    needle: str,
     expected: list[tuple[str, str | None]],
-) -> None:  # fmt: skip
+) -> None:
     hits = find(engine, needle)
     assert [(h.kind, h.text if expected and h.kind != "meta" else None) for h in hits] == [
         (kind, text if kind != "meta" else None) for kind, text in expected
@@ -102,7 +111,8 @@ def test_filters_narrow_the_hits(engine: Engine, sessions: dict[str, uuid.UUID])
     assert {h.target for h in find(engine, "s", target="db01")} == {"db01"}
     assert {h.kind for h in find(engine, "s", kind="output")} == {"output"}
     assert {h.session_id for h in find(engine, "s", session_id=sessions["bob"])} == {
-        sessions["bob"]}  # fmt: skip
+        sessions["bob"]
+    }
     late = T0 + dt.timedelta(minutes=30)
     assert {h.operator for h in find(engine, "s", since=late)} == {"bob"}
     assert {h.operator for h in find(engine, "s", until=late)} == {"alice"}
@@ -117,8 +127,11 @@ def test_metadata_is_searchable(engine: Engine, sessions: dict[str, uuid.UUID]) 
 
 def all_documents(engine: Engine) -> set[tuple[object, ...]]:
     with engine.connect() as conn:
-        rows = conn.execute(select(DOCS.c.session_id, DOCS.c.kind, DOCS.c.ordinal, DOCS.c.seq,
-                                   DOCS.c.t, DOCS.c.text))  # fmt: skip
+        rows = conn.execute(
+            select(
+                DOCS.c.session_id, DOCS.c.kind, DOCS.c.ordinal, DOCS.c.seq, DOCS.c.t, DOCS.c.text
+            )
+        )
         return {tuple(row) for row in rows}
 
 

@@ -43,8 +43,9 @@ def test_kill_9_mid_batch_then_restart_stores_every_chunk_once(
 ) -> None:
     servers = broker.bootstrap_servers
     total = produce(servers, store_topic, load(300, 20))
-    config = write_config(tmp_path / "sshtrail.toml", servers, store_topic, database_url,
-                          batch_size=500)  # fmt: skip
+    config = write_config(
+        tmp_path / "sshtrail.toml", servers, store_topic, database_url, batch_size=500
+    )
     # A static member id, as `sshtrail up` and compose use: the embedded broker
     # never drops a killed dynamic member (docs/decisions.md), Kafka would
     # after session.timeout.ms; with the id the restart takes over at once.
@@ -74,14 +75,18 @@ def test_two_members_split_the_partitions_and_one_takes_over(
     wait_for(lambda: "assigned partitions [0, 1, 2]" in first.stderr, what="first assignment")
     second = start_member(config)
     try:
-        wait_for(lambda: "assigned partitions [" in second.stderr
-                 and "revoked" in first.stderr, what="the split")  # fmt: skip
+        wait_for(
+            lambda: "assigned partitions [" in second.stderr and "revoked" in first.stderr,
+            what="the split",
+        )
         total = produce(servers, store_topic, load(60, 5, 200))
         wait_for(lambda: chunk_count(store_engine) == total, what="the first load")
         first_status, first_out, first_err = first.stop(signal.SIGTERM)
         assert first_status == 0, first_err
-        wait_for(lambda: second.stderr.count("assigned partitions [0, 1, 2]") == 1,
-                 what="the second member to take every partition")  # fmt: skip
+        wait_for(
+            lambda: second.stderr.count("assigned partitions [0, 1, 2]") == 1,
+            what="the second member to take every partition",
+        )
         total += produce(servers, store_topic, load(60, 5, 200))
         wait_for(lambda: chunk_count(store_engine) == total, what="the second load")
     finally:
@@ -90,8 +95,10 @@ def test_two_members_split_the_partitions_and_one_takes_over(
         status, second_out, err = second.stop(signal.SIGTERM)
     assert status == 0, err
     # Both wrote: the work was shared, not done twice, and nothing is missing.
-    written = [int(re.search(r"(\d+) chunks written", out)[1])  # type: ignore[index]
-               for out in (first_out, second_out)]  # fmt: skip
+    written = [
+        int(re.search(r"(\d+) chunks written", out)[1])  # type: ignore[index]
+        for out in (first_out, second_out)
+    ]
     assert min(written) > 0
     assert sum(written) == total
     assert_store_equals_topic(store_engine, servers, store_topic)

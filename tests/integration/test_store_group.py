@@ -35,8 +35,11 @@ def test_sessions_are_stored_and_garbage_is_dead_lettered(
 ) -> None:
     servers = broker.bootstrap_servers
     sessions = [recording(chunks=4) for _ in range(20)]
-    garbage = [(b"junk", os.urandom(100)), (None, b"ST\x09\x00rest"),
-               (b"wrong-key", sessions[0][1][1])]  # fmt: skip
+    garbage = [
+        (b"junk", os.urandom(100)),
+        (None, b"ST\x09\x00rest"),
+        (b"wrong-key", sessions[0][1][1]),
+    ]
     produce(servers, store_topic, [m for sid, ms in sessions[:10] for m in keyed(sid, ms)])
     produce(servers, store_topic, garbage)
     produce(servers, store_topic, [m for sid, ms in sessions[10:] for m in keyed(sid, ms)])
@@ -45,8 +48,10 @@ def test_sessions_are_stored_and_garbage_is_dead_lettered(
     member = start_member(config, "store", "--metrics-port", str(port))
     try:
         wait_for(lambda: chunk_count(store_engine) == 80, what="80 chunks stored")
-        wait_for(lambda: sum(group_lag(servers, f"{store_topic}-store", store_topic).values()) == 0,
-                 what="the group to commit everything")  # fmt: skip
+        wait_for(
+            lambda: sum(group_lag(servers, f"{store_topic}-store", store_topic).values()) == 0,
+            what="the group to commit everything",
+        )
         metrics = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read()
     finally:
         status, out, err = member.stop(signal.SIGTERM)
@@ -69,7 +74,10 @@ def test_sessions_are_stored_and_garbage_is_dead_lettered(
         headers = dict(message.headers())  # type: ignore[attr-defined]
         assert headers[HEADER_TOPIC] == store_topic.encode()
         origins[int(headers[HEADER_OFFSET]), int(headers[HEADER_PARTITION])] = (
-            message.key(), message.value(), headers[HEADER_ERROR].decode())  # type: ignore[attr-defined]  # fmt: skip
+            message.key(),  # type: ignore[attr-defined]
+            message.value(),  # type: ignore[attr-defined]
+            headers[HEADER_ERROR].decode(),
+        )
     by_value = {value: (key, error) for key, value, error in origins.values()}
     assert by_value[garbage[0][1]][1].startswith("bad magic")
     assert "unsupported wire format version 9" in by_value[garbage[1][1]][1]

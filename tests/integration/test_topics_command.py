@@ -17,10 +17,13 @@ def test_topics_creates_what_is_missing_then_only_describes(
     tmp_path: Path, broker: EmbeddedBroker
 ) -> None:
     name = f"test.topics.{uuid.uuid4().hex[:8]}"
-    env = {"SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-           "SSHTRAIL_KAFKA__TOPIC": name, "SSHTRAIL_KAFKA__DLQ_TOPIC": f"{name}.dlq",
-           "SSHTRAIL_KAFKA__PARTITIONS": "4",
-           "SSHTRAIL_KAFKA__TOPIC_CONFIG__RETENTION.MS": "86400000"}  # fmt: skip
+    env = {
+        "SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+        "SSHTRAIL_KAFKA__TOPIC": name,
+        "SSHTRAIL_KAFKA__DLQ_TOPIC": f"{name}.dlq",
+        "SSHTRAIL_KAFKA__PARTITIONS": "4",
+        "SSHTRAIL_KAFKA__TOPIC_CONFIG__RETENTION.MS": "86400000",
+    }
     status, out, err = Running("topics", cwd=tmp_path, env=env).wait()
     assert status == 0, err
     assert out.splitlines() == [

@@ -32,15 +32,28 @@ def write_config(
     # (max.poll.interval.ms) for a killed member (docs/decisions.md).
     # Groups of their own: a member the embedded broker never dropped would
     # block every later test of a shared group.
-    options = {"store_group": f"{topic}-store", "index_group": f"{topic}-index",
-               "assignment_strategy": "roundrobin", "batch_wait_ms": 50,
-               "max_poll_interval_ms": 15_000, "session_timeout_ms": 6_000,
-               "retry_initial_ms": 100, "retry_max_ms": 1000, **consumer}  # fmt: skip
-    lines = [f"state_dir = {toml_value(str(path.parent / 'state'))}",
-             f'instance = "it-{uuid.uuid4().hex[:6]}"', "[kafka]",
-             f"bootstrap_servers = {toml_value(servers)}", f"topic = {toml_value(topic)}",
-             f"dlq_topic = {toml_value(topic + '.dlq')}", "[database]",
-             f"url = {toml_value(database_url)}", "[consumer]"]  # fmt: skip
+    options = {
+        "store_group": f"{topic}-store",
+        "index_group": f"{topic}-index",
+        "assignment_strategy": "roundrobin",
+        "batch_wait_ms": 50,
+        "max_poll_interval_ms": 15_000,
+        "session_timeout_ms": 6_000,
+        "retry_initial_ms": 100,
+        "retry_max_ms": 1000,
+        **consumer,
+    }
+    lines = [
+        f"state_dir = {toml_value(str(path.parent / 'state'))}",
+        f'instance = "it-{uuid.uuid4().hex[:6]}"',
+        "[kafka]",
+        f"bootstrap_servers = {toml_value(servers)}",
+        f"topic = {toml_value(topic)}",
+        f"dlq_topic = {toml_value(topic + '.dlq')}",
+        "[database]",
+        f"url = {toml_value(database_url)}",
+        "[consumer]",
+    ]
     lines += [f"{key} = {toml_value(value)}" for key, value in options.items()]
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -69,8 +82,7 @@ def group_lag(servers: str, group: str, topic: str) -> dict[int, int]:
     """Log-end offset minus the group's committed offset, per partition (the broker's view)."""
     admin = AdminClient({"bootstrap.servers": servers})
     partitions = list(admin.list_topics(topic, timeout=10).topics[topic].partitions)
-    probe = Consumer({"bootstrap.servers": servers, "group.id": group,
-                      "enable.auto.commit": False})  # fmt: skip
+    probe = Consumer({"bootstrap.servers": servers, "group.id": group, "enable.auto.commit": False})
     try:
         committed = probe.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
         lag = {}
@@ -86,9 +98,14 @@ def read_all(servers: str, topic: str, timeout: float = 20) -> list[tuple[int, i
     """Every message of ``topic``: (partition, offset, message), read from the start."""
     admin = AdminClient({"bootstrap.servers": servers})
     partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
-    reader = Consumer({"bootstrap.servers": servers, "group.id": f"r-{uuid.uuid4()}",
-                       "enable.auto.commit": False,
-                       "receive.message.max.bytes": 1 << 30})  # fmt: skip
+    reader = Consumer(
+        {
+            "bootstrap.servers": servers,
+            "group.id": f"r-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "receive.message.max.bytes": 1 << 30,
+        }
+    )
     ends = {}
     for p in partitions:
         _low, high = reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)
@@ -130,9 +147,11 @@ def assert_store_equals_topic(
     only_stored = sorted(set(stored) - set(on_topic))
     only_topic = sorted(set(on_topic) - set(stored))
     differ = sorted(k for k in set(stored) & set(on_topic) if stored[k] != on_topic[k])
-    summary = (f"{len(stored)} stored, {len(on_topic)} on the topic; only stored: "
-               f"{only_stored[:5]} ({len(only_stored)}), only on the topic: {only_topic[:5]} "
-               f"({len(only_topic)}), different bytes: {differ[:5]} ({len(differ)})")  # fmt: skip
+    summary = (
+        f"{len(stored)} stored, {len(on_topic)} on the topic; only stored: "
+        f"{only_stored[:5]} ({len(only_stored)}), only on the topic: {only_topic[:5]} "
+        f"({len(only_topic)}), different bytes: {differ[:5]} ({len(differ)})"
+    )
     assert not only_stored, summary
     assert not only_topic, summary
     assert not differ, summary

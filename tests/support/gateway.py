@@ -169,11 +169,24 @@ host_keys = [{toml_value(host_pub)}]
         self.process.wait()
         self._pump.join(10)
 
-    def ssh(self, login: str, *remote: str, key: Path | None = None,
-            options: Sequence[str] = (), tty: bool = False) -> list[str]:  # fmt: skip
+    def ssh(
+        self,
+        login: str,
+        *remote: str,
+        key: Path | None = None,
+        options: Sequence[str] = (),
+        tty: bool = False,
+    ) -> list[str]:
         """argv of the real OpenSSH client going through this gateway."""
-        return ssh_argv(f"{login}@127.0.0.1", self.port, key or self.operator_key,
-                        self.known_hosts, *remote, options=options, tty=tty)  # fmt: skip
+        return ssh_argv(
+            f"{login}@127.0.0.1",
+            self.port,
+            key or self.operator_key,
+            self.known_hosts,
+            *remote,
+            options=options,
+            tty=tty,
+        )
 
 
 Published = dict[str, list[tuple[int, int, Chunk]]]
@@ -192,11 +205,18 @@ def published(
     ``until`` says so), then a little longer so duplicates would show too.
     """
     done = until or (lambda found: sum(map(_complete, found.values())) >= complete)
-    consumer = Consumer({"bootstrap.servers": servers, "group.id": f"read-{uuid.uuid4()}",
-                         "enable.auto.commit": False, "auto.offset.reset": "earliest",
-                         "fetch.max.bytes": 8 << 20, "max.partition.fetch.bytes": 1 << 20,
-                         # noida-db answers a fetch with all it has (docs/decisions.md)
-                         "receive.message.max.bytes": 1 << 30})  # fmt: skip
+    consumer = Consumer(
+        {
+            "bootstrap.servers": servers,
+            "group.id": f"read-{uuid.uuid4()}",
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+            "fetch.max.bytes": 8 << 20,
+            "max.partition.fetch.bytes": 1 << 20,
+            # noida-db answers a fetch with all it has (docs/decisions.md)
+            "receive.message.max.bytes": 1 << 30,
+        }
+    )
     partitions = AdminClient({"bootstrap.servers": servers}).list_topics(topic, timeout=10)
     consumer.assign([TopicPartition(topic, p, 0) for p in partitions.topics[topic].partitions])
     sessions: dict[str, list[tuple[int, int, Chunk]]] = defaultdict(list)

@@ -124,11 +124,22 @@ class Endpoint:
 
 
 async def _session(
-    endpoint: Endpoint, ramp: Ramp, log: SessionLog, name: str, *,
-    plan: Plan, deadline: float, rng: random.Random,
-) -> None:  # fmt: skip
-    connecting = asyncssh.connect("127.0.0.1", endpoint.port, username=endpoint.user,
-                                  client_keys=[str(endpoint.key)], known_hosts=None)  # fmt: skip
+    endpoint: Endpoint,
+    ramp: Ramp,
+    log: SessionLog,
+    name: str,
+    *,
+    plan: Plan,
+    deadline: float,
+    rng: random.Random,
+) -> None:
+    connecting = asyncssh.connect(
+        "127.0.0.1",
+        endpoint.port,
+        username=endpoint.user,
+        client_keys=[str(endpoint.key)],
+        known_hosts=None,
+    )
     try:
         async with _Ramped(ramp.logins, connecting) as conn:
             chan, term = await conn.create_session(
@@ -202,10 +213,17 @@ async def _drive(
     # The direct sessions log in first: the baseline must run alongside the whole load.
     for prefix, endpoint, logs in (("d", direct, direct_logs), ("g", gateway, gateway_logs)):
         tasks += [
-            _session(endpoint, ramp, log, f"{prefix}{i}", plan=plan, deadline=deadline,
-                     rng=random.Random(rng.random()))
+            _session(
+                endpoint,
+                ramp,
+                log,
+                f"{prefix}{i}",
+                plan=plan,
+                deadline=deadline,
+                rng=random.Random(rng.random()),
+            )
             for i, log in enumerate(logs)
-        ]  # fmt: skip
+        ]
 
     async def sample() -> None:
         while time.monotonic() < deadline + 30:
@@ -259,9 +277,11 @@ def _poll_index(url: str, seen: dict[str, float], stop: threading.Event) -> None
         while not stop.wait(0.1):
             try:
                 with engine.connect() as conn:
-                    rows = conn.execute(select(search.DOCS.c.id, search.DOCS.c.text)
-                                        .where(search.DOCS.c.id > last)
-                                        .order_by(search.DOCS.c.id)).all()  # fmt: skip
+                    rows = conn.execute(
+                        select(search.DOCS.c.id, search.DOCS.c.text)
+                        .where(search.DOCS.c.id > last)
+                        .order_by(search.DOCS.c.id)
+                    ).all()
             except OperationalError:  # the index member has not made its tables yet
                 continue
             now = time.time()

@@ -13,8 +13,11 @@ from sshtrail.broker import free_port
 
 def find_bin() -> Path | None:
     """The server binaries of Debian's PostgreSQL (the newest installed)."""
-    versions = sorted(Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
-                      key=lambda p: int(p.parent.parent.name), reverse=True)  # fmt: skip
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/pg_ctl"),
+        key=lambda p: int(p.parent.parent.name),
+        reverse=True,
+    )
     return versions[0].parent if versions else None
 
 
@@ -37,8 +40,10 @@ class PrivateCluster:
             shutil.chown(self._workdir, "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
         with (self.data / "postgresql.conf").open("a") as conf:
-            conf.write(f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
-                       f"unix_socket_directories = '{self.data}'\nfsync = off\n")  # fmt: skip
+            conf.write(
+                f"listen_addresses = '127.0.0.1'\nport = {self.port}\n"
+                f"unix_socket_directories = '{self.data}'\nfsync = off\n"
+            )
 
     @property
     def url(self) -> str:
@@ -51,8 +56,13 @@ class PrivateCluster:
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     def _run(self, tool: str, *args: str) -> None:
-        subprocess.run([*self._as, str(self.bindir / tool), *args], check=True,
-                       stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, timeout=120)  # fmt: skip
+        subprocess.run(
+            [*self._as, str(self.bindir / tool), *args],
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            timeout=120,
+        )
 
     def remove(self) -> None:
         if (self.data / "postmaster.pid").exists():

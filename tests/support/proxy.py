@@ -51,8 +51,9 @@ class StallingProxy:
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
         up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
-        await asyncio.gather(self._pipe(client_r, up_w, gated=False),
-                             self._pipe(up_r, client_w, gated=True))  # fmt: skip
+        await asyncio.gather(
+            self._pipe(client_r, up_w, gated=False), self._pipe(up_r, client_w, gated=True)
+        )
 
     async def _pipe(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, *, gated: bool

@@ -26,22 +26,27 @@ class Recorded:
     """Three sessions through a gateway, stored and indexed, and the CLI over them."""
 
     def __init__(self, root: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> None:
-        self.gateway = GatewayProcess(root / "gw", broker.bootstrap_servers, sshd,
-                                      dead_letters=True)  # fmt: skip
+        self.gateway = GatewayProcess(
+            root / "gw", broker.bootstrap_servers, sshd, dead_letters=True
+        )
         self.gateway.start()
         self.store_url = f"sqlite:///{root / 'store.db'}"
-        config = write_config(root / "sshtrail.toml", broker.bootstrap_servers,
-                              self.gateway.topic, self.store_url)  # fmt: skip
+        config = write_config(
+            root / "sshtrail.toml", broker.bootstrap_servers, self.gateway.topic, self.store_url
+        )
         key = root / "gw" / "state" / "gateway" / "recording_ed25519_key"
-        config.write_text(config.read_text() + f'[search]\nurl = "sqlite:///{root / "s.db"}"\n'
-                          f'[gateway]\nsigning_key = "{key}"\n')  # fmt: skip
+        config.write_text(
+            config.read_text() + f'[search]\nurl = "sqlite:///{root / "s.db"}"\n'
+            f'[gateway]\nsigning_key = "{key}"\n'
+        )
         self.config = config
         self.search_url = f"sqlite:///{root / 's.db'}"
 
     def record(self) -> None:
         for command in ("echo audit-$((6*7)); exit 3", HOSTILE):
-            subprocess.run(self.gateway.ssh("alice:t1", command), capture_output=True,
-                           timeout=30, check=False)  # fmt: skip
+            subprocess.run(
+                self.gateway.ssh("alice:t1", command), capture_output=True, timeout=30, check=False
+            )
         argv = self.gateway.ssh("alice:t1", tty=True)
         child = pexpect.spawn(argv[0], argv[1:], timeout=30, env={**os.environ, "TERM": "xterm"})
         child.sendline("echo typed-line-$((2+3))")
@@ -54,12 +59,14 @@ class Recorded:
 
         def done() -> bool:
             with store.connect() as conn:
-                closed = conn.execute(select(func.count()).where(
-                    SESSIONS.c.status == "closed")).scalar_one()  # fmt: skip
+                closed = conn.execute(
+                    select(func.count()).where(SESSIONS.c.status == "closed")
+                ).scalar_one()
             try:
                 with index.connect() as conn:
-                    ended = conn.execute(select(func.count()).where(
-                        search.SESSIONS.c.ended)).scalar_one()  # fmt: skip
+                    ended = conn.execute(
+                        select(func.count()).where(search.SESSIONS.c.ended)
+                    ).scalar_one()
             except Exception:
                 ended = 0
             return closed == 3 and ended == 3
@@ -74,8 +81,12 @@ class Recorded:
         self.gateway.stop()
 
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        done = subprocess.run([sys.executable, "-m", "sshtrail", "--config", str(self.config),
-                               *argv], capture_output=True, timeout=60, check=False)  # fmt: skip
+        done = subprocess.run(
+            [sys.executable, "-m", "sshtrail", "--config", str(self.config), *argv],
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
         if check:
             assert done.returncode == 0, done.stderr.decode()
         return done

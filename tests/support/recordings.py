@@ -30,25 +30,48 @@ def recording(
     assert chunks >= 2
     session_id = uuid7()
     writer = ChainWriter(session_id, signer)
-    start = ev.Start(t=0, operator=operator, client="127.0.0.1:50000", target=target,
-                     host="127.0.0.1", port=22, user="root", gateway="gw-test", term="xterm",
-                     cols=80, rows=24, started_at=time.time_ns())  # fmt: skip
+    start = ev.Start(
+        t=0,
+        operator=operator,
+        client="127.0.0.1:50000",
+        target=target,
+        host="127.0.0.1",
+        port=22,
+        user="root",
+        gateway="gw-test",
+        term="xterm",
+        cols=80,
+        rows=24,
+        started_at=time.time_ns(),
+    )
     messages = [writer.encode([start, ev.Exec(t=1, mode="exec", command=b"uptime")])]
     t, sent = 2, 0
     for _ in range(chunks - 2):
         data = os.urandom(payload)
         messages.append(writer.encode([ev.Output(t=t, data=data)]))
         t, sent = t + 1_000_000, sent + len(data)
-    end = ev.End(t=t + 1, reason="closed by client", bytes_in=0, bytes_out=sent,
-                 chunks=chunks, key=writer.public_key)  # fmt: skip
+    end = ev.End(
+        t=t + 1,
+        reason="closed by client",
+        bytes_in=0,
+        bytes_out=sent,
+        chunks=chunks,
+        key=writer.public_key,
+    )
     messages.append(writer.encode([ev.Exit(t=t, status=exit_status), end]))
     return session_id, messages
 
 
 def produce(servers: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:
     """Publish ``(key, value)`` pairs, wait for every ack; returns how many."""
-    producer = Producer({"bootstrap.servers": servers, "enable.idempotence": True,
-                         "linger.ms": 5, "partitioner": "murmur2_random"})  # fmt: skip
+    producer = Producer(
+        {
+            "bootstrap.servers": servers,
+            "enable.idempotence": True,
+            "linger.ms": 5,
+            "partitioner": "murmur2_random",
+        }
+    )
     count = 0
     for key, value in messages:
         while True:
@@ -79,10 +102,20 @@ def typed_session(
     """A PTY session at a shell: each command typed key by key and echoed, then its output."""
     session_id = uuid7()
     writer = ChainWriter(session_id, signer)
-    start = ev.Start(t=0, operator=operator, client="192.0.2.10:50022", target=target,
-                     host="10.0.3.7", port=22, user="deploy", gateway="gw-test",
-                     term="xterm", cols=80, rows=24,
-                     started_at=started_at or time.time_ns())  # fmt: skip
+    start = ev.Start(
+        t=0,
+        operator=operator,
+        client="192.0.2.10:50022",
+        target=target,
+        host="10.0.3.7",
+        port=22,
+        user="deploy",
+        gateway="gw-test",
+        term="xterm",
+        cols=80,
+        rows=24,
+        started_at=started_at or time.time_ns(),
+    )
     events: list[ev.Event] = [start, ev.Exec(t=1, mode="shell", command=b"")]
     t = 1_000_000
     for command, output in commands:
@@ -97,9 +130,17 @@ def typed_session(
             text = output if output.endswith("\n") else output + "\n"
             events.append(ev.Output(t=t, data=text.replace("\n", "\r\n").encode()))
         t += 1_000_000
-    messages = [writer.encode(events[i : i + events_per_chunk])
-                for i in range(0, len(events), events_per_chunk)]  # fmt: skip
-    end = ev.End(t=t + 1, reason="exit status 0", bytes_in=0, bytes_out=0,
-                 chunks=len(messages) + 1, key=writer.public_key)  # fmt: skip
+    messages = [
+        writer.encode(events[i : i + events_per_chunk])
+        for i in range(0, len(events), events_per_chunk)
+    ]
+    end = ev.End(
+        t=t + 1,
+        reason="exit status 0",
+        bytes_in=0,
+        bytes_out=0,
+        chunks=len(messages) + 1,
+        key=writer.public_key,
+    )
     messages.append(writer.encode([ev.Exit(t=t, status=0), end]))
     return session_id, messages

@@ -133,23 +133,46 @@ class SshdTarget:
 
     def ssh_command(self, *remote: str, options: Sequence[str] = ()) -> list[str]:
         """The argv of a real OpenSSH client connecting straight to this sshd."""
-        return ssh_argv(f"{self.user}@{self.host}", self.port, self.client_key, self.known_hosts,
-                        *remote, options=options)  # fmt: skip
+        return ssh_argv(
+            f"{self.user}@{self.host}",
+            self.port,
+            self.client_key,
+            self.known_hosts,
+            *remote,
+            options=options,
+        )
 
 
-def ssh_argv(destination: str, port: int, key: Path, known_hosts: Path, *remote: str,
-             options: Sequence[str] = (), tty: bool = False) -> list[str]:  # fmt: skip
+def ssh_argv(
+    destination: str,
+    port: int,
+    key: Path,
+    known_hosts: Path,
+    *remote: str,
+    options: Sequence[str] = (),
+    tty: bool = False,
+) -> list[str]:
     """The real OpenSSH client, isolated from the user's config, agent and known hosts."""
     return [
-        "ssh", "-F", "none", "-tt" if tty else "-T",
-        "-i", str(key),
-        "-o", "IdentitiesOnly=yes",
-        "-o", "BatchMode=yes",
-        "-o", f"UserKnownHostsFile={known_hosts}",
-        "-o", "StrictHostKeyChecking=yes",
-        "-o", "LogLevel=ERROR",
-        "-p", str(port),
+        "ssh",
+        "-F",
+        "none",
+        "-tt" if tty else "-T",
+        "-i",
+        str(key),
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "BatchMode=yes",
+        "-o",
+        f"UserKnownHostsFile={known_hosts}",
+        "-o",
+        "StrictHostKeyChecking=yes",
+        "-o",
+        "LogLevel=ERROR",
+        "-p",
+        str(port),
         *options,
         destination,
         *remote,
-    ]  # fmt: skip
+    ]

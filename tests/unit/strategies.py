@@ -16,10 +16,20 @@ t_ns = st.integers(0, 2**62)
 session_ids = st.integers(0, 2**48 - 1).map(uuid7)
 
 starts = st.builds(
-    ev.Start, t=st.just(0), operator=text, client=text, target=text, host=text,
-    port=st.integers(0, 65535), user=text, gateway=text, term=text, cols=u32, rows=u32,
+    ev.Start,
+    t=st.just(0),
+    operator=text,
+    client=text,
+    target=text,
+    host=text,
+    port=st.integers(0, 65535),
+    user=text,
+    gateway=text,
+    term=text,
+    cols=u32,
+    rows=u32,
     started_at=st.integers(0, 2**63 - 1),
-)  # fmt: skip
+)
 
 middle_events: st.SearchStrategy[ev.Event] = st.one_of(
     st.builds(ev.Input, t=t_ns, data=st.binary(max_size=64)),
@@ -62,8 +72,9 @@ def sessions(draw: st.DrawFn, max_chunks: int = 5) -> tuple[uuid.UUID, list[list
     n_chunks = draw(st.integers(1, max_chunks))
     chunks: list[list[ev.Event]] = []
     for index in range(n_chunks):
-        body = draw(st.lists(middle_events, min_size=0 if index in (0, n_chunks - 1) else 1,
-                             max_size=6))  # fmt: skip
+        body = draw(
+            st.lists(middle_events, min_size=0 if index in (0, n_chunks - 1) else 1, max_size=6)
+        )
         if index == 0:
             body = [draw(starts), *body]
         chunks.append(body)

@@ -10,9 +10,27 @@ import pytest
 
 from sshtrail.cli.main import build_parser, main
 
-COMMANDS = ("up", "broker", "db", "config", "sessions", "show", "search", "verify", "export",
-            "replay", "gateway", "password-hash", "demo-target", "store", "index", "lag",
-            "reprocess", "watch", "topics")  # fmt: skip
+COMMANDS = (
+    "up",
+    "broker",
+    "db",
+    "config",
+    "sessions",
+    "show",
+    "search",
+    "verify",
+    "export",
+    "replay",
+    "gateway",
+    "password-hash",
+    "demo-target",
+    "store",
+    "index",
+    "lag",
+    "reprocess",
+    "watch",
+    "topics",
+)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -109,12 +127,15 @@ def test_broker_port_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
     assert "invalid int value: 'many'" in err
 
 
-@pytest.mark.parametrize(("argv", "message"), [
-    (["store", "--metrics-port", "http"], "argument --metrics-port: 'http' is not a TCP port"),
-    (["store", "--metrics-port", "70000"], "'70000' is not a TCP port (0-65535)"),
-    (["index", "--group", "my group"], "'my group' is not a valid id"),
-    (["index", "--instance-id", "\x1b[2J"], "is not a valid id"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["store", "--metrics-port", "http"], "argument --metrics-port: 'http' is not a TCP port"),
+        (["store", "--metrics-port", "70000"], "'70000' is not a TCP port (0-65535)"),
+        (["index", "--group", "my group"], "'my group' is not a valid id"),
+        (["index", "--instance-id", "\x1b[2J"], "is not a valid id"),
+    ],
+)
 def test_consumer_options_are_checked(
     capsys: pytest.CaptureFixture[str], argv: list[str], message: str
 ) -> None:

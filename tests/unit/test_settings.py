@@ -110,8 +110,12 @@ def test_consumers_pick_an_assignment_strategy_the_broker_can_finish() -> None:
     assert embedded.assignment_strategy == "roundrobin"
     kafka = load_settings(environ={"SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS": "kafka1:9092"})
     assert kafka.assignment_strategy == "cooperative-sticky"
-    chosen = load_settings(environ={"SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS": "kafka1:9092",
-                                    "SSHTRAIL_CONSUMER__ASSIGNMENT_STRATEGY": "range"})  # fmt: skip
+    chosen = load_settings(
+        environ={
+            "SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS": "kafka1:9092",
+            "SSHTRAIL_CONSUMER__ASSIGNMENT_STRATEGY": "range",
+        }
+    )
     assert chosen.assignment_strategy == "range"
 
 
@@ -129,11 +133,14 @@ def test_the_search_index_defaults_to_its_own_sqlite_file() -> None:
     assert settings.database_url == "sqlite:////var/lib/sshtrail/sshtrail.db"
 
 
-@pytest.mark.parametrize(("variable", "value", "message"), [
-    ("SSHTRAIL_CONSUMER__BATCH_SIZE", "0", "consumer.batch_size: expected `int` >= 1"),
-    ("SSHTRAIL_CONSUMER__ASSIGNMENT_STRATEGY", "sticky", "expected one of: auto, cooperative"),
-    ("SSHTRAIL_CONSUMER__INSTANCE_ID", "a b", "consumer.instance_id: expected `str` matching"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("SSHTRAIL_CONSUMER__BATCH_SIZE", "0", "consumer.batch_size: expected `int` >= 1"),
+        ("SSHTRAIL_CONSUMER__ASSIGNMENT_STRATEGY", "sticky", "expected one of: auto, cooperative"),
+        ("SSHTRAIL_CONSUMER__INSTANCE_ID", "a b", "consumer.instance_id: expected `str` matching"),
+    ],
+)
 def test_bad_consumer_settings_are_named(variable: str, value: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as caught:
         load_settings(environ={variable: value})

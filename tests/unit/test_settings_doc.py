@@ -51,8 +51,11 @@ def test_every_variable_named_in_the_reference_sets_its_key(key: str, env: str) 
     default = _value(load_settings(environ={}), key)
     changed = {bool: lambda v: not v, int: lambda v: v + 1, str: lambda v: v + "x"}
     if key in ("log_level", "gateway.spool.policy", "consumer.assignment_strategy"):
-        wanted: object = {"log_level": "debug", "gateway.spool.policy": "fail-open",
-                          "consumer.assignment_strategy": "range"}[key]  # fmt: skip
+        wanted: object = {
+            "log_level": "debug",
+            "gateway.spool.policy": "fail-open",
+            "consumer.assignment_strategy": "range",
+        }[key]
     elif key.endswith("url"):
         wanted = "sqlite:///elsewhere.db"
     elif key == "kafka.bootstrap_servers":

@@ -36,8 +36,9 @@ def record(session: tuple[uuid.UUID, list[list[ev.Event]]]) -> list[bytes]:
     session_id, chunks = session
     writer = ChainWriter(session_id, KEY)
     last_t = chunks[-1][-1].t if chunks[-1] else chunks[0][-1].t if chunks[0] else 0
-    end = ev.End(t=max(last_t, 0), reason="closed", bytes_in=1, bytes_out=2,
-                 chunks=len(chunks), key=PUBLIC)  # fmt: skip
+    end = ev.End(
+        t=max(last_t, 0), reason="closed", bytes_in=1, bytes_out=2, chunks=len(chunks), key=PUBLIC
+    )
     return [
         writer.encode([*events, end] if index == len(chunks) - 1 else events)
         for index, events in enumerate(chunks)
@@ -46,10 +47,19 @@ def record(session: tuple[uuid.UUID, list[list[ev.Event]]]) -> list[bytes]:
 
 def start_event() -> ev.Start:
     return ev.Start(
-        t=0, operator="alice", client="127.0.0.1:50000", target="web01", host="10.0.0.1",
-        port=22, user="root", gateway="gw1", term="xterm-256color", cols=80, rows=24,
+        t=0,
+        operator="alice",
+        client="127.0.0.1:50000",
+        target="web01",
+        host="10.0.0.1",
+        port=22,
+        user="root",
+        gateway="gw1",
+        term="xterm-256color",
+        cols=80,
+        rows=24,
         started_at=1_700_000_000_000_000_000,
-    )  # fmt: skip
+    )
 
 
 def as_stored(messages: list[bytes]) -> list[tuple[int, bytes]]:
@@ -197,27 +207,49 @@ START_ARRAY = ["start", 0, "a", "c", "t", "h", 22, "u", "g", "xterm", 80, 24, 0]
         (b"ST\x01\x00" + _body(uuid7().bytes, 1, b"\x01" * 32, [START_ARRAY]), "start event"),
         (b"ST\x01\x00" + _body(uuid7().bytes, -1, GENESIS, [START_ARRAY]), ">= 0"),
         (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]) + b"\x00", "trailing"),
-        (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["o", 0, "x"]]),
-         "Expected `bytes`"),
-        (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["zz", 0]]),
-         "Invalid value 'zz'"),
-        (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["o", 5, b"", False, 1]]),
-         "at most length"),
-        (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS,
-                               [START_ARRAY, ["o", 9, b"", False], ["i", 3, b""]]),
-         "back in time"),
-        (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS,
-                               [START_ARRAY, ["end", 1, "x", 0, 0, 1, PUBLIC]]),
-         "signature flag"),
-        (b"ST\x01\x01" + _body(uuid7().bytes, 0, GENESIS,
-                               [START_ARRAY, ["end", 1, "x", 0, 0, 1, PUBLIC], ["i", 2, b""]])
-         + bytes(SIGNATURE_SIZE), "end event must be the last"),
-        (b"ST\x01\x01" + _body(uuid7().bytes, 0, GENESIS,
-                               [START_ARRAY, ["end", 1, "x", 0, 0, 7, PUBLIC]])
-         + bytes(SIGNATURE_SIZE), "end.chunks is 7"),
+        (
+            b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["o", 0, "x"]]),
+            "Expected `bytes`",
+        ),
+        (
+            b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["zz", 0]]),
+            "Invalid value 'zz'",
+        ),
+        (
+            b"ST\x01\x00"
+            + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["o", 5, b"", False, 1]]),
+            "at most length",
+        ),
+        (
+            b"ST\x01\x00"
+            + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["o", 9, b"", False], ["i", 3, b""]]),
+            "back in time",
+        ),
+        (
+            b"ST\x01\x00"
+            + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["end", 1, "x", 0, 0, 1, PUBLIC]]),
+            "signature flag",
+        ),
+        (
+            b"ST\x01\x01"
+            + _body(
+                uuid7().bytes,
+                0,
+                GENESIS,
+                [START_ARRAY, ["end", 1, "x", 0, 0, 1, PUBLIC], ["i", 2, b""]],
+            )
+            + bytes(SIGNATURE_SIZE),
+            "end event must be the last",
+        ),
+        (
+            b"ST\x01\x01"
+            + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["end", 1, "x", 0, 0, 7, PUBLIC]])
+            + bytes(SIGNATURE_SIZE),
+            "end.chunks is 7",
+        ),
         (b"ST\x01\x00" + bytes(MAX_CHUNK_SIZE), "exceeds"),
     ],
-)  # fmt: skip
+)
 def test_invalid_messages_name_what_is_wrong(message: bytes, reason: str) -> None:
     with pytest.raises(WireError, match=reason):
         decode_chunk(message)
@@ -241,8 +273,9 @@ def test_encoder_refuses_what_the_decoder_would_reject() -> None:
         encode_chunk(session_id, 0, GENESIS, [start_event(), ev.End(1, "x", 0, 0, 1, PUBLIC)])
     other = Ed25519PrivateKey.generate()
     with pytest.raises(ValueError, match="not the public key"):
-        encode_chunk(session_id, 0, GENESIS, [start_event(), ev.End(1, "x", 0, 0, 1, PUBLIC)],
-                     other)  # fmt: skip
+        encode_chunk(
+            session_id, 0, GENESIS, [start_event(), ev.End(1, "x", 0, 0, 1, PUBLIC)], other
+        )
     with pytest.raises(ValueError, match="exceeds"):
         encode_chunk(session_id, 0, GENESIS, [start_event(), ev.Output(1, bytes(MAX_CHUNK_SIZE))])
     writer = ChainWriter(session_id, KEY)
@@ -270,8 +303,9 @@ def test_a_chunk_is_written_in_the_oldest_version_that_holds_it() -> None:
 
 
 def test_version_1_cannot_carry_a_forwarded_connection() -> None:
-    forwarded = encode_chunk(uuid7(), 0, GENESIS,
-                             [start_event(), ev.Exec(1, "direct-tcpip", b"[::1]:22")])  # fmt: skip
+    forwarded = encode_chunk(
+        uuid7(), 0, GENESIS, [start_event(), ev.Exec(1, "direct-tcpip", b"[::1]:22")]
+    )
     with pytest.raises(WireError, match="direct-tcpip channel needs wire format version 2, not 1"):
         decode_chunk(forwarded[:2] + b"\x01" + forwarded[3:])
     with pytest.raises(

@@ -40,13 +40,15 @@ class Fetched:
 def test_good_and_bad_messages_are_sorted_and_every_offset_counts() -> None:
     sid, messages = recording(chunks=3)
     key = str(sid).encode()
-    batch = sort_messages([
-        Fetched(0, 10, key, messages[0]),
-        Fetched(0, 11, key, b"\x00garbage"),
-        Fetched(1, 5, None, None),
-        Fetched(0, 12, b"other", messages[1]),
-        Fetched(2, 7, key, messages[2], (0, -1)),
-    ])  # fmt: skip
+    batch = sort_messages(
+        [
+            Fetched(0, 10, key, messages[0]),
+            Fetched(0, 11, key, b"\x00garbage"),
+            Fetched(1, 5, None, None),
+            Fetched(0, 12, b"other", messages[1]),
+            Fetched(2, 7, key, messages[2], (0, -1)),
+        ]
+    )
     assert [(r.partition, r.offset, r.chunk.seq) for r in batch.good] == [(0, 10, 0), (2, 7, 2)]
     assert [(r.partition, r.offset) for r in batch.bad] == [(0, 11), (1, 5), (0, 12)]
     assert batch.ends == {0: 13, 1: 6, 2: 8}
@@ -61,8 +63,9 @@ def test_good_and_bad_messages_are_sorted_and_every_offset_counts() -> None:
 def test_dropping_revoked_partitions_keeps_the_rest() -> None:
     sid, messages = recording(chunks=2)
     key = str(sid).encode()
-    batch = sort_messages([Fetched(0, 1, key, messages[0]), Fetched(1, 1, key, b"x"),
-                           Fetched(2, 1, key, messages[1])])  # fmt: skip
+    batch = sort_messages(
+        [Fetched(0, 1, key, messages[0]), Fetched(1, 1, key, b"x"), Fetched(2, 1, key, messages[1])]
+    )
     batch.drop_partitions([1, 2])
     assert [r.partition for r in batch.good] == [0]
     assert batch.bad == []

@@ -16,12 +16,17 @@ OPERATOR_KEY = KEY.export_public_key().decode().strip()
 
 def settings(**operator: object) -> Settings:
     return Settings(
-        operators=[OperatorSettings(name="alice",
-                                    **{"keys": [OPERATOR_KEY], "targets": ["web01"],
-                                       **operator})],  # type: ignore[arg-type]
-        targets=[TargetSettings(name="web01", host="10.0.0.1", key="k", host_keys=[HOST]),
-                 TargetSettings(name="db01", host="10.0.0.2", key="k", host_keys=[HOST])],
-    )  # fmt: skip
+        operators=[
+            OperatorSettings(
+                name="alice",
+                **{"keys": [OPERATOR_KEY], "targets": ["web01"], **operator},  # type: ignore[arg-type]
+            )
+        ],
+        targets=[
+            TargetSettings(name="web01", host="10.0.0.1", key="k", host_keys=[HOST]),
+            TargetSettings(name="db01", host="10.0.0.2", key="k", host_keys=[HOST]),
+        ],
+    )
 
 
 def policy(**operator: object) -> Policy:

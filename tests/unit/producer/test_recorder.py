@@ -23,8 +23,9 @@ class Sink:
         self.chunks: list[bytes] = []
         self.final: list[bool] = []
 
-    def submit(self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool,
-               size: int) -> None:  # fmt: skip
+    def submit(
+        self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool, size: int
+    ) -> None:
         self.chunks.append(encode())
         self.final.append(final)
 
@@ -64,9 +65,17 @@ START = Start(0, "alice", "127.0.0.1:5555", "t1", "127.0.0.1", 22, "root", "gw",
 
 
 def recorder(sink: Sink, clock: Clock, echo_window: float | None = None, **kw: int) -> Recorder:
-    return Recorder(START, KEY, sink, clock.schedule, session_id=uuid7(),
-                    max_bytes=kw.get("max_bytes", 65536), max_delay_s=0.1,
-                    echo_window_s=echo_window, clock=clock)  # fmt: skip
+    return Recorder(
+        START,
+        KEY,
+        sink,
+        clock.schedule,
+        session_id=uuid7(),
+        max_bytes=kw.get("max_bytes", 65536),
+        max_delay_s=0.1,
+        echo_window_s=echo_window,
+        clock=clock,
+    )
 
 
 def events_of(sink: Sink) -> list[Event]:
