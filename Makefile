@@ -1,42 +1,68 @@
 # The two commands of the README: `make up` and `make test`.
 # Both create ./.venv and install sshtrail into it first; nothing else is needed.
+#
+#   make up          install the runtime only, then run `sshtrail up --demo`
+#   make test        the system packages the tests use, lint, type check, migration
+#                    check, then the whole test suite (what CI runs)
+#   make test-fast   unit tests and the in-memory-broker tests only (< 1 min)
 
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+PIP_QUIET := -qq --disable-pip-version-check
 
-.PHONY: up test lint install openssh
+# What the tests drive for real: OpenSSH (client and sshd), Debian's docker-compose
+# (validates compose/), the shells and programs of the search corpus, Chromium and
+# its driver (the web console's browser tests).
+SYSTEM_PACKAGES := openssh-server openssh-client docker-compose
+SYSTEM_COMMANDS := /usr/sbin/sshd ssh ssh-keygen docker-compose
 
-$(BIN)/sshtrail: pyproject.toml
+.PHONY: up test test-fast lint install install-test system-packages
+
+$(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test]'
+	$(BIN)/python -m pip install $(PIP_QUIET) --upgrade pip
+
+$(VENV)/.runtime: pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install $(PIP_QUIET) -e .
 	touch $@
 
-install: $(BIN)/sshtrail
+$(VENV)/.test: pyproject.toml $(VENV)/.runtime
+	$(BIN)/python -m pip install $(PIP_QUIET) -e '.[test]'
+	touch $@
+
+install: $(VENV)/.runtime
+
+install-test: $(VENV)/.test
 
 up: install
 	$(BIN)/sshtrail up --demo
 
-# The tests start a real OpenSSH sshd; install it when it is missing and we may.
-openssh:
-	@if [ -x /usr/sbin/sshd ] && command -v ssh >/dev/null && command -v ssh-keygen >/dev/null; then :; \
+# Installed when missing and we may (root, or password-less sudo); otherwise say what.
+system-packages:
+	@missing=""; for c in $(SYSTEM_COMMANDS); do command -v $$c >/dev/null || [ -x $$c ] || missing=1; done; \
+	if [ -z "$$missing" ]; then :; \
 	elif [ "$$(id -u)" = 0 ]; then \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	elif sudo -n true 2>/dev/null; then \
-		sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-server openssh-client >/dev/null; \
+		sudo DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSTEM_PACKAGES) >/dev/null; \
 	else \
-		echo "the tests need OpenSSH: sudo apt-get install openssh-server openssh-client" >&2; exit 1; \
+		echo "the tests need: sudo apt-get install $(SYSTEM_PACKAGES)" >&2; exit 1; \
 	fi
 
-lint: install
+lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	@db=$$(mktemp -d)/alembic-check.db && \
 		$(BIN)/alembic -x url=sqlite:///$$db upgrade head && \
 		$(BIN)/alembic -x url=sqlite:///$$db check
 
-test: install openssh lint
+test: install-test system-packages lint
 	$(BIN)/pytest
+
+test-fast: install-test
+	$(BIN)/pytest -m "not integration and not e2e" -q

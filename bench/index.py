@@ -32,7 +32,7 @@ from consumer.indexer import IndexWriter
 from sshtrail import search
 from sshtrail.broker import EmbeddedBroker, free_port
 from sshtrail.db import make_engine
-from sshtrail.kafka import ensure_topics
+from sshtrail.kafka.admin import ensure_topics
 from tests.support import postgres
 from tests.support.recordings import keyed, produce, typed_session
 

@@ -31,12 +31,12 @@ from confluent_kafka import Consumer
 from bench.cpu import cpu_seconds, cpu_seconds_of, wait_until_idle
 from bench.scratch import scratch
 from consumer.metrics import ConsumerMetrics
-from consumer.runner import GroupRunner, Writer
-from consumer.service import member_engine
+from consumer.service import build_runner, member_engine
 from consumer.store import StoreWriter
+from consumer.writer import Writer
 from sshtrail import migrate
 from sshtrail.broker import EmbeddedBroker, free_port
-from sshtrail.kafka import ensure_topics
+from sshtrail.kafka.admin import ensure_topics
 from sshtrail.settings import ConsumerSettings, KafkaSettings, Settings
 from tests.support import postgres
 from tests.support.recordings import keyed, produce, recording
@@ -107,7 +107,7 @@ def member_seconds(
 
     group = f"bench-{uuid.uuid4().hex[:8]}"
     metrics = ConsumerMetrics(group)
-    runner = GroupRunner(settings, group, writer, metrics)
+    runner = build_runner(settings, group, writer, metrics)
     thread = threading.Thread(target=runner.run)
     thread.start()
     while metrics.value("sshtrail_messages_consumed_total") == 0:

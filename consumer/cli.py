@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import re
 from typing import Any
 
@@ -12,7 +11,7 @@ from sqlalchemy import Engine
 
 from consumer.indexer import IndexWriter
 from consumer.reprocess import drop_index, rebuild_index
-from consumer.service import open_database, open_index, run_member
+from consumer.service import incomplete_after, open_database, open_index, run_member
 from consumer.store import StoreWriter
 from sshtrail.settings import Settings
 
@@ -68,7 +67,7 @@ def _member_options(parser: argparse.ArgumentParser, group_key: str) -> None:
 def run_store(args: argparse.Namespace, settings: Settings) -> int:
     settings = _with_instance_id(settings, args.instance_id)
     engine = open_database(settings)
-    writer = StoreWriter(engine, dt.timedelta(seconds=settings.incomplete_after_s))
+    writer = StoreWriter(engine, incomplete_after(settings))
     group = args.group or settings.consumer.store_group
     try:
         return run_member(settings, group, writer, args.metrics_port, "store")

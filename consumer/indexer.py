@@ -1,36 +1,44 @@
 """The ``sshtrail-index`` group's writer: sessions into the search index.
 
-Each session gets a :class:`~consumer.terminal.Terminal` that its chunks are
-fed to in seq order; what it finds (output lines, commands), the exec command
-and the session's metadata become documents numbered per kind. Replaying a
-session from its first chunk numbers them the same way, so writes are
-insert-or-ignore on (session, kind, ordinal) and re-delivery changes nothing.
+Each session gets an :class:`~consumer.indexsession.IndexedSession` that its
+chunks are fed to in seq order; the documents it completes are written
+insert-or-ignore on (session, kind, number), so re-delivery changes nothing.
 
-A terminal lives in memory while its session is open. What a member needs to
-rebuild it -- after a restart, a rebalance, or a failed transaction -- is in
-the index itself: ``search_sessions.next_seq`` and the session's chunks so far
-in ``search_backlog``, replayed into a fresh terminal. So the index never
-depends on the store group, and a killed member loses and doubles nothing.
+What a member needs to take a session over -- after a restart, a rebalance,
+or a failed transaction -- is in the index itself: ``search_sessions`` (how
+far it got, its documents' numbers) and ``search_backlog`` (the session's
+first chunk and its last chunks, about :data:`KEEP_BYTES` of them, replayed
+into a fresh terminal). So the index never depends on the store group, and a
+killed member loses and doubles nothing.
+
+No one session can hold up the others (DESIGN.md, guarantee 6):
+
+* a batch is indexed within :data:`BATCH_BUDGET_S` of work: sessions that
+  have been cheap go first, and chunks left when the time is up wait in the
+  backlog -- committed, not lost -- to be indexed between batches
+  (:meth:`IndexWriter.background`), session by session in turn;
+* a session whose chunks cannot be indexed (the emulator fails on them) is
+  quarantined: indexing it stops, with the reason, and nothing else does.
 """
 
 from __future__ import annotations
 
-import datetime as dt
 import logging
+import time
 import uuid
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, and_, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from consumer.indexsession import IndexedSession
 from consumer.messages import Received
-from consumer.runner import Written
-from consumer.terminal import Found, Terminal
 from consumer.transaction import Transaction, locked_rows
-from sshtrail.events import End, Exec, Input, Output, Resize, Start
+from consumer.writer import Written
 from sshtrail.search import BACKLOG, DOCS, SESSIONS
 from sshtrail.wire import Chunk, decode_chunk
 
@@ -38,109 +46,29 @@ log = logging.getLogger(__name__)
 
 #: Open sessions whose terminal stays in memory; others are rebuilt on demand.
 CACHE_SESSIONS = 2000
-
-
-class _Session:
-    """One session's indexing state: its terminal and how far it got."""
-
-    def __init__(self, session_id: uuid.UUID, next_seq: int = 0, ended: bool = False) -> None:
-        self.session_id = session_id
-        self.next_seq = next_seq
-        self.ended = ended
-        self.operator: str | None = None
-        self.target: str | None = None
-        self.started_at: dt.datetime | None = None
-        self.terminal: Terminal | None = None
-        #: A forwarded TCP connection: its bytes are indexed as nothing.
-        self.forwarded = False
-        self._ordinals = {"command": 0, "output": 0, "meta": 0}
-
-    def apply(self, chunk: Chunk) -> list[dict[str, Any]]:
-        """Feed one chunk (the next in seq order); returns the documents it completed."""
-        found: list[Found] = []
-        for event in chunk.events:
-            if isinstance(event, Start):
-                self._start(event, found)
-            elif isinstance(event, Output | Input) and self.forwarded:
-                continue  # a forwarded connection's bytes are not a terminal's
-            elif isinstance(event, Output):
-                self._screen().output(event.data, event.t)
-            elif isinstance(event, Input):
-                self._screen().input(event.data, event.t)
-            elif isinstance(event, Resize):
-                self._screen().resize(event.cols, event.rows)
-            elif isinstance(event, Exec) and event.mode == "exec":
-                command = event.command.decode("utf-8", "replace")
-                found.append(Found("command", command, event.t))
-            elif isinstance(event, Exec) and event.mode == "direct-tcpip":
-                self.forwarded = True
-                where = event.command.decode("utf-8", "replace")
-                found.append(Found("meta", f"direct-tcpip forwarded to {where}", event.t))
-            elif isinstance(event, End):
-                self._screen().finish(event.t)
-                self.ended = True
-        if self.terminal is not None:
-            self.terminal.flush()  # what this chunk showed is searchable now
-            found.extend(self.terminal.found)
-            self.terminal.found.clear()
-        self.next_seq = chunk.seq + 1
-        found.sort(key=lambda f: f.t)  # stable: a terminal's own order is kept
-        return [self._document(f, chunk.seq) for f in found]
-
-    def state(self) -> dict[str, Any]:
-        return {
-            "session_id": self.session_id,
-            "next_seq": self.next_seq,
-            "operator": self.operator,
-            "target": self.target,
-            "started_at": self.started_at,
-            "ended": self.ended,
-        }
-
-    def _start(self, start: Start, found: list[Found]) -> None:
-        self.operator, self.target = start.operator[:255], start.target[:255]
-        self.started_at = dt.datetime.fromtimestamp(start.started_at / 1e9, dt.UTC)
-        self.terminal = Terminal(start.cols, start.rows, pty=bool(start.term))
-        meta = (
-            f"operator {start.operator} target {start.target} client {start.client} "
-            f"user {start.user} host {start.host}:{start.port}"
-        )
-        found.append(Found("meta", meta, start.t))
-
-    def _screen(self) -> Terminal:
-        if self.terminal is None:  # chunk 0 never arrived: assume a common terminal
-            self.terminal = Terminal(80, 24, pty=True)
-        return self.terminal
-
-    def _document(self, found: Found, seq: int) -> dict[str, Any]:
-        ordinal = self._ordinals[found.kind]
-        self._ordinals[found.kind] = ordinal + 1
-        at = (
-            self.started_at + dt.timedelta(microseconds=found.t // 1000)
-            if self.started_at
-            else None
-        )
-        return {
-            "session_id": self.session_id,
-            "kind": found.kind,
-            "ordinal": ordinal,
-            "seq": seq,
-            "t": found.t,
-            "at": at,
-            "operator": self.operator,
-            "target": self.target,
-            "text": found.text.replace("\x00", ""),
-        }
+#: Work per batch; what is left waits in the backlog for :meth:`IndexWriter.background`.
+BATCH_BUDGET_S = 1.0
+#: Work each session of a batch gets first, before the costly ones share the rest.
+SLICE_S = 0.02
+#: The output of a session kept in the backlog to rebuild its terminal from.
+KEEP_BYTES = 256 << 10
 
 
 class IndexWriter:
     """Writes batches of chunks into the search index, one transaction each."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, budget_s: float = BATCH_BUDGET_S) -> None:
         self._engine = engine
         self._postgres = engine.dialect.name == "postgresql"
         self._insert = postgresql.insert if self._postgres else sqlite.insert
-        self._open: OrderedDict[uuid.UUID, _Session] = OrderedDict()
+        self._budget_s = budget_s
+        self._open: OrderedDict[uuid.UUID, IndexedSession] = OrderedDict()
+        #: Seconds each session cost lately: the cheap ones go first.
+        self._cost: dict[uuid.UUID, float] = {}
+        #: Sessions with chunks in the backlog not indexed yet; None: not looked yet.
+        self._behind: set[uuid.UUID] | None = None
+
+    # -- the Writer protocol -------------------------------------------------------
 
     def write(self, chunks: Sequence[Received]) -> Written:
         by_session: dict[uuid.UUID, list[Chunk]] = {}
@@ -148,46 +76,124 @@ class IndexWriter:
             by_session.setdefault(received.chunk.session_id, []).append(received.chunk)
         if not by_session:
             return Written(0, 0)
+        deadline = time.monotonic() + self._budget_s
+        order = sorted(by_session, key=lambda sid: self._cost.get(sid, 0.0))
+        written = self._transaction("index write", order, by_session, deadline)
+        return Written(written, len(chunks) - written)
+
+    def background(self, budget_s: float) -> bool:
+        """Index chunks left waiting in the backlog, for up to ``budget_s``; whether
+        some are still waiting."""
+        if self._behind is None:
+            with self._engine.connect() as conn:
+                self._behind = set(_sessions_behind(conn))
+        if not self._behind:
+            return False
+        order = sorted(self._behind, key=lambda sid: self._cost.get(sid, 0.0))
+        self._transaction("index catch-up", order, {}, time.monotonic() + budget_s)
+        return bool(self._behind)
+
+    def quarantine(self, session_id: uuid.UUID, reason: str, chunks: Sequence[Received]) -> None:
+        """Stop indexing a session the index database refused: nothing more of it is taken."""
+        self._open.pop(session_id, None)
+        with Transaction(self._engine, "index quarantine") as conn:
+            self._stop_session(conn, session_id, reason)
+
+    def housekeeping(self) -> None:
+        """Nothing periodic: waiting chunks are taken by :meth:`background`."""
+
+    # -- one transaction -------------------------------------------------------------
+
+    def _transaction(
+        self,
+        what: str,
+        order: list[uuid.UUID],
+        arrived: dict[uuid.UUID, list[Chunk]],
+        deadline: float,
+    ) -> int:
         try:
-            with Transaction(self._engine, "index write") as conn:
-                written = self._write(conn, by_session)
+            with Transaction(self._engine, what) as conn:
+                written = self._write(conn, order, arrived, deadline)
         except BaseException:
-            for session_id in by_session:  # memory may be ahead of what committed
+            for session_id in order:  # memory may be ahead of what committed
                 self._open.pop(session_id, None)
+            self._behind = None
             raise
-        for session_id in by_session:
+        for session_id in order:
             session = self._open.get(session_id)
             if session is not None and session.ended:
                 del self._open[session_id]
         while len(self._open) > CACHE_SESSIONS:
             self._open.popitem(last=False)
-        return Written(written, len(chunks) - written)
+        return written
 
-    def housekeeping(self) -> None:
-        """Nothing periodic: the index has no timers."""
-
-    def _write(self, conn: Connection, by_session: dict[uuid.UUID, list[Chunk]]) -> int:
-        found = locked_rows(conn, [SESSIONS], SESSIONS.c.session_id, sorted(by_session))
-        saved = {row["session_id"]: row for row in found}
+    def _write(
+        self,
+        conn: Connection,
+        order: list[uuid.UUID],
+        arrived: dict[uuid.UUID, list[Chunk]],
+        deadline: float,
+    ) -> int:
+        work = self._work(conn, order, arrived)
         documents: list[dict[str, Any]] = []
+        # Every session gets a slice first, so that the cheap ones are done at once;
+        # then the costly ones share what is left of the batch's time, cheapest first.
+        for item in work:  # cheapest first: ``order`` is sorted by cost
+            self._index(conn, item, time.monotonic() + SLICE_S, documents)
+        for item in sorted(work, key=lambda w: self._cost.get(w.session.session_id, 0.0)):
+            if item.left:
+                self._index(conn, item, deadline, documents)
+        return self._save(conn, work, documents)
+
+    def _work(
+        self, conn: Connection, order: list[uuid.UUID], arrived: dict[uuid.UUID, list[Chunk]]
+    ) -> list[_Work]:
+        """What each session of the transaction has to index, its state restored."""
+        found = locked_rows(conn, [SESSIONS], SESSIONS.c.session_id, sorted(order))
+        saved = {row["session_id"]: row for row in found}
+        work = []
+        for session_id in order:
+            row = saved.get(session_id)
+            if row is not None and (row["quarantine_reason"] or row["ended"]):
+                self._open.pop(session_id, None)
+                continue  # re-delivered after its end, or quarantined: nothing to do
+            session = self._session(conn, session_id, row)
+            new = sorted(
+                (c for c in arrived.get(session_id, []) if c.seq >= session.next_seq),
+                key=lambda c: c.seq,
+            )
+            todo = new
+            if session_id in self._waiting() or (new and new[0].seq > session.next_seq):
+                todo = self._waiting_chunks(conn, session, new)
+            work.append(_Work(session, new, todo))
+        return work
+
+    def _save(self, conn: Connection, work: list[_Work], documents: list[dict[str, Any]]) -> int:
+        """Write documents, backlog and states of the transaction; how many chunks were
+        indexed."""
         backlog: list[dict[str, Any]] = []
         states: list[dict[str, Any]] = []
         written = 0
-        for session_id, chunks in by_session.items():
-            row = saved.get(session_id)
-            session = self._session(
-                conn, session_id, row["next_seq"] if row else 0, bool(row and row["ended"])
-            )
-            for chunk in sorted(chunks, key=lambda c: c.seq):
-                if chunk.seq < session.next_seq or session.ended:
-                    continue  # re-delivered, or after the end: already indexed
-                documents += session.apply(chunk)
-                written += 1
-                if not session.ended:
-                    backlog.append({"session_id": session_id, "seq": chunk.seq, "data": chunk.raw})
+        for item in work:
+            if item.failed:
+                continue
+            session = item.session
+            written += item.done
+            self._note_behind(session.session_id, item.left > 0)
             states.append(session.state())
             if session.ended:
-                conn.execute(delete(BACKLOG).where(BACKLOG.c.session_id == session_id))
+                self._forget(conn, session.session_id)
+                continue
+            backlog += [
+                {"session_id": session.session_id, "seq": c.seq, "data": c.raw} for c in item.new
+            ]
+            if item.done:
+                self._trim(conn, session)
+        if backlog:
+            conn.execute(
+                self._insert(BACKLOG).on_conflict_do_nothing(index_elements=["session_id", "seq"]),
+                backlog,
+            )
         if documents:
             conn.execute(
                 self._insert(DOCS).on_conflict_do_nothing(
@@ -195,44 +201,186 @@ class IndexWriter:
                 ),
                 documents,
             )
-        if backlog:
-            conn.execute(
-                self._insert(BACKLOG).on_conflict_do_nothing(index_elements=["session_id", "seq"]),
-                backlog,
+        if states:
+            upsert = self._insert(SESSIONS)
+            columns = (
+                "next_seq",
+                "operator",
+                "target",
+                "started_at",
+                "ended",
+                "masked_input",
+                "ordinals",
             )
-        upsert = self._insert(SESSIONS)
-        conn.execute(
-            upsert.on_conflict_do_update(
-                index_elements=["session_id"],
-                set_={
-                    name: upsert.excluded[name]
-                    for name in ("next_seq", "operator", "target", "started_at", "ended")
-                },
-            ),
-            states,
-        )
+            conn.execute(
+                upsert.on_conflict_do_update(
+                    index_elements=["session_id"],
+                    set_={name: upsert.excluded[name] for name in columns},
+                ),
+                states,
+            )
         return written
 
-    def _session(
-        self, conn: Connection, session_id: uuid.UUID, next_seq: int, ended: bool
-    ) -> _Session:
+    def _index(
+        self, conn: Connection, item: _Work, deadline: float, documents: list[dict[str, Any]]
+    ) -> None:
+        """Apply the item's chunks in order until ``deadline`` (one at least); a failure
+        of the emulator quarantines the session."""
+        session = item.session
+        started = time.monotonic()
+        try:
+            while item.left:
+                if item.done and time.monotonic() >= deadline:
+                    break  # the rest waits in the backlog
+                chunk = item.todo[item.done]
+                if chunk.seq >= session.next_seq and not session.ended:
+                    documents += session.apply(chunk)
+                item.done += 1
+        except Exception as exc:  # the emulator failed on this session's output
+            reason = f"indexing failed at chunk {session.next_seq}: {type(exc).__name__}: {exc}"
+            log.exception("session %s quarantined in the index: %s", session.session_id, reason)
+            item.failed = True
+            self._open.pop(session.session_id, None)
+            self._stop_session(conn, session.session_id, reason[:1000], session)
+        finally:
+            spent = time.monotonic() - started
+            self._cost[session.session_id] = spent + self._cost.get(session.session_id, 0.0) / 2
+
+    # -- sessions behind ---------------------------------------------------------------
+
+    def _waiting(self) -> set[uuid.UUID]:
+        return self._behind if self._behind is not None else set()
+
+    def _waiting_chunks(
+        self, conn: Connection, session: IndexedSession, new: list[Chunk]
+    ) -> list[Chunk]:
+        """The session's chunks not indexed yet: those waiting in the backlog, then ``new``."""
+        waiting = conn.execute(
+            select(BACKLOG.c.data)
+            .where(BACKLOG.c.session_id == session.session_id, BACKLOG.c.seq >= session.next_seq)
+            .order_by(BACKLOG.c.seq)
+        )
+        chunks = {chunk.seq: chunk for chunk in map(decode_chunk, (d for (d,) in waiting))}
+        chunks.update({chunk.seq: chunk for chunk in new})
+        return [chunks[seq] for seq in sorted(chunks)]
+
+    def _note_behind(self, session_id: uuid.UUID, behind: bool) -> None:
+        if self._behind is None:
+            self._behind = set()
+        if behind:
+            self._behind.add(session_id)
+        else:
+            self._behind.discard(session_id)
+
+    # -- a session's state ---------------------------------------------------------------
+
+    def _session(self, conn: Connection, session_id: uuid.UUID, row: Any) -> IndexedSession:
         """The session's state as committed: from memory if it matches, else replayed."""
+        next_seq = row["next_seq"] if row is not None else 0
         cached = self._open.get(session_id)
-        if cached is not None and cached.next_seq == next_seq and cached.ended == ended:
+        if cached is not None and cached.next_seq == next_seq and not cached.ended:
             self._open.move_to_end(session_id)
             return cached
-        session = _Session(session_id)
-        if ended:
-            session.next_seq, session.ended = next_seq, True
-        elif next_seq:
-            replayed = conn.execute(
+        session = IndexedSession(session_id)
+        if next_seq:
+            kept = conn.execute(
                 select(BACKLOG.c.data)
-                .where(BACKLOG.c.session_id == session_id)
+                .where(BACKLOG.c.session_id == session_id, BACKLOG.c.seq < next_seq)
                 .order_by(BACKLOG.c.seq)
             )
-            for (data,) in replayed:
+            count = 0
+            for (data,) in kept:
                 session.apply(decode_chunk(data))  # its documents are already stored
+                count += 1
             session.next_seq = next_seq
-            log.info("session %s: terminal rebuilt from %d stored chunks", session_id, next_seq)
+            session.restore_ordinals(row["ordinals"])
+            log.info("session %s: terminal rebuilt from %d kept chunks", session_id, count)
         self._open[session_id] = session
         return session
+
+    def _trim(self, conn: Connection, session: IndexedSession) -> None:
+        """Keep the session's first chunk and its last :data:`KEEP_BYTES` of indexed ones."""
+        sizes = conn.execute(
+            select(BACKLOG.c.seq, func.length(BACKLOG.c.data))
+            .where(
+                BACKLOG.c.session_id == session.session_id,
+                BACKLOG.c.seq > 0,
+                BACKLOG.c.seq < session.next_seq,
+            )
+            .order_by(BACKLOG.c.seq.desc())
+        ).all()
+        total, cutoff = 0, None
+        for seq, size in sizes:
+            total += size or 0
+            if total > KEEP_BYTES:
+                cutoff = seq
+                break
+        if cutoff is not None:
+            conn.execute(
+                delete(BACKLOG).where(
+                    and_(
+                        BACKLOG.c.session_id == session.session_id,
+                        BACKLOG.c.seq > 0,
+                        BACKLOG.c.seq <= cutoff,
+                    )
+                )
+            )
+
+    def _forget(self, conn: Connection, session_id: uuid.UUID) -> None:
+        conn.execute(delete(BACKLOG).where(BACKLOG.c.session_id == session_id))
+        self._note_behind(session_id, False)
+        self._cost.pop(session_id, None)
+
+    def _stop_session(
+        self,
+        conn: Connection,
+        session_id: uuid.UUID,
+        reason: str,
+        session: IndexedSession | None = None,
+    ) -> None:
+        values: dict[str, Any] = {
+            "session_id": session_id,
+            "next_seq": 0,
+            "ended": True,
+            "quarantine_reason": reason,
+        }
+        if session is not None:
+            values.update(
+                operator=session.operator,
+                target=session.target,
+                started_at=session.started_at,
+                next_seq=session.next_seq,
+            )
+        upsert = self._insert(SESSIONS).values(**values)
+        conn.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["session_id"], set_={"ended": True, "quarantine_reason": reason}
+            )
+        )
+        self._forget(conn, session_id)
+
+
+@dataclass(slots=True)
+class _Work:
+    """One session's part of a transaction: the chunks to index, how far it got."""
+
+    session: IndexedSession
+    new: list[Chunk]  # arrived in this batch
+    todo: list[Chunk]  # to index, in order (those waiting before, then the new ones)
+    done: int = 0
+    failed: bool = False
+
+    @property
+    def left(self) -> int:
+        return 0 if self.failed else len(self.todo) - self.done
+
+
+def _sessions_behind(conn: Connection) -> Iterable[uuid.UUID]:
+    """Sessions with chunks in the backlog that are not indexed yet."""
+    query = (
+        select(BACKLOG.c.session_id)
+        .join(SESSIONS, SESSIONS.c.session_id == BACKLOG.c.session_id)
+        .where(BACKLOG.c.seq >= SESSIONS.c.next_seq, SESSIONS.c.ended.is_(False))
+        .distinct()
+    )
+    return conn.execute(query).scalars()

@@ -12,11 +12,9 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from confluent_kafka import ConsumerGroupTopicPartitions, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient
-
 from sshtrail.errors import BrokerError
-from sshtrail.kafka import QUIET, client_config, reason, standalone_consumer, topic_metadata
+from sshtrail.kafka.adapters import topic_reader
+from sshtrail.kafka.admin import kafka_admin
 from sshtrail.settings import Settings
 
 
@@ -43,32 +41,31 @@ class LagReader:
         self.topic = settings.kafka.topic
         self._timeout = timeout
         self._servers = settings.bootstrap_servers
-        self._admin = AdminClient(client_config(settings, **QUIET))
+        self._admin = kafka_admin(settings, timeout)
         # Reads the message at a committed offset, for its timestamp; joins no group.
-        self._probe = standalone_consumer(settings, "lag")
+        self._probe = topic_reader(settings, "lag", timeout)
 
     def close(self) -> None:
         self._probe.close()
 
     def read(self, group: str) -> list[PartitionLag]:
         try:
-            partitions = self._partitions()
-            committed = self._committed(group)
-            marks = self._watermarks(partitions)
-            owners = self._owners(group)
-        except KafkaException as exc:
+            partitions = self._probe.partitions(self.topic)
+            state = self._admin.group(group, self.topic)
+            marks = {p: self._probe.watermarks(self.topic, p) for p in partitions}
+        except BrokerError as exc:
             raise BrokerError(
-                f"cannot read the lag of {group} from {self._servers}: {reason(exc)}"
+                f"cannot read the lag of {group} from {self._servers}: {exc.reason}"
             ) from None
         now = time.time()
         rows = []
         for partition in partitions:
-            current = committed.get(partition)
+            current = state.committed.get(partition)
             # A group with no commit here would begin at the earliest offset.
             low, end = marks[partition]
             lag = end - (current if current is not None else low)
             seconds = self._age(partition, end - lag, now) if lag > 0 else 0.0
-            owner = owners.get(partition, (None, None, None))
+            owner = state.owners.get(partition)
             rows.append(
                 PartitionLag(
                     group,
@@ -78,52 +75,19 @@ class LagReader:
                     end,
                     max(lag, 0),
                     round(seconds, 3),
-                    *owner,
+                    owner.member_id if owner else None,
+                    owner.host if owner else None,
+                    owner.client_id if owner else None,
                 )
             )
         return rows
 
-    def _partitions(self) -> list[int]:
-        return sorted(topic_metadata(self._admin, self.topic, self._timeout).partitions)
-
-    def _committed(self, group: str) -> dict[int, int]:
-        request = [ConsumerGroupTopicPartitions(group)]
-        listed = self._admin.list_consumer_group_offsets(request)[group].result(self._timeout)
-        return {
-            tp.partition: tp.offset
-            for tp in listed.topic_partitions
-            if tp.topic == self.topic and tp.offset >= 0
-        }
-
-    def _watermarks(self, partitions: list[int]) -> dict[int, tuple[int, int]]:
-        """(earliest, log-end) offset of each partition, from the broker."""
-        marks = {}
-        for partition in partitions:
-            low, high = self._probe.get_watermark_offsets(
-                TopicPartition(self.topic, partition), timeout=self._timeout
-            )
-            marks[partition] = (int(low), int(high))
-        return marks
-
-    def _owners(self, group: str) -> dict[int, tuple[str, str, str]]:
-        described = self._admin.describe_consumer_groups([group])[group].result(self._timeout)
-        owners = {}
-        for member in described.members:
-            for tp in member.assignment.topic_partitions if member.assignment else []:
-                if tp.topic == self.topic:
-                    owners[tp.partition] = (member.member_id, member.host, member.client_id)
-        return owners
-
     def _age(self, partition: int, offset: int, now: float) -> float:
         """Seconds since the message at ``offset`` was published."""
-        self._probe.assign([TopicPartition(self.topic, partition, offset)])
+        self._probe.assign(self.topic, {partition: offset})
         deadline = time.monotonic() + self._timeout
-        try:
-            while time.monotonic() < deadline:
-                message = self._probe.poll(0.5)
-                if message is not None and message.error() is None:
-                    _kind, millis = message.timestamp()
-                    return max(now - millis / 1000, 0.0)
-        finally:
-            self._probe.unassign()
+        while time.monotonic() < deadline:
+            for message in self._probe.consume(1, 0.5):
+                _kind, millis = message.timestamp()
+                return max(now - millis / 1000, 0.0)
         return 0.0

@@ -3,23 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Protocol
 
-from sshtrail.errors import WireError
+from sshtrail.errors import MessageError, WireError
+from sshtrail.kafka.ports import Message
 from sshtrail.wire import Chunk, decode_chunk
-
-
-class KafkaMessage(Protocol):
-    """The part of ``confluent_kafka.Message`` the consumers use (a seam for tests)."""
-
-    def topic(self) -> str | None: ...
-    def partition(self) -> int | None: ...
-    def offset(self) -> int | None: ...
-    def key(self) -> bytes | None: ...
-    def value(self) -> bytes | None: ...
-    def timestamp(self) -> tuple[int, int]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,14 +24,14 @@ class Received:
 
 @dataclass(frozen=True, slots=True)
 class Rejected:
-    """A message that is not a valid chunk; it goes to the dead-letter topic."""
+    """A message that goes to the dead-letter topic: not a chunk, or not storable."""
 
     topic: str
     partition: int
     offset: int
     key: bytes | None
     value: bytes | None
-    error: WireError
+    error: MessageError
     #: Headers the dead letter carries besides its origin (e.g. that it was truncated).
     headers: tuple[tuple[str, bytes], ...] = ()
 
@@ -52,12 +41,15 @@ class Batch:
     """One ``consume()`` worth of messages, sorted into good and bad.
 
     ``ends`` is the next offset to commit per partition: one past the last
-    message of the batch, good or bad.
+    message of the batch, good or bad. ``epochs`` is the assignment epoch of
+    each partition when the batch was fetched: a partition revoked since
+    (whatever was assigned again after) makes its messages stale.
     """
 
     good: list[Received] = field(default_factory=list)
     bad: list[Rejected] = field(default_factory=list)
     ends: dict[int, int] = field(default_factory=dict)
+    epochs: dict[int, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.good) + len(self.bad)
@@ -65,12 +57,20 @@ class Batch:
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         """Forget what came from ``partitions`` (revoked: their new owner re-reads it)."""
         gone = set(partitions)
+        if not gone & self.ends.keys():
+            return
         self.good = [r for r in self.good if r.partition not in gone]
         self.bad = [r for r in self.bad if r.partition not in gone]
         self.ends = {p: end for p, end in self.ends.items() if p not in gone}
 
+    def stale(self, epochs: Mapping[int, int], assigned: set[int]) -> set[int]:
+        """Partitions of this batch no longer assigned as they were when it was fetched."""
+        return {
+            p for p in self.ends if p not in assigned or epochs.get(p, 0) != self.epochs.get(p, 0)
+        }
 
-def sort_messages(messages: Iterable[KafkaMessage]) -> Batch:
+
+def sort_messages(messages: Iterable[Message], epochs: Mapping[int, int] | None = None) -> Batch:
     """Decode every message; what does not decode is kept for the dead-letter topic."""
     batch = Batch()
     for message in messages:
@@ -86,6 +86,8 @@ def sort_messages(messages: Iterable[KafkaMessage]) -> Batch:
             batch.bad.append(Rejected(topic, partition, offset, key, value, exc))
             continue
         batch.good.append(Received(chunk, partition, offset, _timestamp(message)))
+    if epochs is not None:
+        batch.epochs = {p: epochs.get(p, 0) for p in batch.ends}
     return batch
 
 
@@ -104,7 +106,7 @@ def _decode(key: bytes | None, value: bytes | None) -> Chunk:
     return chunk
 
 
-def _timestamp(message: KafkaMessage) -> dt.datetime:
+def _timestamp(message: Message) -> dt.datetime:
     kind, millis = message.timestamp()
     if kind == 0 or millis < 0:  # TIMESTAMP_NOT_AVAILABLE
         return dt.datetime.now(dt.UTC)

@@ -43,6 +43,16 @@ class ConsumerMetrics:
         self._commit_failures = counter(
             "sshtrail_commit_failures", "Offset commits the broker refused (re-delivered)."
         )
+        self._quarantined = counter(
+            "sshtrail_sessions_quarantined",
+            "Sessions marked quarantined: chunks of them the database refused (in the DLQ).",
+        )
+        self._stalled = Gauge(
+            "sshtrail_consumer_stalled",
+            "1 while this member has stopped taking messages (dead-letter limit exceeded).",
+            labels,
+            registry=self.registry,
+        )
         self._batch = Histogram(
             "sshtrail_batch_messages",
             "Messages per written batch.",
@@ -70,6 +80,20 @@ class ConsumerMetrics:
             registry=self.registry,
         )
 
+        # Every series exists from the first scrape, at zero: an alert on "any
+        # increase" must see the first dead letter after a restart.
+        for metric in (
+            self._consumed,
+            self._written,
+            self._duplicates,
+            self._dead,
+            self._retries,
+            self._commit_failures,
+            self._quarantined,
+            self._stalled,
+        ):
+            metric.labels(group)
+
     def serve(self, listen: str, port: int) -> int:
         """Serve ``/metrics`` on ``listen:port`` from a daemon thread; returns the port."""
         server, _thread = start_http_server(port, listen, registry=self.registry)
@@ -94,6 +118,12 @@ class ConsumerMetrics:
 
     def commit_failed(self) -> None:
         self._commit_failures.labels(self.group).inc()
+
+    def quarantined(self, sessions: int) -> None:
+        self._quarantined.labels(self.group).inc(sessions)
+
+    def stalled(self, stalled: bool) -> None:
+        self._stalled.labels(self.group).set(1 if stalled else 0)
 
     def lag(self, topic: str, messages: Mapping[int, int], seconds: Mapping[int, float]) -> None:
         """Set the lag of the partitions this instance owns; forget the others."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import datetime as dt
+import contextlib
 import sys
 import uuid
 from typing import Any
@@ -11,10 +11,11 @@ from typing import Any
 import msgspec
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
+from consumer import completeness
 from consumer.indexer import IndexWriter
 from consumer.lag import LagReader, PartitionLag
 from consumer.reprocess import Bound, reprocess
-from consumer.service import open_database, open_index
+from consumer.service import incomplete_after, open_database, open_index
 from consumer.store import StoreWriter
 from consumer.watch import follow
 from sshtrail import queries
@@ -24,7 +25,10 @@ from sshtrail.cli.timespec import moment
 from sshtrail.db import make_engine
 from sshtrail.errors import InvalidError
 from sshtrail.events import End, Output, Start
+from sshtrail.kafka.adapters import topic_reader
+from sshtrail.kafka.admin import kafka_admin
 from sshtrail.settings import Settings
+from sshtrail.termfilter import TerminalFilter
 from sshtrail.textsafe import visible
 
 COLUMNS = (
@@ -78,14 +82,46 @@ def register(commands: Any) -> None:
     end.add_argument("--to-time", type=moment, metavar="T")
     again.set_defaults(handler=run_reprocess)
 
+    whole = commands.add_parser(
+        "completeness",
+        help="prove the store lost nothing: every offset committed past is stored or dead-lettered",
+        description="For each partition of the sessions topic, read every message below the "
+        "store group's committed offset and check it is stored, in the dead-letter topic, or "
+        "of a quarantined session. Reports missing offsets, and as DATA-LOSS offsets the "
+        "broker deleted (retention) before the group read them. Exits 1 if anything is "
+        "missing or lost. Reads the topic: bound it with --partition or --since.",
+    )
+    whole.add_argument("--group", metavar="G", help="default: consumer.store_group")
+    whole.add_argument(
+        "--partition",
+        type=int,
+        action="append",
+        metavar="P",
+        help="only this partition (repeatable; default all)",
+    )
+    whole.add_argument(
+        "--since",
+        type=moment,
+        metavar="T",
+        help="only messages published at or after T (2h ago, or ISO time)",
+    )
+    whole.add_argument("--json", action="store_true")
+    whole.set_defaults(handler=run_completeness)
+
     watch = commands.add_parser(
         "watch",
         help="follow a session live from Kafka as it happens",
         description="Render a session's output live, read from its partition from its first "
-        "chunk on, until it ends or Ctrl-C. Like replay, this writes the session's bytes "
-        "to the terminal as they were.",
+        "chunk on, until it ends or Ctrl-C. Like replay, what the session drew reaches your "
+        "terminal, but nothing that would make it answer, set its clipboard or title, or "
+        "leave it in another mode (--raw: the bytes exactly as recorded).",
     )
     watch.add_argument("session", metavar="SID", help="session id, or a unique prefix if stored")
+    watch.add_argument(
+        "--raw",
+        action="store_true",
+        help="write the output bytes exactly as recorded, without the terminal filter",
+    )
     watch.set_defaults(handler=run_watch)
 
 
@@ -143,22 +179,25 @@ def run_reprocess(args: argparse.Namespace, settings: Settings) -> int:
         raise InvalidError("--from-offset must be 0 or more")
     if args.group == "store":
         engine = open_database(settings)
-        incomplete = dt.timedelta(seconds=settings.incomplete_after_s)
-        writer: StoreWriter | IndexWriter = StoreWriter(engine, incomplete)
+        writer: StoreWriter | IndexWriter = StoreWriter(engine, incomplete_after(settings))
     else:
         engine = open_index(settings)
         writer = IndexWriter(engine)
+    reader = topic_reader(settings, "reprocess")
     try:
         done = reprocess(
-            settings,
+            reader,
+            settings.kafka.topic,
             writer,
             partitions=args.partition,
             start=Bound(args.from_offset, args.from_time),
             end=None
             if args.to_offset is None and args.to_time is None
             else Bound(args.to_offset, args.to_time),
+            batch_size=settings.consumer.batch_size,
         )
     finally:
+        reader.close()
         engine.dispose()
     for partition, (first, end) in sorted(done.ranges.items()):
         if end > first:
@@ -176,26 +215,96 @@ def run_reprocess(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def run_completeness(args: argparse.Namespace, settings: Settings) -> int:
+    group = args.group or settings.consumer.store_group
+    topic = settings.kafka.topic
+    store = open_database(settings)
+    reader = topic_reader(settings, "completeness")
+    try:
+        state = kafka_admin(settings).group(group, topic)
+        if not state.exists:
+            raise InvalidError(f"no consumer group {group!r} on {settings.bootstrap_servers}")
+        reports = completeness.check(
+            reader,
+            store,
+            topic=topic,
+            dlq_topic=settings.kafka.dlq_topic,
+            committed=state.committed,
+            partitions=args.partition,
+            since=args.since,
+        )
+    finally:
+        reader.close()
+        store.dispose()
+    if args.json:
+        print(msgspec.json.encode(reports).decode())
+    else:
+        for r in reports:
+            print(_completeness_line(r))
+        bad = [r for r in reports if not r.ok]
+        print(
+            f"{group}: {sum(r.stored for r in reports)} stored, "
+            f"{sum(r.dead_lettered for r in reports)} dead-lettered, "
+            f"{sum(r.quarantined for r in reports)} quarantined, "
+            f"{sum(len(r.missing) for r in reports)} missing"
+            + (
+                f"; NOT COMPLETE in partitions {[r.partition for r in bad]}"
+                if bad
+                else "; complete"
+            )
+        )
+    return 0 if all(r.ok for r in reports) else 1
+
+
+def _completeness_line(r: completeness.PartitionReport) -> str:
+    first, end = r.checked
+    line = f"partition {r.partition}: "
+    if r.committed is None:
+        line += "nothing committed yet"
+    else:
+        line += (
+            f"offsets {first}..{end - 1} checked: {r.stored} stored, {r.dead_lettered} "
+            f"dead-lettered, {r.quarantined} quarantined"
+            if end > first
+            else "nothing to check"
+        )
+    if r.missing:
+        shown = ", ".join(map(str, r.missing[:10])) + (" ..." if len(r.missing) > 10 else "")
+        line += f"; MISSING {len(r.missing)}: {shown}"
+    if r.data_loss is not None:
+        line += f"; DATA-LOSS offsets {r.data_loss[0]}..{r.data_loss[1] - 1} were deleted "
+        line += "by retention before the group read them"
+    if r.expired is not None:
+        line += f" (offsets below {r.expired[1]} expired after being read: not checkable)"
+    return line
+
+
 def run_watch(args: argparse.Namespace, settings: Settings) -> int:
     session_id = _session_id(settings, args.session)
     out = sys.stdout.buffer
+    screen = None if args.raw else TerminalFilter()
     print(f"watching {session_id}; Ctrl-C stops", file=sys.stderr, flush=True)
-    with stop_on_signals() as stop:
-        for event in follow(settings, session_id, lambda: stop.received):
-            if isinstance(event, Start):
-                print(
-                    f"{visible(event.operator)}@{visible(event.target)} from "
-                    f"{visible(event.client)}",
-                    file=sys.stderr,
-                    flush=True,
-                )
-            elif isinstance(event, Output):
-                out.write(event.data)
-                out.flush()
-            elif isinstance(event, End):
-                out.write(b"\x1b[0m\r\n")
-                out.flush()
-                print(f"session ended: {visible(event.reason)}", file=sys.stderr)
+    reader = topic_reader(settings, "watch")
+    try:
+        with stop_on_signals() as stop, contextlib.closing(reader):
+            for event in follow(reader, settings.kafka.topic, session_id, lambda: stop.received):
+                if isinstance(event, Start):
+                    print(
+                        f"{visible(event.operator)}@{visible(event.target)} from "
+                        f"{visible(event.client)}",
+                        file=sys.stderr,
+                        flush=True,
+                    )
+                elif isinstance(event, Output):
+                    out.write(event.data if screen is None else screen.feed(event.data))
+                    out.flush()
+                elif isinstance(event, End):
+                    print(f"\r\nsession ended: {visible(event.reason)}", file=sys.stderr)
+    finally:
+        if screen is not None:
+            out.write(screen.finish())
+        out.write(b"\r\n")
+        out.flush()
     return 0
 
 

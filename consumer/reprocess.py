@@ -15,16 +15,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from confluent_kafka import Consumer, KafkaException, TopicPartition
 from sqlalchemy import Engine, select
 
 from consumer.messages import Received, sort_messages
-from consumer.runner import Writer
+from consumer.writer import Writer
 from sshtrail import search
 from sshtrail.errors import BrokerError, InvalidError
-from sshtrail.kafka import reason, standalone_consumer, topic_metadata
+from sshtrail.kafka.ports import TopicReader
 from sshtrail.models import ChunkRecord, SessionRecord
-from sshtrail.settings import Settings
 from sshtrail.wire import decode_chunk
 
 log = logging.getLogger(__name__)
@@ -54,12 +52,14 @@ class Reprocessed:
 
 
 def reprocess(
-    settings: Settings,
+    reader: TopicReader,
+    topic: str,
     writer: Writer,
     *,
     partitions: list[int] | None,
     start: Bound,
     end: Bound | None,
+    batch_size: int = 2000,
     timeout: float = 30.0,
 ) -> Reprocessed:
     """Read ``[start, end)`` of each partition (end: the log end now) through ``writer``.
@@ -67,81 +67,60 @@ def reprocess(
     Refuses a start below the oldest offset the broker still has, naming that
     offset. Messages that are not chunks are counted, not dead-lettered again.
     """
-    topic = settings.kafka.topic
-    reader = standalone_consumer(settings, "reprocess")
-    try:
-        chosen = partitions if partitions is not None else _all_partitions(reader, topic, 10.0)
-        ranges = {
-            p: _range(reader, topic, p, start=start, end=end, timeout=timeout) for p in chosen
-        }
-        read = dict.fromkeys(chosen, 0)
-        counts = Counts()
-        todo = {p: r for p, r in ranges.items() if r[0] < r[1]}
-        reader.assign([TopicPartition(topic, p, first) for p, (first, _) in todo.items()])
+    chosen = partitions if partitions is not None else reader.partitions(topic)
+    ranges = {p: _range(reader, topic, p, start=start, end=end) for p in chosen}
+    read = dict.fromkeys(chosen, 0)
+    counts = Counts()
+    todo = {p: r for p, r in ranges.items() if r[0] < r[1]}
+    reader.assign(topic, {p: first for p, (first, _) in todo.items()})
+    deadline = time.monotonic() + timeout
+    while todo and time.monotonic() < deadline:
+        messages = [
+            m
+            for m in reader.consume(batch_size, 1.0)
+            if m.partition() in todo and (m.offset() or 0) < todo[m.partition() or 0][1]
+        ]
+        if not messages:
+            continue
         deadline = time.monotonic() + timeout
-        while todo and time.monotonic() < deadline:
-            messages = [
-                m
-                for m in reader.consume(settings.consumer.batch_size, 1.0)
-                if m.error() is None
-                and m.partition() in todo
-                and (m.offset() or 0) < todo[m.partition() or 0][1]
-            ]
-            if not messages:
-                continue
-            deadline = time.monotonic() + timeout
-            batch = sort_messages(messages)
-            written = writer.write(batch.good)
-            counts.read += len(messages)
-            counts.written += written.written
-            counts.duplicates += written.duplicates
-            counts.invalid += len(batch.bad)
-            for message in messages:
-                partition, offset = message.partition() or 0, message.offset() or 0
-                read[partition] += 1
-                if partition in todo and offset + 1 >= todo[partition][1]:
-                    todo.pop(partition)
-        if todo:
-            raise BrokerError(
-                f"partitions {sorted(todo)} did not deliver their range in {timeout:.0f}s"
-            )
-    except KafkaException as exc:
-        raise BrokerError(f"reprocess: {settings.bootstrap_servers}: {reason(exc)}") from None
-    finally:
-        reader.close()
+        batch = sort_messages(messages)
+        written = writer.write(batch.good)
+        counts.read += len(messages)
+        counts.written += written.written
+        counts.duplicates += written.duplicates
+        counts.invalid += len(batch.bad)
+        for message in messages:
+            partition, offset = message.partition() or 0, message.offset() or 0
+            read[partition] += 1
+            if partition in todo and offset + 1 >= todo[partition][1]:
+                todo.pop(partition)
+    if todo:
+        raise BrokerError(
+            f"partitions {sorted(todo)} did not deliver their range in {timeout:.0f}s"
+        )
     return Reprocessed(ranges, read, counts)
 
 
-def _all_partitions(reader: Consumer, topic: str, timeout: float) -> list[int]:
-    return sorted(topic_metadata(reader, topic, timeout).partitions)
-
-
 def _range(
-    reader: Consumer, topic: str, partition: int, *, start: Bound, end: Bound | None, timeout: float
+    reader: TopicReader, topic: str, partition: int, *, start: Bound, end: Bound | None
 ) -> tuple[int, int]:
-    low, high = reader.get_watermark_offsets(TopicPartition(topic, partition), timeout=timeout)
-    where = TopicPartition(topic, partition)
-    first = _resolve(reader, where, start, high, timeout)
+    low, high = reader.watermarks(topic, partition)
+    first = _resolve(reader, topic, partition, start, high)
     if first < low:
         raise InvalidError(
             f"partition {partition}: offset {first} is no longer retained; "
             f"the earliest offset is {low}"
         )
-    last = high if end is None else min(_resolve(reader, where, end, high, timeout), high)
+    last = high if end is None else min(_resolve(reader, topic, partition, end, high), high)
     return first, last
 
 
-def _resolve(
-    reader: Consumer, where: TopicPartition, bound: Bound, high: int, timeout: float
-) -> int:
+def _resolve(reader: TopicReader, topic: str, partition: int, bound: Bound, high: int) -> int:
     if bound.offset is not None:
         return bound.offset
     assert bound.time is not None
-    millis = int(bound.time.timestamp() * 1000)
-    [found] = reader.offsets_for_times(
-        [TopicPartition(where.topic, where.partition, millis)], timeout
-    )
-    return int(found.offset) if found.offset >= 0 else high  # none that late: the end
+    found = reader.offset_at(topic, partition, int(bound.time.timestamp() * 1000))
+    return found if found is not None else high  # none that late: the end
 
 
 def rebuild_index(store: Engine, writer: Writer, batch: int = 2000) -> Counts:

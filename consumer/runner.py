@@ -1,71 +1,72 @@
 """The group runner both consumer groups share: consume, decode, write, dead-letter, commit.
 
-One loop, the only user of the consumer, in this order for every batch
-(docs/decisions.md, "Consumer runner"):
+One loop, the only user of its :class:`~sshtrail.kafka.ports.GroupConsumer`,
+in this order for every batch (docs/decisions.md, "Consumer runner"):
 
-1. ``consume(batch_size, batch_wait)`` from the partitions this instance owns;
+1. ``consume(batch_size, batch_wait)`` from the partitions this member owns;
 2. sort the messages into chunks and rejects (:mod:`consumer.messages`);
-3. write the chunks through the group's :class:`Writer`, in one database
-   transaction -- on a :class:`RetryableError` the assigned partitions are
-   paused and the write retried with back-off while the loop keeps polling,
-   so the group stalls without leaving the group and without skipping;
-4. send the rejects to the dead-letter topic and wait for the broker's ack;
-5. commit, synchronously, the offsets one past the batch.
+3. write the chunks through the group's :class:`~consumer.writer.Writer` in one
+   transaction. A :class:`~sshtrail.errors.RetryableError` (the database is
+   away) pauses the assigned partitions and retries with back-off while the
+   loop keeps polling, so the group stalls without leaving and without
+   skipping. An :class:`~sshtrail.errors.UnstorableError` (the database refuses
+   the data) is the message's fault: the chunks at fault are found
+   (:mod:`consumer.isolation`), their sessions quarantined, and they join the
+   rejects;
+4. send the rejects to the dead-letter topic and wait for the broker's ack --
+   unless the :class:`~consumer.deadletter.DeadLetterLimit` says too much is
+   invalid, in which case the member stalls loudly, committing nothing;
+5. commit, synchronously, per partition, the offset one past the batch.
 
-Step 2 of the next batch runs in a helper thread while step 3 of this one
-waits on the database. Nothing is committed before it is durable, so a
-crash anywhere re-delivers;
-the writers are idempotent on (session id, seq), so re-delivery changes nothing.
+Nothing is committed past what is written: each batch remembers the
+assignment epoch of its partitions, and a partition revoked since it was
+fetched -- even if it was assigned again -- has its messages dropped and is
+not committed (its fetching restarts at the committed offset). Step 2 of the
+next batch runs in a helper thread while step 3 of this one waits on the
+database. The writers are idempotent on (session id, seq), so re-delivery
+changes nothing.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any, Protocol, TypeVar
+from functools import partial
+from typing import TypeVar
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
-
-from consumer.deadletter import DeadLetters
-from consumer.messages import Batch, KafkaMessage, Received, sort_messages
+from consumer.deadletter import DeadLetterLimit, DeadLetterSink
+from consumer.isolation import isolate
+from consumer.messages import Batch, Received, sort_messages
 from consumer.metrics import ConsumerMetrics
-from sshtrail.errors import BrokerError, RetryableError
-from sshtrail.kafka import client_config
-from sshtrail.settings import Settings
+from consumer.writer import Writer, Written
+from sshtrail.errors import BrokerError, CommitFailed, RetryableError, UnstorableError
+from sshtrail.kafka.ports import GroupConsumer, Message
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
-#: How often the writer's housekeeping runs (marking silent sessions incomplete).
-HOUSEKEEPING_INTERVAL_S = 30.0
+#: Seconds of a writer's left-over work between two batches, and when no batch waits.
+BACKGROUND_BUSY_S = 0.2
+BACKGROUND_IDLE_S = 1.0
 
 
 @dataclass(frozen=True, slots=True)
-class Written:
-    """What a writer did with a batch."""
-
-    written: int  # chunks new to the store
-    duplicates: int  # chunks it already had
-
-
-class Writer(Protocol):
-    """A consumer group's destination. Called from the runner's thread only."""
-
-    def write(self, chunks: Sequence[Received]) -> Written:
-        """Write ``chunks`` in one transaction, idempotently on (session id, seq).
-
-        Raises :class:`RetryableError` when the database is away; the runner
-        then retries the same chunks later.
-        """
-        ...
-
-    def housekeeping(self) -> None:
-        """Periodic work between batches; may raise :class:`RetryableError`."""
-        ...
+class RunnerOptions:
+    batch_size: int = 2000
+    batch_wait_s: float = 0.2
+    retry_initial_s: float = 0.2
+    retry_max_s: float = 10.0
+    #: How often the writer's housekeeping runs (marking silent sessions incomplete).
+    housekeeping_s: float = 30.0
+    #: How often lag gauges are refreshed while the member waits on the database.
+    lag_report_s: float = 5.0
+    dead_letter_max_consecutive: int = 100
+    dead_letter_max_ratio: float = 0.5
 
 
 class GroupRunner:
@@ -73,75 +74,43 @@ class GroupRunner:
 
     def __init__(
         self,
-        settings: Settings,
+        consumer: GroupConsumer,
+        *,
         group: str,
         writer: Writer,
+        dead_letters: DeadLetterSink,
         metrics: ConsumerMetrics,
-        *,
-        consumer_factory: Callable[[dict[str, Any]], Consumer] = Consumer,
+        options: RunnerOptions,
     ) -> None:
-        self.settings = settings
         self.group = group
-        self.topic = settings.kafka.topic
+        self.topic = consumer.topic
+        self._consumer = consumer
         self._writer = writer
+        self._dead_letters = dead_letters
         self._metrics = metrics
-        options = settings.consumer
-        self._batch_size = options.batch_size
-        self._batch_wait = options.batch_wait_ms / 1000
-        self._retry_initial = options.retry_initial_ms / 1000
-        self._retry_max = max(options.retry_max_ms, options.retry_initial_ms) / 1000
-        static = {"group.instance.id": options.instance_id} if options.instance_id else {}
-        self._consumer = consumer_factory(
-            client_config(
-                settings,
-                **static,
-                **{
-                    "group.id": group,
-                    "client.id": f"{group}-{settings.instance}",
-                    "enable.auto.commit": False,
-                    "enable.auto.offset.store": False,
-                    "auto.offset.reset": "earliest",
-                    "partition.assignment.strategy": settings.assignment_strategy,
-                    "max.poll.interval.ms": options.max_poll_interval_ms,
-                    "session.timeout.ms": options.session_timeout_ms,
-                    "max.partition.fetch.bytes": 4 << 20,
-                    # The embedded broker answers a fetch with everything it has
-                    # (docs/decisions.md); librdkafka must accept such a response.
-                    "receive.message.max.bytes": 1 << 30,
-                },
-            )
+        self._options = options
+        self._limit = DeadLetterLimit(
+            options.dead_letter_max_consecutive, options.dead_letter_max_ratio
         )
-        self._dead_letters = DeadLetters(settings, group)
         self._stop = threading.Event()
         self._assigned: set[int] = set()
-        self._committed: dict[int, int] = {}
+        #: Bumped when a partition is revoked: what was fetched before is stale.
+        self._epochs: dict[int, int] = {}
+        self._committed: dict[int, int | None] = {}
         self._last_published: dict[int, float] = {}
-        self._in_flight: Batch | None = None
-        self._revoked_since_poll: set[int] = set()
         self._paused = False
+        self._next_lag_report = 0.0
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, leave the group. Safe from any thread."""
         self._stop.set()
 
-    @property
-    def assigned(self) -> frozenset[int]:
-        return frozenset(self._assigned)
+    # -- the loop ------------------------------------------------------------------
 
     def run(self) -> None:
         """Consume until stopped. Raises :class:`BrokerError` on a fatal Kafka error."""
-        self._consumer.subscribe(
-            [self.topic],
-            on_assign=self._on_assign,
-            on_revoke=self._on_revoke,
-            on_lost=self._on_revoke,
-        )
-        log.info(
-            "%s: joined the group, topic %s, %s assignment",
-            self.group,
-            self.topic,
-            self.settings.assignment_strategy,
-        )
+        self._consumer.subscribe(self)
+        log.info("%s: joined the group, topic %s", self.group, self.topic)
         next_housekeeping = time.monotonic()
         # While batch N is written, batch N+1 is already fetched and decoded in a
         # helper thread: decoding is Python work, writing mostly waits on the
@@ -149,190 +118,242 @@ class GroupRunner:
         # committed after N, so commits stay in order.
         decoder = ThreadPoolExecutor(1, thread_name_prefix=f"{self.group}-decode")
         pending: Batch | None = None
+        more_work = False
         try:
             while not self._stop.is_set():
-                self._in_flight, self._revoked_since_poll = pending, set()
-                wait = self._batch_wait if pending is None else 0.0
-                messages = self._poll(self._batch_size, wait)
-                decoding = decoder.submit(sort_messages, messages) if messages else None
+                idle = pending is None and not more_work
+                wait = self._options.batch_wait_s if idle else 0.0
+                messages = self._consumer.consume(self._options.batch_size, wait)
                 self._metrics.consumed(len(messages))
+                decoding = self._decode(decoder, messages)
                 if pending is not None:
                     self._handle(pending)
-                pending = self._decoded(decoding)
+                pending = decoding.result() if decoding is not None else None
+                # Work a writer left for later (a session too costly for one batch) is
+                # done between batches: a little while messages flow, more when idle.
+                budget = BACKGROUND_BUSY_S if pending is not None else BACKGROUND_IDLE_S
+                more_work = bool(
+                    self._retrying(partial(self._writer.background, budget), "background")
+                )
                 if time.monotonic() >= next_housekeeping:
                     self._retrying(self._writer.housekeeping, "housekeeping")
-                    next_housekeeping = time.monotonic() + HOUSEKEEPING_INTERVAL_S
-                self._report_lag()
+                    next_housekeeping = time.monotonic() + self._options.housekeeping_s
+                self._report_lag(force=True)
             if pending is not None:  # the batch in hand is finished before leaving
                 self._handle(pending)
         finally:
             decoder.shutdown(wait=True)
             self._close()
 
-    def _decoded(self, decoding: Future[Batch] | None) -> Batch | None:
-        """The next batch, without what partitions revoked since it was fetched sent."""
-        if decoding is None:
+    def _decode(
+        self, decoder: ThreadPoolExecutor, messages: Sequence[Message]
+    ) -> Future[Batch] | None:
+        if not messages:
             return None
-        batch = decoding.result()
-        gone = self._revoked_since_poll - self._assigned
-        if gone:
-            batch.drop_partitions(gone)
-        return batch if len(batch) or batch.ends else None
-
-    def _poll(self, count: int, timeout: float) -> list[KafkaMessage]:
-        try:
-            messages = self._consumer.consume(count, timeout)
-        except KafkaException as exc:
-            raise BrokerError(f"consume failed: {exc}") from None
-        good: list[KafkaMessage] = []
-        for message in messages:
-            error = message.error()
-            if error is None:
-                good.append(message)
-            elif error.fatal():
-                raise BrokerError(f"fatal consumer error: {error}")
-            elif error.code() != KafkaError._PARTITION_EOF:
-                log.warning("%s: consumer error (librdkafka retries): %s", self.group, error)
-        return good
+        # The epochs now, not when the helper runs: a revoke may come in between.
+        return decoder.submit(sort_messages, messages, dict(self._epochs))
 
     def _handle(self, batch: Batch) -> None:
         started = time.perf_counter()
-        self._in_flight = batch
-        try:
-            result = self._retrying(lambda: self._writer.write(batch.good), "write")
-            if result is None:  # stopping while the database is away: nothing committed
+        self._drop_stale(batch)
+        if not len(batch):
+            return
+        written = self._write(batch)
+        if written is None:  # stopping while the database is away: nothing committed
+            return
+        self._drop_stale(batch)
+        if batch.bad:
+            valid: dict[int, list[int]] = {}
+            invalid: dict[int, list[int]] = {}
+            for received in batch.good:
+                valid.setdefault(received.partition, []).append(received.offset)
+            for rejected in batch.bad:
+                invalid.setdefault(rejected.partition, []).append(rejected.offset)
+            problem = self._limit.check(valid, invalid)
+            if problem is not None:
+                self._stall(f"dead-letter limit: {problem}")
                 return
-            if batch.bad:
-                sent = self._retrying(lambda: self._dead_letters.send(batch.bad), "dead-letter")
-                if sent is None:  # stopping with the broker away: commit nothing
-                    return
-                self._metrics.dead_lettered(len(batch.bad))
-            self._commit(batch)
-        finally:
-            self._in_flight = None
+            if self._retrying(lambda: self._dead_letters.send(batch.bad), "dead-letter") is None:
+                return  # stopping with the broker away: commit nothing
+            self._metrics.dead_lettered(len(batch.bad))
+        self._commit(batch)
         self._metrics.batch_written(
-            len(batch), result.written, result.duplicates, time.perf_counter() - started
+            len(batch), written.written, written.duplicates, time.perf_counter() - started
         )
         for received in batch.good:
             self._last_published[received.partition] = received.published_at.timestamp()
+
+    def _write(self, batch: Batch) -> Written | None:
+        """Write the batch's chunks; what the database refuses is isolated and quarantined."""
+
+        def fresh() -> list[Received]:
+            self._drop_stale(batch)
+            return batch.good
+
+        try:
+            return self._retrying(lambda: self._writer.write(fresh()), "write")
+        except UnstorableError as exc:
+            log.error(
+                "%s: the database refused a batch (%s); finding the chunks at fault",
+                self.group,
+                exc,
+            )
+        outcome = isolate(fresh(), self._writer, self._retrying, self.topic)
+        if outcome is None:
+            return None
+        batch.good = outcome.stored
+        batch.bad.extend(outcome.rejected)
+        self._metrics.quarantined(len(outcome.sessions))
+        return outcome.written
+
+    def _drop_stale(self, batch: Batch) -> None:
+        stale = batch.stale(self._epochs, self._assigned)
+        if stale:
+            log.info(
+                "%s: dropping what was fetched from partitions %s before they were revoked",
+                self.group,
+                sorted(stale),
+            )
+            batch.drop_partitions(stale)
+
+    def _commit(self, batch: Batch) -> None:
+        self._drop_stale(batch)
+        if not batch.ends:
+            return
+        try:
+            self._consumer.commit(batch.ends)
+        except CommitFailed as exc:
+            # Typically a rebalance in progress: the next owner re-reads these
+            # messages and the idempotent writer ignores them.
+            self._metrics.commit_failed()
+            log.warning("%s: %s; the messages will be delivered again", self.group, exc)
+            return
+        self._committed.update(batch.ends)
+
+    # -- waiting -----------------------------------------------------------------------
 
     def _retrying(self, attempt: Callable[[], T], what: str) -> T | None:
         """Run ``attempt`` until it succeeds; None if stopped first.
 
         Between attempts the assigned partitions are paused and the consumer
         keeps polling: the member stays in the group (``max.poll.interval.ms``)
-        and receives no new messages meanwhile.
+        and receives no new messages meanwhile. Other errors propagate.
         """
-        delay = self._retry_initial
+        delay = self._options.retry_initial_s
         while True:
             try:
                 result = attempt()
             except RetryableError as exc:
+                if isinstance(exc, BrokerError) and exc.fatal:
+                    raise
                 self._metrics.retry()
                 log.warning("%s: %s failed, retrying in %.1fs: %s", self.group, what, delay, exc)
                 self._pause()
                 if self._wait(delay):
                     log.warning(
-                        "%s: stopping with a batch not written; it will be re-delivered", self.group
+                        "%s: stopping with a batch not written; it will be re-delivered",
+                        self.group,
                     )
                     return None
-                delay = min(delay * 2, self._retry_max)
+                delay = min(delay * 2, self._options.retry_max_s)
             else:
                 self._resume()
                 return result
+
+    def _stall(self, why: str) -> None:
+        """Stop taking messages until stopped: paused, in the group, committing nothing."""
+        self._metrics.stalled(True)
+        self._pause()
+        while True:
+            log.error(
+                "%s: STALLED, committing nothing: %s. Fix the cause (docs/operations.md, "
+                "'Dead-letter limit') and restart this member.",
+                self.group,
+                why,
+            )
+            if self._wait(60.0):
+                return
 
     def _wait(self, seconds: float) -> bool:
         """Poll the paused consumer for ``seconds``; True if asked to stop meanwhile."""
         deadline = time.monotonic() + seconds
         while (left := deadline - time.monotonic()) > 0 and not self._stop.is_set():
-            for message in self._poll(1, min(left, 0.5)):
-                # A partition assigned during the pause is not paused yet: put
+            for message in self._consumer.consume(1, min(left, 0.5)):
+                # A partition assigned during the pause may not be paused yet: put
                 # the message back so it is read again after the retry.
                 partition, offset = message.partition(), message.offset()
                 assert partition is not None
                 assert offset is not None
-                self._consumer.seek(TopicPartition(self.topic, partition, offset))
+                self._consumer.seek(partition, offset)
                 self._pause()
+            self._report_lag()
         return self._stop.is_set()
 
     def _pause(self) -> None:
-        partitions = self._consumer.assignment()
-        if partitions:
-            self._consumer.pause(partitions)
+        self._consumer.pause(self._consumer.assignment())
         self._paused = True
 
     def _resume(self) -> None:
         if self._paused:
-            partitions = self._consumer.assignment()
-            if partitions:
-                self._consumer.resume(partitions)
+            self._consumer.resume(self._consumer.assignment())
             self._paused = False
 
-    def _commit(self, batch: Batch) -> None:
-        offsets = [
-            TopicPartition(self.topic, partition, end)
-            for partition, end in batch.ends.items()
-            if partition in self._assigned
-        ]
-        if not offsets:
-            return
-        try:
-            self._consumer.commit(offsets=offsets, asynchronous=False)
-        except KafkaException as exc:
-            # Typically a rebalance in progress: the next owner re-reads these
-            # messages and the idempotent writer ignores them.
-            self._metrics.commit_failed()
-            log.warning("%s: commit refused, messages will be re-delivered: %s", self.group, exc)
-            return
-        for tp in offsets:
-            self._committed[tp.partition] = tp.offset
+    # -- rebalances (called from inside consume) -----------------------------------------
 
-    def _on_assign(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self._assigned.update(tp.partition for tp in partitions)
-        log.info(
-            "%s: assigned partitions %s", self.group, sorted(tp.partition for tp in partitions)
-        )
-        if self._paused and partitions:
+    def assigned(self, partitions: list[int]) -> None:
+        self._assigned.update(partitions)
+        log.info("%s: assigned partitions %s", self.group, sorted(partitions))
+        # librdkafka keeps a partition's pause across a revoke and a new assignment:
+        # set it explicitly, to what the member is doing now.
+        if self._paused:
             self._consumer.pause(partitions)
+        else:
+            self._consumer.resume(partitions)
 
-    def _on_revoke(self, _consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        gone = {tp.partition for tp in partitions}
-        log.info("%s: partitions %s revoked", self.group, sorted(gone))
-        self._revoked_since_poll |= gone
-        # Every written batch is committed before the next consume(), so only
-        # a batch still waiting for the database can be in flight: abandon its
-        # messages from these partitions; their new owner reads them again.
-        if self._in_flight is not None:
-            self._in_flight.drop_partitions(gone)
-        self._assigned -= gone
-        for partition in gone:
+    def revoked(self, partitions: list[int]) -> None:
+        log.info("%s: partitions %s revoked", self.group, sorted(partitions))
+        for partition in partitions:
+            self._epochs[partition] = self._epochs.get(partition, 0) + 1
             self._committed.pop(partition, None)
             self._last_published.pop(partition, None)
+        self._assigned.difference_update(partitions)
+        self._limit.forget(partitions)
 
-    def _report_lag(self) -> None:
+    # -- reporting ---------------------------------------------------------------------
+
+    def _report_lag(self, force: bool = False) -> None:
+        """Set the lag gauges of the partitions this member owns, also while it waits."""
+        now = time.monotonic()
+        if not force and now < self._next_lag_report:
+            return
+        self._next_lag_report = now + self._options.lag_report_s
+        unknown = [p for p in self._assigned if p not in self._committed]
+        if unknown:
+            with contextlib.suppress(BrokerError):  # away: the gauges say what is known
+                self._committed.update(self._consumer.committed(unknown, timeout=2.0))
         messages: dict[int, int] = {}
         seconds: dict[int, float] = {}
-        now = time.time()
+        wall = time.time()
         for partition in sorted(self._assigned):
-            try:
-                _low, high = self._consumer.get_watermark_offsets(
-                    TopicPartition(self.topic, partition), cached=True
-                )
-            except KafkaException:
+            # Paused, the client fetches nothing and its log-end offsets go stale.
+            marks = self._consumer.watermarks(partition, fresh=self._paused)
+            if marks is None:
                 continue
-            if high < 0 or partition not in self._committed:
-                continue
-            behind = max(high - self._committed[partition], 0)
+            low, high = marks
+            committed = self._committed.get(partition)
+            behind = max(high - (committed if committed is not None else low), 0)
             messages[partition] = behind
             # Upper bound: the oldest unread message is newer than the last one read.
             last = self._last_published.get(partition)
-            seconds[partition] = max(now - last, 0.0) if behind and last else 0.0
+            if not behind:
+                seconds[partition] = 0.0
+            elif last is not None:
+                seconds[partition] = max(wall - last, 0.0)
+            else:
+                seconds[partition] = float("nan")  # behind, and nothing read yet: unknown
         self._metrics.lag(self.topic, messages, seconds)
 
     def _close(self) -> None:
-        try:
-            self._consumer.close()  # leaves the group: its partitions move at once
-        except (KafkaException, RuntimeError) as exc:
-            log.warning("%s: closing the consumer: %s", self.group, exc)
+        self._consumer.close()  # leaves the group: its partitions move at once
         self._dead_letters.close()
         log.info("%s: left the group", self.group)

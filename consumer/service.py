@@ -1,25 +1,115 @@
-"""Running one consumer-group member as a process: metrics, signals, the runner loop."""
+"""Running one consumer-group member as a process: its parts built, signals, the runner loop."""
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
+from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
+from consumer.deadletter import DeadLetters
 from consumer.metrics import ConsumerMetrics
-from consumer.runner import GroupRunner, Writer
+from consumer.runner import GroupRunner, RunnerOptions
+from consumer.writer import Writer
 from sshtrail import migrate, search
 from sshtrail.cli.signals import stop_on_signals
 from sshtrail.db import make_engine
 from sshtrail.errors import DatabaseError
+from sshtrail.kafka.adapters import KafkaGroupConsumer, KafkaProducer
+from sshtrail.kafka.config import LARGE_FETCH, client_config
 from sshtrail.settings import Settings
+from sshtrail.statedir import secure
 
 log = logging.getLogger(__name__)
 
 #: A write that takes longer than this is cancelled and retried (PostgreSQL),
 #: so a hung database cannot hold a member past ``max.poll.interval.ms``.
 STATEMENT_TIMEOUT_MS = 60_000
+
+
+def assignment_strategy(settings: Settings) -> str:
+    """librdkafka's ``partition.assignment.strategy`` for the consumer groups: ``auto``
+    is cooperative-sticky, except on the embedded broker, which cannot always finish a
+    cooperative rebalance (docs/decisions.md)."""
+    chosen = settings.consumer.assignment_strategy
+    if chosen != "auto":
+        return chosen
+    return "roundrobin" if settings.embedded_broker else "cooperative-sticky"
+
+
+def incomplete_after(settings: Settings) -> dt.timedelta:
+    """Quiet time after which a session without an end is ``incomplete``: the setting,
+    or the gateway's idle timeout plus five minutes (an hour if that is 0)."""
+    if settings.consumer.incomplete_after_s:
+        return dt.timedelta(seconds=settings.consumer.incomplete_after_s)
+    idle = settings.gateway.idle_timeout_s
+    return dt.timedelta(seconds=idle + 300 if idle else 3600)
+
+
+def group_consumer(settings: Settings, group: str) -> KafkaGroupConsumer:
+    """A member of ``group`` on the sessions topic, committing by hand."""
+    options = settings.consumer
+    static = {"group.instance.id": options.instance_id} if options.instance_id else {}
+    config = client_config(
+        settings,
+        **static,
+        **{
+            "group.id": group,
+            "client.id": f"{group}-{settings.instance}",
+            "enable.auto.commit": False,
+            "enable.auto.offset.store": False,
+            "auto.offset.reset": "earliest",
+            "partition.assignment.strategy": assignment_strategy(settings),
+            "max.poll.interval.ms": options.max_poll_interval_ms,
+            "session.timeout.ms": options.session_timeout_ms,
+            "max.partition.fetch.bytes": 4 << 20,
+            **LARGE_FETCH,
+        },
+    )
+    return KafkaGroupConsumer(config, settings.kafka.topic)
+
+
+def dead_letters(settings: Settings, group: str) -> DeadLetters:
+    producer = KafkaProducer(
+        client_config(
+            settings,
+            **{
+                "enable.idempotence": True,
+                "acks": "all",
+                "linger.ms": 5,
+                # Whatever the sessions topic took must fit; the broker has the last word.
+                "message.max.bytes": 1_000_000_000,
+            },
+        )
+    )
+    return DeadLetters(producer, settings.kafka.dlq_topic, group)
+
+
+def runner_options(settings: Settings) -> RunnerOptions:
+    options = settings.consumer
+    return RunnerOptions(
+        batch_size=options.batch_size,
+        batch_wait_s=options.batch_wait_ms / 1000,
+        retry_initial_s=options.retry_initial_ms / 1000,
+        retry_max_s=max(options.retry_max_ms, options.retry_initial_ms) / 1000,
+        dead_letter_max_consecutive=options.dead_letter_max_consecutive,
+        dead_letter_max_ratio=options.dead_letter_max_ratio,
+    )
+
+
+def build_runner(
+    settings: Settings, group: str, writer: Writer, metrics: ConsumerMetrics
+) -> GroupRunner:
+    return GroupRunner(
+        group_consumer(settings, group),
+        group=group,
+        writer=writer,
+        dead_letters=dead_letters(settings, group),
+        metrics=metrics,
+        options=runner_options(settings),
+    )
 
 
 def open_database(settings: Settings) -> Engine:
@@ -49,9 +139,8 @@ def member_engine(url: str) -> Engine:
     """A member's engine. No pre-ping: the runner retries a failed batch."""
     if url.startswith("postgres"):
         options = f"-c statement_timeout={STATEMENT_TIMEOUT_MS}"
-        return make_engine(
-            url, pre_ping=False, connect_args={"connect_timeout": 10, "options": options}
-        )
+        connect: dict[str, Any] = {"connect_timeout": 10, "options": options}
+        return make_engine(url, pre_ping=False, connect_args=connect)
     return make_engine(url, pre_ping=False)
 
 
@@ -59,13 +148,14 @@ def run_member(
     settings: Settings, group: str, writer: Writer, metrics_port: int | None, what: str
 ) -> int:
     """Run a member of ``group`` until SIGTERM or SIGINT; returns the exit status."""
+    secure(settings.state_path)
     metrics = ConsumerMetrics(group)
     port = settings.consumer.metrics_port if metrics_port is None else metrics_port
     served = ""
     if port:
         bound = metrics.serve(settings.consumer.metrics_listen, port)
         served = f"; metrics on http://{settings.consumer.metrics_listen}:{bound}/metrics"
-    runner = GroupRunner(settings, group, writer, metrics)
+    runner = build_runner(settings, group, writer, metrics)
 
     def stop(name: str) -> None:
         log.info("%s: finishing the batch in hand, then leaving the group", name)

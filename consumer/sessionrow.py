@@ -1,146 +1,164 @@
 """How a ``sessions`` row follows from the chunks stored for it (pure, no I/O).
 
 The store feeds each newly stored chunk to :meth:`SessionRow.add`, in any
-order; the row keeps what an auditor filters on and what completeness needs:
+order; the row (a :class:`~sshtrail.models.SessionRecord`, the model's own
+dataclass) keeps what an auditor filters on and what completeness needs:
 metadata from ``start``, what was asked for from the first ``exec`` (a
 shell, a command, a subsystem or a forwarded connection), the outcome from
-``exit`` and ``end``, the list of missing seqs, the status, and whether the
-chain checked out as it arrived.
+``exit`` and ``end``, the list of missing seqs, the status, whether the
+chain checked out as it arrived, and what the masked input looks like.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import uuid
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields
-from typing import Any
+from typing import Any, cast
+
+from sqlalchemy import Table
 
 from sshtrail.chain import end_signature_valid
 from sshtrail.events import End, Exec, Exit, Start
-from sshtrail.models import SessionStatus
+from sshtrail.maskedinput import MaskedInputTracker
+from sshtrail.models import SessionRecord, SessionStatus
 from sshtrail.wire import GENESIS, Chunk
 
-#: Lengths of the bounded text columns (sshtrail/models.py); longer values are cut.
-_TEXT_LIMIT = 255
-_SIGNAL_LIMIT = 64
+SESSIONS = cast(Table, SessionRecord.__table__)
+#: Every column of the row, in table order: what the store reads and writes.
+COLUMNS = [column.name for column in SESSIONS.columns]
+#: Text columns are cut to their length (SessionText cuts again after escaping).
+_LIMITS = {
+    column.name: column.type.length  # type: ignore[attr-defined]
+    for column in SESSIONS.columns
+    if getattr(column.type, "length", None)
+}
 
 
-@dataclass(slots=True)
 class SessionRow:
-    """The derived columns of one ``sessions`` row, as the store reads and writes them."""
+    """The derived columns of one ``sessions`` row, updated chunk by chunk."""
 
-    id: uuid.UUID
-    operator: str | None = None
-    client: str | None = None
-    target: str | None = None
-    target_host: str | None = None
-    target_port: int | None = None
-    target_user: str | None = None
-    gateway: str | None = None
-    term: str | None = None
-    request: str | None = None
-    command: str | None = None
-    started_at: dt.datetime | None = None
-    ended_at: dt.datetime | None = None
-    last_chunk_at: dt.datetime | None = None
-    status: str = SessionStatus.ACTIVE
-    exit_status: int | None = None
-    exit_signal: str | None = None
-    end_reason: str | None = None
-    bytes_in: int = 0
-    bytes_out: int = 0
-    chunk_count: int = 0
-    last_seq: int | None = None
-    gaps: list[list[int]] = field(default_factory=list)
-    #: While chunks arrive in order: the digest of the newest one (the chain's
-    #: head); None once they did not, which leaves the check to a full verify.
-    final_digest: bytes | None = None
-    signature: bytes | None = None
-    signing_key: bytes | None = None
-    verified: bool | None = None
+    __slots__ = ("record",)
+
+    def __init__(self, record: SessionRecord) -> None:
+        self.record = record
 
     @classmethod
     def from_mapping(cls, row: Mapping[Any, Any]) -> SessionRow:
-        return cls(**{f.name: row[f.name] for f in fields(cls)})
+        return cls(SessionRecord(**{name: row[name] for name in COLUMNS}))
 
-    def as_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+    def values(self) -> dict[str, Any]:
+        """Every column's value, for an UPDATE."""
+        record = self.record
+        return {name: getattr(record, name) for name in COLUMNS}
 
     @property
     def complete(self) -> bool:
         """End seen and nothing missing: the chain can be judged."""
-        return self.end_reason is not None and not self.gaps
+        return self.record.end_reason is not None and not self.record.gaps
 
     @property
     def needs_full_verify(self) -> bool:
         """Complete, but the chunks did not arrive in order, so links were not checked."""
-        return self.complete and self.verified is None and self.final_digest is None
+        record = self.record
+        return self.complete and record.verified is None and record.final_digest is None
 
     def add(self, chunk: Chunk, published_at: dt.datetime) -> None:
         """Take one chunk that was not stored before."""
+        record = self.record
         self._link(chunk)
-        self.chunk_count += 1
-        if self.last_chunk_at is None or published_at > self.last_chunk_at:
-            self.last_chunk_at = published_at
+        record.chunk_count += 1
+        if record.last_chunk_at is None or published_at > record.last_chunk_at:
+            record.last_chunk_at = published_at
+        tracker = self._masked_tracker()
         for event in chunk.events:
+            tracker.feed(event)
             if isinstance(event, Start):
                 self._start(event)
-            elif isinstance(event, Exec) and self.request is None:
-                self.request = event.mode
-                self.command = _cut(event.command.decode("utf-8", "replace"))
+            elif isinstance(event, Exec) and record.request is None:
+                record.request = event.mode
+                record.command = _cut(event.command.decode("utf-8", "replace"), "command")
             elif isinstance(event, Exit):
-                self.exit_status = event.status
-                self.exit_signal = _cut(event.signal, _SIGNAL_LIMIT)
+                record.exit_status = event.status
+                record.exit_signal = _cut(event.signal, "exit_signal")
             elif isinstance(event, End):
                 self._end(chunk, event, published_at)
-        self.status = self._status()
+        self._keep_masked(tracker)
+        record.status = self._status()
+
+    def quarantine(self, reason: str) -> None:
+        """Chunks of this session were refused by the database: say so, for good."""
+        self.record.quarantine_reason = self.record.quarantine_reason or reason
+        self.record.status = self._status()
 
     def _link(self, chunk: Chunk) -> None:
         """Track gaps and, while chunks come in order, the hash chain."""
-        seq, last = chunk.seq, self.last_seq
+        record = self.record
+        seq, last = chunk.seq, record.last_seq
         in_order = seq == (0 if last is None else last + 1)
-        if in_order and (seq == 0 or self.final_digest is not None):
-            expected = GENESIS if seq == 0 else self.final_digest
+        if in_order and (seq == 0 or record.final_digest is not None):
+            expected = GENESIS if seq == 0 else record.final_digest
             if chunk.prev != expected:
-                self.verified = False  # a link is broken: stays so
-            self.final_digest = chunk.digest
+                record.verified = False  # a link is broken: stays so
+            record.final_digest = chunk.digest
         else:
-            self.final_digest = None
+            record.final_digest = None
         if last is None or seq > last:
             first_missing = 0 if last is None else last + 1
             if seq > first_missing:
-                self.gaps.append([first_missing, seq - 1])
-            self.last_seq = seq
+                record.gaps = [*record.gaps, [first_missing, seq - 1]]
+            record.last_seq = seq
         else:
-            self.gaps = _fill(self.gaps, seq)
+            record.gaps = _fill(record.gaps, seq)
 
     def _start(self, start: Start) -> None:
-        self.operator = _cut(start.operator)
-        self.client = _cut(start.client)
-        self.target = _cut(start.target)
-        self.target_host = _cut(start.host)
-        self.target_port = start.port
-        self.target_user = _cut(start.user)
-        self.gateway = _cut(start.gateway)
-        self.term = _cut(start.term)
-        self.started_at = dt.datetime.fromtimestamp(start.started_at / 1e9, dt.UTC)
+        record = self.record
+        record.operator = _cut(start.operator, "operator")
+        record.client = _cut(start.client, "client")
+        record.target = _cut(start.target, "target")
+        record.target_host = _cut(start.host, "target_host")
+        record.target_port = start.port
+        record.target_user = _cut(start.user, "target_user")
+        record.gateway = _cut(start.gateway, "gateway")
+        record.term = _cut(start.term, "term")
+        record.started_at = dt.datetime.fromtimestamp(start.started_at / 1e9, dt.UTC)
 
     def _end(self, chunk: Chunk, end: End, published_at: dt.datetime) -> None:
-        self.end_reason = end.reason
-        self.bytes_in, self.bytes_out = end.bytes_in, end.bytes_out
-        self.signature, self.signing_key = chunk.signature, end.key
-        if self.started_at is not None:
-            self.ended_at = self.started_at + dt.timedelta(microseconds=end.t // 1000)
+        record = self.record
+        record.end_reason = end.reason
+        record.bytes_in, record.bytes_out = end.bytes_in, end.bytes_out
+        record.signature, record.signing_key = chunk.signature, end.key
+        if record.started_at is not None:
+            record.ended_at = record.started_at + dt.timedelta(microseconds=end.t // 1000)
         else:  # the start chunk is not stored yet: publication is the best estimate
-            self.ended_at = published_at
-        if self.verified is not False and self.final_digest is not None:
-            self.verified = end_signature_valid(chunk)
+            record.ended_at = published_at
+        if record.verified is not False and record.final_digest is not None:
+            record.verified = end_signature_valid(chunk)
+
+    def _masked_tracker(self) -> MaskedInputTracker:
+        record = self.record
+        return MaskedInputTracker(
+            record.masked_bytes,
+            record.masked_lines,
+            record.masked_run,
+            record.masked_input,
+            record.input_line or "",
+        )
+
+    def _keep_masked(self, tracker: MaskedInputTracker) -> None:
+        record = self.record
+        record.masked_bytes, record.masked_lines = tracker.masked_bytes, tracker.masked_lines
+        record.masked_run, record.masked_input = tracker.masked_run, tracker.verdict
+        record.input_line = tracker.input_line or None
 
     def _status(self) -> str:
-        if self.gaps:
+        record = self.record
+        if record.quarantine_reason is not None:
+            return SessionStatus.QUARANTINED
+        if record.gaps:
             return SessionStatus.INCOMPLETE
-        if self.end_reason is not None:
+        if record.end_reason is not None:
+            if record.end_reason.startswith("refused"):
+                return SessionStatus.REFUSED
             return SessionStatus.CLOSED
         return SessionStatus.ACTIVE
 
@@ -159,5 +177,5 @@ def _fill(gaps: list[list[int]], seq: int) -> list[list[int]]:
     return filled
 
 
-def _cut(text: str | None, limit: int = _TEXT_LIMIT) -> str | None:
-    return text[:limit] if text is not None else None
+def _cut(text: str | None, column: str) -> str | None:
+    return text[: _LIMITS[column]] if text is not None else None

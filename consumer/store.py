@@ -26,9 +26,9 @@ from sqlalchemy.engine import Connection
 
 from consumer.messages import Received
 from consumer.pgcopy import copy_chunks, track_staging_table
-from consumer.runner import Written
-from consumer.sessionrow import SessionRow
+from consumer.sessionrow import COLUMNS, SessionRow
 from consumer.transaction import Transaction, locked_rows
+from consumer.writer import Written
 from sshtrail import queries
 from sshtrail.chain import Status, verify_chain
 from sshtrail.models import ChunkRecord, SessionRecord, SessionStatus
@@ -37,7 +37,7 @@ log = logging.getLogger(__name__)
 
 SESSIONS = cast(Table, SessionRecord.__table__)
 CHUNKS = cast(Table, ChunkRecord.__table__)
-_ROW_COLUMNS = [SESSIONS.c[name] for name in SessionRow.__slots__]
+_ROW_COLUMNS = [SESSIONS.c[name] for name in COLUMNS]
 
 
 class StoreWriter:
@@ -71,6 +71,10 @@ class StoreWriter:
             self._update_sessions(conn, [r for key, r in unique.items() if key in new])
         return Written(len(new), len(chunks) - len(new))
 
+    def background(self, budget_s: float) -> bool:
+        """Nothing is ever left for later: every batch is written whole."""
+        return False
+
     def housekeeping(self) -> None:
         """Mark sessions that went silent without an end ``incomplete``."""
         cutoff = self._clock() - self._incomplete_after
@@ -91,18 +95,17 @@ class StoreWriter:
     def _transaction(self, what: str) -> Transaction:
         return Transaction(self._engine, what)
 
+    def quarantine(self, session_id: uuid.UUID, reason: str, chunks: Sequence[Received]) -> None:
+        """Mark the session quarantined (its refused ``chunks`` go to the dead-letter topic)."""
+        with self._transaction("quarantine") as conn:
+            self._ensure_sessions(conn, {session_id})
+            [found] = locked_rows(conn, _ROW_COLUMNS, SESSIONS.c.id, [session_id])
+            row = SessionRow.from_mapping(found)
+            row.quarantine(reason)
+            self._save(conn, [row])
+
     def _ensure_sessions(self, conn: Connection, ids: set[uuid.UUID]) -> None:
-        rows = [
-            {
-                "id": sid,
-                "status": SessionStatus.ACTIVE,
-                "bytes_in": 0,
-                "bytes_out": 0,
-                "chunk_count": 0,
-                "gaps": [],
-            }
-            for sid in sorted(ids)
-        ]
+        rows = [SessionRow(SessionRecord(id=sid)).values() for sid in sorted(ids)]
         conn.execute(self._insert(SESSIONS).on_conflict_do_nothing(index_elements=["id"]), rows)
 
     def _insert_chunks(
@@ -134,7 +137,7 @@ class StoreWriter:
             by_session.setdefault(received.chunk.session_id, []).append(received)
         # Sorted ids: concurrent members lock rows in the same order (no deadlock).
         locked = locked_rows(conn, _ROW_COLUMNS, SESSIONS.c.id, sorted(by_session))
-        rows = {row.id: row for row in map(SessionRow.from_mapping, locked)}
+        rows = {row.record.id: row for row in map(SessionRow.from_mapping, locked)}
         for session_id, chunks in by_session.items():
             row = rows[session_id]
             for received in sorted(chunks, key=lambda r: r.chunk.seq):
@@ -142,17 +145,21 @@ class StoreWriter:
         for row in rows.values():
             if row.needs_full_verify:
                 self._verify_stored(conn, row)
+        self._save(conn, list(rows.values()))
+
+    def _save(self, conn: Connection, rows: list[SessionRow]) -> None:
         if rows:
-            changes = [{"row_id": row.id, **row.as_dict()} for row in rows.values()]
+            changes = [{"row_id": row.record.id, **row.values()} for row in rows]
             for change in changes:
                 del change["id"]  # the key is matched, not set
             conn.execute(update(SESSIONS).where(SESSIONS.c.id == bindparam("row_id")), changes)
 
     def _verify_stored(self, conn: Connection, row: SessionRow) -> None:
         """Check a session whose chunks came out of order, from what is stored."""
-        keys = [row.signing_key] if row.signing_key else []
-        verdict = verify_chain(queries.stored_chunks(conn, row.id), keys)
-        row.verified = verdict.status == Status.OK
-        row.final_digest = verdict.final_digest
-        if not row.verified:
-            log.warning("session %s: stored chain does not verify: %s", row.id, verdict.detail)
+        record = row.record
+        keys = [record.signing_key] if record.signing_key else []
+        verdict = verify_chain(queries.stored_chunks(conn, record.id), keys)
+        record.verified = verdict.status == Status.OK
+        record.final_digest = verdict.final_digest
+        if not record.verified:
+            log.warning("session %s: stored chain does not verify: %s", record.id, verdict.detail)

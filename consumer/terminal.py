@@ -5,14 +5,24 @@ was, so escape sequences, carriage returns, backspaces, line editing, tab
 completion and history recall are resolved the way they were on screen:
 
 * an **output line** is taken when the cursor leaves it by a line feed, with
-  the rows it soft-wrapped over joined back into one line;
+  the rows it soft-wrapped over joined back into one line; a line longer than
+  :data:`MAX_LINE` is indexed whole, in pieces that overlap by
+  :data:`OVERLAP` characters, and text a carriage return let the program
+  write over (``secret\\rcovered``) is indexed too;
 * a **command** is taken at the line feed that follows an Enter the operator
   typed: the line as the shell finally drew it, minus the prompt that was on
   screen when the operator started typing it. That line is indexed once, as
   the command, not again as output.
 
-Nothing the operator typed is read directly -- only what the terminal showed --
-so input the recorder masked (no echo) can never become a command.
+In a PTY session nothing the operator typed is read directly -- only what the
+terminal showed -- so input the recorder masked (no echo) can never become
+a command. A session without a PTY (``printf 'cmd\\n' | ssh -T ...``) has no
+echo to read: its input lines are the commands.
+
+Costs are bounded and linear (``consumer/plaintext.py``): the screen is at
+most :data:`MAX_COLUMNS` x :data:`MAX_ROWS` whatever the recording claims,
+bulk text mostly bypasses the emulator, and no line or input is held beyond
+:data:`MAX_LINE` characters.
 """
 
 from __future__ import annotations
@@ -23,12 +33,23 @@ from typing import Any, Literal
 import pyte
 from pyte import modes
 
-Kind = Literal["output", "command", "meta"]
+from consumer.plaintext import prepared, skip_of_run, split_lines
+
+Kind = Literal["output", "command", "meta", "input"]
 
 #: Screen width for sessions without a PTY: their lines are not wrapped by anyone.
-NO_PTY_COLUMNS = 4096
-#: A line longer than this is cut when indexed (a runaway line is not a document).
+NO_PTY_COLUMNS = 1000
+#: The largest screen emulated, whatever size a recording claims (the gateway grants
+#: no more by default: ``gateway.terminal_max_columns`` / ``_rows``).
+MAX_COLUMNS = 1000
+MAX_ROWS = 500
+#: A line is indexed in pieces of at most this many characters ...
 MAX_LINE = 4096
+#: ... each repeating the last characters of the one before, so that what spans
+#: two pieces is still found (up to this length).
+OVERLAP = 64
+#: Versions of one line that carriage returns overwrote, kept at most.
+MAX_OVERWRITTEN = 4
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,12 +61,24 @@ class Found:
     t: int
 
 
-class _Screen(pyte.Screen):
-    """A pyte screen that reports each line feed, telling soft wraps from real ones."""
+class _NoDirty(set[int]):
+    """pyte's record of changed rows, which nothing here reads: kept empty, for free."""
 
-    def __init__(self, columns: int, lines: int, on_linefeed: Any) -> None:
+    def add(self, _y: int) -> None:
+        pass
+
+    def update(self, *_rows: Any) -> None:
+        pass
+
+
+class _Screen(pyte.Screen):
+    """A pyte screen that reports line feeds (telling soft wraps from real ones) and
+    carriage returns."""
+
+    def __init__(self, columns: int, lines: int, terminal: Terminal) -> None:
         super().__init__(columns, lines)
-        self._on_linefeed = on_linefeed
+        self.dirty = _NoDirty()
+        self._terminal = terminal
         self._drawing = False
 
     def draw(self, data: str) -> None:
@@ -56,8 +89,13 @@ class _Screen(pyte.Screen):
             self._drawing = False
 
     def linefeed(self) -> None:
-        self._on_linefeed(self.cursor.y, self._drawing)
+        self._terminal.linefeed(self.cursor.y, self._drawing)
         super().linefeed()
+
+    def carriage_return(self) -> None:
+        if not self._drawing:
+            self._terminal.carriage_return(self.cursor.y)
+        super().carriage_return()
 
     def row(self, y: int) -> str:
         """The text of row ``y`` as displayed (wide characters once)."""
@@ -69,24 +107,37 @@ class _Screen(pyte.Screen):
 
 
 class Terminal:
-    """One session's screen. Feed it events in order; collect :attr:`found`."""
+    """One session's screen. Feed it events in order; collect :attr:`found`.
 
-    def __init__(self, columns: int, rows: int, pty: bool) -> None:
-        columns = columns if pty and columns > 0 else NO_PTY_COLUMNS
-        rows = rows if pty and rows > 0 else 24
-        self._screen = _Screen(columns, rows, self._linefeed)
+    ``input_kind`` says what the input lines of a session without a PTY are:
+    ``command`` for a shell, ``input`` for data given to a command, None to
+    leave them out.
+    """
+
+    def __init__(
+        self, columns: int, rows: int, pty: bool, input_kind: Kind | None = "command"
+    ) -> None:
+        columns = min(columns, MAX_COLUMNS) if pty and columns > 0 else NO_PTY_COLUMNS
+        rows = min(rows, MAX_ROWS) if pty and rows > 0 else 24
+        self._screen = _Screen(columns, rows, self)
         if not pty:
             self._screen.set_mode(modes.LNM)  # bare "\n" output starts a new line
         self._stream = pyte.ByteStream(self._screen)
         self._pty = pty
-        self._wrapped = ""  # rows of the current line that soft-wrapped so far
+        self._input_kind = input_kind
+        self._line = _Line(self)  # rows of the current line that soft-wrapped so far
+        self._skipped: tuple[int, str] | None = None  # text drawn past, and its column
+        self._overwritten: list[str] = []
         self._prompt: str | None = None  # the line's text before the first key
         self._enter = False  # an Enter was typed; its line feed ends a command
         self._enter_t = 0  # when: a command's offset is when it was entered
+        self._typed = bytearray()  # a session without a PTY: the input line so far
         self._t = 0
         self._pending: list[bytes] = []
         self._pending_t = 0
         self.found: list[Found] = []
+
+    # -- what the session did ------------------------------------------------------
 
     def output(self, data: bytes, t: int) -> None:
         """Bytes the session showed. Runs of them are fed to the screen at once
@@ -98,12 +149,15 @@ class Terminal:
         """Feed the output held back so far; what it completes lands in :attr:`found`."""
         if self._pending:
             self._t = self._pending_t
-            self._stream.feed(b"".join(self._pending))
+            data = prepared(b"".join(self._pending))
             self._pending.clear()
+            self._feed(data)
 
     def input(self, data: bytes, t: int) -> None:
-        """Keys the operator typed: only marks where a command starts and ends."""
+        """Keys the operator typed: where a command starts and ends (PTY), or the
+        commands themselves (no PTY)."""
         if not self._pty:
+            self._input_lines(data, t)
             return
         enter = b"\r" in data or b"\n" in data
         if self._prompt is None or self._enter or enter:
@@ -111,14 +165,14 @@ class Terminal:
         self._t = t
         if self._prompt is None:
             y, x = self._screen.cursor.y, self._screen.cursor.x
-            self._prompt = (self._wrapped + self._screen.row(y))[: len(self._wrapped) + x]
+            self._prompt = (self._line.text + self._screen.row(y))[: len(self._line.text) + x]
         if not self._enter and enter:
             self._enter, self._enter_t = True, t
 
     def resize(self, columns: int, rows: int) -> None:
         self.flush()
         if self._pty and columns > 0 and rows > 0:
-            self._screen.resize(rows, columns)
+            self._screen.resize(min(rows, MAX_ROWS), min(columns, MAX_COLUMNS))
 
     def finish(self, t: int) -> None:
         """The session ended: the line the cursor is on counts as seen."""
@@ -126,16 +180,56 @@ class Terminal:
         self._t = t
         self._enter = False
         self._take(self._screen.cursor.y)
+        if self._typed:
+            self._typed_line(bytes(self._typed), t)
+            self._typed.clear()
 
-    def _linefeed(self, y: int, soft: bool) -> None:
+    # -- feeding the emulator cheaply ------------------------------------------------
+
+    def _feed(self, data: bytes) -> None:
+        screen = self._screen
+        if self._pty:
+            lines = split_lines(data, screen.lines)
+            if lines is not None:
+                self._stream.feed(lines.head)
+                for line in lines.lines:
+                    self._line.add(line)
+                    self._line.end(self._t)
+                self._feed(lines.tail)
+                return
+        skip = skip_of_run(data, screen.columns, screen.lines)
+        if skip is not None:
+            self._stream.feed(skip.before)
+            self._skipped = (screen.cursor.x, skip.skipped)
+            self._feed(skip.after)
+            return
+        self._stream.feed(data)
+
+    # -- what the screen reports -----------------------------------------------------
+
+    def linefeed(self, y: int, soft: bool) -> None:
         if soft:
-            self._wrapped += self._screen.row(y)
+            row = self._screen.row(y)
+            if self._skipped is not None:  # the text drawn past belongs in this row
+                x, text = self._skipped
+                row, self._skipped = row[:x] + text + row[x:], None
+            self._line.add(row)
             return
         self._take(y)
 
+    def carriage_return(self, y: int) -> None:
+        """A carriage return on a row that has text: what later output writes over it
+        would be lost to the screen, so the row as it is now is kept as a candidate."""
+        if self._prompt is None and len(self._overwritten) < MAX_OVERWRITTEN:
+            row = self._screen.row(y).rstrip()
+            if row and row not in self._overwritten:
+                self._overwritten.append(row)
+
     def _take(self, y: int) -> None:
-        line = (self._wrapped + self._screen.row(y)).rstrip()
-        self._wrapped = ""
+        self._line.add(self._screen.row(y))
+        line = self._line.text.rstrip()
+        self._line.reset()
+        overwritten, self._overwritten = self._overwritten, []
         prompt, self._prompt = self._prompt, None
         if self._enter:
             self._enter = False
@@ -145,5 +239,56 @@ class Terminal:
             if command.strip():  # the command line is one document: the command
                 self.found.append(Found("command", command.strip()[:MAX_LINE], self._enter_t))
                 return
+        for earlier in overwritten:
+            if earlier not in line:
+                self.found.append(Found("output", earlier[:MAX_LINE], self._t))
+        self._line.emit(line, self._t)
+
+    # -- input without a PTY -----------------------------------------------------------
+
+    def _input_lines(self, data: bytes, t: int) -> None:
+        if self._input_kind is None:
+            return
+        self._typed += data
+        while (end := self._typed.find(b"\n")) >= 0:
+            line, self._typed = bytes(self._typed[:end]), self._typed[end + 1 :]
+            self._typed_line(line, t)
+        if len(self._typed) > MAX_LINE:
+            self._typed_line(bytes(self._typed[: MAX_LINE - OVERLAP]), t)
+            del self._typed[: MAX_LINE - 2 * OVERLAP]
+
+    def _typed_line(self, line: bytes, t: int) -> None:
+        text = line.decode("utf-8", "replace").rstrip("\r").strip()
+        if not text or self._input_kind is None:
+            return
+        if any(ord(c) < 0x20 and c != "\t" for c in text):
+            return  # binary data given to a command, not a line of text
+        self.found.append(Found(self._input_kind, text[:MAX_LINE], t))
+
+
+class _Line:
+    """The text of the line the cursor is on, across soft wraps; pieces of it are
+    indexed as it grows past :data:`MAX_LINE`, so it is never held whole."""
+
+    def __init__(self, terminal: Terminal) -> None:
+        self._terminal = terminal
+        self.text = ""
+
+    def add(self, row: str) -> None:
+        self.text += row
+        while len(self.text) > MAX_LINE + OVERLAP:
+            piece = self.text[:MAX_LINE]
+            self._terminal.found.append(Found("output", piece, self._terminal._t))
+            self.text = self.text[MAX_LINE - OVERLAP :]
+
+    def end(self, t: int) -> None:
+        """A complete line taken without the screen (``plaintext.split_lines``)."""
+        line, self.text = self.text, ""
+        self.emit(line, t)
+
+    def emit(self, line: str, t: int) -> None:
         if line.strip():
-            self.found.append(Found("output", line[:MAX_LINE], self._t))
+            self._terminal.found.append(Found("output", line[:MAX_LINE], t))
+
+    def reset(self) -> None:
+        self.text = ""

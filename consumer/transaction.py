@@ -1,4 +1,12 @@
-"""A database transaction whose failures reach the runner as retryable errors."""
+"""A database transaction whose failures reach the runner classified.
+
+A data or integrity error (a value the column cannot hold, a constraint the
+row breaks) is the fault of what is being written: retrying it would stall
+the group for good, so it becomes an :class:`~sshtrail.errors.UnstorableError`
+and the runner quarantines the chunks at fault. Every other failure (the
+database away, a deadlock, a timeout, a missing table) is the system's and
+becomes a retryable :class:`~sshtrail.errors.DatabaseError`.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +18,7 @@ from sqlalchemy import ColumnElement, Engine, RowMapping, select
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
-from sshtrail.errors import DatabaseError
+from sshtrail.errors import DatabaseError, UnstorableError
 
 
 class Transaction:
@@ -40,10 +48,11 @@ class Transaction:
             raise _database_error(self._what, value) from None
 
 
-def _database_error(what: str, exc: Exception) -> DatabaseError:
-    # Every database failure is retried: a stalled group loses nothing, a
-    # skipped batch would. The message says which, for the operator.
+def _database_error(what: str, exc: Exception) -> DatabaseError | UnstorableError:
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    if isinstance(exc, sa_exc.DataError | sa_exc.IntegrityError):
+        return UnstorableError(f"the database refused the data ({what}): {detail}")
+    # Retried without limit: a stalled group loses nothing, a skipped batch would.
     return DatabaseError(f"database {what} failed: {type(exc).__name__}: {detail}")
 
 

@@ -10,19 +10,15 @@ input, the bytes back as output, and the end with its reason.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
-from typing import TYPE_CHECKING
 
 import asyncssh
 from asyncssh.channel import SSHChannel
 
+from producer.channel import ChannelHost, Relay, Side, TargetSide
 from producer.recorder import Recorder
-from producer.relay import Held, Side, TargetSide, describe_error
-
-if TYPE_CHECKING:
-    from producer.gateway import Connection
+from producer.upstream import describe_error
 
 log = logging.getLogger(__name__)
 
@@ -45,26 +41,22 @@ class _TargetEnd(TargetSide, asyncssh.SSHTCPSession[bytes]):
         return True  # the other direction may still be sending
 
 
-class Forward(Held, asyncssh.SSHTCPSession[bytes]):
+class Forward(Relay, asyncssh.SSHTCPSession[bytes]):
     """The operator's side of a forwarded connection, and its recording."""
 
     CLIENT_CLOSED = "client closed the connection"
 
-    def __init__(self, connection: Connection, recorder: Recorder | None, where: str) -> None:
-        self._connection = connection
-        self.recorder = recorder
+    def __init__(self, host: ChannelHost, recorder: Recorder | None, where: str) -> None:
+        super().__init__(host, recorder)
         self.where = where
         #: The operator's channel, from connection_made on; until then what the
         #: destination sends, its EOF, a hold or a close wait for it.
         self.chan: asyncssh.SSHTCPChannel[bytes] | None = None
         self.target: asyncssh.SSHTCPChannel[bytes] | None = None
         self.target_end = _TargetEnd(self)
-        self._held: dict[Side, set[str]] = {}
         self._early: list[bytes] = []  # from the destination before our channel opened
         self._closing = False  # asked to close before our channel opened
         self._eof_early = False  # the destination's EOF came before it
-        self._end_reason = self.CLIENT_CLOSED
-        self.last_activity = asyncio.get_running_loop().time()
 
     def channel(self, side: Side) -> SSHChannel[bytes] | None:
         return self.chan if side == "operator" else self.target
@@ -88,14 +80,14 @@ class Forward(Held, asyncssh.SSHTCPSession[bytes]):
             chan.close()
         log.info(
             "%s: session %s forwards to %s",
-            self._connection.describe(),
+            self._host.describe(),
             self.session_id,
             self.where,
         )
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         """Bytes from the operator towards the destination."""
-        self.last_activity = asyncio.get_running_loop().time()
+        self.touched()
         if self.recorder is not None:
             self.recorder.input(data)
         if self.target is not None:
@@ -104,7 +96,7 @@ class Forward(Held, asyncssh.SSHTCPSession[bytes]):
 
     def from_target(self, data: bytes) -> None:
         """Bytes from the destination back to the operator."""
-        self.last_activity = asyncio.get_running_loop().time()
+        self.touched()
         if self.recorder is not None:
             self.recorder.output(data)
         if self.chan is None:

@@ -16,10 +16,14 @@ from __future__ import annotations
 
 import re
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Final
 
-from sshtrail.events import Event, Input, MaskedInput, Output
+from sshtrail.events import Event, Input, MaskedInput, Output, SealedInput
+
+#: Seals masked bytes typed at ``t`` to the escrow key (``sshtrail/escrow.py``).
+Seal = Callable[[bytes, int], bytes]
 
 #: What a terminal may print before the echo: escape sequences (cursor moves,
 #: colours) and line ends (the echo of an Enter typed before).
@@ -43,8 +47,9 @@ class _Typed:
 class EchoMasker:
     """Orders a PTY session's events and masks the input that was not echoed."""
 
-    def __init__(self, window_ns: int) -> None:
+    def __init__(self, window_ns: int, seal: Seal | None = None) -> None:
         self.window_ns = window_ns
+        self._seal = seal
         self._held: deque[_Typed | Event] = deque()
         self._held_bytes = 0
 
@@ -113,6 +118,14 @@ class EchoMasker:
         self._held.append(item)
         self._held_bytes += len(getattr(item, "data", b""))
 
+    def _verdict(self, typed: _Typed) -> Event:
+        """What typed bytes become in the recording: echoed, masked, or sealed."""
+        if typed.verdict:
+            return Input(typed.t, typed.data)
+        if self._seal is not None:
+            return SealedInput(typed.t, len(typed.data), self._seal(typed.data, typed.t))
+        return MaskedInput(typed.t, len(typed.data))
+
     def _decide_all(self, verdict: bool) -> None:
         for item in self._held:
             if isinstance(item, _Typed) and item.verdict is None:
@@ -125,11 +138,7 @@ class EchoMasker:
             if isinstance(head, _Typed):
                 if head.verdict is None:
                     break
-                ready.append(
-                    Input(head.t, head.data)
-                    if head.verdict
-                    else MaskedInput(head.t, len(head.data))
-                )
+                ready.append(self._verdict(head))
             else:
                 ready.append(head)
             self._held.popleft()

@@ -15,14 +15,14 @@ from dataclasses import dataclass
 
 import asyncssh
 
-from sshtrail.errors import ConfigError
+from sshtrail.errors import ConfigError, InvalidError
 from sshtrail.settings import OperatorSettings, Settings, TargetSettings
 
 #: scrypt parameters for new password hashes (about 50 ms and 16 MiB per check).
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 
-class Refused(Exception):
+class Refused(InvalidError):
     """A login or session is not allowed; ``message`` is shown to the operator."""
 
     def __init__(self, message: str, reason: str) -> None:
@@ -58,6 +58,7 @@ class Policy:
 
     def __init__(self, settings: Settings, client_keys: dict[str, asyncssh.SSHKey]) -> None:
         self._operators = {operator.name: operator for operator in settings.operators}
+        self._dummy = hash_password(os.urandom(16).hex())
         self._authorized: dict[str, asyncssh.SSHAuthorizedKeys] = {}
         for operator in settings.operators:
             setting = f"operators.{operator.name}"
@@ -110,11 +111,19 @@ class Policy:
         allowed = self._operators[operator].targets
         return sorted(self._targets) if "*" in allowed else sorted(allowed)
 
+    @property
+    def passwords_in_use(self) -> bool:
+        """Whether any operator may log in with a password: then every name is
+        offered password logins, so what is offered tells nothing about a name."""
+        return any(operator.password_hash for operator in self._operators.values())
+
     def check_password(self, operator: str, password: str) -> bool:
+        """Whether ``password`` is ``operator``'s. Costs the same whether or not the
+        operator exists or has a password (a dummy hash is checked then): timing
+        tells nothing about names. Slow on purpose (scrypt): call off the event loop."""
         entry = self._operators.get(operator)
-        return bool(entry and entry.password_hash) and verify_password(
-            entry.password_hash if entry else "", password
-        )
+        stored = entry.password_hash if entry and entry.password_hash else self._dummy
+        return verify_password(stored, password) and stored is not self._dummy
 
     def resolve(self, login: Login) -> Target:
         """The target this login may use, or :class:`Refused` saying why not."""

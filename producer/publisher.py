@@ -1,12 +1,23 @@
 """Publishes the spool to Kafka, in order, from a thread of its own.
 
-confluent-kafka's producer is driven (``produce`` and ``poll``) only from this
-thread, so asyncssh callbacks never wait for it. Every chunk's delivery report
-is tracked; the spool is acknowledged up to the first chunk not yet confirmed,
-so a restart re-publishes exactly what Kafka may not have. With a replay
-window (``gateway.spool.replay_window_s``), after an outage and on start the
-chunks acknowledged in that window are published again too, for brokers that
-lose acknowledged writes in a crash; consumers drop the duplicates.
+The producer (a :class:`~sshtrail.kafka.ports.MessageProducer`) is driven
+only from this thread, so asyncssh callbacks never wait for it. Every
+chunk's delivery report is tracked; the spool is acknowledged up to the
+first chunk not yet confirmed, so a restart re-publishes exactly what Kafka
+may not have.
+
+A producer that hits a fatal error (an idempotent producer whose sequence
+state the broker lost) is unusable for good. librdkafka says so through its
+error callback only -- a later ``produce`` may or may not raise it -- so the
+adapter sets a flag that is checked every round: the producer is replaced
+and publishing starts again from the first unconfirmed chunk; delivery
+reports of the old one are ignored, consumers drop the chunks sent twice.
+
+With a replay window (``gateway.spool.replay_window_s``, on by default only
+with the embedded broker), the chunks acknowledged in the window before an
+outage are published again when it ends -- and on start, unless the last
+run stopped cleanly -- for brokers that lose acknowledged writes when they
+crash (docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -18,18 +29,22 @@ from collections import OrderedDict, deque
 from collections.abc import Callable
 from typing import Any
 
-from confluent_kafka import KafkaError, KafkaException, Message, Producer
-
 from producer.spool import Spool, SpoolError
-from sshtrail.kafka import client_config
+from sshtrail.errors import BrokerError, QueueFull
+from sshtrail.kafka.adapters import KafkaProducer
+from sshtrail.kafka.config import client_config
+from sshtrail.kafka.ports import BrokerEvent, Delivered, DeliveryError, MessageProducer
 from sshtrail.settings import Settings
 
 log = logging.getLogger(__name__)
 
-#: Bytes handed to librdkafka but not yet confirmed; the rest waits in the spool.
+#: Bytes handed to the producer but not yet confirmed; the rest waits in the spool.
 MAX_IN_FLIGHT = 32 << 20
 READ_BATCH = 1 << 20
 BACKOFF_MAX = 30.0
+
+#: Builds a producer; it reports broker events (unreachable, fatal) to the callback.
+ProducerFactory = Callable[[Callable[[BrokerEvent], None]], MessageProducer]
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
@@ -52,20 +67,31 @@ def producer_config(settings: Settings) -> dict[str, Any]:
     )
 
 
+def replay_window(settings: Settings) -> int:
+    """Seconds of acknowledged chunks published again after an outage: the setting, or
+    30 with the embedded broker (which loses acknowledged writes when killed) and 0
+    (every chunk exactly once in Kafka) with a configured Kafka."""
+    chosen = settings.gateway.spool.replay_window_s
+    if chosen >= 0:
+        return chosen
+    return 30 if settings.embedded_broker else 0
+
+
+def kafka_producers(settings: Settings) -> ProducerFactory:
+    """The gateway's producers, on librdkafka."""
+    config = producer_config(settings)
+    return lambda on_event: KafkaProducer(config, on_event)
+
+
 class Publisher:
     """Tails the spool and produces each record to the sessions topic."""
 
     def __init__(
-        self,
-        spool: Spool,
-        settings: Settings,
-        make_producer: Callable[[dict[str, Any]], Producer] = Producer,
+        self, spool: Spool, topic: str, make_producer: ProducerFactory, window_s: float = 0.0
     ) -> None:
         self._spool = spool
-        self._topic = settings.kafka.topic
-        self._window = float(settings.replay_window_s)
-        self._config = producer_config(settings)
-        self._config["error_cb"] = self._on_error
+        self._topic = topic
+        self._window = float(window_s)
         self._make_producer = make_producer
         self._wake = threading.Event()
         self._stopping = threading.Event()
@@ -73,6 +99,7 @@ class Publisher:
         self._thread = threading.Thread(target=self._run, name="publisher", daemon=True)
         self._in_flight: OrderedDict[int, int] = OrderedDict()  # position -> next position
         self._confirmed: set[int] = set()
+        self._refused: set[int] = set()  # answered with an error; sent again later
         self._failed = False
         self._generation = 0
         self._marks: deque[tuple[float, int]] = deque()  # (when, acked position)
@@ -95,17 +122,27 @@ class Publisher:
         self._thread.join(timeout + 5)
         return self._spool.pending == 0
 
+    @property
+    def in_flight_bytes(self) -> int:
+        """Bytes handed to the producer and not yet confirmed."""
+        if not self._in_flight:
+            return 0
+        return next(reversed(self._in_flight.values())) - next(iter(self._in_flight))
+
     # -- the thread ---------------------------------------------------------
 
     def _run(self) -> None:
-        producer = self._make_producer(self._config)
-        # After a restart, start with what is still on disk before the acknowledged
+        producer = self._make_producer(self._on_event)
+        # After a crash, start with what is still on disk before the acknowledged
         # position too (the replay window kept by the last run): if the gateway
-        # died with the broker, the broker may have lost those chunks.
-        cursor = self._spool.oldest if self._window else self._spool.acked
+        # died with the broker, the broker may have lost those chunks. After a
+        # clean stop, nothing the broker acknowledged is sent again.
+        replay = self._window and not self._spool.stopped_cleanly
+        cursor = self._spool.oldest if replay else self._spool.acked
         if cursor < self._spool.acked:
             log.info(
-                "publishing again the %d bytes acknowledged shortly before the last stop",
+                "the last run did not stop cleanly: publishing again the %d bytes Kafka "
+                "acknowledged shortly before it ended",
                 self._spool.acked - cursor,
             )
         backoff = 0.5
@@ -115,19 +152,17 @@ class Publisher:
             ):
                 break
             try:
+                if producer.fatal is not None:
+                    raise BrokerError(producer.fatal, fatal=True)
                 cursor, backoff = self._step(producer, cursor, backoff)
-            except KafkaException as exc:
-                # A fatal error (e.g. the broker lost the idempotent producer's
-                # sequence state after a crash) ends a producer for good: start a
-                # new one and publish again from the first unconfirmed chunk.
-                # Chunks Kafka already has are sent twice; consumers deduplicate.
-                error = exc.args[0] if exc.args else None
-                fatal = isinstance(error, KafkaError) and error.fatal()
-                if not fatal:
-                    log.exception("publishing failed; retrying in %.1f s", backoff)
+            except BrokerError as exc:
+                # A fatal error ends a producer for good: start a new one and publish
+                # again from the first unconfirmed chunk (or the replay window).
+                if not exc.fatal:
+                    log.warning("publishing failed; retrying in %.1f s: %s", backoff, exc)
                     time.sleep(backoff)
                     backoff = min(backoff * 2, BACKOFF_MAX)
-                producer, cursor = self._renew(str(error)), self._replay_position()
+                producer, cursor = self._renew(str(exc)), self._replay_position()
             except Exception:  # a bug must not stop publishing for good: log, start over
                 log.exception("the publisher failed; starting over in %.1f s", backoff)
                 time.sleep(backoff)
@@ -141,7 +176,7 @@ class Publisher:
                 self._spool.pending,
             )
 
-    def _renew(self, why: str) -> Producer:
+    def _renew(self, why: str) -> MessageProducer:
         log.error(
             "the Kafka producer is replaced (%s); publishing again from spool position %d",
             why,
@@ -150,9 +185,10 @@ class Publisher:
         self._generation += 1  # reports from the old producer are ignored from now on
         self._in_flight.clear()
         self._confirmed.clear()
+        self._refused.clear()
         self._failed = False
         self.renewals += 1
-        return self._make_producer(self._config)
+        return self._make_producer(self._on_event)
 
     def _replay_position(self) -> int:
         """Where to publish from again: the position acknowledged a window ago."""
@@ -177,7 +213,7 @@ class Publisher:
             self._marks.popleft()
         self._spool.retain_from = self._marks[0][1]
 
-    def _step(self, producer: Producer, cursor: int, backoff: float) -> tuple[int, float]:
+    def _step(self, producer: MessageProducer, cursor: int, backoff: float) -> tuple[int, float]:
         """One round: retry after a refusal, or send what is spooled, then poll."""
         self._keep_window()
         if self._rewind_to is not None and not self._in_flight:
@@ -190,10 +226,14 @@ class Publisher:
             )
             self._confirmed.clear()
             return position, backoff
-        if self._failed and not self._in_flight:
-            # Something was refused: start over from the first unconfirmed chunk.
+        if self._failed and len(self._in_flight) == len(self._confirmed) + len(self._refused):
+            # Something was refused and everything sent is answered: start over from
+            # the first unconfirmed chunk (the spool's acknowledged position stopped
+            # at the refused one).
             time.sleep(backoff)
+            self._in_flight.clear()
             self._confirmed.clear()
+            self._refused.clear()
             self._failed = False
             return self._spool.acked, min(backoff * 2, BACKOFF_MAX)
         sent_to = cursor if self._failed else self._send(producer, cursor)
@@ -204,14 +244,9 @@ class Publisher:
             self._wake.clear()
         return sent_to, 0.5 if progressed else backoff
 
-    def _send(self, producer: Producer, cursor: int) -> int:
+    def _send(self, producer: MessageProducer, cursor: int) -> int:
         """Produce spooled records from ``cursor``; returns where the next one starts."""
-        in_flight_bytes = (
-            next(reversed(self._in_flight.values())) - next(iter(self._in_flight))
-            if self._in_flight
-            else 0
-        )
-        if in_flight_bytes >= MAX_IN_FLIGHT:
+        if self.in_flight_bytes >= MAX_IN_FLIGHT:
             return cursor
         try:
             records = self._spool.read(cursor, READ_BATCH)
@@ -220,29 +255,24 @@ class Publisher:
             self._failed = True
             return cursor
         for record in records:
+            delivered = self._reporter(record.position, self._generation)
             try:
-                producer.produce(
-                    self._topic,
-                    record.value,
-                    record.key,
-                    on_delivery=self._reporter(record.position, self._generation),
-                )
-            except BufferError:
-                break  # librdkafka's queue is full: poll, then carry on from here
+                producer.produce(self._topic, record.key, record.value, delivered)
+            except QueueFull:
+                break  # the producer's queue is full: poll, then carry on from here
             self._in_flight[record.position] = record.next_position
             cursor = record.next_position
         return cursor
 
-    def _reporter(
-        self, position: int, generation: int
-    ) -> Callable[[KafkaError | None, Message], None]:
-        def delivered(error: KafkaError | None, _message: Message) -> None:
+    def _reporter(self, position: int, generation: int) -> Delivered:
+        def delivered(error: DeliveryError | None) -> None:
             if generation != self._generation:
                 return  # from a producer that was replaced; its chunks are sent again
             if error is not None:
+                # Kept in flight: the acknowledged position must not pass it.
                 self.errors += 1
                 self._failed = True
-                self._in_flight.pop(position, None)
+                self._refused.add(position)
                 log.error("chunk at spool position %d was refused by Kafka: %s", position, error)
                 return
             self.delivered += 1
@@ -260,14 +290,13 @@ class Publisher:
 
         return delivered
 
-    def _on_error(self, error: KafkaError) -> None:
-        if error.fatal():
-            log.error("Kafka: fatal: %s", error.str())  # the next poll raises it: renewed
-            return
-        if error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
+    def _on_event(self, event: BrokerEvent) -> None:
+        if event.kind == "fatal":
+            log.error("Kafka: fatal: %s (the producer is replaced)", event.detail)
+        elif event.kind == "unreachable":
             if self.broker_reachable:
-                log.warning("Kafka unreachable (%s); chunks are kept in the spool", error.str())
+                log.warning("Kafka unreachable (%s); chunks are kept in the spool", event.detail)
                 self._replay_from = self._replay_position() if self._window else None
             self.broker_reachable = False
         else:
-            log.warning("Kafka: %s", error.str())
+            log.warning("Kafka: %s", event.detail)

@@ -22,7 +22,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from producer.masking import EchoMasker
 from sshtrail.chain import ChainWriter
-from sshtrail.events import End, Event, Exec, ExecMode, Exit, Input, Output, Resize, Start
+from sshtrail.escrow import Sealer
+from sshtrail.events import (
+    End,
+    Env,
+    Event,
+    Exec,
+    ExecMode,
+    Exit,
+    Input,
+    Notice,
+    Output,
+    Resize,
+    Start,
+)
 
 
 class ChunkSink(Protocol):
@@ -61,6 +74,7 @@ class Recorder:
         max_bytes: int,
         max_delay_s: float,
         echo_window_s: float | None,
+        sealer: Sealer | None = None,
         clock: Callable[[], int] = time.monotonic_ns,
     ) -> None:
         self.session_id = session_id
@@ -71,7 +85,8 @@ class Recorder:
         self._schedule = schedule
         self._max_bytes = max_bytes
         self._max_delay_s = max_delay_s
-        self._masker = EchoMasker(int(echo_window_s * 1e9)) if echo_window_s else None
+        seal = partial(_seal, sealer, session_id) if sealer is not None else None
+        self._masker = EchoMasker(int(echo_window_s * 1e9), seal) if echo_window_s else None
         self._pending: list[Event] = []
         self._pending_bytes = 0
         self._flush_timer: Timer | None = None
@@ -106,6 +121,14 @@ class Recorder:
 
     def request(self, mode: ExecMode, command: bytes) -> None:
         self._add_ordered(Exec(self.now(), mode, command), urgent=True)
+
+    def env(self, name: bytes, value: bytes | None, accepted: bool) -> None:
+        """An environment variable the client sent (``value`` None: kept secret)."""
+        self._add_ordered(Env(self.now(), name, value, accepted))
+
+    def notice(self, code: str, text: str) -> None:
+        """Something the gateway did or saw, for the auditor (a cut terminal size ...)."""
+        self._add_ordered(Notice(self.now(), code[:4096], text[:4096]))
 
     def exit(
         self,
@@ -216,6 +239,10 @@ def _split(events: list[Event], max_bytes: int) -> list[list[Event]]:
         parts[-1].append(event)
         size += len(data or b"") + _EVENT_OVERHEAD
     return [part for part in parts if part]
+
+
+def _seal(sealer: Sealer, session_id: uuid.UUID, data: bytes, t: int) -> bytes:
+    return sealer.seal(data, session_id, t)
 
 
 def call_later(loop: asyncio.AbstractEventLoop) -> Scheduler:

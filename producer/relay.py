@@ -4,128 +4,42 @@ asyncssh calls the methods of :class:`OperatorChannel` as the operator's
 client sends requests and data, and those of :class:`TargetChannel` as the
 target answers. Each callback forwards, hands a copy to the
 :class:`~producer.recorder.Recorder`, and returns; nothing here blocks.
-Flow control is passed through both ways: a full window on one side pauses
-reading on the other, so no buffer grows without bound.
+Flow control is passed through both ways (``producer/channel.py``).
+
+Before anything reaches the target, what the operator asked for is bounded
+and recorded: a terminal larger than the gateway allows is cut down (the
+requested and granted sizes are recorded), and every environment variable
+the client sent is recorded -- its value unless the name is secret -- but
+only those the target's ``accept_env`` names are passed on.
 """
 
 from __future__ import annotations
 
-import abc
 import asyncio
 import contextlib
+import fnmatch
 import logging
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import asyncssh
 from asyncssh.channel import SSHChannel
 from asyncssh.misc import TermModes, TermSize
 
-from producer.policy import Refused
-from producer.recorder import Recorder
-
-if TYPE_CHECKING:
-    from producer.gateway import Connection
+from producer.admission import Refuse
+from producer.channel import ChannelHost, Relay, Side, TargetSide
+from producer.policy import Refused, Target
+from producer.upstream import describe_error
+from sshtrail.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
 Mode = Literal["shell", "exec", "subsystem"]
-Side = Literal["operator", "target"]
 
 
-class Held(abc.ABC):
-    """The operator's side of a relay (a session channel or a forwarded connection).
-
-    Reading from either side is paused while any reason holds it: the other
-    side's window is full, the operator's socket is full, the spool has no
-    room, the target's channel is still opening.
-    """
-
-    _held: dict[Side, set[str]]
-    _connection: Connection
-    _end_reason: str
-    recorder: Recorder | None
-    last_activity: float
-    #: The end reason while nothing else happened: the operator closed it.
-    CLIENT_CLOSED: str
-
-    @abc.abstractmethod
-    def channel(self, side: Side) -> SSHChannel[bytes] | None:
-        """The channel reading from ``side`` comes from, if it is open yet."""
-
-    @abc.abstractmethod
-    def close(self, reason: str) -> None:
-        """Close from the gateway's side (idle timeout, shutdown)."""
-
-    @abc.abstractmethod
-    def target_closed(self, exc: Exception | None) -> None:
-        """The target's side is gone."""
-
-    @property
-    def session_id(self) -> str:
-        return str(self.recorder.session_id) if self.recorder is not None else "(unrecorded)"
-
-    def _ended(self, exc: Exception | None) -> None:
-        """The operator's side is gone (its target closed already): end the recording."""
-        if exc is not None and self._end_reason == self.CLIENT_CLOSED:
-            self._end_reason = f"connection lost: {describe_error(exc)}"
-        if self.recorder is not None:
-            self.recorder.close(self._end_reason)
-        log.info(
-            "%s: session %s ended: %s",
-            self._connection.describe(),
-            self.session_id,
-            self._end_reason,
-        )
-        self._connection.channel_closed(self)
-
-    def pause_writing(self) -> None:
-        """The operator's window is full: stop reading from the target."""
-        self.hold("target", "window")
-
-    def resume_writing(self) -> None:
-        self.release("target", "window")
-
-    def hold(self, side: Side, reason: str) -> None:
-        """Stop reading from ``side`` for ``reason``."""
-        reasons = self._held.setdefault(side, set())
-        if not reasons:
-            self._reader(side, pause=True)
-        reasons.add(reason)
-
-    def release(self, side: Side, reason: str) -> None:
-        reasons = self._held.get(side)
-        if not reasons or reason not in reasons:
-            return
-        reasons.discard(reason)
-        if not reasons:
-            del self._held[side]
-            self._reader(side, pause=False)
-
-    def _reader(self, side: Side, pause: bool) -> None:
-        chan = self.channel(side)
-        if chan is not None:
-            if pause:
-                chan.pause_reading()
-            else:
-                chan.resume_reading()
-
-
-class TargetSide:
-    """The target's side of a relay: a full window there pauses the operator's side."""
-
-    def __init__(self, relay: Held) -> None:
-        self._relay = relay
-
-    def pause_writing(self) -> None:
-        """The target's window is full: stop reading from the operator."""
-        self._relay.hold("operator", "window")
-
-    def resume_writing(self) -> None:
-        self._relay.release("operator", "window")
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        """The target closed the channel (after its exit status, if it sent one)."""
-        self._relay.target_closed(exc)
+def matches(name: str, patterns: list[str]) -> bool:
+    """Whether ``name`` matches one of the shell-style ``patterns`` (case-insensitive)."""
+    upper = name.upper()
+    return any(fnmatch.fnmatchcase(upper, pattern.upper()) for pattern in patterns)
 
 
 class TargetChannel(TargetSide, asyncssh.SSHClientSession[bytes]):
@@ -149,31 +63,29 @@ class TargetChannel(TargetSide, asyncssh.SSHClientSession[bytes]):
         self._relay.exited(signal=signal, core_dumped=core_dumped, message=msg, lang=lang)
 
 
-class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
+class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
     """The operator's side of one session channel, and its recording."""
 
     CLIENT_CLOSED = "client closed the channel"
 
-    def __init__(self, connection: Connection) -> None:
-        self._connection = connection
+    def __init__(self, host: ChannelHost, gw: GatewaySettings) -> None:
+        super().__init__(host)
+        self._gw = gw
         self.chan: asyncssh.SSHServerChannel[bytes]
         self._mode: Mode = "shell"
         self._command = b""
         self._term: str | None = None
         self._size = (0, 0, 0, 0)
+        self._requested_size = (0, 0)
         self._modes: TermModes = {}
         self._target: asyncssh.SSHClientChannel[bytes] | None = None
         self._early: list[tuple[bytes, asyncssh.DataType]] = []
         self._eof_early = False
-        self.recorder: Recorder | None = None
         self._opening: asyncio.Task[None] | None = None
         self._exit: tuple[int | None, str | None, bool, str, str] | None = None
-        self._held: dict[Side, set[str]] = {}
-        self._spool_state = "ok"
+        self._refusal: Refused | None = None
         self._gone = False
-        self._exit_sent = False
-        self._end_reason = self.CLIENT_CLOSED
-        self.last_activity = asyncio.get_running_loop().time()
+        self._clamped_noted = False
 
     # -- requests, before the session starts --------------------------------
 
@@ -181,8 +93,10 @@ class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
         self.chan = chan
 
     def pty_requested(self, term_type: str, term_size: TermSize, term_modes: TermModes) -> bool:
-        """A PTY: remembered and requested from the target with the same values."""
-        self._term, self._size, self._modes = term_type, term_size, term_modes
+        """A PTY: requested from the target with the same values, its size bounded."""
+        self._term, self._modes = term_type, term_modes
+        self._requested_size = (term_size[0], term_size[1])
+        self._size = self._bounded(*term_size)
         return True
 
     def shell_requested(self) -> bool:
@@ -203,48 +117,65 @@ class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
         Input that arrives before the target's channel is open is recorded and
         held; reading pauses so that holding it stays small.
         """
-        self._spool_state = self._connection.spool_state()  # before our own first chunk
-        self.recorder = self._connection.new_recorder(self._term or "", self._size)
+        cols, rows = self._size[:2]
+        verdict, self.recorder = self._host.start_recording(self._term or "", (cols, rows))
+        target: Target | None = None
+        try:
+            target = self._host.target()
+        except Refused as refused:
+            self._refusal = refused
+        if isinstance(verdict, Refuse):
+            self._refusal = Refused(verdict.message, verdict.reason)
         if self.recorder is not None:
             self.recorder.request(self._mode, self._command)
+            if (cols, rows) != self._requested_size and self._term is not None:
+                self._note_clamped(*self._requested_size)
+        env = self._environment(target)
         # The command itself stays out of the log: it may hold secrets.
         log.info(
             "%s: session %s started (%s%s)",
-            self._connection.describe(),
+            self._host.describe(),
             self.session_id,
             self._mode,
             ", pty" if self._term is not None else "",
         )
         self.hold("operator", "opening")
-        self._opening = asyncio.get_running_loop().create_task(self._open())
+        self._opening = asyncio.get_running_loop().create_task(self._open(target, env))
 
-    async def _open(self) -> None:
-        connection = self._connection
+    def _environment(self, target: Target | None) -> dict[bytes, bytes]:
+        """Record every variable the client sent; return those the target accepts."""
+        accepted: dict[bytes, bytes] = {}
+        allowed = target.settings.accept_env if target is not None else []
+        for raw_name, raw_value in self.chan.get_environment_bytes().items():
+            name, value = bytes(raw_name), bytes(raw_value)
+            text = name.decode("utf-8", "replace")
+            ok = matches(text, allowed)
+            if ok:
+                accepted[name] = value
+            if self.recorder is not None:
+                secret = matches(text, self._gw.secret_env)
+                self.recorder.env(name, None if secret else value, ok)
+        return accepted
+
+    async def _open(self, target: Target | None, env: dict[bytes, bytes]) -> None:
+        if self._refusal is not None or target is None:
+            self._refuse(self._refusal or Refused("no target", "refused: no target"))
+            return
         try:
-            target = connection.resolve_target(self._spool_state)
-            upstream = await connection.target_connection(target)
-            env = self.chan.get_environment_bytes()
-            chan, _ = await upstream.create_session(
+            chan = await self._host.upstream.open_session(
+                target,
                 lambda: TargetChannel(self),
-                command=self._command.decode() if self._mode == "exec" else None,
-                subsystem=self._command.decode() if self._mode == "subsystem" else None,
-                env={bytes(k): bytes(v) for k, v in env.items()} if env else None,
-                request_pty=self._term is not None,
-                term_type=self._term,
-                term_size=self._size if self._term is not None else None,
-                term_modes=self._modes,
-                encoding=None,
+                command=self._command.decode(errors="replace") if self._mode == "exec" else None,
+                subsystem=self._command.decode(errors="replace")
+                if self._mode == "subsystem"
+                else None,
+                env=env,
+                term=self._term,
+                size=self._size,
+                modes=self._modes,
             )
         except Refused as refused:
             self._refuse(refused)
-            return
-        except (OSError, asyncssh.Error) as exc:
-            self._refuse(
-                Refused(
-                    f"cannot open a session on the target: {describe_error(exc)}",
-                    f"target session failed: {describe_error(exc)}",
-                )
-            )
             return
         if self._gone:  # the operator left while the target's channel was opening
             chan.close()
@@ -263,14 +194,26 @@ class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
         self._end_reason = refused.reason
         with contextlib.suppress(OSError):
             self.chan.write_stderr(f"sshtrail: {refused.message}\r\n".encode())
-        self._exit_sent = True
         self.chan.exit(1)
+
+    def _bounded(self, cols: int, rows: int, width: int, height: int) -> tuple[int, int, int, int]:
+        gw = self._gw
+        return min(cols, gw.terminal_max_columns), min(rows, gw.terminal_max_rows), width, height
+
+    def _note_clamped(self, cols: int, rows: int) -> None:
+        if self.recorder is not None and not self._clamped_noted:
+            self._clamped_noted = True
+            granted = f"{min(cols, self._gw.terminal_max_columns)}x"
+            granted += f"{min(rows, self._gw.terminal_max_rows)}"
+            self.recorder.notice(
+                "terminal-size", f"terminal size {cols}x{rows} requested, {granted} granted"
+            )
 
     # -- data and requests while running -------------------------------------
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
         """Called for each piece of input from the operator."""
-        self.last_activity = asyncio.get_running_loop().time()
+        self.touched()
         if self.recorder is not None:
             self.recorder.input(data)
         if self._target is None:
@@ -287,11 +230,14 @@ class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
         return True  # half-open: output may still come
 
     def terminal_size_changed(self, width: int, height: int, pixwidth: int, pixheight: int) -> None:
+        size = self._bounded(width, height, pixwidth, pixheight)
+        if size[:2] != (width, height):
+            self._note_clamped(width, height)
         if self.recorder is not None:
-            self.recorder.resize(width, height, pixwidth, pixheight)
+            self.recorder.resize(*size)
         if self._target is not None:
-            self._target.change_terminal_size(width, height, pixwidth, pixheight)
-        self._size = (width, height, pixwidth, pixheight)
+            self._target.change_terminal_size(*size)
+        self._size = size
 
     def signal_received(self, signal: str) -> None:
         if self._target is not None:
@@ -308,7 +254,7 @@ class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
     # -- from the target -----------------------------------------------------
 
     def from_target(self, data: bytes, datatype: asyncssh.DataType) -> None:
-        self.last_activity = asyncio.get_running_loop().time()
+        self.touched()
         if self.recorder is not None:
             self.recorder.output(data, stderr=datatype == asyncssh.EXTENDED_DATA_STDERR)
         # The operator's channel may be closing while the target still talks;
@@ -340,7 +286,6 @@ class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
         status, signal, core_dumped, message, lang = self._exit
         if self.recorder is not None:
             self.recorder.exit(status, signal, core_dumped, message)
-        self._exit_sent = True
         self._end_reason = f"exit status {status}" if signal is None else f"signal {signal}"
         if signal is None:
             self.chan.exit(status if status is not None else 255)
@@ -363,9 +308,3 @@ class OperatorChannel(Held, asyncssh.SSHServerSession[bytes]):
             self._target.close()
             self._target = None
         self._ended(exc)
-
-
-def describe_error(exc: BaseException) -> str:
-    if isinstance(exc, asyncssh.DisconnectError):
-        return exc.reason
-    return str(exc) or type(exc).__name__

@@ -12,13 +12,16 @@ from pathlib import Path
 import asyncssh
 
 from producer import keys
-from producer.gateway import Connection, Gateway, server_options
+from producer.connection import Connection
+from producer.gateway import Gateway, server_options
 from producer.policy import Policy
-from producer.publisher import Publisher
+from producer.publisher import Publisher, kafka_producers, replay_window
 from producer.spool import Spool
-from producer.targets import TargetConnector
+from producer.upstream import TargetConnector
 from sshtrail.errors import ConfigError
+from sshtrail.escrow import Sealer, parse_public_key
 from sshtrail.settings import Settings
+from sshtrail.statedir import secure
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +32,7 @@ class GatewayService:
     def __init__(self, settings: Settings) -> None:
         gw = settings.gateway
         self.settings = settings
+        secure(settings.state_path)
         self.host_key_path = settings.state_file(gw.host_key, "gateway/ssh_host_ed25519_key")
         self.signing_key_path = settings.state_file(gw.signing_key, "gateway/recording_ed25519_key")
         client_keys = {
@@ -42,7 +46,9 @@ class GatewayService:
             gw.spool.segment_bytes,
             gw.spool.fsync_interval_ms / 1000,
         )
-        self.publisher = Publisher(self.spool, settings)
+        self.publisher = Publisher(
+            self.spool, settings.kafka.topic, kafka_producers(settings), replay_window(settings)
+        )
         connector = TargetConnector(
             self.policy,
             settings.state_path / "gateway" / "known_hosts",
@@ -51,7 +57,20 @@ class GatewayService:
         )
         if not gw.record:
             log.warning("gateway.record is false: NOTHING IS RECORDED (benchmarks only)")
-        self.gateway = Gateway(settings, self.policy, self.signer, self.spool, connector)
+        sealer = Sealer(parse_public_key(gw.escrow_public_key)) if gw.escrow_public_key else None
+        if sealer is None:
+            log.warning(
+                "no gateway.escrow_public_key: input typed without echo is masked and only "
+                "counted; commands typed blind cannot be revealed (docs/security.md)"
+            )
+        self.gateway = Gateway(
+            settings,
+            policy=self.policy,
+            signer=self.signer,
+            spool=self.spool,
+            connector=connector,
+            sealer=sealer,
+        )
         self._stop = asyncio.Event()
         self.port = gw.port
 
@@ -86,16 +105,16 @@ class GatewayService:
             ) from None
         self.port = server.sockets[0].getsockname()[1]
         self.gateway.start(loop)  # before the first await: before any connection
-        idle = loop.create_task(self.gateway.watch_idle())
+        idle = loop.create_task(self._close_idle())
         spool_watch = loop.create_task(self.gateway.watch_spool())
         ready(self)
         await self._stop.wait()
         log.info(
             "stopping: no new connections; waiting up to %d s for %d sessions",
             gw.shutdown_timeout_s,
-            len(self.gateway.channels),
+            len(self.gateway.sessions),
         )
-        self.gateway.accepting = False
+        self.gateway.admission.accepting = False
         server.close()
         idle.cancel()
         spool_watch.cancel()
@@ -110,15 +129,20 @@ class GatewayService:
             else "undelivered chunks stay in the spool for the next start",
         )
 
+    async def _close_idle(self) -> None:
+        timeout = self.settings.gateway.idle_timeout_s
+        if timeout:
+            await self.gateway.sessions.close_idle(timeout)
+
     async def _drain_sessions(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()
+        sessions = self.gateway.sessions
         deadline = loop.time() + timeout
-        while self.gateway.channels and loop.time() < deadline:
+        while sessions and loop.time() < deadline:
             await asyncio.sleep(0.1)
-        for channel in list(self.gateway.channels):
-            channel.close("the gateway is shutting down")
+        sessions.close_all("the gateway is shutting down")
         deadline = loop.time() + 5
-        while self.gateway.channels and loop.time() < deadline:
+        while sessions and loop.time() < deadline:
             await asyncio.sleep(0.05)
 
 

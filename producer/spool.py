@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from sshtrail.errors import SshtrailError
+from sshtrail.errors import RetryableError
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +40,14 @@ _HEADER: Final = struct.Struct(">IIH")  # payload length, crc32 of payload, key 
 _ACKED: Final = struct.Struct(">QI")  # position, crc32 of the position bytes
 _PREFIX: Final = "segment-"
 _SUFFIX: Final = ".log"
+#: Written by a clean close, holding the acknowledged position (see :meth:`Spool.open`).
+_STOPPED: Final = "stopped-cleanly"
 MAX_RECORD: Final = 4 << 20
 #: The newest records kept in memory for the publisher (see the module's text).
 MEMORY_BYTES: Final = 8 << 20
 
 
-class SpoolError(SshtrailError):
+class SpoolError(RetryableError):
     """The spool cannot be written (disk full, permissions): recording would be lost."""
 
 
@@ -90,6 +92,8 @@ class Spool:
         self._recent: list[Record] = []  # the newest records, from _recent_head on
         self._recent_head = 0
         self._recent_bytes = 0
+        #: Whether the last run closed the spool (rather than crashing); set by open().
+        self.stopped_cleanly = False
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -97,6 +101,16 @@ class Spool:
         """Recover the log on disk and start the fsync thread."""
         self.directory.mkdir(parents=True, exist_ok=True)
         self.acked = self._acked_saved = self._load_acked()
+        # Left by close(): the last run stopped cleanly, at this acknowledged position.
+        # Removed now, so that a crash of this run is not taken for a clean stop.
+        marker = self.directory / _STOPPED
+        try:
+            self.stopped_cleanly = marker.read_bytes() == _ACKED.pack(
+                self.acked, zlib.crc32(struct.pack(">Q", self.acked))
+            )
+            marker.unlink()
+        except FileNotFoundError:
+            self.stopped_cleanly = False
         bases = sorted(
             int(path.name[len(_PREFIX) : -len(_SUFFIX)])
             for path in self.directory.glob(f"{_PREFIX}*{_SUFFIX}")
@@ -131,6 +145,8 @@ class Spool:
                     os.close(fd)
             self._read_fds.clear()
             self._write_fd = -1
+            raw = struct.pack(">Q", self.acked)
+            _write_atomically(self.directory / _STOPPED, _ACKED.pack(self.acked, zlib.crc32(raw)))
 
     # -- writing (the chunk writer thread) ------------------------------
 
@@ -309,14 +325,7 @@ class Spool:
         if position == self._acked_saved:
             return
         raw = struct.pack(">Q", position)
-        tmp = self.directory / "acked.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, _ACKED.pack(position, zlib.crc32(raw)))
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        tmp.replace(self.directory / "acked")
+        _write_atomically(self.directory / "acked", _ACKED.pack(position, zlib.crc32(raw)))
         self._acked_saved = position
 
     def _sync_locked(self) -> None:
@@ -351,6 +360,18 @@ def _intact(payload: bytes, length: int, crc: int, key_length: int) -> bool:
     """Whether a record read back is one :meth:`Spool.append` wrote. Every record has
     a key, so zeros (what a file can hold after a power loss) are not a record."""
     return 0 < key_length <= length == len(payload) and zlib.crc32(payload) == crc
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    """Replace ``path`` with ``data``: written and synced beside it, then renamed."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.write(fd, data)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    tmp.replace(path)
 
 
 def _fsync_dir(directory: Path) -> None:

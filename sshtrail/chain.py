@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import enum
 import uuid
+from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
@@ -66,13 +68,33 @@ class Status(enum.StrEnum):
 
 
 class Verdict(msgspec.Struct, frozen=True):
-    """What :func:`verify_chain` found. ``seq`` names the first offending chunk."""
+    """What :func:`verify_chain` found. ``seq`` names the first offending chunk;
+    ``signer`` is the key the end chunk names (the signature may or may not hold)."""
 
     status: Status
     detail: str
     seq: int | None = None
     gaps: tuple[tuple[int, int], ...] = ()  # inclusive ranges of missing seqs
     final_digest: bytes | None = None
+    signer: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Known:
+    """What the store saw of a session as it wrote it: a chunk it stored that is gone,
+    or an end it saw whose chunk is gone, is tampering, not a gap."""
+
+    ended: bool
+    last_seq: int | None
+    #: Seqs the store never received (inclusive ranges), as it recorded them.
+    gaps: Sequence[Sequence[int]] = ()
+
+    def expected(self) -> set[int]:
+        """The seqs the store had."""
+        if self.last_seq is None:
+            return set()
+        missing = {seq for low, high in self.gaps for seq in range(low, high + 1)}
+        return set(range(self.last_seq + 1)) - missing
 
 
 class _Tampered(Exception):
@@ -81,27 +103,41 @@ class _Tampered(Exception):
         self.seq, self.detail = seq, detail
 
 
-def verify_chain(stored: Iterable[tuple[int, bytes]], trusted_keys: Collection[bytes]) -> Verdict:
+def verify_chain(
+    stored: Iterable[tuple[int, bytes]],
+    trusted_keys: Collection[bytes],
+    known: Known | None = None,
+) -> Verdict:
     """Check a session's chunks, given as ``(seq it was stored under, bytes)``.
 
     ``trusted_keys`` are the raw Ed25519 public keys of the gateways whose
-    signatures count. Tampering outranks gaps, gaps outrank a missing end.
+    signatures count; ``known``, what the store saw, makes chunks it had and
+    no longer has tampering. Tampering outranks gaps, gaps outrank a missing
+    end. The chunk blamed for tampering is the first one altered: walking
+    back from an authentic end signature, the first chunk whose digest is
+    not what its successor vouches for.
     """
+    signer: bytes | None = None
     try:
         chunks = _decode_all(stored)
-        _check_links(chunks)
-        end_chunk = _check_end(chunks, trusted_keys)
+        end_chunk = _end_chunk(chunks)
+        signer = end_chunk.end.key if end_chunk is not None and end_chunk.end else None
+        if known is not None:
+            _check_known(chunks, known)
+        _check_links(chunks, end_chunk)
+        _check_end(chunks, end_chunk, trusted_keys)
     except _Tampered as exc:
-        return Verdict(Status.TAMPERED, exc.detail, exc.seq)
+        return Verdict(Status.TAMPERED, exc.detail, exc.seq, signer=signer)
     if not chunks:
         return Verdict(Status.GAP, "no chunks stored")
     gaps = _gaps(chunks.keys())
     digest = end_chunk.digest if end_chunk else None
     if gaps:
-        return Verdict(Status.GAP, _describe_gaps(gaps), gaps[0][0], gaps, digest)
+        return Verdict(Status.GAP, _describe_gaps(gaps), gaps[0][0], gaps, digest, signer)
     if end_chunk is None:
         return Verdict(Status.UNSIGNED, "no end chunk: session open or its end was lost")
-    return Verdict(Status.OK, f"{len(chunks)} chunks, signature valid", None, (), digest)
+    detail = f"{len(chunks)} chunks, signature valid"
+    return Verdict(Status.OK, detail, None, (), digest, signer)
 
 
 def _decode_all(stored: Iterable[tuple[int, bytes]]) -> dict[int, Chunk]:
@@ -113,34 +149,79 @@ def _decode_all(stored: Iterable[tuple[int, bytes]]) -> dict[int, Chunk]:
             raise _Tampered(seq, f"chunk {seq} does not decode: {exc.reason}") from None
         if chunk.seq != seq:
             raise _Tampered(seq, f"chunk stored as {seq} says it is {chunk.seq}")
-        if chunks and chunk.session_id != next(iter(chunks.values())).session_id:
-            raise _Tampered(seq, f"chunk {seq} belongs to another session")
         chunks[seq] = chunk
+    if chunks:
+        # The session is the one an authentic end chunk names (its signature covers the
+        # id); else the one most chunks name, the earliest on a tie.
+        end = _end_chunk(chunks)
+        ids = Counter(chunk.session_id for chunk in chunks.values())
+        authentic = end is not None and end_signature_valid(end)
+        session_id = end.session_id if end is not None and authentic else ids.most_common(1)[0][0]
+        stray = [seq for seq, chunk in chunks.items() if chunk.session_id != session_id]
+        if stray:
+            raise _Tampered(stray[0], f"chunk {stray[0]} belongs to another session")
     return chunks
 
 
-def _check_links(chunks: dict[int, Chunk]) -> None:
+def _end_chunk(chunks: dict[int, Chunk]) -> Chunk | None:
+    return next((chunk for chunk in chunks.values() if chunk.end is not None), None)
+
+
+def _check_known(chunks: dict[int, Chunk], known: Known) -> None:
+    """Chunks the store had are all still there; an end it saw still is."""
+    gone = sorted(known.expected() - chunks.keys())
+    if gone:
+        ranges = _describe_ranges(_ranges(gone))
+        if known.ended and known.last_seq is not None and known.last_seq in gone:
+            raise _Tampered(
+                gone[0],
+                f"the session's tail was cut: chunks {ranges} were stored, the store saw "
+                f"the session end at chunk {known.last_seq}, and they are gone",
+            )
+        raise _Tampered(gone[0], f"chunks {ranges} were stored and are gone")
+
+
+def _check_links(chunks: dict[int, Chunk], end_chunk: Chunk | None) -> None:
+    """Every chunk follows the one before; the one blamed is the first altered."""
+    authentic_end = end_chunk is not None and end_signature_valid(end_chunk)
+    if end_chunk is not None and authentic_end:
+        # The end is authentic: walk back, each chunk vouching for the one before it.
+        vouched = end_chunk.prev
+        for seq in range(end_chunk.seq - 1, -1, -1):
+            chunk = chunks.get(seq)
+            if chunk is None:
+                break  # a gap: nothing below it can be vouched for from here
+            if chunk.digest != vouched:
+                raise _Tampered(
+                    seq, f"chunk {seq} was altered: it is not the chunk its successor follows"
+                )
+            vouched = chunk.prev
     for seq, chunk in chunks.items():
         before = chunks.get(seq - 1)
         if before is not None and chunk.prev != before.digest:
-            raise _Tampered(seq, f"chunk {seq} does not follow chunk {seq - 1}")
+            if end_chunk is not None and seq == end_chunk.seq and not authentic_end:
+                raise _Tampered(seq, "the end chunk was altered: its signature does not verify")
+            # Without an authentic successor to say which, the earlier one is blamed.
+            raise _Tampered(
+                seq - 1, f"chunk {seq} does not follow chunk {seq - 1}: one of them was altered"
+            )
 
 
-def _check_end(chunks: dict[int, Chunk], trusted_keys: Collection[bytes]) -> Chunk | None:
-    """The signed end chunk if there is one, after checking it is last and genuine."""
-    end_chunk = next((chunk for chunk in chunks.values() if chunk.end is not None), None)
+def _check_end(
+    chunks: dict[int, Chunk], end_chunk: Chunk | None, trusted_keys: Collection[bytes]
+) -> None:
+    """The signed end chunk, if there is one, is last and genuine."""
     if end_chunk is None:
-        return None
+        return
     end, seq = end_chunk.end, end_chunk.seq
     assert end is not None
     assert end_chunk.signature is not None
     if seq != max(chunks):
         raise _Tampered(seq, f"chunks follow the end chunk {seq}")
-    if end.key not in trusted_keys:
-        raise _Tampered(seq, "signed by a key that is not trusted")
     if not end_signature_valid(end_chunk):
         raise _Tampered(seq, "the end chunk's signature does not verify")
-    return end_chunk
+    if end.key not in trusted_keys:
+        raise _Tampered(seq, "signed by a key that is not trusted")
 
 
 def end_signature_valid(chunk: Chunk) -> bool:
@@ -173,5 +254,19 @@ def _gaps(present: Iterable[int]) -> tuple[tuple[int, int], ...]:
 
 
 def _describe_gaps(gaps: Sequence[tuple[int, int]]) -> str:
-    parts = [str(a) if a == b else f"{a}-{b}" for a, b in gaps]
-    return "missing chunks " + ", ".join(parts)
+    return "missing chunks " + _describe_ranges(gaps)
+
+
+def _describe_ranges(ranges: Sequence[tuple[int, int]]) -> str:
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
+
+
+def _ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
+    """Sorted seqs as inclusive ranges."""
+    ranges: list[tuple[int, int]] = []
+    for seq in seqs:
+        if ranges and ranges[-1][1] == seq - 1:
+            ranges[-1] = (ranges[-1][0], seq)
+        else:
+            ranges.append((seq, seq))
+    return ranges

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ def normalize_url(url: str) -> URL:
     try:
         parsed = make_url(url)
     except ArgumentError:
-        raise ConfigError(f"{url!r} is not a database URL", key="database.url") from None
+        raise ConfigError(f"{redacted(url)!r} is not a database URL", key="database.url") from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.get_backend_name() not in ("sqlite", "postgresql"):
@@ -30,6 +31,25 @@ def normalize_url(url: str) -> URL:
             key="database.url",
         )
     return parsed
+
+
+def shown_url(url: str) -> str:
+    """A database URL to print: password hidden, a SQLite path made absolute."""
+    try:
+        parsed = normalize_url(url)
+    except ConfigError:
+        return redacted(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        parsed = parsed.set(database=str(Path(parsed.database).resolve()))  # where it really is
+    return parsed.render_as_string(hide_password=True)
+
+
+def redacted(text: str) -> str:
+    """``text`` with the password of any URL in it hidden (``user:***@host``)."""
+    return _PASSWORD.sub(r"\1***@", text)
+
+
+_PASSWORD = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://[^:/@\s]*:)[^@\s]+@")
 
 
 def make_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engine:

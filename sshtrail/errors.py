@@ -24,11 +24,11 @@ class InvalidError(SshtrailError):
     """The input is wrong and retrying it will not help."""
 
 
-class WireError(InvalidError):
-    """A Kafka message is not a valid sshtrail chunk.
+class MessageError(InvalidError):
+    """A Kafka message that cannot be taken as it is: dead-lettered, never retried.
 
-    ``session_id`` and ``seq`` are filled in when the header could be read;
-    ``partition`` and ``offset`` by the consumer that received the message.
+    ``session_id`` and ``seq`` are filled in when known; ``partition`` and
+    ``offset`` by the consumer that received the message.
     """
 
     def __init__(
@@ -61,6 +61,15 @@ class WireError(InvalidError):
         return f"{self.reason} ({', '.join(where)})" if where else self.reason
 
 
+class WireError(MessageError):
+    """A Kafka message is not a valid sshtrail chunk."""
+
+
+class UnstorableError(MessageError):
+    """A valid chunk that a consumer's database refuses as it is (a data or
+    integrity error): the message's own fault, so it is quarantined, not retried."""
+
+
 class ConfigError(InvalidError):
     """A configuration file, environment variable or option has a bad value.
 
@@ -79,7 +88,33 @@ class ConfigError(InvalidError):
 
 
 class BrokerError(RetryableError):
-    """The Kafka broker could not be reached or refused an operation."""
+    """The Kafka broker could not be reached or refused an operation.
+
+    ``fatal`` means the client that raised it can never be used again (an
+    idempotent producer that lost its sequence, a fenced consumer): build a
+    new one; ``reason`` is the client's own words, for a caller that says in
+    its message what it was doing. Raised by the adapters of
+    :mod:`sshtrail.kafka` only.
+    """
+
+    def __init__(self, message: str, *, fatal: bool = False, reason: str | None = None) -> None:
+        super().__init__(message)
+        self.fatal = fatal
+        #: The client's own words for the cause, without our context.
+        self.reason = reason or message
+
+
+class QueueFull(BrokerError):
+    """The client's local queue is full: serve its reports, then try again."""
+
+
+class CommitFailed(BrokerError):
+    """The group coordinator refused a commit (typically a rebalance in progress):
+    the messages are delivered again to the partition's next owner."""
+
+
+class MessageTooLarge(InvalidError):
+    """The client or the broker refuses a message for its size."""
 
 
 class DatabaseError(RetryableError):

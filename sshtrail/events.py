@@ -57,6 +57,17 @@ class MaskedInput(_Event, tag="m", frozen=True):
     count: U32  # how many bytes were typed
 
 
+class SealedInput(_Event, tag="ms", frozen=True):
+    """Masked input, kept sealed to the escrow key (wire format version 3).
+
+    ``sealed`` is the typed bytes encrypted to the administrator's escrow
+    public key (``sshtrail/escrow.py``): only the holder of its private key can
+    read them, with ``sshtrail reveal``."""
+
+    count: U32  # how many bytes were typed
+    sealed: bytes
+
+
 class Output(_Event, tag="o", frozen=True):
     """Bytes the target sent back; ``stderr`` marks the extended-data stream."""
 
@@ -86,6 +97,27 @@ class Exec(_Event, tag="x", frozen=True):
     command: bytes
 
 
+class Env(_Event, tag="env", frozen=True):
+    """An environment variable the operator's client sent (wire format version 3).
+
+    ``value`` is None when the name is one the gateway keeps secret
+    (``gateway.secret_env``); ``accepted`` says whether it was passed on to
+    the target (``targets[].accept_env``)."""
+
+    name: bytes
+    value: bytes | None
+    accepted: bool
+
+
+class Notice(_Event, tag="n", frozen=True):
+    """Something the gateway did or saw that belongs in the recording (version 3):
+    a terminal size it cut down, failed logins before this session, a banner
+    shown to the operator, a termination."""
+
+    code: ShortText
+    text: ShortText
+
+
 class Exit(_Event, tag="exit", frozen=True):
     """How the remote side ended: an exit status, or a signal."""
 
@@ -105,4 +137,6 @@ class End(_Event, tag="end", frozen=True):
     key: PublicKey  # the Ed25519 public key whose signature follows the chunk
 
 
-Event = Start | Input | MaskedInput | Output | Resize | Exec | Exit | End
+Event = (
+    Start | Input | MaskedInput | SealedInput | Output | Resize | Exec | Env | Notice | Exit | End
+)

@@ -1,4 +1,5 @@
-"""Ed25519 key files in OpenSSH format, created with mode 0600 (shared by gateway and demo)."""
+"""Key files, created with mode 0600: Ed25519 in OpenSSH format (gateway and demo), any
+private key written once (escrow)."""
 
 from __future__ import annotations
 
@@ -25,11 +26,16 @@ def create_ed25519(path: Path, comment: str) -> None:
     public = key.public_key().public_bytes(
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
+    write_private(path, private)
+    public_path(path).write_bytes(public + f" {comment}\n".encode())
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Write a new private key file, 0600 in a 0700 folder; fails if ``path`` exists."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "wb") as handle:
-        handle.write(private)
-    public_path(path).write_bytes(public + f" {comment}\n".encode())
+        handle.write(data)
 
 
 def public_path(path: Path) -> Path:

@@ -1,8 +1,14 @@
-"""The session store's tables, as SQLAlchemy 2 declarative models.
+"""The session store's tables, as SQLAlchemy 2 declarative models -- their one declaration.
 
 One ``DeclarativeBase`` with a shared ``MetaData`` whose naming convention
 gives every constraint and index a stable name, so Alembic migrations stay
 identical on SQLite and PostgreSQL. Times are timezone-aware UTC everywhere.
+
+The models are also dataclasses (``MappedAsDataclass``): the store group
+builds and updates a :class:`SessionRecord` from the chunks it writes
+(``consumer/sessionrow.py``) without a second declaration of its columns.
+Migrations in ``migrations/`` state each change once more, frozen, as
+migrations must.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from sqlalchemy import (
     TypeDecorator,
     Uuid,
 )
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column, relationship
 from sqlalchemy.types import JSON
 
 NAMING_CONVENTION = {
@@ -64,7 +70,59 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
-class Base(DeclarativeBase):
+#: The escape character of :class:`SessionText`: "␀0" is a NUL, "␀␀" is "␀" itself.
+_ESCAPE = "\u2400"
+
+
+class SessionText(TypeDecorator[str]):
+    """Text that came from a session, stored faithfully even where it holds NUL.
+
+    PostgreSQL's text types cannot hold U+0000, and an operator can put one in
+    a command, a TERM or a signal name. It is stored as "␀0" (and a "␀" in the
+    text as "␀␀"), reversibly, on both engines; a value longer than the
+    column is cut without splitting an escape.
+    """
+
+    impl: Any = String
+    cache_ok = True
+
+    def __init__(self, length: int | None = None) -> None:
+        super().__init__(length)
+        self.length = length
+        if length is None:
+            self.impl = Text()
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        if "\x00" in value or _ESCAPE in value:
+            value = value.replace(_ESCAPE, _ESCAPE * 2).replace("\x00", _ESCAPE + "0")
+        if self.length and len(value) > self.length:
+            value = value[: self.length]
+            escapes = len(value) - len(value.rstrip(_ESCAPE))
+            if escapes % 2:  # a lone escape at the cut: drop it
+                value = value[:-1]
+        return value
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> str | None:
+        if value is None or _ESCAPE not in value:
+            return value
+        out, chars = [], iter(value)
+        for char in chars:
+            if char == _ESCAPE:
+                following = next(chars, "")
+                if following == "0":
+                    out.append("\x00")
+                elif following == _ESCAPE:
+                    out.append(_ESCAPE)
+                else:  # not written by this type (edited by hand): kept as it is
+                    out.append(char + following)
+            else:
+                out.append(char)
+        return "".join(out)
+
+
+class Base(MappedAsDataclass, DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
 
 
@@ -72,6 +130,15 @@ class SessionStatus(enum.StrEnum):
     ACTIVE = "active"  # start seen, end not yet
     CLOSED = "closed"  # end seen, no gaps
     INCOMPLETE = "incomplete"  # gaps, or no end long after the session went quiet
+    REFUSED = "refused"  # a login or channel the gateway refused (an audit record)
+    QUARANTINED = "quarantined"  # chunks of it the database refused: in the dead-letter topic
+
+
+class MaskedInput(enum.StrEnum):
+    """What a session's masked (never echoed) input looks like (docs/recording.md)."""
+
+    MASKED = "masked"  # some, as a password prompt gives
+    SUSPICIOUS = "suspicious"  # echo turned off by the operator, or lines typed blind
 
 
 class SessionRecord(Base):
@@ -84,46 +151,68 @@ class SessionRecord(Base):
     __tablename__ = "sessions"
 
     id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
-    operator: Mapped[str | None] = mapped_column(String(255))
-    client: Mapped[str | None] = mapped_column(String(255))
-    target: Mapped[str | None] = mapped_column(String(255))
-    target_host: Mapped[str | None] = mapped_column(String(255))
-    target_port: Mapped[int | None] = mapped_column(Integer)
-    target_user: Mapped[str | None] = mapped_column(String(255))
-    gateway: Mapped[str | None] = mapped_column(String(255))
-    term: Mapped[str | None] = mapped_column(String(255))
+    operator: Mapped[str | None] = mapped_column(SessionText(255), default=None)
+    client: Mapped[str | None] = mapped_column(SessionText(255), default=None)
+    target: Mapped[str | None] = mapped_column(SessionText(255), default=None)
+    target_host: Mapped[str | None] = mapped_column(SessionText(255), default=None)
+    target_port: Mapped[int | None] = mapped_column(Integer, default=None)
+    target_user: Mapped[str | None] = mapped_column(SessionText(255), default=None)
+    gateway: Mapped[str | None] = mapped_column(SessionText(255), default=None)
+    term: Mapped[str | None] = mapped_column(SessionText(255), default=None)
     #: What the channel asked for: ``shell``, ``exec``, ``subsystem`` or
     #: ``direct-tcpip`` (a forwarded connection); empty for a refused login.
-    request: Mapped[str | None] = mapped_column(String(16))
+    request: Mapped[str | None] = mapped_column(String(16), default=None)
     #: The exec command, the subsystem name or the forwarding destination (cut).
-    command: Mapped[str | None] = mapped_column(String(255))
-    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
-    last_chunk_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    command: Mapped[str | None] = mapped_column(SessionText(255), default=None)
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    last_chunk_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     status: Mapped[str] = mapped_column(String(16), default=SessionStatus.ACTIVE)
-    exit_status: Mapped[int | None] = mapped_column(Integer)
-    exit_signal: Mapped[str | None] = mapped_column(String(64))
-    end_reason: Mapped[str | None] = mapped_column(Text)
+    #: SSH exit statuses are unsigned 32-bit: wider than a signed ``Integer``.
+    exit_status: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    exit_signal: Mapped[str | None] = mapped_column(SessionText(64), default=None)
+    end_reason: Mapped[str | None] = mapped_column(SessionText(), default=None)
     bytes_in: Mapped[int] = mapped_column(BigInteger, default=0)
     bytes_out: Mapped[int] = mapped_column(BigInteger, default=0)
     chunk_count: Mapped[int] = mapped_column(BigInteger, default=0)
-    last_seq: Mapped[int | None] = mapped_column(BigInteger)
+    last_seq: Mapped[int | None] = mapped_column(BigInteger, default=None)
     #: Inclusive ranges of missing seqs, e.g. ``[[3, 5]]``.
-    gaps: Mapped[list[list[int]]] = mapped_column(JSON, default=list)
-    final_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
-    signature: Mapped[bytes | None] = mapped_column(LargeBinary(64))
-    signing_key: Mapped[bytes | None] = mapped_column(LargeBinary(32))
-    verified: Mapped[bool | None] = mapped_column()
+    gaps: Mapped[list[list[int]]] = mapped_column(JSON, default_factory=list)
+    final_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32), default=None)
+    signature: Mapped[bytes | None] = mapped_column(LargeBinary(64), default=None)
+    signing_key: Mapped[bytes | None] = mapped_column(LargeBinary(32), default=None)
+    #: Whether the stored chain linked up and the end signature verified under
+    #: ``signing_key`` when last checked; set to NULL by a trigger whenever a
+    #: stored chunk is changed or deleted, so readers check again
+    #: (``sshtrail/verification.py``).
+    verified: Mapped[bool | None] = mapped_column(default=None)
+    #: Why the session is quarantined (the database refused chunks of it).
+    quarantine_reason: Mapped[str | None] = mapped_column(SessionText(), default=None)
+    #: Bytes of input withheld from the recording because they were not echoed.
+    masked_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: Lines (Enter keys) typed while input was masked.
+    masked_lines: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: :class:`MaskedInput`, or NULL when nothing was masked.
+    masked_input: Mapped[str | None] = mapped_column(String(16), default=None)
+    #: Bytes masked since the last Enter (a line being typed blind).
+    masked_run: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    #: The echoed line being typed (for spotting ``stty -echo``); bounded.
+    input_line: Mapped[str | None] = mapped_column(SessionText(256), default=None)
 
     chunks: Mapped[list[ChunkRecord]] = relationship(
         back_populates="session",
         cascade="all, delete-orphan",
         passive_deletes=True,
         order_by="ChunkRecord.seq",
+        init=False,
+        repr=False,
     )
 
     __table_args__ = (
-        CheckConstraint("status IN ('active', 'closed', 'incomplete')", name="status_known"),
+        CheckConstraint(
+            "status IN ('active', 'closed', 'incomplete', 'refused', 'quarantined')",
+            name="status_known",
+        ),
         Index(None, "operator"),
         Index(None, "target"),
         Index(None, "started_at"),
@@ -147,4 +236,4 @@ class ChunkRecord(Base):
     data: Mapped[bytes] = mapped_column(LargeBinary)
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
-    session: Mapped[SessionRecord] = relationship(back_populates="chunks")
+    session: Mapped[SessionRecord] = relationship(back_populates="chunks", init=False, repr=False)

@@ -10,6 +10,12 @@ substring is found fast:
   ``MATCH`` for three characters or more, ``LIKE`` below that;
 * PostgreSQL: a ``pg_trgm`` GIN index on ``search_docs.text`` serving
   ``ILIKE '%...%'``.
+
+The index's schema has a version of its own in ``search_meta``; an index
+written by an older sshtrail is brought up to date by :func:`ensure_schema`
+(small ``ALTER TABLE`` steps, the same on both engines), and anything that
+needs re-deriving from the recordings is rebuilt by ``sshtrail index
+--rebuild``.
 """
 
 from __future__ import annotations
@@ -34,16 +40,18 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     and_,
+    inspect,
     select,
     text,
 )
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from sshtrail.errors import InvalidError
 from sshtrail.models import NAMING_CONVENTION, UTCDateTime
 
-Kind = Literal["command", "output", "meta"]
-KINDS: tuple[Kind, ...] = ("command", "output", "meta")
+Kind = Literal["command", "output", "meta", "input"]
+KINDS: tuple[Kind, ...] = ("command", "output", "meta", "input")
 
 METADATA = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -80,7 +88,31 @@ SESSIONS = Table(
     Column("target", String(255)),
     Column("started_at", UTCDateTime),
     Column("ended", Boolean, nullable=False),
+    #: Why indexing this session stopped (it could not be processed); NULL if it did not.
+    Column("quarantine_reason", Text),
+    #: :class:`~sshtrail.models.MaskedInput` of the session, as the store has it too.
+    Column("masked_input", String(16)),
+    #: The next document number of each kind (``command=3,output=17``): a member
+    #: taking the session over from its last kept chunks numbers on from there.
+    Column("ordinals", Text),
 )
+
+#: The index's own schema version (the index is not Alembic's: see the module text).
+META = Table(
+    "search_meta",
+    METADATA,
+    Column("key", String(32), primary_key=True),
+    Column("value", String(64), nullable=False),
+)
+SCHEMA_VERSION = 3
+#: How an index of each older version is brought up to date, step by step.
+_UPGRADES: dict[int, tuple[str, ...]] = {
+    1: (
+        "ALTER TABLE search_sessions ADD COLUMN quarantine_reason TEXT",
+        "ALTER TABLE search_sessions ADD COLUMN masked_input VARCHAR(16)",
+    ),
+    2: ("ALTER TABLE search_sessions ADD COLUMN ordinals TEXT",),
+}
 
 #: The chunks of sessions still open: a member taking a session over replays
 #: them into a fresh terminal emulator. Deleted when the session ends.
@@ -108,14 +140,36 @@ _POSTGRES_DDL = (
 
 
 def ensure_schema(engine: Engine) -> None:
-    """Create the index's tables if missing (idempotent, safe from several members)."""
+    """Create the index's tables if missing, or bring an older index up to date
+    (idempotent, safe from several members at once)."""
     with engine.begin() as conn:
         if engine.dialect.name == "postgresql":
             # Two members starting at once must not race on CREATE EXTENSION.
             conn.execute(text("SELECT pg_advisory_xact_lock(7421)"))
+        had_index = inspect(conn).has_table(SESSIONS.name)
         METADATA.create_all(conn)
         for statement in _SQLITE_DDL if engine.dialect.name == "sqlite" else _POSTGRES_DDL:
             conn.execute(text(statement))
+        found = conn.execute(select(META.c.value).where(META.c.key == "schema")).scalar()
+        version = int(found) if found is not None else (1 if had_index else SCHEMA_VERSION)
+        if version > SCHEMA_VERSION:
+            raise SearchSchemaError(
+                f"the search index is at schema {version}, newer than this version of "
+                f"sshtrail knows ({SCHEMA_VERSION}): upgrade sshtrail"
+            )
+        for step in range(version, SCHEMA_VERSION):
+            for statement in _UPGRADES[step]:
+                conn.execute(text(statement))
+        if found is None:
+            conn.execute(META.insert().values(key="schema", value=str(SCHEMA_VERSION)))
+        elif version != SCHEMA_VERSION:
+            conn.execute(
+                META.update().where(META.c.key == "schema").values(value=str(SCHEMA_VERSION))
+            )
+
+
+class SearchSchemaError(InvalidError):
+    """The search index was written by a newer sshtrail."""
 
 
 def drop_schema(engine: Engine) -> None:

@@ -21,8 +21,6 @@ from sshtrail.errors import ConfigError
 
 ENV_PREFIX: Final = "SSHTRAIL_"
 CONFIG_ENV: Final = "SSHTRAIL_CONFIG"
-#: Variables of the test suite (``SSHTRAIL_TEST_POSTGRES`` ...), not settings.
-TEST_ENV_PREFIX: Final = "SSHTRAIL_TEST_"
 DEFAULT_FILE: Final = "sshtrail.toml"
 
 #: The gateway's default offer to operators' clients (``gateway.ciphers``).
@@ -145,6 +143,12 @@ class GatewaySettings(_Section):
     max_sessions_per_operator: Positive = 50
     #: Failed authentications per client address per minute before it is cut off.
     auth_attempts_per_minute: Positive = 30
+    #: Failed authentication attempts allowed on one connection before it is
+    #: closed (OpenSSH's MaxAuthTries); each one is in the audit record.
+    max_auth_tries: Annotated[int, msgspec.Meta(ge=1, le=100)] = 6
+    #: Failed authentications per operator name per minute, from all
+    #: addresses, before further attempts for that name are refused unseen.
+    auth_failures_per_operator: Positive = 10
     #: Connections not yet logged in, from all addresses; beyond it new ones are
     #: closed at once (OpenSSH's MaxStartups). A login must finish within 60 s.
     max_pending_logins: Positive = 512
@@ -164,6 +168,22 @@ class GatewaySettings(_Section):
     #: what AES-GCM does: keystroke echo under load is 3-4x faster without it
     #: (docs/performance.md). AES-CTR stays for clients without AES-GCM.
     ciphers: list[str] = msgspec.field(default_factory=lambda: list(OPERATOR_CIPHERS))
+    #: Largest terminal an operator gets; a larger PTY request is cut to this
+    #: size (recorded as requested and granted), so no recording can make a
+    #: consumer's terminal emulator exhaust its memory.
+    terminal_max_columns: Annotated[int, msgspec.Meta(ge=80, le=10_000)] = 1000
+    #: ... and its largest height.
+    terminal_max_rows: Annotated[int, msgspec.Meta(ge=24, le=10_000)] = 500
+    #: Environment variables whose values are not recorded (shell-style
+    #: patterns, case-insensitive); the name is, and whether it was passed on.
+    secret_env: list[str] = msgspec.field(
+        default_factory=lambda: ["*PASSWORD*", "*PASSWD*", "*SECRET*", "*TOKEN*", "*KEY*"]
+    )
+    #: The escrow public key (``x25519:...`` from ``sshtrail escrow-keygen``):
+    #: input masked because it was not echoed is kept sealed to it, so the
+    #: holder of its private key can reveal it (``sshtrail reveal``). Empty:
+    #: masked input is only counted (a warning at start-up).
+    escrow_public_key: str = ""
     #: Benchmarks only: false relays without recording anything (logged loudly).
     record: bool = True
     spool: SpoolSettings = msgspec.field(default_factory=SpoolSettings)
@@ -200,6 +220,13 @@ class ConsumerSettings(_Section):
     #: the same id gets its partitions back at once, without a rebalance.
     #: Unique per member; empty means dynamic membership. ``--instance-id`` sets it.
     instance_id: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{0,249}$")] = ""
+    #: A member stops taking messages (stalls, loudly, committing nothing) when
+    #: more than this many messages in a row of one partition had to go to the
+    #: dead-letter topic -- say, chunks of a newer wire format; 0: no limit.
+    dead_letter_max_consecutive: Annotated[int, msgspec.Meta(ge=0)] = 100
+    #: ... or when more than this share of a partition's last 1,000 messages
+    #: did; 0: no limit.
+    dead_letter_max_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
     #: Address of each consumer instance's Prometheus ``/metrics`` endpoint.
     metrics_listen: str = "127.0.0.1"
     #: Its port; 0 turns it off. ``--metrics-port`` sets it.
@@ -238,6 +265,10 @@ class TargetSettings(_Section):
     host_keys: list[str] = msgspec.field(default_factory=list)
     #: Accept and pin the first host key seen when ``host_keys`` is empty.
     trust_on_first_use: bool = False
+    #: Environment variables an operator's client may pass on to this target
+    #: (shell-style patterns, e.g. ``LANG``, ``LC_*``); every one sent is
+    #: recorded, the others are not passed on.
+    accept_env: list[str] = msgspec.field(default_factory=list)
     #: Let operators forward TCP connections to what the target reaches
     #: (``ssh -L``), each recorded as a session of its own (mode
     #: ``direct-tcpip``). Remote forwarding (``ssh -R``) is always refused.
@@ -296,30 +327,6 @@ class Settings(_Section):
         return Path(configured).expanduser() if configured else self.state_path / default
 
     @property
-    def incomplete_after_s(self) -> int:
-        """Quiet time after which a session without an end is ``incomplete``."""
-        if self.consumer.incomplete_after_s:
-            return self.consumer.incomplete_after_s
-        idle = self.gateway.idle_timeout_s
-        return idle + 300 if idle else 3600
-
-    @property
-    def replay_window_s(self) -> int:
-        """Seconds of acknowledged chunks the gateway publishes again after an outage."""
-        chosen = self.gateway.spool.replay_window_s
-        if chosen >= 0:
-            return chosen
-        return 30 if self.embedded_broker else 0
-
-    @property
-    def assignment_strategy(self) -> str:
-        """librdkafka's ``partition.assignment.strategy`` for the consumer groups."""
-        chosen = self.consumer.assignment_strategy
-        if chosen != "auto":
-            return chosen
-        return "roundrobin" if self.embedded_broker else "cooperative-sticky"
-
-    @property
     def embedded_broker(self) -> bool:
         return not self.kafka.bootstrap_servers
 
@@ -350,7 +357,6 @@ def load_settings(
 
     Environment variables ``SSHTRAIL_<KEY>`` override file values; nested keys
     are joined with a double underscore (``SSHTRAIL_KAFKA__PARTITIONS=12``).
-    ``SSHTRAIL_TEST_*`` belongs to the test suite and is ignored.
     Raises :class:`ConfigError` naming the key and its source.
     """
     env = os.environ if environ is None else environ
@@ -359,7 +365,7 @@ def load_settings(
     if source is not None:
         raw = _read_toml(source)
     for var, value in env.items():
-        if var.startswith(ENV_PREFIX) and var != CONFIG_ENV and not var.startswith(TEST_ENV_PREFIX):
+        if var.startswith(ENV_PREFIX) and var != CONFIG_ENV:
             _apply_env(raw, var, value)
     try:
         return msgspec.convert(raw, Settings, strict=False)

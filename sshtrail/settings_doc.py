@@ -85,6 +85,10 @@ def _type_name(kind: Any) -> str:
         if kind.ge is not None and kind.le is not None:
             return f"integer {kind.ge} to {kind.le}"
         return "integer" if kind.ge is None else f"integer ≥ {kind.ge}"
+    if isinstance(kind, mi.FloatType):
+        if kind.ge is not None and kind.le is not None:
+            return f"number {kind.ge} to {kind.le}"
+        return "number" if kind.ge is None else f"number ≥ {kind.ge}"
     if isinstance(kind, mi.BoolType):
         return "boolean"
     if isinstance(kind, mi.StrType):

@@ -26,16 +26,17 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sshtrail.errors import WireError
-from sshtrail.events import U64, End, Event, Exec, Start
+from sshtrail.events import U64, End, Env, Event, Exec, Notice, SealedInput, Start
 from sshtrail.ids import is_uuid7
 
 MAGIC: Final = b"ST"
 #: The newest version this code writes and reads; it reads every older one.
-#: Version 2 adds the ``exec`` mode ``direct-tcpip`` (a forwarded connection).
+#: Version 2 adds the ``exec`` mode ``direct-tcpip`` (a forwarded connection);
+#: version 3 the events ``env``, ``n`` (notice) and ``ms`` (sealed input).
 #: A chunk is written with the oldest version that can hold it, so consumers
-#: that know only version 1 still read every recording that needs no more.
-VERSION: Final = 2
-KNOWN_VERSIONS: Final = frozenset({1, 2})
+#: that know only an older version still read every recording that needs no more.
+VERSION: Final = 3
+KNOWN_VERSIONS: Final = frozenset({1, 2, 3})
 FLAG_SIGNED: Final = 0x01
 HEADER_SIZE: Final = 4
 SIGNATURE_SIZE: Final = 64
@@ -124,6 +125,8 @@ def encode_chunk(
 
 def _version_for(events: Sequence[Event]) -> int:
     """The oldest version that holds ``events``."""
+    if any(isinstance(e, Env | Notice | SealedInput) for e in events):
+        return 3
     return 2 if any(isinstance(e, Exec) and e.mode == "direct-tcpip" for e in events) else 1
 
 
@@ -168,9 +171,10 @@ def decode_chunk(message: bytes) -> Chunk:
     problem = _shape_problem(session_id, body.seq, body.prev, body.events)
     if problem:
         raise WireError(problem, session_id=sid, seq=body.seq)
-    if version < _version_for(body.events):
+    needed = _version_for(body.events)
+    if version < needed:
         raise WireError(
-            f"a direct-tcpip channel needs wire format version 2, not {version}",
+            f"this chunk's events need wire format version {needed}, not {version}",
             session_id=sid,
             seq=body.seq,
         )

@@ -7,6 +7,9 @@ them when ``CI=true``.
 
 from __future__ import annotations
 
+# First: the suite's own knobs leave the environment before anything starts.
+import tests.support.knobs  # noqa: F401  # isort: skip
+
 import shutil
 import uuid
 from collections.abc import Iterator

@@ -17,9 +17,7 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-from sshtrail.errors import InvalidError
-from sshtrail.events import Exec
-from sshtrail.wire import decode_chunk
+from migrations.frozen.wire_v2 import request_of
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -74,9 +72,10 @@ def _backfill(conn: sa.Connection) -> None:
         )
         found: dict[uuid.UUID, tuple[str, str]] = {}
         for session_id, data in conn.execute(first_chunks):
-            request = None if session_id in found else _request(data)
+            request = None if session_id in found else request_of(data)
             if request is not None:
-                found[session_id] = (request.mode, request.command.decode("utf-8", "replace")[:255])
+                mode, command = request
+                found[session_id] = (mode, _text(command.decode("utf-8", "replace"))[:255])
         if found:
             conn.execute(
                 update,
@@ -84,10 +83,6 @@ def _backfill(conn: sa.Connection) -> None:
             )
 
 
-def _request(data: bytes) -> Exec | None:
-    """The ``exec`` event of a stored chunk, if it decodes and has one."""
-    try:
-        events = decode_chunk(data).events
-    except InvalidError:
-        return None  # left empty; `sshtrail verify` reports the chunk
-    return next((e for e in events if isinstance(e, Exec)), None)
+def _text(value: str) -> str:
+    """NUL as the store keeps it (PostgreSQL text cannot hold it): "\u2400" escapes."""
+    return value.replace("\u2400", "\u2400\u2400").replace("\x00", "\u24000")

@@ -17,14 +17,15 @@ from typing import Any
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from sshtrail import queries, search
-from sshtrail.cli.evidence import check
+from sshtrail.cli.evidence import default_keys, verdict_json
 from sshtrail.cli.output import print_json, print_table, store
 from sshtrail.cli.timespec import clock, moment
-from sshtrail.db import make_engine
+from sshtrail.db import make_engine, shown_url
 from sshtrail.errors import DatabaseError, InvalidError
 from sshtrail.models import SessionStatus
 from sshtrail.settings import Settings
 from sshtrail.textsafe import visible
+from sshtrail.verification import fingerprint, session_verdicts, verify_session
 
 HIGHLIGHT = ("\x1b[1;31m", "\x1b[0m")
 
@@ -78,14 +79,32 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
         args.until,
         args.limit,
     )
+    keys = default_keys(settings)
     with store(settings) as conn:
         rows = queries.list_sessions(conn, wanted)
         shorts = queries.short_ids(conn, [row["id"] for row in rows])
+        verdicts = session_verdicts(conn, rows, keys)
     if args.json:
-        print_json([_sessionprint_json(row, shorts[row["id"]]) for row in rows])
+        print_json(
+            [
+                _sessionprint_json(row, shorts[row["id"]], verdict_json(verdicts[row["id"]], keys))
+                for row in rows
+            ]
+        )
         return 0
     table = [
-        ("ID", "OPERATOR", "TARGET", "REQUEST", "CLIENT", "STARTED", "DURATION", "STATUS", "EXIT")
+        (
+            "ID",
+            "OPERATOR",
+            "TARGET",
+            "REQUEST",
+            "CLIENT",
+            "STARTED",
+            "DURATION",
+            "STATUS",
+            "EXIT",
+            "CHAIN",
+        )
     ]
     for row in rows:
         table.append(
@@ -99,6 +118,7 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
                 _duration(row),
                 row["status"],
                 _exit(row),
+                verdicts[row["id"]].status.value,
             )
         )
     print_table(table)
@@ -111,15 +131,11 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     with store(settings) as conn:
         session_id = queries.resolve(conn, args.session)
         row = queries.session(conn, session_id)
-        verdict = check(conn, settings, session_id)
+        keys = default_keys(settings)
+        verdict = verify_session(conn, row, keys)
     commands = _commands(settings, session_id)
     if args.json:
-        document = _sessionprint_json(row, session_id.hex)
-        document["verification"] = {
-            "status": verdict.status.value,
-            "detail": verdict.detail,
-            "seq": verdict.seq,
-        }
+        document = _sessionprint_json(row, session_id.hex, verdict_json(verdict, keys))
         document["commands"] = [{"t": hit.t / 1e9, "command": hit.text} for hit in commands or []]
         print_json(document)
         return 0
@@ -144,6 +160,9 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         ("chunks", f"{row['chunk_count']} stored, last seq {row['last_seq']}"),
         ("gaps", ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in row["gaps"]) or "none"),
         ("verification", f"{verdict.status.value}: {verdict.detail}"),
+        ("signed by", _signer(verdict.signer, keys)),
+        ("quarantined", row["quarantine_reason"]),
+        ("masked input", _masked(row)),
     ]
     for name, value in fields:
         print(f"{name:>12}  {visible(str(value)) if value is not None else '-'}")
@@ -180,7 +199,7 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
             hits = search.search(conn, query)
     except (OperationalError, ProgrammingError) as exc:
         raise DatabaseError(
-            f"cannot search {settings.search_url}: is the index group "
+            f"cannot search {shown_url(settings.search_url)}: is the index group "
             f"running? ({str(exc.orig).strip()})"
         ) from None
     finally:
@@ -245,7 +264,25 @@ def _commands(settings: Settings, session_id: uuid.UUID) -> list[search.Hit] | N
         engine.dispose()
 
 
-def _sessionprint_json(row: dict[str, Any], short: str) -> dict[str, Any]:
+def _signer(key: bytes | None, keys: dict[bytes, str]) -> str | None:
+    if key is None:
+        return None
+    return f"{fingerprint(key)} ({keys.get(key, 'not a trusted key')})"
+
+
+def _masked(row: dict[str, Any]) -> str | None:
+    if not row["masked_input"]:
+        return None
+    lines = row["masked_lines"]
+    return (
+        f"{row['masked_input']}: {row['masked_bytes']} bytes on {lines} "
+        f"line{'s' if lines != 1 else ''}"
+    )
+
+
+def _sessionprint_json(
+    row: dict[str, Any], short: str, verification: dict[str, Any]
+) -> dict[str, Any]:
     keys = (
         "operator",
         "client",
@@ -266,10 +303,16 @@ def _sessionprint_json(row: dict[str, Any], short: str) -> dict[str, Any]:
         "chunk_count",
         "last_seq",
         "gaps",
-        "verified",
+        "quarantine_reason",
+        "masked_input",
+        "masked_bytes",
+        "masked_lines",
     )
     document: dict[str, Any] = {"id": str(row["id"]), "short_id": short}
     document.update({key: row[key] for key in keys})
+    # One verdict, the one `verify` gives (sshtrail/verification.py), and a flag that agrees.
+    document["verified"] = verification["status"] == "ok"
+    document["verification"] = verification
     for key in ("started_at", "ended_at"):
         document[key] = row[key].isoformat() if row[key] else None
     document["duration_s"] = _seconds(row)

@@ -9,8 +9,9 @@ from typing import Any
 
 from sshtrail.broker import EmbeddedBroker
 from sshtrail.cli.signals import stop_on_signals
-from sshtrail.kafka import ensure_topics
+from sshtrail.kafka.admin import ensure_topics
 from sshtrail.settings import Settings
+from sshtrail.statedir import secure
 
 
 def register(commands: Any) -> None:
@@ -50,6 +51,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         print(f"sshtrail: error: --port {port} is not a TCP port", file=sys.stderr)
         return 2
     data_dir = args.data_dir or settings.broker_data_dir
+    secure(data_dir)
     with stop_on_signals() as stop:
         broker = start_broker(host, port, data_dir)
         try:

@@ -12,22 +12,21 @@ import argparse
 import base64
 import codecs
 import sys
-import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import msgspec
-from sqlalchemy.engine import Connection
 
 from sshtrail import queries
-from sshtrail.chain import Status, Verdict, verify_chain
+from sshtrail.chain import Status, Verdict
 from sshtrail.cli.output import print_json, store, stored_session
 from sshtrail.errors import ConfigError, InvalidError
 from sshtrail.events import End, Event, Output, Resize, Start
 from sshtrail.keyfiles import load_ed25519_public, public_path
 from sshtrail.settings import Settings
 from sshtrail.textsafe import visible
+from sshtrail.verification import fingerprint, verify_session
 from sshtrail.wire import decode_chunk
 
 
@@ -65,30 +64,38 @@ def register(commands: Any) -> None:
     export.set_defaults(handler=run_export)
 
 
-def trusted_keys(settings: Settings, files: list[Path] | None) -> set[bytes]:
+def trusted_keys(settings: Settings, files: list[Path] | None) -> dict[bytes, str]:
+    """The gateway keys whose signatures count, each with where it came from."""
     if files:
-        return {load_ed25519_public(path) for path in files}
+        return {load_ed25519_public(path): str(path) for path in files}
     own = settings.state_file(settings.gateway.signing_key, "gateway/recording_ed25519_key")
     if not public_path(own).exists():
         raise ConfigError(
             f"no trusted gateway key: {public_path(own)} does not exist; pass --trust KEYFILE"
         )
-    return {load_ed25519_public(own)}
+    return {load_ed25519_public(own): str(public_path(own))}
 
 
-def check(
-    conn: Connection, settings: Settings, session_id: uuid.UUID, keys: set[bytes] | None = None
-) -> Verdict:
-    """The verdict on one stored session (keys: the trusted ones, else the default)."""
-    trusted = keys if keys is not None else _default_keys(settings)
-    return verify_chain(queries.stored_chunks(conn, session_id), trusted)
-
-
-def _default_keys(settings: Settings) -> set[bytes]:
+def default_keys(settings: Settings) -> dict[bytes, str]:
+    """The configured trusted keys, or none (then every signature reads as untrusted,
+    and the verdict says so)."""
     try:
         return trusted_keys(settings, None)
     except ConfigError:
-        return set()  # everything signed reads as tampered: `show` says why
+        return {}
+
+
+def verdict_json(verdict: Verdict, keys: Mapping[bytes, str]) -> dict[str, Any]:
+    """A verdict as every command's ``--json`` shows it (docs/operations.md)."""
+    signer = verdict.signer
+    return {
+        "status": verdict.status.value,
+        "detail": verdict.detail,
+        "seq": verdict.seq,
+        "gaps": [list(g) for g in verdict.gaps],
+        "signer": fingerprint(signer) if signer else None,
+        "signer_trusted_as": keys.get(signer) if signer else None,
+    }
 
 
 def run_verify(args: argparse.Namespace, settings: Settings) -> int:
@@ -97,24 +104,19 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     with store(settings) as conn:
         ids = queries.all_session_ids(conn) if args.all else [queries.resolve(conn, args.session)]
         for session_id in ids:
-            results.append((session_id, check(conn, settings, session_id, keys)))
+            row = queries.session(conn, session_id)
+            results.append((session_id, verify_session(conn, row, keys)))
     if args.json:
-        print_json(
-            [
-                {
-                    "session": str(sid),
-                    "status": v.status.value,
-                    "detail": v.detail,
-                    "seq": v.seq,
-                    "gaps": [list(g) for g in v.gaps],
-                }
-                for sid, v in results
-            ]
-        )
+        print_json([{"session": str(sid), **verdict_json(v, keys)} for sid, v in results])
     else:
         for session_id, verdict in results:
             where = f" (chunk {verdict.seq})" if verdict.status is Status.TAMPERED else ""
-            print(f"{session_id}  {verdict.status.value}{where}  {visible(verdict.detail)}")
+            signer = ""
+            if verdict.signer is not None:
+                trusted_as = keys.get(verdict.signer)
+                signer = f"  signed by {fingerprint(verdict.signer)}"
+                signer += f" ({trusted_as})" if trusted_as else " (not a trusted key)"
+            print(f"{session_id}  {verdict.status.value}{where}  {visible(verdict.detail)}{signer}")
         failed = sum(v.status is not Status.OK for _, v in results)
         if args.all:
             print(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from importlib.metadata import entry_points
@@ -12,6 +13,7 @@ from importlib.metadata import entry_points
 from sshtrail import __version__
 from sshtrail.errors import ConfigError, InvalidError, SshtrailError
 from sshtrail.settings import load_settings
+from sshtrail.statedir import UMASK
 
 #: Exit status for usage and configuration errors, as argparse uses.
 EXIT_USAGE = 2
@@ -31,6 +33,8 @@ _BUILT_IN = {
     "verify": "sshtrail.cli.evidence",
     "export": "sshtrail.cli.evidence",
     "replay": "sshtrail.cli.replay",
+    "escrow-keygen": "sshtrail.cli.escrow",
+    "reveal": "sshtrail.cli.escrow",
     "topics": "sshtrail.cli.topics",
 }
 #: Options of the top-level parser that take a value (to find the command name).
@@ -98,6 +102,8 @@ def _command(argv: Sequence[str]) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Recordings, keys and databases are for their owner only (sshtrail/statedir.py).
+    os.umask(UMASK)
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command(arguments))
     args = parser.parse_args(arguments)

@@ -6,8 +6,12 @@ screen is what it was at that moment. When stdout is not a terminal the
 output is written without delays (what ``export --format raw`` gives, from
 ``--from`` on).
 
-This is the one command that writes session bytes to the terminal
-unescaped -- that is what replaying means; the terminal is reset at the end.
+Session bytes reach the terminal as they drew the screen, through
+:class:`~sshtrail.termfilter.TerminalFilter`: nothing in them can make the
+auditor's terminal answer, set its clipboard or title, or leave it in
+another mode; what the session changed is undone at the end. ``--raw``
+writes the bytes exactly as recorded (for a pipe, or a terminal you trust
+with them).
 A forwarded connection (``ssh -L``) carried bytes for some other program, not
 for a terminal: replay refuses to write those to one and names the command
 that exports them instead.
@@ -32,6 +36,7 @@ from sshtrail.cli.timespec import clock, offset
 from sshtrail.errors import InvalidError
 from sshtrail.events import Exec, Output
 from sshtrail.settings import Settings
+from sshtrail.termfilter import TerminalFilter
 from sshtrail.textsafe import visible
 
 RESET = b"\x1b[0m\x1b[?25h\r\n"  # attributes off, cursor shown
@@ -52,6 +57,11 @@ def register(commands: Any) -> None:
         default=2.0,
         metavar="S",
         help="wait at most S seconds between outputs (default 2)",
+    )
+    replay.add_argument(
+        "--raw",
+        action="store_true",
+        help="write the output bytes exactly as recorded, without the terminal filter",
     )
     replay.add_argument(
         "--from",
@@ -76,21 +86,47 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
             f"To look at them: sshtrail export {args.session} --format raw | hexdump -C"
         )
     outputs = [(e.t / 1e9, e.data) for e in events if isinstance(e, Output)]
-    out = sys.stdout.buffer
+    # A forwarded connection's bytes were not for a terminal: a pipe gets them as they were.
+    out = Screen(sys.stdout.buffer, raw=args.raw or forwarded is not None)
     if not sys.stdout.isatty() or not sys.stdin.isatty():
         for at, data in outputs:
             if at >= args.start:
                 out.write(data)
-        out.flush()
+        out.finish()
         return 0
     with _keys() as keys:
         _play(outputs, out, keys, speed=args.speed, idle_limit=args.idle_limit, start=args.start)
     return 0
 
 
+class Screen:
+    """Where session bytes go: through a :class:`TerminalFilter` unless ``raw``;
+    :meth:`finish` undoes what the session changed for good."""
+
+    def __init__(self, out: BinaryIO, raw: bool) -> None:
+        self._out = out
+        self._filter = None if raw else TerminalFilter()
+
+    def write(self, data: bytes) -> None:
+        self._out.write(data if self._filter is None else self._filter.feed(data))
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def control(self, data: bytes) -> None:
+        """The replay's own bytes (its status): not the session's, never filtered."""
+        self._out.write(data)
+        self._out.flush()
+
+    def finish(self) -> None:
+        if self._filter is not None:
+            self._out.write(self._filter.finish())
+        self._out.flush()
+
+
 def _play(
     outputs: list[tuple[float, bytes]],
-    out: BinaryIO,
+    out: Screen,
     keys: int,
     *,
     speed: float,
@@ -125,14 +161,13 @@ def _play(
             out.write(data)
             out.flush()
     finally:
-        out.write(RESET)
-        out.flush()
+        out.finish()
+        out.control(RESET)
 
 
-def _status(out: BinaryIO, text: str) -> None:
+def _status(out: Screen, text: str) -> None:
     # Shown in the window title: writing it into the screen would change the replay.
-    out.write(f"\x1b]2;sshtrail replay: {text}\x07".encode())
-    out.flush()
+    out.control(f"\x1b]2;sshtrail replay: {text}\x07".encode())
 
 
 def _key(fd: int, timeout: float | None) -> bytes | None:

@@ -1,4 +1,4 @@
-"""Waiting for Ctrl-C or SIGTERM while child processes run."""
+"""Waiting for Ctrl-C, SIGTERM or a hang-up while child processes run."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from types import FrameType
 
 
 class StopSignal:
-    """Set by SIGINT or SIGTERM; ``name`` says which arrived first."""
+    """Set by SIGINT, SIGTERM or SIGHUP; ``name`` says which arrived first."""
 
     def __init__(self, on_stop: Callable[[str], None] | None = None) -> None:
         self._event = threading.Event()
@@ -34,11 +34,12 @@ class StopSignal:
 
 @contextmanager
 def stop_on_signals(on_stop: Callable[[str], None] | None = None) -> Iterator[StopSignal]:
-    """Route SIGINT and SIGTERM to a :class:`StopSignal` for the block's duration;
-    ``on_stop`` is called with the signal's name when the first one arrives."""
+    """Route SIGINT, SIGTERM and SIGHUP (the terminal closed) to a :class:`StopSignal`
+    for the block's duration; ``on_stop`` is called with the signal's name when the first
+    one arrives."""
     stop = StopSignal(on_stop)
     previous: dict[int, Callable[[int, FrameType | None], object] | int | None] = {}
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         previous[signum] = signal.signal(signum, stop._handle)
     try:
         yield stop

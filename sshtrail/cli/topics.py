@@ -7,10 +7,8 @@ import sys
 import time
 from typing import Any
 
-from confluent_kafka import KafkaException
-
 from sshtrail.errors import BrokerError
-from sshtrail.kafka import admin_client, ensure_topics, reason, topic_metadata
+from sshtrail.kafka.admin import ensure_topics, kafka_admin
 from sshtrail.settings import Settings
 
 
@@ -64,13 +62,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 def describe(settings: Settings) -> list[tuple[str, int, int]]:
     """Name, partition count and smallest replica count of the two topics."""
-    admin = admin_client(settings)
+    admin = kafka_admin(settings)
     rows = []
     for name in (settings.kafka.topic, settings.kafka.dlq_topic):
-        try:
-            topic = topic_metadata(admin, name, 10.0)
-        except KafkaException as exc:
-            raise BrokerError(f"cannot reach {settings.bootstrap_servers}: {reason(exc)}") from None
-        replicas = min((len(p.replicas) for p in topic.partitions.values()), default=0)
-        rows.append((name, len(topic.partitions), replicas))
+        topic = admin.topic(name)
+        rows.append((name, topic.partitions, topic.replicas))
     return rows

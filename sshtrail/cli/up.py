@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -12,10 +13,16 @@ from sshtrail.broker import EmbeddedBroker
 from sshtrail.cli.broker import start_broker
 from sshtrail.cli.children import Children
 from sshtrail.cli.signals import stop_on_signals
-from sshtrail.db import normalize_url
+from sshtrail.db import shown_url
 from sshtrail.errors import BrokerError
-from sshtrail.kafka import ensure_topics
+from sshtrail.kafka.adapters import topic_reader
+from sshtrail.kafka.admin import ensure_topics, kafka_admin
 from sshtrail.settings import Settings
+from sshtrail.statedir import secure
+
+#: How long a stopping stack waits for the consumer groups to read what the
+#: gateway published last.
+DRAIN_S = 15.0
 
 
 def register(commands: Any) -> None:
@@ -34,18 +41,25 @@ def register(commands: Any) -> None:
         help="also start a demo target (a login shell as you, loopback only) and a demo "
         "operator, and print the ssh command to try",
     )
+    parser.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the logs of the stack's processes here, instead of in STATE/logs/",
+    )
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
     state = settings.state_path.resolve()
     state.mkdir(parents=True, exist_ok=True)
+    secure(state)
     config: Path | None = Path(args.config).resolve() if args.config else None
     trial: demo.Demo | None = None
     if args.demo:
         settings, trial = demo.prepare(settings)
         config = trial.config
-    children = Children(config)
+    logs = None if args.verbose else state / "logs"
+    children = Children(config, logs, _say)
     with stop_on_signals() as stop:
         broker: EmbeddedBroker | None = None
         try:
@@ -68,25 +82,28 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     f"on 127.0.0.1:{trial.port}",
                 )
             # A static member id: restarted, it takes its partitions back at once.
-            children.start("store", "store", "--instance-id", f"{settings.instance}-up-store")
+            for part in ("store", "index"):
+                member_id = f"{settings.instance}-up-{part}"
+                children.start(part, part, "--instance-id", member_id, restart=True)
             _say(
                 "store",
                 f"consumer group {settings.consumer.store_group} writes sessions to the database",
             )
-            children.start("index", "index", "--instance-id", f"{settings.instance}-up-index")
             _say(
                 "index",
-                f"consumer group {settings.consumer.index_group} indexes them for "
-                f"search in {_shown(settings.search_url)}",
+                f"consumer group {settings.consumer.index_group} indexes them for search in "
+                f"{shown_url(settings.search_url)}",
             )
-            children.start("gateway", "gateway", port=settings.gateway.port)
+            children.start("gateway", "gateway", port=settings.gateway.port, restart=True)
             _say(
                 "gateway",
-                f"{settings.gateway.listen}:{settings.gateway.port}, operators "
-                f"log in as OPERATOR:TARGET; {len(settings.operators)} operators, "
+                f"{settings.gateway.listen}:{settings.gateway.port}, operators log in as "
+                f"OPERATOR:TARGET; {len(settings.operators)} operators, "
                 f"{len(settings.targets)} targets configured",
             )
             _say("state", str(state))
+            if logs is not None:
+                _say("logs", f"{logs}/ (--verbose shows them here)")
             if trial is not None:
                 demo.trust_gateway(settings, trial)
                 _say("try", "this, then type a few commands and exit:")
@@ -100,11 +117,54 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                         f"{settings.broker_data_dir / 'broker.log'}"
                     )
         finally:
-            children.stop()
-            if broker is not None:
-                broker.stop()
+            _stop(children, settings, broker)
     _say("stopped", f"on {stop.name}; state kept in {state}")
     return 0
+
+
+def _stop(children: Children, settings: Settings, broker: EmbeddedBroker | None) -> None:
+    """The gateway first (its last sessions end and are published), then the groups once
+    they have read everything (or after a while), then the rest."""
+    children.stop("gateway")
+    if broker is None or broker.poll() is None:
+        drained = _wait_drained(settings, DRAIN_S)
+        if not drained:
+            _say(
+                "stopping",
+                f"the consumer groups did not catch up within {DRAIN_S:.0f} s; they "
+                "continue from where they are at the next start",
+            )
+    children.stop_all()
+    if broker is not None:
+        broker.stop()
+
+
+def _wait_drained(settings: Settings, timeout: float) -> bool:
+    """Whether both consumer groups committed up to the log end within ``timeout``."""
+    groups = (settings.consumer.store_group, settings.consumer.index_group)
+    deadline = time.monotonic() + timeout
+    try:
+        admin = kafka_admin(settings, timeout=5.0)
+        reader = topic_reader(settings, "drain", timeout=5.0)
+    except BrokerError:
+        return False
+    try:
+        topic = settings.kafka.topic
+        while True:
+            ends = {p: reader.watermarks(topic, p)[1] for p in reader.partitions(topic)}
+            behind = 0
+            for group in groups:
+                committed = admin.group(group, topic).committed
+                behind += sum(max(end - committed.get(p, 0), 0) for p, end in ends.items())
+            if not behind:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(0.2)
+    except BrokerError:
+        return False
+    finally:
+        reader.close()
 
 
 def _start_infrastructure(settings: Settings) -> EmbeddedBroker | None:
@@ -123,16 +183,8 @@ def _start_infrastructure(settings: Settings) -> EmbeddedBroker | None:
     _say("topics", topics + (" (created)" if created else ""))
     migrate.upgrade(settings.database_url)
     revision = migrate.current_revision(settings.database_url)
-    _say("database", f"{_shown(settings.database_url)} at schema {revision}")
+    _say("database", f"{shown_url(settings.database_url)} at schema {revision}")
     return broker
-
-
-def _shown(database_url: str) -> str:
-    """A database URL to print: password hidden, a SQLite path made absolute."""
-    url = normalize_url(database_url)
-    if url.get_backend_name() == "sqlite" and url.database:
-        url = url.set(database=str(Path(url.database).resolve()))  # say where it really is
-    return url.render_as_string(hide_password=True)
 
 
 def _user(settings: Settings) -> str:

@@ -39,8 +39,10 @@ def test_sessions_lists_them_with_short_ids_and_filters(recorded: Recorded) -> N
         "DURATION",
         "STATUS",
         "EXIT",
+        "CHAIN",
     ]
     assert len(table) == 4
+    assert all(line.split()[-1] == "ok" for line in table[1:])  # every chain verifies
     assert sum("exec: echo audit-$((6*7)); exit 3" in line for line in table) == 1
     assert sum(" shell " in line for line in table) == 1
     assert sum("exec: echo '\\e]0;pwned" in line for line in table) == 1  # escaped, cut
@@ -132,6 +134,15 @@ def test_verify_reports_each_kind_of_tampering(recorded: Recorded) -> None:
         with engine.begin() as conn:
             conn.execute(change)  # type: ignore[call-overload]
         result = recorded.run("verify", sid, check=False)
+        # Every reader says the same, from the same check (issue 14.5).
+        listed = next(r for r in sessions_json(recorded) if r["id"] == full)
+        shown = json.loads(recorded.run("show", sid, "--json").stdout)
+        status = result.stdout.decode().split("  ")[1].split(" ")[0]
+        for document in (listed, shown):
+            verification = document["verification"]
+            assert isinstance(verification, dict)
+            assert verification["status"] == status
+            assert document["verified"] is (status == "ok")
         with engine.begin() as conn:  # put it back
             conn.execute(delete(chunks).where(key))
             conn.execute(chunks.insert(), _rows(full, original))
@@ -140,17 +151,26 @@ def test_verify_reports_each_kind_of_tampering(recorded: Recorded) -> None:
     flipped = bytearray(original[1])
     flipped[-5] ^= 0x01
     code, out = verdict(update(chunks).where(key, chunks.c.seq == 1).values(data=bytes(flipped)))
-    # Chunk 1 still decodes; its digest changed, so chunk 2 no longer links to it.
-    assert (code, out.split("  ")[1:]) == (
+    # Chunk 1 still decodes; the signed end vouches back to chunk 2, which does not follow
+    # it: chunk 1 is the one altered, and the one blamed.
+    assert (code, out.split("  ")[1:3]) == (
         1,
-        ["tampered (chunk 2)", "chunk 2 does not follow chunk 1\n"],
+        ["tampered (chunk 1)", "chunk 1 was altered: it is not the chunk its successor follows"],
     )
+    # The store had stored chunk 1: its absence is tampering, not a gap.
     code, out = verdict(delete(chunks).where(key, chunks.c.seq == 1))
-    assert (code, out.split("  ")[1]) == (1, "gap")
+    assert (code, out.split("  ")[1:3]) == (
+        1,
+        ["tampered (chunk 1)", "chunks 1 were stored and are gone"],
+    )
     code, out = verdict(update(chunks).where(key, chunks.c.seq == 1).values(data=original[2]))
     assert (code, out.split("  ")[1]) == (1, "tampered (chunk 1)")
-    code, out = verdict(delete(chunks).where(key, chunks.c.seq == last))
-    assert (code, out.split("  ")[1]) == (1, "unsigned")
+    # The store saw the session end: a missing last chunk is a cut tail, not an open session.
+    code, out = verdict(delete(chunks).where(key, chunks.c.seq >= last - 1))
+    assert code == 1
+    assert out.split("  ")[1] == f"tampered (chunk {last - 1})"
+    assert f"tail was cut: chunks {last - 1}-{last} were stored" in out
+    assert f"the session end at chunk {last}" in out
     assert recorded.run("verify", sid).returncode == 0  # restored
     engine.dispose()
 

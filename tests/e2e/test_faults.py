@@ -13,7 +13,6 @@ lag returns to 0. Sizes are bounded: ``SSHTRAIL_TEST_FAULT_SESSIONS`` sessions
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import time
@@ -41,13 +40,14 @@ from tests.support.consumers import (
     write_config,
 )
 from tests.support.gateway import GatewayProcess
+from tests.support.knobs import knob
 from tests.support.pgcluster import PrivateCluster, find_bin
 from tests.support.services import unavailable
 from tests.support.sshd import SshdTarget
 
 pytestmark = pytest.mark.e2e
 
-SESSIONS_PER_FAULT = int(os.environ.get("SSHTRAIL_TEST_FAULT_SESSIONS", "20"))
+SESSIONS_PER_FAULT = int(knob("FAULT_SESSIONS", "20"))
 LINES = 150  # each session prints this many lines, 20 ms apart: ~3 s
 #: Output a recording may lack after kill -9 of the gateway: its coalescing
 #: window (100 ms, ~5 lines of ~12 bytes), with room to spare.

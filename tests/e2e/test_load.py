@@ -11,7 +11,6 @@ same run, output-to-searchable delay, memory) are printed, not asserted:
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
@@ -22,12 +21,13 @@ from sshtrail.broker import EmbeddedBroker
 from sshtrail.db import make_engine
 from tests.support import load
 from tests.support.consumers import wait_for
+from tests.support.knobs import knob
 from tests.support.sshd import SshdTarget
 
 pytestmark = pytest.mark.e2e
 
-SESSIONS = int(os.environ.get("SSHTRAIL_TEST_LOAD_SESSIONS", "30"))
-SECONDS = float(os.environ.get("SSHTRAIL_TEST_LOAD_SECONDS", "20"))
+SESSIONS = int(knob("LOAD_SESSIONS", "30"))
+SECONDS = float(knob("LOAD_SECONDS", "20"))
 
 
 @pytest.mark.timeout(600)

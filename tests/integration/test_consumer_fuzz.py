@@ -11,7 +11,6 @@ The mix is drawn from a seeded generator (``SSHTRAIL_TEST_FUZZ_SEED``, and
 
 from __future__ import annotations
 
-import os
 import random
 import signal
 import uuid
@@ -30,7 +29,7 @@ from sshtrail import search
 from sshtrail.chain import ChainWriter, Status, verify_chain
 from sshtrail.db import make_engine
 from sshtrail.ids import uuid7
-from sshtrail.wire import encode_chunk
+from sshtrail.wire import KNOWN_VERSIONS, encode_chunk
 from tests.support.consumers import (
     group_lag,
     read_all,
@@ -39,12 +38,13 @@ from tests.support.consumers import (
     wait_for,
     write_config,
 )
+from tests.support.knobs import knob
 from tests.support.recordings import SIGNER, keyed, recording
 
 pytestmark = pytest.mark.integration
 
-SEED = int(os.environ.get("SSHTRAIL_TEST_FUZZ_SEED", "20261125"))
-COUNT = int(os.environ.get("SSHTRAIL_TEST_FUZZ_COUNT", "300"))
+SEED = int(knob("FUZZ_SEED", "20261125"))
+COUNT = int(knob("FUZZ_COUNT", "300"))
 #: About the largest value a broker takes by default (message.max.bytes, 1 MB, with
 #: the record's overhead); a chunk is at most 1 MiB, so these are never valid.
 LARGEST = 1_040_000  # near the broker default limit: it once stalled both groups
@@ -100,7 +100,12 @@ def hostile_messages(
         elif kind == "version":
             out.append(
                 Hostile(
-                    key, chunk[:2] + bytes([rng.choice([0, 3, 9, 255])]) + chunk[3:], kind, "dlq"
+                    key,
+                    chunk[:2]
+                    + bytes([rng.choice([0, max(KNOWN_VERSIONS) + 1, 9, 255])])
+                    + chunk[3:],
+                    kind,
+                    "dlq",
                 )
             )
         elif kind == "wrong key":
@@ -179,7 +184,16 @@ def test_a_running_store_and_index_survive_every_kind_of_garbage(
     _produce(servers, store_topic, messages)
 
     search_url = f"sqlite:///{tmp_path / 'search.db'}"
-    config = write_config(tmp_path / "sshtrail.toml", servers, store_topic, database_url)
+    # Most of this topic is garbage on purpose: the dead-letter limit, which would
+    # stall the members on such a stream (test_runner.py), is off here.
+    config = write_config(
+        tmp_path / "sshtrail.toml",
+        servers,
+        store_topic,
+        database_url,
+        dead_letter_max_consecutive=0,
+        dead_letter_max_ratio=0,
+    )
     with config.open("a") as extra:
         extra.write(f'[search]\nurl = "{search_url}"\n')
     members = {name: start_member(config, name) for name in ("store", "index")}

@@ -10,8 +10,9 @@ import pytest
 from confluent_kafka import Message
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from consumer.deadletter import HEADER_TRUNCATED, TRUNCATED_TO, DeadLetters
+from consumer.deadletter import HEADER_TRUNCATED, TRUNCATED_TO
 from consumer.messages import Rejected
+from consumer.service import dead_letters
 from sshtrail.broker import EmbeddedBroker
 from sshtrail.errors import WireError
 from sshtrail.settings import load_settings
@@ -35,7 +36,7 @@ def test_a_letter_too_large_for_the_dlq_is_sent_truncated_and_says_so(
         }
     )
     huge, fine = os.urandom(500_000), os.urandom(1_000)
-    letters = DeadLetters(settings, "g1")
+    letters = dead_letters(settings, "g1")
     try:
         sent = letters.send(
             [

@@ -177,8 +177,9 @@ def test_refusals_are_clear_recorded_and_harmless(gateway: GatewayProcess) -> No
         reasons.append((start.operator, start.target, end.reason))
     assert sorted(reasons) == sorted(
         [
-            ("alice", "t1", "refused: authentication failed"),
-            ("zed", "t1", "refused: unknown operator"),
+            # every failed attempt is counted, with its method
+            ("alice", "t1", "refused: authentication failed (1 failed attempt: publickey 1)"),
+            ("zed", "t1", "refused: unknown operator (1 failed attempt: publickey 1)"),
             ("alice", "", "refused: no target given"),
             ("alice", "secret", "refused: target not allowed"),
             ("bob", "t1", "refused: target not allowed"),

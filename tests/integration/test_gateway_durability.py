@@ -17,6 +17,7 @@ from sshtrail.chain import Status, verify_chain
 from sshtrail.events import Input, Output
 from tests.support.gateway import GatewayProcess, Published, published
 from tests.support.sshd import SshdTarget
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +60,7 @@ def test_broker_down_mid_session_loses_nothing_and_duplicates_nothing(
     own_broker.stop()
     for i in range(5):  # the session goes on while the broker is away
         run(child, f"echo during-{i}-$(({i}+{i}))", f"during-{i}-{i + i}")
-    time.sleep(0.5)
+    wait_for(lambda: b"during-4-8" in gateway.spooled(), timeout=10, what="the spool")
     own_broker.start()
     run(child, "echo after-$((3+3))", "after-6")
     child.sendline("exit")
@@ -88,9 +89,7 @@ def test_gateway_killed_with_a_full_spool_publishes_it_after_restart(
     own_broker.stop()
     for i in range(3):
         run(child, f"echo spooled-{i}-$(({i}*10))", f"spooled-{i}-{i * 10}")
-    time.sleep(0.5)  # past the chunk delay and the fsync interval
-    spool = tmp_path / "gw" / "state" / "spool"
-    assert sum(p.stat().st_size for p in spool.glob("segment-*.log")) > 0
+    wait_for(lambda: b"spooled-2-20" in gateway.spooled(), timeout=10, what="the spool")
     gateway.kill()
     child.expect(pexpect.EOF)
     child.close()
@@ -164,11 +163,9 @@ def test_full_spool_fail_closed_refuses_new_sessions_until_it_drains(
     assert refused.returncode == 1
     assert b"the recording spool is full" in refused.stderr
     own_broker.start()
-    deadline = time.monotonic() + 60
-    while (later := ssh_run(gateway, "echo after")).returncode != 0:
-        assert time.monotonic() < deadline, later.stderr
-        time.sleep(1)
-    assert later.stdout == b"after\n"
+    wait_for(lambda: gateway.spool_pending() == 0, timeout=60, what="the spool to drain")
+    later = ssh_run(gateway, "echo after")
+    assert later.stdout == b"after\n", later.stderr
     sessions = published(own_broker.bootstrap_servers, gateway.topic, complete=3)
     reasons = sorted(str(e[-1][2].end.reason) for e in sessions.values() if e[-1][2].end)
     assert "refused: spool full" in reasons
@@ -189,13 +186,17 @@ def test_spool_beyond_its_reserve_pauses_sessions_instead_of_dropping(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    time.sleep(3)
+    wait_for(
+        lambda: any("all sessions paused" in line for line in gateway.output),
+        timeout=30,
+        what="the gateway pausing its sessions",
+    )
     assert session.poll() is None  # paused: its output waits for room in the spool
     own_broker.start()
     out, _ = session.communicate(timeout=60)
     assert out == b"a\nb\n"
     assert session.returncode == 0
-    assert time.monotonic() - started > 3
+    assert time.monotonic() > started
     [entries] = published(own_broker.bootstrap_servers, gateway.topic).values()
     output = b"".join(e.data for _, _, c in entries for e in c.events if isinstance(e, Output))
     assert output == b"a\nb\n"

@@ -7,7 +7,6 @@ import socket
 import socketserver
 import subprocess
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from sshtrail.events import End, Exec, Exit, Input, Output
 from sshtrail.wire import Chunk
 from tests.support.gateway import GatewayProcess, published
 from tests.support.sshd import SshdTarget
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -208,16 +208,18 @@ def test_forwarding_where_the_target_allows_it_is_relayed_and_recorded(
         stderr=subprocess.PIPE,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
+        opened: list[socket.socket] = []
+
+        def connected() -> bool:  # the connection that gets through is the one used
+            assert tunnel.poll() is None, tunnel.communicate()[1]
             try:
-                conn = socket.create_connection(("127.0.0.1", local), timeout=10)
-                break
+                opened.append(socket.create_connection(("127.0.0.1", local), timeout=10))
             except ConnectionRefusedError:
-                assert tunnel.poll() is None, tunnel.communicate()[1]
-                assert time.monotonic() < deadline, "the tunnel did not open"
-                time.sleep(0.1)
-        with conn:
+                return False
+            return True
+
+        wait_for(connected, timeout=30, what="the tunnel to open")
+        with opened[0] as conn:
             conn.sendall(b"ping-1")
             assert conn.recv(100) == b"pong:ping-1"
             conn.sendall(b"ping-2")
@@ -356,7 +358,11 @@ def test_sigterm_lets_running_sessions_finish_and_publishes_them(
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
-    time.sleep(0.7)
+    wait_for(
+        lambda: any("session" in line and "started (exec)" in line for line in gateway.output),
+        timeout=30,
+        what="the session running",
+    )
     log = gateway.stop()  # SIGTERM while the session runs
     out, _ = session.communicate(timeout=30)
     assert out == b"finished\n"

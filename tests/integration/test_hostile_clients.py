@@ -21,6 +21,7 @@ from sshtrail.broker import EmbeddedBroker
 from tests.support.gateway import GatewayProcess, published, rss_kib
 from tests.support.proxy import StallingProxy
 from tests.support.sshd import SshdTarget
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -171,10 +172,18 @@ def test_silent_connections_from_one_address_cannot_take_every_login_slot(
     finally:
         for sock in silent:
             sock.close()
-    time.sleep(0.5)  # the gateway notices the five are gone
-    asyncio.run(_login(gateway, ATTACKER))  # the address may log in again
+    # The address may log in again once the gateway has noticed the five are gone.
+    wait_for(lambda: _logs_in(gateway, ATTACKER), timeout=30, what="the address let in again")
     output = "".join(gateway.output)
     assert output.count("waiting to log in (further refusals") == 1
+
+
+def _logs_in(gateway: GatewayProcess, address: str) -> bool:
+    try:
+        asyncio.run(_login(gateway, address))
+    except (asyncssh.Error, OSError):
+        return False
+    return True
 
 
 async def _login(gateway: GatewayProcess, address: str, key: Path | None = None) -> None:
@@ -214,7 +223,10 @@ def test_an_auth_flood_is_cut_off_and_recorded_without_flooding_the_records(
     reasons = Counter(
         chunks[-1][2].end.reason for chunks in sessions.values() if chunks[-1][2].end is not None
     )
-    assert reasons == {"refused: authentication failed": 5, "exit status 0": 1}
+    assert reasons == {
+        "refused: authentication failed (1 failed attempt: publickey 1)": 5,
+        "exit status 0": 1,
+    }
 
 
 def test_thousands_of_channels_on_one_connection_stop_at_the_operators_limit(
@@ -247,7 +259,6 @@ def test_thousands_of_channels_on_one_connection_stop_at_the_operators_limit(
 
     outcomes = asyncio.run(flood())
     assert outcomes == {"opened": 20, "you have 20 sessions open already": 1980}
-    time.sleep(1)  # the twenty close on the target side too
     still_serves(gateway)
     sessions = published(broker.bootstrap_servers, gateway.topic, complete=22)
     reasons = Counter(

@@ -139,7 +139,13 @@ def test_a_postgresql_outage_stalls_the_group_and_loses_nothing(
         wait_for(lambda: chunk_count(store_engine) > 20, what="writes before the outage")
         store_engine.dispose()
         private_postgres.stop()
-        time.sleep(20)
+        # The outage lasts until the member has retried at its longest back-off a few
+        # times while the load goes on (1 s here: write_config's retry_max_ms).
+        wait_for(
+            lambda: member.stderr.count("write failed, retrying in 1.0s") >= 3,
+            timeout=60,
+            what="the member retrying at its longest back-off",
+        )
         stalled = member.stderr.count("write failed, retrying")
         private_postgres.start()
         stop.set()

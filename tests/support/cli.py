@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import resource
 import signal
 import subprocess
 import sys
@@ -19,7 +20,13 @@ class Running:
     #: Every one started; the conftest kills those a failed test left running.
     started: ClassVar[list[Running]] = []
 
-    def __init__(self, *args: str, cwd: Path, env: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        *args: str,
+        cwd: Path,
+        env: dict[str, str] | None = None,
+        memory_limit: int | None = None,
+    ) -> None:
         self.lines: list[str] = []
         self._queue: queue.Queue[str | None] = queue.Queue()
         self.process = subprocess.Popen(
@@ -29,6 +36,9 @@ class Running:
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
+            # A bound on the child's address space: a regression that tries to exhaust
+            # memory fails the test instead of the machine.
+            preexec_fn=(lambda: _limit_memory(memory_limit)) if memory_limit else None,  # noqa: PLW1509
         )
         Running.started.append(self)
         self._stderr: list[str] = []
@@ -84,3 +94,7 @@ class Running:
         """Send ``signum`` and wait for the exit."""
         self.process.send_signal(signum)
         return self.wait(timeout)
+
+
+def _limit_memory(limit: int) -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (limit, limit))

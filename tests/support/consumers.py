@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 
 from confluent_kafka import Consumer, TopicPartition
@@ -15,6 +14,9 @@ from consumer.store import CHUNKS
 from sshtrail.wire import decode_chunk
 from tests.support.cli import Running
 from tests.support.gateway import toml_value
+from tests.support.waiting import wait_for
+
+__all__ = ["wait_for"]  # re-exported: the tests of the groups take it from here
 
 
 def create_topics(servers: str, *names: str, partitions: int = 3) -> None:
@@ -59,18 +61,14 @@ def write_config(
     return path
 
 
-def start_member(config: Path, command: str = "store", *options: str) -> Running:
-    member = Running("--config", str(config), command, *options, cwd=config.parent)
+def start_member(
+    config: Path, command: str = "store", *options: str, memory_limit: int | None = None
+) -> Running:
+    member = Running(
+        "--config", str(config), command, *options, cwd=config.parent, memory_limit=memory_limit
+    )
     member.expect(f"{command}: group")
     return member
-
-
-def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what or condition}")
-        time.sleep(0.1)
 
 
 def chunk_count(engine: Engine) -> int:

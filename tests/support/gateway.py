@@ -38,6 +38,7 @@ class GatewayProcess:
     extra: str = ""
     operator_extra: str = ""  # more keys for the operator alice
     config_tail: str = ""  # more tables at the end of the settings file
+    alice_targets: Sequence[str] = ()  # targets of config_tail that alice may use
     cli_options: Sequence[str] = ()
     #: Also create ``<topic>.dlq``, for consumer groups reading the topic.
     dead_letters: bool = False
@@ -77,7 +78,7 @@ echo_window_ms = 300
 [[operators]]
 name = "alice"
 keys = [{toml_value(pub)}]
-targets = ["t1", "imposter", "fwd"]
+targets = {toml_value(["t1", "imposter", "fwd", *self.alice_targets])}
 {self.operator_extra}
 [[operators]]
 name = "bob"
@@ -90,6 +91,7 @@ port = {self.sshd.port}
 user = {toml_value(self.sshd.user)}
 key = {toml_value(str(self.sshd.client_key))}
 host_keys = [{toml_value(host_pub)}]
+accept_env = ["LANG", "LC_*", "SSHTRAIL_TEST_*"]
 [[targets]]
 name = "imposter"
 host = "127.0.0.1"
@@ -145,6 +147,22 @@ host_keys = [{toml_value(host_pub)}]
     def _fetch_host_key(self) -> None:
         pub = (self.workdir / "state" / "gateway" / "ssh_host_ed25519_key.pub").read_text()
         self.known_hosts.write_text(f"[127.0.0.1]:{self.port} {' '.join(pub.split()[:2])}\n")
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.workdir / "state" / "spool"
+
+    def spooled(self) -> bytes:
+        """Every byte in the spool's segments (chunks hold output bytes as they were)."""
+        return b"".join(p.read_bytes() for p in sorted(self.spool_dir.glob("segment-*.log")))
+
+    def spool_pending(self) -> int:
+        """Bytes spooled that Kafka has not acknowledged (as last saved to disk)."""
+        segments = sorted(self.spool_dir.glob("segment-*.log"))
+        end = max((int(p.stem.split("-")[1]) + p.stat().st_size for p in segments), default=0)
+        acked_file = self.spool_dir / "acked"
+        acked = int.from_bytes(acked_file.read_bytes()[:8], "big") if acked_file.exists() else 0
+        return max(end - acked, 0)
 
     @property
     def signing_key(self) -> bytes:

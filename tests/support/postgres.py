@@ -7,9 +7,9 @@ import uuid
 
 import psycopg
 
-ADMIN_URL = os.environ.get(
-    "SSHTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+from tests.support.knobs import knob
+
+ADMIN_URL = knob("POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def create_database() -> str:

@@ -1,5 +1,6 @@
 """A loopback TCP proxy that can stop passing bytes towards the client, as a stalled
-network or a client that stops reading would."""
+network or a client that stops reading would -- or send each new connection to the
+next of several upstreams, as a man in the middle switching hosts would."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from sshtrail.broker import free_port
 
 
 class StallingProxy:
-    """Forwards 127.0.0.1:``port`` to ``upstream``; :meth:`stall` holds the way back."""
+    """Forwards 127.0.0.1:``port`` to ``upstream`` (each new connection to the next of
+    ``upstream_ports``, in turn, when several are given); :meth:`stall` holds the way back."""
 
-    def __init__(self, upstream_port: int) -> None:
-        self.upstream_port = upstream_port
+    def __init__(self, upstream_port: int, *more_ports: int) -> None:
+        self.upstream_ports = [upstream_port, *more_ports]
+        self._connections = 0
         self.port = free_port()
         self._flowing = threading.Event()
         self._flowing.set()
@@ -50,7 +53,9 @@ class StallingProxy:
         server.close()
 
     async def _serve(self, client_r: asyncio.StreamReader, client_w: asyncio.StreamWriter) -> None:
-        up_r, up_w = await asyncio.open_connection("127.0.0.1", self.upstream_port)
+        port = self.upstream_ports[self._connections % len(self.upstream_ports)]
+        self._connections += 1
+        up_r, up_w = await asyncio.open_connection("127.0.0.1", port)
         await asyncio.gather(
             self._pipe(client_r, up_w, gated=False), self._pipe(up_r, client_w, gated=True)
         )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 from confluent_kafka import Producer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sshtrail import events as ev
 from sshtrail.chain import ChainWriter
+from sshtrail.events import ExecMode
 from sshtrail.ids import uuid7
 
 SIGNER = Ed25519PrivateKey.generate()
@@ -143,4 +144,45 @@ def typed_session(
         key=writer.public_key,
     )
     messages.append(writer.encode([ev.Exit(t=t, status=0), end]))
+    return session_id, messages
+
+
+def events_session(
+    chunks: Sequence[Sequence[ev.Event]],
+    *,
+    operator: str = "alice",
+    target: str = "t1",
+    term: str = "xterm",
+    cols: int = 80,
+    rows: int = 24,
+    request: tuple[ExecMode, bytes] = ("shell", b""),
+    end: bool = True,
+    signer: Ed25519PrivateKey = SIGNER,
+) -> tuple[uuid.UUID, list[bytes]]:
+    """A session of the given events, a chunk per list; start, request and end added.
+    Event times must not go backwards; they are taken as given."""
+    session_id = uuid7()
+    writer = ChainWriter(session_id, signer)
+    start = ev.Start(
+        0,
+        operator,
+        "127.0.0.1:50000",
+        target,
+        "127.0.0.1",
+        22,
+        "root",
+        "gw-test",
+        term,
+        cols,
+        rows,
+        time.time_ns(),
+    )
+    messages = [writer.encode([start, ev.Exec(0, *request)])]
+    last = 0
+    for events in chunks:
+        messages.append(writer.encode(list(events)))
+        last = events[-1].t
+    if end:
+        close = ev.End(last + 1, "closed", 0, 0, len(messages) + 1, writer.public_key)
+        messages.append(writer.encode([close]))
     return session_id, messages

@@ -30,6 +30,9 @@ COMMANDS = (
     "reprocess",
     "watch",
     "topics",
+    "completeness",
+    "escrow-keygen",
+    "reveal",
 )
 
 

@@ -49,7 +49,12 @@ def test_every_key_is_in_the_reference_with_a_meaning() -> None:
 )
 def test_every_variable_named_in_the_reference_sets_its_key(key: str, env: str) -> None:
     default = _value(load_settings(environ={}), key)
-    changed = {bool: lambda v: not v, int: lambda v: v + 1, str: lambda v: v + "x"}
+    changed = {
+        bool: lambda v: not v,
+        int: lambda v: v + 1,
+        float: lambda v: v / 2,
+        str: lambda v: v + "x",
+    }
     if key in ("log_level", "gateway.spool.policy", "consumer.assignment_strategy"):
         wanted: object = {
             "log_level": "debug",

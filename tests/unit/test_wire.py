@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sshtrail import events as ev
-from sshtrail.chain import ChainWriter, Status, verify_chain
+from sshtrail.chain import ChainWriter, Known, Status, verify_chain
 from sshtrail.errors import WireError
 from sshtrail.ids import uuid7
 from sshtrail.wire import (
@@ -102,7 +102,33 @@ def test_any_altered_byte_is_rejected_or_detected(
     with contextlib.suppress(WireError):  # rejected outright: a typed error, nothing else
         decode_chunk(altered)
     tampered = [*messages[:which], altered, *messages[which + 1 :]]
-    assert verify_chain(as_stored(tampered), TRUSTED).status is not Status.OK
+    verdict = verify_chain(as_stored(tampered), TRUSTED)
+    assert verdict.status is Status.TAMPERED
+    # The chunk blamed is the one altered, wherever the byte was: the end's signature
+    # vouches for every chunk before it, back to the first one that differs.
+    assert verdict.seq == which, verdict.detail
+
+
+def test_what_the_store_saw_turns_missing_chunks_into_tampering() -> None:
+    messages = record((uuid7(), [[start_event()], [ev.Output(1, b"a")], [ev.Output(2, b"b")]]))
+    stored = as_stored(messages)
+    ended = Known(ended=True, last_seq=len(messages) - 1)
+    assert verify_chain(stored, TRUSTED, ended).status is Status.OK
+    cut = verify_chain(stored[:-2], TRUSTED, ended)
+    assert (cut.status, cut.seq) == (Status.TAMPERED, len(messages) - 2)
+    assert "tail was cut" in cut.detail
+    assert f"end at chunk {len(messages) - 1}" in cut.detail
+    # Without that knowledge it is only an open session.
+    assert verify_chain(stored[:-2], TRUSTED).status is Status.UNSIGNED
+    hole = verify_chain([stored[0], *stored[2:]], TRUSTED, ended)
+    assert (hole.status, hole.seq, hole.detail) == (
+        Status.TAMPERED,
+        1,
+        "chunks 1 were stored and are gone",
+    )
+    # A gap the store itself recorded (never received) stays a gap.
+    never = Known(ended=True, last_seq=len(messages) - 1, gaps=[[1, 1]])
+    assert verify_chain([stored[0], *stored[2:]], TRUSTED, never).status is Status.GAP
 
 
 @FAST
@@ -173,7 +199,7 @@ def test_a_resigned_forgery_is_caught_by_the_chain() -> None:
     last = writer.encode([ev.End(9, "closed", 0, 10, 3, PUBLIC)])
     forged = encode_chunk(session_id, 1, chain_digest(first), [ev.Output(5, b"ls\r\n")])
     verdict = verify_chain([(0, first), (1, forged), (2, last)], TRUSTED)
-    assert (verdict.status, verdict.seq) == (Status.TAMPERED, 2)
+    assert (verdict.status, verdict.seq) == (Status.TAMPERED, 1)  # the forgery, not its successor
     assert verify_chain([(0, first), (1, middle), (2, last)], TRUSTED).status is Status.OK
 
 
@@ -198,7 +224,7 @@ START_ARRAY = ["start", 0, "a", "c", "t", "h", 22, "u", "g", "xterm", 80, 24, 0]
     [
         (b"", "shorter than the header"),
         (b"XX\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "bad magic"),
-        (b"ST\x03\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "version 3"),
+        (b"ST\x09\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "version 9"),
         (b"ST\x01\x80" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "unknown flags"),
         (b"ST\x01\x00" + _body(uuid.uuid4().bytes, 0, GENESIS, [START_ARRAY]), "not a UUIDv7"),
         (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, []), "length >= 1"),
@@ -306,9 +332,27 @@ def test_version_1_cannot_carry_a_forwarded_connection() -> None:
     forwarded = encode_chunk(
         uuid7(), 0, GENESIS, [start_event(), ev.Exec(1, "direct-tcpip", b"[::1]:22")]
     )
-    with pytest.raises(WireError, match="direct-tcpip channel needs wire format version 2, not 1"):
+    with pytest.raises(WireError, match="events need wire format version 2, not 1"):
         decode_chunk(forwarded[:2] + b"\x01" + forwarded[3:])
     with pytest.raises(
-        WireError, match=r"unsupported wire format version 3 \(this reader knows 1, 2\)"
+        WireError, match=r"unsupported wire format version 4 \(this reader knows 1, 2, 3\)"
     ):
-        decode_chunk(forwarded[:2] + b"\x03" + forwarded[3:])
+        decode_chunk(forwarded[:2] + b"\x04" + forwarded[3:])
+
+
+@pytest.mark.parametrize(
+    "event",
+    [
+        ev.Env(2, b"LC_PAYLOAD", b"rm -rf /", False),
+        ev.Env(2, b"API_TOKEN", None, True),
+        ev.Notice(2, "pty", "terminal size 4294967295x24 requested, 1024x24 granted"),
+        ev.SealedInput(2, 8, b"\x01" * 80),
+    ],
+)
+def test_version_3_events_need_version_3(event: ev.Event) -> None:
+    chunk = encode_chunk(uuid7(), 0, GENESIS, [start_event(), event])
+    assert chunk[2] == 3
+    assert decode_chunk(chunk).events[1] == event
+    for older in (1, 2):
+        with pytest.raises(WireError, match=f"need wire format version 3, not {older}"):
+            decode_chunk(chunk[:2] + bytes([older]) + chunk[3:])

@@ -2,39 +2,19 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from consumer.messages import sort_messages
+from tests.support.localbroker import LocalMessage
 from tests.support.recordings import recording
 
 
-@dataclass
-class Fetched:
-    """Stands in for ``confluent_kafka.Message`` (the :class:`KafkaMessage` seam)."""
-
-    _partition: int
-    _offset: int
-    _key: bytes | None
-    _value: bytes | None
-    _timestamp: tuple[int, int] = (1, 1_795_000_000_000)
-
-    def topic(self) -> str:
-        return "sessions"
-
-    def partition(self) -> int:
-        return self._partition
-
-    def offset(self) -> int:
-        return self._offset
-
-    def key(self) -> bytes | None:
-        return self._key
-
-    def value(self) -> bytes | None:
-        return self._value
-
-    def timestamp(self) -> tuple[int, int]:
-        return self._timestamp
+def Fetched(
+    partition: int,
+    offset: int,
+    key: bytes | None,
+    value: bytes | None,
+    timestamp: tuple[int, int] = (1, 1_795_000_000_000),
+) -> LocalMessage:
+    return LocalMessage("sessions", partition, offset, key, value, (), timestamp)
 
 
 def test_good_and_bad_messages_are_sorted_and_every_offset_counts() -> None:

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.sessionrow import SessionRow
+from sshtrail.models import SessionRecord
 from sshtrail.wire import Chunk, decode_chunk
 from tests.support.recordings import recording
 
@@ -17,8 +18,15 @@ SESSION_ID, MESSAGES = recording(chunks=8, exit_status=7)
 CHUNKS = [decode_chunk(message) for message in MESSAGES]
 
 
-def row_after(chunks: list[Chunk], session_id: uuid.UUID = SESSION_ID) -> SessionRow:
-    row = SessionRow(session_id)
+def row_after(chunks: list[Chunk], session_id: uuid.UUID = SESSION_ID) -> SessionRecord:
+    row = SessionRow(SessionRecord(id=session_id))
+    for chunk in chunks:
+        row.add(chunk, AT)
+    return row.record
+
+
+def tracker_after(chunks: list[Chunk]) -> SessionRow:
+    row = SessionRow(SessionRecord(id=SESSION_ID))
     for chunk in chunks:
         row.add(chunk, AT)
     return row
@@ -53,24 +61,24 @@ def test_gaps_are_exactly_what_is_missing_whatever_the_order(order: list[int], t
 
 
 def test_in_order_arrival_verifies_the_chain_as_it_goes() -> None:
-    row = row_after(CHUNKS)
-    assert (row.status, row.exit_status, row.verified) == ("closed", 7, True)
-    assert row.final_digest == CHUNKS[-1].digest
+    row = tracker_after(CHUNKS)
+    assert (row.record.status, row.record.exit_status, row.record.verified) == ("closed", 7, True)
+    assert row.record.final_digest == CHUNKS[-1].digest
     assert not row.needs_full_verify
 
 
 def test_out_of_order_arrival_leaves_the_verdict_to_a_full_check() -> None:
-    row = row_after([CHUNKS[i] for i in (0, 2, 1, 3, 4, 5, 6, 7)])
+    row = tracker_after([CHUNKS[i] for i in (0, 2, 1, 3, 4, 5, 6, 7)])
     assert row.complete
-    assert row.verified is None
+    assert row.record.verified is None
     assert row.needs_full_verify
 
 
 def test_a_chunk_of_another_chain_breaks_the_link_for_good() -> None:
     _, other = recording(chunks=8)
     foreign = decode_chunk(other[3])
-    row = row_after([*CHUNKS[:3], foreign, *CHUNKS[4:]])
-    assert row.verified is False
+    row = tracker_after([*CHUNKS[:3], foreign, *CHUNKS[4:]])
+    assert row.record.verified is False
     assert not row.needs_full_verify
 
 

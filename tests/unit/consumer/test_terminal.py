@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from consumer.terminal import Found, Terminal
+import time
+
+from consumer.terminal import MAX_LINE, MAX_OVERWRITTEN, OVERLAP, Found, Terminal
 
 PROMPT = b"deploy@web01:~$ "
 
@@ -67,7 +69,14 @@ def test_carriage_returns_and_escapes_leave_the_final_line() -> None:
     term = Terminal(80, 24, pty=True)
     term.output(b"progress 10%\rprogress 55%\rprogress 100%\r\n", 0)
     term.output(b"\x1b[1;31mERROR\x1b[0m: disk \x1b[4mfull\x1b[0m\r\n", 1)
-    assert texts(term, "output") == ["progress 100%", "ERROR: disk full"]
+    # What the carriage returns wrote over is searchable too (issue 23), before the
+    # line as it stayed.
+    assert texts(term, "output") == [
+        "progress 10%",
+        "progress 55%",
+        "progress 100%",
+        "ERROR: disk full",
+    ]
 
 
 def test_a_wrapped_line_is_one_line() -> None:
@@ -88,3 +97,97 @@ def test_a_resize_keeps_working() -> None:
     term.resize(30, 10)
     term.output(b"a" * 40 + b"\r\n", 0)
     assert texts(term, "output") == ["a" * 40]
+
+
+# -- bounded and linear: what an operator can send on purpose (issue 23) ---------
+
+
+def test_a_giant_terminal_is_emulated_at_the_largest_size_allowed() -> None:
+    term = Terminal(4_294_967_295, 4_294_967_295, pty=True)  # would exhaust memory in pyte
+    term.output(b"still works\r\n", 1)
+    assert texts(term, "output") == ["still works"]
+    term.resize(10_000, 10_000)
+    term.output(b"and after a resize\r\n", 2)
+    assert texts(term, "output")[-1] == "and after a resize"
+
+
+def test_a_long_line_is_indexed_whole_in_overlapping_pieces() -> None:
+    line = "".join(f"{n:07d}," for n in range(2500))  # 20,000 characters, no two alike
+    term = Terminal(80, 24, pty=True)
+    term.output(line.encode() + b"\r\n", 1)
+    pieces = texts(term, "output")
+    assert all(len(piece) <= MAX_LINE for piece in pieces)
+    joined = pieces[0] + "".join(piece[OVERLAP:] for piece in pieces[1:])
+    assert joined == line
+    # Anything up to OVERLAP characters long is inside one piece, wherever it is.
+    for start in range(0, len(line) - OVERLAP, 997):
+        needle = line[start : start + OVERLAP]
+        assert any(needle in piece for piece in pieces)
+
+
+def test_a_line_with_no_end_is_never_held_whole() -> None:
+    term = Terminal(80, 24, pty=True)
+    for n in range(50):  # 3.2 MB, no line end, as one operator's `cat` of a blob
+        term.output(bytes([65 + n % 26]) * 65536, n)
+        term.flush()
+        assert len(term._line.text) <= MAX_LINE + OVERLAP
+    term.finish(99)
+    pieces = [f.text for f in term.found]
+    assert sum(len(p) - OVERLAP for p in pieces) + OVERLAP >= 50 * 65536 - 80
+
+
+def test_bulk_lines_taken_the_cheap_way_are_the_lines_the_screen_showed() -> None:
+    lines = [f"line {n}\twith a tab and text {'x' * (n % 90)}" for n in range(3000)]
+    data = ("\r\n".join(lines) + "\r\n").encode()
+    cheap, slow = Terminal(80, 24, pty=True), Terminal(80, 24, pty=True)
+    cheap.output(b"$ cat f\r\n" + data + b"$ ", 1)
+    for n in range(0, len(data), 100):  # small pieces: never the bulk path
+        slow.output(data[n : n + 100], 1)
+        slow.flush()
+    assert texts(cheap, "output")[1:] == texts(slow, "output")
+
+    # The screen ends the same: the lines that stayed on it went through the emulator.
+    def on_screen(term: Terminal) -> list[str]:
+        return [row.rstrip() for row in term._screen.display if row.startswith("line")]
+
+    assert on_screen(cheap)[-20:] == on_screen(slow)[-20:]
+
+
+def test_text_overwritten_by_a_carriage_return_is_indexed_too() -> None:
+    term = Terminal(80, 24, pty=True)
+    term.output(b"echo-free secret: hunter2\rall good, nothing here      \r\n", 1)
+    assert texts(term, "output") == [
+        "echo-free secret: hunter2",
+        "all good, nothing here",
+    ]
+    progress = Terminal(80, 24, pty=True)
+    progress.output(b"".join(b"\r%d%%" % n for n in range(0, 101, 10)) + b"\r\n", 1)
+    found = texts(progress, "output")
+    assert found[-1] == "100%"
+    assert len(found) <= 1 + MAX_OVERWRITTEN  # a progress bar is not a thousand lines
+
+
+def test_zeros_and_clear_floods_cost_next_to_nothing() -> None:
+    term = Terminal(1000, 500, pty=True)
+    started = time.process_time()
+    term.output(b"\x00" * 20_000_000, 1)
+    term.output(b"\x1b[2J\x1b[H" * 200_000, 2)
+    term.output(b"visible afterwards\r\n", 3)
+    assert texts(term, "output") == ["visible afterwards"]
+    assert time.process_time() - started < 5  # generous: a quarter of a second here
+
+
+def test_without_a_pty_input_lines_are_the_commands() -> None:
+    shell = Terminal(0, 0, pty=False, input_kind="command")
+    shell.input(b"id\nuname -a\nrm -rf /tmp/x", 1)
+    shell.output(b"uid=0(root)\n", 2)
+    shell.finish(3)
+    assert [f.text for f in shell.found if f.kind == "command"] == [
+        "id",
+        "uname -a",
+        "rm -rf /tmp/x",
+    ]
+    data = Terminal(0, 0, pty=False, input_kind="input")
+    data.input(b"some text\n\x00\x01\x02binary\nmore text\n", 1)
+    data.finish(2)
+    assert [f.text for f in data.found if f.kind == "input"] == ["some text", "more text"]

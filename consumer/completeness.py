@@ -1,0 +1,191 @@
+"""Proof that the store group lost nothing: every offset it committed past is accounted for.
+
+Lag says how far a group is behind; it cannot say whether what the group
+committed past was written. This check can. For each partition of the
+sessions topic, every message below the store group's committed offset
+must be one of:
+
+* **stored** -- its chunk (session id, seq) is in the store;
+* **dead-lettered** -- the dead-letter topic holds a letter from its
+  partition and offset;
+* **quarantined** -- its session is quarantined (the database refused it),
+  and the letter is in the dead-letter topic;
+
+anything else is **missing**. Offsets the group committed past that the
+broker no longer has (retention deleted them) cannot be checked and are
+reported as such; offsets *below the committed offset that retention
+deleted before the group read them* -- the committed offset is below the
+partition's first offset -- are **DATA-LOSS**: recordings that were never
+stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+
+from sqlalchemy import Engine, select, tuple_
+
+from consumer.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_TOPIC
+from sshtrail.errors import BrokerError, WireError
+from sshtrail.kafka.ports import Message, TopicReader
+from sshtrail.models import ChunkRecord, SessionRecord, SessionStatus
+from sshtrail.wire import decode_chunk
+
+CHUNKS = ChunkRecord.__table__
+SESSIONS = SessionRecord.__table__
+#: Messages looked up in the store at once.
+BATCH = 1000
+
+
+@dataclass(slots=True)
+class PartitionReport:
+    """What the check found in one partition."""
+
+    partition: int
+    committed: int | None
+    low: int
+    high: int
+    checked: tuple[int, int] = (0, 0)  # [first, end) offsets read
+    stored: int = 0
+    dead_lettered: int = 0
+    quarantined: int = 0
+    missing: list[int] = field(default_factory=list)
+    #: [first, end) offsets retention deleted before the group read them.
+    data_loss: tuple[int, int] | None = None
+    #: [first, end) offsets the group had read that retention deleted since (unchecked).
+    expired: tuple[int, int] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return not self.missing and self.data_loss is None
+
+
+def check(
+    reader: TopicReader,
+    store: Engine,
+    *,
+    topic: str,
+    dlq_topic: str,
+    committed: dict[int, int],
+    partitions: Sequence[int] | None = None,
+    since: dt.datetime | None = None,
+    timeout: float = 30.0,
+) -> list[PartitionReport]:
+    """Check ``partitions`` (default all) of ``topic`` below the ``committed`` offsets."""
+    chosen = list(partitions) if partitions is not None else reader.partitions(topic)
+    reports = [_bounds(reader, topic, p, committed.get(p), since) for p in chosen]
+    letters = _dead_letters(reader, dlq_topic, topic, timeout)
+    for report in reports:
+        first, end = report.checked
+        if first >= end:
+            continue
+        for messages in _read(reader, topic, report.partition, (first, end), timeout):
+            _account(store, report, messages, letters)
+    return reports
+
+
+def _bounds(
+    reader: TopicReader,
+    topic: str,
+    partition: int,
+    committed: int | None,
+    since: dt.datetime | None,
+) -> PartitionReport:
+    low, high = reader.watermarks(topic, partition)
+    report = PartitionReport(partition, committed, low, high)
+    if committed is None:
+        return report  # the group never committed here: nothing it could have skipped
+    if committed < low:
+        report.data_loss = (committed, low)
+    elif low > 0:
+        report.expired = (0, low)
+    first = low
+    if since is not None:
+        at = reader.offset_at(topic, partition, int(since.timestamp() * 1000))
+        first = max(first, at if at is not None else committed)
+    report.checked = (first, max(first, min(committed, high)))
+    return report
+
+
+def _dead_letters(
+    reader: TopicReader, dlq_topic: str, origin: str, timeout: float
+) -> set[tuple[int, int]]:
+    """(partition, offset) of every letter in the dead-letter topic from ``origin``."""
+    found: set[tuple[int, int]] = set()
+    try:
+        partitions = reader.partitions(dlq_topic)
+    except BrokerError:  # no dead-letter topic: no letters
+        return found
+    for partition in partitions:
+        low, high = reader.watermarks(dlq_topic, partition)
+        for messages in _read(reader, dlq_topic, partition, (low, high), timeout):
+            for message in messages:
+                headers = dict(message.headers() or [])
+                if headers.get(HEADER_TOPIC, b"").decode() != origin:
+                    continue
+                try:
+                    found.add((int(headers[HEADER_PARTITION]), int(headers[HEADER_OFFSET])))
+                except (KeyError, ValueError):
+                    continue
+    return found
+
+
+def _read(
+    reader: TopicReader, topic: str, partition: int, span: tuple[int, int], timeout: float
+) -> Iterable[list[Message]]:
+    """The messages of the ``[first, end)`` span of one partition, a batch at a time."""
+    first, end = span
+    if first >= end:
+        return
+    reader.assign(topic, {partition: first})
+    position = first
+    while position < end:
+        messages = [m for m in reader.consume(BATCH, timeout) if (m.offset() or 0) < end]
+        if not messages:
+            raise TimeoutError(
+                f"partition {partition} of {topic} gave nothing from offset {position} "
+                f"in {timeout:.0f}s"
+            )
+        position = max(m.offset() or 0 for m in messages) + 1
+        yield messages
+
+
+def _account(
+    store: Engine, report: PartitionReport, messages: list[Message], letters: set[tuple[int, int]]
+) -> None:
+    keys: dict[int, tuple[uuid.UUID, int] | None] = {}
+    for message in messages:
+        offset = message.offset() or 0
+        try:
+            chunk = decode_chunk(message.value() or b"")
+            keys[offset] = (chunk.session_id, chunk.seq)
+        except WireError:
+            keys[offset] = None
+    wanted = sorted({key for key in keys.values() if key is not None})
+    stored: set[tuple[uuid.UUID, int]] = set()
+    quarantined: set[uuid.UUID] = set()
+    if wanted:
+        with store.connect() as conn:
+            pairs = tuple_(CHUNKS.c.session_id, CHUNKS.c.seq).in_(wanted)
+            stored = {
+                (sid, seq)
+                for sid, seq in conn.execute(select(CHUNKS.c.session_id, CHUNKS.c.seq).where(pairs))
+            }
+            sessions = sorted({sid for sid, _ in wanted})
+            refused = select(SESSIONS.c.id).where(
+                SESSIONS.c.id.in_(sessions), SESSIONS.c.status == SessionStatus.QUARANTINED
+            )
+            quarantined = set(conn.execute(refused).scalars())
+    for offset, key in sorted(keys.items()):
+        if key is not None and key in stored:
+            report.stored += 1
+        elif (report.partition, offset) in letters:
+            if key is not None and key[0] in quarantined:
+                report.quarantined += 1
+            else:
+                report.dead_lettered += 1
+        else:
+            report.missing.append(offset)

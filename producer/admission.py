@@ -1,0 +1,209 @@
+"""Who and what the gateway lets in: one place for every limit and the spool policy.
+
+Each question gets one typed answer:
+
+* a new connection (:meth:`Admission.connection`): let it try to log in, or
+  refuse it -- too many connections waiting to log in, overall or from its
+  address, or too many failed logins from its address;
+* an authentication attempt (:meth:`Admission.attempt`): evaluate it, or
+  refuse it unseen -- too many failures on this connection (OpenSSH's
+  ``MaxAuthTries``), from its address or for its operator name across
+  connections;
+* a new channel (:meth:`Admission.channel`): open it, or refuse it -- the
+  gateway is stopping, or at its session limits;
+* its recording (:meth:`Admission.recording`): :class:`Record` it,
+  :class:`Unrecorded` (the spool is full and the policy is fail-open), or
+  :class:`Refuse` it (the spool is full and the policy is fail-closed, or even
+  the reserve is used up).
+
+Failures are counted per attempt, not per connection: a client that keeps
+one connection open and guesses passwords is limited like one that
+reconnects.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+import time
+from collections import defaultdict, deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sshtrail.settings import GatewaySettings
+
+log = logging.getLogger(__name__)
+
+#: How long failures count against an address or an operator name.
+WINDOW_S = 60.0
+
+
+class SpoolState(enum.StrEnum):
+    OK = "ok"  # below spool.max_bytes
+    FULL = "full"  # beyond max_bytes: the policy applies
+    RESERVE = "reserve"  # beyond max_bytes + reserve_bytes too: nothing new at all
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    """Admit and record."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unrecorded:
+    """Admit without recording (fail-open); ``reason`` goes into the audit record."""
+
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Refuse:
+    """Do not admit. ``message`` is for the operator, ``reason`` for the audit record."""
+
+    message: str
+    reason: str
+
+
+Verdict = Record | Unrecorded | Refuse
+
+
+class _Failures:
+    """Failure times per key within the window."""
+
+    def __init__(self, clock: Callable[[], float]) -> None:
+        self._clock = clock
+        self._times: dict[str, deque[float]] = defaultdict(deque)
+
+    def add(self, key: str) -> None:
+        self._times[key].append(self._clock())
+
+    def count(self, key: str) -> int:
+        window = self._times.get(key)
+        if window is None:
+            return 0
+        cutoff = self._clock() - WINDOW_S
+        while window and window[0] < cutoff:
+            window.popleft()
+        if not window:
+            del self._times[key]
+            return 0
+        return len(window)
+
+
+class Admission:
+    """The gateway's limits; state shared by all connections of one process."""
+
+    def __init__(self, gw: GatewaySettings, clock: Callable[[], float] = time.monotonic) -> None:
+        self._gw = gw
+        self._clock = clock
+        self._by_address = _Failures(clock)
+        self._by_operator = _Failures(clock)
+        self._pending: dict[str, int] = defaultdict(int)
+        self._last_noted: dict[str, float] = {}
+        self.accepting = True
+
+    # -- connections ----------------------------------------------------------------
+
+    def connection(self, address: str) -> Refuse | None:
+        """A new connection from ``address``; counted as waiting to log in if admitted."""
+        gw = self._gw
+        if self._by_address.count(address) >= gw.auth_attempts_per_minute:
+            return Refuse("too many failed logins; try again later", "refused: too many failures")
+        if self._pending[address] >= gw.max_pending_logins_per_address:
+            return Refuse(
+                "too many connections from your address waiting to log in",
+                "refused: too many pending logins",
+            )
+        if sum(self._pending.values()) >= gw.max_pending_logins:
+            return Refuse(
+                "too many connections waiting to log in; try again later",
+                "refused: too many pending logins",
+            )
+        self._pending[address] += 1
+        return None
+
+    def logged_in_or_gone(self, address: str) -> None:
+        """A connection :meth:`connection` admitted no longer waits to log in."""
+        self._pending[address] -= 1
+        if self._pending[address] <= 0:
+            del self._pending[address]
+
+    # -- authentication attempts ------------------------------------------------------
+
+    def attempt(self, address: str, operator: str, failed_here: int) -> Refuse | None:
+        """May an authentication attempt be evaluated? ``failed_here``: failures so far
+        on this connection."""
+        gw = self._gw
+        if failed_here >= gw.max_auth_tries:
+            return Refuse(
+                "too many authentication failures", "refused: too many authentication failures"
+            )
+        if self._by_address.count(address) >= gw.auth_attempts_per_minute:
+            return Refuse("too many failed logins; try again later", "refused: too many failures")
+        if operator and self._by_operator.count(operator) >= gw.auth_failures_per_operator:
+            return Refuse(
+                "too many failed logins for this operator; try again later",
+                "refused: too many failures for this operator",
+            )
+        return None
+
+    def failed(self, address: str, operator: str) -> None:
+        """An attempt failed: it counts against the address and the operator name."""
+        self._by_address.add(address)
+        if operator:
+            self._by_operator.add(operator)
+
+    # -- channels and their recording ---------------------------------------------------
+
+    def channel(self, operator: str, open_total: int, open_by_operator: int) -> Refuse | None:
+        """A new channel of ``operator``, with this many sessions open."""
+        gw = self._gw
+        if not self.accepting:
+            return Refuse("the gateway is shutting down", "refused: shutting down")
+        if open_total >= gw.max_sessions:
+            return Refuse(
+                f"the gateway is at its limit of {gw.max_sessions} sessions",
+                "refused: max_sessions",
+            )
+        if open_by_operator >= gw.max_sessions_per_operator:
+            return Refuse(
+                f"you have {gw.max_sessions_per_operator} sessions open already",
+                "refused: max_sessions_per_operator",
+            )
+        return None
+
+    def recording(self, state: SpoolState) -> Verdict:
+        """What a new session gets, with the spool in ``state`` when it was requested."""
+        if state is SpoolState.RESERVE or (
+            state is SpoolState.FULL and self._gw.spool.policy == "fail-closed"
+        ):
+            return Refuse(
+                "the recording spool is full (is Kafka down?); new sessions are refused "
+                "until it drains",
+                "refused: spool full",
+            )
+        if state is SpoolState.FULL:
+            return Unrecorded("unrecorded: spool full (fail-open)")
+        return Record()
+
+    def spool_state(self, pending: int) -> SpoolState:
+        """The spool's state with ``pending`` bytes not yet in Kafka."""
+        spool = self._gw.spool
+        if pending < spool.max_bytes:
+            return SpoolState.OK
+        if pending < spool.max_bytes + spool.reserve_bytes:
+            return SpoolState.FULL
+        return SpoolState.RESERVE
+
+    # -- the log ------------------------------------------------------------------------
+
+    def note(self, address: str, message: str) -> None:
+        """Log a refusal of ``address``, at most every 10 s: a flood must not flood the log."""
+        now = self._clock()
+        if now - self._last_noted.get(address, -10.0) >= 10:
+            self._last_noted[address] = now
+            log.warning(
+                "%s: %s (further refusals of this address for 10 s not logged)", address, message
+            )
+        if len(self._last_noted) > 10_000:  # forget addresses seen long ago
+            self._last_noted = {a: t for a, t in self._last_noted.items() if now - t < 10}

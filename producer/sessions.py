@@ -1,0 +1,75 @@
+"""The sessions open in one gateway process: counted, held together, closed when idle."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from collections.abc import Iterator
+
+from producer.channel import Relay
+
+
+class LiveSessions:
+    """Every open session channel and forwarded connection, and who opened them.
+
+    Holds that apply to all sessions at once (the spool full, the chunk writer
+    behind) are kept here too, so a session opened while one is in force
+    starts held.
+    """
+
+    def __init__(self) -> None:
+        self._open: dict[Relay, str] = {}  # relay -> operator
+        self._by_operator: Counter[str] = Counter()
+        self._holds: set[str] = set()
+
+    def __len__(self) -> int:
+        return len(self._open)
+
+    def __iter__(self) -> Iterator[Relay]:
+        return iter(list(self._open))
+
+    def of(self, operator: str) -> int:
+        return self._by_operator[operator]
+
+    def add(self, relay: Relay, operator: str) -> None:
+        self._open[relay] = operator
+        self._by_operator[operator] += 1
+        for reason in self._holds:
+            relay.hold("operator", reason)
+            relay.hold("target", reason)
+
+    def remove(self, relay: Relay) -> None:
+        operator = self._open.pop(relay, None)
+        if operator is not None:
+            self._by_operator[operator] -= 1
+            if self._by_operator[operator] <= 0:
+                del self._by_operator[operator]
+
+    def hold_all(self, reason: str, hold: bool) -> None:
+        """Stop (or resume) reading both sides of every session for ``reason``."""
+        if hold:
+            self._holds.add(reason)
+        else:
+            self._holds.discard(reason)
+        for relay in self._open:
+            for side in ("operator", "target"):
+                if hold:
+                    relay.hold(side, reason)
+                else:
+                    relay.release(side, reason)
+
+    def held(self, reason: str) -> bool:
+        return reason in self._holds
+
+    def close_all(self, reason: str) -> None:
+        for relay in list(self._open):
+            relay.close(reason)
+
+    async def close_idle(self, timeout: float) -> None:
+        """Close sessions with no traffic either way for ``timeout`` s (runs forever)."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(min(timeout / 4, 30))
+            for relay in list(self._open):
+                if loop.time() - relay.last_activity > timeout:
+                    relay.close(f"idle for more than {timeout:g} s")

@@ -1,0 +1,114 @@
+"""``sshtrail escrow-keygen`` and ``sshtrail reveal``: masked input, sealed and opened.
+
+The gateway seals input typed while the terminal did not echo it to the
+escrow public key (``sshtrail/escrow.py``); ``reveal`` opens it with the
+private key. Every reveal is logged (and, where the access log exists,
+written there): who may hold the key, and why, is in docs/security.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import getpass
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from sshtrail import escrow, queries
+from sshtrail.cli.evidence import events_of
+from sshtrail.cli.output import print_json, store
+from sshtrail.cli.timespec import clock
+from sshtrail.errors import InvalidError
+from sshtrail.events import MaskedInput, SealedInput
+from sshtrail.settings import Settings
+from sshtrail.textsafe import visible
+
+log = logging.getLogger(__name__)
+
+
+def register(commands: Any) -> None:
+    keygen = commands.add_parser(
+        "escrow-keygen",
+        help="make an escrow key pair: masked input is sealed to its public key",
+        description="Write a new X25519 private key to PATH (mode 0600) and its public key "
+        "to PATH.pub, and print the public key for gateway.escrow_public_key. Keep the "
+        "private key away from the gateway: whoever holds it can reveal what operators "
+        "typed without echo (passwords included).",
+    )
+    keygen.add_argument("path", type=Path, metavar="PATH")
+    keygen.set_defaults(handler=run_keygen)
+
+    reveal = commands.add_parser(
+        "reveal",
+        help="show a session's masked input, opened with the escrow private key",
+        description="Open the input a session's gateway sealed because the terminal did not "
+        "echo it (passwords, or commands typed with echo off), with the escrow private key. "
+        "Each reveal is logged.",
+    )
+    reveal.add_argument("session", metavar="SID", help="session id or a unique prefix of it")
+    reveal.add_argument(
+        "--key",
+        type=Path,
+        required=True,
+        metavar="PATH",
+        help="the escrow private key (from escrow-keygen)",
+    )
+    reveal.add_argument("--reason", default="", help="why, for the log")
+    reveal.add_argument("--json", action="store_true")
+    reveal.set_defaults(handler=run_reveal)
+
+
+def run_keygen(args: argparse.Namespace, _settings: Settings) -> int:
+    if args.path.exists():
+        raise InvalidError(f"{args.path} exists: an escrow key is never replaced silently")
+    public = escrow.generate(args.path)
+    print(f"private key in {args.path} (keep it off the gateway)", file=sys.stderr)
+    print("add to the gateway's settings:", file=sys.stderr)
+    print(f'[gateway]\nescrow_public_key = "{escrow.public_text(public)}"')
+    return 0
+
+
+def run_reveal(args: argparse.Namespace, settings: Settings) -> int:
+    private = escrow.load_private(args.key)
+    with store(settings) as conn:
+        session_id = queries.resolve(conn, args.session)
+        row = queries.session(conn, session_id)
+        stored = queries.stored_chunks(conn, session_id)
+    log.warning(
+        "reveal: masked input of session %s opened by %s with %s%s",
+        session_id,
+        getpass.getuser(),
+        args.key,
+        f" ({args.reason})" if args.reason else "",
+    )
+    found: list[dict[str, Any]] = []
+    for event in events_of(stored):
+        if isinstance(event, SealedInput):
+            opened = escrow.open_sealed(private, event.sealed, session_id, event.t)
+            found.append({"t": event.t / 1e9, "bytes": event.count, "text": opened})
+        elif isinstance(event, MaskedInput):
+            found.append({"t": event.t / 1e9, "bytes": event.count, "text": None})
+    if args.json:
+        print_json(
+            {
+                "session": str(session_id),
+                "masked_input": [{**item, "text": _text(item["text"])} for item in found],
+            }
+        )
+        return 0
+    operator, target = visible(row["operator"] or "?"), visible(row["target"] or "?")
+    print(f"session {session_id}  {operator}@{target}  {len(found)} masked inputs")
+    for item in found:
+        text = _text(item["text"])
+        shown = (
+            visible(text)
+            if text is not None
+            else "(not sealed: no escrow key was configured when it was typed)"
+        )
+        print(f"{clock(item['t']):>12}  {item['bytes']:>5} bytes  {shown}")
+    return 0
+
+
+def _text(data: bytes | None) -> str | None:
+    return data.decode("utf-8", "replace") if data is not None else None

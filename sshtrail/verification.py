@@ -1,0 +1,87 @@
+"""A session's verification as every reader reports it: one answer, from the stored bytes.
+
+``verify``, ``show``, ``sessions`` (and the web console) all ask here, so
+they cannot disagree. The answer is :func:`~sshtrail.chain.verify_chain`
+over the chunks as stored, told what the store saw as it wrote them (an end
+it saw whose chunk is gone is a cut tail: tampering), against the trusted
+gateway keys.
+
+For a list of sessions, recomputing every chain would read every byte of
+every session listed. The store keeps what it found when it wrote each
+session (``sessions.verified``), and a trigger sets that to NULL whenever a
+stored chunk is changed or deleted (migration 0003); a session is taken at
+its stored word only while that word still stands, its chunk count and
+last seq still match what is stored, and the key it was signed with is
+trusted now. Anything else is checked again from the bytes.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import uuid
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+from sqlalchemy import func, select
+from sqlalchemy.engine import Connection
+
+from sshtrail import queries
+from sshtrail.chain import Known, Status, Verdict, verify_chain
+from sshtrail.models import ChunkRecord
+
+CHUNKS = ChunkRecord.__table__
+
+
+def known(row: Mapping[str, Any]) -> Known:
+    """What the store saw of a session, from its row."""
+    return Known(row["end_reason"] is not None, row["last_seq"], row["gaps"] or ())
+
+
+def verify_session(
+    conn: Connection, row: Mapping[str, Any], trusted_keys: Collection[bytes]
+) -> Verdict:
+    """The session's verdict, recomputed from every stored chunk."""
+    stored = queries.stored_chunks(conn, row["id"])
+    return verify_chain(stored, trusted_keys, known(row))
+
+
+def session_verdicts(
+    conn: Connection, rows: Sequence[Mapping[str, Any]], trusted_keys: Collection[bytes]
+) -> dict[uuid.UUID, Verdict]:
+    """The verdict of each of ``rows``, recomputed only where the stored word does not hold."""
+    ids = [row["id"] for row in rows]
+    counts: dict[uuid.UUID, tuple[int, int | None]] = {}
+    for start in range(0, len(ids), 500):
+        query = (
+            select(CHUNKS.c.session_id, func.count(), func.max(CHUNKS.c.seq))
+            .where(CHUNKS.c.session_id.in_(ids[start : start + 500]))
+            .group_by(CHUNKS.c.session_id)
+        )
+        counts.update({sid: (count, last) for sid, count, last in conn.execute(query)})
+    verdicts = {}
+    for row in rows:
+        stored = counts.get(row["id"], (0, None))
+        verdicts[row["id"]] = _as_stored(row, stored, trusted_keys) or verify_session(
+            conn, row, trusted_keys
+        )
+    return verdicts
+
+
+def _as_stored(
+    row: Mapping[str, Any], stored: tuple[int, int | None], trusted_keys: Collection[bytes]
+) -> Verdict | None:
+    """The verdict the store's word gives, when it still stands; None to check again."""
+    if stored != (row["chunk_count"], row["last_seq"]) or row["verified"] is not True:
+        return None
+    if row["end_reason"] is None or row["gaps"] or row["signing_key"] not in trusted_keys:
+        return None
+    detail = f"{row['chunk_count']} chunks, signature valid"
+    return Verdict(Status.OK, detail, None, (), row["final_digest"], row["signing_key"])
+
+
+def fingerprint(key: bytes) -> str:
+    """An Ed25519 public key as OpenSSH shows it: ``SHA256:...``."""
+    blob = b"".join(len(part).to_bytes(4, "big") + part for part in (b"ssh-ed25519", key))
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return f"SHA256:{digest}"

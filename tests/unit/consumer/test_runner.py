@@ -1,0 +1,385 @@
+"""What the group runner promises, on the in-memory broker (and on the embedded one).
+
+* no offset is committed before its message is written or dead-lettered --
+  checked at every commit the broker accepts, whatever happens meanwhile;
+* a rebalance in the middle of a batch, or while the database is away,
+  loses and doubles nothing;
+* while the database is away the member stays in the group, its partitions
+  paused, and retries;
+* invalid messages go to the dead-letter topic with their origin; too many
+  in a row stall the member instead;
+* chunks the database refuses are quarantined, and do not hold up the rest.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import pytest
+
+from consumer.deadletter import HEADER_ERROR, HEADER_OFFSET, HEADER_PARTITION, DeadLetters
+from consumer.messages import Received
+from consumer.metrics import ConsumerMetrics
+from consumer.runner import GroupRunner, RunnerOptions
+from consumer.writer import Written
+from sshtrail.broker import EmbeddedBroker
+from sshtrail.errors import DatabaseError, UnstorableError
+from tests.support.bus import Bus, CheckedConsumer, KafkaBus, LocalBus
+from tests.support.recordings import recording
+from tests.support.waiting import wait_for as wait_until
+
+FAST = RunnerOptions(batch_size=50, batch_wait_s=0.01, retry_initial_s=0.01, retry_max_s=0.05)
+
+
+@dataclass
+class MemoryStore:
+    """A writer keeping chunks in a dict: idempotent, can be 'away' or refuse sessions."""
+
+    chunks: dict[tuple[uuid.UUID, int], tuple[int, int]] = field(default_factory=dict)
+    down: bool = False
+    #: Away for these members only (by thread name): one member stuck, the other not.
+    down_for: set[str] = field(default_factory=set)
+    refused: set[tuple[uuid.UUID, int]] = field(default_factory=set)
+    quarantined: dict[uuid.UUID, str] = field(default_factory=dict)
+    attempts: int = 0
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def write(self, chunks: Sequence[Received]) -> Written:
+        with self.lock:
+            self.attempts += 1
+            if self.down or threading.current_thread().name in self.down_for:
+                raise DatabaseError("database write failed: connection refused")
+            for r in chunks:
+                if (r.chunk.session_id, r.chunk.seq) in self.refused:
+                    raise UnstorableError("value too long for type character varying(255)")
+            new = 0
+            for r in chunks:
+                key = (r.chunk.session_id, r.chunk.seq)
+                if key not in self.chunks:
+                    self.chunks[key] = (r.partition, r.offset)
+                    new += 1
+            return Written(new, len(chunks) - new)
+
+    def quarantine(self, session_id: uuid.UUID, reason: str, chunks: Sequence[Received]) -> None:
+        with self.lock:
+            if self.down:
+                raise DatabaseError("database quarantine failed: connection refused")
+            self.quarantined[session_id] = reason
+
+    def background(self, budget_s: float) -> bool:
+        return False
+
+    def housekeeping(self) -> None:
+        pass
+
+
+@dataclass
+class Harness:
+    bus: Bus
+    store: MemoryStore
+    topic: str
+    violations: list[str] = field(default_factory=list)
+    last_commit: dict[int, int] = field(default_factory=dict)
+    members: list[CheckedConsumer] = field(default_factory=list)
+    runners: list[tuple[GroupRunner, threading.Thread, ConsumerMetrics]] = field(
+        default_factory=list
+    )
+    expected: dict[int, int] = field(default_factory=dict)
+
+    @property
+    def dlq(self) -> str:
+        return self.topic + ".dlq"
+
+    @property
+    def group(self) -> str:
+        return self.topic + "-g"
+
+    def start_member(
+        self, options: RunnerOptions = FAST, name: str = ""
+    ) -> tuple[GroupRunner, ConsumerMetrics]:
+        metrics = ConsumerMetrics(self.group)
+        consumer = CheckedConsumer(
+            self.bus.member(self.group, self.topic), self.check_commit, self.accepted
+        )
+        self.members.append(consumer)
+        letters = DeadLetters(self.bus.producer(), self.dlq, self.group, timeout=10.0)
+        runner = GroupRunner(
+            consumer,
+            group=self.group,
+            writer=self.store,
+            dead_letters=letters,
+            metrics=metrics,
+            options=options,
+        )
+        thread = threading.Thread(target=runner.run, name=name or None, daemon=True)
+        thread.start()
+        self.runners.append((runner, thread, metrics))
+        return runner, metrics
+
+    def stop_member(self, runner: GroupRunner) -> None:
+        for entry in self.runners:
+            if entry[0] is runner:
+                runner.stop()
+                entry[1].join(10)
+                assert not entry[1].is_alive()
+                self.runners.remove(entry)
+                return
+
+    def produce_sessions(self, count: int, chunks: int = 4) -> list[uuid.UUID]:
+        ids = []
+        for _ in range(count):
+            session_id, messages = recording(chunks=chunks)
+            ids.append(session_id)
+            for message in messages:
+                self.bus.append(self.topic, str(session_id).encode(), message)
+        self.expected = self.bus.ends(self.topic)
+        return ids
+
+    def append(self, key: bytes, value: bytes) -> None:
+        self.bus.append(self.topic, key, value)
+        self.expected = self.bus.ends(self.topic)
+
+    def dead_lettered(self) -> dict[tuple[int, int], dict[str, bytes]]:
+        found = {}
+        for message in self.bus.messages(self.dlq):
+            headers = dict(message.headers() or [])
+            found[int(headers[HEADER_PARTITION]), int(headers[HEADER_OFFSET])] = headers
+        return found
+
+    def check_commit(self, offsets: Mapping[int, int]) -> None:
+        """Every offset below a commit is stored or dead-lettered -- at commit time -- and
+        a committed offset never goes back."""
+        letters = self.dead_lettered()
+        stored = set(self.store.chunks.values())
+        for partition, end in offsets.items():
+            if end < self.last_commit.get(partition, 0):
+                self.violations.append(
+                    f"partition {partition} rewound from {self.last_commit[partition]} to {end}"
+                )
+            for offset in range(end):
+                if (partition, offset) not in stored and (partition, offset) not in letters:
+                    self.violations.append(
+                        f"partition {partition} committed to {end} before "
+                        f"offset {offset} was written"
+                    )
+                    return
+
+    def accepted(self, offsets: Mapping[int, int]) -> None:
+        for partition, end in offsets.items():
+            self.last_commit[partition] = max(end, self.last_commit.get(partition, 0))
+
+    def committed(self) -> dict[int, int]:
+        return dict(self.last_commit)
+
+    def everything_done(self) -> bool:
+        return self.last_commit == {p: n for p, n in self.expected.items() if n}
+
+    def wait_for(self, condition: Callable[[], bool], what: str = "") -> None:
+        wait_for(condition, self.bus.patience, what)
+
+
+@pytest.fixture(params=["local", pytest.param("embedded", marks=pytest.mark.integration)])
+def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
+    if request.param == "local":
+        bus: Bus = LocalBus()
+    else:
+        embedded: EmbeddedBroker = request.getfixturevalue("broker")
+        bus = KafkaBus(embedded.bootstrap_servers)
+    topic = f"runner.{uuid.uuid4().hex[:10]}"
+    bus.create_topic(topic, 3)
+    bus.create_topic(topic + ".dlq", 3)
+    h = Harness(bus, MemoryStore(), topic)
+    yield h
+    for runner, thread, _metrics in h.runners:
+        runner.stop()
+        thread.join(30)
+    bus.close()
+    assert not h.violations, h.violations
+
+
+def test_everything_is_written_once_and_committed_after(harness: Harness) -> None:
+    ids = harness.produce_sessions(30)
+    harness.start_member()
+    harness.wait_for(harness.everything_done, what="every offset committed")
+    assert len(harness.store.chunks) == 30 * 4
+    assert {sid for sid, _ in harness.store.chunks} == set(ids)
+
+
+def test_while_the_database_is_away_partitions_are_paused_and_nothing_is_committed(
+    harness: Harness,
+) -> None:
+    harness.store.down = True
+    harness.produce_sessions(10)
+    _runner, metrics = harness.start_member()
+    harness.wait_for(lambda: harness.store.attempts >= 5, what="several attempts")
+    assert harness.committed() == {}
+    consumer = harness.members[0]
+    assert ("pause", (0, 1, 2)) in consumer.calls
+    assert metrics.value("sshtrail_write_retries_total") >= 4
+    harness.produce_sessions(10)  # arrives while paused: not fetched until resumed
+    harness.store.down = False
+    harness.wait_for(harness.everything_done, what="every offset committed")
+    assert len(harness.store.chunks) == 20 * 4
+
+
+def test_a_rebalance_during_an_outage_commits_nothing_unwritten(harness: Harness) -> None:
+    """The defect of issue 14.2: revoked and assigned again while retrying, with a
+    later batch already fetched -- its offsets must not be committed past the
+    earlier ones that were never written."""
+    harness.produce_sessions(20)
+    harness.store.down = True
+    harness.start_member(
+        RunnerOptions(batch_size=10, batch_wait_s=0.01, retry_initial_s=0.02, retry_max_s=0.05)
+    )
+    harness.wait_for(lambda: harness.store.attempts >= 2, what="the first batch failing")
+    second, _ = harness.start_member()  # joins: everything revoked and shared anew
+    harness.wait_for(lambda: harness.store.attempts >= 8, what="retries after the rebalance")
+    harness.stop_member(second)  # leaves: the first member gets its partitions back
+    time.sleep(0.1)
+    harness.store.down = False
+    harness.wait_for(harness.everything_done, what="every offset committed")
+    assert len(harness.store.chunks) == 20 * 4
+
+
+def test_a_batch_fetched_before_a_partition_left_and_came_back_is_not_committed(
+    harness: Harness,
+) -> None:
+    """Batch N+1 is fetched while N waits on the database; partition 1 moves to another
+    member, which commits it further, and comes back. N+1's messages of partition 1
+    are stale: committing them would rewind the partition (and, had N's been
+    dropped, skip it)."""
+    harness.produce_sessions(30)
+    harness.store.down_for = {"stuck"}
+    options = RunnerOptions(
+        batch_size=12, batch_wait_s=0.01, retry_initial_s=0.02, retry_max_s=0.05
+    )
+    harness.start_member(options, name="stuck")
+    harness.wait_for(lambda: harness.store.attempts >= 2, what="the first batch failing")
+    other, _ = harness.start_member(options, name="other")
+    harness.wait_for(lambda: 1 in harness.committed(), what="the other member's commit")
+    harness.stop_member(other)  # partition 1 goes back to the stuck member
+    time.sleep(0.1)
+    harness.store.down_for = set()
+    harness.wait_for(harness.everything_done, what="every offset committed")
+    assert len(harness.store.chunks) == 30 * 4
+
+
+def test_members_joining_and_leaving_under_load_lose_and_double_nothing(
+    harness: Harness,
+) -> None:
+    harness.produce_sessions(40)
+    harness.start_member()
+    for _ in range(3):
+        harness.produce_sessions(10)
+        extra, _ = harness.start_member()
+        time.sleep(0.05)
+        harness.stop_member(extra)
+    harness.wait_for(harness.everything_done, what="every offset committed")
+    assert len(harness.store.chunks) == 70 * 4
+
+
+def test_invalid_messages_go_to_the_dead_letter_topic_with_their_origin(
+    harness: Harness,
+) -> None:
+    harness.produce_sessions(5)
+    harness.append(b"junk", b"not a chunk")
+    [junk] = [m for m in harness.bus.messages(harness.topic) if m.key() == b"junk"]
+    where = (junk.partition() or 0, junk.offset() or 0)
+    harness.produce_sessions(5)
+    _runner, metrics = harness.start_member()
+    harness.wait_for(harness.everything_done, what="every offset committed")
+    letters = harness.dead_lettered()
+    assert list(letters) == [where]
+    assert letters[where][HEADER_ERROR].startswith(b"bad magic")
+    assert metrics.value("sshtrail_messages_dead_lettered_total") == 1
+    assert len(harness.store.chunks) == 10 * 4
+
+
+def test_a_burst_of_invalid_messages_stalls_the_member_instead_of_draining_the_topic(
+    harness: Harness,
+) -> None:
+    """A newer gateway's wire format, say: the limit stops the member, loudly."""
+    for n in range(30):
+        harness.append(b"k", b"ST\x09\x00" + bytes([n]))
+    options = RunnerOptions(batch_size=100, batch_wait_s=0.01, dead_letter_max_consecutive=10)
+    _runner, metrics = harness.start_member(options)
+    harness.wait_for(lambda: metrics.value("sshtrail_consumer_stalled") == 1, what="the stall")
+    assert harness.committed() == {}
+    assert harness.dead_lettered() == {}
+
+
+def test_chunks_the_database_refuses_are_quarantined_and_the_rest_is_stored(
+    harness: Harness,
+) -> None:
+    ids = harness.produce_sessions(8)
+    poisoned = ids[3]
+    harness.store.refused = {(poisoned, 2)}
+    _runner, metrics = harness.start_member()
+    harness.wait_for(harness.everything_done, what="every offset committed")
+    assert harness.store.quarantined.keys() == {poisoned}
+    assert "value too long" in harness.store.quarantined[poisoned]
+    stored = set(harness.store.chunks)
+    assert (poisoned, 2) not in stored
+    assert {(poisoned, s) for s in (0, 1, 3)} <= stored
+    assert len(stored) == 8 * 4 - 1
+    [letter] = harness.dead_lettered().values()
+    assert b"value too long" in letter[HEADER_ERROR]
+    assert metrics.value("sshtrail_sessions_quarantined_total") == 1
+
+
+def test_a_member_reports_lag_while_it_waits_on_the_database(harness: Harness) -> None:
+    harness.store.down = True
+    harness.produce_sessions(10)
+    _runner, metrics = harness.start_member(
+        RunnerOptions(
+            batch_size=50,
+            batch_wait_s=0.01,
+            retry_initial_s=0.05,
+            retry_max_s=0.1,
+            lag_report_s=0.05,
+        )
+    )
+
+    def lag() -> float:
+        return sum(
+            metrics.registry.get_sample_value(
+                "sshtrail_consumer_lag_messages",
+                {"group": harness.group, "topic": harness.topic, "partition": str(p)},
+            )
+            or 0
+            for p in range(3)
+        )
+
+    harness.wait_for(lambda: lag() == 40, what="lag gauges while the database is away")
+    harness.produce_sessions(5)
+    harness.wait_for(lambda: lag() == 60, what="lag gauges that keep moving")
+    harness.store.down = False
+    harness.wait_for(harness.everything_done)
+    harness.wait_for(lambda: lag() == 0, what="lag back to 0")
+
+
+def test_counters_exist_at_zero_before_anything_happens() -> None:
+    metrics = ConsumerMetrics("g0")
+    for name in (
+        "sshtrail_messages_dead_lettered_total",
+        "sshtrail_write_retries_total",
+        "sshtrail_sessions_quarantined_total",
+        "sshtrail_commit_failures_total",
+    ):
+        assert metrics.registry.get_sample_value(name, {"group": "g0"}) == 0.0
+
+
+def test_a_member_that_stops_leaves_the_group(harness: Harness) -> None:
+    harness.produce_sessions(3)
+    runner, _ = harness.start_member()
+    harness.wait_for(harness.everything_done)
+    harness.stop_member(runner)
+    assert harness.members[0].closed
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 10, what: str = "") -> None:
+    wait_until(condition, timeout, what, every=0.005)
