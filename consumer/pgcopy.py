@@ -76,10 +76,14 @@ def track_staging_table(engine: Engine) -> None:
     It is created inside a batch's transaction, so a rollback of that
     transaction takes it away again: forget it then, and the next batch
     creates it anew. (Its rows need no care: a commit empties the table, a
-    rollback undoes the COPY.)
+    rollback undoes the COPY.) A connection the server ended is dropped by the
+    pool, its info with it.
     """
 
     def rolled_back(conn: Connection) -> None:
-        conn.connection.info.pop(_STAGED, None)
+        # An invalidated connection (the server ended it) is gone with its table, and
+        # the pool clears its info; touching it here would raise instead of rolling back.
+        if not conn.invalidated:
+            conn.connection.info.pop(_STAGED, None)
 
     event.listen(engine, "rollback", rolled_back)

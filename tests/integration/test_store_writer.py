@@ -8,8 +8,11 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import Engine, delete, func, select
+from sqlalchemy.engine import Connection
 
+from consumer import store
 from consumer.messages import Received
+from consumer.pgcopy import copy_chunks
 from consumer.store import CHUNKS, SESSIONS, StoreWriter
 from sshtrail.db import make_engine
 from sshtrail.errors import DatabaseError
@@ -195,4 +198,38 @@ def test_a_batch_rolled_back_on_a_fresh_connection_leaves_the_next_one_working(
     for sid, messages in ((first_sid, first), (second_sid, second)):
         assert writer.write(received(messages)).written == len(messages)
         assert stored(engine, sid) == list(enumerate(messages))
+    engine.dispose()
+
+
+def test_a_connection_the_server_ends_mid_batch_is_a_retryable_error_and_the_next_works(
+    store_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PostgreSQL stopping ends the connection in the middle of a batch: the next statement
+    fails, SQLAlchemy invalidates the connection, and the rollback that follows must not
+    trip over it (the staging table's bookkeeping once raised PendingRollbackError there,
+    which no retry catches, and the member died)."""
+    if store_engine.dialect.name != "postgresql":
+        pytest.skip("a server ending a connection is PostgreSQL's case")
+    # As the store member opens it: no test of the connection before each batch.
+    url = store_engine.url.render_as_string(False)
+    engine = make_engine(url, pre_ping=False, pool_size=1, max_overflow=0)
+    writer = StoreWriter(engine, dt.timedelta(hours=1))
+    sid, messages = recording(chunks=4)
+    assert writer.write(received(messages[:2])).written == 2
+
+    def copy_then_lose_the_server(
+        conn: Connection, chunks: list[Received]
+    ) -> set[tuple[uuid.UUID, int]]:
+        new = copy_chunks(conn, chunks)
+        with store_engine.connect() as admin:
+            backend = conn.exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
+            admin.exec_driver_sql(f"SELECT pg_terminate_backend({int(backend)})")
+        return new
+
+    with monkeypatch.context() as patch:
+        patch.setattr(store, "copy_chunks", copy_then_lose_the_server)
+        with pytest.raises(DatabaseError, match="database write failed: OperationalError"):
+            writer.write(received(messages[2:]))
+    assert writer.write(received(messages[2:])).written == 2
+    assert stored(engine, sid) == list(enumerate(messages))
     engine.dispose()
