@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 
 from consumer.indexer import IndexWriter
 from consumer.reprocess import drop_index, rebuild_index
-from consumer.service import incomplete_after, open_database, open_index, run_member
+from consumer.service import Stopped, incomplete_after, open_database, open_index, run_member
 from consumer.store import StoreWriter
 from sshtrail.settings import Settings
 
@@ -66,7 +66,11 @@ def _member_options(parser: argparse.ArgumentParser, group_key: str) -> None:
 
 def run_store(args: argparse.Namespace, settings: Settings) -> int:
     settings = _with_instance_id(settings, args.instance_id)
-    engine = open_database(settings)
+    try:
+        engine = open_database(settings, wait=True)
+    except Stopped as stopped:
+        print(f"store: {stopped}", flush=True)
+        return 0
     writer = StoreWriter(engine, incomplete_after(settings))
     group = args.group or settings.consumer.store_group
     try:
@@ -77,7 +81,11 @@ def run_store(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_index(args: argparse.Namespace, settings: Settings) -> int:
     settings = _with_instance_id(settings, args.instance_id)
-    engine = open_index(settings)
+    try:
+        engine = open_index(settings, wait=not args.rebuild)
+    except Stopped as stopped:
+        print(f"index: {stopped}", flush=True)
+        return 0
     if args.rebuild:
         return _rebuild(settings, engine)
     group = args.group or settings.consumer.index_group

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import Engine
@@ -16,13 +17,18 @@ from consumer.writer import Writer
 from sshtrail import migrate, search
 from sshtrail.cli.signals import stop_on_signals
 from sshtrail.db import make_engine
-from sshtrail.errors import DatabaseError
+from sshtrail.errors import DatabaseError, SchemaMismatch, SshtrailError
 from sshtrail.kafka.adapters import KafkaGroupConsumer, KafkaProducer
 from sshtrail.kafka.config import LARGE_FETCH, client_config
 from sshtrail.settings import Settings
 from sshtrail.statedir import secure
 
 log = logging.getLogger(__name__)
+
+
+class Stopped(SshtrailError):
+    """Asked to stop before it could start (a signal while waiting for the database)."""
+
 
 #: A write that takes longer than this is cancelled and retried (PostgreSQL),
 #: so a hung database cannot hold a member past ``max.poll.interval.ms``.
@@ -112,27 +118,56 @@ def build_runner(
     )
 
 
-def open_database(settings: Settings) -> Engine:
-    """The store's engine, after checking the schema is at the latest migration."""
+def open_database(settings: Settings, wait: bool = False) -> Engine:
+    """The store's engine, after checking the schema is at the latest migration.
+
+    With ``wait`` (a member starting), a database that cannot be reached is waited
+    for -- as a member waits for it during an outage -- until SIGTERM; otherwise (a
+    command) that is an error at once. A schema other than this version's is an
+    error either way (:class:`~sshtrail.errors.SchemaMismatch`).
+    """
     url = settings.database_url
-    current, head = migrate.current_revision(url), migrate.head_revision()
-    if current != head:
-        raise DatabaseError(
-            f"the database is at schema {current or 'none'}, this version needs {head}: "
-            "run 'sshtrail db upgrade' first"
-        )
-    return member_engine(url)
+
+    def check() -> Engine:
+        current, head = migrate.current_revision(url), migrate.head_revision()
+        if current != head:
+            raise SchemaMismatch(
+                f"the database is at schema {current or 'none'}, this version needs {head}: "
+                "run 'sshtrail db upgrade' first"
+            )
+        return member_engine(url)
+
+    return _patiently(check, "the store", settings) if wait else check()
 
 
-def open_index(settings: Settings) -> Engine:
-    """The search index's engine, its tables created if missing."""
-    engine = member_engine(settings.search_url)
-    try:
-        search.ensure_schema(engine)
-    except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
-        engine.dispose()
-        raise DatabaseError(f"cannot prepare the search index: {exc}") from None
-    return engine
+def open_index(settings: Settings, wait: bool = False) -> Engine:
+    """The search index's engine, its tables created if missing (``wait``: as above)."""
+
+    def prepare() -> Engine:
+        engine = member_engine(settings.search_url)
+        try:
+            search.ensure_schema(engine)
+        except (sa_exc.DBAPIError, sa_exc.TimeoutError) as exc:
+            engine.dispose()
+            raise DatabaseError(f"cannot prepare the search index: {exc}") from None
+        return engine
+
+    return _patiently(prepare, "the search index", settings) if wait else prepare()
+
+
+def _patiently(attempt: Callable[[], Engine], what: str, settings: Settings) -> Engine:
+    """``attempt()`` until it stops raising :class:`DatabaseError`, with the members'
+    back-off (``consumer.retry_*``); :class:`Stopped` if a stop signal comes first."""
+    delay = settings.consumer.retry_initial_ms / 1000
+    with stop_on_signals() as stop:
+        while True:
+            try:
+                return attempt()
+            except DatabaseError as exc:
+                log.warning("%s is not ready, waiting %.1f s: %s", what, delay, exc)
+                if stop.wait(delay):
+                    raise Stopped(f"stopped while waiting for {what}") from None
+                delay = min(delay * 2, settings.consumer.retry_max_ms / 1000)
 
 
 def member_engine(url: str) -> Engine:

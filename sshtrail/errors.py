@@ -119,3 +119,10 @@ class MessageTooLarge(InvalidError):
 
 class DatabaseError(RetryableError):
     """The database could not be reached or a statement failed transiently."""
+
+
+class SchemaMismatch(SshtrailError):
+    """The database is not at the schema this version needs: ``sshtrail db upgrade``.
+
+    Not retried: waiting would not change it, and a member that waited would
+    look healthy while storing nothing."""

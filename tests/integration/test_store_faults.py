@@ -15,9 +15,11 @@ from sqlalchemy import Engine
 from sshtrail import migrate
 from sshtrail.broker import EmbeddedBroker
 from sshtrail.db import make_engine
+from tests.support.cli import Running
 from tests.support.consumers import (
     assert_store_equals_topic,
     chunk_count,
+    committed_offsets,
     group_lag,
     start_member,
     wait_for,
@@ -157,4 +159,85 @@ def test_a_postgresql_outage_stalls_the_group_and_loses_nothing(
     assert stalled >= 3, err  # it retried with back-off while the database was away
     assert status == 0, err
     assert_store_equals_topic(store_engine, servers, store_topic)
+    store_engine.dispose()
+
+
+def test_a_rebalance_during_a_database_outage_commits_nothing_before_it_is_stored(
+    broker: EmbeddedBroker, store_topic: str, private_postgres: PrivateCluster, tmp_path: Path
+) -> None:
+    """Issue 14, defect 2, with real members: while PostgreSQL is away, a member leaves and
+    the other is given its partitions, in the middle of its retries. Nothing can be stored
+    then, so no committed offset may move; once the database is back, every chunk is
+    stored once and the group catches up."""
+    servers, url = broker.bootstrap_servers, private_postgres.url
+    migrate.upgrade(url)
+    store_engine = make_engine(url)
+    config = write_config(tmp_path / "sshtrail.toml", servers, store_topic, url, batch_size=50)
+    group = f"{store_topic}-store"
+    # Dynamic members: one that stops sends LeaveGroup (a static one would not), and
+    # the partitions move at once.
+    first = start_member(config, "store")
+    joining = start_member(config, "store")
+    second: Running | None = joining
+    try:
+        wait_for(lambda: "assigned partitions" in joining.stderr, what="both members assigned")
+        before = produce(servers, store_topic, load(20, 4, 256))
+        wait_for(lambda: chunk_count(store_engine) == before, what="the first load stored")
+        wait_for(lambda: sum(group_lag(servers, group, store_topic).values()) == 0)
+        store_engine.dispose()
+        private_postgres.stop()
+        total = before + produce(servers, store_topic, load(40, 4, 256))
+        wait_for(lambda: "write failed, retrying" in first.stderr, what="the outage noticed")
+        committed = committed_offsets(servers, group, store_topic)
+        assigned = first.stderr.count("assigned partitions")
+        joining.stop(signal.SIGTERM)  # leaves: its partitions move to the first, mid-retry
+        second = None
+        moved: list[dict[int, int]] = []
+
+        def everything_back() -> bool:
+            now = committed_offsets(servers, group, store_topic)
+            if now != committed:
+                moved.append(now)
+            return first.stderr.count("assigned partitions") > assigned
+
+        wait_for(everything_back, what="the first member given the partitions")
+        wait_for(lambda: first.stderr.count("write failed, retrying") >= 3, what="more retries")
+        everything_back()
+        assert moved == [], "offsets were committed while nothing could be stored"
+        private_postgres.start()
+        wait_for(lambda: chunk_count(store_engine) == total, timeout=120, what="every chunk")
+        wait_for(lambda: sum(group_lag(servers, group, store_topic).values()) == 0)
+    finally:
+        if second is not None:
+            second.stop(signal.SIGTERM)
+        first.stop(signal.SIGTERM)
+    assert_store_equals_topic(store_engine, servers, store_topic)
+    store_engine.dispose()
+
+
+def test_a_member_started_before_its_database_waits_for_it(
+    broker: EmbeddedBroker, store_topic: str, private_postgres: PrivateCluster, tmp_path: Path
+) -> None:
+    """Started while PostgreSQL is down (a host booting, compose ordering), a member waits
+    for it instead of dying -- and a SIGTERM while it waits stops it cleanly."""
+    servers, url = broker.bootstrap_servers, private_postgres.url
+    migrate.upgrade(url)
+    private_postgres.stop()
+    config = write_config(tmp_path / "sshtrail.toml", servers, store_topic, url)
+    given_up = Running("--config", str(config), "store", cwd=tmp_path)
+    wait_for(lambda: "is not ready, waiting" in given_up.stderr, what="the member waiting")
+    status, out, err = given_up.stop(signal.SIGTERM)
+    assert status == 0, err
+    assert "stopped while waiting for the store" in out
+    member = Running("--config", str(config), "store", cwd=tmp_path)
+    try:
+        wait_for(lambda: "is not ready, waiting" in member.stderr, what="the member waiting")
+        produced = produce(servers, store_topic, load(5, 3, 256))
+        private_postgres.start()
+        member.expect("store: group")
+        store_engine = make_engine(url)
+        wait_for(lambda: chunk_count(store_engine) == produced, what="the chunks stored")
+    finally:
+        status, _, err = member.stop(signal.SIGTERM)
+    assert status == 0, err
     store_engine.dispose()

@@ -78,16 +78,28 @@ def chunk_count(engine: Engine) -> int:
 
 def group_lag(servers: str, group: str, topic: str) -> dict[int, int]:
     """Log-end offset minus the group's committed offset, per partition (the broker's view)."""
+    return {
+        p: end - max(committed, 0)
+        for p, (committed, end) in _offsets(servers, group, topic).items()
+    }
+
+
+def committed_offsets(servers: str, group: str, topic: str) -> dict[int, int]:
+    """The group's committed offset per partition (-1001 where it has none)."""
+    return {p: committed for p, (committed, _end) in _offsets(servers, group, topic).items()}
+
+
+def _offsets(servers: str, group: str, topic: str) -> dict[int, tuple[int, int]]:
     admin = AdminClient({"bootstrap.servers": servers})
     partitions = list(admin.list_topics(topic, timeout=10).topics[topic].partitions)
     probe = Consumer({"bootstrap.servers": servers, "group.id": group, "enable.auto.commit": False})
     try:
         committed = probe.committed([TopicPartition(topic, p) for p in partitions], timeout=10)
-        lag = {}
+        found = {}
         for tp in committed:
             _low, high = probe.get_watermark_offsets(tp, timeout=10)
-            lag[tp.partition] = high - max(tp.offset, 0)
-        return lag
+            found[tp.partition] = (tp.offset, high)
+        return found
     finally:
         probe.close()
 
