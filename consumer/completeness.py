@@ -13,22 +13,31 @@ must be one of:
 
 anything else is **missing**. Offsets the group committed past that the
 broker no longer has (retention deleted them) cannot be checked and are
-reported as such; offsets *below the committed offset that retention
-deleted before the group read them* -- the committed offset is below the
-partition's first offset -- are **DATA-LOSS**: recordings that were never
-stored.
+reported as such. Offsets retention deleted *before the group read them*
+are **DATA-LOSS**, recordings that were never stored: those the group
+found gone and recorded in the dead-letter topic as it moved past them
+(``sshtrail.lost.end``, :class:`~sshtrail.errors.OffsetsLost`), and those
+below the partition's first offset while the group's committed offset is
+still below it.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import time
 import uuid
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from sqlalchemy import Engine, select, tuple_
 
-from consumer.deadletter import HEADER_OFFSET, HEADER_PARTITION, HEADER_TOPIC
+from consumer.deadletter import (
+    HEADER_GROUP,
+    HEADER_LOST_END,
+    HEADER_OFFSET,
+    HEADER_PARTITION,
+    HEADER_TOPIC,
+)
 from sshtrail.errors import BrokerError, WireError
 from sshtrail.kafka.ports import Message, TopicReader
 from sshtrail.models import ChunkRecord, SessionRecord, SessionStatus
@@ -55,12 +64,14 @@ class PartitionReport:
     missing: list[int] = field(default_factory=list)
     #: [first, end) offsets retention deleted before the group read them.
     data_loss: tuple[int, int] | None = None
+    #: [first, end) spans the group found deleted and recorded as it moved past them.
+    lost: list[tuple[int, int]] = field(default_factory=list)
     #: [first, end) offsets the group had read that retention deleted since (unchecked).
     expired: tuple[int, int] | None = None
 
     @property
     def ok(self) -> bool:
-        return not self.missing and self.data_loss is None
+        return not self.missing and self.data_loss is None and not self.lost
 
 
 def check(
@@ -69,6 +80,7 @@ def check(
     *,
     topic: str,
     dlq_topic: str,
+    group: str,
     committed: dict[int, int],
     partitions: Sequence[int] | None = None,
     since: dt.datetime | None = None,
@@ -77,8 +89,9 @@ def check(
     """Check ``partitions`` (default all) of ``topic`` below the ``committed`` offsets."""
     chosen = list(partitions) if partitions is not None else reader.partitions(topic)
     reports = [_bounds(reader, topic, p, committed.get(p), since) for p in chosen]
-    letters = _dead_letters(reader, dlq_topic, topic, timeout)
+    letters = _dead_letters(reader, dlq_topic, topic, group, timeout)
     for report in reports:
+        report.lost = sorted(letters.lost.get(report.partition, []))
         first, end = report.checked
         if first >= end:
             continue
@@ -110,11 +123,20 @@ def _bounds(
     return report
 
 
+@dataclass(slots=True)
+class _Letters:
+    #: (partition, offset) of every message dead-lettered from the topic.
+    messages: set[tuple[int, int]] = field(default_factory=set)
+    #: partition -> [first, end) spans the group recorded as lost.
+    lost: dict[int, list[tuple[int, int]]] = field(default_factory=dict)
+
+
 def _dead_letters(
-    reader: TopicReader, dlq_topic: str, origin: str, timeout: float
-) -> set[tuple[int, int]]:
-    """(partition, offset) of every letter in the dead-letter topic from ``origin``."""
-    found: set[tuple[int, int]] = set()
+    reader: TopicReader, dlq_topic: str, origin: str, group: str, timeout: float
+) -> _Letters:
+    """What the dead-letter topic says about ``origin``: letters of any group (a message
+    one group found invalid, every group does), losses of ``group`` only."""
+    found = _Letters()
     try:
         partitions = reader.partitions(dlq_topic)
     except BrokerError:  # no dead-letter topic: no letters
@@ -127,9 +149,14 @@ def _dead_letters(
                 if headers.get(HEADER_TOPIC, b"").decode() != origin:
                     continue
                 try:
-                    found.add((int(headers[HEADER_PARTITION]), int(headers[HEADER_OFFSET])))
+                    where = int(headers[HEADER_PARTITION]), int(headers[HEADER_OFFSET])
+                    end = int(headers[HEADER_LOST_END]) if HEADER_LOST_END in headers else None
                 except (KeyError, ValueError):
                     continue
+                if end is None:
+                    found.messages.add(where)
+                elif headers.get(HEADER_GROUP, b"").decode() == group:
+                    found.lost.setdefault(where[0], []).append((where[1], end))
     return found
 
 
@@ -142,19 +169,26 @@ def _read(
         return
     reader.assign(topic, {partition: first})
     position = first
+    quiet_since = time.monotonic()
     while position < end:
-        messages = [m for m in reader.consume(BATCH, timeout) if (m.offset() or 0) < end]
+        # No more than the span holds: a consume() waits its whole timeout for as many
+        # messages as it asks for.
+        wanted = min(BATCH, end - position)
+        messages = [m for m in reader.consume(wanted, 0.5) if (m.offset() or 0) < end]
         if not messages:
-            raise TimeoutError(
-                f"partition {partition} of {topic} gave nothing from offset {position} "
-                f"in {timeout:.0f}s"
-            )
+            if time.monotonic() - quiet_since > timeout:
+                raise TimeoutError(
+                    f"partition {partition} of {topic} gave nothing from offset {position} "
+                    f"in {timeout:.0f}s"
+                )
+            continue
+        quiet_since = time.monotonic()
         position = max(m.offset() or 0 for m in messages) + 1
         yield messages
 
 
 def _account(
-    store: Engine, report: PartitionReport, messages: list[Message], letters: set[tuple[int, int]]
+    store: Engine, report: PartitionReport, messages: list[Message], letters: _Letters
 ) -> None:
     keys: dict[int, tuple[uuid.UUID, int] | None] = {}
     for message in messages:
@@ -182,7 +216,7 @@ def _account(
     for offset, key in sorted(keys.items()):
         if key is not None and key in stored:
             report.stored += 1
-        elif (report.partition, offset) in letters:
+        elif (report.partition, offset) in letters.messages:
             if key is not None and key[0] in quarantined:
                 report.quarantined += 1
             else:

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from consumer.messages import Rejected
-from sshtrail.errors import BrokerError, MessageTooLarge
+from sshtrail.errors import BrokerError, MessageTooLarge, OffsetsLost
 from sshtrail.kafka.ports import DeliveryError, Headers, MessageProducer
 
 log = logging.getLogger(__name__)
@@ -31,6 +31,9 @@ HEADER_GROUP = "sshtrail.group"
 #: The letter then holds only the value's first :data:`TRUNCATED_TO` bytes; the
 #: whole message stays at its origin offset for as long as the topic keeps it.
 HEADER_TRUNCATED = "sshtrail.truncated"
+#: On a record of lost offsets (no value): one past the last offset lost; the
+#: first is :data:`HEADER_OFFSET` (:class:`~sshtrail.errors.OffsetsLost`).
+HEADER_LOST_END = "sshtrail.lost.end"
 TRUNCATED_TO = 64 << 10
 
 
@@ -137,6 +140,12 @@ class DeadLetters:
 
     def close(self) -> None:
         self._producer.flush(10)
+
+
+def lost_letter(topic: str, lost: OffsetsLost) -> Rejected:
+    """The dead letter recording that ``lost`` offsets of ``topic`` were never read."""
+    partition, first, end = lost.span
+    return Rejected(topic, partition, first, None, None, lost, ((HEADER_LOST_END, b"%d" % end),))
 
 
 def _truncate(letter: Rejected) -> Rejected:

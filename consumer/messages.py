@@ -63,6 +63,14 @@ class Batch:
         self.bad = [r for r in self.bad if r.partition not in gone]
         self.ends = {p: end for p, end in self.ends.items() if p not in gone}
 
+    def drop_before(self, partition: int, offset: int) -> None:
+        """Forget the partition's messages below ``offset`` (already accounted for)."""
+        self.good = [r for r in self.good if r.partition != partition or r.offset >= offset]
+        self.bad = [r for r in self.bad if r.partition != partition or r.offset >= offset]
+        kept = [r.partition for r in self.good] + [r.partition for r in self.bad]
+        if partition not in kept:
+            self.ends.pop(partition, None)
+
     def stale(self, epochs: Mapping[int, int], assigned: set[int]) -> set[int]:
         """Partitions of this batch no longer assigned as they were when it was fetched."""
         return {

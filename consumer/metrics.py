@@ -47,6 +47,10 @@ class ConsumerMetrics:
             "sshtrail_sessions_quarantined",
             "Sessions marked quarantined: chunks of them the database refused (in the DLQ).",
         )
+        self._lost = counter(
+            "sshtrail_offsets_lost",
+            "Offsets the broker deleted before this group read them (DATA-LOSS).",
+        )
         self._stalled = Gauge(
             "sshtrail_consumer_stalled",
             "1 while this member has stopped taking messages (dead-letter limit exceeded).",
@@ -90,6 +94,7 @@ class ConsumerMetrics:
             self._retries,
             self._commit_failures,
             self._quarantined,
+            self._lost,
             self._stalled,
         ):
             metric.labels(group)
@@ -121,6 +126,9 @@ class ConsumerMetrics:
 
     def quarantined(self, sessions: int) -> None:
         self._quarantined.labels(self.group).inc(sessions)
+
+    def lost(self, offsets: int) -> None:
+        self._lost.labels(self.group).inc(offsets)
 
     def stalled(self, stalled: bool) -> None:
         self._stalled.labels(self.group).set(1 if stalled else 0)

@@ -229,6 +229,7 @@ def run_completeness(args: argparse.Namespace, settings: Settings) -> int:
             store,
             topic=topic,
             dlq_topic=settings.kafka.dlq_topic,
+            group=group,
             committed=state.committed,
             partitions=args.partition,
             since=args.since,
@@ -246,7 +247,8 @@ def run_completeness(args: argparse.Namespace, settings: Settings) -> int:
             f"{group}: {sum(r.stored for r in reports)} stored, "
             f"{sum(r.dead_lettered for r in reports)} dead-lettered, "
             f"{sum(r.quarantined for r in reports)} quarantined, "
-            f"{sum(len(r.missing) for r in reports)} missing"
+            f"{sum(len(r.missing) for r in reports)} missing, "
+            f"{sum(end - first for r in reports for first, end in r.lost)} lost"
             + (
                 f"; NOT COMPLETE in partitions {[r.partition for r in bad]}"
                 if bad
@@ -271,6 +273,9 @@ def _completeness_line(r: completeness.PartitionReport) -> str:
     if r.missing:
         shown = ", ".join(map(str, r.missing[:10])) + (" ..." if len(r.missing) > 10 else "")
         line += f"; MISSING {len(r.missing)}: {shown}"
+    for first, end in r.lost:
+        line += f"; DATA-LOSS offsets {first}..{end - 1} were deleted by retention before "
+        line += "the group read them (it recorded the loss as it moved past)"
     if r.data_loss is not None:
         line += f"; DATA-LOSS offsets {r.data_loss[0]}..{r.data_loss[1] - 1} were deleted "
         line += "by retention before the group read them"

@@ -18,6 +18,11 @@ in this order for every batch (docs/decisions.md, "Consumer runner"):
    invalid, in which case the member stalls loudly, committing nothing;
 5. commit, synchronously, per partition, the offset one past the batch.
 
+Offsets that are missing -- the broker deleted them (retention) before the
+group read them -- are DATA-LOSS: logged, counted, and recorded in the
+dead-letter topic before anything past them is committed
+(:meth:`GroupRunner._skipped`).
+
 Nothing is committed past what is written: each batch remembers the
 assignment epoch of its partitions, and a partition revoked since it was
 fetched -- even if it was assigned again -- has its messages dropped and is
@@ -39,12 +44,18 @@ from dataclasses import dataclass
 from functools import partial
 from typing import TypeVar
 
-from consumer.deadletter import DeadLetterLimit, DeadLetterSink
+from consumer.deadletter import DeadLetterLimit, DeadLetterSink, lost_letter
 from consumer.isolation import isolate
 from consumer.messages import Batch, Received, sort_messages
 from consumer.metrics import ConsumerMetrics
 from consumer.writer import Writer, Written
-from sshtrail.errors import BrokerError, CommitFailed, RetryableError, UnstorableError
+from sshtrail.errors import (
+    BrokerError,
+    CommitFailed,
+    OffsetsLost,
+    RetryableError,
+    UnstorableError,
+)
 from sshtrail.kafka.ports import GroupConsumer, Message
 
 log = logging.getLogger(__name__)
@@ -97,9 +108,13 @@ class GroupRunner:
         #: Bumped when a partition is revoked: what was fetched before is stale.
         self._epochs: dict[int, int] = {}
         self._committed: dict[int, int | None] = {}
+        #: Per partition, the offset the next message should have: one past the last
+        #: handled. Unknown after an assignment (then: the committed offset).
+        self._next: dict[int, int] = {}
         self._last_published: dict[int, float] = {}
         self._paused = False
         self._next_lag_report = 0.0
+        self._next_retention_check = 0.0
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, leave the group. Safe from any thread."""
@@ -129,6 +144,8 @@ class GroupRunner:
                 if pending is not None:
                     self._handle(pending)
                 pending = decoding.result() if decoding is not None else None
+                if pending is None:  # nothing in hand, nothing new
+                    self._passed_by_retention()
                 # Work a writer left for later (a session too costly for one batch) is
                 # done between batches: a little while messages flow, more when idle.
                 budget = BACKGROUND_BUSY_S if pending is not None else BACKGROUND_IDLE_S
@@ -158,10 +175,12 @@ class GroupRunner:
         self._drop_stale(batch)
         if not len(batch):
             return
+        lost = self._skipped(batch)
         written = self._write(batch)
         if written is None:  # stopping while the database is away: nothing committed
             return
         self._drop_stale(batch)
+        lost = [gone for gone in lost if gone.span[0] in batch.ends]
         if batch.bad:
             valid: dict[int, list[int]] = {}
             invalid: dict[int, list[int]] = {}
@@ -173,15 +192,119 @@ class GroupRunner:
             if problem is not None:
                 self._stall(f"dead-letter limit: {problem}")
                 return
-            if self._retrying(lambda: self._dead_letters.send(batch.bad), "dead-letter") is None:
+        if batch.bad or lost:
+            letters = [lost_letter(self.topic, gone) for gone in lost] + batch.bad
+            if self._retrying(lambda: self._dead_letters.send(letters), "dead-letter") is None:
                 return  # stopping with the broker away: commit nothing
             self._metrics.dead_lettered(len(batch.bad))
+            self._metrics.lost(sum(end - first for _, first, end in (g.span for g in lost)))
+        self._next.update(batch.ends)
         self._commit(batch)
         self._metrics.batch_written(
             len(batch), written.written, written.duplicates, time.perf_counter() - started
         )
         for received in batch.good:
             self._last_published[received.partition] = received.published_at.timestamp()
+
+    def _skipped(self, batch: Batch) -> list[OffsetsLost]:
+        """Offsets missing before or between the batch's messages, per partition.
+
+        The sessions topic is neither compacted nor written in transactions, so
+        its offsets have no holes: a message further on than the one expected
+        means the broker deleted what lay between (retention ran while the group
+        was behind, and the client jumped to the first offset left). A message
+        below the one expected was fetched before such a jump was recorded
+        (:meth:`_passed_by_retention`): it is accounted for, and dropped.
+        """
+        offsets: dict[int, list[int]] = {}
+        for partition, offset in [(m.partition, m.offset) for m in batch.good] + [
+            (m.partition, m.offset) for m in batch.bad
+        ]:
+            offsets.setdefault(partition, []).append(offset)
+        found = []
+        for partition, seen in sorted(offsets.items()):
+            expected = self._expected(partition)
+            if expected is not None and min(seen) < expected:
+                batch.drop_before(partition, expected)
+            for offset in sorted(seen):
+                if expected is not None and offset < expected:
+                    continue
+                if expected is not None and offset > expected:
+                    found.append(self._lost(partition, expected, offset))
+                expected = offset + 1
+        return found
+
+    def _passed_by_retention(self) -> None:
+        """While idle: offsets of an owned partition deleted before they were read.
+
+        With nothing new in a partition, the client never fetches past the hole
+        (no message shows it) and the lag would count the deleted messages for
+        ever: compare with the partition's first offset instead, record the
+        loss, and commit past it.
+        """
+        now = time.monotonic()
+        if now < self._next_retention_check:
+            return
+        self._next_retention_check = now + self._options.lag_report_s
+        found: list[OffsetsLost] = []
+        empty: dict[int, int] = {}
+        for partition in sorted(self._assigned):
+            expected = self._expected(partition)
+            marks = self._consumer.watermarks(partition, fresh=True)
+            if marks is None:
+                continue
+            low, high = marks
+            if expected is None and low == high:
+                # Never committed and nothing to read: commit the position anyway, so
+                # that messages retention deletes before this group reads them are
+                # found missing, not mistaken for a topic older than the group.
+                empty[partition] = high
+            elif expected is not None and expected < low:
+                found.append(self._lost(partition, expected, low))
+        if empty:
+            with contextlib.suppress(CommitFailed):  # tried again at the next check
+                self._consumer.commit(empty)
+                self._committed.update(empty)
+        if not found:
+            return
+        letters = [lost_letter(self.topic, gone) for gone in found]
+        if self._retrying(lambda: self._dead_letters.send(letters), "dead-letter") is None:
+            return
+        self._metrics.lost(sum(end - first for _, first, end in (g.span for g in found)))
+        ends = {partition: end for partition, _, end in (g.span for g in found)}
+        for partition, end in ends.items():
+            with contextlib.suppress(BrokerError):  # not fetching yet: it starts there anyway
+                self._consumer.seek(partition, end)
+        self._next.update(ends)
+        try:
+            self._consumer.commit(ends)
+        except CommitFailed as exc:
+            log.warning("%s: %s; the loss is recorded all the same", self.group, exc)
+            return
+        self._committed.update(ends)
+
+    def _lost(self, partition: int, first: int, end: int) -> OffsetsLost:
+        log.error(
+            "%s: DATA-LOSS: partition %d offsets %d..%d were deleted by the broker before this "
+            "group read them (retention ran while it was behind). Those recordings are not "
+            "in this group's database; the loss is recorded in the dead-letter topic for "
+            "'sshtrail completeness' (docs/operations.md, 'DATA-LOSS').",
+            self.group,
+            partition,
+            first,
+            end - 1,
+        )
+        return OffsetsLost(partition, first, end)
+
+    def _expected(self, partition: int) -> int | None:
+        """The offset the partition's next message should have; None if not known."""
+        if partition in self._next:
+            return self._next[partition]
+        if self._committed.get(partition) is None:
+            with contextlib.suppress(BrokerError):  # away: this batch goes unchecked
+                self._committed.update(self._consumer.committed([partition], timeout=5.0))
+        # Never committed (a new group): it starts where the topic starts, losing nothing.
+        return self._committed.get(partition)
 
     def _write(self, batch: Batch) -> Written | None:
         """Write the batch's chunks; what the database refuses is isolated and quarantined."""
@@ -302,6 +425,9 @@ class GroupRunner:
 
     def assigned(self, partitions: list[int]) -> None:
         self._assigned.update(partitions)
+        for partition in partitions:
+            self._next.pop(partition, None)
+        self._next_retention_check = 0.0  # where the new partitions stand: at once
         log.info("%s: assigned partitions %s", self.group, sorted(partitions))
         # librdkafka keeps a partition's pause across a revoke and a new assignment:
         # set it explicitly, to what the member is doing now.
@@ -315,6 +441,7 @@ class GroupRunner:
         for partition in partitions:
             self._epochs[partition] = self._epochs.get(partition, 0) + 1
             self._committed.pop(partition, None)
+            self._next.pop(partition, None)
             self._last_published.pop(partition, None)
         self._assigned.difference_update(partitions)
         self._limit.forget(partitions)

@@ -70,6 +70,23 @@ class UnstorableError(MessageError):
     integrity error): the message's own fault, so it is quarantined, not retried."""
 
 
+class OffsetsLost(MessageError):
+    """Offsets of a partition the broker deleted (retention) before this group read them.
+
+    Not a message but the absence of some: the group records it in the
+    dead-letter topic like a message it passed without storing, so that
+    ``sshtrail completeness`` reports the loss long after it happened."""
+
+    def __init__(self, partition: int, first: int, end: int) -> None:
+        self.span = (partition, first, end)
+        super().__init__(
+            f"DATA-LOSS: offsets {first}..{end - 1} were deleted by the broker before "
+            "this group read them",
+            partition=partition,
+            offset=first,
+        )
+
+
 class ConfigError(InvalidError):
     """A configuration file, environment variable or option has a bad value.
 

@@ -37,6 +37,7 @@ class Bus(Protocol):
     def append(self, topic: str, key: bytes | None, value: bytes) -> None: ...
     def ends(self, topic: str) -> dict[int, int]: ...
     def messages(self, topic: str) -> list[Message]: ...
+    def delete_records(self, topic: str, partition: int, before: int) -> None: ...
     def committed(self, group: str, topic: str) -> dict[int, int]: ...
     def member(self, group: str, topic: str) -> GroupConsumer: ...
     def producer(
@@ -62,6 +63,9 @@ class LocalBus:
 
     def messages(self, topic: str) -> list[Message]:
         return list(self.broker.messages(topic))
+
+    def delete_records(self, topic: str, partition: int, before: int) -> None:
+        self.broker.delete_records(topic, partition, before)
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         return self.broker.committed(group, topic)
@@ -117,13 +121,23 @@ class KafkaBus:
         ends = self.ends(topic)
         reader = self._reader()
         try:
-            reader.assign([TopicPartition(topic, p, 0) for p in ends])
+            lows = {
+                p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[0]
+                for p in ends
+            }
+            reader.assign([TopicPartition(topic, p, lows[p]) for p in ends])
             found: list[Message] = []
-            while len(found) < sum(ends.values()):
+            while len(found) < sum(ends.values()) - sum(lows.values()):
                 found.extend(m for m in reader.consume(1000, 1.0) if m.error() is None)
             return found
         finally:
             reader.close()
+
+    def delete_records(self, topic: str, partition: int, before: int) -> None:
+        for future in self._admin.delete_records(
+            [TopicPartition(topic, partition, before)]
+        ).values():
+            future.result(15)
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         partitions = self._admin.list_topics(topic, timeout=10).topics[topic].partitions

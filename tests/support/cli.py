@@ -14,6 +14,22 @@ from pathlib import Path
 from typing import ClassVar
 
 
+def sshtrail(
+    config: Path, *argv: str, check: bool = True, timeout: float = 60, input: bytes | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``sshtrail --config CONFIG ARGV...`` to the end; with ``check``, exit 0 is asserted."""
+    done = subprocess.run(
+        [sys.executable, "-m", "sshtrail", "--config", str(config), *argv],
+        capture_output=True,
+        timeout=timeout,
+        check=False,
+        input=input,
+    )
+    if check:
+        assert done.returncode == 0, done.stderr.decode(errors="replace")
+    return done
+
+
 class Running:
     """A ``sshtrail`` child process whose stdout is read line by line."""
 

@@ -78,6 +78,8 @@ class LocalBroker:
         self.topics: dict[str, list[list[LocalMessage]]] = {}
         self.groups: dict[str, _Group] = {}
         self.max_message_bytes = max_message_bytes
+        #: (topic, partition) -> the first offset not yet deleted (retention).
+        self.low: dict[tuple[str, int], int] = {}
         self.up = True
         self._changed = threading.Condition()
         #: Called with (group, offsets) before a commit is accepted: tests check invariants.
@@ -105,7 +107,17 @@ class LocalBroker:
 
     def messages(self, topic: str) -> list[LocalMessage]:
         with self._changed:
-            return [m for partition in self.topics.get(topic, []) for m in partition]
+            return [
+                m
+                for index, partition in enumerate(self.topics.get(topic, []))
+                for m in partition[self.low.get((topic, index), 0) :]
+            ]
+
+    def delete_records(self, topic: str, partition: int, before: int) -> None:
+        """What retention does: the partition's messages below ``before`` are gone."""
+        with self._changed:
+            key = (topic, partition)
+            self.low[key] = max(self.low.get(key, 0), before)
 
     def committed(self, group: str, topic: str) -> dict[int, int]:
         with self._changed:
@@ -244,7 +256,10 @@ class LocalGroupConsumer:
             # A share of the batch per partition, as fetches from several partitions are.
             share = max(count // max(len(readable), 1), 1)
             for partition in readable:
-                position = self._positions[partition]
+                # Below the first offset left: the client starts at it (auto.offset.reset).
+                position = max(
+                    self._positions[partition], broker.low.get((self.topic, partition), 0)
+                )
                 taken = logs[partition][position : position + min(share, count - len(found))]
                 found.extend(taken)
                 self._positions[partition] = position + len(taken)
@@ -276,7 +291,8 @@ class LocalGroupConsumer:
         return {p: found.get(p) for p in partitions}
 
     def watermarks(self, partition: int, fresh: bool = False) -> tuple[int, int] | None:
-        return 0, len(self._broker.topics[self.topic][partition])
+        low = self._broker.low.get((self.topic, partition), 0)
+        return low, len(self._broker.topics[self.topic][partition])
 
     def close(self) -> None:
         self.closed = True
