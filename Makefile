@@ -61,8 +61,10 @@ lint: install-test
 		$(BIN)/alembic -x url=sqlite:///$$db upgrade head && \
 		$(BIN)/alembic -x url=sqlite:///$$db check
 
+# Every core: most tests wait on brokers, sshd and subprocesses, not the CPU. A
+# module's tests stay on one worker (they share module fixtures: stacks, gateways).
 test: install-test system-packages lint
-	$(BIN)/pytest
+	$(BIN)/pytest -n auto --dist loadscope
 
 test-fast: install-test
 	$(BIN)/pytest -m "not integration and not e2e" -q

@@ -104,9 +104,8 @@ def stack(tmp_path_factory: pytest.TempPathFactory, sshd: SshdTarget) -> Iterato
     migrate.upgrade(postgres.url)
     index_url = f"sqlite:///{root / 'search.db'}"
     config = write_config(
-        root / "sshtrail.toml", broker.bootstrap_servers, gateway.topic, postgres.url
+        root / "sshtrail.toml", broker.bootstrap_servers, gateway.topic, postgres.url, index_url
     )
-    config.write_text(config.read_text() + f'[search]\nurl = "{index_url}"\n')
     stack = Stack(
         root,
         broker,

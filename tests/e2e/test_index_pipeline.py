@@ -72,9 +72,8 @@ def test_commands_as_run_are_found_once_and_the_password_never(
 ) -> None:
     type_a_session(gateway)
     config = write_config(
-        tmp_path / "index.toml", gateway.servers, gateway.topic, "sqlite:///unused.db"
+        tmp_path / "index.toml", gateway.servers, gateway.topic, "sqlite:///unused.db", database_url
     )
-    config.write_text(config.read_text() + f'[search]\nurl = "{database_url}"\n')
     member = start_member(config, "index")
     engine = make_engine(database_url)
     try:

@@ -119,15 +119,7 @@ def test_sftp_subsystem_passes_through_and_is_recorded(
 
 def test_several_channels_on_one_connection(gateway: GatewayProcess) -> None:
     async def two_channels() -> list[str]:
-        async with asyncssh.connect(
-            "127.0.0.1",
-            gateway.port,
-            username="alice:t1",
-            client_keys=[str(gateway.operator_key)],
-            known_hosts=str(gateway.known_hosts),
-            config=None,
-            agent_path=None,
-        ) as conn:
+        async with gateway.connect() as conn:
             results = await asyncio.gather(
                 conn.run("sleep 0.3; echo first", check=True),
                 conn.run("echo second", check=True),
@@ -140,15 +132,7 @@ def test_several_channels_on_one_connection(gateway: GatewayProcess) -> None:
 
 def test_forwarding_and_agent_are_refused(gateway: GatewayProcess) -> None:
     async def attempt() -> tuple[str, str]:
-        async with asyncssh.connect(
-            "127.0.0.1",
-            gateway.port,
-            username="alice:t1",
-            client_keys=[str(gateway.operator_key)],
-            known_hosts=str(gateway.known_hosts),
-            config=None,
-            agent_path=None,
-        ) as conn:
+        async with gateway.connect() as conn:
             with pytest.raises(asyncssh.ChannelOpenError):
                 await conn.open_connection("127.0.0.1", 22)
             with pytest.raises(asyncssh.ChannelListenError):
@@ -254,13 +238,7 @@ def test_a_destination_that_talks_first_and_hangs_up_is_relayed_whole(
 
     async def fetch() -> list[bytes]:
         got = []
-        async with asyncssh.connect(
-            "127.0.0.1",
-            gateway.port,
-            username="alice:fwd",
-            known_hosts=None,
-            client_keys=[str(gateway.operator_key)],
-        ) as conn:
+        async with gateway.connect("alice:fwd") as conn:
             for _ in range(5):
                 reader, writer = await conn.open_connection("127.0.0.1", server.server_address[1])
                 got.append(await asyncio.wait_for(reader.read(), 10))
@@ -288,13 +266,7 @@ def test_forwarding_refusals_say_why_and_are_recorded(
     async def attempts() -> list[str]:
         reasons = []
         for login, port in (("alice:t1", pong_port), ("alice:fwd", closed)):
-            async with asyncssh.connect(
-                "127.0.0.1",
-                gateway.port,
-                username=login,
-                known_hosts=None,
-                client_keys=[str(gateway.operator_key)],
-            ) as conn:
+            async with gateway.connect(login) as conn:
                 with pytest.raises(asyncssh.ChannelOpenError) as refused:
                     await conn.open_connection("127.0.0.1", port)
                 reasons.append(refused.value.reason)
@@ -389,15 +361,7 @@ def test_user_certificates_signed_by_the_operators_ca_are_accepted(
 
     async def login(principal: str) -> str:
         cert = ca.generate_user_certificate(user_key, "alice-laptop", principals=[principal])
-        async with asyncssh.connect(
-            "127.0.0.1",
-            gateway.port,
-            username="alice:t1",
-            client_keys=[(user_key, cert)],
-            known_hosts=str(gateway.known_hosts),
-            config=None,
-            agent_path=None,
-        ) as conn:
+        async with gateway.connect(client_keys=[(user_key, cert)]) as conn:
             return str((await conn.run("echo certified", check=True)).stdout)
 
     try:

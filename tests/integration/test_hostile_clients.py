@@ -187,13 +187,8 @@ def _logs_in(gateway: GatewayProcess, address: str) -> bool:
 
 
 async def _login(gateway: GatewayProcess, address: str, key: Path | None = None) -> None:
-    async with asyncssh.connect(
-        "127.0.0.1",
-        gateway.port,
-        username="alice:t1",
-        known_hosts=None,
-        client_keys=[str(key or gateway.operator_key)],
-        local_addr=(address, 0),
+    async with gateway.connect(
+        client_keys=[str(key or gateway.operator_key)], local_addr=(address, 0)
     ) as conn:
         result = await conn.run("true", check=False)
         assert result.exit_status == 0
@@ -234,13 +229,7 @@ def test_thousands_of_channels_on_one_connection_stop_at_the_operators_limit(
 ) -> None:
     async def flood() -> Counter[str]:
         outcomes: Counter[str] = Counter()
-        async with asyncssh.connect(
-            "127.0.0.1",
-            gateway.port,
-            username="alice:t1",
-            known_hosts=None,
-            client_keys=[str(gateway.operator_key)],
-        ) as conn:
+        async with gateway.connect() as conn:
             opened = []
             for _ in range(2000):
                 try:

@@ -71,13 +71,7 @@ async def _hostile(gateway: GatewayProcess, mark: str) -> dict[str, asyncssh.SSH
     results = {}
 
     async def connect(target: str) -> asyncssh.SSHClientConnection:
-        return await asyncssh.connect(
-            "127.0.0.1",
-            gateway.port,
-            username=f"alice:{target}",
-            client_keys=[str(gateway.operator_key)],
-            known_hosts=str(gateway.known_hosts),
-        )
+        return await gateway.connect(f"alice:{target}")
 
     async with await connect("t1") as conn:
         results["nul command"] = await asyncio.wait_for(
@@ -161,11 +155,5 @@ def _exited(status: int) -> tuple[uuid.UUID, list[bytes]]:
 
 
 async def _ordinary(gateway: GatewayProcess, mark: str) -> asyncssh.SSHCompletedProcess:
-    async with asyncssh.connect(
-        "127.0.0.1",
-        gateway.port,
-        username="alice:t1",
-        client_keys=[str(gateway.operator_key)],
-        known_hosts=str(gateway.known_hosts),
-    ) as conn:
+    async with gateway.connect() as conn:
         return await conn.run(f"echo ordinary-{mark}", check=False, encoding=None)

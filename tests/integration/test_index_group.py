@@ -43,11 +43,8 @@ def ended(engine: Engine) -> int:
 def index_config(
     tmp_path: Path, name: str, servers: str, topic: str, url: str, **options: object
 ) -> Path:
-    config = write_config(
-        tmp_path / f"{name}.toml", servers, topic, f"sqlite:///{tmp_path / 'store.db'}", **options
-    )
-    config.write_text(config.read_text() + f'[search]\nurl = "{url}"\n')
-    return config
+    store_url = f"sqlite:///{tmp_path / 'store.db'}"
+    return write_config(tmp_path / f"{name}.toml", servers, topic, store_url, url, **options)
 
 
 def test_kill_9_mid_session_then_restart_gives_the_same_index(

@@ -26,10 +26,15 @@ def create_topics(servers: str, *names: str, partitions: int = 3) -> None:
 
 
 def write_config(
-    path: Path, servers: str, topic: str, database_url: str, **consumer: object
+    path: Path,
+    servers: str,
+    topic: str,
+    database_url: str,
+    search_url: str | None = None,
+    **consumer: object,
 ) -> Path:
     """Settings for consumers of ``topic`` (DLQ ``<topic>.dlq``, groups ``<topic>-store``
-    and ``<topic>-index``) writing to ``database_url``."""
+    and ``<topic>-index``) writing to ``database_url`` (and ``search_url``)."""
     # Short timeouts: the embedded broker waits a whole rebalance timeout
     # (max.poll.interval.ms) for a killed member (docs/decisions.md).
     # Groups of their own: a member the embedded broker never dropped would
@@ -57,6 +62,8 @@ def write_config(
         "[consumer]",
     ]
     lines += [f"{key} = {toml_value(value)}" for key, value in options.items()]
+    if search_url is not None:
+        lines += ["[search]", f"url = {toml_value(search_url)}"]
     path.write_text("\n".join(lines) + "\n")
     return path
 

@@ -13,7 +13,10 @@ from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import asyncssh
+from asyncssh.misc import _ACMWrapper
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
@@ -205,6 +208,20 @@ host_keys = [{toml_value(host_pub)}]
             options=options,
             tty=tty,
         )
+
+    def connect(
+        self, login: str = "alice:t1", **options: Any
+    ) -> _ACMWrapper[asyncssh.SSHClientConnection]:
+        """``asyncssh.connect`` to this gateway as ``login`` with the operator's key, for
+        ``async with``; ``options`` are asyncssh's and win (``client_keys``, ``local_addr``)."""
+        settings: dict[str, Any] = {
+            "username": login,
+            "client_keys": [str(self.operator_key)],
+            "known_hosts": str(self.known_hosts),
+            "config": None,
+            "agent_path": None,
+        }
+        return asyncssh.connect("127.0.0.1", self.port, **{**settings, **options})
 
 
 Published = dict[str, list[tuple[int, int, Chunk]]]

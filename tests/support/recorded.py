@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 from pathlib import Path
 
 import pexpect
@@ -15,6 +14,7 @@ from consumer.store import SESSIONS
 from sshtrail import migrate, search
 from sshtrail.broker import EmbeddedBroker
 from sshtrail.db import make_engine
+from tests.support.cli import sshtrail
 from tests.support.consumers import start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess
 from tests.support.sshd import SshdTarget
@@ -81,12 +81,4 @@ class Recorded:
         self.gateway.stop()
 
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
-        done = subprocess.run(
-            [sys.executable, "-m", "sshtrail", "--config", str(self.config), *argv],
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
-        if check:
-            assert done.returncode == 0, done.stderr.decode()
-        return done
+        return sshtrail(self.config, *argv, check=check)

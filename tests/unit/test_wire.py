@@ -219,63 +219,63 @@ def _body(*fields: object) -> bytes:
 START_ARRAY = ["start", 0, "a", "c", "t", "h", 22, "u", "g", "xterm", 80, 24, 0]
 
 
-@pytest.mark.parametrize(
-    ("message", "reason"),
-    [
-        (b"", "shorter than the header"),
-        (b"XX\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "bad magic"),
-        (b"ST\x09\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "version 9"),
-        (b"ST\x01\x80" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "unknown flags"),
-        (b"ST\x01\x00" + _body(uuid.uuid4().bytes, 0, GENESIS, [START_ARRAY]), "not a UUIDv7"),
-        (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, []), "length >= 1"),
-        (b"ST\x01\x00" + _body(uuid7().bytes, 0, b"\x01" * 32, [START_ARRAY]), "all zero"),
-        (b"ST\x01\x00" + _body(uuid7().bytes, 1, GENESIS, [["o", 0, b"x", False]]), "all zero"),
-        (b"ST\x01\x00" + _body(uuid7().bytes, 1, b"\x01" * 32, [START_ARRAY]), "start event"),
-        (b"ST\x01\x00" + _body(uuid7().bytes, -1, GENESIS, [START_ARRAY]), ">= 0"),
-        (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]) + b"\x00", "trailing"),
-        (
-            b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["o", 0, "x"]]),
-            "Expected `bytes`",
-        ),
-        (
-            b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["zz", 0]]),
-            "Invalid value 'zz'",
-        ),
-        (
-            b"ST\x01\x00"
-            + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["o", 5, b"", False, 1]]),
-            "at most length",
-        ),
-        (
-            b"ST\x01\x00"
-            + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["o", 9, b"", False], ["i", 3, b""]]),
-            "back in time",
-        ),
-        (
-            b"ST\x01\x00"
-            + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["end", 1, "x", 0, 0, 1, PUBLIC]]),
-            "signature flag",
-        ),
-        (
-            b"ST\x01\x01"
-            + _body(
-                uuid7().bytes,
-                0,
-                GENESIS,
-                [START_ARRAY, ["end", 1, "x", 0, 0, 1, PUBLIC], ["i", 2, b""]],
-            )
-            + bytes(SIGNATURE_SIZE),
-            "end event must be the last",
-        ),
-        (
-            b"ST\x01\x01"
-            + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["end", 1, "x", 0, 0, 7, PUBLIC]])
-            + bytes(SIGNATURE_SIZE),
-            "end.chunks is 7",
-        ),
-        (b"ST\x01\x00" + bytes(MAX_CHUNK_SIZE), "exceeds"),
-    ],
-)
+#: Messages the decoder must refuse, and what its error says.
+INVALID = [
+    (b"", "shorter than the header"),
+    (b"XX\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "bad magic"),
+    (b"ST\x09\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "version 9"),
+    (b"ST\x01\x80" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]), "unknown flags"),
+    (b"ST\x01\x00" + _body(uuid.uuid4().bytes, 0, GENESIS, [START_ARRAY]), "not a UUIDv7"),
+    (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, []), "length >= 1"),
+    (b"ST\x01\x00" + _body(uuid7().bytes, 0, b"\x01" * 32, [START_ARRAY]), "all zero"),
+    (b"ST\x01\x00" + _body(uuid7().bytes, 1, GENESIS, [["o", 0, b"x", False]]), "all zero"),
+    (b"ST\x01\x00" + _body(uuid7().bytes, 1, b"\x01" * 32, [START_ARRAY]), "start event"),
+    (b"ST\x01\x00" + _body(uuid7().bytes, -1, GENESIS, [START_ARRAY]), ">= 0"),
+    (b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY]) + b"\x00", "trailing"),
+    (
+        b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["o", 0, "x"]]),
+        "Expected `bytes`",
+    ),
+    (
+        b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["zz", 0]]),
+        "Invalid value 'zz'",
+    ),
+    (
+        b"ST\x01\x00" + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["o", 5, b"", False, 1]]),
+        "at most length",
+    ),
+    (
+        b"ST\x01\x00"
+        + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["o", 9, b"", False], ["i", 3, b""]]),
+        "back in time",
+    ),
+    (
+        b"ST\x01\x00"
+        + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["end", 1, "x", 0, 0, 1, PUBLIC]]),
+        "signature flag",
+    ),
+    (
+        b"ST\x01\x01"
+        + _body(
+            uuid7().bytes,
+            0,
+            GENESIS,
+            [START_ARRAY, ["end", 1, "x", 0, 0, 1, PUBLIC], ["i", 2, b""]],
+        )
+        + bytes(SIGNATURE_SIZE),
+        "end event must be the last",
+    ),
+    (
+        b"ST\x01\x01"
+        + _body(uuid7().bytes, 0, GENESIS, [START_ARRAY, ["end", 1, "x", 0, 0, 7, PUBLIC]])
+        + bytes(SIGNATURE_SIZE),
+        "end.chunks is 7",
+    ),
+    (b"ST\x01\x00" + bytes(MAX_CHUNK_SIZE), "exceeds"),
+]
+
+
+@pytest.mark.parametrize(("message", "reason"), INVALID, ids=[reason for _, reason in INVALID])
 def test_invalid_messages_name_what_is_wrong(message: bytes, reason: str) -> None:
     with pytest.raises(WireError, match=reason):
         decode_chunk(message)
