@@ -140,6 +140,12 @@ class MaskedInput(enum.StrEnum):
     MASKED = "masked"  # some, as a password prompt gives
     SUSPICIOUS = "suspicious"  # echo turned off by the operator, or lines typed blind
 
+    def at_least(self) -> list[str]:
+        """The verdicts a filter for this one takes: a suspicious session is masked too."""
+        if self is MaskedInput.SUSPICIOUS:
+            return [self.value]
+        return [MaskedInput.MASKED.value, MaskedInput.SUSPICIOUS.value]
+
 
 class SessionRecord(Base):
     """One recorded SSH session (one channel through the gateway).

@@ -18,7 +18,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from sshtrail.errors import InvalidError
-from sshtrail.models import ChunkRecord, SessionRecord, SessionStatus
+from sshtrail.models import ChunkRecord, MaskedInput, SessionRecord, SessionStatus
 
 MIN_PREFIX = 8
 SESSIONS = SessionRecord.__table__
@@ -37,6 +37,8 @@ class SessionFilter:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     limit: int = 50
+    #: ``masked``: sessions with any masked input; ``suspicious``: only those marked so.
+    masked_input: MaskedInput | None = None
 
 
 def list_sessions(conn: Connection, wanted: SessionFilter) -> list[dict[str, Any]]:
@@ -52,6 +54,8 @@ def list_sessions(conn: Connection, wanted: SessionFilter) -> list[dict[str, Any
         query = query.where(SESSIONS.c.started_at >= wanted.since)
     if wanted.until is not None:
         query = query.where(SESSIONS.c.started_at < wanted.until)
+    if wanted.masked_input is not None:
+        query = query.where(SESSIONS.c.masked_input.in_(wanted.masked_input.at_least()))
     query = query.order_by(SESSIONS.c.started_at.desc(), SESSIONS.c.id.desc())
     return [dict(row) for row in conn.execute(query.limit(wanted.limit)).mappings()]
 

@@ -48,7 +48,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from sshtrail.errors import InvalidError
-from sshtrail.models import NAMING_CONVENTION, UTCDateTime
+from sshtrail.models import NAMING_CONVENTION, MaskedInput, UTCDateTime
 
 Kind = Literal["command", "output", "meta", "input"]
 KINDS: tuple[Kind, ...] = ("command", "output", "meta", "input")
@@ -192,6 +192,8 @@ class Query:
     since: dt.datetime | None = None
     until: dt.datetime | None = None
     limit: int = 100
+    #: Only sessions with masked input (``masked``), or marked ``suspicious``.
+    masked_input: MaskedInput | None = None
 
 
 #: The columns a :class:`Hit` is made of, in its field order.
@@ -226,6 +228,9 @@ def search(conn: Connection, query: Query) -> list[Hit]:
         conditions.append(DOCS.c.at >= query.since)
     if query.until is not None:
         conditions.append(DOCS.c.at < query.until)
+    if query.masked_input is not None:
+        masked = SESSIONS.c.masked_input.in_(query.masked_input.at_least())
+        conditions.append(DOCS.c.session_id.in_(select(SESSIONS.c.session_id).where(masked)))
     names = _HIT_COLUMNS
     matches = select(*(DOCS.c[n] for n in names), DOCS.c.id).where(and_(*conditions))
     if conn.dialect.name == "postgresql":

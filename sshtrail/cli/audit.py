@@ -22,7 +22,7 @@ from sshtrail.cli.output import print_json, print_table, store
 from sshtrail.cli.timespec import clock, moment
 from sshtrail.db import make_engine, shown_url
 from sshtrail.errors import DatabaseError, InvalidError
-from sshtrail.models import SessionStatus
+from sshtrail.models import MaskedInput, SessionStatus
 from sshtrail.settings import Settings
 from sshtrail.textsafe import visible
 from sshtrail.verification import fingerprint, session_verdicts, verify_session
@@ -68,6 +68,12 @@ def _filters(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", help="only sessions to this target")
     parser.add_argument("--since", type=moment, metavar="2h|ISO", help="started at or after")
     parser.add_argument("--until", type=moment, metavar="2h|ISO", help="started before")
+    parser.add_argument(
+        "--masked-input",
+        choices=[m.value for m in MaskedInput],
+        help="only sessions with input withheld from the recording (masked), or only those "
+        "where it looks like commands typed blind (suspicious)",
+    )
 
 
 def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
@@ -78,6 +84,7 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
         args.since,
         args.until,
         args.limit,
+        MaskedInput(args.masked_input) if args.masked_input else None,
     )
     keys = default_keys(settings)
     with store(settings) as conn:
@@ -104,6 +111,7 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
             "STATUS",
             "EXIT",
             "CHAIN",
+            "MASKED",
         )
     ]
     for row in rows:
@@ -119,6 +127,7 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
                 row["status"],
                 _exit(row),
                 verdicts[row["id"]].status.value,
+                row["masked_input"] or "-",
             )
         )
     print_table(table)
@@ -192,6 +201,7 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
         since=args.since,
         until=args.until,
         limit=args.limit,
+        masked_input=MaskedInput(args.masked_input) if args.masked_input else None,
     )
     engine = make_engine(settings.search_url)
     try:

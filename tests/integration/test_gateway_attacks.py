@@ -13,11 +13,11 @@ import json
 import os
 import re
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 import pexpect
@@ -27,6 +27,7 @@ from producer.policy import hash_password
 from sshtrail import escrow
 from sshtrail.broker import EmbeddedBroker, free_port
 from sshtrail.events import Env, Notice, Start
+from tests.support.cli import sshtrail
 from tests.support.consumers import start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess, published, toml_value
 from tests.support.proxy import StallingProxy
@@ -155,13 +156,7 @@ def test_password_checks_do_not_hold_up_other_logins(gateway: GatewayProcess) ->
         guessers = [asyncio.create_task(_guess(gateway, "pat:t1", ["wrong"] * 4)) for _ in range(8)]
         await asyncio.sleep(0.3)  # the guessing is under way
         started = time.monotonic()
-        async with asyncssh.connect(
-            "127.0.0.1",
-            gateway.port,
-            username="alice:t1",
-            client_keys=[str(gateway.operator_key)],
-            known_hosts=str(gateway.known_hosts),
-        ) as conn:
+        async with gateway.connect() as conn:
             await conn.run("true", check=True)
         took = time.monotonic() - started
         await asyncio.gather(*guessers)
@@ -232,20 +227,12 @@ def test_a_huge_terminal_is_cut_down_and_the_index_survives(
         broker.bootstrap_servers,
         gateway.topic,
         f"sqlite:///{tmp_path / 'store.db'}",
-    )
-    config.write_text(
-        config.read_text() + f'[search]\nurl = "sqlite:///{tmp_path / "search.db"}"\n'
+        search_url=f"sqlite:///{tmp_path / 'search.db'}",
     )
     index = start_member(config, "index", memory_limit=1 << 30)  # pyte wanted 4 G cells here
 
     async def huge() -> str:
-        async with asyncssh.connect(
-            "127.0.0.1",
-            gateway.port,
-            username="alice:t1",
-            client_keys=[str(gateway.operator_key)],
-            known_hosts=str(gateway.known_hosts),
-        ) as conn:
+        async with gateway.connect() as conn:
             result = await conn.run(
                 "stty size; printf '\\033[2J%.0s' $(seq 1 2000); echo huge-done",
                 term_type="xterm",
@@ -262,21 +249,7 @@ def test_a_huge_terminal_is_cut_down_and_the_index_survives(
         db = tmp_path / "search.db"
 
         def indexed() -> bool:
-            found = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "sshtrail",
-                    "--config",
-                    str(config),
-                    "search",
-                    mark,
-                    "--json",
-                ],
-                capture_output=True,
-                check=False,
-                timeout=30,
-            )
+            found = sshtrail(config, "search", mark, "--json", check=False, timeout=30)
             return found.returncode == 0 and mark.encode() in found.stdout
 
         wait_for(indexed, timeout=60, what="the next session in the index")
@@ -308,11 +281,7 @@ def test_commands_typed_with_echo_off_are_sealed_and_can_be_revealed(
     config = write_config(
         tmp_path / "members.toml", broker.bootstrap_servers, gateway.topic, store_url
     )
-    subprocess.run(
-        [sys.executable, "-m", "sshtrail", "--config", str(config), "db", "upgrade"],
-        check=True,
-        capture_output=True,
-    )
+    sshtrail(config, "db", "upgrade")
     store = start_member(config, "store")
     mark = uuid.uuid4().hex[:8]
     try:
@@ -332,60 +301,23 @@ def test_commands_typed_with_echo_off_are_sealed_and_can_be_revealed(
         shell.sendline("stty echo; exit")
         shell.expect(pexpect.EOF)
 
-        def listed() -> bool:
-            out = subprocess.run(
-                [sys.executable, "-m", "sshtrail", "--config", str(config), "sessions", "--json"],
-                capture_output=True,
-                check=False,
-            )
-            rows = json.loads(out.stdout or b"[]")
-            return any(row["masked_input"] == "suspicious" for row in rows)
+        def suspicious() -> list[dict[str, Any]]:
+            found = sshtrail(config, "sessions", "--masked-input", "suspicious", "--json")
+            return list(json.loads(found.stdout))
 
-        wait_for(listed, timeout=60, what="the session listed as masked-input suspicious")
-        rows = json.loads(
-            subprocess.run(
-                [sys.executable, "-m", "sshtrail", "--config", str(config), "sessions", "--json"],
-                capture_output=True,
-                check=True,
-            ).stdout
-        )
-        sid = next(row["id"] for row in rows if row["masked_input"] == "suspicious")
-        raw = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "sshtrail",
-                "--config",
-                str(config),
-                "export",
-                sid,
-                "--format",
-                "json",
-            ],
-            capture_output=True,
-            check=True,
-        ).stdout
+        wait_for(lambda: bool(suspicious()), timeout=60, what="the session listed as suspicious")
+        [row] = suspicious()
+        sid = row["id"]
+        table = sshtrail(config, "sessions").stdout.decode().splitlines()
+        assert table[0].split()[-1] == "MASKED"
+        assert [line.split()[-1] for line in table[1:]] == ["suspicious"]
+        raw = sshtrail(config, "export", sid, "--format", "json").stdout
         plain = b"".join(
             base64.b64decode(event.get("data", "")) for event in map(json.loads, raw.splitlines())
         )
         assert f"blind-{mark}".encode() not in plain  # not in plain text anywhere
-        revealed = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "sshtrail",
-                "--config",
-                str(config),
-                "reveal",
-                sid,
-                "--key",
-                str(tmp_path / "escrow.key"),
-                "--reason",
-                "test",
-            ],
-            capture_output=True,
-            check=True,
-        )
+        key = str(tmp_path / "escrow.key")
+        revealed = sshtrail(config, "reveal", sid, "--key", key, "--reason", "test")
         assert f"blind-{mark}".encode() in revealed.stdout.replace(b"\n", b"")
         assert b"reveal: masked input of session" in revealed.stderr
     finally:
@@ -444,9 +376,7 @@ def indexed(tmp_path: Path, gateway: GatewayProcess, broker: EmbeddedBroker) -> 
         broker.bootstrap_servers,
         gateway.topic,
         f"sqlite:///{tmp_path / 'store.db'}",
-    )
-    config.write_text(
-        config.read_text() + f'[search]\nurl = "sqlite:///{tmp_path / "search.db"}"\n'
+        search_url=f"sqlite:///{tmp_path / 'search.db'}",
     )
     member = start_member(config, "index")
     yield config
@@ -454,22 +384,7 @@ def indexed(tmp_path: Path, gateway: GatewayProcess, broker: EmbeddedBroker) -> 
 
 
 def _search(config: Path, text: str, *options: str) -> list[dict[str, object]]:
-    found = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "sshtrail",
-            "--config",
-            str(config),
-            "search",
-            text,
-            "--json",
-            *options,
-        ],
-        capture_output=True,
-        check=False,
-        timeout=30,
-    )
+    found = sshtrail(config, "search", text, "--json", *options, check=False, timeout=30)
     return json.loads(found.stdout) if found.stdout.strip() else []
 
 
@@ -559,11 +474,7 @@ host_keys = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIBfYyzQqBE8uXZx+4MSS0nUxf1i+Hh
     assert f"127.0.0.1:{closed}" in log
     settings = tmp_path / "search.toml"
     settings.write_text('[search]\nurl = "postgresql://auditor:hunter2@127.0.0.1:1/index"\n')
-    search = subprocess.run(
-        [sys.executable, "-m", "sshtrail", "--config", str(settings), "search", "anything"],
-        capture_output=True,
-        check=False,
-    )
+    search = sshtrail(settings, "search", "anything", check=False)
     assert search.returncode != 0
     assert b"hunter2" not in search.stderr + search.stdout
     assert b"auditor:***@127.0.0.1:1/index" in search.stderr

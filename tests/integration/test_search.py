@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, update
 
 from consumer.indexer import IndexWriter
 from consumer.messages import Received
 from sshtrail import search
 from sshtrail.db import make_engine
+from sshtrail.models import MaskedInput
 from sshtrail.search import DOCS, Query
 from sshtrail.wire import decode_chunk
 from tests.support.recordings import typed_session
@@ -117,6 +118,16 @@ def test_filters_narrow_the_hits(engine: Engine, sessions: dict[str, uuid.UUID])
     assert {h.operator for h in find(engine, "s", since=late)} == {"bob"}
     assert {h.operator for h in find(engine, "s", until=late)} == {"alice"}
     assert len(find(engine, "s", limit=3)) == 3
+    # Masked input, as the indexer marks it from the session's events:
+    assert find(engine, "s", masked_input=MaskedInput.MASKED) == []
+    with engine.begin() as conn:
+        conn.execute(
+            update(search.SESSIONS)
+            .where(search.SESSIONS.c.session_id == sessions["bob"])
+            .values(masked_input=MaskedInput.SUSPICIOUS.value)
+        )
+    for wanted in MaskedInput:  # a suspicious session is one with masked input too
+        assert {h.operator for h in find(engine, "s", masked_input=wanted)} == {"bob"}
 
 
 def test_metadata_is_searchable(engine: Engine, sessions: dict[str, uuid.UUID]) -> None:
