@@ -27,6 +27,10 @@ from producer.upstream import Upstream, describe_error
 log = logging.getLogger(__name__)
 
 Side = Literal["operator", "target"]
+#: Why reading a side is paused: the other side's window is full, the operator's socket
+#: is full, the target's channel is still opening, the spool has no room, the chunk
+#: writer is far behind.
+HoldReason = Literal["window", "client socket", "opening", "spool", "recording"]
 
 
 class ChannelHost(Protocol):
@@ -65,7 +69,7 @@ class Relay(abc.ABC):
     def __init__(self, host: ChannelHost, recorder: Recorder | None = None) -> None:
         self._host = host
         self.recorder = recorder
-        self._held: dict[Side, set[str]] = {}
+        self._held: dict[Side, set[HoldReason]] = {}
         self._end_reason = self.CLIENT_CLOSED
         self.last_activity = asyncio.get_running_loop().time()
 
@@ -109,14 +113,14 @@ class Relay(abc.ABC):
     def resume_writing(self) -> None:
         self.release("target", "window")
 
-    def hold(self, side: Side, reason: str) -> None:
+    def hold(self, side: Side, reason: HoldReason) -> None:
         """Stop reading from ``side`` for ``reason``."""
         reasons = self._held.setdefault(side, set())
         if not reasons:
             self._reader(side, pause=True)
         reasons.add(reason)
 
-    def release(self, side: Side, reason: str) -> None:
+    def release(self, side: Side, reason: HoldReason) -> None:
         reasons = self._held.get(side)
         if not reasons or reason not in reasons:
             return

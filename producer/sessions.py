@@ -6,7 +6,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Iterator
 
-from producer.channel import Relay
+from producer.channel import HoldReason, Relay, Side
 
 
 class LiveSessions:
@@ -20,7 +20,7 @@ class LiveSessions:
     def __init__(self) -> None:
         self._open: dict[Relay, str] = {}  # relay -> operator
         self._by_operator: Counter[str] = Counter()
-        self._holds: set[str] = set()
+        self._holds: set[HoldReason] = set()
 
     def __len__(self) -> int:
         return len(self._open)
@@ -45,20 +45,21 @@ class LiveSessions:
             if self._by_operator[operator] <= 0:
                 del self._by_operator[operator]
 
-    def hold_all(self, reason: str, hold: bool) -> None:
+    def hold_all(self, reason: HoldReason, hold: bool) -> None:
         """Stop (or resume) reading both sides of every session for ``reason``."""
         if hold:
             self._holds.add(reason)
         else:
             self._holds.discard(reason)
+        sides: tuple[Side, Side] = ("operator", "target")
         for relay in self._open:
-            for side in ("operator", "target"):
+            for side in sides:
                 if hold:
                     relay.hold(side, reason)
                 else:
                     relay.release(side, reason)
 
-    def held(self, reason: str) -> bool:
+    def held(self, reason: HoldReason) -> bool:
         return reason in self._holds
 
     def close_all(self, reason: str) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from producer.spool import Spool
 from producer.writer import ChunkWriter
 from sshtrail.ids import uuid7
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture
@@ -70,9 +70,7 @@ def test_far_behind_means_pause_until_half_caught_up(spool: Spool) -> None:
         writer.submit(uuid7(), slow, final=False, size=400)
     assert notices == [True]  # at once, on the caller's (the loop's) side
     gate.set()
-    deadline = time.monotonic() + 10
-    while not from_thread and time.monotonic() < deadline:
-        time.sleep(0.01)
+    wait_for(lambda: bool(from_thread), timeout=10, what="the writer's notice", every=0.01)
     for callback in from_thread:  # what the loop would run
         callback()
     assert notices == [True, False]
@@ -89,5 +87,11 @@ def test_a_chunk_submitted_after_stop_is_written_at_once(spool: Spool) -> None:
     assert [r.value for r in spool.read(0, 1 << 20)] == [b"late refusal"]
 
 
-def test_stop_without_start_returns(spool: Spool) -> None:
-    ChunkWriter(spool, lambda _: None, lambda _: None).stop()
+def test_a_writer_never_started_writes_at_once_and_stops(spool: Spool) -> None:
+    """A gateway that fails before it starts its writer still records what it refused
+    (and stopping it has no thread to wait for)."""
+    writer = ChunkWriter(spool, lambda _: None, lambda _: None)
+    writer.submit(uuid7(), partial(bytes, b"early refusal"), final=True, size=13)
+    writer.stop()
+    assert [r.value for r in spool.read(0, 1 << 20)] == [b"early refusal"]
+    assert writer.queued_bytes == 0
