@@ -157,8 +157,11 @@ def test_index_rebuild_from_the_store_equals_live_indexing(recorded: Recorded) -
 
 def test_watch_follows_a_session_live_until_it_ends(recorded: Recorded) -> None:
     servers, topic = recorded.gateway.servers, recorded.gateway.topic
+    # Issue 14, defect 6: what the session prints must not make the watcher's terminal
+    # answer (cursor position, device attributes) or take its clipboard.
+    hostile = "\x1b[6n\x1b[c\x1b]52;c;cHduZWQ=\x07queried"
     session_id, messages = typed_session(
-        [("echo live-one", "live-one"), ("echo live-two", "live-two")]
+        [("echo live-one", "live-one"), ("printf q", hostile), ("echo live-two", "live-two")]
     )
     half = len(messages) // 2
     produce(servers, topic, keyed(session_id, messages[:half]))
@@ -186,6 +189,9 @@ def test_watch_follows_a_session_live_until_it_ends(recorded: Recorded) -> None:
     assert watcher.returncode == 0, err
     assert b"live-one\r\n" in out
     assert b"live-two\r\n" in out
+    assert b"queried" in out
+    for forbidden in (b"\x1b[6n", b"\x1b[c", b"\x1b]52"):
+        assert forbidden not in out
     assert b"session ended: exit status 0" in err
     # A finished session through the gateway: from its first chunk to its end.
     short = next(

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import re
 import shlex
 import signal
 import subprocess
 from pathlib import Path
 
+import pexpect
 import pytest
 from confluent_kafka.admin import AdminClient
 from sqlalchemy import select
@@ -142,5 +144,66 @@ def _commands(search_url: str) -> list[str]:
             return [hit.text for hit in search.search(conn, search.Query("demo", kind="command"))]
     except OperationalError:  # the index member has not created its tables yet
         return []
+    finally:
+        engine.dispose()
+
+
+def test_stopping_and_restarting_up_keeps_the_record_exact(tmp_path: Path) -> None:
+    """Issue 14, defects 3, 4 and 7: Ctrl-C with a session open records its end before
+    the groups leave; a restart publishes nothing again; the state is the owner's only."""
+    broker_port, gateway_port = free_port(), free_port()
+    env = {
+        "SSHTRAIL_BROKER__PORT": str(broker_port),
+        "SSHTRAIL_GATEWAY__PORT": str(gateway_port),
+        # Open sessions are closed after 2 s of a stop, not the default 30.
+        "SSHTRAIL_GATEWAY__SHUTDOWN_TIMEOUT_S": "2",
+    }
+    servers = f"127.0.0.1:{broker_port}"
+    up = Running("up", "--demo", cwd=tmp_path, env=env)
+    command = ""
+    try:
+        up.expect("store  consumer group")
+        command = up.expect("ssh ").strip()
+        up.expect("ready")
+        argv = [*shlex.split(command), "-tt", "-o", "BatchMode=yes"]
+        shell = pexpect.spawn(argv[0], argv[1:], timeout=60, env={**os.environ, "TERM": "dumb"})
+        shell.sendline("echo open-$((20+1))")
+        shell.expect("open-21")
+    finally:
+        status, _, err = up.stop(signal.SIGINT, timeout=60)  # with the session still open
+    assert status == 0, err
+    shell.expect(pexpect.EOF)
+    db_url = f"sqlite:///{tmp_path / 'sshtrail-data' / 'sshtrail.db'}"
+    [(state, reason)] = _ends(db_url)
+    assert (state, reason) == ("closed", "the gateway is shutting down")
+
+    again = Running("up", cwd=tmp_path, env=env)
+    again.expect("ready")
+    # A round trip to the broker later, anything published again would be there.
+    assert Running("topics", cwd=tmp_path, env=env).wait(60)[0] == 0
+    chunks = [
+        (key, chunk.seq)
+        for key, entries in published(servers, "sshtrail.sessions").items()
+        for _p, _o, chunk in entries
+    ]
+    assert len(chunks) == len(set(chunks))  # every chunk once: nothing published again
+    status, _, err = again.stop(signal.SIGTERM)
+    assert status == 0, err
+
+    state_dir = tmp_path / "sshtrail-data"
+    loose = [
+        str(path.relative_to(state_dir))
+        for path in [state_dir, *state_dir.rglob("*")]
+        if not path.is_symlink() and path.stat().st_mode & 0o077
+    ]
+    assert loose == []  # recordings, keys, databases, the broker's files: 0600 / 0700
+
+
+def _ends(db_url: str) -> list[tuple[str, str | None]]:
+    engine = make_engine(db_url)
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(select(SESSIONS.c.status, SESSIONS.c.end_reason))
+            return [(status, reason) for status, reason in rows]
     finally:
         engine.dispose()
