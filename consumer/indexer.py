@@ -52,6 +52,10 @@ BATCH_BUDGET_S = 1.0
 SLICE_S = 0.02
 #: The output of a session kept in the backlog to rebuild its terminal from.
 KEEP_BYTES = 256 << 10
+#: Seconds the database takes to index a character of document text, until measured:
+#: the budget counts that work too, as a flood of unique text costs more there than
+#: in the emulator.
+INSERT_S_PER_CHAR = 1e-6
 
 
 class IndexWriter:
@@ -67,6 +71,8 @@ class IndexWriter:
         self._cost: dict[uuid.UUID, float] = {}
         #: Sessions with chunks in the backlog not indexed yet; None: not looked yet.
         self._behind: set[uuid.UUID] | None = None
+        #: Measured cost of storing documents, per character of their text.
+        self._insert_s_per_char = INSERT_S_PER_CHAR
 
     # -- the Writer protocol -------------------------------------------------------
 
@@ -135,7 +141,7 @@ class IndexWriter:
         deadline: float,
     ) -> int:
         work = self._work(conn, order, arrived)
-        documents: list[dict[str, Any]] = []
+        documents = _Documents()
         # Every session gets a slice first, so that the cheap ones are done at once;
         # then the costly ones share what is left of the batch's time, cheapest first.
         for item in work:  # cheapest first: ``order`` is sorted by cost
@@ -168,17 +174,17 @@ class IndexWriter:
             work.append(_Work(session, new, todo))
         return work
 
-    def _save(self, conn: Connection, work: list[_Work], documents: list[dict[str, Any]]) -> int:
-        """Write documents, backlog and states of the transaction; how many chunks were
-        indexed."""
+    def _save(self, conn: Connection, work: list[_Work], documents: _Documents) -> int:
+        """Write documents, backlog and states of the transaction; how many of the chunks
+        that arrived were taken (indexed, or kept in the backlog for later)."""
         backlog: list[dict[str, Any]] = []
         states: list[dict[str, Any]] = []
-        written = 0
+        written = 0  # of the chunks that arrived: indexed now, or kept to index later
         for item in work:
             if item.failed:
                 continue
             session = item.session
-            written += item.done
+            written += len(item.new)
             self._note_behind(session.session_id, item.left > 0)
             states.append(session.state())
             if session.ended:
@@ -194,13 +200,17 @@ class IndexWriter:
                 self._insert(BACKLOG).on_conflict_do_nothing(index_elements=["session_id", "seq"]),
                 backlog,
             )
-        if documents:
+        if documents.rows:
+            started = time.monotonic()
             conn.execute(
                 self._insert(DOCS).on_conflict_do_nothing(
                     index_elements=["session_id", "kind", "ordinal"]
                 ),
-                documents,
+                documents.rows,
             )
+            if documents.chars > 10_000:  # enough to measure
+                spent = (time.monotonic() - started) / documents.chars
+                self._insert_s_per_char = (self._insert_s_per_char + spent) / 2
         if states:
             upsert = self._insert(SESSIONS)
             columns = (
@@ -221,20 +231,20 @@ class IndexWriter:
             )
         return written
 
-    def _index(
-        self, conn: Connection, item: _Work, deadline: float, documents: list[dict[str, Any]]
-    ) -> None:
-        """Apply the item's chunks in order until ``deadline`` (one at least); a failure
-        of the emulator quarantines the session."""
+    def _index(self, conn: Connection, item: _Work, deadline: float, documents: _Documents) -> None:
+        """Apply the item's chunks in order until ``deadline`` (one at least), counting
+        the time the documents made so far will take to store; a failure of the
+        emulator quarantines the session."""
         session = item.session
         started = time.monotonic()
         try:
             while item.left:
-                if item.done and time.monotonic() >= deadline:
+                storing = documents.chars * self._insert_s_per_char
+                if item.done and time.monotonic() + storing >= deadline:
                     break  # the rest waits in the backlog
                 chunk = item.todo[item.done]
                 if chunk.seq >= session.next_seq and not session.ended:
-                    documents += session.apply(chunk)
+                    documents.add(session.apply(chunk))
                 item.done += 1
         except Exception as exc:  # the emulator failed on this session's output
             reason = f"indexing failed at chunk {session.next_seq}: {type(exc).__name__}: {exc}"
@@ -358,6 +368,18 @@ class IndexWriter:
             )
         )
         self._forget(conn, session_id)
+
+
+class _Documents:
+    """The documents a transaction writes, and the length of their text."""
+
+    def __init__(self) -> None:
+        self.rows: list[dict[str, Any]] = []
+        self.chars = 0
+
+    def add(self, rows: list[dict[str, Any]]) -> None:
+        self.rows += rows
+        self.chars += sum(len(row["text"]) for row in rows)
 
 
 @dataclass(slots=True)

@@ -27,11 +27,15 @@ bulk text mostly bypasses the emulator, and no line or input is held beyond
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import repeat
+from operator import attrgetter
 from typing import Any, Literal
 
 import pyte
 from pyte import modes
+from pyte.screens import StaticDefaultDict
 
 from consumer.plaintext import prepared, skip_of_run, split_lines
 
@@ -71,22 +75,137 @@ class _NoDirty(set[int]):
         pass
 
 
+class _Rows:
+    """pyte's screen buffer (row -> cells) with whole-screen scrolling in O(1).
+
+    pyte scrolls by moving every row up one, which on a 500-row screen makes each
+    line of output cost hundreds of dictionary operations. Here a row ``y`` is kept
+    under ``y + offset``, so scrolling moves the offset. Only what pyte does with its
+    buffer is provided: rows made on first use, as its ``defaultdict`` does.
+    """
+
+    def __init__(self, screen: pyte.Screen) -> None:
+        self._screen = screen
+        self._rows: dict[int, Any] = {}
+        self._offset = 0
+
+    def __getitem__(self, y: int) -> Any:
+        key = y + self._offset
+        row = self._rows.get(key)
+        if row is None:
+            row = self._rows[key] = StaticDefaultDict(self._screen.default_char)
+        return row
+
+    def __setitem__(self, y: int, row: Any) -> None:
+        self._rows[y + self._offset] = row
+
+    def __contains__(self, y: object) -> bool:
+        return isinstance(y, int) and y + self._offset in self._rows
+
+    def pop(self, y: int, default: Any = None) -> Any:
+        return self._rows.pop(y + self._offset, default)
+
+    def values(self) -> Iterable[Any]:
+        return self._rows.values()
+
+    def clear(self) -> None:
+        self._rows.clear()
+        self._offset = 0
+
+    def scroll_up(self, lines: int) -> None:
+        """The top row leaves the screen, the others move up, the bottom one is blank."""
+        self._rows.pop(self._offset, None)
+        self._offset += 1
+        self._rows.pop(self._offset + lines - 1, None)
+
+    def scroll_down(self, lines: int) -> None:
+        """The bottom row leaves the screen, the others move down, the top one is blank."""
+        self._rows.pop(self._offset + lines - 1, None)
+        self._offset -= 1
+        self._rows.pop(self._offset, None)
+
+
+class _Cells(dict[str, Any]):
+    """The cell of each character drawn with one set of attributes, made once."""
+
+    def __init__(self, attrs: Any) -> None:
+        super().__init__()
+        self.attrs = attrs
+
+    def __missing__(self, char: str) -> Any:
+        cell = self[char] = self.attrs._replace(data=char)
+        return cell
+
+
+_DATA = attrgetter("data")
+
+
 class _Screen(pyte.Screen):
     """A pyte screen that reports line feeds (telling soft wraps from real ones) and
-    carriage returns."""
+    carriage returns, and draws plain text and scrolls in bulk: pyte does both a
+    character and a row at a time, which is most of the index's cost
+    (``tests/unit/consumer/test_terminal.py`` checks the screens come out the same)."""
 
     def __init__(self, columns: int, lines: int, terminal: Terminal) -> None:
         super().__init__(columns, lines)
+        self.buffer = _Rows(self)  # type: ignore[assignment]
         self.dirty = _NoDirty()
         self._terminal = terminal
         self._drawing = False
+        self._cells: dict[Any, _Cells] = {}
 
     def draw(self, data: str) -> None:
         self._drawing = True  # a line feed from inside draw() is an automatic wrap
         try:
-            super().draw(data)
+            text = data.translate(self.g1_charset if self.charset else self.g0_charset)
+            if text.isascii() and text.isprintable() and modes.IRM not in self.mode:
+                self._draw_plain(text)
+            else:
+                super().draw(data)
         finally:
             self._drawing = False
+
+    def _draw_plain(self, text: str) -> None:
+        """What pyte's ``draw`` does with printable ASCII (one cell each), a row's
+        worth at a time."""
+        cursor, columns = self.cursor, self.columns
+        cells = self._cells.get(cursor.attrs)
+        if cells is None:
+            if len(self._cells) > 256:
+                self._cells.clear()
+            cells = self._cells[cursor.attrs] = _Cells(cursor.attrs)
+        done, size = 0, len(text)
+        while done < size:
+            if cursor.x >= columns:
+                if modes.DECAWM not in self.mode:  # each character overwrites the last
+                    self.buffer[cursor.y][columns - 1] = cells[text[-1]]
+                    cursor.x = columns
+                    return
+                self.carriage_return()
+                self.linefeed()
+            x = cursor.x
+            take = min(columns - x, size - done)
+            row = self.buffer[cursor.y]
+            cells_now = map(cells.__getitem__, text[done : done + take])
+            row.update(zip(range(x, x + take), cells_now, strict=True))
+            cursor.x = x + take
+            done += take
+
+    def index(self) -> None:
+        if self.cursor.y == self.lines - 1 and self._whole_screen_scrolls():
+            self.buffer.scroll_up(self.lines)  # type: ignore[attr-defined]
+        else:
+            super().index()
+
+    def reverse_index(self) -> None:
+        if self.cursor.y == 0 and self._whole_screen_scrolls():
+            self.buffer.scroll_down(self.lines)  # type: ignore[attr-defined]
+        else:
+            super().reverse_index()
+
+    def _whole_screen_scrolls(self) -> bool:
+        margins = self.margins
+        return margins is None or (margins.top == 0 and margins.bottom == self.lines - 1)
 
     def linefeed(self) -> None:
         self._terminal.linefeed(self.cursor.y, self._drawing)
@@ -99,11 +218,16 @@ class _Screen(pyte.Screen):
 
     def row(self, y: int) -> str:
         """The text of row ``y`` as displayed (wide characters once)."""
-        line = self.buffer[y]
-        if not line:
+        return self.text_of(self.buffer[y])
+
+    def text_of(self, cells: dict[int, Any]) -> str:
+        """The text of a row's cells; cells never written are blanks, and only the
+        written span is walked."""
+        if not cells:
             return ""
-        # Cells never written are blanks; only the written span is walked.
-        return "".join(line[x].data for x in range(min(max(line) + 1, self.columns)))
+        blank = self.default_char
+        span = range(min(max(cells) + 1, self.columns))
+        return "".join(map(_DATA, map(cells.get, span, repeat(blank))))
 
 
 class Terminal:
@@ -127,7 +251,7 @@ class Terminal:
         self._input_kind = input_kind
         self._line = _Line(self)  # rows of the current line that soft-wrapped so far
         self._skipped: tuple[int, str] | None = None  # text drawn past, and its column
-        self._overwritten: list[str] = []
+        self._overwritten: list[dict[int, Any]] = []  # rows as carriage returns left them
         self._prompt: str | None = None  # the line's text before the first key
         self._enter = False  # an Enter was typed; its line feed ends a command
         self._enter_t = 0  # when: a command's offset is when it was entered
@@ -219,17 +343,24 @@ class Terminal:
 
     def carriage_return(self, y: int) -> None:
         """A carriage return on a row that has text: what later output writes over it
-        would be lost to the screen, so the row as it is now is kept as a candidate."""
+        would be lost to the screen, so the row as it is now is kept as a candidate
+        (its cells, copied; read as text only if the line ends up different)."""
         if self._prompt is None and len(self._overwritten) < MAX_OVERWRITTEN:
-            row = self._screen.row(y).rstrip()
-            if row and row not in self._overwritten:
-                self._overwritten.append(row)
+            row = self._screen.buffer[y]
+            if row and (not self._overwritten or self._overwritten[-1] != row):
+                self._overwritten.append(dict(row))
 
     def _take(self, y: int) -> None:
+        final = self._screen.buffer[y]
+        overwritten = [
+            text
+            for cells in self._overwritten
+            if cells != final and (text := self._screen.text_of(cells).rstrip())
+        ]
+        self._overwritten = []
         self._line.add(self._screen.row(y))
         line = self._line.text.rstrip()
         self._line.reset()
-        overwritten, self._overwritten = self._overwritten, []
         prompt, self._prompt = self._prompt, None
         if self._enter:
             self._enter = False
@@ -239,7 +370,7 @@ class Terminal:
             if command.strip():  # the command line is one document: the command
                 self.found.append(Found("command", command.strip()[:MAX_LINE], self._enter_t))
                 return
-        for earlier in overwritten:
+        for earlier in dict.fromkeys(overwritten):
             if earlier not in line:
                 self.found.append(Found("output", earlier[:MAX_LINE], self._t))
         self._line.emit(line, self._t)
