@@ -162,12 +162,19 @@ def _patiently(attempt: Callable[[], Engine], what: str, settings: Settings) -> 
     with stop_on_signals() as stop:
         while True:
             try:
-                return attempt()
+                engine = attempt()
             except DatabaseError as exc:
                 log.warning("%s is not ready, waiting %.1f s: %s", what, delay, exc)
                 if stop.wait(delay):
                     raise Stopped(f"stopped while waiting for {what}") from None
                 delay = min(delay * 2, settings.consumer.retry_max_ms / 1000)
+                continue
+            # A signal that came while the attempt ran (its handler is this block's)
+            # would otherwise be lost: the member would run on, deaf to it.
+            if stop.received:
+                engine.dispose()
+                raise Stopped(f"stopped while opening {what}")
+            return engine
 
 
 def member_engine(url: str) -> Engine:

@@ -21,6 +21,7 @@ from types import TracebackType
 from typing import IO, Final, Self
 
 from sshtrail.errors import BrokerError
+from sshtrail.parentdeath import stop_with_parent
 
 _BINARY: Final = "noida-db"
 #: Lines the binary prints that say nothing to our users.
@@ -89,6 +90,8 @@ class EmbeddedBroker:
             stdout=self._log or subprocess.DEVNULL,
             stderr=subprocess.STDOUT if self._log else subprocess.DEVNULL,
             start_new_session=True,  # our Ctrl-C is ours to relay, not the terminal's
+            # Not left running, holding its port and data, if its owner is killed.
+            preexec_fn=stop_with_parent,  # noqa: PLW1509
         )
         deadline = time.monotonic() + timeout
         while not _port_open(self.host, self.port):

@@ -13,9 +13,6 @@ with ``--verbose``.
 
 from __future__ import annotations
 
-import contextlib
-import ctypes
-import ctypes.util
 import logging
 import signal
 import socket
@@ -28,6 +25,7 @@ from pathlib import Path
 from typing import IO
 
 from sshtrail.errors import SshtrailError
+from sshtrail.parentdeath import stop_with_parent
 
 log = logging.getLogger(__name__)
 
@@ -94,7 +92,7 @@ class Children:
                 stderr=subprocess.STDOUT if output is not None else None,
                 start_new_session=True,  # Ctrl-C is up's to relay, in order
                 # up runs no threads while it starts children: preexec_fn is safe here.
-                preexec_fn=_stop_with_parent,  # noqa: PLW1509
+                preexec_fn=stop_with_parent,  # noqa: PLW1509
             )
         finally:
             if output is not None:
@@ -176,25 +174,6 @@ class Children:
         if self._logs is None:
             return " (its message is above)"
         return f"; see {self.log_of(name) if name else self._logs}"
-
-
-def _libc() -> ctypes.CDLL | None:
-    try:
-        return ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-    except OSError:
-        return None
-
-
-_LIBC = _libc()  # loaded here: the child may only make the call
-_PR_SET_PDEATHSIG = 1
-
-
-def _stop_with_parent() -> None:
-    """In the child, before it runs: SIGTERM when ``up`` dies (even by SIGKILL), so no
-    part of the stack outlives it (Linux; elsewhere nothing)."""
-    if _LIBC is not None:
-        with contextlib.suppress(AttributeError):
-            _LIBC.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def _accepts(host: str, port: int) -> bool:

@@ -3,8 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
+import signal
+from pathlib import Path
 
-from consumer.service import assignment_strategy, incomplete_after
+import pytest
+from sqlalchemy import Engine
+
+from consumer.service import Stopped, _patiently, assignment_strategy, incomplete_after
+from sshtrail.db import make_engine
+from sshtrail.errors import DatabaseError
 from sshtrail.settings import load_settings
 
 
@@ -28,3 +36,28 @@ def test_a_session_is_incomplete_after_the_gateway_idle_limit_and_a_grace() -> N
     assert incomplete_after(no_idle) == dt.timedelta(seconds=3600)
     set_ = load_settings(environ={"SSHTRAIL_CONSUMER__INCOMPLETE_AFTER_S": "60"})
     assert incomplete_after(set_) == dt.timedelta(seconds=60)
+
+
+def test_a_stop_signal_while_the_database_is_being_opened_is_not_lost(tmp_path: Path) -> None:
+    """SIGTERM while the attempt runs (a slow ``ensure_schema``): the member must stop,
+    not run on with the signal swallowed -- ``up`` would wait on it for ever."""
+    settings = load_settings(environ={"SSHTRAIL_CONSUMER__RETRY_INITIAL_MS": "10"})
+    opened: list[Engine] = []
+    before = signal.getsignal(signal.SIGTERM)
+
+    def attempt() -> Engine:
+        if not opened:
+            opened.append(make_engine(f"sqlite:///{tmp_path / 'x.db'}"))
+            raise DatabaseError("not yet")
+        os.kill(os.getpid(), signal.SIGTERM)  # delivered to the block's handler
+        return opened[0]
+
+    with pytest.raises(Stopped, match="while opening the index"):
+        _patiently(attempt, "the index", settings)
+    assert signal.getsignal(signal.SIGTERM) == before
+
+
+def test_a_database_that_answers_is_opened_without_a_signal(tmp_path: Path) -> None:
+    settings = load_settings(environ={})
+    engine = make_engine(f"sqlite:///{tmp_path / 'x.db'}")
+    assert _patiently(lambda: engine, "the index", settings) is engine
