@@ -177,8 +177,19 @@ class Flood:
         self.published_s = time.perf_counter() - started
 
 
-def probe(servers: str, topic: str, index: Engine) -> float:
+@dataclass
+class Stack:
+    """Where the bench publishes and searches, and the index member between."""
+
+    servers: str
+    topic: str
+    index: Engine
+    member: Running
+
+
+def probe(stack: Stack) -> float:
     """Publish an ordinary session on the flood's partition; seconds until it is found."""
+    servers, topic, index, member = stack.servers, stack.topic, stack.index, stack.member
     mark = f"probe-{uuid.uuid4().hex[:10]}"
     session = Session(0)
     producer = publisher(servers)
@@ -192,6 +203,8 @@ def probe(servers: str, topic: str, index: Engine) -> float:
     published = time.perf_counter()
     query = search.Query(mark, kind="output", limit=1)
     while time.perf_counter() - published < PROBE_GIVE_UP_S:
+        if member.process.poll() is not None:
+            raise SystemExit(f"the index member died: {member.stderr[-3000:]}")
         with index.connect() as conn:
             if search.search(conn, query):
                 return time.perf_counter() - published
@@ -216,14 +229,14 @@ class Outcome:
     probes: list[float]
 
 
-def run_stream(name: str, size: int, servers: str, topic: str, index: Engine) -> Outcome:
-    flood = Flood(STREAMS[name], size, topic, servers)
+def run_stream(name: str, size: int, stack: Stack) -> Outcome:
+    flood = Flood(STREAMS[name], size, stack.topic, stack.servers)
     thread = threading.Thread(target=flood.run, daemon=True)
     started = time.perf_counter()
     thread.start()
     latencies: list[float] = []
-    while not ended(index, flood.session.id):
-        latencies.append(probe(servers, topic, index))
+    while not ended(stack.index, flood.session.id):
+        latencies.append(probe(stack))
         time.sleep(max(0.0, PROBE_EVERY_S - (latencies[-1] % PROBE_EVERY_S)))
     index_s = time.perf_counter() - started
     thread.join()
@@ -259,11 +272,12 @@ def main() -> None:
             member = Running("--config", str(config), "index", cwd=Path(workdir))
             member.expect("index: group")
             index = make_engine(index_url)
+            stack = Stack(servers, topic, index, member)
             try:
-                baseline = [probe(servers, topic, index) for _ in range(args.baseline_probes)]
+                baseline = [probe(stack) for _ in range(args.baseline_probes)]
                 print(f"baseline (no flood): search latency {summary(baseline)}", flush=True)
                 for name in names:
-                    outcome = run_stream(name, args.mb << 20, servers, topic, index)
+                    outcome = run_stream(name, args.mb << 20, stack)
                     rate = outcome.mb / outcome.index_s
                     worst = max(outcome.probes) if outcome.probes else float("nan")
                     print(

@@ -191,7 +191,8 @@ class IndexWriter:
                 self._forget(conn, session.session_id)
                 continue
             backlog += [
-                {"session_id": session.session_id, "seq": c.seq, "data": c.raw} for c in item.new
+                {"session_id": session.session_id, "seq": c.seq, "data": c.raw}
+                for c in _to_keep(item.new, session.next_seq)
             ]
             if item.done:
                 self._trim(conn, session)
@@ -368,6 +369,25 @@ class IndexWriter:
             )
         )
         self._forget(conn, session_id)
+
+
+def _to_keep(arrived: list[Chunk], next_seq: int) -> list[Chunk]:
+    """Of the chunks that arrived, those the backlog must hold: every one not indexed
+    yet, and of the indexed ones what :meth:`IndexWriter._trim` would keep -- the
+    first chunk and the last :data:`KEEP_BYTES`. A flood indexed as it arrives is then
+    never written to the backlog only to be deleted again."""
+    waiting = [c for c in arrived if c.seq >= next_seq]
+    indexed = [c for c in arrived if c.seq < next_seq]
+    kept, total = [], 0
+    for chunk in reversed(indexed):
+        total += len(chunk.raw)
+        if total > KEEP_BYTES:
+            break
+        kept.append(chunk)
+    kept.reverse()
+    holds_first = bool(kept) and kept[0].seq == 0
+    first = indexed[:1] if indexed and indexed[0].seq == 0 and not holds_first else []
+    return first + kept + waiting
 
 
 class _Documents:
