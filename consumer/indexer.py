@@ -222,6 +222,7 @@ class IndexWriter:
                 "ended",
                 "masked_input",
                 "ordinals",
+                "exit_status",
             )
             conn.execute(
                 upsert.on_conflict_do_update(
@@ -305,6 +306,8 @@ class IndexWriter:
                 count += 1
             session.next_seq = next_seq
             session.restore_ordinals(row["ordinals"])
+            if session.exit_status is None:
+                session.exit_status = row["exit_status"]
             log.info("session %s: terminal rebuilt from %d kept chunks", session_id, count)
         self._open[session_id] = session
         return session

@@ -17,7 +17,7 @@ import uuid
 from typing import Any
 
 from consumer.terminal import Found, Kind, Terminal
-from sshtrail.events import End, Env, Exec, Input, Notice, Output, Resize, Start
+from sshtrail.events import End, Env, Exec, Exit, Input, Notice, Output, Resize, Start
 from sshtrail.maskedinput import MaskedInputTracker
 from sshtrail.wire import Chunk
 
@@ -41,6 +41,7 @@ class IndexedSession:
         self.masked = MaskedInputTracker()
         #: A forwarded TCP connection: its bytes are indexed as nothing.
         self.forwarded = False
+        self.exit_status: int | None = None
         self._size = (80, 24, True)
         self._mode = "shell"
         self._command = ""
@@ -69,6 +70,8 @@ class IndexedSession:
                 found.append(Found("meta", f"env {_text(event.name)}={value} ({passed})", event.t))
             elif isinstance(event, Notice):
                 found.append(Found("meta", f"{event.code}: {event.text}", event.t))
+            elif isinstance(event, Exit) and event.status is not None:
+                self.exit_status = event.status
             elif isinstance(event, End):
                 self._screen().finish(event.t)
                 self.ended = True
@@ -90,6 +93,7 @@ class IndexedSession:
             "ended": self.ended,
             "masked_input": self.masked.verdict,
             "ordinals": ",".join(f"{kind}={n}" for kind, n in self.ordinals.items() if n),
+            "exit_status": self.exit_status,
         }
 
     def restore_ordinals(self, saved: str | None) -> None:
@@ -151,6 +155,7 @@ class IndexedSession:
             "operator": self.operator,
             "target": self.target,
             "text": found.text,
+            "certain": found.certain,
         }
 
 

@@ -12,7 +12,18 @@ completion and history recall are resolved the way they were on screen:
 * a **command** is taken at the line feed that follows an Enter the operator
   typed: the line as the shell finally drew it, minus the prompt that was on
   screen when the operator started typing it. That line is indexed once, as
-  the command, not again as output.
+  the command, not again as output. When that prompt is not at the start of
+  the line (the shell redrew it, or keys were typed ahead while output was
+  still coming), a prompt seen before is tried; failing that the line is
+  taken whole and the command is marked **uncertain**;
+* a **screen** is what a full-screen program showed: on the alternate screen
+  (``ESC[?1049h``, 1047, 47: vim, less, top, tmux ...) nothing is read line by
+  line and no key is a command; instead each screen state that stayed
+  visible -- until the program switched back, cleared the screen, or for
+  :data:`QUIET_NS` without output -- is indexed, one document per row that the
+  previous state did not show, so a line shown once is found once. Rows that
+  scroll off the top in between count as shown. A main screen that is cleared
+  is read the same way, less the lines already indexed from it.
 
 In a PTY session nothing the operator typed is read directly -- only what the
 terminal showed -- so input the recorder masked (no echo) can never become
@@ -27,6 +38,9 @@ bulk text mostly bypasses the emulator, and no line or input is held beyond
 
 from __future__ import annotations
 
+import copy
+import re
+from collections import deque
 from collections.abc import Iterable
 from dataclasses import dataclass
 from itertools import repeat
@@ -39,7 +53,7 @@ from pyte.screens import StaticDefaultDict
 
 from consumer.plaintext import prepared, skip_of_run, split_lines
 
-Kind = Literal["output", "command", "meta", "input"]
+Kind = Literal["output", "command", "meta", "input", "screen"]
 
 #: Screen width for sessions without a PTY: their lines are not wrapped by anyone.
 NO_PTY_COLUMNS = 1000
@@ -54,6 +68,12 @@ MAX_LINE = 4096
 OVERLAP = 64
 #: Versions of one line that carriage returns overwrote, kept at most.
 MAX_OVERWRITTEN = 4
+#: A full-screen program's screen that stayed this long without output was seen.
+QUIET_NS = 500_000_000
+#: Private modes that switch to (set) and from (reset) the alternate screen.
+ALTERNATE_MODES = frozenset({47, 1047, 1049})
+#: Rows that left an alternate screen between two readings, kept at most.
+MAX_SCROLLED = 2 * MAX_ROWS
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +83,8 @@ class Found:
     kind: Kind
     text: str
     t: int
+    #: False for a command whose prompt could not be told apart (see the module text).
+    certain: bool = True
 
 
 class _NoDirty(set[int]):
@@ -140,6 +162,19 @@ class _Cells(dict[str, Any]):
 _DATA = attrgetter("data")
 
 
+class _Stream(pyte.ByteStream):
+    """pyte's parser, tolerant: a control sequence its screen cannot apply (a private
+    SGR ``ESC[?4m``, too many parameters ``ESC[1;2;3H``) is dropped, as a terminal
+    ignores what it does not understand. pyte raises instead, which would stop
+    the index reading the session there -- the rest of it unsearchable."""
+
+    def _send_to_parser(self, data: str) -> bool | None:
+        try:
+            return super()._send_to_parser(data)
+        except (TypeError, ValueError, IndexError, KeyError):
+            return self._taking_plain_text  # pyte has reset its parser
+
+
 class _Screen(pyte.Screen):
     """A pyte screen that reports line feeds (telling soft wraps from real ones) and
     carriage returns, and draws plain text and scrolls in bulk: pyte does both a
@@ -153,8 +188,51 @@ class _Screen(pyte.Screen):
         self._terminal = terminal
         self._drawing = False
         self._cells: dict[Any, _Cells] = {}
+        #: On the alternate screen: the main screen's rows and cursor, to go back to.
+        self.main: tuple[Any, Any] | None = None
+
+    def set_mode(self, *modes_: int, **kwargs: Any) -> None:
+        if kwargs.get("private") and ALTERNATE_MODES.intersection(modes_):
+            self._switch(alternate=True)
+            modes_ = tuple(m for m in modes_ if m not in ALTERNATE_MODES)
+        if modes_:
+            super().set_mode(*modes_, **kwargs)
+
+    def reset_mode(self, *modes_: int, **kwargs: Any) -> None:
+        if kwargs.get("private") and ALTERNATE_MODES.intersection(modes_):
+            self._switch(alternate=False)
+            modes_ = tuple(m for m in modes_ if m not in ALTERNATE_MODES)
+        if modes_:
+            super().reset_mode(*modes_, **kwargs)
+
+    def _switch(self, alternate: bool) -> None:
+        """To the alternate screen (blank, the main one kept) or back (as it was)."""
+        if alternate == (self.main is not None):
+            return
+        if alternate:
+            self._terminal.entering_alternate()
+            self.main = (self.buffer, copy.copy(self.cursor))
+            self.buffer = _Rows(self)  # type: ignore[assignment]
+        else:
+            self._terminal.leaving_alternate()
+            assert self.main is not None
+            (self.buffer, self.cursor), self.main = self.main, None
+            self.ensure_hbounds()
+            self.ensure_vbounds()
+
+    def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
+        at_home = self.cursor.x == 0 and self.cursor.y == 0
+        if how in (2, 3) or (how == 0 and at_home):
+            self._terminal.clearing()
+        super().erase_in_display(how, *args, **kwargs)
+
+    def erase_in_line(self, how: int = 0, private: bool = False) -> None:
+        if self.main is not None and self.cursor.x == 0 and how in (0, 2):
+            self._terminal.scrolled_off(self.row(self.cursor.y))  # a row replaced whole
+        super().erase_in_line(how, private)
 
     def draw(self, data: str) -> None:
+        self._terminal.drawn = True
         self._drawing = True  # a line feed from inside draw() is an automatic wrap
         try:
             text = data.translate(self.g1_charset if self.charset else self.g0_charset)
@@ -193,6 +271,8 @@ class _Screen(pyte.Screen):
 
     def index(self) -> None:
         if self.cursor.y == self.lines - 1 and self._whole_screen_scrolls():
+            if self.main is not None:
+                self._terminal.scrolled_off(self.row(0))
             self.buffer.scroll_up(self.lines)  # type: ignore[attr-defined]
         else:
             super().index()
@@ -246,7 +326,7 @@ class Terminal:
         self._screen = _Screen(columns, rows, self)
         if not pty:
             self._screen.set_mode(modes.LNM)  # bare "\n" output starts a new line
-        self._stream = pyte.ByteStream(self._screen)
+        self._stream = _Stream(self._screen)
         self._pty = pty
         self._input_kind = input_kind
         self._line = _Line(self)  # rows of the current line that soft-wrapped so far
@@ -259,6 +339,12 @@ class Terminal:
         self._t = 0
         self._pending: list[bytes] = []
         self._pending_t = 0
+        self._changed_t: int | None = None  # the last output not yet read as a screen
+        self.drawn = False  # text was drawn since the screen was last read
+        self._shown: set[str] = set()  # rows of the alternate screen's last reading
+        self._scrolled: list[str] = []  # rows that scrolled off it since
+        self._taken: dict[str, None] = {}  # rows of the main screen indexed as lines
+        self._prompts: deque[str] = deque(maxlen=4)  # prompts commands were read after
         self.found: list[Found] = []
 
     # -- what the session did ------------------------------------------------------
@@ -266,8 +352,9 @@ class Terminal:
     def output(self, data: bytes, t: int) -> None:
         """Bytes the session showed. Runs of them are fed to the screen at once
         (:meth:`flush`): pyte's cost is per call, and echoes come a byte at a time."""
+        self._settle(t)
         self._pending.append(data)
-        self._pending_t = t
+        self._pending_t = self._changed_t = t
 
     def flush(self) -> None:
         """Feed the output held back so far; what it completes lands in :attr:`found`."""
@@ -283,10 +370,13 @@ class Terminal:
         if not self._pty:
             self._input_lines(data, t)
             return
+        self._settle(t)
         enter = b"\r" in data or b"\n" in data
         if self._prompt is None or self._enter or enter:
             self.flush()  # the screen must be current to read the prompt or the line
         self._t = t
+        if self._screen.main is not None:
+            return  # keys for a full-screen program: no shell reads them as a command
         if self._prompt is None:
             y, x = self._screen.cursor.y, self._screen.cursor.x
             self._prompt = (self._line.text + self._screen.row(y))[: len(self._line.text) + x]
@@ -294,6 +384,7 @@ class Terminal:
             self._enter, self._enter_t = True, t
 
     def resize(self, columns: int, rows: int) -> None:
+        self._settle(self._pending_t)
         self.flush()
         if self._pty and columns > 0 and rows > 0:
             self._screen.resize(min(rows, MAX_ROWS), min(columns, MAX_COLUMNS))
@@ -302,8 +393,11 @@ class Terminal:
         """The session ended: the line the cursor is on counts as seen."""
         self.flush()
         self._t = t
-        self._enter = False
-        self._take(self._screen.cursor.y)
+        if self._screen.main is None:
+            self._enter = False
+            self._take(self._screen.cursor.y)
+        if self.drawn:
+            self._read_screen()  # text drawn in place, that no line feed took
         if self._typed:
             self._typed_line(bytes(self._typed), t)
             self._typed.clear()
@@ -329,9 +423,72 @@ class Terminal:
             return
         self._stream.feed(data)
 
+    # -- screens -------------------------------------------------------------------------
+
+    def _settle(self, t: int) -> None:
+        """Something happens at ``t``: a full-screen program's screen that had no output
+        for :data:`QUIET_NS` before it was seen, and is read."""
+        if self._changed_t is not None and t - self._changed_t >= QUIET_NS:
+            self.flush()
+            self._changed_t = None
+            if self._screen.main is not None and self.drawn:
+                self._read_screen()
+
+    def entering_alternate(self) -> None:
+        self._prompt, self._enter, self._overwritten = None, False, []
+        self._shown, self._scrolled = set(), []
+        self.drawn = False
+
+    def leaving_alternate(self) -> None:
+        if self.drawn:
+            self._read_screen()
+        self._prompt, self._enter = None, False
+        self._shown, self._scrolled = set(), []
+        self.drawn = False
+
+    def clearing(self) -> None:
+        """The whole screen is about to be erased: what it shows now was seen."""
+        if self.drawn:
+            self._read_screen()
+
+    def scrolled_off(self, row: str) -> None:
+        """A row left the alternate screen (scrolled off, or erased to be replaced)."""
+        if row and len(self._scrolled) < MAX_SCROLLED:
+            self._scrolled.append(row)
+
+    def _read_screen(self) -> None:
+        """Index the rows of the screen (and those scrolled off it) that were not
+        indexed already: on the alternate screen, those its last reading did not show;
+        on the main one, those not read off it as lines."""
+        screen = self._screen
+        alternate = screen.main is not None
+        rows = [*self._scrolled, *map(screen.row, range(screen.lines))]
+        self._scrolled, self.drawn = [], False
+        seen: set[str] | dict[str, None] = self._shown if alternate else self._taken
+        now: set[str] = set()
+        for row in rows:
+            text = row.strip()
+            if text and text not in now and text not in seen:
+                self.found.append(Found("screen", text[:MAX_LINE], self._t))
+            now.add(text)
+        if alternate:
+            self._shown = now
+        else:
+            for text in now:
+                self._took(text)
+
+    def _took(self, row: str) -> None:
+        """A row of the main screen was indexed (kept for the last two screens' worth)."""
+        taken = self._taken
+        taken[row.strip()] = None
+        if len(taken) > 2 * self._screen.lines:
+            del taken[next(iter(taken))]
+
     # -- what the screen reports -----------------------------------------------------
 
     def linefeed(self, y: int, soft: bool) -> None:
+        if self._screen.main is not None:
+            return  # a full-screen program's rows are read as screens
         if soft:
             row = self._screen.row(y)
             if self._skipped is not None:  # the text drawn past belongs in this row
@@ -345,6 +502,8 @@ class Terminal:
         """A carriage return on a row that has text: what later output writes over it
         would be lost to the screen, so the row as it is now is kept as a candidate
         (its cells, copied; read as text only if the line ends up different)."""
+        if self._screen.main is not None:
+            return
         if self._prompt is None and len(self._overwritten) < MAX_OVERWRITTEN:
             row = self._screen.buffer[y]
             if row and (not self._overwritten or self._overwritten[-1] != row):
@@ -361,19 +520,38 @@ class Terminal:
         self._line.add(self._screen.row(y))
         line = self._line.text.rstrip()
         self._line.reset()
-        prompt, self._prompt = self._prompt, None
         if self._enter:
-            self._enter = False
-            # The prompt as it was when typing began; its trailing blanks may be cut.
-            on_screen = line[: len(prompt)].rstrip() == prompt.rstrip() if prompt else False
-            command = line[len(prompt) :] if on_screen and prompt else line
-            if command.strip():  # the command line is one document: the command
-                self.found.append(Found("command", command.strip()[:MAX_LINE], self._enter_t))
+            # Without an Enter the prompt stays: a shell that lists completions redraws
+            # the same prompt and the line typed so far below them.
+            prompt, self._prompt, self._enter = self._prompt, None, False
+            command, certain = self._command_of(line, prompt)
+            if command:  # the command line is one document: the command
+                found = Found("command", command[:MAX_LINE], self._enter_t, certain)
+                self.found.append(found)
                 return
         for earlier in dict.fromkeys(overwritten):
             if earlier not in line:
                 self.found.append(Found("output", earlier[:MAX_LINE], self._t))
         self._line.emit(line, self._t)
+
+    def _command_of(self, line: str, prompt: str | None) -> tuple[str, bool]:
+        """The command on an entered ``line``, and whether its prompt was told apart:
+        the prompt on screen when typing began (its trailing blanks may be cut),
+        else a prompt seen before, at the start of the line (the shell redrew it) or
+        after keys typed ahead; else the line, minus what looks like a prompt."""
+        if prompt and prompt.strip() and line[: len(prompt)].rstrip() == prompt.rstrip():
+            if prompt in self._prompts:
+                self._prompts.remove(prompt)
+            self._prompts.append(prompt)
+            return line[len(prompt) :].strip(), True
+        for known in reversed(self._prompts):
+            if line.startswith(known.rstrip()):
+                return line[len(known) :].strip(), True
+            at = line.rfind(known.rstrip())
+            if at > 0:
+                return line[at + len(known) :].strip(), False
+        looks = _PROMPT_LIKE.match(line)
+        return (line[looks.end() :] if looks else line).strip(), False
 
     # -- input without a PTY -----------------------------------------------------------
 
@@ -397,6 +575,11 @@ class Terminal:
         self.found.append(Found(self._input_kind, text[:MAX_LINE], t))
 
 
+#: What reads as a shell prompt at the start of a line: ``user@host:~/dir$ ``,
+#: ``[user@host dir]# ``, ``host% ``.
+_PROMPT_LIKE = re.compile(r"^\s*(?:\[[^\]\n]{1,80}\]|[\w.-]+@[\w.-]+(?::\S*)?|[\w.~/-]+)[$#%>] ")
+
+
 class _Line:
     """The text of the line the cursor is on, across soft wraps; pieces of it are
     indexed as it grows past :data:`MAX_LINE`, so it is never held whole."""
@@ -406,6 +589,7 @@ class _Line:
         self.text = ""
 
     def add(self, row: str) -> None:
+        self._terminal._took(row)
         self.text += row
         while len(self.text) > MAX_LINE + OVERLAP:
             piece = self.text[:MAX_LINE]

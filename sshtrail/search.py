@@ -50,8 +50,8 @@ from sqlalchemy.sql.elements import ColumnElement
 from sshtrail.errors import InvalidError
 from sshtrail.models import NAMING_CONVENTION, MaskedInput, UTCDateTime
 
-Kind = Literal["command", "output", "meta", "input"]
-KINDS: tuple[Kind, ...] = ("command", "output", "meta", "input")
+Kind = Literal["command", "output", "screen", "meta", "input"]
+KINDS: tuple[Kind, ...] = ("command", "output", "screen", "meta", "input")
 
 METADATA = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -71,6 +71,8 @@ DOCS = Table(
     Column("operator", String(255), nullable=True),
     Column("target", String(255), nullable=True),
     Column("text", Text, nullable=False),
+    #: False for a command whose prompt could not be told apart from it.
+    Column("certain", Boolean, nullable=False, server_default=text("TRUE")),
     UniqueConstraint("session_id", "kind", "ordinal"),
     Index(None, "session_id", "t"),
     Index(None, "operator"),
@@ -95,6 +97,8 @@ SESSIONS = Table(
     #: The next document number of each kind (``command=3,output=17``): a member
     #: taking the session over from its last kept chunks numbers on from there.
     Column("ordinals", Text),
+    #: The exit status the session's command or shell ended with, if it ended so.
+    Column("exit_status", BigInteger),
 )
 
 #: The index's own schema version (the index is not Alembic's: see the module text).
@@ -104,7 +108,7 @@ META = Table(
     Column("key", String(32), primary_key=True),
     Column("value", String(64), nullable=False),
 )
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: How an index of each older version is brought up to date, step by step.
 _UPGRADES: dict[int, tuple[str, ...]] = {
     1: (
@@ -112,6 +116,12 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
         "ALTER TABLE search_sessions ADD COLUMN masked_input VARCHAR(16)",
     ),
     2: ("ALTER TABLE search_sessions ADD COLUMN ordinals TEXT",),
+    # Screens of full-screen programs, and commands read with less certainty, are
+    # new in the documents: 'sshtrail index --rebuild' derives them for old sessions.
+    3: (
+        "ALTER TABLE search_docs ADD COLUMN certain BOOLEAN NOT NULL DEFAULT TRUE",
+        "ALTER TABLE search_sessions ADD COLUMN exit_status BIGINT",
+    ),
 }
 
 #: The chunks of sessions still open: a member taking a session over replays
@@ -194,10 +204,12 @@ class Query:
     limit: int = 100
     #: Only sessions with masked input (``masked``), or marked ``suspicious``.
     masked_input: MaskedInput | None = None
+    #: Only sessions that ended with this exit status.
+    exit_status: int | None = None
 
 
 #: The columns a :class:`Hit` is made of, in its field order.
-_HIT_COLUMNS = ("session_id", "kind", "t", "at", "operator", "target", "text")
+_HIT_COLUMNS = ("session_id", "kind", "t", "at", "operator", "target", "text", "certain")
 
 
 @dataclass(frozen=True, slots=True)
@@ -209,6 +221,17 @@ class Hit:
     operator: str | None
     target: str | None
     text: str
+    certain: bool = True
+
+    def matches(self, needle: str) -> list[tuple[int, int]]:
+        """Where ``needle`` occurs in :attr:`text` (case-insensitive): (start, end)
+        character offsets, not overlapping."""
+        lowered, wanted = self.text.lower(), needle.lower()
+        found, start = [], 0
+        while wanted and (at := lowered.find(wanted, start)) >= 0:
+            found.append((at, at + len(wanted)))
+            start = at + len(wanted)
+        return found
 
 
 def search(conn: Connection, query: Query) -> list[Hit]:
@@ -231,6 +254,9 @@ def search(conn: Connection, query: Query) -> list[Hit]:
     if query.masked_input is not None:
         masked = SESSIONS.c.masked_input.in_(query.masked_input.at_least())
         conditions.append(DOCS.c.session_id.in_(select(SESSIONS.c.session_id).where(masked)))
+    if query.exit_status is not None:
+        ended = SESSIONS.c.exit_status == query.exit_status
+        conditions.append(DOCS.c.session_id.in_(select(SESSIONS.c.session_id).where(ended)))
     names = _HIT_COLUMNS
     matches = select(*(DOCS.c[n] for n in names), DOCS.c.id).where(and_(*conditions))
     if conn.dialect.name == "postgresql":

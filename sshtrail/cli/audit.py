@@ -50,16 +50,27 @@ def register(commands: Any) -> None:
 
     finder = commands.add_parser(
         "search",
-        help="find a substring in commands, output lines and metadata",
+        help="find a substring in commands, output, screens and metadata",
         description="Case-insensitive substring search over what sessions showed: commands "
-        "as run, output lines as displayed, session metadata. Each hit says which session, "
-        "when, and the replay command that starts there.",
+        "as run, output lines as displayed, the screens of full-screen programs (vim, less, "
+        "top ...), session metadata. Hits are grouped per session, oldest first, each with "
+        "its offset; the replay command starts at the first. Exits 1 when nothing matches, "
+        "as grep does.",
     )
     finder.add_argument("query", metavar="QUERY")
     _filters(finder)
-    finder.add_argument("--kind", choices=search.KINDS, help="only commands, output or meta")
-    finder.add_argument("--limit", type=_positive, default=100)
-    finder.add_argument("--json", action="store_true")
+    finder.add_argument("--session", metavar="SID", help="only this session (id or prefix)")
+    finder.add_argument(
+        "--exit", type=_status, metavar="N", help="only sessions that ended with exit status N"
+    )
+    finder.add_argument(
+        "--kind",
+        choices=search.KINDS,
+        help="only commands, output lines, screens of full-screen programs, metadata, or "
+        "input given to a command",
+    )
+    finder.add_argument("--limit", type=_positive, default=100, help="at most N hits")
+    finder.add_argument("--json", action="store_true", help="one JSON array of hits")
     finder.set_defaults(handler=run_search)
 
 
@@ -145,7 +156,10 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     commands = _commands(settings, session_id)
     if args.json:
         document = _sessionprint_json(row, session_id.hex, verdict_json(verdict, keys))
-        document["commands"] = [{"t": hit.t / 1e9, "command": hit.text} for hit in commands or []]
+        document["commands"] = [
+            {"t": hit.t / 1e9, "command": hit.text, "certain": hit.certain}
+            for hit in commands or []
+        ]
         print_json(document)
         return 0
     fields = [
@@ -186,22 +200,29 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         )
     )
     for hit in commands or []:
-        print(f"{clock(hit.t / 1e9):>12}  {visible(hit.text)}")
+        doubt = "" if hit.certain else "  (?: its prompt could not be told apart)"
+        print(f"{clock(hit.t / 1e9):>12}  {visible(hit.text)}{doubt}")
     return 0
 
 
 def run_search(args: argparse.Namespace, settings: Settings) -> int:
     if not args.query.strip():
         raise InvalidError("the search text is empty")
+    session_id = None
+    if args.session is not None:
+        with store(settings) as conn:
+            session_id = queries.resolve(conn, args.session)
     query = search.Query(
         args.query,
         kind=args.kind,
         operator=args.operator,
         target=args.target,
+        session_id=session_id,
         since=args.since,
         until=args.until,
         limit=args.limit,
         masked_input=MaskedInput(args.masked_input) if args.masked_input else None,
+        exit_status=args.exit,
     )
     engine = make_engine(settings.search_url)
     try:
@@ -215,35 +236,61 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         engine.dispose()
     if args.json:
-        print_json(
-            [
-                {
-                    "session": str(h.session_id),
-                    "kind": h.kind,
-                    "t": h.t / 1e9,
-                    "at": h.at.isoformat() if h.at else None,
-                    "operator": h.operator,
-                    "target": h.target,
-                    "text": h.text,
-                }
-                for h in hits
-            ]
-        )
-        return 0
+        print_json([_hit_json(hit, args.query) for hit in hits])
+    else:
+        _print_hits(settings, hits, args.query)
+    if not hits:
+        print("(no matches)", file=sys.stderr)
+        return EXIT_NO_MATCH
+    return 0
+
+
+#: What ``search`` exits with when nothing matches (as grep does).
+EXIT_NO_MATCH = 1
+
+
+def _hit_json(hit: search.Hit, needle: str) -> dict[str, Any]:
+    return {
+        "session": str(hit.session_id),
+        "kind": hit.kind,
+        "t": hit.t / 1e9,
+        "at": hit.at.isoformat() if hit.at else None,
+        "operator": hit.operator,
+        "target": hit.target,
+        "text": hit.text,
+        "matches": [list(span) for span in hit.matches(needle)],
+        "certain": hit.certain,
+    }
+
+
+def _print_hits(settings: Settings, hits: list[search.Hit], needle: str) -> None:
+    """Hits grouped per session (in the order of each session's first hit)."""
     color = sys.stdout.isatty()
     with store(settings) as conn:
         shorts = queries.short_ids(conn, sorted({h.session_id for h in hits}))
+    groups: dict[uuid.UUID, list[search.Hit]] = {}
     for hit in hits:
-        short = shorts.get(hit.session_id, hit.session_id.hex[:12])
+        groups.setdefault(hit.session_id, []).append(hit)
+    width = max((len(_kind(hit)) for hit in hits), default=0)
+    for session_id, found in groups.items():
+        short = shorts.get(session_id, session_id.hex[:12])
+        first = found[0]
+        count = f"{len(found)} hit{'s' if len(found) != 1 else ''}"
         print(
-            f"{short}  {visible(hit.operator or '?')}@{visible(hit.target or '?')}  "
-            f"{_when(hit.at)}  +{clock(hit.t / 1e9)}  {hit.kind}"
+            f"{short}  {visible(first.operator or '?')}@{visible(first.target or '?')}  "
+            f"{_when(first.at)}  {count}"
         )
-        print(f"    {_highlight(hit.text, args.query, color)}")
-        print(f"    replay: sshtrail replay {short} --from {clock(hit.t / 1e9)}")
-    if not hits:
-        print("(no matches)", file=sys.stderr)
-    return 0
+        for hit in found:
+            print(
+                f"    +{clock(hit.t / 1e9)}  {_kind(hit):<{width}}  "
+                f"{_highlight(hit.text, needle, color)}"
+            )
+        print(f"    replay: sshtrail replay {short} --from {clock(first.t / 1e9)}")
+
+
+def _kind(hit: search.Hit) -> str:
+    """The hit's kind; ``command?`` where the prompt could not be told apart from it."""
+    return f"{hit.kind}?" if not hit.certain else hit.kind
 
 
 def _highlight(text: str, needle: str, color: bool) -> str:
@@ -360,6 +407,16 @@ def _exit(row: dict[str, Any]) -> str:
 
 def _when(moment_: dt.datetime | None) -> str:
     return moment_.strftime("%Y-%m-%d %H:%M:%S") if moment_ else "-"
+
+
+def _status(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value < 2**32:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an exit status (0 to 4294967295)")
+    return value
 
 
 def _positive(text: str) -> int:

@@ -91,6 +91,27 @@ def test_show_and_search_find_commands_and_never_print_escapes(recorded: Recorde
         ("command", "echo audit-$((6*7)); exit 3"),
         ("output", "audit-42"),
     ]
+    assert output[1]["matches"] == [[0, 6]]
+    assert output[1]["certain"]
+
+
+def test_search_narrows_groups_and_exits_1_on_no_match(recorded: Recorded) -> None:
+    sid = by_exit(recorded, 3)
+    grouped = recorded.run("search", "audit").stdout.decode()
+    header = next(line for line in grouped.splitlines() if line.startswith(sid))
+    assert header.endswith("2 hits")
+    assert "    +0:00:00  command  echo [audit]-$((6*7)); exit 3" in grouped
+    assert f"    replay: sshtrail replay {sid} --from 0:00:00" in grouped
+    only = json.loads(recorded.run("search", "e", "--session", sid, "--json").stdout)
+    assert only
+    assert {hit["session"].replace("-", "")[: len(sid)] for hit in only} == {sid}
+    exited = json.loads(recorded.run("search", "e", "--exit", "3", "--json").stdout)
+    assert {hit["session"].replace("-", "")[: len(sid)] for hit in exited} == {sid}
+    none = recorded.run("search", "no-such-text-anywhere", check=False)
+    assert none.returncode == 1
+    assert none.stdout == b""
+    assert b"(no matches)" in none.stderr
+    assert recorded.run("search", "e", "--exit", "-1", check=False).returncode == 2
     ambiguous = recorded.run("show", "0", check=False)
     assert ambiguous.returncode == 2
     assert b"several sessions start with 0" in ambiguous.stderr

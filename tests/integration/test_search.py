@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, select, update
+from sqlalchemy import Engine, select, text, update
 
 from consumer.indexer import IndexWriter
 from consumer.messages import Received
@@ -56,7 +56,11 @@ def sessions(engine: Engine) -> dict[str, uuid.UUID]:
         ADMIN, operator="alice", target="db01", started_at=int(T0.timestamp()) * ns
     )
     bob, b_messages = typed_session(
-        OTHER, operator="bob", target="web01", started_at=int(T0.timestamp() + 3600) * ns
+        OTHER,
+        operator="bob",
+        target="web01",
+        started_at=int(T0.timestamp() + 3600) * ns,
+        exit_status=4,
     )
     IndexWriter(engine).write(received(a_messages) + received(b_messages))
     return {"alice": alice, "bob": bob}
@@ -114,6 +118,9 @@ def test_filters_narrow_the_hits(engine: Engine, sessions: dict[str, uuid.UUID])
     assert {h.session_id for h in find(engine, "s", session_id=sessions["bob"])} == {
         sessions["bob"]
     }
+    assert {h.operator for h in find(engine, "s", exit_status=4)} == {"bob"}
+    assert {h.operator for h in find(engine, "s", exit_status=0)} == {"alice"}
+    assert find(engine, "s", exit_status=1) == []
     late = T0 + dt.timedelta(minutes=30)
     assert {h.operator for h in find(engine, "s", since=late)} == {"bob"}
     assert {h.operator for h in find(engine, "s", until=late)} == {"alice"}
@@ -187,3 +194,36 @@ def test_finished_sessions_leave_no_backlog(engine: Engine) -> None:
     with engine.connect() as conn:
         assert conn.execute(select(search.BACKLOG.c.seq)).all() == []
         assert conn.execute(select(search.SESSIONS.c.ended)).scalars().all() == [True]
+
+
+def test_a_hit_says_where_the_text_matched(engine: Engine, sessions: dict[str, uuid.UUID]) -> None:
+    [hit] = find(engine, "ETC/SHADOW", kind="output")
+    assert hit.text == "cat: /etc/shadow: Permission denied"
+    assert hit.matches("ETC/SHADOW") == [(6, 16)]
+    assert hit.certain
+
+
+def test_an_index_of_the_previous_schema_is_brought_up_to_date(database_url: str) -> None:
+    """Version 3 had no ``certain`` on documents and no ``exit_status`` on sessions:
+    its documents read as certain, its sessions as of unknown exit."""
+    engine = index_engine(database_url)
+    session_id = uuid.uuid4()
+    with engine.begin() as conn:
+        conn.execute(text("ALTER TABLE search_docs DROP COLUMN certain"))
+        conn.execute(text("ALTER TABLE search_sessions DROP COLUMN exit_status"))
+        conn.execute(update(search.META).values(value="3"))
+        conn.execute(
+            text(
+                "INSERT INTO search_docs (session_id, kind, ordinal, seq, t, text) "
+                "VALUES (:s, 'command', 0, 0, 5, 'uptime')"
+            ),
+            {"s": session_id.hex if engine.dialect.name == "sqlite" else str(session_id)},
+        )
+    search.ensure_schema(engine)
+    with engine.connect() as conn:
+        assert conn.execute(select(search.META.c.value)).scalar() == str(search.SCHEMA_VERSION)
+        [hit] = search.search(conn, Query("uptime"))
+    assert hit.session_id == session_id
+    assert hit.certain
+    assert find(engine, "uptime", exit_status=0) == []
+    engine.dispose()

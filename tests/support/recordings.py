@@ -99,6 +99,7 @@ def typed_session(
     events_per_chunk: int = 8,
     started_at: int | None = None,
     signer: Ed25519PrivateKey = SIGNER,
+    exit_status: int = 0,
 ) -> tuple[uuid.UUID, list[bytes]]:
     """A PTY session at a shell: each command typed key by key and echoed, then its output."""
     session_id = uuid7()
@@ -137,13 +138,13 @@ def typed_session(
     ]
     end = ev.End(
         t=t + 1,
-        reason="exit status 0",
+        reason=f"exit status {exit_status}",
         bytes_in=0,
         bytes_out=0,
         chunks=len(messages) + 1,
         key=writer.public_key,
     )
-    messages.append(writer.encode([ev.Exit(t=t, status=0), end]))
+    messages.append(writer.encode([ev.Exit(t=t, status=exit_status), end]))
     return session_id, messages
 
 

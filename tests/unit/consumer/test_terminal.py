@@ -256,3 +256,112 @@ def test_without_a_pty_input_lines_are_the_commands() -> None:
     data.input(b"some text\n\x00\x01\x02binary\nmore text\n", 1)
     data.finish(2)
     assert [f.text for f in data.found if f.kind == "input"] == ["some text", "more text"]
+
+
+# -- full-screen programs, cleared screens, and prompts told apart ----------------------
+
+S = 1_000_000_000
+
+
+def at(row: int, text: str) -> bytes:
+    return f"\x1b[{row};1H{text}\x1b[K".encode()
+
+
+def test_sequences_the_emulator_cannot_apply_do_not_stop_the_reading() -> None:
+    term = Terminal(80, 24, pty=True)
+    term.output(b"\x1b[?4m\x1b[1;2;3;4A\x1b[>4;2m\x1b[?1;2;3;4;5;6;7;8;9;10Jbefore\r\n", 0)
+    term.output(b"after\r\n", 1)
+    assert texts(term, "output") == ["before", "after"]
+
+
+def test_a_full_screen_program_is_read_as_screens_and_its_keys_are_no_commands() -> None:
+    term = Terminal(80, 24, pty=True)
+    term.output(PROMPT, 0)
+    typed(term, b"vim notes.txt", t=1)
+    term.input(b"\r", 2)
+    term.output(
+        b"\r\n\x1b[?1049h\x1b[H\x1b[2J"
+        + at(1, "line one")
+        + at(2, "MARKER-1")
+        + at(24, '"notes.txt" 2L'),
+        2,
+    )
+    term.input(b":", 4 * S)  # a key after the screen stayed: it was seen
+    term.output(at(24, ":"), 4 * S)
+    typed(term, b"wq", t=4 * S + 1)
+    term.input(b"\r", 4 * S + 2)
+    term.output(at(24, '"notes.txt" 2L written') + b"\x1b[?1049l\r" + PROMPT, 4 * S + 3)
+    typed(term, b"echo after", t=5 * S)
+    term.input(b"\r", 5 * S + 1)
+    term.output(b"\r\nafter\r\n" + PROMPT, 5 * S + 2)
+    term.finish(6 * S)
+    assert texts(term, "command") == ["vim notes.txt", "echo after"]
+    screens = texts(term, "screen")
+    assert screens.count("MARKER-1") == 1
+    assert '"notes.txt" 2L' in screens
+    assert '"notes.txt" 2L written' in screens
+    assert texts(term, "output") == ["after", PROMPT.decode().strip()]
+    marker = next(f for f in term.found if f.text == "MARKER-1")
+    assert marker.t == 2  # when it was drawn: a replay opened there shows it
+
+
+def test_a_pager_scrolling_line_by_line_is_read_once_per_line() -> None:
+    term = Terminal(80, 24, pty=True)
+    page = b"".join(b"pager line %d\r\n" % n for n in range(1, 24))
+    term.output(b"\x1b[?1049h\x1b[H\x1b[2J" + page + b":", 0)
+    for n in range(24, 60):  # each Enter scrolls one line in, fast: no quiet reading
+        term.input(b"\r", n * 1000)
+        term.output(b"\r\x1b[K" + b"pager line %d\r\n:" % n, n * 1000 + 1)
+    term.output(b"\x1b[?1049l", 61 * 1000)
+    term.finish(62 * 1000)
+    lines = [t for t in texts(term, "screen") if t.startswith("pager line")]
+    assert lines == [f"pager line {n}" for n in range(1, 60)]
+    assert texts(term, "command") == []
+
+
+def test_a_quiet_screen_is_read_and_what_stays_is_not_read_again() -> None:
+    term = Terminal(80, 24, pty=True)
+    term.output(b"\x1b[?1049h" + at(1, "top - load 0.10") + at(3, "1 root sshd"), 0)
+    term.output(at(1, "top - load 0.20"), 3 * S)  # the first screen stayed 3 s
+    term.output(at(1, "top - load 0.30"), 3 * S + 1000)  # replaced at once: never seen
+    term.finish(4 * S)
+    assert texts(term, "screen") == ["top - load 0.10", "1 root sshd", "top - load 0.30"]
+
+
+def test_a_cleared_main_screen_gives_what_no_line_feed_took() -> None:
+    term = Terminal(80, 24, pty=True)
+    term.output(b"listed line\r\n" + at(10, "drawn in place"), 0)
+    term.output(b"\x1b[H\x1b[2J", 1)
+    term.output(b"\x1b[H\x1b[2J", 2)  # nothing drawn since: nothing to read
+    term.finish(3)
+    assert texts(term, "output") == ["listed line"]
+    assert texts(term, "screen") == ["drawn in place"]
+
+
+def test_a_completion_list_keeps_the_prompt_of_the_line_being_typed() -> None:
+    term = Terminal(80, 24, pty=True)
+    term.output(PROMPT, 0)
+    typed(term, b"ls /et", t=1)
+    term.input(b"\t\t", 2)
+    term.output(b"\r\netc/   etc2/\r\n" + PROMPT + b"ls /etc", 3)
+    typed(term, b"/passwd", t=4)
+    term.input(b"\r", 5)
+    term.output(b"\r\n/etc/passwd\r\n" + PROMPT, 6)
+    term.flush()
+    assert texts(term, "command") == ["ls /etc/passwd"]
+    assert all(f.certain for f in term.found)
+
+
+def test_keys_typed_ahead_give_the_command_after_a_prompt_seen_before_marked_uncertain() -> None:
+    term = Terminal(80, 24, pty=True)
+    term.output(PROMPT, 0)
+    typed(term, b"sleep 2", t=1)
+    term.input(b"\r", 2)
+    term.output(b"\r\n", 3)
+    term.input(b"ls\r", 4)  # typed while sleep runs: the tty echoes it at once
+    term.output(b"ls\r\n", 4)
+    term.output(PROMPT + b"ls", 5)  # the shell then reads it and draws it again
+    term.output(b"\r\nfile\r\n" + PROMPT, 6)
+    term.flush()
+    commands = [(f.text, f.certain) for f in term.found if f.kind == "command"]
+    assert commands == [("sleep 2", True), ("ls", False)]
