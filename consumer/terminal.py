@@ -22,8 +22,10 @@ completion and history recall are resolved the way they were on screen:
   visible -- until the program switched back, cleared the screen, or for
   :data:`QUIET_NS` without output -- is indexed, one document per row that the
   previous state did not show, so a line shown once is found once. Rows that
-  scroll off the top in between count as shown. A main screen that is cleared
-  is read the same way, less the lines already indexed from it.
+  scroll off the top in between count as shown. The main screen is read the
+  same way when cleared or quiet (less the lines already indexed from it, and
+  the line the cursor is on): what a program drew there in place (``top``
+  without an alternate screen) is found too.
 
 In a PTY session nothing the operator typed is read directly -- only what the
 terminal showed -- so input the recorder masked (no echo) can never become
@@ -431,8 +433,10 @@ class Terminal:
         if self._changed_t is not None and t - self._changed_t >= QUIET_NS:
             self.flush()
             self._changed_t = None
-            if self._screen.main is not None and self.drawn:
-                self._read_screen()
+            if self.drawn and self._pty:
+                # On the main screen, less the line being typed or written: it is read
+                # as a line when it ends.
+                self._read_screen(but=None if self._screen.main else self._screen.cursor.y)
 
     def entering_alternate(self) -> None:
         self._prompt, self._enter, self._overwritten = None, False, []
@@ -456,13 +460,13 @@ class Terminal:
         if row and len(self._scrolled) < MAX_SCROLLED:
             self._scrolled.append(row)
 
-    def _read_screen(self) -> None:
+    def _read_screen(self, but: int | None = None) -> None:
         """Index the rows of the screen (and those scrolled off it) that were not
         indexed already: on the alternate screen, those its last reading did not show;
-        on the main one, those not read off it as lines."""
+        on the main one, those not read off it as lines. Row ``but`` is left out."""
         screen = self._screen
         alternate = screen.main is not None
-        rows = [*self._scrolled, *map(screen.row, range(screen.lines))]
+        rows = [*self._scrolled, *(screen.row(y) for y in range(screen.lines) if y != but)]
         self._scrolled, self.drawn = [], False
         seen: set[str] | dict[str, None] = self._shown if alternate else self._taken
         now: set[str] = set()

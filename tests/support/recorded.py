@@ -22,6 +22,35 @@ from tests.support.sshd import SshdTarget
 HOSTILE = "echo '\x1b]0;pwned\x07\x1b[2J' >/dev/null; echo hostile"
 
 
+def store_and_index(config: Path, store_url: str, search_url: str, sessions: int) -> None:
+    """Run a store and an index member until ``sessions`` sessions are closed in the
+    store and ended in the index, then stop them."""
+    members = [start_member(config, "store"), start_member(config, "index")]
+    store, index = make_engine(store_url), make_engine(search_url)
+
+    def done() -> bool:
+        with store.connect() as conn:
+            closed = conn.execute(
+                select(func.count()).where(SESSIONS.c.status == "closed")
+            ).scalar_one()
+        try:
+            with index.connect() as conn:
+                ended = conn.execute(
+                    select(func.count()).where(search.SESSIONS.c.ended)
+                ).scalar_one()
+        except Exception:
+            ended = 0  # the index member has not made its tables yet
+        return closed == sessions and ended == sessions
+
+    try:
+        wait_for(done, what=f"{sessions} sessions stored and indexed")
+    finally:
+        for member in members:
+            member.stop(signal.SIGTERM)
+        store.dispose()
+        index.dispose()
+
+
 class Recorded:
     """Three sessions through a gateway, stored and indexed, and the CLI over them."""
 
@@ -54,30 +83,7 @@ class Recorded:
         child.sendline("exit")
         child.expect(pexpect.EOF)
         migrate.upgrade(self.store_url)
-        members = [start_member(self.config, "store"), start_member(self.config, "index")]
-        store, index = make_engine(self.store_url), make_engine(self.search_url)
-
-        def done() -> bool:
-            with store.connect() as conn:
-                closed = conn.execute(
-                    select(func.count()).where(SESSIONS.c.status == "closed")
-                ).scalar_one()
-            try:
-                with index.connect() as conn:
-                    ended = conn.execute(
-                        select(func.count()).where(search.SESSIONS.c.ended)
-                    ).scalar_one()
-            except Exception:
-                ended = 0
-            return closed == 3 and ended == 3
-
-        try:
-            wait_for(done, what="three sessions stored and indexed")
-        finally:
-            for member in members:
-                member.stop(signal.SIGTERM)
-            store.dispose()
-            index.dispose()
+        store_and_index(self.config, self.store_url, self.search_url, sessions=3)
         self.gateway.stop()
 
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
