@@ -235,11 +235,20 @@ def test_the_screen_read_for_the_index_is_the_screen_pyte_draws(
         stream.feed(piece)
     ours = term._screen
     assert (ours.cursor.x, ours.cursor.y) == (reference.cursor.x, reference.cursor.y)
-    assert ours.display == reference.display
+    assert _display(ours) == _display(reference)
     for y in range(rows):
         assert [ours.buffer[y][x] for x in range(columns)] == [
             reference.buffer[y][x] for x in range(columns)
         ], f"row {y}"
+
+
+def _display(screen: pyte.Screen) -> list[str] | str:
+    """pyte's ``display``, or the error it raises (a wide character in the last column
+    with autowrap off makes pyte's own rendering fail)."""
+    try:
+        return screen.display
+    except IndexError as exc:
+        return repr(exc)
 
 
 def test_without_a_pty_input_lines_are_the_commands() -> None:
