@@ -112,6 +112,10 @@ class _Rows:
         self._screen = screen
         self._rows: dict[int, Any] = {}
         self._offset = 0
+        #: Every row of the screen exists but at most the top or the bottom one -- what
+        #: pyte's scrolling leaves (it touches every row), and what ``in`` tells
+        #: ``insert_lines``/``delete_lines``. Kept so at O(1) per scroll once true.
+        self._dense = False
 
     def __getitem__(self, y: int) -> Any:
         key = y + self._offset
@@ -126,7 +130,13 @@ class _Rows:
     def __contains__(self, y: object) -> bool:
         return isinstance(y, int) and y + self._offset in self._rows
 
+    def get(self, y: int) -> Any:
+        """Row ``y`` if it was made, without making it (reading must not change what
+        ``in`` answers pyte)."""
+        return self._rows.get(y + self._offset)
+
     def pop(self, y: int, default: Any = None) -> Any:
+        self._dense = False
         return self._rows.pop(y + self._offset, default)
 
     def values(self) -> Iterable[Any]:
@@ -135,18 +145,27 @@ class _Rows:
     def clear(self) -> None:
         self._rows.clear()
         self._offset = 0
+        self._dense = False
+
+    def _touch(self, rows: Iterable[int]) -> None:
+        for y in rows:
+            self[y]  # made, as pyte's defaultdict makes what it reads
 
     def scroll_up(self, lines: int) -> None:
         """The top row leaves the screen, the others move up, the bottom one is blank."""
+        self._touch((lines - 1,) if self._dense else range(1, lines))
         self._rows.pop(self._offset, None)
         self._offset += 1
         self._rows.pop(self._offset + lines - 1, None)
+        self._dense = True
 
     def scroll_down(self, lines: int) -> None:
         """The bottom row leaves the screen, the others move down, the top one is blank."""
+        self._touch((0,) if self._dense else range(lines - 1))
         self._rows.pop(self._offset + lines - 1, None)
         self._offset -= 1
         self._rows.pop(self._offset, None)
+        self._dense = True
 
 
 class _Cells(dict[str, Any]):
@@ -300,7 +319,7 @@ class _Screen(pyte.Screen):
 
     def row(self, y: int) -> str:
         """The text of row ``y`` as displayed (wide characters once)."""
-        return self.text_of(self.buffer[y])
+        return self.text_of(self.buffer.get(y) or {})
 
     def text_of(self, cells: dict[int, Any]) -> str:
         """The text of a row's cells; cells never written are blanks, and only the
@@ -509,12 +528,12 @@ class Terminal:
         if self._screen.main is not None:
             return
         if self._prompt is None and len(self._overwritten) < MAX_OVERWRITTEN:
-            row = self._screen.buffer[y]
+            row = self._screen.buffer.get(y)
             if row and (not self._overwritten or self._overwritten[-1] != row):
                 self._overwritten.append(dict(row))
 
     def _take(self, y: int) -> None:
-        final = self._screen.buffer[y]
+        final: dict[int, Any] = self._screen.buffer.get(y) or {}
         overwritten = [
             text
             for cells in self._overwritten
