@@ -4,18 +4,26 @@ The same numbers ``kafka-consumer-groups.sh --describe`` prints, from the
 AdminClient: committed offsets of the group, log-end offsets of the topic,
 and which member owns each partition. Time lag is the age of the oldest
 message the group has not consumed -- read from the broker at the committed
-offset, so it keeps growing while a group is stopped.
+offset, so it keeps growing while a group is stopped; where that message
+cannot be read (retention deleted it) the time lag is unknown, never 0. Each
+partition gets a status (:mod:`consumer.lagstatus`) from the readings of the
+last ``window_s`` seconds.
 """
 
 from __future__ import annotations
 
 import time
+from collections import deque
 from dataclasses import dataclass
 
-from sshtrail.errors import BrokerError
+from consumer.lagstatus import Reading, Status, evaluate, worst
+from sshtrail.errors import BrokerError, InvalidError
 from sshtrail.kafka.adapters import topic_reader
 from sshtrail.kafka.admin import kafka_admin
 from sshtrail.settings import Settings
+
+#: Readings kept per partition, whatever the window.
+MAX_READINGS = 600
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,23 +35,36 @@ class PartitionLag:
     partition: int
     current_offset: int | None  # committed; None if the group never committed here
     log_end_offset: int
+    low_offset: int  # the earliest offset the broker still has
     lag: int
-    time_lag_s: float  # age of the oldest unconsumed message; 0 when caught up
+    #: Age of the oldest unconsumed message; 0 when caught up, None when it cannot be
+    #: read (deleted by retention, or the broker did not answer in time).
+    time_lag_s: float | None
+    status: str  # a :class:`~consumer.lagstatus.Status`
+    reason: str
     consumer_id: str | None
     host: str | None
     client_id: str | None
 
 
-class LagReader:
-    """Reads lag for groups over the sessions topic; reuse it for ``--watch``."""
+class NoSuchGroup(InvalidError):
+    """A group the broker has neither offsets nor members for."""
 
-    def __init__(self, settings: Settings, timeout: float = 10.0) -> None:
+
+class LagReader:
+    """Reads lag for groups over the sessions topic, and keeps the readings of the last
+    ``window_s`` seconds to judge each partition by (:mod:`consumer.lagstatus`); reuse
+    one reader across readings (``--watch``, ``--window``)."""
+
+    def __init__(self, settings: Settings, timeout: float = 10.0, window_s: float = 0.0) -> None:
         self.topic = settings.kafka.topic
+        self.window_s = window_s
         self._timeout = timeout
         self._servers = settings.bootstrap_servers
         self._admin = kafka_admin(settings, timeout)
         # Reads the message at a committed offset, for its timestamp; joins no group.
         self._probe = topic_reader(settings, "lag", timeout)
+        self._readings: dict[tuple[str, int], deque[Reading]] = {}
 
     def close(self) -> None:
         self._probe.close()
@@ -57,15 +78,23 @@ class LagReader:
             raise BrokerError(
                 f"cannot read the lag of {group} from {self._servers}: {exc.reason}"
             ) from None
+        if not state.exists:
+            raise NoSuchGroup(
+                f"no consumer group {group!r} on {self._servers}: it has no committed offsets "
+                "and no members (the groups of these settings: consumer.store_group, "
+                "consumer.index_group)"
+            )
         now = time.time()
         rows = []
         for partition in partitions:
             current = state.committed.get(partition)
-            # A group with no commit here would begin at the earliest offset.
             low, end = marks[partition]
-            lag = end - (current if current is not None else low)
-            seconds = self._age(partition, end - lag, now) if lag > 0 else 0.0
             owner = state.owners.get(partition)
+            reading = Reading(now, current, low, end, owner is not None)
+            status, reason = evaluate(self._remember(group, partition, reading))
+            lag = reading.lag
+            start = current if current is not None else low
+            seconds = self._age(partition, start, low, now) if lag > 0 else 0.0
             rows.append(
                 PartitionLag(
                     group,
@@ -73,8 +102,11 @@ class LagReader:
                     partition,
                     current,
                     end,
-                    max(lag, 0),
-                    round(seconds, 3),
+                    low,
+                    lag,
+                    None if seconds is None else round(seconds, 3),
+                    status.value,
+                    reason,
                     owner.member_id if owner else None,
                     owner.host if owner else None,
                     owner.client_id if owner else None,
@@ -82,12 +114,34 @@ class LagReader:
             )
         return rows
 
-    def _age(self, partition: int, offset: int, now: float) -> float:
-        """Seconds since the message at ``offset`` was published."""
+    def _remember(self, group: str, partition: int, reading: Reading) -> list[Reading]:
+        """The partition's readings within the window, this one last."""
+        kept = self._readings.setdefault((group, partition), deque(maxlen=MAX_READINGS))
+        kept.append(reading)
+        while kept[0].at < reading.at - self.window_s:
+            kept.popleft()
+        return list(kept)
+
+    def _age(self, partition: int, offset: int, low: int, now: float) -> float | None:
+        """Seconds since the message at ``offset`` was published; None if it cannot be
+        read (deleted: the reader would be moved to another message, whose age would be
+        a lie)."""
+        if offset < low:
+            return None
         self._probe.assign(self.topic, {partition: offset})
         deadline = time.monotonic() + self._timeout
         while time.monotonic() < deadline:
             for message in self._probe.consume(1, 0.5):
+                if message.offset() != offset:
+                    return None
                 _kind, millis = message.timestamp()
                 return max(now - millis / 1000, 0.0)
-        return 0.0
+        return None
+
+
+def group_totals(rows: list[PartitionLag]) -> tuple[Status, int, float | None]:
+    """A group's status (its worst partition's), total lag, and its oldest unconsumed
+    message's age (None if any partition's is unknown)."""
+    ages = [r.time_lag_s for r in rows]
+    oldest = None if any(a is None for a in ages) else max((a or 0.0 for a in ages), default=0.0)
+    return worst([Status(r.status) for r in rows]), sum(r.lag for r in rows), oldest

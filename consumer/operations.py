@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sys
+import time
 import uuid
 from typing import Any
 
@@ -13,7 +14,8 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from consumer import completeness
 from consumer.indexer import IndexWriter
-from consumer.lag import LagReader, PartitionLag
+from consumer.lag import LagReader, PartitionLag, group_totals
+from consumer.lagstatus import Status, worst
 from consumer.reprocess import Bound, reprocess
 from consumer.service import incomplete_after, open_database, open_index
 from consumer.store import StoreWriter
@@ -23,7 +25,7 @@ from sshtrail.cli.output import print_table
 from sshtrail.cli.signals import stop_on_signals
 from sshtrail.cli.timespec import moment
 from sshtrail.db import make_engine
-from sshtrail.errors import InvalidError
+from sshtrail.errors import BrokerError, InvalidError
 from sshtrail.events import End, Output, Start
 from sshtrail.kafka.adapters import topic_reader
 from sshtrail.kafka.admin import kafka_admin
@@ -35,6 +37,7 @@ COLUMNS = (
     "GROUP",
     "TOPIC",
     "PARTITION",
+    "STATUS",
     "CURRENT-OFFSET",
     "LOG-END-OFFSET",
     "LAG",
@@ -43,19 +46,37 @@ COLUMNS = (
     "HOST",
     "CLIENT-ID",
 )
+#: What ``lag --watch`` judges each partition by: the readings of this many seconds.
+WATCH_WINDOW_S = 30.0
 
 
 def register(commands: Any) -> None:
     lag = commands.add_parser(
         "lag",
-        help="consumer lag per group and partition, as the broker reports it",
+        help="consumer lag and status per group and partition, as the broker reports it",
         description="For each group (default: the store and index groups) and partition: "
-        "committed offset, log-end offset, lag, age of the oldest unconsumed message, and "
-        "the member that owns it; then a total per group.",
+        "status, committed offset, log-end offset, lag, age of the oldest unconsumed message "
+        "('-' when it cannot be read), and the member that owns it; then each group's status "
+        "and totals. Statuses: OK, WARN (lag growing), STALL (owned, lag, no commit), STOP "
+        "(lag, no member), REWIND (committed offset went back), DATA-LOSS (committed below "
+        "what the broker retains); STALL, WARN and REWIND need readings over time (--window, "
+        "--watch). Exits 0 when every partition is OK, 1 on WARN, 2 on any other status, "
+        "an unknown group or an unreachable broker.",
     )
     lag.add_argument("--group", action="append", metavar="G", help="only this group (repeatable)")
-    lag.add_argument("--json", action="store_true")
-    lag.add_argument("--watch", action="store_true", help="refresh every 2 s until Ctrl-C")
+    lag.add_argument("--json", action="store_true", help="one JSON object (docs/operations.md)")
+    lag.add_argument(
+        "--window",
+        type=_seconds,
+        default=0.0,
+        metavar="S",
+        help="read every second for S seconds and judge over them (default: one reading)",
+    )
+    lag.add_argument(
+        "--watch",
+        action="store_true",
+        help=f"refresh every 2 s until Ctrl-C, judging over the last {WATCH_WINDOW_S:.0f} s",
+    )
     lag.set_defaults(handler=run_lag)
 
     again = commands.add_parser(
@@ -127,22 +148,61 @@ def register(commands: Any) -> None:
 
 def run_lag(args: argparse.Namespace, settings: Settings) -> int:
     groups = args.group or [settings.consumer.store_group, settings.consumer.index_group]
-    reader = LagReader(settings)
+    window = WATCH_WINDOW_S if args.watch else args.window
+    try:
+        reader = LagReader(settings, window_s=window)
+    except BrokerError as exc:
+        return _lag_error(exc)
+    severity = 0
     try:
         with stop_on_signals() as stop:
+            started = time.monotonic()
             while True:
-                rows = [row for group in groups for row in reader.read(group)]
+                try:
+                    rows = [row for group in groups for row in reader.read(group)]
+                except BrokerError as exc:
+                    return _lag_error(exc)
+                if not args.watch and time.monotonic() - started < args.window:
+                    if stop.wait(1.0):
+                        break
+                    continue  # more readings to judge by before printing
+                severity = max((Status(r.status).severity for r in rows), default=0)
                 if args.watch and sys.stdout.isatty():
                     print("\x1b[H\x1b[2J", end="")
                 if args.json:
-                    print(msgspec.json.encode(rows).decode(), flush=True)
+                    print(msgspec.json.encode(_lag_document(rows, groups)).decode(), flush=True)
                 else:
+                    if args.watch:
+                        print(time.strftime("%Y-%m-%d %H:%M:%S %Z"), flush=True)
                     _print_lag(rows, groups)
                 if not args.watch or stop.wait(2.0):
                     break
     finally:
         reader.close()
-    return 0
+    return severity
+
+
+def _lag_error(exc: BrokerError) -> int:
+    print(f"sshtrail: error: {exc}", file=sys.stderr)
+    return 2
+
+
+def _lag_document(rows: list[PartitionLag], groups: list[str]) -> dict[str, Any]:
+    documents, statuses = [], []
+    for group in groups:
+        mine = [r for r in rows if r.group == group]
+        status, lag, oldest = group_totals(mine)
+        statuses.append(status)
+        documents.append(
+            {
+                "group": group,
+                "status": status.value,
+                "lag": lag,
+                "time_lag_s": oldest,
+                "partitions": mine,
+            }
+        )
+    return {"status": worst(statuses).value, "groups": documents}
 
 
 def _print_lag(rows: list[PartitionLag], groups: list[str]) -> None:
@@ -154,10 +214,11 @@ def _print_lag(rows: list[PartitionLag], groups: list[str]) -> None:
                 r.group,
                 r.topic,
                 str(r.partition),
+                r.status,
                 current,
                 str(r.log_end_offset),
                 str(r.lag),
-                f"{r.time_lag_s:.1f}s",
+                _age(r.time_lag_s),
                 visible(r.consumer_id or "-"),
                 visible(r.host or "-"),
                 visible(r.client_id or "-"),
@@ -166,12 +227,27 @@ def _print_lag(rows: list[PartitionLag], groups: list[str]) -> None:
     print_table(table)
     for group in groups:
         mine = [r for r in rows if r.group == group]
-        oldest = max((r.time_lag_s for r in mine), default=0.0)
+        status, lag, oldest = group_totals(mine)
+        reasons = sorted({f"{r.partition}: {r.reason}" for r in mine if r.status != "OK"})
         print(
-            f"TOTAL {group}: lag {sum(r.lag for r in mine)} messages, oldest unconsumed "
-            f"{oldest:.1f}s",
+            f"GROUP {group}: {status.value}, lag {lag} messages, oldest unconsumed "
+            f"{_age(oldest)}" + "".join(f"\n  partition {why}" for why in reasons),
             flush=True,
         )
+
+
+def _age(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds:.1f}s"
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= 3600:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 3600")
+    return value
 
 
 def run_reprocess(args: argparse.Namespace, settings: Settings) -> int:

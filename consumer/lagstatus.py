@@ -1,0 +1,100 @@
+"""Whether a consumer group keeps up: a status per partition from a window of readings.
+
+In the spirit of Burrow's evaluation (linkedin/Burrow, "Consumer Lag
+Evaluation Rules"), over the readings of one partition, oldest first -- each
+the committed offset, the log-end and earliest retained offsets, and whether
+a member owns the partition:
+
+* ``DATA-LOSS``: the committed offset is below the earliest retained one --
+  retention deleted messages the group never read;
+* ``REWIND``: the committed offset went back within the window;
+* ``OK``: no lag;
+* ``STOP``: lag, and no member owns the partition -- nothing will commit;
+* ``STALL``: lag, owned, and the committed offset did not move over the
+  window (a member stuck: a database outage, a poison message);
+* ``WARN``: the lag never shrank over the window, and grew;
+* ``OK`` otherwise: lag that is being worked off.
+
+One reading can tell DATA-LOSS, OK and STOP; STALL, WARN and REWIND need two
+or more (``sshtrail lag --window``, ``--watch`` and the exporter keep them).
+Severity orders them for a group's status and the exit code.
+"""
+
+from __future__ import annotations
+
+import enum
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+
+class Status(enum.StrEnum):
+    OK = "OK"
+    WARN = "WARN"
+    STALL = "STALL"
+    STOP = "STOP"
+    REWIND = "REWIND"
+    DATA_LOSS = "DATA-LOSS"
+
+    @property
+    def severity(self) -> int:
+        """0 OK, 1 WARN, 2 an error: what ``sshtrail lag`` exits with."""
+        return {Status.OK: 0, Status.WARN: 1}.get(self, 2)
+
+
+#: Worst first, among statuses of the same severity too.
+_ORDER = (Status.DATA_LOSS, Status.REWIND, Status.STOP, Status.STALL, Status.WARN, Status.OK)
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One partition of one group, read once."""
+
+    at: float  # time.time() of the reading
+    committed: int | None  # None: the group never committed here
+    low: int  # earliest offset the broker still has
+    end: int  # log-end offset
+    owned: bool  # a member of the group owns the partition
+
+    @property
+    def lag(self) -> int:
+        start = self.committed if self.committed is not None else self.low
+        return max(self.end - start, 0)
+
+
+def evaluate(window: Sequence[Reading]) -> tuple[Status, str]:
+    """The status of a partition over ``window`` (oldest first, at least one), and why."""
+    last = window[-1]
+    if last.committed is not None and last.committed < last.low:
+        return Status.DATA_LOSS, (
+            f"committed offset {last.committed} is below the earliest retained {last.low}: "
+            f"{last.low - last.committed} messages were deleted before the group read them"
+        )
+    commits = [r.committed for r in window if r.committed is not None]
+    for before, after in itertools.pairwise(commits):
+        if after < before:
+            return Status.REWIND, f"committed offset went back from {before} to {after}"
+    if last.lag == 0:
+        return Status.OK, "caught up"
+    if not last.owned:
+        return Status.STOP, f"lag {last.lag} and no member owns the partition"
+    if len(window) >= 2:
+        span = last.at - window[0].at
+        if len({r.committed for r in window}) == 1 and all(r.lag > 0 for r in window):
+            return Status.STALL, (
+                f"lag {last.lag} and the committed offset stayed at "
+                f"{_shown(last.committed)} for {span:.0f} s"
+            )
+        lags = [r.lag for r in window]
+        if lags[-1] > lags[0] and all(b >= a for a, b in itertools.pairwise(lags)):
+            return Status.WARN, f"lag grew from {lags[0]} to {lags[-1]} in {span:.0f} s"
+    return Status.OK, f"lag {last.lag}, being consumed"
+
+
+def worst(statuses: Sequence[Status]) -> Status:
+    """The status that speaks for several (a group's, a run's)."""
+    return min(statuses, key=_ORDER.index, default=Status.OK)
+
+
+def _shown(offset: int | None) -> str:
+    return "none" if offset is None else str(offset)
