@@ -16,7 +16,7 @@ from consumer import completeness
 from consumer.indexer import IndexWriter
 from consumer.lag import LagReader, PartitionLag, group_totals
 from consumer.lagstatus import Status, worst
-from consumer.reprocess import Bound, reprocess
+from consumer.reprocess import Bound, Reprocessed, plan, reprocess
 from consumer.service import incomplete_after, open_database, open_index
 from consumer.store import StoreWriter
 from consumer.watch import follow
@@ -101,6 +101,11 @@ def register(commands: Any) -> None:
     end = again.add_mutually_exclusive_group()
     end.add_argument("--to-offset", type=int, metavar="M")
     end.add_argument("--to-time", type=moment, metavar="T")
+    again.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be read from each partition, read and write nothing",
+    )
     again.set_defaults(handler=run_reprocess)
 
     whole = commands.add_parser(
@@ -251,44 +256,88 @@ def _seconds(text: str) -> float:
 
 
 def run_reprocess(args: argparse.Namespace, settings: Settings) -> int:
-    if args.from_offset is not None and args.from_offset < 0:
-        raise InvalidError("--from-offset must be 0 or more")
-    if args.group == "store":
-        engine = open_database(settings)
-        writer: StoreWriter | IndexWriter = StoreWriter(engine, incomplete_after(settings))
-    else:
-        engine = open_index(settings)
-        writer = IndexWriter(engine)
-    reader = topic_reader(settings, "reprocess")
+    _check_range(args)
+    start = Bound(args.from_offset, args.from_time)
+    end = (
+        None
+        if args.to_offset is None and args.to_time is None
+        else Bound(args.to_offset, args.to_time)
+    )
+    errors: list[str] = []
+    reader = topic_reader(settings, "reprocess", on_error=errors.append)
     try:
-        done = reprocess(
-            reader,
-            settings.kafka.topic,
-            writer,
-            partitions=args.partition,
-            start=Bound(args.from_offset, args.from_time),
-            end=None
-            if args.to_offset is None and args.to_time is None
-            else Bound(args.to_offset, args.to_time),
-            batch_size=settings.consumer.batch_size,
-        )
+        ranges = plan(reader, settings.kafka.topic, partitions=args.partition, start=start, end=end)
+        if args.dry_run:
+            _print_ranges(ranges, verb="would read")
+            print(f"{args.group}: nothing read or written (--dry-run)")
+            return 0
+        done = _reprocess_into(args.group, settings, reader, ranges)
     finally:
         reader.close()
-        engine.dispose()
-    for partition, (first, end) in sorted(done.ranges.items()):
-        if end > first:
-            print(
-                f"partition {partition}: offsets {first}..{end - 1} "
-                f"({done.read[partition]} messages)"
-            )
-        else:
-            print(f"partition {partition}: nothing from offset {first}")
+    _print_ranges(done.ranges, verb="read", read=done.read)
     c = done.counts
     print(
         f"{args.group}: {c.read} read, {c.written} written, {c.duplicates} already there, "
         f"{c.invalid} not chunks (see the dead-letter topic)"
     )
+    if errors:
+        print(
+            f"{len(errors)} errors from Kafka while reading (retried by the client); the "
+            f"first: {errors[0]}",
+            file=sys.stderr,
+        )
     return 0
+
+
+def _check_range(args: argparse.Namespace) -> None:
+    for name in ("from_offset", "to_offset"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise InvalidError(f"--{name.replace('_', '-')} must be 0 or more, not {value}")
+    offsets = (args.from_offset, args.to_offset)
+    if None not in offsets and args.to_offset <= args.from_offset:
+        raise InvalidError(
+            f"--to-offset {args.to_offset} is not after --from-offset {args.from_offset}: "
+            "the range is [from, to)"
+        )
+    times = (args.from_time, args.to_time)
+    if None not in times and args.to_time <= args.from_time:
+        raise InvalidError(
+            f"--to-time {args.to_time.isoformat()} is not after --from-time "
+            f"{args.from_time.isoformat()}"
+        )
+
+
+def _reprocess_into(
+    group: str, settings: Settings, reader: Any, ranges: dict[int, tuple[int, int]]
+) -> Reprocessed:
+    if group == "store":
+        engine = open_database(settings)
+        writer: StoreWriter | IndexWriter = StoreWriter(engine, incomplete_after(settings))
+    else:
+        engine = open_index(settings)
+        writer = IndexWriter(engine)
+    try:
+        return reprocess(
+            reader,
+            settings.kafka.topic,
+            writer,
+            ranges=ranges,
+            batch_size=settings.consumer.batch_size,
+        )
+    finally:
+        engine.dispose()
+
+
+def _print_ranges(
+    ranges: dict[int, tuple[int, int]], verb: str, read: dict[int, int] | None = None
+) -> None:
+    for partition, (first, end) in sorted(ranges.items()):
+        if end > first:
+            count = read[partition] if read is not None else end - first
+            print(f"partition {partition}: {verb} offsets {first}..{end - 1} ({count} messages)")
+        else:
+            print(f"partition {partition}: nothing from offset {first}")
 
 
 def run_completeness(args: argparse.Namespace, settings: Settings) -> int:

@@ -12,20 +12,23 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from functools import partial
+from typing import TypeVar
 
 from sqlalchemy import Engine, select
 
 from consumer.messages import Received, sort_messages
 from consumer.writer import Writer
 from sshtrail import search
-from sshtrail.errors import BrokerError, InvalidError
+from sshtrail.errors import BrokerError, InvalidError, RetryableError
 from sshtrail.kafka.ports import TopicReader
 from sshtrail.models import ChunkRecord, SessionRecord
 from sshtrail.wire import decode_chunk
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,25 +54,45 @@ class Reprocessed:
     counts: Counts
 
 
+def plan(
+    reader: TopicReader,
+    topic: str,
+    *,
+    partitions: list[int] | None,
+    start: Bound,
+    end: Bound | None,
+) -> dict[int, tuple[int, int]]:
+    """The ``[first, end)`` offsets to read of each partition (end: the log end now).
+
+    Refuses a partition the topic does not have, a start below the oldest offset the
+    broker still has (naming it), and a range that ends before it starts.
+    """
+    existing = reader.partitions(topic)
+    chosen = partitions if partitions is not None else existing
+    unknown = sorted(set(chosen) - set(existing))
+    if unknown:
+        raise InvalidError(
+            f"{topic} has no partition {', '.join(map(str, unknown))}: its partitions are "
+            f"0..{max(existing)}"
+        )
+    return {p: _range(reader, topic, p, start=start, end=end) for p in sorted(set(chosen))}
+
+
 def reprocess(
     reader: TopicReader,
     topic: str,
     writer: Writer,
     *,
-    partitions: list[int] | None,
-    start: Bound,
-    end: Bound | None,
+    ranges: dict[int, tuple[int, int]],
     batch_size: int = 2000,
     timeout: float = 30.0,
+    retry: Retry | None = None,
 ) -> Reprocessed:
-    """Read ``[start, end)`` of each partition (end: the log end now) through ``writer``.
-
-    Refuses a start below the oldest offset the broker still has, naming that
-    offset. Messages that are not chunks are counted, not dead-lettered again.
-    """
-    chosen = partitions if partitions is not None else reader.partitions(topic)
-    ranges = {p: _range(reader, topic, p, start=start, end=end) for p in chosen}
-    read = dict.fromkeys(chosen, 0)
+    """Read each partition's ``[first, end)`` of ``ranges`` (see :func:`plan`) through
+    ``writer``. A database or broker error that may pass is retried (``retry``); a
+    message that is not a chunk is counted, not dead-lettered again."""
+    retry = retry or Retry()
+    read = dict.fromkeys(ranges, 0)
     counts = Counts()
     todo = {p: r for p, r in ranges.items() if r[0] < r[1]}
     reader.assign(topic, {p: first for p, (first, _) in todo.items()})
@@ -77,14 +100,14 @@ def reprocess(
     while todo and time.monotonic() < deadline:
         messages = [
             m
-            for m in reader.consume(batch_size, 1.0)
+            for m in retry.call(partial(reader.consume, batch_size, 1.0), "reading the topic")
             if m.partition() in todo and (m.offset() or 0) < todo[m.partition() or 0][1]
         ]
         if not messages:
             continue
-        deadline = time.monotonic() + timeout
         batch = sort_messages(messages)
-        written = writer.write(batch.good)
+        written = retry.call(partial(writer.write, batch.good), "writing a batch")
+        deadline = time.monotonic() + timeout
         counts.read += len(messages)
         counts.written += written.written
         counts.duplicates += written.duplicates
@@ -101,6 +124,29 @@ def reprocess(
     return Reprocessed(ranges, read, counts)
 
 
+@dataclass(frozen=True, slots=True)
+class Retry:
+    """How often and how patiently a failure that may pass is tried again: a database
+    that restarts or deadlocks with the live group, a broker that is away."""
+
+    attempts: int = 8
+    initial_s: float = 0.5
+    max_s: float = 10.0
+
+    def call(self, attempt: Callable[[], T], what: str) -> T:
+        delay = self.initial_s
+        for left in range(self.attempts - 1, -1, -1):
+            try:
+                return attempt()
+            except RetryableError as exc:
+                if left == 0 or (isinstance(exc, BrokerError) and exc.fatal):
+                    raise
+                log.warning("%s failed, retrying in %.1f s (%d left): %s", what, delay, left, exc)
+                time.sleep(delay)
+                delay = min(delay * 2, self.max_s)
+        raise AssertionError("unreachable")
+
+
 def _range(
     reader: TopicReader, topic: str, partition: int, *, start: Bound, end: Bound | None
 ) -> tuple[int, int]:
@@ -112,7 +158,12 @@ def _range(
             f"the earliest offset is {low}"
         )
     last = high if end is None else min(_resolve(reader, topic, partition, end, high), high)
-    return first, last
+    if end is not None and end.offset is not None and end.offset < first:
+        raise InvalidError(
+            f"partition {partition}: the range ends at offset {end.offset}, before it starts "
+            f"at {first} (the range is [from, to))"
+        )
+    return first, max(last, first)
 
 
 def _resolve(reader: TopicReader, topic: str, partition: int, bound: Bound, high: int) -> int:

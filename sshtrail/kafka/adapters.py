@@ -281,9 +281,12 @@ class KafkaTopicReader:
             log.debug("closing a reader: %s", exc)
 
 
-def topic_reader(settings: Settings, purpose: str, timeout: float = 10.0) -> KafkaTopicReader:
+def topic_reader(
+    settings: Settings, purpose: str, timeout: float = 10.0, on_error: ErrorSink = _log_errors
+) -> KafkaTopicReader:
     """A reader for a command (lag, reprocess, watch): its own throw-away group id,
-    nothing committed, quiet."""
+    nothing committed, quiet; consume errors the client retries go to ``on_error``
+    (logged by default)."""
     config = client_config(
         settings,
         **{
@@ -294,4 +297,4 @@ def topic_reader(settings: Settings, purpose: str, timeout: float = 10.0) -> Kaf
             **QUIET,
         },
     )
-    return KafkaTopicReader(config, timeout)
+    return KafkaTopicReader(config, timeout, on_error)

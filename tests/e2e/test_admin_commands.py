@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 from confluent_kafka import TopicPartition
 from confluent_kafka.admin import AdminClient
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
 
 from consumer.store import CHUNKS, SESSIONS
 from sshtrail import search
@@ -140,6 +140,38 @@ def test_reprocess_refuses_offsets_no_longer_retained(recorded: Recorded, tmp_pa
     )
     assert done.returncode == 2
     assert b"offset 0 is no longer retained; the earliest offset is 2" in done.stderr
+
+
+def test_reprocess_refuses_bad_ranges_and_a_dry_run_writes_nothing(recorded: Recorded) -> None:
+    backwards = recorded.run(
+        "reprocess", "--group", "store", "--from-offset", "5", "--to-offset", "2", check=False
+    )
+    assert backwards.returncode == 2
+    assert b"--to-offset 2 is not after --from-offset 5" in backwards.stderr
+    missing = recorded.run(
+        "reprocess", "--group", "store", "--from-offset", "0", "--partition", "9", check=False
+    )
+    assert missing.returncode == 2
+    assert b"has no partition 9: its partitions are 0..2" in missing.stderr
+    negative = recorded.run("reprocess", "--group", "index", "--from-offset", "-1", check=False)
+    assert negative.returncode == 2
+    engine = make_engine(recorded.store_url)
+
+    def chunks() -> int:
+        with engine.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(CHUNKS)).scalar_one())
+
+    before = chunks()
+    with engine.begin() as conn:
+        conn.execute(delete(CHUNKS))
+    dry = recorded.run("reprocess", "--group", "store", "--from-offset", "0", "--dry-run")
+    assert chunks() == 0
+    report = dry.stdout.decode()
+    assert "would read offsets 0.." in report
+    assert "store: nothing read or written (--dry-run)" in report
+    done = recorded.run("reprocess", "--group", "store", "--from-offset", "0")
+    assert f"{before} written" in done.stdout.decode()
+    engine.dispose()
 
 
 def documents(url: str) -> set[tuple[object, ...]]:

@@ -1,8 +1,14 @@
-"""The status rules of ``sshtrail lag``, reading by reading."""
+"""The status rules of ``sshtrail lag``, reading by reading; and how ``reprocess`` retries."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import pytest
+
 from consumer.lagstatus import Reading, Status, evaluate, worst
+from consumer.reprocess import Retry
+from sshtrail.errors import DatabaseError, InvalidError
 
 
 def r(at: float, committed: int | None, end: int, low: int = 0, owned: bool = True) -> Reading:
@@ -37,3 +43,27 @@ def test_severity_and_the_worst_of_several() -> None:
     assert worst([Status.OK, Status.WARN, Status.STALL]) is Status.STALL
     assert worst([Status.STOP, Status.DATA_LOSS]) is Status.DATA_LOSS
     assert worst([]) is Status.OK
+
+
+def failing(error: Exception) -> Callable[[], str]:
+    def attempt() -> str:
+        raise error
+
+    return attempt
+
+
+def test_reprocess_retries_what_may_pass_and_gives_up_in_the_end() -> None:
+    failures = iter([DatabaseError("deadlock detected"), DatabaseError("server closed")])
+
+    def flaky() -> str:
+        failure = next(failures, None)
+        if failure is not None:
+            raise failure
+        return "written"
+
+    quick = Retry(attempts=3, initial_s=0.01)
+    assert quick.call(flaky, "writing") == "written"
+    with pytest.raises(DatabaseError):
+        Retry(attempts=2, initial_s=0.01).call(failing(DatabaseError("down")), "writing")
+    with pytest.raises(InvalidError):  # not one that may pass: raised at once
+        quick.call(failing(InvalidError("bad")), "writing")
