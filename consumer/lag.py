@@ -69,6 +69,10 @@ class LagReader:
     def close(self) -> None:
         self._probe.close()
 
+    def partitions(self) -> list[int]:
+        """The topic's partitions."""
+        return self._probe.partitions(self.topic)
+
     def read(self, group: str) -> list[PartitionLag]:
         try:
             partitions = self._probe.partitions(self.topic)

@@ -15,6 +15,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from consumer import completeness
 from consumer.indexer import IndexWriter
 from consumer.lag import LagReader, PartitionLag, group_totals
+from consumer.lagexporter import run_exporter
 from consumer.lagstatus import Status, worst
 from consumer.reprocess import Bound, Reprocessed, plan, reprocess
 from consumer.service import incomplete_after, open_database, open_index
@@ -78,6 +79,25 @@ def register(commands: Any) -> None:
         help=f"refresh every 2 s until Ctrl-C, judging over the last {WATCH_WINDOW_S:.0f} s",
     )
     lag.set_defaults(handler=run_lag)
+
+    exporter = commands.add_parser(
+        "lag-exporter",
+        help="serve every group's lag and status to Prometheus, computed from the broker",
+        description="Read the lag and status of each group (default: the store and index "
+        "groups) every --interval seconds, as 'lag' does, and serve them on /metrics: "
+        "sshtrail_consumergroup_lag, _lag_seconds, _status, _group_status, _up and more "
+        "(docs/operations.md). Independent of the members, so lag stays visible when they "
+        "are all down. Runs until Ctrl-C or SIGTERM.",
+    )
+    exporter.add_argument("--group", action="append", metavar="G", help="this group (repeatable)")
+    exporter.add_argument("--listen", default="127.0.0.1", help="address (default 127.0.0.1)")
+    exporter.add_argument(
+        "--port", type=_port, default=9310, help="port (default 9310; 0: any free one)"
+    )
+    exporter.add_argument(
+        "--interval", type=_interval, default=15.0, metavar="S", help="seconds between readings"
+    )
+    exporter.set_defaults(handler=run_lag_exporter)
 
     again = commands.add_parser(
         "reprocess",
@@ -243,6 +263,38 @@ def _print_lag(rows: list[PartitionLag], groups: list[str]) -> None:
 
 def _age(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds:.1f}s"
+
+
+def run_lag_exporter(args: argparse.Namespace, settings: Settings) -> int:
+    groups = args.group or [settings.consumer.store_group, settings.consumer.index_group]
+    with stop_on_signals() as stop:
+        run_exporter(
+            settings,
+            groups,
+            listen=args.listen,
+            port=args.port,
+            interval_s=args.interval,
+            stopped=stop.wait,
+        )
+    print(f"lag-exporter: stopped ({stop.name or 'exit'})", flush=True)
+    return 0
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port")
+    return value
+
+
+def _interval(text: str) -> float:
+    value = _seconds(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: readings at least 1 s apart")
+    return value
 
 
 def _seconds(text: str) -> float:

@@ -1,11 +1,14 @@
 """``sshtrail lag`` judging real groups on the embedded broker: each status, the exit code,
-an honest time lag, and a group that does not exist."""
+an honest time lag, a group that does not exist; and ``lag-exporter`` scraped."""
 
 from __future__ import annotations
 
 import json
+import math
+import signal
 import threading
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -13,9 +16,10 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
+from prometheus_client.parser import text_string_to_metric_families
 
-from sshtrail.broker import EmbeddedBroker
-from tests.support.cli import sshtrail
+from sshtrail.broker import EmbeddedBroker, free_port
+from tests.support.cli import Running, sshtrail
 from tests.support.consumers import create_topics, wait_for, write_config
 from tests.support.recordings import produce
 
@@ -148,3 +152,77 @@ def test_a_group_that_does_not_exist_is_an_error(topic: Topic) -> None:
     assert status == 2
     assert document == {}
     assert "no consumer group 'bogus'" in err
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """Every sample of ``/metrics``, parsed by prometheus_client's own parser."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
+def value(
+    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
+) -> float:
+    return samples[(name, tuple(sorted(labels.items())))]
+
+
+def test_the_exporter_serves_every_series_from_the_first_scrape(topic: Topic) -> None:
+    topic.commit("stopped", 4)
+    port = free_port()
+    exporter = Running(
+        "--config",
+        str(topic.config),
+        "lag-exporter",
+        "--group",
+        "stopped",
+        "--group",
+        "bogus",
+        "--port",
+        str(port),
+        "--interval",
+        "1",
+        cwd=topic.config.parent,
+    )
+    try:
+        exporter.expect("metrics on http://127.0.0.1")
+        first = scrape(port)
+        where = {"group": "stopped", "topic": topic.name, "partition": "0"}
+        for name in (
+            "sshtrail_consumergroup_lag",
+            "sshtrail_consumergroup_lag_seconds",
+            "sshtrail_consumergroup_committed_offset",
+            "sshtrail_consumergroup_log_end_offset",
+        ):
+            assert (name, tuple(sorted(where.items()))) in first, name
+        for each in ("OK", "WARN", "STALL", "STOP", "REWIND", "DATA-LOSS"):
+            value(first, "sshtrail_consumergroup_status", **where, status=each)
+            value(first, "sshtrail_consumergroup_group_status", group="bogus", status=each)
+        assert value(first, "sshtrail_lag_exporter_errors_total", group="bogus") >= 0
+
+        def read() -> bool:
+            samples = scrape(port)
+            return value(samples, "sshtrail_consumergroup_up", group="stopped") == 1
+
+        wait_for(read, timeout=30, what="a reading of the group")
+        samples = scrape(port)
+        assert value(samples, "sshtrail_consumergroup_lag", **where) == 6
+        assert value(samples, "sshtrail_consumergroup_committed_offset", **where) == 4
+        assert value(samples, "sshtrail_consumergroup_log_end_offset", **where) == 10
+        assert value(samples, "sshtrail_consumergroup_status", **where, status="STOP") == 1
+        assert value(samples, "sshtrail_consumergroup_status", **where, status="OK") == 0
+        assert (
+            value(samples, "sshtrail_consumergroup_group_status", group="stopped", status="STOP")
+            == 1
+        )
+        assert value(samples, "sshtrail_consumergroup_up", group="bogus") == 0
+        assert value(samples, "sshtrail_lag_exporter_errors_total", group="bogus") >= 1
+        assert not math.isnan(value(samples, "sshtrail_consumergroup_lag_seconds", **where))
+    finally:
+        status, out, _ = exporter.stop(signal.SIGTERM)
+    assert status == 0
+    assert "lag-exporter: stopped (SIGTERM)" in out
