@@ -26,7 +26,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -101,6 +101,8 @@ class Admission:
         self._pending: dict[str, int] = defaultdict(int)
         self._last_noted: dict[str, float] = {}
         self.accepting = True
+        #: Refusals by kind since the start (read by the gateway's metrics).
+        self.refusals: Counter[str] = Counter()
 
     # -- connections ----------------------------------------------------------------
 
@@ -197,8 +199,16 @@ class Admission:
 
     # -- the log ------------------------------------------------------------------------
 
-    def note(self, address: str, message: str) -> None:
-        """Log a refusal of ``address``, at most every 10 s: a flood must not flood the log."""
+    def counted(self, reason: str) -> None:
+        """A refusal, counted by its kind (the gateway's metrics): ``refused: max_sessions
+        (2 attempts)`` counts as ``max_sessions``."""
+        kind = reason.removeprefix("refused: ").split(" (")[0]
+        self.refusals[kind] += 1
+
+    def note(self, address: str, message: str, reason: str) -> None:
+        """Count a refusal of ``address`` by its ``reason`` and log ``message``, at most
+        every 10 s per address: a flood must not flood the log."""
+        self.counted(reason)
         now = self._clock()
         if now - self._last_noted.get(address, -10.0) >= 10:
             self._last_noted[address] = now

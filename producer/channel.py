@@ -59,6 +59,10 @@ class ChannelHost(Protocol):
         """The relay has ended: it no longer counts against any limit."""
         ...
 
+    def refused(self, reason: str) -> None:
+        """A session was refused for ``reason`` (counted in the gateway's metrics)."""
+        ...
+
 
 class Relay(abc.ABC):
     """The operator's side of a relay, and the state every kind shares."""

@@ -75,6 +75,11 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
             f"{running.signing_key_path}.pub",
             flush=True,
         )
+        if running.metrics_port:
+            print(
+                f"gateway metrics on http://{gw.metrics_listen}:{running.metrics_port}/metrics",
+                flush=True,
+            )
 
     asyncio.run(service.run(ready))
     print("gateway stopped", flush=True)

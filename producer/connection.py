@@ -71,6 +71,9 @@ class Connection(asyncssh.SSHServer):
     def describe(self) -> str:
         return f"{self.client} {self.login.operator or '?'}:{self.login.target or '-'}"
 
+    def refused(self, reason: str) -> None:
+        self._gateway.admission.counted(reason)
+
     def target(self) -> Target:
         return self._gateway.policy.resolve(self.login)
 
@@ -108,7 +111,7 @@ class Connection(asyncssh.SSHServer):
         if refusal is None:
             self._pending = True
         else:
-            self._gateway.admission.note(self._address, refusal.message)
+            self._gateway.admission.note(self._address, refusal.message, refusal.reason)
             conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, refusal.message)
 
     def _watch_transport(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -194,7 +197,9 @@ class Connection(asyncssh.SSHServer):
         if refusal is None:
             return True
         self._refused_attempt = refusal
-        self._gateway.admission.note(self._address, f"{self.describe()}: {refusal.reason}")
+        self._gateway.admission.note(
+            self._address, f"{self.describe()}: {refusal.reason}", refusal.reason
+        )
         if self._conn is not None:
             self._conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, refusal.message)
         return False
@@ -293,7 +298,9 @@ class Connection(asyncssh.SSHServer):
 
     def _refuse_channel(self, refusal: Refuse) -> None:
         """Refuse a channel open; the first refusal of a connection is recorded."""
-        self._gateway.admission.note(self._address, f"{self.describe()}: {refusal.reason}")
+        self._gateway.admission.note(
+            self._address, f"{self.describe()}: {refusal.reason}", refusal.reason
+        )
         if not self._refusal_recorded:  # once: a flood of opens is not a flood of records
             self._refusal_recorded = True
             self._gateway.recorder(self._start("", (0, 0))).close(refusal.reason)
@@ -325,6 +332,8 @@ class Connection(asyncssh.SSHServer):
             reason += f" ({_attempts(self._failures)})"
         else:
             self._gateway.admission.failed(self._address, self.login.operator)
+        if self._refused_attempt is None:  # a refused attempt was counted when refused
+            self._gateway.admission.counted(reason)
         log.info("%s: %s", self.describe(), reason)
         self._record(reason)
 

@@ -192,6 +192,7 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
 
     def _refuse(self, refused: Refused) -> None:
         self._end_reason = refused.reason
+        self._host.refused(refused.reason)
         with contextlib.suppress(OSError):
             self.chan.write_stderr(f"sshtrail: {refused.message}\r\n".encode())
         self.chan.exit(1)

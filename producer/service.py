@@ -14,6 +14,8 @@ import asyncssh
 from producer import keys
 from producer.connection import Connection
 from producer.gateway import Gateway, server_options
+from producer.metrics import GatewayCollector
+from producer.metrics import serve as serve_metrics
 from producer.policy import Policy
 from producer.publisher import Publisher, kafka_producers, replay_window
 from producer.spool import Spool
@@ -73,6 +75,8 @@ class GatewayService:
         )
         self._stop = asyncio.Event()
         self.port = gw.port
+        #: Where ``/metrics`` is served once running (``gateway.metrics_port``); 0: off.
+        self.metrics_port = 0
 
     def stop(self) -> None:
         self._stop.set()
@@ -104,6 +108,9 @@ class GatewayService:
                 f"cannot listen on {gw.listen}:{gw.port}: {exc.strerror}", key="gateway.port"
             ) from None
         self.port = server.sockets[0].getsockname()[1]
+        if gw.metrics_port:
+            collector = GatewayCollector(self.gateway, self.spool, self.publisher)
+            self.metrics_port = serve_metrics(collector, gw.metrics_listen, gw.metrics_port)
         self.gateway.start(loop)  # before the first await: before any connection
         idle = loop.create_task(self._close_idle())
         spool_watch = loop.create_task(self.gateway.watch_spool())

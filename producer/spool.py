@@ -21,12 +21,15 @@ before a restart, or from a stretch when Kafka was away, come from the file.
 from __future__ import annotations
 
 import bisect
+import contextlib
 import itertools
 import logging
 import os
 import struct
 import threading
+import time
 import zlib
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,6 +48,8 @@ _STOPPED: Final = "stopped-cleanly"
 MAX_RECORD: Final = 4 << 20
 #: The newest records kept in memory for the publisher (see the module's text).
 MEMORY_BYTES: Final = 8 << 20
+#: How finely the spool remembers when records were written (for their age).
+MARK_EVERY_S: Final = 0.1
 
 
 class SpoolError(RetryableError):
@@ -94,6 +99,13 @@ class Spool:
         self._recent_bytes = 0
         #: Whether the last run closed the spool (rather than crashing); set by open().
         self.stopped_cleanly = False
+        #: Records and bytes appended by this process (the gateway's metrics).
+        self.appended_records = 0
+        self.appended_bytes = 0
+        #: (end position, wall time) of appends, one per :data:`MARK_EVERY_S` at most:
+        #: when the oldest record not yet in Kafka was written, give or take that.
+        self._marks: deque[tuple[int, float]] = deque()
+        self._opened_at, self._opened_end = time.time(), 0
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -127,6 +139,10 @@ class Spool:
             self._write_fd = os.open(self._path(self._write_base), os.O_WRONLY | os.O_APPEND)
         self._flusher = threading.Thread(target=self._flush_loop, name="spool-fsync", daemon=True)
         self._flusher.start()
+        self._opened_at, self._opened_end = time.time(), self.end
+        if self.pending and self._segments:  # left by the last run: as old as its last write
+            with contextlib.suppress(OSError):
+                self._opened_at = self._path(self._segments[-1]).stat().st_mtime
         if self.pending:
             log.info(
                 "spool has %d undelivered bytes from before; publishing them first", self.pending
@@ -176,8 +192,30 @@ class Spool:
             self.end += written
             self._dirty = True
             self._remember(Record(position, self.end, key, value))
+            self.appended_records += 1
+            self.appended_bytes += written
+            now = time.time()
+            if not self._marks or now - self._marks[-1][1] >= MARK_EVERY_S:
+                self._marks.append((self.end, now))
+            else:
+                self._marks[-1] = (self.end, self._marks[-1][1])
         self.on_append()
         return position
+
+    def oldest_pending_age(self) -> float:
+        """Seconds since the oldest record not yet acknowledged by Kafka was written
+        (0 when there is none); for records left by an earlier run, since its last
+        segment file changed."""
+        with self._lock:
+            if self.end == self.acked:
+                return 0.0
+            while self._marks and self._marks[0][0] <= self.acked:
+                self._marks.popleft()
+            if self.acked < self._opened_end or not self._marks:
+                first = self._opened_at  # left by the last run
+            else:
+                first = self._marks[0][1]
+        return max(time.time() - first, 0.0)
 
     def sync_soon(self) -> None:
         """Ask the fsync thread to sync now (a session ended)."""

@@ -157,6 +157,10 @@ class GatewaySettings(_Section):
     max_pending_logins_per_address: Positive = 64
     #: How long SIGTERM waits for running sessions to end before closing them.
     shutdown_timeout_s: Annotated[int, msgspec.Meta(ge=0)] = 30
+    #: Address of the gateway's Prometheus ``/metrics`` endpoint.
+    metrics_listen: str = "127.0.0.1"
+    #: Its port; 0 turns it off.
+    metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
     #: How long connecting to a target may take.
     connect_timeout_s: Annotated[int, msgspec.Meta(ge=1)] = 15
     #: Ciphers for the gateway's connections to targets, in order of preference;

@@ -34,7 +34,8 @@ from tests.support.sshd import ensure_privsep_dir, find_sshd
 
 pytestmark = pytest.mark.integration
 
-COMPOSE = Path(__file__).resolve().parents[2] / "compose"
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE = ROOT / "compose"
 FILES = ["compose.yaml", "compose.small.yaml"]
 
 
@@ -141,7 +142,7 @@ def test_every_command_parses_with_the_cli(name: str) -> None:
             pytest.fail(f"{name}: service {service_name}: {argv} is not a valid command")
         assert args.command == argv[0]
         checked.add(argv[0])
-    assert checked == {"topics", "db", "gateway", "store", "index"}
+    assert checked == {"topics", "db", "gateway", "store", "index", "lag-exporter"}
 
 
 @pytest.mark.parametrize("name", FILES)
@@ -286,3 +287,45 @@ def test_the_demo_targets_sshd_config_passes_sshd_t(tmp_path: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+ALERTS = COMPOSE / "prometheus" / "alerts.yml"
+#: Where every series an alert may use is defined.
+METRIC_SOURCES = ("consumer/metrics.py", "consumer/lagexporter.py", "producer/metrics.py")
+
+
+def test_alert_rules_are_valid_and_use_series_that_exist() -> None:
+    rules = [
+        rule for group in yaml.safe_load(ALERTS.read_text())["groups"] for rule in group["rules"]
+    ]
+    assert len({rule["alert"] for rule in rules}) == len(rules)
+    defined = "\n".join((ROOT / path).read_text() for path in METRIC_SOURCES)
+    anchors = _anchors((ROOT / "docs" / "operations.md").read_text())
+    for rule in rules:
+        assert set(rule) == {"alert", "expr", "for", "labels", "annotations"}, rule["alert"]
+        assert rule["labels"]["severity"] in ("warning", "critical")
+        assert re.fullmatch(r"\d+[smh]", rule["for"]), rule["alert"]
+        for name in re.findall(r"sshtrail_[a-z_]+", rule["expr"]):
+            base = name.removesuffix("_total")
+            assert f'"{base}' in defined or f'"{name}"' in defined, f"{rule['alert']}: {name}"
+        runbook = rule["annotations"]["runbook"]
+        page, _, anchor = runbook.partition("#")
+        assert (ROOT / page).exists(), runbook
+        if page == "docs/operations.md":
+            assert anchor in anchors, runbook
+    promtool = shutil.which("promtool")
+    if promtool is not None:  # Debian's prometheus package, where it is installed
+        result = subprocess.run(
+            [promtool, "check", "rules", str(ALERTS)], capture_output=True, text=True, check=False
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _anchors(markdown: str) -> set[str]:
+    """The anchors GitHub gives the headings of ``markdown``."""
+    found = set()
+    for line in markdown.splitlines():
+        if line.startswith("#"):
+            title = line.lstrip("#").strip().lower()
+            found.add(re.sub(r"[^a-z0-9 _-]", "", title).replace(" ", "-"))
+    return found

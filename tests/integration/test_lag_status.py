@@ -8,7 +8,6 @@ import math
 import signal
 import threading
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,11 @@ from typing import Any
 import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
-from prometheus_client.parser import text_string_to_metric_families
 
 from sshtrail.broker import EmbeddedBroker, free_port
 from tests.support.cli import Running, sshtrail
 from tests.support.consumers import create_topics, wait_for, write_config
+from tests.support.metrics import scrape, value
 from tests.support.recordings import produce
 
 pytestmark = pytest.mark.integration
@@ -152,23 +151,6 @@ def test_a_group_that_does_not_exist_is_an_error(topic: Topic) -> None:
     assert status == 2
     assert document == {}
     assert "no consumer group 'bogus'" in err
-
-
-def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """Every sample of ``/metrics``, parsed by prometheus_client's own parser."""
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
-        text = response.read().decode()
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def value(
-    samples: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str
-) -> float:
-    return samples[(name, tuple(sorted(labels.items())))]
 
 
 def test_the_exporter_serves_every_series_from_the_first_scrape(topic: Topic) -> None:

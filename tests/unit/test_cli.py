@@ -27,6 +27,7 @@ COMMANDS = (
     "store",
     "index",
     "lag",
+    "lag-exporter",
     "reprocess",
     "watch",
     "topics",
@@ -163,7 +164,7 @@ def test_admin_commands_say_once_that_the_broker_is_away(
 ) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS", "127.0.0.1:9")  # nothing listens
-    assert main(["lag"]) == 1
+    assert main(["lag"]) == 2  # an error-class answer: lag cannot be judged
     _, err = capfd.readouterr()
     assert err.splitlines() == [
         "sshtrail: error: cannot read the lag of sshtrail-store from 127.0.0.1:9: "

@@ -1,0 +1,111 @@
+"""The gateway's Prometheus ``/metrics``: sessions, recording, spool, publishing, refusals.
+
+Read from the gateway's own state at each scrape (a custom collector), so
+nothing on the data path pays for it. Every series exists from the first
+scrape; refusals by each known kind start at 0.
+
+* ``sshtrail_gateway_sessions`` -- sessions and forwarded connections open;
+* ``sshtrail_gateway_chunks_spooled_total``, ``..._bytes_spooled_total`` --
+  recorded chunks written to the spool (and their bytes on disk);
+* ``sshtrail_gateway_chunks_published_total`` -- chunks Kafka acknowledged;
+* ``sshtrail_gateway_publish_errors_total`` -- deliveries that failed (retried);
+* ``sshtrail_gateway_producer_replacements_total`` -- producers replaced after a
+  fatal error;
+* ``sshtrail_gateway_kafka_reachable`` -- 1 while the broker answers;
+* ``sshtrail_gateway_spool_pending_bytes`` -- recorded, not yet in Kafka;
+* ``sshtrail_gateway_spool_oldest_pending_seconds`` -- age of the oldest chunk
+  not yet in Kafka: the gateway's half of end-to-end lag;
+* ``sshtrail_gateway_refusals_total{reason}`` -- logins and sessions refused.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import TYPE_CHECKING
+
+from prometheus_client import CollectorRegistry, start_http_server
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from producer.gateway import Gateway
+    from producer.publisher import Publisher
+    from producer.spool import Spool
+
+#: Refusals counted from the start, so a first one is an increase an alert sees.
+REFUSAL_KINDS = (
+    "authentication failed",
+    "unknown operator",
+    "too many failures",
+    "too many failures for this operator",
+    "too many authentication failures",
+    "too many pending logins",
+    "target not allowed",
+    "max_sessions",
+    "max_sessions_per_operator",
+    "spool full",
+    "port forwarding not allowed",
+    "shutting down",
+)
+
+
+class GatewayCollector(Collector):
+    """Reads one gateway process's state when scraped."""
+
+    def __init__(self, gateway: Gateway, spool: Spool, publisher: Publisher) -> None:
+        self._gateway = gateway
+        self._spool = spool
+        self._publisher = publisher
+
+    def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+        spool, publisher = self._spool, self._publisher
+        yield GaugeMetricFamily(
+            "sshtrail_gateway_sessions",
+            "Sessions and forwarded connections open.",
+            value=len(self._gateway.sessions),
+        )
+        for name, doc, value in (
+            ("chunks_spooled", "Recorded chunks written to the spool.", spool.appended_records),
+            ("bytes_spooled", "Bytes written to the spool.", spool.appended_bytes),
+            ("chunks_published", "Chunks Kafka acknowledged.", publisher.delivered),
+            ("publish_errors", "Deliveries to Kafka that failed (retried).", publisher.errors),
+            (
+                "producer_replacements",
+                "Kafka producers replaced after a fatal error.",
+                publisher.renewals,
+            ),
+        ):
+            yield CounterMetricFamily(f"sshtrail_gateway_{name}", doc, value=value)
+        yield GaugeMetricFamily(
+            "sshtrail_gateway_kafka_reachable",
+            "1 while the broker answers the publisher.",
+            value=1 if publisher.broker_reachable else 0,
+        )
+        yield GaugeMetricFamily(
+            "sshtrail_gateway_spool_pending_bytes",
+            "Bytes recorded and not yet acknowledged by Kafka.",
+            value=spool.pending,
+        )
+        yield GaugeMetricFamily(
+            "sshtrail_gateway_spool_oldest_pending_seconds",
+            "Age of the oldest chunk not yet in Kafka (0: none).",
+            value=spool.oldest_pending_age(),
+        )
+        refusals = CounterMetricFamily(
+            "sshtrail_gateway_refusals",
+            "Logins and sessions refused, by reason.",
+            labels=["reason"],
+        )
+        counted = self._gateway.admission.refusals
+        for kind in dict.fromkeys([*REFUSAL_KINDS, *counted]):
+            refusals.add_metric([kind], counted.get(kind, 0))
+        yield refusals
+
+
+def serve(collector: GatewayCollector, listen: str, port: int) -> int:
+    """Serve ``/metrics`` from a daemon thread; returns the port bound."""
+    registry = CollectorRegistry()
+    registry.register(collector)
+    server, _thread = start_http_server(port, listen, registry=registry)
+    bound: int = server.server_port
+    return bound

@@ -1,0 +1,80 @@
+"""The gateway's ``/metrics``: every series from the first scrape, then what sessions and
+refusals did to them, through real OpenSSH."""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sshtrail.broker import EmbeddedBroker, free_port
+from tests.support.consumers import wait_for
+from tests.support.gateway import GatewayProcess
+from tests.support.metrics import scrape, value
+from tests.support.sshd import SshdTarget
+
+pytestmark = pytest.mark.integration
+
+COUNTERS = (
+    "sshtrail_gateway_chunks_spooled_total",
+    "sshtrail_gateway_bytes_spooled_total",
+    "sshtrail_gateway_chunks_published_total",
+    "sshtrail_gateway_publish_errors_total",
+    "sshtrail_gateway_producer_replacements_total",
+)
+GAUGES = (
+    "sshtrail_gateway_sessions",
+    "sshtrail_gateway_kafka_reachable",
+    "sshtrail_gateway_spool_pending_bytes",
+    "sshtrail_gateway_spool_oldest_pending_seconds",
+)
+
+
+@pytest.fixture
+def gateway(
+    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget
+) -> Iterator[tuple[GatewayProcess, int]]:
+    port = free_port()
+    process = GatewayProcess(
+        tmp_path / "gw", broker.bootstrap_servers, sshd, extra=f"metrics_port = {port}"
+    )
+    process.start()
+    yield process, port
+    if process.process is not None and process.process.poll() is None:
+        process.stop()
+
+
+def test_every_series_is_there_at_once_and_counts_what_happened(
+    gateway: tuple[GatewayProcess, int],
+) -> None:
+    process, port = gateway
+    assert any("/metrics" in line and str(port) in line for line in process.output)
+    first = scrape(port)
+    for name in (*COUNTERS, *GAUGES):
+        assert value(first, name) == (1 if name == "sshtrail_gateway_kafka_reachable" else 0)
+    for reason in ("authentication failed", "target not allowed", "max_sessions"):
+        assert value(first, "sshtrail_gateway_refusals_total", reason=reason) == 0
+
+    def ssh(login: str, key: Path | None = None) -> None:
+        argv = process.ssh(login, "echo metrics", key=key)
+        subprocess.run(argv, capture_output=True, timeout=30, check=False)
+
+    ssh("alice:t1")
+    ssh("alice:secret")  # a target alice may not use
+    ssh("alice:t1", key=process.stranger_key)  # a key no operator has
+
+    def settled() -> bool:
+        now = scrape(port)
+        spooled = value(now, "sshtrail_gateway_chunks_spooled_total")
+        return spooled > 0 and value(now, "sshtrail_gateway_chunks_published_total") == spooled
+
+    wait_for(settled, timeout=30, what="every spooled chunk published")
+    after = scrape(port)
+    assert value(after, "sshtrail_gateway_bytes_spooled_total") > 0
+    assert value(after, "sshtrail_gateway_spool_pending_bytes") == 0
+    assert value(after, "sshtrail_gateway_spool_oldest_pending_seconds") == 0
+    assert value(after, "sshtrail_gateway_sessions") == 0
+    assert value(after, "sshtrail_gateway_refusals_total", reason="target not allowed") == 1
+    assert value(after, "sshtrail_gateway_refusals_total", reason="authentication failed") == 1
