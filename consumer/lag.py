@@ -12,15 +12,21 @@ last ``window_s`` seconds.
 
 from __future__ import annotations
 
+import logging
 import time
+import urllib.request
 from collections import deque
 from dataclasses import dataclass
+
+from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.lagstatus import Reading, Status, evaluate, worst
 from sshtrail.errors import BrokerError, InvalidError
 from sshtrail.kafka.adapters import topic_reader
 from sshtrail.kafka.admin import kafka_admin
 from sshtrail.settings import Settings
+
+log = logging.getLogger(__name__)
 
 #: Readings kept per partition, whatever the window.
 MAX_READINGS = 600
@@ -149,3 +155,43 @@ def group_totals(rows: list[PartitionLag]) -> tuple[Status, int, float | None]:
     ages = [r.time_lag_s for r in rows]
     oldest = None if any(a is None for a in ages) else max((a or 0.0 for a in ages), default=0.0)
     return worst([Status(r.status) for r in rows]), sum(r.lag for r in rows), oldest
+
+
+def gateway_urls(settings: Settings, given: list[str] | None) -> list[str]:
+    """The gateways' ``/metrics`` to read the oldest unpublished chunk from: those
+    given, else this settings file's gateway if it serves metrics."""
+    if given:
+        return given
+    gw = settings.gateway
+    if not gw.metrics_port:
+        return []
+    host = "127.0.0.1" if gw.metrics_listen in ("0.0.0.0", "::", "") else gw.metrics_listen
+    return [f"http://{host}:{gw.metrics_port}/metrics"]
+
+
+def gateway_backlog_s(urls: list[str], timeout: float = 2.0) -> float | None:
+    """The age of the oldest chunk recorded and not yet in Kafka, over the gateways at
+    ``urls`` (the gateway's half of end-to-end lag); None if none of them answers."""
+    ages = []
+    for url in urls:
+        if not url.startswith(("http://", "https://")):
+            log.warning("not an http(s) URL, skipped: %s", url)
+            continue
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:  # noqa: S310
+                text = response.read().decode()
+        except (OSError, ValueError) as exc:
+            log.debug("gateway metrics at %s: %s", url, exc)
+            continue
+        for family in text_string_to_metric_families(text):
+            if family.name == "sshtrail_gateway_spool_oldest_pending_seconds":
+                ages += [sample.value for sample in family.samples]
+    return max(ages) if ages else None
+
+
+def end_to_end_s(backlog_s: float | None, time_lag_s: float | None) -> float | None:
+    """From a keystroke at a gateway to the group having it: the gateway's backlog plus
+    the group's time lag; None if either is unknown."""
+    if backlog_s is None or time_lag_s is None:
+        return None
+    return round(backlog_s + time_lag_s, 3)

@@ -18,6 +18,9 @@ Series (every one present from the first scrape, at 0 until known):
 * ``sshtrail_consumergroup_group_status{group,status}`` -- the same per group;
 * ``sshtrail_consumergroup_up{group}`` -- 1 if the group was read, 0 if it
   does not exist or the broker could not be reached;
+* ``sshtrail_end_to_end_lag_seconds{group}`` -- the oldest chunk the gateways
+  (``--gateway-metrics``) have not yet published plus the group's time lag:
+  from a keystroke to the group having it; NaN when unknown;
 * ``sshtrail_lag_exporter_errors_total{group}`` -- failed readings.
 """
 
@@ -29,7 +32,7 @@ from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, start_http_server
 
-from consumer.lag import LagReader, PartitionLag, group_totals
+from consumer.lag import LagReader, PartitionLag, end_to_end_s, gateway_backlog_s, group_totals
 from consumer.lagstatus import Status
 from sshtrail.errors import BrokerError, InvalidError
 from sshtrail.settings import Settings
@@ -71,6 +74,12 @@ class LagMetrics:
             ["group", "status"],
         )
         self._up = gauge("sshtrail_consumergroup_up", "1 if the group could be read.", ["group"])
+        self._end_to_end = gauge(
+            "sshtrail_end_to_end_lag_seconds",
+            "The gateways' oldest chunk not yet in Kafka plus the group's time lag "
+            "(NaN: unknown, or no gateway given).",
+            ["group"],
+        )
         self._errors = Counter(
             "sshtrail_lag_exporter_errors",
             "Readings of a group that failed.",
@@ -80,6 +89,7 @@ class LagMetrics:
         for group in groups:
             self._up.labels(group)
             self._errors.labels(group)
+            self._end_to_end.labels(group).set(float("nan"))
             self._set_status(self._group_status, (group,), None)
             for partition in partitions:
                 key = (group, topic, str(partition))
@@ -92,7 +102,7 @@ class LagMetrics:
         bound: int = server.server_port
         return bound
 
-    def update(self, group: str, rows: list[PartitionLag]) -> None:
+    def update(self, group: str, rows: list[PartitionLag], backlog: float | None) -> None:
         for row in rows:
             key = (group, row.topic, str(row.partition))
             self._lag.labels(*key).set(row.lag)
@@ -103,8 +113,10 @@ class LagMetrics:
                 self._committed.labels(*key).set(row.current_offset)
             self._end.labels(*key).set(row.log_end_offset)
             self._set_status(self._status, key, Status(row.status))
-        status, _lag, _oldest = group_totals(rows)
+        status, _lag, oldest = group_totals(rows)
         self._set_status(self._group_status, (group,), status)
+        total = end_to_end_s(backlog, oldest)
+        self._end_to_end.labels(group).set(float("nan") if total is None else total)
         self._up.labels(group).set(1)
 
     def failed(self, group: str) -> None:
@@ -121,6 +133,7 @@ def run_exporter(
     settings: Settings,
     groups: Sequence[str],
     *,
+    gateways: list[str],
     listen: str,
     port: int,
     interval_s: float,
@@ -142,9 +155,10 @@ def run_exporter(
         )
         while True:
             started = time.monotonic()
+            backlog = gateway_backlog_s(gateways) if gateways else None
             for group in groups:
                 try:
-                    metrics.update(group, reader.read(group))
+                    metrics.update(group, reader.read(group), backlog)
                 except (BrokerError, InvalidError) as exc:
                     log.warning("cannot read group %s: %s", group, exc)
                     metrics.failed(group)

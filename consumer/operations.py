@@ -14,7 +14,14 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from consumer import completeness
 from consumer.indexer import IndexWriter
-from consumer.lag import LagReader, PartitionLag, group_totals
+from consumer.lag import (
+    LagReader,
+    PartitionLag,
+    end_to_end_s,
+    gateway_backlog_s,
+    gateway_urls,
+    group_totals,
+)
 from consumer.lagexporter import run_exporter
 from consumer.lagstatus import Status, worst
 from consumer.reprocess import Bound, Reprocessed, plan, reprocess
@@ -74,6 +81,14 @@ def register(commands: Any) -> None:
         help="read every second for S seconds and judge over them (default: one reading)",
     )
     lag.add_argument(
+        "--gateway-metrics",
+        action="append",
+        type=_url,
+        metavar="URL",
+        help="a gateway's /metrics, for end-to-end lag (repeatable; default: this settings "
+        "file's gateway.metrics_port, if set)",
+    )
+    lag.add_argument(
         "--watch",
         action="store_true",
         help=f"refresh every 2 s until Ctrl-C, judging over the last {WATCH_WINDOW_S:.0f} s",
@@ -96,6 +111,13 @@ def register(commands: Any) -> None:
     )
     exporter.add_argument(
         "--interval", type=_interval, default=15.0, metavar="S", help="seconds between readings"
+    )
+    exporter.add_argument(
+        "--gateway-metrics",
+        action="append",
+        type=_url,
+        metavar="URL",
+        help="a gateway's /metrics, for sshtrail_end_to_end_lag_seconds (repeatable)",
     )
     exporter.set_defaults(handler=run_lag_exporter)
 
@@ -174,6 +196,7 @@ def register(commands: Any) -> None:
 def run_lag(args: argparse.Namespace, settings: Settings) -> int:
     groups = args.group or [settings.consumer.store_group, settings.consumer.index_group]
     window = WATCH_WINDOW_S if args.watch else args.window
+    gateways = gateway_urls(settings, args.gateway_metrics)
     try:
         reader = LagReader(settings, window_s=window)
     except BrokerError as exc:
@@ -194,12 +217,14 @@ def run_lag(args: argparse.Namespace, settings: Settings) -> int:
                 severity = max((Status(r.status).severity for r in rows), default=0)
                 if args.watch and sys.stdout.isatty():
                     print("\x1b[H\x1b[2J", end="")
+                backlog = gateway_backlog_s(gateways) if gateways else None
                 if args.json:
-                    print(msgspec.json.encode(_lag_document(rows, groups)).decode(), flush=True)
+                    document = _lag_document(rows, groups, backlog)
+                    print(msgspec.json.encode(document).decode(), flush=True)
                 else:
                     if args.watch:
                         print(time.strftime("%Y-%m-%d %H:%M:%S %Z"), flush=True)
-                    _print_lag(rows, groups)
+                    _print_lag(rows, groups, backlog)
                 if not args.watch or stop.wait(2.0):
                     break
     finally:
@@ -212,7 +237,9 @@ def _lag_error(exc: BrokerError) -> int:
     return 2
 
 
-def _lag_document(rows: list[PartitionLag], groups: list[str]) -> dict[str, Any]:
+def _lag_document(
+    rows: list[PartitionLag], groups: list[str], backlog: float | None
+) -> dict[str, Any]:
     documents, statuses = [], []
     for group in groups:
         mine = [r for r in rows if r.group == group]
@@ -224,13 +251,14 @@ def _lag_document(rows: list[PartitionLag], groups: list[str]) -> dict[str, Any]
                 "status": status.value,
                 "lag": lag,
                 "time_lag_s": oldest,
+                "end_to_end_s": end_to_end_s(backlog, oldest),
                 "partitions": mine,
             }
         )
-    return {"status": worst(statuses).value, "groups": documents}
+    return {"status": worst(statuses).value, "gateway_backlog_s": backlog, "groups": documents}
 
 
-def _print_lag(rows: list[PartitionLag], groups: list[str]) -> None:
+def _print_lag(rows: list[PartitionLag], groups: list[str], backlog: float | None) -> None:
     table: list[tuple[str, ...]] = [COLUMNS]
     for r in rows:
         current = "-" if r.current_offset is None else str(r.current_offset)
@@ -254,9 +282,15 @@ def _print_lag(rows: list[PartitionLag], groups: list[str]) -> None:
         mine = [r for r in rows if r.group == group]
         status, lag, oldest = group_totals(mine)
         reasons = sorted({f"{r.partition}: {r.reason}" for r in mine if r.status != "OK"})
+        total = end_to_end_s(backlog, oldest)
+        through = (
+            f", end to end {_age(total)} (gateway backlog {_age(backlog)})"
+            if backlog is not None
+            else ""
+        )
         print(
             f"GROUP {group}: {status.value}, lag {lag} messages, oldest unconsumed "
-            f"{_age(oldest)}" + "".join(f"\n  partition {why}" for why in reasons),
+            f"{_age(oldest)}{through}" + "".join(f"\n  partition {why}" for why in reasons),
             flush=True,
         )
 
@@ -271,6 +305,7 @@ def run_lag_exporter(args: argparse.Namespace, settings: Settings) -> int:
         run_exporter(
             settings,
             groups,
+            gateways=gateway_urls(settings, args.gateway_metrics),
             listen=args.listen,
             port=args.port,
             interval_s=args.interval,
@@ -278,6 +313,12 @@ def run_lag_exporter(args: argparse.Namespace, settings: Settings) -> int:
         )
     print(f"lag-exporter: stopped ({stop.name or 'exit'})", flush=True)
     return 0
+
+
+def _url(text: str) -> str:
+    if not text.startswith(("http://", "https://")):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
+    return text
 
 
 def _port(text: str) -> int:

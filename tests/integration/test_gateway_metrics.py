@@ -3,6 +3,7 @@ refusals did to them, through real OpenSSH."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -10,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from sshtrail.broker import EmbeddedBroker, free_port
-from tests.support.consumers import wait_for
+from tests.support.cli import sshtrail
+from tests.support.consumers import commit, wait_for, watermarks, write_config
 from tests.support.gateway import GatewayProcess
 from tests.support.metrics import scrape, value
 from tests.support.sshd import SshdTarget
@@ -78,3 +80,34 @@ def test_every_series_is_there_at_once_and_counts_what_happened(
     assert value(after, "sshtrail_gateway_sessions") == 0
     assert value(after, "sshtrail_gateway_refusals_total", reason="target not allowed") == 1
     assert value(after, "sshtrail_gateway_refusals_total", reason="authentication failed") == 1
+
+
+def test_lag_adds_the_gateways_backlog_for_end_to_end_lag(
+    gateway: tuple[GatewayProcess, int], tmp_path: Path
+) -> None:
+    process, port = gateway
+    subprocess.run(
+        process.ssh("alice:t1", "echo e2e"), capture_output=True, timeout=30, check=False
+    )
+    wait_for(lambda: value(scrape(port), "sshtrail_gateway_spool_pending_bytes") == 0)
+    config = write_config(
+        tmp_path / "c.toml", process.servers, process.topic, f"sqlite:///{tmp_path / 's.db'}"
+    )
+    group = "caught-up"
+    commit(process.servers, group, process.topic, watermarks(process.servers, process.topic))
+    url = f"http://127.0.0.1:{port}/metrics"
+    done = sshtrail(config, "lag", "--group", group, "--json", "--gateway-metrics", url)
+    document = json.loads(done.stdout)
+    assert document["gateway_backlog_s"] == 0
+    assert document["groups"][0]["end_to_end_s"] == 0
+    table = sshtrail(config, "lag", "--group", group, "--gateway-metrics", url).stdout.decode()
+    assert "end to end 0.0s (gateway backlog 0.0s)" in table
+    away = json.loads(
+        sshtrail(
+            config, "lag", "--group", group, "--json", "--gateway-metrics", "http://127.0.0.1:9/"
+        ).stdout
+    )
+    assert away["gateway_backlog_s"] is None
+    assert away["groups"][0]["end_to_end_s"] is None  # unknown, not 0
+    bad = sshtrail(config, "lag", "--gateway-metrics", "file:///etc/passwd", check=False)
+    assert bad.returncode == 2

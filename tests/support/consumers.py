@@ -172,3 +172,28 @@ def assert_store_equals_topic(
     assert not only_stored, summary
     assert not only_topic, summary
     assert not differ, summary
+
+
+def watermarks(servers: str, topic: str) -> dict[int, int]:
+    """The log-end offset of each partition of ``topic``."""
+    admin = AdminClient({"bootstrap.servers": servers})
+    partitions = admin.list_topics(topic, timeout=10).topics[topic].partitions
+    reader = Consumer({"bootstrap.servers": servers, "group.id": f"w-{uuid.uuid4()}"})
+    try:
+        return {
+            p: int(reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
+            for p in partitions
+        }
+    finally:
+        reader.close()
+
+
+def commit(servers: str, group: str, topic: str, offsets: dict[int, int]) -> None:
+    """Commit ``offsets`` (partition: offset) for ``group``, as a member that then left."""
+    consumer = Consumer({"bootstrap.servers": servers, "group.id": group})
+    try:
+        consumer.commit(
+            offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()], asynchronous=False
+        )
+    finally:
+        consumer.close()
