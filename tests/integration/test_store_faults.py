@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import threading
@@ -13,9 +14,9 @@ import pytest
 from sqlalchemy import Engine
 
 from sshtrail import migrate
-from sshtrail.broker import EmbeddedBroker
+from sshtrail.broker import EmbeddedBroker, free_port
 from sshtrail.db import make_engine
-from tests.support.cli import Running
+from tests.support.cli import Running, sshtrail
 from tests.support.consumers import (
     assert_store_equals_topic,
     chunk_count,
@@ -25,6 +26,7 @@ from tests.support.consumers import (
     wait_for,
     write_config,
 )
+from tests.support.metrics import Samples, scrape
 from tests.support.pgcluster import PrivateCluster, find_bin
 from tests.support.recordings import keyed, produce, recording
 from tests.support.services import unavailable
@@ -125,12 +127,13 @@ def test_a_postgresql_outage_stalls_the_group_and_loses_nothing(
     migrate.upgrade(url)
     store_engine = make_engine(url)
     config = write_config(tmp_path / "sshtrail.toml", servers, store_topic, url)
-    member = start_member(config)
+    metrics_port = free_port()
+    member = start_member(config, "store", "--metrics-port", str(metrics_port))
     produced = [0]
     stop = threading.Event()
 
-    def steady_load() -> None:  # one small session every 50 ms, for 35 s at most
-        deadline = time.monotonic() + 35
+    def steady_load() -> None:  # one small session every 50 ms, for 45 s at most
+        deadline = time.monotonic() + 45
         while not stop.is_set() and time.monotonic() < deadline:
             produced[0] += produce(servers, store_topic, load(1, 4, 512))
             time.sleep(0.05)
@@ -149,6 +152,23 @@ def test_a_postgresql_outage_stalls_the_group_and_loses_nothing(
             what="the member retrying at its longest back-off",
         )
         stalled = member.stderr.count("write failed, retrying")
+        # Issue 16: the member's own gauges keep moving while it retries, and the
+        # broker's side judges the group STALL (owned, lag, nothing committed).
+        before = _lag_messages(scrape(metrics_port))
+        judged = sshtrail(
+            config,
+            "lag",
+            "--group",
+            f"{store_topic}-store",
+            "--window",
+            "6",
+            "--json",
+            check=False,
+        )
+        assert judged.returncode == 2, judged.stderr
+        rows = json.loads(judged.stdout)["groups"][0]["partitions"]
+        assert {r["status"] for r in rows if r["lag"]} == {"STALL"}, rows
+        assert _lag_messages(scrape(metrics_port)) > before
         private_postgres.start()
         stop.set()
         loader.join(60)
@@ -160,6 +180,10 @@ def test_a_postgresql_outage_stalls_the_group_and_loses_nothing(
     assert status == 0, err
     assert_store_equals_topic(store_engine, servers, store_topic)
     store_engine.dispose()
+
+
+def _lag_messages(samples: Samples) -> float:
+    return sum(v for (name, _), v in samples.items() if name == "sshtrail_consumer_lag_messages")
 
 
 def test_a_rebalance_during_a_database_outage_commits_nothing_before_it_is_stored(
