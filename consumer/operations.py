@@ -32,7 +32,7 @@ from sshtrail import queries
 from sshtrail.cli.output import print_table
 from sshtrail.cli.signals import stop_on_signals
 from sshtrail.cli.timespec import moment
-from sshtrail.db import make_engine
+from sshtrail.db import existing_engine
 from sshtrail.errors import BrokerError, InvalidError
 from sshtrail.events import End, Output, Start
 from sshtrail.kafka.adapters import topic_reader
@@ -537,7 +537,7 @@ def _session_id(settings: Settings, text: str) -> uuid.UUID:
         return uuid.UUID(text)
     except ValueError:
         pass
-    engine = make_engine(settings.database_url)
+    engine = existing_engine(settings.database_url, "store")
     try:
         with engine.connect() as conn:
             return queries.resolve(conn, text)

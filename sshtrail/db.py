@@ -11,7 +11,7 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.orm import Session, sessionmaker
 
-from sshtrail.errors import ConfigError
+from sshtrail.errors import ConfigError, NotSetUp
 
 #: How long a SQLite writer waits for another one before failing, in ms.
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -73,6 +73,23 @@ def make_engine(url: str, *, pre_ping: bool = True, **kwargs: Any) -> Engine:
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
     return create_engine(parsed, pool_pre_ping=pre_ping, **kwargs)
+
+
+def existing_engine(url: str, what: str) -> Engine:
+    """An engine on a database that must exist already: what reading commands use, so
+    that run in the wrong folder they say where they looked instead of creating an
+    empty database there. :class:`~sshtrail.errors.NotSetUp` if a SQLite file is
+    missing."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        path = Path(parsed.database).expanduser()
+        if not path.is_file():
+            raise NotSetUp(
+                f"no {what} at {path.resolve()}: state_dir is ./sshtrail-data of the current "
+                "folder unless set; run where 'sshtrail up' ran, or point at it with "
+                "--config FILE, SSHTRAIL_CONFIG=FILE or SSHTRAIL_STATE_DIR=DIR"
+            )
+    return make_engine(url)
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -138,6 +138,14 @@ class DatabaseError(RetryableError):
     """The database could not be reached or a statement failed transiently."""
 
 
+class NotFound(InvalidError):
+    """No session, or more than one, matches what the auditor typed (exit status 3)."""
+
+
+class NotSetUp(SshtrailError):
+    """A reading command found no database where the settings say it is."""
+
+
 class SchemaMismatch(SshtrailError):
     """The database is not at the schema this version needs: ``sshtrail db upgrade``.
 

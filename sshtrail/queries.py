@@ -17,16 +17,17 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from sshtrail.errors import InvalidError
+from sshtrail.errors import NotFound
 from sshtrail.models import ChunkRecord, MaskedInput, SessionRecord, SessionStatus
+from sshtrail.textsafe import visible
+
+__all__ = ["NotFound"]  # raised here; defined with the other errors
 
 MIN_PREFIX = 8
+#: Sessions an ambiguous prefix lists.
+AMBIGUOUS_SHOWN = 10
 SESSIONS = SessionRecord.__table__
 CHUNKS = ChunkRecord.__table__
-
-
-class NotFound(InvalidError):
-    """No session, or more than one, matches what the auditor typed."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,13 +92,27 @@ def resolve(conn: Connection, prefix: str) -> uuid.UUID:
         raise NotFound(f"{prefix!r} is not a session id or a prefix of one (hex digits)")
     low = uuid.UUID(digits.ljust(32, "0"))
     high = uuid.UUID(digits.ljust(32, "f"))
-    query = select(SESSIONS.c.id).where(SESSIONS.c.id.between(low, high)).limit(2)
-    found = list(conn.execute(query).scalars())
+    shown = AMBIGUOUS_SHOWN
+    query = (
+        select(SESSIONS.c.id, SESSIONS.c.operator, SESSIONS.c.target, SESSIONS.c.started_at)
+        .where(SESSIONS.c.id.between(low, high))
+        .order_by(SESSIONS.c.id)
+        .limit(shown + 1)
+    )
+    found = conn.execute(query).all()
     if not found:
         raise NotFound(f"no session id starts with {digits}")
     if len(found) > 1:
-        raise NotFound(f"several sessions start with {digits}: type more of the id")
-    result: uuid.UUID = found[0]
+        more = " (and more)" if len(found) > shown else ""
+        candidates = "".join(
+            f"\n  {row.id.hex}  {visible(row.operator or '?')}@{visible(row.target or '?')}  "
+            f"{row.started_at:%Y-%m-%d %H:%M:%S} UTC"
+            for row in found[:shown]
+        )
+        raise NotFound(
+            f"several sessions start with {digits}{more}: type more of the id{candidates}"
+        )
+    result: uuid.UUID = found[0].id
     return result
 
 

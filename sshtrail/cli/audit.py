@@ -20,8 +20,8 @@ from sshtrail import queries, search
 from sshtrail.cli.evidence import default_keys, verdict_json
 from sshtrail.cli.output import print_json, print_table, store
 from sshtrail.cli.timespec import clock, moment
-from sshtrail.db import make_engine, shown_url
-from sshtrail.errors import DatabaseError, InvalidError
+from sshtrail.db import existing_engine, shown_url
+from sshtrail.errors import DatabaseError, InvalidError, NotSetUp
 from sshtrail.models import MaskedInput, SessionStatus
 from sshtrail.settings import Settings
 from sshtrail.textsafe import visible
@@ -224,7 +224,7 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
         masked_input=MaskedInput(args.masked_input) if args.masked_input else None,
         exit_status=args.exit,
     )
-    engine = make_engine(settings.search_url)
+    engine = existing_engine(settings.search_url, "search index")
     try:
         with engine.connect() as conn:
             hits = search.search(conn, query)
@@ -311,7 +311,10 @@ def _mark(text: str, color: bool) -> str:
 
 def _commands(settings: Settings, session_id: uuid.UUID) -> list[search.Hit] | None:
     """The session's commands from the search index, or None if it cannot be read."""
-    engine = make_engine(settings.search_url)
+    try:
+        engine = existing_engine(settings.search_url, "search index")
+    except NotSetUp:
+        return None
     try:
         with engine.connect() as conn:
             return search.commands(conn, session_id)

@@ -11,13 +11,16 @@ from collections.abc import Sequence
 from importlib.metadata import entry_points
 
 from sshtrail import __version__
-from sshtrail.errors import ConfigError, InvalidError, SshtrailError
+from sshtrail.errors import ConfigError, InvalidError, NotFound, SshtrailError
 from sshtrail.settings import load_settings
 from sshtrail.statedir import UMASK
 
 #: Exit status for usage and configuration errors, as argparse uses.
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
+#: Exit statuses, the same for every command (docs/operations.md, "Exit status").
+EXIT_FAILURE = 1  # an error; for search/verify/lag/completeness: no match, not ok, WARN
+EXIT_USAGE = 2  # a bad argument, setting or value
+EXIT_NOT_FOUND = 3  # no session, or several, match the id given
+EXIT_BROKEN_PIPE = 141  # the reader of the output went away (128 + SIGPIPE)
 
 #: Which module registers each command. Only the module of the command being
 #: run is imported: importing them all (SQLAlchemy, Alembic, asyncssh, pyte)
@@ -55,7 +58,10 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         prog="sshtrail",
         description="SSH session-audit pipeline: record, store, search, replay and verify "
         "SSH sessions.",
-        epilog="Run 'sshtrail COMMAND --help' for a command's options. Start with 'sshtrail up'.",
+        epilog="Run 'sshtrail COMMAND --help' for a command's options. Start with 'sshtrail up'. "
+        "Exit status: 0 done; 1 an error, or nothing matched / not verified / lagging; 2 a "
+        "usage error; 3 no such session, or an ambiguous id; 141 the output's reader went "
+        "away.",
     )
     parser.add_argument("--version", action="version", version=f"sshtrail {__version__}")
     parser.add_argument(
@@ -87,6 +93,15 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
+    """The sub-parser of ``command`` (the top-level parser if there is none)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
+            found: argparse.ArgumentParser = action.choices[command]
+            return found
+    return parser
+
+
 def _command(argv: Sequence[str]) -> str | None:
     """The command name in ``argv``, skipping top-level options and their values;
     ``""`` when only the version is asked for."""
@@ -106,7 +121,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.umask(UMASK)
     arguments = list(sys.argv[1:] if argv is None else argv)
     parser = build_parser(_command(arguments))
-    args = parser.parse_args(arguments)
+    args, unknown = parser.parse_known_args(arguments)
+    if unknown:  # said by the command's own parser, with its own usage
+        _command_parser(parser, args.command).error(
+            f"unrecognized arguments: {' '.join(unknown)}"
+        )
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
@@ -121,6 +140,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         logging.getLogger("alembic").setLevel(logging.WARNING)  # commands print their outcome
     try:
         status: int = args.handler(args, settings)
+        sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
+    except BrokenPipeError:
+        # The reader went away (`| head`): end quietly, as a Unix tool killed by SIGPIPE.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return EXIT_BROKEN_PIPE
+    except NotFound as exc:
+        print(f"sshtrail: error: {exc}", file=sys.stderr)
+        return EXIT_NOT_FOUND
     except InvalidError as exc:
         print(f"sshtrail: error: {exc}", file=sys.stderr)
         return EXIT_USAGE

@@ -11,7 +11,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from sshtrail import queries
-from sshtrail.db import make_engine
+from sshtrail.db import existing_engine
 from sshtrail.errors import DatabaseError, InvalidError
 from sshtrail.settings import Settings
 
@@ -20,7 +20,7 @@ class store:
     """A connection to the store; a database that cannot be read is a clear error."""
 
     def __init__(self, settings: Settings) -> None:
-        self._engine: Engine = make_engine(settings.database_url)
+        self._engine: Engine = existing_engine(settings.database_url, "store")
         self._url = settings.database_url
 
     def __enter__(self) -> Any:

@@ -113,9 +113,34 @@ def test_search_narrows_groups_and_exits_1_on_no_match(recorded: Recorded) -> No
     assert b"(no matches)" in none.stderr
     assert recorded.run("search", "e", "--exit", "-1", check=False).returncode == 2
     ambiguous = recorded.run("show", "0", check=False)
-    assert ambiguous.returncode == 2
-    assert b"several sessions start with 0" in ambiguous.stderr
-    assert recorded.run("show", "zz", check=False).returncode == 2
+    assert ambiguous.returncode == 3
+    said = ambiguous.stderr.decode()
+    assert "several sessions start with 0" in said
+    # Each candidate, to pick from: full id, who, when.
+    candidates = [line for line in said.splitlines() if line.startswith("  ")]
+    assert len(candidates) == 3
+    assert all("alice@t1" in line and line.endswith(" UTC") for line in candidates)
+    assert recorded.run("show", "zz", check=False).returncode == 3
+    assert recorded.run("show", "ffffffff", check=False).returncode == 3
+
+
+def test_output_cut_short_by_its_reader_ends_quietly(recorded: Recorded) -> None:
+    """``sshtrail show ID | head -1``: the reader has gone before the command writes."""
+    sid = by_exit(recorded, 3)
+    for argv in (("sessions",), ("sessions", "--json"), ("search", "e"), ("show", sid)):
+        child = subprocess.Popen(
+            [sys.executable, "-m", "sshtrail", "--config", str(recorded.config), *argv],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert child.stdout is not None
+        assert child.stderr is not None
+        child.stdout.close()  # every write of the command meets a closed pipe
+        err = child.stderr.read().decode()
+        status = child.wait(60)
+        assert "Traceback" not in err, (argv, err)
+        assert "BrokenPipeError" not in err, (argv, err)
+        assert status == 141, (argv, status, err)
 
 
 def test_export_plays_in_asciinema_with_the_raw_bytes(recorded: Recorded, tmp_path: Path) -> None:
