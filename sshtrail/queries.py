@@ -106,7 +106,7 @@ def resolve(conn: Connection, prefix: str) -> uuid.UUID:
         more = " (and more)" if len(found) > shown else ""
         candidates = "".join(
             f"\n  {row.id.hex}  {visible(row.operator or '?')}@{visible(row.target or '?')}  "
-            f"{row.started_at:%Y-%m-%d %H:%M:%S} UTC"
+            f"{row.started_at.astimezone():%Y-%m-%d %H:%M:%S %Z}"
             for row in found[:shown]
         )
         raise NotFound(

@@ -409,7 +409,8 @@ def _exit(row: dict[str, Any]) -> str:
 
 
 def _when(moment_: dt.datetime | None) -> str:
-    return moment_.strftime("%Y-%m-%d %H:%M:%S") if moment_ else "-"
+    """A stored (UTC) time in this machine's time zone, the zone named (TZ= chooses)."""
+    return moment_.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if moment_ else "-"
 
 
 def _status(text: str) -> int:

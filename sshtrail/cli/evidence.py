@@ -14,7 +14,7 @@ import codecs
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import msgspec
 
@@ -61,6 +61,10 @@ def register(commands: Any) -> None:
     )
     export.add_argument("session", metavar="SID")
     export.add_argument("--format", choices=("asciicast", "raw", "json"), required=True)
+    export.add_argument(
+        "-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout"
+    )
+    export.add_argument("--force", action="store_true", help="with -o: replace an existing FILE")
     export.set_defaults(handler=run_export)
 
 
@@ -127,14 +131,32 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
+    if args.output is not None and args.output.exists() and not args.force:
+        raise InvalidError(f"{args.output} exists; --force replaces it")
     stored = stored_session(settings, args.session)
+    if args.output is None:
+        _export(args.format, stored, sys.stdout.buffer)
+        return 0
+    # Written beside the file and renamed: an interrupted export leaves no half file.
+    partial = args.output.with_name(f".{args.output.name}.partial")
+    try:
+        with partial.open("wb") as out:
+            _export(args.format, stored, out)
+        partial.replace(args.output)
+    except OSError as exc:
+        partial.unlink(missing_ok=True)
+        raise InvalidError(f"cannot write {args.output}: {exc.strerror}") from None
+    print(f"exported session to {args.output} ({args.format})", file=sys.stderr)
+    return 0
+
+
+def _export(kind: str, stored: list[tuple[int, bytes]], out: BinaryIO) -> None:
     events = list(events_of(stored))
-    out = sys.stdout.buffer
-    if args.format == "raw":
+    if kind == "raw":
         for event in events:
             if isinstance(event, Output):
                 out.write(event.data)
-    elif args.format == "json":
+    elif kind == "json":
         for seq, event in _events_with_seq(stored):
             record = {
                 "seq": seq,
@@ -146,7 +168,6 @@ def run_export(args: argparse.Namespace, settings: Settings) -> int:
         for line in asciicast(events):
             out.write(line + b"\n")
     out.flush()
-    return 0
 
 
 def asciicast(events: list[Event]) -> Iterator[bytes]:

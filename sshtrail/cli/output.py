@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -45,12 +46,36 @@ def print_json(document: object) -> None:
     sys.stdout.write(msgspec.json.encode(document).decode() + "\n")
 
 
-def print_table(rows: Sequence[Sequence[str]]) -> None:
-    """Rows (the first one a header) in columns as wide as their widest cell."""
+def print_table(rows: Sequence[Sequence[str]], width: int | None = None) -> None:
+    """Rows (the first one a header) in columns as wide as their widest cell. On a
+    terminal (or given ``width``) the widest columns are cut, with ``…``, until the table
+    fits, as ``ps`` does; a pipe gets every character."""
+    if width is None and sys.stdout.isatty():
+        width = shutil.get_terminal_size().columns
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    if width is not None:
+        widths = _fitted(widths, [len(h) for h in rows[0]], width)
     for row in rows:
-        cells = (cell.ljust(width) for cell, width in zip(row, widths, strict=True))
+        cells = (_cut(cell, w).ljust(w) for cell, w in zip(row, widths, strict=True))
         print("  ".join(cells).rstrip())
+
+
+def _fitted(widths: list[int], least: list[int], width: int) -> list[int]:
+    """Column widths that fit ``width`` (with two spaces between): the widest column
+    loses a character at a time, down to its header's width or 8."""
+    widths = list(widths)
+    floor = [max(8, n) for n in least]
+    while sum(widths) + 2 * (len(widths) - 1) > width:
+        cuttable = [i for i, w in enumerate(widths) if w > floor[i]]
+        if not cuttable:
+            break
+        widest = max(cuttable, key=lambda i: widths[i])
+        widths[widest] -= 1
+    return widths
+
+
+def _cut(cell: str, width: int) -> str:
+    return cell if len(cell) <= width else cell[: width - 1] + "…"
 
 
 def stored_session(settings: Settings, prefix: str) -> list[tuple[int, bytes]]:

@@ -148,7 +148,19 @@ def test_export_plays_in_asciinema_with_the_raw_bytes(recorded: Recorded, tmp_pa
     raw = recorded.run("export", sid, "--format", "raw").stdout
     assert raw == b"audit-42\n"
     cast = tmp_path / "session.cast"
-    cast.write_bytes(recorded.run("export", sid, "--format", "asciicast").stdout)
+    written = recorded.run("export", sid, "--format", "asciicast", "-o", str(cast))
+    assert written.stdout == b""
+    assert f"exported session to {cast}".encode() in written.stderr
+    assert cast.read_bytes() == recorded.run("export", sid, "--format", "asciicast").stdout
+    again = recorded.run("export", sid, "--format", "raw", "-o", str(cast), check=False)
+    assert again.returncode == 2  # not without --force
+    assert b"exists; --force replaces it" in again.stderr
+    assert cast.read_bytes().startswith(b'{"version":2')  # untouched
+    forced = tmp_path / "forced.raw"
+    forced.write_bytes(b"old")
+    recorded.run("export", sid, "--format", "raw", "-o", str(forced), "--force")
+    assert forced.read_bytes() == raw
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["forced.raw", "session.cast"]
     played = subprocess.run(
         [sys.executable, "-m", "asciinema", "cat", str(cast)],
         capture_output=True,

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from sshtrail.cli.main import build_parser, main
+from sshtrail.cli.output import print_table
 
 COMMANDS = (
     "up",
@@ -184,3 +185,21 @@ def test_a_command_loads_only_the_module_that_registers_it() -> None:
         alone = names(build_parser(command))
         assert command in alone
         assert len(alone) < len(COMMANDS)
+
+
+def test_a_table_fits_the_terminal_by_cutting_its_widest_columns(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    rows = [
+        ("ID", "REQUEST", "STATUS"),
+        ("01a2b3c4", "exec: " + "x" * 200, "closed"),
+        ("01a2b3c5", "shell", "refused"),
+    ]
+    print_table(rows, width=60)
+    lines = capsys.readouterr().out.splitlines()
+    assert max(map(len, lines)) <= 60
+    assert lines[1].startswith("01a2b3c4  exec: xxx")
+    assert "…" in lines[1]
+    assert lines[1].rstrip().endswith("closed")  # the short columns keep every character
+    print_table(rows)  # not a terminal: every character, for grep and cut
+    assert "x" * 200 in capsys.readouterr().out
