@@ -52,7 +52,10 @@ def test_every_series_is_there_at_once_and_counts_what_happened(
     gateway: tuple[GatewayProcess, int],
 ) -> None:
     process, port = gateway
-    assert any("/metrics" in line and str(port) in line for line in process.output)
+    wait_for(
+        lambda: any("/metrics" in line and str(port) in line for line in process.output),
+        what="the gateway to say where its metrics are",
+    )
     first = scrape(port)
     for name in (*COUNTERS, *GAUGES):
         assert value(first, name) == (1 if name == "sshtrail_gateway_kafka_reachable" else 0)
