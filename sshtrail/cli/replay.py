@@ -1,8 +1,11 @@
 """``sshtrail replay``: play a stored session in the auditor's terminal with its timing.
 
 Keys while playing: space pauses and resumes, ``+``/``-`` double or halve
-the speed, ``q`` quits. Output before ``--from`` is written at once, so the
-screen is what it was at that moment. When stdout is not a terminal the
+the speed, ``q`` quits; the speed and a pause are shown in the window title,
+and a line on stderr says where it ended. A terminal smaller than the
+recording is warned about (``--resize`` asks it to grow). Output before
+``--from`` is written at once, so the screen is what it was at that moment;
+a ``--from`` after the end is an error. When stdout is not a terminal the
 output is written without delays (what ``export --format raw`` gives, from
 ``--from`` on).
 
@@ -34,7 +37,7 @@ from sshtrail.cli.evidence import events_of
 from sshtrail.cli.output import stored_session
 from sshtrail.cli.timespec import clock, offset
 from sshtrail.errors import InvalidError
-from sshtrail.events import Exec, Output
+from sshtrail.events import Event, Exec, Output, Resize, Start
 from sshtrail.settings import Settings
 from sshtrail.termfilter import TerminalFilter
 from sshtrail.textsafe import visible
@@ -64,6 +67,12 @@ def register(commands: Any) -> None:
         help="write the output bytes exactly as recorded, without the terminal filter",
     )
     replay.add_argument(
+        "--resize",
+        action="store_true",
+        help="ask the terminal to take the recording's size first (xterm and most others "
+        "honour it), when it is smaller",
+    )
+    replay.add_argument(
         "--from",
         dest="start",
         type=offset,
@@ -86,6 +95,12 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
             f"To look at them: sshtrail export {args.session} --format raw | hexdump -C"
         )
     outputs = [(e.t / 1e9, e.data) for e in events if isinstance(e, Output)]
+    length = max((e.t for e in events), default=0) / 1e9
+    if args.start > length:
+        raise InvalidError(
+            f"--from {clock(args.start)} is after the end of the session, which lasts "
+            f"{clock(length)}"
+        )
     # A forwarded connection's bytes were not for a terminal: a pipe gets them as they were.
     out = Screen(sys.stdout.buffer, raw=args.raw or forwarded is not None)
     if not sys.stdout.isatty() or not sys.stdin.isatty():
@@ -94,9 +109,47 @@ def run_replay(args: argparse.Namespace, settings: Settings) -> int:
                 out.write(data)
         out.finish()
         return 0
+    _fit(recorded_size(events), out, resize=args.resize)
     with _keys() as keys:
-        _play(outputs, out, keys, speed=args.speed, idle_limit=args.idle_limit, start=args.start)
+        reached = _play(
+            outputs, out, keys, speed=args.speed, idle_limit=args.idle_limit, start=args.start
+        )
+    ended = "ended" if reached >= length else f"stopped at {clock(reached)} of"
+    print(f"sshtrail replay: {ended} {clock(length)} (session {args.session})", file=sys.stderr)
     return 0
+
+
+def recorded_size(events: list[Event]) -> tuple[int, int] | None:
+    """The largest terminal the session had (columns, rows); None without a PTY."""
+    sizes = [(e.cols, e.rows) for e in events if isinstance(e, Start | Resize) and e.cols > 0]
+    if not sizes:
+        return None
+    return max(c for c, _ in sizes), max(r for _, r in sizes)
+
+
+def _fit(size: tuple[int, int] | None, out: Screen, *, resize: bool) -> None:
+    """Warn when this terminal is smaller than the recording (its lines would wrap, its
+    screens scroll); with ``resize``, ask the terminal to grow first."""
+    if size is None:
+        return
+    columns, rows = size
+    here = os.get_terminal_size(sys.stdout.fileno())
+    if here.columns >= columns and here.lines >= rows:
+        return
+    if resize:
+        out.control(f"\x1b[8;{max(rows, here.lines)};{max(columns, here.columns)}t".encode())
+        time.sleep(0.2)  # the window manager takes a moment
+        here = os.get_terminal_size(sys.stdout.fileno())
+        if here.columns >= columns and here.lines >= rows:
+            return
+    print(
+        f"sshtrail replay: the recording is {columns}x{rows}, this terminal "
+        f"{here.columns}x{here.lines}: lines will wrap and screens scroll. Enlarge the "
+        "window, or use --resize; starting in 2 s.",
+        file=sys.stderr,
+        flush=True,
+    )
+    time.sleep(2)
 
 
 class Screen:
@@ -132,10 +185,12 @@ def _play(
     speed: float,
     idle_limit: float,
     start: float,
-) -> None:
+) -> float:
+    """Play from ``start``; the offset reached (the end, or where ``q`` stopped it)."""
     out.write(b"".join(data for at, data in outputs if at < start))  # the screen at --from
     out.flush()
-    previous = start
+    previous = reached = start
+    _status(out, f"playing at {speed:g}x (space pause, + faster, - slower, q quit)")
     try:
         for at, data in outputs:
             if at < start:
@@ -147,19 +202,24 @@ def _play(
                 key = _key(keys, wait)
                 wait -= time.monotonic() - started
                 if key == b"q":
-                    return
+                    return reached
                 if key == b" ":
-                    _status(out, f"paused at {clock(at)} (space resumes, q quits)")
+                    _status(out, f"paused at {clock(reached)} (space resumes, q quits)")
                     while (key := _key(keys, None)) not in (b" ", b"q"):
                         pass
                     if key == b"q":
-                        return
+                        return reached
+                    _status(out, f"playing at {speed:g}x")
                 elif key in (b"+", b"="):
                     speed, wait = speed * 2, wait / 2
+                    _status(out, f"playing at {speed:g}x")
                 elif key == b"-":
                     speed, wait = speed / 2, wait * 2
+                    _status(out, f"playing at {speed:g}x")
             out.write(data)
             out.flush()
+            reached = at
+        return float("inf")
     finally:
         out.finish()
         out.control(RESET)

@@ -37,7 +37,11 @@ HOSTILE = (
 
 
 def stored(
-    tmp_path: Path, request: ev.Exec, events: list[ev.Event], term: str = ""
+    tmp_path: Path,
+    request: ev.Exec,
+    events: list[ev.Event],
+    term: str = "",
+    size: tuple[int, int] = (80, 24),
 ) -> tuple[Path, str]:
     """A settings file over a SQLite store holding one recorded session of ``events``."""
     url = f"sqlite:///{tmp_path / 'store.db'}"
@@ -54,8 +58,8 @@ def stored(
         "root",
         "gw-test",
         term,
-        80 if term else 0,
-        24 if term else 0,
+        size[0] if term else 0,
+        size[1] if term else 0,
         time.time_ns(),
     )
     end = ev.End(
@@ -112,6 +116,28 @@ def test_replay_in_a_terminal_shows_the_session_but_nothing_answers_or_stays(
     assert shown.rindex(b"\x1b[?1049l") > shown.rindex(b"world")  # ... and it is undone
     raw = sshtrail(config, "replay", sid, "--raw")
     assert raw.stdout == HOSTILE  # byte-exact when asked for
+
+
+def test_replay_warns_of_a_smaller_terminal_says_where_it_ended_and_refuses_a_late_start(
+    tmp_path: Path,
+) -> None:
+    wide: list[ev.Event] = [ev.Output(2_000_000_000, b"a wide screen\r\n")]
+    config, sid = stored(tmp_path, ev.Exec(1, "shell", b""), wide, term="xterm", size=(120, 40))
+    child = pexpect.spawn(
+        sys.executable,
+        ["-m", "sshtrail", "--config", str(config), "replay", sid, "--speed", "100"],
+        timeout=30,
+        dimensions=(24, 80),
+    )
+    child.expect("the recording is 120x40, this terminal 80x24: lines will wrap")
+    child.expect("a wide screen")
+    child.expect(r"sshtrail replay: ended 0:00:02 \(session ")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 0
+    late = sshtrail(config, "replay", sid, "--from", "99:00:00", check=False)
+    assert late.returncode == 2
+    assert b"--from 99:00:00 is after the end of the session, which lasts 0:00:02" in late.stderr
 
 
 def test_replay_refuses_to_write_a_forwarded_connection_to_a_terminal(tmp_path: Path) -> None:
