@@ -123,9 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(_command(arguments))
     args, unknown = parser.parse_known_args(arguments)
     if unknown:  # said by the command's own parser, with its own usage
-        _command_parser(parser, args.command).error(
-            f"unrecognized arguments: {' '.join(unknown)}"
-        )
+        _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:
