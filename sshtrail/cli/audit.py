@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from sshtrail import queries, search
 from sshtrail.cli.evidence import default_keys, verdict_json
-from sshtrail.cli.output import print_json, print_table, store
+from sshtrail.cli.output import print_csv, print_json, print_table, store
 from sshtrail.cli.timespec import clock, moment
 from sshtrail.db import existing_engine, shown_url
 from sshtrail.errors import DatabaseError, InvalidError, NotSetUp
@@ -40,7 +40,13 @@ def register(commands: Any) -> None:
     _filters(listing)
     listing.add_argument("--status", choices=[s.value for s in SessionStatus])
     listing.add_argument("--limit", type=_positive, default=50, help="at most N (default 50)")
-    listing.add_argument("--json", action="store_true", help="one JSON array (docs/operations.md)")
+    _formats(listing)
+    listing.add_argument(
+        "--columns",
+        type=_columns,
+        metavar="A,B,...",
+        help=f"table and CSV columns, in this order (of {','.join(SESSION_COLUMNS)})",
+    )
     listing.set_defaults(handler=run_sessions)
 
     show = commands.add_parser("show", help="one session: metadata, commands, gaps, verification")
@@ -70,8 +76,50 @@ def register(commands: Any) -> None:
         "input given to a command",
     )
     finder.add_argument("--limit", type=_positive, default=100, help="at most N hits")
-    finder.add_argument("--json", action="store_true", help="one JSON array of hits")
+    _formats(finder)
     finder.set_defaults(handler=run_search)
+
+
+#: The columns of ``sessions``, in the order shown by default.
+SESSION_COLUMNS = (
+    "ID",
+    "OPERATOR",
+    "TARGET",
+    "REQUEST",
+    "CLIENT",
+    "STARTED",
+    "DURATION",
+    "STATUS",
+    "EXIT",
+    "CHAIN",
+    "MASKED",
+)
+
+
+def _formats(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="table (default; fits the terminal), json (docs/operations.md) or csv (every "
+        "character, for spreadsheets)",
+    )
+    parser.add_argument("--json", action="store_true", help="the same as --format json")
+
+
+def _columns(text: str) -> tuple[str, ...]:
+    chosen = tuple(name.strip().upper() for name in text.split(",") if name.strip())
+    unknown = [name for name in chosen if name not in SESSION_COLUMNS]
+    if unknown or not chosen:
+        raise argparse.ArgumentTypeError(
+            f"unknown column {', '.join(unknown) or '(none given)'}: "
+            f"choose from {','.join(SESSION_COLUMNS)}"
+        )
+    return chosen
+
+
+def _format(args: argparse.Namespace) -> str:
+    return "json" if args.json else str(args.format)
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
@@ -102,7 +150,8 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
         rows = queries.list_sessions(conn, wanted)
         shorts = queries.short_ids(conn, [row["id"] for row in rows])
         verdicts = session_verdicts(conn, rows, keys)
-    if args.json:
+    shape = _format(args)
+    if shape == "json":
         print_json(
             [
                 _sessionprint_json(row, shorts[row["id"]], verdict_json(verdicts[row["id"]], keys))
@@ -110,37 +159,27 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
             ]
         )
         return 0
-    table = [
-        (
-            "ID",
-            "OPERATOR",
-            "TARGET",
-            "REQUEST",
-            "CLIENT",
-            "STARTED",
-            "DURATION",
-            "STATUS",
-            "EXIT",
-            "CHAIN",
-            "MASKED",
-        )
-    ]
+    csv_ = shape == "csv"
+    columns = args.columns or SESSION_COLUMNS
+    table = [columns]
     for row in rows:
-        table.append(
-            (
-                shorts[row["id"]],
-                visible(row["operator"] or "?"),
-                visible(row["target"] or "?"),
-                _request(row, 40),
-                visible(row["client"] or "?"),
-                _when(row["started_at"]),
-                _duration(row),
-                row["status"],
-                _exit(row),
-                verdicts[row["id"]].status.value,
-                row["masked_input"] or "-",
-            )
-        )
+        cells = {
+            "ID": str(row["id"]) if csv_ else shorts[row["id"]],
+            "OPERATOR": visible(row["operator"] or "?"),
+            "TARGET": visible(row["target"] or "?"),
+            "REQUEST": _request(row, 4096 if csv_ else 40),
+            "CLIENT": visible(row["client"] or "?"),
+            "STARTED": _iso(row["started_at"]) if csv_ else _when(row["started_at"]),
+            "DURATION": _duration(row),
+            "STATUS": row["status"],
+            "EXIT": _exit(row),
+            "CHAIN": verdicts[row["id"]].status.value,
+            "MASKED": row["masked_input"] or "-",
+        }
+        table.append(tuple(cells[name] for name in columns))
+    if csv_:
+        print_csv(table)
+        return 0
     print_table(table)
     if not rows:
         print("(no sessions match)", file=sys.stderr)
@@ -235,8 +274,27 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
         ) from None
     finally:
         engine.dispose()
-    if args.json:
+    shape = _format(args)
+    if shape == "json":
         print_json([_hit_json(hit, args.query) for hit in hits])
+    elif shape == "csv":
+        header = ("session", "kind", "t", "at", "operator", "target", "text", "certain")
+        print_csv(
+            [header]
+            + [
+                (
+                    str(h.session_id),
+                    h.kind,
+                    f"{h.t / 1e9:.3f}",
+                    _iso(h.at),
+                    visible(h.operator or ""),
+                    visible(h.target or ""),
+                    visible(h.text),
+                    "true" if h.certain else "false",
+                )
+                for h in hits
+            ]
+        )
     else:
         _print_hits(settings, hits, args.query)
     if not hits:
@@ -368,7 +426,8 @@ def _sessionprint_json(
         "masked_bytes",
         "masked_lines",
     )
-    document: dict[str, Any] = {"id": str(row["id"]), "short_id": short}
+    # "session" as search, verify and reveal name it; "id" kept for scripts written before.
+    document: dict[str, Any] = {"session": str(row["id"]), "id": str(row["id"]), "short_id": short}
     document.update({key: row[key] for key in keys})
     # One verdict, the one `verify` gives (sshtrail/verification.py), and a flag that agrees.
     document["verified"] = verification["status"] == "ok"
@@ -406,6 +465,10 @@ def _exit(row: dict[str, Any]) -> str:
     if row["exit_status"] is not None:
         return str(row["exit_status"])
     return visible(f"sig {row['exit_signal']}") if row["exit_signal"] else "-"
+
+
+def _iso(moment_: dt.datetime | None) -> str:
+    return moment_.isoformat() if moment_ else ""
 
 
 def _when(moment_: dt.datetime | None) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import shutil
 import sys
 from collections.abc import Sequence
@@ -44,6 +45,12 @@ class store:
 
 def print_json(document: object) -> None:
     sys.stdout.write(msgspec.json.encode(document).decode() + "\n")
+
+
+def print_csv(rows: Sequence[Sequence[str]]) -> None:
+    """Rows (the first one a header) as CSV (RFC 4180 quoting), every character kept."""
+    writer = csv.writer(sys.stdout, lineterminator="\r\n")
+    writer.writerows(rows)
 
 
 def print_table(rows: Sequence[Sequence[str]], width: int | None = None) -> None:

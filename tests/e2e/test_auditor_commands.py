@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -251,3 +254,27 @@ def _rows(full: str, original: dict[int, bytes]) -> list[dict[str, object]]:
         }
         for seq, data in original.items()
     ]
+
+
+def test_listings_as_csv_with_chosen_columns_and_one_name_for_a_session(
+    recorded: Recorded,
+) -> None:
+    listed = recorded.run("sessions", "--format", "csv", "--columns", "id,status,exit")
+    rows = list(csv.reader(io.StringIO(listed.stdout.decode())))
+    assert rows[0] == ["ID", "STATUS", "EXIT"]
+    assert sorted(r[2] for r in rows[1:]) == ["0", "0", "3"]
+    assert all(len(r[0]) == 36 for r in rows[1:])  # full ids: a spreadsheet keeps them
+    hits = list(
+        csv.reader(io.StringIO(recorded.run("search", "audit", "--format", "csv").stdout.decode()))
+    )
+    assert hits[0] == ["session", "kind", "t", "at", "operator", "target", "text", "certain"]
+    assert {h[6] for h in hits[1:]} >= {"audit-42"}
+    bad = recorded.run("sessions", "--columns", "id,nonsense", check=False)
+    assert bad.returncode == 2
+    assert b"unknown column NONSENSE" in bad.stderr
+    # The same name for a session in every JSON document (docs/operations.md).
+    listed_json = json.loads(recorded.run("sessions", "--json").stdout)
+    found_json = json.loads(recorded.run("search", "audit", "--json").stdout)
+    verified_json = json.loads(recorded.run("verify", "--all", "--json").stdout)
+    for document in (*listed_json, *found_json, *verified_json):
+        uuid.UUID(document["session"])
