@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from consumer.store import CHUNKS
+from sshtrail.cli.audit import SESSION_COLUMNS
 from sshtrail.db import make_engine
 from tests.support.recorded import Recorded
 
@@ -32,19 +33,7 @@ def test_sessions_lists_them_with_short_ids_and_filters(recorded: Recorded) -> N
     assert all(str(r["id"]).replace("-", "").startswith(str(r["short_id"])) for r in rows)
     assert len({r["short_id"] for r in rows}) == 3
     table = recorded.run("sessions").stdout.decode().splitlines()
-    assert table[0].split() == [
-        "ID",
-        "OPERATOR",
-        "TARGET",
-        "REQUEST",
-        "CLIENT",
-        "STARTED",
-        "DURATION",
-        "STATUS",
-        "EXIT",
-        "CHAIN",
-        "MASKED",
-    ]
+    assert tuple(table[0].split()) == SESSION_COLUMNS
     assert len(table) == 4
     assert all(line.split()[-2:] == ["ok", "-"] for line in table[1:])  # every chain verifies
     assert sum("exec: echo audit-$((6*7)); exit 3" in line for line in table) == 1
