@@ -4,6 +4,12 @@ Session ids are UUIDv7, whose leading digits are a timestamp: sessions
 started close together share long prefixes. So a short id is the shortest
 prefix (at least :data:`MIN_PREFIX` hex digits) that no other stored session
 shares, and any unique prefix, with or without dashes, names a session.
+
+:data:`MIN_PREFIX` is 12: the whole millisecond of the session's start. Eight
+digits (git's length) hold only the timestamp's top 32 bits, which change
+every 65.5 s: a short id printed a minute ago was ambiguous once another
+session started in the same window. Twelve stay unique unless another
+session starts in the very same millisecond.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ from sshtrail.textsafe import visible
 
 __all__ = ["NotFound"]  # raised here; defined with the other errors
 
-MIN_PREFIX = 8
+MIN_PREFIX = 12
 #: Sessions an ambiguous prefix lists.
 AMBIGUOUS_SHOWN = 10
 SESSIONS = SessionRecord.__table__

@@ -14,6 +14,7 @@ from consumer import store
 from consumer.messages import Received
 from consumer.pgcopy import copy_chunks
 from consumer.store import CHUNKS, SESSIONS, StoreWriter
+from sshtrail import queries
 from sshtrail.db import make_engine
 from sshtrail.errors import DatabaseError
 from sshtrail.wire import decode_chunk
@@ -233,3 +234,22 @@ def test_a_connection_the_server_ends_mid_batch_is_a_retryable_error_and_the_nex
     assert writer.write(received(messages[2:])).written == 2
     assert stored(engine, sid) == list(enumerate(messages))
     engine.dispose()
+
+
+def test_short_ids_stay_unique_as_sessions_keep_starting(store_engine: Engine) -> None:
+    """UUIDv7 ids share their first 8 digits for 65 s; a short id printed for one
+    session must still name it after more sessions started in that window."""
+    writer = StoreWriter(store_engine, dt.timedelta(hours=1))
+    first, messages = recording()
+    writer.write(received(messages))
+    with store_engine.connect() as conn:
+        shown = queries.short_ids(conn, [first])[first]
+    assert len(shown) == queries.MIN_PREFIX == 12
+    later = []
+    for _ in range(5):  # sessions started right after, in the same 65 s window
+        session_id, messages = recording()
+        writer.write(received(messages))
+        later.append(session_id)
+    # (Their first 8 digits are the first one's, but at a 65 s boundary: 8 would not do.)
+    with store_engine.connect() as conn:
+        assert queries.resolve(conn, shown) == first
