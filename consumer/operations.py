@@ -29,7 +29,7 @@ from consumer.service import incomplete_after, open_database, open_index
 from consumer.store import StoreWriter
 from consumer.watch import follow
 from sshtrail import queries
-from sshtrail.cli.output import print_table
+from sshtrail.cli.output import print_csv, print_table
 from sshtrail.cli.signals import stop_on_signals
 from sshtrail.cli.timespec import moment
 from sshtrail.db import existing_engine
@@ -73,6 +73,12 @@ def register(commands: Any) -> None:
     )
     lag.add_argument("--group", action="append", metavar="G", help="only this group (repeatable)")
     lag.add_argument("--json", action="store_true", help="one JSON object (docs/operations.md)")
+    lag.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="table (default), json (as --json) or csv (one row per partition)",
+    )
     lag.add_argument(
         "--window",
         type=_seconds,
@@ -218,7 +224,9 @@ def run_lag(args: argparse.Namespace, settings: Settings) -> int:
                 if args.watch and sys.stdout.isatty():
                     print("\x1b[H\x1b[2J", end="")
                 backlog = gateway_backlog_s(gateways) if gateways else None
-                if args.json:
+                if args.format == "csv":
+                    print_csv(_lag_csv(rows))
+                elif args.json or args.format == "json":
                     document = _lag_document(rows, groups, backlog)
                     print(msgspec.json.encode(document).decode(), flush=True)
                 else:
@@ -230,6 +238,13 @@ def run_lag(args: argparse.Namespace, settings: Settings) -> int:
     finally:
         reader.close()
     return severity
+
+
+def _lag_csv(rows: list[PartitionLag]) -> list[tuple[str, ...]]:
+    names = [field for field in PartitionLag.__dataclass_fields__]
+    return [tuple(names)] + [
+        tuple("" if (v := getattr(r, name)) is None else str(v) for name in names) for r in rows
+    ]
 
 
 def _lag_error(exc: BrokerError) -> int:
