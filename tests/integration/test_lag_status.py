@@ -68,12 +68,12 @@ def test_a_caught_up_group_is_ok_and_exits_0(topic: Topic) -> None:
 
 def test_a_group_with_lag_and_no_member_is_stop(topic: Topic) -> None:
     topic.commit("stopped", 4)
-    rows = sshtrail(topic.config, "lag", "--group", "stopped", "--format", "csv", check=False)
-    assert rows.returncode == 2
-    header, row = rows.stdout.decode().splitlines()
+    table = sshtrail(topic.config, "lag", "--group", "stopped", "--format", "csv", check=False)
+    assert table.returncode == 2
+    header, line = table.stdout.decode().splitlines()
     assert header.startswith("group,topic,partition,current_offset,log_end_offset,")
-    assert row.startswith(f"stopped,{topic.name},0,4,10,0,6,")
-    assert ",STOP," in row
+    assert line.startswith(f"stopped,{topic.name},0,4,10,0,6,")
+    assert ",STOP," in line
     status, document, _ = topic.lag("stopped")
     assert status == 2
     row = partition(document)

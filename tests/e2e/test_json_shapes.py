@@ -1,0 +1,114 @@
+"""Every command's ``--json`` against one schema (docs/operations.md, "Auditor commands"):
+each document decodes into the types below with no field missing and none unknown, and a
+session's id is called ``session`` wherever it appears."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from typing import Any, Literal
+
+import msgspec
+import pytest
+
+from tests.support.recorded import Recorded
+
+pytestmark = pytest.mark.e2e
+
+Verdict = Literal["ok", "gap", "unsigned", "tampered"]
+
+
+class _Strict(msgspec.Struct, forbid_unknown_fields=True):
+    pass
+
+
+class Verification(_Strict):
+    status: Verdict
+    detail: str
+    seq: int | None
+    gaps: list[list[int]]
+    signer: str | None
+    signer_trusted_as: str | None
+
+
+class Session(_Strict):
+    session: uuid.UUID
+    id: uuid.UUID
+    short_id: str
+    operator: str | None
+    client: str | None
+    target: str | None
+    target_host: str | None
+    target_port: int | None
+    target_user: str | None
+    gateway: str | None
+    term: str | None
+    request: Literal["shell", "exec", "subsystem", "direct-tcpip"] | None
+    command: str | None
+    status: Literal["active", "closed", "incomplete", "refused", "quarantined"]
+    exit_status: int | None
+    exit_signal: str | None
+    end_reason: str | None
+    bytes_in: int
+    bytes_out: int
+    chunk_count: int
+    last_seq: int
+    gaps: list[list[int]]
+    quarantine_reason: str | None
+    masked_input: Literal["masked", "suspicious"] | None
+    masked_bytes: int
+    masked_lines: int
+    verified: bool
+    verification: Verification
+    started_at: str | None
+    ended_at: str | None
+    duration_s: float | None
+
+
+class Command(_Strict):
+    t: float
+    command: str
+    certain: bool
+
+
+class Shown(Session, forbid_unknown_fields=True):
+    commands: list[Command]
+
+
+class Hit(_Strict):
+    session: uuid.UUID
+    kind: Literal["command", "output", "screen", "meta", "input"]
+    t: float
+    at: str | None
+    operator: str | None
+    target: str | None
+    text: str
+    matches: list[tuple[int, int]]
+    certain: bool
+
+
+class Verified(Verification, forbid_unknown_fields=True):
+    session: uuid.UUID
+
+
+def decoded(raw: bytes, shape: Any) -> Any:
+    return msgspec.json.decode(raw, type=shape, strict=True)
+
+
+def test_every_json_document_has_the_documented_shape(recorded: Recorded) -> None:
+    sessions = decoded(recorded.run("sessions", "--json").stdout, list[Session])
+    assert sessions
+    for session in sessions:
+        assert session.session == session.id
+        assert session.verified == (session.verification.status == "ok")
+    shown = decoded(recorded.run("show", sessions[0].short_id, "--json").stdout, Shown)
+    assert shown.session == sessions[0].session
+    hits = decoded(recorded.run("search", "e", "--json").stdout, list[Hit])
+    assert all(hit.matches for hit in hits)
+    verified = decoded(recorded.run("verify", "--all", "--json").stdout, list[Verified])
+    assert {v.session for v in verified} == {s.session for s in sessions}
+    # The names a document calls a session by: one, everywhere.
+    for command in (["sessions"], ["search", "e"], ["verify", "--all"]):
+        for document in json.loads(recorded.run(*command, "--json").stdout):
+            assert "session" in document
+            assert "session_id" not in document
