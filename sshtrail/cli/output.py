@@ -55,8 +55,8 @@ def print_csv(rows: Sequence[Sequence[str]]) -> None:
 
 def print_table(rows: Sequence[Sequence[str]], width: int | None = None) -> None:
     """Rows (the first one a header) in columns as wide as their widest cell. On a
-    terminal (or given ``width``) the widest columns are cut, with ``…``, until the table
-    fits, as ``ps`` does; a pipe gets every character."""
+    terminal (or given ``width``) the widest columns but the first are cut, with ``…``,
+    until the table fits, as ``ps`` does; a pipe gets every character."""
     if width is None and sys.stdout.isatty():
         width = shutil.get_terminal_size().columns
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
@@ -69,9 +69,11 @@ def print_table(rows: Sequence[Sequence[str]], width: int | None = None) -> None
 
 def _fitted(widths: list[int], least: list[int], width: int) -> list[int]:
     """Column widths that fit ``width`` (with two spaces between): the widest column
-    loses a character at a time, down to its header's width or 8."""
+    loses a character at a time, down to five characters (a header's first letters
+    still say which it is). The first column -- the id a reader types back -- is
+    never cut."""
     widths = list(widths)
-    floor = [max(8, n) for n in least]
+    floor = [widths[0], *(min(n, 5) for n in least[1:])]
     while sum(widths) + 2 * (len(widths) - 1) > width:
         cuttable = [i for i, w in enumerate(widths) if w > floor[i]]
         if not cuttable:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import os
 import subprocess
 import sys
 import uuid
 from pathlib import Path
 
+import pexpect
 import pytest
 from sqlalchemy import delete, select, update
 
@@ -267,3 +269,30 @@ def test_listings_as_csv_with_chosen_columns_and_one_name_for_a_session(
     verified_json = json.loads(recorded.run("verify", "--all", "--json").stdout)
     for document in (*listed_json, *found_json, *verified_json):
         uuid.UUID(document["session"])
+
+
+def test_in_a_narrow_terminal_the_table_fits_and_times_name_their_zone(
+    recorded: Recorded,
+) -> None:
+    def table(columns: int) -> list[str]:
+        child = pexpect.spawn(
+            sys.executable,
+            ["-m", "sshtrail", "--config", str(recorded.config), "sessions"],
+            dimensions=(24, columns),
+            env={**os.environ, "TZ": "Asia/Tokyo"},
+            timeout=60,
+        )
+        child.expect(pexpect.EOF)
+        child.close()
+        assert child.exitstatus == 0
+        return str(child.before.decode()).splitlines()
+
+    narrow = table(90)
+    assert narrow[0].startswith("ID")
+    assert max(len(line) for line in narrow) <= 90
+    assert any("…" in line for line in narrow[1:])  # cut, as ps cuts ...
+    ids = {line.split()[0] for line in narrow[1:]}
+    assert ids == {str(r["short_id"]) for r in sessions_json(recorded)}  # ... never the id
+    wide = table(250)
+    assert max(len(line) for line in wide) < 250  # room to spare: nothing cut to fit
+    assert all(" JST  " in line for line in wide[1:])  # Asia/Tokyo, named
