@@ -10,6 +10,7 @@ import re
 import subprocess
 import sys
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
 import pexpect
@@ -280,7 +281,8 @@ def test_in_a_narrow_terminal_the_table_fits_and_times_name_their_zone(
             sys.executable,
             ["-m", "sshtrail", "--config", str(recorded.config), "sessions"],
             dimensions=(24, columns),
-            env={**os.environ, "TZ": "Asia/Tokyo"},
+            # COLUMNS would win over the terminal's size (as for ps); pytest-xdist sets it.
+            env={**_without(os.environ, "COLUMNS", "LINES"), "TZ": "Asia/Tokyo"},
             timeout=60,
         )
         child.expect(pexpect.EOF)
@@ -297,5 +299,9 @@ def test_in_a_narrow_terminal_the_table_fits_and_times_name_their_zone(
     wide = table(250)
     assert max(len(line) for line in wide) < 250  # room to spare: nothing cut to fit
     timed = [line for line in wide[1:] if re.search(r" \d{4}-\d\d-\d\d \d\d:", line)]
-    assert timed  # (a session whose first chunk is missing has no start time: "-")
+    assert timed, wide  # (a session whose first chunk is missing has no start time: "-")
     assert all(re.search(r"\d\d:\d\d:\d\d JST  ", line) for line in timed)  # Asia/Tokyo
+
+
+def _without(environ: Mapping[str, str], *names: str) -> dict[str, str]:
+    return {k: v for k, v in environ.items() if k not in names}
