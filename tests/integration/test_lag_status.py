@@ -7,7 +7,6 @@ import json
 import math
 import signal
 import threading
-import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -121,15 +120,27 @@ def test_a_member_that_holds_its_partition_and_commits_nothing_is_stall(topic: T
 
 def test_a_committed_offset_that_goes_back_is_rewind(topic: Topic) -> None:
     topic.commit("rewound", 8)
-    result: list[tuple[int, dict[str, Any], str]] = []
-    judging = threading.Thread(target=lambda: result.append(topic.lag("rewound", "--window", "8")))
-    judging.start()
-    time.sleep(4)  # readings of 8 made (the command starts in about a second), more to come
-    topic.commit("rewound", 2)
-    judging.join(60)
-    status, document, _ = result[0]
-    assert status == 2
-    assert partition(document)["status"] == "REWIND"
+    watching = Running(
+        "--config",
+        str(topic.config),
+        "lag",
+        "--group",
+        "rewound",
+        "--json",
+        "--watch",
+        cwd=topic.config.parent,
+    )
+    try:
+        first = json.loads(watching.expect('"status"'))  # a reading of 8 is made
+        assert partition(first)["current_offset"] == 8
+        topic.commit("rewound", 2)
+
+        def rewound() -> bool:
+            return bool(partition(json.loads(watching.expect('"status"')))["status"] == "REWIND")
+
+        wait_for(rewound, timeout=30, what="the watch to judge the group REWIND")
+    finally:
+        watching.stop(signal.SIGINT)
 
 
 def test_a_committed_offset_retention_passed_is_data_loss_with_time_lag_unknown(
