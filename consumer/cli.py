@@ -13,6 +13,7 @@ from consumer.indexer import IndexWriter
 from consumer.reprocess import drop_index, rebuild_index
 from consumer.service import Stopped, incomplete_after, open_database, open_index, run_member
 from consumer.store import StoreWriter
+from sshtrail.cli.arguments import port
 from sshtrail.settings import Settings
 
 
@@ -58,7 +59,7 @@ def _member_options(parser: argparse.ArgumentParser, group_key: str) -> None:
     )
     parser.add_argument(
         "--metrics-port",
-        type=_port,
+        type=port,
         metavar="PORT",
         help="serve Prometheus /metrics on this port (0: off; default: consumer.metrics_port)",
     )
@@ -118,13 +119,3 @@ def _group_name(text: str) -> str:
     if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a valid id (letters, digits, . _ -)")
     return text
-
-
-def _port(text: str) -> int:
-    try:
-        port = int(text)
-    except ValueError:
-        port = -1
-    if not 0 <= port <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port (0-65535)")
-    return port

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.lagstatus import Reading, Status, evaluate, worst
+from sshtrail.cli.arguments import is_http
 from sshtrail.errors import BrokerError, InvalidError
 from sshtrail.kafka.adapters import topic_reader
 from sshtrail.kafka.admin import kafka_admin
@@ -174,7 +175,7 @@ def gateway_backlog_s(urls: list[str], timeout: float = 2.0) -> float | None:
     ``urls`` (the gateway's half of end-to-end lag); None if none of them answers."""
     ages = []
     for url in urls:
-        if not url.startswith(("http://", "https://")):
+        if not is_http(url):
             log.warning("not an http(s) URL, skipped: %s", url)
             continue
         try:

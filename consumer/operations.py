@@ -29,6 +29,7 @@ from consumer.service import incomplete_after, open_database, open_index
 from consumer.store import StoreWriter
 from consumer.watch import follow
 from sshtrail import queries
+from sshtrail.cli.arguments import http_url, port, ranged
 from sshtrail.cli.output import print_csv, print_table
 from sshtrail.cli.signals import stop_on_signals
 from sshtrail.cli.timespec import moment
@@ -56,6 +57,8 @@ COLUMNS = (
 )
 #: What ``lag --watch`` judges each partition by: the readings of this many seconds.
 WATCH_WINDOW_S = 30.0
+SECONDS = ranged(float, 0.0, 3600.0, "a number of seconds from 0 to 3600")
+INTERVAL = ranged(float, 1.0, 3600.0, "a number of seconds from 1 to 3600")
 
 
 def register(commands: Any) -> None:
@@ -81,7 +84,7 @@ def register(commands: Any) -> None:
     )
     lag.add_argument(
         "--window",
-        type=_seconds,
+        type=SECONDS,
         default=0.0,
         metavar="S",
         help="read every second for S seconds and judge over them (default: one reading)",
@@ -89,7 +92,7 @@ def register(commands: Any) -> None:
     lag.add_argument(
         "--gateway-metrics",
         action="append",
-        type=_url,
+        type=http_url,
         metavar="URL",
         help="a gateway's /metrics, for end-to-end lag (repeatable; default: this settings "
         "file's gateway.metrics_port, if set)",
@@ -113,15 +116,15 @@ def register(commands: Any) -> None:
     exporter.add_argument("--group", action="append", metavar="G", help="this group (repeatable)")
     exporter.add_argument("--listen", default="127.0.0.1", help="address (default 127.0.0.1)")
     exporter.add_argument(
-        "--port", type=_port, default=9310, help="port (default 9310; 0: any free one)"
+        "--port", type=port, default=9310, help="port (default 9310; 0: any free one)"
     )
     exporter.add_argument(
-        "--interval", type=_interval, default=15.0, metavar="S", help="seconds between readings"
+        "--interval", type=INTERVAL, default=15.0, metavar="S", help="seconds between readings"
     )
     exporter.add_argument(
         "--gateway-metrics",
         action="append",
-        type=_url,
+        type=http_url,
         metavar="URL",
         help="a gateway's /metrics, for sshtrail_end_to_end_lag_seconds (repeatable)",
     )
@@ -328,39 +331,6 @@ def run_lag_exporter(args: argparse.Namespace, settings: Settings) -> int:
         )
     print(f"lag-exporter: stopped ({stop.name or 'exit'})", flush=True)
     return 0
-
-
-def _url(text: str) -> str:
-    if not text.startswith(("http://", "https://")):
-        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
-    return text
-
-
-def _port(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a TCP port")
-    return value
-
-
-def _interval(text: str) -> float:
-    value = _seconds(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r}: readings at least 1 s apart")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not 0 <= value <= 3600:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0 to 3600")
-    return value
 
 
 def run_reprocess(args: argparse.Namespace, settings: Settings) -> int:

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from sshtrail import queries, search
+from sshtrail.cli.arguments import positive, ranged
 from sshtrail.cli.evidence import default_keys, verdict_json
 from sshtrail.cli.output import print_csv, print_json, print_table, store
 from sshtrail.cli.timespec import clock, moment
@@ -39,7 +40,7 @@ def register(commands: Any) -> None:
     )
     _filters(listing)
     listing.add_argument("--status", choices=[s.value for s in SessionStatus])
-    listing.add_argument("--limit", type=_positive, default=50, help="at most N (default 50)")
+    listing.add_argument("--limit", type=positive, default=50, help="at most N (default 50)")
     _formats(listing)
     listing.add_argument(
         "--columns",
@@ -67,7 +68,7 @@ def register(commands: Any) -> None:
     _filters(finder)
     finder.add_argument("--session", metavar="SID", help="only this session (id or prefix)")
     finder.add_argument(
-        "--exit", type=_status, metavar="N", help="only sessions that ended with exit status N"
+        "--exit", type=_exit_status, metavar="N", help="only sessions that ended with exit status N"
     )
     finder.add_argument(
         "--kind",
@@ -75,10 +76,12 @@ def register(commands: Any) -> None:
         help="only commands, output lines, screens of full-screen programs, metadata, or "
         "input given to a command",
     )
-    finder.add_argument("--limit", type=_positive, default=100, help="at most N hits")
+    finder.add_argument("--limit", type=positive, default=100, help="at most N hits")
     _formats(finder)
     finder.set_defaults(handler=run_search)
 
+
+_exit_status = ranged(int, 0, 2**32 - 1, "an exit status (0 to 4294967295)")
 
 #: The columns of ``sessions``, in the order shown by default.
 SESSION_COLUMNS = (
@@ -474,23 +477,3 @@ def _iso(moment_: dt.datetime | None) -> str:
 def _when(moment_: dt.datetime | None) -> str:
     """A stored (UTC) time in this machine's time zone, the zone named (TZ= chooses)."""
     return moment_.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if moment_ else "-"
-
-
-def _status(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = -1
-    if not 0 <= value < 2**32:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an exit status (0 to 4294967295)")
-    return value
-
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
-    return value

@@ -33,6 +33,7 @@ import tty
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from sshtrail.cli.arguments import ranged
 from sshtrail.cli.evidence import events_of
 from sshtrail.cli.output import stored_session
 from sshtrail.cli.timespec import clock, offset
@@ -43,6 +44,7 @@ from sshtrail.termfilter import TerminalFilter
 from sshtrail.textsafe import visible
 
 RESET = b"\x1b[0m\x1b[?25h\r\n"  # attributes off, cursor shown
+_speed = ranged(float, 0.01, 1000.0, "a speed between 0.01 and 1000")
 
 
 def register(commands: Any) -> None:
@@ -245,13 +247,3 @@ def _keys() -> Iterator[int]:
         yield fd
     finally:
         termios.tcsetattr(fd, termios.TCSADRAIN, saved)
-
-
-def _speed(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = 0.0
-    if not 0.01 <= value <= 1000:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a speed between 0.01 and 1000")
-    return value

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from sshtrail.cli.arguments import port, positive, ranged
 from sshtrail.cli.main import build_parser, main
 from sshtrail.cli.output import print_table
 
@@ -203,3 +204,19 @@ def test_a_table_fits_the_terminal_by_cutting_its_widest_columns(
     assert lines[1].rstrip().endswith("closed")  # the short columns keep every character
     print_table(rows)  # not a terminal: every character, for grep and cut
     assert "x" * 200 in capsys.readouterr().out
+
+
+def test_bounded_number_arguments_refuse_what_is_outside_or_not_a_number() -> None:
+    seconds = ranged(float, 0.0, 3600.0, "a number of seconds from 0 to 3600")
+    assert seconds("0") == 0.0
+    assert seconds("3600") == 3600.0
+    for bad in ("-1", "3600.5", "nan", "inf", "soon", ""):
+        with pytest.raises(argparse.ArgumentTypeError, match="is not a number of seconds"):
+            seconds(bad)
+    assert positive("7") == 7
+    for bad in ("0", "1.5", "x"):
+        with pytest.raises(argparse.ArgumentTypeError, match="is not a positive whole number"):
+            positive(bad)
+    assert port("0") == 0
+    with pytest.raises(argparse.ArgumentTypeError, match=r"'65536' is not a TCP port \(0-65535\)"):
+        port("65536")

@@ -1,0 +1,40 @@
+"""Argument types the commands share: a number within bounds, a TCP port, an URL."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Callable
+from typing import TypeVar
+
+N = TypeVar("N", int, float)
+
+
+def ranged(kind: Callable[[str], N], low: N, high: N | None, what: str) -> Callable[[str], N]:
+    """An argparse type: ``kind(text)`` from ``low`` to ``high`` (None: no upper bound),
+    else ``'TEXT' is not WHAT``. NaN is never within bounds."""
+
+    def parse(text: str) -> N:
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not low <= value or (high is not None and not value <= high):
+            raise argparse.ArgumentTypeError(f"{text!r} is not {what}")
+        return value
+
+    return parse
+
+
+port = ranged(int, 0, 65535, "a TCP port (0-65535)")
+positive = ranged(int, 1, None, "a positive whole number")
+
+
+def http_url(text: str) -> str:
+    """An ``http://`` or ``https://`` URL (nothing else may be fetched)."""
+    if not is_http(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http:// or https:// URL")
+    return text
+
+
+def is_http(url: str) -> bool:
+    return url.startswith(("http://", "https://"))
