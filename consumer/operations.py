@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import datetime as dt
 import sys
 import time
 import uuid
@@ -40,7 +41,7 @@ from sshtrail.kafka.adapters import topic_reader
 from sshtrail.kafka.admin import kafka_admin
 from sshtrail.settings import Settings
 from sshtrail.termfilter import TerminalFilter
-from sshtrail.textsafe import visible
+from sshtrail.textsafe import local_time, visible
 
 COLUMNS = (
     "GROUP",
@@ -234,7 +235,7 @@ def run_lag(args: argparse.Namespace, settings: Settings) -> int:
                     print(msgspec.json.encode(document).decode(), flush=True)
                 else:
                     if args.watch:
-                        print(time.strftime("%Y-%m-%d %H:%M:%S %Z"), flush=True)
+                        print(local_time(dt.datetime.now(dt.UTC)), flush=True)
                     _print_lag(rows, groups, backlog)
                 if not args.watch or stop.wait(2.0):
                     break

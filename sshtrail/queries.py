@@ -25,7 +25,7 @@ from sqlalchemy.engine import Connection
 
 from sshtrail.errors import NotFound
 from sshtrail.models import ChunkRecord, MaskedInput, SessionRecord, SessionStatus
-from sshtrail.textsafe import visible
+from sshtrail.textsafe import local_time, visible
 
 __all__ = ["NotFound"]  # raised here; defined with the other errors
 
@@ -112,7 +112,7 @@ def resolve(conn: Connection, prefix: str) -> uuid.UUID:
         more = " (and more)" if len(found) > shown else ""
         candidates = "".join(
             f"\n  {row.id.hex}  {visible(row.operator or '?')}@{visible(row.target or '?')}  "
-            f"{row.started_at.astimezone():%Y-%m-%d %H:%M:%S %Z}"
+            f"{local_time(row.started_at)}"
             for row in found[:shown]
         )
         raise NotFound(

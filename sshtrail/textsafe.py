@@ -9,6 +9,7 @@ prints outside replay, watch and raw export goes through :func:`visible`.
 
 from __future__ import annotations
 
+import datetime as dt
 import unicodedata
 from typing import Final
 
@@ -33,3 +34,9 @@ def _escape(char: str) -> str:
         code = ord(char)
         return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
     return char
+
+
+def local_time(moment: dt.datetime | None) -> str:
+    """A stored (UTC) time as printed: in this machine's time zone, the zone named
+    (``TZ=`` chooses); ``-`` for none."""
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if moment else "-"

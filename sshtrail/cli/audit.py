@@ -25,7 +25,7 @@ from sshtrail.db import existing_engine, shown_url
 from sshtrail.errors import DatabaseError, InvalidError, NotSetUp
 from sshtrail.models import MaskedInput, SessionStatus
 from sshtrail.settings import Settings
-from sshtrail.textsafe import visible
+from sshtrail.textsafe import local_time, visible
 from sshtrail.verification import fingerprint, session_verdicts, verify_session
 
 HIGHLIGHT = ("\x1b[1;31m", "\x1b[0m")
@@ -172,7 +172,7 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
             "TARGET": visible(row["target"] or "?"),
             "REQUEST": _request(row, 4096 if csv_ else 40),
             "CLIENT": visible(row["client"] or "?"),
-            "STARTED": _iso(row["started_at"]) if csv_ else _when(row["started_at"]),
+            "STARTED": _iso(row["started_at"]) if csv_ else local_time(row["started_at"]),
             "DURATION": _duration(row),
             "STATUS": row["status"],
             "EXIT": _exit(row),
@@ -215,8 +215,8 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         ("gateway", row["gateway"]),
         ("terminal", row["term"] or "(no pty)"),
         ("request", _request(row, 255)),
-        ("started", _when(row["started_at"])),
-        ("ended", _when(row["ended_at"])),
+        ("started", local_time(row["started_at"])),
+        ("ended", local_time(row["ended_at"])),
         ("duration", _duration(row)),
         ("status", row["status"]),
         ("exit", _exit(row)),
@@ -339,7 +339,7 @@ def _print_hits(settings: Settings, hits: list[search.Hit], needle: str) -> None
         count = f"{len(found)} hit{'s' if len(found) != 1 else ''}"
         print(
             f"{short}  {visible(first.operator or '?')}@{visible(first.target or '?')}  "
-            f"{_when(first.at)}  {count}"
+            f"{local_time(first.at)}  {count}"
         )
         for hit in found:
             print(
@@ -472,8 +472,3 @@ def _exit(row: dict[str, Any]) -> str:
 
 def _iso(moment_: dt.datetime | None) -> str:
     return moment_.isoformat() if moment_ else ""
-
-
-def _when(moment_: dt.datetime | None) -> str:
-    """A stored (UTC) time in this machine's time zone, the zone named (TZ= chooses)."""
-    return moment_.astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if moment_ else "-"

@@ -253,3 +253,22 @@ def test_short_ids_stay_unique_as_sessions_keep_starting(store_engine: Engine) -
     # (Their first 8 digits are the first one's, but at a 65 s boundary: 8 would not do.)
     with store_engine.connect() as conn:
         assert queries.resolve(conn, shown) == first
+
+
+def test_an_ambiguous_prefix_lists_a_session_without_a_start_time_too(
+    store_engine: Engine,
+) -> None:
+    """A session whose first chunks never arrived has no start time; listing it as a
+    candidate raised AttributeError (a traceback instead of the list)."""
+    writer = StoreWriter(store_engine, dt.timedelta(hours=1))
+    headless, messages = recording(chunks=4)
+    writer.write(received(messages[2:]))
+    whole, messages = recording()
+    writer.write(received(messages))
+    differs = next(i for i in range(32) if headless.hex[i] != whole.hex[i])
+    common = headless.hex[:differs]  # a prefix both sessions share
+    with store_engine.connect() as conn, pytest.raises(queries.NotFound) as raised:
+        queries.resolve(conn, common)
+    lines = str(raised.value).splitlines()
+    assert f"  {headless.hex}  ?@?  -" in lines
+    assert any(line.startswith(f"  {whole.hex}  alice@t1  ") for line in lines)
