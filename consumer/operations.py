@@ -31,7 +31,7 @@ from consumer.store import StoreWriter
 from consumer.watch import follow
 from sshtrail import queries
 from sshtrail.cli.arguments import http_url, port, ranged
-from sshtrail.cli.output import print_csv, print_table
+from sshtrail.cli.output import chosen_format, format_options, print_csv, print_table
 from sshtrail.cli.signals import stop_on_signals
 from sshtrail.cli.timespec import moment
 from sshtrail.db import existing_engine
@@ -76,13 +76,7 @@ def register(commands: Any) -> None:
         "an unknown group or an unreachable broker.",
     )
     lag.add_argument("--group", action="append", metavar="G", help="only this group (repeatable)")
-    lag.add_argument("--json", action="store_true", help="one JSON object (docs/operations.md)")
-    lag.add_argument(
-        "--format",
-        choices=("table", "json", "csv"),
-        default="table",
-        help="table (default), json (as --json) or csv (one row per partition)",
-    )
+    format_options(lag, csv_rows="one row per partition")
     lag.add_argument(
         "--window",
         type=SECONDS,
@@ -228,9 +222,10 @@ def run_lag(args: argparse.Namespace, settings: Settings) -> int:
                 if args.watch and sys.stdout.isatty():
                     print("\x1b[H\x1b[2J", end="")
                 backlog = gateway_backlog_s(gateways) if gateways else None
-                if args.format == "csv":
+                shape = chosen_format(args)
+                if shape == "csv":
                     print_csv(_lag_csv(rows))
-                elif args.json or args.format == "json":
+                elif shape == "json":
                     document = _lag_document(rows, groups, backlog)
                     print(msgspec.json.encode(document).decode(), flush=True)
                 else:

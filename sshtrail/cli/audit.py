@@ -19,7 +19,14 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sshtrail import queries, search
 from sshtrail.cli.arguments import positive, ranged
 from sshtrail.cli.evidence import default_keys, verdict_json
-from sshtrail.cli.output import print_csv, print_json, print_table, store
+from sshtrail.cli.output import (
+    chosen_format,
+    format_options,
+    print_csv,
+    print_json,
+    print_table,
+    store,
+)
 from sshtrail.cli.timespec import clock, moment
 from sshtrail.db import existing_engine, shown_url
 from sshtrail.errors import DatabaseError, InvalidError, NotSetUp
@@ -41,7 +48,7 @@ def register(commands: Any) -> None:
     _filters(listing)
     listing.add_argument("--status", choices=[s.value for s in SessionStatus])
     listing.add_argument("--limit", type=positive, default=50, help="at most N (default 50)")
-    _formats(listing)
+    format_options(listing)
     listing.add_argument(
         "--columns",
         type=_columns,
@@ -77,7 +84,7 @@ def register(commands: Any) -> None:
         "input given to a command",
     )
     finder.add_argument("--limit", type=positive, default=100, help="at most N hits")
-    _formats(finder)
+    format_options(finder)
     finder.set_defaults(handler=run_search)
 
 
@@ -99,17 +106,6 @@ SESSION_COLUMNS = (
 )
 
 
-def _formats(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--format",
-        choices=("table", "json", "csv"),
-        default="table",
-        help="table (default; fits the terminal), json (docs/operations.md) or csv (every "
-        "character, for spreadsheets)",
-    )
-    parser.add_argument("--json", action="store_true", help="the same as --format json")
-
-
 def _columns(text: str) -> tuple[str, ...]:
     chosen = tuple(name.strip().upper() for name in text.split(",") if name.strip())
     unknown = [name for name in chosen if name not in SESSION_COLUMNS]
@@ -119,10 +115,6 @@ def _columns(text: str) -> tuple[str, ...]:
             f"choose from {','.join(SESSION_COLUMNS)}"
         )
     return chosen
-
-
-def _format(args: argparse.Namespace) -> str:
-    return "json" if args.json else str(args.format)
 
 
 def _filters(parser: argparse.ArgumentParser) -> None:
@@ -153,7 +145,7 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
         rows = queries.list_sessions(conn, wanted)
         shorts = queries.short_ids(conn, [row["id"] for row in rows])
         verdicts = session_verdicts(conn, rows, keys)
-    shape = _format(args)
+    shape = chosen_format(args)
     if shape == "json":
         print_json(
             [
@@ -277,7 +269,7 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
         ) from None
     finally:
         engine.dispose()
-    shape = _format(args)
+    shape = chosen_format(args)
     if shape == "json":
         print_json([_hit_json(hit, args.query) for hit in hits])
     elif shape == "csv":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import csv
 import shutil
 import sys
@@ -45,6 +46,23 @@ class store:
 
 def print_json(document: object) -> None:
     sys.stdout.write(msgspec.json.encode(document).decode() + "\n")
+
+
+def format_options(parser: argparse.ArgumentParser, csv_rows: str = "") -> None:
+    """``--format table|json|csv`` and ``--json`` (its shorthand) for a listing; read
+    the choice with :func:`chosen_format`. ``csv_rows`` says what a CSV row is."""
+    parser.add_argument(
+        "--format",
+        choices=("table", "json", "csv"),
+        default="table",
+        help="table (default; fits the terminal), json (docs/operations.md) or csv (every "
+        f"character, for spreadsheets{'; ' + csv_rows if csv_rows else ''})",
+    )
+    parser.add_argument("--json", action="store_true", help="the same as --format json")
+
+
+def chosen_format(args: argparse.Namespace) -> str:
+    return "json" if args.json else str(args.format)
 
 
 def print_csv(rows: Sequence[Sequence[str]]) -> None:
