@@ -213,18 +213,22 @@ class _Screen(pyte.Screen):
         self.main: tuple[Any, Any] | None = None
 
     def set_mode(self, *modes_: int, **kwargs: Any) -> None:
-        if kwargs.get("private") and ALTERNATE_MODES.intersection(modes_):
-            self._switch(alternate=True)
-            modes_ = tuple(m for m in modes_ if m not in ALTERNATE_MODES)
-        if modes_:
-            super().set_mode(*modes_, **kwargs)
+        if others := self._other_modes(modes_, kwargs, alternate=True):
+            super().set_mode(*others, **kwargs)
 
     def reset_mode(self, *modes_: int, **kwargs: Any) -> None:
+        if others := self._other_modes(modes_, kwargs, alternate=False):
+            super().reset_mode(*others, **kwargs)
+
+    def _other_modes(
+        self, modes_: tuple[int, ...], kwargs: dict[str, Any], alternate: bool
+    ) -> tuple[int, ...]:
+        """Switch screens if ``modes_`` (set: ``alternate``; reset: not) name the
+        alternate screen; the modes left for pyte."""
         if kwargs.get("private") and ALTERNATE_MODES.intersection(modes_):
-            self._switch(alternate=False)
-            modes_ = tuple(m for m in modes_ if m not in ALTERNATE_MODES)
-        if modes_:
-            super().reset_mode(*modes_, **kwargs)
+            self._switch(alternate)
+            return tuple(m for m in modes_ if m not in ALTERNATE_MODES)
+        return modes_
 
     def _switch(self, alternate: bool) -> None:
         """To the alternate screen (blank, the main one kept) or back (as it was)."""
@@ -458,14 +462,15 @@ class Terminal:
                 self._read_screen(but=None if self._screen.main else self._screen.cursor.y)
 
     def entering_alternate(self) -> None:
-        self._prompt, self._enter, self._overwritten = None, False, []
-        self._shown, self._scrolled = set(), []
-        self.drawn = False
+        self._fresh_screen()
 
     def leaving_alternate(self) -> None:
-        if self.drawn:
-            self._read_screen()
-        self._prompt, self._enter = None, False
+        self.clearing()  # what the program showed last was seen
+        self._fresh_screen()
+
+    def _fresh_screen(self) -> None:
+        """Another screen is shown: no line being typed, nothing read from it yet."""
+        self._prompt, self._enter, self._overwritten = None, False, []
         self._shown, self._scrolled = set(), []
         self.drawn = False
 
