@@ -336,7 +336,7 @@ def _print_hits(settings: Settings, hits: list[search.Hit], needle: str) -> None
         for hit in found:
             print(
                 f"    +{clock(hit.t / 1e9)}  {_kind(hit):<{width}}  "
-                f"{_highlight(hit.text, needle, color)}"
+                f"{_highlight(hit, needle, color)}"
             )
         print(f"    replay: sshtrail replay {short} --from {clock(first.t / 1e9)}")
 
@@ -346,12 +346,11 @@ def _kind(hit: search.Hit) -> str:
     return f"{hit.kind}?" if not hit.certain else hit.kind
 
 
-def _highlight(text: str, needle: str, color: bool) -> str:
-    """``text`` made visible, each case-insensitive occurrence of ``needle`` marked."""
-    lowered, wanted = text.lower(), needle.lower()
-    parts, start = [], 0
-    while (found := lowered.find(wanted, start)) >= 0:
-        end = found + len(needle)
+def _highlight(hit: search.Hit, needle: str, color: bool) -> str:
+    """The hit's text made visible, each match (:meth:`~sshtrail.search.Hit.matches`,
+    the positions ``--json`` gives) marked."""
+    text, parts, start = hit.text, [], 0
+    for found, end in hit.matches(needle):
         parts += [visible(text[start:found]), _mark(visible(text[found:end]), color)]
         start = end
     parts.append(visible(text[start:]))
