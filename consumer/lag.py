@@ -80,7 +80,10 @@ class LagReader:
         """The topic's partitions."""
         return self._probe.partitions(self.topic)
 
-    def read(self, group: str) -> list[PartitionLag]:
+    def read(self, group: str, ages: bool = True) -> list[PartitionLag]:
+        """The group's lag now, each partition judged over the window. Without ``ages``
+        the oldest messages are not fetched (a reading kept only to judge by: its time
+        lags say None)."""
         try:
             partitions = self._probe.partitions(self.topic)
             state = self._admin.group(group, self.topic)
@@ -105,7 +108,10 @@ class LagReader:
             status, reason = evaluate(self._remember(group, partition, reading))
             lag = reading.lag
             start = current if current is not None else low
-            seconds = self._age(partition, start, low, now) if lag > 0 else 0.0
+            if lag == 0:
+                seconds: float | None = 0.0
+            else:
+                seconds = self._age(partition, start, low, now) if ages else None
             rows.append(
                 PartitionLag(
                     group,

@@ -210,11 +210,13 @@ def run_lag(args: argparse.Namespace, settings: Settings) -> int:
         with stop_on_signals() as stop:
             started = time.monotonic()
             while True:
+                # Readings before the window is over are only judged by: no message ages.
+                judging = not args.watch and time.monotonic() - started < args.window
                 try:
-                    rows = [row for group in groups for row in reader.read(group)]
+                    rows = [row for group in groups for row in reader.read(group, not judging)]
                 except BrokerError as exc:
                     return _lag_error(exc)
-                if not args.watch and time.monotonic() - started < args.window:
+                if judging:
                     if stop.wait(1.0):
                         break
                     continue  # more readings to judge by before printing
