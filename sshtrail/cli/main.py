@@ -15,7 +15,6 @@ from sshtrail.errors import ConfigError, InvalidError, NotFound, SshtrailError
 from sshtrail.settings import load_settings
 from sshtrail.statedir import UMASK
 
-#: Exit status for usage and configuration errors, as argparse uses.
 #: Exit statuses, the same for every command (docs/operations.md, "Exit status").
 EXIT_FAILURE = 1  # an error; for search/verify/lag/completeness: no match, not ok, WARN
 EXIT_USAGE = 2  # a bad argument, setting or value
