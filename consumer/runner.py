@@ -18,6 +18,11 @@ in this order for every batch (docs/decisions.md, "Consumer runner"):
    invalid, in which case the member stalls loudly, committing nothing;
 5. commit, synchronously, per partition, the offset one past the batch.
 
+Caught up, on a broker that answers an empty fetch at once instead of holding
+it (the embedded one), the member *rests* when ``idle_check_s`` is set: its
+partitions paused, it asks for their log ends that often and fetches again
+when one has moved (docs/decisions.md, "Idle members").
+
 Offsets that are missing -- the broker deleted them (retention) before the
 group read them -- are DATA-LOSS: logged, counted, and recorded in the
 dead-letter topic before anything past them is committed
@@ -78,6 +83,8 @@ class RunnerOptions:
     lag_report_s: float = 5.0
     dead_letter_max_consecutive: int = 100
     dead_letter_max_ratio: float = 0.5
+    #: Caught up, pause and look at the log ends this often instead of fetching; 0: never.
+    idle_check_s: float = 0.0
 
 
 class GroupRunner:
@@ -113,8 +120,16 @@ class GroupRunner:
         self._next: dict[int, int] = {}
         self._last_published: dict[int, float] = {}
         self._paused = False
+        #: Caught up and paused until a log end moves (``idle_check_s``).
+        self._resting = False
+        self._next_idle_check = 0.0
         self._next_lag_report = 0.0
         self._next_retention_check = 0.0
+
+    @property
+    def resting(self) -> bool:
+        """Caught up, its partitions paused until a log end moves (``idle_check_s``)."""
+        return self._resting
 
     def stop(self) -> None:
         """Finish the batch in hand, commit it, leave the group. Safe from any thread."""
@@ -138,8 +153,12 @@ class GroupRunner:
             while not self._stop.is_set():
                 idle = pending is None and not more_work
                 wait = self._options.batch_wait_s if idle else 0.0
+                if idle and self._resting:
+                    wait = self._options.idle_check_s
                 messages = self._consumer.consume(self._options.batch_size, wait)
                 self._metrics.consumed(len(messages))
+                if not messages:
+                    self._rest_or_wake(caught_up=idle)
                 decoding = self._decode(decoder, messages)
                 if pending is not None:
                     self._handle(pending)
@@ -155,7 +174,7 @@ class GroupRunner:
                 if time.monotonic() >= next_housekeeping:
                     self._retrying(self._writer.housekeeping, "housekeeping")
                     next_housekeeping = time.monotonic() + self._options.housekeeping_s
-                self._report_lag(force=True)
+                self._report_lag(force=not self._resting)
             if pending is not None:  # the batch in hand is finished before leaving
                 self._handle(pending)
         finally:
@@ -420,6 +439,43 @@ class GroupRunner:
         if self._paused:
             self._consumer.resume(self._consumer.assignment())
             self._paused = False
+            self._resting = False
+
+    # -- resting while caught up (idle_check_s) ----------------------------------------
+
+    def _rest_or_wake(self, *, caught_up: bool) -> None:
+        """After a poll that brought nothing: rest if caught up; resting, wake when a
+        log end moved past what this member has read."""
+        if not self._options.idle_check_s or self._paused:
+            return
+        now = time.monotonic()
+        if not self._resting:
+            if caught_up and self._assigned:
+                self._consumer.pause(self._consumer.assignment())
+                self._resting = True
+                self._next_idle_check = now + self._options.idle_check_s
+            return
+        if now < self._next_idle_check:
+            return
+        self._next_idle_check = now + self._options.idle_check_s
+        if self._news():
+            self._wake()
+
+    def _news(self) -> bool:
+        """Whether an owned partition has messages past this member's position; also
+        when that cannot be told (the broker is away: fetching will say so)."""
+        for partition in sorted(self._assigned):
+            marks = self._consumer.watermarks(partition, fresh=True)
+            position = self._next.get(partition, self._committed.get(partition))
+            if marks is None or position is None or marks[1] > position:
+                return True
+        return False
+
+    def _wake(self) -> None:
+        if self._resting:
+            self._resting = False
+            if not self._paused:
+                self._consumer.resume(self._consumer.assignment())
 
     # -- rebalances (called from inside consume) -----------------------------------------
 
@@ -430,7 +486,9 @@ class GroupRunner:
         self._next_retention_check = 0.0  # where the new partitions stand: at once
         log.info("%s: assigned partitions %s", self.group, sorted(partitions))
         # librdkafka keeps a partition's pause across a revoke and a new assignment:
-        # set it explicitly, to what the member is doing now.
+        # set it explicitly, to what the member is doing now. A resting member wakes:
+        # where the new partitions stand is read by fetching them.
+        self._wake()
         if self._paused:
             self._consumer.pause(partitions)
         else:
@@ -463,7 +521,7 @@ class GroupRunner:
         wall = time.time()
         for partition in sorted(self._assigned):
             # Paused, the client fetches nothing and its log-end offsets go stale.
-            marks = self._consumer.watermarks(partition, fresh=self._paused)
+            marks = self._consumer.watermarks(partition, fresh=self._paused or self._resting)
             if marks is None:
                 continue
             low, high = marks

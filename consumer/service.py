@@ -45,6 +45,16 @@ def assignment_strategy(settings: Settings) -> str:
     return "roundrobin" if settings.embedded_broker else "cooperative-sticky"
 
 
+def idle_check_s(settings: Settings) -> float:
+    """How often a caught-up member looks for new messages instead of fetching; 0: it
+    fetches (a real Kafka holds an empty fetch for ``fetch.wait.max.ms``). ``-1`` is
+    100 ms on the embedded broker, which answers at once (docs/decisions.md)."""
+    chosen = settings.consumer.idle_check_ms
+    if chosen >= 0:
+        return chosen / 1000
+    return 0.1 if settings.embedded_broker else 0.0
+
+
 def incomplete_after(settings: Settings) -> dt.timedelta:
     """Quiet time after which a session without an end is ``incomplete``: the setting,
     or the gateway's idle timeout plus five minutes (an hour if that is 0)."""
@@ -102,6 +112,7 @@ def runner_options(settings: Settings) -> RunnerOptions:
         retry_max_s=max(options.retry_max_ms, options.retry_initial_ms) / 1000,
         dead_letter_max_consecutive=options.dead_letter_max_consecutive,
         dead_letter_max_ratio=options.dead_letter_max_ratio,
+        idle_check_s=idle_check_s(settings),
     )
 
 

@@ -203,6 +203,12 @@ class ConsumerSettings(_Section):
     #: ``auto`` is cooperative-sticky, except on the embedded development broker,
     #: which cannot always finish a cooperative rebalance (docs/decisions.md).
     assignment_strategy: Literal["auto", "cooperative-sticky", "range", "roundrobin"] = "auto"
+    #: Caught up, a member pauses its partitions and asks the broker for their
+    #: log ends this often (milliseconds), fetching again when one moved: the
+    #: embedded broker answers fetches at once instead of holding them, so an
+    #: idle librdkafka consumer would spin (docs/decisions.md). -1: 100 with the
+    #: embedded broker, 0 (off: librdkafka's held fetches) with a real Kafka.
+    idle_check_ms: Annotated[int, msgspec.Meta(ge=-1, le=10_000)] = -1
     #: Messages written per database transaction at most.
     batch_size: Annotated[int, msgspec.Meta(ge=1, le=100_000)] = 2000
     #: How long a batch waits to fill before it is written anyway.

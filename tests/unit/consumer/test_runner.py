@@ -428,5 +428,61 @@ def test_a_member_that_stops_leaves_the_group(harness: Harness) -> None:
     assert harness.members[0].closed
 
 
+RESTING = RunnerOptions(
+    batch_size=50, batch_wait_s=0.01, retry_initial_s=0.01, retry_max_s=0.05, idle_check_s=0.02
+)
+
+
+def resting(runner: GroupRunner, consumer: CheckedConsumer) -> bool:
+    """Whether the member rests, its last word to the client a pause."""
+    return runner.resting and bool(consumer.calls) and consumer.calls[-1][0] == "pause"
+
+
+def test_a_caught_up_member_rests_and_wakes_for_what_comes_next(harness: Harness) -> None:
+    """The embedded broker's idle spin (issue 17): caught up, the member pauses its
+    partitions instead of fetching; a message published later is still written and
+    committed, and the member rests again after it."""
+    harness.produce_sessions(5)
+    runner, _ = harness.start_member(RESTING)
+    harness.wait_for(harness.everything_done, what="every offset committed")
+    member = harness.members[0]
+    harness.wait_for(lambda: resting(runner, member), what="the member resting")
+    for round_ in range(3):
+        harness.produce_sessions(2)
+        harness.wait_for(harness.everything_done, what=f"round {round_} committed")
+        harness.wait_for(lambda: resting(runner, member), what="resting again")
+    assert len(harness.store.chunks) == 11 * 4
+
+
+def test_a_rebalance_while_resting_loses_and_doubles_nothing(harness: Harness) -> None:
+    harness.produce_sessions(5)
+    first, _ = harness.start_member(RESTING)
+    harness.wait_for(harness.everything_done, what="every offset committed")
+    harness.wait_for(lambda: resting(first, harness.members[0]), what="the member resting")
+    second, _ = harness.start_member(RESTING)
+    harness.produce_sessions(10)
+    harness.wait_for(harness.everything_done, what="shared between two resting members")
+    harness.stop_member(second)
+    harness.produce_sessions(10)
+    harness.wait_for(harness.everything_done, what="back to one member")
+    assert len(harness.store.chunks) == 25 * 4
+
+
+def test_a_member_that_rests_still_pauses_and_retries_while_the_database_is_away(
+    harness: Harness,
+) -> None:
+    harness.produce_sessions(2)
+    runner, _ = harness.start_member(RESTING)
+    harness.wait_for(harness.everything_done, what="every offset committed")
+    harness.wait_for(lambda: resting(runner, harness.members[0]), what="the member resting")
+    harness.store.down = True
+    attempts = harness.store.attempts
+    harness.produce_sessions(3)
+    harness.wait_for(lambda: harness.store.attempts >= attempts + 3, what="retries")
+    harness.store.down = False
+    harness.wait_for(harness.everything_done, what="written after the outage")
+    assert len(harness.store.chunks) == 5 * 4
+
+
 def wait_for(condition: Callable[[], bool], timeout: float = 10, what: str = "") -> None:
     wait_until(condition, timeout, what, every=0.005)

@@ -10,7 +10,13 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine
 
-from consumer.service import Stopped, _patiently, assignment_strategy, incomplete_after
+from consumer.service import (
+    Stopped,
+    _patiently,
+    assignment_strategy,
+    idle_check_s,
+    incomplete_after,
+)
 from sshtrail.db import make_engine
 from sshtrail.errors import DatabaseError
 from sshtrail.settings import load_settings
@@ -28,6 +34,16 @@ def test_consumers_pick_an_assignment_strategy_the_broker_can_finish() -> None:
         }
     )
     assert assignment_strategy(chosen) == "range"
+
+
+def test_only_members_on_the_embedded_broker_rest_when_caught_up() -> None:
+    """A real Kafka holds an empty fetch for ``fetch.wait.max.ms``: resting there would
+    only add latency. The embedded broker answers at once: members rest (issue 17)."""
+    assert idle_check_s(load_settings(environ={})) == 0.1
+    kafka = load_settings(environ={"SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS": "kafka1:9092"})
+    assert idle_check_s(kafka) == 0.0
+    chosen = load_settings(environ={"SSHTRAIL_CONSUMER__IDLE_CHECK_MS": "0"})
+    assert idle_check_s(chosen) == 0.0
 
 
 def test_a_session_is_incomplete_after_the_gateway_idle_limit_and_a_grace() -> None:

@@ -1,0 +1,130 @@
+"""CPU of the local stack at rest: ``sshtrail up --demo`` with no session open.
+
+Starts the stack in a scratch state directory on free loopback ports, waits
+for it to be ready and to settle (start-up work: migrations, group joins),
+then reads every process of the tree from ``/proc`` over a window and prints
+each one's share of a core and the total. Goal (issue 17): total <= 5 %.
+
+    python -m bench.idle [--seconds 30] [--settle 15]
+
+The baseline in the same run: ``python -c 'import time; time.sleep(N)'``,
+which should read 0 % -- a machine too loaded to measure shows there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from bench.cpu import cpu_seconds
+from bench.scratch import scratch
+from sshtrail.broker import free_port
+
+
+@dataclass(frozen=True)
+class Process:
+    pid: int
+    name: str
+
+
+def _children(pid: int) -> list[int]:
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*/children"):
+        try:
+            found.extend(int(child) for child in task.read_text().split())
+        except OSError:
+            continue
+    return found
+
+
+def tree(root: int) -> list[Process]:
+    """``root`` and its descendants, each named by its command line."""
+    processes: list[Process] = []
+    todo = [root]
+    while todo:
+        pid = todo.pop()
+        try:
+            argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        words = [w.decode(errors="replace") for w in argv if w]
+        if len(words) > 2 and words[1:3] == ["-m", "sshtrail"]:
+            words = ["sshtrail", *words[3:]]
+        if "--config" in words[:-1]:
+            at = words.index("--config")
+            del words[at : at + 2]
+        shown = [Path(words[0]).name, *(w for w in words[1:2] if not w.startswith("-"))]
+        name = " ".join(shown) if words else str(pid)
+        processes.append(Process(pid, f"{name} [{pid}]"))
+        todo.extend(_children(pid))
+    return processes
+
+
+def shares(processes: list[Process], seconds: float) -> dict[str, float]:
+    """Each process's CPU over ``seconds`` of wall time, as a share of one core."""
+    before = {p: cpu_seconds(p.pid) for p in processes}
+    time.sleep(seconds)
+    result = {}
+    for p in processes:
+        try:
+            result[p.name] = (cpu_seconds(p.pid) - before[p]) / seconds
+        except OSError:
+            result[p.name] = float("nan")
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--settle", type=float, default=15.0)
+    args = parser.parse_args()
+
+    home = scratch("sshtrail-bench-idle-")
+    env = {
+        **os.environ,
+        "SSHTRAIL_STATE_DIR": str(home / "state"),
+        "SSHTRAIL_BROKER__PORT": str(free_port()),
+        "SSHTRAIL_GATEWAY__PORT": str(free_port()),
+        "SSHTRAIL_GATEWAY__LISTEN": "127.0.0.1",
+    }
+    up = subprocess.Popen(
+        [sys.executable, "-m", "sshtrail", "up", "--demo"],
+        cwd=home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        assert up.stdout is not None
+        for line in up.stdout:
+            if line.strip().startswith("ready"):
+                break
+        else:
+            sys.exit(f"sshtrail up exited before it was ready ({up.wait()})")
+        time.sleep(args.settle)
+        sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+        processes = [*tree(up.pid), Process(sleeper.pid, "baseline: python sleeping")]
+        measured = shares(processes, args.seconds)
+        sleeper.kill()
+    finally:
+        up.send_signal(signal.SIGINT)
+        up.wait(timeout=60)
+
+    print(f"idle stack, CPU over {args.seconds:.0f} s (share of one core):")
+    total = 0.0
+    for name, share in measured.items():
+        print(f"  {share * 100:6.2f} %  {name}")
+        if not name.startswith("baseline"):
+            total += share
+    print(f"  {total * 100:6.2f} %  total of the stack (goal <= 5 %)")
+
+
+if __name__ == "__main__":
+    main()
