@@ -22,6 +22,8 @@ import sys
 import time
 from collections.abc import Callable
 
+from sqlalchemy import Engine
+
 from bench.index import fill
 from bench.scratch import scratch
 from consumer.messages import Received
@@ -42,21 +44,18 @@ def timed(work: Callable[[], object], runs: int) -> tuple[float, float]:
     return statistics.median(times), statistics.quantiles(times, n=20)[18]
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sessions", type=int, default=10_000)
-    parser.add_argument("--lines", type=int, default=200_000)
-    parser.add_argument("--runs", type=int, default=20)
-    args = parser.parse_args()
-    workdir = scratch("bench-audit-")
-    store_url, search_url = f"sqlite:///{workdir / 'store.db'}", f"sqlite:///{workdir / 's.db'}"
+def fill_databases(
+    store_url: str, search_url: str, sessions: int, lines: int
+) -> tuple[Engine, Engine]:
+    """A store at the latest schema with ``sessions`` closed sessions (written by the
+    store's writer) and a search index with ``lines`` lines spread over them."""
     migrate.upgrade(store_url)
     store = make_engine(store_url)
     writer = StoreWriter(store, dt.timedelta(hours=1))
     operators = ["alice", "bob", "carol", "dave"]
     batch: list[Received] = []
     now = dt.datetime.now(dt.UTC)
-    for n in range(args.sessions):
+    for n in range(sessions):
         _, messages = recording(3, 200, operator=operators[n % 4], target=f"web{n % 20:02d}")
         batch += [Received(decode_chunk(m), 0, n * 3 + i, now) for i, m in enumerate(messages)]
         if len(batch) >= 3000:
@@ -65,7 +64,19 @@ def main() -> None:
     writer.write(batch)
     index = make_engine(search_url)
     search.ensure_schema(index)
-    fill(index, args.lines, random.Random(3))
+    fill(index, lines, random.Random(3))
+    return store, index
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=10_000)
+    parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--runs", type=int, default=20)
+    args = parser.parse_args()
+    workdir = scratch("bench-audit-")
+    store_url, search_url = f"sqlite:///{workdir / 'store.db'}", f"sqlite:///{workdir / 's.db'}"
+    store, index = fill_databases(store_url, search_url, args.sessions, args.lines)
     print(f"{args.sessions:,} sessions stored, {args.lines:,} lines indexed")
 
     env = {**os.environ, "SSHTRAIL_DATABASE__URL": store_url, "SSHTRAIL_SEARCH__URL": search_url}

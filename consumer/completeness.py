@@ -40,7 +40,8 @@ from consumer.deadletter import (
 )
 from sshtrail.errors import BrokerError, WireError
 from sshtrail.kafka.ports import Message, TopicReader
-from sshtrail.models import ChunkRecord, SessionRecord, SessionStatus
+from sshtrail.models import ChunkRecord, SessionRecord
+from sshtrail.states import SessionStatus
 from sshtrail.wire import decode_chunk
 
 CHUNKS = ChunkRecord.__table__

@@ -20,7 +20,8 @@ from sqlalchemy import Table
 from sshtrail.chain import end_signature_valid
 from sshtrail.events import End, Exec, Exit, Start
 from sshtrail.maskedinput import MaskedInputTracker
-from sshtrail.models import SessionRecord, SessionStatus
+from sshtrail.models import SessionRecord
+from sshtrail.states import SessionStatus
 from sshtrail.wire import GENESIS, Chunk
 
 SESSIONS = cast(Table, SessionRecord.__table__)

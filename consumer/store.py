@@ -31,7 +31,8 @@ from consumer.transaction import Transaction, locked_rows
 from consumer.writer import Written
 from sshtrail import queries
 from sshtrail.chain import Status, verify_chain
-from sshtrail.models import ChunkRecord, SessionRecord, SessionStatus
+from sshtrail.models import ChunkRecord, SessionRecord
+from sshtrail.states import SessionStatus
 
 log = logging.getLogger(__name__)
 

@@ -9,8 +9,6 @@ import getpass
 import logging
 import signal
 import sys
-from pathlib import Path
-from typing import Any
 
 import msgspec
 
@@ -18,38 +16,6 @@ from producer import demo
 from producer.policy import hash_password
 from producer.service import GatewayService
 from sshtrail.settings import Settings
-
-
-def register(commands: Any) -> None:
-    parser = commands.add_parser(
-        "gateway",
-        help="run the recording SSH gateway (operators: ssh -p 2222 OPERATOR:TARGET@host)",
-        description="Accept operators' SSH connections, open their sessions on the "
-        "targets their policy allows, and record every session channel to Kafka "
-        "through a durable spool. SIGTERM stops it gracefully.",
-    )
-    parser.add_argument("--listen", help="address to listen on (default: gateway.listen)")
-    parser.add_argument("--port", type=int, help="port to listen on (default: gateway.port, 2222)")
-    parser.set_defaults(handler=run_gateway)
-
-    hasher = commands.add_parser(
-        "password-hash",
-        help="hash a password for operators.password_hash (read from the terminal or stdin)",
-        description="Print an scrypt hash of a password for an operator's password_hash. "
-        "Password login stays off for operators without one.",
-    )
-    hasher.set_defaults(handler=run_password_hash)
-
-    demo = commands.add_parser(
-        "demo-target",
-        help="run the demo SSH target that 'sshtrail up --demo' starts (loopback only)",
-        description="An SSH server on 127.0.0.1 giving a login shell as the current user "
-        "to the holder of one key. For trying sshtrail; not for production.",
-    )
-    demo.add_argument("--port", type=int, required=True)
-    demo.add_argument("--host-key", type=Path, required=True, help="created when missing")
-    demo.add_argument("--authorized-keys", type=Path, required=True)
-    demo.set_defaults(handler=run_demo_target)
 
 
 def run_gateway(args: argparse.Namespace, settings: Settings) -> int:

@@ -5,7 +5,7 @@ that is what keeps passwords out of the recording, and what an operator
 could abuse by running ``stty -echo`` and typing commands blind. Both
 consumer groups feed a session's events, in order, to
 :class:`MaskedInputTracker` and get the same verdict
-(:class:`~sshtrail.models.MaskedInput`):
+(:class:`~sshtrail.states.MaskedInput`):
 
 * ``masked`` once any input was masked;
 * ``suspicious`` when the operator's own typed line turned echo off
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from sshtrail.events import Event, Input, MaskedInput, SealedInput
-from sshtrail.models import MaskedInput as Verdict
+from sshtrail.states import MaskedInput as Verdict
 
 #: A blind line at least this long is not a password.
 LONG_LINE: Final = 64

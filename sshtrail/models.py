@@ -14,7 +14,6 @@ migrations must.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import uuid
 from typing import Any
 
@@ -35,6 +34,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column, relationship
 from sqlalchemy.types import JSON
+
+from sshtrail.states import SessionStatus
 
 NAMING_CONVENTION = {
     "ix": "ix_%(table_name)s_%(column_0_N_name)s",
@@ -124,27 +125,6 @@ class SessionText(TypeDecorator[str]):
 
 class Base(MappedAsDataclass, DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
-
-
-class SessionStatus(enum.StrEnum):
-    ACTIVE = "active"  # start seen, end not yet
-    CLOSED = "closed"  # end seen, no gaps
-    INCOMPLETE = "incomplete"  # gaps, or no end long after the session went quiet
-    REFUSED = "refused"  # a login or channel the gateway refused (an audit record)
-    QUARANTINED = "quarantined"  # chunks of it the database refused: in the dead-letter topic
-
-
-class MaskedInput(enum.StrEnum):
-    """What a session's masked (never echoed) input looks like (docs/recording.md)."""
-
-    MASKED = "masked"  # some, as a password prompt gives
-    SUSPICIOUS = "suspicious"  # echo turned off by the operator, or lines typed blind
-
-    def at_least(self) -> list[str]:
-        """The verdicts a filter for this one takes: a suspicious session is masked too."""
-        if self is MaskedInput.SUSPICIOUS:
-            return [self.value]
-        return [MaskedInput.MASKED.value, MaskedInput.SUSPICIOUS.value]
 
 
 class SessionRecord(Base):

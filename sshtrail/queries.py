@@ -24,7 +24,8 @@ from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from sshtrail.errors import NotFound
-from sshtrail.models import ChunkRecord, MaskedInput, SessionRecord, SessionStatus
+from sshtrail.models import ChunkRecord, SessionRecord
+from sshtrail.states import MaskedInput, SessionStatus
 from sshtrail.textsafe import local_time, visible
 
 __all__ = ["NotFound"]  # raised here; defined with the other errors

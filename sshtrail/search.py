@@ -23,7 +23,6 @@ from __future__ import annotations
 import datetime as dt
 import uuid
 from dataclasses import dataclass
-from typing import Literal
 
 from sqlalchemy import (
     BigInteger,
@@ -48,10 +47,8 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
 from sshtrail.errors import InvalidError
-from sshtrail.models import NAMING_CONVENTION, MaskedInput, UTCDateTime
-
-Kind = Literal["command", "output", "screen", "meta", "input"]
-KINDS: tuple[Kind, ...] = ("command", "output", "screen", "meta", "input")
+from sshtrail.models import NAMING_CONVENTION, UTCDateTime
+from sshtrail.states import Kind, MaskedInput
 
 METADATA = MetaData(naming_convention=NAMING_CONVENTION)
 

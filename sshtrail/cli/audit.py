@@ -17,117 +17,19 @@ from typing import Any
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from sshtrail import queries, search
-from sshtrail.cli.arguments import positive, ranged
+from sshtrail.cli.commands import SESSION_COLUMNS
 from sshtrail.cli.evidence import default_keys, verdict_json
-from sshtrail.cli.output import (
-    chosen_format,
-    format_options,
-    print_csv,
-    print_json,
-    print_table,
-    store,
-)
-from sshtrail.cli.timespec import clock, moment
+from sshtrail.cli.output import chosen_format, print_csv, print_json, print_table
+from sshtrail.cli.reading import store
+from sshtrail.cli.timespec import clock
 from sshtrail.db import existing_engine, shown_url
 from sshtrail.errors import DatabaseError, InvalidError, NotSetUp
-from sshtrail.models import MaskedInput, SessionStatus
 from sshtrail.settings import Settings
+from sshtrail.states import MaskedInput, SessionStatus
 from sshtrail.textsafe import local_time, visible
 from sshtrail.verification import fingerprint, session_verdicts, verify_session
 
 HIGHLIGHT = ("\x1b[1;31m", "\x1b[0m")
-
-
-def register(commands: Any) -> None:
-    listing = commands.add_parser(
-        "sessions",
-        help="list recorded sessions, newest first",
-        description="List sessions from the store, newest first. IDs are the shortest unique "
-        "prefix; any unique prefix works wherever a session id is asked for.",
-    )
-    _filters(listing)
-    listing.add_argument("--status", choices=[s.value for s in SessionStatus])
-    listing.add_argument("--limit", type=positive, default=50, help="at most N (default 50)")
-    format_options(listing)
-    listing.add_argument(
-        "--columns",
-        type=_columns,
-        metavar="A,B,...",
-        help=f"table and CSV columns, in this order (of {','.join(SESSION_COLUMNS)})",
-    )
-    listing.set_defaults(handler=run_sessions)
-
-    show = commands.add_parser("show", help="one session: metadata, commands, gaps, verification")
-    show.add_argument("session", metavar="SID", help="session id or a unique prefix of it")
-    show.add_argument("--json", action="store_true")
-    show.set_defaults(handler=run_show)
-
-    finder = commands.add_parser(
-        "search",
-        help="find a substring in commands, output, screens and metadata",
-        description="Case-insensitive substring search over what sessions showed: commands "
-        "as run, output lines as displayed, the screens of full-screen programs (vim, less, "
-        "top ...), session metadata. Hits are grouped per session, oldest first, each with "
-        "its offset; the replay command starts at the first. Exits 1 when nothing matches, "
-        "as grep does.",
-    )
-    finder.add_argument("query", metavar="QUERY")
-    _filters(finder)
-    finder.add_argument("--session", metavar="SID", help="only this session (id or prefix)")
-    finder.add_argument(
-        "--exit", type=_exit_status, metavar="N", help="only sessions that ended with exit status N"
-    )
-    finder.add_argument(
-        "--kind",
-        choices=search.KINDS,
-        help="only commands, output lines, screens of full-screen programs, metadata, or "
-        "input given to a command",
-    )
-    finder.add_argument("--limit", type=positive, default=100, help="at most N hits")
-    format_options(finder)
-    finder.set_defaults(handler=run_search)
-
-
-_exit_status = ranged(int, 0, 2**32 - 1, "an exit status (0 to 4294967295)")
-
-#: The columns of ``sessions``, in the order shown by default.
-SESSION_COLUMNS = (
-    "ID",
-    "OPERATOR",
-    "TARGET",
-    "REQUEST",
-    "CLIENT",
-    "STARTED",
-    "DURATION",
-    "STATUS",
-    "EXIT",
-    "CHAIN",
-    "MASKED",
-)
-
-
-def _columns(text: str) -> tuple[str, ...]:
-    chosen = tuple(name.strip().upper() for name in text.split(",") if name.strip())
-    unknown = [name for name in chosen if name not in SESSION_COLUMNS]
-    if unknown or not chosen:
-        raise argparse.ArgumentTypeError(
-            f"unknown column {', '.join(unknown) or '(none given)'}: "
-            f"choose from {','.join(SESSION_COLUMNS)}"
-        )
-    return chosen
-
-
-def _filters(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--operator", help="only this operator's sessions")
-    parser.add_argument("--target", help="only sessions to this target")
-    parser.add_argument("--since", type=moment, metavar="2h|ISO", help="started at or after")
-    parser.add_argument("--until", type=moment, metavar="2h|ISO", help="started before")
-    parser.add_argument(
-        "--masked-input",
-        choices=[m.value for m in MaskedInput],
-        help="only sessions with input withheld from the recording (masked), or only those "
-        "where it looks like commands typed blind (suspicious)",
-    )
 
 
 def run_sessions(args: argparse.Namespace, settings: Settings) -> int:

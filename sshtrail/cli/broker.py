@@ -5,31 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from sshtrail.broker import EmbeddedBroker
 from sshtrail.cli.signals import stop_on_signals
 from sshtrail.kafka.admin import ensure_topics
 from sshtrail.settings import Settings
 from sshtrail.statedir import secure
-
-
-def register(commands: Any) -> None:
-    parser = commands.add_parser(
-        "broker",
-        help="run the embedded Kafka-protocol broker (development and tests)",
-        description="Run the embedded Kafka-protocol broker in the foreground until "
-        "Ctrl-C or SIGTERM. Its data survives restarts. Production uses Apache Kafka.",
-    )
-    parser.add_argument("--host", help="address to listen on (default: broker.host, 127.0.0.1)")
-    parser.add_argument("--port", type=int, help="port to listen on (default: broker.port, 9092)")
-    parser.add_argument("--data-dir", type=Path, help="where to keep data (default: STATE/broker)")
-    parser.add_argument(
-        "--no-topics",
-        action="store_true",
-        help="do not create the sessions and dead-letter topics on start",
-    )
-    parser.set_defaults(handler=run)
 
 
 def start_broker(host: str, port: int, data_dir: Path) -> EmbeddedBroker:

@@ -3,30 +3,12 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import msgspec
 
 from sshtrail.db import normalize_url
 from sshtrail.settings import Settings
 from sshtrail.settings_doc import reference
-
-
-def register(commands: Any) -> None:
-    parser = commands.add_parser(
-        "config",
-        help="validate the settings and print the effective values as JSON",
-        description="Read the settings file and SSHTRAIL_* variables exactly as every "
-        "other command does, and print the result. Exit status 2 names the bad key.",
-    )
-    parser.add_argument(
-        "--reference",
-        action="store_true",
-        help="print every settings key with its type, default, environment variable and "
-        "meaning (Markdown, as in docs/operations.md) instead",
-    )
-    parser.set_defaults(handler=run)
-
 
 #: Printed instead of a secret that is set.
 HIDDEN = "(set)"

@@ -3,33 +3,10 @@
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 from sshtrail import migrate
 from sshtrail.db import normalize_url
 from sshtrail.settings import Settings
-
-
-def register(commands: Any) -> None:
-    parser = commands.add_parser(
-        "db",
-        help="migrate the session store (upgrade, downgrade, current, check)",
-        description="Manage the session store's schema with the Alembic migrations "
-        "shipped in sshtrail. The database is database.url from the settings.",
-    )
-    parser.add_argument("--url", help="database URL (default: database.url, else SQLite in STATE)")
-    actions = parser.add_subparsers(dest="action", metavar="ACTION")
-    actions.required = True
-    upgrade = actions.add_parser("upgrade", help="apply migrations up to REVISION (default head)")
-    upgrade.add_argument("revision", nargs="?", default="head")
-    upgrade.set_defaults(handler=_upgrade)
-    downgrade = actions.add_parser("downgrade", help="revert migrations down to REVISION")
-    downgrade.add_argument("revision", help="target revision, or 'base' to drop everything")
-    downgrade.set_defaults(handler=_downgrade)
-    current = actions.add_parser("current", help="print the database's schema revision")
-    current.set_defaults(handler=_current)
-    check = actions.add_parser("check", help="fail if the models and the migrations differ")
-    check.set_defaults(handler=_check)
 
 
 def _url(args: argparse.Namespace, settings: Settings) -> str:

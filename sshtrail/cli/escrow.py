@@ -12,12 +12,12 @@ import argparse
 import getpass
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 from sshtrail import escrow, queries
 from sshtrail.cli.evidence import events_of
-from sshtrail.cli.output import print_json, store
+from sshtrail.cli.output import print_json
+from sshtrail.cli.reading import store
 from sshtrail.cli.timespec import clock
 from sshtrail.errors import InvalidError
 from sshtrail.events import MaskedInput, SealedInput
@@ -25,38 +25,6 @@ from sshtrail.settings import Settings
 from sshtrail.textsafe import visible
 
 log = logging.getLogger(__name__)
-
-
-def register(commands: Any) -> None:
-    keygen = commands.add_parser(
-        "escrow-keygen",
-        help="make an escrow key pair: masked input is sealed to its public key",
-        description="Write a new X25519 private key to PATH (mode 0600) and its public key "
-        "to PATH.pub, and print the public key for gateway.escrow_public_key. Keep the "
-        "private key away from the gateway: whoever holds it can reveal what operators "
-        "typed without echo (passwords included).",
-    )
-    keygen.add_argument("path", type=Path, metavar="PATH")
-    keygen.set_defaults(handler=run_keygen)
-
-    reveal = commands.add_parser(
-        "reveal",
-        help="show a session's masked input, opened with the escrow private key",
-        description="Open the input a session's gateway sealed because the terminal did not "
-        "echo it (passwords, or commands typed with echo off), with the escrow private key. "
-        "Each reveal is logged.",
-    )
-    reveal.add_argument("session", metavar="SID", help="session id or a unique prefix of it")
-    reveal.add_argument(
-        "--key",
-        type=Path,
-        required=True,
-        metavar="PATH",
-        help="the escrow private key (from escrow-keygen)",
-    )
-    reveal.add_argument("--reason", default="", help="why, for the log")
-    reveal.add_argument("--json", action="store_true")
-    reveal.set_defaults(handler=run_reveal)
 
 
 def run_keygen(args: argparse.Namespace, _settings: Settings) -> int:

@@ -20,7 +20,8 @@ import msgspec
 
 from sshtrail import queries
 from sshtrail.chain import Status, Verdict
-from sshtrail.cli.output import print_json, store, stored_session
+from sshtrail.cli.output import print_json
+from sshtrail.cli.reading import store, stored_session
 from sshtrail.errors import ConfigError, InvalidError
 from sshtrail.events import End, Event, Output, Resize, Start
 from sshtrail.keyfiles import load_ed25519_public, public_path
@@ -28,44 +29,6 @@ from sshtrail.settings import Settings
 from sshtrail.textsafe import visible
 from sshtrail.verification import fingerprint, verify_session
 from sshtrail.wire import decode_chunk
-
-
-def register(commands: Any) -> None:
-    verify = commands.add_parser(
-        "verify",
-        help="recompute a session's hash chain and check the gateway's signature",
-        description="Check stored sessions against tampering: every chunk must decode, link "
-        "to the one before, and the end chunk must carry a valid signature by a trusted "
-        "gateway key. Prints ok, gap, unsigned or tampered (with the chunk); exits 0 only "
-        "if every session checked is ok.",
-    )
-    which = verify.add_mutually_exclusive_group(required=True)
-    which.add_argument("session", nargs="?", metavar="SID", help="session id or unique prefix")
-    which.add_argument("--all", action="store_true", help="every stored session")
-    verify.add_argument(
-        "--trust",
-        type=Path,
-        action="append",
-        metavar="KEYFILE",
-        help="a gateway's signing public key (repeatable)",
-    )
-    verify.add_argument("--json", action="store_true")
-    verify.set_defaults(handler=run_verify)
-
-    export = commands.add_parser(
-        "export",
-        help="write a session as asciicast, raw output bytes, or decoded events",
-        description="asciicast: asciinema's v2 format (asciinema play / cat); raw: the "
-        "output bytes exactly as the operator's terminal got them; json: one decoded "
-        "event per line, bytes in base64.",
-    )
-    export.add_argument("session", metavar="SID")
-    export.add_argument("--format", choices=("asciicast", "raw", "json"), required=True)
-    export.add_argument(
-        "-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout"
-    )
-    export.add_argument("--force", action="store_true", help="with -o: replace an existing FILE")
-    export.set_defaults(handler=run_export)
 
 
 def trusted_keys(settings: Settings, files: list[Path] | None) -> dict[bytes, str]:

@@ -7,12 +7,12 @@ import importlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
-from importlib.metadata import entry_points
+from collections.abc import Callable, Sequence
 
 from sshtrail import __version__
+from sshtrail.cli.commands import register as register_builtin
 from sshtrail.errors import ConfigError, InvalidError, NotFound, SshtrailError
-from sshtrail.settings import load_settings
+from sshtrail.settings import Settings, load_settings
 from sshtrail.statedir import UMASK
 
 #: Exit statuses, the same for every command (docs/operations.md, "Exit status").
@@ -21,24 +21,7 @@ EXIT_USAGE = 2  # a bad argument, setting or value
 EXIT_NOT_FOUND = 3  # no session, or several, match the id given
 EXIT_BROKEN_PIPE = 141  # the reader of the output went away (128 + SIGPIPE)
 
-#: Which module registers each command. Only the module of the command being
-#: run is imported: importing them all (SQLAlchemy, Alembic, asyncssh, pyte)
-#: would cost most of a second before any command starts (docs/performance.md).
-_BUILT_IN = {
-    "up": "sshtrail.cli.up",
-    "broker": "sshtrail.cli.broker",
-    "db": "sshtrail.cli.db",
-    "config": "sshtrail.cli.config",
-    "sessions": "sshtrail.cli.audit",
-    "show": "sshtrail.cli.audit",
-    "search": "sshtrail.cli.audit",
-    "verify": "sshtrail.cli.evidence",
-    "export": "sshtrail.cli.evidence",
-    "replay": "sshtrail.cli.replay",
-    "escrow-keygen": "sshtrail.cli.escrow",
-    "reveal": "sshtrail.cli.escrow",
-    "topics": "sshtrail.cli.topics",
-}
+
 #: Options of the top-level parser that take a value (to find the command name).
 _VALUED = ("-c", "--config", "--log-level")
 
@@ -52,7 +35,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser; with ``command``, only the module that registers it is loaded."""
+    """The parser of every command -- of the built-in ones only when ``command`` is one of
+    them (finding the others costs a scan of the installed packages). Declaring them is
+    cheap (:mod:`sshtrail.cli.commands`): what a command runs is imported only when it
+    runs (:func:`handler_of`)."""
     parser = _Parser(
         prog="sshtrail",
         description="SSH session-audit pipeline: record, store, search, replay and verify "
@@ -76,20 +62,27 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
+    register_builtin(commands)
+    if command in commands.choices:
+        return parser
     # producer/ and consumer/ add their commands through this entry point group
     # (one entry per command name), so the shared package never imports them.
-    plugins = {entry.name: entry.value for entry in entry_points(group="sshtrail.commands")}
-    every = {**_BUILT_IN, **plugins}
-    if command in every:
-        wanted = [every[command]]
-    elif command == "":  # --version: no command module is needed
-        wanted = []
-    else:  # help, or a name to say is unknown: every command, in the order above
-        wanted = list(every.values())
-    for target in dict.fromkeys(wanted):  # a module registering several commands: once
+    from importlib.metadata import entry_points  # noqa: PLC0415 (20 ms: only when needed)
+
+    plugins = [entry.value for entry in entry_points(group="sshtrail.commands")]
+    for target in dict.fromkeys(plugins):  # a module registering several commands: once
         module, _, function = target.partition(":")
         getattr(importlib.import_module(module), function or "register")(commands)
     return parser
+
+
+def handler_of(args: argparse.Namespace) -> Callable[[argparse.Namespace, Settings], int]:
+    """The function that runs the parsed command, imported now from its ``module:function``."""
+    module, _, function = str(args.handler).partition(":")
+    found: Callable[[argparse.Namespace, Settings], int] = getattr(
+        importlib.import_module(module), function
+    )
+    return found
 
 
 def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
@@ -136,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if logging.getLogger().level > logging.DEBUG:
         logging.getLogger("alembic").setLevel(logging.WARNING)  # commands print their outcome
     try:
-        status: int = args.handler(args, settings)
+        status: int = handler_of(args)(args, settings)
         sys.stdout.flush()  # a closed pipe shows here, not at the interpreter's exit
     except BrokenPipeError:
         # The reader went away (`| head`): end quietly, as a Unix tool killed by SIGPIPE.

@@ -1,4 +1,4 @@
-"""What the auditor commands share: a connection to the store, JSON on stdout."""
+"""How the commands print: tables that fit the terminal, CSV, JSON; ``--format``."""
 
 from __future__ import annotations
 
@@ -7,41 +7,8 @@ import csv
 import shutil
 import sys
 from collections.abc import Sequence
-from typing import Any
 
 import msgspec
-from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
-
-from sshtrail import queries
-from sshtrail.db import existing_engine
-from sshtrail.errors import DatabaseError, InvalidError
-from sshtrail.settings import Settings
-
-
-class store:
-    """A connection to the store; a database that cannot be read is a clear error."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._engine: Engine = existing_engine(settings.database_url, "store")
-        self._url = settings.database_url
-
-    def __enter__(self) -> Any:
-        try:
-            self._conn = self._engine.connect()
-        except OperationalError as exc:
-            self._engine.dispose()
-            raise DatabaseError(f"cannot open the store: {str(exc.orig).strip()}") from None
-        return self._conn
-
-    def __exit__(self, *exc: object) -> None:
-        self._conn.close()
-        self._engine.dispose()
-        if isinstance(exc[1], OperationalError | ProgrammingError):
-            raise DatabaseError(
-                f"cannot read the store ({str(exc[1].orig).strip()}); "
-                "is it migrated? sshtrail db upgrade"
-            ) from None
 
 
 def print_json(document: object) -> None:
@@ -103,13 +70,3 @@ def _fitted(widths: list[int], least: list[int], width: int) -> list[int]:
 
 def _cut(cell: str, width: int) -> str:
     return cell if len(cell) <= width else cell[: width - 1] + "…"
-
-
-def stored_session(settings: Settings, prefix: str) -> list[tuple[int, bytes]]:
-    """The stored chunks of the session ``prefix`` names; an error if it has none."""
-    with store(settings) as conn:
-        session_id = queries.resolve(conn, prefix)
-        stored = queries.stored_chunks(conn, session_id)
-    if not stored:
-        raise InvalidError(f"session {session_id} has no stored chunks")
-    return stored

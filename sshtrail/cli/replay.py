@@ -31,12 +31,11 @@ import termios
 import time
 import tty
 from collections.abc import Iterator
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
-from sshtrail.cli.arguments import ranged
 from sshtrail.cli.evidence import events_of
-from sshtrail.cli.output import stored_session
-from sshtrail.cli.timespec import clock, offset
+from sshtrail.cli.reading import stored_session
+from sshtrail.cli.timespec import clock
 from sshtrail.errors import InvalidError
 from sshtrail.events import Event, Exec, Output, Resize, Start
 from sshtrail.settings import Settings
@@ -44,45 +43,6 @@ from sshtrail.termfilter import TerminalFilter
 from sshtrail.textsafe import visible
 
 RESET = b"\x1b[0m\x1b[?25h\r\n"  # attributes off, cursor shown
-_speed = ranged(float, 0.01, 1000.0, "a speed between 0.01 and 1000")
-
-
-def register(commands: Any) -> None:
-    replay = commands.add_parser(
-        "replay",
-        help="play a session in this terminal with its original timing",
-        description="Play a stored session. Keys: space pause/resume, + faster, - slower, "
-        "q quit. Not a terminal: the output is written without delays.",
-    )
-    replay.add_argument("session", metavar="SID")
-    replay.add_argument("--speed", type=_speed, default=1.0, help="playback speed (default 1)")
-    replay.add_argument(
-        "--idle-limit",
-        type=float,
-        default=2.0,
-        metavar="S",
-        help="wait at most S seconds between outputs (default 2)",
-    )
-    replay.add_argument(
-        "--raw",
-        action="store_true",
-        help="write the output bytes exactly as recorded, without the terminal filter",
-    )
-    replay.add_argument(
-        "--resize",
-        action="store_true",
-        help="ask the terminal to take the recording's size first (xterm and most others "
-        "honour it), when it is smaller",
-    )
-    replay.add_argument(
-        "--from",
-        dest="start",
-        type=offset,
-        default=0.0,
-        metavar="HH:MM:SS",
-        help="start at this offset into the session",
-    )
-    replay.set_defaults(handler=run_replay)
 
 
 def run_replay(args: argparse.Namespace, settings: Settings) -> int:

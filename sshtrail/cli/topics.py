@@ -5,30 +5,10 @@ from __future__ import annotations
 import argparse
 import sys
 import time
-from typing import Any
 
 from sshtrail.errors import BrokerError
 from sshtrail.kafka.admin import ensure_topics, kafka_admin
 from sshtrail.settings import Settings
-
-
-def register(commands: Any) -> None:
-    parser = commands.add_parser(
-        "topics",
-        help="create the sessions and dead-letter topics if missing, and describe them",
-        description="Create kafka.topic and kafka.dlq_topic with kafka.partitions, "
-        "kafka.replication_factor and kafka.topic_config when they do not exist, then "
-        "print each topic's partitions and replicas. An existing topic is never changed. "
-        "Exit status 1 when the broker cannot be reached or a topic cannot be created.",
-    )
-    parser.add_argument(
-        "--wait",
-        type=float,
-        default=0.0,
-        metavar="SECONDS",
-        help="keep trying to reach the brokers for this long (a stack that is starting)",
-    )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

@@ -6,7 +6,6 @@ import argparse
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 from sshtrail import demo, migrate
 from sshtrail.broker import EmbeddedBroker
@@ -23,30 +22,6 @@ from sshtrail.statedir import secure
 #: How long a stopping stack waits for the consumer groups to read what the
 #: gateway published last.
 DRAIN_S = 15.0
-
-
-def register(commands: Any) -> None:
-    parser = commands.add_parser(
-        "up",
-        help="start the local stack: broker, database, gateway (Ctrl-C stops it)",
-        description="Start everything sshtrail needs on this machine and keep it "
-        "running until Ctrl-C or SIGTERM: the embedded broker (unless "
-        "kafka.bootstrap_servers is set), the topics, the session store at the latest "
-        "schema, one member of each consumer group (store, index) and the gateway. A "
-        "second run reuses the state in state_dir.",
-    )
-    parser.add_argument(
-        "--demo",
-        action="store_true",
-        help="also start a demo target (a login shell as you, loopback only) and a demo "
-        "operator, and print the ssh command to try",
-    )
-    parser.add_argument(
-        "--verbose",
-        action="store_true",
-        help="show the logs of the stack's processes here, instead of in STATE/logs/",
-    )
-    parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:

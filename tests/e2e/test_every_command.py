@@ -33,7 +33,7 @@ MISSING = {
 
 
 def commands() -> list[str]:
-    action = next(a for a in build_parser(None)._actions if a.dest == "command")
+    action = next(a for a in build_parser()._actions if a.dest == "command")
     return sorted(action.choices or ())
 
 

@@ -14,6 +14,7 @@ from sshtrail import search
 from sshtrail.db import make_engine
 from sshtrail.events import Input
 from sshtrail.search import Query
+from sshtrail.states import Kind
 from tests.support.consumers import start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess, published
 
@@ -88,7 +89,7 @@ def test_commands_as_run_are_found_once_and_the_password_never(
         commands = search.search(conn, Query("e", kind="command", limit=1000))
         commands += search.search(conn, Query("ls /etc", kind="command"))
 
-        def found(text: str, kind: search.Kind | None = None) -> list[search.Hit]:
+        def found(text: str, kind: Kind | None = None) -> list[search.Hit]:
             return search.search(conn, Query(text, kind=kind))
 
         assert [h.text for h in found("echo hello")] == ["echo hello", "echo hello again"]

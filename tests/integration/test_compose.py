@@ -137,7 +137,7 @@ def test_every_command_parses_with_the_cli(name: str) -> None:
             assert shown.value.code == 0
             continue
         try:
-            args = build_parser(argv[0]).parse_args(argv)
+            args = build_parser().parse_args(argv)
         except SystemExit:  # argparse printed why on stderr, pytest shows it
             pytest.fail(f"{name}: service {service_name}: {argv} is not a valid command")
         assert args.command == argv[0]

@@ -14,8 +14,8 @@ from consumer.indexer import IndexWriter
 from consumer.messages import Received
 from sshtrail import search
 from sshtrail.db import make_engine
-from sshtrail.models import MaskedInput
 from sshtrail.search import DOCS, Query
+from sshtrail.states import MaskedInput
 from sshtrail.wire import decode_chunk
 from tests.support.recordings import typed_session
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from sshtrail import migrate
 from sshtrail.cli.arguments import port, positive, ranged
-from sshtrail.cli.main import build_parser, main
+from sshtrail.cli.main import main
 from sshtrail.cli.output import print_table
 
 COMMANDS = (
@@ -174,18 +178,50 @@ def test_admin_commands_say_once_that_the_broker_is_away(
     ]
 
 
-def test_a_command_loads_only_the_module_that_registers_it() -> None:
-    """Each named command builds its parser alone (startup cost, docs/performance.md)."""
+#: What only some commands need, each costing tens to hundreds of milliseconds to import.
+HEAVY = ("sqlalchemy", "alembic", "asyncssh", "confluent_kafka", "cryptography", "pyte")
 
-    def names(parser: argparse.ArgumentParser) -> set[str]:
-        action = next(a for a in parser._actions if a.dest == "command")
-        return set(action.choices or ())
 
-    assert names(build_parser(None)) == set(COMMANDS)
-    for command in COMMANDS:
-        alone = names(build_parser(command))
-        assert command in alone
-        assert len(alone) < len(COMMANDS)
+def test_declaring_every_command_loads_none_of_what_commands_run() -> None:
+    """``sshtrail --help`` and every command's parser cost no heavy import; a command
+    imports what it runs when it runs (startup cost, docs/performance.md)."""
+    probe = (
+        "import sys\n"
+        "from sshtrail.cli.main import build_parser\n"
+        "action = next(a for a in build_parser()._actions if a.dest == 'command')\n"
+        "print(','.join(sorted(action.choices)))\n"
+        f"print(','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, check=True, timeout=60
+    )
+    names, loaded = done.stdout.split("\n")[:2]
+    assert set(names.split(",")) == set(COMMANDS)
+    assert loaded == "", f"building the parser imported {loaded}"
+
+
+def test_listing_sessions_loads_neither_kafka_nor_ssh_nor_migrations(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An auditor's command reads the database (SQLAlchemy) and checks signatures
+    (cryptography): no Kafka client, SSH library, migrations or terminal emulator."""
+    monkeypatch.chdir(tmp_path)
+    migrate.upgrade(f"sqlite:///{tmp_path / 'store.db'}")
+    probe = (
+        "import sys\n"
+        "from sshtrail.cli.main import main\n"
+        "status = main(['sessions'])\n"
+        f"print(status, ','.join(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+        env={**os.environ, "SSHTRAIL_DATABASE__URL": f"sqlite:///{tmp_path / 'store.db'}"},
+    )
+    assert done.stdout.splitlines()[-1] == "0 sqlalchemy,cryptography"
 
 
 def test_a_table_fits_the_terminal_by_cutting_its_widest_columns(

@@ -1,0 +1,80 @@
+"""How long the CLI takes to answer, against ``python -c pass`` in the same run.
+
+Fills a store and a search index the size of a tried-out demo (``--sessions``
+sessions, ``--lines`` indexed lines), then runs each command as an auditor
+does -- a new process, wall time -- ``--runs`` times, and prints the median,
+the 90th percentile and the ratio of the median to the bare interpreter's.
+Goals (issue 17): ``--help`` <= 150 ms, ``sessions`` / ``show`` / ``search``
+<= 300 ms. Where the time goes: ``python -X importtime -m sshtrail sessions``.
+
+    python -m bench.cli [--sessions 50] [--lines 2000] [--runs 15]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+from sqlalchemy import select
+
+from bench.audit import fill_databases
+from bench.scratch import scratch
+from sshtrail.models import SessionRecord
+
+GOALS_MS = {"--help": 150.0, "sessions": 300.0, "show": 300.0, "search": 300.0}
+
+
+def wall_ms(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
+    """Median and 90th percentile of ``runs`` runs of ``argv``, in ms."""
+    times = []
+    for _ in range(runs):
+        started = time.perf_counter()
+        subprocess.run(argv, env=env, capture_output=True, check=False)
+        times.append((time.perf_counter() - started) * 1000)
+    return statistics.median(times), statistics.quantiles(times, n=10)[8]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=50)
+    parser.add_argument("--lines", type=int, default=2000)
+    parser.add_argument("--runs", type=int, default=15)
+    args = parser.parse_args()
+    workdir = scratch("bench-cli-")
+    store_url, search_url = f"sqlite:///{workdir / 'store.db'}", f"sqlite:///{workdir / 's.db'}"
+    store, index = fill_databases(store_url, search_url, args.sessions, args.lines)
+    with store.connect() as conn:
+        some = conn.execute(select(SessionRecord.id).limit(1)).scalar_one()
+    store.dispose()
+    index.dispose()
+    env = {**os.environ, "SSHTRAIL_DATABASE__URL": store_url, "SSHTRAIL_SEARCH__URL": search_url}
+    sshtrail = [sys.executable, "-m", "sshtrail"]
+    base, base90 = wall_ms([sys.executable, "-c", "pass"], env, args.runs)
+    print(f"{args.sessions} sessions stored, {args.lines} lines indexed; {args.runs} runs each")
+    print(f"{'python -c pass':<28} median {base:6.1f} ms  p90 {base90:6.1f} ms  (baseline)")
+    for name, argv in (
+        ("--help", ["--help"]),
+        ("--version", ["--version"]),
+        ("sessions", ["sessions"]),
+        ("show", ["show", some.hex]),
+        ("search", ["search", "rm -rf"]),
+    ):
+        median, p90 = wall_ms(sshtrail + argv, env, args.runs)
+        goal = GOALS_MS.get(name)
+        verdict = (
+            ""
+            if goal is None
+            else f"  goal <= {goal:.0f} ms: {'met' if median <= goal else 'NOT met'}"
+        )
+        print(
+            f"{'sshtrail ' + name:<28} median {median:6.1f} ms  p90 {p90:6.1f} ms  "
+            f"{median / base:5.1f}x baseline{verdict}"
+        )
+
+
+if __name__ == "__main__":
+    main()

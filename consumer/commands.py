@@ -1,0 +1,216 @@
+"""The consumer side's commands (store, index, lag, lag-exporter, reprocess,
+completeness, watch): their parsers only.
+
+Registered through the ``sshtrail.commands`` entry points; the handlers in
+:mod:`consumer.cli` and :mod:`consumer.operations` are imported when one of them
+runs (docs/performance.md, "CLI start-up").
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+from typing import Any
+
+from sshtrail.cli.arguments import http_url, port, ranged
+from sshtrail.cli.output import format_options
+from sshtrail.cli.timespec import moment
+
+#: What ``lag --watch`` judges each partition by: the readings of this many seconds.
+WATCH_WINDOW_S = 30.0
+SECONDS = ranged(float, 0.0, 3600.0, "a number of seconds from 0 to 3600")
+INTERVAL = ranged(float, 1.0, 3600.0, "a number of seconds from 1 to 3600")
+
+
+def register(commands: Any) -> None:
+    _cli(commands)
+    _operations(commands)
+
+
+def _cli(commands: Any) -> None:
+    store = commands.add_parser(
+        "store",
+        help="run a member of the consumer group that persists sessions to the database",
+        description="Read the sessions topic as a member of the store group and write every "
+        "chunk and session row to the database (database.url). Run as many as the topic has "
+        "partitions; they share the work. SIGTERM finishes the batch in hand and leaves.",
+    )
+    _member_options(store, "store_group")
+    store.set_defaults(handler="consumer.cli:run_store")
+
+    index = commands.add_parser(
+        "index",
+        help="run a member of the consumer group that makes sessions searchable",
+        description="Read the sessions topic as a member of the index group and index what "
+        "each session showed: output lines and commands (resolved through a terminal "
+        "emulator), exec commands and session metadata, into search.url (SQLite FTS5 by "
+        "default, PostgreSQL pg_trgm). Independent of the store group.",
+    )
+    _member_options(index, "index_group")
+    index.add_argument(
+        "--rebuild",
+        action="store_true",
+        help="drop the search index and index every stored session again from "
+        "the store's chunks, then exit (stop the index group first)",
+    )
+    index.set_defaults(handler="consumer.cli:run_index")
+
+
+def _operations(commands: Any) -> None:
+    lag = commands.add_parser(
+        "lag",
+        help="consumer lag and status per group and partition, as the broker reports it",
+        description="For each group (default: the store and index groups) and partition: "
+        "status, committed offset, log-end offset, lag, age of the oldest unconsumed message "
+        "('-' when it cannot be read), and the member that owns it; then each group's status "
+        "and totals. Statuses: OK, WARN (lag growing), STALL (owned, lag, no commit), STOP "
+        "(lag, no member), REWIND (committed offset went back), DATA-LOSS (committed below "
+        "what the broker retains); STALL, WARN and REWIND need readings over time (--window, "
+        "--watch). Exits 0 when every partition is OK, 1 on WARN, 2 on any other status, "
+        "an unknown group or an unreachable broker.",
+    )
+    lag.add_argument("--group", action="append", metavar="G", help="only this group (repeatable)")
+    format_options(lag, csv_rows="one row per partition")
+    lag.add_argument(
+        "--window",
+        type=SECONDS,
+        default=0.0,
+        metavar="S",
+        help="read every second for S seconds and judge over them (default: one reading)",
+    )
+    lag.add_argument(
+        "--gateway-metrics",
+        action="append",
+        type=http_url,
+        metavar="URL",
+        help="a gateway's /metrics, for end-to-end lag (repeatable; default: this settings "
+        "file's gateway.metrics_port, if set)",
+    )
+    lag.add_argument(
+        "--watch",
+        action="store_true",
+        help=f"refresh every 2 s until Ctrl-C, judging over the last {WATCH_WINDOW_S:.0f} s",
+    )
+    lag.set_defaults(handler="consumer.operations:run_lag")
+
+    exporter = commands.add_parser(
+        "lag-exporter",
+        help="serve every group's lag and status to Prometheus, computed from the broker",
+        description="Read the lag and status of each group (default: the store and index "
+        "groups) every --interval seconds, as 'lag' does, and serve them on /metrics: "
+        "sshtrail_consumergroup_lag, _lag_seconds, _status, _group_status, _up and more "
+        "(docs/operations.md). Independent of the members, so lag stays visible when they "
+        "are all down. Runs until Ctrl-C or SIGTERM.",
+    )
+    exporter.add_argument("--group", action="append", metavar="G", help="this group (repeatable)")
+    exporter.add_argument("--listen", default="127.0.0.1", help="address (default 127.0.0.1)")
+    exporter.add_argument(
+        "--port", type=port, default=9310, help="port (default 9310; 0: any free one)"
+    )
+    exporter.add_argument(
+        "--interval", type=INTERVAL, default=15.0, metavar="S", help="seconds between readings"
+    )
+    exporter.add_argument(
+        "--gateway-metrics",
+        action="append",
+        type=http_url,
+        metavar="URL",
+        help="a gateway's /metrics, for sshtrail_end_to_end_lag_seconds (repeatable)",
+    )
+    exporter.set_defaults(handler="consumer.operations:run_lag_exporter")
+
+    again = commands.add_parser(
+        "reprocess",
+        help="re-consume an offset or time range into the store or the index",
+        description="Read a range of the sessions topic with a consumer that commits no group "
+        "offsets and write it through the group's idempotent writer: what is already there "
+        "is counted as a duplicate, what is missing is restored. The range is [from, to); "
+        "without --to-*, up to the log end at the start.",
+    )
+    again.add_argument("--group", choices=("store", "index"), required=True)
+    again.add_argument(
+        "--partition",
+        type=int,
+        action="append",
+        metavar="P",
+        help="only this partition (repeatable; default all)",
+    )
+    start = again.add_mutually_exclusive_group(required=True)
+    start.add_argument("--from-offset", type=int, metavar="N")
+    start.add_argument("--from-time", type=moment, metavar="T", help="2h ago, or ISO time")
+    end = again.add_mutually_exclusive_group()
+    end.add_argument("--to-offset", type=int, metavar="M")
+    end.add_argument("--to-time", type=moment, metavar="T")
+    again.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="print what would be read from each partition, read and write nothing",
+    )
+    again.set_defaults(handler="consumer.operations:run_reprocess")
+
+    whole = commands.add_parser(
+        "completeness",
+        help="prove the store lost nothing: every offset committed past is stored or dead-lettered",
+        description="For each partition of the sessions topic, read every message below the "
+        "store group's committed offset and check it is stored, in the dead-letter topic, or "
+        "of a quarantined session. Reports missing offsets, and as DATA-LOSS offsets the "
+        "broker deleted (retention) before the group read them. Exits 1 if anything is "
+        "missing or lost. Reads the topic: bound it with --partition or --since.",
+    )
+    whole.add_argument("--group", metavar="G", help="default: consumer.store_group")
+    whole.add_argument(
+        "--partition",
+        type=int,
+        action="append",
+        metavar="P",
+        help="only this partition (repeatable; default all)",
+    )
+    whole.add_argument(
+        "--since",
+        type=moment,
+        metavar="T",
+        help="only messages published at or after T (2h ago, or ISO time)",
+    )
+    whole.add_argument("--json", action="store_true")
+    whole.set_defaults(handler="consumer.operations:run_completeness")
+
+    watch = commands.add_parser(
+        "watch",
+        help="follow a session live from Kafka as it happens",
+        description="Render a session's output live, read from its partition from its first "
+        "chunk on, until it ends or Ctrl-C. Like replay, what the session drew reaches your "
+        "terminal, but nothing that would make it answer, set its clipboard or title, or "
+        "leave it in another mode (--raw: the bytes exactly as recorded).",
+    )
+    watch.add_argument("session", metavar="SID", help="session id, or a unique prefix if stored")
+    watch.add_argument(
+        "--raw",
+        action="store_true",
+        help="write the output bytes exactly as recorded, without the terminal filter",
+    )
+    watch.set_defaults(handler="consumer.operations:run_watch")
+
+
+def _member_options(parser: argparse.ArgumentParser, group_key: str) -> None:
+    parser.add_argument(
+        "--group", type=_group_name, help=f"consumer group id (default: consumer.{group_key})"
+    )
+    parser.add_argument(
+        "--instance-id",
+        type=_group_name,
+        metavar="ID",
+        help="static member id: a restarted member with the same id takes "
+        "its partitions back at once (default: consumer.instance_id)",
+    )
+    parser.add_argument(
+        "--metrics-port",
+        type=port,
+        metavar="PORT",
+        help="serve Prometheus /metrics on this port (0: off; default: consumer.metrics_port)",
+    )
+
+
+def _group_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a valid id (letters, digits, . _ -)")
+    return text

@@ -1,0 +1,48 @@
+"""A connection to the store for the auditor commands; what cannot be read is a clear error."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
+
+from sshtrail import queries
+from sshtrail.db import existing_engine
+from sshtrail.errors import DatabaseError, InvalidError
+from sshtrail.settings import Settings
+
+
+class store:
+    """A connection to the store; a database that cannot be read is a clear error."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._engine: Engine = existing_engine(settings.database_url, "store")
+        self._url = settings.database_url
+
+    def __enter__(self) -> Any:
+        try:
+            self._conn = self._engine.connect()
+        except OperationalError as exc:
+            self._engine.dispose()
+            raise DatabaseError(f"cannot open the store: {str(exc.orig).strip()}") from None
+        return self._conn
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn.close()
+        self._engine.dispose()
+        if isinstance(exc[1], OperationalError | ProgrammingError):
+            raise DatabaseError(
+                f"cannot read the store ({str(exc[1].orig).strip()}); "
+                "is it migrated? sshtrail db upgrade"
+            ) from None
+
+
+def stored_session(settings: Settings, prefix: str) -> list[tuple[int, bytes]]:
+    """The stored chunks of the session ``prefix`` names; an error if it has none."""
+    with store(settings) as conn:
+        session_id = queries.resolve(conn, prefix)
+        stored = queries.stored_chunks(conn, session_id)
+    if not stored:
+        raise InvalidError(f"session {session_id} has no stored chunks")
+    return stored

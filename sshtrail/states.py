@@ -1,0 +1,38 @@
+"""The values sessions and search documents are classified by, without the database.
+
+The command-line declarations (:mod:`sshtrail.cli.commands`) offer them as
+choices; importing :mod:`sshtrail.models` for that would load SQLAlchemy
+before any command starts (docs/performance.md, "CLI start-up").
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Literal
+
+
+class SessionStatus(enum.StrEnum):
+    ACTIVE = "active"  # start seen, end not yet
+    CLOSED = "closed"  # end seen, no gaps
+    INCOMPLETE = "incomplete"  # gaps, or no end long after the session went quiet
+    REFUSED = "refused"  # a login or channel the gateway refused (an audit record)
+    QUARANTINED = "quarantined"  # chunks of it the database refused: in the dead-letter topic
+
+
+class MaskedInput(enum.StrEnum):
+    """What a session's masked (never echoed) input looks like (docs/recording.md)."""
+
+    MASKED = "masked"  # some, as a password prompt gives
+    SUSPICIOUS = "suspicious"  # echo turned off by the operator, or lines typed blind
+
+    def at_least(self) -> list[str]:
+        """The verdicts a filter for this one takes: a suspicious session is masked too."""
+        if self is MaskedInput.SUSPICIOUS:
+            return [self.value]
+        return [MaskedInput.MASKED.value, MaskedInput.SUSPICIOUS.value]
+
+
+#: What a search document is: a command, an output line, a row of a full-screen
+#: program's screen, session metadata, or input given to a command.
+Kind = Literal["command", "output", "screen", "meta", "input"]
+KINDS: tuple[Kind, ...] = ("command", "output", "screen", "meta", "input")
