@@ -449,16 +449,16 @@ class GroupRunner:
         if not self._options.idle_check_s or self._paused:
             return
         now = time.monotonic()
-        if not self._resting:
-            if caught_up and self._assigned:
-                self._consumer.pause(self._consumer.assignment())
-                self._resting = True
-                self._next_idle_check = now + self._options.idle_check_s
-            return
         if now < self._next_idle_check:
             return
         self._next_idle_check = now + self._options.idle_check_s
-        if self._news():
+        if not self._resting:
+            # An empty poll is not proof: librdkafka may still be looking up where a
+            # new partition starts. Rest only where the log ends say nothing waits.
+            if caught_up and self._assigned and not self._news():
+                self._consumer.pause(self._consumer.assignment())
+                self._resting = True
+        elif self._news():
             self._wake()
 
     def _news(self) -> bool:

@@ -454,6 +454,17 @@ def test_a_caught_up_member_rests_and_wakes_for_what_comes_next(harness: Harness
     assert len(harness.store.chunks) == 11 * 4
 
 
+def test_a_member_that_started_before_the_messages_came_reads_them(harness: Harness) -> None:
+    """Found by ``up --demo``: a new group, topic empty at assignment, the first session
+    arrives later. The partition's start is still being looked up when a poll comes
+    back empty; resting then (pausing) restarted the lookup each time, for ever."""
+    runner, _ = harness.start_member(RESTING)
+    harness.wait_for(lambda: resting(runner, harness.members[0]), what="the member resting")
+    harness.produce_sessions(3)
+    harness.wait_for(harness.everything_done, what="every offset committed")
+    assert len(harness.store.chunks) == 3 * 4
+
+
 def test_a_rebalance_while_resting_loses_and_doubles_nothing(harness: Harness) -> None:
     harness.produce_sessions(5)
     first, _ = harness.start_member(RESTING)
