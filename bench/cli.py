@@ -46,9 +46,9 @@ def main() -> None:
     index.dispose()
     env = {**os.environ, "SSHTRAIL_DATABASE__URL": store_url, "SSHTRAIL_SEARCH__URL": search_url}
     sshtrail = [sys.executable, "-m", "sshtrail"]
-    base, base90 = wall_ms([sys.executable, "-c", "pass"], env, args.runs)
+    base, base95 = wall_ms([sys.executable, "-c", "pass"], env, args.runs)
     print(f"{args.sessions} sessions stored, {args.lines} lines indexed; {args.runs} runs each")
-    print(f"{'python -c pass':<28} median {base:6.1f} ms  p95 {base90:6.1f} ms  (baseline)")
+    print(f"{'python -c pass':<28} median {base:6.1f} ms  p95 {base95:6.1f} ms  (baseline)")
     for name, argv in (
         ("--help", ["--help"]),
         ("--version", ["--version"]),

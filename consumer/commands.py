@@ -23,11 +23,12 @@ INTERVAL = ranged(float, 1.0, 3600.0, "a number of seconds from 1 to 3600")
 
 
 def register(commands: Any) -> None:
-    _cli(commands)
+    _members(commands)
     _operations(commands)
 
 
-def _cli(commands: Any) -> None:
+def _members(commands: Any) -> None:
+    """The group members: ``store`` and ``index``."""
     store = commands.add_parser(
         "store",
         help="run a member of the consumer group that persists sessions to the database",

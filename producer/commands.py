@@ -12,10 +12,6 @@ from typing import Any
 
 
 def register(commands: Any) -> None:
-    _cli(commands)
-
-
-def _cli(commands: Any) -> None:
     parser = commands.add_parser(
         "gateway",
         help="run the recording SSH gateway (operators: ssh -p 2222 OPERATOR:TARGET@host)",

@@ -35,10 +35,10 @@ class _Parser(argparse.ArgumentParser):
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
-    """The parser of every command -- of the built-in ones only when ``command`` is one of
-    them (finding the others costs a scan of the installed packages). Declaring them is
-    cheap (:mod:`sshtrail.cli.commands`): what a command runs is imported only when it
-    runs (:func:`handler_of`)."""
+    """The parser of every command; of the built-in ones only when ``command`` is one of
+    them or ``""`` (--version), as finding the others scans the installed packages.
+    Declaring them is cheap (:mod:`sshtrail.cli.commands`): what a command runs is
+    imported only when it runs (:func:`handler_of`)."""
     parser = _Parser(
         prog="sshtrail",
         description="SSH session-audit pipeline: record, store, search, replay and verify "
@@ -63,7 +63,7 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     commands.required = True
     register_builtin(commands)
-    if command in commands.choices:
+    if command == "" or command in commands.choices:  # --version, or a built-in command
         return parser
     # producer/ and consumer/ add their commands through this entry point group
     # (one entry per command name), so the shared package never imports them.
