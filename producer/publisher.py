@@ -56,7 +56,7 @@ def producer_config(settings: Settings) -> dict[str, Any]:
             "enable.idempotence": True,
             "acks": "all",
             "partitioner": "murmur2_random",
-            "compression.type": "lz4",
+            "compression.type": settings.kafka.compression,
             "linger.ms": 5,
             # Never give up on a chunk: while the broker is away, chunks wait here
             # (bounded below) and in the spool, and go out in order when it is back.

@@ -59,6 +59,12 @@ class KafkaSettings(_Section):
     topic_config: dict[str, str] = msgspec.field(default_factory=dict)
     #: Extra librdkafka properties (TLS, SASL ...), passed through unchanged.
     client: dict[str, str] = msgspec.field(default_factory=dict)
+    #: How the gateway compresses recordings on the topic. Terminal output
+    #: shrinks 3-5x under lz4; output that is already compressed (archives,
+    #: images, encrypted files) does not, and lz4 costs the gateway ~1.6 ms of
+    #: CPU per MB of it for nothing (docs/performance.md): "none" for gateways
+    #: that mostly relay such bulk data.
+    compression: Literal["lz4", "zstd", "snappy", "gzip", "none"] = "lz4"
 
     def __post_init__(self) -> None:
         for server in filter(None, self.bootstrap_servers.split(",")):

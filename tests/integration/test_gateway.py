@@ -74,6 +74,29 @@ def test_exec_is_exactly_like_direct_and_recorded(
     assert end.reason == "exit status 3"
 
 
+@pytest.mark.parametrize("codec", ["none", "zstd"])
+def test_recordings_published_with_another_compression_are_whole(
+    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget, codec: str
+) -> None:
+    gateway = GatewayProcess(
+        tmp_path / "gw", broker.bootstrap_servers, sshd, kafka_extra=f'compression = "{codec}"'
+    )
+    gateway.start()
+    try:
+        blob = tmp_path / "blob"
+        blob.write_bytes(os.urandom(300_000))
+        through = subprocess.run(
+            gateway.ssh("alice:t1", f"cat {blob}"), capture_output=True, timeout=30, check=True
+        )
+    finally:
+        gateway.stop()
+    chunks = only_session(gateway)
+    verdict = verify_chain([(c.seq, c.raw) for c in chunks], {gateway.signing_key})
+    assert verdict.status is Status.OK, verdict.detail
+    output = b"".join(e.data for e in events_of(chunks) if isinstance(e, Output))
+    assert output == through.stdout == blob.read_bytes()
+
+
 def events_of(chunks: list[Chunk]) -> list[Event]:
     return [event for chunk in chunks for event in chunk.events]
 

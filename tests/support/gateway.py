@@ -38,7 +38,8 @@ class GatewayProcess:
     sshd: SshdTarget
     topic: str = field(default_factory=lambda: f"sessions.{uuid.uuid4().hex[:10]}")
     port: int = field(default_factory=free_port)
-    extra: str = ""
+    extra: str = ""  # more keys of [gateway]
+    kafka_extra: str = ""  # more keys of [kafka]
     operator_extra: str = ""  # more keys for the operator alice
     config_tail: str = ""  # more tables at the end of the settings file
     alice_targets: Sequence[str] = ()  # targets of config_tail that alice may use
@@ -73,6 +74,7 @@ instance = "gw-test"
 [kafka]
 bootstrap_servers = {toml_value(self.servers)}
 topic = {toml_value(self.topic)}
+{self.kafka_extra}
 [gateway]
 listen = "127.0.0.1"
 port = {self.port}

@@ -125,3 +125,13 @@ def test_bad_consumer_settings_are_named(variable: str, value: str, message: str
     with pytest.raises(ConfigError, match=message.replace("(", r"\(")) as caught:
         load_settings(environ={variable: value})
     assert variable in str(caught.value)
+
+
+def test_the_recordings_compression_is_a_setting(tmp_path: Path) -> None:
+    from producer.publisher import producer_config
+
+    assert producer_config(load_settings(environ={}))["compression.type"] == "lz4"
+    chosen = load_settings(write(tmp_path, '[kafka]\ncompression = "none"\n'), environ={})
+    assert producer_config(chosen)["compression.type"] == "none"
+    with pytest.raises(ConfigError, match="compression"):
+        load_settings(write(tmp_path, '[kafka]\ncompression = "brotli"\n'), environ={})

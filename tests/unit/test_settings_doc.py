@@ -55,12 +55,14 @@ def test_every_variable_named_in_the_reference_sets_its_key(key: str, env: str) 
         float: lambda v: v / 2,
         str: lambda v: v + "x",
     }
-    if key in ("log_level", "gateway.spool.policy", "consumer.assignment_strategy"):
-        wanted: object = {
-            "log_level": "debug",
-            "gateway.spool.policy": "fail-open",
-            "consumer.assignment_strategy": "range",
-        }[key]
+    choices = {
+        "log_level": "debug",
+        "gateway.spool.policy": "fail-open",
+        "consumer.assignment_strategy": "range",
+        "kafka.compression": "zstd",
+    }
+    if key in choices:
+        wanted: object = choices[key]
     elif key.endswith("url"):
         wanted = "sqlite:///elsewhere.db"
     elif key == "kafka.bootstrap_servers":
