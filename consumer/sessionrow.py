@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table
 
+from consumer.transfers import transfer_protocol
 from sshtrail.chain import end_signature_valid
 from sshtrail.events import End, Exec, Exit, Start
 from sshtrail.maskedinput import MaskedInputTracker
@@ -85,6 +86,11 @@ class SessionRow:
                 self._end(chunk, event, published_at)
         self._keep_masked(tracker)
         record.status = self._status()
+        if record.transfers is None and self.complete and self._transfers_to_read():
+            record.transfers = "pending"  # read by the store's background work
+
+    def _transfers_to_read(self) -> bool:
+        return transfer_protocol(self.record.request, self.record.command) is not None
 
     def quarantine(self, reason: str) -> None:
         """Chunks of this session were refused by the database: say so, for good."""

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from typing import cast
@@ -24,6 +25,7 @@ from sqlalchemy import Engine, Table, bindparam, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
+from consumer import transfers
 from consumer.messages import Received
 from consumer.pgcopy import copy_chunks, track_staging_table
 from consumer.sessionrow import COLUMNS, SessionRow
@@ -73,8 +75,20 @@ class StoreWriter:
         return Written(len(new), len(chunks) - len(new))
 
     def background(self, budget_s: float) -> bool:
-        """Nothing is ever left for later: every batch is written whole."""
-        return False
+        """Read the transfers of ended SFTP/SCP sessions (``consumer/transfers.py``),
+        one session per transaction, for about ``budget_s``; whether some wait."""
+        deadline = time.monotonic() + budget_s
+        while True:
+            with self._transaction("transfers") as conn:
+                waiting = transfers.pending_sessions(conn, 2)
+                if not waiting:
+                    return False
+                found = transfers.read_transfers(conn, waiting[0])
+            log.info("session %s: %d file operations read", waiting[0], found)
+            if len(waiting) == 1:
+                return False
+            if time.monotonic() >= deadline:
+                return True
 
     def housekeeping(self) -> None:
         """Mark sessions that went silent without an end ``incomplete``."""

@@ -15,6 +15,7 @@ import msgspec
 from producer import demo
 from producer.policy import hash_password
 from producer.service import GatewayService
+from sshtrail.errors import ConfigError
 from sshtrail.settings import Settings
 
 
@@ -53,6 +54,8 @@ def run_gateway(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def run_demo_target(args: argparse.Namespace, _settings: Settings) -> int:
+    if not args.authorized_keys.is_file():
+        raise ConfigError(f"demo target: no authorized keys file at {args.authorized_keys}")
     logging.getLogger("asyncssh").setLevel(logging.WARNING)
     loop = asyncio.new_event_loop()
     serving = loop.create_task(demo.serve(args.port, args.host_key, args.authorized_keys))

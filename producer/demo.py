@@ -1,5 +1,8 @@
 """A demo SSH target for ``sshtrail up --demo``: a real login shell as the current user.
 
+It runs shells and commands, and serves SFTP (``sftp``, and ``scp``, which
+speaks SFTP) with OpenSSH's ``sftp-server`` when this machine has it.
+
 It listens on loopback only and lets in exactly one key -- the one the demo
 gateway configuration gives the gateway for it -- so a newcomer can try the
 whole pipeline without an sshd of their own. Not for production use.
@@ -8,6 +11,7 @@ whole pipeline without an sshd of their own. Not for production use.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import pwd
@@ -18,6 +22,7 @@ from pathlib import Path
 import asyncssh
 
 from producer.keys import host_key
+from sshtrail.demo import sftp_server
 
 
 class _Shell(asyncssh.SSHServerSession[bytes]):
@@ -30,6 +35,14 @@ class _Shell(asyncssh.SSHServerSession[bytes]):
         self._command: str | None = None
         self._process: asyncio.subprocess.Process | None = None
         self._master = -1
+        self._task: asyncio.Task[None] | None = None
+        self._writable = asyncio.Event()
+        self._writable.set()
+        self._draining = False
+        # What the client sends before the program runs (an SFTP client's first
+        # packet, a command's input): kept for it, not lost.
+        self._early: list[bytes] = []
+        self._early_eof = False
 
     def connection_made(self, chan: asyncssh.SSHServerChannel[bytes]) -> None:
         self._chan = chan
@@ -48,8 +61,16 @@ class _Shell(asyncssh.SSHServerSession[bytes]):
         self._command = command
         return True
 
+    def subsystem_requested(self, subsystem: str) -> bool:
+        """SFTP, served by OpenSSH's own ``sftp-server`` (as sshd does); nothing else."""
+        program = sftp_server() if subsystem == "sftp" else None
+        if program is None:
+            return False
+        self._command = program
+        return True
+
     def session_started(self) -> None:
-        asyncio.get_running_loop().create_task(self._run())
+        self._task = asyncio.get_running_loop().create_task(self._run())
 
     async def _run(self) -> None:
         shell = pwd.getpwuid(os.getuid()).pw_shell or "/bin/sh"
@@ -84,6 +105,11 @@ class _Shell(asyncssh.SSHServerSession[bytes]):
                 loop.create_task(self._copy(self._process.stdout, None)),
                 loop.create_task(self._copy(self._process.stderr, asyncssh.EXTENDED_DATA_STDERR)),
             ]
+        for data in self._early:
+            self.data_received(data, None)
+        self._early.clear()
+        if self._early_eof:
+            self.eof_received()
         status = await self._process.wait()
         if not self._pty:
             await asyncio.gather(*copies)
@@ -98,7 +124,14 @@ class _Shell(asyncssh.SSHServerSession[bytes]):
     async def _copy(self, stream: asyncio.StreamReader | None, datatype: int | None) -> None:
         assert stream is not None
         while data := await stream.read(65536):
+            await self._writable.wait()  # the client reads slower than the program writes
             self._chan.write(data, datatype)
+
+    def pause_writing(self) -> None:
+        self._writable.clear()
+
+    def resume_writing(self) -> None:
+        self._writable.set()
 
     def _pump(self) -> None:
         try:
@@ -116,13 +149,29 @@ class _Shell(asyncssh.SSHServerSession[bytes]):
         self._resize(width, height)
 
     def data_received(self, data: bytes, datatype: asyncssh.DataType) -> None:
-        if self._master >= 0:
+        if self._process is None:
+            self._early.append(data)
+        elif self._master >= 0:
             os.write(self._master, data)
         elif self._process is not None and self._process.stdin is not None:
             self._process.stdin.write(data)
+            if not self._draining and self._process.stdin.transport.get_write_buffer_size() > (
+                1 << 20
+            ):  # the program reads slower than the client sends: hold the client
+                self._draining = True
+                self._chan.pause_reading()
+                asyncio.get_running_loop().create_task(self._drain(self._process.stdin))
+
+    async def _drain(self, stdin: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            await stdin.drain()
+        self._draining = False
+        self._chan.resume_reading()
 
     def eof_received(self) -> bool:
-        if self._process is not None and self._process.stdin is not None:
+        if self._process is None:
+            self._early_eof = True
+        elif self._process.stdin is not None:
             self._process.stdin.close()
         return True
 

@@ -85,6 +85,7 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         self._exit: tuple[int | None, str | None, bool, str, str] | None = None
         self._refusal: Refused | None = None
         self._gone = False
+        self._refused = False  # the target refused what the operator asked for
         self._clamped_noted = False
 
     # -- requests, before the session starts --------------------------------
@@ -191,6 +192,7 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         self.release("operator", "opening")
 
     def _refuse(self, refused: Refused) -> None:
+        self._refused = True
         self._end_reason = refused.reason
         self._host.refused(refused.reason)
         with contextlib.suppress(OSError):
@@ -278,6 +280,8 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
 
     def target_closed(self, exc: Exception | None) -> None:
         self._target = None
+        if self._refused:  # the target refused the request, then closed: that is the end
+            return
         if self._exit is None:
             self._end_reason = "target closed the channel" + (
                 f": {describe_error(exc)}" if exc else ""

@@ -8,6 +8,7 @@ listens on loopback only.
 from __future__ import annotations
 
 import getpass
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -87,6 +88,30 @@ def trust_gateway(settings: Settings, demo: Demo) -> None:
     pub = settings.state_file(settings.gateway.host_key, "gateway/ssh_host_ed25519_key")
     line = public_line(pub)
     demo.known_hosts.write_text(f"[127.0.0.1]:{settings.gateway.port} {line}\n")
+
+
+#: Where OpenSSH's SFTP server program lives (Debian, Fedora, Arch, BSDs and macOS).
+SFTP_SERVERS = (
+    "/usr/lib/openssh/sftp-server",
+    "/usr/libexec/openssh/sftp-server",
+    "/usr/lib/ssh/sftp-server",
+    "/usr/libexec/sftp-server",
+)
+
+
+def sftp_server() -> str | None:
+    """OpenSSH's ``sftp-server`` on this machine, which the demo target serves SFTP with."""
+    return next((path for path in SFTP_SERVERS if os.access(path, os.X_OK)), None)
+
+
+def sftp_command(settings: Settings, demo: Demo) -> str:
+    """The same for sftp (and, with scp instead, for scp): the login goes in ``User=``
+    because sftp and scp would read the colon of ``demo:demo@host`` as a path."""
+    return (
+        f"sftp -i {demo.operator_key} -o IdentitiesOnly=yes "
+        f"-o UserKnownHostsFile={demo.known_hosts} -P {settings.gateway.port} "
+        f"-o User={NAME}:{NAME} 127.0.0.1"
+    )
 
 
 def ssh_command(settings: Settings, demo: Demo) -> str:

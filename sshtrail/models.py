@@ -184,6 +184,11 @@ class SessionRecord(Base):
     masked_run: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     #: The echoed line being typed (for spotting ``stty -echo``); bounded.
     input_line: Mapped[str | None] = mapped_column(SessionText(256), default=None)
+    #: File transfers (SFTP, SCP) read from the recording: NULL for a session that
+    #: is not one, ``pending`` until the store group has read it, then ``done``
+    #: or ``failed`` (``transfers_error`` says why; what was read is kept).
+    transfers: Mapped[str | None] = mapped_column(String(16), default=None)
+    transfers_error: Mapped[str | None] = mapped_column(SessionText(), default=None)
 
     chunks: Mapped[list[ChunkRecord]] = relationship(
         back_populates="session",
@@ -203,6 +208,38 @@ class SessionRecord(Base):
         Index(None, "target"),
         Index(None, "started_at"),
         Index(None, "status"),
+    )
+
+
+class TransferRecord(Base):
+    """One file operation of an SFTP or SCP session (``consumer/transfers.py``)."""
+
+    __tablename__ = "transfers"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, init=False
+    )
+    session_id: Mapped[uuid.UUID] = mapped_column(
+        Uuid, ForeignKey("sessions.id", ondelete="CASCADE")
+    )
+    #: Its place among the session's operations, from 0.
+    idx: Mapped[int] = mapped_column(Integer)
+    t: Mapped[int] = mapped_column(BigInteger)  # ns since session start: when answered
+    protocol: Mapped[str] = mapped_column(String(8))
+    op: Mapped[str] = mapped_column(String(16))
+    path: Mapped[str] = mapped_column(SessionText(4096))
+    status: Mapped[str] = mapped_column(SessionText(512))
+    path2: Mapped[str | None] = mapped_column(SessionText(4096), default=None)
+    bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    size: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    sha256: Mapped[str | None] = mapped_column(String(64), default=None)
+    ranges: Mapped[str | None] = mapped_column(Text, default=None)
+    detail: Mapped[dict[str, Any]] = mapped_column(JSON, default_factory=dict)
+
+    __table_args__ = (
+        Index(None, "session_id", "idx", unique=True),
+        Index(None, "path"),
+        Index(None, "op"),
     )
 
 

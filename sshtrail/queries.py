@@ -15,16 +15,17 @@ session starts in the very same millisecond.
 from __future__ import annotations
 
 import datetime as dt
+import fnmatch
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.engine import Connection
 
 from sshtrail.errors import NotFound
-from sshtrail.models import ChunkRecord, SessionRecord
+from sshtrail.models import ChunkRecord, SessionRecord, TransferRecord
 from sshtrail.states import MaskedInput, SessionStatus
 from sshtrail.textsafe import local_time, visible
 
@@ -35,6 +36,24 @@ MIN_PREFIX = 12
 AMBIGUOUS_SHOWN = 10
 SESSIONS = SessionRecord.__table__
 CHUNKS = ChunkRecord.__table__
+TRANSFERS = TransferRecord.__table__
+#: What ``sshtrail transfers`` lists without ``--all``: files that moved or changed.
+#: The rest (stat, realpath, list, readlink, statvfs, fsync ...) is looking around.
+CHANGES = (
+    "upload",
+    "download",
+    "read-write",
+    "open",
+    "rename",
+    "remove",
+    "mkdir",
+    "rmdir",
+    "setstat",
+    "symlink",
+    "hardlink",
+    "copy",
+    "error",
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,3 +156,108 @@ def stored_chunks(conn: Connection, session_id: uuid.UUID) -> list[tuple[int, by
 def all_session_ids(conn: Connection) -> list[uuid.UUID]:
     query = select(SESSIONS.c.id).order_by(SESSIONS.c.started_at, SESSIONS.c.id)
     return list(conn.execute(query).scalars())
+
+
+@dataclass(frozen=True, slots=True)
+class TransferFilter:
+    operator: str | None = None
+    target: str | None = None
+    since: dt.datetime | None = None
+    until: dt.datetime | None = None
+    #: A shell-style pattern the path (or the new path of a rename) must match.
+    path: str | None = None
+    #: A case-insensitive substring of the path (or the new path): ``search``.
+    containing: str | None = None
+    session_id: uuid.UUID | None = None
+    #: Every operation, not only :data:`CHANGES`.
+    everything: bool = False
+    limit: int = 100
+    masked_input: MaskedInput | None = None
+    exit_status: int | None = None
+
+
+def list_transfers(conn: Connection, wanted: TransferFilter) -> list[dict[str, Any]]:
+    """File operations with their session's operator, target and start, newest
+    sessions first and each session's operations in order."""
+    query = select(
+        TRANSFERS,
+        SESSIONS.c.operator,
+        SESSIONS.c.target,
+        SESSIONS.c.started_at,
+    ).join(SESSIONS, SESSIONS.c.id == TRANSFERS.c.session_id)
+    conditions = _transfer_conditions(wanted)
+    query = query.where(*conditions).order_by(
+        SESSIONS.c.started_at.desc(), TRANSFERS.c.session_id, TRANSFERS.c.idx
+    )
+    rows: list[dict[str, Any]] = []
+    # A pattern with [classes] is only narrowed by LIKE: fnmatch decides, so read on.
+    for row in conn.execute(query.execution_options(yield_per=500)).mappings():
+        if wanted.path is None or _matches(wanted.path, row["path"], row["path2"]):
+            rows.append(dict(row))
+            if len(rows) >= wanted.limit:
+                break
+    return rows
+
+
+def _transfer_conditions(wanted: TransferFilter) -> list[ColumnElement[bool]]:
+    conditions: list[ColumnElement[bool]] = []
+    if wanted.operator is not None:
+        conditions.append(SESSIONS.c.operator == wanted.operator)
+    if wanted.target is not None:
+        conditions.append(SESSIONS.c.target == wanted.target)
+    if wanted.since is not None:
+        conditions.append(SESSIONS.c.started_at >= wanted.since)
+    if wanted.until is not None:
+        conditions.append(SESSIONS.c.started_at < wanted.until)
+    if wanted.session_id is not None:
+        conditions.append(TRANSFERS.c.session_id == wanted.session_id)
+    if wanted.masked_input is not None:
+        conditions.append(SESSIONS.c.masked_input.in_(wanted.masked_input.at_least()))
+    if wanted.exit_status is not None:
+        conditions.append(SESSIONS.c.exit_status == wanted.exit_status)
+    if not wanted.everything:
+        conditions.append(TRANSFERS.c.op.in_(CHANGES))
+    if wanted.path is not None:
+        like = _like(wanted.path)
+        conditions.append(or_(TRANSFERS.c.path.like(like), TRANSFERS.c.path2.like(like)))
+    if wanted.containing is not None:
+        like = "%" + escape_like(wanted.containing) + "%"
+        conditions.append(
+            or_(
+                TRANSFERS.c.path.ilike(like, escape="\\"),
+                TRANSFERS.c.path2.ilike(like, escape="\\"),
+            )
+        )
+    return conditions
+
+
+def _matches(pattern: str, path: str, path2: str | None) -> bool:
+    return fnmatch.fnmatchcase(path, pattern) or (
+        path2 is not None and fnmatch.fnmatchcase(path2, pattern)
+    )
+
+
+def escape_like(text: str) -> str:
+    """``text`` for a LIKE pattern with ``escape="\\"``: its ``%`` and ``_`` literal."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def _like(pattern: str) -> str:
+    """A LIKE pattern that every path ``pattern`` (shell-style) matches, and few others."""
+    out = []
+    chars = iter(pattern)
+    for char in chars:
+        if char == "*":
+            out.append("%")
+        elif char == "?":
+            out.append("_")
+        elif char == "[":  # a class: any one character, fnmatch checks which
+            for closing in chars:
+                if closing == "]":
+                    break
+            out.append("_")
+        elif char in "%_":
+            out.append("_")  # LIKE has no escape here: any character, fnmatch decides
+        else:
+            out.append(char)
+    return "".join(out)

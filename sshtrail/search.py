@@ -48,6 +48,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from sshtrail.errors import InvalidError
 from sshtrail.models import NAMING_CONVENTION, UTCDateTime
+from sshtrail.queries import escape_like
 from sshtrail.states import Kind, MaskedInput
 
 METADATA = MetaData(naming_convention=NAMING_CONVENTION)
@@ -271,16 +272,12 @@ def search(conn: Connection, query: Query) -> list[Hit]:
 
 def _contains(conn: Connection, needle: str) -> ColumnElement[bool]:
     if conn.dialect.name == "postgresql":
-        return DOCS.c.text.ilike(f"%{_escape_like(needle)}%", escape="\\")
+        return DOCS.c.text.ilike(f"%{escape_like(needle)}%", escape="\\")
     if len(needle) >= 3:  # FTS5 trigram: every 3-character window must occur, in order
         phrase = '"' + needle.replace('"', '""') + '"'
         matching = text("SELECT rowid FROM search_fts WHERE search_fts MATCH :phrase")
         return DOCS.c.id.in_(matching.bindparams(phrase=phrase).columns(rowid=Integer))
-    return DOCS.c.text.ilike(f"%{_escape_like(needle)}%", escape="\\")
-
-
-def _escape_like(needle: str) -> str:
-    return needle.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return DOCS.c.text.ilike(f"%{escape_like(needle)}%", escape="\\")
 
 
 def commands(conn: Connection, session_id: uuid.UUID) -> list[Hit]:

@@ -34,5 +34,6 @@ class MaskedInput(enum.StrEnum):
 
 #: What a search document is: a command, an output line, a row of a full-screen
 #: program's screen, session metadata, or input given to a command.
-Kind = Literal["command", "output", "screen", "meta", "input"]
-KINDS: tuple[Kind, ...] = ("command", "output", "screen", "meta", "input")
+Kind = Literal["command", "output", "screen", "meta", "input", "transfer"]
+#: ``transfer`` hits are file paths of SFTP/SCP operations, found in the store.
+KINDS: tuple[Kind, ...] = ("command", "output", "screen", "meta", "input", "transfer")

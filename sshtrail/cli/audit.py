@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from sshtrail import queries, search
+from sshtrail.cli import transfers
 from sshtrail.cli.commands import SESSION_COLUMNS
 from sshtrail.cli.evidence import default_keys, verdict_json
 from sshtrail.cli.output import chosen_format, print_csv, print_json, print_table
@@ -96,6 +97,8 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
             {"t": hit.t / 1e9, "command": hit.text, "certain": hit.certain}
             for hit in commands or []
         ]
+        document["transfers_read"] = row["transfers"]
+        document["transfers"] = transfers.session_json(settings, session_id)
         print_json(document)
         return 0
     fields = [
@@ -138,6 +141,8 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     for hit in commands or []:
         doubt = "" if hit.certain else "  (?: its prompt could not be told apart)"
         print(f"{clock(hit.t / 1e9):>12}  {visible(hit.text)}{doubt}")
+    for line in transfers.session_lines(settings, row):
+        print(line)
     return 0
 
 
@@ -160,17 +165,14 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
         masked_input=MaskedInput(args.masked_input) if args.masked_input else None,
         exit_status=args.exit,
     )
-    engine = existing_engine(settings.search_url, "search index")
-    try:
-        with engine.connect() as conn:
-            hits = search.search(conn, query)
-    except (OperationalError, ProgrammingError) as exc:
-        raise DatabaseError(
-            f"cannot search {shown_url(settings.search_url)}: is the index group "
-            f"running? ({str(exc.orig).strip()})"
-        ) from None
-    finally:
-        engine.dispose()
+    hits = [] if args.kind == "transfer" else _indexed(settings, query)
+    if args.kind in (None, "transfer"):  # file paths are in the store, not the index
+        wanted = transfers.transfer_filter(
+            args, session_id, containing=args.query, limit=args.limit, exit_status=args.exit
+        )
+        hits += transfers.transfer_hits(settings, wanted)
+        hits.sort(key=lambda hit: (hit.at or _EPOCH, str(hit.session_id), hit.t))
+        del hits[args.limit :]
     shape = chosen_format(args)
     if shape == "json":
         print_json([_hit_json(hit, args.query) for hit in hits])
@@ -202,6 +204,21 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
 
 #: What ``search`` exits with when nothing matches (as grep does).
 EXIT_NO_MATCH = 1
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def _indexed(settings: Settings, query: search.Query) -> list[search.Hit]:
+    engine = existing_engine(settings.search_url, "search index")
+    try:
+        with engine.connect() as conn:
+            return search.search(conn, query)
+    except (OperationalError, ProgrammingError) as exc:
+        raise DatabaseError(
+            f"cannot search {shown_url(settings.search_url)}: is the index group "
+            f"running? ({str(exc.orig).strip()})"
+        ) from None
+    finally:
+        engine.dispose()
 
 
 def _hit_json(hit: search.Hit, needle: str) -> dict[str, Any]:

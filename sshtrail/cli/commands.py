@@ -165,6 +165,31 @@ def _audit(commands: Any) -> None:
     format_options(finder)
     finder.set_defaults(handler="sshtrail.cli.audit:run_search")
 
+    transfers = commands.add_parser(
+        "transfers",
+        help="files moved or changed over SFTP and SCP: paths, sizes, SHA-256",
+        description="File operations read from SFTP and SCP sessions (also scp in its "
+        "default SFTP mode), newest sessions first: uploads and downloads with their size "
+        "and the SHA-256 of the bytes that moved (or the byte ranges, when a file did not "
+        "move whole and in order), renames, removals, directories, mode and owner changes, "
+        "links -- each with the server's answer. --all adds what only looked around (stat, "
+        "realpath, directory listings). A session's transfers appear once it has ended and "
+        "the store group has read it.",
+    )
+    _filters(transfers)
+    transfers.add_argument(
+        "--path",
+        metavar="GLOB",
+        help="only paths matching this shell pattern (quote it: '/etc/*', '*.sql')",
+    )
+    transfers.add_argument("--session", metavar="SID", help="only this session (id or prefix)")
+    transfers.add_argument(
+        "--all", action="store_true", help="also stat, realpath, listings and the like"
+    )
+    transfers.add_argument("--limit", type=positive, default=100, help="at most N (default 100)")
+    format_options(transfers)
+    transfers.set_defaults(handler="sshtrail.cli.transfers:run_transfers")
+
 
 def _evidence(commands: Any) -> None:
     verify = commands.add_parser(

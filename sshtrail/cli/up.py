@@ -83,6 +83,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 demo.trust_gateway(settings, trial)
                 _say("try", "this, then type a few commands and exit:")
                 print(demo.ssh_command(settings, trial), flush=True)
+                if demo.sftp_server() is not None:
+                    _say("files", "sftp (or scp with the same options) goes the same way:")
+                    print(demo.sftp_command(settings, trial), flush=True)
+                else:
+                    _say("files", "sftp and scp need OpenSSH's sftp-server on this machine")
             _say("ready", "press Ctrl-C to stop")
             while not stop.wait(0.5):
                 children.check()

@@ -26,6 +26,7 @@ MISSING = {
     "show": ["ffffffffffff"],
     "replay": ["ffffffffffff"],
     "export": ["ffffffffffff", "--format", "raw"],
+    "transfers": ["--session", "ffffffffffff"],
     "verify": ["ffffffffffff", "--trust", "{signer}"],
     "watch": ["ffffffffffff"],
     "reveal": ["ffffffffffff", "--key", "{escrow}", "--reason", "test"],

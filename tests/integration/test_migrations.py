@@ -172,3 +172,55 @@ def test_requests_of_sessions_stored_before_0002_are_filled_in(database_url: str
     assert got == {sid: ("exec", "uptime"), damaged: (None, None)}
     migrate.downgrade(database_url, "0001")
     assert migrate.current_revision(database_url) == "0001"
+
+
+def test_sftp_and_scp_sessions_stored_before_0004_are_read_for_transfers(
+    database_url: str,
+) -> None:
+    """0004 marks ended SFTP and scp sessions ``pending``: the store group reads them."""
+    migrate.upgrade(database_url, "0003")
+    sessions = sa.table(
+        "sessions",
+        sa.column("id", sa.Uuid()),
+        sa.column("status"),
+        sa.column("request"),
+        sa.column("command"),
+        sa.column("end_reason"),
+        sa.column("bytes_in"),
+        sa.column("bytes_out"),
+        sa.column("chunk_count"),
+        sa.column("gaps", sa.JSON()),
+    )
+    rows = {
+        uuid7(): ("subsystem", "sftp", "exit status 0", "pending"),
+        uuid7(): ("exec", "scp -t /tmp", "exit status 0", "pending"),
+        uuid7(): ("exec", "/usr/bin/scp -f /etc/x", "exit status 1", "pending"),
+        uuid7(): ("subsystem", "sftp", None, None),  # still active: read once it ends
+        uuid7(): ("exec", "ls", "exit status 0", None),
+        uuid7(): ("shell", "", "exit status 0", None),
+    }
+    engine = make_engine(database_url)
+    with engine.begin() as conn:
+        for session_id, (request, command, end, _) in rows.items():
+            conn.execute(
+                sa.insert(sessions).values(
+                    id=session_id,
+                    status="closed" if end else "active",
+                    request=request,
+                    command=command,
+                    end_reason=end,
+                    bytes_in=0,
+                    bytes_out=0,
+                    chunk_count=1,
+                    gaps=[],
+                )
+            )
+    engine.dispose()
+    migrate.upgrade(database_url)
+    engine = make_engine(database_url)
+    try:
+        with engine.connect() as conn:
+            got = dict(conn.execute(sa.select(SessionRecord.id, SessionRecord.transfers)).all())
+    finally:
+        engine.dispose()
+    assert got == {session_id: row[3] for session_id, row in rows.items()}

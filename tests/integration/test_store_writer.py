@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import hashlib
+import os
 import uuid
 from pathlib import Path
 
@@ -14,11 +16,13 @@ from consumer import store
 from consumer.messages import Received
 from consumer.pgcopy import copy_chunks
 from consumer.store import CHUNKS, SESSIONS, StoreWriter
+from sshtrail import events as ev
 from sshtrail import queries
 from sshtrail.db import make_engine
 from sshtrail.errors import DatabaseError
 from sshtrail.wire import decode_chunk
-from tests.support.recordings import recording
+from tests.support import sftpwire
+from tests.support.recordings import events_session, recording
 
 pytestmark = pytest.mark.integration
 
@@ -272,3 +276,52 @@ def test_an_ambiguous_prefix_lists_a_session_without_a_start_time_too(
     lines = str(raised.value).splitlines()
     assert f"  {headless.hex}  ?@?  -" in lines
     assert any(line.startswith(f"  {whole.hex}  alice@t1  ") for line in lines)
+
+
+def _sftp_session(*streams: tuple[str, bytes]) -> tuple[uuid.UUID, list[bytes]]:
+    chunk: list[ev.Event] = []
+    for t, (side, data) in enumerate(streams, start=1):
+        chunk.append(ev.Input(t, data) if side == "c" else ev.Output(t, data))
+    parts = [chunk[:2], chunk[2:]] if len(chunk) > 2 else [chunk]
+    return events_session(parts, term="", request=("subsystem", b"sftp"))
+
+
+def test_transfers_are_read_once_the_session_is_whole_in_any_order(store_engine: Engine) -> None:
+    content = os.urandom(70_000)
+    sid, messages = _sftp_session(
+        ("c", sftpwire.INIT), ("s", sftpwire.VERSION), *sftpwire.upload_stream("/up", content)
+    )
+    writer = StoreWriter(store_engine, dt.timedelta(hours=1))
+    writer.write(received([messages[0], messages[3]]))  # the end before the middle
+    assert session_row(store_engine, sid)["transfers"] is None  # a gap: not yet
+    assert writer.background(1.0) is False
+    writer.write(received(messages[1:3], first_offset=9))
+    assert session_row(store_engine, sid)["transfers"] == "pending"
+    assert writer.background(1.0) is False
+    row = session_row(store_engine, sid)
+    assert (row["transfers"], row["transfers_error"]) == ("done", None)
+    with store_engine.connect() as conn:
+        [upload] = queries.list_transfers(conn, queries.TransferFilter(session_id=sid))
+    assert (upload["op"], upload["path"], upload["size"]) == ("upload", "/up", 70_000)
+    assert upload["sha256"] == hashlib.sha256(content).hexdigest()
+
+
+def test_a_garbled_transfer_is_marked_and_the_rest_goes_on(store_engine: Engine) -> None:
+    sid, messages = _sftp_session(
+        ("c", sftpwire.INIT),
+        ("s", sftpwire.VERSION),
+        ("c", sftpwire.path_request(13, 1, "/gone")),
+        ("s", sftpwire.status(1)),
+        ("c", b"\x00\x00\x00\x05\xff\x00\x00\x00\x02"),
+    )
+    other, more = _sftp_session(("c", sftpwire.INIT), ("s", sftpwire.VERSION))
+    writer = StoreWriter(store_engine, dt.timedelta(hours=1))
+    writer.write(received(messages + more))
+    assert writer.background(5.0) is False
+    row = session_row(store_engine, sid)
+    assert row["transfers"] == "failed"
+    assert "unknown request type 255" in str(row["transfers_error"]), row
+    with store_engine.connect() as conn:
+        kept = queries.list_transfers(conn, queries.TransferFilter(session_id=sid))
+    assert [(r["op"], r["path"]) for r in kept] == [("remove", "/gone")]  # read up to there
+    assert session_row(store_engine, other)["transfers"] == "done"

@@ -211,6 +211,32 @@ host_keys = [{toml_value(host_pub)}]
             tty=tty,
         )
 
+    def file_client(self, program: str, login: str, *arguments: str) -> list[str]:
+        """argv of OpenSSH's ``sftp`` or ``scp`` through this gateway as ``login`` (given
+        as ``-o User=``: the colon in ``operator:target`` would read as a path)."""
+        return [
+            program,
+            "-F",
+            "none",
+            "-i",
+            str(self.operator_key),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            "LogLevel=ERROR",
+            "-o",
+            f"User={login}",
+            "-o",
+            f"Port={self.port}",
+            *arguments,
+        ]
+
     def connect(
         self, login: str = "alice:t1", **options: Any
     ) -> _ACMWrapper[asyncssh.SSHClientConnection]:

@@ -24,6 +24,7 @@ COMMANDS = (
     "sessions",
     "show",
     "search",
+    "transfers",
     "verify",
     "export",
     "replay",
