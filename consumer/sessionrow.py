@@ -17,9 +17,9 @@ from typing import Any, cast
 
 from sqlalchemy import Table
 
-from consumer.transfers import transfer_protocol
 from sshtrail.chain import end_signature_valid
 from sshtrail.events import End, Exec, Exit, Start
+from sshtrail.filetransfers import transfer_protocol
 from sshtrail.maskedinput import MaskedInputTracker
 from sshtrail.models import SessionRecord
 from sshtrail.states import SessionStatus

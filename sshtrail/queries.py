@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.engine import Connection
 
 from sshtrail.errors import NotFound
+from sshtrail.filetransfers import StoredTransfer
 from sshtrail.models import ChunkRecord, SessionRecord, TransferRecord
 from sshtrail.states import MaskedInput, SessionStatus
 from sshtrail.textsafe import local_time, visible
@@ -197,6 +198,27 @@ def list_transfers(conn: Connection, wanted: TransferFilter) -> list[dict[str, A
             if len(rows) >= wanted.limit:
                 break
     return rows
+
+
+def stored_transfer(conn: Connection, transfer_id: int) -> StoredTransfer:
+    """Where transfer ``transfer_id`` (``sshtrail transfers`` column N) came from."""
+    row = conn.execute(
+        select(
+            TRANSFERS.c.session_id,
+            SESSIONS.c.request,
+            SESSIONS.c.command,
+            TRANSFERS.c.idx,
+            TRANSFERS.c.path,
+            TRANSFERS.c.op,
+        )
+        .join(SESSIONS, SESSIONS.c.id == TRANSFERS.c.session_id)
+        .where(TRANSFERS.c.id == transfer_id)
+    ).one_or_none()
+    if row is None:
+        raise NotFound(f"no transfer {transfer_id} (sshtrail transfers lists them, column N)")
+    if row.op not in ("upload", "download", "read-write"):
+        raise NotFound(f"transfer {transfer_id} is a {row.op}: no file's bytes moved")
+    return StoredTransfer(row.session_id, row.request, row.command, row.idx, row.path)
 
 
 def _transfer_conditions(wanted: TransferFilter) -> list[ColumnElement[bool]]:

@@ -100,6 +100,18 @@ class SearchSettings(_Section):
     url: str = ""
 
 
+class TransfersSettings(_Section):
+    """Files moved over SFTP and SCP, as auditors may see them (``sshtrail transfers``)."""
+
+    #: Let ``sshtrail export --transfer N`` take a transferred file's bytes out of
+    #: the recording. Off by default: a file copied off a server (a database dump,
+    #: a key) is often more sensitive than anything typed; the recording already
+    #: holds it, this only decides whether auditors may pull it out whole.
+    content_export: bool = False
+    #: The largest file ``export --transfer`` writes, in MiB.
+    content_max_mb: Annotated[int, msgspec.Meta(ge=1, le=1 << 20)] = 1024
+
+
 class SpoolSettings(_Section):
     """The gateway's durable buffer between recording and Kafka (docs/operations.md)."""
 
@@ -304,6 +316,7 @@ class Settings(_Section):
     broker: BrokerSettings = msgspec.field(default_factory=BrokerSettings)
     database: DatabaseSettings = msgspec.field(default_factory=DatabaseSettings)
     search: SearchSettings = msgspec.field(default_factory=SearchSettings)
+    transfers: TransfersSettings = msgspec.field(default_factory=TransfersSettings)
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
     consumer: ConsumerSettings = msgspec.field(default_factory=ConsumerSettings)
     operators: list[OperatorSettings] = msgspec.field(default_factory=list)

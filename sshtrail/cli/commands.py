@@ -218,10 +218,18 @@ def _evidence(commands: Any) -> None:
         help="write a session as asciicast, raw output bytes, or decoded events",
         description="asciicast: asciinema's v2 format (asciinema play / cat); raw: the "
         "output bytes exactly as the operator's terminal got them; json: one decoded "
-        "event per line, bytes in base64.",
+        "event per line, bytes in base64. With --transfer N: one file uploaded or "
+        "downloaded over SFTP or SCP, taken out of the recording.",
     )
-    export.add_argument("session", metavar="SID")
-    export.add_argument("--format", choices=("asciicast", "raw", "json"), required=True)
+    export.add_argument("session", metavar="SID", nargs="?", help="the session (id or prefix)")
+    export.add_argument("--format", choices=("asciicast", "raw", "json"))
+    export.add_argument(
+        "--transfer",
+        type=positive,
+        metavar="N",
+        help="instead: the bytes of file transfer N (sshtrail transfers, column N), as they "
+        "moved; needs transfers.content_export = true",
+    )
     export.add_argument(
         "-o", "--output", type=Path, metavar="FILE", help="write to FILE instead of stdout"
     )

@@ -1,5 +1,8 @@
 """``sshtrail verify`` and ``sshtrail export``: the recording as evidence, from the stored bytes.
 
+``export --transfer N`` takes one transferred file's bytes out of the
+recording (sshtrail/filetransfers.py), when the settings allow it.
+
 Verification recomputes the hash chain from the chunks exactly as stored
 and checks the end chunk's signature against the trusted gateway keys:
 ``--trust KEYFILE`` (repeatable), else the signing key of the gateway in
@@ -12,9 +15,9 @@ import argparse
 import base64
 import codecs
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import msgspec
 
@@ -24,11 +27,14 @@ from sshtrail.cli.output import print_json
 from sshtrail.cli.reading import store, stored_session
 from sshtrail.errors import ConfigError, InvalidError
 from sshtrail.events import End, Event, Output, Resize, Start
+from sshtrail.filetransfers import extract
 from sshtrail.keyfiles import load_ed25519_public, public_path
 from sshtrail.settings import Settings
 from sshtrail.textsafe import visible
 from sshtrail.verification import fingerprint, verify_session
 from sshtrail.wire import decode_chunk
+
+T = TypeVar("T")
 
 
 def trusted_keys(settings: Settings, files: list[Path] | None) -> dict[bytes, str]:
@@ -96,21 +102,64 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
 def run_export(args: argparse.Namespace, settings: Settings) -> int:
     if args.output is not None and args.output.exists() and not args.force:
         raise InvalidError(f"{args.output} exists; --force replaces it")
+    if args.transfer is not None:
+        if args.session is not None or args.format is not None:
+            raise InvalidError("--transfer N takes no session id and no --format")
+        return export_transfer(args, settings)
+    if args.session is None or args.format is None:
+        raise InvalidError("give a session id and --format (or --transfer N)")
     stored = stored_session(settings, args.session)
-    if args.output is None:
-        _export(args.format, stored, sys.stdout.buffer)
-        return 0
-    # Written beside the file and renamed: an interrupted export leaves no half file.
-    partial = args.output.with_name(f".{args.output.name}.partial")
+    _write(args.output, lambda out: _export(args.format, stored, out))
+    if args.output is not None:
+        print(f"exported session to {args.output} ({args.format})", file=sys.stderr)
+    return 0
+
+
+def export_transfer(args: argparse.Namespace, settings: Settings) -> int:
+    """A transferred file's bytes out of the recording (``transfers.content_export``)."""
+    if not settings.transfers.content_export:
+        raise InvalidError(
+            "exporting transferred files is off; an administrator turns it on with "
+            "transfers.content_export = true"
+        )
+    if args.output is None and sys.stdout.isatty():
+        raise InvalidError("a file's bytes are not for a terminal: use -o FILE or a pipe")
+    with store(settings) as conn:
+        transfer = queries.stored_transfer(conn, args.transfer)
+        limit = settings.transfers.content_max_mb << 20
+        operation = _write(args.output, lambda out: extract(conn, transfer, out, limit))
+    if operation.sha256 is None:
+        print(
+            f"sshtrail: the file did not move whole; bytes {operation.ranges or 'none'} did, "
+            "the rest is zeros",
+            file=sys.stderr,
+        )
+    if args.output is not None:
+        print(
+            f"exported {operation.op} of {visible(operation.path)} to {args.output} "
+            f"({operation.bytes} bytes moved, sha256 {operation.sha256 or '-'})",
+            file=sys.stderr,
+        )
+    return 0
+
+
+def _write(output: Path | None, write: Callable[[BinaryIO], T]) -> T:
+    """``write`` to ``output`` (stdout when None). A file is written beside itself and
+    renamed: an interrupted export leaves no half file."""
+    if output is None:
+        return write(sys.stdout.buffer)
+    partial = output.with_name(f".{output.name}.partial")
     try:
         with partial.open("wb") as out:
-            _export(args.format, stored, out)
-        partial.replace(args.output)
+            result = write(out)
+        partial.replace(output)
     except OSError as exc:
         partial.unlink(missing_ok=True)
-        raise InvalidError(f"cannot write {args.output}: {exc.strerror}") from None
-    print(f"exported session to {args.output} ({args.format})", file=sys.stderr)
-    return 0
+        raise InvalidError(f"cannot write {output}: {exc.strerror}") from None
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return result
 
 
 def _export(kind: str, stored: list[tuple[int, bytes]], out: BinaryIO) -> None:

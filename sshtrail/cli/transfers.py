@@ -43,11 +43,14 @@ def run_transfers(args: argparse.Namespace, settings: Settings) -> int:
         print_json([transfer_json(row) for row in rows])
         return 0
     csv_ = shape == "csv"
-    table = [("SESSION", "WHEN", "OPERATOR", "TARGET", "OP", "PATH", "BYTES", "SHA256", "STATUS")]
+    table = [
+        ("N", "SESSION", "WHEN", "OPERATOR", "TARGET", "OP", "PATH", "BYTES", "SHA256", "STATUS")
+    ]
     for row in rows:
         when = when_answered(row)
         table.append(
             (
+                str(row["id"]),
                 str(row["session_id"]) if csv_ else shorts[row["session_id"]],
                 when.isoformat() if csv_ and when else local_time(when),
                 visible(row["operator"] or "?"),
@@ -139,6 +142,7 @@ def transfer_hits(settings: Settings, wanted: queries.TransferFilter) -> list[Hi
 def transfer_json(row: dict[str, Any]) -> dict[str, Any]:
     when = when_answered(row)
     document = {
+        "id": row["id"],
         "session": str(row["session_id"]),
         "index": row["idx"],
         "t": row["t"] / 1e9,

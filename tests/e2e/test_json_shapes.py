@@ -12,6 +12,7 @@ import msgspec
 import pytest
 
 from tests.support.recorded import Recorded
+from tests.support.shapes import Transfer
 
 pytestmark = pytest.mark.e2e
 
@@ -73,11 +74,13 @@ class Command(_Strict):
 
 class Shown(Session, forbid_unknown_fields=True):
     commands: list[Command]
+    transfers_read: Literal["pending", "done", "failed"] | None
+    transfers: list[Transfer]
 
 
 class Hit(_Strict):
     session: uuid.UUID
-    kind: Literal["command", "output", "screen", "meta", "input"]
+    kind: Literal["command", "output", "screen", "meta", "input", "transfer"]
     t: float
     at: str | None
     operator: str | None
@@ -105,6 +108,8 @@ def test_every_json_document_has_the_documented_shape(recorded: Recorded) -> Non
     assert shown.session == sessions[0].session
     hits = decoded(recorded.run("search", "e", "--json").stdout, list[Hit])
     assert all(hit.matches for hit in hits)
+    listed = decoded(recorded.run("transfers", "--all", "--json").stdout, list[Transfer])
+    assert listed == []  # the shape of each is checked on real transfers in test_transfers
     verified = decoded(recorded.run("verify", "--all", "--json").stdout, list[Verified])
     assert {v.session for v in verified} == {s.session for s in sessions}
     # The names a document calls a session by: one, everywhere.

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import psycopg
 import pytest
 from sqlalchemy import Engine, func, select
@@ -32,6 +33,7 @@ from tests.support.cli import sshtrail
 from tests.support.consumers import start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess
 from tests.support.services import unavailable
+from tests.support.shapes import Transfer
 from tests.support.sshd import SshdTarget
 
 pytestmark = pytest.mark.integration
@@ -139,6 +141,7 @@ def transferred(
 
     migrate.upgrade(url)
     config = write_config(root / "sshtrail.toml", broker.bootstrap_servers, gateway.topic, url)
+    config.write_text(config.read_text() + "[transfers]\ncontent_export = true\n")
     engine = make_engine(url)
 
     def all_read() -> bool:
@@ -248,6 +251,9 @@ def test_auditors_find_transfers_with_the_cli(transferred: Transferred) -> None:
     assert "upload" in shown
     assert sha(t.local / "a.bin") in shown
     document = json.loads(sshtrail(t.config, "show", str(t.sessions["sftp"]), "--json").stdout)
+    for listed_row in listed:  # the documented shape (docs/operations.md), as test_json_shapes
+        decoded = msgspec.json.decode(json.dumps(listed_row), type=Transfer, strict=True)
+        assert decoded.session == t.sessions["sftp"]
     assert document["transfers_read"] == "done"
     assert [row["op"] for row in document["transfers"]][:2] == ["realpath", "realpath"]
     nothing = sshtrail(t.config, "transfers", "--path", "/nowhere/*", check=False)
@@ -310,3 +316,34 @@ def test_a_200_megabyte_file_both_ways(
         ("download", 200 << 20, whole),
         ("upload", 200 << 20, whole),
     ]
+
+
+def test_a_transferred_file_is_exported_from_the_recording(
+    transferred: Transferred, tmp_path: Path
+) -> None:
+    t = transferred
+    for what, op, original in (
+        ("sftp", "upload", t.local / "a.bin"),
+        ("sftp", "download", t.local / "back.bin"),
+        ("scp -O -r -p", "upload", t.local / "tree" / "x.txt"),
+    ):
+        [row] = [
+            r for r in t.operations(what) if r["op"] == op and r["size"] == original.stat().st_size
+        ]
+        out = tmp_path / f"{row['id']}.out"
+        done = sshtrail(t.config, "export", "--transfer", str(row["id"]), "-o", str(out))
+        assert sha(out) == sha(original) == row["sha256"], what
+        assert f"sha256 {row['sha256']}" in done.stderr.decode()
+    piped = sshtrail(t.config, "export", "--transfer", str(row["id"]))
+    assert piped.stdout == original.read_bytes()
+    [rename] = [r for r in t.operations("sftp") if r["op"] == "rename"]
+    refused = sshtrail(t.config, "export", "--transfer", str(rename["id"]), check=False)
+    assert refused.returncode == 3
+    assert b"is a rename: no file's bytes moved" in refused.stderr
+    missing = sshtrail(t.config, "export", "--transfer", "999999", check=False)
+    assert b"no transfer 999999" in missing.stderr
+    off = t.config.with_name("off.toml")
+    off.write_text(t.config.read_text().replace("content_export = true", "content_export = false"))
+    closed = sshtrail(off, "export", "--transfer", str(row["id"]), check=False)
+    assert closed.returncode == 2
+    assert b"transfers.content_export = true" in closed.stderr

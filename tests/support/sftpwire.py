@@ -1,7 +1,7 @@
 """SFTP version 3 packets, built by hand, for tests and the parser benchmark.
 
 Only what a client and a server put on the wire, independent of the parser
-under test (``consumer/sftp.py``): lengths, types, ids, strings.
+under test (``sshtrail/sftp.py``): lengths, types, ids, strings.
 """
 
 from __future__ import annotations

@@ -2,7 +2,7 @@
 
 The operator's input is the client's requests, the target's output the
 server's replies; :class:`SftpParser` takes both as they were recorded and
-reports a :class:`~consumer.fileops.FileOperation` for every request once
+reports a :class:`~sshtrail.fileops.FileOperation` for every request once
 its answer is known (a file's transfer when its handle is closed). Requests
 may be pipelined and answered in any order: they are matched by id.
 
@@ -10,7 +10,7 @@ Bounded whatever the stream: a packet longer than :data:`MAX_PACKET` is an
 error (OpenSSH's own limit is 256 KiB), at most :data:`MAX_PENDING`
 requests may wait for an answer and :data:`MAX_HANDLES` handles stay open.
 A stream that breaks the protocol stops that session's parsing with a
-:class:`~consumer.fileops.TransferParseError`; what was reported stays.
+:class:`~sshtrail.fileops.TransferParseError`; what was reported stays.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from consumer.fileops import ContentEvidence, FileOperation, TransferParseError, text
+from sshtrail.fileops import Capture, ContentEvidence, FileOperation, TransferParseError, text
 
 MAX_PACKET = 1 << 20
 MAX_PENDING = 8192
@@ -196,8 +196,11 @@ class _Framer:
 class SftpParser:
     """Reads SFTP requests and replies; reports each operation to ``emit``."""
 
-    def __init__(self, emit: Callable[[FileOperation], None]) -> None:
+    def __init__(
+        self, emit: Callable[[FileOperation], None], capture: Capture | None = None
+    ) -> None:
         self._emit = emit
+        self._capture = capture
         self._requests = _Framer()
         self._replies = _Framer()
         self._pending: dict[int, _Request] = {}
@@ -379,7 +382,10 @@ class SftpParser:
             raise TransferParseError(f"more than {MAX_HANDLES} handles open at once")
         flags = int(request.detail.get("flags", 0))
         directory = request.kind == OPENDIR
-        self._handles[handle] = _Open(request.path, flags, request.t, directory)
+        opened = _Open(request.path, flags, request.t, directory)
+        if self._capture is not None and not directory:
+            opened.evidence.copy = self._capture(request.path)
+        self._handles[handle] = opened
 
     def _data(self, request: _Request, data: memoryview) -> None:
         opened = self._handles.get(request.handle)
@@ -413,6 +419,7 @@ class SftpParser:
         done = FileOperation(
             t, "sftp", op, opened.path, status, bytes=evidence.moved, detail=detail
         )
+        done.content = evidence.copy
         if whole is not None and not opened.failed:
             done.size, done.sha256 = whole
         elif evidence.moved:

@@ -1,6 +1,6 @@
 """What a transfer parser reports: file operations, and the evidence of one file's bytes.
 
-Both parsers (``consumer/sftp.py``, ``consumer/scp.py``) turn a recorded
+Both parsers (``sshtrail/sftp.py``, ``sshtrail/scp.py``) turn a recorded
 session's two byte streams into :class:`FileOperation` values, in the order
 the server answered them. A file's content evidence is kept by
 :class:`ContentEvidence`: the SHA-256 of its bytes while they arrive in order
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +21,12 @@ from typing import Any
 REORDER_BYTES = 16 << 20
 #: Distinct byte ranges kept per file; beyond, the rest are merged into the last.
 MAX_RANGES = 4096
+
+
+#: Receives a file's bytes as they move: (offset, data). See ``capture`` of the parsers.
+Copy = Callable[[int, bytes | memoryview], None]
+#: Asked for each file a session opens (by path): where its bytes go, or None.
+Capture = Callable[[str], Copy | None]
 
 
 class TransferParseError(Exception):
@@ -41,12 +48,14 @@ class FileOperation:
     sha256: str | None = None  # hex, when the file moved whole and in order
     ranges: str | None = None  # "START-END,..." (END exclusive) when it did not
     detail: dict[str, Any] = field(default_factory=dict)
+    #: Where this file's bytes were copied, when the parser was asked to (``capture``).
+    content: Copy | None = field(default=None, repr=False, compare=False)
 
 
 class ContentEvidence:
     """The bytes of one file as they move: a running SHA-256 and the ranges seen."""
 
-    __slots__ = ("_early", "_early_bytes", "_hash", "_next", "_ranges", "broken", "moved")
+    __slots__ = ("_early", "_early_bytes", "_hash", "_next", "_ranges", "broken", "copy", "moved")
 
     def __init__(self) -> None:
         self._hash = hashlib.sha256()
@@ -56,11 +65,14 @@ class ContentEvidence:
         self._ranges: list[list[int]] = []  # sorted, merged [start, end)
         self.broken = False  # the hash cannot cover the file (a gap, or too much early)
         self.moved = 0
+        self.copy: Copy | None = None  # also give every piece to this, where it belongs
 
     def add(self, offset: int, data: bytes | memoryview) -> None:
         length = len(data)
         if not length:
             return
+        if self.copy is not None:
+            self.copy(offset, data)
         self.moved += length
         self._note_range(offset, offset + length)
         if self.broken:

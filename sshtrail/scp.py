@@ -6,7 +6,7 @@ file's bytes, ``D<mode> 0 <name>`` / ``E`` around a directory (``-r``); the
 target answers each step with a NUL, or ``\\x01``/``\\x02`` and a message.
 In a download (``scp -f PATH``) the roles swap. :class:`ScpParser` takes
 both streams as recorded and reports each file (and each directory) as a
-:class:`~consumer.fileops.FileOperation` with its size and SHA-256.
+:class:`~sshtrail.fileops.FileOperation` with its size and SHA-256.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import shlex
 from collections.abc import Callable
 from typing import Any
 
-from consumer.fileops import ContentEvidence, FileOperation, TransferParseError, text
+from sshtrail.fileops import Capture, ContentEvidence, FileOperation, TransferParseError, text
 
 MAX_LINE = 8192
 MAX_DEPTH = 256
@@ -46,12 +46,15 @@ def scp_mode(command: str) -> tuple[str, str, set[str]] | None:
 class ScpParser:
     """Reads one legacy SCP exchange; reports each file to ``emit``."""
 
-    def __init__(self, command: str, emit: Callable[[FileOperation], None]) -> None:
+    def __init__(
+        self, command: str, emit: Callable[[FileOperation], None], capture: Capture | None = None
+    ) -> None:
         mode = scp_mode(command)
         if mode is None:
             raise TransferParseError(f"not an scp -t/-f command: {command[:200]!r}")
         self.mode, self._base, self._flags = mode
         self._emit = emit
+        self._capture = capture
         self._line = bytearray()
         self._times: dict[str, int] = {}
         self._dirs: list[str] = []
@@ -148,6 +151,8 @@ class ScpParser:
             op = "upload" if self.mode == "sink" else "download"
             self._file = FileOperation(t, "scp", op, self._where(name), detail=detail)
             self._evidence = ContentEvidence()
+            if self._capture is not None:
+                self._evidence.copy = self._capture(self._file.path)
             self._left = size
             if not size:
                 self._status_byte = True
@@ -191,6 +196,7 @@ class ScpParser:
             return
         done.t = t
         done.bytes = evidence.moved
+        done.content = evidence.copy
         whole = evidence.whole(None) if done.status == "ok" else None
         if whole is not None:
             done.size, done.sha256 = whole

@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.fileops import FileOperation, TransferParseError
-from consumer.scp import ScpParser, scp_mode
-from consumer.sftp import MAX_PENDING, SftpParser
-from consumer.transfers import transfer_protocol
+from sshtrail.fileops import FileOperation, TransferParseError
+from sshtrail.filetransfers import transfer_protocol
+from sshtrail.scp import ScpParser, scp_mode
+from sshtrail.sftp import MAX_PENDING, SftpParser
 from tests.support import sftpwire as w
 
 Stream = list[tuple[str, bytes]]  # ("c" client or "s" server, bytes), in recorded order

@@ -1,0 +1,190 @@
+"""The file transfers in a stored SFTP or SCP session: which parser, the stored
+bytes through it, and one file's content taken out again.
+
+The store group reads every ended transfer session once into ``transfers``
+(``consumer/transfers.py``); ``sshtrail export --transfer N`` reads one
+session again to take a file's bytes out of the recording, which is the only
+copy of them sshtrail keeps (docs/decisions.md, "Transferred files").
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Protocol, cast
+
+from sqlalchemy import Table, select
+from sqlalchemy.engine import Connection
+
+from sshtrail.errors import InvalidError
+from sshtrail.events import End, Input, Output
+from sshtrail.fileops import Capture, Copy, FileOperation
+from sshtrail.models import ChunkRecord
+from sshtrail.scp import ScpParser, scp_mode
+from sshtrail.sftp import SftpParser
+from sshtrail.wire import decode_chunk
+
+CHUNKS = cast(Table, ChunkRecord.__table__)
+#: Chunks fetched from the database at a time.
+FETCH_CHUNKS = 32
+
+
+class Parser(Protocol):
+    def client(self, t: int, data: bytes) -> None: ...
+    def server(self, t: int, data: bytes) -> None: ...
+    def finish(self, t: int) -> None: ...
+
+
+def transfer_protocol(request: str | None, command: str | None) -> str | None:
+    """``"sftp"`` or ``"scp"`` for a session whose channel speaks one; None otherwise."""
+    if request == "subsystem" and command == "sftp":
+        return "sftp"
+    if request == "exec" and command and scp_mode(command) is not None:
+        return "scp"
+    return None
+
+
+def parser_for(
+    request: str | None,
+    command: str | None,
+    emit: Callable[[FileOperation], None],
+    capture: Capture | None = None,
+) -> Parser | None:
+    protocol = transfer_protocol(request, command)
+    if protocol == "sftp":
+        return SftpParser(emit, capture)
+    if protocol == "scp":
+        assert command is not None
+        return ScpParser(command, emit, capture)
+    return None
+
+
+def replay(conn: Connection, session_id: uuid.UUID, parser: Parser) -> None:
+    """The session's stored bytes through ``parser``, in recorded order. Raises the
+    parser's :class:`~sshtrail.fileops.TransferParseError` and the decoder's
+    :class:`~sshtrail.errors.WireError`."""
+    last = 0
+    for data in chunk_data(conn, session_id):
+        for event in decode_chunk(data).events:
+            if isinstance(event, Input):
+                parser.client(event.t, event.data)
+            elif isinstance(event, Output) and not event.stderr:
+                parser.server(event.t, event.data)
+            elif isinstance(event, End):
+                last = event.t
+    parser.finish(last)
+
+
+def chunk_data(conn: Connection, session_id: uuid.UUID) -> Iterator[bytes]:
+    """The session's stored chunks in order, a few at a time (a session may be GBs)."""
+    seq = -1
+    while True:
+        query = (
+            select(CHUNKS.c.seq, CHUNKS.c.data)
+            .where(CHUNKS.c.session_id == session_id, CHUNKS.c.seq > seq)
+            .order_by(CHUNKS.c.seq)
+            .limit(FETCH_CHUNKS)
+        )
+        rows = conn.execute(query).all()
+        if not rows:
+            return
+        seq = rows[-1].seq
+        for row in rows:
+            yield row.data
+
+
+class TooLarge(InvalidError):
+    """The file is larger than the export allows."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTransfer:
+    """Where a ``transfers`` row came from: its session, what it asked for, which one."""
+
+    session_id: uuid.UUID
+    request: str | None
+    command: str | None
+    index: int  # ``transfers.idx``
+    path: str
+
+
+def extract(
+    conn: Connection, transfer: StoredTransfer, out: BinaryIO, max_bytes: int
+) -> FileOperation:
+    """Write the bytes of one stored transfer to ``out``, in file order (bytes that
+    never moved are zeros); the operation as read again. The session is read again
+    from its chunks; every file it opened at the same path is copied to a scratch
+    file until the wanted operation comes by."""
+    wanted_index, path = transfer.index, transfer.path
+    seen = 0
+    chosen: _Scratch | None = None
+    operation: FileOperation | None = None
+    copies: list[_Scratch] = []
+    with tempfile.TemporaryDirectory(prefix="sshtrail-export-") as scratch:
+
+        def capture(opened: str) -> Copy | None:
+            if opened != path:
+                return None
+            copy = _Scratch(Path(scratch) / str(len(copies)), max_bytes)
+            copies.append(copy)
+            return copy
+
+        def emit(found: FileOperation) -> None:
+            nonlocal seen, chosen, operation
+            if seen == wanted_index:
+                operation = found
+                chosen = found.content if isinstance(found.content, _Scratch) else None
+            elif isinstance(found.content, _Scratch) and found.content is not chosen:
+                found.content.close()  # another file at that path: not this one
+            seen += 1
+
+        parser = parser_for(transfer.request, transfer.command, emit, capture)
+        if parser is None:
+            raise InvalidError("that session is not an SFTP or SCP session")
+        try:
+            replay(conn, transfer.session_id, parser)
+        finally:
+            for copy in copies:
+                if copy is not chosen:
+                    copy.close()
+        if operation is None or chosen is None:
+            raise InvalidError(f"operation {wanted_index} of the session moved no file bytes")
+        try:
+            chosen.copy_to(out)
+        finally:
+            chosen.close()
+    return operation
+
+
+class _Scratch:
+    """One file's bytes, put where they belong, in a scratch file (bounded)."""
+
+    def __init__(self, path: Path, max_bytes: int) -> None:
+        self._fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o600)
+        self._max = max_bytes
+        self.size = 0
+
+    def __call__(self, offset: int, data: bytes | memoryview) -> None:
+        end = offset + len(data)
+        if end > self._max:
+            raise TooLarge(f"the file is larger than the export allows ({self._max} bytes)")
+        os.pwrite(self._fd, data, offset)
+        self.size = max(self.size, end)
+
+    def copy_to(self, out: BinaryIO) -> None:
+        at = 0
+        while at < self.size:
+            piece = os.pread(self._fd, min(1 << 20, self.size - at), at)
+            if not piece:  # a hole at the end: the bytes that never moved
+                piece = b"\0" * min(1 << 20, self.size - at)
+            out.write(piece)
+            at += len(piece)
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
