@@ -18,6 +18,7 @@ from typing import Any
 
 from consumer.terminal import Found, Kind, Terminal
 from sshtrail.events import End, Env, Exec, Exit, Input, Notice, Output, Resize, Start
+from sshtrail.filetransfers import transfer_protocol
 from sshtrail.maskedinput import MaskedInputTracker
 from sshtrail.wire import Chunk
 
@@ -39,8 +40,10 @@ class IndexedSession:
         self.started_at: dt.datetime | None = None
         self.terminal: Terminal | None = None
         self.masked = MaskedInputTracker()
-        #: A forwarded TCP connection: its bytes are indexed as nothing.
-        self.forwarded = False
+        #: The channel's bytes are not a terminal's -- a forwarded TCP connection, an
+        #: SFTP or SCP exchange (its files are in ``transfers``) -- and are indexed as
+        #: nothing.
+        self.opaque = False
         self.exit_status: int | None = None
         self._size = (80, 24, True)
         self._mode = "shell"
@@ -54,8 +57,8 @@ class IndexedSession:
             self.masked.feed(event)
             if isinstance(event, Start):
                 self._start(event, found)
-            elif isinstance(event, Output | Input) and self.forwarded:
-                continue  # a forwarded connection's bytes are not a terminal's
+            elif isinstance(event, Output | Input) and self.opaque:
+                continue
             elif isinstance(event, Output):
                 self._screen().output(event.data, event.t)
             elif isinstance(event, Input):
@@ -115,10 +118,11 @@ class IndexedSession:
     def _request(self, event: Exec, found: list[Found]) -> None:
         command = _text(event.command)
         self._mode, self._command = event.mode, command
+        self.opaque = transfer_protocol(event.mode, command) is not None
         if event.mode == "exec":
             found.append(Found("command", command, event.t))
         elif event.mode == "direct-tcpip":
-            self.forwarded = True
+            self.opaque = True
             found.append(Found("meta", f"direct-tcpip forwarded to {command}", event.t))
         elif event.mode == "subsystem":
             found.append(Found("meta", f"subsystem {command}", event.t))
