@@ -152,6 +152,16 @@ def test_a_postgresql_outage_stalls_the_group_and_loses_nothing(
             what="the member retrying at its longest back-off",
         )
         stalled = member.stderr.count("write failed, retrying")
+        # Every partition behind before the window opens: one the load had not reached
+        # yet would start the window at lag 0 and be judged WARN (lag growing), not
+        # STALL -- on a busy machine the load thread can be slow to reach all three.
+        wait_for(
+            lambda: all(
+                lag > 0 for lag in group_lag(servers, f"{store_topic}-store", store_topic).values()
+            ),
+            timeout=30,
+            what="lag on every partition",
+        )
         # Issue 16: the member's own gauges keep moving while it retries, and the
         # broker's side judges the group STALL (owned, lag, nothing committed).
         before = _lag_messages(scrape(metrics_port))
