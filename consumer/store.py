@@ -59,6 +59,10 @@ class StoreWriter:
         self._insert = postgresql.insert if self._postgres else sqlite.insert
         self._incomplete_after = incomplete_after
         self._clock = clock
+        #: Whether sessions may wait for their transfers to be read: at start (a
+        #: backlog, or sessions the migration marked), and after a write that
+        #: marked one. Background work asks the database only then.
+        self._transfers_waiting = True
 
     def write(self, chunks: Sequence[Received]) -> Written:
         """Store ``chunks`` in one transaction; :class:`DatabaseError` if it fails."""
@@ -71,17 +75,21 @@ class StoreWriter:
             else:
                 self._ensure_sessions(conn, {sid for sid, _ in unique})
                 new = self._insert_chunks(conn, list(unique.values()))
-            self._update_sessions(conn, [r for key, r in unique.items() if key in new])
+            marked = self._update_sessions(conn, [r for key, r in unique.items() if key in new])
+        self._transfers_waiting |= marked
         return Written(len(new), len(chunks) - len(new))
 
     def background(self, budget_s: float) -> bool:
         """Read the transfers of ended SFTP/SCP sessions (``consumer/transfers.py``),
         one session per transaction, for about ``budget_s``; whether some wait."""
+        if not self._transfers_waiting:
+            return False
         deadline = time.monotonic() + budget_s
         while True:
             with self._transaction("transfers") as conn:
                 waiting = transfers.pending_sessions(conn, 2)
                 if not waiting:
+                    self._transfers_waiting = False
                     return False
                 found = transfers.read_transfers(conn, waiting[0])
             log.info("session %s: %d file operations read", waiting[0], found)
@@ -146,7 +154,9 @@ class StoreWriter:
         )
         return {(sid, seq) for sid, seq in conn.execute(statement, rows)}
 
-    def _update_sessions(self, conn: Connection, new: list[Received]) -> None:
+    def _update_sessions(self, conn: Connection, new: list[Received]) -> bool:
+        """Update the rows of the sessions ``new`` chunks belong to; whether one of them
+        now waits for its transfers to be read."""
         by_session: dict[uuid.UUID, list[Received]] = {}
         for received in new:
             by_session.setdefault(received.chunk.session_id, []).append(received)
@@ -161,6 +171,7 @@ class StoreWriter:
             if row.needs_full_verify:
                 self._verify_stored(conn, row)
         self._save(conn, list(rows.values()))
+        return any(row.record.transfers == transfers.PENDING for row in rows.values())
 
     def _save(self, conn: Connection, rows: list[SessionRow]) -> None:
         if rows:

@@ -9,7 +9,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, delete, func, select
+from sqlalchemy import Engine, delete, event, func, select
 from sqlalchemy.engine import Connection
 
 from consumer import store
@@ -325,3 +325,23 @@ def test_a_garbled_transfer_is_marked_and_the_rest_goes_on(store_engine: Engine)
         kept = queries.list_transfers(conn, queries.TransferFilter(session_id=sid))
     assert [(r["op"], r["path"]) for r in kept] == [("remove", "/gone")]  # read up to there
     assert session_row(store_engine, other)["transfers"] == "done"
+
+
+def test_background_work_asks_the_database_only_when_a_session_may_wait(
+    store_engine: Engine,
+) -> None:
+    statements: list[str] = []
+    event.listen(store_engine, "before_cursor_execute", lambda *a: statements.append(a[2]))
+    writer = StoreWriter(store_engine, dt.timedelta(hours=1))
+    assert writer.background(1.0) is False  # at start: a backlog may wait
+    asked = len(statements)
+    assert asked
+    writer.write(received(recording(chunks=3)[1]))  # a shell session: nothing to read
+    after_write = len(statements)
+    assert writer.background(1.0) is False
+    assert len(statements) == after_write  # idle members do not poll the database
+    assert asked <= after_write
+    sid, messages = _sftp_session(("c", sftpwire.INIT), ("s", sftpwire.VERSION))
+    writer.write(received(messages))
+    assert writer.background(1.0) is False
+    assert session_row(store_engine, sid)["transfers"] == "done"
