@@ -170,7 +170,14 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
         wanted = transfers.transfer_filter(
             args, session_id, containing=args.query, limit=args.limit, exit_status=args.exit
         )
-        hits += transfers.transfer_hits(settings, wanted)
+        try:
+            hits += transfers.transfer_hits(settings, wanted)
+        except (NotSetUp, DatabaseError):
+            if args.kind == "transfer":
+                raise
+            # Searching what sessions showed needs only the index: without a store
+            # (or one not reachable) there are no file paths to add, and it says so.
+            print("(file transfers not searched: the store cannot be read)", file=sys.stderr)
         hits.sort(key=lambda hit: (hit.at or _EPOCH, str(hit.session_id), hit.t))
         del hits[args.limit :]
     shape = chosen_format(args)
