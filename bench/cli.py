@@ -17,11 +17,13 @@ import os
 import subprocess
 import sys
 
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from sqlalchemy import select
 
 from bench.audit import fill_databases, timed
 from bench.scratch import scratch
 from sshtrail.models import SessionRecord
+from tests.support.recordings import SIGNER
 
 GOALS_MS = {"--help": 150.0, "sessions": 300.0, "show": 300.0, "search": 300.0}
 
@@ -44,7 +46,18 @@ def main() -> None:
         some = conn.execute(select(SessionRecord.id).limit(1)).scalar_one()
     store.dispose()
     index.dispose()
-    env = {**os.environ, "SSHTRAIL_DATABASE__URL": store_url, "SSHTRAIL_SEARCH__URL": search_url}
+    # As on a real stack, the sessions are signed by the gateway these settings name:
+    # the stored verdicts stand, and are not recomputed from the chunks on every run.
+    key = workdir / "recording_ed25519_key"
+    key.with_suffix(".pub").write_bytes(
+        SIGNER.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
+    )
+    env = {
+        **os.environ,
+        "SSHTRAIL_DATABASE__URL": store_url,
+        "SSHTRAIL_SEARCH__URL": search_url,
+        "SSHTRAIL_GATEWAY__SIGNING_KEY": str(key),
+    }
     sshtrail = [sys.executable, "-m", "sshtrail"]
     base, base95 = wall_ms([sys.executable, "-c", "pass"], env, args.runs)
     print(f"{args.sessions} sessions stored, {args.lines} lines indexed; {args.runs} runs each")

@@ -13,22 +13,21 @@ import os
 import tempfile
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, Protocol, cast
+from typing import BinaryIO, Protocol
 
-from sqlalchemy import Table, select
+from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
 from sshtrail.errors import InvalidError
 from sshtrail.events import End, Input, Output
 from sshtrail.fileops import Capture, Copy, FileOperation
-from sshtrail.models import ChunkRecord
+from sshtrail.queries import StoredTransfer
 from sshtrail.scp import ScpParser, scp_mode
 from sshtrail.sftp import SftpParser
+from sshtrail.tables import CHUNKS
 from sshtrail.wire import decode_chunk
 
-CHUNKS = cast(Table, ChunkRecord.__table__)
 #: Chunks fetched from the database at a time.
 FETCH_CHUNKS = 32
 
@@ -99,17 +98,6 @@ def chunk_data(conn: Connection, session_id: uuid.UUID) -> Iterator[bytes]:
 
 class TooLarge(InvalidError):
     """The file is larger than the export allows."""
-
-
-@dataclass(frozen=True, slots=True)
-class StoredTransfer:
-    """Where a ``transfers`` row came from: its session, what it asked for, which one."""
-
-    session_id: uuid.UUID
-    request: str | None
-    command: str | None
-    index: int  # ``transfers.idx``
-    path: str
 
 
 def extract(

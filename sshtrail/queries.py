@@ -25,9 +25,8 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.engine import Connection
 
 from sshtrail.errors import NotFound
-from sshtrail.filetransfers import StoredTransfer
-from sshtrail.models import ChunkRecord, SessionRecord, TransferRecord
 from sshtrail.states import MaskedInput, SessionStatus
+from sshtrail.tables import CHUNKS, SESSIONS, TRANSFERS
 from sshtrail.textsafe import local_time, visible
 
 __all__ = ["NotFound"]  # raised here; defined with the other errors
@@ -35,9 +34,6 @@ __all__ = ["NotFound"]  # raised here; defined with the other errors
 MIN_PREFIX = 12
 #: Sessions an ambiguous prefix lists.
 AMBIGUOUS_SHOWN = 10
-SESSIONS = SessionRecord.__table__
-CHUNKS = ChunkRecord.__table__
-TRANSFERS = TransferRecord.__table__
 #: What ``sshtrail transfers`` lists without ``--all``: files that moved or changed.
 #: The rest (stat, realpath, list, readlink, statvfs, fsync ...) is looking around.
 CHANGES = (
@@ -198,6 +194,17 @@ def list_transfers(conn: Connection, wanted: TransferFilter) -> list[dict[str, A
             if len(rows) >= wanted.limit:
                 break
     return rows
+
+
+@dataclass(frozen=True, slots=True)
+class StoredTransfer:
+    """Where a ``transfers`` row came from: its session, what it asked for, which one."""
+
+    session_id: uuid.UUID
+    request: str | None
+    command: str | None
+    index: int  # ``transfers.idx``
+    path: str
 
 
 def stored_transfer(conn: Connection, transfer_id: int) -> StoredTransfer:

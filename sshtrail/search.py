@@ -46,8 +46,8 @@ from sqlalchemy import (
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql.elements import ColumnElement
 
+from sshtrail.dbtypes import NAMING_CONVENTION, UTCDateTime
 from sshtrail.errors import InvalidError
-from sshtrail.models import NAMING_CONVENTION, UTCDateTime
 from sshtrail.queries import escape_like
 from sshtrail.states import Kind, MaskedInput
 

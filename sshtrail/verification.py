@@ -28,9 +28,7 @@ from sqlalchemy.engine import Connection
 
 from sshtrail import queries
 from sshtrail.chain import Known, Status, Verdict, verify_chain
-from sshtrail.models import ChunkRecord
-
-CHUNKS = ChunkRecord.__table__
+from sshtrail.tables import CHUNKS
 
 
 def known(row: Mapping[str, Any]) -> Known:

@@ -27,7 +27,6 @@ from sshtrail.cli.output import print_json
 from sshtrail.cli.reading import store, stored_session
 from sshtrail.errors import ConfigError, InvalidError
 from sshtrail.events import End, Event, Output, Resize, Start
-from sshtrail.filetransfers import extract
 from sshtrail.keyfiles import load_ed25519_public, public_path
 from sshtrail.settings import Settings
 from sshtrail.textsafe import visible
@@ -124,6 +123,10 @@ def export_transfer(args: argparse.Namespace, settings: Settings) -> int:
         )
     if args.output is None and sys.stdout.isatty():
         raise InvalidError("a file's bytes are not for a terminal: use -o FILE or a pipe")
+    # Imported here, not with the module: the parsers are not for verify's or the
+    # auditor listings' start-up (docs/performance.md, "CLI start-up").
+    from sshtrail.filetransfers import extract  # noqa: PLC0415
+
     with store(settings) as conn:
         transfer = queries.stored_transfer(conn, args.transfer)
         limit = settings.transfers.content_max_mb << 20

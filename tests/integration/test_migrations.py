@@ -7,9 +7,10 @@ import datetime as dt
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import sessionmaker
 
 from sshtrail import migrate
-from sshtrail.db import make_engine, session_factory
+from sshtrail.db import make_engine
 from sshtrail.ids import uuid7
 from sshtrail.models import ChunkRecord, SessionRecord
 from tests.support.recordings import recording
@@ -44,7 +45,7 @@ def test_models_and_migrations_do_not_drift(database_url: str) -> None:
 def test_rows_round_trip_with_utc_times_and_cascade(database_url: str) -> None:
     migrate.upgrade(database_url)
     engine = make_engine(database_url)
-    sessions = session_factory(engine)
+    sessions = sessionmaker(engine, expire_on_commit=False)
     sid = uuid7()
     started = dt.datetime(2026, 11, 25, 15, 0, 0, 123456, tzinfo=dt.timezone(dt.timedelta(hours=2)))
     with sessions.begin() as db:
@@ -94,7 +95,7 @@ def test_naive_datetimes_are_refused(sqlite_url: str) -> None:
     engine = make_engine(sqlite_url)
     with (
         pytest.raises(sa.exc.StatementError, match="naive datetime"),
-        session_factory(engine).begin() as db,
+        sessionmaker(engine, expire_on_commit=False).begin() as db,
     ):
         db.add(SessionRecord(id=uuid7(), started_at=dt.datetime(2026, 1, 1)))
     engine.dispose()

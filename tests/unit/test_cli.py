@@ -180,7 +180,15 @@ def test_admin_commands_say_once_that_the_broker_is_away(
 
 
 #: What only some commands need, each costing tens to hundreds of milliseconds to import.
-HEAVY = ("sqlalchemy", "alembic", "asyncssh", "confluent_kafka", "cryptography", "pyte")
+HEAVY = (
+    "sqlalchemy",
+    "sqlalchemy.orm",
+    "alembic",
+    "asyncssh",
+    "confluent_kafka",
+    "cryptography",
+    "pyte",
+)
 
 
 def test_declaring_every_command_loads_none_of_what_commands_run() -> None:
@@ -204,8 +212,8 @@ def test_declaring_every_command_loads_none_of_what_commands_run() -> None:
 def test_listing_sessions_loads_neither_kafka_nor_ssh_nor_migrations(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """An auditor's command reads the database (SQLAlchemy) and checks signatures
-    (cryptography): no Kafka client, SSH library, migrations or terminal emulator."""
+    """An auditor's command reads the database (SQLAlchemy Core) and checks signatures
+    (cryptography): no ORM, Kafka client, SSH library, migrations or terminal emulator."""
     monkeypatch.chdir(tmp_path)
     migrate.upgrade(f"sqlite:///{tmp_path / 'store.db'}")
     probe = (
@@ -223,6 +231,20 @@ def test_listing_sessions_loads_neither_kafka_nor_ssh_nor_migrations(
         env={**os.environ, "SSHTRAIL_DATABASE__URL": f"sqlite:///{tmp_path / 'store.db'}"},
     )
     assert done.stdout.splitlines()[-1] == "0 sqlalchemy,cryptography"
+
+
+def test_the_core_tables_are_what_the_models_say() -> None:
+    """sshtrail/tables.py is generated from the models: regenerate it after a model change
+    (python -m sshtrail.tablegen sshtrail/tables.py)."""
+    from sshtrail import tablegen, tables
+    from sshtrail.models import Base
+
+    assert Path(tables.__file__).read_text() == tablegen.render()
+    for name, table in Base.metadata.tables.items():
+        core = tables.METADATA.tables[name]
+        assert [(c.name, repr(c.type), c.primary_key) for c in core.columns] == [
+            (c.name, repr(c.type), c.primary_key) for c in table.columns
+        ]
 
 
 def test_a_table_fits_the_terminal_by_cutting_its_widest_columns(

@@ -1,0 +1,102 @@
+"""The store's tables as SQLAlchemy Core -- generated from sshtrail/models.py by
+``python -m sshtrail.tablegen sshtrail/tables.py``; do not edit.
+
+For reading the store without importing the ORM (sshtrail/tablegen.py says why).
+Columns, types and keys only: constraints and indexes are the migrations' business.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    Column,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    Text,
+    Uuid,
+)
+
+from sshtrail.dbtypes import NAMING_CONVENTION, SessionText, UTCDateTime
+
+METADATA = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+SESSIONS = Table(
+    "sessions",
+    METADATA,
+    Column("id", Uuid(), primary_key=True),
+    Column("operator", SessionText(255)),
+    Column("client", SessionText(255)),
+    Column("target", SessionText(255)),
+    Column("target_host", SessionText(255)),
+    Column("target_port", Integer()),
+    Column("target_user", SessionText(255)),
+    Column("gateway", SessionText(255)),
+    Column("term", SessionText(255)),
+    Column("request", String(length=16)),
+    Column("command", SessionText(255)),
+    Column("started_at", UTCDateTime()),
+    Column("ended_at", UTCDateTime()),
+    Column("last_chunk_at", UTCDateTime()),
+    Column("status", String(length=16), nullable=False),
+    Column("exit_status", BigInteger()),
+    Column("exit_signal", SessionText(64)),
+    Column("end_reason", SessionText()),
+    Column("bytes_in", BigInteger(), nullable=False),
+    Column("bytes_out", BigInteger(), nullable=False),
+    Column("chunk_count", BigInteger(), nullable=False),
+    Column("last_seq", BigInteger()),
+    Column("gaps", JSON(), nullable=False),
+    Column("final_digest", LargeBinary(length=32)),
+    Column("signature", LargeBinary(length=64)),
+    Column("signing_key", LargeBinary(length=32)),
+    Column("verified", Boolean()),
+    Column("quarantine_reason", SessionText()),
+    Column("masked_bytes", BigInteger(), nullable=False),
+    Column("masked_lines", BigInteger(), nullable=False),
+    Column("masked_input", String(length=16)),
+    Column("masked_run", BigInteger(), nullable=False),
+    Column("input_line", SessionText(256)),
+    Column("transfers", String(length=16)),
+    Column("transfers_error", SessionText()),
+)
+
+
+CHUNKS = Table(
+    "chunks",
+    METADATA,
+    Column("session_id", Uuid(), ForeignKey("sessions.id"), primary_key=True),
+    Column("seq", BigInteger(), primary_key=True),
+    Column("t_first", BigInteger(), nullable=False),
+    Column("t_last", BigInteger(), nullable=False),
+    Column("partition", Integer(), nullable=False),
+    Column("offset", BigInteger(), nullable=False),
+    Column("data", LargeBinary(), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+)
+
+
+TRANSFERS = Table(
+    "transfers",
+    METADATA,
+    Column("id", BigInteger(), primary_key=True),
+    Column("session_id", Uuid(), ForeignKey("sessions.id"), nullable=False),
+    Column("idx", Integer(), nullable=False),
+    Column("t", BigInteger(), nullable=False),
+    Column("protocol", String(length=8), nullable=False),
+    Column("op", String(length=16), nullable=False),
+    Column("path", SessionText(4096), nullable=False),
+    Column("status", SessionText(512), nullable=False),
+    Column("path2", SessionText(4096)),
+    Column("bytes", BigInteger(), nullable=False),
+    Column("size", BigInteger()),
+    Column("sha256", String(length=64)),
+    Column("ranges", Text()),
+    Column("detail", JSON(), nullable=False),
+)
