@@ -17,6 +17,7 @@ from typing import Any, cast
 
 from sqlalchemy import Table
 
+from consumer.transfers import PENDING
 from sshtrail.chain import end_signature_valid
 from sshtrail.events import End, Exec, Exit, Start
 from sshtrail.filetransfers import transfer_protocol
@@ -87,7 +88,7 @@ class SessionRow:
         self._keep_masked(tracker)
         record.status = self._status()
         if record.transfers is None and self.complete and self._transfers_to_read():
-            record.transfers = "pending"  # read by the store's background work
+            record.transfers = PENDING  # read by the store's background work
 
     def _transfers_to_read(self) -> bool:
         return transfer_protocol(self.record.request, self.record.command) is not None

@@ -90,6 +90,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         row = queries.session(conn, session_id)
         keys = default_keys(settings)
         verdict = verify_session(conn, row, keys)
+        moved = transfers.of_session(conn, session_id, whole=args.json) if row["transfers"] else []
     commands = _commands(settings, session_id)
     if args.json:
         document = _sessionprint_json(row, session_id.hex, verdict_json(verdict, keys))
@@ -98,7 +99,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
             for hit in commands or []
         ]
         document["transfers_read"] = row["transfers"]
-        document["transfers"] = transfers.session_json(settings, session_id)
+        document["transfers"] = [transfers.transfer_json(found) for found in moved]
         print_json(document)
         return 0
     fields = [
@@ -141,7 +142,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     for hit in commands or []:
         doubt = "" if hit.certain else "  (?: its prompt could not be told apart)"
         print(f"{clock(hit.t / 1e9):>12}  {visible(hit.text)}{doubt}")
-    for line in transfers.session_lines(settings, row):
+    for line in transfers.session_lines(row, moved):
         print(line)
     return 0
 

@@ -12,6 +12,8 @@ import sys
 import uuid
 from typing import Any
 
+from sqlalchemy.engine import Connection
+
 from sshtrail import queries
 from sshtrail.cli.output import chosen_format, print_csv, print_json, print_table
 from sshtrail.cli.reading import store
@@ -23,6 +25,8 @@ from sshtrail.textsafe import local_time, visible
 
 #: Operations ``show`` prints before pointing at ``sshtrail transfers``.
 SHOWN_IN_SESSION = 200
+#: Operations ``show --json`` lists at the most.
+SHOWN_IN_JSON = 10_000
 #: Why a session's transfers are not listed (``sessions.transfers``).
 _NOT_READ = {
     "pending": "not read yet: the store group reads them after the session ends",
@@ -86,17 +90,22 @@ def transfer_filter(
     )
 
 
-def session_lines(settings: Settings, row: dict[str, Any]) -> list[str]:
-    """``show``'s lines about a session's file operations (none if it has none)."""
+def of_session(conn: Connection, session_id: uuid.UUID, *, whole: bool) -> list[dict[str, Any]]:
+    """A session's operations for ``show``: all its JSON lists (``whole``), or one
+    more than its text prints, to tell that there are more."""
+    limit = SHOWN_IN_JSON if whole else SHOWN_IN_SESSION + 1
+    wanted = queries.TransferFilter(session_id=session_id, everything=True, limit=limit)
+    return queries.list_transfers(conn, wanted)
+
+
+def session_lines(row: dict[str, Any], found: list[dict[str, Any]]) -> list[str]:
+    """``show``'s lines about a session's file operations ``found`` (:func:`of_session`);
+    none for a session that is not SFTP or SCP."""
     state = row.get("transfers")
     if state is None:
         return []
-    with store(settings) as conn:
-        wanted = queries.TransferFilter(
-            session_id=row["id"], everything=True, limit=SHOWN_IN_SESSION + 1
-        )
-        found = queries.list_transfers(conn, wanted)
-    heading = f"{len(found) if len(found) <= SHOWN_IN_SESSION else 'more than 200'}"
+    shown = len(found) if len(found) <= SHOWN_IN_SESSION else f"more than {SHOWN_IN_SESSION}"
+    heading = str(shown)
     if state in _NOT_READ:
         heading = _NOT_READ[state]
         if row.get("transfers_error"):
@@ -113,12 +122,6 @@ def session_lines(settings: Settings, row: dict[str, Any]) -> list[str]:
     if len(found) > SHOWN_IN_SESSION:
         lines.append(f"{'':>12}  ... sshtrail transfers --all --session {row['id'].hex}")
     return lines
-
-
-def session_json(settings: Settings, session_id: uuid.UUID) -> list[dict[str, Any]]:
-    with store(settings) as conn:
-        wanted = queries.TransferFilter(session_id=session_id, everything=True, limit=10_000)
-        return [transfer_json(row) for row in queries.list_transfers(conn, wanted)]
 
 
 def transfer_hits(settings: Settings, wanted: queries.TransferFilter) -> list[Hit]:

@@ -22,7 +22,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from sshtrail.broker import free_port
 from sshtrail.wire import Chunk, decode_chunk
-from tests.support.sshd import SshdTarget, keygen, ssh_argv
+from tests.support.sshd import SshdTarget, isolated, keygen, ssh_argv
 
 
 def toml_value(value: object) -> str:
@@ -216,20 +216,7 @@ host_keys = [{toml_value(host_pub)}]
         as ``-o User=``: the colon in ``operator:target`` would read as a path)."""
         return [
             program,
-            "-F",
-            "none",
-            "-i",
-            str(self.operator_key),
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "BatchMode=yes",
-            "-o",
-            f"UserKnownHostsFile={self.known_hosts}",
-            "-o",
-            "StrictHostKeyChecking=yes",
-            "-o",
-            "LogLevel=ERROR",
+            *isolated(self.operator_key, self.known_hosts),
             "-o",
             f"User={login}",
             "-o",

@@ -155,9 +155,22 @@ def ssh_argv(
     """The real OpenSSH client, isolated from the user's config, agent and known hosts."""
     return [
         "ssh",
+        "-tt" if tty else "-T",
+        *isolated(key, known_hosts),
+        "-p",
+        str(port),
+        *options,
+        destination,
+        *remote,
+    ]
+
+
+def isolated(key: Path, known_hosts: Path) -> list[str]:
+    """Options that keep an OpenSSH client (ssh, sftp, scp) to this key and these known
+    hosts: none of the user's config, agent, keys or host keys."""
+    return [
         "-F",
         "none",
-        "-tt" if tty else "-T",
         "-i",
         str(key),
         "-o",
@@ -170,9 +183,4 @@ def ssh_argv(
         "StrictHostKeyChecking=yes",
         "-o",
         "LogLevel=ERROR",
-        "-p",
-        str(port),
-        *options,
-        destination,
-        *remote,
     ]
