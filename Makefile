@@ -14,8 +14,8 @@ PIP_QUIET := -qq --disable-pip-version-check
 # What the tests drive for real: OpenSSH (client and sshd), Debian's docker-compose
 # (validates compose/), the shells and programs of the search corpus, Chromium and
 # its driver (the web console's browser tests).
-SYSTEM_PACKAGES := openssh-server openssh-client docker-compose vim less
-SYSTEM_COMMANDS := /usr/sbin/sshd ssh ssh-keygen docker-compose vim less
+SYSTEM_PACKAGES := openssh-server openssh-client docker-compose vim less chromium chromium-driver
+SYSTEM_COMMANDS := /usr/sbin/sshd ssh ssh-keygen docker-compose vim less chromium chromedriver
 
 .PHONY: up test test-fast lint install install-test system-packages
 

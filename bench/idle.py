@@ -92,6 +92,7 @@ def main() -> None:
         "SSHTRAIL_BROKER__PORT": str(free_port()),
         "SSHTRAIL_GATEWAY__PORT": str(free_port()),
         "SSHTRAIL_GATEWAY__LISTEN": "127.0.0.1",
+        "SSHTRAIL_WEB__PORT": str(free_port()),
     }
     up = subprocess.Popen(
         [sys.executable, "-m", "sshtrail", "up", "--demo"],

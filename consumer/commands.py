@@ -25,6 +25,39 @@ INTERVAL = ranged(float, 1.0, 3600.0, "a number of seconds from 1 to 3600")
 def register(commands: Any) -> None:
     _members(commands)
     _operations(commands)
+    _console(commands)
+
+
+def _console(commands: Any) -> None:
+    """The auditors' web console and its access log."""
+    web = commands.add_parser(
+        "web",
+        help="serve the auditors' web console (sessions, search, player, access log)",
+        description="Serve the web console on web.listen:web.port (default 127.0.0.1:8022) "
+        "until Ctrl-C or SIGTERM: auditors (the auditors settings) sign in, list, search, "
+        "replay and download the sessions of their scope; admins also see the consumer lag "
+        "and the access log. HTTPS with web.tls_cert and web.tls_key; behind a reverse proxy, "
+        "web.trusted_proxies. docs/operations.md, 'Web console'.",
+    )
+    web.add_argument("--listen", metavar="ADDRESS", help="address (default: web.listen)")
+    web.add_argument("--port", type=port, help="port (default: web.port, 8022)")
+    web.set_defaults(handler="consumer.web.serve:run")
+    log = commands.add_parser(
+        "access-log",
+        help="who looked at what in the web console: sign-ins, views, replays, searches, exports",
+        description="Print the web console's access log, newest first: every sign-in (and "
+        "failed one), sessions list, session view, replay, search with its text, export and "
+        "admin page view, with the auditor, the client address and the session.",
+    )
+    log.add_argument("--auditor", metavar="NAME", help="only this auditor's")
+    log.add_argument("--session", metavar="ID", help="only about this session (id or prefix)")
+    log.add_argument("--action", metavar="ACTION", help="only this action (login, view, ...)")
+    log.add_argument("--since", type=moment, help="only since (2h, 7d or an ISO time)")
+    log.add_argument(
+        "--limit", type=ranged(int, 1, 1_000_000, "1 to 1000000"), default=100, help="at most"
+    )
+    format_options(log, csv_rows="one row per entry")
+    log.set_defaults(handler="consumer.web.accesslog:run")
 
 
 def _members(commands: Any) -> None:

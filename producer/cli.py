@@ -13,9 +13,9 @@ import sys
 import msgspec
 
 from producer import demo
-from producer.policy import hash_password
 from producer.service import GatewayService
 from sshtrail.errors import ConfigError
+from sshtrail.passwords import hash_password
 from sshtrail.settings import Settings
 
 

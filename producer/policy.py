@@ -7,19 +7,14 @@ which are validated here once, at start-up, with errors naming the entry.
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
 import os
 from dataclasses import dataclass
 
 import asyncssh
 
 from sshtrail.errors import ConfigError, InvalidError
+from sshtrail.passwords import hash_password, verify_password
 from sshtrail.settings import OperatorSettings, Settings, TargetSettings
-
-#: scrypt parameters for new password hashes (about 50 ms and 16 MiB per check).
-SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
 
 
 class Refused(InvalidError):
@@ -140,37 +135,3 @@ class Policy:
                 "refused: target not allowed",
             )
         return self._targets[login.target]
-
-
-def hash_password(password: str) -> str:
-    """A ``scrypt$N$r$p$salt$hash`` string for ``operators.password_hash``."""
-    salt = os.urandom(16)
-    digest = hashlib.scrypt(password.encode(), salt=salt, n=SCRYPT_N, r=SCRYPT_R, p=SCRYPT_P)
-    encode = base64.b64encode
-    fields = [
-        str(SCRYPT_N),
-        str(SCRYPT_R),
-        str(SCRYPT_P),
-        encode(salt).decode(),
-        encode(digest).decode(),
-    ]
-    return "$".join(["scrypt", *fields])
-
-
-def verify_password(stored: str, password: str) -> bool:
-    try:
-        scheme, n, r, p, salt, digest = stored.split("$")
-        if scheme != "scrypt":
-            return False
-        expected = base64.b64decode(digest)
-        actual = hashlib.scrypt(
-            password.encode(),
-            salt=base64.b64decode(salt),
-            n=int(n),
-            r=int(r),
-            p=int(p),
-            dklen=len(expected),
-        )
-    except ValueError:
-        return False
-    return hmac.compare_digest(actual, expected)

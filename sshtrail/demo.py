@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,15 +17,22 @@ import msgspec
 
 from sshtrail.broker import free_port
 from sshtrail.keyfiles import ensure_ed25519, public_line
-from sshtrail.settings import OperatorSettings, Settings, TargetSettings
+from sshtrail.passwords import hash_password
+from sshtrail.settings import AuditorSettings, OperatorSettings, Settings, TargetSettings
 
 NAME = "demo"
+
+
+#: The demo auditor's name in the web console.
+AUDITOR = "auditor"
 
 
 @dataclass(frozen=True)
 class Demo:
     folder: Path
     port: int  # the demo target's
+    #: The demo auditor's password, new on every run (only its hash is written).
+    auditor_password: str = ""
 
     @property
     def operator_key(self) -> Path:
@@ -59,7 +67,7 @@ def prepare(settings: Settings) -> tuple[Settings, Demo]:
     The combined settings are also written to ``demo/sshtrail.toml`` for the
     stack's child processes.
     """
-    demo = Demo(settings.state_path.resolve() / "demo", free_port())
+    demo = Demo(settings.state_path.resolve() / "demo", free_port(), secrets.token_urlsafe(12))
     ensure_ed25519(demo.operator_key, "sshtrail demo operator")
     ensure_ed25519(demo.gateway_key, "sshtrail gateway to demo target")
     ensure_ed25519(demo.target_host_key, "sshtrail demo target host key")
@@ -73,11 +81,17 @@ def prepare(settings: Settings) -> tuple[Settings, Demo]:
         key=str(demo.gateway_key),
         host_keys=[public_line(demo.target_host_key)],
     )
+    # An admin: the demo is one person trying everything, the lag page included.
+    auditor = AuditorSettings(
+        name=AUDITOR, password_hash=hash_password(demo.auditor_password), role="admin"
+    )
     combined = msgspec.structs.replace(
         settings,
         gateway=msgspec.structs.replace(settings.gateway, listen="127.0.0.1"),
+        web=msgspec.structs.replace(settings.web, listen="127.0.0.1"),
         operators=[o for o in settings.operators if o.name != NAME] + [operator],
         targets=[t for t in settings.targets if t.name != NAME] + [target],
+        auditors=[a for a in settings.auditors if a.name != AUDITOR] + [auditor],
     )
     demo.config.write_bytes(msgspec.toml.encode(combined))
     return combined, demo

@@ -35,7 +35,14 @@ from sqlalchemy.types import JSON
 from sshtrail.dbtypes import NAMING_CONVENTION, SessionText, UTCDateTime
 from sshtrail.states import SessionStatus
 
-__all__ = ["NAMING_CONVENTION", "Base", "ChunkRecord", "SessionRecord", "TransferRecord"]
+__all__ = [
+    "NAMING_CONVENTION",
+    "AccessRecord",
+    "Base",
+    "ChunkRecord",
+    "SessionRecord",
+    "TransferRecord",
+]
 
 
 class Base(MappedAsDataclass, DeclarativeBase):
@@ -175,3 +182,31 @@ class ChunkRecord(Base):
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     session: Mapped[SessionRecord] = relationship(back_populates="chunks", init=False, repr=False)
+
+
+class AccessRecord(Base):
+    """One thing an auditor did in the web console: who, what, which session, when,
+    from where (``consumer/web/access.py``; ``sshtrail access-log``)."""
+
+    __tablename__ = "access_log"
+
+    id: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, init=False
+    )
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    #: The auditor's name; for a failed login, the name that was tried.
+    auditor: Mapped[str] = mapped_column(SessionText(128))
+    #: ``login``, ``login-failed``, ``logout``, ``sessions``, ``view``, ``replay``,
+    #: ``search``, ``export``, ``transfers``, ``lag``, ``access-log``, ``denied``.
+    action: Mapped[str] = mapped_column(String(32))
+    #: The client's address (as the trusted proxy gave it, behind one).
+    address: Mapped[str] = mapped_column(String(64))
+    session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    #: What was asked: the search text, the filters, the export's format ...
+    detail: Mapped[str] = mapped_column(SessionText(2048), default="")
+
+    __table_args__ = (
+        Index(None, "at"),
+        Index(None, "auditor", "at"),
+        Index(None, "session_id"),
+    )

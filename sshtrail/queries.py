@@ -25,6 +25,7 @@ from sqlalchemy import ColumnElement, or_, select
 from sqlalchemy.engine import Connection
 
 from sshtrail.errors import NotFound
+from sshtrail.scope import Scope
 from sshtrail.states import MaskedInput, SessionStatus
 from sshtrail.tables import CHUNKS, SESSIONS, TRANSFERS
 from sshtrail.textsafe import local_time, visible
@@ -63,11 +64,35 @@ class SessionFilter:
     limit: int = 50
     #: ``masked``: sessions with any masked input; ``suspicious``: only those marked so.
     masked_input: MaskedInput | None = None
+    #: Only sessions an auditor may see (the web console).
+    scope: Scope | None = None
+    #: Rows skipped first (pages of the web console).
+    offset: int = 0
+    #: One of :data:`SORTS`; newest first unless ``ascending``.
+    sort: str = "started"
+    ascending: bool = False
+    #: Only sessions whose stored verification is not "ok" (or was undone by a
+    #: change to their chunks): where tampered sessions are to be found.
+    unverified: bool = False
+
+
+#: What sessions can be ordered by, and the columns that order them.
+SORTS = {
+    "started": ("started_at",),
+    "operator": ("operator", "started_at"),
+    "target": ("target", "started_at"),
+    "status": ("status", "started_at"),
+    "duration": ("ended_at", "started_at"),
+}
 
 
 def list_sessions(conn: Connection, wanted: SessionFilter) -> list[dict[str, Any]]:
-    """Sessions newest first, as column mappings."""
+    """Sessions newest first (or as ``wanted.sort`` says), as column mappings."""
     query = select(SESSIONS)
+    if wanted.scope is not None and not wanted.scope.everything:
+        query = query.where(
+            wanted.scope.condition(conn.dialect.name, SESSIONS.c.operator, SESSIONS.c.target)
+        )
     if wanted.operator is not None:
         query = query.where(SESSIONS.c.operator == wanted.operator)
     if wanted.target is not None:
@@ -80,8 +105,14 @@ def list_sessions(conn: Connection, wanted: SessionFilter) -> list[dict[str, Any
         query = query.where(SESSIONS.c.started_at < wanted.until)
     if wanted.masked_input is not None:
         query = query.where(SESSIONS.c.masked_input.in_(wanted.masked_input.at_least()))
-    query = query.order_by(SESSIONS.c.started_at.desc(), SESSIONS.c.id.desc())
-    return [dict(row) for row in conn.execute(query.limit(wanted.limit)).mappings()]
+    if wanted.unverified:
+        query = query.where(or_(SESSIONS.c.verified.is_(None), SESSIONS.c.verified.is_(False)))
+    if wanted.sort not in SORTS:
+        raise ValueError(f"cannot sort sessions by {wanted.sort!r}")
+    columns = [SESSIONS.c[name] for name in SORTS[wanted.sort]] + [SESSIONS.c.id]
+    query = query.order_by(*(c.asc() if wanted.ascending else c.desc() for c in columns))
+    query = query.limit(wanted.limit).offset(wanted.offset)
+    return [dict(row) for row in conn.execute(query).mappings()]
 
 
 def short_ids(conn: Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -171,6 +202,7 @@ class TransferFilter:
     limit: int = 100
     masked_input: MaskedInput | None = None
     exit_status: int | None = None
+    scope: Scope | None = None
 
 
 def list_transfers(conn: Connection, wanted: TransferFilter) -> list[dict[str, Any]]:
@@ -183,6 +215,9 @@ def list_transfers(conn: Connection, wanted: TransferFilter) -> list[dict[str, A
         SESSIONS.c.started_at,
     ).join(SESSIONS, SESSIONS.c.id == TRANSFERS.c.session_id)
     conditions = _transfer_conditions(wanted)
+    if wanted.scope is not None and not wanted.scope.everything:
+        allowed = wanted.scope.condition(conn.dialect.name, SESSIONS.c.operator, SESSIONS.c.target)
+        conditions.append(allowed)
     query = query.where(*conditions).order_by(
         SESSIONS.c.started_at.desc(), TRANSFERS.c.session_id, TRANSFERS.c.idx
     )
@@ -290,3 +325,14 @@ def _like(pattern: str) -> str:
         else:
             out.append(char)
     return "".join(out)
+
+
+def chunk_stream(
+    conn: Connection, session_id: uuid.UUID, batch: int = 64
+) -> Iterator[tuple[int, bytes]]:
+    """(seq, bytes) of a session in seq order, read ``batch`` chunks at a time: a
+    recording of any size in bounded memory (the web console's player and downloads)."""
+    query = select(CHUNKS.c.seq, CHUNKS.c.data).where(CHUNKS.c.session_id == session_id)
+    result = conn.execution_options(yield_per=batch).execute(query.order_by(CHUNKS.c.seq))
+    for seq, data in result:
+        yield int(seq), bytes(data)

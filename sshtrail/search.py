@@ -39,6 +39,7 @@ from sqlalchemy import (
     UniqueConstraint,
     Uuid,
     and_,
+    false,
     inspect,
     select,
     text,
@@ -49,6 +50,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sshtrail.dbtypes import NAMING_CONVENTION, UTCDateTime
 from sshtrail.errors import InvalidError
 from sshtrail.queries import escape_like
+from sshtrail.scope import Scope
 from sshtrail.states import Kind, MaskedInput
 
 METADATA = MetaData(naming_convention=NAMING_CONVENTION)
@@ -204,6 +206,8 @@ class Query:
     masked_input: MaskedInput | None = None
     #: Only sessions that ended with this exit status.
     exit_status: int | None = None
+    #: Only sessions an auditor may see (the web console).
+    scope: Scope | None = None
 
 
 #: The columns a :class:`Hit` is made of, in its field order.
@@ -252,6 +256,8 @@ def search(conn: Connection, query: Query) -> list[Hit]:
     if query.masked_input is not None:
         masked = SESSIONS.c.masked_input.in_(query.masked_input.at_least())
         conditions.append(DOCS.c.session_id.in_(select(SESSIONS.c.session_id).where(masked)))
+    if query.scope is not None and not query.scope.everything:
+        conditions.append(query.scope.condition(conn.dialect.name, DOCS.c.operator, DOCS.c.target))
     if query.exit_status is not None:
         ended = SESSIONS.c.exit_status == query.exit_status
         conditions.append(DOCS.c.session_id.in_(select(SESSIONS.c.session_id).where(ended)))
@@ -272,6 +278,8 @@ def search(conn: Connection, query: Query) -> list[Hit]:
 
 def _contains(conn: Connection, needle: str) -> ColumnElement[bool]:
     if conn.dialect.name == "postgresql":
+        if "\x00" in needle:  # PostgreSQL text holds no NUL: no document has one
+            return false()
         return DOCS.c.text.ilike(f"%{escape_like(needle)}%", escape="\\")
     if len(needle) >= 3:  # FTS5 trigram: every 3-character window must occur, in order
         phrase = '"' + needle.replace('"', '""') + '"'

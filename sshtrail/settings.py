@@ -7,6 +7,7 @@ place it came from (file path or environment variable).
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 import socket
@@ -18,6 +19,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from sshtrail.errors import ConfigError
+from sshtrail.passwords import well_formed
 
 ENV_PREFIX: Final = "SSHTRAIL_"
 CONFIG_ENV: Final = "SSHTRAIL_CONFIG"
@@ -34,6 +36,8 @@ OPERATOR_CIPHERS: Final = (
 
 Port = Annotated[int, msgspec.Meta(ge=1, le=65535)]
 Positive = Annotated[int, msgspec.Meta(ge=1)]
+#: An auditor's scope pattern: names with ``*`` and ``?`` (sshtrail/scope.py).
+SCOPE_PATTERN: Final = r"^[A-Za-z0-9._*?-]{1,64}$"
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=249, pattern=r"^[A-Za-z0-9._-]+$")]
 
 
@@ -261,6 +265,74 @@ class ConsumerSettings(_Section):
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
 
 
+class WebSettings(_Section):
+    """The auditors' web console (``sshtrail web``; docs/operations.md, "Web console")."""
+
+    #: Address the console listens on. Keep it on loopback behind a TLS proxy,
+    #: or set ``tls_cert`` and ``tls_key``.
+    listen: str = "127.0.0.1"
+    #: Its port.
+    port: Port = 8022
+    #: PEM certificate chain for HTTPS; with ``tls_key``, the console serves TLS only.
+    tls_cert: str = ""
+    #: PEM private key of ``tls_cert``.
+    tls_key: str = ""
+    #: Addresses of reverse proxies whose identity header is believed (SSO in
+    #: front, e.g. oauth2-proxy). Empty: the header is ignored, and auditors
+    #: log in with their passwords.
+    trusted_proxies: list[str] = msgspec.field(default_factory=list)
+    #: The header a trusted proxy names the signed-in auditor with; the name
+    #: must be one of ``auditors`` (which gives the role and scopes).
+    proxy_user_header: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{1,64}$")] = (
+        "X-Forwarded-User"
+    )
+    #: A signed-in auditor's session lasts this long without use ...
+    idle_timeout_min: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 30
+    #: ... and at most this long in all.
+    session_hours: Annotated[int, msgspec.Meta(ge=1, le=24 * 7)] = 8
+    #: Failed logins per client address, and per account name, per 15 minutes
+    #: before further attempts are refused unchecked until the window passes.
+    login_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
+    #: Sessions per page of the sessions list.
+    page_size: Annotated[int, msgspec.Meta(ge=10, le=1000)] = 50
+
+    def __post_init__(self) -> None:
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {proxy!r} is not an address or network"
+                ) from None
+
+
+class AuditorSettings(_Section):
+    """A person who reads sessions in the web console."""
+
+    #: The name they sign in with (or the trusted proxy names them by).
+    name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._@+-]{1,128}$")]
+    #: ``scrypt$...`` hash from ``sshtrail password-hash``; empty: no password
+    #: login (a trusted proxy may still name them).
+    password_hash: str = ""
+    #: ``auditor`` reads sessions in scope; ``admin`` also sees the consumer
+    #: lag and the access log.
+    role: Literal["auditor", "admin"] = "auditor"
+    #: Operators whose sessions they may see (``*`` and ``?`` patterns).
+    operators: list[Annotated[str, msgspec.Meta(pattern=SCOPE_PATTERN)]] = msgspec.field(
+        default_factory=lambda: ["*"]
+    )
+    #: Targets whose sessions they may see (``*`` and ``?`` patterns).
+    targets: list[Annotated[str, msgspec.Meta(pattern=SCOPE_PATTERN)]] = msgspec.field(
+        default_factory=lambda: ["*"]
+    )
+
+    def __post_init__(self) -> None:
+        if self.password_hash and not well_formed(self.password_hash):
+            raise ValueError(
+                f"auditor {self.name!r}: password_hash is not a hash from sshtrail password-hash"
+            )
+
+
 class OperatorSettings(_Section):
     """A person allowed through the gateway, and where to."""
 
@@ -319,11 +391,14 @@ class Settings(_Section):
     transfers: TransfersSettings = msgspec.field(default_factory=TransfersSettings)
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
     consumer: ConsumerSettings = msgspec.field(default_factory=ConsumerSettings)
+    web: WebSettings = msgspec.field(default_factory=WebSettings)
     operators: list[OperatorSettings] = msgspec.field(default_factory=list)
     targets: list[TargetSettings] = msgspec.field(default_factory=list)
+    auditors: list[AuditorSettings] = msgspec.field(default_factory=list)
 
     def __post_init__(self) -> None:
         _unique("operators", [operator.name for operator in self.operators])
+        _unique("auditors", [auditor.name for auditor in self.auditors])
         _unique("targets", [target.name for target in self.targets])
         known = {target.name for target in self.targets}
         for operator in self.operators:

@@ -27,6 +27,19 @@ from sshtrail.dbtypes import NAMING_CONVENTION, SessionText, UTCDateTime
 METADATA = MetaData(naming_convention=NAMING_CONVENTION)
 
 
+ACCESS_LOG = Table(
+    "access_log",
+    METADATA,
+    Column("id", BigInteger(), primary_key=True),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("auditor", SessionText(128), nullable=False),
+    Column("action", String(length=32), nullable=False),
+    Column("address", String(length=64), nullable=False),
+    Column("session_id", Uuid()),
+    Column("detail", SessionText(2048), nullable=False),
+)
+
+
 SESSIONS = Table(
     "sessions",
     METADATA,

@@ -65,12 +65,12 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
             "ID": str(row["id"]) if csv_ else shorts[row["id"]],
             "OPERATOR": visible(row["operator"] or "?"),
             "TARGET": visible(row["target"] or "?"),
-            "REQUEST": _request(row, 4096 if csv_ else 40),
+            "REQUEST": request_text(row, 4096 if csv_ else 40),
             "CLIENT": visible(row["client"] or "?"),
             "STARTED": _iso(row["started_at"]) if csv_ else local_time(row["started_at"]),
-            "DURATION": _duration(row),
+            "DURATION": duration_text(row),
             "STATUS": row["status"],
-            "EXIT": _exit(row),
+            "EXIT": exit_text(row),
             "CHAIN": verdicts[row["id"]].status.value,
             "MASKED": row["masked_input"] or "-",
         }
@@ -112,20 +112,20 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         ),
         ("gateway", row["gateway"]),
         ("terminal", row["term"] or "(no pty)"),
-        ("request", _request(row, 255)),
+        ("request", request_text(row, 255)),
         ("started", local_time(row["started_at"])),
         ("ended", local_time(row["ended_at"])),
-        ("duration", _duration(row)),
+        ("duration", duration_text(row)),
         ("status", row["status"]),
-        ("exit", _exit(row)),
+        ("exit", exit_text(row)),
         ("end reason", row["end_reason"]),
         ("bytes", f"{row['bytes_in']} in, {row['bytes_out']} out"),
         ("chunks", f"{row['chunk_count']} stored, last seq {row['last_seq']}"),
         ("gaps", ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in row["gaps"]) or "none"),
         ("verification", f"{verdict.status.value}: {verdict.detail}"),
-        ("signed by", _signer(verdict.signer, keys)),
+        ("signed by", signer_text(verdict.signer, keys)),
         ("quarantined", row["quarantine_reason"]),
-        ("masked input", _masked(row)),
+        ("masked input", masked_text(row)),
     ]
     for name, value in fields:
         print(f"{name:>12}  {visible(str(value)) if value is not None else '-'}")
@@ -303,13 +303,13 @@ def _commands(settings: Settings, session_id: uuid.UUID) -> list[search.Hit] | N
         engine.dispose()
 
 
-def _signer(key: bytes | None, keys: dict[bytes, str]) -> str | None:
+def signer_text(key: bytes | None, keys: dict[bytes, str]) -> str | None:
     if key is None:
         return None
     return f"{fingerprint(key)} ({keys.get(key, 'not a trusted key')})"
 
 
-def _masked(row: dict[str, Any]) -> str | None:
+def masked_text(row: dict[str, Any]) -> str | None:
     if not row["masked_input"]:
         return None
     lines = row["masked_lines"]
@@ -366,12 +366,12 @@ def _seconds(row: dict[str, Any]) -> float | None:
     return round(elapsed.total_seconds(), 3)
 
 
-def _duration(row: dict[str, Any]) -> str:
+def duration_text(row: dict[str, Any]) -> str:
     seconds = _seconds(row)
     return clock(seconds) if seconds is not None else "-"
 
 
-def _request(row: dict[str, Any], width: int) -> str:
+def request_text(row: dict[str, Any], width: int) -> str:
     """What the session asked for, e.g. ``exec: uptime`` or ``forward: db:5432``, cut."""
     request, command = row["request"], row["command"] or ""
     if request is None:
@@ -382,7 +382,7 @@ def _request(row: dict[str, Any], width: int) -> str:
     return visible(text if len(text) <= width else text[: width - 1] + "…")
 
 
-def _exit(row: dict[str, Any]) -> str:
+def exit_text(row: dict[str, Any]) -> str:
     if row["exit_status"] is not None:
         return str(row["exit_status"])
     return visible(f"sig {row['exit_signal']}") if row["exit_signal"] else "-"

@@ -12,26 +12,22 @@ these settings (``gateway.signing_key``, ``<state_dir>/gateway/...``).
 from __future__ import annotations
 
 import argparse
-import base64
-import codecs
 import sys
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
-
-import msgspec
 
 from sshtrail import queries
 from sshtrail.chain import Status, Verdict
 from sshtrail.cli.output import print_json
 from sshtrail.cli.reading import store, stored_session
 from sshtrail.errors import ConfigError, InvalidError
-from sshtrail.events import End, Event, Output, Resize, Start
+from sshtrail.events import Event
+from sshtrail.exports import Format, chunk_events, export_lines
 from sshtrail.keyfiles import load_ed25519_public, public_path
 from sshtrail.settings import Settings
 from sshtrail.textsafe import visible
 from sshtrail.verification import fingerprint, verify_session
-from sshtrail.wire import decode_chunk
 
 T = TypeVar("T")
 
@@ -165,75 +161,17 @@ def _write(output: Path | None, write: Callable[[BinaryIO], T]) -> T:
     return result
 
 
-def _export(kind: str, stored: list[tuple[int, bytes]], out: BinaryIO) -> None:
-    events = list(events_of(stored))
-    if kind == "raw":
-        for event in events:
-            if isinstance(event, Output):
-                out.write(event.data)
-    elif kind == "json":
-        for seq, event in _events_with_seq(stored):
-            record = {
-                "seq": seq,
-                "kind": type(event).__struct_config__.tag,
-                **msgspec.structs.asdict(event),
-            }
-            out.write(msgspec.json.encode(_base64(record)) + b"\n")
-    else:
-        for line in asciicast(events):
-            out.write(line + b"\n")
+def _export(kind: Format, stored: list[tuple[int, bytes]], out: BinaryIO) -> None:
+    for piece in export_lines(kind, stored, _skipped):
+        out.write(piece)
     out.flush()
 
 
-def asciicast(events: list[Event]) -> Iterator[bytes]:
-    """asciinema v2: a header, then ``[seconds, "o", text]`` per output event.
-
-    Output is decoded incrementally, so a character split between two events
-    is written whole and the text equals the raw bytes wherever they are
-    UTF-8.
-    """
-    start = next((e for e in events if isinstance(e, Start)), None)
-    header: dict[str, Any] = {
-        "version": 2,
-        "width": (start.cols if start else 0) or 80,
-        "height": (start.rows if start else 0) or 24,
-    }
-    if start is not None:
-        header["timestamp"] = start.started_at // 1_000_000_000
-        header["env"] = {"TERM": start.term or "dumb"}
-        header["title"] = f"{start.operator}@{start.target}"
-    yield msgspec.json.encode(header)
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    for event in events:
-        if isinstance(event, Output):
-            text = decoder.decode(event.data)
-            if text:
-                yield msgspec.json.encode([event.t / 1e9, "o", text])
-        elif isinstance(event, Resize):
-            yield msgspec.json.encode([event.t / 1e9, "r", f"{event.cols}x{event.rows}"])
-        elif isinstance(event, End) and (rest := decoder.decode(b"", final=True)):
-            yield msgspec.json.encode([event.t / 1e9, "o", rest])
+def _skipped(seq: int, why: str) -> None:
+    print(f"sshtrail: chunk {seq} does not decode, skipped: {why}", file=sys.stderr)
 
 
 def events_of(stored: list[tuple[int, bytes]]) -> Iterator[Event]:
     """The events of stored chunks in order; a chunk that does not decode is reported."""
-    for _seq, event in _events_with_seq(stored):
+    for _seq, event in chunk_events(stored, _skipped):
         yield event
-
-
-def _events_with_seq(stored: list[tuple[int, bytes]]) -> Iterator[tuple[int, Event]]:
-    for seq, data in stored:
-        try:
-            chunk = decode_chunk(data)
-        except InvalidError as exc:
-            print(f"sshtrail: chunk {seq} does not decode, skipped: {exc}", file=sys.stderr)
-            continue
-        for event in chunk.events:
-            yield seq, event
-
-
-def _base64(record: dict[str, Any]) -> dict[str, Any]:
-    return {
-        key: base64.b64encode(value).decode() if isinstance(value, bytes) else value
-        for key, value in record.items()
-    }

@@ -128,6 +128,11 @@ def transfer_hits(settings: Settings, wanted: queries.TransferFilter) -> list[Hi
     """Operations whose path holds ``wanted.containing``, as search hits."""
     with store(settings) as conn:
         rows = queries.list_transfers(conn, wanted)
+    return hits_of(rows)
+
+
+def hits_of(rows: list[dict[str, Any]]) -> list[Hit]:
+    """Rows of :func:`~sshtrail.queries.list_transfers` as search hits."""
     return [
         Hit(
             row["session_id"],

@@ -76,6 +76,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 f"OPERATOR:TARGET; {len(settings.operators)} operators, "
                 f"{len(settings.targets)} targets configured",
             )
+            children.start("web", "web", port=settings.web.port, restart=True)
+            scheme = "https" if settings.web.tls_cert else "http"
+            console = f"{scheme}://{settings.web.listen}:{settings.web.port}/"
+            _say("web", f"{console} auditors' console ({len(settings.auditors)} auditors)")
             _say("state", str(state))
             if logs is not None:
                 _say("logs", f"{logs}/ (--verbose shows them here)")
@@ -88,6 +92,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     print(demo.sftp_command(settings, trial), flush=True)
                 else:
                     _say("files", "sftp and scp need OpenSSH's sftp-server on this machine")
+                _say(
+                    "console",
+                    f"open {console} and sign in as {demo.AUDITOR!r} with password "
+                    f"{trial.auditor_password} (new on every run)",
+                )
             _say("ready", "press Ctrl-C to stop")
             while not stop.wait(0.5):
                 children.check()

@@ -30,6 +30,7 @@ MISSING = {
     "verify": ["ffffffffffff", "--trust", "{signer}"],
     "watch": ["ffffffffffff"],
     "reveal": ["ffffffffffff", "--key", "{escrow}", "--reason", "test"],
+    "access-log": ["--session", "ffffffffffff"],
 }
 
 

@@ -55,6 +55,7 @@ def test_up_starts_the_stack_and_a_second_run_reuses_its_state(tmp_path: Path) -
     env = {
         "SSHTRAIL_BROKER__PORT": str(free_port()),
         "SSHTRAIL_GATEWAY__PORT": str(free_port()),
+        "SSHTRAIL_WEB__PORT": str(free_port()),
         "SSHTRAIL_GATEWAY__LISTEN": "127.0.0.1",
     }
     up = Running("up", cwd=tmp_path, env=env)
@@ -88,7 +89,11 @@ def test_up_demo_prints_an_ssh_command_that_goes_through_and_is_recorded(
     tmp_path: Path,
 ) -> None:
     broker_port, gateway_port = free_port(), free_port()
-    env = {"SSHTRAIL_BROKER__PORT": str(broker_port), "SSHTRAIL_GATEWAY__PORT": str(gateway_port)}
+    env = {
+        "SSHTRAIL_BROKER__PORT": str(broker_port),
+        "SSHTRAIL_GATEWAY__PORT": str(gateway_port),
+        "SSHTRAIL_WEB__PORT": str(free_port()),
+    }
     up = Running("up", "--demo", cwd=tmp_path, env=env)
     try:
         up.expect("demo")
@@ -155,6 +160,7 @@ def test_stopping_and_restarting_up_keeps_the_record_exact(tmp_path: Path) -> No
     env = {
         "SSHTRAIL_BROKER__PORT": str(broker_port),
         "SSHTRAIL_GATEWAY__PORT": str(gateway_port),
+        "SSHTRAIL_WEB__PORT": str(free_port()),
         # Open sessions are closed after 2 s of a stop, not the default 30.
         "SSHTRAIL_GATEWAY__SHUTDOWN_TIMEOUT_S": "2",
     }

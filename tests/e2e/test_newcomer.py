@@ -66,7 +66,11 @@ def test_readme_first_command_then_the_printed_ssh_then_sessions_and_search(
     assert not (clone / ".venv").exists()
     assert not (clone / "sshtrail-data").exists()
     # Free ports instead of 9092 and 2222, which this machine may be using.
-    ports = {"SSHTRAIL_BROKER__PORT": str(free_port()), "SSHTRAIL_GATEWAY__PORT": str(free_port())}
+    ports = {
+        "SSHTRAIL_BROKER__PORT": str(free_port()),
+        "SSHTRAIL_GATEWAY__PORT": str(free_port()),
+        "SSHTRAIL_WEB__PORT": str(free_port()),
+    }
     env = {**os.environ, "TERM": "xterm", **ports}
     env.pop("VIRTUAL_ENV", None)
     up = pexpect.spawn(

@@ -20,9 +20,9 @@ import pexpect
 import pytest
 from sqlalchemy.engine import make_url
 
-from producer.policy import hash_password
 from sshtrail import migrate
 from sshtrail.broker import EmbeddedBroker
+from sshtrail.passwords import hash_password
 from tests.support import postgres
 from tests.support.consumers import group_lag, start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess, published

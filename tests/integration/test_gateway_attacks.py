@@ -23,10 +23,10 @@ import asyncssh
 import pexpect
 import pytest
 
-from producer.policy import hash_password
 from sshtrail import escrow
 from sshtrail.broker import EmbeddedBroker, free_port
 from sshtrail.events import Env, Notice, Start
+from sshtrail.passwords import hash_password
 from tests.support.cli import sshtrail
 from tests.support.consumers import start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess, published, toml_value

@@ -41,6 +41,8 @@ COMMANDS = (
     "completeness",
     "escrow-keygen",
     "reveal",
+    "web",
+    "access-log",
 )
 
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncssh
 import pytest
 
-from producer.policy import Login, Policy, Refused, hash_password, verify_password
+from producer.policy import Login, Policy, Refused
 from sshtrail.errors import ConfigError
+from sshtrail.passwords import hash_password, verify_password
 from sshtrail.settings import OperatorSettings, Settings, TargetSettings
 
 KEY = asyncssh.generate_private_key("ssh-ed25519")

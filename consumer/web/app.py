@@ -1,0 +1,295 @@
+"""``sshtrail web``: the auditors' console, an ASGI application (Starlette).
+
+Pages are rendered on the server (Jinja2, autoescaped); the only scripts are
+the console's own file and the vendored asciinema player, both from
+``/static`` (the Content-Security-Policy allows nothing else). It reads the
+store and the search index with the queries the CLI uses
+(:mod:`sshtrail.queries`, :mod:`sshtrail.search`), within the signed-in
+auditor's scope: a session out of scope is a 404 everywhere. Every look is
+written to the access log first (:mod:`consumer.web.access`).
+
+Database work runs in Starlette's thread pool (the handlers below are plain
+functions); recordings are streamed from the store a few chunks at a time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import threading
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import jinja2
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import (
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
+from starlette.routing import Mount, Route
+from starlette.staticfiles import StaticFiles
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from consumer.web import views
+from consumer.web.auth import Accounts, Auditor, LoginLimit, Proxies, Sessions, same_token
+from consumer.web.console import Console
+from consumer.web.pages import Pages
+from sshtrail.db import make_engine
+from sshtrail.settings import Settings
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).parent
+SESSION_COOKIE = "sshtrail_session"
+LOGIN_COOKIE = "sshtrail_login"
+#: The one policy of every answer: scripts, styles and everything else from the
+#: console itself; the player compiles its terminal emulator from WebAssembly.
+CSP = (
+    "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
+    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = [
+    (b"content-security-policy", CSP.encode()),
+    (b"x-content-type-options", b"nosniff"),
+    (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"cross-origin-opener-policy", b"same-origin"),
+    (b"cross-origin-resource-policy", b"same-origin"),
+    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), clipboard-read=()"),
+]
+
+
+class SecurityHeaders:
+    """Adds the headers above to every answer, and ``no-store`` to all but static files;
+    HSTS under TLS."""
+
+    def __init__(self, app: ASGIApp, tls: bool) -> None:
+        self.app = app
+        self.tls = tls
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        static = scope["path"].startswith("/static/")
+
+        async def sending(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = list(message.get("headers", []))
+                headers += SECURITY_HEADERS
+                if not static:
+                    headers.append((b"cache-control", b"no-store"))
+                if self.tls:
+                    headers.append((b"strict-transport-security", b"max-age=31536000"))
+                message["headers"] = headers
+            await send(message)
+
+        await self.app(scope, receive, sending)
+
+
+def create_app(settings: Settings) -> Starlette:
+    """The console over the store and index of ``settings``."""
+    templates = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(HERE / "templates"),
+        autoescape=True,
+        undefined=jinja2.StrictUndefined,
+    )
+    templates.filters["when"] = views.when
+    templates.filters["shown"] = views.shown
+    templates.filters["clock"] = views.clock
+    templates.globals["query"] = _query_string
+    web = settings.web
+    console = Console(
+        settings=settings,
+        store=make_engine(settings.database_url),
+        accounts=Accounts(settings),
+        sessions=Sessions(web.idle_timeout_min * 60.0, web.session_hours * 3600.0),
+        limit=LoginLimit(web.login_failures),
+        proxies=Proxies(settings),
+        templates=templates,
+        tls=bool(web.tls_cert),
+        _search={},
+        _lock=threading.Lock(),
+    )
+    pages = Pages(console)
+    signed_in = _guard(console)
+    routes = [
+        Route("/", lambda request: RedirectResponse("/sessions", 303)),
+        Route("/login", pages.login_form, methods=["GET"]),
+        Route("/login", _login(console, pages), methods=["POST"]),
+        Route("/logout", _logout(console), methods=["POST"]),
+        Route("/healthz", lambda request: PlainTextResponse("ok")),
+        Route("/favicon.ico", lambda request: Response(status_code=204)),
+        Route("/sessions", signed_in(pages.sessions)),
+        Route("/sessions/{sid}", signed_in(pages.session)),
+        Route("/sessions/{sid}/cast", signed_in(pages.cast)),
+        Route("/sessions/{sid}/export/{kind}", signed_in(pages.export)),
+        Route("/search", signed_in(pages.search)),
+        Route("/lag", signed_in(pages.lag, admin=True)),
+        Route("/access-log", signed_in(pages.access_log, admin=True)),
+        Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
+    ]
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        yield
+        console.store.dispose()
+
+    app = Starlette(
+        routes=routes,
+        exception_handlers={HTTPException: _error_page(console)},
+        lifespan=lifespan,
+    )
+    app.add_middleware(SecurityHeaders, tls=console.tls)
+    return app
+
+
+Handler = Callable[[Request], Response]
+
+
+def _guard(console: Console) -> Callable[..., Callable[[Request], Any]]:
+    """Wraps a page: the auditor signed in (cookie or trusted proxy), admins only where
+    asked; anyone else is sent to the login page (or refused, behind a proxy)."""
+
+    def guard(handler: Handler, admin: bool = False) -> Callable[[Request], Any]:
+        async def endpoint(request: Request) -> Response:
+            auditor = _who(console, request)
+            if auditor is None:
+                if console.proxies and console.proxies.trusted(_peer(request)):
+                    raise HTTPException(403, "the proxy named no auditor of this console")
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse("/login?" + urlencode({"next": target}), 303)
+            request.state.auditor = auditor
+            if admin and not auditor.admin:
+                await run_in_threadpool(
+                    console.log, request, "denied", detail=f"admin page {request.url.path}"
+                )
+                raise HTTPException(404, "no such page")
+            return await run_in_threadpool(handler, request)
+
+        return endpoint
+
+    return guard
+
+
+def _peer(request: Request) -> str | None:
+    return request.client.host if request.client else None
+
+
+def _who(console: Console, request: Request) -> Auditor | None:
+    if console.proxies.trusted(_peer(request)):
+        name = request.headers.get(console.proxies.header)
+        if not name:
+            return None
+        request.state.signed = None
+        return console.accounts.named(name.strip(), via="proxy")
+    signed = console.sessions.get(request.cookies.get(_cookie_name(console)))
+    request.state.signed = signed
+    return signed.auditor if signed is not None else None
+
+
+def _cookie_name(console: Console) -> str:
+    # ``__Host-``: the browser keeps it only if Secure, for this host, on path /.
+    return f"__Host-{SESSION_COOKIE}" if console.tls else SESSION_COOKIE
+
+
+def _login(console: Console, pages: Pages) -> Callable[[Request], Any]:
+    async def login(request: Request) -> Response:
+        async with request.form(max_files=0, max_fields=8, max_part_size=4096) as form:
+            name = str(form.get("name", ""))[:128].strip()
+            password = str(form.get("password", ""))[:1024]
+            token = str(form.get("csrf", ""))
+            wanted = _local(str(form.get("next", "/sessions")))
+        address = console.address(request)
+        request.state.signed = None
+        request.state.auditor = None
+
+        def again(message: str, status: int) -> Response:
+            return pages.login_page(request, message, wanted, status)
+
+        if not same_token(token, request.cookies.get(LOGIN_COOKIE)):
+            return again("The form expired; sign in again.", 400)
+        if not name or not password:
+            return again("Give a name and a password.", 400)
+        if console.limit.blocked(address, name):
+            await run_in_threadpool(
+                console.log, request, "login-refused", auditor=name, detail="too many failures"
+            )
+            return again("Too many failed sign-ins; wait 15 minutes.", 429)
+        auditor = await run_in_threadpool(console.accounts.check, name, password)
+        if auditor is None:
+            console.limit.failed(address, name)
+            await run_in_threadpool(console.log, request, "login-failed", auditor=name)
+            return again("Wrong name or password.", 401)
+        await run_in_threadpool(console.log, request, "login", auditor=name)
+        response = RedirectResponse(wanted, 303)
+        response.set_cookie(
+            _cookie_name(console),
+            console.sessions.create(auditor),
+            max_age=console.settings.web.session_hours * 3600,
+            path="/",
+            secure=console.tls,
+            httponly=True,
+            samesite="strict",
+        )
+        response.delete_cookie(LOGIN_COOKIE, path="/login")
+        return response
+
+    return login
+
+
+def _logout(console: Console) -> Callable[[Request], Any]:
+    async def logout(request: Request) -> Response:
+        async with request.form(max_files=0, max_fields=4, max_part_size=1024) as form:
+            token = str(form.get("csrf", ""))
+        cookie = request.cookies.get(_cookie_name(console))
+        signed = console.sessions.get(cookie)
+        if signed is None:
+            return RedirectResponse("/login", 303)
+        if not same_token(token, signed.csrf):
+            raise HTTPException(403, "the form's token does not match: sign out from the page")
+        request.state.auditor = signed.auditor
+        console.sessions.end(cookie)
+        await run_in_threadpool(console.log, request, "logout")
+        response = RedirectResponse("/login", 303)
+        response.delete_cookie(_cookie_name(console), path="/", secure=console.tls)
+        return response
+
+    return logout
+
+
+def _error_page(console: Console) -> Callable[[Request, Exception], Any]:
+    async def handler(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        if not hasattr(request.state, "auditor"):
+            request.state.auditor = None
+        if not hasattr(request.state, "signed"):
+            request.state.signed = None
+        return console.render(
+            request,
+            "error.html",
+            {"status": exc.status_code, "message": exc.detail},
+            exc.status_code,
+        )
+
+    return handler
+
+
+def _local(target: str) -> str:
+    """Where to go after signing in: a path of this console, never another site."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/sessions"
+    return target
+
+
+def _query_string(current: dict[str, str], **changes: object) -> str:
+    """The page's query string with ``changes`` (None drops a key)."""
+    merged: dict[str, object] = {**current, **changes}
+    return urlencode({k: str(v) for k, v in merged.items() if v not in (None, "")})

@@ -1,0 +1,189 @@
+"""Who is asking: auditor accounts, signed-in sessions, CSRF tokens, login limits.
+
+Sessions live in this process's memory, keyed by a random 256-bit token in
+an HttpOnly, SameSite=Strict cookie (``__Host-`` prefixed and Secure under
+TLS): signing out, or restarting the console, ends them for good, and the
+token tells nothing. Each session has its own CSRF token, which every form
+carries and every POST must send back; the login form, before any session,
+uses a double-submit token (a cookie and a field that must agree).
+
+Behind a trusted reverse proxy (``web.trusted_proxies``), the proxy's header
+names the auditor on every request instead; the name must still be one of
+the configured ``auditors``, which give the role and scopes.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import secrets
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+from sshtrail.passwords import hash_password, verify_password
+from sshtrail.scope import Scope
+from sshtrail.settings import AuditorSettings, Settings
+
+#: The window failed logins are counted over.
+FAILURE_WINDOW_S = 15 * 60
+#: Signed-in sessions kept at most; the oldest idle one goes first beyond it.
+MAX_SESSIONS = 10_000
+
+
+@dataclass(frozen=True, slots=True)
+class Auditor:
+    name: str
+    role: str
+    scope: Scope
+    #: How they are signed in: ``password`` or ``proxy``.
+    via: str = "password"
+
+    @property
+    def admin(self) -> bool:
+        return self.role == "admin"
+
+
+@dataclass(slots=True)
+class SignedIn:
+    auditor: Auditor
+    csrf: str
+    created: float
+    seen: float
+
+
+@dataclass(slots=True)
+class _Failures:
+    times: deque[float] = field(default_factory=deque)
+
+
+class Accounts:
+    """The configured auditors, checked in constant time whether or not a name exists."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._by_name = {entry.name: entry for entry in settings.auditors}
+        self._dummy = hash_password(secrets.token_hex(16))
+
+    def __len__(self) -> int:
+        return len(self._by_name)
+
+    def named(self, name: str, via: str = "password") -> Auditor | None:
+        entry = self._by_name.get(name)
+        return None if entry is None else _auditor(entry, via)
+
+    def check(self, name: str, password: str) -> Auditor | None:
+        """The auditor whose password this is, or None. Slow on purpose (scrypt)."""
+        entry = self._by_name.get(name)
+        stored = entry.password_hash if entry is not None and entry.password_hash else self._dummy
+        good = verify_password(stored, password)
+        if entry is None or stored is self._dummy or not good:
+            return None
+        return _auditor(entry, "password")
+
+
+def _auditor(entry: AuditorSettings, via: str) -> Auditor:
+    return Auditor(entry.name, entry.role, Scope(tuple(entry.operators), tuple(entry.targets)), via)
+
+
+class Sessions:
+    """Signed-in auditors by cookie token."""
+
+    def __init__(self, idle_s: float, lifetime_s: float) -> None:
+        self._idle_s = idle_s
+        self._lifetime_s = lifetime_s
+        self._by_token: dict[str, SignedIn] = {}
+        self._lock = threading.Lock()
+
+    def create(self, auditor: Auditor) -> str:
+        token = secrets.token_urlsafe(32)
+        now = time.monotonic()
+        with self._lock:
+            if len(self._by_token) >= MAX_SESSIONS:
+                oldest = min(self._by_token, key=lambda t: self._by_token[t].seen)
+                del self._by_token[oldest]
+            self._by_token[token] = SignedIn(auditor, secrets.token_urlsafe(32), now, now)
+        return token
+
+    def get(self, token: str | None) -> SignedIn | None:
+        """The session of ``token`` if it has not expired (it is used now)."""
+        if not token:
+            return None
+        now = time.monotonic()
+        with self._lock:
+            found = self._by_token.get(token)
+            if found is None:
+                return None
+            if now - found.seen > self._idle_s or now - found.created > self._lifetime_s:
+                del self._by_token[token]
+                return None
+            found.seen = now
+            return found
+
+    def end(self, token: str | None) -> None:
+        with self._lock:
+            self._by_token.pop(token or "", None)
+
+
+class LoginLimit:
+    """Failed logins per address and per account name within :data:`FAILURE_WINDOW_S`."""
+
+    def __init__(self, allowed: int) -> None:
+        self._allowed = allowed
+        self._failures: dict[str, _Failures] = {}
+        self._lock = threading.Lock()
+
+    def blocked(self, address: str, name: str) -> bool:
+        with self._lock:
+            return any(self._count(key) >= self._allowed for key in _keys(address, name))
+
+    def failed(self, address: str, name: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) > 100_000:  # a flood of names: forget the quiet ones
+                for key in [k for k in self._failures if self._count(k) == 0]:
+                    del self._failures[key]
+            for key in _keys(address, name):
+                self._failures.setdefault(key, _Failures()).times.append(now)
+
+    def _count(self, key: str) -> int:
+        entry = self._failures.get(key)
+        if entry is None:
+            return 0
+        horizon = time.monotonic() - FAILURE_WINDOW_S
+        while entry.times and entry.times[0] < horizon:
+            entry.times.popleft()
+        return len(entry.times)
+
+
+def _keys(address: str, name: str) -> tuple[str, str]:
+    return f"address:{address}", f"name:{name}"
+
+
+def same_token(given: str | None, expected: str | None) -> bool:
+    """Whether a CSRF token sent back is the one given out (constant time)."""
+    if not given or not expected:
+        return False
+    return hmac.compare_digest(given.encode(), expected.encode())
+
+
+class Proxies:
+    """The reverse proxies whose identity header is believed."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.header = settings.web.proxy_user_header.lower()
+        self._networks = [
+            ipaddress.ip_network(proxy, strict=False) for proxy in settings.web.trusted_proxies
+        ]
+
+    def __bool__(self) -> bool:
+        return bool(self._networks)
+
+    def trusted(self, address: str | None) -> bool:
+        if not address or not self._networks:
+            return False
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return False
+        return any(ip in network for network in self._networks)

@@ -1,0 +1,94 @@
+"""What the console's handlers share: settings, the store, accounts, sessions, templates."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+import jinja2
+from sqlalchemy import Engine
+from sqlalchemy.exc import OperationalError, ProgrammingError
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from consumer.web import access
+from consumer.web.auth import Accounts, LoginLimit, Proxies, Sessions
+from sshtrail.db import existing_engine
+from sshtrail.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Console:
+    """What the handlers share: settings, the store, accounts and signed-in sessions."""
+
+    settings: Settings
+    store: Engine
+    accounts: Accounts
+    sessions: Sessions
+    limit: LoginLimit
+    proxies: Proxies
+    templates: jinja2.Environment
+    tls: bool
+    _search: dict[str, Engine]
+    _lock: threading.Lock
+
+    def search_engine(self) -> Engine:
+        """The search index's engine; :class:`NotSetUp` until the index group made it."""
+        with self._lock:
+            if "engine" not in self._search:
+                self._search["engine"] = existing_engine(self.settings.search_url, "search index")
+            return self._search["engine"]
+
+    def render(
+        self, request: Request, name: str, context: dict[str, Any], status: int = 200
+    ) -> HTMLResponse:
+        signed = getattr(request.state, "signed", None)
+        page = self.templates.get_template(name).render(
+            {
+                "request": request,
+                "auditor": getattr(request.state, "auditor", None),
+                "csrf": signed.csrf if signed is not None else "",
+                **context,
+            }
+        )
+        return HTMLResponse(page, status_code=status)
+
+    def address(self, request: Request) -> str:
+        """The client's address: the proxy's word for it behind a trusted proxy."""
+        peer = request.client.host if request.client else "?"
+        if self.proxies.trusted(peer):
+            forwarded = request.headers.get("x-forwarded-for", "")
+            last = forwarded.split(",")[-1].strip()
+            if last:
+                return last[:64]
+        return peer
+
+    def log(
+        self,
+        request: Request,
+        action: str,
+        *,
+        session_id: uuid.UUID | None = None,
+        detail: str = "",
+        auditor: str | None = None,
+    ) -> None:
+        """Write the access log entry; a store that cannot take it stops the answer."""
+        who = auditor if auditor is not None else request.state.auditor.name
+        try:
+            access.record(
+                self.store,
+                who,
+                action,
+                self.address(request),
+                session_id=session_id,
+                detail=detail,
+            )
+        except (OperationalError, ProgrammingError) as exc:
+            log.error("cannot write the access log: %s", exc.orig)
+            raise HTTPException(503, "the access log cannot be written: nothing is shown") from None

@@ -1,0 +1,59 @@
+// sshtrail web console: local times, the player, seeking from the timeline.
+// Loaded from /static only (the Content-Security-Policy allows no inline script).
+"use strict";
+
+function localTimes() {
+  const format = new Intl.DateTimeFormat(undefined, {
+    year: "numeric", month: "2-digit", day: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit",
+    hour12: false, timeZoneName: "short",
+  });
+  for (const node of document.querySelectorAll("time[datetime]")) {
+    const moment = new Date(node.getAttribute("datetime"));
+    if (!Number.isNaN(moment.getTime())) {
+      node.title = node.textContent;
+      node.textContent = format.format(moment);
+    }
+  }
+  const zone = Intl.DateTimeFormat().resolvedOptions().timeZone;
+  for (const node of document.querySelectorAll(".zone")) {
+    node.textContent = zone || "UTC";
+  }
+}
+
+function mountPlayer() {
+  const element = document.getElementById("player");
+  if (!element || typeof AsciinemaPlayer === "undefined") {
+    return;
+  }
+  const start = parseFloat(element.dataset.start || "0");
+  const idle = parseFloat(element.dataset.idle || "");
+  const options = {
+    speed: parseFloat(element.dataset.speed || "1"),
+    preload: true,
+    fit: "width",
+    keystrokeOverlay: element.dataset.input === "yes",
+  };
+  if (start > 0) {
+    // The frame at the asked time shows before playing; playing continues from it.
+    options.startAt = start;
+    options.poster = "npt:" + start.toFixed(3);
+  }
+  if (!Number.isNaN(idle) && idle > 0) {
+    options.idleTimeLimit = idle;
+  }
+  const player = AsciinemaPlayer.create(element.dataset.cast, element, options);
+  window.sshtrailPlayer = player;
+  player.addEventListener("ready", () => element.setAttribute("data-ready", "yes"));
+  for (const button of document.querySelectorAll("button.seek")) {
+    button.addEventListener("click", () => {
+      const at = parseFloat(button.dataset.t || "0");
+      player.seek(at).then(() => element.scrollIntoView({ block: "nearest" }));
+    });
+  }
+}
+
+document.addEventListener("DOMContentLoaded", () => {
+  localTimes();
+  mountPlayer();
+});
