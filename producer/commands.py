@@ -25,9 +25,11 @@ def register(commands: Any) -> None:
 
     hasher = commands.add_parser(
         "password-hash",
-        help="hash a password for operators.password_hash (read from the terminal or stdin)",
-        description="Print an scrypt hash of a password for an operator's password_hash. "
-        "Password login stays off for operators without one.",
+        help="hash a password for an operator's or auditor's password_hash (from the "
+        "terminal or stdin)",
+        description="Print an scrypt hash of a password for the password_hash of an operator "
+        "(gateway logins) or an auditor (the web console). Password login stays off for "
+        "accounts without one.",
     )
     hasher.set_defaults(handler="producer.cli:run_password_hash")
 

@@ -17,7 +17,7 @@ import fnmatch
 import re
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, false, or_, true
+from sqlalchemy import ColumnElement, and_, false, or_, true
 from sqlalchemy.sql.elements import ColumnClause
 
 from sshtrail.settings import SCOPE_PATTERN
@@ -46,8 +46,9 @@ class Scope:
         self, dialect: str, operator: ColumnClause[str], target: ColumnClause[str]
     ) -> ColumnElement[bool]:
         """The SQL that keeps rows in scope, for columns of a table on ``dialect``."""
-        return _column_matches(dialect, operator, self.operators) & _column_matches(
-            dialect, target, self.targets
+        return and_(
+            _column_matches(dialect, operator, self.operators),
+            _column_matches(dialect, target, self.targets),
         )
 
 
@@ -65,6 +66,6 @@ def _column_matches(
     if not patterns:
         return false()
     if dialect == "sqlite":  # GLOB is case-sensitive; LIKE is not, on SQLite
-        return or_(*(column.op("GLOB")(p) for p in patterns))
+        return or_(*(column.op("GLOB", is_comparison=True)(p) for p in patterns))
     likes = [p.replace("_", "\\_").replace("*", "%").replace("?", "_") for p in patterns]
     return or_(*(column.like(like, escape="\\") for like in likes))

@@ -66,9 +66,14 @@ SECURITY_HEADERS = [
 ]
 
 
+#: The largest request body taken: the console's forms are a few short fields.
+MAX_BODY = 16 << 10
+
+
 class SecurityHeaders:
     """Adds the headers above to every answer, and ``no-store`` to all but static files;
-    HSTS under TLS."""
+    HSTS under TLS. A request with a body larger than :data:`MAX_BODY` (or of unknown
+    length) is refused before anything reads it."""
 
     def __init__(self, app: ASGIApp, tls: bool) -> None:
         self.app = app
@@ -79,7 +84,13 @@ class SecurityHeaders:
             await self.app(scope, receive, send)
             return
         static = scope["path"].startswith("/static/")
+        if scope["method"] not in ("GET", "HEAD") and not _small_body(scope):
+            refused = PlainTextResponse("request body too large", status_code=413)
+            await refused(scope, receive, self._with_headers(send, static))
+            return
+        await self.app(scope, receive, self._with_headers(send, static))
 
+    def _with_headers(self, send: Send, static: bool) -> Send:
         async def sending(message: Message) -> None:
             if message["type"] == "http.response.start":
                 headers = list(message.get("headers", []))
@@ -91,7 +102,12 @@ class SecurityHeaders:
                 message["headers"] = headers
             await send(message)
 
-        await self.app(scope, receive, sending)
+        return sending
+
+
+def _small_body(scope: Scope) -> bool:
+    length = dict(scope["headers"]).get(b"content-length")
+    return length is not None and length.isdigit() and int(length) <= MAX_BODY
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -219,9 +235,10 @@ def _login(console: Console, pages: Pages) -> Callable[[Request], Any]:
         if not name or not password:
             return again("Give a name and a password.", 400)
         if console.limit.blocked(address, name):
-            await run_in_threadpool(
-                console.log, request, "login-refused", auditor=name, detail="too many failures"
-            )
+            if console.limit.first_refusal(address, name):
+                await run_in_threadpool(
+                    console.log, request, "login-refused", auditor=name, detail="too many failures"
+                )
             return again("Too many failed sign-ins; wait 15 minutes.", 429)
         auditor = await run_in_threadpool(console.accounts.check, name, password)
         if auditor is None:

@@ -131,7 +131,21 @@ class LoginLimit:
     def __init__(self, allowed: int) -> None:
         self._allowed = allowed
         self._failures: dict[str, _Failures] = {}
+        self._told: dict[str, float] = {}
         self._lock = threading.Lock()
+
+    def first_refusal(self, address: str, name: str) -> bool:
+        """Whether a refusal for this address and name is the first in a minute: the
+        access log records those, so a flood of refused attempts cannot fill it."""
+        key = f"{address}\n{name}"
+        now = time.monotonic()
+        with self._lock:
+            if len(self._told) > 100_000:
+                self._told = {k: t for k, t in self._told.items() if now - t < 60}
+            if now - self._told.get(key, -60.0) < 60:
+                return False
+            self._told[key] = now
+            return True
 
     def blocked(self, address: str, name: str) -> bool:
         with self._lock:

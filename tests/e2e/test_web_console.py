@@ -8,6 +8,7 @@ file named like one; a session on ``fwd`` holds a secret ``tom`` must never see.
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import shutil
@@ -15,12 +16,14 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+import msgspec
 import pexpect
 import pytest
 from sqlalchemy import func, select
@@ -193,8 +196,20 @@ def no_alert(driver: object) -> None:
         d.switch_to.alert  # noqa: B018 (an alert would mean a payload ran)
 
 
+class AccessEntry(msgspec.Struct, forbid_unknown_fields=True):
+    """``sshtrail access-log --json``: one entry, as docs/operations.md gives it."""
+
+    at: dt.datetime
+    auditor: str
+    action: str
+    address: str
+    session: uuid.UUID | None
+    detail: str
+
+
 def access_log(console: Console, *argv: str) -> list[dict[str, Any]]:
     out = sshtrail(console.config, "access-log", "--json", "--limit", "1000", *argv).stdout
+    msgspec.json.decode(out, type=list[AccessEntry])  # the documented shape, exactly
     return json.loads(out)  # type: ignore[no-any-return]
 
 

@@ -152,6 +152,20 @@ def test_failed_sign_ins_are_limited_per_account_and_per_address(client: TestCli
     assert sign_in(client, "ann").status_code == 429  # the same address
 
 
+def test_refused_sign_ins_are_logged_once_a_minute_not_each(
+    client: TestClient, store_engine: Engine
+) -> None:
+    for _ in range(3):
+        sign_in(client, "tom", "wrong")
+    for _ in range(20):
+        assert sign_in(client, "tom", "wrong").status_code == 429
+    with store_engine.connect() as conn:
+        actions = list(
+            conn.execute(select(ACCESS_LOG.c.action).order_by(ACCESS_LOG.c.id)).scalars()
+        )
+    assert actions == ["login-failed"] * 3 + ["login-refused"]
+
+
 def test_the_access_log_has_every_sign_in_and_look(
     client: TestClient, store_engine: Engine, stored: dict[tuple[str | None, str | None], uuid.UUID]
 ) -> None:
@@ -255,7 +269,14 @@ def test_garbage_in_every_parameter_is_a_clear_answer(
         "/search?q=%00",
     ):
         assert client.get(path).status_code == 200, path
-    assert client.post("/login", content=b"\xff" * 10000).status_code in (400, 413)
+    assert client.post("/login", content=b"\xff" * 10000).status_code == 400
+    assert client.post("/login", content=b"name=" + b"x" * 20000).status_code == 413
+
+    def endless() -> Iterator[bytes]:  # chunked: no length given, so none is taken
+        yield b"name=ann&"
+        yield b"x" * 100
+
+    assert client.post("/login", content=endless()).status_code == 413
 
 
 def test_a_trusted_proxy_names_the_auditor_and_others_cannot(store_engine: Engine) -> None:

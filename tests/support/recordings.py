@@ -26,8 +26,10 @@ def recording(
     target: str = "t1",
     exit_status: int | None = 0,
     signer: Ed25519PrivateKey = SIGNER,
+    text: bool = False,
 ) -> tuple[uuid.UUID, list[bytes]]:
-    """A closed session of ``chunks`` chunks (at least 2), ``payload`` output bytes each."""
+    """A closed session of ``chunks`` chunks (at least 2), ``payload`` output bytes each:
+    random bytes, or with ``text`` lines such as a build log prints."""
     assert chunks >= 2
     session_id = uuid7()
     writer = ChainWriter(session_id, signer)
@@ -48,7 +50,7 @@ def recording(
     messages = [writer.encode([start, ev.Exec(t=1, mode="exec", command=b"uptime")])]
     t, sent = 2, 0
     for _ in range(chunks - 2):
-        data = os.urandom(payload)
+        data = _lines(payload) if text else os.urandom(payload)
         messages.append(writer.encode([ev.Output(t=t, data=data)]))
         t, sent = t + 1_000_000, sent + len(data)
     end = ev.End(
@@ -61,6 +63,15 @@ def recording(
     )
     messages.append(writer.encode([ev.Exit(t=t, status=exit_status), end]))
     return session_id, messages
+
+
+def _lines(size: int) -> bytes:
+    """``size`` bytes of terminal text: numbered lines of a compiler's progress."""
+    out = bytearray()
+    while len(out) < size:
+        n = int.from_bytes(os.urandom(3), "big")
+        out += f"[{n % 1000:3d}%] Building C object src/module_{n:08x}.c.o\r\n".encode()
+    return bytes(out[:size])
 
 
 def produce(servers: str, topic: str, messages: Iterable[tuple[bytes | None, bytes]]) -> int:

@@ -1,0 +1,215 @@
+"""How fast the web console answers over a large store, against its own ``/healthz``.
+
+Fills a SQLite store with ``--sessions`` closed sessions (through the store's
+writer, as bench.audit does) and an index with ``--lines`` lines, adds one
+session of ``--big-mb`` MB of output, starts ``sshtrail web`` in its own
+process, signs in, and times each page as a browser gets it (a new request
+over loopback, wall time at the client): p50 and p95 of ``--runs`` requests,
+and the ratio of the p50 to ``/healthz``'s (what one request costs before any
+page work). For the big recording: the time to the first byte of the
+asciicast the player loads, and to its last byte.
+
+Goals (issue 19): sessions page over 100,000 sessions p95 <= 100 ms; search
+pages as fast as the CLI's search (bench.audit); the player starts a 100 MB
+recording in <= 1 s.
+
+    python -m bench.web [--sessions 100000] [--lines 200000] [--big-mb 100] [--runs 30]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import select
+
+from bench.audit import fill_databases, timed
+from bench.scratch import scratch
+from consumer.messages import Received
+from consumer.store import StoreWriter
+from sshtrail.broker import free_port
+from sshtrail.passwords import hash_password
+from sshtrail.tables import SESSIONS
+from sshtrail.wire import decode_chunk
+from tests.support.recordings import SIGNER, recording
+
+PASSWORD = "bench-password"
+
+
+def big_session(store_url: str, megabytes: int, text: bool) -> str:
+    """One closed session of ``megabytes`` MB of output (terminal text, or random bytes:
+    the worst case, each a ``\ufffd`` escape in the asciicast), in 64 KiB chunks."""
+    from sshtrail.db import make_engine
+
+    engine = make_engine(store_url)
+    writer = StoreWriter(engine, dt.timedelta(hours=1))
+    session_id, messages = recording(max(2, megabytes * 16), 64 << 10, target="big", text=text)
+    now = dt.datetime.now(dt.UTC)
+    received = [Received(decode_chunk(m), 1, i, now) for i, m in enumerate(messages)]
+    for start in range(0, len(received), 200):
+        writer.write(received[start : start + 200])
+    engine.dispose()
+    return session_id.hex
+
+
+def serve(workdir: Path, store_url: str, search_url: str) -> tuple[subprocess.Popen[bytes], int]:
+    """``sshtrail web`` over the store, trusting the key the sessions are signed with (as a
+    real stack's console trusts its gateway's: stored verdicts stand)."""
+    port = free_port()
+    key = workdir / "recording_ed25519_key"
+    key.with_suffix(".pub").write_bytes(
+        SIGNER.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
+    )
+    config = workdir / "web.toml"
+    with config.open("w") as out:
+        out.write(
+            f'state_dir = "{workdir}/state"\n[database]\nurl = "{store_url}"\n'
+            f'[gateway]\nsigning_key = "{key}"\n'
+            f'[search]\nurl = "{search_url}"\n[web]\nport = {port}\n'
+            f'[[auditors]]\nname = "bench"\nrole = "admin"\n'
+            f'password_hash = "{hash_password(PASSWORD)}"\n'
+        )
+    process = subprocess.Popen(
+        [sys.executable, "-m", "sshtrail", "--config", str(config), "web"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        with socket.socket() as probe:
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return process, port
+        time.sleep(0.1)
+    process.kill()
+    sys.exit("sshtrail web did not start")
+
+
+def signed_in(base: str) -> httpx.Client:
+    client = httpx.Client(base_url=base, timeout=60)
+    page = client.get("/login")
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token is not None
+    answer = client.post(
+        "/login", data={"name": "bench", "password": PASSWORD, "csrf": token[1], "next": "/"}
+    )
+    assert answer.status_code in (200, 303), answer.status_code
+    return client
+
+
+def stream_cast(client: httpx.Client, session: str, what: str) -> None:
+    """Time the asciicast download the player makes: first byte, last byte."""
+    started = time.perf_counter()
+    first = None
+    size = 0
+    with client.stream("GET", f"/sessions/{session}/cast") as answer:
+        for piece in answer.iter_raw():
+            if first is None:
+                first = time.perf_counter() - started
+            size += len(piece)
+    whole = time.perf_counter() - started
+    print(
+        f"asciicast of {what}: first byte {(first or 0) * 1000:.0f} ms, all "
+        f"{size / 1e6:.0f} MB in {whole:.2f} s ({size / 1e6 / whole:.0f} MB/s)"
+    )
+
+
+def browser_start(base: str, sessions: dict[str, str], megabytes: int) -> None:
+    """In Debian's chromium: from opening a session's page to its player being ready
+    (the recording loaded and its first frame shown), against a 1-chunk session's."""
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        print("player start in the browser: not measured (chromium, chromium-driver missing)")
+        return
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+
+    options = webdriver.ChromeOptions()
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage"):
+        options.add_argument(argument)
+    options.binary_location = shutil.which("chromium") or "chromium"
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    try:
+        driver.get(f"{base}/login")
+        driver.find_element(By.ID, "name").send_keys("bench")
+        driver.find_element(By.ID, "password").send_keys(PASSWORD)
+        driver.find_element(By.ID, "sign-in").click()
+        for kind, session in sessions.items():
+            started = time.perf_counter()
+            driver.get(f"{base}/sessions/{session}")
+            while driver.find_element(By.ID, "player").get_attribute("data-ready") != "yes":
+                if time.perf_counter() - started > 120:
+                    print(f"player start, {megabytes} MB of {kind}: not ready after 120 s")
+                    break
+                time.sleep(0.01)
+            else:
+                print(
+                    f"player start in chromium, {megabytes} MB of {kind}: "
+                    f"{time.perf_counter() - started:.2f} s from opening the page"
+                )
+    finally:
+        driver.quit()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sessions", type=int, default=100_000)
+    parser.add_argument("--lines", type=int, default=200_000)
+    parser.add_argument("--big-mb", type=int, default=100)
+    parser.add_argument("--runs", type=int, default=30)
+    args = parser.parse_args()
+    workdir = scratch("bench-web-")
+    store_url, search_url = f"sqlite:///{workdir / 'store.db'}", f"sqlite:///{workdir / 's.db'}"
+    began = time.monotonic()
+    store, index = fill_databases(store_url, search_url, args.sessions, args.lines)
+    with store.connect() as conn:
+        some = conn.execute(select(SESSIONS.c.id).limit(1)).scalar_one().hex
+    store.dispose()
+    index.dispose()
+    big = {
+        "text": big_session(store_url, args.big_mb, text=True),
+        "random bytes": big_session(store_url, args.big_mb, text=False),
+    }
+    print(
+        f"{args.sessions:,} sessions, {args.lines:,} indexed lines and two {args.big_mb} MB "
+        f"sessions stored in {time.monotonic() - began:.0f} s"
+    )
+    process, port = serve(workdir, store_url, search_url)
+    try:
+        client = signed_in(f"http://127.0.0.1:{port}")
+        base = timed(lambda: client.get("/healthz"), args.runs)
+        print(f"baseline: GET /healthz {'':<24} p50 {base[0]:6.1f} ms  p95 {base[1]:6.1f} ms")
+        for path in (
+            "/sessions",
+            "/sessions?operator=bob",
+            "/sessions?target=web07&sort=target&order=asc",
+            "/sessions?page=200",
+            "/sessions?status=tampered",
+            "/search?q=rm+-rf",
+            f"/sessions/{some}",
+        ):
+            answer = client.get(path)
+            assert answer.status_code == 200, (path, answer.status_code)
+            p50, p95 = timed(lambda path=path: client.get(path), args.runs)  # type: ignore[misc]
+            print(
+                f"GET {path:<44} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  "
+                f"({p50 / base[0]:5.1f}x /healthz)"
+            )
+        for kind, session in big.items():
+            stream_cast(client, session, f"{args.big_mb} MB of {kind}")
+        browser_start(f"http://127.0.0.1:{port}", big, args.big_mb)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+if __name__ == "__main__":
+    main()
