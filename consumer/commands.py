@@ -26,6 +26,63 @@ def register(commands: Any) -> None:
     _members(commands)
     _operations(commands)
     _console(commands)
+    _requests(commands)
+
+
+def _requests(commands: Any) -> None:
+    """Requests to the gateways over the control topic."""
+    reason = {"required": True, "metavar": "TEXT", "type": _reason}
+    wait = {
+        "type": ranged(float, 1.0, 300.0, "1 to 300 seconds"),
+        "default": 10.0,
+        "metavar": "S",
+        "help": "how long to wait for a gateway's answer (default 10)",
+    }
+    who = {
+        "dest": "as_",
+        "metavar": "NAME",
+        "help": "the requester's name in the record (default: your user name)",
+    }
+    terminate = commands.add_parser(
+        "terminate",
+        help="end an active session now: the operator is told why, the end is recorded",
+        description="Ask the gateways (control topic, signed with the control key) to end "
+        "session ID. The gateway holding it writes the reason on the operator's terminal, "
+        "closes the session and records its end as 'terminated by NAME: REASON'. Exits 0 "
+        "when done, 1 when it had already ended or no gateway answered, 3 for an unknown id.",
+    )
+    terminate.add_argument("session", metavar="ID", help="session id or unique prefix")
+    terminate.add_argument("--reason", help="why (shown to the operator, recorded)", **reason)
+    terminate.add_argument("--wait", **wait)
+    terminate.add_argument("--as", **who)
+    terminate.set_defaults(handler="consumer.controlcli:run_terminate")
+    for name, verb in (("lock", "refuse"), ("unlock", "allow again")):
+        parser = commands.add_parser(
+            name,
+            help=f"{verb} new sessions of an operator on every gateway",
+            description=f"Ask every gateway to {verb} new sessions of OPERATOR until "
+            + (
+                "'sshtrail unlock'. With --end-sessions, their active sessions end too. "
+                if name == "lock"
+                else "locked again. "
+            )
+            + "The request stays on the control topic: gateways started later apply it.",
+        )
+        parser.add_argument("operator", metavar="OPERATOR")
+        parser.add_argument("--reason", help="why (shown to the operator, recorded)", **reason)
+        if name == "lock":
+            parser.add_argument(
+                "--end-sessions", action="store_true", help="also end their active sessions"
+            )
+        parser.add_argument("--wait", **wait)
+        parser.add_argument("--as", **who)
+        parser.set_defaults(handler="consumer.controlcli:run_lock")
+
+
+def _reason(text: str) -> str:
+    if not text.strip() or len(text) > 500:
+        raise argparse.ArgumentTypeError("give a reason of 1 to 500 characters")
+    return text.strip()
 
 
 def _console(commands: Any) -> None:

@@ -75,6 +75,15 @@ class Connection(asyncssh.SSHServer):
         self._gateway.admission.counted(reason)
 
     def target(self) -> Target:
+        """The target this login may use; :class:`Refused` when it may not, or when its
+        operator is locked (the session is refused with the lock's reason, recorded)."""
+        control = self._gateway.control
+        locked = control.locked(self.login.operator) if control is not None else None
+        if locked is not None:
+            raise Refused(
+                f"operator {self.login.operator} is locked by {locked.auditor}: {locked.reason}",
+                f"refused: operator locked by {locked.auditor}: {locked.reason}",
+            )
         return self._gateway.policy.resolve(self.login)
 
     def start_recording(self, term: str, size: tuple[int, int]) -> tuple[Verdict, Recorder | None]:
@@ -234,6 +243,7 @@ class Connection(asyncssh.SSHServer):
         refusal = self._gateway.admission.channel(
             self.login.operator, len(sessions), sessions.of(self.login.operator)
         )
+
         if refusal is not None:
             if refusal.reason == "refused: shutting down":
                 raise asyncssh.ChannelOpenError(

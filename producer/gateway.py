@@ -21,6 +21,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from producer.admission import Admission, SpoolState
+from producer.control import ControlListener
 from producer.policy import Policy
 from producer.recorder import Recorder, call_later
 from producer.sessions import LiveSessions
@@ -64,6 +65,8 @@ class Gateway:
         #: Encodes and spools chunks on its own thread; started with :meth:`start`.
         self.writer = ChunkWriter(spool, self._from_writer, self._writer_behind)
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Requests from the control topic and the operators locked (set by the service).
+        self.control: ControlListener | None = None
 
     def start(self, loop: asyncio.AbstractEventLoop) -> None:
         """Start the chunk writer; its notices come back on ``loop``."""

@@ -182,6 +182,7 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
             chan.close()
             return
         self._target = chan
+        self._banner()
         for data, datatype in self._early:
             chan.write(data, datatype)
         if self._eof_early:
@@ -190,6 +191,18 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         if "target" in self._held:  # a hold placed before the target channel existed
             chan.pause_reading()
         self.release("operator", "opening")
+
+    def _banner(self) -> None:
+        """The recording notice, on a terminal only (it would mix into other data),
+        recorded as output: a replay shows what the operator was told."""
+        if self._term is None or not self._gw.banner:
+            return
+        text = "\r\n".join(self._gw.banner.splitlines())
+        notice = f"{text}\r\n".encode()
+        with contextlib.suppress(OSError):
+            self.chan.write(notice)
+        if self.recorder is not None:
+            self.recorder.output(notice)
 
     def _refuse(self, refused: Refused) -> None:
         self._refused = True

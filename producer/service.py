@@ -13,6 +13,7 @@ import asyncssh
 
 from producer import keys
 from producer.connection import Connection
+from producer.control import ControlListener
 from producer.gateway import Gateway, server_options
 from producer.metrics import GatewayCollector
 from producer.metrics import serve as serve_metrics
@@ -112,6 +113,9 @@ class GatewayService:
             collector = GatewayCollector(self.gateway, self.spool, self.publisher)
             self.metrics_port = serve_metrics(collector, gw.metrics_listen, gw.metrics_port)
         self.gateway.start(loop)  # before the first await: before any connection
+        listener = ControlListener(self.settings, self.gateway.sessions, self.gateway.signer, loop)
+        self.gateway.control = listener
+        listener.start()
         idle = loop.create_task(self._close_idle())
         spool_watch = loop.create_task(self.gateway.watch_spool())
         ready(self)
@@ -126,6 +130,7 @@ class GatewayService:
         idle.cancel()
         spool_watch.cancel()
         await self._drain_sessions(gw.shutdown_timeout_s)
+        await loop.run_in_executor(None, listener.stop)
         await loop.run_in_executor(None, self.gateway.stop)  # the last chunks into the spool
         delivered = await loop.run_in_executor(None, self.publisher.stop, 10.0)
         self.spool.close()

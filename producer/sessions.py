@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections import Counter
 from collections.abc import Iterator
 
@@ -30,6 +31,17 @@ class LiveSessions:
 
     def of(self, operator: str) -> int:
         return self._by_operator[operator]
+
+    def of_operator(self, operator: str) -> list[Relay]:
+        """The operator's open sessions."""
+        return [relay for relay, owner in self._open.items() if owner == operator]
+
+    def find(self, session_id: uuid.UUID | None) -> Relay | None:
+        """The open session recorded as ``session_id``, if it is here."""
+        for relay in self._open:
+            if relay.recorder is not None and relay.recorder.session_id == session_id:
+                return relay
+        return None
 
     def add(self, relay: Relay, operator: str) -> None:
         self._open[relay] = operator

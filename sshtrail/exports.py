@@ -79,16 +79,7 @@ def asciicast(
     stream = iter(events)
     first = next(stream, None)
     start = first if isinstance(first, Start) else None
-    header: dict[str, Any] = {
-        "version": 2,
-        "width": (start.cols if start else 0) or 80,
-        "height": (start.rows if start else 0) or 24,
-    }
-    if start is not None:
-        header["timestamp"] = start.started_at // 1_000_000_000
-        header["env"] = {"TERM": start.term or "dumb"}
-        header["title"] = f"{start.operator}@{start.target}"
-    yield msgspec.json.encode(header)
+    yield cast_header(start)
     rest: Iterable[Event] = stream if first is None or start is not None else _chain(first, stream)
     lines = _event_lines(rest, with_input)
     timed = heapq.merge(lines, ((t, ["m", label]) for t, label in markers), key=lambda x: x[0])
@@ -101,22 +92,55 @@ def _chain(first: Event, rest: Iterator[Event]) -> Iterator[Event]:
     yield from rest
 
 
-def _event_lines(events: Iterable[Event], with_input: bool) -> Iterator[tuple[float, list[str]]]:
-    decoder = codecs.getincrementaldecoder("utf-8")("replace")
-    typed = codecs.getincrementaldecoder("utf-8")("replace")
-    for event in events:
+def cast_header(start: Start | None) -> bytes:
+    """The asciicast v2 header line of a session that began with ``start``."""
+    header: dict[str, Any] = {
+        "version": 2,
+        "width": (start.cols if start else 0) or 80,
+        "height": (start.rows if start else 0) or 24,
+    }
+    if start is not None:
+        header["timestamp"] = start.started_at // 1_000_000_000
+        header["env"] = {"TERM": start.term or "dumb"}
+        header["title"] = f"{start.operator}@{start.target}"
+    return msgspec.json.encode(header)
+
+
+class CastEvents:
+    """Events to asciicast ``(seconds, [code, text])``, one at a time: the output's
+    UTF-8 decoded across events (the web console's live view feeds it as chunks come)."""
+
+    def __init__(self, with_input: bool = False) -> None:
+        self._with_input = with_input
+        self._output = codecs.getincrementaldecoder("utf-8")("replace")
+        self._typed = codecs.getincrementaldecoder("utf-8")("replace")
+
+    def convert(self, event: Event) -> tuple[float, list[str]] | None:
+        t = event.t / 1e9
         if isinstance(event, Output):
-            text = decoder.decode(event.data)
-            if text:
-                yield event.t / 1e9, ["o", text]
-        elif isinstance(event, Resize):
-            yield event.t / 1e9, ["r", f"{event.cols}x{event.rows}"]
-        elif isinstance(event, End) and (rest := decoder.decode(b"", final=True)):
-            yield event.t / 1e9, ["o", rest]
-        elif with_input and isinstance(event, Input) and (text := typed.decode(event.data)):
-            yield event.t / 1e9, ["i", text]
-        elif with_input and isinstance(event, MaskedInput | SealedInput):
-            yield event.t / 1e9, ["m", f"masked input: {event.count} bytes, not echoed"]
+            text = self._output.decode(event.data)
+            return (t, ["o", text]) if text else None
+        if isinstance(event, Resize):
+            return t, ["r", f"{event.cols}x{event.rows}"]
+        if isinstance(event, End):
+            rest = self._output.decode(b"", final=True)
+            return (t, ["o", rest]) if rest else None
+        if not self._with_input:
+            return None
+        if isinstance(event, Input):
+            text = self._typed.decode(event.data)
+            return (t, ["i", text]) if text else None
+        if isinstance(event, MaskedInput | SealedInput):
+            return t, ["m", f"masked input: {event.count} bytes, not echoed"]
+        return None
+
+
+def _event_lines(events: Iterable[Event], with_input: bool) -> Iterator[tuple[float, list[str]]]:
+    converter = CastEvents(with_input)
+    for event in events:
+        line = converter.convert(event)
+        if line is not None:
+            yield line
 
 
 def _base64(record: dict[str, Any]) -> dict[str, Any]:

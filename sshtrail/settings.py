@@ -210,6 +210,12 @@ class GatewaySettings(_Section):
     #: holder of its private key can reveal it (``sshtrail reveal``). Empty:
     #: masked input is only counted (a warning at start-up).
     escrow_public_key: str = ""
+    #: Shown on the operator's terminal when a session with a terminal starts,
+    #: and recorded with it; empty: none. Sessions without a terminal (exec,
+    #: scp, sftp) get none: it would mix into their data.
+    banner: Annotated[str, msgspec.Meta(max_length=2000)] = (
+        "This session is recorded and may be watched."
+    )
     #: Benchmarks only: false relays without recording anything (logged loudly).
     record: bool = True
     spool: SpoolSettings = msgspec.field(default_factory=SpoolSettings)
@@ -263,6 +269,24 @@ class ConsumerSettings(_Section):
     metrics_listen: str = "127.0.0.1"
     #: Its port; 0 turns it off. ``--metrics-port`` sets it.
     metrics_port: Annotated[int, msgspec.Meta(ge=0, le=65535)] = 0
+
+
+class ControlSettings(_Section):
+    """Requests to the gateways: terminate a session, lock an operator (docs/security.md)."""
+
+    #: The topic requests and the gateways' answers travel on, keyed by session id
+    #: (or ``operator:NAME``); created compacted by ``sshtrail topics`` and ``up``.
+    topic: Name = "sshtrail.control"
+    #: Ed25519 key that signs requests (the web console's and ``sshtrail
+    #: terminate``'s); created when missing. Empty means
+    #: ``<state_dir>/control/control_ed25519_key``.
+    signing_key: str = ""
+    #: Public keys (``ssh-ed25519 AAAA...``) whose signed requests the gateways
+    #: obey. Empty: the public half of ``signing_key`` (one machine, as ``up``).
+    trusted_keys: list[str] = msgspec.field(default_factory=list)
+    #: Recording public keys of the gateways (``ssh-ed25519 AAAA...``) whose
+    #: answers requesters believe, beside ``gateway.signing_key``'s public half.
+    gateway_keys: list[str] = msgspec.field(default_factory=list)
 
 
 class WebSettings(_Section):
@@ -325,6 +349,8 @@ class AuditorSettings(_Section):
     targets: list[Annotated[str, msgspec.Meta(pattern=SCOPE_PATTERN)]] = msgspec.field(
         default_factory=lambda: ["*"]
     )
+    #: May end active sessions of their scope (and admins lock operators).
+    terminate: bool = False
 
     def __post_init__(self) -> None:
         if self.password_hash and not well_formed(self.password_hash):
@@ -392,6 +418,7 @@ class Settings(_Section):
     gateway: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
     consumer: ConsumerSettings = msgspec.field(default_factory=ConsumerSettings)
     web: WebSettings = msgspec.field(default_factory=WebSettings)
+    control: ControlSettings = msgspec.field(default_factory=ControlSettings)
     operators: list[OperatorSettings] = msgspec.field(default_factory=list)
     targets: list[TargetSettings] = msgspec.field(default_factory=list)
     auditors: list[AuditorSettings] = msgspec.field(default_factory=list)

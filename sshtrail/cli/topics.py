@@ -41,10 +41,10 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def describe(settings: Settings) -> list[tuple[str, int, int]]:
-    """Name, partition count and smallest replica count of the two topics."""
+    """Name, partition count and smallest replica count of the three topics."""
     admin = kafka_admin(settings)
     rows = []
-    for name in (settings.kafka.topic, settings.kafka.dlq_topic):
+    for name in (settings.kafka.topic, settings.kafka.dlq_topic, settings.control.topic):
         topic = admin.topic(name)
         rows.append((name, topic.partitions, topic.replicas))
     return rows

@@ -168,7 +168,7 @@ def _start_infrastructure(settings: Settings) -> EmbeddedBroker | None:
         _say("broker", f"external, {settings.kafka.bootstrap_servers}")
     created = ensure_topics(settings)
     topics = f"{settings.kafka.topic} ({settings.kafka.partitions} partitions), "
-    topics += f"dead letters in {settings.kafka.dlq_topic}"
+    topics += f"dead letters in {settings.kafka.dlq_topic}, requests in {settings.control.topic}"
     _say("topics", topics + (" (created)" if created else ""))
     migrate.upgrade(settings.database_url)
     revision = migrate.current_revision(settings.database_url)

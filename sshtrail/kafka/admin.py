@@ -134,11 +134,21 @@ def kafka_admin(settings: Settings, timeout: float = 10.0) -> KafkaAdmin:
 
 
 def ensure_topics(settings: Settings, timeout: float = 30.0) -> list[str]:
-    """Create the sessions topic and its dead-letter topic if missing; the names created."""
+    """Create the sessions topic, its dead-letter topic and the control topic if missing;
+    the names created. The control topic is compacted: the last lock or unlock of each
+    operator stays on it for good (sshtrail/control.py)."""
     kafka = settings.kafka
-    return kafka_admin(settings, timeout).ensure_topics(
+    admin = kafka_admin(settings, timeout)
+    created = admin.ensure_topics(
         [kafka.topic, kafka.dlq_topic],
         kafka.partitions,
         kafka.replication_factor,
         dict(kafka.topic_config),
     )
+    created += admin.ensure_topics(
+        [settings.control.topic],
+        kafka.partitions,
+        kafka.replication_factor,
+        {"cleanup.policy": "compact"},
+    )
+    return created

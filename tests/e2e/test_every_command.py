@@ -31,6 +31,7 @@ MISSING = {
     "watch": ["ffffffffffff"],
     "reveal": ["ffffffffffff", "--key", "{escrow}", "--reason", "test"],
     "access-log": ["--session", "ffffffffffff"],
+    "terminate": ["ffffffffffff", "--reason", "test"],
 }
 
 

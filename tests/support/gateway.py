@@ -46,6 +46,10 @@ class GatewayProcess:
     cli_options: Sequence[str] = ()
     #: Also create ``<topic>.dlq``, for consumer groups reading the topic.
     dead_letters: bool = False
+    #: ``instance`` of its settings: what its answers on the control topic name.
+    instance: str = "gw-test"
+    #: Its control topic (created with it); gateways sharing one name it the same.
+    control_topic: str = ""
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
 
@@ -55,9 +59,18 @@ class GatewayProcess:
         self.stranger_key = keygen(self.workdir / "mallory_ed25519", "mallory@test")
         self.known_hosts = self.workdir / "known_hosts"
         admin = AdminClient({"bootstrap.servers": self.servers})
+        self.control_topic = self.control_topic or self.topic + ".control"
         names = [self.topic, self.topic + ".dlq"] if self.dead_letters else [self.topic]
-        for future in admin.create_topics([NewTopic(name, 3, 1) for name in names]).values():
+        existing = admin.list_topics(timeout=15).topics
+        names += [self.control_topic] if self.control_topic not in existing else []
+        wanted = [NewTopic(name, 3, 1) for name in names if name not in existing]
+        for future in admin.create_topics(wanted).values() if wanted else ():
             future.result(15)
+
+    @property
+    def control_key(self) -> Path:
+        """The key requests are signed with (``sshtrail terminate`` with these settings)."""
+        return self.workdir.parent / "control_ed25519_key"
 
     @property
     def config(self) -> Path:
@@ -70,7 +83,7 @@ class GatewayProcess:
         self.config.write_text(
             f"""
 state_dir = {toml_value(str(self.workdir / "state"))}
-instance = "gw-test"
+instance = {toml_value(self.instance)}
 [kafka]
 bootstrap_servers = {toml_value(self.servers)}
 topic = {toml_value(self.topic)}
@@ -80,6 +93,9 @@ listen = "127.0.0.1"
 port = {self.port}
 echo_window_ms = 300
 {self.extra}
+[control]
+topic = {toml_value(self.control_topic)}
+signing_key = {toml_value(str(self.control_key))}
 [[operators]]
 name = "alice"
 keys = [{toml_value(pub)}]

@@ -43,6 +43,9 @@ COMMANDS = (
     "reveal",
     "web",
     "access-log",
+    "terminate",
+    "lock",
+    "unlock",
 )
 
 

@@ -1,0 +1,201 @@
+"""Requests to the gateways, and their answers, on the control topic (``control.topic``).
+
+An auditor's request (terminate a session, lock or unlock an operator) is
+published keyed by the session id (``operator:NAME`` for locks), signed with
+the control key (``control.signing_key``). Every gateway reads every
+partition of the topic with no consumer group -- so the gateway that owns a
+session always sees the request for it -- and obeys only requests signed by
+a key of ``control.trusted_keys``; a gateway that acted answers with a
+:class:`Result` signed by its recording key, which the requester checks
+against the trusted gateway keys. Anything else on the topic is refused and
+logged: a client that may only produce to the topic cannot end a session.
+
+Locks are the topic's state: a gateway that starts reads the topic from its
+beginning and knows every operator's last lock or unlock (the topic is
+compacted, so the last one per operator is kept). Terminations older than
+:data:`FRESH_S` are not acted on: the session they name ended long ago.
+
+The value of a message is JSON: ``{"body": base64, "key": base64, "sig":
+base64}``, ``sig`` an Ed25519 signature by ``key`` over ``body``, which is
+the JSON of one of the structs below (``kind`` tells which).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+import uuid
+from collections.abc import Collection
+from pathlib import Path
+from typing import Literal
+
+import msgspec
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from sshtrail.errors import ConfigError, InvalidError
+from sshtrail.keyfiles import create_ed25519, public_path
+from sshtrail.settings import Settings
+
+#: A termination this old (seconds) is history, not a request.
+FRESH_S = 120
+#: The key prefix of the gateways' answers (which gateways themselves skip).
+RESULT_PREFIX = b"result:"
+#: The largest control message taken (a request is a few hundred bytes).
+MAX_MESSAGE = 16 << 10
+
+
+class _Message(msgspec.Struct, frozen=True, forbid_unknown_fields=True, tag_field="kind"):
+    request_id: str
+    #: Nanoseconds since the Unix epoch, when it was made.
+    at: int
+
+
+class Terminate(_Message, tag="terminate", frozen=True):
+    session: str  # the session id, as text
+    auditor: str
+    reason: str
+
+
+class Lock(_Message, tag="lock", frozen=True):
+    operator: str
+    auditor: str
+    reason: str
+    #: Also end the operator's active sessions.
+    end_sessions: bool = False
+
+
+class Unlock(_Message, tag="unlock", frozen=True):
+    operator: str
+    auditor: str
+    reason: str
+
+
+Outcome = Literal["done", "locked", "unlocked"]
+
+
+class Result(_Message, tag="result", frozen=True):
+    """A gateway's answer to ``request_id``: what it did."""
+
+    gateway: str
+    outcome: Outcome
+    detail: str
+
+
+Request = Terminate | Lock | Unlock
+Message = Terminate | Lock | Unlock | Result
+
+
+class _Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    body: bytes
+    key: bytes
+    sig: bytes
+
+
+class ControlError(InvalidError):
+    """A control message that is not to be obeyed; the text says why."""
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def now_ns() -> int:
+    return time.time_ns()
+
+
+def key_of(message: Message) -> bytes:
+    """The Kafka key: the session id, or ``operator:NAME``, or the request for answers."""
+    if isinstance(message, Terminate):
+        return message.session.encode()
+    if isinstance(message, Lock | Unlock):
+        return f"operator:{message.operator}".encode()
+    return RESULT_PREFIX + message.request_id.encode()
+
+
+def encode(message: Message, signer: Ed25519PrivateKey) -> bytes:
+    body = msgspec.json.encode(message)
+    key = signer.public_key().public_bytes_raw()
+    return msgspec.json.encode(_Envelope(body, key, signer.sign(body)))
+
+
+def decode(data: bytes | None, trusted: Collection[bytes]) -> Message:
+    """The message in ``data`` if it is well formed and signed by a ``trusted`` key;
+    :class:`ControlError` saying why not otherwise."""
+    if not data:
+        raise ControlError("an empty message")
+    if len(data) > MAX_MESSAGE:
+        raise ControlError(f"a message of {len(data)} bytes (at most {MAX_MESSAGE})")
+    try:
+        envelope = msgspec.json.decode(data, type=_Envelope)
+    except msgspec.DecodeError as exc:
+        raise ControlError(f"not a signed control message: {exc}") from None
+    if envelope.key not in trusted:
+        raise ControlError("signed by a key that is not trusted (control.trusted_keys)")
+    try:
+        Ed25519PublicKey.from_public_bytes(envelope.key).verify(envelope.sig, envelope.body)
+    except (InvalidSignature, ValueError):
+        raise ControlError("the signature does not match the message") from None
+    try:
+        message: Message = msgspec.json.decode(envelope.body, type=Message)
+        return message
+    except msgspec.DecodeError as exc:
+        raise ControlError(f"a signed message of no known kind: {exc}") from None
+
+
+def key_path(settings: Settings) -> Path:
+    return settings.state_file(settings.control.signing_key, "control/control_ed25519_key")
+
+
+def signing_key(settings: Settings) -> Ed25519PrivateKey:
+    """The control key, created when missing (its public half beside it, ``.pub``)."""
+    path = key_path(settings)
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):  # another process made it just now
+            create_ed25519(path, "sshtrail control key")
+    try:
+        key = serialization.load_ssh_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot read {path}: {exc.strerror}", key="control.signing_key"
+        ) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(
+            f"{path}: not an OpenSSH private key ({exc})", key="control.signing_key"
+        ) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{path} must be an Ed25519 key", key="control.signing_key")
+    return key
+
+
+def trusted_keys(settings: Settings) -> set[bytes]:
+    """The keys whose requests gateways obey: ``control.trusted_keys``, else the public
+    half of the control key of these settings (made if missing)."""
+    lines = list(settings.control.trusted_keys)
+    if not lines:
+        signing_key(settings)
+        lines = [public_path(key_path(settings)).read_text()]
+    return parse_keys(lines, "control.trusted_keys")
+
+
+def gateway_keys(settings: Settings, own: Collection[bytes]) -> set[bytes]:
+    """The gateways whose answers are believed: ``control.gateway_keys`` and ``own``
+    (the gateway key of these settings, as ``verify`` trusts it)."""
+    return parse_keys(settings.control.gateway_keys, "control.gateway_keys") | set(own)
+
+
+def parse_keys(lines: Collection[str], setting: str) -> set[bytes]:
+    """Raw Ed25519 keys of OpenSSH public key lines (``ssh-ed25519 AAAA... comment``)."""
+    found = set()
+    for line in lines:
+        try:
+            key = serialization.load_ssh_public_key(" ".join(line.split()[:2]).encode())
+        except (ValueError, IndexError) as exc:
+            raise ConfigError(
+                f"{line[:40]!r} is not an OpenSSH public key ({exc})", key=setting
+            ) from None
+        if not isinstance(key, Ed25519PublicKey):
+            raise ConfigError("only ssh-ed25519 keys are taken", key=setting)
+        found.add(key.public_bytes_raw())
+    return found
