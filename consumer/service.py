@@ -20,6 +20,7 @@ from sshtrail.db import make_engine
 from sshtrail.errors import DatabaseError, SchemaMismatch, SshtrailError
 from sshtrail.kafka.adapters import KafkaGroupConsumer, KafkaProducer
 from sshtrail.kafka.config import LARGE_FETCH, client_config
+from sshtrail.kafka.resting import idle_check_s
 from sshtrail.settings import Settings
 from sshtrail.statedir import secure
 
@@ -43,16 +44,6 @@ def assignment_strategy(settings: Settings) -> str:
     if chosen != "auto":
         return chosen
     return "roundrobin" if settings.embedded_broker else "cooperative-sticky"
-
-
-def idle_check_s(settings: Settings) -> float:
-    """How often a caught-up member looks for new messages instead of fetching; 0: it
-    fetches (a real Kafka holds an empty fetch for ``fetch.wait.max.ms``). ``-1`` is
-    100 ms on the embedded broker, which answers at once (docs/decisions.md)."""
-    chosen = settings.consumer.idle_check_ms
-    if chosen >= 0:
-        return chosen / 1000
-    return 0.1 if settings.embedded_broker else 0.0
 
 
 def incomplete_after(settings: Settings) -> dt.timedelta:

@@ -29,6 +29,7 @@ from sshtrail.errors import BrokerError
 from sshtrail.kafka.adapters import KafkaProducer, topic_reader
 from sshtrail.kafka.config import client_config
 from sshtrail.kafka.ports import DeliveryError
+from sshtrail.kafka.resting import idle_check_s, rest_until_more
 from sshtrail.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -85,21 +86,27 @@ class ControlListener:
 
     def _run(self) -> None:
         reader = None
+        positions: dict[int, int] = {}
+        rest = idle_check_s(self._settings)
         while not self._stop.is_set():
             try:
                 if reader is None:
                     reader = topic_reader(self._settings, "control", timeout=5.0)
                     partitions = reader.partitions(self._topic)
-                    starts = {p: reader.watermarks(self._topic, p)[0] for p in partitions}
-                    reader.assign(self._topic, starts)
-                for message in reader.consume(100, 0.2):
+                    positions = {p: reader.watermarks(self._topic, p)[0] for p in partitions}
+                    reader.assign(self._topic, positions)
+                messages = reader.consume(100, 0.2)
+                for message in messages:
+                    partition, offset = message.partition(), message.offset()
+                    if partition is not None and offset is not None:
+                        positions[partition] = offset + 1
                     if (message.key() or b"").startswith(control.RESULT_PREFIX):
                         continue  # gateways' answers, for the requesters
-                    where = (
-                        f"{self._topic} partition {message.partition()} offset {message.offset()}"
-                    )
-                    self._handle(message.value(), where)
+                    where = f"partition {partition} offset {offset}"
+                    self._handle(message.value(), f"{self._topic} {where}")
                 self._producer.poll(0)
+                if not messages and rest:
+                    rest_until_more(reader, self._topic, positions, rest, self._stop)
             except BrokerError as exc:
                 log.warning("control topic: %s; trying again", exc)
                 if reader is not None:

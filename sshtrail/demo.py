@@ -83,7 +83,10 @@ def prepare(settings: Settings) -> tuple[Settings, Demo]:
     )
     # An admin: the demo is one person trying everything, the lag page included.
     auditor = AuditorSettings(
-        name=AUDITOR, password_hash=hash_password(demo.auditor_password), role="admin"
+        name=AUDITOR,
+        password_hash=hash_password(demo.auditor_password),
+        role="admin",
+        terminate=True,
     )
     combined = msgspec.structs.replace(
         settings,

@@ -27,6 +27,8 @@ ACTIONS = (
     "replay",
     "search",
     "export",
+    "watch",
+    "terminate",
     "lag",
     "access-log",
     "denied",

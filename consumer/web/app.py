@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import secrets
 import threading
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -26,19 +27,21 @@ import jinja2
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import (
     PlainTextResponse,
     RedirectResponse,
     Response,
 )
-from starlette.routing import Mount, Route
+from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.websockets import WebSocket
 
 from consumer.web import views
 from consumer.web.auth import Accounts, Auditor, LoginLimit, Proxies, Sessions, same_token
 from consumer.web.console import Console
+from consumer.web.live import LiveHub, stream_live
 from consumer.web.pages import Pages
 from sshtrail.db import make_engine
 from sshtrail.settings import Settings
@@ -131,6 +134,8 @@ def create_app(settings: Settings) -> Starlette:
         proxies=Proxies(settings),
         templates=templates,
         tls=bool(web.tls_cert),
+        hub=LiveHub(settings),
+        secret=secrets.token_bytes(32),
         _search={},
         _lock=threading.Lock(),
     )
@@ -147,6 +152,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/sessions/{sid}", signed_in(pages.session)),
         Route("/sessions/{sid}/cast", signed_in(pages.cast)),
         Route("/sessions/{sid}/export/{kind}", signed_in(pages.export)),
+        Route("/sessions/{sid}/terminate", _terminate(console, pages), methods=["POST"]),
+        WebSocketRoute("/sessions/{sid}/live", _live(console, pages)),
         Route("/search", signed_in(pages.search)),
         Route("/lag", signed_in(pages.lag, admin=True)),
         Route("/access-log", signed_in(pages.access_log, admin=True)),
@@ -156,6 +163,7 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
+        console.hub.close()
         console.store.dispose()
 
     app = Starlette(
@@ -195,11 +203,11 @@ def _guard(console: Console) -> Callable[..., Callable[[Request], Any]]:
     return guard
 
 
-def _peer(request: Request) -> str | None:
+def _peer(request: HTTPConnection) -> str | None:
     return request.client.host if request.client else None
 
 
-def _who(console: Console, request: Request) -> Auditor | None:
+def _who(console: Console, request: HTTPConnection) -> Auditor | None:
     if console.proxies.trusted(_peer(request)):
         name = request.headers.get(console.proxies.header)
         if not name:
@@ -280,6 +288,49 @@ def _logout(console: Console) -> Callable[[Request], Any]:
         return response
 
     return logout
+
+
+def _terminate(console: Console, pages: Pages) -> Callable[[Request], Any]:
+    """POST from an active session's page: end it, with a reason (``terminate`` right)."""
+
+    async def terminate(request: Request) -> Response:
+        auditor = _who(console, request)
+        if auditor is None:
+            return RedirectResponse("/login", 303)
+        request.state.auditor = auditor
+        async with request.form(max_files=0, max_fields=4, max_part_size=4096) as form:
+            token = str(form.get("csrf", ""))
+            reason = " ".join(str(form.get("reason", "")).split())[:500]
+        if not same_token(token, console.csrf_for(request)):
+            raise HTTPException(403, "the form's token does not match: terminate from the page")
+        return await run_in_threadpool(pages.terminate, request, reason)
+
+    return terminate
+
+
+def _live(console: Console, pages: Pages) -> Callable[[WebSocket], Any]:
+    """The live view of an active session (asciicast v2 over a WebSocket, the player's
+    ``v2.asciicast`` protocol). Nothing the browser sends is read: the terminal shown
+    never answers the session."""
+
+    async def live(websocket: WebSocket) -> None:
+        auditor = _who(console, websocket)
+        origin = websocket.headers.get("origin")
+        expected = f"{'https' if console.tls else 'http'}://{websocket.headers.get('host')}"
+        if auditor is None or (origin is not None and origin != expected):
+            await websocket.close(code=4403)  # no session, or another site's page
+            return
+        websocket.state.auditor = auditor
+        try:
+            row = await run_in_threadpool(pages.watchable, websocket)
+        except HTTPException:
+            await websocket.close(code=4404)
+            return
+        protocols = websocket.scope.get("subprotocols", [])
+        await websocket.accept("v2.asciicast" if "v2.asciicast" in protocols else None)
+        await stream_live(console.hub, websocket, row["id"])
+
+    return live
 
 
 def _error_page(console: Console) -> Callable[[Request, Exception], Any]:

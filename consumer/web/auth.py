@@ -39,6 +39,8 @@ class Auditor:
     scope: Scope
     #: How they are signed in: ``password`` or ``proxy``.
     via: str = "password"
+    #: May end active sessions in their scope.
+    may_terminate: bool = False
 
     @property
     def admin(self) -> bool:
@@ -83,7 +85,8 @@ class Accounts:
 
 
 def _auditor(entry: AuditorSettings, via: str) -> Auditor:
-    return Auditor(entry.name, entry.role, Scope(tuple(entry.operators), tuple(entry.targets)), via)
+    scope = Scope(tuple(entry.operators), tuple(entry.targets))
+    return Auditor(entry.name, entry.role, scope, via, entry.terminate)
 
 
 class Sessions:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import threading
 import uuid
@@ -12,11 +14,12 @@ import jinja2
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse
 
 from consumer.web import access
 from consumer.web.auth import Accounts, LoginLimit, Proxies, Sessions
+from consumer.web.live import LiveHub
 from sshtrail.db import existing_engine
 from sshtrail.settings import Settings
 
@@ -35,8 +38,21 @@ class Console:
     proxies: Proxies
     templates: jinja2.Environment
     tls: bool
+    hub: LiveHub
+    #: Per process: the CSRF tokens of auditors a trusted proxy names (no cookie session).
+    secret: bytes
     _search: dict[str, Engine]
     _lock: threading.Lock
+
+    def csrf_for(self, request: HTTPConnection) -> str:
+        """The token the page's forms carry and their POSTs must send back."""
+        signed = getattr(request.state, "signed", None)
+        if signed is not None:
+            return str(signed.csrf)
+        auditor = getattr(request.state, "auditor", None)
+        if auditor is None:
+            return ""
+        return hmac.new(self.secret, auditor.name.encode(), hashlib.sha256).hexdigest()
 
     def search_engine(self) -> Engine:
         """The search index's engine; :class:`NotSetUp` until the index group made it."""
@@ -48,18 +64,17 @@ class Console:
     def render(
         self, request: Request, name: str, context: dict[str, Any], status: int = 200
     ) -> HTMLResponse:
-        signed = getattr(request.state, "signed", None)
         page = self.templates.get_template(name).render(
             {
                 "request": request,
                 "auditor": getattr(request.state, "auditor", None),
-                "csrf": signed.csrf if signed is not None else "",
+                "csrf": self.csrf_for(request),
                 **context,
             }
         )
         return HTMLResponse(page, status_code=status)
 
-    def address(self, request: Request) -> str:
+    def address(self, request: HTTPConnection) -> str:
         """The client's address: the proxy's word for it behind a trusted proxy."""
         peer = request.client.host if request.client else "?"
         if self.proxies.trusted(peer):
@@ -71,7 +86,7 @@ class Console:
 
     def log(
         self,
-        request: Request,
+        request: HTTPConnection,
         action: str,
         *,
         session_id: uuid.UUID | None = None,

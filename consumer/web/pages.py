@@ -18,14 +18,15 @@ from typing import Any
 from sqlalchemy import Connection
 from sqlalchemy.exc import NoResultFound, OperationalError, ProgrammingError
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response, StreamingResponse
 
+from consumer.control import ask
 from consumer.lag import LagReader, NoSuchGroup, PartitionLag
 from consumer.web import access, views
 from consumer.web.auth import Auditor
 from consumer.web.console import Console
-from sshtrail import queries
+from sshtrail import control, queries
 from sshtrail.chain import Status
 from sshtrail.cli.audit import duration_text, exit_text, masked_text, request_text, signer_text
 from sshtrail.cli.evidence import default_keys
@@ -196,6 +197,7 @@ class Pages:
             "input": request.query_params.get("input") == "1",
         }
         cast = f"/sessions/{row['id'].hex}/cast" + ("?input=1" if player["input"] else "")
+        live = row["status"] == "active" and not request.query_params.get("t")
         fields = [
             ("session", str(row["id"])),
             ("operator", views.shown(row["operator"])),
@@ -235,10 +237,60 @@ class Pages:
                 "transfers_shown": TRANSFERS_SHOWN,
                 "player": player,
                 "cast": cast,
+                "live": live,
+                "may_terminate": auditor.may_terminate and row["status"] == "active",
                 "speeds": SPEEDS,
                 "idle_limits": IDLE_LIMITS,
                 "exports": list(EXPORTS),
             },
+        )
+
+    def watchable(self, connection: HTTPConnection) -> dict[str, Any]:
+        """The session a live view asks for, in scope (404 otherwise); the watch logged."""
+        with self._store() as conn:
+            row = self._in_scope(conn, connection)
+        self.console.log(connection, "watch", session_id=row["id"])
+        return row
+
+    def terminate(self, request: Request, reason: str) -> Response:
+        """End an active session (the auditor's ``terminate`` right, in scope)."""
+        auditor: Auditor = request.state.auditor
+        with self._store() as conn:
+            row = self._in_scope(conn, request)
+        if not auditor.may_terminate:
+            self.console.log(request, "denied", session_id=row["id"], detail="terminate")
+            raise HTTPException(403, "you may not terminate sessions (auditors.terminate)")
+        if not reason:
+            raise HTTPException(400, "give a reason: the operator is shown it, and it is recorded")
+        self.console.log(request, "terminate", session_id=row["id"], detail=reason)
+        if row["status"] != "active":
+            outcome, done = f"already ended: {views.shown(row['end_reason'])}", False
+        else:
+            request_ = control.Terminate(
+                request_id=control.new_id(),
+                at=control.now_ns(),
+                session=str(row["id"]),
+                auditor=auditor.name,
+                reason=reason,
+            )
+            settings = self.console.settings
+            try:
+                keys = control.gateway_keys(settings, default_keys(settings))
+                answers = ask(settings, request_, keys)
+            except BrokerError as exc:
+                raise HTTPException(503, f"the request could not be sent: {exc}") from None
+            done = bool(answers)
+            outcome = (
+                answers[0].detail
+                if answers
+                else "no gateway answered: the session is not open on a running gateway "
+                "(it may have just ended)"
+            )
+        return self.console.render(
+            request,
+            "terminated.html",
+            {"id": row["id"].hex, "outcome": outcome, "done": done},
+            200 if done else 409,
         )
 
     def cast(self, request: Request) -> Response:
@@ -456,7 +508,7 @@ class Pages:
     def _store(self) -> Any:
         return _Reading(self.console)
 
-    def _in_scope(self, conn: Connection, request: Request) -> dict[str, Any]:
+    def _in_scope(self, conn: Connection, request: HTTPConnection) -> dict[str, Any]:
         """The session the path names, if the auditor may see it; 404 otherwise."""
         auditor: Auditor = request.state.auditor
         try:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from sshtrail.broker import EmbeddedBroker
+from tests.support.browser import chromium
 from tests.support.gateway import GatewayProcess
 from tests.support.recorded import Recorded
 from tests.support.sshd import SshdTarget
@@ -30,3 +31,13 @@ def recorded(
     sessions = Recorded(tmp_path_factory.mktemp("audit"), broker, sshd)
     sessions.record()
     return sessions
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    """Debian's chromium, headless, for a module's tests of the web console."""
+    driver = chromium()
+    try:
+        yield driver
+    finally:
+        driver.quit()

@@ -4,6 +4,7 @@ the end recorded by a real store member."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -11,6 +12,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pexpect
 import pytest
@@ -22,7 +24,15 @@ from sshtrail import control, migrate
 from sshtrail.broker import EmbeddedBroker
 from sshtrail.db import make_engine
 from sshtrail.keyfiles import public_line
+from sshtrail.passwords import hash_password
 from sshtrail.tables import SESSIONS
+from tests.support.browser import (
+    needs_chromium,
+    problems_in_console,
+    screen,
+    sign_in,
+    start_console,
+)
 from tests.support.cli import Running, sshtrail
 from tests.support.consumers import start_member, write_config
 from tests.support.gateway import GatewayProcess
@@ -238,3 +248,53 @@ def test_a_locked_operator_is_refused_until_unlocked(stack: Stack) -> None:
             break
         time.sleep(0.5)
     assert b"hi-2" in again.stdout
+
+
+@needs_chromium
+def test_an_auditor_watches_live_in_the_browser_and_terminates(
+    stack: Stack, browser: object, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    stack.config.write_text(
+        stack.config.read_text()
+        + '[[auditors]]\nname = "ann"\nterminate = true\n'
+        + f'password_hash = "{hash_password("ann-password-1")}"\n'
+    )
+    process, url = start_console(stack.config, tmp_path)
+    try:
+        child, session_id = stack.active_session(stack.one)
+        d: Any = browser
+        sign_in(d, url, "ann", "ann-password-1")
+        d.get(f"{url}/sessions/{session_id}")
+        assert d.find_element(By.ID, "live-note")
+        wait_for(lambda: "ready-42" in screen(d), what="the screen so far", timeout=20)
+        child.sendline("echo typed-while-watched-$((6*7))")
+        wait_for(
+            lambda: "typed-while-watched-42" in screen(d), what="typing shown live", timeout=10
+        )
+        d.save_screenshot(str(tmp_path / "live.png"))
+        d.find_element(By.ID, "terminate-reason").send_keys("watched enough")
+        d.find_element(By.ID, "terminate").click()
+        assert "terminated by ann: watched enough" in d.find_element(By.ID, "outcome").text
+        child.expect("terminated by ann: watched enough")
+        child.expect(pexpect.EOF)
+        reason = "terminated by ann: watched enough"
+        wait_for(
+            lambda: (stack.row(session_id) or {}).get("end_reason") == reason,
+            what="the end stored",
+            timeout=30,
+        )
+        assert reason in stack.run("show", session_id, check=True).stdout.decode()
+        d.get(f"{url}/sessions/{session_id}")
+        assert reason in d.find_element(By.ID, "fields").text
+        assert d.find_elements(By.ID, "terminate") == []  # ended: nothing to terminate
+        assert problems_in_console(d) == []
+        entries = stack.run("access-log", "--json", "--auditor", "ann", check=True).stdout
+        actions = [(e["action"], e["session"], e["detail"]) for e in json.loads(entries)]
+        assert ("watch", str(uuid.UUID(session_id)), "") in actions
+        assert ("terminate", str(uuid.UUID(session_id)), "watched enough") in actions
+        assert ("view", str(uuid.UUID(session_id)), "") in actions
+    finally:
+        process.terminate()
+        process.wait(timeout=30)

@@ -11,8 +11,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -33,6 +31,14 @@ from sshtrail.broker import EmbeddedBroker, free_port
 from sshtrail.db import make_engine
 from sshtrail.passwords import hash_password
 from sshtrail.tables import SESSIONS
+from tests.support.browser import (
+    listening,
+    needs_chromium,
+    no_alert,
+    problems_in_console,
+    screen,
+    sign_in,
+)
 from tests.support.cli import sshtrail
 from tests.support.consumers import write_config
 from tests.support.gateway import GatewayProcess
@@ -40,13 +46,7 @@ from tests.support.recorded import store_and_index
 from tests.support.sshd import SshdTarget
 from tests.support.waiting import wait_for
 
-pytestmark = [
-    pytest.mark.e2e,
-    pytest.mark.skipif(
-        not (shutil.which("chromium") and shutil.which("chromedriver")),
-        reason="Debian's chromium and chromium-driver are not installed (make system-packages)",
-    ),
-]
+pytestmark = [pytest.mark.e2e, needs_chromium]
 
 ANN, ANN_PASSWORD = "ann", "ann-password-1"
 TOM, TOM_PASSWORD = "tom", "tom-password-1"
@@ -64,12 +64,6 @@ class Console:
     config: Path
     process: subprocess.Popen[bytes]
     remote: Path  # where files were uploaded on the target
-
-
-def _listening(port: int) -> bool:
-    with socket.socket() as probe:
-        probe.settimeout(0.5)
-        return probe.connect_ex(("127.0.0.1", port)) == 0
 
 
 @pytest.fixture(scope="module")
@@ -127,73 +121,11 @@ def console(
         stderr=(root / "web.log").open("wb"),
     )
     try:
-        wait_for(lambda: _listening(port), what="the console listening", timeout=30)
+        wait_for(lambda: listening(port), what="the console listening", timeout=30)
         yield Console(f"http://127.0.0.1:{port}", config, process, remote)
     finally:
         process.terminate()
         process.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[object]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    for argument in (
-        "--headless=new",
-        "--no-sandbox",
-        "--disable-dev-shm-usage",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(argument)
-    options.binary_location = shutil.which("chromium") or "chromium"
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
-    # Debian's driver, never one Selenium Manager would download.
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
-    driver.set_page_load_timeout(30)
-    try:
-        yield driver
-    finally:
-        driver.quit()
-
-
-def sign_in(driver: object, console: Console, name: str, password: str) -> None:
-    from selenium.webdriver.common.by import By
-
-    d: Any = driver
-    d.delete_all_cookies()
-    d.get(f"{console.url}/login")
-    d.find_element(By.ID, "name").send_keys(name)
-    d.find_element(By.ID, "password").send_keys(password)
-    d.find_element(By.ID, "sign-in").click()
-    wait_for(lambda: "/sessions" in d.current_url, what="signed in", timeout=15)
-
-
-def screen(driver: object) -> str:
-    """The text on the player's terminal."""
-    from selenium.webdriver.common.by import By
-
-    d: Any = driver
-    return " ".join(e.text for e in d.find_elements(By.CSS_SELECTOR, ".ap-term-text"))
-
-
-def problems_in_console(driver: object) -> list[str]:
-    """What the browser's console reported: CSP violations and script errors."""
-    d: Any = driver
-    return [
-        entry["message"]
-        for entry in d.get_log("browser")
-        if entry["level"] == "SEVERE" or "Content Security Policy" in entry["message"]
-    ]
-
-
-def no_alert(driver: object) -> None:
-    from selenium.common.exceptions import NoAlertPresentException
-
-    d: Any = driver
-    with pytest.raises(NoAlertPresentException):
-        d.switch_to.alert  # noqa: B018 (an alert would mean a payload ran)
 
 
 class AccessEntry(msgspec.Struct, forbid_unknown_fields=True):
@@ -219,7 +151,7 @@ def test_auditor_signs_in_lists_filters_searches_and_the_player_shows_the_hit(
     from selenium.webdriver.common.by import By
 
     d: Any = browser
-    sign_in(d, console, ANN, ANN_PASSWORD)
+    sign_in(d, console.url, ANN, ANN_PASSWORD)
     rows = d.find_elements(By.CSS_SELECTOR, "tr.session")
     assert len(rows) == 4
     assert "fwd" in d.find_element(By.ID, "sessions").text
@@ -261,7 +193,7 @@ def test_the_asciicast_download_plays_in_asciinema(
     from selenium.webdriver.common.by import By
 
     d: Any = browser
-    sign_in(d, console, ANN, ANN_PASSWORD)
+    sign_in(d, console.url, ANN, ANN_PASSWORD)
     d.get(f"{console.url}/search?q=needle-42&kind=output")
     d.find_elements(By.CSS_SELECTOR, "li.hit a.open")[0].click()
     link = d.find_element(By.ID, "export-asciicast").get_attribute("href")
@@ -287,7 +219,7 @@ def test_a_scoped_auditor_sees_nothing_of_another_target_and_is_logged(
     from selenium.webdriver.common.by import By
 
     d: Any = browser
-    sign_in(d, console, TOM, TOM_PASSWORD)
+    sign_in(d, console.url, TOM, TOM_PASSWORD)
     listed = d.find_element(By.ID, "sessions").text
     assert "fwd" not in listed
     assert len(d.find_elements(By.CSS_SELECTOR, "tr.session")) == 3
@@ -320,7 +252,7 @@ def test_xss_payloads_and_a_hostile_file_name_are_shown_as_text(
     from selenium.webdriver.common.by import By
 
     d: Any = browser
-    sign_in(d, console, ANN, ANN_PASSWORD)
+    sign_in(d, console.url, ANN, ANN_PASSWORD)
     d.get(f"{console.url}/search?q=alert")
     text = d.find_element(By.ID, "hits").text
     for payload in PAYLOADS:
@@ -356,7 +288,7 @@ def test_admin_pages_and_the_access_log_of_everything_done(
     from selenium.webdriver.common.by import By
 
     d: Any = browser
-    sign_in(d, console, ANN, ANN_PASSWORD)
+    sign_in(d, console.url, ANN, ANN_PASSWORD)
     d.get(f"{console.url}/search?q=needle-42&kind=output")
     d.find_elements(By.CSS_SELECTOR, "li.hit a.open")[0].click()
     wait_for(lambda: "needle-42" in screen(d), what="the replay", timeout=20)

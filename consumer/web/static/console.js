@@ -42,7 +42,16 @@ function mountPlayer() {
   if (!Number.isNaN(idle) && idle > 0) {
     options.idleTimeLimit = idle;
   }
-  const player = AsciinemaPlayer.create(element.dataset.cast, element, options);
+  let source = element.dataset.cast;
+  if (element.dataset.live) {
+    // Live: the gateway's output as it comes, applied at once (no buffering).
+    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    source = { driver: "websocket", url: scheme + "//" + window.location.host + element.dataset.live, bufferTime: 0 };
+    delete options.startAt;
+    delete options.poster;
+    options.autoPlay = true;
+  }
+  const player = AsciinemaPlayer.create(source, element, options);
   window.sshtrailPlayer = player;
   player.addEventListener("ready", () => element.setAttribute("data-ready", "yes"));
   for (const button of document.querySelectorAll("button.seek")) {

@@ -14,11 +14,11 @@ from consumer.service import (
     Stopped,
     _patiently,
     assignment_strategy,
-    idle_check_s,
     incomplete_after,
 )
 from sshtrail.db import make_engine
 from sshtrail.errors import DatabaseError
+from sshtrail.kafka.resting import idle_check_s
 from sshtrail.settings import load_settings
 
 

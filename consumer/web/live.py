@@ -1,0 +1,241 @@
+"""Watching active sessions in the browser: one Kafka reader per web process for all.
+
+Every watcher of every session is served by one thread with one reader of
+the sessions topic (joining no group, committing nothing). A new watcher's
+session is found as ``sshtrail watch`` finds it: its partition from its id
+(the key), its first chunk by the time in its UUIDv7 (so the screen is
+complete from the start), then followed. When a watcher needs a partition
+from further back than the reader is, the reader goes back; the watchers
+already there skip what they have seen (chunk sequence numbers).
+
+Each watcher gets the events of its session, chunk by chunk, on its own
+bounded queue on the web server's event loop; a watcher that falls that far
+behind is told so and dropped, never slowing the others. With nobody
+watching, the reader holds no partitions and waits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import uuid
+from dataclasses import dataclass
+
+import msgspec
+from starlette.websockets import WebSocket
+
+from consumer.watch import CLOCK_SLACK_MS
+from sshtrail.errors import BrokerError, WireError
+from sshtrail.events import Event, Start
+from sshtrail.exports import CastEvents, cast_header
+from sshtrail.kafka.adapters import KafkaTopicReader, topic_reader
+from sshtrail.kafka.config import partition_for
+from sshtrail.kafka.resting import idle_check_s, rest_until_more
+from sshtrail.settings import Settings
+from sshtrail.wire import decode_chunk
+
+log = logging.getLogger(__name__)
+
+#: Chunks a watcher may have waiting before it is dropped as too slow.
+QUEUE_CHUNKS = 2000
+
+#: What a watcher's queue carries: a chunk's events, or the end (``None``: the
+#: session ended; a string: why watching stopped).
+Item = list[Event] | str | None
+
+
+@dataclass(eq=False)
+class Watcher:
+    session_id: uuid.UUID
+    queue: asyncio.Queue[Item]
+    loop: asyncio.AbstractEventLoop
+    key: bytes = b""
+    partition: int = -1
+    next_seq: int = 0
+    done: bool = False
+
+    def deliver(self, item: Item) -> None:
+        """From the reader's thread: hand ``item`` to the watcher's loop."""
+        self.loop.call_soon_threadsafe(self._put, item)
+
+    def _put(self, item: Item) -> None:
+        if self.done:
+            return
+        try:
+            self.queue.put_nowait(item)
+        except asyncio.QueueFull:
+            self.done = True
+            self.queue.get_nowait()  # room for the last word
+            self.queue.put_nowait("this browser fell too far behind; open the page again")
+
+
+class LiveHub:
+    """The web process's one reader, shared by every watcher."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._topic = settings.kafka.topic
+        self._watchers: list[Watcher] = []
+        self._joined: list[Watcher] = []
+        self._lock = threading.Lock()
+        self._changed = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def watch(self, session_id: uuid.UUID, loop: asyncio.AbstractEventLoop) -> Watcher:
+        watcher = Watcher(session_id, asyncio.Queue(QUEUE_CHUNKS), loop)
+        with self._lock:
+            self._joined.append(watcher)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="live", daemon=True)
+                self._thread.start()
+        self._changed.set()
+        return watcher
+
+    def leave(self, watcher: Watcher) -> None:
+        watcher.done = True
+        self._changed.set()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._changed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @property
+    def watching(self) -> int:
+        with self._lock:
+            return len(self._watchers) + len(self._joined)
+
+    # -- the reader's thread -----------------------------------------------------------
+
+    def _run(self) -> None:
+        reader: KafkaTopicReader | None = None
+        positions: dict[int, int] = {}
+        rest = idle_check_s(self._settings)
+        while not self._stop.is_set():
+            try:
+                if reader is None:
+                    reader = topic_reader(self._settings, "web-live", timeout=5.0)
+                    positions = {}
+                if self._changed.is_set():
+                    self._changed.clear()
+                    self._regroup(reader, positions)
+                if not self._watchers:
+                    self._changed.wait(1.0)
+                    continue
+                messages = reader.consume(500, 0.05)
+                for message in messages:
+                    partition, offset = message.partition(), message.offset()
+                    if partition is not None and offset is not None:
+                        positions[partition] = offset + 1
+                    self._dispatch(message.key() or b"", message.value() or b"")
+                if not messages and rest:
+                    rest_until_more(reader, self._topic, positions, rest, self._changed)
+            except BrokerError as exc:
+                log.warning("live view: %s; trying again", exc)
+                for watcher in self._all():
+                    watcher.deliver(f"the broker cannot be read ({exc}); trying again")
+                if reader is not None:
+                    reader.close()
+                    reader = None
+                self._changed.set()
+                self._stop.wait(2.0)
+        if reader is not None:
+            reader.close()
+
+    def _all(self) -> list[Watcher]:
+        with self._lock:
+            return self._watchers + self._joined
+
+    def _regroup(self, reader: KafkaTopicReader, positions: dict[int, int]) -> None:
+        """Take in new watchers (going back where one needs it), let go of the gone."""
+        with self._lock:
+            joined, self._joined = self._joined, []
+            self._watchers = [w for w in self._watchers if not w.done]
+        count = len(reader.partitions(self._topic))
+        for watcher in joined:
+            watcher.key = str(watcher.session_id).encode()
+            watcher.partition = partition_for(watcher.key, count)
+            created_ms = watcher.session_id.int >> 80
+            start = reader.offset_at(
+                self._topic, watcher.partition, max(created_ms - CLOCK_SLACK_MS, 0)
+            )
+            if start is None:
+                start = reader.watermarks(self._topic, watcher.partition)[1]
+            positions[watcher.partition] = min(positions.get(watcher.partition, start), start)
+        with self._lock:
+            self._watchers += [w for w in joined if not w.done]
+            wanted = {w.partition for w in self._watchers}
+        for partition in list(positions):
+            if partition not in wanted:
+                del positions[partition]
+        reader.assign(self._topic, positions)
+
+    def _dispatch(self, key: bytes, value: bytes) -> None:
+        watchers = [w for w in self._watchers if w.key == key and not w.done]
+        if not watchers:
+            return
+        try:
+            chunk = decode_chunk(value)
+        except WireError:
+            return  # the store's dead-letter topic has it; keep following
+        for watcher in watchers:
+            if chunk.seq < watcher.next_seq:
+                continue  # seen already: the reader went back for another watcher
+            watcher.next_seq = chunk.seq + 1
+            watcher.deliver(list(chunk.events))
+            if chunk.end is not None:
+                watcher.deliver(None)
+                watcher.done = True
+                self._changed.set()
+
+
+async def stream_live(hub: LiveHub, websocket: WebSocket, session_id: uuid.UUID) -> None:
+    """Send the session to the browser as asciicast v2 lines, one WebSocket message each,
+    from its first event until it ends or the browser leaves."""
+    watcher = hub.watch(session_id, asyncio.get_running_loop())
+    converter = CastEvents()
+    header_sent = False
+    closed = asyncio.ensure_future(_until_closed(websocket))
+    try:
+        while True:
+            getting = asyncio.ensure_future(watcher.queue.get())
+            done, _ = await asyncio.wait({getting, closed}, return_when=asyncio.FIRST_COMPLETED)
+            if closed in done:
+                getting.cancel()
+                return
+            item = getting.result()
+            if item is None:
+                await websocket.close(1000)  # the session ended
+                return
+            if isinstance(item, str):
+                if watcher.done:
+                    await websocket.close(1011, item[:120])
+                    return
+                continue  # the broker is away for a moment; the reader tries again
+            lines: list[bytes] = []
+            for event in item:
+                if not header_sent:
+                    lines.append(cast_header(event if isinstance(event, Start) else None))
+                    header_sent = True
+                    if isinstance(event, Start):
+                        continue
+                converted = converter.convert(event)
+                if converted is not None:
+                    t, (code, text) = converted
+                    lines.append(msgspec.json.encode([t, code, text]))
+            for line in lines:
+                await websocket.send_text(line.decode())
+    finally:
+        hub.leave(watcher)
+        closed.cancel()
+
+
+async def _until_closed(websocket: WebSocket) -> None:
+    """Read (and drop) what the browser sends until it goes: nothing it says is used."""
+    while True:
+        message = await websocket.receive()
+        if message["type"] == "websocket.disconnect":
+            return
