@@ -53,19 +53,26 @@ class Watcher:
     key: bytes = b""
     partition: int = -1
     next_seq: int = 0
-    done: bool = False
+    #: The session ended (set by the reader's thread once its end was handed over).
+    finished: bool = False
+    #: The watcher went away, or was dropped as too slow (set on the watcher's loop).
+    left: bool = False
+
+    @property
+    def done(self) -> bool:
+        return self.finished or self.left
 
     def deliver(self, item: Item) -> None:
         """From the reader's thread: hand ``item`` to the watcher's loop."""
         self.loop.call_soon_threadsafe(self._put, item)
 
     def _put(self, item: Item) -> None:
-        if self.done:
+        if self.left:
             return
         try:
             self.queue.put_nowait(item)
         except asyncio.QueueFull:
-            self.done = True
+            self.left = True
             self.queue.get_nowait()  # room for the last word
             self.queue.put_nowait("this browser fell too far behind; open the page again")
 
@@ -94,7 +101,7 @@ class LiveHub:
         return watcher
 
     def leave(self, watcher: Watcher) -> None:
-        watcher.done = True
+        watcher.left = True
         self._changed.set()
 
     def close(self) -> None:
@@ -188,7 +195,7 @@ class LiveHub:
             watcher.deliver(list(chunk.events))
             if chunk.end is not None:
                 watcher.deliver(None)
-                watcher.done = True
+                watcher.finished = True
                 self._changed.set()
 
 
@@ -211,7 +218,7 @@ async def stream_live(hub: LiveHub, websocket: WebSocket, session_id: uuid.UUID)
                 await websocket.close(1000)  # the session ended
                 return
             if isinstance(item, str):
-                if watcher.done:
+                if watcher.left:
                     await websocket.close(1011, item[:120])
                     return
                 continue  # the broker is away for a moment; the reader tries again
