@@ -131,6 +131,8 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
             self.recorder.request(self._mode, self._command)
             if (cols, rows) != self._requested_size and self._term is not None:
                 self._note_clamped(*self._requested_size)
+        if self._refusal is None:
+            self._banner()  # first on the screen and in the record, before anything typed
         env = self._environment(target)
         # The command itself stays out of the log: it may hold secrets.
         log.info(
@@ -182,7 +184,6 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
             chan.close()
             return
         self._target = chan
-        self._banner()
         for data, datatype in self._early:
             chan.write(data, datatype)
         if self._eof_early:
@@ -202,7 +203,7 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         with contextlib.suppress(OSError):
             self.chan.write(notice)
         if self.recorder is not None:
-            self.recorder.output(notice)
+            self.recorder.said(notice)
 
     def _refuse(self, refused: Refused) -> None:
         self._refused = True

@@ -243,7 +243,8 @@ def test_a_huge_terminal_is_cut_down_and_the_index_survives(
 
     try:
         shown = asyncio.run(huge())
-        assert shown.startswith("24 1000")  # the target got what the gateway granted
+        banner = "This session is recorded and may be watched.\r\n"
+        assert shown.startswith(banner + "24 1000")  # the target got what the gateway granted
         mark = f"after-{uuid.uuid4().hex[:8]}"
         subprocess.run(gateway.ssh("alice:t1", f"echo {mark}"), check=True, timeout=30)
         db = tmp_path / "search.db"

@@ -23,12 +23,14 @@ def test_topics_creates_what_is_missing_then_only_describes(
         "SSHTRAIL_KAFKA__DLQ_TOPIC": f"{name}.dlq",
         "SSHTRAIL_KAFKA__PARTITIONS": "4",
         "SSHTRAIL_KAFKA__TOPIC_CONFIG__RETENTION.MS": "86400000",
+        "SSHTRAIL_CONTROL__TOPIC": f"{name}.control",
     }
     status, out, err = Running("topics", cwd=tmp_path, env=env).wait()
     assert status == 0, err
     assert out.splitlines() == [
         f"{name}  4 partitions, replication factor 1 (created)",
         f"{name}.dlq  4 partitions, replication factor 1 (created)",
+        f"{name}.control  4 partitions, replication factor 1 (created)",
     ]
     env["SSHTRAIL_KAFKA__PARTITIONS"] = "8"  # an existing topic is never changed
     status, out, err = Running("topics", cwd=tmp_path, env=env).wait()
