@@ -71,9 +71,16 @@ def test_every_series_is_there_at_once_and_counts_what_happened(
     ssh("alice:t1", key=process.stranger_key)  # a key no operator has
 
     def settled() -> bool:
+        # The refusals are recorded as their connections close, which may be after
+        # the clients have exited: settled is when both are counted and published.
         now = scrape(port)
         spooled = value(now, "sshtrail_gateway_chunks_spooled_total")
-        return spooled > 0 and value(now, "sshtrail_gateway_chunks_published_total") == spooled
+        refused = [
+            value(now, "sshtrail_gateway_refusals_total", reason=reason)
+            for reason in ("target not allowed", "authentication failed")
+        ]
+        published = value(now, "sshtrail_gateway_chunks_published_total") == spooled
+        return spooled > 0 and published and refused == [1, 1]
 
     wait_for(settled, timeout=30, what="every spooled chunk published")
     after = scrape(port)

@@ -17,7 +17,7 @@ from starlette.testclient import TestClient
 
 from consumer.web.app import CSP, create_app
 from sshtrail.passwords import hash_password
-from sshtrail.settings import Settings
+from sshtrail.settings import AuditorSettings, Settings
 from sshtrail.tables import ACCESS_LOG, SESSIONS
 
 pytestmark = pytest.mark.integration
@@ -302,3 +302,62 @@ def test_tls_settings_make_the_cookie_secure_and_host_only(store_engine: Engine)
         assert cookie.startswith("__Host-sshtrail_session=")
         assert "Secure" in cookie
         assert "strict-transport-security" in answer.headers
+
+
+def test_terminate_needs_the_right_the_token_and_a_reason(
+    store_engine: Engine, stored: dict[tuple[str | None, str | None], uuid.UUID]
+) -> None:
+    url = str(store_engine.url.render_as_string(hide_password=False))
+    settings = settings_for(url, trusted_proxies=["127.0.0.0/8"])
+    settings = msgspec.structs.replace(
+        settings,
+        auditors=[
+            *settings.auditors,
+            msgspec.convert({"name": "sso-terminator", "terminate": True}, AuditorSettings),
+        ],
+    )
+    closed = stored["alice", "t1"].hex
+    active = uuid.uuid4()
+    with store_engine.begin() as conn:
+        conn.execute(
+            SESSIONS.insert().values(
+                id=active,
+                operator="alice",
+                target="t1",
+                started_at=dt.datetime.now(dt.UTC),
+                status="active",
+                bytes_in=0,
+                bytes_out=0,
+                chunk_count=0,
+                gaps=[],
+            )
+        )
+    with TestClient(create_app(settings), client=("127.0.0.1", 5000)) as client:
+        may = {"X-Forwarded-User": "sso-terminator"}
+        assert 'id="terminate"' not in client.get(f"/sessions/{closed}", headers=may).text
+        page = client.get(f"/sessions/{active.hex}", headers=may)
+        assert 'id="terminate"' in page.text
+        token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+        assert token is not None
+        path = f"/sessions/{closed}/terminate"
+        forged = client.post(path, headers=may, data={"csrf": "x", "reason": "r"})
+        assert forged.status_code == 403
+        empty = client.post(path, headers=may, data={"csrf": token[1], "reason": "  "})
+        assert empty.status_code == 400
+        ended = client.post(path, headers=may, data={"csrf": token[1], "reason": "why"})
+        assert ended.status_code == 409
+        assert "already ended" in ended.text
+    with TestClient(create_app(settings), client=("192.0.2.1", 5000)) as other:
+        sign_in(other, "ann")  # an admin, but without the right
+        theirs = re.search(r'name="csrf" value="([^"]+)"', other.get("/sessions").text)
+        assert theirs is not None
+        refused = other.post(path, data={"csrf": theirs[1], "reason": "why"})
+        assert refused.status_code == 403
+    with store_engine.connect() as conn:
+        rows = conn.execute(
+            select(ACCESS_LOG.c.auditor, ACCESS_LOG.c.action, ACCESS_LOG.c.detail).where(
+                ACCESS_LOG.c.action.in_(["terminate", "denied"])
+            )
+        ).all()
+    assert ("sso-terminator", "terminate", "why") in rows
+    assert ("ann", "denied", "terminate") in rows
