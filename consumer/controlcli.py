@@ -8,12 +8,19 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import socket
 import sys
+import uuid
+
+from sqlalchemy.exc import SQLAlchemyError
 
 from consumer.control import ask, session_state
+from consumer.web import access
 from sshtrail import control
 from sshtrail.cli.evidence import default_keys
 from sshtrail.cli.reading import store
+from sshtrail.db import existing_engine
+from sshtrail.errors import NotSetUp
 from sshtrail.settings import Settings
 from sshtrail.textsafe import visible
 
@@ -38,6 +45,7 @@ def run_terminate(args: argparse.Namespace, settings: Settings) -> int:
         auditor=_who(args),
         reason=args.reason,
     )
+    _logged(settings, request.auditor, "terminate", state.session_id, args.reason)
     answers = ask(
         settings, request, control.gateway_keys(settings, default_keys(settings)), args.wait
     )
@@ -72,6 +80,7 @@ def run_lock(args: argparse.Namespace, settings: Settings) -> int:
             auditor=_who(args),
             reason=args.reason,
         )
+    _logged(settings, request.auditor, args.command, None, f"{args.operator}: {args.reason}")
     answers = ask(
         settings, request, control.gateway_keys(settings, default_keys(settings)), args.wait
     )
@@ -86,6 +95,27 @@ def run_lock(args: argparse.Namespace, settings: Settings) -> int:
         )
         return EXIT_NOT_DONE
     return 0
+
+
+def _logged(
+    settings: Settings, who: str, action: str, session_id: uuid.UUID | None, detail: str
+) -> None:
+    """The request in the access log, beside the web console's (address ``cli:HOST``)."""
+    try:
+        engine = existing_engine(settings.database_url, "store")
+        try:
+            access.record(
+                engine,
+                who,
+                action,
+                f"cli:{socket.gethostname()}",
+                session_id=session_id,
+                detail=detail,
+            )
+        finally:
+            engine.dispose()
+    except (NotSetUp, SQLAlchemyError) as exc:
+        print(f"sshtrail: the request is not in the access log: {exc}", file=sys.stderr)
 
 
 def _who(args: argparse.Namespace) -> str:

@@ -29,6 +29,8 @@ ACTIONS = (
     "export",
     "watch",
     "terminate",
+    "lock",
+    "unlock",
     "lag",
     "access-log",
     "denied",

@@ -172,6 +172,11 @@ def test_terminate_tells_the_operator_ends_the_session_and_only_its_gateway_acts
     assert "terminated by ann: policy check" in shown
     # The other gateway saw the request and did nothing with it.
     assert not any("terminated by" in line for line in stack.one.output)
+    logged = json.loads(stack.run("access-log", "--json", "--auditor", "ann", check=True).stdout)
+    assert [(e["action"], e["session"], e["detail"]) for e in logged] == [
+        ("terminate", str(uuid.UUID(session_id)), "policy check")
+    ]
+    assert logged[0]["address"].startswith("cli:")
     again = stack.run("terminate", session_id, "--reason", "twice")
     assert again.returncode == 1
     assert b"already ended" in again.stderr
