@@ -14,7 +14,6 @@ which should read 0 % -- a machine too loaded to measure shows there.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import subprocess
 import sys
@@ -23,8 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.cpu import cpu_seconds
-from bench.scratch import scratch
-from sshtrail.broker import free_port
+from bench.scratch import demo_env, scratch
 
 
 @dataclass(frozen=True)
@@ -86,14 +84,7 @@ def main() -> None:
     args = parser.parse_args()
 
     home = scratch("sshtrail-bench-idle-")
-    env = {
-        **os.environ,
-        "SSHTRAIL_STATE_DIR": str(home / "state"),
-        "SSHTRAIL_BROKER__PORT": str(free_port()),
-        "SSHTRAIL_GATEWAY__PORT": str(free_port()),
-        "SSHTRAIL_GATEWAY__LISTEN": "127.0.0.1",
-        "SSHTRAIL_WEB__PORT": str(free_port()),
-    }
+    env = demo_env(home)
     up = subprocess.Popen(
         [sys.executable, "-m", "sshtrail", "up", "--demo"],
         cwd=home,

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import re
 import signal
 import statistics
@@ -34,19 +33,12 @@ import asyncssh
 import httpx
 import websocket
 
-from bench.scratch import scratch
-from sshtrail.broker import free_port
+from bench.scratch import demo_env, scratch
 
 
 def start_stack(home: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """``up --demo``; what it printed that the bench needs."""
-    env = {
-        **os.environ,
-        "SSHTRAIL_STATE_DIR": str(home / "state"),
-        "SSHTRAIL_BROKER__PORT": str(free_port()),
-        "SSHTRAIL_GATEWAY__PORT": str(free_port()),
-        "SSHTRAIL_WEB__PORT": str(free_port()),
-    }
+    env = demo_env(home)
     up = subprocess.Popen(
         [sys.executable, "-m", "sshtrail", "up", "--demo"],
         cwd=home,

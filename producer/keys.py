@@ -11,11 +11,10 @@ import logging
 from pathlib import Path
 
 import asyncssh
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sshtrail.errors import ConfigError
-from sshtrail.keyfiles import create_ed25519
+from sshtrail.keyfiles import create_ed25519, load_ed25519_private
 
 log = logging.getLogger(__name__)
 
@@ -41,16 +40,8 @@ def host_key(path: Path) -> asyncssh.SSHKey:
 
 def signing_key(path: Path) -> Ed25519PrivateKey:
     """The Ed25519 key that signs the end of every recording, created when missing."""
-    data = _read(path, "sshtrail recording signing key", "gateway.signing_key")
-    try:
-        key = serialization.load_ssh_private_key(data, password=None)
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"{path} is not an OpenSSH private key: {exc}", key="gateway.signing_key"
-        ) from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"{path} must be an Ed25519 key", key="gateway.signing_key")
-    return key
+    _read(path, "sshtrail recording signing key", "gateway.signing_key")
+    return load_ed25519_private(path, "gateway.signing_key")
 
 
 def client_key(path: Path, target: str) -> asyncssh.SSHKey:

@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from sshtrail.errors import ConfigError, InvalidError
-from sshtrail.keyfiles import create_ed25519, public_path
+from sshtrail.keyfiles import create_ed25519, load_ed25519_private, public_path
 from sshtrail.settings import Settings
 
 #: A termination this old (seconds) is history, not a request.
@@ -154,19 +154,7 @@ def signing_key(settings: Settings) -> Ed25519PrivateKey:
     if not path.exists():
         with contextlib.suppress(FileExistsError):  # another process made it just now
             create_ed25519(path, "sshtrail control key")
-    try:
-        key = serialization.load_ssh_private_key(path.read_bytes(), password=None)
-    except OSError as exc:
-        raise ConfigError(
-            f"cannot read {path}: {exc.strerror}", key="control.signing_key"
-        ) from None
-    except (ValueError, TypeError) as exc:
-        raise ConfigError(
-            f"{path}: not an OpenSSH private key ({exc})", key="control.signing_key"
-        ) from None
-    if not isinstance(key, Ed25519PrivateKey):
-        raise ConfigError(f"{path} must be an Ed25519 key", key="control.signing_key")
-    return key
+    return load_ed25519_private(path, "control.signing_key")
 
 
 def trusted_keys(settings: Settings) -> set[bytes]:

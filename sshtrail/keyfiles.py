@@ -63,3 +63,16 @@ def load_ed25519_public(path: Path) -> bytes:
     if not isinstance(key, Ed25519PublicKey):
         raise ConfigError(f"{source}: not an ssh-ed25519 key")
     return key.public_bytes_raw()
+
+
+def load_ed25519_private(path: Path, setting: str) -> Ed25519PrivateKey:
+    """An OpenSSH Ed25519 private key file; :class:`ConfigError` naming ``setting``."""
+    try:
+        key = serialization.load_ssh_private_key(path.read_bytes(), password=None)
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}", key=setting) from None
+    except (ValueError, TypeError) as exc:
+        raise ConfigError(f"{path} is not an OpenSSH private key: {exc}", key=setting) from None
+    if not isinstance(key, Ed25519PrivateKey):
+        raise ConfigError(f"{path} must be an Ed25519 key", key=setting)
+    return key
