@@ -89,6 +89,8 @@ class LiveHub:
         self._changed = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        #: Kafka readers made so far: one, unless the broker went away in between.
+        self.readers_made = 0
 
     def watch(self, session_id: uuid.UUID, loop: asyncio.AbstractEventLoop) -> Watcher:
         watcher = Watcher(session_id, asyncio.Queue(QUEUE_CHUNKS), loop)
@@ -125,6 +127,7 @@ class LiveHub:
             try:
                 if reader is None:
                     reader = topic_reader(self._settings, "web-live", timeout=5.0)
+                    self.readers_made += 1
                     positions = {}
                 if self._changed.is_set():
                     self._changed.clear()
