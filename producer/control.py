@@ -8,8 +8,8 @@ termination; it answers with a :class:`~sshtrail.control.Result` signed by
 its recording key. Locks are applied by every gateway, from the whole
 history of the topic, so a gateway started after a lock knows it.
 
-A message that is not signed by a trusted key is refused: logged (with its
-partition and offset) and counted, never obeyed.
+A message that is not signed by a trusted key is refused: logged with its
+partition and offset, never obeyed.
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ class ControlListener:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._started_ns = control.now_ns()
-        self.refused = 0  # messages not obeyed: unsigned, untrusted, garbled
         self._producer = KafkaProducer(
             client_config(
                 settings,
@@ -120,7 +119,6 @@ class ControlListener:
         try:
             message = control.decode(value, self._trusted)
         except control.ControlError as exc:
-            self.refused += 1
             log.warning("refused a control message at %s: %s", where, exc)
             return
         fresh = message.at >= self._started_ns - control.FRESH_S * 1_000_000_000

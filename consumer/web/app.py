@@ -43,6 +43,7 @@ from consumer.web.auth import Accounts, Auditor, LoginLimit, Proxies, Sessions, 
 from consumer.web.console import Console
 from consumer.web.live import LiveHub, stream_live
 from consumer.web.pages import Pages
+from sshtrail.cli.timespec import clock
 from sshtrail.db import make_engine
 from sshtrail.settings import Settings
 
@@ -122,7 +123,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     templates.filters["when"] = views.when
     templates.filters["shown"] = views.shown
-    templates.filters["clock"] = views.clock
+    templates.filters["clock"] = clock
     templates.globals["query"] = _query_string
     web = settings.web
     console = Console(

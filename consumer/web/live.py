@@ -112,11 +112,6 @@ class LiveHub:
         if self._thread is not None:
             self._thread.join(timeout=5)
 
-    @property
-    def watching(self) -> int:
-        with self._lock:
-            return len(self._watchers) + len(self._joined)
-
     # -- the reader's thread -----------------------------------------------------------
 
     def _run(self) -> None:

@@ -33,11 +33,6 @@ def shown(value: object) -> str:
     return visible(str(value))
 
 
-def clock(seconds: float) -> str:
-    whole = int(seconds)
-    return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
-
-
 def highlighted(text: str, spans: list[tuple[int, int]]) -> Markup:
     """``text`` with ``spans`` (character offsets) in ``<mark>``, every piece escaped."""
     pieces: list[Markup] = []
