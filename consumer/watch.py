@@ -22,16 +22,25 @@ from sshtrail.wire import decode_chunk
 CLOCK_SLACK_MS = 60_000
 
 
+def start_of(
+    reader: TopicReader, topic: str, session_id: uuid.UUID, partitions: int
+) -> tuple[int, int]:
+    """The partition a session's chunks are on (of ``partitions``), and an offset at or
+    before its first chunk: the log end if nothing that recent is there yet."""
+    partition = partition_for(str(session_id).encode(), partitions)
+    created_ms = session_id.int >> 80  # UUIDv7: 48 bits of Unix milliseconds
+    start = reader.offset_at(topic, partition, max(created_ms - CLOCK_SLACK_MS, 0))
+    if start is None:  # nothing that recent yet: wait at the end of the log
+        start = reader.watermarks(topic, partition)[1]
+    return partition, start
+
+
 def follow(
     reader: TopicReader, topic: str, session_id: uuid.UUID, stop: Callable[[], bool]
 ) -> Iterator[Event]:
     """The session's events in order, live, until its end event or ``stop()``."""
     key = str(session_id).encode()
-    partition = partition_for(key, len(reader.partitions(topic)))
-    created_ms = session_id.int >> 80  # UUIDv7: 48 bits of Unix milliseconds
-    start = reader.offset_at(topic, partition, max(created_ms - CLOCK_SLACK_MS, 0))
-    if start is None:  # nothing that recent yet: wait at the end of the log
-        start = reader.watermarks(topic, partition)[1]
+    partition, start = start_of(reader, topic, session_id, len(reader.partitions(topic)))
     reader.assign(topic, {partition: start})
     next_seq = 0
     while not stop():

@@ -25,12 +25,11 @@ from dataclasses import dataclass
 import msgspec
 from starlette.websockets import WebSocket
 
-from consumer.watch import CLOCK_SLACK_MS
+from consumer.watch import start_of
 from sshtrail.errors import BrokerError, WireError
 from sshtrail.events import Event, Start
 from sshtrail.exports import CastEvents, cast_header
 from sshtrail.kafka.adapters import KafkaTopicReader, topic_reader
-from sshtrail.kafka.config import partition_for
 from sshtrail.kafka.resting import idle_check_s, rest_until_more
 from sshtrail.settings import Settings
 from sshtrail.wire import decode_chunk
@@ -162,13 +161,7 @@ class LiveHub:
         count = len(reader.partitions(self._topic))
         for watcher in joined:
             watcher.key = str(watcher.session_id).encode()
-            watcher.partition = partition_for(watcher.key, count)
-            created_ms = watcher.session_id.int >> 80
-            start = reader.offset_at(
-                self._topic, watcher.partition, max(created_ms - CLOCK_SLACK_MS, 0)
-            )
-            if start is None:
-                start = reader.watermarks(self._topic, watcher.partition)[1]
+            watcher.partition, start = start_of(reader, self._topic, watcher.session_id, count)
             positions[watcher.partition] = min(positions.get(watcher.partition, start), start)
         with self._lock:
             self._watchers += [w for w in joined if not w.done]
