@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Collection
 from dataclasses import dataclass
 
 from sqlalchemy.engine import Connection
 
 from sshtrail import control, queries
+from sshtrail.cli.evidence import default_keys
 from sshtrail.errors import BrokerError
 from sshtrail.kafka.adapters import KafkaProducer, topic_reader
 from sshtrail.kafka.config import client_config
@@ -52,13 +52,12 @@ def session_state(conn: Connection, prefix: str) -> SessionState:
 
 
 def ask(
-    settings: Settings,
-    request: control.Request,
-    gateway_keys: Collection[bytes],
-    wait_s: float = WAIT_S,
+    settings: Settings, request: control.Request, wait_s: float = WAIT_S
 ) -> list[control.Result]:
     """Publish ``request``; the answers that name it within ``wait_s`` (for a
-    termination, the first is the only one: one gateway holds a session)."""
+    termination, the first is the only one: one gateway holds a session), each signed
+    by a gateway these settings trust (``control.gateway_keys``, the gateway's own key)."""
+    gateway_keys = control.gateway_keys(settings, default_keys(settings))
     topic = settings.control.topic
     reader = topic_reader(settings, "control-answer", timeout=5.0)
     try:

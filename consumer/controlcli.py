@@ -17,7 +17,6 @@ from sqlalchemy.exc import SQLAlchemyError
 from consumer.control import ask, session_state
 from consumer.web import access
 from sshtrail import control
-from sshtrail.cli.evidence import default_keys
 from sshtrail.cli.reading import store
 from sshtrail.db import existing_engine
 from sshtrail.errors import NotSetUp
@@ -46,9 +45,7 @@ def run_terminate(args: argparse.Namespace, settings: Settings) -> int:
         reason=args.reason,
     )
     _logged(settings, request.auditor, "terminate", state.session_id, args.reason)
-    answers = ask(
-        settings, request, control.gateway_keys(settings, default_keys(settings)), args.wait
-    )
+    answers = ask(settings, request, args.wait)
     if not answers:
         print(
             f"sshtrail: no gateway answered within {args.wait:g} s: session "
@@ -81,9 +78,7 @@ def run_lock(args: argparse.Namespace, settings: Settings) -> int:
             reason=args.reason,
         )
     _logged(settings, request.auditor, args.command, None, f"{args.operator}: {args.reason}")
-    answers = ask(
-        settings, request, control.gateway_keys(settings, default_keys(settings)), args.wait
-    )
+    answers = ask(settings, request, args.wait)
     done = "locked" if args.command == "lock" else "unlocked"
     for answer in answers:
         print(f"{done} on gateway {answer.gateway}: {answer.detail}")

@@ -266,17 +266,15 @@ class Pages:
         if row["status"] != "active":
             outcome, done = f"already ended: {views.shown(row['end_reason'])}", False
         else:
-            request_ = control.Terminate(
+            order = control.Terminate(
                 request_id=control.new_id(),
                 at=control.now_ns(),
                 session=str(row["id"]),
                 auditor=auditor.name,
                 reason=reason,
             )
-            settings = self.console.settings
             try:
-                keys = control.gateway_keys(settings, default_keys(settings))
-                answers = ask(settings, request_, keys)
+                answers = ask(self.console.settings, order)
             except BrokerError as exc:
                 raise HTTPException(503, f"the request could not be sent: {exc}") from None
             done = bool(answers)
