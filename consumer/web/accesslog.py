@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from consumer.web import access
 from sshtrail import queries
-from sshtrail.cli.output import chosen_format, print_csv, print_json, print_table
+from sshtrail.cli.output import chosen_format, print_json, print_listing
 from sshtrail.cli.reading import store
 from sshtrail.errors import InvalidError
 from sshtrail.settings import Settings
@@ -46,10 +45,5 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         )
         for entry in found
     ]
-    if csv_:
-        print_csv([header, *rows])
-        return 0
-    print_table([header, *rows])
-    if not found:
-        print("(nothing recorded)", file=sys.stderr)
+    print_listing([header, *rows], csv_, "(nothing recorded)")
     return 0

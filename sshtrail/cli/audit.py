@@ -20,7 +20,7 @@ from sshtrail import queries, search
 from sshtrail.cli import transfers
 from sshtrail.cli.commands import SESSION_COLUMNS
 from sshtrail.cli.evidence import default_keys, verdict_json
-from sshtrail.cli.output import chosen_format, print_csv, print_json, print_table
+from sshtrail.cli.output import chosen_format, print_csv, print_json, print_listing
 from sshtrail.cli.reading import store
 from sshtrail.cli.timespec import clock
 from sshtrail.db import existing_engine, shown_url
@@ -75,12 +75,7 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
             "MASKED": row["masked_input"] or "-",
         }
         table.append(tuple(cells[name] for name in columns))
-    if csv_:
-        print_csv(table)
-        return 0
-    print_table(table)
-    if not rows:
-        print("(no sessions match)", file=sys.stderr)
+    print_listing(table, csv_, "(no sessions match)")
     return 0
 
 

@@ -38,6 +38,17 @@ def print_csv(rows: Sequence[Sequence[str]]) -> None:
     writer.writerows(rows)
 
 
+def print_listing(rows: Sequence[Sequence[str]], csv_: bool, nothing: str) -> None:
+    """A listing (the first row its header): CSV, or a table followed on stderr by
+    ``nothing`` (``(no sessions match)``) when it has no rows but the header."""
+    if csv_:
+        print_csv(rows)
+        return
+    print_table(rows)
+    if len(rows) < 2:
+        print(nothing, file=sys.stderr)
+
+
 def print_table(rows: Sequence[Sequence[str]], width: int | None = None) -> None:
     """Rows (the first one a header) in columns as wide as their widest cell. On a
     terminal (or given ``width``) the widest columns but the first are cut, with ``…``,

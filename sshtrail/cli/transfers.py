@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import sys
 import uuid
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
 from sshtrail import queries
-from sshtrail.cli.output import chosen_format, print_csv, print_json, print_table
+from sshtrail.cli.output import chosen_format, print_json, print_listing
 from sshtrail.cli.reading import store
 from sshtrail.cli.timespec import clock
 from sshtrail.search import Hit
@@ -66,12 +65,7 @@ def run_transfers(args: argparse.Namespace, settings: Settings) -> int:
                 visible(row["status"]),
             )
         )
-    if csv_:
-        print_csv(table)
-        return 0
-    print_table(table)
-    if not rows:
-        print("(no transfers match)", file=sys.stderr)
+    print_listing(table, csv_, "(no transfers match)")
     return 0
 
 
