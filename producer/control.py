@@ -34,6 +34,9 @@ from sshtrail.settings import Settings
 
 log = logging.getLogger(__name__)
 
+#: At least this long between looks at the control topic's log ends while resting.
+REST_S = 0.5
+
 
 @dataclass(frozen=True, slots=True)
 class Locked:
@@ -87,6 +90,8 @@ class ControlListener:
         reader = None
         positions: dict[int, int] = {}
         rest = idle_check_s(self._settings)
+        if rest:  # each look asks for every partition's log end: not ten times a second
+            rest = max(rest, REST_S)
         while not self._stop.is_set():
             try:
                 if reader is None:
