@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.cpu import cpu_seconds
-from bench.scratch import demo_env, scratch
+from bench.scratch import scratch, start_demo
 
 
 @dataclass(frozen=True)
@@ -84,22 +84,8 @@ def main() -> None:
     args = parser.parse_args()
 
     home = scratch("sshtrail-bench-idle-")
-    env = demo_env(home)
-    up = subprocess.Popen(
-        [sys.executable, "-m", "sshtrail", "up", "--demo"],
-        cwd=home,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
+    up, _said = start_demo(home)
     try:
-        assert up.stdout is not None
-        for line in up.stdout:
-            if line.strip().startswith("ready"):
-                break
-        else:
-            sys.exit(f"sshtrail up exited before it was ready ({up.wait()})")
         time.sleep(args.settle)
         sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
         processes = [*tree(up.pid), Process(sleeper.pid, "baseline: python sleeping")]

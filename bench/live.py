@@ -33,29 +33,13 @@ import asyncssh
 import httpx
 import websocket
 
-from bench.scratch import demo_env, scratch
+from bench.gateway import percentile
+from bench.scratch import scratch, start_demo
 
 
 def start_stack(home: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
     """``up --demo``; what it printed that the bench needs."""
-    env = demo_env(home)
-    up = subprocess.Popen(
-        [sys.executable, "-m", "sshtrail", "up", "--demo"],
-        cwd=home,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    assert up.stdout is not None
-    said = ""
-    for line in up.stdout:
-        said += line
-        if line.strip().startswith("ready"):
-            break
-    else:
-        sys.exit(f"sshtrail up exited before it was ready:\n{said}")
-    threading.Thread(target=lambda: [None for _ in up.stdout or ()], daemon=True).start()
+    up, said = start_demo(home)
     found = {
         "password": re.search(r"with password (\S+)", said),
         "web": re.search(r"open (http://\S+) and sign in", said),
@@ -148,11 +132,6 @@ async def operate(
         reader.cancel()
 
 
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(len(ordered) * share))]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--lines", type=int, default=200)
@@ -219,9 +198,9 @@ def main() -> None:
     base = statistics.median(round_trips)
     print(
         f"baseline: operator's round trip (typed -> output)  p50 {base:6.1f} ms  "
-        f"p99 {percentile(round_trips, 0.99):6.1f} ms"
+        f"p99 {percentile(round_trips, 99):6.1f} ms"
     )
-    p50, p99 = statistics.median(delays), percentile(delays, 0.99)
+    p50, p99 = statistics.median(delays), percentile(delays, 99)
     print(
         f"gateway output -> live view                        p50 {p50:6.1f} ms  "
         f"p99 {p99:6.1f} ms  max {max(delays):6.1f} ms  (p50 {p50 / base:4.1f}x the baseline; "

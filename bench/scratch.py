@@ -9,7 +9,10 @@ from __future__ import annotations
 import atexit
 import os
 import shutil
+import subprocess
+import sys
 import tempfile
+import threading
 from pathlib import Path
 
 
@@ -20,12 +23,13 @@ def scratch(prefix: str) -> Path:
     return path
 
 
-def demo_env(home: Path) -> dict[str, str]:
-    """The environment of an ``sshtrail up --demo`` of a benchmark: state in ``home``,
-    every port free (not the defaults, which this machine may be using)."""
+def start_demo(home: Path) -> tuple[subprocess.Popen[str], str]:
+    """``sshtrail up --demo`` with its state in ``home`` and every port free (not the
+    defaults, which this machine may be using); returned once it is ready, with what it
+    printed until then. The rest of its output is read and dropped."""
     from sshtrail.broker import free_port
 
-    return {
+    env = {
         **os.environ,
         "SSHTRAIL_STATE_DIR": str(home / "state"),
         "SSHTRAIL_BROKER__PORT": str(free_port()),
@@ -33,3 +37,21 @@ def demo_env(home: Path) -> dict[str, str]:
         "SSHTRAIL_GATEWAY__LISTEN": "127.0.0.1",
         "SSHTRAIL_WEB__PORT": str(free_port()),
     }
+    up = subprocess.Popen(
+        [sys.executable, "-m", "sshtrail", "up", "--demo"],
+        cwd=home,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert up.stdout is not None
+    said = ""
+    for line in up.stdout:
+        said += line
+        if line.strip().startswith("ready"):
+            break
+    else:
+        sys.exit(f"sshtrail up exited before it was ready ({up.wait()}):\n{said}")
+    threading.Thread(target=lambda: [None for _ in up.stdout or ()], daemon=True).start()
+    return up, said
