@@ -105,11 +105,9 @@ class Pages:
         since = _moment(params["since"], "since", problems)
         until = _moment(params["until"], "until", problems)
         status = params["status"]
-        if status and status not in STATUSES:
-            problems.append(f"status: one of {', '.join(STATUSES)}")
+        _one_of("status", status, STATUSES, problems)
         sort = params["sort"] or "started"
-        if sort not in queries.SORTS:
-            problems.append(f"sort: one of {', '.join(queries.SORTS)}")
+        _one_of("sort", sort, tuple(queries.SORTS), problems)
         rows: list[dict[str, Any]] = []
         verdicts: dict[uuid.UUID, Any] = {}
         more = False
@@ -358,8 +356,7 @@ class Pages:
         since = _moment(params["since"], "since", problems)
         until = _moment(params["until"], "until", problems)
         kind = params["kind"]
-        if kind and kind not in KINDS:
-            problems.append(f"kind: one of {', '.join(KINDS)}")
+        _one_of("kind", kind, KINDS, problems)
         hits: list[dict[str, Any]] = []
         notes: list[str] = []
         text = params["q"]
@@ -473,8 +470,7 @@ class Pages:
                 session_id = uuid.UUID(params["session"])
             except ValueError:
                 problems.append("session: a full session id")
-        if params["action"] and params["action"] not in access.ACTIONS:
-            problems.append(f"action: one of {', '.join(access.ACTIONS)}")
+        _one_of("action", params["action"], access.ACTIONS, problems)
         self.console.log(request, "access-log", detail=_detail(params, page))
         found: list[access.Entry] = []
         if not problems:
@@ -577,6 +573,12 @@ def _moment(text: str, name: str, problems: list[str]) -> dt.datetime | None:
     except (argparse.ArgumentTypeError, InvalidError) as exc:
         problems.append(f"{name}: {exc}")
         return None
+
+
+def _one_of(name: str, value: str, allowed: tuple[str, ...], problems: list[str]) -> None:
+    """A filter's value, if given, must be one of ``allowed``; else a problem says so."""
+    if value and value not in allowed:
+        problems.append(f"{name}: one of {', '.join(allowed)}")
 
 
 def _number(text: str | None, default: int, low: int, high: int) -> int:
