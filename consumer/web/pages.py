@@ -15,6 +15,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+from markupsafe import Markup
 from sqlalchemy import Connection
 from sqlalchemy.exc import NoResultFound, OperationalError, ProgrammingError
 from starlette.exceptions import HTTPException
@@ -28,7 +29,7 @@ from consumer.web.auth import Auditor
 from consumer.web.console import Console
 from sshtrail import control, queries
 from sshtrail.chain import Status
-from sshtrail.cli.audit import duration_text, exit_text, masked_text, request_text, signer_text
+from sshtrail.cli.audit import duration_text, exit_text, request_text, session_fields, signer_text
 from sshtrail.cli.evidence import default_keys
 from sshtrail.cli.timespec import moment
 from sshtrail.cli.transfers import hits_of
@@ -38,7 +39,7 @@ from sshtrail.search import Hit, Query
 from sshtrail.search import commands as indexed_commands
 from sshtrail.search import search as find
 from sshtrail.states import KINDS, SessionStatus
-from sshtrail.verification import fingerprint, session_verdicts
+from sshtrail.verification import session_verdicts
 
 #: The statuses the sessions page filters by: the store's, and ``tampered`` (a
 #: verification verdict, checked for the sessions whose stored word is not "ok").
@@ -197,28 +198,14 @@ class Pages:
         cast = f"/sessions/{row['id'].hex}/cast" + ("?input=1" if player["input"] else "")
         live = row["status"] == "active" and not request.query_params.get("t")
         fields = [
-            ("session", str(row["id"])),
-            ("operator", views.shown(row["operator"])),
-            ("client", views.shown(row["client"])),
-            (
-                "target",
-                views.shown(
-                    f"{row['target']} ({row['target_user']}@{row['target_host']}:"
-                    f"{row['target_port']})"
-                ),
-            ),
-            ("gateway", views.shown(row["gateway"])),
-            ("terminal", views.shown(row["term"] or "(no pty)")),
-            ("request", request_text(row, 255)),
-            ("duration", duration_text(row)),
-            ("status", row["status"]),
-            ("exit", exit_text(row)),
-            ("end reason", views.shown(row["end_reason"])),
-            ("bytes", f"{row['bytes_in']} in, {row['bytes_out']} out"),
-            ("chunks", f"{row['chunk_count']} stored, last seq {row['last_seq']}"),
-            ("gaps", ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in row["gaps"]) or "none"),
-            ("quarantined", views.shown(row["quarantine_reason"])),
-            ("masked input", masked_text(row) or "-"),
+            (name, value if isinstance(value, Markup) else views.shown(value))
+            for name, value in session_fields(
+                row,
+                views.when(row["started_at"]),
+                views.when(row["ended_at"]),
+                f"{verdict.status.value}: {verdict.detail}",
+                signer_text(verdict.signer, keys),
+            )
         ]
         return self.console.render(
             request,
@@ -228,8 +215,6 @@ class Pages:
                 "id": row["id"].hex,
                 "fields": fields,
                 "verdict": verdict,
-                "signer": signer_text(verdict.signer, keys) or "-",
-                "signer_fingerprint": fingerprint(verdict.signer) if verdict.signer else None,
                 "commands": commands,
                 "transfers": moved,
                 "transfers_shown": TRANSFERS_SHOWN,

@@ -12,7 +12,7 @@ import argparse
 import datetime as dt
 import sys
 import uuid
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
@@ -31,6 +31,7 @@ from sshtrail.textsafe import local_time, visible
 from sshtrail.verification import fingerprint, session_verdicts, verify_session
 
 HIGHLIGHT = ("\x1b[1;31m", "\x1b[0m")
+T = TypeVar("T")
 
 
 def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
@@ -97,31 +98,13 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         document["transfers"] = [transfers.transfer_json(found) for found in moved]
         print_json(document)
         return 0
-    fields = [
-        ("session", str(session_id)),
-        ("operator", row["operator"]),
-        ("client", row["client"]),
-        (
-            "target",
-            f"{row['target']} ({row['target_user']}@{row['target_host']}:{row['target_port']})",
-        ),
-        ("gateway", row["gateway"]),
-        ("terminal", row["term"] or "(no pty)"),
-        ("request", request_text(row, 255)),
-        ("started", local_time(row["started_at"])),
-        ("ended", local_time(row["ended_at"])),
-        ("duration", duration_text(row)),
-        ("status", row["status"]),
-        ("exit", exit_text(row)),
-        ("end reason", row["end_reason"]),
-        ("bytes", f"{row['bytes_in']} in, {row['bytes_out']} out"),
-        ("chunks", f"{row['chunk_count']} stored, last seq {row['last_seq']}"),
-        ("gaps", ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in row["gaps"]) or "none"),
-        ("verification", f"{verdict.status.value}: {verdict.detail}"),
-        ("signed by", signer_text(verdict.signer, keys)),
-        ("quarantined", row["quarantine_reason"]),
-        ("masked input", masked_text(row)),
-    ]
+    fields = session_fields(
+        row,
+        local_time(row["started_at"]),
+        local_time(row["ended_at"]),
+        f"{verdict.status.value}: {verdict.detail}",
+        signer_text(verdict.signer, keys),
+    )
     for name, value in fields:
         print(f"{name:>12}  {visible(str(value)) if value is not None else '-'}")
     print(
@@ -140,6 +123,38 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     for line in transfers.session_lines(row, moved):
         print(line)
     return 0
+
+
+def session_fields(
+    row: dict[str, Any], started: T, ended: T, verification: str, signer: str | None
+) -> list[tuple[str, T | str | None]]:
+    """What ``show`` and the console's session page say of a session, in order, as
+    stored (the caller makes it safe to show); times and verification as the caller
+    writes them."""
+    target = f"{row['target']} ({row['target_user']}@{row['target_host']}:{row['target_port']})"
+    gaps = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in row["gaps"])
+    return [
+        ("session", str(row["id"])),
+        ("operator", row["operator"]),
+        ("client", row["client"]),
+        ("target", target),
+        ("gateway", row["gateway"]),
+        ("terminal", row["term"] or "(no pty)"),
+        ("request", request_text(row, 255)),
+        ("started", started),
+        ("ended", ended),
+        ("duration", duration_text(row)),
+        ("status", row["status"]),
+        ("exit", exit_text(row)),
+        ("end reason", row["end_reason"]),
+        ("bytes", f"{row['bytes_in']} in, {row['bytes_out']} out"),
+        ("chunks", f"{row['chunk_count']} stored, last seq {row['last_seq']}"),
+        ("gaps", gaps or "none"),
+        ("verification", verification),
+        ("signed by", signer),
+        ("quarantined", row["quarantine_reason"]),
+        ("masked input", masked_text(row)),
+    ]
 
 
 def run_search(args: argparse.Namespace, settings: Settings) -> int:
