@@ -32,7 +32,7 @@ from sshtrail.chain import Status
 from sshtrail.cli.audit import duration_text, exit_text, request_text, session_fields, signer_text
 from sshtrail.cli.evidence import default_keys
 from sshtrail.cli.timespec import moment
-from sshtrail.cli.transfers import hits_of
+from sshtrail.cli.transfers import hits_of, merged
 from sshtrail.errors import BrokerError, InvalidError, NotSetUp
 from sshtrail.exports import Format, asciicast, chunk_events, export_lines
 from sshtrail.search import Hit, Query
@@ -364,9 +364,8 @@ class Pages:
                 except (NotSetUp, OperationalError, ProgrammingError):
                     notes.append("The search index cannot be read yet: is the index group running?")
             if kind in ("", "transfer"):
-                found += self._transfer_hits(params, since, until, auditor)
-                found.sort(key=lambda hit: (hit.at or _EPOCH, str(hit.session_id), hit.t))
-                del found[SEARCH_LIMIT:]
+                more = self._transfer_hits(params, since, until, auditor)
+                found = merged(found, more, SEARCH_LIMIT)
             hits = [
                 {
                     "session": hit.session_id.hex,
@@ -531,9 +530,6 @@ class _Reading:
             raise HTTPException(
                 503, f"the store cannot be read: {str(exc[1].orig).strip()}"
             ) from None
-
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def _skip(seq: int, why: str) -> None:

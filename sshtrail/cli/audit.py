@@ -182,15 +182,13 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
             args, session_id, containing=args.query, limit=args.limit, exit_status=args.exit
         )
         try:
-            hits += transfers.transfer_hits(settings, wanted)
+            hits = transfers.merged(hits, transfers.transfer_hits(settings, wanted), args.limit)
         except (NotSetUp, DatabaseError):
             if args.kind == "transfer":
                 raise
             # Searching what sessions showed needs only the index: without a store
             # (or one not reachable) there are no file paths to add, and it says so.
             print("(file transfers not searched: the store cannot be read)", file=sys.stderr)
-        hits.sort(key=lambda hit: (hit.at or _EPOCH, str(hit.session_id), hit.t))
-        del hits[args.limit :]
     shape = chosen_format(args)
     if shape == "json":
         print_json([_hit_json(hit, args.query) for hit in hits])
@@ -222,7 +220,6 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
 
 #: What ``search`` exits with when nothing matches (as grep does).
 EXIT_NO_MATCH = 1
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 
 
 def _indexed(settings: Settings, query: search.Query) -> list[search.Hit]:

@@ -125,6 +125,16 @@ def transfer_hits(settings: Settings, wanted: queries.TransferFilter) -> list[Hi
     return hits_of(rows)
 
 
+def merged(hits: list[Hit], more: list[Hit], limit: int) -> list[Hit]:
+    """Search hits from the index and from the transfers, in time order (then session,
+    offset), the first ``limit``."""
+    together = sorted(hits + more, key=lambda hit: (hit.at or _EPOCH, str(hit.session_id), hit.t))
+    return together[:limit]
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
 def hits_of(rows: list[dict[str, Any]]) -> list[Hit]:
     """Rows of :func:`~sshtrail.queries.list_transfers` as search hits."""
     return [
