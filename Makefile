@@ -17,7 +17,7 @@ PIP_QUIET := -qq --disable-pip-version-check
 SYSTEM_PACKAGES := openssh-server openssh-client docker-compose vim less chromium chromium-driver
 SYSTEM_COMMANDS := /usr/sbin/sshd ssh ssh-keygen docker-compose vim less chromium chromedriver
 
-.PHONY: up test test-fast lint install install-test system-packages
+.PHONY: up test test-fast lint install install-test system-packages postgres
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -52,6 +52,11 @@ system-packages:
 		echo "the tests need: sudo apt-get install $(SYSTEM_PACKAGES)" >&2; exit 1; \
 	fi
 
+# PostgreSQL on 127.0.0.1:5432 with trust auth: apt-get install postgresql and start it when nothing
+# answers there and we are root (tests/services/postgres.sh says what it does).
+postgres:
+	@bash tests/services/postgres.sh
+
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -63,7 +68,7 @@ lint: install-test
 
 # Every core: most tests wait on brokers, sshd and subprocesses, not the CPU. A
 # module's tests stay on one worker (they share module fixtures: stacks, gateways).
-test: install-test system-packages lint
+test: install-test system-packages postgres lint
 	$(BIN)/pytest -n auto --dist loadscope
 
 test-fast: install-test
