@@ -13,11 +13,13 @@ PIP_QUIET := -qq --disable-pip-version-check
 
 # What the tests drive for real: OpenSSH (client and sshd), Debian's docker-compose
 # (validates compose/), the shells and programs of the search corpus, Chromium and
-# its driver (the web console's browser tests).
-SYSTEM_PACKAGES := openssh-server openssh-client docker-compose vim less chromium chromium-driver
-SYSTEM_COMMANDS := /usr/sbin/sshd ssh ssh-keygen docker-compose vim less chromium chromedriver
+# its driver (the web console's browser tests), Java and Maven (Apache Kafka's jars).
+SYSTEM_PACKAGES := openssh-server openssh-client docker-compose vim less chromium chromium-driver \
+	openjdk-17-jre-headless maven
+SYSTEM_COMMANDS := /usr/sbin/sshd ssh ssh-keygen docker-compose vim less chromium chromedriver \
+	java mvn
 
-.PHONY: up test test-fast lint install install-test system-packages postgres
+.PHONY: up test test-fast lint install install-test system-packages postgres kafka
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -57,6 +59,11 @@ system-packages:
 postgres:
 	@bash tests/services/postgres.sh
 
+# Apache Kafka's jars from Maven Central (tests/kafka/pom.xml), fetched once into
+# ~/.cache/sshtrail/kafka-VERSION and reused: the tests start KRaft clusters from them.
+kafka: install-test system-packages
+	@$(BIN)/python -c "from tests.support.kafka import libs; print('Apache Kafka jars in', libs())"
+
 lint: install-test
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -68,7 +75,7 @@ lint: install-test
 
 # Every core: most tests wait on brokers, sshd and subprocesses, not the CPU. A
 # module's tests stay on one worker (they share module fixtures: stacks, gateways).
-test: install-test system-packages postgres lint
+test: install-test system-packages postgres kafka lint
 	$(BIN)/pytest -n auto --dist loadscope
 
 test-fast: install-test

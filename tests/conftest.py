@@ -1,4 +1,4 @@
-"""Fixtures for real services: a broker, PostgreSQL, an OpenSSH target.
+"""Fixtures for real services: Apache Kafka, the embedded broker, PostgreSQL, an OpenSSH target.
 
 Each is started once per test run on a free loopback port. A service that is
 not there skips its tests with the reason on a developer's machine and fails
@@ -26,6 +26,7 @@ from sshtrail.errors import BrokerError
 from tests.support import postgres
 from tests.support.cli import Running
 from tests.support.consumers import create_topics
+from tests.support.kafka import Broker, KafkaCluster, KafkaUnavailable
 from tests.support.services import unavailable
 from tests.support.sshd import SshdTarget, find_sshd
 
@@ -42,9 +43,25 @@ def _no_leftover_processes() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
-    """The embedded broker, shared by the whole run; topics are per test."""
-    data = tmp_path_factory.mktemp("broker")
+def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    """Apache Kafka, one KRaft node, shared by the run (a worker's); topics are per test.
+
+    The pipeline's tests run here: this is the broker production uses.
+    """
+    cluster = KafkaCluster(tmp_path_factory.mktemp("kafka"))
+    try:
+        cluster.start()
+    except KafkaUnavailable as exc:
+        cluster.stop(timeout=5)
+        unavailable(f"Apache Kafka cannot start: {exc}")
+    yield cluster
+    cluster.stop(timeout=10)  # its data is thrown away
+
+
+@pytest.fixture(scope="session")
+def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[EmbeddedBroker]:
+    """The embedded broker of ``sshtrail up --demo``, for what the demo promises."""
+    data = tmp_path_factory.mktemp("embedded-broker")
     with (data / "broker.log").open("ab") as log:
         instance = EmbeddedBroker("127.0.0.1", free_port(), data, log)
         try:
@@ -90,7 +107,7 @@ def store_engine(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def store_topic(broker: EmbeddedBroker, topic_name: str) -> str:
+def store_topic(broker: Broker, topic_name: str) -> str:
     """A fresh 3-partition sessions topic with its ``.dlq`` beside it."""
     create_topics(broker.bootstrap_servers, topic_name, topic_name + ".dlq")
     return topic_name

@@ -7,15 +7,15 @@ from pathlib import Path
 
 import pytest
 
-from sshtrail.broker import EmbeddedBroker
 from tests.support.browser import chromium
 from tests.support.gateway import GatewayProcess
+from tests.support.kafka import Broker
 from tests.support.recorded import Recorded
 from tests.support.sshd import SshdTarget
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
+def gateway(tmp_path: Path, broker: Broker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
     """A gateway in front of the test sshd, its topic and dead-letter topic created."""
     process = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd, dead_letters=True)
     process.start()
@@ -26,7 +26,7 @@ def gateway(tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> Iterato
 
 @pytest.fixture(scope="module")
 def recorded(
-    tmp_path_factory: pytest.TempPathFactory, broker: EmbeddedBroker, sshd: SshdTarget
+    tmp_path_factory: pytest.TempPathFactory, broker: Broker, sshd: SshdTarget
 ) -> Recorded:
     sessions = Recorded(tmp_path_factory.mktemp("audit"), broker, sshd)
     sessions.record()

@@ -21,7 +21,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
 from sshtrail import control, migrate
-from sshtrail.broker import EmbeddedBroker
 from sshtrail.db import make_engine
 from sshtrail.keyfiles import public_line
 from sshtrail.passwords import hash_password
@@ -36,6 +35,7 @@ from tests.support.browser import (
 from tests.support.cli import Running, sshtrail
 from tests.support.consumers import start_member, write_config
 from tests.support.gateway import GatewayProcess
+from tests.support.kafka import Broker
 from tests.support.sshd import SshdTarget
 from tests.support.waiting import wait_for
 
@@ -46,7 +46,7 @@ class Stack:
     """Two gateways sharing the sessions and control topics, a store member, and the
     settings an auditor's commands use."""
 
-    def __init__(self, root: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> None:
+    def __init__(self, root: Path, broker: Broker, sshd: SshdTarget) -> None:
         self.one = GatewayProcess(
             root / "gw1", broker.bootstrap_servers, sshd, dead_letters=True, instance="gw-one"
         )
@@ -144,7 +144,7 @@ class Stack:
 
 
 @pytest.fixture
-def stack(tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> Iterator[Stack]:
+def stack(tmp_path: Path, broker: Broker, sshd: SshdTarget) -> Iterator[Stack]:
     made = Stack(tmp_path, broker, sshd)
     made.start()
     yield made

@@ -17,10 +17,10 @@ import pytest
 from sqlalchemy import select
 
 from consumer import store
-from sshtrail.broker import EmbeddedBroker
 from sshtrail.db import make_engine
 from tests.support import load
 from tests.support.consumers import wait_for
+from tests.support.kafka import Broker
 from tests.support.knobs import knob
 from tests.support.sshd import SshdTarget
 
@@ -32,7 +32,7 @@ SECONDS = float(knob("LOAD_SECONDS", "20"))
 
 @pytest.mark.timeout(600)
 def test_concurrent_interactive_sessions_lose_nothing_and_become_searchable(
-    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget
+    tmp_path: Path, broker: Broker, sshd: SshdTarget
 ) -> None:
     plan = load.Plan(sessions=SESSIONS, seconds=SECONDS, think=(1.0, 4.0))
     with load.stack(tmp_path, broker.bootstrap_servers, sshd, SESSIONS) as stack:

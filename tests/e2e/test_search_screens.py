@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from sshtrail import migrate
-from sshtrail.broker import EmbeddedBroker
 from tests.corpus.record import type_scenario
 from tests.corpus.scenarios import FILES, SCENARIOS
 from tests.support.cli import sshtrail
 from tests.support.consumers import write_config
 from tests.support.gateway import GatewayProcess
+from tests.support.kafka import Broker
 from tests.support.recorded import store_and_index
 
 pytestmark = pytest.mark.e2e
@@ -23,7 +23,7 @@ SESSION = next(s for s in SCENARIOS if s.name == "bash-fullscreen")
 
 
 def test_vim_and_less_screens_are_found_and_show_lists_only_typed_commands(
-    tmp_path: Path, broker: EmbeddedBroker, gateway: GatewayProcess
+    tmp_path: Path, broker: Broker, gateway: GatewayProcess
 ) -> None:
     work = tmp_path / "work"
     work.mkdir()

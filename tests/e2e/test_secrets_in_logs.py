@@ -21,11 +21,11 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from sshtrail import migrate
-from sshtrail.broker import EmbeddedBroker
 from sshtrail.passwords import hash_password
 from tests.support import postgres
 from tests.support.consumers import group_lag, start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess, published
+from tests.support.kafka import Broker
 from tests.support.services import unavailable
 from tests.support.sshd import SshdTarget
 
@@ -53,7 +53,7 @@ def database_with_password() -> Iterator[str]:
 
 
 def test_no_secret_reaches_any_log_at_debug_level(
-    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget, database_with_password: str
+    tmp_path: Path, broker: Broker, sshd: SshdTarget, database_with_password: str
 ) -> None:
     migrate.upgrade(database_with_password)
     gateway = GatewayProcess(

@@ -27,7 +27,7 @@ import pytest
 from sqlalchemy import func, select
 
 from sshtrail import migrate
-from sshtrail.broker import EmbeddedBroker, free_port
+from sshtrail.broker import free_port
 from sshtrail.db import make_engine
 from sshtrail.passwords import hash_password
 from sshtrail.tables import SESSIONS
@@ -42,6 +42,7 @@ from tests.support.browser import (
 from tests.support.cli import sshtrail
 from tests.support.consumers import write_config
 from tests.support.gateway import GatewayProcess
+from tests.support.kafka import Broker
 from tests.support.recorded import store_and_index
 from tests.support.sshd import SshdTarget
 from tests.support.waiting import wait_for
@@ -68,7 +69,7 @@ class Console:
 
 @pytest.fixture(scope="module")
 def console(
-    tmp_path_factory: pytest.TempPathFactory, broker: EmbeddedBroker, sshd: SshdTarget
+    tmp_path_factory: pytest.TempPathFactory, broker: Broker, sshd: SshdTarget
 ) -> Iterator[Console]:
     root = tmp_path_factory.mktemp("web")
     gateway = GatewayProcess(root / "gw", broker.bootstrap_servers, sshd, dead_letters=True)

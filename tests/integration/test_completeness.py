@@ -16,10 +16,10 @@ import pytest
 from sqlalchemy import Engine, delete, select
 
 from consumer.store import CHUNKS
-from sshtrail.broker import EmbeddedBroker
 from tests.support.bus import KafkaBus
 from tests.support.cli import sshtrail
 from tests.support.consumers import group_lag, start_member, wait_for, write_config
+from tests.support.kafka import Broker
 from tests.support.recordings import keyed, produce, recording
 
 pytestmark = pytest.mark.integration
@@ -41,7 +41,7 @@ def report(config: Path, text: bool = False) -> tuple[int, dict[int, dict[str, o
 
 
 def test_completeness_accounts_for_every_offset_and_reports_data_loss(
-    broker: EmbeddedBroker,
+    broker: Broker,
     store_topic: str,
     store_engine: Engine,
     database_url: str,

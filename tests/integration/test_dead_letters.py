@@ -13,16 +13,16 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from consumer.deadletter import HEADER_TRUNCATED, TRUNCATED_TO
 from consumer.messages import Rejected
 from consumer.service import dead_letters
-from sshtrail.broker import EmbeddedBroker
 from sshtrail.errors import WireError
 from sshtrail.settings import load_settings
 from tests.support.consumers import read_all
+from tests.support.kafka import Broker
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_letter_too_large_for_the_dlq_is_sent_truncated_and_says_so(
-    broker: EmbeddedBroker,
+    broker: Broker,
 ) -> None:
     topic = f"test.small-dlq.{uuid.uuid4().hex[:8]}"
     admin = AdminClient({"bootstrap.servers": broker.bootstrap_servers})

@@ -10,18 +10,18 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from sshtrail.broker import EmbeddedBroker
 from sshtrail.chain import Status, verify_chain
 from sshtrail.events import End, Event, Exec, Exit, Input, MaskedInput, Output, Resize, Start
 from sshtrail.wire import Chunk
 from tests.support.gateway import GatewayProcess, published
+from tests.support.kafka import Broker
 from tests.support.sshd import SshdTarget
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
+def gateway(tmp_path: Path, broker: Broker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
     process = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd)
     process.start()
     yield process
@@ -76,7 +76,7 @@ def test_exec_is_exactly_like_direct_and_recorded(
 
 @pytest.mark.parametrize("codec", ["none", "zstd"])
 def test_recordings_published_with_another_compression_are_whole(
-    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget, codec: str
+    tmp_path: Path, broker: Broker, sshd: SshdTarget, codec: str
 ) -> None:
     gateway = GatewayProcess(
         tmp_path / "gw", broker.bootstrap_servers, sshd, kafka_extra=f'compression = "{codec}"'

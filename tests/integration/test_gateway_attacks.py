@@ -24,12 +24,13 @@ import pexpect
 import pytest
 
 from sshtrail import escrow
-from sshtrail.broker import EmbeddedBroker, free_port
+from sshtrail.broker import free_port
 from sshtrail.events import Env, Notice, Start
 from sshtrail.passwords import hash_password
 from tests.support.cli import sshtrail
 from tests.support.consumers import start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess, published, toml_value
+from tests.support.kafka import Broker
 from tests.support.proxy import StallingProxy
 from tests.support.sshd import SshdTarget
 
@@ -40,7 +41,7 @@ PASSWORD = "correct horse battery staple"
 
 def _gateway(
     tmp_path: Path,
-    broker: EmbeddedBroker,
+    broker: Broker,
     sshd: SshdTarget,
     *,
     extra: str = "",
@@ -59,7 +60,7 @@ def _gateway(
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
+def gateway(tmp_path: Path, broker: Broker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
     pat = f"""
 [[operators]]
 name = "pat"
@@ -220,7 +221,7 @@ def test_environment_is_recorded_and_passed_on_only_where_allowed(
 
 
 def test_a_huge_terminal_is_cut_down_and_the_index_survives(
-    tmp_path: Path, gateway: GatewayProcess, broker: EmbeddedBroker
+    tmp_path: Path, gateway: GatewayProcess, broker: Broker
 ) -> None:
     config = write_config(
         tmp_path / "members.toml",
@@ -272,7 +273,7 @@ def test_a_huge_terminal_is_cut_down_and_the_index_survives(
 
 
 def test_commands_typed_with_echo_off_are_sealed_and_can_be_revealed(
-    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget
+    tmp_path: Path, broker: Broker, sshd: SshdTarget
 ) -> None:
     escrow.generate(tmp_path / "escrow.key")
     public = (tmp_path / "escrow.key.pub").read_text().strip()
@@ -327,7 +328,7 @@ def test_commands_typed_with_echo_off_are_sealed_and_can_be_revealed(
 
 
 def test_first_use_of_a_target_is_pinned_once_and_a_rogue_is_refused(
-    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget
+    tmp_path: Path, broker: Broker, sshd: SshdTarget
 ) -> None:
     rogue = SshdTarget(sshd.binary, tmp_path / "rogue")
     rogue.start()
@@ -370,7 +371,7 @@ trust_on_first_use = true
 
 
 @pytest.fixture
-def indexed(tmp_path: Path, gateway: GatewayProcess, broker: EmbeddedBroker) -> Iterator[Path]:
+def indexed(tmp_path: Path, gateway: GatewayProcess, broker: Broker) -> Iterator[Path]:
     """An index member on the gateway's topic; yields the settings to search with."""
     config = write_config(
         tmp_path / "members.toml",
@@ -451,7 +452,7 @@ def test_one_flooding_session_does_not_hold_up_the_others_search(
 
 
 def test_errors_say_nothing_an_operator_or_a_log_reader_should_not_know(
-    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget
+    tmp_path: Path, broker: Broker, sshd: SshdTarget
 ) -> None:
     closed = free_port()
     tail = f"""

@@ -12,10 +12,10 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from sshtrail.broker import EmbeddedBroker, free_port
 from sshtrail.chain import Status, verify_chain
 from sshtrail.events import Input, Output
 from tests.support.gateway import GatewayProcess, Published, published
+from tests.support.kafka import KafkaCluster
 from tests.support.sshd import SshdTarget
 from tests.support.waiting import wait_for
 
@@ -23,14 +23,12 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[EmbeddedBroker]:
-    """A broker this test may stop and start (the shared one must stay up)."""
-    log = (tmp_path / "broker.log").open("ab")
-    broker = EmbeddedBroker("127.0.0.1", free_port(), tmp_path / "broker", log)
-    broker.start()
-    yield broker
-    broker.stop()
-    log.close()
+def own_broker(tmp_path: Path) -> Iterator[KafkaCluster]:
+    """A one-node Kafka this test may stop and start (the shared one must stay up)."""
+    cluster = KafkaCluster(tmp_path / "kafka")
+    cluster.start()
+    yield cluster
+    cluster.stop(timeout=10)
 
 
 def interactive(gateway: GatewayProcess) -> pexpect.spawn:
@@ -51,7 +49,7 @@ def run(child: pexpect.spawn, command: str, expect: str) -> None:
 
 
 def test_broker_down_mid_session_loses_nothing_and_duplicates_nothing(
-    tmp_path: Path, own_broker: EmbeddedBroker, sshd: SshdTarget
+    tmp_path: Path, own_broker: KafkaCluster, sshd: SshdTarget
 ) -> None:
     gateway = GatewayProcess(tmp_path / "gw", own_broker.bootstrap_servers, sshd)
     gateway.start()
@@ -80,7 +78,7 @@ def test_broker_down_mid_session_loses_nothing_and_duplicates_nothing(
 
 
 def test_gateway_killed_with_a_full_spool_publishes_it_after_restart(
-    tmp_path: Path, own_broker: EmbeddedBroker, sshd: SshdTarget
+    tmp_path: Path, own_broker: KafkaCluster, sshd: SshdTarget
 ) -> None:
     gateway = GatewayProcess(tmp_path / "gw", own_broker.bootstrap_servers, sshd)
     gateway.start()
@@ -118,7 +116,7 @@ def test_gateway_killed_with_a_full_spool_publishes_it_after_restart(
 
 @pytest.mark.e2e
 def test_100_mb_of_output_is_byte_exact_at_the_client_and_in_the_recording(
-    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget
+    tmp_path: Path, broker: KafkaCluster, sshd: SshdTarget
 ) -> None:
     gateway = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd)
     gateway.start()
@@ -152,7 +150,7 @@ def ssh_run(gateway: GatewayProcess, command: str) -> subprocess.CompletedProces
 
 
 def test_full_spool_fail_closed_refuses_new_sessions_until_it_drains(
-    tmp_path: Path, own_broker: EmbeddedBroker, sshd: SshdTarget
+    tmp_path: Path, own_broker: KafkaCluster, sshd: SshdTarget
 ) -> None:
     extra = SMALL_SPOOL.format(reserve=10_000_000, policy="fail-closed")
     gateway = GatewayProcess(tmp_path / "gw", own_broker.bootstrap_servers, sshd, extra=extra)
@@ -174,7 +172,7 @@ def test_full_spool_fail_closed_refuses_new_sessions_until_it_drains(
 
 
 def test_spool_beyond_its_reserve_pauses_sessions_instead_of_dropping(
-    tmp_path: Path, own_broker: EmbeddedBroker, sshd: SshdTarget
+    tmp_path: Path, own_broker: KafkaCluster, sshd: SshdTarget
 ) -> None:
     extra = SMALL_SPOOL.format(reserve=0, policy="fail-closed")
     gateway = GatewayProcess(tmp_path / "gw", own_broker.bootstrap_servers, sshd, extra=extra)
@@ -204,7 +202,7 @@ def test_spool_beyond_its_reserve_pauses_sessions_instead_of_dropping(
 
 
 def test_full_spool_fail_open_lets_sessions_in_unrecorded_and_says_so(
-    tmp_path: Path, own_broker: EmbeddedBroker, sshd: SshdTarget
+    tmp_path: Path, own_broker: KafkaCluster, sshd: SshdTarget
 ) -> None:
     extra = SMALL_SPOOL.format(reserve=10_000_000, policy="fail-open")
     gateway = GatewayProcess(tmp_path / "gw", own_broker.bootstrap_servers, sshd, extra=extra)

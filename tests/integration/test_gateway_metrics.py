@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from sshtrail.broker import EmbeddedBroker, free_port
+from sshtrail.broker import free_port
 from tests.support.cli import sshtrail
 from tests.support.consumers import commit, wait_for, watermarks, write_config
 from tests.support.gateway import GatewayProcess
+from tests.support.kafka import Broker
 from tests.support.metrics import scrape, value
 from tests.support.sshd import SshdTarget
 
@@ -36,7 +37,7 @@ GAUGES = (
 
 @pytest.fixture
 def gateway(
-    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget
+    tmp_path: Path, broker: Broker, sshd: SshdTarget
 ) -> Iterator[tuple[GatewayProcess, int]]:
     port = free_port()
     process = GatewayProcess(

@@ -13,10 +13,11 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from sshtrail.broker import EmbeddedBroker, free_port
+from sshtrail.broker import free_port
 from sshtrail.events import End, Exec, Exit, Input, Output
 from sshtrail.wire import Chunk
 from tests.support.gateway import GatewayProcess, published
+from tests.support.kafka import Broker
 from tests.support.sshd import SshdTarget
 from tests.support.waiting import wait_for
 
@@ -24,7 +25,7 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
+def gateway(tmp_path: Path, broker: Broker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
     process = GatewayProcess(
         tmp_path / "gw", broker.bootstrap_servers, sshd, extra="idle_timeout_s = 2"
     )
@@ -285,7 +286,7 @@ def test_forwarding_refusals_say_why_and_are_recorded(
 
 
 def test_operators_are_offered_aes_and_a_bad_cipher_name_stops_the_start(
-    gateway: GatewayProcess, tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget
+    gateway: GatewayProcess, tmp_path: Path, broker: Broker, sshd: SshdTarget
 ) -> None:
     only_chacha = ["-c", "chacha20-poly1305@openssh.com"]
     chacha = subprocess.run(
@@ -321,7 +322,7 @@ def test_idle_sessions_are_closed_and_recorded_so(gateway: GatewayProcess) -> No
 
 
 def test_sigterm_lets_running_sessions_finish_and_publishes_them(
-    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget
+    tmp_path: Path, broker: Broker, sshd: SshdTarget
 ) -> None:
     gateway = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd)
     gateway.start()
@@ -346,7 +347,7 @@ def test_sigterm_lets_running_sessions_finish_and_publishes_them(
 
 
 def test_user_certificates_signed_by_the_operators_ca_are_accepted(
-    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget
+    tmp_path: Path, broker: Broker, sshd: SshdTarget
 ) -> None:
     ca = asyncssh.generate_private_key("ssh-ed25519")
     ca_line = ca.export_public_key().decode().strip()

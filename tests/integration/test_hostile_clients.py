@@ -17,8 +17,8 @@ from pathlib import Path
 import asyncssh
 import pytest
 
-from sshtrail.broker import EmbeddedBroker
 from tests.support.gateway import GatewayProcess, published, rss_kib
+from tests.support.kafka import Broker
 from tests.support.proxy import StallingProxy
 from tests.support.sshd import SshdTarget
 from tests.support.waiting import wait_for
@@ -38,7 +38,7 @@ max_sessions_per_operator = 20
 
 
 @pytest.fixture
-def gateway(tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
+def gateway(tmp_path: Path, broker: Broker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
     process = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd, extra=LIMITS)
     process.start()
     yield process
@@ -195,7 +195,7 @@ async def _login(gateway: GatewayProcess, address: str, key: Path | None = None)
 
 
 def test_an_auth_flood_is_cut_off_and_recorded_without_flooding_the_records(
-    gateway: GatewayProcess, broker: EmbeddedBroker
+    gateway: GatewayProcess, broker: Broker
 ) -> None:
     outcomes: Counter[str] = Counter()
     for _ in range(40):
@@ -225,7 +225,7 @@ def test_an_auth_flood_is_cut_off_and_recorded_without_flooding_the_records(
 
 
 def test_thousands_of_channels_on_one_connection_stop_at_the_operators_limit(
-    gateway: GatewayProcess, broker: EmbeddedBroker
+    gateway: GatewayProcess, broker: Broker
 ) -> None:
     async def flood() -> Counter[str]:
         outcomes: Counter[str] = Counter()

@@ -21,10 +21,10 @@ import pytest
 from sqlalchemy import Engine, select
 
 from sshtrail import events as ev
-from sshtrail.broker import EmbeddedBroker
 from sshtrail.models import SessionRecord
 from tests.support.consumers import start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess, toml_value
+from tests.support.kafka import Broker
 from tests.support.oddtarget import OddTarget
 from tests.support.recordings import events_session, keyed, produce
 from tests.support.sshd import SshdTarget
@@ -42,7 +42,7 @@ def odd(tmp_path: Path, sshd: SshdTarget) -> Iterator[OddTarget]:
 
 @pytest.fixture
 def gateway(
-    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget, odd: OddTarget
+    tmp_path: Path, broker: Broker, sshd: SshdTarget, odd: OddTarget
 ) -> Iterator[GatewayProcess]:
     tail = f"""
 [[targets]]
@@ -102,7 +102,7 @@ async def _hostile(gateway: GatewayProcess, mark: str) -> dict[str, asyncssh.SSH
 
 
 def test_hostile_sessions_are_stored_faithfully_and_stop_no_one(
-    tmp_path: Path, broker: EmbeddedBroker, gateway: GatewayProcess, store_engine: Engine
+    tmp_path: Path, broker: Broker, gateway: GatewayProcess, store_engine: Engine
 ) -> None:
     database_url = str(store_engine.url.render_as_string(hide_password=False))
     config = write_config(

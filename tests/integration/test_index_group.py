@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import Engine, func, select
 
 from sshtrail import search
-from sshtrail.broker import EmbeddedBroker
 from sshtrail.db import make_engine
 from tests.support.consumers import chunk_count, start_member, wait_for, write_config
+from tests.support.kafka import Broker
 from tests.support.recordings import keyed, produce, typed_session
 
 pytestmark = pytest.mark.integration
@@ -48,7 +48,7 @@ def index_config(
 
 
 def test_kill_9_mid_session_then_restart_gives_the_same_index(
-    broker: EmbeddedBroker, store_topic: str, database_url: str, tmp_path: Path
+    broker: Broker, store_topic: str, database_url: str, tmp_path: Path
 ) -> None:
     servers = broker.bootstrap_servers
     sessions = [typed_session(WORK, events_per_chunk=4) for _ in range(40)]
@@ -85,7 +85,7 @@ def test_kill_9_mid_session_then_restart_gives_the_same_index(
 
 
 def test_each_group_keeps_working_while_the_other_is_stopped(
-    broker: EmbeddedBroker, store_topic: str, tmp_path: Path
+    broker: Broker, store_topic: str, tmp_path: Path
 ) -> None:
     from sshtrail import migrate
 

@@ -15,9 +15,10 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient
 
-from sshtrail.broker import EmbeddedBroker, free_port
+from sshtrail.broker import free_port
 from tests.support.cli import Running, sshtrail
 from tests.support.consumers import commit, create_topics, wait_for, write_config
+from tests.support.kafka import Broker
 from tests.support.metrics import scrape, value
 from tests.support.recordings import produce
 
@@ -27,7 +28,7 @@ pytestmark = pytest.mark.integration
 class Topic:
     """A one-partition topic holding ten messages, and settings that read it."""
 
-    def __init__(self, broker: EmbeddedBroker, tmp_path: Path) -> None:
+    def __init__(self, broker: Broker, tmp_path: Path) -> None:
         self.servers = broker.bootstrap_servers
         self.name = f"lag.{uuid.uuid4().hex[:10]}"
         create_topics(self.servers, self.name, self.name + ".dlq", partitions=1)
@@ -47,7 +48,7 @@ class Topic:
 
 
 @pytest.fixture
-def topic(broker: EmbeddedBroker, tmp_path: Path) -> Topic:
+def topic(broker: Broker, tmp_path: Path) -> Topic:
     return Topic(broker, tmp_path)
 
 

@@ -10,10 +10,10 @@ import msgspec
 import pytest
 
 from consumer.web.live import Item, LiveHub
-from sshtrail.broker import EmbeddedBroker
 from sshtrail.events import End, Event, Output, Start
 from sshtrail.settings import Settings
 from tests.support.consumers import create_topics
+from tests.support.kafka import Broker
 from tests.support.recordings import keyed, produce, recording
 
 pytestmark = pytest.mark.integration
@@ -37,7 +37,7 @@ async def everything(queue: asyncio.Queue[Item], timeout: float = 30) -> list[Ev
 
 
 def test_watchers_of_one_and_of_several_sessions_share_one_reader(
-    broker: EmbeddedBroker, topic_name: str
+    broker: Broker, topic_name: str
 ) -> None:
     create_topics(broker.bootstrap_servers, topic_name, partitions=1)  # all on one partition
     first, first_chunks = recording(6, 300)
@@ -74,7 +74,7 @@ def test_watchers_of_one_and_of_several_sessions_share_one_reader(
 
 
 def test_a_watcher_of_a_session_not_yet_published_waits_for_it(
-    broker: EmbeddedBroker, topic_name: str
+    broker: Broker, topic_name: str
 ) -> None:
     create_topics(broker.bootstrap_servers, topic_name)
     session, chunks = recording(3, 50)

@@ -17,17 +17,17 @@ from confluent_kafka import KafkaError
 
 from producer.publisher import Publisher, kafka_producers
 from producer.spool import Spool
-from sshtrail.broker import EmbeddedBroker
 from sshtrail.kafka.adapters import KafkaProducer
 from sshtrail.kafka.ports import BrokerEvent
 from sshtrail.settings import load_settings
 from tests.support.consumers import create_topics, read_all, wait_for
+from tests.support.kafka import Broker
 
 pytestmark = pytest.mark.integration
 
 
 def test_a_fatal_error_replaces_the_producer_and_loses_nothing(
-    tmp_path: Path, broker: EmbeddedBroker
+    tmp_path: Path, broker: Broker
 ) -> None:
     topic = f"fatal.{uuid.uuid4().hex[:10]}"
     create_topics(broker.bootstrap_servers, topic, partitions=1)

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine
 
 from sshtrail import migrate
-from sshtrail.broker import EmbeddedBroker, free_port
+from sshtrail.broker import free_port
 from sshtrail.db import make_engine
 from tests.support.cli import Running, sshtrail
 from tests.support.consumers import (
@@ -26,6 +26,7 @@ from tests.support.consumers import (
     wait_for,
     write_config,
 )
+from tests.support.kafka import Broker
 from tests.support.metrics import Samples, scrape
 from tests.support.pgcluster import PrivateCluster, find_bin
 from tests.support.recordings import keyed, produce, recording
@@ -39,7 +40,7 @@ def load(count: int, chunks: int, payload: int = 1024) -> list[tuple[bytes | Non
 
 
 def test_kill_9_mid_batch_then_restart_stores_every_chunk_once(
-    broker: EmbeddedBroker,
+    broker: Broker,
     store_topic: str,
     store_engine: Engine,
     database_url: str,
@@ -69,7 +70,7 @@ def test_kill_9_mid_batch_then_restart_stores_every_chunk_once(
 
 
 def test_two_members_split_the_partitions_and_one_takes_over(
-    broker: EmbeddedBroker, store_topic: str, sqlite_url: str, tmp_path: Path
+    broker: Broker, store_topic: str, sqlite_url: str, tmp_path: Path
 ) -> None:
     migrate.upgrade(sqlite_url)
     store_engine = make_engine(sqlite_url)
@@ -121,7 +122,7 @@ def private_postgres() -> Iterator[PrivateCluster]:
 
 
 def test_a_postgresql_outage_stalls_the_group_and_loses_nothing(
-    broker: EmbeddedBroker, store_topic: str, private_postgres: PrivateCluster, tmp_path: Path
+    broker: Broker, store_topic: str, private_postgres: PrivateCluster, tmp_path: Path
 ) -> None:
     servers, url = broker.bootstrap_servers, private_postgres.url
     migrate.upgrade(url)
@@ -197,7 +198,7 @@ def _lag_messages(samples: Samples) -> float:
 
 
 def test_a_rebalance_during_a_database_outage_commits_nothing_before_it_is_stored(
-    broker: EmbeddedBroker, store_topic: str, private_postgres: PrivateCluster, tmp_path: Path
+    broker: Broker, store_topic: str, private_postgres: PrivateCluster, tmp_path: Path
 ) -> None:
     """Issue 14, defect 2, with real members: while PostgreSQL is away, a member leaves and
     the other is given its partitions, in the middle of its retries. Nothing can be stored
@@ -250,7 +251,7 @@ def test_a_rebalance_during_a_database_outage_commits_nothing_before_it_is_store
 
 
 def test_a_member_started_before_its_database_waits_for_it(
-    broker: EmbeddedBroker, store_topic: str, private_postgres: PrivateCluster, tmp_path: Path
+    broker: Broker, store_topic: str, private_postgres: PrivateCluster, tmp_path: Path
 ) -> None:
     """Started while PostgreSQL is down (a host booting, compose ordering), a member waits
     for it instead of dying -- and a SIGTERM while it waits stops it cleanly."""

@@ -12,7 +12,7 @@ from sqlalchemy import Engine, select
 
 from consumer.deadletter import HEADER_ERROR, HEADER_OFFSET, HEADER_PARTITION, HEADER_TOPIC
 from consumer.store import SESSIONS
-from sshtrail.broker import EmbeddedBroker, free_port
+from sshtrail.broker import free_port
 from tests.support.consumers import (
     chunk_count,
     group_lag,
@@ -21,13 +21,14 @@ from tests.support.consumers import (
     wait_for,
     write_config,
 )
+from tests.support.kafka import Broker
 from tests.support.recordings import keyed, produce, recording
 
 pytestmark = pytest.mark.integration
 
 
 def test_sessions_are_stored_and_garbage_is_dead_lettered(
-    broker: EmbeddedBroker,
+    broker: Broker,
     store_topic: str,
     store_engine: Engine,
     database_url: str,

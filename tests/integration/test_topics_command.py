@@ -7,15 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from sshtrail.broker import EmbeddedBroker, free_port
+from sshtrail.broker import free_port
 from tests.support.cli import Running
+from tests.support.kafka import Broker
 
 pytestmark = pytest.mark.integration
 
 
-def test_topics_creates_what_is_missing_then_only_describes(
-    tmp_path: Path, broker: EmbeddedBroker
-) -> None:
+def test_topics_creates_what_is_missing_then_only_describes(tmp_path: Path, broker: Broker) -> None:
     name = f"test.topics.{uuid.uuid4().hex[:8]}"
     env = {
         "SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS": broker.bootstrap_servers,

@@ -26,12 +26,12 @@ from sqlalchemy import Engine, func, select
 from consumer.store import SESSIONS
 from consumer.transfers import TRANSFERS
 from sshtrail import migrate
-from sshtrail.broker import EmbeddedBroker
 from sshtrail.db import make_engine
 from tests.support import postgres
 from tests.support.cli import sshtrail
 from tests.support.consumers import start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess
+from tests.support.kafka import Broker
 from tests.support.services import unavailable
 from tests.support.shapes import Transfer
 from tests.support.sshd import SshdTarget
@@ -84,7 +84,7 @@ def _files(local: Path) -> None:
 def transferred(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
-    broker: EmbeddedBroker,
+    broker: Broker,
     sshd: SshdTarget,
 ) -> Iterator[Transferred]:
     root = tmp_path_factory.mktemp("transfers")
@@ -262,9 +262,7 @@ def test_auditors_find_transfers_with_the_cli(transferred: Transferred) -> None:
 
 
 @pytest.mark.slow
-def test_a_200_megabyte_file_both_ways(
-    tmp_path: Path, broker: EmbeddedBroker, sshd: SshdTarget
-) -> None:
+def test_a_200_megabyte_file_both_ways(tmp_path: Path, broker: Broker, sshd: SshdTarget) -> None:
     local, remote = tmp_path / "local", tmp_path / "remote"
     local.mkdir()
     remote.mkdir()

@@ -3,7 +3,7 @@
 A test asks the bus for group members and producers (the ports the code
 under test uses), puts messages on topics, and reads back what is there and
 what a group committed. :class:`LocalBus` is instant and deterministic;
-:class:`KafkaBus` goes through the real adapters to the embedded broker.
+:class:`KafkaBus` goes through the real adapters to Apache Kafka.
 """
 
 from __future__ import annotations
@@ -90,7 +90,6 @@ class KafkaBus:
         self.settings = load_settings(
             environ={
                 "SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS": servers,
-                "SSHTRAIL_CONSUMER__ASSIGNMENT_STRATEGY": "roundrobin",
                 "SSHTRAIL_CONSUMER__SESSION_TIMEOUT_MS": "6000",
                 "SSHTRAIL_CONSUMER__MAX_POLL_INTERVAL_MS": "15000",
                 "SSHTRAIL_INSTANCE": f"bus-{uuid.uuid4().hex[:6]}",

@@ -35,14 +35,13 @@ def write_config(
 ) -> Path:
     """Settings for consumers of ``topic`` (DLQ ``<topic>.dlq``, groups ``<topic>-store``
     and ``<topic>-index``) writing to ``database_url`` (and ``search_url``)."""
-    # Short timeouts: the embedded broker waits a whole rebalance timeout
-    # (max.poll.interval.ms) for a killed member (docs/decisions.md).
-    # Groups of their own: a member the embedded broker never dropped would
-    # block every later test of a shared group.
+    # Short timeouts: a killed member is dropped after session_timeout_ms, and
+    # a rebalance may wait max_poll_interval_ms for members to rejoin. Groups of
+    # their own, so tests never share a member. The assignment strategy is the
+    # production default for the broker (cooperative-sticky on Kafka).
     options = {
         "store_group": f"{topic}-store",
         "index_group": f"{topic}-index",
-        "assignment_strategy": "roundrobin",
         "batch_wait_ms": 50,
         "max_poll_interval_ms": 15_000,
         "session_timeout_ms": 6_000,

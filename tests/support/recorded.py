@@ -12,11 +12,11 @@ from sqlalchemy import func, select
 
 from consumer.store import SESSIONS
 from sshtrail import migrate, search
-from sshtrail.broker import EmbeddedBroker
 from sshtrail.db import make_engine
 from tests.support.cli import sshtrail
 from tests.support.consumers import start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess
+from tests.support.kafka import Broker
 from tests.support.sshd import SshdTarget
 
 HOSTILE = "echo '\x1b]0;pwned\x07\x1b[2J' >/dev/null; echo hostile"
@@ -54,7 +54,7 @@ def store_and_index(config: Path, store_url: str, search_url: str, sessions: int
 class Recorded:
     """Three sessions through a gateway, stored and indexed, and the CLI over them."""
 
-    def __init__(self, root: Path, broker: EmbeddedBroker, sshd: SshdTarget) -> None:
+    def __init__(self, root: Path, broker: Broker, sshd: SshdTarget) -> None:
         self.gateway = GatewayProcess(
             root / "gw", broker.bootstrap_servers, sshd, dead_letters=True
         )

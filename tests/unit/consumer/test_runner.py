@@ -34,9 +34,9 @@ from consumer.messages import Received
 from consumer.metrics import ConsumerMetrics
 from consumer.runner import GroupRunner, RunnerOptions
 from consumer.writer import Written
-from sshtrail.broker import EmbeddedBroker
 from sshtrail.errors import DatabaseError, UnstorableError
 from tests.support.bus import Bus, CheckedConsumer, KafkaBus, LocalBus
+from tests.support.kafka import Broker
 from tests.support.recordings import recording
 from tests.support.waiting import wait_for as wait_until
 
@@ -203,7 +203,7 @@ def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     if request.param == "local":
         bus: Bus = LocalBus()
     else:
-        embedded: EmbeddedBroker = request.getfixturevalue("broker")
+        embedded: Broker = request.getfixturevalue("broker")
         bus = KafkaBus(embedded.bootstrap_servers)
     topic = f"runner.{uuid.uuid4().hex[:10]}"
     bus.create_topic(topic, 3)
