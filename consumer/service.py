@@ -17,7 +17,7 @@ from consumer.writer import Writer
 from sshtrail import migrate, search
 from sshtrail.cli.signals import stop_on_signals
 from sshtrail.db import make_engine
-from sshtrail.errors import DatabaseError, SchemaMismatch, SshtrailError
+from sshtrail.errors import ConfigError, DatabaseError, SchemaMismatch, SshtrailError
 from sshtrail.kafka.adapters import KafkaGroupConsumer, KafkaProducer
 from sshtrail.kafka.config import LARGE_FETCH, client_config
 from sshtrail.kafka.resting import idle_check_s
@@ -46,6 +46,25 @@ def assignment_strategy(settings: Settings) -> str:
     return "roundrobin" if settings.embedded_broker else "cooperative-sticky"
 
 
+def membership(settings: Settings) -> dict[str, Any]:
+    """librdkafka's group-protocol properties: KIP-848's ``consumer`` protocol leaves
+    assignment and the session timeout to the broker (librdkafka refuses them)."""
+    options = settings.consumer
+    if options.group_protocol == "consumer":
+        if settings.embedded_broker:
+            raise ConfigError(
+                "the embedded broker speaks only the classic group protocol; "
+                "\"consumer\" (KIP-848) needs Apache Kafka 4 or later",
+                key="consumer.group_protocol",
+            )
+        return {"group.protocol": "consumer"}
+    return {
+        "group.protocol": "classic",
+        "partition.assignment.strategy": assignment_strategy(settings),
+        "session.timeout.ms": options.session_timeout_ms,
+    }
+
+
 def incomplete_after(settings: Settings) -> dt.timedelta:
     """Quiet time after which a session without an end is ``incomplete``: the setting,
     or the gateway's idle timeout plus five minutes (an hour if that is 0)."""
@@ -68,9 +87,8 @@ def group_consumer(settings: Settings, group: str) -> KafkaGroupConsumer:
             "enable.auto.commit": False,
             "enable.auto.offset.store": False,
             "auto.offset.reset": "earliest",
-            "partition.assignment.strategy": assignment_strategy(settings),
+            **membership(settings),
             "max.poll.interval.ms": options.max_poll_interval_ms,
-            "session.timeout.ms": options.session_timeout_ms,
             "max.partition.fetch.bytes": 4 << 20,
             **LARGE_FETCH,
         },

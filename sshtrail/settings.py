@@ -231,6 +231,12 @@ class ConsumerSettings(_Section):
     #: ``auto`` is cooperative-sticky, except on the embedded development broker,
     #: which cannot always finish a cooperative rebalance (docs/decisions.md).
     assignment_strategy: Literal["auto", "cooperative-sticky", "range", "roundrobin"] = "auto"
+    #: The group protocol. ``classic``: members assign partitions among themselves
+    #: with ``assignment_strategy`` and ``session_timeout_ms``. ``consumer``
+    #: (KIP-848, Apache Kafka 4+): the broker assigns, incrementally, and its
+    #: ``group.consumer.session.timeout.ms`` replaces ``session_timeout_ms``.
+    #: The embedded broker speaks only ``classic``.
+    group_protocol: Literal["classic", "consumer"] = "classic"
     #: Caught up, a member pauses its partitions and asks the broker for their
     #: log ends this often (milliseconds), fetching again when one moved: the
     #: embedded broker answers fetches at once instead of holding them, so an

@@ -15,9 +15,10 @@ from consumer.service import (
     _patiently,
     assignment_strategy,
     incomplete_after,
+    membership,
 )
 from sshtrail.db import make_engine
-from sshtrail.errors import DatabaseError
+from sshtrail.errors import ConfigError, DatabaseError
 from sshtrail.kafka.resting import idle_check_s
 from sshtrail.settings import load_settings
 
@@ -34,6 +35,22 @@ def test_consumers_pick_an_assignment_strategy_the_broker_can_finish() -> None:
         }
     )
     assert assignment_strategy(chosen) == "range"
+
+
+def test_the_consumer_group_protocol_leaves_assignment_to_the_broker() -> None:
+    kafka = {"SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS": "kafka1:9092"}
+    classic = membership(load_settings(environ=kafka))
+    assert classic == {
+        "group.protocol": "classic",
+        "partition.assignment.strategy": "cooperative-sticky",
+        "session.timeout.ms": 45_000,
+    }
+    kip848 = load_settings(environ={**kafka, "SSHTRAIL_CONSUMER__GROUP_PROTOCOL": "consumer"})
+    # librdkafka refuses a consumer built with either of the classic properties.
+    assert membership(kip848) == {"group.protocol": "consumer"}
+    embedded = load_settings(environ={"SSHTRAIL_CONSUMER__GROUP_PROTOCOL": "consumer"})
+    with pytest.raises(ConfigError, match=r"consumer\.group_protocol: .*embedded broker"):
+        membership(embedded)
 
 
 def test_only_members_on_the_embedded_broker_rest_when_caught_up() -> None:
