@@ -29,6 +29,7 @@ import yaml
 from sshtrail.cli.main import build_parser
 from sshtrail.keyfiles import public_line
 from sshtrail.settings import Settings, load_settings
+from tests.support.kafka import version as kafka_version
 from tests.support.services import unavailable
 from tests.support.sshd import ensure_privsep_dir, find_sshd
 
@@ -329,3 +330,12 @@ def _anchors(markdown: str) -> set[str]:
             title = line.lstrip("#").strip().lower()
             found.add(re.sub(r"[^a-z0-9 _-]", "", title).replace(" ", "-"))
     return found
+
+
+def test_compose_runs_the_kafka_version_the_tests_run() -> None:
+    """One Kafka version: the image of both files is the release tests/kafka/pom.xml pins."""
+    pinned = kafka_version()
+    for name in ("compose.yaml", "compose.small.yaml"):
+        brokers = [s for n, s in resolved(name)["services"].items() if n.startswith("kafka")]
+        assert brokers, name
+        assert {b["image"] for b in brokers} == {f"apache/kafka:{pinned}"}, name
