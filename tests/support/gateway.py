@@ -50,6 +50,10 @@ class GatewayProcess:
     instance: str = "gw-test"
     #: Its control topic (created with it); gateways sharing one name it the same.
     control_topic: str = ""
+    #: Replicas of each topic it creates (3 on a three-node cluster).
+    replication_factor: int = 1
+    #: ``gateway.echo_window_ms``: typed bytes not echoed within it are masked.
+    echo_window_ms: int = 300
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
 
@@ -63,7 +67,9 @@ class GatewayProcess:
         names = [self.topic, self.topic + ".dlq"] if self.dead_letters else [self.topic]
         existing = admin.list_topics(timeout=15).topics
         names += [self.control_topic] if self.control_topic not in existing else []
-        wanted = [NewTopic(name, 3, 1) for name in names if name not in existing]
+        wanted = [
+            NewTopic(name, 3, self.replication_factor) for name in names if name not in existing
+        ]
         for future in admin.create_topics(wanted).values() if wanted else ():
             future.result(15)
 
@@ -91,7 +97,7 @@ topic = {toml_value(self.topic)}
 [gateway]
 listen = "127.0.0.1"
 port = {self.port}
-echo_window_ms = 300
+echo_window_ms = {self.echo_window_ms}
 {self.extra}
 [control]
 topic = {toml_value(self.control_topic)}
