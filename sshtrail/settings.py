@@ -48,18 +48,24 @@ class _Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 class KafkaSettings(_Section):
     """Where sessions are published and read."""
 
-    #: Empty means "start and use the embedded broker" (``sshtrail up``).
+    #: Apache Kafka's ``host:port`` list. Empty means "start and use the embedded
+    #: broker" (``sshtrail up``; ``up --kafka`` sets this).
     bootstrap_servers: str = ""
     #: The topic recordings are published to, keyed by session id.
     topic: Name = "sshtrail.sessions"
     #: Where consumers put messages they cannot decode, with their origin in headers.
     dlq_topic: Name = "sshtrail.sessions.dlq"
-    #: Partitions of both topics when sshtrail creates them (``up``, ``topics``).
+    #: Partitions of the sessions, dead-letter and control topics when sshtrail
+    #: creates them (``up``, ``topics``). An existing sessions or control topic that
+    #: holds messages must have this many, or ``up`` and ``topics`` refuse it.
     partitions: Positive = 6
-    #: Replicas of each partition when sshtrail creates the topics.
-    replication_factor: Positive = 1
-    #: Topic configs set when sshtrail creates the topics (``retention.ms``,
-    #: ``min.insync.replicas`` ...); existing topics are left as they are.
+    #: Replicas of each partition when sshtrail creates the topics. 0: 3, or as
+    #: many as the cluster has brokers if fewer (a partition cannot have more).
+    replication_factor: Annotated[int, msgspec.Meta(ge=0)] = 0
+    #: Topic configs for the sessions and dead-letter topics, over the recommended
+    #: ones (``min.insync.replicas`` replicas - 1, ``retention.ms`` 30 days);
+    #: set when sshtrail creates them, and what ``up`` and ``topics`` check
+    #: existing ones against (they never change a topic).
     topic_config: dict[str, str] = msgspec.field(default_factory=dict)
     #: Extra librdkafka properties (TLS, SASL ...), passed through unchanged.
     client: dict[str, str] = msgspec.field(default_factory=dict)

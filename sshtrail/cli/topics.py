@@ -1,4 +1,4 @@
-"""``sshtrail topics``: create the sessions and dead-letter topics, say what they are."""
+"""``sshtrail topics``: create the sessions, dead-letter and control topics, check them."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ import sys
 import time
 
 from sshtrail.errors import BrokerError
-from sshtrail.kafka.admin import ensure_topics, kafka_admin
+from sshtrail.kafka.admin import Topics, settle_topics
+from sshtrail.kafka.layout import TopicsRefused, summary
 from sshtrail.settings import Settings
 
 
@@ -21,30 +22,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     deadline = time.monotonic() + args.wait
     while True:
         try:
-            created = ensure_topics(settings, timeout=10.0)
+            topics = settle_topics(settings, timeout=10.0)
             break
         except BrokerError as exc:
             if time.monotonic() >= deadline:
                 raise
             print(f"waiting for Kafka: {exc}", file=sys.stderr, flush=True)
             time.sleep(2.0)
-    for name, partitions, replicas in describe(settings):
-        state = "created" if name in created else "exists"
-        print(f"{name}  {partitions} partitions, replication factor {replicas} ({state})")
-        wanted = settings.kafka.partitions
-        if name == settings.kafka.topic and partitions != wanted:
-            print(
-                f"  note: kafka.partitions is {wanted}; the topic keeps {partitions} (a "
-                "change moves sessions to other partitions: docs/operations.md)"
-            )
+    print_topics(topics)
+    if topics.refusals:
+        raise TopicsRefused(topics.refusals, settings.bootstrap_servers, "start nothing on them")
     return 0
 
 
-def describe(settings: Settings) -> list[tuple[str, int, int]]:
-    """Name, partition count and smallest replica count of the three topics."""
-    admin = kafka_admin(settings)
-    rows = []
-    for name in (settings.kafka.topic, settings.kafka.dlq_topic, settings.control.topic):
-        topic = admin.topic(name)
-        rows.append((name, topic.partitions, topic.replicas))
-    return rows
+def print_topics(topics: Topics) -> None:
+    """Each topic as the brokers have it, then every safe difference as a warning."""
+    for found in topics.found:
+        state = "created" if found.name in topics.created else "exists"
+        print(f"{found.name}  {summary(found)} ({state})")
+    for warning in topics.warnings:
+        print(f"warning: {warning}; used as it is")
