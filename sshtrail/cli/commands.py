@@ -41,10 +41,20 @@ def _up(commands: Any) -> None:
         "up",
         help="start the local stack: broker, database, gateway (Ctrl-C stops it)",
         description="Start everything sshtrail needs on this machine and keep it "
-        "running until Ctrl-C or SIGTERM: the embedded broker (unless "
-        "kafka.bootstrap_servers is set), the topics, the session store at the latest "
-        "schema, one member of each consumer group (store, index) and the gateway. A "
-        "second run reuses the state in state_dir.",
+        "running until Ctrl-C or SIGTERM: the embedded broker (unless --kafka or "
+        "kafka.bootstrap_servers names an Apache Kafka), the topics, the session store "
+        "at the latest schema, one member of each consumer group (store, index), the "
+        "gateway and the web console. Missing topics are created as docs/operations.md "
+        "recommends; existing ones are checked: a difference that is safe is a warning, "
+        "one that breaks a promise (a control topic not compacted, a sessions topic "
+        "holding messages with another partition count than kafka.partitions ...) "
+        "starts nothing, exit status 1. A second run reuses the state in state_dir.",
+    )
+    parser.add_argument(
+        "--kafka",
+        metavar="HOST:PORT,...",
+        help="use this Apache Kafka instead of the embedded broker "
+        "(kafka.bootstrap_servers; the stack's processes use it too)",
     )
     parser.add_argument(
         "--demo",
@@ -310,11 +320,16 @@ def _escrow(commands: Any) -> None:
 def _topics(commands: Any) -> None:
     parser = commands.add_parser(
         "topics",
-        help="create the sessions and dead-letter topics if missing, and describe them",
-        description="Create kafka.topic and kafka.dlq_topic with kafka.partitions, "
-        "kafka.replication_factor and kafka.topic_config when they do not exist, then "
-        "print each topic's partitions and replicas. An existing topic is never changed. "
-        "Exit status 1 when the broker cannot be reached or a topic cannot be created.",
+        help="create the sessions, dead-letter and control topics if missing, and check them",
+        description="Create kafka.topic, kafka.dlq_topic and control.topic where they do "
+        "not exist, as docs/operations.md recommends (kafka.partitions; "
+        "kafka.replication_factor, else 3 or the brokers if fewer; min.insync.replicas "
+        "one less; retention 30 days; the control topic compacted; kafka.topic_config "
+        "over these), then print what each has and how an existing one differs. An "
+        "existing topic is never changed. Exit status 1 when the brokers cannot be "
+        "reached, a topic cannot be created, or a difference breaks a promise (a control "
+        "topic not compacted, a sessions topic holding messages with another partition "
+        "count than kafka.partitions ...).",
     )
     parser.add_argument(
         "--wait",

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
+
+import msgspec
 
 from sshtrail import demo, migrate
 from sshtrail.broker import EmbeddedBroker
@@ -13,10 +16,11 @@ from sshtrail.cli.broker import start_broker
 from sshtrail.cli.children import Children
 from sshtrail.cli.signals import stop_on_signals
 from sshtrail.db import shown_url
-from sshtrail.errors import BrokerError
+from sshtrail.errors import BrokerError, ConfigError
 from sshtrail.kafka.adapters import topic_reader
-from sshtrail.kafka.admin import ensure_topics, kafka_admin
-from sshtrail.settings import Settings
+from sshtrail.kafka.admin import Topics, kafka_admin, settle_topics
+from sshtrail.kafka.layout import TopicsRefused, summary
+from sshtrail.settings import ENV_PREFIX, Settings
 from sshtrail.statedir import secure
 
 #: How long a stopping stack waits for the consumer groups to read what the
@@ -25,6 +29,8 @@ DRAIN_S = 15.0
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
+    if args.kafka is not None:
+        settings = _with_kafka(settings, args.kafka)
     state = settings.state_path.resolve()
     state.mkdir(parents=True, exist_ok=True)
     secure(state)
@@ -37,25 +43,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     children = Children(config, logs, _say)
     with stop_on_signals() as stop:
         broker: EmbeddedBroker | None = None
+        started = False  # whether the consumer groups run, and have something to drain
         try:
-            broker = _start_infrastructure(settings)
+            broker = _start_infrastructure(settings, from_option=args.kafka is not None)
             if trial is not None:
-                children.start(
-                    "demo target",
-                    "demo-target",
-                    "--port",
-                    str(trial.port),
-                    "--host-key",
-                    str(trial.target_host_key),
-                    "--authorized-keys",
-                    str(trial.authorized_keys),
-                    port=trial.port,
-                )
-                _say(
-                    "demo",
-                    f"target {demo.NAME!r}: a login shell as {_user(settings)} "
-                    f"on 127.0.0.1:{trial.port}",
-                )
+                _start_demo_target(children, settings, trial)
+            started = True
             # A static member id: restarted, it takes its partitions back at once.
             for part in ("store", "index"):
                 member_id = f"{settings.instance}-up-{part}"
@@ -84,19 +77,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             if logs is not None:
                 _say("logs", f"{logs}/ (--verbose shows them here)")
             if trial is not None:
-                demo.trust_gateway(settings, trial)
-                _say("try", "this, then type a few commands and exit:")
-                print(demo.ssh_command(settings, trial), flush=True)
-                if demo.sftp_server() is not None:
-                    _say("files", "sftp (or scp with the same options) goes the same way:")
-                    print(demo.sftp_command(settings, trial), flush=True)
-                else:
-                    _say("files", "sftp and scp need OpenSSH's sftp-server on this machine")
-                _say(
-                    "console",
-                    f"open {console} and sign in as {demo.AUDITOR!r} with password "
-                    f"{trial.auditor_password} (new on every run)",
-                )
+                _say_how_to_try(settings, trial, console)
             _say("ready", "press Ctrl-C to stop")
             while not stop.wait(0.5):
                 children.check()
@@ -106,16 +87,66 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                         f"{settings.broker_data_dir / 'broker.log'}"
                     )
         finally:
-            _stop(children, settings, broker)
+            _stop(children, settings, broker, drain=started)
     _say("stopped", f"on {stop.name}; state kept in {state}")
     return 0
 
 
-def _stop(children: Children, settings: Settings, broker: EmbeddedBroker | None) -> None:
+def _start_demo_target(children: Children, settings: Settings, trial: demo.Demo) -> None:
+    children.start(
+        "demo target",
+        "demo-target",
+        "--port",
+        str(trial.port),
+        "--host-key",
+        str(trial.target_host_key),
+        "--authorized-keys",
+        str(trial.authorized_keys),
+        port=trial.port,
+    )
+    _say(
+        "demo",
+        f"target {demo.NAME!r}: a login shell as {_user(settings)} on 127.0.0.1:{trial.port}",
+    )
+
+
+def _say_how_to_try(settings: Settings, trial: demo.Demo, console: str) -> None:
+    demo.trust_gateway(settings, trial)
+    _say("try", "this, then type a few commands and exit:")
+    print(demo.ssh_command(settings, trial), flush=True)
+    if demo.sftp_server() is not None:
+        _say("files", "sftp (or scp with the same options) goes the same way:")
+        print(demo.sftp_command(settings, trial), flush=True)
+    else:
+        _say("files", "sftp and scp need OpenSSH's sftp-server on this machine")
+    _say(
+        "console",
+        f"open {console} and sign in as {demo.AUDITOR!r} with password "
+        f"{trial.auditor_password} (new on every run)",
+    )
+
+
+def _with_kafka(settings: Settings, servers: str) -> Settings:
+    """``settings`` on the Kafka of ``--kafka``, which the stack's children get too."""
+    if not servers.strip():
+        raise ConfigError("give HOST:PORT[,HOST:PORT...]", key="--kafka")
+    try:
+        kafka = msgspec.structs.replace(settings.kafka, bootstrap_servers=servers.strip())
+    except ValueError as exc:
+        raise ConfigError(str(exc), key="--kafka") from None
+    # The children read the settings file and the environment, where a variable
+    # outranks the file: they use these servers too, with or without --demo.
+    os.environ[f"{ENV_PREFIX}KAFKA__BOOTSTRAP_SERVERS"] = kafka.bootstrap_servers
+    return msgspec.structs.replace(settings, kafka=kafka)
+
+
+def _stop(
+    children: Children, settings: Settings, broker: EmbeddedBroker | None, drain: bool
+) -> None:
     """The gateway first (its last sessions end and are published), then the groups once
     they have read everything (or after a while), then the rest."""
     children.stop("gateway")
-    if broker is None or broker.poll() is None:
+    if drain and (broker is None or broker.poll() is None):
         drained = _wait_drained(settings, DRAIN_S)
         if not drained:
             _say(
@@ -156,7 +187,7 @@ def _wait_drained(settings: Settings, timeout: float) -> bool:
         reader.close()
 
 
-def _start_infrastructure(settings: Settings) -> EmbeddedBroker | None:
+def _start_infrastructure(settings: Settings, from_option: bool) -> EmbeddedBroker | None:
     broker = None
     if settings.embedded_broker:
         broker = start_broker(settings.broker.host, settings.broker.port, settings.broker_data_dir)
@@ -164,16 +195,36 @@ def _start_infrastructure(settings: Settings) -> EmbeddedBroker | None:
             "broker",
             f"embedded, {broker.bootstrap_servers}, data in {settings.broker_data_dir.resolve()}",
         )
+    elif from_option:
+        _say(
+            "kafka",
+            f"{settings.kafka.bootstrap_servers}, no embedded broker (from --kafka; lag, "
+            "watch and the other commands read kafka.bootstrap_servers)",
+        )
     else:
-        _say("broker", f"external, {settings.kafka.bootstrap_servers}")
-    created = ensure_topics(settings)
-    topics = f"{settings.kafka.topic} ({settings.kafka.partitions} partitions), "
-    topics += f"dead letters in {settings.kafka.dlq_topic}, requests in {settings.control.topic}"
-    _say("topics", topics + (" (created)" if created else ""))
+        _say("kafka", f"{settings.kafka.bootstrap_servers}, no embedded broker")
+    topics = settle_topics(settings)
+    _say("topics", _topics_line(topics))
+    for warning in topics.warnings:
+        _say("warning", f"{warning}; up goes on")
+    if topics.refusals:
+        raise TopicsRefused(topics.refusals, settings.bootstrap_servers, "up started nothing")
     migrate.upgrade(settings.database_url)
     revision = migrate.current_revision(settings.database_url)
     _say("database", f"{shown_url(settings.database_url)} at schema {revision}")
     return broker
+
+
+def _topics_line(topics: Topics) -> str:
+    """The sessions topic as found, where dead letters and requests go, what was created."""
+    sessions, dead_letters, requests = topics.found
+    line = f"{sessions.name} ({summary(sessions)}), dead letters in {dead_letters.name}, "
+    line += f"requests in {requests.name}"
+    if len(topics.created) == len(topics.found):
+        line += " (created)"
+    elif topics.created:
+        line += f" (created {', '.join(topics.created)})"
+    return line
 
 
 def _user(settings: Settings) -> str:
