@@ -23,10 +23,13 @@ def scratch(prefix: str) -> Path:
     return path
 
 
-def start_demo(home: Path) -> tuple[subprocess.Popen[str], str]:
+def start_demo(
+    home: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], str]:
     """``sshtrail up --demo`` with its state in ``home`` and every port free (not the
-    defaults, which this machine may be using); returned once it is ready, with what it
-    printed until then. The rest of its output is read and dropped."""
+    defaults, which this machine may be using), ``extra_env`` added to its environment;
+    returned once it is ready, with what it printed until then. The rest of its output
+    is read and dropped."""
     from sshtrail.broker import free_port
 
     env = {
@@ -36,6 +39,7 @@ def start_demo(home: Path) -> tuple[subprocess.Popen[str], str]:
         "SSHTRAIL_GATEWAY__PORT": str(free_port()),
         "SSHTRAIL_GATEWAY__LISTEN": "127.0.0.1",
         "SSHTRAIL_WEB__PORT": str(free_port()),
+        **(extra_env or {}),
     }
     up = subprocess.Popen(
         [sys.executable, "-m", "sshtrail", "up", "--demo"],

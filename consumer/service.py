@@ -54,7 +54,7 @@ def membership(settings: Settings) -> dict[str, Any]:
         if settings.embedded_broker:
             raise ConfigError(
                 "the embedded broker speaks only the classic group protocol; "
-                "\"consumer\" (KIP-848) needs Apache Kafka 4 or later",
+                '"consumer" (KIP-848) needs Apache Kafka 4 or later',
                 key="consumer.group_protocol",
             )
         return {"group.protocol": "consumer"}

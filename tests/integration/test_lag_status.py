@@ -204,11 +204,14 @@ def test_the_exporter_serves_every_series_from_the_first_scrape(topic: Topic) ->
         # No gateway given: end-to-end lag is unknown, and says so.
         assert math.isnan(value(first, "sshtrail_end_to_end_lag_seconds", group="stopped"))
 
-        def read() -> bool:
+        def read() -> bool:  # each group read once: the exporter reads them in turn
             samples = scrape(port)
-            return value(samples, "sshtrail_consumergroup_up", group="stopped") == 1
+            return (
+                value(samples, "sshtrail_consumergroup_up", group="stopped") == 1
+                and value(samples, "sshtrail_lag_exporter_errors_total", group="bogus") >= 1
+            )
 
-        wait_for(read, timeout=30, what="a reading of the group")
+        wait_for(read, timeout=30, what="a reading of each group")
         samples = scrape(port)
         assert value(samples, "sshtrail_consumergroup_lag", **where) == 6
         assert value(samples, "sshtrail_consumergroup_committed_offset", **where) == 4

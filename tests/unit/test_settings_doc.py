@@ -59,6 +59,7 @@ def test_every_variable_named_in_the_reference_sets_its_key(key: str, env: str) 
         "log_level": "debug",
         "gateway.spool.policy": "fail-open",
         "consumer.assignment_strategy": "range",
+        "consumer.group_protocol": "consumer",
         "kafka.compression": "zstd",
     }
     if key in choices:
