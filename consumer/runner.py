@@ -365,6 +365,8 @@ class GroupRunner:
         try:
             self._consumer.commit(batch.ends)
         except CommitFailed as exc:
+            if exc.fatal:  # fenced: this client will never commit again
+                raise
             # Typically a rebalance in progress: the next owner re-reads these
             # messages and the idempotent writer ignores them.
             self._metrics.commit_failed()

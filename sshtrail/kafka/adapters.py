@@ -40,7 +40,27 @@ def reason(exc: KafkaException) -> str:
 
 def _fatal(exc: KafkaException) -> bool:
     error = exc.args[0] if exc.args else None
-    return isinstance(error, KafkaError) and bool(error.fatal())
+    return isinstance(error, KafkaError) and _is_fatal(error)
+
+
+def _is_fatal(error: KafkaError) -> bool:
+    """Whether the client that reported ``error`` can never be used again.
+
+    librdkafka says so in two ways: ``error.fatal()`` (an error from
+    ``error_cb``, a producer's) and the code ``_FATAL``, which a consumer's
+    ``consume()`` returns as a message error -- with ``fatal()`` false -- and
+    its later commits fail with (librdkafka's INTRODUCTION.md, "Fatal consumer
+    errors": a static member fenced by another with its ``group.instance.id``).
+    """
+    return bool(error.fatal()) or error.code() == KafkaError._FATAL
+
+
+def _fatal_cause(error: KafkaError) -> str:
+    """The cause of a fatal consumer error in one line: librdkafka words it
+    "Fatal error: CAUSE: Fatal consumer error: CAUSE"."""
+    text = error.str().removeprefix("Fatal error: ")
+    cause, said, again = text.partition(": Fatal consumer error: ")
+    return cause if said and again == cause else text
 
 
 @contextmanager
@@ -60,8 +80,13 @@ def _without_errors(messages: list[Any], on_error: ErrorSink) -> list[Message]:
         error = message.error()
         if error is None:
             good.append(message)
-        elif error.fatal():
-            raise BrokerError(f"fatal consumer error: {error.str()}", fatal=True)
+        elif _is_fatal(error):
+            # Retrying is no use: the client will never fetch again. The process
+            # ends, and its replacement resumes from the committed offsets.
+            cause = _fatal_cause(error)
+            raise BrokerError(
+                f"fatal Kafka error, this consumer cannot go on: {cause}", fatal=True, reason=cause
+            )
         elif error.code() != KafkaError._PARTITION_EOF:
             on_error(error.str())
     return good
@@ -211,7 +236,7 @@ class KafkaProducer:
         return int(self._producer.flush(timeout))
 
     def _error(self, error: KafkaError) -> None:
-        if error.fatal():
+        if _is_fatal(error):
             self._fatal = self._fatal or error.str()
             self._on_event(BrokerEvent("fatal", error.str()))
         elif error.code() in (KafkaError._ALL_BROKERS_DOWN, KafkaError._TRANSPORT):
@@ -223,7 +248,7 @@ class KafkaProducer:
 def _delivery_error(error: KafkaError) -> DeliveryError:
     if error.code() in (KafkaError.MSG_SIZE_TOO_LARGE, KafkaError.INVALID_MSG_SIZE):
         return DeliveryError("too-large", error.str())
-    if error.fatal():
+    if _is_fatal(error):
         return DeliveryError("fatal", error.str())
     return DeliveryError("failed", error.str())
 
