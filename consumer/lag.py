@@ -7,11 +7,13 @@ message the group has not consumed -- read from the broker at the committed
 offset, so it keeps growing while a group is stopped; where that message
 cannot be read (retention deleted it) the time lag is unknown, never 0. Each
 partition gets a status (:mod:`consumer.lagstatus`) from the readings of the
-last ``window_s`` seconds.
+last ``window_s`` seconds, a lone reading also by that age against the
+groups' session timeout.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 import urllib.request
@@ -66,6 +68,9 @@ class LagReader:
     def __init__(self, settings: Settings, timeout: float = 10.0, window_s: float = 0.0) -> None:
         self.topic = settings.kafka.topic
         self.window_s = window_s
+        #: A lone reading whose oldest unread message is older than this is not OK
+        #: (consumer.lagstatus): the groups' session timeout.
+        self.unread_limit_s = settings.consumer.session_timeout_ms / 1000
         self._timeout = timeout
         self._servers = settings.bootstrap_servers
         self._admin = kafka_admin(settings, timeout)
@@ -105,13 +110,16 @@ class LagReader:
             low, end = marks[partition]
             owner = state.owners.get(partition)
             reading = Reading(now, current, low, end, owner is not None)
-            status, reason = evaluate(self._remember(group, partition, reading))
             lag = reading.lag
             start = current if current is not None else low
             if lag == 0:
                 seconds: float | None = 0.0
             else:
                 seconds = self._age(partition, start, low, now) if ages else None
+            reading = dataclasses.replace(reading, oldest_s=seconds)
+            status, reason = evaluate(
+                self._remember(group, partition, reading), self.unread_limit_s
+            )
             rows.append(
                 PartitionLag(
                     group,

@@ -13,17 +13,32 @@ a member owns the partition:
 * ``STALL``: lag, owned, and the committed offset did not move over the
   window (a member stuck: a database outage, a poison message);
 * ``WARN``: the lag never shrank over the window, and grew;
+* ``WARN`` too, from one reading: the oldest unread message is older than
+  the unread limit (the groups' session timeout) -- slow or stuck, one
+  reading cannot tell which;
 * ``OK`` otherwise: lag that is being worked off.
 
-One reading can tell DATA-LOSS, OK and STOP; STALL, WARN and REWIND need two
-or more (``sshtrail lag --window``, ``--watch`` and the exporter keep them).
-Severity orders them for a group's status and the exit code.
+One reading can tell DATA-LOSS, OK, STOP and an old unread message; STALL,
+REWIND and a growing lag need two or more (``sshtrail lag --window``,
+``--watch`` and the exporter keep them). Severity orders them for a group's
+status and the exit code.
+
+Why one reading with an old unread message is not OK: a member that owns a
+partition may read nothing -- frozen, fenced by the broker and not yet gone,
+or kept as owner by the embedded broker after it died -- and a lone reading
+of it looks like lag being worked off. A live member fetches a message within
+a batch's wait and commits it after one write; Kafka gives a member that
+stays silent for the session timeout's partitions to another. So a message
+still unread after that long means the group reads nothing there or is far
+behind (catching up after an outage): either way not OK. Which of the two, a
+window tells: STALL if the committed offset does not move, OK if it does.
 """
 
 from __future__ import annotations
 
 import enum
 import itertools
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -55,6 +70,9 @@ class Reading:
     low: int  # earliest offset the broker still has
     end: int  # log-end offset
     owned: bool  # a member of the group owns the partition
+    #: Age in seconds of the oldest unread message (the one at the committed
+    #: offset); None when it was not read.
+    oldest_s: float | None = None
 
     @property
     def lag(self) -> int:
@@ -62,8 +80,11 @@ class Reading:
         return max(self.end - start, 0)
 
 
-def evaluate(window: Sequence[Reading]) -> tuple[Status, str]:
-    """The status of a partition over ``window`` (oldest first, at least one), and why."""
+def evaluate(window: Sequence[Reading], unread_limit_s: float = math.inf) -> tuple[Status, str]:
+    """The status of a partition over ``window`` (oldest first, at least one), and why.
+
+    ``unread_limit_s``: how old the oldest unread message may be before a lone
+    reading is not OK (the groups' session timeout)."""
     last = window[-1]
     if last.committed is not None and last.committed < last.low:
         return Status.DATA_LOSS, (
@@ -88,6 +109,12 @@ def evaluate(window: Sequence[Reading]) -> tuple[Status, str]:
         lags = [r.lag for r in window]
         if lags[-1] > lags[0] and all(b >= a for a, b in itertools.pairwise(lags)):
             return Status.WARN, f"lag grew from {lags[0]} to {lags[-1]} in {span:.0f} s"
+    elif last.oldest_s is not None and last.oldest_s > unread_limit_s:
+        return Status.WARN, (
+            f"lag {last.lag} and the oldest unread message is {last.oldest_s:.0f} s old, "
+            f"over the {unread_limit_s:g} s session timeout: far behind, or nobody reads "
+            "this partition; --window 30 tells slow (OK) from stuck (STALL)"
+        )
     return Status.OK, f"lag {last.lag}, being consumed"
 
 
