@@ -486,7 +486,13 @@ class GroupRunner:
         for partition in partitions:
             self._next.pop(partition, None)
         self._next_retention_check = 0.0  # where the new partitions stand: at once
-        log.info("%s: assigned partitions %s", self.group, sorted(partitions))
+        # Cooperative and KIP-848 rebalances hand over only what moves: say both.
+        log.info(
+            "%s: assigned partitions %s, holds %s",
+            self.group,
+            sorted(partitions),
+            sorted(self._assigned),
+        )
         # librdkafka keeps a partition's pause across a revoke and a new assignment:
         # set it explicitly, to what the member is doing now. A resting member wakes:
         # where the new partitions stand is read by fetching them.
@@ -497,7 +503,6 @@ class GroupRunner:
             self._consumer.resume(partitions)
 
     def revoked(self, partitions: list[int]) -> None:
-        log.info("%s: partitions %s revoked", self.group, sorted(partitions))
         for partition in partitions:
             self._epochs[partition] = self._epochs.get(partition, 0) + 1
             self._committed.pop(partition, None)
@@ -505,6 +510,12 @@ class GroupRunner:
             self._last_published.pop(partition, None)
         self._assigned.difference_update(partitions)
         self._limit.forget(partitions)
+        log.info(
+            "%s: partitions %s revoked, holds %s",
+            self.group,
+            sorted(partitions),
+            sorted(self._assigned),
+        )
 
     # -- reporting ---------------------------------------------------------------------
 

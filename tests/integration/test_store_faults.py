@@ -77,7 +77,7 @@ def test_two_members_split_the_partitions_and_one_takes_over(
     servers = broker.bootstrap_servers
     config = write_config(tmp_path / "sshtrail.toml", servers, store_topic, sqlite_url)
     first = start_member(config)
-    wait_for(lambda: "assigned partitions [0, 1, 2]" in first.stderr, what="first assignment")
+    wait_for(lambda: "holds [0, 1, 2]" in first.stderr, what="first assignment")
     second = start_member(config)
     try:
         wait_for(
@@ -89,7 +89,7 @@ def test_two_members_split_the_partitions_and_one_takes_over(
         first_status, first_out, first_err = first.stop(signal.SIGTERM)
         assert first_status == 0, first_err
         wait_for(
-            lambda: second.stderr.count("assigned partitions [0, 1, 2]") == 1,
+            lambda: second.stderr.count("holds [0, 1, 2]") == 1,
             what="the second member to take every partition",
         )
         total += produce(servers, store_topic, load(60, 5, 200))

@@ -208,6 +208,26 @@ class KafkaCluster:
         for node in self.nodes:
             self.start_node(node.node_id, wait=False)
         self.wait_ready(timeout)
+        self._wait_for_the_group_coordinator(timeout)
+
+    def _wait_for_the_group_coordinator(self, timeout: float) -> None:
+        """Until a group can be described: the first group request creates and loads
+        ``__consumer_offsets``, answered NOT_COORDINATOR meanwhile; tests that commit
+        at once would meet that instead of the broker they mean to test."""
+        admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 2})
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                admin.describe_consumer_groups(["sshtrail-harness-probe"])[
+                    "sshtrail-harness-probe"
+                ].result(5)
+                return
+            except KafkaException as exc:
+                if time.monotonic() > deadline:
+                    raise KafkaUnavailable(
+                        f"Kafka's group coordinator was not ready within {timeout:.0f}s: {exc}"
+                    ) from None
+                time.sleep(0.2)
 
     def start_node(self, node_id: int, wait: bool = True, timeout: float = 60) -> None:
         """Start one node on the data it has (first start, or after a stop or a kill)."""
