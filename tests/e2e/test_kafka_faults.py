@@ -77,16 +77,23 @@ FEW = max(4, ROLLING_SESSIONS // 4)
 FREEZE_S = 30.0
 PARTITIONS = 3
 PROMPT = b"READY$ "
-#: Each typed command prints this many lines, 50 ms apart.
+#: Each typed command prints this many lines, 100 ms apart.
 LINES = 20
-KEYS_PER_S = 10.0
+KEYS_PER_S = 8.0
 #: The gateway masks typed bytes whose echo is slower than this; on two busy
 #: cores an echo can take longer than production's 500 ms, and a masked key is
 #: no Kafka fault. Generous, so every keystroke is compared as typed.
 ECHO_WINDOW_MS = 5000
+#: The operators' shell: a prompt to wait for, and ``p TOKEN N``, which prints N
+#: lines 100 ms apart without starting a process (50 shells forking ``sleep``
+#: ten times a second would take the cores the Kafka nodes need to restart).
 RC = """PS1='READY$ '
 HISTFILE=/dev/null
-p() { local i; for i in $(seq "$2"); do echo "$1 $i $RANDOM"; sleep 0.05; done; }
+exec {pause}<> <(:)
+p() {
+  local i
+  for ((i = 1; i <= $2; i++)); do echo "$1 $i $RANDOM"; read -rt 0.1 -u "$pause"; done
+}
 """
 
 
@@ -114,73 +121,79 @@ class Stack:
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory: pytest.TempPathFactory, sshd: SshdTarget) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("kafka-faults")
-    try:
-        database_url = postgres.create_database()
-    except psycopg.OperationalError as exc:
-        unavailable(f"PostgreSQL at {postgres.ADMIN_URL} is not available: {exc}")
-    cluster = KafkaCluster(root / "kafka", nodes=3)
-    try:
-        cluster.start()
-    except KafkaUnavailable as exc:
-        cluster.stop(timeout=5)
-        postgres.drop_database(database_url)
-        unavailable(f"Apache Kafka cannot start: {exc}")
-    metrics_port = free_port()
-    limit = ROLLING_SESSIONS + 50
-    gateway = GatewayProcess(
-        root / "gw",
-        cluster.bootstrap_servers,
-        sshd,
-        dead_letters=True,
-        replication_factor=3,
-        echo_window_ms=ECHO_WINDOW_MS,
-        extra=(
-            f"max_sessions = {limit}\nmax_sessions_per_operator = {limit}\n"
-            f"metrics_port = {metrics_port}\n"
-        ),
-    )
-    gateway.start()
-    migrate.upgrade(database_url)
-    index_url = f"sqlite:///{root / 'search.db'}"
-    # The production timeouts, not write_config's short ones (made for killing
-    # members): below the ~9 s a dead node takes to be fenced, a member whose
-    # offset commit waits on that node's replica -- and its heartbeats behind the
-    # commit -- times its own session out, and librdkafka then has the static
-    # member fenced by itself (confluentinc/librdkafka#3437), a fatal error.
-    config = write_config(
-        root / "sshtrail.toml",
-        cluster.bootstrap_servers,
-        gateway.topic,
-        database_url,
-        index_url,
-        session_timeout_ms=45_000,
-        max_poll_interval_ms=300_000,
-    )
-    rcfile = root / "operator.bashrc"
-    rcfile.write_text(RC)
-    store = start_member(config, "store", "--instance-id", "kf-store").keep()
-    index = start_member(config, "index", "--instance-id", "kf-index").keep()
-    stack = Stack(
-        root,
-        cluster,
-        gateway,
-        metrics_port,
-        rcfile,
-        store,
-        index,
-        make_engine(database_url),
-        make_engine(index_url),
-    )
-    yield stack
-    for member in (store, index):
-        if member.process.poll() is None:
-            member.stop(signal.SIGTERM)
-    if gateway.process is not None and gateway.process.poll() is None:
-        gateway.stop()
-    stack.store_engine.dispose()
-    stack.index_engine.dispose()
-    cluster.stop(timeout=10)
-    postgres.drop_database(database_url)
+    with contextlib.ExitStack() as cleanup:  # what came up goes down, in reverse
+        try:
+            database_url = postgres.create_database()
+        except psycopg.OperationalError as exc:
+            unavailable(f"PostgreSQL at {postgres.ADMIN_URL} is not available: {exc}")
+        cleanup.callback(postgres.drop_database, database_url)
+        cluster = KafkaCluster(root / "kafka", nodes=3)
+        cleanup.callback(cluster.stop, timeout=10)
+        try:
+            cluster.start()
+        except KafkaUnavailable as exc:
+            unavailable(f"Apache Kafka cannot start: {exc}")
+        metrics_port = free_port()
+        limit = ROLLING_SESSIONS + 50
+        gateway = GatewayProcess(
+            root / "gw",
+            cluster.bootstrap_servers,
+            sshd,
+            dead_letters=True,
+            replication_factor=3,
+            echo_window_ms=ECHO_WINDOW_MS,
+            extra=(
+                f"max_sessions = {limit}\nmax_sessions_per_operator = {limit}\n"
+                f"metrics_port = {metrics_port}\n"
+            ),
+        )
+        cleanup.callback(stop, gateway)
+        gateway.start()
+        migrate.upgrade(database_url)
+        index_url = f"sqlite:///{root / 'search.db'}"
+        # The production timeouts, not write_config's short ones (made for killing
+        # members): below the ~9 s a dead node takes to be fenced, a member whose
+        # offset commit waits on that node's replica -- and its heartbeats behind
+        # the commit -- times its own session out, and librdkafka then has the
+        # static member fenced by itself (confluentinc/librdkafka#3437): fatal.
+        config = write_config(
+            root / "sshtrail.toml",
+            cluster.bootstrap_servers,
+            gateway.topic,
+            database_url,
+            index_url,
+            session_timeout_ms=45_000,
+            max_poll_interval_ms=300_000,
+        )
+        rcfile = root / "operator.bashrc"
+        rcfile.write_text(RC)
+        store = start_member(config, "store", "--instance-id", "kf-store").keep()
+        cleanup.callback(stop, store)
+        index = start_member(config, "index", "--instance-id", "kf-index").keep()
+        cleanup.callback(stop, index)
+        store_engine, index_engine = make_engine(database_url), make_engine(index_url)
+        cleanup.callback(store_engine.dispose)
+        cleanup.callback(index_engine.dispose)
+        yield Stack(
+            root,
+            cluster,
+            gateway,
+            metrics_port,
+            rcfile,
+            store,
+            index,
+            store_engine,
+            index_engine,
+        )
+
+
+def stop(process: GatewayProcess | Running) -> None:
+    """SIGTERM, if it still runs."""
+    if isinstance(process, GatewayProcess):
+        if process.process is not None and process.process.poll() is None:
+            process.stop()
+    elif process.process.poll() is None:
+        process.stop(signal.SIGTERM)
 
 
 # -- operators -------------------------------------------------------------
@@ -195,6 +208,7 @@ class Operator:
     typed: bytearray = field(default_factory=bytearray)
     seen: bytes = b""
     commands: list[str] = field(default_factory=list)
+    at_prompt: bool = False
     echoes: list[float] = field(default_factory=list)
     returned: int | None = None
     error: str | None = None
@@ -236,9 +250,9 @@ class Load:
         self._thread.start()
         try:
             wait_for(
-                lambda: all(op.commands or op.error for op in self.operators),
+                lambda: all(op.at_prompt or op.error for op in self.operators),
                 timeout=120,
-                what="every operator to have run a command",
+                what="every operator at a prompt",
             )
         except AssertionError:
             self.finish()
@@ -270,6 +284,7 @@ class Load:
                 )
                 assert isinstance(screen, Screen)
                 await screen.wait_for(PROMPT)
+                op.at_prompt = True
                 while not self._stop.is_set():
                     token = f"{op.mark}r{len(op.commands)}"
                     line = f"p {token} {LINES}"
@@ -545,20 +560,26 @@ def test_kill_9_of_the_leader_of_a_live_sessions_partition(stack: Stack, tmp_pat
 
 
 def test_rolling_restart_of_all_three_nodes(stack: Stack, tmp_path: Path) -> None:
-    per_node: dict[int, float] = {}
+    per_node: dict[int, dict[str, float]] = {}
     with StallMeter(stack.metrics_port) as meter, Load(stack, "roll", ROLLING_SESSIONS) as load:
         meter.fault_at = time.monotonic()
         for node in stack.cluster.nodes:
             began = time.monotonic()
             try:
-                stack.cluster.stop_node(node.node_id)
+                stack.cluster.stop_node(node.node_id)  # SIGTERM: leadership moves first
+                stopped = time.monotonic()
             finally:
                 restored(stack, node.node_id)()
+            started = time.monotonic()
             wait_in_sync(stack)
-            per_node[node.node_id] = round(time.monotonic() - began, 1)
+            per_node[node.node_id] = {
+                "stop_s": round(stopped - began, 1),
+                "start_s": round(started - stopped, 1),
+                "in_sync_s": round(time.monotonic() - started, 1),
+            }
         time.sleep(3)
         operators = load.finish()
-    figures = meter.figures() | {"seconds_per_node": per_node}
+    figures = meter.figures() | {"per_node": per_node}
     report("rolling restart", tmp_path, figures, operators)
     assert_nothing_lost(stack, operators)
 
