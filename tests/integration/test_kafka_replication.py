@@ -9,8 +9,10 @@ have it, and only an in-sync replica can become leader (unclean election is
 off). This module shows that is so for real: a producer writes steadily, the
 leader of one partition is killed with SIGKILL mid-stream, and every message
 the producer was told is written is read back exactly once, at the offset it
-was acknowledged at -- from the new leader, and again from the old one once it
-has rejoined and leads again.
+was acknowledged at and in the order it was produced -- from the new leader,
+and again from the old one once it has rejoined and leads again. The
+partition's longest pause in acknowledgements (the leader election as a
+producer sees it) is printed and written to ``replication.json``.
 """
 
 from __future__ import annotations
