@@ -41,7 +41,7 @@ class ConsumerMetrics:
             "sshtrail_write_retries", "Failed writes that will be retried (database away)."
         )
         self._commit_failures = counter(
-            "sshtrail_commit_failures", "Offset commits the broker refused (re-delivered)."
+            "sshtrail_commit_failures", "Offset commits the broker refused (made again or re-read)."
         )
         self._quarantined = counter(
             "sshtrail_sessions_quarantined",

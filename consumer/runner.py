@@ -115,6 +115,12 @@ class GroupRunner:
         #: Bumped when a partition is revoked: what was fetched before is stale.
         self._epochs: dict[int, int] = {}
         self._committed: dict[int, int | None] = {}
+        #: Commits the broker refused (a rebalance in progress), per partition: the
+        #: offset and the epoch it was written in. A cooperative rebalance leaves most
+        #: partitions where they are, so no new owner re-reads and commits them: the
+        #: member commits them again itself, while it still holds them.
+        self._refused: dict[int, tuple[int, int]] = {}
+        self._commit_again_at = 0.0
         #: Per partition, the offset the next message should have: one past the last
         #: handled. Unknown after an assignment (then: the committed offset).
         self._next: dict[int, int] = {}
@@ -162,6 +168,7 @@ class GroupRunner:
                 decoding = self._decode(decoder, messages)
                 if pending is not None:
                     self._handle(pending)
+                self._commit_again()
                 pending = decoding.result() if decoding is not None else None
                 if pending is None:  # nothing in hand, nothing new
                     self._passed_by_retention()
@@ -367,12 +374,42 @@ class GroupRunner:
         except CommitFailed as exc:
             if exc.fatal:  # fenced: this client will never commit again
                 raise
-            # Typically a rebalance in progress: the next owner re-reads these
-            # messages and the idempotent writer ignores them.
+            # Typically a rebalance in progress. A partition that moves is re-read by
+            # its next owner (the idempotent writer ignores what is stored); one that
+            # stays is committed again here once the rebalance is over.
             self._metrics.commit_failed()
-            log.warning("%s: %s; the messages will be delivered again", self.group, exc)
+            for partition, offset in batch.ends.items():
+                self._refused[partition] = (offset, self._epochs.get(partition, 0))
+            self._commit_again_at = time.monotonic() + self._options.retry_initial_s
+            log.warning("%s: %s; committing again while the partitions stay", self.group, exc)
             return
+        for partition in batch.ends:
+            self._refused.pop(partition, None)
         self._committed.update(batch.ends)
+
+    def _commit_again(self) -> None:
+        """Commit what the broker refused, for the partitions still held since."""
+        if not self._refused or time.monotonic() < self._commit_again_at:
+            return
+        held = {
+            partition: offset
+            for partition, (offset, epoch) in self._refused.items()
+            if partition in self._assigned and self._epochs.get(partition, 0) == epoch
+        }
+        self._refused = {p: self._refused[p] for p in held}
+        if not held:
+            return
+        try:
+            self._consumer.commit(held)
+        except CommitFailed as exc:
+            if exc.fatal:
+                raise
+            self._commit_again_at = time.monotonic() + self._options.retry_max_s
+            log.info("%s: committing again refused too (%s); will retry", self.group, exc)
+            return
+        self._refused.clear()
+        self._committed.update(held)
+        log.info("%s: committed partitions %s after the rebalance", self.group, sorted(held))
 
     # -- waiting -----------------------------------------------------------------------
 

@@ -51,7 +51,7 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     cluster = KafkaCluster(tmp_path_factory.mktemp("kafka"))
     try:
         cluster.start()
-    except KafkaUnavailable as exc:
+    except (KafkaUnavailable, TimeoutError) as exc:
         cluster.stop(timeout=5)
         unavailable(f"Apache Kafka cannot start: {exc}")
     yield cluster

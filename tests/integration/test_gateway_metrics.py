@@ -15,7 +15,7 @@ from tests.support.cli import sshtrail
 from tests.support.consumers import commit, wait_for, watermarks, write_config
 from tests.support.gateway import GatewayProcess
 from tests.support.kafka import Broker
-from tests.support.metrics import scrape, value
+from tests.support.metrics import Samples, scrape, value
 from tests.support.sshd import SshdTarget
 
 pytestmark = pytest.mark.integration
@@ -71,10 +71,15 @@ def test_every_series_is_there_at_once_and_counts_what_happened(
     ssh("alice:secret")  # a target alice may not use
     ssh("alice:t1", key=process.stranger_key)  # a key no operator has
 
+    seen: list[Samples] = []
+
     def settled() -> bool:
         # The refusals are recorded as their connections close, which may be after
-        # the clients have exited: settled is when both are counted and published.
+        # the clients have exited: settled is when both are counted and every chunk
+        # spooled is published -- judged on one scrape, the one checked below (a
+        # refusal's record may be spooled between two scrapes).
         now = scrape(port)
+        seen.append(now)
         spooled = value(now, "sshtrail_gateway_chunks_spooled_total")
         refused = [
             value(now, "sshtrail_gateway_refusals_total", reason=reason)
@@ -84,7 +89,7 @@ def test_every_series_is_there_at_once_and_counts_what_happened(
         return spooled > 0 and published and refused == [1, 1]
 
     wait_for(settled, timeout=30, what="every spooled chunk published")
-    after = scrape(port)
+    after = seen[-1]
     assert value(after, "sshtrail_gateway_bytes_spooled_total") > 0
     assert value(after, "sshtrail_gateway_spool_pending_bytes") == 0
     assert value(after, "sshtrail_gateway_spool_oldest_pending_seconds") == 0

@@ -132,6 +132,15 @@ def run_tool(main_class: str, *args: str, timeout: float = 60) -> subprocess.Com
     )
 
 
+def _cluster_id() -> str:
+    """A random cluster id as ``kafka-storage random-uuid`` makes one: 16 bytes in
+    base64url, never starting with ``-`` (the tool would read it as an option)."""
+    while True:
+        made = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        if not made.startswith("-"):
+            return made
+
+
 @dataclass
 class Node:
     """One combined broker+controller process of the cluster."""
@@ -161,7 +170,7 @@ class KafkaCluster:
             Node(i + 1, free_port(), free_port(), folder / f"node{i + 1}") for i in range(nodes)
         ]
         self._extra = broker_config
-        self._cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        self._cluster_id = _cluster_id()
 
     @property
     def bootstrap_servers(self) -> str:
@@ -222,7 +231,7 @@ class KafkaCluster:
                     "sshtrail-harness-probe"
                 ].result(5)
                 return
-            except KafkaException as exc:
+            except (KafkaException, TimeoutError) as exc:  # not loaded yet, or slow to say so
                 if time.monotonic() > deadline:
                     raise KafkaUnavailable(
                         f"Kafka's group coordinator was not ready within {timeout:.0f}s: {exc}"

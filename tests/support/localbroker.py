@@ -85,6 +85,7 @@ class LocalBroker:
         #: Called with (group, offsets) before a commit is accepted: tests check invariants.
         self.on_commit: Callable[[str, Mapping[int, int]], None] = lambda group, offsets: None
         self._refusals: list[DeliveryError] = []
+        self._commit_refusals = 0
 
     # -- what a test does ----------------------------------------------------------
 
@@ -132,6 +133,12 @@ class LocalBroker:
         with self._changed:
             self.up = True
             self._changed.notify_all()
+
+    def refuse_commits(self, count: int) -> None:
+        """The next ``count`` commits are refused as a rebalance in progress would be,
+        whoever holds the partitions (a cooperative rebalance moves few of them)."""
+        with self._changed:
+            self._commit_refusals += count
 
     def refuse_next(self, error: DeliveryError) -> None:
         """The next message a producer delivers is refused with ``error``."""
@@ -184,6 +191,9 @@ class LocalBroker:
             foreign = [p for p in offsets if group.owner.get((member.topic, p)) is not member]
             if foreign or member._events:
                 raise CommitFailed(f"commit refused: rebalance in progress ({foreign})")
+            if self._commit_refusals:
+                self._commit_refusals -= 1
+                raise CommitFailed("commit refused: Broker: Group rebalance in progress")
             self.on_commit(member.group, offsets)
             for partition, offset in offsets.items():
                 group.committed[member.topic, partition] = offset

@@ -198,13 +198,13 @@ class Harness:
         wait_for(condition, self.bus.patience, what)
 
 
-@pytest.fixture(params=["local", pytest.param("embedded", marks=pytest.mark.integration)])
+@pytest.fixture(params=["local", pytest.param("kafka", marks=pytest.mark.integration)])
 def harness(request: pytest.FixtureRequest) -> Iterator[Harness]:
     if request.param == "local":
         bus: Bus = LocalBus()
     else:
-        embedded: Broker = request.getfixturevalue("broker")
-        bus = KafkaBus(embedded.bootstrap_servers)
+        kafka: Broker = request.getfixturevalue("broker")
+        bus = KafkaBus(kafka.bootstrap_servers)
     topic = f"runner.{uuid.uuid4().hex[:10]}"
     bus.create_topic(topic, 3)
     bus.create_topic(topic + ".dlq", 3)
@@ -283,6 +283,29 @@ def test_a_batch_fetched_before_a_partition_left_and_came_back_is_not_committed(
     harness.store.down_for = set()
     harness.wait_for(harness.everything_done, what="every offset committed")
     assert len(harness.store.chunks) == 30 * 4
+
+
+def test_a_refused_commit_of_partitions_that_stay_is_made_again() -> None:
+    """A cooperative rebalance refuses commits while it runs but leaves most partitions
+    where they are: nobody re-reads them, so unless the member commits them again they
+    stay uncommitted (lag that never drains) until a new message comes. Local broker
+    only: it refuses commits on demand."""
+    bus = LocalBus()
+    topic = f"runner.{uuid.uuid4().hex[:10]}"
+    bus.create_topic(topic, 3)
+    bus.create_topic(topic + ".dlq", 3)
+    harness = Harness(bus, MemoryStore(), topic)
+    harness.produce_sessions(6)
+    bus.broker.refuse_commits(2)  # the first batch's commit, and its first retry
+    _runner, metrics = harness.start_member()
+    try:
+        harness.wait_for(harness.everything_done, what="every offset committed again")
+        assert metrics.value("sshtrail_commit_failures_total") == 1
+    finally:
+        for runner, thread, _metrics in harness.runners:
+            runner.stop()
+            thread.join(30)
+    assert not harness.violations, harness.violations
 
 
 def test_members_joining_and_leaving_under_load_lose_and_double_nothing(
