@@ -63,6 +63,11 @@ def producer_config(settings: Settings) -> dict[str, Any]:
             "message.timeout.ms": 0,
             "queue.buffering.max.kbytes": 64 * 1024,
             "message.max.bytes": 2 << 20,
+            # A frozen leader (a long GC pause, a hung disk) holds the requests sent
+            # to it until this timeout, past the election of a new leader: librdkafka's
+            # 60 s stalled publishing for a 30 s freeze; at 10 s the stall is about the
+            # election time (tests/e2e/test_kafka_faults.py). [kafka.client] may set it.
+            "socket.timeout.ms": settings.kafka.client.get("socket.timeout.ms", 10_000),
         },
     )
 
