@@ -135,3 +135,14 @@ def test_the_recordings_compression_is_a_setting(tmp_path: Path) -> None:
     assert producer_config(chosen)["compression.type"] == "none"
     with pytest.raises(ConfigError, match="compression"):
         load_settings(write(tmp_path, '[kafka]\ncompression = "brotli"\n'), environ={})
+
+
+def test_the_gateway_gives_up_on_a_silent_broker_after_10_s_unless_told(tmp_path: Path) -> None:
+    """A frozen leader holds requests until this timeout (tests/e2e/test_kafka_faults.py)."""
+    from producer.publisher import producer_config
+
+    assert producer_config(load_settings(environ={}))["socket.timeout.ms"] == 10_000
+    chosen = load_settings(
+        write(tmp_path, '[kafka.client]\n"socket.timeout.ms" = "30000"\n'), environ={}
+    )
+    assert producer_config(chosen)["socket.timeout.ms"] == "30000"
