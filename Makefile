@@ -13,11 +13,12 @@ PIP_QUIET := -qq --disable-pip-version-check
 
 # What the tests drive for real: OpenSSH (client and sshd), Debian's docker-compose
 # (validates compose/), the shells and programs of the search corpus, Chromium and
-# its driver (the web console's browser tests), Java and Maven (Apache Kafka's jars).
+# its driver (the web console's browser tests), Java and Maven (Apache Kafka's jars),
+# Prometheus's promtool (checks compose/prometheus/alerts.yml).
 SYSTEM_PACKAGES := openssh-server openssh-client docker-compose vim less chromium chromium-driver \
-	openjdk-17-jre-headless maven
+	openjdk-17-jre-headless maven prometheus
 SYSTEM_COMMANDS := /usr/sbin/sshd ssh ssh-keygen docker-compose vim less chromium chromedriver \
-	java mvn
+	java mvn promtool
 
 .PHONY: up test test-fast lint install install-test system-packages postgres kafka
 

@@ -24,6 +24,7 @@ from sshtrail.broker import EmbeddedBroker, free_port
 from sshtrail.db import make_engine
 from sshtrail.errors import BrokerError
 from tests.support import postgres
+from tests.support.browser import require_chromium
 from tests.support.cli import Running
 from tests.support.consumers import create_topics
 from tests.support.kafka import Broker, KafkaCluster, KafkaUnavailable
@@ -70,6 +71,12 @@ def embedded_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Embedd
             unavailable(f"embedded broker cannot start: {exc}")
     yield instance
     instance.stop(timeout=3)  # its data is thrown away: no need to wait for a clean close
+
+
+@pytest.fixture
+def chromium_installed() -> None:
+    """Debian's chromium and its driver: missing, a browser test skips, or fails in CI."""
+    require_chromium()
 
 
 @pytest.fixture

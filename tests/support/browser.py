@@ -13,13 +13,19 @@ from typing import Any
 import pytest
 
 from sshtrail.broker import free_port
+from tests.support.services import unavailable
 from tests.support.waiting import wait_for
 
-#: Skips a module's tests where the browser is missing (outside CI; CI installs it).
-needs_chromium = pytest.mark.skipif(
-    not (shutil.which("chromium") and shutil.which("chromedriver")),
-    reason="Debian's chromium and chromium-driver are not installed (make system-packages)",
-)
+#: Marks the tests that drive the browser: skipped where it is missing, failed in CI
+#: (``CI=true``), where every service must be there (the ``chromium_installed`` fixture).
+needs_chromium = pytest.mark.usefixtures("chromium_installed")
+
+
+def require_chromium() -> None:
+    if not (shutil.which("chromium") and shutil.which("chromedriver")):
+        unavailable(
+            "Debian's chromium and chromium-driver are not installed (make system-packages)"
+        )
 
 
 def listening(port: int) -> bool:
@@ -43,6 +49,7 @@ def start_console(config: Path, cwd: Path) -> tuple[subprocess.Popen[bytes], str
 
 def chromium() -> Any:
     """A headless chromium session with its console log kept (for CSP reports)."""
+    require_chromium()
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
 
