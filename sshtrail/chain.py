@@ -8,6 +8,7 @@ altered, removed or reordered chunk -- the last one included -- is reported.
 
 from __future__ import annotations
 
+import bisect
 import enum
 import uuid
 from collections import Counter
@@ -23,6 +24,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
 
 from sshtrail.errors import WireError
 from sshtrail.events import End, Event
+from sshtrail.seqranges import complement, describe_ranges
 from sshtrail.wire import (
     GENESIS,
     Chunk,
@@ -89,12 +91,23 @@ class Known:
     #: Seqs the store never received (inclusive ranges), as it recorded them.
     gaps: Sequence[Sequence[int]] = ()
 
-    def expected(self) -> set[int]:
-        """The seqs the store had."""
+    def gone(self, present: Collection[int]) -> list[tuple[int, int]]:
+        """Inclusive ranges of the seqs the store had that are not in ``present``:
+        worked out on ranges, so a seq of 10**9 or a huge gap costs no more than
+        the chunks stored."""
         if self.last_seq is None:
-            return set()
-        missing = {seq for low, high in self.gaps for seq in range(low, high + 1)}
-        return set(range(self.last_seq + 1)) - missing
+            return []
+        seqs = sorted(present)
+        gone: list[tuple[int, int]] = []
+        for low, high in complement(self.gaps, self.last_seq):
+            cursor = low
+            for seq in seqs[bisect.bisect_left(seqs, low) : bisect.bisect_right(seqs, high)]:
+                if seq > cursor:
+                    gone.append((cursor, seq - 1))
+                cursor = seq + 1
+            if cursor <= high:
+                gone.append((cursor, high))
+        return gone
 
 
 class _Tampered(Exception):
@@ -169,16 +182,16 @@ def _end_chunk(chunks: dict[int, Chunk]) -> Chunk | None:
 
 def _check_known(chunks: dict[int, Chunk], known: Known) -> None:
     """Chunks the store had are all still there; an end it saw still is."""
-    gone = sorted(known.expected() - chunks.keys())
+    gone = known.gone(chunks.keys())
     if gone:
-        ranges = _describe_ranges(_ranges(gone))
-        if known.ended and known.last_seq is not None and known.last_seq in gone:
+        ranges = describe_ranges(gone)
+        if known.ended and known.last_seq is not None and gone[-1][1] == known.last_seq:
             raise _Tampered(
-                gone[0],
+                gone[0][0],
                 f"the session's tail was cut: chunks {ranges} were stored, the store saw "
                 f"the session end at chunk {known.last_seq}, and they are gone",
             )
-        raise _Tampered(gone[0], f"chunks {ranges} were stored and are gone")
+        raise _Tampered(gone[0][0], f"chunks {ranges} were stored and are gone")
 
 
 def _check_links(chunks: dict[int, Chunk], end_chunk: Chunk | None) -> None:
@@ -254,19 +267,4 @@ def _gaps(present: Iterable[int]) -> tuple[tuple[int, int], ...]:
 
 
 def _describe_gaps(gaps: Sequence[tuple[int, int]]) -> str:
-    return "missing chunks " + _describe_ranges(gaps)
-
-
-def _describe_ranges(ranges: Sequence[tuple[int, int]]) -> str:
-    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in ranges)
-
-
-def _ranges(seqs: Sequence[int]) -> list[tuple[int, int]]:
-    """Sorted seqs as inclusive ranges."""
-    ranges: list[tuple[int, int]] = []
-    for seq in seqs:
-        if ranges and ranges[-1][1] == seq - 1:
-            ranges[-1] = (ranges[-1][0], seq)
-        else:
-            ranges.append((seq, seq))
-    return ranges
+    return "missing chunks " + describe_ranges(gaps)

@@ -21,11 +21,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import ColumnElement, or_, select
-from sqlalchemy.engine import Connection
+from sqlalchemy import ColumnElement, Text, cast, func, or_, select
+from sqlalchemy.engine import Connection, RowMapping
+from sqlalchemy.sql import Select
 
 from sshtrail.errors import NotFound
 from sshtrail.scope import Scope
+from sshtrail.seqranges import MAX_TEXT, read_gaps
 from sshtrail.states import MaskedInput, SessionStatus
 from sshtrail.tables import CHUNKS, SESSIONS, TRANSFERS
 from sshtrail.textsafe import local_time, visible
@@ -88,7 +90,7 @@ SORTS = {
 
 def list_sessions(conn: Connection, wanted: SessionFilter) -> list[dict[str, Any]]:
     """Sessions newest first (or as ``wanted.sort`` says), as column mappings."""
-    query = select(SESSIONS)
+    query = _session_rows()
     if wanted.scope is not None and not wanted.scope.everything:
         query = query.where(
             wanted.scope.condition(conn.dialect.name, SESSIONS.c.operator, SESSIONS.c.target)
@@ -112,7 +114,26 @@ def list_sessions(conn: Connection, wanted: SessionFilter) -> list[dict[str, Any
     columns = [SESSIONS.c[name] for name in SORTS[wanted.sort]] + [SESSIONS.c.id]
     query = query.order_by(*(c.asc() if wanted.ascending else c.desc() for c in columns))
     query = query.limit(wanted.limit).offset(wanted.offset)
-    return [dict(row) for row in conn.execute(query).mappings()]
+    return [_with_gaps(row) for row in conn.execute(query).mappings()]
+
+
+def _session_rows() -> Select[Any]:
+    """Every column of ``sessions``, ``gaps`` as at most :data:`MAX_TEXT` characters of
+    its text and the text's length: whatever a database writer put there is read in
+    bounded memory, and read as JSON only here (:func:`_with_gaps`)."""
+    text = cast(SESSIONS.c.gaps, Text)
+    return select(
+        *(column for column in SESSIONS.c if column.name != "gaps"),
+        func.substr(text, 1, MAX_TEXT + 1).label("gaps"),
+        func.length(text).label("gaps_length"),
+    )
+
+
+def _with_gaps(row: RowMapping) -> dict[str, Any]:
+    """A session row with ``gaps`` as :class:`~sshtrail.seqranges.Gaps`."""
+    result = dict(row)
+    result["gaps"] = read_gaps(result["gaps"], result.pop("gaps_length"), result["last_seq"])
+    return result
 
 
 def short_ids(conn: Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
@@ -171,8 +192,8 @@ def resolve(conn: Connection, prefix: str) -> uuid.UUID:
 
 
 def session(conn: Connection, session_id: uuid.UUID) -> dict[str, Any]:
-    row = conn.execute(select(SESSIONS).where(SESSIONS.c.id == session_id)).mappings().one()
-    return dict(row)
+    row = conn.execute(_session_rows().where(SESSIONS.c.id == session_id)).mappings().one()
+    return _with_gaps(row)
 
 
 def stored_chunks(conn: Connection, session_id: uuid.UUID) -> list[tuple[int, bytes]]:

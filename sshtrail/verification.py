@@ -28,18 +28,29 @@ from sqlalchemy.engine import Connection
 
 from sshtrail import queries
 from sshtrail.chain import Known, Status, Verdict, verify_chain
+from sshtrail.seqranges import Gaps
 from sshtrail.tables import CHUNKS
 
 
 def known(row: Mapping[str, Any]) -> Known:
-    """What the store saw of a session, from its row."""
-    return Known(row["end_reason"] is not None, row["last_seq"], row["gaps"] or ())
+    """What the store saw of a session, from its row (``gaps`` as
+    :func:`~sshtrail.queries.session` reads them)."""
+    gaps: Gaps = row["gaps"]
+    return Known(row["end_reason"] is not None, row["last_seq"], gaps.ranges)
 
 
 def verify_session(
     conn: Connection, row: Mapping[str, Any], trusted_keys: Collection[bytes]
 ) -> Verdict:
     """The session's verdict, recomputed from every stored chunk."""
+    gaps: Gaps = row["gaps"]
+    if gaps.problem is not None:
+        # The store writes only sorted ranges below the last seq: the row was edited, and
+        # what the store saw can no longer be told from it.
+        return Verdict(
+            Status.TAMPERED,
+            f"the session's record of missing chunks is not one the store writes: {gaps.problem}",
+        )
     stored = queries.stored_chunks(conn, row["id"])
     return verify_chain(stored, trusted_keys, known(row))
 

@@ -132,7 +132,6 @@ def session_fields(
     stored (the caller makes it safe to show); times and verification as the caller
     writes them."""
     target = f"{row['target']} ({row['target_user']}@{row['target_host']}:{row['target_port']})"
-    gaps = ", ".join(f"{a}-{b}" if a != b else str(a) for a, b in row["gaps"])
     return [
         ("session", str(row["id"])),
         ("operator", row["operator"]),
@@ -149,7 +148,7 @@ def session_fields(
         ("end reason", row["end_reason"]),
         ("bytes", f"{row['bytes_in']} in, {row['bytes_out']} out"),
         ("chunks", f"{row['chunk_count']} stored, last seq {row['last_seq']}"),
-        ("gaps", gaps or "none"),
+        ("gaps", row["gaps"].describe()),
         ("verification", verification),
         ("signed by", signer),
         ("quarantined", row["quarantine_reason"]),
@@ -357,6 +356,8 @@ def _sessionprint_json(
     # "session" as search, verify and reveal name it; "id" kept for scripts written before.
     document: dict[str, Any] = {"session": str(row["id"]), "id": str(row["id"]), "short_id": short}
     document.update({key: row[key] for key in keys})
+    document["gaps"] = row["gaps"].as_json()
+    document["gaps_problem"] = row["gaps"].problem
     # One verdict, the one `verify` gives (sshtrail/verification.py), and a flag that agrees.
     document["verified"] = verification["status"] == "ok"
     document["verification"] = verification

@@ -78,7 +78,8 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         print_json([{"session": str(sid), **verdict_json(v, keys)} for sid, v in results])
     else:
         for session_id, verdict in results:
-            where = f" (chunk {verdict.seq})" if verdict.status is Status.TAMPERED else ""
+            tampered = verdict.status is Status.TAMPERED and verdict.seq is not None
+            where = f" (chunk {verdict.seq})" if tampered else ""
             signer = ""
             if verdict.signer is not None:
                 trusted_as = keys.get(verdict.signer)

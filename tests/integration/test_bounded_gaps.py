@@ -1,0 +1,113 @@
+"""Issue 32, #4: a seq of 10**9 or a hostile ``sessions.gaps`` is reported, promptly and
+in bounded memory, by every command that reads gaps -- on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import time
+import uuid
+from pathlib import Path
+
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
+from sqlalchemy import Engine, Text, cast, literal, update
+
+from consumer.messages import Received
+from consumer.store import SESSIONS, StoreWriter
+from sshtrail import events as ev
+from sshtrail.chain import ChainWriter
+from sshtrail.ids import uuid7
+from sshtrail.wire import decode_chunk
+from tests.support.cli import Running
+from tests.support.gateway import toml_value
+from tests.support.recordings import SIGNER
+
+#: Address space for each command: expanding 10**9 seqs into a set needs tens of GiB.
+MEMORY = 1 << 30
+
+#: What a database writer puts in ``sessions.gaps``, and what ``show`` then says of it.
+HOSTILE = {
+    "not json": "not a list of [low, high] pairs",
+    '{"a": 1}': "not a list of [low, high] pairs",
+    "[[-5, 0]]": "negative or reversed",
+    "[[1, 0]]": "negative or reversed",
+    "[[0, 1], [1, 1]]": "overlaps",
+    "[[0, 1000000000000]]": "not below the last seq stored",
+    json.dumps([[n, n] for n in range(0, 4_000_000, 2)]): "more than a store writes",
+}
+
+
+def write_session(engine: Engine, last_seq: int) -> uuid.UUID:
+    """Through the real store writer: chunks 0 and 1, then one numbered ``last_seq``
+    (as a producer on the topic can send), no end."""
+    sid = uuid7()
+    writer = ChainWriter(sid, SIGNER)
+    start = ev.Start(
+        0, "alice", "127.0.0.1:1", "t1", "127.0.0.1", 22, "root", "gw", "", 0, 0, time.time_ns()
+    )
+    messages = [writer.encode([start, ev.Exec(0, "exec", b"true")])]
+    messages.append(writer.encode([ev.Output(1, b"hello\n")]))
+    writer.seq = last_seq
+    messages.append(writer.encode([ev.Output(2, b"far away\n")]))
+    now = dt.datetime.now(dt.UTC)
+    received = [Received(decode_chunk(m), 0, i, now) for i, m in enumerate(messages)]
+    StoreWriter(engine, dt.timedelta(hours=1)).write(received)
+    return sid
+
+
+def edit_gaps(engine: Engine, sid: uuid.UUID, value: str) -> None:
+    """What a database writer can do: any text on SQLite, any JSON on PostgreSQL."""
+    raw = literal(value, Text)
+    stored = raw if engine.dialect.name == "sqlite" else cast(raw, SESSIONS.c.gaps.type)
+    with engine.begin() as conn:
+        conn.execute(update(SESSIONS).where(SESSIONS.c.id == sid).values(gaps=stored))
+
+
+def run(config: Path, *argv: str, fails: bool = False) -> str:
+    """The command's output; it must end within 20 s, with a failure exactly if ``fails``."""
+    started = time.monotonic()
+    command = Running("--config", str(config), *argv, cwd=config.parent, memory_limit=MEMORY)
+    status, out, err = command.wait(timeout=60)
+    out = "".join(command.lines) + out + err
+    assert "Traceback" not in err, err
+    assert (status != 0, time.monotonic() - started < 20) == (fails, True), (status, out)
+    return out
+
+
+def test_a_huge_seq_and_hostile_gaps_are_reported_promptly(
+    store_engine: Engine, database_url: str, tmp_path: Path
+) -> None:
+    hostile = {}
+    for value, said in HOSTILE.items():
+        if store_engine.dialect.name != "sqlite" and value == "not json":
+            continue  # PostgreSQL refuses it: the json type checks
+        sid = write_session(store_engine, 2)
+        edit_gaps(store_engine, sid, value)
+        hostile[sid] = said
+    far = write_session(store_engine, 10**9)  # the newest: first in the list
+    config = tmp_path / "sshtrail.toml"
+    config.write_text(
+        f"state_dir = {toml_value(str(tmp_path / 'state'))}\n"
+        f"[database]\nurl = {toml_value(database_url)}\n"
+    )
+
+    out = run(config, "show", str(far))
+    assert "missing chunks 2-999999999" in out, out
+
+    out = run(config, "sessions", "--limit", "5")
+    assert far.hex[:12] in out, out
+    assert "tampered" in out, out
+
+    trust = tmp_path / "gateway.pub"
+    trust.write_bytes(SIGNER.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH))
+    out = run(config, "verify", "--all", "--trust", str(trust), fails=True)
+    assert f"{far}  gap  missing chunks 2-999999999" in out, out
+    for sid in hostile:
+        assert f"{sid}  tampered  the session's record of missing chunks" in out, out
+
+    for sid, said in hostile.items():
+        out = run(config, "show", str(sid))
+        gaps_line = next(line for line in out.splitlines() if line.strip().startswith("gaps"))
+        assert said in gaps_line, out
+        assert "unreadable" in gaps_line, out
+        assert "tampered" in out, out
