@@ -14,6 +14,7 @@ functions); recordings are streamed from the store a few chunks at a time.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import secrets
@@ -39,9 +40,17 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from consumer.web import views
-from consumer.web.auth import Accounts, Auditor, LoginLimit, Proxies, Sessions, same_token
+from consumer.web.auth import (
+    Accounts,
+    Auditor,
+    LoginLimit,
+    Proxies,
+    Sessions,
+    SignedIn,
+    same_token,
+)
 from consumer.web.console import Console
-from consumer.web.live import LiveHub, stream_live
+from consumer.web.live import Ending, LiveHub, stream_live
 from consumer.web.pages import Pages
 from sshtrail.cli.timespec import clock
 from sshtrail.db import make_engine
@@ -243,7 +252,8 @@ def _login(console: Console, pages: Pages) -> Callable[[Request], Any]:
             return again("The form expired; sign in again.", 400)
         if not name or not password:
             return again("Give a name and a password.", 400)
-        if console.limit.blocked(address, name):
+        attempt = console.limit.reserve(address, name)
+        if attempt is None:
             if console.limit.first_refusal(address, name):
                 await run_in_threadpool(
                     console.log, request, "login-refused", auditor=name, detail="too many failures"
@@ -251,9 +261,9 @@ def _login(console: Console, pages: Pages) -> Callable[[Request], Any]:
             return again("Too many failed sign-ins; wait 15 minutes.", 429)
         auditor = await run_in_threadpool(console.accounts.check, name, password)
         if auditor is None:
-            console.limit.failed(address, name)
             await run_in_threadpool(console.log, request, "login-failed", auditor=name)
             return again("Wrong name or password.", 401)
+        attempt.succeeded()
         await run_in_threadpool(console.log, request, "login", auditor=name)
         response = RedirectResponse(wanted, 303)
         response.set_cookie(
@@ -329,7 +339,24 @@ def _live(console: Console, pages: Pages) -> Callable[[WebSocket], Any]:
             return
         protocols = websocket.scope.get("subprotocols", [])
         await websocket.accept("v2.asciicast" if "v2.asciicast" in protocols else None)
-        await stream_live(console.hub, websocket, row["id"])
+        loop = asyncio.get_running_loop()
+        ending = Ending(loop)
+        signed: SignedIn | None = websocket.state.signed
+        if signed is None:  # named by a trusted proxy: no sign-in here to end
+            await stream_live(console.hub, websocket, row["id"], ending)
+            return
+        forget = console.sessions.on_end(
+            websocket.cookies.get(_cookie_name(console)), lambda: ending.end("signed out")
+        )
+        if forget is None:
+            ending.end("signed out")  # while the session was looked up
+        expiry = loop.call_later(console.sessions.left_s(signed), ending.end, "the sign-in expired")
+        try:
+            await stream_live(console.hub, websocket, row["id"], ending)
+        finally:
+            expiry.cancel()
+            if forget is not None:
+                forget()
 
     return live
 

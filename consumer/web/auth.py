@@ -3,9 +3,16 @@
 Sessions live in this process's memory, keyed by a random 256-bit token in
 an HttpOnly, SameSite=Strict cookie (``__Host-`` prefixed and Secure under
 TLS): signing out, or restarting the console, ends them for good, and the
-token tells nothing. Each session has its own CSRF token, which every form
-carries and every POST must send back; the login form, before any session,
-uses a double-submit token (a cookie and a field that must agree).
+token tells nothing. Whatever a sign-in holds open (a live view's WebSocket)
+registers with :meth:`Sessions.on_end` and is told the moment it ends.
+Each session has its own CSRF token, which every form carries and every
+POST must send back; the login form, before any session, uses a
+double-submit token (a cookie and a field that must agree).
+
+Failed logins are limited per address and per account name. An attempt is
+counted *before* its password is checked, under one lock: attempts sent at
+once cannot all pass a check made before any of them failed, and one over
+the limit costs no scrypt. A right password takes its count back.
 
 Behind a trusted reverse proxy (``web.trusted_proxies``), the proxy's header
 names the auditor on every request instead; the name must still be one of
@@ -20,6 +27,7 @@ import secrets
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sshtrail.passwords import hash_password, verify_password
@@ -53,6 +61,8 @@ class SignedIn:
     csrf: str
     created: float
     seen: float
+    #: Called once when the sign-in ends (signed out, expired, pushed out).
+    ending: list[Callable[[], None]] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -101,11 +111,13 @@ class Sessions:
     def create(self, auditor: Auditor) -> str:
         token = secrets.token_urlsafe(32)
         now = time.monotonic()
+        pushed_out: SignedIn | None = None
         with self._lock:
             if len(self._by_token) >= MAX_SESSIONS:
                 oldest = min(self._by_token, key=lambda t: self._by_token[t].seen)
-                del self._by_token[oldest]
+                pushed_out = self._by_token.pop(oldest)
             self._by_token[token] = SignedIn(auditor, secrets.token_urlsafe(32), now, now)
+        _ended(pushed_out)
         return token
 
     def get(self, token: str | None) -> SignedIn | None:
@@ -117,19 +129,51 @@ class Sessions:
             found = self._by_token.get(token)
             if found is None:
                 return None
-            if now - found.seen > self._idle_s or now - found.created > self._lifetime_s:
-                del self._by_token[token]
-                return None
-            found.seen = now
-            return found
+            expired = now - found.seen > self._idle_s or now - found.created > self._lifetime_s
+            if not expired:
+                found.seen = now
+                return found
+            del self._by_token[token]
+        _ended(found)
+        return None
 
     def end(self, token: str | None) -> None:
         with self._lock:
-            self._by_token.pop(token or "", None)
+            found = self._by_token.pop(token or "", None)
+        _ended(found)
+
+    def on_end(self, token: str | None, call: Callable[[], None]) -> Callable[[], None] | None:
+        """Have ``call`` called (on the thread that ends it) when the sign-in of ``token``
+        ends; None if it is not signed in. What it returns takes ``call`` back."""
+        with self._lock:
+            found = self._by_token.get(token or "")
+            if found is None:
+                return None
+            found.ending.append(call)
+
+        def forget() -> None:
+            with self._lock:
+                if call in found.ending:
+                    found.ending.remove(call)
+
+        return forget
+
+    def left_s(self, signed: SignedIn) -> float:
+        """Seconds until ``signed`` reaches its lifetime, however busy it is."""
+        return max(0.0, signed.created + self._lifetime_s - time.monotonic())
+
+
+def _ended(signed: SignedIn | None) -> None:
+    if signed is None:
+        return
+    calls, signed.ending = signed.ending, []
+    for call in calls:
+        call()
 
 
 class LoginLimit:
-    """Failed logins per address and per account name within :data:`FAILURE_WINDOW_S`."""
+    """Failed logins per address and per account name within :data:`FAILURE_WINDOW_S`,
+    counted when an attempt starts (see the module's docstring)."""
 
     def __init__(self, allowed: int) -> None:
         self._allowed = allowed
@@ -150,18 +194,27 @@ class LoginLimit:
             self._told[key] = now
             return True
 
-    def blocked(self, address: str, name: str) -> bool:
-        with self._lock:
-            return any(self._count(key) >= self._allowed for key in _keys(address, name))
-
-    def failed(self, address: str, name: str) -> None:
+    def reserve(self, address: str, name: str) -> Attempt | None:
+        """Count an attempt as failed before it is checked, or None (and nothing
+        counted) when the address or the name has used up its failures."""
         now = time.monotonic()
+        keys = _keys(address, name)
         with self._lock:
+            if any(self._count(key) >= self._allowed for key in keys):
+                return None
             if len(self._failures) > 100_000:  # a flood of names: forget the quiet ones
                 for key in [k for k in self._failures if self._count(k) == 0]:
                     del self._failures[key]
-            for key in _keys(address, name):
+            for key in keys:
                 self._failures.setdefault(key, _Failures()).times.append(now)
+        return Attempt(self, keys, now)
+
+    def _take_back(self, attempt: Attempt) -> None:
+        with self._lock:
+            for key in attempt.keys:
+                entry = self._failures.get(key)
+                if entry is not None and attempt.at in entry.times:
+                    entry.times.remove(attempt.at)
 
     def _count(self, key: str) -> int:
         entry = self._failures.get(key)
@@ -171,6 +224,18 @@ class LoginLimit:
         while entry.times and entry.times[0] < horizon:
             entry.times.popleft()
         return len(entry.times)
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    """A sign-in attempt, counted as a failure until :meth:`succeeded` says otherwise."""
+
+    limit: LoginLimit
+    keys: tuple[str, str]
+    at: float
+
+    def succeeded(self) -> None:
+        self.limit._take_back(self)
 
 
 def _keys(address: str, name: str) -> tuple[str, str]:

@@ -12,6 +12,11 @@ Each watcher gets the events of its session, chunk by chunk, on its own
 bounded queue on the web server's event loop; a watcher that falls that far
 behind is told so and dropped, never slowing the others. With nobody
 watching, the reader holds no partitions and waits.
+
+A live view lives no longer than the sign-in that opened it: when that ends
+(signed out, expired, pushed out), the WebSocket is closed with
+:data:`SIGNED_OUT` and nothing more is sent on it, not even what was
+already queued.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import logging
 import threading
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import msgspec
 from starlette.websockets import WebSocket
@@ -38,6 +44,9 @@ log = logging.getLogger(__name__)
 
 #: Chunks a watcher may have waiting before it is dropped as too slow.
 QUEUE_CHUNKS = 2000
+
+#: The close code of a live view whose sign-in ended (4000-4999: the application's own).
+SIGNED_OUT = 4401
 
 #: What a watcher's queue carries: a chunk's events, or the end (``None``: the
 #: session ended; a string: why watching stopped).
@@ -74,6 +83,28 @@ class Watcher:
             self.left = True
             self.queue.get_nowait()  # room for the last word
             self.queue.put_nowait("this browser fell too far behind; open the page again")
+
+
+class Ending:
+    """The end of the sign-in behind a live view: said from any thread, awaited on the
+    view's loop. :attr:`reason` is set at once, so a frame already on its way is held."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._loop = loop
+        self.reason: str | None = None
+        self.reached: asyncio.Future[None] = loop.create_future()
+
+    def end(self, reason: str) -> None:
+        if self.reason is None:
+            self.reason = reason
+        self._loop.call_soon_threadsafe(self._wake)
+
+    def happened(self) -> bool:
+        return self.reason is not None
+
+    def _wake(self) -> None:
+        if not self.reached.done():
+            self.reached.set_result(None)
 
 
 class LiveHub:
@@ -190,19 +221,25 @@ class LiveHub:
                 self._changed.set()
 
 
-async def stream_live(hub: LiveHub, websocket: WebSocket, session_id: uuid.UUID) -> None:
+async def stream_live(
+    hub: LiveHub, websocket: WebSocket, session_id: uuid.UUID, ending: Ending
+) -> None:
     """Send the session to the browser as asciicast v2 lines, one WebSocket message each,
-    from its first event until it ends or the browser leaves."""
+    from its first event until it ends, the browser leaves or the sign-in ends."""
     watcher = hub.watch(session_id, asyncio.get_running_loop())
-    converter = CastEvents()
-    header_sent = False
+    converter = _Cast()
     closed = asyncio.ensure_future(_until_closed(websocket))
     try:
         while True:
             getting = asyncio.ensure_future(watcher.queue.get())
-            done, _ = await asyncio.wait({getting, closed}, return_when=asyncio.FIRST_COMPLETED)
+            waiting: set[asyncio.Future[Any]] = {getting, closed, ending.reached}
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             if closed in done:
                 getting.cancel()
+                return
+            if ending.reason is not None:
+                getting.cancel()
+                await websocket.close(SIGNED_OUT, ending.reason)
                 return
             item = getting.result()
             if item is None:
@@ -213,22 +250,36 @@ async def stream_live(hub: LiveHub, websocket: WebSocket, session_id: uuid.UUID)
                     await websocket.close(1011, item[:120])
                     return
                 continue  # the broker is away for a moment; the reader tries again
-            lines: list[bytes] = []
-            for event in item:
-                if not header_sent:
-                    lines.append(cast_header(event if isinstance(event, Start) else None))
-                    header_sent = True
-                    if isinstance(event, Start):
-                        continue
-                converted = converter.convert(event)
-                if converted is not None:
-                    t, (code, text) = converted
-                    lines.append(msgspec.json.encode([t, code, text]))
+            lines = converter.lines(item)
             for line in lines:
+                if ending.happened():
+                    break  # closed on the next turn, with the reason
                 await websocket.send_text(line.decode())
     finally:
         hub.leave(watcher)
         closed.cancel()
+
+
+class _Cast:
+    """A session's events as asciicast v2 lines: the header first, then its events."""
+
+    def __init__(self) -> None:
+        self._events = CastEvents()
+        self._header_sent = False
+
+    def lines(self, events: list[Event]) -> list[bytes]:
+        lines: list[bytes] = []
+        for event in events:
+            if not self._header_sent:
+                lines.append(cast_header(event if isinstance(event, Start) else None))
+                self._header_sent = True
+                if isinstance(event, Start):
+                    continue
+            converted = self._events.convert(event)
+            if converted is not None:
+                t, (code, text) = converted
+                lines.append(msgspec.json.encode([t, code, text]))
+        return lines
 
 
 async def _until_closed(websocket: WebSocket) -> None:
