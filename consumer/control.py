@@ -69,7 +69,7 @@ def ask(
         while time.monotonic() < deadline:
             for message in reader.consume(100, 0.1):
                 try:
-                    found = control.decode(message.value(), gateway_keys)
+                    found = control.decode(message.value(), gateway_keys, message.key())
                 except control.ControlError:
                     continue  # requests (signed by the control key), or noise
                 if isinstance(found, control.Result) and found.request_id == request.request_id:

@@ -11,6 +11,10 @@ Each question gets one typed answer:
   connections;
 * a new channel (:meth:`Admission.channel`): open it, or refuse it -- the
   gateway is stopping, or at its session limits;
+* its operator (:meth:`Admission.operator`): let in, or refuse -- locked,
+  or the gateway has not yet read who is locked (fail-closed: a gateway that
+  has not read the control topic to its end cannot tell a locked operator
+  from one never locked);
 * its recording (:meth:`Admission.recording`): :class:`Record` it,
   :class:`Unrecorded` (the spool is full and the policy is fail-open), or
   :class:`Refuse` it (the spool is full and the policy is fail-closed, or even
@@ -29,6 +33,7 @@ import time
 from collections import Counter, defaultdict, deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 from sshtrail.settings import GatewaySettings
 
@@ -36,6 +41,8 @@ log = logging.getLogger(__name__)
 
 #: How long failures count against an address or an operator name.
 WINDOW_S = 60.0
+#: The key under which refusals for unread locks are rate-limited in the log.
+_LOCKS_UNREAD = "(locks)"
 
 
 class SpoolState(enum.StrEnum):
@@ -65,6 +72,25 @@ class Refuse:
 
 
 Verdict = Record | Unrecorded | Refuse
+
+
+class LockHolder(Protocol):
+    """A lock in force: who locked, and why."""
+
+    @property
+    def auditor(self) -> str: ...
+
+    @property
+    def reason(self) -> str: ...
+
+
+class LockSource(Protocol):
+    """What admission asks of the locks (``producer/control.py``'s listener)."""
+
+    def unread(self) -> str | None:
+        """None once every lock is known; otherwise why not."""
+
+    def locked(self, operator: str) -> LockHolder | None: ...
 
 
 class _Failures:
@@ -171,6 +197,34 @@ class Admission:
             return Refuse(
                 f"you have {gw.max_sessions_per_operator} sessions open already",
                 "refused: max_sessions_per_operator",
+            )
+        return None
+
+    def operator(self, operator: str, locks: LockSource | None) -> Refuse | None:
+        """May ``operator`` open a session? Not while locked, nor before the locks are
+        known (``locks`` None: the control listener is not running yet)."""
+        unread = "the control listener is not started" if locks is None else locks.unread()
+        if unread is not None:
+            now = self._clock()
+            if now - self._last_noted.get(_LOCKS_UNREAD, -10.0) >= 10:
+                self._last_noted[_LOCKS_UNREAD] = now
+                log.warning(
+                    "refusing %s: operator locks not known yet (%s); further such "
+                    "refusals for 10 s not logged",
+                    operator,
+                    unread,
+                )
+            return Refuse(
+                "the gateway has not yet read which operators are locked "
+                f"({unread}); try again shortly",
+                "refused: locks not read",
+            )
+        assert locks is not None
+        locked = locks.locked(operator)
+        if locked is not None:
+            return Refuse(
+                f"operator {operator} is locked by {locked.auditor}: {locked.reason}",
+                f"refused: operator locked by {locked.auditor}: {locked.reason}",
             )
         return None
 

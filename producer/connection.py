@@ -77,13 +77,9 @@ class Connection(asyncssh.SSHServer):
     def target(self) -> Target:
         """The target this login may use; :class:`Refused` when it may not, or when its
         operator is locked (the session is refused with the lock's reason, recorded)."""
-        control = self._gateway.control
-        locked = control.locked(self.login.operator) if control is not None else None
-        if locked is not None:
-            raise Refused(
-                f"operator {self.login.operator} is locked by {locked.auditor}: {locked.reason}",
-                f"refused: operator locked by {locked.auditor}: {locked.reason}",
-            )
+        refusal = self._gateway.operator_refusal(self.login.operator)
+        if refusal is not None:
+            raise Refused(refusal.message, refusal.reason)
         return self._gateway.policy.resolve(self.login)
 
     def start_recording(self, term: str, size: tuple[int, int]) -> tuple[Verdict, Recorder | None]:
@@ -150,8 +146,9 @@ class Connection(asyncssh.SSHServer):
 
     # -- authentication ------------------------------------------------------------
 
-    def begin_auth(self, username: str) -> bool:
+    async def begin_auth(self, username: str) -> bool:
         self.login = Login.parse(username)
+        await self._gateway.locks_known(self.describe())
         keys = self._gateway.policy.authorized_keys(self.login.operator)
         assert self._conn is not None
         self._conn.set_authorized_keys(keys or asyncssh.import_authorized_keys(""))

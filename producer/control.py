@@ -6,9 +6,16 @@ message's signature against ``control.trusted_keys``, and hands what is to
 be done to the event loop. Only the gateway that holds a session acts on its
 termination; it answers with a :class:`~sshtrail.control.Result` signed by
 its recording key. Locks are applied by every gateway, from the whole
-history of the topic, so a gateway started after a lock knows it.
+history of the topic, so a gateway started after a lock knows it; the one
+signed last wins, whatever the order they are read in (``producer/locks.py``).
 
-A message that is not signed by a trusted key is refused: logged with its
+Until the topic has been read up to the log ends it had when the reader
+connected, the gateway does not know who is locked: :meth:`ControlListener.unread`
+says why, and logins wait, then are refused (``producer/admission.py``).
+Once read, the locks stay known if the broker goes away later.
+
+A message that is not signed by a trusted key, or that came under another
+Kafka key than the one it was signed for, is refused: logged with its
 partition and offset, never obeyed.
 """
 
@@ -18,17 +25,17 @@ import asyncio
 import logging
 import threading
 import uuid
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from producer.locks import Locked, Locks
 from producer.sessions import LiveSessions
 from sshtrail import control
 from sshtrail.errors import BrokerError
 from sshtrail.kafka.adapters import KafkaProducer, topic_reader
 from sshtrail.kafka.config import client_config
-from sshtrail.kafka.ports import DeliveryError
+from sshtrail.kafka.ports import DeliveryError, Message, TopicReader
 from sshtrail.kafka.resting import idle_check_s, rest_until_more
 from sshtrail.settings import Settings
 
@@ -36,12 +43,6 @@ log = logging.getLogger(__name__)
 
 #: At least this long between looks at the control topic's log ends while resting.
 REST_S = 0.5
-
-
-@dataclass(frozen=True, slots=True)
-class Locked:
-    auditor: str
-    reason: str
 
 
 class ControlListener:
@@ -60,10 +61,13 @@ class ControlListener:
         self._signer = signer
         self._loop = loop
         self._trusted = control.trusted_keys(settings)
-        self._locks: dict[str, Locked] = {}
-        self._lock = threading.Lock()
+        self._locks = Locks()
         self._stop = threading.Event()
-        self._started_ns = control.now_ns()
+        #: Set once the topic is read to the log ends found when the reader connected.
+        self._read = threading.Event()
+        self._read_async = asyncio.Event()
+        self._unread = "the control topic is not read yet"
+        self._count = 0  # messages read (the log says how many made the lock history)
         self._producer = KafkaProducer(
             client_config(
                 settings,
@@ -81,38 +85,50 @@ class ControlListener:
         self._producer.flush(2.0)
 
     def locked(self, operator: str) -> Locked | None:
-        with self._lock:
-            return self._locks.get(operator)
+        return self._locks.locked(operator)
+
+    def unread(self) -> str | None:
+        """None once the lock history is read; until then, why not (for the log and the
+        operator)."""
+        return None if self._read.is_set() else self._unread
+
+    async def read(self, timeout: float) -> bool:
+        """Wait (on the event loop) up to ``timeout`` s for the lock history to be read."""
+        if self._read.is_set():
+            return True
+        try:
+            await asyncio.wait_for(self._read_async.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
+
+    def _now_read(self) -> None:
+        self._read.set()
+        self._loop.call_soon_threadsafe(self._read_async.set)
+        log.info("control topic read to its end (%d messages): operator locks known", self._count)
 
     # -- the reading thread ------------------------------------------------------------
 
     def _run(self) -> None:
         reader = None
         positions: dict[int, int] = {}
+        ends: dict[int, int] = {}
         rest = idle_check_s(self._settings)
         if rest:  # each look asks for every partition's log end: not ten times a second
             rest = max(rest, REST_S)
         while not self._stop.is_set():
             try:
                 if reader is None:
-                    reader = topic_reader(self._settings, "control", timeout=5.0)
-                    partitions = reader.partitions(self._topic)
-                    positions = {p: reader.watermarks(self._topic, p)[0] for p in partitions}
-                    reader.assign(self._topic, positions)
+                    reader = self._connect(positions, ends)
                 messages = reader.consume(100, 0.2)
-                for message in messages:
-                    partition, offset = message.partition(), message.offset()
-                    if partition is not None and offset is not None:
-                        positions[partition] = offset + 1
-                    if (message.key() or b"").startswith(control.RESULT_PREFIX):
-                        continue  # gateways' answers, for the requesters
-                    where = f"partition {partition} offset {offset}"
-                    self._handle(message.value(), f"{self._topic} {where}")
+                self._take(messages, positions)
+                if not self._read.is_set() and all(positions[p] >= e for p, e in ends.items()):
+                    self._now_read()
                 self._producer.poll(0)
-                if not messages and rest:
+                if not messages and rest and self._read.is_set():
                     rest_until_more(reader, self._topic, positions, rest, self._stop)
             except BrokerError as exc:
-                log.warning("control topic: %s; trying again", exc)
+                self._broker_error(exc)
                 if reader is not None:
                     reader.close()
                     reader = None
@@ -120,25 +136,83 @@ class ControlListener:
         if reader is not None:
             reader.close()
 
-    def _handle(self, value: bytes | None, where: str) -> None:
+    def _connect(self, positions: dict[int, int], ends: dict[int, int]) -> TopicReader:
+        """A reader from ``positions`` (the beginning at first); ``ends`` filled with the
+        log ends the lock history is read up to."""
+        reader = topic_reader(self._settings, "control", timeout=5.0)
         try:
-            message = control.decode(value, self._trusted)
+            for p in reader.partitions(self._topic):
+                low, high = reader.watermarks(self._topic, p)
+                positions[p] = max(positions.get(p, low), low)
+                ends[p] = high
+            reader.assign(self._topic, positions)
+        except BrokerError:
+            reader.close()
+            raise
+        self._unread = f"reading {self._topic} to its end"
+        return reader
+
+    def _take(self, messages: Sequence[Message], positions: dict[int, int]) -> None:
+        for message in messages:
+            self._count += 1
+            partition, offset = message.partition(), message.offset()
+            if partition is not None and offset is not None:
+                positions[partition] = offset + 1
+            key = message.key() or b""
+            if key.startswith(control.RESULT_PREFIX):
+                continue  # gateways' answers, for the requesters
+            where = f"partition {partition} offset {offset}"
+            self._handle(message.value(), key, f"{self._topic} {where}")
+
+    def _broker_error(self, exc: BrokerError) -> None:
+        if self._read.is_set():
+            log.warning("control topic: %s; trying again", exc)
+            return
+        self._unread = f"cannot read {self._topic}: {exc}"
+        log.warning(
+            "control topic: %s; trying again (logins are refused until the operator "
+            "locks on it are read)",
+            exc,
+        )
+
+    def _handle(self, value: bytes | None, key: bytes, where: str) -> None:
+        try:
+            message = control.decode(value, self._trusted, key)
         except control.ControlError as exc:
             log.warning("refused a control message at %s: %s", where, exc)
             return
-        fresh = message.at >= self._started_ns - control.FRESH_S * 1_000_000_000
-        if isinstance(message, control.Lock):
-            with self._lock:
-                self._locks[message.operator] = Locked(message.auditor, message.reason)
-            if fresh:
+        fresh = control.fresh(message, control.now_ns())
+        if isinstance(message, control.Lock | control.Unlock):
+            stale = self._locks.apply(message)
+            if stale is not None:
+                log.warning(
+                    "ignored a control message at %s: %s of operator %s signed at %d, not "
+                    "after the one in force (signed at %d): a copy re-sent or read out of order",
+                    where,
+                    message.__struct_config__.tag,
+                    message.operator,
+                    message.at,
+                    stale.newest,
+                )
+                return
+            if not fresh:
+                return  # history: in force, but nothing to end or answer now
+            if isinstance(message, control.Lock):
                 self._call(lambda: self._locked(message))
-        elif isinstance(message, control.Unlock):
-            with self._lock:
-                self._locks.pop(message.operator, None)
-            if fresh:
+            else:
                 self._answer(message.request_id, "unlocked", f"operator {message.operator}")
-        elif isinstance(message, control.Terminate) and fresh:
-            self._call(lambda: self._terminate(message))
+        elif isinstance(message, control.Terminate):
+            if fresh:
+                self._call(lambda: self._terminate(message))
+            else:
+                log.info(
+                    "ignored a control message at %s: a terminate of session %s signed "
+                    "%.0f s from now (more than %d s): history, not a request",
+                    where,
+                    message.session,
+                    abs(control.now_ns() - message.at) / 1e9,
+                    control.FRESH_S,
+                )
 
     def _call(self, work: Callable[[], None]) -> None:
         self._loop.call_soon_threadsafe(work)

@@ -20,7 +20,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from producer.admission import Admission, SpoolState
+from producer.admission import Admission, Refuse, SpoolState
 from producer.control import ControlListener
 from producer.policy import Policy
 from producer.recorder import Recorder, call_later
@@ -37,6 +37,9 @@ log = logging.getLogger(__name__)
 
 #: Threads checking passwords (scrypt); a login waits for one instead of the event loop.
 PASSWORD_THREADS = 2
+#: How long a login waits for the operator locks to be read before it goes on (and its
+#: sessions are refused): well within asyncssh's 60 s login timeout.
+LOCKS_WAIT_S = 15.0
 
 
 class Gateway:
@@ -80,6 +83,30 @@ class Gateway:
 
     def spool_state(self) -> SpoolState:
         return self.admission.spool_state(self.spool.pending)
+
+    # -- operator locks ------------------------------------------------------------
+
+    async def locks_known(self, who: str) -> None:
+        """Hold a login (``who``) until the operator locks are read, at most
+        :data:`LOCKS_WAIT_S`; its sessions are refused if they still are not."""
+        control = self.control
+        if control is not None and control.unread() is None:
+            return
+        log.info(
+            "%s: login waits for the operator locks (%s)",
+            who,
+            control.unread() if control is not None else "control listener not started",
+        )
+        deadline = asyncio.get_running_loop().time() + LOCKS_WAIT_S
+        while self.control is None:  # set by the service just after it listens
+            if asyncio.get_running_loop().time() >= deadline:
+                return
+            await asyncio.sleep(0.05)
+        await self.control.read(max(deadline - asyncio.get_running_loop().time(), 0.0))
+
+    def operator_refusal(self, operator: str) -> Refuse | None:
+        """Why ``operator`` may not open a session now (locked, or locks unknown), if so."""
+        return self.admission.operator(operator, self.control)
 
     # -- the recording sink ------------------------------------------------------
 

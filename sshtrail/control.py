@@ -10,10 +10,15 @@ a key of ``control.trusted_keys``; a gateway that acted answers with a
 against the trusted gateway keys. Anything else on the topic is refused and
 logged: a client that may only produce to the topic cannot end a session.
 
-Locks are the topic's state: a gateway that starts reads the topic from its
-beginning and knows every operator's last lock or unlock (the topic is
-compacted, so the last one per operator is kept). Terminations older than
-:data:`FRESH_S` are not acted on: the session they name ended long ago.
+The Kafka key is bound to the signed body: a request is obeyed only under the
+key :func:`key_of` gives for it (its session id, or ``operator:NAME``), so a
+copy re-sent under another key -- to another partition, where compaction
+would keep it beside the original -- is refused. Which lock or unlock of an
+operator is in force is decided by the signing time (``at``), never by the
+order messages are read in (``producer/locks.py``): an old copy re-sent
+cannot undo a later request. Terminations, and the sessions a lock ends,
+are acted on only within :data:`FRESH_S` of now (:func:`fresh`): an old
+request re-sent is history, not a request.
 
 The value of a message is JSON: ``{"body": base64, "key": base64, "sig":
 base64}``, ``sig`` an Ed25519 signature by ``key`` over ``body``, which is
@@ -120,8 +125,15 @@ def encode(message: Message, signer: Ed25519PrivateKey) -> bytes:
     return msgspec.json.encode(_Envelope(body, key, signer.sign(body)))
 
 
-def decode(data: bytes | None, trusted: Collection[bytes]) -> Message:
-    """The message in ``data`` if it is well formed and signed by a ``trusted`` key;
+def fresh(message: Message, now: int) -> bool:
+    """Whether ``message`` was signed within :data:`FRESH_S` of ``now`` (ns), either way:
+    only then is a termination, or the ending of a locked operator's sessions, done."""
+    return abs(now - message.at) <= FRESH_S * 1_000_000_000
+
+
+def decode(data: bytes | None, trusted: Collection[bytes], key: bytes | None = None) -> Message:
+    """The message in ``data`` if it is well formed, signed by a ``trusted`` key and,
+    when ``key`` (the Kafka key it came under) is given, meant for that key;
     :class:`ControlError` saying why not otherwise."""
     if not data:
         raise ControlError("an empty message")
@@ -139,9 +151,14 @@ def decode(data: bytes | None, trusted: Collection[bytes]) -> Message:
         raise ControlError("the signature does not match the message") from None
     try:
         message: Message = msgspec.json.decode(envelope.body, type=Message)
-        return message
     except msgspec.DecodeError as exc:
         raise ControlError(f"a signed message of no known kind: {exc}") from None
+    if key is not None and key != key_of(message):
+        raise ControlError(
+            f"signed for key {key_of(message)!r} but sent under {key[:80]!r} "
+            "(a copy re-sent under another key)"
+        )
+    return message
 
 
 def key_path(settings: Settings) -> Path:

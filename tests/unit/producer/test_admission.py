@@ -5,6 +5,7 @@ from __future__ import annotations
 import msgspec
 
 from producer.admission import Admission, Record, Refuse, SpoolState, Unrecorded
+from producer.locks import Locked
 from sshtrail.settings import GatewaySettings, SpoolSettings
 
 
@@ -82,3 +83,29 @@ def test_the_spool_policy_decides_recording() -> None:
     opened, _ = admission(spool={"max_bytes": 100, "reserve_bytes": 50, "policy": "fail-open"})
     assert opened.recording(SpoolState.FULL) == Unrecorded("unrecorded: spool full (fail-open)")
     assert isinstance(opened.recording(SpoolState.RESERVE), Refuse)
+
+
+class Locks:
+    def __init__(self, unread: str | None, locked: dict[str, str]) -> None:
+        self._unread = unread
+        self._locked = locked
+
+    def unread(self) -> str | None:
+        return self._unread
+
+    def locked(self, operator: str) -> Locked | None:
+        reason = self._locked.get(operator)
+        return Locked("ann", reason) if reason is not None else None
+
+
+def test_no_operator_is_let_in_before_the_locks_are_read() -> None:
+    gate, _ = admission()
+    for source in (None, Locks("cannot read sshtrail.control: broker down", {})):
+        refused = gate.operator("alice", source)
+        assert isinstance(refused, Refuse)
+        assert refused.reason == "refused: locks not read"
+        assert "not yet read which operators are locked" in refused.message
+    refused = gate.operator("alice", Locks(None, {"alice": "incident 7"}))
+    assert refused is not None
+    assert refused.message == "operator alice is locked by ann: incident 7"
+    assert gate.operator("bob", Locks(None, {"alice": "incident 7"})) is None
