@@ -19,9 +19,9 @@ from typing import BinaryIO, Protocol
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
-from sshtrail.errors import InvalidError
+from sshtrail.errors import InvalidError, WireError
 from sshtrail.events import End, Input, Output
-from sshtrail.fileops import Capture, Copy, FileOperation
+from sshtrail.fileops import Capture, Copy, FileOperation, TransferParseError
 from sshtrail.queries import StoredTransfer
 from sshtrail.scp import ScpParser, scp_mode
 from sshtrail.sftp import SftpParser
@@ -133,12 +133,21 @@ def extract(
         parser = parser_for(transfer.request, transfer.command, emit, capture)
         if parser is None:
             raise InvalidError("that session is not an SFTP or SCP session")
+        stopped = None
         try:
             replay(conn, transfer.session_id, parser)
+        except (TransferParseError, WireError) as exc:
+            # What was read before the stream broke holds; only what comes after is lost.
+            stopped = str(exc)
         finally:
             for copy in copies:
                 if copy is not chosen:
                     copy.close()
+        if operation is None and stopped is not None:
+            raise InvalidError(
+                f"the session's transfers could not be read as far as operation "
+                f"{wanted_index}: {stopped}"
+            )
         if operation is None or chosen is None:
             raise InvalidError(f"operation {wanted_index} of the session moved no file bytes")
         try:

@@ -10,7 +10,15 @@ Bounded whatever the stream: a packet longer than :data:`MAX_PACKET` is an
 error (OpenSSH's own limit is 256 KiB), at most :data:`MAX_PENDING`
 requests may wait for an answer and :data:`MAX_HANDLES` handles stay open.
 A stream that breaks the protocol stops that session's parsing with a
-:class:`~sshtrail.fileops.TransferParseError`; what was reported stays.
+:class:`~sshtrail.fileops.TransferParseError`; what was reported stays, and
+the files open and requests waiting then are reported as they stood (their
+status says the stream could not be read further).
+
+A request of a type SFTP version 3 does not have is not a broken stream:
+OpenSSH's ``sftp-server`` skips it by its length and answers nothing (it
+logs "Unknown message"), so it is skipped here too and reported as an
+``unknown`` operation naming its type and size; a status answering it, as
+another server may send ("operation unsupported"), is taken quietly.
 """
 
 from __future__ import annotations
@@ -69,6 +77,9 @@ _PATH_REQUESTS = {
     REALPATH: "realpath",
     READLINK: "readlink",
 }
+#: Request types of SFTP version 3; anything else is skipped.
+_KNOWN_REQUESTS = frozenset(range(OPEN, SYMLINK + 1)) | {EXTENDED}
+
 #: Extensions taking (path, path): what they are to an auditor.
 _TWO_PATHS = {
     "posix-rename@openssh.com": "rename",
@@ -92,6 +103,10 @@ class _Reader:
     def __init__(self, data: memoryview) -> None:
         self._data = data
         self._at = 0
+
+    @property
+    def size(self) -> int:
+        return len(self._data)
 
     def u8(self) -> int:
         return self._take(1)[0]
@@ -205,27 +220,47 @@ class SftpParser:
         self._replies = _Framer()
         self._pending: dict[int, _Request] = {}
         self._handles: dict[bytes, _Open] = {}
+        #: Ids of skipped requests of unknown types, oldest first (a server may answer).
+        self._skipped: dict[int, None] = {}
         self.version: int | None = None
 
     def client(self, t: int, data: bytes) -> None:
         """Bytes the operator's client sent (requests)."""
-        for packet in self._requests.packets(data):
-            self._request(t, _Reader(packet))
+        try:
+            for packet in self._requests.packets(data):
+                self._request(t, _Reader(packet))
+        except TransferParseError as exc:
+            self._abandon(t, exc)
+            raise
 
     def server(self, t: int, data: bytes) -> None:
         """Bytes the target sent back (replies)."""
-        for packet in self._replies.packets(data):
-            self._reply(t, _Reader(packet))
+        try:
+            for packet in self._replies.packets(data):
+                self._reply(t, _Reader(packet))
+        except TransferParseError as exc:
+            self._abandon(t, exc)
+            raise
 
-    def finish(self, t: int) -> None:
-        """The session ended: report what was never closed or never answered."""
+    def _abandon(self, t: int, error: TransferParseError) -> None:
+        """The stream cannot be followed past here: report the files open and the
+        requests waiting as they stand, so nothing understood before is lost."""
+        status = f"unknown: the stream could not be read further ({error})"[:512]
+        self._unfinished(t, status, status)
+
+    def _unfinished(self, t: int, open_status: str, waiting_status: str) -> None:
+        """Report every handle still open and every request still waiting."""
         for handle, opened in list(self._handles.items()):
-            self._close(t, handle, opened, "never closed")
+            self._close(t, handle, opened, open_status)
         self._handles.clear()
         for request in self._pending.values():
             if request.kind not in (READ, WRITE, READDIR, CLOSE) and request.op:
-                self._report(t, request, "never answered")
+                self._report(t, request, waiting_status)
         self._pending.clear()
+
+    def finish(self, t: int) -> None:
+        """The session ended: report what was never closed or never answered."""
+        self._unfinished(t, "never closed", "never answered")
         if self._requests.leftover or self._replies.leftover:
             raise TransferParseError("the session ended inside a packet")
 
@@ -240,6 +275,9 @@ class SftpParser:
             return
         if self.version is None:
             raise TransferParseError(f"request {kind} before the version was agreed")
+        if kind not in _KNOWN_REQUESTS:
+            self._skip(t, kind, packet)
+            return
         ident = packet.u32()
         request = self._describe(t, kind, packet)
         if request is None:
@@ -247,6 +285,17 @@ class SftpParser:
         if len(self._pending) >= MAX_PENDING and ident not in self._pending:
             raise TransferParseError(f"more than {MAX_PENDING} requests wait for an answer")
         self._pending[ident] = request
+
+    def _skip(self, t: int, kind: int, packet: _Reader) -> None:
+        """A request of a type SFTP v3 does not have: reported, skipped by its length."""
+        size = packet.size
+        if size >= 5:
+            if len(self._skipped) >= MAX_PENDING:
+                del self._skipped[next(iter(self._skipped))]
+            self._skipped[packet.u32()] = None
+        status = f"unknown packet type {kind}, {size} bytes: skipped"
+        detail = {"packet_type": kind, "packet_bytes": size}
+        self._emit(FileOperation(t, "sftp", "unknown", "", status, detail=detail))
 
     def _describe(self, t: int, kind: int, packet: _Reader) -> _Request | None:
         if kind in _PATH_REQUESTS:
@@ -271,9 +320,8 @@ class SftpParser:
             # OpenSSH sends the link's target first, then the link's own path.
             target, link = text(packet.string()), text(packet.string())
             return _Request(t, kind, link, target, op="symlink")
-        if kind == EXTENDED:
-            return self._extended(t, packet)
-        raise TransferParseError(f"unknown request type {kind}")
+        assert kind == EXTENDED, kind  # _KNOWN_REQUESTS lets in nothing else
+        return self._extended(t, packet)
 
     def _on_handle(self, t: int, kind: int, handle: bytes, packet: _Reader) -> _Request:
         if kind == READ:
@@ -323,6 +371,9 @@ class SftpParser:
             return
         ident = packet.u32()
         request = self._pending.pop(ident, None)
+        if request is None and kind == STATUS and ident in self._skipped:
+            del self._skipped[ident]  # the answer to a skipped request: reported already
+            return
         if request is None:
             raise TransferParseError(f"a reply to request {ident}, which is not waiting")
         if kind == STATUS:

@@ -172,7 +172,6 @@ def test_a_file_never_closed_is_reported_at_the_end() -> None:
         ([("c", w.u32(50_000_000) + b"x")], "packet of 50000000 bytes"),
         ([("c", w.INIT), ("c", w.path_request(13, 1, "/x")[:-2])], "inside a packet"),
         ([("c", w.INIT), ("s", w.VERSION), ("s", w.status(77))], "not waiting"),
-        ([("c", w.INIT), ("s", w.VERSION), ("c", w.packet(99, w.u32(1)))], "unknown request"),
         ([("c", w.path_request(13, 1, "/x"))], "before the version"),
         ([("c", w.INIT), ("s", w.VERSION), ("c", w.packet(13, w.u32(1), w.u32(9)))], "inside"),
     ],
@@ -180,6 +179,51 @@ def test_a_file_never_closed_is_reported_at_the_end() -> None:
 def test_a_broken_stream_is_a_typed_error(stream: Stream, message: str) -> None:
     with pytest.raises(TransferParseError, match=message):
         sftp_ops(stream)
+
+
+def test_an_unknown_packet_is_skipped_by_its_length_and_reported() -> None:
+    """Issue 32, #8: one packet of type 250 made the session unreadable and hid every
+    later upload. OpenSSH's sftp-server skips it; so does the parser, reporting it."""
+    first, second = os.urandom(70_000), os.urandom(5_000)
+    stream = [
+        *opened(),
+        *w.upload_stream("/srv/first.bin", first, first_id=1),
+        ("c", w.packet(250, w.u32(100), b"\xff" * 20)),  # answered: operation unsupported
+        ("s", w.status(100, 8, "Operation unsupported")),
+        ("c", w.packet(250, w.u32(101), b"junk")),  # never answered
+        ("c", w.packet(250)),  # not even an id
+        *w.upload_stream("/srv/second.bin", second, first_id=200),
+    ]
+    found = sftp_ops(stream, pieces=1)
+    assert [(op.op, op.path, op.status) for op in found] == [
+        ("upload", "/srv/first.bin", "ok"),
+        ("unknown", "", "unknown packet type 250, 25 bytes: skipped"),
+        ("unknown", "", "unknown packet type 250, 9 bytes: skipped"),
+        ("unknown", "", "unknown packet type 250, 1 bytes: skipped"),
+        ("upload", "/srv/second.bin", "ok"),
+    ]
+    assert found[1].detail == {"packet_type": 250, "packet_bytes": 25}
+    assert found[4].sha256 == hashlib.sha256(second).hexdigest()
+
+
+def test_a_broken_stream_still_reports_the_file_it_was_moving() -> None:
+    """Issue 32, #8: what was understood before a parse failure is never hidden: a
+    file whose close was not answered yet is reported, whole, saying why."""
+    content = os.urandom(50_000)
+    requests, replies = w.upload("/srv/cut.bin", content)
+    broken = w.packet(13, w.u32(999))  # a REMOVE without its path
+    stream = [
+        *opened(),
+        *interleaved(requests[:-1], replies[:-1]),
+        ("c", requests[-1] + broken),
+    ]
+    found: list[FileOperation] = []
+    with pytest.raises(TransferParseError, match="ends inside one of its fields"):
+        feed(SftpParser(found.append), stream)
+    [cut] = found
+    assert (cut.op, cut.path, cut.size) == ("upload", "/srv/cut.bin", 50_000)
+    assert cut.sha256 == hashlib.sha256(content).hexdigest()
+    assert cut.status.startswith("unknown: the stream could not be read further (a packet ends")
 
 
 def test_requests_waiting_for_answers_are_bounded() -> None:
