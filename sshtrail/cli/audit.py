@@ -356,8 +356,8 @@ def _sessionprint_json(
     # "session" as search, verify and reveal name it; "id" kept for scripts written before.
     document: dict[str, Any] = {"session": str(row["id"]), "id": str(row["id"]), "short_id": short}
     document.update({key: row[key] for key in keys})
+    # Unreadable gaps are [] here; the verification (tampered) says what was stored.
     document["gaps"] = row["gaps"].as_json()
-    document["gaps_problem"] = row["gaps"].problem
     # One verdict, the one `verify` gives (sshtrail/verification.py), and a flag that agrees.
     document["verified"] = verification["status"] == "ok"
     document["verification"] = verification
