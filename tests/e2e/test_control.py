@@ -19,6 +19,7 @@ import msgspec
 import pexpect
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
 
@@ -425,6 +426,49 @@ def test_copies_of_old_requests_re_sent_by_a_producer_change_nothing(stack: Stac
     late = _ssh_alice(stack.two)
     assert b"hi-2" not in late.stdout
     assert b"locked by ann: second" in late.stderr, "".join(stack.two.output[-15:])
+    # Compaction keeps only a key's last message: the copy of the unlock outlives the
+    # second lock. Deleting every record before it does to the partition what
+    # compaction would do to that key; a gateway restarted after it still knows.
+    partition, offset = _last_of(stack.servers, stack.one.control_topic, unlock_key)
+    admin = AdminClient({"bootstrap.servers": stack.servers})
+    target = TopicPartition(stack.one.control_topic, partition, offset)
+    for future in admin.delete_records([target]).values():
+        future.result(15)
+    assert not any(
+        isinstance(m, control.Lock) and m.reason == "second"
+        for _, _, m in raw_requests(stack.servers, stack.one.control_topic)
+    )
+    stack.two.stop()
+    stack.two.start()
+    compacted = _ssh_alice(stack.two)
+    assert b"hi-2" not in compacted.stdout
+    assert b"locked by ann: second" in compacted.stderr, "".join(stack.two.output[-15:])
+
+
+def _last_of(servers: str, topic: str, key: bytes) -> tuple[int, int]:
+    """The partition and offset of the last message under ``key``."""
+    reader = Consumer({"bootstrap.servers": servers, "group.id": uuid.uuid4().hex})
+    try:
+        partitions = reader.list_topics(topic, timeout=15).topics[topic].partitions
+        reader.assign([TopicPartition(topic, p, 0) for p in partitions])
+        ends = {
+            p: reader.get_watermark_offsets(TopicPartition(topic, p), 15)[1] for p in partitions
+        }
+        last: tuple[int, int] | None = None
+        read = {p: 0 for p in partitions}
+        deadline = time.monotonic() + 30
+        while any(read[p] < ends[p] for p in partitions) and time.monotonic() < deadline:
+            for message in reader.consume(100, 0.5):
+                partition, offset = message.partition(), message.offset()
+                if message.error() is not None or partition is None or offset is None:
+                    continue
+                read[partition] = offset + 1
+                if message.key() == key:
+                    last = (partition, offset)
+        assert last is not None, f"no message under {key!r}"
+        return last
+    finally:
+        reader.close()
 
 
 def test_a_termination_older_than_the_window_is_refused_though_the_gateway_is_younger(
@@ -491,7 +535,7 @@ def test_a_gateway_that_cannot_reach_the_broker_refuses_logins_until_it_has_read
     broker_port = int(broker.bootstrap_servers.split(",")[0].rsplit(":", 1)[1])
     proxy = StallingProxy(broker_port)
     gateway.servers = f"127.0.0.1:{proxy.port}"
-    gateway.start()
+    gateway.start(admitting=False)
     try:
         started = time.monotonic()
         held = _ssh_alice(gateway)
@@ -550,7 +594,7 @@ def test_a_locked_operator_is_refused_in_the_gateways_first_moments(
     key, value = _lock_alice(signer, "incident 9")
     producer.produce(gateway.control_topic, value, key)
     assert producer.flush(30) == 0
-    gateway.start()
+    gateway.start(admitting=False)
     try:
         first = _ssh_alice(gateway)  # as soon as the gateway listens
         assert b"hi-2" not in first.stdout

@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 from sshtrail.broker import free_port
 from sshtrail.wire import Chunk, decode_chunk
 from tests.support.sshd import SshdTarget, isolated, keygen, ssh_argv
+from tests.support.waiting import wait_for
 
 
 def toml_value(value: object) -> str:
@@ -144,7 +145,9 @@ host_keys = [{toml_value(host_pub)}]
 """
         )
 
-    def start(self, timeout: float = 30) -> None:
+    def start(self, timeout: float = 30, *, admitting: bool = True) -> None:
+        """Start the gateway; return once it listens and, with ``admitting``, has read
+        the control topic to its end (it lets no operator in before: operator locks)."""
         self.write_config()
         argv = [sys.executable, "-m", "sshtrail", "--config", str(self.config), *self.cli_options]
         self.process = subprocess.Popen(
@@ -161,6 +164,12 @@ host_keys = [{toml_value(host_pub)}]
             self._pump.join(5)
             raise AssertionError(f"gateway did not start: {''.join(self.output)}")
         self._fetch_host_key()
+        if admitting:
+            wait_for(
+                lambda: any("control topic read to its end" in line for line in self.output),
+                timeout=timeout,
+                what="the gateway to read the operator locks (control topic)",
+            )
 
     def _read_output(self) -> None:
         assert self.process is not None
