@@ -15,8 +15,7 @@ from dataclasses import dataclass
 
 import msgspec
 
-#: The most of ``sessions.gaps`` a reader takes (about 100,000 ranges): a store
-#: rewrites the whole list for each gap it finds, so it never gets near this.
+#: The most of ``sessions.gaps`` a reader takes (about 100,000 ranges).
 MAX_TEXT = 1 << 20
 
 #: How many ranges a description lists before it says how many more there are.
@@ -30,6 +29,9 @@ class Gaps:
 
     ranges: tuple[tuple[int, int], ...] = ()
     problem: str | None = None
+    #: The problem is only the size: a producer sending every other seq makes a store
+    #: write that many ranges, so it is no sign of an edit.
+    too_large: bool = False
 
     def __bool__(self) -> bool:
         return bool(self.ranges) or self.problem is not None
@@ -59,7 +61,7 @@ def read_gaps(text: str | None, length: int | None, last_seq: int | None) -> Gap
     if text is None:
         return Gaps(problem="no value stored")
     if length is not None and length > MAX_TEXT:
-        return Gaps(problem=f"{length:,} characters stored, more than a store writes")
+        return Gaps(problem=f"{length:,} characters stored, too many to read", too_large=True)
     try:
         pairs = msgspec.json.decode(text, type=list[tuple[int, int]])
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:

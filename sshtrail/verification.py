@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
+import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
@@ -44,7 +45,7 @@ def verify_session(
 ) -> Verdict:
     """The session's verdict, recomputed from every stored chunk."""
     gaps: Gaps = row["gaps"]
-    if gaps.problem is not None:
+    if gaps.problem is not None and not gaps.too_large:
         # The store writes only sorted ranges below the last seq: the row was edited, and
         # what the store saw can no longer be told from it.
         return Verdict(
@@ -52,6 +53,11 @@ def verify_session(
             f"the session's record of missing chunks is not one the store writes: {gaps.problem}",
         )
     stored = queries.stored_chunks(conn, row["id"])
+    if gaps.too_large:
+        # Judged from the chunks alone; said, since what the store saw is not used.
+        verdict = verify_chain(stored, trusted_keys)
+        note = f"; the store's record of missing chunks was not read ({gaps.problem})"
+        return msgspec.structs.replace(verdict, detail=verdict.detail + note)
     return verify_chain(stored, trusted_keys, known(row))
 
 

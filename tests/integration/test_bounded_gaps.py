@@ -33,8 +33,10 @@ HOSTILE = {
     "[[1, 0]]": "negative or reversed",
     "[[0, 1], [1, 1]]": "overlaps",
     "[[0, 1000000000000]]": "not below the last seq stored",
-    json.dumps([[n, n] for n in range(0, 4_000_000, 2)]): "more than a store writes",
 }
+#: Two million ranges: more than a reader takes (a store could write that many only
+#: for a session of millions of chunks, so it is not called an edit).
+HUGE = json.dumps([[n, n] for n in range(0, 4_000_000, 2)])
 
 
 def write_session(engine: Engine, last_seq: int) -> uuid.UUID:
@@ -84,6 +86,8 @@ def test_a_huge_seq_and_hostile_gaps_are_reported_promptly(
         sid = write_session(store_engine, 2)
         edit_gaps(store_engine, sid, value)
         hostile[sid] = said
+    huge = write_session(store_engine, 2)
+    edit_gaps(store_engine, huge, HUGE)
     far = write_session(store_engine, 10**9)  # the newest: first in the list
     config = tmp_path / "sshtrail.toml"
     config.write_text(
@@ -104,6 +108,9 @@ def test_a_huge_seq_and_hostile_gaps_are_reported_promptly(
     assert f"{far}  gap  missing chunks 2-999999999" in out, out
     for sid in hostile:
         assert f"{sid}  tampered  the session's record of missing chunks" in out, out
+    # Too long to read is not proof of an edit: the chunks are judged alone, and it says so.
+    assert f"{huge}  unsigned  no end chunk" in out, out
+    assert "record of missing chunks was not read (" in out, out
 
     for sid, said in hostile.items():
         out = run(config, "show", str(sid))
@@ -111,3 +118,6 @@ def test_a_huge_seq_and_hostile_gaps_are_reported_promptly(
         assert said in gaps_line, out
         assert "unreadable" in gaps_line, out
         assert "tampered" in out, out
+    out = run(config, "show", str(huge))
+    assert "gaps  unreadable: " in out, out
+    assert "characters stored, too many to read" in out, out
