@@ -61,7 +61,7 @@ class ControlListener:
         self._signer = signer
         self._loop = loop
         self._trusted = control.trusted_keys(settings)
-        self._locks = Locks()
+        self._locks = Locks(settings.state_file("", "control/locks.json"))
         self._stop = threading.Event()
         #: Set once the topic is read to the log ends found when the reader connected.
         self._read = threading.Event()
@@ -122,6 +122,7 @@ class ControlListener:
                     reader = self._connect(positions, ends)
                 messages = reader.consume(100, 0.2)
                 self._take(messages, positions)
+                self._save()
                 if not self._read.is_set() and all(positions[p] >= e for p, e in ends.items()):
                     self._now_read()
                 self._producer.poll(0)
@@ -163,6 +164,12 @@ class ControlListener:
                 continue  # gateways' answers, for the requesters
             where = f"partition {partition} offset {offset}"
             self._handle(message.value(), key, f"{self._topic} {where}")
+
+    def _save(self) -> None:
+        try:
+            self._locks.save()
+        except OSError as exc:
+            log.warning("cannot save the operator locks in the state directory: %s", exc)
 
     def _broker_error(self, exc: BrokerError) -> None:
         if self._read.is_set():

@@ -18,7 +18,7 @@ from typing import Any
 import msgspec
 import pexpect
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import select
@@ -321,12 +321,11 @@ def raw_requests(servers: str, topic: str) -> list[tuple[bytes, bytes, control.M
     reader = Consumer({"bootstrap.servers": servers, "group.id": uuid.uuid4().hex})
     try:
         partitions = reader.list_topics(topic, timeout=15).topics[topic].partitions
-        ends = {
-            p: reader.get_watermark_offsets(TopicPartition(topic, p), 15)[1] for p in partitions
-        }
-        reader.assign([TopicPartition(topic, p, 0) for p in partitions])
+        marks = {p: reader.get_watermark_offsets(TopicPartition(topic, p), 15) for p in partitions}
+        ends = {p: high for p, (_, high) in marks.items()}
+        reader.assign([TopicPartition(topic, p, low) for p, (low, _) in marks.items()])
         found: list[tuple[bytes, bytes, control.Message]] = []
-        done: set[int] = {p for p, end in ends.items() if end == 0}
+        done: set[int] = {p for p, (low, high) in marks.items() if low == high}
         deadline = time.monotonic() + 30
         while len(done) < len(partitions) and time.monotonic() < deadline:
             for message in reader.consume(100, 0.5):
@@ -450,7 +449,7 @@ def _last_of(servers: str, topic: str, key: bytes) -> tuple[int, int]:
     reader = Consumer({"bootstrap.servers": servers, "group.id": uuid.uuid4().hex})
     try:
         partitions = reader.list_topics(topic, timeout=15).topics[topic].partitions
-        reader.assign([TopicPartition(topic, p, 0) for p in partitions])
+        reader.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in partitions])
         ends = {
             p: reader.get_watermark_offsets(TopicPartition(topic, p), 15)[1] for p in partitions
         }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
 from producer.locks import Locked, Locks, Stale
 from sshtrail import control
@@ -32,7 +33,12 @@ def test_a_copy_of_an_old_unlock_does_not_undo_a_later_lock() -> None:
 
 
 def test_the_request_signed_last_wins_in_every_reading_order() -> None:
-    history = [lock(1 * SECOND), unlock(2 * SECOND), lock(3 * SECOND), unlock(2 * SECOND)]
+    history: list[control.Lock | control.Unlock] = [
+        lock(1 * SECOND),
+        unlock(2 * SECOND),
+        lock(3 * SECOND),
+        unlock(2 * SECOND),
+    ]
     for order in itertools.permutations(history):
         locks = Locks()
         for request in order:
@@ -47,3 +53,25 @@ def test_operators_are_ordered_apart() -> None:
     assert locks.apply(bob) is None  # older than alice's lock, but bob's own first
     assert locks.locked("bob") is None
     assert locks.locked("alice") is not None
+
+
+def test_a_restarted_gateway_keeps_the_newest_request_though_the_topic_lost_it(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "control" / "locks.json"
+    before = Locks(path)
+    for request in (lock(1 * SECOND), unlock(2 * SECOND), lock(3 * SECOND)):
+        before.apply(request)
+    before.save()
+    after = Locks(path)  # compaction left only a copy of the old unlock on the topic
+    assert after.apply(unlock(2 * SECOND)) == Stale(3 * SECOND)
+    assert after.locked("alice") == Locked("ann", "r")
+
+
+def test_an_unreadable_state_file_leaves_the_topic_to_decide(tmp_path: Path) -> None:
+    path = tmp_path / "locks.json"
+    path.write_bytes(b"{not json")
+    locks = Locks(path)
+    assert locks.apply(unlock(2 * SECOND)) is None
+    locks.save()
+    assert Locks(path).locked("alice") is None
