@@ -11,6 +11,7 @@ chain checked out as it arrived, and what the masked input looks like.
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 from collections.abc import Mapping
 from typing import Any, cast
@@ -113,7 +114,9 @@ class SessionRow:
         if last is None or seq > last:
             first_missing = 0 if last is None else last + 1
             if seq > first_missing:
-                record.gaps = [*record.gaps, [first_missing, seq - 1]]
+                # In place: copying the list for each new gap was quadratic in gaps, and
+                # a producer numbering every other seq makes one per chunk.
+                record.gaps.append([first_missing, seq - 1])
             record.last_seq = seq
         else:
             record.gaps = _fill(record.gaps, seq)
@@ -172,17 +175,17 @@ class SessionRow:
 
 
 def _fill(gaps: list[list[int]], seq: int) -> list[list[int]]:
-    """``gaps`` without ``seq``: a range it falls in is split or shrunk."""
-    filled: list[list[int]] = []
-    for low, high in gaps:
-        if low <= seq <= high:
-            if low < seq:
-                filled.append([low, seq - 1])
-            if seq < high:
-                filled.append([seq + 1, high])
-        else:
-            filled.append([low, high])
-    return filled
+    """``gaps`` (sorted, disjoint) without ``seq``: the range it falls in, found by
+    bisection, is split or shrunk in place."""
+    at = bisect.bisect_right(gaps, seq, key=lambda gap: gap[0]) - 1
+    if at < 0 or not gaps[at][0] <= seq <= gaps[at][1]:
+        return gaps
+    low, high = gaps[at]
+    gaps[at : at + 1] = [
+        *([[low, seq - 1]] if low < seq else []),
+        *([[seq + 1, high]] if seq < high else []),
+    ]
+    return gaps
 
 
 def _cut(text: str | None, column: str) -> str | None:

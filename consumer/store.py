@@ -21,7 +21,8 @@ import uuid
 from collections.abc import Callable, Sequence
 from typing import cast
 
-from sqlalchemy import Engine, Table, bindparam, update
+from sqlalchemy import Engine, Table, Text, bindparam, select, update
+from sqlalchemy import cast as sql_cast
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
@@ -32,15 +33,21 @@ from consumer.sessionrow import COLUMNS, SessionRow
 from consumer.transaction import Transaction, locked_rows
 from consumer.writer import Written
 from sshtrail import queries
-from sshtrail.chain import Status, verify_chain
+from sshtrail.chain import Status, missing_ranges, verify_chain
 from sshtrail.models import ChunkRecord, SessionRecord
+from sshtrail.seqranges import read_gaps
 from sshtrail.states import SessionStatus
 
 log = logging.getLogger(__name__)
 
 SESSIONS = cast(Table, SessionRecord.__table__)
 CHUNKS = cast(Table, ChunkRecord.__table__)
-_ROW_COLUMNS = [SESSIONS.c[name] for name in COLUMNS]
+# ``gaps`` as text, read by sshtrail.seqranges: a value a database writer put there
+# is recovered from (see _locked), not a JSON error stopping the group.
+_ROW_COLUMNS = [
+    sql_cast(SESSIONS.c.gaps, Text).label("gaps") if name == "gaps" else SESSIONS.c[name]
+    for name in COLUMNS
+]
 
 
 class StoreWriter:
@@ -122,8 +129,7 @@ class StoreWriter:
         """Mark the session quarantined (its refused ``chunks`` go to the dead-letter topic)."""
         with self._transaction("quarantine") as conn:
             self._ensure_sessions(conn, {session_id})
-            [found] = locked_rows(conn, _ROW_COLUMNS, SESSIONS.c.id, [session_id])
-            row = SessionRow.from_mapping(found)
+            [row] = _locked(conn, [session_id])
             row.quarantine(reason)
             self._save(conn, [row])
 
@@ -161,8 +167,7 @@ class StoreWriter:
         for received in new:
             by_session.setdefault(received.chunk.session_id, []).append(received)
         # Sorted ids: concurrent members lock rows in the same order (no deadlock).
-        locked = locked_rows(conn, _ROW_COLUMNS, SESSIONS.c.id, sorted(by_session))
-        rows = {row.record.id: row for row in map(SessionRow.from_mapping, locked)}
+        rows = {row.record.id: row for row in _locked(conn, sorted(by_session))}
         for session_id, chunks in by_session.items():
             row = rows[session_id]
             for received in sorted(chunks, key=lambda r: r.chunk.seq):
@@ -189,3 +194,33 @@ class StoreWriter:
         record.final_digest = verdict.final_digest
         if not record.verified:
             log.warning("session %s: stored chain does not verify: %s", record.id, verdict.detail)
+
+
+def _locked(conn: Connection, ids: list[uuid.UUID]) -> list[SessionRow]:
+    """The session rows of ``ids``, locked. Gaps that are not what a store writes
+    (a database writer's edit) are taken again from the chunks stored, so the
+    row is right again after this batch."""
+    rows = []
+    for found in locked_rows(conn, _ROW_COLUMNS, SESSIONS.c.id, ids):
+        values = dict(found)
+        gaps = read_gaps(values["gaps"], None, values["last_seq"])
+        if gaps.problem is None:
+            values["gaps"] = gaps.as_json()
+        else:
+            log.warning(
+                "session %s: stored gaps are not a store's (%s): taken again from its chunks",
+                values["id"],
+                gaps.problem[:200],
+            )
+            values["gaps"] = _stored_gaps(conn, values["id"], values["last_seq"])
+        rows.append(SessionRow.from_mapping(values))
+    return rows
+
+
+def _stored_gaps(conn: Connection, session_id: uuid.UUID, last_seq: int | None) -> list[list[int]]:
+    """The seqs missing below ``last_seq`` among the session's stored chunks."""
+    if last_seq is None:
+        return []
+    query = select(CHUNKS.c.seq).where(CHUNKS.c.session_id == session_id, CHUNKS.c.seq <= last_seq)
+    present = [*conn.execute(query).scalars(), last_seq]
+    return [[low, high] for low, high in missing_ranges(present)]

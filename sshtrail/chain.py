@@ -143,7 +143,7 @@ def verify_chain(
         return Verdict(Status.TAMPERED, exc.detail, exc.seq, signer=signer)
     if not chunks:
         return Verdict(Status.GAP, "no chunks stored")
-    gaps = _gaps(chunks.keys())
+    gaps = missing_ranges(chunks.keys())
     digest = end_chunk.digest if end_chunk else None
     if gaps:
         return Verdict(Status.GAP, _describe_gaps(gaps), gaps[0][0], gaps, digest, signer)
@@ -255,7 +255,7 @@ def end_signature_valid(chunk: Chunk) -> bool:
     return True
 
 
-def _gaps(present: Iterable[int]) -> tuple[tuple[int, int], ...]:
+def missing_ranges(present: Iterable[int]) -> tuple[tuple[int, int], ...]:
     """Inclusive ranges of the seqs missing below the highest one present."""
     gaps: list[tuple[int, int]] = []
     expected = 0

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
-from sqlalchemy import Engine, Text, cast, literal, update
+from sqlalchemy import Engine, Text, cast, literal, select, update
 
 from consumer.messages import Received
 from consumer.store import SESSIONS, StoreWriter
@@ -121,3 +121,22 @@ def test_a_huge_seq_and_hostile_gaps_are_reported_promptly(
     out = run(config, "show", str(huge))
     assert "gaps  unreadable: " in out, out
     assert "characters stored, too many to read" in out, out
+
+
+def test_the_store_writer_takes_spoiled_gaps_again_from_the_chunks(store_engine: Engine) -> None:
+    """A database writer's edit of ``gaps`` does not stop the store group at the
+    session's next chunk (it raised a JSON or unpacking error): the gaps are taken
+    again from the chunks stored."""
+    sid = write_session(store_engine, 5)  # chunks 0, 1 and 5
+    edit_gaps(store_engine, sid, '{"a": 1}')
+    writer = ChainWriter(sid, SIGNER)
+    writer.seq, writer.prev = 3, b"\1" * 32
+    late = writer.encode([ev.Output(3, b"late\n")])
+    now = dt.datetime.now(dt.UTC)
+    result = StoreWriter(store_engine, dt.timedelta(hours=1)).write(
+        [Received(decode_chunk(late), 0, 10, now)]
+    )
+    assert result.written == 1
+    with store_engine.connect() as conn:
+        gaps = conn.execute(select(SESSIONS.c.gaps).where(SESSIONS.c.id == sid)).scalar_one()
+    assert gaps == [[2, 2], [4, 4]]
