@@ -94,7 +94,7 @@ class Locks:
             }
         self._path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = self._path.with_name(self._path.name + ".tmp")
-        with tmp.open("wb") as file:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as file:
             file.write(msgspec.json.encode(saved))
             file.flush()
             os.fsync(file.fileno())

@@ -63,6 +63,8 @@ def test_a_restarted_gateway_keeps_the_newest_request_though_the_topic_lost_it(
     for request in (lock(1 * SECOND), unlock(2 * SECOND), lock(3 * SECOND)):
         before.apply(request)
     before.save()
+    assert path.stat().st_mode & 0o777 == 0o600  # the state directory's files are private
+    assert path.parent.stat().st_mode & 0o777 == 0o700
     after = Locks(path)  # compaction left only a copy of the old unlock on the topic
     assert after.apply(unlock(2 * SECOND)) == Stale(3 * SECOND)
     assert after.locked("alice") == Locked("ann", "r")
