@@ -293,7 +293,7 @@ class SftpParser:
             if len(self._skipped) >= MAX_PENDING:
                 del self._skipped[next(iter(self._skipped))]
             self._skipped[packet.u32()] = None
-        status = f"unknown packet type {kind}, {size} bytes: skipped"
+        status = f"unknown packet type {kind}, {size} byte{'' if size == 1 else 's'}: skipped"
         detail = {"packet_type": kind, "packet_bytes": size}
         self._emit(FileOperation(t, "sftp", "unknown", "", status, detail=detail))
 

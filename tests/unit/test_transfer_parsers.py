@@ -199,7 +199,7 @@ def test_an_unknown_packet_is_skipped_by_its_length_and_reported() -> None:
         ("upload", "/srv/first.bin", "ok"),
         ("unknown", "", "unknown packet type 250, 25 bytes: skipped"),
         ("unknown", "", "unknown packet type 250, 9 bytes: skipped"),
-        ("unknown", "", "unknown packet type 250, 1 bytes: skipped"),
+        ("unknown", "", "unknown packet type 250, 1 byte: skipped"),
         ("upload", "/srv/second.bin", "ok"),
     ]
     assert found[1].detail == {"packet_type": 250, "packet_bytes": 25}
