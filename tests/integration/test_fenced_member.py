@@ -24,6 +24,7 @@ from sshtrail.broker import EmbeddedBroker
 from sshtrail.db import make_engine
 from tests.support.cli import Running
 from tests.support.consumers import (
+    SESSION_TIMEOUT_MS,
     assert_store_equals_topic,
     chunk_count,
     create_topics,
@@ -37,8 +38,7 @@ from tests.support.recordings import keyed, produce, recording
 
 pytestmark = pytest.mark.integration
 
-#: write_config's session.timeout.ms, in seconds.
-SESSION_TIMEOUT_S = 6.0
+SESSION_TIMEOUT_S = SESSION_TIMEOUT_MS / 1000
 FENCED = "Static consumer fenced by other consumer with same group.instance.id"
 
 

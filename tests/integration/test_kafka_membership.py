@@ -21,6 +21,7 @@ from sqlalchemy import Engine
 from sshtrail import migrate
 from sshtrail.db import make_engine
 from tests.support.consumers import (
+    SESSION_TIMEOUT_MS,
     assert_store_equals_topic,
     chunk_count,
     group_lag,
@@ -33,8 +34,7 @@ from tests.support.recordings import keyed, produce, recording
 
 pytestmark = pytest.mark.integration
 
-#: write_config's session.timeout.ms, in seconds.
-SESSION_TIMEOUT_S = 6.0
+SESSION_TIMEOUT_S = SESSION_TIMEOUT_MS / 1000
 #: librdkafka's heartbeat.interval.ms (its default), in seconds: the broker's session
 #: timer runs from the last heartbeat it had, up to this long before the kill.
 HEARTBEAT_S = 3.0

@@ -25,6 +25,11 @@ def create_topics(servers: str, *names: str, partitions: int = 3) -> None:
         future.result(15)
 
 
+#: The consumers' session.timeout.ms in the tests' settings: a killed member is
+#: dropped after this long (6 s, the least the brokers allow).
+SESSION_TIMEOUT_MS = 6_000
+
+
 def write_config(
     path: Path,
     servers: str,
@@ -44,7 +49,7 @@ def write_config(
         "index_group": f"{topic}-index",
         "batch_wait_ms": 50,
         "max_poll_interval_ms": 15_000,
-        "session_timeout_ms": 6_000,
+        "session_timeout_ms": SESSION_TIMEOUT_MS,
         "retry_initial_ms": 100,
         "retry_max_ms": 1000,
         **consumer,
