@@ -372,12 +372,25 @@ class KafkaCluster:
 
     # -- what tests ask ------------------------------------------------------
 
-    def leader_of(self, topic: str, partition: int) -> int:
-        """The node id leading ``topic``'s ``partition`` now."""
+    def leader_of(self, topic: str, partition: int, timeout: float = 30) -> int:
+        """The node id leading ``topic``'s ``partition`` now (-1: none at the moment).
+
+        A broker asked just after the topic was made may not know its partitions
+        yet: asked again until one does.
+        """
         admin = AdminClient({"bootstrap.servers": self.bootstrap_servers, "log_level": 2})
-        metadata = admin.list_topics(topic, timeout=10)
-        leader: int = metadata.topics[topic].partitions[partition].leader
-        return leader
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                found = admin.list_topics(topic, timeout=10).topics[topic].partitions
+            except KafkaException:
+                found = {}
+            if partition in found:
+                leader: int = found[partition].leader
+                return leader
+            if time.monotonic() > deadline:
+                raise KafkaUnavailable(f"no broker knows partition {partition} of {topic}")
+            time.sleep(0.1)
 
     def pids(self) -> list[int]:
         return [n.process.pid for n in self.nodes if n.process is not None and n.running]
