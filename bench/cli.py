@@ -29,8 +29,20 @@ GOALS_MS = {"--help": 150.0, "sessions": 300.0, "show": 300.0, "search": 300.0}
 
 
 def wall_ms(argv: list[str], env: dict[str, str], runs: int) -> tuple[float, float]:
-    """Median and 95th percentile of ``runs`` runs of ``argv`` in a new process, in ms."""
-    return timed(lambda: subprocess.run(argv, env=env, capture_output=True, check=False), runs)
+    """Median and 95th percentile of ``runs`` runs of ``argv`` in a new process, in ms.
+
+    Every run must succeed: a command that fails fast would look fast.
+    """
+
+    def run() -> None:
+        done = subprocess.run(argv, env=env, capture_output=True, check=False)
+        if done.returncode != 0:
+            sys.exit(
+                f"{' '.join(argv[2:]) or argv[-1]} exited {done.returncode}, so its time means "
+                f"nothing: {done.stderr.decode(errors='replace')[-500:]}"
+            )
+
+    return timed(run, runs)
 
 
 def main() -> None:
