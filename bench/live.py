@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
 import re
 import signal
 import statistics
@@ -200,11 +201,16 @@ def main() -> None:
         f"baseline: operator's round trip (typed -> output)  p50 {base:6.1f} ms  "
         f"p99 {percentile(round_trips, 99):6.1f} ms"
     )
-    p50, p99 = statistics.median(delays), percentile(delays, 99)
+    # A mark a live view never showed counts as never arriving: over the goal, however
+    # fast the others were (its p99 is infinite when more than 1 % were lost).
+    lost = expected - len(delays)
+    ranked = sorted(delays) + [math.inf] * lost
+    p50 = ranked[math.ceil(0.50 * len(ranked)) - 1]
+    p99 = ranked[math.ceil(0.99 * len(ranked)) - 1]
     print(
         f"gateway output -> live view                        p50 {p50:6.1f} ms  "
-        f"p99 {p99:6.1f} ms  max {max(delays):6.1f} ms  (p50 {p50 / base:4.1f}x the baseline; "
-        f"goal p99 <= 500 ms)"
+        f"p99 {p99:6.1f} ms  max {ranked[-1]:6.1f} ms  (p50 {p50 / base:4.1f}x the baseline; "
+        f"{lost} lost, counted as never; goal p99 <= 500 ms)"
     )
 
 
