@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -220,14 +222,29 @@ def test_watch_follows_a_session_live_until_it_ends(recorded: Recorded) -> None:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
     )
+    shown = bytearray()
+
+    def read() -> None:  # what the watcher's terminal gets, as it gets it
+        assert watcher.stdout is not None
+        while piece := os.read(watcher.stdout.fileno(), 4096):
+            shown.extend(piece)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
     try:
-        time.sleep(3)
+        # The first half is shown before the second exists: watch streams, it does
+        # not buffer until the end (a buffering watch would time out here).
+        wait_for(lambda: b"live-one\r\n" in shown, timeout=30, what="the first half, live")
+        assert b"live-two" not in shown
         assert watcher.poll() is None, "watch must wait for the rest of the session"
         produce(servers, topic, keyed(session_id, messages[half:]))
-        out, err = watcher.communicate(timeout=60)
+        watcher.wait(60)
+        reader.join(10)
+        err = watcher.stderr.read() if watcher.stderr is not None else b""
     finally:
         if watcher.poll() is None:
             watcher.kill()
+    out = bytes(shown)
     assert watcher.returncode == 0, err
     assert b"live-one\r\n" in out
     assert b"live-two\r\n" in out
