@@ -365,7 +365,12 @@ trust_on_first_use = true
     finally:
         rogue.stop()
     assert outcomes == [b"", b"reached\n"]  # one got through, the other was refused
-    assert len(pinned.splitlines()) == 1
+    [line] = pinned.splitlines()
+    # The key pinned is the real host's (the proxy's first connection), not the rogue's.
+    real = sshd.host_key.with_suffix(".pub").read_text().split()[:2]
+    fake = rogue.host_key.with_suffix(".pub").read_text().split()[:2]
+    assert real != fake
+    assert line.split()[1:3] == real, line
     reasons = sorted(reason for _op, reason in _ends(gateway, 2))
     assert reasons == ["exit status 0", "refused: target host key mismatch"]
 
