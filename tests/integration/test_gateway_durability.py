@@ -21,13 +21,21 @@ from tests.support.waiting import wait_for
 pytestmark = pytest.mark.integration
 
 
-@pytest.fixture
-def own_broker(tmp_path: Path) -> Iterator[KafkaCluster]:
-    """A one-node Kafka this test may stop and start (the shared one must stay up)."""
-    cluster = KafkaCluster(tmp_path / "kafka")
+@pytest.fixture(scope="module")
+def module_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+    cluster = KafkaCluster(tmp_path_factory.mktemp("kafka"))
     cluster.start()
     yield cluster
     cluster.stop(timeout=10)
+
+
+@pytest.fixture
+def own_broker(module_broker: KafkaCluster) -> KafkaCluster:
+    """A one-node Kafka this module's tests may stop and start (the run's shared one must
+    stay up): one per module, running again at each test's start (its topics are the
+    test's own)."""
+    module_broker.start()
+    return module_broker
 
 
 def interactive(gateway: GatewayProcess) -> pexpect.spawn:

@@ -182,7 +182,11 @@ class KafkaCluster:
     # -- lifecycle -----------------------------------------------------------
 
     def start(self, timeout: float = 90) -> None:
-        """Format every node's storage, start them all, and wait until the cluster serves."""
+        """Format every node's storage, start them all, and wait until the cluster serves.
+
+        Nothing to do when every node runs already (a module's cluster, per test)."""
+        if all(node.running for node in self.nodes):
+            return
         voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
         formatting = []
         for node in self.nodes:
