@@ -18,9 +18,11 @@ import base64
 import contextlib
 import fcntl
 import os
+import random
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import time
 import uuid
@@ -132,6 +134,26 @@ def run_tool(main_class: str, *args: str, timeout: float = 60) -> subprocess.Com
     )
 
 
+#: Ports the nodes listen on are taken below the kernel's range for outgoing
+#: connections (32768-60999 on Linux): a port found free there can be given to some
+#: client's connection before the JVM, seconds later, binds it ("Unable to start
+#: acceptor"), as happened with three test workers starting clusters at once.
+_LISTEN_PORTS: Final = (20000, 32000)
+
+
+def listen_port() -> int:
+    """A loopback port nothing listens on, outside the range of outgoing connections."""
+    for _ in range(200):
+        port = random.randint(*_LISTEN_PORTS)
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    return free_port()
+
+
 def _cluster_id() -> str:
     """A random cluster id as ``kafka-storage random-uuid`` makes one: 16 bytes in
     base64url, never starting with ``-`` (the tool would read it as an option)."""
@@ -167,10 +189,12 @@ class KafkaCluster:
         self.folder = folder
         self.replication = min(nodes, 3)
         self.nodes = [
-            Node(i + 1, free_port(), free_port(), folder / f"node{i + 1}") for i in range(nodes)
+            Node(i + 1, listen_port(), listen_port(), folder / f"node{i + 1}") for i in range(nodes)
         ]
         self._extra = broker_config
         self._cluster_id = _cluster_id()
+        #: Once started, the ports are what clients know: never chosen again.
+        self._started = False
 
     @property
     def bootstrap_servers(self) -> str:
@@ -218,10 +242,34 @@ class KafkaCluster:
                 raise KafkaUnavailable(
                     f"formatting node {node.node_id} failed: {out.decode(errors='replace')[-500:]}"
                 )
-        for node in self.nodes:
-            self.start_node(node.node_id, wait=False)
-        self.wait_ready(timeout)
+        for attempt in range(3):
+            for node in self.nodes:
+                self.start_node(node.node_id, wait=False)
+            try:
+                self.wait_ready(timeout)
+                break
+            except KafkaUnavailable:
+                if self._started or attempt == 2 or not self._port_taken():
+                    raise
+            # Another process took a port between choosing and binding it: the ports
+            # are in the configuration only (static voters), so new ones will do.
+            self.kill()
+            for node in self.nodes:
+                node.port, node.controller_port = listen_port(), listen_port()
+            voters = ",".join(f"{n.node_id}@127.0.0.1:{n.controller_port}" for n in self.nodes)
+            for node in self.nodes:
+                self._write_config(node, voters)
+        self._started = True
         self._wait_for_the_group_coordinator(timeout)
+
+    def _port_taken(self) -> bool:
+        """Whether a node's log says it could not bind its port."""
+        for node in self.nodes:
+            with contextlib.suppress(OSError):
+                text = (node.folder / "server.log").read_text(errors="replace")
+                if "Unable to start acceptor" in text or "Address already in use" in text:
+                    return True
+        return False
 
     def _wait_for_the_group_coordinator(self, timeout: float) -> None:
         """Until a group can be described: the first group request creates and loads
