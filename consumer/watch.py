@@ -29,9 +29,12 @@ def start_of(
     before its first chunk: the log end if nothing that recent is there yet."""
     partition = partition_for(str(session_id).encode(), partitions)
     created_ms = session_id.int >> 80  # UUIDv7: 48 bits of Unix milliseconds
+    # The log end is read before the look-up by time: a first chunk written between
+    # the two is then after that end, not skipped by waiting behind it.
+    end = reader.watermarks(topic, partition)[1]
     start = reader.offset_at(topic, partition, max(created_ms - CLOCK_SLACK_MS, 0))
     if start is None:  # nothing that recent yet: wait at the end of the log
-        start = reader.watermarks(topic, partition)[1]
+        start = end
     return partition, start
 
 

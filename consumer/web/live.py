@@ -191,7 +191,6 @@ class LiveHub:
             self._watchers = [w for w in self._watchers if not w.done]
         count = len(reader.partitions(self._topic))
         for watcher in joined:
-            watcher.key = str(watcher.session_id).encode()
             watcher.partition, start = start_of(reader, self._topic, watcher.session_id, count)
             positions[watcher.partition] = min(positions.get(watcher.partition, start), start)
         with self._lock:
@@ -201,6 +200,8 @@ class LiveHub:
             if partition not in wanted:
                 del positions[partition]
         reader.assign(self._topic, positions)
+        for watcher in joined:  # taken in: its chunks are now read
+            watcher.key = str(watcher.session_id).encode()
 
     def _dispatch(self, key: bytes, value: bytes) -> None:
         watchers = [w for w in self._watchers if w.key == key and not w.done]
