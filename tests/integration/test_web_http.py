@@ -16,9 +16,10 @@ from sqlalchemy import Engine, select
 from starlette.testclient import TestClient
 
 from consumer.web.app import CSP, create_app
+from sshtrail import search
 from sshtrail.passwords import hash_password
 from sshtrail.settings import AuditorSettings, Settings
-from sshtrail.tables import ACCESS_LOG, SESSIONS
+from sshtrail.tables import ACCESS_LOG, SESSIONS, TRANSFERS
 
 pytestmark = pytest.mark.integration
 
@@ -123,6 +124,60 @@ def test_scopes_are_exact_in_sql_on_both_engines(
         for session_id in set(stored.values()) - sessions:
             for path in ("", "/cast", "/export/raw", "/export/json", "/export/asciicast"):
                 assert client.get(f"/sessions/{session_id.hex}{path}").status_code == 404
+
+
+def found_by_search(client: TestClient, query: str) -> set[str]:
+    page = client.get("/search" + query)
+    assert page.status_code == 200, page.text
+    return set(re.findall(r'class="hit" data-session="([0-9a-f]{32})"', page.text))
+
+
+def test_scopes_are_exact_in_the_sql_of_search_and_transfers_on_both_engines(
+    client: TestClient,
+    store_engine: Engine,
+    stored: dict[tuple[str | None, str | None], uuid.UUID],
+) -> None:
+    search.ensure_schema(store_engine)  # the index shares the store's database here
+    with store_engine.begin() as conn:
+        for n, ((operator, target), session_id) in enumerate(stored.items()):
+            conn.execute(
+                search.DOCS.insert().values(
+                    session_id=session_id,
+                    kind="command",
+                    ordinal=0,
+                    seq=1,
+                    t=1_000_000,
+                    operator=operator,
+                    target=target,
+                    text=f"cat /etc/needle-{n}",
+                )
+            )
+            conn.execute(
+                TRANSFERS.insert().values(
+                    session_id=session_id,
+                    idx=0,
+                    t=2_000_000,
+                    protocol="sftp",
+                    op="put",
+                    path=f"/tmp/needle-{n}.tar",
+                    status="ok",
+                    bytes=10,
+                    detail={},
+                )
+            )
+    expected = {
+        "ann": set(stored.values()),
+        "tom": {stored["alice", "t1"], stored["bob", "t1"]},
+        "una": {stored["alice", "web_1"]},
+        "bea": {stored["bob", "t1"]},
+    }
+    for name, sessions in expected.items():
+        client.cookies.clear()
+        assert sign_in(client, name).status_code == 303
+        want = {s.hex for s in sessions}
+        assert found_by_search(client, "?q=needle&kind=command") == want, (name, "commands")
+        assert found_by_search(client, "?q=needle&kind=transfer") == want, (name, "transfers")
+        assert found_by_search(client, "?q=needle") == want, (name, "both")
 
 
 def test_sign_in_needs_the_form_token_and_the_right_password(client: TestClient) -> None:
