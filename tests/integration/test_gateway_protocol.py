@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import socketserver
 import subprocess
@@ -150,6 +151,22 @@ def test_forwarding_and_agent_are_refused(gateway: GatewayProcess) -> None:
         check=False,
     )
     assert direct_agent.stdout == b"[]\n"
+
+
+def test_x11_forwarding_is_refused(gateway: GatewayProcess) -> None:
+    """X11 would let the target draw on (and read keys from) the operator's display,
+    outside any recording: the gateway refuses the request, the session goes on."""
+    x11 = subprocess.run(
+        gateway.ssh("alice:t1", 'echo "display=[$DISPLAY]"', options=["-X", "-v"]),
+        capture_output=True,
+        timeout=30,
+        check=False,
+        env={**os.environ, "DISPLAY": "127.0.0.1:99"},  # a display the client believes in
+    )
+    assert x11.returncode == 0, x11.stderr
+    assert x11.stdout == b"display=[]\n"
+    assert b"Requesting X11 forwarding" in x11.stderr, "the client did ask"
+    assert b"X11 forwarding request failed" in x11.stderr, x11.stderr[-2000:]
 
 
 class _Pong(socketserver.BaseRequestHandler):
