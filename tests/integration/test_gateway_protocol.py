@@ -17,7 +17,7 @@ import pytest
 from sshtrail.broker import free_port
 from sshtrail.events import End, Exec, Exit, Input, Output
 from sshtrail.wire import Chunk
-from tests.support.gateway import GatewayProcess, published
+from tests.support.gateway import GatewayProcess, published, toml_value
 from tests.support.kafka import Broker
 from tests.support.sshd import SshdTarget
 from tests.support.waiting import wait_for
@@ -151,6 +151,37 @@ def test_forwarding_and_agent_are_refused(gateway: GatewayProcess) -> None:
         check=False,
     )
     assert direct_agent.stdout == b"[]\n"
+
+
+def test_authorized_keys_options_restrict_where_a_key_may_log_in_from(
+    tmp_path: Path, broker: Broker, sshd: SshdTarget
+) -> None:
+    """``from=`` in an operator's key line (OpenSSH's authorized_keys options) is
+    honoured: the same key logs in from loopback where allowed, not where not."""
+    gateway = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd)
+    pub = gateway.operator_key.with_suffix(".pub").read_text().strip()
+    gateway.config_tail = "".join(
+        f"""
+[[operators]]
+name = "{name}"
+keys = [{toml_value(f'from="{where}" {pub}')}]
+targets = ["t1"]
+"""
+        for name, where in (("carol", "192.0.2.0/24"), ("dave", "127.0.0.1,::1"))
+    )
+    gateway.start()
+    try:
+        elsewhere = subprocess.run(
+            gateway.ssh("carol:t1", "echo in"), capture_output=True, timeout=30, check=False
+        )
+        here = subprocess.run(
+            gateway.ssh("dave:t1", "echo in"), capture_output=True, timeout=30, check=False
+        )
+    finally:
+        gateway.stop()
+    assert (elsewhere.returncode, elsewhere.stdout) == (255, b""), elsewhere.stderr
+    assert b"Permission denied (publickey" in elsewhere.stderr
+    assert (here.returncode, here.stdout) == (0, b"in\n"), here.stderr
 
 
 def test_x11_forwarding_is_refused(gateway: GatewayProcess) -> None:
