@@ -38,9 +38,13 @@ from sshtrail.wire import (
 class ChainWriter:
     """Encodes the chunks of one session in order, keeping ``seq`` and ``prev``."""
 
-    def __init__(self, session_id: uuid.UUID, signer: Ed25519PrivateKey) -> None:
+    def __init__(
+        self, session_id: uuid.UUID, signer: Ed25519PrivateKey, *, legacy: bool = False
+    ) -> None:
         self.session_id = session_id
         self._signer = signer
+        #: Write as versions 1 to 3 did (only the end signed): old recordings, in tests.
+        self._legacy = legacy
         self.seq = 0
         self.prev = GENESIS
         self.closed = False
@@ -53,7 +57,9 @@ class ChainWriter:
         """Encode the next chunk; a chunk ending in ``end`` closes the chain."""
         if self.closed:
             raise ValueError(f"session {self.session_id} already ended")
-        data = encode_chunk(self.session_id, self.seq, self.prev, events, self._signer)
+        data = encode_chunk(
+            self.session_id, self.seq, self.prev, events, self._signer, legacy=self._legacy
+        )
         self.prev = chain_digest(data)
         self.seq += 1
         self.closed = isinstance(events[-1], End)
@@ -162,6 +168,8 @@ def _decode_all(stored: Iterable[tuple[int, bytes]]) -> dict[int, Chunk]:
             raise _Tampered(seq, f"chunk {seq} does not decode: {exc.reason}") from None
         if chunk.seq != seq:
             raise _Tampered(seq, f"chunk stored as {seq} says it is {chunk.seq}")
+        if chunk.end is None and chunk.signer is not None and not chunk_signature_valid(chunk):
+            raise _Tampered(seq, f"chunk {seq}'s signature does not verify")
         chunks[seq] = chunk
     if chunks:
         # The session is the one an authentic end chunk names (its signature covers the
@@ -235,6 +243,21 @@ def _check_end(
         raise _Tampered(seq, "the end chunk's signature does not verify")
     if end.key not in trusted_keys:
         raise _Tampered(seq, "signed by a key that is not trusted")
+
+
+def chunk_signature_valid(chunk: Chunk) -> bool:
+    """Whether a chunk's signature verifies under the key it names (``chunk.signer``):
+    an end chunk's as :func:`end_signature_valid`; False for a chunk without one."""
+    if chunk.end is not None:
+        return end_signature_valid(chunk)
+    if chunk.signer is None or chunk.signature is None:
+        return False
+    message = signature_message(chunk.session_id, chunk.digest, end=False)
+    try:
+        Ed25519PublicKey.from_public_bytes(chunk.signer).verify(chunk.signature, message)
+    except InvalidSignature:
+        return False
+    return True
 
 
 def end_signature_valid(chunk: Chunk) -> bool:
