@@ -18,9 +18,9 @@ from sshtrail.cli.signals import stop_on_signals
 from sshtrail.db import shown_url
 from sshtrail.errors import BrokerError, ConfigError
 from sshtrail.kafka.adapters import topic_reader
-from sshtrail.keyfiles import ensure_ed25519
 from sshtrail.kafka.admin import Topics, kafka_admin, settle_topics
 from sshtrail.kafka.layout import TopicsRefused, summary
+from sshtrail.keyfiles import ensure_ed25519
 from sshtrail.settings import ENV_PREFIX, Settings
 from sshtrail.statedir import secure
 
