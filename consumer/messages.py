@@ -105,6 +105,7 @@ def sort_messages(
     """Decode every message; what does not decode is kept for the dead-letter topic,
     and a chunk ``provenance`` refuses goes to ``refused`` (None: every chunk is taken)."""
     batch = Batch()
+    received: list[Received] = []
     for message in messages:
         topic, partition, offset = message.topic() or "", message.partition(), message.offset()
         assert partition is not None  # set on every fetched message
@@ -117,12 +118,16 @@ def sort_messages(
             exc.partition, exc.offset = partition, offset
             batch.bad.append(Rejected(topic, partition, offset, key, value, exc))
             continue
-        received = Received(chunk, partition, offset, _timestamp(message))
-        reason = provenance.refusal(chunk) if provenance is not None else None
-        if reason is not None:
-            batch.refused.append(Refused(received, reason))
-        else:
-            batch.good.append(received)
+        received.append(Received(chunk, partition, offset, _timestamp(message)))
+    if provenance is None:
+        batch.good = received
+    else:
+        reasons = provenance.refusals([r.chunk for r in received])
+        for taken, reason in zip(received, reasons, strict=True):
+            if reason is None:
+                batch.good.append(taken)
+            else:
+                batch.refused.append(Refused(taken, reason))
     if epochs is not None:
         batch.epochs = {p: epochs.get(p, 0) for p in batch.ends}
     return batch

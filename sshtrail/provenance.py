@@ -20,6 +20,7 @@ out damaged chunks but not a forger with a key of its own -- and
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from sshtrail.chain import chunk_signature_valid
@@ -55,6 +56,28 @@ class Provenance:
         if self.trusted and chunk.signer not in self.trusted:
             return f"signed by {fingerprint(chunk.signer)}, not a trusted gateway key"
         return None
+
+    def refusals(self, chunks: Sequence[Chunk]) -> list[str | None]:
+        """:meth:`refusal` of each of ``chunks`` (in the order they were read), with one
+        signature check per run of a session's chunks instead of one per chunk.
+
+        A chunk taken vouches for the chunk before it in its chain: its signature
+        covers its digest, which covers its ``prev``, the digest of everything the
+        previous chunk says (its key included). So, read from the back, a chunk whose
+        digest is the ``prev`` of a later chunk taken, under the same key, is taken
+        without checking its own signature -- as surely as if it had been checked. A
+        forgery cannot have that digest; it is checked, and refused, on its own.
+        """
+        reasons: list[str | None] = [None] * len(chunks)
+        vouched: set[tuple[bytes, bytes]] = set()  # (digest, key) of chunks vouched for
+        for i in range(len(chunks) - 1, -1, -1):
+            chunk = chunks[i]
+            signer = chunk.signer
+            if signer is None or (chunk.digest, signer) not in vouched:
+                reasons[i] = self.refusal(chunk)
+            if reasons[i] is None and signer is not None:
+                vouched.add((chunk.prev, signer))
+        return reasons
 
 
 def recording_keys(settings: Settings) -> frozenset[bytes]:

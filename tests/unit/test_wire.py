@@ -14,6 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sshtrail import events as ev
+from sshtrail import provenance
 from sshtrail.chain import (
     ChainWriter,
     Known,
@@ -29,6 +30,7 @@ from sshtrail.wire import (
     GENESIS,
     MAX_CHUNK_SIZE,
     SIGNATURE_SIZE,
+    Chunk,
     chain_digest,
     decode_chunk,
     encode_chunk,
@@ -471,3 +473,44 @@ def test_provenance_takes_only_chunks_a_trusted_gateway_signed() -> None:
     spoiled = bytearray(real.raw)
     spoiled[-1] ^= 1
     assert trusted.refusal(decode_chunk(bytes(spoiled))) == "its signature does not verify"
+
+
+def test_a_run_of_chained_chunks_costs_one_signature_check_and_forgeries_still_fail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch judges a session's run of chunks by its last signature (it covers the
+    chunks before through ``prev``); a forgery in the run is checked, and refused, alone."""
+
+    checked: list[int] = []
+
+    def counted(chunk: Chunk) -> bool:
+        checked.append(chunk.seq)
+        return chunk_signature_valid(chunk)
+
+    monkeypatch.setattr(provenance, "chunk_signature_valid", counted)
+    session_id, other_id = uuid7(), uuid7()
+    writer, other = ChainWriter(session_id, KEY), ChainWriter(other_id, KEY)
+    real = [writer.encode([start_event()])]
+    real += [writer.encode([ev.Output(i, b"line\r\n")]) for i in range(1, 6)]
+    interleaved = [other.encode([start_event()]), other.encode([ev.Output(1, b"x")])]
+    forger = ChainWriter(session_id, KEY)  # the right key would not help: no signature
+    forger.seq, forger.prev = 3, chain_digest(real[2])
+    forged = bytearray(forger.encode([ev.Output(3, b"rm -rf /\r\n")]))
+    forged[-1] ^= 1  # a forger cannot sign with the gateway's key
+    batch = [decode_chunk(m) for m in real[:2] + interleaved + [bytes(forged)] + real[2:]]
+
+    reasons = Provenance(TRUSTED).refusals(batch)
+
+    assert reasons == [None] * 4 + ["its signature does not verify"] + [None] * 4
+    assert sorted(checked) == [1, 3, 5], "one check per run of each session, and the forgery"
+    # Cut short: a chunk no later chunk vouches for is checked itself.
+    checked.clear()
+    assert Provenance(TRUSTED).refusals(batch[:2]) == [None, None]
+    assert checked == [1]
+    # Whoever names a trusted key without holding it is not vouched for by a real chunk.
+    spoiled = bytearray(real[5])
+    spoiled[-1] ^= 1
+    refused = Provenance(TRUSTED).refusals(
+        [decode_chunk(m) for m in real[:5]] + [decode_chunk(bytes(spoiled))]
+    )
+    assert refused == [None] * 5 + ["its signature does not verify"], refused
