@@ -128,6 +128,14 @@ def main() -> None:
     parser.add_argument("--payload", type=int, default=1024)
     parser.add_argument("--batch", type=int, default=2000)
     parser.add_argument("--skip-postgres", action="store_true")
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="the sessions' chunks taken in turns, as live sessions publish them (a batch "
+        "then holds one chunk of many sessions: one signature check per chunk); by "
+        "default each session's chunks follow each other, as a group catching up reads "
+        "them (one check per run of a session's chunks)",
+    )
     args = parser.parse_args()
 
     workdir = scratch("bench-store-")
@@ -140,16 +148,18 @@ def main() -> None:
                 settings, kafka=msgspec.structs.replace(settings.kafka, partitions=6)
             )
             ensure_topics(settings)
-            messages = [
-                m
-                for _ in range(args.sessions)
-                for m in keyed(*recording(args.chunks, args.payload))
+            sessions = [
+                list(keyed(*recording(args.chunks, args.payload))) for _ in range(args.sessions)
             ]
+            if args.interleave:
+                messages = [m for turn in zip(*sessions, strict=True) for m in turn]
+            else:
+                messages = [m for chunks in sessions for m in chunks]
             total = produce(broker.bootstrap_servers, settings.kafka.topic, messages)
             events = total + args.sessions * 2  # one event a chunk, start/exec and exit/end
             print(
-                f"{total:,} chunks of {args.payload} B payload in {args.sessions:,} sessions, "
-                f"batches of {args.batch}"
+                f"{total:,} chunks of {args.payload} B payload in {args.sessions:,} sessions"
+                f"{' (interleaved)' if args.interleave else ''}, batches of {args.batch}"
             )
             waited = wait_until_idle(broker.pid)
             print(f"(waited {waited:.1f} s for the broker to finish writing its log)")

@@ -18,6 +18,10 @@ make_key() {
 make_key operator_ed25519 "sshtrail compose demo operator"
 make_key gateway_to_target_ed25519 "sshtrail gateway to the demo target"
 make_key target_host_ed25519 "sshtrail demo target host key"
+# The gateway signs every chunk with it; the store, the index and the console take
+# only chunks this key signed (control.gateway_keys), so it is made here, where they
+# all read it, not in the gateway's own state.
+make_key gateway_recording_ed25519 "sshtrail gateway recording key"
 # The target needs to read its keys as root; the gateway (uid 10001) its own.
 chmod 644 "$keys"/*.pub
 
@@ -36,6 +40,12 @@ port = 22
 user = "demo"
 key = "$keys/gateway_to_target_ed25519"
 host_keys = ["$(cut -d' ' -f1,2 "$keys/target_host_ed25519.pub")"]
+
+[gateway]
+signing_key = "$keys/gateway_recording_ed25519"
+
+[control]
+gateway_keys = ["$(cut -d' ' -f1,2 "$keys/gateway_recording_ed25519.pub")"]
 TOML
     mv "$config.new" "$config"
 fi

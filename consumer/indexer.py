@@ -36,7 +36,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from consumer.indexsession import IndexedSession
-from consumer.messages import Received
+from consumer.messages import Received, Refused
 from consumer.transaction import Transaction, locked_rows
 from consumer.writer import Written
 from sshtrail.search import BACKLOG, DOCS, SESSIONS
@@ -98,6 +98,10 @@ class IndexWriter:
         order = sorted(self._behind, key=lambda sid: self._cost.get(sid, 0.0))
         self._transaction("index catch-up", order, {}, time.monotonic() + budget_s)
         return bool(self._behind)
+
+    def refuse(self, refused: Sequence[Refused]) -> None:
+        """Nothing: chunks no trusted gateway signed are not indexed (the runner logs them,
+        the store keeps them)."""
 
     def quarantine(self, session_id: uuid.UUID, reason: str, chunks: Sequence[Received]) -> None:
         """Stop indexing a session the index database refused: nothing more of it is taken."""

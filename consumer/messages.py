@@ -1,4 +1,5 @@
-"""What the consumer groups take from Kafka: decoded chunks, or rejects for the DLQ."""
+"""What the consumer groups take from Kafka: decoded chunks, rejects for the DLQ, and
+chunks refused as not from a trusted gateway (``sshtrail/provenance.py``)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from dataclasses import dataclass, field
 
 from sshtrail.errors import MessageError, WireError
 from sshtrail.kafka.ports import Message
+from sshtrail.provenance import Provenance
 from sshtrail.wire import Chunk, decode_chunk
 
 
@@ -20,6 +22,15 @@ class Received:
     offset: int
     #: When the gateway published it (the message's CreateTime), UTC.
     published_at: dt.datetime
+
+
+@dataclass(frozen=True, slots=True)
+class Refused:
+    """A chunk that decodes but is not taken as its session's: no trusted gateway signed
+    it (a forgery, or an unsigned chunk). The store keeps it as evidence."""
+
+    received: Received
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +59,12 @@ class Batch:
 
     good: list[Received] = field(default_factory=list)
     bad: list[Rejected] = field(default_factory=list)
+    refused: list[Refused] = field(default_factory=list)
     ends: dict[int, int] = field(default_factory=dict)
     epochs: dict[int, int] = field(default_factory=dict)
 
     def __len__(self) -> int:
-        return len(self.good) + len(self.bad)
+        return len(self.good) + len(self.bad) + len(self.refused)
 
     def drop_partitions(self, partitions: Iterable[int]) -> None:
         """Forget what came from ``partitions`` (revoked: their new owner re-reads it)."""
@@ -61,13 +73,20 @@ class Batch:
             return
         self.good = [r for r in self.good if r.partition not in gone]
         self.bad = [r for r in self.bad if r.partition not in gone]
+        self.refused = [r for r in self.refused if r.received.partition not in gone]
         self.ends = {p: end for p, end in self.ends.items() if p not in gone}
 
     def drop_before(self, partition: int, offset: int) -> None:
         """Forget the partition's messages below ``offset`` (already accounted for)."""
         self.good = [r for r in self.good if r.partition != partition or r.offset >= offset]
         self.bad = [r for r in self.bad if r.partition != partition or r.offset >= offset]
+        self.refused = [
+            r
+            for r in self.refused
+            if r.received.partition != partition or r.received.offset >= offset
+        ]
         kept = [r.partition for r in self.good] + [r.partition for r in self.bad]
+        kept += [r.received.partition for r in self.refused]
         if partition not in kept:
             self.ends.pop(partition, None)
 
@@ -78,9 +97,15 @@ class Batch:
         }
 
 
-def sort_messages(messages: Iterable[Message], epochs: Mapping[int, int] | None = None) -> Batch:
-    """Decode every message; what does not decode is kept for the dead-letter topic."""
+def sort_messages(
+    messages: Iterable[Message],
+    epochs: Mapping[int, int] | None = None,
+    provenance: Provenance | None = None,
+) -> Batch:
+    """Decode every message; what does not decode is kept for the dead-letter topic,
+    and a chunk ``provenance`` refuses goes to ``refused`` (None: every chunk is taken)."""
     batch = Batch()
+    received: list[Received] = []
     for message in messages:
         topic, partition, offset = message.topic() or "", message.partition(), message.offset()
         assert partition is not None  # set on every fetched message
@@ -93,7 +118,16 @@ def sort_messages(messages: Iterable[Message], epochs: Mapping[int, int] | None 
             exc.partition, exc.offset = partition, offset
             batch.bad.append(Rejected(topic, partition, offset, key, value, exc))
             continue
-        batch.good.append(Received(chunk, partition, offset, _timestamp(message)))
+        received.append(Received(chunk, partition, offset, _timestamp(message)))
+    if provenance is None:
+        batch.good = received
+    else:
+        reasons = provenance.refusals([r.chunk for r in received])
+        for taken, reason in zip(received, reasons, strict=True):
+            if reason is None:
+                batch.good.append(taken)
+            else:
+                batch.refused.append(Refused(taken, reason))
     if epochs is not None:
         batch.epochs = {p: epochs.get(p, 0) for p in batch.ends}
     return batch

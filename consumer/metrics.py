@@ -37,6 +37,11 @@ class ConsumerMetrics:
             "sshtrail_messages_dead_lettered",
             "Messages that were not valid chunks, sent to the DLQ.",
         )
+        self._refused = counter(
+            "sshtrail_chunks_refused",
+            "Chunks no trusted gateway signed (forged, or unsigned): not taken as the "
+            "session's; the store keeps them as evidence.",
+        )
         self._retries = counter(
             "sshtrail_write_retries", "Failed writes that will be retried (database away)."
         )
@@ -117,6 +122,9 @@ class ConsumerMetrics:
 
     def dead_lettered(self, count: int) -> None:
         self._dead.labels(self.group).inc(count)
+
+    def refused(self, count: int) -> None:
+        self._refused.labels(self.group).inc(count)
 
     def retry(self) -> None:
         self._retries.labels(self.group).inc()

@@ -38,6 +38,7 @@ from sshtrail.errors import BrokerError, InvalidError
 from sshtrail.events import End, Output, Start
 from sshtrail.kafka.adapters import topic_reader
 from sshtrail.kafka.admin import kafka_admin
+from sshtrail.provenance import provenance
 from sshtrail.settings import Settings
 from sshtrail.termfilter import TerminalFilter
 from sshtrail.textsafe import local_time, visible
@@ -215,6 +216,7 @@ def run_reprocess(args: argparse.Namespace, settings: Settings) -> int:
     print(
         f"{args.group}: {c.read} read, {c.written} written, {c.duplicates} already there, "
         f"{c.invalid} not chunks (see the dead-letter topic)"
+        + (f", {c.refused} refused: no trusted gateway signed them" if c.refused else "")
     )
     if errors:
         print(
@@ -260,6 +262,7 @@ def _reprocess_into(
             writer,
             ranges=ranges,
             batch_size=settings.consumer.batch_size,
+            provenance=provenance(settings, "reprocess"),
         )
     finally:
         engine.dispose()
@@ -353,7 +356,11 @@ def run_watch(args: argparse.Namespace, settings: Settings) -> int:
     reader = topic_reader(settings, "watch")
     try:
         with stop_on_signals() as stop, contextlib.closing(reader):
-            for event in follow(reader, settings.kafka.topic, session_id, lambda: stop.received):
+            chunks_of = provenance(settings, "watch")
+            events = follow(
+                reader, settings.kafka.topic, session_id, lambda: stop.received, chunks_of
+            )
+            for event in events:
                 if isinstance(event, Start):
                     print(
                         f"{visible(event.operator)}@{visible(event.target)} from "

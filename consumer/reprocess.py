@@ -25,6 +25,7 @@ from sshtrail import search
 from sshtrail.errors import BrokerError, InvalidError, RetryableError
 from sshtrail.kafka.ports import TopicReader
 from sshtrail.models import ChunkRecord, SessionRecord
+from sshtrail.provenance import Provenance
 from sshtrail.wire import decode_chunk
 
 log = logging.getLogger(__name__)
@@ -45,6 +46,8 @@ class Counts:
     written: int = 0
     duplicates: int = 0
     invalid: int = 0
+    #: Chunks no trusted gateway signed: kept as evidence by the store, not written.
+    refused: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +90,12 @@ def reprocess(
     batch_size: int = 2000,
     timeout: float = 30.0,
     retry: Retry | None = None,
+    provenance: Provenance | None = None,
 ) -> Reprocessed:
     """Read each partition's ``[first, end)`` of ``ranges`` (see :func:`plan`) through
     ``writer``. A database or broker error that may pass is retried (``retry``); a
-    message that is not a chunk is counted, not dead-lettered again."""
+    message that is not a chunk is counted, not dead-lettered again; a chunk
+    ``provenance`` refuses is handed to ``writer.refuse`` (evidence), not written."""
     retry = retry or Retry()
     read = dict.fromkeys(ranges, 0)
     counts = Counts()
@@ -105,7 +110,10 @@ def reprocess(
         ]
         if not messages:
             continue
-        batch = sort_messages(messages)
+        batch = sort_messages(messages, None, provenance)
+        if batch.refused:
+            retry.call(partial(writer.refuse, batch.refused), "keeping refused chunks")
+            counts.refused += len(batch.refused)
         written = retry.call(partial(writer.write, batch.good), "writing a batch")
         deadline = time.monotonic() + timeout
         counts.read += len(messages)

@@ -51,7 +51,7 @@ from typing import TypeVar
 
 from consumer.deadletter import DeadLetterLimit, DeadLetterSink, lost_letter
 from consumer.isolation import isolate
-from consumer.messages import Batch, Received, sort_messages
+from consumer.messages import Batch, Received, Refused, sort_messages
 from consumer.metrics import ConsumerMetrics
 from consumer.writer import Writer, Written
 from sshtrail.errors import (
@@ -62,6 +62,7 @@ from sshtrail.errors import (
     UnstorableError,
 )
 from sshtrail.kafka.ports import GroupConsumer, Message
+from sshtrail.provenance import Provenance
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -85,6 +86,8 @@ class RunnerOptions:
     dead_letter_max_ratio: float = 0.5
     #: Caught up, pause and look at the log ends this often instead of fetching; 0: never.
     idle_check_s: float = 0.0
+    #: Which chunks are taken (``sshtrail/provenance.py``); None: every chunk that decodes.
+    provenance: Provenance | None = None
 
 
 class GroupRunner:
@@ -194,7 +197,7 @@ class GroupRunner:
         if not messages:
             return None
         # The epochs now, not when the helper runs: a revoke may come in between.
-        return decoder.submit(sort_messages, messages, dict(self._epochs))
+        return decoder.submit(sort_messages, messages, dict(self._epochs), self._options.provenance)
 
     def _handle(self, batch: Batch) -> None:
         started = time.perf_counter()
@@ -202,6 +205,8 @@ class GroupRunner:
         if not len(batch):
             return
         lost = self._skipped(batch)
+        if batch.refused and not self._refuse(batch.refused):
+            return  # stopping while the database is away: nothing committed
         written = self._write(batch)
         if written is None:  # stopping while the database is away: nothing committed
             return
@@ -243,9 +248,11 @@ class GroupRunner:
         (:meth:`_passed_by_retention`): it is accounted for, and dropped.
         """
         offsets: dict[int, list[int]] = {}
-        for partition, offset in [(m.partition, m.offset) for m in batch.good] + [
-            (m.partition, m.offset) for m in batch.bad
-        ]:
+        for partition, offset in (
+            [(m.partition, m.offset) for m in batch.good]
+            + [(m.partition, m.offset) for m in batch.bad]
+            + [(r.received.partition, r.received.offset) for r in batch.refused]
+        ):
             offsets.setdefault(partition, []).append(offset)
         found = []
         for partition, seen in sorted(offsets.items()):
@@ -331,6 +338,30 @@ class GroupRunner:
                 self._committed.update(self._consumer.committed([partition], timeout=5.0))
         # Never committed (a new group): it starts where the topic starts, losing nothing.
         return self._committed.get(partition)
+
+    def _refuse(self, refused: list[Refused]) -> bool:
+        """Hand the chunks no trusted gateway signed to the writer (the store keeps them as
+        evidence) before anything is committed; whether that was done."""
+        for item in refused:
+            chunk, received = item.received.chunk, item.received
+            log.warning(
+                "%s: chunk %d of session %s (partition %d, offset %d) refused: %s",
+                self.group,
+                chunk.seq,
+                chunk.session_id,
+                received.partition,
+                received.offset,
+                item.reason,
+            )
+
+        def keep() -> bool:
+            self._writer.refuse(refused)
+            return True
+
+        if self._retrying(keep, "refuse") is None:
+            return False
+        self._metrics.refused(len(refused))
+        return True
 
     def _write(self, batch: Batch) -> Written | None:
         """Write the batch's chunks; what the database refuses is isolated and quarantined."""

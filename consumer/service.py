@@ -21,6 +21,7 @@ from sshtrail.errors import ConfigError, DatabaseError, SchemaMismatch, Sshtrail
 from sshtrail.kafka.adapters import KafkaGroupConsumer, KafkaProducer
 from sshtrail.kafka.config import LARGE_FETCH, client_config
 from sshtrail.kafka.resting import idle_check_s
+from sshtrail.provenance import provenance
 from sshtrail.settings import Settings
 from sshtrail.statedir import secure
 
@@ -122,6 +123,7 @@ def runner_options(settings: Settings) -> RunnerOptions:
         dead_letter_max_consecutive=options.dead_letter_max_consecutive,
         dead_letter_max_ratio=options.dead_letter_max_ratio,
         idle_check_s=idle_check_s(settings),
+        provenance=provenance(settings, "consumer"),
     )
 
 

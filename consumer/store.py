@@ -27,8 +27,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from consumer import transfers
-from consumer.messages import Received
+from consumer.messages import Received, Refused
 from consumer.pgcopy import copy_chunks, track_staging_table
+from consumer.refusals import keep_refused
 from consumer.sessionrow import COLUMNS, SessionRow
 from consumer.transaction import Transaction, locked_rows
 from consumer.writer import Written
@@ -85,6 +86,11 @@ class StoreWriter:
             marked = self._update_sessions(conn, [r for key, r in unique.items() if key in new])
         self._transfers_waiting |= marked
         return Written(len(new), len(chunks) - len(new))
+
+    def refuse(self, refused: Sequence[Refused]) -> None:
+        """Keep chunks no trusted gateway signed as evidence (``consumer/refusals.py``)."""
+        with self._transaction("refuse") as conn:
+            keep_refused(conn, self._insert, refused)
 
     def background(self, budget_s: float) -> bool:
         """Read the transfers of ended SFTP/SCP sessions (``consumer/transfers.py``),

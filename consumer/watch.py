@@ -4,11 +4,14 @@ The session's partition follows from its id (the key) and the topic's
 partition count; where to start follows from the id too: a UUIDv7 begins
 with the millisecond it was created, so a time lookup finds its first chunk
 without asking the store. Chunks of other sessions on the same partition
-are skipped.
+are skipped, and so are chunks no trusted gateway signed
+(``sshtrail/provenance.py``): a forgery with the session's next seq is
+logged and passed over, and the real chunk with that seq is shown.
 """
 
 from __future__ import annotations
 
+import logging
 import uuid
 from collections.abc import Callable, Iterator
 
@@ -16,7 +19,10 @@ from sshtrail.errors import WireError
 from sshtrail.events import Event
 from sshtrail.kafka.config import partition_for
 from sshtrail.kafka.ports import TopicReader
-from sshtrail.wire import decode_chunk
+from sshtrail.provenance import Provenance
+from sshtrail.wire import Chunk, decode_chunk
+
+log = logging.getLogger(__name__)
 
 #: Start this long before the id's timestamp: clocks of gateway and broker differ.
 CLOCK_SLACK_MS = 60_000
@@ -38,10 +44,25 @@ def start_of(
     return partition, start
 
 
+def refused(chunk: Chunk, provenance: Provenance, where: str) -> bool:
+    """Whether ``chunk`` is not to be shown (``provenance`` refuses it); logged if so."""
+    reason = provenance.refusal(chunk)
+    if reason is not None:
+        log.warning(
+            "%s: chunk %d of session %s not shown: %s", where, chunk.seq, chunk.session_id, reason
+        )
+    return reason is not None
+
+
 def follow(
-    reader: TopicReader, topic: str, session_id: uuid.UUID, stop: Callable[[], bool]
+    reader: TopicReader,
+    topic: str,
+    session_id: uuid.UUID,
+    stop: Callable[[], bool],
+    provenance: Provenance,
 ) -> Iterator[Event]:
-    """The session's events in order, live, until its end event or ``stop()``."""
+    """The session's events in order, live, until its end event or ``stop()``; only
+    chunks ``provenance`` takes."""
     key = str(session_id).encode()
     partition, start = start_of(reader, topic, session_id, len(reader.partitions(topic)))
     reader.assign(topic, {partition: start})
@@ -54,8 +75,8 @@ def follow(
                 chunk = decode_chunk(message.value() or b"")
             except WireError:
                 continue  # the store's dead-letter topic has it; keep following
-            if chunk.seq < next_seq:
-                continue  # a re-delivery
+            if chunk.seq < next_seq or refused(chunk, provenance, "watch"):
+                continue  # a re-delivery, or a forgery: the real chunk may follow
             next_seq = chunk.seq + 1
             yield from chunk.events
             if chunk.end is not None:

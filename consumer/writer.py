@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from consumer.messages import Received
+from consumer.messages import Received, Refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,6 +37,12 @@ class Writer(Protocol):
         :class:`~sshtrail.errors.UnstorableError` when the database refuses the
         data itself (the runner finds the chunks at fault and quarantines them).
         """
+        ...
+
+    def refuse(self, refused: Sequence[Refused]) -> None:
+        """Chunks no trusted gateway signed, never written as their session's: kept as
+        evidence where the writer keeps anything (idempotently on partition and
+        offset), logged by the runner. May raise ``RetryableError``."""
         ...
 
     def quarantine(self, session_id: uuid.UUID, reason: str, chunks: Sequence[Received]) -> None:

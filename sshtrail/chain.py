@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import bisect
 import enum
+import functools
 import uuid
 from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
@@ -38,9 +39,13 @@ from sshtrail.wire import (
 class ChainWriter:
     """Encodes the chunks of one session in order, keeping ``seq`` and ``prev``."""
 
-    def __init__(self, session_id: uuid.UUID, signer: Ed25519PrivateKey) -> None:
+    def __init__(
+        self, session_id: uuid.UUID, signer: Ed25519PrivateKey, *, legacy: bool = False
+    ) -> None:
         self.session_id = session_id
         self._signer = signer
+        #: Write as versions 1 to 3 did (only the end signed): old recordings, in tests.
+        self._legacy = legacy
         self.seq = 0
         self.prev = GENESIS
         self.closed = False
@@ -53,7 +58,9 @@ class ChainWriter:
         """Encode the next chunk; a chunk ending in ``end`` closes the chain."""
         if self.closed:
             raise ValueError(f"session {self.session_id} already ended")
-        data = encode_chunk(self.session_id, self.seq, self.prev, events, self._signer)
+        data = encode_chunk(
+            self.session_id, self.seq, self.prev, events, self._signer, legacy=self._legacy
+        )
         self.prev = chain_digest(data)
         self.seq += 1
         self.closed = isinstance(events[-1], End)
@@ -162,6 +169,8 @@ def _decode_all(stored: Iterable[tuple[int, bytes]]) -> dict[int, Chunk]:
             raise _Tampered(seq, f"chunk {seq} does not decode: {exc.reason}") from None
         if chunk.seq != seq:
             raise _Tampered(seq, f"chunk stored as {seq} says it is {chunk.seq}")
+        if chunk.end is None and chunk.signer is not None and not chunk_signature_valid(chunk):
+            raise _Tampered(seq, f"chunk {seq}'s signature does not verify")
         chunks[seq] = chunk
     if chunks:
         # The session is the one an authentic end chunk names (its signature covers the
@@ -237,6 +246,28 @@ def _check_end(
         raise _Tampered(seq, "signed by a key that is not trusted")
 
 
+@functools.lru_cache(maxsize=256)
+def public_key(raw: bytes) -> Ed25519PublicKey:
+    """The key object of a raw Ed25519 public key, made once per key: making it costs
+    as much as half a check, and a group sees the same few gateway keys all day."""
+    return Ed25519PublicKey.from_public_bytes(raw)
+
+
+def chunk_signature_valid(chunk: Chunk) -> bool:
+    """Whether a chunk's signature verifies under the key it names (``chunk.signer``):
+    an end chunk's as :func:`end_signature_valid`; False for a chunk without one."""
+    if chunk.end is not None:
+        return end_signature_valid(chunk)
+    if chunk.signer is None or chunk.signature is None:
+        return False
+    message = signature_message(chunk.session_id, chunk.digest, end=False)
+    try:
+        public_key(chunk.signer).verify(chunk.signature, message)
+    except InvalidSignature:
+        return False
+    return True
+
+
 def end_signature_valid(chunk: Chunk) -> bool:
     """Whether an end chunk's signature verifies under the key its end event names.
 
@@ -247,7 +278,7 @@ def end_signature_valid(chunk: Chunk) -> bool:
     if end is None or chunk.signature is None:
         return False
     try:
-        Ed25519PublicKey.from_public_bytes(end.key).verify(
+        public_key(end.key).verify(
             chunk.signature, signature_message(chunk.session_id, chunk.digest)
         )
     except InvalidSignature:

@@ -212,3 +212,22 @@ class AccessRecord(Base):
         Index(None, "auditor", "at"),
         Index(None, "session_id"),
     )
+
+
+class RefusedChunkRecord(Base):
+    """A chunk the store did not take as its session's (``sshtrail/provenance.py``):
+    no trusted gateway signed it. Kept as received, with where it came from and why,
+    as evidence; ``verify`` and ``show`` list it. Not tied to ``sessions``: a forged
+    chunk of a session that does not exist is kept too."""
+
+    __tablename__ = "refused_chunks"
+
+    partition: Mapped[int] = mapped_column(Integer, primary_key=True)
+    offset: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(256))
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+
+    __table_args__ = (Index(None, "session_id", "seq"),)

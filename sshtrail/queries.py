@@ -29,7 +29,7 @@ from sshtrail.errors import NotFound
 from sshtrail.scope import Scope
 from sshtrail.seqranges import MAX_TEXT, read_gaps
 from sshtrail.states import MaskedInput, SessionStatus
-from sshtrail.tables import CHUNKS, SESSIONS, TRANSFERS
+from sshtrail.tables import CHUNKS, REFUSED_CHUNKS, SESSIONS, TRANSFERS
 from sshtrail.textsafe import local_time, visible
 
 __all__ = ["NotFound"]  # raised here; defined with the other errors
@@ -200,6 +200,18 @@ def stored_chunks(conn: Connection, session_id: uuid.UUID) -> list[tuple[int, by
     """(seq, bytes as received) of a session, in seq order."""
     query = select(CHUNKS.c.seq, CHUNKS.c.data).where(CHUNKS.c.session_id == session_id)
     return [(seq, data) for seq, data in conn.execute(query.order_by(CHUNKS.c.seq))]
+
+
+def refused_chunks(conn: Connection, session_id: uuid.UUID) -> list[RowMapping]:
+    """Chunks naming this session that the store refused on arrival (no trusted gateway
+    signed them): ``seq``, ``partition``, ``offset``, ``reason``, ``received_at``."""
+    table = REFUSED_CHUNKS
+    query = (
+        select(table.c.seq, table.c.partition, table.c.offset, table.c.reason, table.c.received_at)
+        .where(table.c.session_id == session_id)
+        .order_by(table.c.seq, table.c.partition, table.c.offset)
+    )
+    return list(conn.execute(query).mappings())
 
 
 def all_session_ids(conn: Connection) -> list[uuid.UUID]:

@@ -277,6 +277,11 @@ class ConsumerSettings(_Section):
     #: ... or when more than this share of a partition's last 1,000 messages
     #: did; 0: no limit.
     dead_letter_max_ratio: Annotated[float, msgspec.Meta(ge=0, le=1)] = 0.5
+    #: Take chunks without a signature (wire format 1 to 3: gateways older
+    #: than the consumers) -- only while gateways are being upgraded. Off, they
+    #: are refused as forgeries would be: kept as evidence, not stored as the
+    #: session's (docs/operations.md, *Upgrading*).
+    accept_unsigned_chunks: bool = False
     #: Address of each consumer instance's Prometheus ``/metrics`` endpoint.
     metrics_listen: str = "127.0.0.1"
     #: Its port; 0 turns it off. ``--metrics-port`` sets it.
@@ -297,7 +302,8 @@ class ControlSettings(_Section):
     #: obey. Empty: the public half of ``signing_key`` (one machine, as ``up``).
     trusted_keys: list[str] = msgspec.field(default_factory=list)
     #: Recording public keys of the gateways (``ssh-ed25519 AAAA...``) whose
-    #: answers requesters believe, beside ``gateway.signing_key``'s public half.
+    #: answers requesters believe, beside ``gateway.signing_key``'s public half;
+    #: also the only keys whose chunks the store, the index and the live view take.
     gateway_keys: list[str] = msgspec.field(default_factory=list)
 
 

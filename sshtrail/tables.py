@@ -40,6 +40,19 @@ ACCESS_LOG = Table(
 )
 
 
+REFUSED_CHUNKS = Table(
+    "refused_chunks",
+    METADATA,
+    Column("partition", Integer(), primary_key=True),
+    Column("offset", BigInteger(), primary_key=True),
+    Column("session_id", Uuid(), nullable=False),
+    Column("seq", BigInteger(), nullable=False),
+    Column("reason", String(length=256), nullable=False),
+    Column("data", LargeBinary(), nullable=False),
+    Column("received_at", UTCDateTime(), nullable=False),
+)
+
+
 SESSIONS = Table(
     "sessions",
     METADATA,

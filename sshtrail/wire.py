@@ -2,14 +2,16 @@
 
 Layout (``docs/wire-format.md`` is the normative description)::
 
-    magic b"ST" | version u8 | flags u8 | body (MessagePack) | [signature, 64 bytes]
+    magic b"ST" | version u8 | flags u8 | body (MessagePack) | [key, 32] | [signature, 64]
 
 The body is ``[session_id: bin16, seq: uint, prev: bin32, events: [event...]]``.
 ``prev`` is the SHA-256 of the previous chunk's *signed part* (everything before
 the signature; for chunks without one, the whole message), which makes the
-chunks of a session a hash chain. The chunk whose last event is ``end`` carries
-flag ``SIGNED`` and an Ed25519 signature over that chunk's digest, so the
-signature vouches for every chunk before it.
+chunks of a session a hash chain. From version 4 every chunk carries the
+gateway's public key and an Ed25519 signature over its digest, so a reader
+tells a gateway's chunk from a forgery as it arrives; in versions 1 to 3 only
+the chunk whose last event is ``end`` is signed (its key is ``end.key``). The
+end chunk's signature vouches for every chunk before it.
 
 Decoding is strict: any deviation raises :class:`~sshtrail.errors.WireError`,
 never another exception.
@@ -35,17 +37,25 @@ MAGIC: Final = b"ST"
 #: version 3 the events ``env``, ``n`` (notice) and ``ms`` (sealed input).
 #: A chunk is written with the oldest version that can hold it, so consumers
 #: that know only an older version still read every recording that needs no more.
-VERSION: Final = 3
-KNOWN_VERSIONS: Final = frozenset({1, 2, 3})
+#: Version 4 signs every chunk (key and signature after the body); it is what
+#: a gateway writes. Versions 1 to 3 are read as before: recordings made before.
+VERSION: Final = 4
+KNOWN_VERSIONS: Final = frozenset({1, 2, 3, 4})
+#: The first version whose every chunk is signed and names its key.
+SIGNED_CHUNKS: Final = 4
 FLAG_SIGNED: Final = 0x01
 HEADER_SIZE: Final = 4
 SIGNATURE_SIZE: Final = 64
+KEY_SIZE: Final = 32
 DIGEST_SIZE: Final = 32
 GENESIS: Final = bytes(DIGEST_SIZE)  # ``prev`` of chunk 0
 #: Kafka's default ``message.max.bytes``; the recorder stays far below it.
 MAX_CHUNK_SIZE: Final = 1_048_576
 #: Domain separation: a signature over a chunk can mean nothing else.
 SIGNATURE_CONTEXT: Final = b"sshtrail session end v1\x00"
+#: The same for the other chunks of version 4: an end signature and a chunk
+#: signature can never be taken for one another.
+CHUNK_SIGNATURE_CONTEXT: Final = b"sshtrail chunk v1\x00"
 
 SessionIdBytes = Annotated[bytes, msgspec.Meta(min_length=16, max_length=16)]
 DigestBytes = Annotated[bytes, msgspec.Meta(min_length=DIGEST_SIZE, max_length=DIGEST_SIZE)]
@@ -63,7 +73,9 @@ class Chunk(msgspec.Struct, frozen=True):
 
     ``digest`` is the SHA-256 of the signed part: the next chunk's ``prev``,
     and for an end chunk the session's final digest. ``raw`` is the message
-    exactly as received, which is what the store keeps.
+    exactly as received, which is what the store keeps. ``signer`` is the key
+    ``signature`` is by: the key a version-4 chunk names, ``end.key`` for an
+    older end chunk, None for an older chunk without a signature.
     """
 
     session_id: uuid.UUID
@@ -73,6 +85,11 @@ class Chunk(msgspec.Struct, frozen=True):
     digest: bytes
     signature: bytes | None
     raw: bytes
+    signer: bytes | None = None
+
+    @property
+    def version(self) -> int:
+        return self.raw[2]
 
     @property
     def end(self) -> End | None:
@@ -85,9 +102,9 @@ _encoder: Final = msgspec.msgpack.Encoder()
 _decoder: Final = msgspec.msgpack.Decoder(_Body)
 
 
-def signature_message(session_id: uuid.UUID, digest: bytes) -> bytes:
-    """The bytes the gateway signs for a session's end chunk."""
-    return SIGNATURE_CONTEXT + session_id.bytes + digest
+def signature_message(session_id: uuid.UUID, digest: bytes, *, end: bool = True) -> bytes:
+    """The bytes the gateway signs for a session's end chunk (``end``) or another chunk."""
+    return (SIGNATURE_CONTEXT if end else CHUNK_SIGNATURE_CONTEXT) + session_id.bytes + digest
 
 
 def encode_chunk(
@@ -96,11 +113,16 @@ def encode_chunk(
     prev: bytes,
     events: Sequence[Event],
     signer: Ed25519PrivateKey | None = None,
+    *,
+    legacy: bool = False,
 ) -> bytes:
-    """Encode one chunk; ``signer`` is required when the last event is ``end``.
+    """Encode one chunk: signed by ``signer`` in version 4, as gateways write.
 
-    Raises :class:`ValueError` for arguments the decoder would reject, so a
-    bug in the recorder is caught where it happens rather than downstream.
+    Without ``signer``, or with ``legacy``, the chunk is written as versions 1
+    to 3 were (only an end chunk signed): recordings made before version 4,
+    which readers still take. An end chunk always needs ``signer``. Raises
+    :class:`ValueError` for arguments the decoder would reject, so a bug in
+    the recorder is caught where it happens rather than downstream.
     """
     events = list(events)
     problem = _shape_problem(session_id, seq, prev, events)
@@ -112,15 +134,21 @@ def encode_chunk(
             raise ValueError("an end chunk must be signed")
         if signer.public_key().public_bytes_raw() != end.key:
             raise ValueError("end.key is not the public key of the signer")
-    header = MAGIC + bytes((_version_for(events), FLAG_SIGNED if end is not None else 0))
-    signed = header + _encoder.encode(_Body(session_id.bytes, seq, prev, events))
-    if len(signed) + (SIGNATURE_SIZE if end is not None else 0) > MAX_CHUNK_SIZE:
+    if signer is not None and not legacy:
+        version, flags = SIGNED_CHUNKS, FLAG_SIGNED
+        trailer = signer.public_key().public_bytes_raw()
+    else:
+        version, flags = _version_for(events), FLAG_SIGNED if end is not None else 0
+        trailer = b""
+    header = MAGIC + bytes((version, flags))
+    signed = header + _encoder.encode(_Body(session_id.bytes, seq, prev, events)) + trailer
+    if len(signed) + (SIGNATURE_SIZE if flags else 0) > MAX_CHUNK_SIZE:
         raise ValueError(f"chunk of {len(signed)} bytes exceeds {MAX_CHUNK_SIZE}")
-    if end is None:
+    if not flags:
         return signed
     assert signer is not None
     digest = hashlib.sha256(signed).digest()
-    return signed + signer.sign(signature_message(session_id, digest))
+    return signed + signer.sign(signature_message(session_id, digest, end=end is not None))
 
 
 def _version_for(events: Sequence[Event]) -> int:
@@ -145,23 +173,14 @@ def decode_chunk(message: bytes) -> Chunk:
     if not isinstance(message, bytes | bytearray | memoryview):
         raise WireError(f"message value must be bytes, not {type(message).__name__}")
     message = bytes(message)
-    if len(message) > MAX_CHUNK_SIZE:
-        raise WireError(f"message of {len(message)} bytes exceeds {MAX_CHUNK_SIZE}")
-    if len(message) < HEADER_SIZE:
-        raise WireError(f"message of {len(message)} bytes is shorter than the header")
-    if message[:2] != MAGIC:
-        raise WireError(f"bad magic {message[:2]!r}, not an sshtrail chunk")
-    version, flags = message[2], message[3]
-    if version not in KNOWN_VERSIONS:
-        known = ", ".join(map(str, sorted(KNOWN_VERSIONS)))
-        raise WireError(f"unsupported wire format version {version} (this reader knows {known})")
-    if flags & ~FLAG_SIGNED:
-        raise WireError(f"unknown flags 0x{flags:02x}")
+    version, flags = _header(message)
+    keyed = version >= SIGNED_CHUNKS
     signed_len = len(message) - (SIGNATURE_SIZE if flags & FLAG_SIGNED else 0)
-    if signed_len <= HEADER_SIZE:
+    body_end = signed_len - (KEY_SIZE if keyed else 0)
+    if body_end <= HEADER_SIZE:
         raise WireError("message too short for its body and signature")
     try:
-        body = _decoder.decode(message[HEADER_SIZE:signed_len])
+        body = _decoder.decode(message[HEADER_SIZE:body_end])
     except msgspec.DecodeError as exc:  # ValidationError is a subclass
         raise WireError(f"malformed body: {exc}") from None
     except UnicodeDecodeError as exc:  # msgspec lets this one through for text fields
@@ -178,9 +197,11 @@ def decode_chunk(message: bytes) -> Chunk:
             session_id=sid,
             seq=body.seq,
         )
-    ends_session = isinstance(body.events[-1], End)
-    if ends_session != bool(flags & FLAG_SIGNED):
-        raise WireError("signature flag does not match the end event", session_id=sid, seq=body.seq)
+    last = body.events[-1]
+    end = last if isinstance(last, End) else None
+    signer = _signer(message[body_end:signed_len] if keyed else None, flags, end)
+    if isinstance(signer, str):
+        raise WireError(signer, session_id=sid, seq=body.seq)
     signed = message[:signed_len]
     return Chunk(
         session_id=session_id,
@@ -188,9 +209,39 @@ def decode_chunk(message: bytes) -> Chunk:
         prev=body.prev,
         events=tuple(body.events),
         digest=hashlib.sha256(signed).digest(),
-        signature=message[signed_len:] if ends_session else None,
+        signature=message[signed_len:] if signer is not None else None,
         raw=message,
+        signer=signer,
     )
+
+
+def _header(message: bytes) -> tuple[int, int]:
+    """The version and flags of a message whose size and header are valid."""
+    if len(message) > MAX_CHUNK_SIZE:
+        raise WireError(f"message of {len(message)} bytes exceeds {MAX_CHUNK_SIZE}")
+    if len(message) < HEADER_SIZE:
+        raise WireError(f"message of {len(message)} bytes is shorter than the header")
+    if message[:2] != MAGIC:
+        raise WireError(f"bad magic {message[:2]!r}, not an sshtrail chunk")
+    version, flags = message[2], message[3]
+    if version not in KNOWN_VERSIONS:
+        known = ", ".join(map(str, sorted(KNOWN_VERSIONS)))
+        raise WireError(f"unsupported wire format version {version} (this reader knows {known})")
+    if flags & ~FLAG_SIGNED:
+        raise WireError(f"unknown flags 0x{flags:02x}")
+    if version >= SIGNED_CHUNKS and not flags & FLAG_SIGNED:
+        raise WireError(f"a version {version} chunk must be signed")
+    return version, flags
+
+
+def _signer(named: bytes | None, flags: int, end: End | None) -> bytes | str | None:
+    """The key a chunk's signature is by (``named`` after the body from version 4, else
+    ``end.key``; None: unsigned), or what is wrong."""
+    if named is not None:
+        return "the chunk's key is not end.key" if end is not None and end.key != named else named
+    if (end is not None) != bool(flags & FLAG_SIGNED):
+        return "signature flag does not match the end event"
+    return end.key if end is not None else None
 
 
 def _shape_problem(

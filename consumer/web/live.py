@@ -9,7 +9,9 @@ from further back than the reader is, the reader goes back; the watchers
 already there skip what they have seen (chunk sequence numbers).
 
 Each watcher gets the events of its session, chunk by chunk, on its own
-bounded queue on the web server's event loop; a watcher that falls that far
+bounded queue on the web server's event loop, once its gateway's signature is
+checked (``sshtrail/provenance.py``: a forged chunk is logged and passed over,
+so the real chunk with that seq is shown when it comes); a watcher that falls that far
 behind is told so and dropped, never slowing the others. With nobody
 watching, the reader holds no partitions and waits.
 
@@ -31,12 +33,13 @@ from typing import Any
 import msgspec
 from starlette.websockets import WebSocket
 
-from consumer.watch import start_of
+from consumer.watch import refused, start_of
 from sshtrail.errors import BrokerError, WireError
 from sshtrail.events import Event, Start
 from sshtrail.exports import CastEvents, cast_header
 from sshtrail.kafka.adapters import KafkaTopicReader, topic_reader
 from sshtrail.kafka.resting import idle_check_s, rest_until_more
+from sshtrail.provenance import provenance
 from sshtrail.settings import Settings
 from sshtrail.wire import decode_chunk
 
@@ -113,6 +116,7 @@ class LiveHub:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._topic = settings.kafka.topic
+        self._provenance = provenance(settings, "live view")
         self._watchers: list[Watcher] = []
         self._joined: list[Watcher] = []
         self._lock = threading.Lock()
@@ -211,6 +215,8 @@ class LiveHub:
             chunk = decode_chunk(value)
         except WireError:
             return  # the store's dead-letter topic has it; keep following
+        if refused(chunk, self._provenance, "live view"):
+            return  # not from a trusted gateway: the real chunk of that seq may follow
         for watcher in watchers:
             if chunk.seq < watcher.next_seq:
                 continue  # seen already: the reader went back for another watcher

@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError, ProgrammingError
 from sshtrail import queries, search
 from sshtrail.cli import transfers
 from sshtrail.cli.commands import SESSION_COLUMNS
-from sshtrail.cli.evidence import default_keys, verdict_json
+from sshtrail.cli.evidence import default_keys, refused_json, refused_lines, verdict_json
 from sshtrail.cli.output import chosen_format, print_csv, print_json, print_listing
 from sshtrail.cli.reading import store
 from sshtrail.cli.timespec import clock
@@ -86,6 +86,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         row = queries.session(conn, session_id)
         keys = default_keys(settings)
         verdict = verify_session(conn, row, keys)
+        refused = queries.refused_chunks(conn, session_id)
         moved = transfers.of_session(conn, session_id, whole=args.json) if row["transfers"] else []
     commands = _commands(settings, session_id)
     if args.json:
@@ -96,6 +97,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         ]
         document["transfers_read"] = row["transfers"]
         document["transfers"] = [transfers.transfer_json(found) for found in moved]
+        document["refused"] = refused_json(refused)
         print_json(document)
         return 0
     fields = session_fields(
@@ -107,6 +109,8 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     )
     for name, value in fields:
         print(f"{name:>12}  {visible(str(value)) if value is not None else '-'}")
+    for line in refused_lines(refused):
+        print(line)
     print(
         f"{'commands':>12}  "
         + (

@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
+
+from sqlalchemy.engine import RowMapping
 
 from sshtrail import queries
 from sshtrail.chain import Status, Verdict
@@ -26,7 +28,7 @@ from sshtrail.events import Event
 from sshtrail.exports import Format, chunk_events, export_lines
 from sshtrail.keyfiles import load_ed25519_public, public_path
 from sshtrail.settings import Settings
-from sshtrail.textsafe import visible
+from sshtrail.textsafe import local_time, visible
 from sshtrail.verification import fingerprint, verify_session
 
 T = TypeVar("T")
@@ -66,16 +68,51 @@ def verdict_json(verdict: Verdict, keys: Mapping[bytes, str]) -> dict[str, Any]:
     }
 
 
+def refused_json(rows: Sequence[RowMapping]) -> list[dict[str, Any]]:
+    """Chunks refused on arrival (:func:`~sshtrail.queries.refused_chunks`) as ``--json``
+    shows them."""
+    return [
+        {
+            "seq": row["seq"],
+            "partition": row["partition"],
+            "offset": row["offset"],
+            "reason": row["reason"],
+            "received_at": row["received_at"].isoformat(),
+        }
+        for row in rows
+    ]
+
+
+def refused_lines(rows: Sequence[RowMapping]) -> list[str]:
+    """The same for a terminal: one line per chunk, safe to print."""
+    return [
+        f"  refused chunk {row['seq']} (partition {row['partition']}, offset "
+        f"{row['offset']}, {local_time(row['received_at'])}): {visible(row['reason'])}"
+        for row in rows
+    ]
+
+
 def run_verify(args: argparse.Namespace, settings: Settings) -> int:
     keys = trusted_keys(settings, args.trust)
     results = []
+    refused = {}
     with store(settings) as conn:
         ids = queries.all_session_ids(conn) if args.all else [queries.resolve(conn, args.session)]
         for session_id in ids:
             row = queries.session(conn, session_id)
             results.append((session_id, verify_session(conn, row, keys)))
+            refused[session_id] = queries.refused_chunks(conn, session_id)
     if args.json:
-        print_json([{"session": str(sid), **verdict_json(v, keys)} for sid, v in results])
+        print_json(
+            [
+                {
+                    "session": str(sid),
+                    **verdict_json(v, keys),
+                    "refused": refused_json(refused[sid]),
+                }
+                for sid, v in results
+            ]
+        )
     else:
         for session_id, verdict in results:
             tampered = verdict.status is Status.TAMPERED and verdict.seq is not None
@@ -86,6 +123,8 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
                 signer = f"  signed by {fingerprint(verdict.signer)}"
                 signer += f" ({trusted_as})" if trusted_as else " (not a trusted key)"
             print(f"{session_id}  {verdict.status.value}{where}  {visible(verdict.detail)}{signer}")
+            for line in refused_lines(refused[session_id]):
+                print(line)
         failed = sum(v.status is not Status.OK for _, v in results)
         if args.all:
             print(

@@ -20,6 +20,7 @@ from sshtrail.errors import BrokerError, ConfigError
 from sshtrail.kafka.adapters import topic_reader
 from sshtrail.kafka.admin import Topics, kafka_admin, settle_topics
 from sshtrail.kafka.layout import TopicsRefused, summary
+from sshtrail.keyfiles import ensure_ed25519
 from sshtrail.settings import ENV_PREFIX, Settings
 from sshtrail.statedir import secure
 
@@ -49,6 +50,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             if trial is not None:
                 _start_demo_target(children, settings, trial)
             started = True
+            # The consumers take only chunks the gateway's recording key signed
+            # (sshtrail/provenance.py) and read it at start: made before them.
+            ensure_ed25519(
+                settings.state_file(settings.gateway.signing_key, "gateway/recording_ed25519_key"),
+                "sshtrail recording signing key",
+            )
             # A static member id: restarted, it takes its partitions back at once.
             for part in ("store", "index"):
                 member_id = f"{settings.instance}-up-{part}"

@@ -157,6 +157,13 @@ def test_every_environment_loads_with_the_settings(name: str, demo_config: Path)
         assert settings.database_url.startswith("postgresql+psycopg://sshtrail:")
         assert "@postgres:5432/" in settings.database_url
         _assert_files_are_mounted(service_name, service, settings)
+    # Every consumer trusts the gateway's recording key (chunks signed by others are
+    # refused), and the gateway signs with it.
+    gateway = _settings(data["services"]["gateway"], demo_config)
+    signing = public_line(Path(gateway.gateway.signing_key))
+    for member in ("store", "index"):
+        trusted = _settings(data["services"][member], demo_config).control.gateway_keys
+        assert [" ".join(k.split()[:2]) for k in trusted] == [" ".join(signing.split()[:2])]
     topics = _settings(data["services"]["topics"], demo_config)
     kafka_services = [s for s in data["services"] if s.startswith("kafka")]
     assert topics.kafka.replication_factor == len(kafka_services)

@@ -3,25 +3,38 @@
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import uuid
 
 import msgspec
 import pytest
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from sshtrail import events as ev
-from sshtrail.chain import ChainWriter, Known, Status, verify_chain
+from sshtrail import provenance
+from sshtrail.chain import (
+    ChainWriter,
+    Known,
+    Status,
+    chunk_signature_valid,
+    end_signature_valid,
+    verify_chain,
+)
 from sshtrail.errors import WireError
 from sshtrail.ids import uuid7
+from sshtrail.provenance import Provenance
 from sshtrail.wire import (
     GENESIS,
     MAX_CHUNK_SIZE,
     SIGNATURE_SIZE,
+    Chunk,
     chain_digest,
     decode_chunk,
     encode_chunk,
+    signature_message,
 )
 from tests.unit.strategies import sessions
 
@@ -335,9 +348,9 @@ def test_version_1_cannot_carry_a_forwarded_connection() -> None:
     with pytest.raises(WireError, match="events need wire format version 2, not 1"):
         decode_chunk(forwarded[:2] + b"\x01" + forwarded[3:])
     with pytest.raises(
-        WireError, match=r"unsupported wire format version 4 \(this reader knows 1, 2, 3\)"
+        WireError, match=r"unsupported wire format version 5 \(this reader knows 1, 2, 3, 4\)"
     ):
-        decode_chunk(forwarded[:2] + b"\x04" + forwarded[3:])
+        decode_chunk(forwarded[:2] + b"\x05" + forwarded[3:])
 
 
 @pytest.mark.parametrize(
@@ -356,3 +369,148 @@ def test_version_3_events_need_version_3(event: ev.Event) -> None:
     for older in (1, 2):
         with pytest.raises(WireError, match=f"need wire format version 3, not {older}"):
             decode_chunk(chunk[:2] + bytes([older]) + chunk[3:])
+
+
+def test_every_chunk_of_version_4_is_signed_and_names_its_key() -> None:
+    session_id = uuid7()
+    writer = ChainWriter(session_id, KEY)
+    first = decode_chunk(writer.encode([start_event()]))
+    middle = decode_chunk(writer.encode([ev.Output(1, b"ls\r\n")]))
+    end = decode_chunk(writer.encode([ev.End(2, "closed", 0, 4, 3, PUBLIC)]))
+    for chunk in (first, middle, end):
+        assert (chunk.version, chunk.signer) == (4, PUBLIC)
+        assert chunk_signature_valid(chunk)
+    assert end_signature_valid(end)
+    # The key is part of what the chain links: the digest covers everything but the signature.
+    assert middle.prev == first.digest == chain_digest(first.raw)
+    assert first.digest == hashlib.sha256(first.raw[:-SIGNATURE_SIZE]).digest()
+    assert first.raw[-SIGNATURE_SIZE - 32 : -SIGNATURE_SIZE] == PUBLIC
+    verdict = verify_chain([(c.seq, c.raw) for c in (first, middle, end)], TRUSTED)
+    assert verdict.status is Status.OK
+
+
+def test_a_chunk_signature_is_refused_for_any_other_chunk_session_or_key() -> None:
+    session_id = uuid7()
+    chunk = decode_chunk(ChainWriter(session_id, KEY).encode([start_event()]))
+    signature = chunk.raw[-SIGNATURE_SIZE:]
+    flipped = bytearray(chunk.raw)
+    flipped[-1] ^= 1
+    assert not chunk_signature_valid(decode_chunk(bytes(flipped)))
+    # Another key put in its place: the digest changes, the signature no longer holds.
+    other = Ed25519PrivateKey.generate().public_key().public_bytes_raw()
+    rekeyed = chunk.raw[: -SIGNATURE_SIZE - 32] + other + signature
+    assert not chunk_signature_valid(decode_chunk(rekeyed))
+    # The same signature on the same body under another session id does not hold.
+    moved = chunk.raw.replace(session_id.bytes, uuid7().bytes)
+    assert not chunk_signature_valid(decode_chunk(moved))
+    # A chunk signature is not an end signature: the contexts differ.
+    assert (
+        KEY.public_key().verify(signature, signature_message(session_id, chunk.digest, end=False))
+        is None
+    )
+    with pytest.raises(InvalidSignature):
+        KEY.public_key().verify(signature, signature_message(session_id, chunk.digest))
+
+
+def test_a_version_4_chunk_without_its_signature_or_with_another_end_key_is_malformed() -> None:
+    session_id = uuid7()
+    signed = ChainWriter(session_id, KEY).encode([start_event()])
+    with pytest.raises(WireError, match="a version 4 chunk must be signed"):
+        decode_chunk(signed[:3] + b"\x00" + signed[4:-SIGNATURE_SIZE])
+    other = Ed25519PrivateKey.generate()
+    end = ev.End(1, "closed", 0, 0, 1, other.public_key().public_bytes_raw())
+    forged = encode_chunk(session_id, 0, GENESIS, [start_event(), end], other)
+    swapped = forged[: -SIGNATURE_SIZE - 32] + PUBLIC + forged[-SIGNATURE_SIZE:]
+    with pytest.raises(WireError, match=r"the chunk's key is not end\.key"):
+        decode_chunk(swapped)
+
+
+def test_a_middle_chunk_whose_signature_fails_is_tampering_where_the_chain_is_silent() -> None:
+    session_id = uuid7()
+    writer = ChainWriter(session_id, KEY)
+    messages = [
+        writer.encode([start_event()]),
+        writer.encode([ev.Output(1, b"x")]),
+        writer.encode([ev.End(2, "closed", 0, 1, 3, PUBLIC)]),
+    ]
+    spoiled = bytearray(messages[1])
+    spoiled[-5] ^= 0x40  # in the signature: the digest, hence the chain, is unchanged
+    verdict = verify_chain([(0, messages[0]), (1, bytes(spoiled)), (2, messages[2])], TRUSTED)
+    assert (verdict.status, verdict.seq) == (Status.TAMPERED, 1)
+    assert "signature does not verify" in verdict.detail
+
+
+def test_recordings_of_versions_1_to_3_stay_readable_and_verifiable() -> None:
+    session_id = uuid7()
+    writer = ChainWriter(session_id, KEY, legacy=True)
+    messages = [
+        writer.encode([start_event()]),
+        writer.encode([ev.Output(1, b"x")]),
+        writer.encode([ev.End(2, "closed", 0, 1, 3, PUBLIC)]),
+    ]
+    chunks = [decode_chunk(m) for m in messages]
+    assert [(c.version, c.signer) for c in chunks] == [(1, None), (1, None), (1, PUBLIC)]
+    assert [c.raw[3] for c in chunks] == [0, 0, 1]  # only the end chunk is flagged SIGNED
+    assert not chunk_signature_valid(chunks[0])
+    assert chunk_signature_valid(chunks[2])
+    verdict = verify_chain(list(enumerate(messages)), TRUSTED)
+    assert verdict.status is Status.OK
+
+
+def test_provenance_takes_only_chunks_a_trusted_gateway_signed() -> None:
+    session_id = uuid7()
+    trusted = Provenance(TRUSTED)
+    real = decode_chunk(ChainWriter(session_id, KEY).encode([start_event()]))
+    assert trusted.refusal(real) is None
+    forger = Ed25519PrivateKey.generate()
+    forged = decode_chunk(ChainWriter(session_id, forger).encode([start_event()]))
+    assert "not a trusted gateway key" in (trusted.refusal(forged) or "")
+    # Any key at all, when none is configured: the signature is still checked.
+    assert Provenance(frozenset()).refusal(forged) is None
+    unsigned = decode_chunk(encode_chunk(session_id, 0, GENESIS, [start_event()]))
+    assert "unsigned chunk (wire format 1)" in (trusted.refusal(unsigned) or "")
+    assert Provenance(TRUSTED, accept_unsigned=True).refusal(unsigned) is None
+    spoiled = bytearray(real.raw)
+    spoiled[-1] ^= 1
+    assert trusted.refusal(decode_chunk(bytes(spoiled))) == "its signature does not verify"
+
+
+def test_a_run_of_chained_chunks_costs_one_signature_check_and_forgeries_still_fail(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch judges a session's run of chunks by its last signature (it covers the
+    chunks before through ``prev``); a forgery in the run is checked, and refused, alone."""
+
+    checked: list[int] = []
+
+    def counted(chunk: Chunk) -> bool:
+        checked.append(chunk.seq)
+        return chunk_signature_valid(chunk)
+
+    monkeypatch.setattr(provenance, "chunk_signature_valid", counted)
+    session_id, other_id = uuid7(), uuid7()
+    writer, other = ChainWriter(session_id, KEY), ChainWriter(other_id, KEY)
+    real = [writer.encode([start_event()])]
+    real += [writer.encode([ev.Output(i, b"line\r\n")]) for i in range(1, 6)]
+    interleaved = [other.encode([start_event()]), other.encode([ev.Output(1, b"x")])]
+    forger = ChainWriter(session_id, KEY)  # the right key would not help: no signature
+    forger.seq, forger.prev = 3, chain_digest(real[2])
+    forged = bytearray(forger.encode([ev.Output(3, b"rm -rf /\r\n")]))
+    forged[-1] ^= 1  # a forger cannot sign with the gateway's key
+    batch = [decode_chunk(m) for m in real[:2] + interleaved + [bytes(forged)] + real[2:]]
+
+    reasons = Provenance(TRUSTED).refusals(batch)
+
+    assert reasons == [None] * 4 + ["its signature does not verify"] + [None] * 4
+    assert sorted(checked) == [1, 3, 5], "one check per run of each session, and the forgery"
+    # Cut short: a chunk no later chunk vouches for is checked itself.
+    checked.clear()
+    assert Provenance(TRUSTED).refusals(batch[:2]) == [None, None]
+    assert checked == [1]
+    # Whoever names a trusted key without holding it is not vouched for by a real chunk.
+    spoiled = bytearray(real[5])
+    spoiled[-1] ^= 1
+    refused = Provenance(TRUSTED).refusals(
+        [decode_chunk(m) for m in real[:5]] + [decode_chunk(bytes(spoiled))]
+    )
+    assert refused == [None] * 5 + ["its signature does not verify"], refused

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 import uuid
@@ -22,6 +23,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from consumer.deadletter import (
     HEADER_ERROR,
@@ -30,14 +32,17 @@ from consumer.deadletter import (
     HEADER_PARTITION,
     DeadLetters,
 )
-from consumer.messages import Received
+from consumer.messages import Received, Refused
 from consumer.metrics import ConsumerMetrics
 from consumer.runner import GroupRunner, RunnerOptions
 from consumer.writer import Written
+from sshtrail import events as ev
 from sshtrail.errors import DatabaseError, UnstorableError
+from sshtrail.provenance import Provenance
+from sshtrail.wire import chain_digest, encode_chunk
 from tests.support.bus import Bus, CheckedConsumer, KafkaBus, LocalBus
 from tests.support.kafka import Broker
-from tests.support.recordings import recording
+from tests.support.recordings import SIGNER, recording
 from tests.support.waiting import wait_for as wait_until
 
 FAST = RunnerOptions(batch_size=50, batch_wait_s=0.01, retry_initial_s=0.01, retry_max_s=0.05)
@@ -53,6 +58,8 @@ class MemoryStore:
     down_for: set[str] = field(default_factory=set)
     refused: set[tuple[uuid.UUID, int]] = field(default_factory=set)
     quarantined: dict[uuid.UUID, str] = field(default_factory=dict)
+    #: Chunks no trusted gateway signed, as handed over: (partition, offset) -> reason.
+    evidence: dict[tuple[int, int], str] = field(default_factory=dict)
     attempts: int = 0
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -71,6 +78,13 @@ class MemoryStore:
                     self.chunks[key] = (r.partition, r.offset)
                     new += 1
             return Written(new, len(chunks) - new)
+
+    def refuse(self, refused: Sequence[Refused]) -> None:
+        with self.lock:
+            if self.down:
+                raise DatabaseError("database write failed: connection refused")
+            for item in refused:
+                self.evidence[(item.received.partition, item.received.offset)] = item.reason
 
     def quarantine(self, session_id: uuid.UUID, reason: str, chunks: Sequence[Received]) -> None:
         with self.lock:
@@ -159,10 +173,10 @@ class Harness:
         return found
 
     def check_commit(self, offsets: Mapping[int, int]) -> None:
-        """Every offset below a commit is stored or dead-lettered -- at commit time -- and
-        a committed offset never goes back."""
+        """Every offset below a commit is stored, kept as evidence or dead-lettered -- at
+        commit time -- and a committed offset never goes back."""
         letters = self.dead_lettered()
-        stored = set(self.store.chunks.values())
+        stored = set(self.store.chunks.values()) | set(self.store.evidence)
         lost = {
             (partition, offset)
             for (partition, first), headers in letters.items()
@@ -521,3 +535,27 @@ def test_a_member_that_rests_still_pauses_and_retries_while_the_database_is_away
 
 def wait_for(condition: Callable[[], bool], timeout: float = 10, what: str = "") -> None:
     wait_until(condition, timeout, what, every=0.005)
+
+
+def test_chunks_no_trusted_gateway_signed_are_handed_over_as_evidence_not_written(
+    harness: Harness,
+) -> None:
+    """A forged chunk with a live session's next seq is refused, the real one taken."""
+    session_id, [start, *rest] = recording(chunks=3)
+    key = str(session_id).encode()
+    forger = Ed25519PrivateKey.generate()
+    prev = chain_digest(start)
+    forged = encode_chunk(session_id, 1, prev, [ev.Output(t=5, data=b"forged")], forger)
+    unsigned = encode_chunk(session_id, 1, prev, [ev.Output(t=5, data=b"unsigned")])
+    for message in (start, forged, unsigned, *rest):  # the forgeries before the real chunk 1
+        harness.append(key, message)
+    trusted = Provenance(frozenset({SIGNER.public_key().public_bytes_raw()}))
+    _runner, metrics = harness.start_member(dataclasses.replace(FAST, provenance=trusted))
+    harness.wait_for(harness.everything_done, what="every offset committed")
+    reasons = sorted(harness.store.evidence.values())
+    assert len(reasons) == 2
+    assert "not a trusted gateway key" in reasons[0]
+    assert "unsigned chunk (wire format 1)" in reasons[1]
+    assert set(harness.store.chunks) == {(session_id, seq) for seq in range(3)}
+    assert metrics.value("sshtrail_chunks_refused_total") == 2
+    assert not harness.dead_lettered()
