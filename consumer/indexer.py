@@ -1,6 +1,6 @@
 """The ``sshtrail-index`` group's writer: sessions into the search index.
 
-Each session gets an :class:`~consumer.indexsession.IndexedSession` that its
+Each session gets an :class:`~sshtrail.indexsession.IndexedSession` that its
 chunks are fed to in seq order; the documents it completes are written
 insert-or-ignore on (session, kind, number), so re-delivery changes nothing.
 
@@ -35,10 +35,10 @@ from sqlalchemy import Engine, and_, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from consumer.indexsession import IndexedSession
 from consumer.messages import Received
 from consumer.transaction import Transaction, locked_rows
 from consumer.writer import Written
+from sshtrail.indexsession import IndexedSession
 from sshtrail.search import BACKLOG, DOCS, SESSIONS
 from sshtrail.wire import Chunk, decode_chunk
 

@@ -16,10 +16,10 @@ import re
 import uuid
 from typing import Any
 
-from consumer.terminal import Found, Kind, Terminal
 from sshtrail.events import End, Env, Exec, Exit, Input, Notice, Output, Resize, Start
 from sshtrail.filetransfers import transfer_protocol
 from sshtrail.maskedinput import MaskedInputTracker
+from sshtrail.terminal import Found, Kind, Terminal
 from sshtrail.wire import Chunk
 
 #: An exec command that is a shell reading commands from its input.
