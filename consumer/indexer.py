@@ -223,6 +223,7 @@ class IndexWriter:
                 "masked_input",
                 "ordinals",
                 "exit_status",
+                "last_digest",
             )
             conn.execute(
                 upsert.on_conflict_do_update(
@@ -308,6 +309,7 @@ class IndexWriter:
             session.restore_ordinals(row["ordinals"])
             if session.exit_status is None:
                 session.exit_status = row["exit_status"]
+            session.last_digest = row["last_digest"]
             log.info("session %s: terminal rebuilt from %d kept chunks", session_id, count)
         self._open[session_id] = session
         return session

@@ -67,6 +67,10 @@ def verdict_json(verdict: Verdict, keys: Mapping[bytes, str]) -> dict[str, Any]:
 
 
 def run_verify(args: argparse.Namespace, settings: Settings) -> int:
+    if args.cross_check:
+        from sshtrail.cli import crosscheck  # noqa: PLC0415 (only when asked for)
+
+        return crosscheck.run(args, settings)
     keys = trusted_keys(settings, args.trust)
     results = []
     with store(settings) as conn:
