@@ -108,7 +108,7 @@ def decode_head(data: bytes | None, trusted: Collection[bytes]) -> Head:
         raise HeadError(f"a signed message that is not a head: {exc}") from None
 
 
-def row_digest(row: Mapping[str, Any]) -> bytes:
+def row_digest(row: Mapping[Any, Any]) -> bytes:
     """SHA-256 over the row's ``prev`` and its fields, as read from the store."""
     at: dt.datetime = row["at"]
     session = row["session_id"].hex if row["session_id"] is not None else ""
