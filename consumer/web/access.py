@@ -24,7 +24,7 @@ from sshtrail import control
 from sshtrail.accesschain import AccessChain, Head, decode_head
 from sshtrail.errors import BrokerError
 from sshtrail.kafka.adapters import KafkaProducer, topic_reader
-from sshtrail.kafka.config import client_config
+from sshtrail.kafka.config import QUIET, client_config
 from sshtrail.kafka.ports import DeliveryError
 from sshtrail.settings import Settings
 from sshtrail.tables import ACCESS_LOG
@@ -76,7 +76,8 @@ class KafkaHeads:
     def publish(self, key: bytes, value: bytes) -> None:
         if self._producer is None:
             name = f"sshtrail-access-log-{self._settings.instance}"
-            self._producer = KafkaProducer(client_config(self._settings, **{"client.id": name}))
+            config = client_config(self._settings, **{"client.id": name, **QUIET})
+            self._producer = KafkaProducer(config)
         topic = self._settings.web.access_log_topic
         self._producer.produce(topic, key, value, _delivered)
         self._producer.poll(0)
