@@ -113,6 +113,12 @@ def _console(commands: Any) -> None:
     log.add_argument(
         "--limit", type=ranged(int, 1, 1_000_000, "1 to 1000000"), default=100, help="at most"
     )
+    log.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the log's hash chains against the heads published on web.access_log_topic: "
+        "rows deleted, altered or inserted, a cut tail; exits 1 if any",
+    )
     format_options(log, csv_rows="one row per entry")
     log.set_defaults(handler="consumer.web.accesslog:run")
 

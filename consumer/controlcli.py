@@ -98,9 +98,10 @@ def _logged(
     """The request in the access log, beside the web console's (address ``cli:HOST``)."""
     try:
         engine = existing_engine(settings.database_url, "store")
+        chain = access.chain(settings, engine)
         try:
             access.record(
-                engine,
+                chain,
                 who,
                 action,
                 f"cli:{socket.gethostname()}",
@@ -108,6 +109,7 @@ def _logged(
                 detail=detail,
             )
         finally:
+            chain.close()
             engine.dispose()
     except (NotSetUp, SQLAlchemyError) as exc:
         print(f"sshtrail: the request is not in the access log: {exc}", file=sys.stderr)

@@ -1,6 +1,6 @@
 """The ``sshtrail-index`` group's writer: sessions into the search index.
 
-Each session gets an :class:`~consumer.indexsession.IndexedSession` that its
+Each session gets an :class:`~sshtrail.indexsession.IndexedSession` that its
 chunks are fed to in seq order; the documents it completes are written
 insert-or-ignore on (session, kind, number), so re-delivery changes nothing.
 
@@ -35,10 +35,10 @@ from sqlalchemy import Engine, and_, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
-from consumer.indexsession import IndexedSession
 from consumer.messages import Received, Refused
 from consumer.transaction import Transaction, locked_rows
 from consumer.writer import Written
+from sshtrail.indexsession import IndexedSession
 from sshtrail.search import BACKLOG, DOCS, SESSIONS
 from sshtrail.wire import Chunk, decode_chunk
 
@@ -227,6 +227,7 @@ class IndexWriter:
                 "masked_input",
                 "ordinals",
                 "exit_status",
+                "last_digest",
             )
             conn.execute(
                 upsert.on_conflict_do_update(
@@ -312,6 +313,7 @@ class IndexWriter:
             session.restore_ordinals(row["ordinals"])
             if session.exit_status is None:
                 session.exit_status = row["exit_status"]
+            session.last_digest = row["last_digest"]
             log.info("session %s: terminal rebuilt from %d kept chunks", session_id, count)
         self._open[session_id] = session
         return session

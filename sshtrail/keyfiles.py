@@ -27,15 +27,26 @@ def create_ed25519(path: Path, comment: str) -> None:
         serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH
     )
     write_private(path, private)
-    public_path(path).write_bytes(public + f" {comment}\n".encode())
+    pub = public_path(path)
+    partial = pub.with_name(f".{pub.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    partial.write_bytes(public + f" {comment}\n".encode())
+    partial.replace(pub)
 
 
 def write_private(path: Path, data: bytes) -> None:
-    """Write a new private key file, 0600 in a 0700 folder; fails if ``path`` exists."""
+    """Write a new private key file, 0600 in a 0700 folder; fails if ``path`` exists.
+
+    Written aside, then linked into place: a process that finds the file (two
+    console processes starting at once) never reads it half written."""
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+    partial = path.with_name(f".{path.name}.{os.getpid()}.{os.urandom(4).hex()}")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.link(partial, path)  # FileExistsError if another made it meanwhile
+    finally:
+        partial.unlink()
 
 
 def public_path(path: Path) -> Path:

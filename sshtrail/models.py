@@ -206,11 +206,21 @@ class AccessRecord(Base):
     session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
     #: What was asked: the search text, the filters, the export's format ...
     detail: Mapped[str] = mapped_column(SessionText(2048), default="")
+    #: The hash chain the row is in (sshtrail/accesschain.py): one per writing
+    #: process, named at its start; NULL for rows written before migration 0006.
+    chain: Mapped[str | None] = mapped_column(String(32), default=None)
+    #: The row's place in its chain: 0, 1, 2 ...
+    n: Mapped[int | None] = mapped_column(BigInteger, default=None)
+    #: The digest of row ``n - 1`` of the chain (32 zero bytes for row 0).
+    prev: Mapped[bytes | None] = mapped_column(LargeBinary(32), default=None)
+    #: SHA-256 over ``prev`` and this row's fields, as stored.
+    digest: Mapped[bytes | None] = mapped_column(LargeBinary(32), default=None)
 
     __table_args__ = (
         Index(None, "at"),
         Index(None, "auditor", "at"),
         Index(None, "session_id"),
+        Index(None, "chain", "n", unique=True),
     )
 
 

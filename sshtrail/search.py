@@ -99,6 +99,10 @@ SESSIONS = Table(
     Column("ordinals", Text),
     #: The exit status the session's command or shell ended with, if it ended so.
     Column("exit_status", BigInteger),
+    #: SHA-256 (hex) of chunk ``next_seq - 1``, the last one indexed: with ``next_seq``
+    #: and ``ended``, what this witness saw, which the store must agree with
+    #: (``sshtrail verify --cross-check``, sshtrail/crosscheck.py).
+    Column("last_digest", String(64)),
 )
 
 #: The index's own schema version (the index is not Alembic's: see the module text).
@@ -108,7 +112,7 @@ META = Table(
     Column("key", String(32), primary_key=True),
     Column("value", String(64), nullable=False),
 )
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 #: How an index of each older version is brought up to date, step by step.
 _UPGRADES: dict[int, tuple[str, ...]] = {
     1: (
@@ -122,6 +126,8 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
         "ALTER TABLE search_docs ADD COLUMN certain BOOLEAN NOT NULL DEFAULT TRUE",
         "ALTER TABLE search_sessions ADD COLUMN exit_status BIGINT",
     ),
+    # Sessions indexed before have no digest: the cross-check compares their seqs only.
+    4: ("ALTER TABLE search_sessions ADD COLUMN last_digest VARCHAR(64)",),
 }
 
 #: The chunks of sessions still open: a member taking a session over replays

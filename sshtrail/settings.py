@@ -337,6 +337,10 @@ class WebSettings(_Section):
     login_failures: Annotated[int, msgspec.Meta(ge=1, le=1000)] = 10
     #: Sessions per page of the sessions list.
     page_size: Annotated[int, msgspec.Meta(ge=10, le=1000)] = 50
+    #: The topic the heads of the access log's hash chains are published on,
+    #: signed with the control key (``access-log --verify`` holds the rows to
+    #: them); created compacted by ``sshtrail topics`` and ``up``.
+    access_log_topic: Name = "sshtrail.access-log"
 
     def __post_init__(self) -> None:
         for proxy in self.trusted_proxies:

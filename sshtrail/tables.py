@@ -37,6 +37,10 @@ ACCESS_LOG = Table(
     Column("address", String(length=64), nullable=False),
     Column("session_id", Uuid()),
     Column("detail", SessionText(2048), nullable=False),
+    Column("chain", String(length=32)),
+    Column("n", BigInteger()),
+    Column("prev", LargeBinary(length=32)),
+    Column("digest", LargeBinary(length=32)),
 )
 
 

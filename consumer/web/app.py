@@ -39,7 +39,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from consumer.web import views
+from consumer.web import access, views
 from consumer.web.auth import (
     Accounts,
     Auditor,
@@ -135,9 +135,10 @@ def create_app(settings: Settings) -> Starlette:
     templates.filters["clock"] = clock
     templates.globals["query"] = _query_string
     web = settings.web
+    store = make_engine(settings.database_url)
     console = Console(
         settings=settings,
-        store=make_engine(settings.database_url),
+        store=store,
         accounts=Accounts(settings),
         sessions=Sessions(web.idle_timeout_min * 60.0, web.session_hours * 3600.0),
         limit=LoginLimit(web.login_failures),
@@ -145,6 +146,7 @@ def create_app(settings: Settings) -> Starlette:
         templates=templates,
         tls=bool(web.tls_cert),
         hub=LiveHub(settings),
+        access=access.chain(settings, store),
         secret=secrets.token_bytes(32),
         _search={},
         _lock=threading.Lock(),
@@ -174,6 +176,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
         console.hub.close()
+        console.access.close()
         console.store.dispose()
 
     app = Starlette(

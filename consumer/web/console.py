@@ -20,6 +20,7 @@ from starlette.responses import HTMLResponse
 from consumer.web import access
 from consumer.web.auth import Accounts, LoginLimit, Proxies, Sessions
 from consumer.web.live import LiveHub
+from sshtrail.accesschain import AccessChain
 from sshtrail.db import existing_engine
 from sshtrail.settings import Settings
 
@@ -39,6 +40,8 @@ class Console:
     templates: jinja2.Environment
     tls: bool
     hub: LiveHub
+    #: This process's chain of the access log (sshtrail/accesschain.py).
+    access: AccessChain
     #: Per process: the CSRF tokens of auditors a trusted proxy names (no cookie session).
     secret: bytes
     _search: dict[str, Engine]
@@ -97,7 +100,7 @@ class Console:
         who = auditor if auditor is not None else request.state.auditor.name
         try:
             access.record(
-                self.store,
+                self.access,
                 who,
                 action,
                 self.address(request),

@@ -9,14 +9,17 @@ shapes are documented in docs/operations.md ("Auditor commands").
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import sys
 import uuid
+from collections import Counter
 from typing import Any, TypeVar
 
+from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from sshtrail import queries, search
+from sshtrail import crosscheck, queries, search
 from sshtrail.cli import transfers
 from sshtrail.cli.commands import SESSION_COLUMNS
 from sshtrail.cli.evidence import default_keys, refused_json, refused_lines, verdict_json
@@ -88,13 +91,14 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         verdict = verify_session(conn, row, keys)
         refused = queries.refused_chunks(conn, session_id)
         moved = transfers.of_session(conn, session_id, whole=args.json) if row["transfers"] else []
-    commands = _commands(settings, session_id)
+        commands = recorded_commands(session_id, queries.stored_chunks(conn, session_id))
+        witness = index_witness(settings, conn, session_id, commands)
     if args.json:
         document = _sessionprint_json(row, session_id.hex, verdict_json(verdict, keys))
         document["commands"] = [
-            {"t": hit.t / 1e9, "command": hit.text, "certain": hit.certain}
-            for hit in commands or []
+            {"t": hit.t / 1e9, "command": hit.text, "certain": hit.certain} for hit in commands
         ]
+        document["index"] = witness
         document["transfers_read"] = row["transfers"]
         document["transfers"] = [transfers.transfer_json(found) for found in moved]
         document["refused"] = refused_json(refused)
@@ -111,22 +115,63 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{name:>12}  {visible(str(value)) if value is not None else '-'}")
     for line in refused_lines(refused):
         print(line)
-    print(
-        f"{'commands':>12}  "
-        + (
-            "(search index not available)"
-            if commands is None
-            else f"{len(commands)}"
-            if commands
-            else "none"
-        )
-    )
-    for hit in commands or []:
+    print(f"{'index':>12}  {witness['status']}" + _detail(witness["detail"]))
+    print(f"{'commands':>12}  {len(commands) or 'none'}")
+    for hit in commands:
         doubt = "" if hit.certain else "  (?: its prompt could not be told apart)"
         print(f"{clock(hit.t / 1e9):>12}  {visible(hit.text)}{doubt}")
     for line in transfers.session_lines(row, moved):
         print(line)
     return 0
+
+
+def _detail(text: str) -> str:
+    return f": {visible(text)}" if text else ""
+
+
+def recorded_commands(session_id: uuid.UUID, stored: list[tuple[int, bytes]]) -> list[search.Hit]:
+    """The session's commands read from its stored chunks, as the index reads them."""
+    # Imported here: the terminal emulator is for show, not for every command's start-up.
+    from sshtrail.indexsession import recorded_commands as read  # noqa: PLC0415
+
+    names = [field.name for field in dataclasses.fields(search.Hit)]
+    found = read(session_id, (data for _, data in stored))
+    return [search.Hit(**{name: doc[name] for name in names}) for doc in found]
+
+
+def index_witness(
+    settings: Settings, store_conn: Connection, session_id: uuid.UUID, commands: list[search.Hit]
+) -> dict[str, str]:
+    """What the search index says of the session against the store and the recording:
+    ``agrees``, ``differs`` (and how), or ``unavailable`` (why)."""
+    try:
+        engine = existing_engine(settings.search_url, "search index")
+    except NotSetUp as exc:
+        return {"status": "unavailable", "detail": str(exc)}
+    try:
+        with engine.connect() as conn:
+            read = list(crosscheck.indexed(conn, session_id))
+            indexed = search.commands(conn, session_id)
+    except (OperationalError, ProgrammingError) as exc:
+        return {"status": "unavailable", "detail": str(exc.orig).strip()}
+    finally:
+        engine.dispose()
+    if not read:
+        return {"status": "unavailable", "detail": "the search index has not read this session"}
+    problems = [found.detail for found in crosscheck.compare(store_conn, read)]
+    recorded = Counter(hit.text for hit in commands)
+    listed = Counter(hit.text for hit in indexed)
+    if lacking := sum((recorded - listed).values()):
+        problems.append(
+            f"{lacking} command{'s' if lacking != 1 else ''} of the recording not in the index"
+        )
+    if extra := sum((listed - recorded).values()):
+        problems.append(
+            f"{extra} command{'s' if extra != 1 else ''} in the index not in the recording"
+        )
+    if problems:
+        return {"status": "differs", "detail": "; ".join(problems)}
+    return {"status": "agrees", "detail": ""}
 
 
 def session_fields(
@@ -296,21 +341,6 @@ def _highlight(hit: search.Hit, needle: str, color: bool) -> str:
 
 def _mark(text: str, color: bool) -> str:
     return f"{HIGHLIGHT[0]}{text}{HIGHLIGHT[1]}" if color else f"[{text}]"
-
-
-def _commands(settings: Settings, session_id: uuid.UUID) -> list[search.Hit] | None:
-    """The session's commands from the search index, or None if it cannot be read."""
-    try:
-        engine = existing_engine(settings.search_url, "search index")
-    except NotSetUp:
-        return None
-    try:
-        with engine.connect() as conn:
-            return search.commands(conn, session_id)
-    except (OperationalError, ProgrammingError):
-        return None
-    finally:
-        engine.dispose()
 
 
 def signer_text(key: bytes | None, keys: dict[bytes, str]) -> str | None:

@@ -213,6 +213,12 @@ def _evidence(commands: Any) -> None:
     which = verify.add_mutually_exclusive_group(required=True)
     which.add_argument("session", nargs="?", metavar="SID", help="session id or unique prefix")
     which.add_argument("--all", action="store_true", help="every stored session")
+    which.add_argument(
+        "--cross-check",
+        action="store_true",
+        help="every session the search index read, against the store: missing from it, "
+        "or ending elsewhere (docs/operations.md, 'Checking the store against the index')",
+    )
     verify.add_argument(
         "--trust",
         type=Path,

@@ -93,6 +93,10 @@ def refused_lines(rows: Sequence[RowMapping]) -> list[str]:
 
 
 def run_verify(args: argparse.Namespace, settings: Settings) -> int:
+    if args.cross_check:
+        from sshtrail.cli import crosscheck  # noqa: PLC0415 (only when asked for)
+
+        return crosscheck.run(args, settings)
     keys = trusted_keys(settings, args.trust)
     results = []
     refused = {}

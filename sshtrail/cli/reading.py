@@ -46,3 +46,27 @@ def stored_session(settings: Settings, prefix: str) -> list[tuple[int, bytes]]:
     if not stored:
         raise InvalidError(f"session {session_id} has no stored chunks")
     return stored
+
+
+class index:
+    """A connection to the search index; one that cannot be read is a clear error."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._engine: Engine = existing_engine(settings.search_url, "search index")
+
+    def __enter__(self) -> Any:
+        try:
+            self._conn = self._engine.connect()
+        except OperationalError as exc:
+            self._engine.dispose()
+            raise DatabaseError(f"cannot open the search index: {str(exc.orig).strip()}") from None
+        return self._conn
+
+    def __exit__(self, *exc: object) -> None:
+        self._conn.close()
+        self._engine.dispose()
+        if isinstance(exc[1], OperationalError | ProgrammingError):
+            raise DatabaseError(
+                f"cannot read the search index ({str(exc[1].orig).strip()}); "
+                "has the index group run? sshtrail index"
+            ) from None

@@ -223,10 +223,11 @@ def _start_infrastructure(settings: Settings, from_option: bool) -> EmbeddedBrok
 
 
 def _topics_line(topics: Topics) -> str:
-    """The sessions topic as found, where dead letters and requests go, what was created."""
-    sessions, dead_letters, requests = topics.found
+    """The sessions topic as found, where dead letters, requests and the access log's
+    heads go, what was created."""
+    sessions, dead_letters, requests, heads = topics.found
     line = f"{sessions.name} ({summary(sessions)}), dead letters in {dead_letters.name}, "
-    line += f"requests in {requests.name}"
+    line += f"requests in {requests.name}, access-log heads in {heads.name}"
     if len(topics.created) == len(topics.found):
         line += " (created)"
     elif topics.created:

@@ -25,7 +25,7 @@ RETENTION_MS: Final = 30 * 24 * 3600 * 1000
 #: (fewer on a cluster of fewer brokers).
 REPLICAS: Final = 3
 
-Role = Literal["sessions", "dead letters", "requests"]
+Role = Literal["sessions", "dead letters", "requests", "access-log heads"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,7 @@ def min_insync_for(replicas: int) -> int:
 
 
 def recommended(settings: Settings, brokers: int) -> list[TopicSpec]:
-    """The sessions, dead-letter and control topics as sshtrail creates them."""
+    """The sessions, dead-letter, control and access-log heads topics as sshtrail creates them."""
     kafka = settings.kafka
     replicas, source = replicas_for(settings, brokers)
     base = {
@@ -123,6 +123,8 @@ def recommended(settings: Settings, brokers: int) -> list[TopicSpec]:
         (kafka.topic, "sessions", data),
         (kafka.dlq_topic, "dead letters", data),
         (settings.control.topic, "requests", control),
+        # The last head of every chain of the access log stays for good (compacted).
+        (settings.web.access_log_topic, "access-log heads", control),
     ]
     return [
         TopicSpec(name, role, kafka.partitions, replicas, config, source, configured)
@@ -171,6 +173,8 @@ def _partitions(spec: TopicSpec, found: FoundTopic) -> list[Difference]:
         "the live view look for older sessions on the wrong one"
         if spec.role == "sessions"
         else "a lock and its unlock on two partitions may be applied in the wrong order"
+        if spec.role == "requests"
+        else "access-log --verify reads the heads of a chain from its old partition and the new"
     )
     held = counted(found.messages, "message")
     return [
@@ -260,12 +264,14 @@ def _cleanup(spec: TopicSpec, found: str | None) -> list[Difference]:
         "of lost offsets that completeness reports",
         "requests": "deletion by retention would drop operator locks: a gateway started after "
         "that lets a locked operator in",
+        "access-log heads": "deletion by retention would drop the heads of the access log's "
+        "chains: rows deleted from the end of an old chain would go unseen",
     }[spec.role]
     return [Difference(spec.name, "cleanup.policy", found, f"must be {wanted}", consequence, True)]
 
 
 def _retention(spec: TopicSpec, found: dict[str, str]) -> list[Difference]:
-    if spec.role == "requests":
+    if spec.role in ("requests", "access-log heads"):
         return []  # compacted: retention does not apply
     result = []
     wanted_ms = _number(spec.config.get("retention.ms"))

@@ -89,7 +89,7 @@ def test_up_demo_on_kafka_creates_the_topics_as_recommended_and_records_a_sessio
         assert (
             "sshtrail.sessions (6 partitions, replication factor 3, min.insync.replicas 2, "
             "retention 30 days), dead letters in sshtrail.sessions.dlq, requests in "
-            "sshtrail.control (created)"
+            "sshtrail.control, access-log heads in sshtrail.access-log (created)"
         ) in topics
         command = up.expect("ssh -i").strip()
         up.expect("ready", timeout=120)
@@ -132,7 +132,12 @@ def test_up_demo_on_kafka_creates_the_topics_as_recommended_and_records_a_sessio
 
     admin = AdminClient({"bootstrap.servers": servers})
     metadata = admin.list_topics(timeout=30).topics
-    for name in ("sshtrail.sessions", "sshtrail.sessions.dlq", "sshtrail.control"):
+    for name in (
+        "sshtrail.sessions",
+        "sshtrail.sessions.dlq",
+        "sshtrail.control",
+        "sshtrail.access-log",
+    ):
         partitions = metadata[name].partitions.values()
         assert len(partitions) == 6
         assert {len(partition.replicas) for partition in partitions} == {3}, name
@@ -142,6 +147,7 @@ def test_up_demo_on_kafka_creates_the_topics_as_recommended_and_records_a_sessio
         configs = _configs(admin, name)
         assert (configs["cleanup.policy"], configs["retention.ms"]) == ("delete", "2592000000")
     assert _configs(admin, "sshtrail.control")["cleanup.policy"] == "compact"
+    assert _configs(admin, "sshtrail.access-log")["cleanup.policy"] == "compact"
 
 
 @pytest.mark.timeout(600)

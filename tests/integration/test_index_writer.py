@@ -17,12 +17,11 @@ from collections.abc import Iterator
 import pytest
 from sqlalchemy import Engine, func, select
 
-from consumer import terminal
 from consumer.indexer import KEEP_BYTES, IndexWriter
 from consumer.messages import Received
 from consumer.writer import Written
 from sshtrail import events as ev
-from sshtrail import search
+from sshtrail import search, terminal
 from sshtrail.db import make_engine
 from sshtrail.search import BACKLOG, DOCS, SESSIONS
 from sshtrail.wire import decode_chunk

@@ -204,13 +204,15 @@ def test_a_hit_says_where_the_text_matched(engine: Engine, sessions: dict[str, u
 
 
 def test_an_index_of_the_previous_schema_is_brought_up_to_date(database_url: str) -> None:
-    """Version 3 had no ``certain`` on documents and no ``exit_status`` on sessions:
-    its documents read as certain, its sessions as of unknown exit."""
+    """Version 3 had no ``certain`` on documents and no ``exit_status`` on sessions (and
+    version 4 no ``last_digest``): its documents read as certain, its sessions as of
+    unknown exit."""
     engine = index_engine(database_url)
     session_id = uuid.uuid4()
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE search_docs DROP COLUMN certain"))
         conn.execute(text("ALTER TABLE search_sessions DROP COLUMN exit_status"))
+        conn.execute(text("ALTER TABLE search_sessions DROP COLUMN last_digest"))
         conn.execute(update(search.META).values(value="3"))
         conn.execute(
             text(

@@ -23,6 +23,7 @@ def _env(broker: Broker, name: str) -> dict[str, str]:
         "SSHTRAIL_KAFKA__TOPIC": name,
         "SSHTRAIL_KAFKA__DLQ_TOPIC": f"{name}.dlq",
         "SSHTRAIL_CONTROL__TOPIC": f"{name}.control",
+        "SSHTRAIL_WEB__ACCESS_LOG_TOPIC": f"{name}.access",
     }
 
 
@@ -43,6 +44,8 @@ def test_topics_creates_what_is_missing_then_only_describes(tmp_path: Path, brok
         "day (created)",
         f"{name}.control  4 partitions, replication factor 1, min.insync.replicas 1, compacted "
         "(created)",
+        f"{name}.access  4 partitions, replication factor 1, min.insync.replicas 1, compacted "
+        "(created)",
     ]
     env["SSHTRAIL_KAFKA__PARTITIONS"] = "8"  # an existing topic is never changed
     status, out, err = Running("topics", cwd=tmp_path, env=env).wait()
@@ -52,12 +55,15 @@ def test_topics_creates_what_is_missing_then_only_describes(tmp_path: Path, brok
         f"{name}  4 partitions, replication factor 1, min.insync.replicas 1, retention 1 day "
         "(exists)"
     )
-    assert lines[3:] == [
+    assert lines[4:] == [
         f"warning: {name}: partitions 4, kafka.partitions is 8: it holds no messages; to have "
         "8, delete it and sshtrail creates it again, or set kafka.partitions = 4; used as it is",
         f"warning: {name}.dlq: partitions 4, kafka.partitions is 8: dead letters keep no order; "
         "used as it is",
         f"warning: {name}.control: partitions 4, kafka.partitions is 8: it holds no messages; to "
+        "have 8, delete it and sshtrail creates it again, or set kafka.partitions = 4; used as "
+        "it is",
+        f"warning: {name}.access: partitions 4, kafka.partitions is 8: it holds no messages; to "
         "have 8, delete it and sshtrail creates it again, or set kafka.partitions = 4; used as "
         "it is",
     ]
@@ -113,7 +119,8 @@ def test_topics_cannot_create_more_replicas_than_brokers(tmp_path: Path, broker:
     assert status == 1
     assert out == ""
     assert err.strip() == (
-        f"sshtrail: error: cannot create {name}, {name}.dlq, {name}.control with replication "
+        f"sshtrail: error: cannot create {name}, {name}.dlq, {name}.control, {name}.access with "
+        "replication "
         f"factor 3 (kafka.replication_factor): {broker.bootstrap_servers} has 1 broker, and a "
         "partition cannot have more replicas than there are brokers"
     )

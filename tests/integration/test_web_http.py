@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import tempfile
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -23,6 +24,10 @@ from sshtrail.tables import ACCESS_LOG, SESSIONS, TRANSFERS
 
 pytestmark = pytest.mark.integration
 
+#: Where the consoles of these tests make their control key (it signs the access
+#: log's heads), not ./sshtrail-data of the folder the tests run in.
+STATE_DIR = tempfile.mkdtemp(prefix="sshtrail-web-test-")
+
 PASSWORD = "a-long-password"
 HASH = hash_password(PASSWORD)
 #: (operator, target) of the stored sessions; ``web_1`` tells GLOB from LIKE (``_``).
@@ -39,6 +44,7 @@ STORED = [
 def settings_for(url: str, **web: Any) -> Settings:
     return msgspec.convert(
         {
+            "state_dir": STATE_DIR,
             "database": {"url": url},
             "search": {"url": url},
             "web": {"login_failures": 3, **web},

@@ -9,6 +9,7 @@ import datetime as dt
 import json
 import re
 import struct
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -43,6 +44,10 @@ from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
+#: Where the consoles of these tests make their control key (it signs the access
+#: log's heads), not ./sshtrail-data of the folder the tests run in.
+STATE_DIR = tempfile.mkdtemp(prefix="sshtrail-web-test-")
+
 PASSWORD = "a-long-password"
 HASH = hash_password(PASSWORD)
 LIMIT = 5
@@ -54,6 +59,7 @@ def settings_for(store_url: str, servers: str = "", topic: str = "sshtrail.sessi
     return msgspec.convert(
         {
             "kafka": kafka,
+            "state_dir": STATE_DIR,
             "database": {"url": store_url},
             "search": {"url": store_url},
             "web": {"login_failures": LIMIT},

@@ -58,18 +58,20 @@ def _only(
 def test_created_with_up_to_three_replicas_and_one_less_in_sync(
     brokers: int, replicas: int, insync: str
 ) -> None:
-    sessions, dead_letters, control = recommended(_settings(), brokers)
+    sessions, dead_letters, control, heads = recommended(_settings(), brokers)
     assert (sessions.name, dead_letters.name, control.name) == (
         "sshtrail.sessions",
         "sshtrail.sessions.dlq",
         "sshtrail.control",
     )
-    for spec in (sessions, dead_letters, control):
+    assert heads.name == "sshtrail.access-log"
+    for spec in (sessions, dead_letters, control, heads):
         assert (spec.partitions, spec.replication) == (6, replicas)
         assert spec.config["min.insync.replicas"] == insync
     assert sessions.config["retention.ms"] == dead_letters.config["retention.ms"] == "2592000000"
     assert sessions.config["cleanup.policy"] == "delete"
     assert control.config == {"min.insync.replicas": insync, "cleanup.policy": "compact"}
+    assert heads.config == control.config
 
 
 def test_settings_override_the_recommendation_but_not_the_compacted_control_topic() -> None:
@@ -80,7 +82,7 @@ def test_settings_override_the_recommendation_but_not_the_compacted_control_topi
         **{"KAFKA__TOPIC_CONFIG__MIN.INSYNC.REPLICAS": "2"},
         **{"KAFKA__TOPIC_CONFIG__CLEANUP.POLICY": "delete"},
     )
-    sessions, _, control = recommended(settings, brokers=5)
+    sessions, _, control, _ = recommended(settings, brokers=5)
     assert (sessions.partitions, sessions.replication) == (12, 2)
     assert sessions.config["retention.ms"] == "86400000"
     assert sessions.config["min.insync.replicas"] == "2"
@@ -94,7 +96,7 @@ def test_a_topic_as_sshtrail_creates_it_has_no_difference() -> None:
 
 
 def test_another_partition_count_is_a_warning_while_empty_and_refused_with_messages() -> None:
-    sessions, dead_letters, control = recommended(_settings(), brokers=3)
+    sessions, dead_letters, control, _ = recommended(_settings(), brokers=3)
     empty = _only(sessions, partitions=1)
     assert not empty.refuses
     assert str(empty).startswith(
@@ -119,7 +121,7 @@ def test_a_control_topic_not_only_compacted_is_refused(policy: str) -> None:
 
 
 def test_compacted_sessions_or_dead_letters_are_refused() -> None:
-    sessions, dead_letters, _ = recommended(_settings(), brokers=3)
+    sessions, dead_letters, _, _ = recommended(_settings(), brokers=3)
     assert "DATA-LOSS" in str(_only(sessions, config={"cleanup.policy": "compact"}))
     assert _only(dead_letters, config={"cleanup.policy": "compact"}).refuses
 
@@ -164,7 +166,7 @@ def test_min_insync_replicas_of_the_settings_is_what_is_checked() -> None:
 
 
 def test_shorter_retention_is_a_warning_longer_or_unlimited_is_none() -> None:
-    sessions, dead_letters, control = recommended(_settings(), brokers=1)
+    sessions, dead_letters, control, _ = recommended(_settings(), brokers=1)
     short = _only(sessions, config={"retention.ms": "86400000"})
     assert str(short) == (
         "sshtrail.sessions: retention 1 day (retention.ms 86400000), recommended 30 days: "
@@ -191,7 +193,7 @@ def test_other_topic_configs_of_the_settings_are_compared() -> None:
 
 
 def test_summaries_and_durations_read_as_people_say_them() -> None:
-    sessions, _, control = recommended(_settings(), brokers=3)
+    sessions, _, control, _ = recommended(_settings(), brokers=3)
     assert summary(_as_created(sessions)) == (
         "6 partitions, replication factor 3, min.insync.replicas 2, retention 30 days"
     )

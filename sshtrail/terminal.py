@@ -32,7 +32,7 @@ terminal showed -- so input the recorder masked (no echo) can never become
 a command. A session without a PTY (``printf 'cmd\\n' | ssh -T ...``) has no
 echo to read: its input lines are the commands.
 
-Costs are bounded and linear (``consumer/plaintext.py``): the screen is at
+Costs are bounded and linear (``sshtrail/plaintext.py``): the screen is at
 most :data:`MAX_COLUMNS` x :data:`MAX_ROWS` whatever the recording claims,
 bulk text mostly bypasses the emulator, and no line or input is held beyond
 :data:`MAX_LINE` characters.
@@ -53,7 +53,7 @@ import pyte
 from pyte import modes
 from pyte.screens import StaticDefaultDict
 
-from consumer.plaintext import prepared, skip_of_run, split_lines
+from sshtrail.plaintext import prepared, skip_of_run, split_lines
 
 Kind = Literal["output", "command", "meta", "input", "screen"]
 

@@ -14,13 +14,15 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
-from consumer.terminal import Found, Kind, Terminal
+from sshtrail.errors import WireError
 from sshtrail.events import End, Env, Exec, Exit, Input, Notice, Output, Resize, Start
 from sshtrail.filetransfers import transfer_protocol
 from sshtrail.maskedinput import MaskedInputTracker
-from sshtrail.wire import Chunk
+from sshtrail.terminal import Found, Kind, Terminal
+from sshtrail.wire import Chunk, decode_chunk
 
 #: An exec command that is a shell reading commands from its input.
 _SHELL = re.compile(r"^\s*(?:exec\s+)?(?:/\S*/)?(?:ba|z|da|k|fi|c|tc)?sh(?:\s+-[a-z]+)*\s*$")
@@ -45,6 +47,9 @@ class IndexedSession:
         #: nothing.
         self.opaque = False
         self.exit_status: int | None = None
+        #: SHA-256 of the last chunk applied (hex): what the index read the session
+        #: up to, for ``verify --cross-check`` to hold the store to.
+        self.last_digest: str | None = None
         self._size = (80, 24, True)
         self._mode = "shell"
         self._command = ""
@@ -83,6 +88,7 @@ class IndexedSession:
             found.extend(self.terminal.found)
             self.terminal.found.clear()
         self.next_seq = chunk.seq + 1
+        self.last_digest = chunk.digest.hex()
         found.sort(key=lambda f: f.t)  # stable: a terminal's own order is kept
         return [self._document(f, chunk.seq) for f in found]
 
@@ -97,6 +103,7 @@ class IndexedSession:
             "masked_input": self.masked.verdict,
             "ordinals": ",".join(f"{kind}={n}" for kind, n in self.ordinals.items() if n),
             "exit_status": self.exit_status,
+            "last_digest": self.last_digest,
         }
 
     def restore_ordinals(self, saved: str | None) -> None:
@@ -165,3 +172,19 @@ class IndexedSession:
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
+
+
+def recorded_commands(session_id: uuid.UUID, stored: Iterable[bytes]) -> list[dict[str, Any]]:
+    """The commands of a recording as the index reads them, read afresh from its stored
+    chunks (in seq order) -- what ``show`` lists, so that a search index edited by
+    someone cannot hide a command from it. A chunk that does not decode is passed
+    over: the session's verification says it is tampered."""
+    session = IndexedSession(session_id)
+    found = []
+    for data in stored:
+        try:
+            chunk = decode_chunk(data)
+        except WireError:
+            continue
+        found += [doc for doc in session.apply(chunk) if doc["kind"] == "command"]
+    return found

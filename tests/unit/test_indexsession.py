@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from consumer.indexsession import IndexedSession
 from sshtrail import events as ev
 from sshtrail.events import ExecMode
+from sshtrail.indexsession import IndexedSession
 from sshtrail.wire import decode_chunk
 from tests.support import sftpwire
 from tests.support.recordings import events_session

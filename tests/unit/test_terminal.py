@@ -6,8 +6,8 @@ import pyte
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer.plaintext import prepared
-from consumer.terminal import MAX_LINE, MAX_OVERWRITTEN, OVERLAP, Found, Terminal
+from sshtrail.plaintext import prepared
+from sshtrail.terminal import MAX_LINE, MAX_OVERWRITTEN, OVERLAP, Found, Terminal
 
 PROMPT = b"deploy@web01:~$ "
 
