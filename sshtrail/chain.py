@@ -170,7 +170,7 @@ def _decode_all(stored: Iterable[tuple[int, bytes]]) -> dict[int, Chunk]:
         if chunk.seq != seq:
             raise _Tampered(seq, f"chunk stored as {seq} says it is {chunk.seq}")
         if chunk.end is None and chunk.signer is not None and not chunk_signature_valid(chunk):
-            raise _Tampered(seq, f"chunk {seq}'s signature does not verify")
+            raise _Tampered(seq, f"chunk {seq} was altered: its signature does not verify")
         chunks[seq] = chunk
     if chunks:
         # The session is the one an authentic end chunk names (its signature covers the

@@ -206,11 +206,12 @@ def test_verify_reports_each_kind_of_tampering(recorded: Recorded) -> None:
     flipped = bytearray(original[1])
     flipped[-5] ^= 0x01
     code, out = verdict(update(chunks).where(key, chunks.c.seq == 1).values(data=bytes(flipped)))
-    # Chunk 1 still decodes; the signed end vouches back to chunk 2, which does not follow
-    # it: chunk 1 is the one altered, and the one blamed.
-    assert (code, out.split("  ")[1:3]) == (
+    # Chunk 1 still decodes; its own signature (wire format 4) no longer verifies, and
+    # the signed end vouches back to chunk 2, which does not follow it: chunk 1 is the
+    # one altered, and the one blamed.
+    assert (code, [part.strip() for part in out.split("  ")[1:3]]) == (
         1,
-        ["tampered (chunk 1)", "chunk 1 was altered: it is not the chunk its successor follows"],
+        ["tampered (chunk 1)", "chunk 1 was altered: its signature does not verify"],
     )
     # The store had stored chunk 1: its absence is tampering, not a gap.
     code, out = verdict(delete(chunks).where(key, chunks.c.seq == 1))

@@ -112,7 +112,7 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url: str) -> None:
 def test_requests_of_sessions_stored_before_0002_are_filled_in(database_url: str) -> None:
     """0002 adds sessions.request/command and fills them from the stored first chunks."""
     migrate.upgrade(database_url, "0001")
-    sid, messages = recording(chunks=3)
+    sid, messages = recording(chunks=3, legacy=True)  # stored then: written before format 4
     damaged = uuid7()
     engine = make_engine(database_url)
     # The tables as 0001 made them (the models know the columns 0002 adds).

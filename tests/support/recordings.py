@@ -27,12 +27,14 @@ def recording(
     exit_status: int | None = 0,
     signer: Ed25519PrivateKey = SIGNER,
     text: bool = False,
+    legacy: bool = False,
 ) -> tuple[uuid.UUID, list[bytes]]:
     """A closed session of ``chunks`` chunks (at least 2), ``payload`` output bytes each:
-    random bytes, or with ``text`` lines such as a build log prints."""
+    random bytes, or with ``text`` lines such as a build log prints; with ``legacy``, as
+    gateways before wire format 4 wrote it (only the end chunk signed)."""
     assert chunks >= 2
     session_id = uuid7()
-    writer = ChainWriter(session_id, signer)
+    writer = ChainWriter(session_id, signer, legacy=legacy)
     start = ev.Start(
         t=0,
         operator=operator,
