@@ -269,7 +269,8 @@ def test_a_rebalance_during_an_outage_commits_nothing_unwritten(harness: Harness
     second, _ = harness.start_member()  # joins: everything revoked and shared anew
     harness.wait_for(lambda: harness.store.attempts >= 8, what="retries after the rebalance")
     harness.stop_member(second)  # leaves: the first member gets its partitions back
-    time.sleep(0.1)
+    first = harness.members[0]
+    harness.wait_for(lambda: first.assignment() == {0, 1, 2}, what="the partitions back")
     harness.store.down = False
     harness.wait_for(harness.everything_done, what="every offset committed")
     assert len(harness.store.chunks) == 20 * 4
@@ -293,7 +294,8 @@ def test_a_batch_fetched_before_a_partition_left_and_came_back_is_not_committed(
     other, _ = harness.start_member(options, name="other")
     harness.wait_for(lambda: bool(harness.committed()), what="the other member's commit")
     harness.stop_member(other)  # its partition goes back to the stuck member
-    time.sleep(0.1)
+    stuck = harness.members[0]
+    harness.wait_for(lambda: stuck.assignment() == {0, 1, 2}, what="the partition back")
     harness.store.down_for = set()
     harness.wait_for(harness.everything_done, what="every offset committed")
     assert len(harness.store.chunks) == 30 * 4
