@@ -21,7 +21,11 @@ def run_store(args: argparse.Namespace, settings: Settings) -> int:
     except Stopped as stopped:
         print(f"store: {stopped}", flush=True)
         return 0
-    writer = StoreWriter(engine, incomplete_after(settings))
+    writer = StoreWriter(
+        engine,
+        incomplete_after(settings),
+        evidence_max_bytes=settings.consumer.refused_chunks_max_mib << 20,
+    )
     group = args.group or settings.consumer.store_group
     try:
         return run_member(settings, group, writer, args.metrics_port, "store")

@@ -251,7 +251,11 @@ def _reprocess_into(
 ) -> Reprocessed:
     if group == "store":
         engine = open_database(settings)
-        writer: StoreWriter | IndexWriter = StoreWriter(engine, incomplete_after(settings))
+        writer: StoreWriter | IndexWriter = StoreWriter(
+            engine,
+            incomplete_after(settings),
+            evidence_max_bytes=settings.consumer.refused_chunks_max_mib << 20,
+        )
     else:
         engine = open_index(settings)
         writer = IndexWriter(engine)

@@ -70,6 +70,9 @@ T = TypeVar("T")
 #: Seconds of a writer's left-over work between two batches, and when no batch waits.
 BACKGROUND_BUSY_S = 0.2
 BACKGROUND_IDLE_S = 1.0
+#: Refused chunks of a batch logged one by one; the rest in one line (a flood of
+#: forgeries must not flood the log too).
+REFUSALS_LOGGED = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -342,7 +345,7 @@ class GroupRunner:
     def _refuse(self, refused: list[Refused]) -> bool:
         """Hand the chunks no trusted gateway signed to the writer (the store keeps them as
         evidence) before anything is committed; whether that was done."""
-        for item in refused:
+        for item in refused[:REFUSALS_LOGGED]:
             chunk, received = item.received.chunk, item.received
             log.warning(
                 "%s: chunk %d of session %s (partition %d, offset %d) refused: %s",
@@ -352,6 +355,12 @@ class GroupRunner:
                 received.partition,
                 received.offset,
                 item.reason,
+            )
+        if len(refused) > REFUSALS_LOGGED:
+            log.warning(
+                "%s: %d more chunks of this batch refused (the metric counts them all)",
+                self.group,
+                len(refused) - REFUSALS_LOGGED,
             )
 
         def keep() -> bool:

@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 from consumer import transfers
 from consumer.messages import Received, Refused
 from consumer.pgcopy import copy_chunks, track_staging_table
-from consumer.refusals import keep_refused
+from consumer.refusals import EvidenceBudget, keep_refused
 from consumer.sessionrow import COLUMNS, SessionRow
 from consumer.transaction import Transaction, locked_rows
 from consumer.writer import Written
@@ -59,8 +59,11 @@ class StoreWriter:
         engine: Engine,
         incomplete_after: dt.timedelta,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        evidence_max_bytes: int = 256 << 20,
     ) -> None:
         self._engine = engine
+        #: What of the refused chunks is kept (``consumer.refused_chunks_max_mib``).
+        self.evidence = EvidenceBudget(evidence_max_bytes)
         self._postgres = engine.dialect.name == "postgresql"
         if self._postgres:
             track_staging_table(engine)
@@ -74,7 +77,9 @@ class StoreWriter:
 
     def write(self, chunks: Sequence[Received]) -> Written:
         """Store ``chunks`` in one transaction; :class:`DatabaseError` if it fails."""
-        unique = {(r.chunk.session_id, r.chunk.seq): r for r in chunks}
+        unique: dict[tuple[uuid.UUID, int], Received] = {}
+        for received in chunks:  # the first of a seq read is kept, as across batches
+            unique.setdefault((received.chunk.session_id, received.chunk.seq), received)
         if not unique:
             return Written(0, 0)
         with self._transaction("write") as conn:
@@ -90,7 +95,7 @@ class StoreWriter:
     def refuse(self, refused: Sequence[Refused]) -> None:
         """Keep chunks no trusted gateway signed as evidence (``consumer/refusals.py``)."""
         with self._transaction("refuse") as conn:
-            keep_refused(conn, self._insert, refused)
+            keep_refused(conn, self._insert, self.evidence.admit(conn, refused))
 
     def background(self, budget_s: float) -> bool:
         """Read the transfers of ended SFTP/SCP sessions (``consumer/transfers.py``),

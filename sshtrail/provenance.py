@@ -20,6 +20,7 @@ out damaged chunks but not a forger with a key of its own -- and
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -67,13 +68,21 @@ class Provenance:
         digest is the ``prev`` of a later chunk taken, under the same key, is taken
         without checking its own signature -- as surely as if it had been checked. A
         forgery cannot have that digest; it is checked, and refused, on its own.
+
+        The digest does not cover the signature, though: a copy of a real chunk with
+        its signature spoiled has the real chunk's digest. Such a copy says nothing
+        new, but stored in the real chunk's place it would make a genuine session
+        read as tampered. So a chunk whose session and seq come more than once in the
+        batch is never vouched for: each copy is checked on its own.
         """
         reasons: list[str | None] = [None] * len(chunks)
+        seen = Counter((chunk.session_id, chunk.seq) for chunk in chunks)
         vouched: set[tuple[bytes, bytes]] = set()  # (digest, key) of chunks vouched for
         for i in range(len(chunks) - 1, -1, -1):
             chunk = chunks[i]
             signer = chunk.signer
-            if signer is None or (chunk.digest, signer) not in vouched:
+            alone = seen[chunk.session_id, chunk.seq] == 1
+            if signer is None or not alone or (chunk.digest, signer) not in vouched:
                 reasons[i] = self.refusal(chunk)
             if reasons[i] is None and signer is not None:
                 vouched.add((chunk.prev, signer))

@@ -282,6 +282,10 @@ class ConsumerSettings(_Section):
     #: are refused as forgeries would be: kept as evidence, not stored as the
     #: session's (docs/operations.md, *Upgrading*).
     accept_unsigned_chunks: bool = False
+    #: At most this many MiB of refused chunks are kept as evidence (``refused_chunks``,
+    #: their bytes and about 128 bytes a row); beyond it a refused chunk is only
+    #: counted and logged, so a forger cannot fill the store's disk. 0: keep none.
+    refused_chunks_max_mib: Annotated[int, msgspec.Meta(ge=0, le=1 << 20)] = 256
     #: Address of each consumer instance's Prometheus ``/metrics`` endpoint.
     metrics_listen: str = "127.0.0.1"
     #: Its port; 0 turns it off. ``--metrics-port`` sets it.

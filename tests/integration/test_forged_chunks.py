@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import subprocess
 import uuid
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from sshtrail import migrate
 from sshtrail.db import make_engine
 from sshtrail.ids import uuid7
 from sshtrail.settings import Settings
-from sshtrail.wire import Chunk, chain_digest, decode_chunk, encode_chunk
+from sshtrail.wire import SIGNATURE_SIZE, Chunk, chain_digest, decode_chunk, encode_chunk
 from tests.support.cli import sshtrail
 from tests.support.consumers import read_all, stored_chunks, wait_for, write_config
 from tests.support.gateway import GatewayProcess
@@ -166,3 +167,48 @@ def test_forged_chunks_are_kept_as_evidence_and_the_gateways_are_taken(
         hub.close()
     assert b"real-55" in shown_live
     assert FORGED not in shown_live
+
+
+def test_copies_of_real_chunks_with_spoiled_signatures_do_not_replace_them(
+    tmp_path: Path, broker: Broker, sshd: SshdTarget, database_url: str
+) -> None:
+    """The attack on the first version of this defence: a chunk's digest does not cover
+    its signature, so copies of the real chunks with spoiled signatures, ended by a
+    byte-exact copy of the real end chunk, were all vouched for by that end and stored
+    in place of the real ones -- a genuine session then read as tampered. Read by the
+    store in the same batch as the real chunks (a group catching up), the copies are
+    refused and kept as evidence; the real chunks stay."""
+    gateway = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd, dead_letters=True)
+    gateway.start()
+    try:
+        command = "for i in 1 2 3 4 5; do echo line-$i; sleep 0.3; done"
+        ran = gateway.ssh("alice:t1", command)
+        assert subprocess.run(ran, capture_output=True, timeout=60, check=False).returncode == 0
+    finally:
+        gateway.stop()
+    real = sorted((c for _, _, c in published(gateway)), key=lambda c: c.seq)
+    session_id = real[0].session_id
+    assert len(real) >= 3
+    assert real[-1].end is not None
+    spoiled = [c.raw[:-SIGNATURE_SIZE] + os.urandom(SIGNATURE_SIZE) for c in real[:-1]]
+    produce(gateway.servers, gateway.topic, keyed(session_id, [*spoiled, real[-1].raw]))
+
+    search_url = f"sqlite:///{tmp_path / 'search.db'}"
+    config = write_config(
+        tmp_path / "members.toml", broker.bootstrap_servers, gateway.topic, database_url, search_url
+    )
+    signer = gateway.workdir / "state" / "gateway" / "recording_ed25519_key"
+    config.write_text(config.read_text() + f'[gateway]\nsigning_key = "{signer}"\n')
+    migrate.upgrade(database_url)
+    store_and_index(config, database_url, search_url, sessions=1)
+
+    engine = make_engine(database_url)
+    try:
+        stored = stored_chunks(engine)
+    finally:
+        engine.dispose()
+    assert stored == {(session_id, c.seq): c.raw for c in real}, "the real chunks stay"
+    [verdict] = json.loads(sshtrail(config, "verify", str(session_id), "--json").stdout)
+    assert verdict["status"] == "ok", verdict
+    assert sorted(r["seq"] for r in verdict["refused"]) == [c.seq for c in real[:-1]]
+    assert {r["reason"] for r in verdict["refused"]} == {"its signature does not verify"}

@@ -13,13 +13,15 @@ from sqlalchemy import Engine, delete, event, func, select
 from sqlalchemy.engine import Connection
 
 from consumer import store
-from consumer.messages import Received
+from consumer.messages import Received, Refused
 from consumer.pgcopy import copy_chunks
+from consumer.refusals import ROW_COST, kept_bytes
 from consumer.store import CHUNKS, SESSIONS, StoreWriter
 from sshtrail import events as ev
 from sshtrail import queries
 from sshtrail.db import make_engine
 from sshtrail.errors import DatabaseError
+from sshtrail.tables import REFUSED_CHUNKS
 from sshtrail.wire import decode_chunk
 from tests.support import sftpwire
 from tests.support.recordings import events_session, recording
@@ -345,3 +347,30 @@ def test_background_work_asks_the_database_only_when_a_session_may_wait(
     writer.write(received(messages))
     assert writer.background(1.0) is False
     assert session_row(store_engine, sid)["transfers"] == "done"
+
+
+def test_refused_chunks_are_kept_up_to_the_evidence_budget(store_engine: Engine) -> None:
+    """A client producing forgeries without end cannot fill the store's database: the
+    refused chunks are kept up to ``consumer.refused_chunks_max_mib``, the rest counted
+    (the attack: 120 forgeries of 900 kB made 108 MB of evidence, and more each time)."""
+    forged = [recording(3, 4000)[1] for _ in range(20)]  # 20 sessions, 3 chunks each
+    refused = [
+        Refused(item, "signed by SHA256:mallory, not a trusted gateway key")
+        for n, messages in enumerate(forged)
+        for item in received(messages, first_offset=n * 3)
+    ]
+    budget = 10 * (ROW_COST + 4200)  # about ten of them
+    writer = StoreWriter(store_engine, dt.timedelta(hours=1), evidence_max_bytes=budget)
+    writer.refuse(refused[:30])
+    writer.refuse(refused[30:])
+    with store_engine.connect() as conn:
+        kept = conn.execute(select(func.count()).select_from(REFUSED_CHUNKS)).scalar()
+        cost = kept_bytes(conn)
+    assert kept is not None
+    assert 5 <= kept < len(refused), kept
+    assert cost <= budget
+    assert writer.evidence.dropped == len(refused) - kept
+    # Another member (a new writer) counts what is kept already.
+    StoreWriter(store_engine, dt.timedelta(hours=1), evidence_max_bytes=budget).refuse(refused)
+    with store_engine.connect() as conn:
+        assert kept_bytes(conn) == cost

@@ -502,7 +502,9 @@ def test_a_run_of_chained_chunks_costs_one_signature_check_and_forgeries_still_f
     reasons = Provenance(TRUSTED).refusals(batch)
 
     assert reasons == [None] * 4 + ["its signature does not verify"] + [None] * 4
-    assert sorted(checked) == [1, 3, 5], "one check per run of each session, and the forgery"
+    # One check per run of each session, and the forgery and the real chunk of its seq
+    # each on their own (a copy of a seq is never vouched for).
+    assert sorted(checked) == [1, 3, 3, 5]
     # Cut short: a chunk no later chunk vouches for is checked itself.
     checked.clear()
     assert Provenance(TRUSTED).refusals(batch[:2]) == [None, None]
@@ -514,3 +516,30 @@ def test_a_run_of_chained_chunks_costs_one_signature_check_and_forgeries_still_f
         [decode_chunk(m) for m in real[:5]] + [decode_chunk(bytes(spoiled))]
     )
     assert refused == [None] * 5 + ["its signature does not verify"], refused
+
+
+def test_a_copy_with_a_spoiled_signature_is_never_vouched_for() -> None:
+    """Issue 32 (attack on #3): a copy of a real chunk with its signature spoiled has the
+    real chunk's digest (the signature is outside it), so a later real chunk would
+    vouch for both; stored in the real one's place, it would make the session read
+    tampered. Copies of one seq in a batch are each checked on their own."""
+    session_id = uuid7()
+    writer = ChainWriter(session_id, KEY)
+    real = [writer.encode([start_event()])]
+    real += [writer.encode([ev.Output(i, b"line\r\n")]) for i in range(1, 4)]
+
+    def spoiled(message: bytes) -> bytes:
+        return message[:-SIGNATURE_SIZE] + bytes(SIGNATURE_SIZE)
+
+    trusted = Provenance(TRUSTED)
+    copied = [real[0], real[1], spoiled(real[1]), real[2], spoiled(real[2]), real[3]]
+    reasons = trusted.refusals([decode_chunk(m) for m in copied])
+    refused = "its signature does not verify"
+    assert reasons == [None, None, refused, None, refused, None]
+    # The whole run copied with spoiled signatures and a byte-exact copy of the real
+    # last chunk, in the same batch as the real chunks: the copies are refused.
+    again = [*real, *(spoiled(m) for m in real[:-1]), real[-1]]
+    reasons = trusted.refusals([decode_chunk(m) for m in again])
+    assert reasons[:4] == [None] * 4
+    assert reasons[4:7] == ["its signature does not verify"] * 3
+    assert reasons[7] is None  # the same bytes as the real one: nothing new
