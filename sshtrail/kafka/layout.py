@@ -161,6 +161,8 @@ def _partitions(spec: TopicSpec, found: FoundTopic) -> list[Difference]:
 
     if spec.role == "dead letters":
         return [difference("dead letters keep no order")]
+    if spec.role == "access-log heads":
+        return []  # access-log --verify reads every partition's heads, in any order
     if not found.messages:
         return [
             difference(
@@ -173,8 +175,6 @@ def _partitions(spec: TopicSpec, found: FoundTopic) -> list[Difference]:
         "the live view look for older sessions on the wrong one"
         if spec.role == "sessions"
         else "a lock and its unlock on two partitions may be applied in the wrong order"
-        if spec.role == "requests"
-        else "access-log --verify reads the heads of a chain from its old partition and the new"
     )
     held = counted(found.messages, "message")
     return [

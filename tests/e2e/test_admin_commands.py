@@ -19,6 +19,7 @@ from sqlalchemy import delete, func, select
 from consumer.store import CHUNKS, SESSIONS
 from sshtrail import search
 from sshtrail.db import make_engine
+from sshtrail.keyfiles import load_ed25519_private
 from tests.support.consumers import create_topics, group_lag, start_member, wait_for, write_config
 from tests.support.recorded import Recorded
 from tests.support.recordings import keyed, produce, typed_session
@@ -204,8 +205,11 @@ def test_watch_follows_a_session_live_until_it_ends(recorded: Recorded) -> None:
     # Issue 14, defect 6: what the session prints must not make the watcher's terminal
     # answer (cursor position, device attributes) or take its clipboard.
     hostile = "\x1b[6n\x1b[c\x1b]52;c;cHduZWQ=\x07queried"
+    # Signed by the gateway's recording key: watch takes only what a trusted gateway signed.
+    gateway_key = recorded.gateway.workdir / "state" / "gateway" / "recording_ed25519_key"
     session_id, messages = typed_session(
-        [("echo live-one", "live-one"), ("printf q", hostile), ("echo live-two", "live-two")]
+        [("echo live-one", "live-one"), ("printf q", hostile), ("echo live-two", "live-two")],
+        signer=load_ed25519_private(gateway_key, "gateway.signing_key"),
     )
     half = len(messages) // 2
     produce(servers, topic, keyed(session_id, messages[:half]))

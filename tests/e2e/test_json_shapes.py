@@ -72,10 +72,25 @@ class Command(_Strict):
     certain: bool
 
 
+class IndexWitness(_Strict):
+    status: Literal["agrees", "differs", "unavailable"]
+    detail: str
+
+
+class RefusedChunk(_Strict):
+    seq: int
+    partition: int
+    offset: int
+    reason: str
+    received_at: str
+
+
 class Shown(Session, forbid_unknown_fields=True):
     commands: list[Command]
+    index: IndexWitness
     transfers_read: Literal["pending", "done", "failed"] | None
     transfers: list[Transfer]
+    refused: list[RefusedChunk]
 
 
 class Hit(_Strict):
@@ -92,6 +107,7 @@ class Hit(_Strict):
 
 class Verified(Verification, forbid_unknown_fields=True):
     session: uuid.UUID
+    refused: list[RefusedChunk]
 
 
 def decoded(raw: bytes, shape: Any) -> Any:

@@ -96,7 +96,7 @@ def test_a_topic_as_sshtrail_creates_it_has_no_difference() -> None:
 
 
 def test_another_partition_count_is_a_warning_while_empty_and_refused_with_messages() -> None:
-    sessions, dead_letters, control, _ = recommended(_settings(), brokers=3)
+    sessions, dead_letters, control, heads = recommended(_settings(), brokers=3)
     empty = _only(sessions, partitions=1)
     assert not empty.refuses
     assert str(empty).startswith(
@@ -108,6 +108,9 @@ def test_another_partition_count_is_a_warning_while_empty_and_refused_with_messa
     assert "set kafka.partitions = 12" in str(held)
     assert _only(control, partitions=1, messages=1).refuses
     assert not _only(dead_letters, partitions=1, messages=100).refuses
+    # The access log's heads are read from every partition, whatever their order.
+    for count in (1, 12):
+        assert differences(heads, _as_created(heads, partitions=count, messages=9)) == []
 
 
 @pytest.mark.parametrize("policy", ["delete", "compact,delete", "delete, compact"])
