@@ -13,7 +13,7 @@ from typing import Any
 
 import msgspec
 import pytest
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
 from starlette.testclient import TestClient
 
 from consumer.web.app import CSP, create_app
@@ -256,6 +256,23 @@ def test_the_access_log_has_every_sign_in_and_look(
         ("tom", "denied", None, "admin page /access-log"),
     ]
     assert {r["address"] for r in rows} == {"testclient"}
+
+
+def test_nothing_is_shown_when_the_access_log_cannot_be_written(
+    client: TestClient, store_engine: Engine, stored: dict[tuple[str | None, str | None], uuid.UUID]
+) -> None:
+    """Every look is logged before it is answered: a store that takes no access log entry
+    (here: its table gone) gets a 503 and shows nothing, on both engines."""
+    assert sign_in(client, "ann").status_code == 303
+    session_id = stored["alice", "t1"]
+    assert client.get(f"/sessions/{session_id.hex}").status_code == 200
+    with store_engine.begin() as conn:
+        conn.execute(text("DROP TABLE access_log"))
+    for path in ("/sessions", f"/sessions/{session_id.hex}", "/search?q=echo"):
+        page = client.get(path)
+        assert page.status_code == 503, path
+        assert "the access log cannot be written" in page.text
+        assert "alert(" not in page.text, f"{path} showed a session"
 
 
 def test_every_answer_carries_the_security_headers(

@@ -7,7 +7,7 @@ import pytest
 
 from producer.policy import Login, Policy, Refused
 from sshtrail.errors import ConfigError
-from sshtrail.passwords import hash_password, verify_password
+from sshtrail.passwords import SCRYPT_N, SCRYPT_P, SCRYPT_R, hash_password, verify_password
 from sshtrail.settings import OperatorSettings, Settings, TargetSettings
 
 KEY = asyncssh.generate_private_key("ssh-ed25519")
@@ -67,6 +67,42 @@ def test_passwords_are_scrypt_hashes() -> None:
     rules = policy(password_hash=stored)
     assert rules.check_password("alice", "correct horse battery")
     assert not policy().check_password("alice", "correct horse battery")
+
+
+def scrypt_costs(monkeypatch: pytest.MonkeyPatch, module: object) -> list[tuple[str, ...]]:
+    """Record the scrypt cost (N, r, p) of every hash ``module`` checks a password against."""
+    costs: list[tuple[str, ...]] = []
+
+    def checked(stored: str, password: str) -> bool:
+        costs.append(tuple(stored.split("$")[1:4]))
+        return verify_password(stored, password)
+
+    monkeypatch.setattr(module, "verify_password", checked)
+    return costs
+
+
+def test_every_name_costs_one_full_scrypt_check(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unknown names, names without a password and wrong passwords each cost one check
+    of a real-cost hash (a dummy one where there is none): timing tells no names."""
+    from producer import policy as module
+
+    costs = scrypt_costs(monkeypatch, module)
+    rules = Policy(
+        Settings(
+            operators=[
+                OperatorSettings(name="alice", keys=[OPERATOR_KEY], targets=["web01"]),
+                OperatorSettings(
+                    name="pat", password_hash=hash_password("right"), targets=["web01"]
+                ),
+            ],
+            targets=[TargetSettings(name="web01", host="10.0.0.1", key="k", host_keys=[HOST])],
+        ),
+        {"web01": KEY},
+    )
+    for name, password in (("zed", "x"), ("alice", "x"), ("pat", "wrong"), ("pat", "right")):
+        assert rules.check_password(name, password) is (password == "right")
+    real = (str(SCRYPT_N), str(SCRYPT_R), str(SCRYPT_P))
+    assert costs == [real] * 4
 
 
 @pytest.mark.parametrize(
