@@ -66,13 +66,14 @@ def edit_gaps(engine: Engine, sid: uuid.UUID, value: str) -> None:
 
 
 def run(config: Path, *argv: str, fails: bool = False) -> str:
-    """The command's output; it must end within 20 s, with a failure exactly if ``fails``."""
-    started = time.monotonic()
+    """The command's output; it must end (a loop over 10**9 seqs would not, within the
+    wait's bound; a set of them would not fit the memory limit), with a failure exactly
+    if ``fails``. How fast the commands answer is measured by bench/audit.py."""
     command = Running("--config", str(config), *argv, cwd=config.parent, memory_limit=MEMORY)
     status, out, err = command.wait(timeout=60)
     out = "".join(command.lines) + out + err
     assert "Traceback" not in err, err
-    assert (status != 0, time.monotonic() - started < 20) == (fails, True), (status, out)
+    assert (status != 0) == fails, (status, out)
     return out
 
 

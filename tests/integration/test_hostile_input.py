@@ -11,7 +11,6 @@ within seconds.
 from __future__ import annotations
 
 import asyncio
-import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,10 +110,9 @@ def test_hostile_sessions_are_stored_faithfully_and_stop_no_one(
     members = [start_member(config, "store"), start_member(config, "index")]
     try:
         mark = uuid.uuid4().hex[:8]
-        started = time.monotonic()
+        # Every hostile request gets its answer (each within _hostile's bound: one once
+        # hung for ~20 s, and would now fail there).
         results = asyncio.run(_hostile(gateway, mark))
-        # Every hostile request got an answer at once (it once hung for ~20 s).
-        assert time.monotonic() - started < 20
         # SSH clients (asyncssh, as the gateway's side towards targets) keep 8 bits of
         # an exit status; a status beyond them reaches the store only in a chunk
         # written by something else than this gateway -- sent straight to the topic.
