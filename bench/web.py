@@ -47,12 +47,14 @@ PASSWORD = "bench-password"
 
 def big_session(store_url: str, megabytes: int, text: bool) -> str:
     """One closed session of ``megabytes`` MB of output (terminal text, or random bytes:
-    the worst case, each a ``\ufffd`` escape in the asciicast), in 64 KiB chunks."""
+    the worst case, each a ``\ufffd`` escape in the asciicast), in 64 KiB chunks; with 0,
+    the smallest session the player shows: one chunk of one line."""
     from sshtrail.db import make_engine
 
     engine = make_engine(store_url)
     writer = StoreWriter(engine, dt.timedelta(hours=1))
-    session_id, messages = recording(max(2, megabytes * 16), 64 << 10, target="big", text=text)
+    chunks, size = (megabytes * 16 + 2, 64 << 10) if megabytes else (3, 80)
+    session_id, messages = recording(chunks, size, target="big", text=text)
     now = dt.datetime.now(dt.UTC)
     received = [Received(decode_chunk(m), 1, i, now) for i, m in enumerate(messages)]
     for start in range(0, len(received), 200):
@@ -105,8 +107,11 @@ def signed_in(base: str) -> httpx.Client:
     return client
 
 
-def stream_cast(client: httpx.Client, session: str, what: str) -> None:
-    """Time the asciicast download the player makes: first byte, last byte."""
+def stream_cast(
+    client: httpx.Client, session: str, what: str, baseline: tuple[float, float] | None = None
+) -> tuple[float, float]:
+    """Time the asciicast download the player makes: (first byte, last byte), printed with
+    their ratio to ``baseline`` (the same for the smallest session) when given."""
     started = time.perf_counter()
     first = None
     size = 0
@@ -116,15 +121,23 @@ def stream_cast(client: httpx.Client, session: str, what: str) -> None:
                 first = time.perf_counter() - started
             size += len(piece)
     whole = time.perf_counter() - started
-    print(
-        f"asciicast of {what}: first byte {(first or 0) * 1000:.0f} ms, all "
-        f"{size / 1e6:.0f} MB in {whole:.2f} s ({size / 1e6 / whole:.0f} MB/s)"
+    first = first or 0.0
+    ratio = (
+        f"  ({first / baseline[0]:.1f}x and {whole / baseline[1]:.0f}x the smallest session's)"
+        if baseline
+        else ""
     )
+    print(
+        f"asciicast of {what}: first byte {first * 1000:.0f} ms, all "
+        f"{size / 1e6:.1f} MB in {whole:.2f} s ({size / 1e6 / whole:.0f} MB/s){ratio}"
+    )
+    return first, whole
 
 
-def browser_start(base: str, sessions: dict[str, str], megabytes: int) -> None:
+def browser_start(base: str, sessions: dict[str, str], smallest: str) -> None:
     """In Debian's chromium: from opening a session's page to its player being ready
-    (the recording loaded and its first frame shown), against a 1-chunk session's."""
+    (the recording loaded and its first frame shown), against the smallest session's
+    (``smallest``: one chunk of one line), measured first."""
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         print("player start in the browser: not measured (chromium, chromium-driver missing)")
         return
@@ -142,19 +155,23 @@ def browser_start(base: str, sessions: dict[str, str], megabytes: int) -> None:
         driver.find_element(By.ID, "name").send_keys("bench")
         driver.find_element(By.ID, "password").send_keys(PASSWORD)
         driver.find_element(By.ID, "sign-in").click()
-        for kind, session in sessions.items():
+        baseline: float | None = None
+        for kind, session in {"the smallest session": smallest, **sessions}.items():
             started = time.perf_counter()
             driver.get(f"{base}/sessions/{session}")
             while driver.find_element(By.ID, "player").get_attribute("data-ready") != "yes":
                 if time.perf_counter() - started > 120:
-                    print(f"player start, {megabytes} MB of {kind}: not ready after 120 s")
+                    print(f"player start, {kind}: not ready after 120 s")
                     break
                 time.sleep(0.01)
             else:
+                took = time.perf_counter() - started
+                ratio = f"  ({took / baseline:.1f}x the smallest session's)" if baseline else ""
                 print(
-                    f"player start in chromium, {megabytes} MB of {kind}: "
-                    f"{time.perf_counter() - started:.2f} s from opening the page"
+                    f"player start in chromium, {kind}: {took:.2f} s from opening the page{ratio}"
                 )
+                if session == smallest:
+                    baseline = took
     finally:
         driver.quit()
 
@@ -174,9 +191,10 @@ def main() -> None:
         some = conn.execute(select(SESSIONS.c.id).limit(1)).scalar_one().hex
     store.dispose()
     index.dispose()
+    smallest = big_session(store_url, 0, text=True)
     big = {
-        "text": big_session(store_url, args.big_mb, text=True),
-        "random bytes": big_session(store_url, args.big_mb, text=False),
+        f"{args.big_mb} MB of text": big_session(store_url, args.big_mb, text=True),
+        f"{args.big_mb} MB of random bytes": big_session(store_url, args.big_mb, text=False),
     }
     print(
         f"{args.sessions:,} sessions, {args.lines:,} indexed lines and two {args.big_mb} MB "
@@ -203,9 +221,10 @@ def main() -> None:
                 f"GET {path:<44} p50 {p50:6.1f} ms  p95 {p95:6.1f} ms  "
                 f"({p50 / base[0]:5.1f}x /healthz)"
             )
+        least = stream_cast(client, smallest, "the smallest session (baseline)")
         for kind, session in big.items():
-            stream_cast(client, session, f"{args.big_mb} MB of {kind}")
-        browser_start(f"http://127.0.0.1:{port}", big, args.big_mb)
+            stream_cast(client, session, kind, least)
+        browser_start(f"http://127.0.0.1:{port}", big, smallest)
     finally:
         process.terminate()
         process.wait(timeout=30)

@@ -48,7 +48,7 @@ from tests.support.sshd import SshdTarget
 pytestmark = pytest.mark.e2e
 
 SESSIONS_PER_FAULT = int(knob("FAULT_SESSIONS", "20"))
-LINES = 150  # each session prints this many lines, 20 ms apart: ~3 s
+LINES = 250  # each session prints this many lines, 20 ms apart: ~5 s, the fault mid-way
 #: Output a recording may lack after kill -9 of the gateway: its coalescing
 #: window (100 ms, ~5 lines of ~12 bytes), with room to spare.
 WINDOW_BYTES = 300
@@ -145,6 +145,18 @@ def start_load(stack: Stack, fault: str) -> list[Client]:
     return clients
 
 
+def running(stack: Stack, clients: list[Client]) -> None:
+    """Return once every client's session is recorded and stored (its first chunk, with
+    the command), while all of them still run: the fault then hits them mid-session."""
+    wait_for(
+        lambda: {c.mark for c in clients} <= set(recorded(stack)),
+        timeout=60,
+        what="every session under way and stored",
+    )
+    ended = [c.mark for c in clients if c.process.poll() is not None]
+    assert not ended, f"sessions ended before the fault: {ended}"
+
+
 def finish_load(clients: list[Client]) -> None:
     for client in clients:
         client.stdout, _ = client.process.communicate(timeout=180)
@@ -228,7 +240,7 @@ def assert_nothing_lost(stack: Stack, clients: list[Client]) -> None:
 
 def test_broker_killed_and_restarted(stack: Stack) -> None:
     clients = start_load(stack, "broker")
-    time.sleep(1.5)
+    running(stack, clients)
     stack.broker.kill()  # kill -9: what it acknowledged must survive, with no replay window
     time.sleep(3)
     stack.broker.start()
@@ -238,7 +250,7 @@ def test_broker_killed_and_restarted(stack: Stack) -> None:
 
 def test_store_and_index_members_killed_and_restarted(stack: Stack) -> None:
     clients = start_load(stack, "members")
-    time.sleep(1.5)
+    running(stack, clients)
     for member in (stack.store, stack.index):
         member.process.kill()
         member.process.wait(10)
@@ -250,7 +262,7 @@ def test_store_and_index_members_killed_and_restarted(stack: Stack) -> None:
 
 def test_postgresql_stopped_and_started(stack: Stack) -> None:
     clients = start_load(stack, "postgres")
-    time.sleep(1.5)
+    running(stack, clients)
     stack.store_engine.dispose()
     stack.postgres.stop()
     time.sleep(8)
@@ -261,7 +273,7 @@ def test_postgresql_stopped_and_started(stack: Stack) -> None:
 
 def test_gateway_killed_with_a_spool_and_restarted(stack: Stack) -> None:
     clients = start_load(stack, "gateway")
-    time.sleep(1.5)
+    running(stack, clients)
     stack.broker.kill()  # so the gateway's spool holds chunks when it dies
     time.sleep(1)
     stack.gateway.kill()
