@@ -46,7 +46,6 @@ from sqlalchemy.engine import Connection
 
 from sshtrail import search
 from sshtrail.errors import WireError
-from sshtrail.letters import Refused
 from sshtrail.seqranges import describe_ranges
 from sshtrail.states import SessionStatus
 from sshtrail.tables import CHUNKS, SESSIONS
@@ -82,6 +81,10 @@ def indexed(conn: Connection, session_id: uuid.UUID | None = None) -> Iterator[R
     if session_id is not None:
         query = query.where(search.SESSIONS.c.session_id == session_id)
     yield from conn.execute(query.order_by(search.SESSIONS.c.session_id)).mappings()
+
+
+#: seq -> hex digest of each chunk of a session on the dead-letter topic.
+Refused = Mapping[int, str]
 
 
 class DeadLetters(Protocol):

@@ -12,8 +12,9 @@ group, where a writer of the database cannot put any (Kafka ACLs): so
 from __future__ import annotations
 
 import uuid
-from collections.abc import Collection, Mapping
+from collections.abc import Collection
 
+from sshtrail.crosscheck import Refused
 from sshtrail.errors import TopicMissing, WireError
 from sshtrail.kafka.adapters import topic_reader
 from sshtrail.kafka.reading import whole_topic
@@ -30,9 +31,6 @@ HEADER_GROUP = "sshtrail.group"
 HEADER_TRUNCATED = "sshtrail.truncated"
 #: On a record of lost offsets (no value): one past the last offset lost.
 HEADER_LOST_END = "sshtrail.lost.end"
-
-#: seq -> hex digest of each chunk of a session on the dead-letter topic.
-Refused = Mapping[int, str]
 
 
 class StoreLetters:

@@ -15,9 +15,8 @@ from sqlalchemy import Engine, RowMapping, text
 
 from sshtrail import migrate
 from sshtrail.cli.crosscheck import same_database
-from sshtrail.crosscheck import compare
+from sshtrail.crosscheck import Refused, compare
 from sshtrail.db import make_engine
-from sshtrail.letters import Refused
 from sshtrail.tables import CHUNKS, SESSIONS
 from sshtrail.wire import decode_chunk
 from tests.support.recordings import recording
