@@ -16,24 +16,26 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from consumer.messages import Rejected
+from sshtrail import letters as letter_format
 from sshtrail.errors import BrokerError, MessageTooLarge, OffsetsLost
 from sshtrail.kafka.ports import DeliveryError, Headers, MessageProducer
 
 log = logging.getLogger(__name__)
 
-#: Header names on a dead letter (docs/operations.md, "Dead letters").
-HEADER_TOPIC = "sshtrail.origin.topic"
-HEADER_PARTITION = "sshtrail.origin.partition"
-HEADER_OFFSET = "sshtrail.origin.offset"
-HEADER_ERROR = "sshtrail.error"
-HEADER_GROUP = "sshtrail.group"
+#: Header names on a dead letter (docs/operations.md, "Dead letters"), shared with the
+#: readers of the letters in :mod:`sshtrail.letters`.
+HEADER_TOPIC = letter_format.HEADER_TOPIC
+HEADER_PARTITION = letter_format.HEADER_PARTITION
+HEADER_OFFSET = letter_format.HEADER_OFFSET
+HEADER_ERROR = letter_format.HEADER_ERROR
+HEADER_GROUP = letter_format.HEADER_GROUP
 #: On a letter too large for the dead-letter topic: the original value's size.
 #: The letter then holds only the value's first :data:`TRUNCATED_TO` bytes; the
 #: whole message stays at its origin offset for as long as the topic keeps it.
-HEADER_TRUNCATED = "sshtrail.truncated"
+HEADER_TRUNCATED = letter_format.HEADER_TRUNCATED
 #: On a record of lost offsets (no value): one past the last offset lost; the
 #: first is :data:`HEADER_OFFSET` (:class:`~sshtrail.errors.OffsetsLost`).
-HEADER_LOST_END = "sshtrail.lost.end"
+HEADER_LOST_END = letter_format.HEADER_LOST_END
 TRUNCATED_TO = 64 << 10
 
 

@@ -16,9 +16,20 @@ A database writer cannot sign, so :func:`check` finds, against the heads:
   *altered*);
 * rows missing inside a chain (*deleted*), or at its end, up to the head
   (*cut tail*), or a whole chain gone while its head is published;
-* rows of a chain no head was published for, or after its last head, and
-  rows outside any chain written after chains began (*inserted*; a console
-  that crashed before sending its last head looks the same, and is said so).
+* rows of a chain no head was published for, or after its last head
+  (*inserted*; a console that crashed before sending its last head looks the
+  same, and is said so);
+* rows outside any chain that were not there when the chains began
+  (*inserted*), or rows of those that were there gone or changed (*deleted*,
+  *altered*): which rows predate the chains cannot be told from the rows
+  themselves (a writer chooses their ids), so every head carries
+  :class:`Before` -- how many rows were in no chain when its chain began, their
+  lowest and highest id and a digest over them -- and on a fresh installation
+  that is none.
+
+A row a database writer made unreadable (text in ``n``, no time in ``at``:
+SQLite refuses neither) is *altered* and the rest is still checked
+(:mod:`sshtrail.accessrows`).
 
 **One chain per writing process**, named at random when the process starts
 (:class:`AccessChain`): several console processes, and every ``terminate``
@@ -43,9 +54,10 @@ from typing import Any, Literal, Protocol
 import msgspec
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
-from sqlalchemy import Engine, RowMapping, select, update
+from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.engine import Connection
 
+from sshtrail.accessrows import Row, raw_select, read, unchained_digest
 from sshtrail.errors import SshtrailError
 from sshtrail.tables import ACCESS_LOG
 
@@ -60,6 +72,16 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 MAX_HEAD = 4096
 
 
+class Before(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
+    """The rows in no chain (written before migration 0006) when a chain began."""
+
+    rows: int
+    first_id: int | None
+    last_id: int | None
+    #: :func:`~sshtrail.accessrows.unchained_digest` over them, in id order.
+    digest: bytes
+
+
 class Head(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     """The last row of a chain when it was published."""
 
@@ -68,6 +90,9 @@ class Head(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
     digest: bytes
     #: Nanoseconds since the Unix epoch, when it was signed.
     at: int
+    #: None in heads of consoles older than this field: the rows before the chains
+    #: are then told by their ids, as a database writer may choose them.
+    before: Before | None = None
 
 
 class _Signed(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -150,6 +175,7 @@ class AccessChain:
         self._signer = signer
         self._next = 0
         self._prev = ZERO
+        self._before: Before | None = None
         self._lock = threading.Lock()
 
     def append(self, values: Mapping[str, Any]) -> None:
@@ -158,6 +184,8 @@ class AccessChain:
         database does not take leaves the chain as it was."""
         with self._lock:
             with self._engine.begin() as conn:
+                if self._before is None:
+                    self._before = unchained(conn)
                 inserted = conn.execute(
                     ACCESS_LOG.insert().values(
                         **values, chain=self.name, n=self._next, prev=self._prev
@@ -177,7 +205,7 @@ class AccessChain:
                 conn.execute(
                     update(ACCESS_LOG).where(ACCESS_LOG.c.id == row_id).values(digest=digest)
                 )
-            head = Head(self.name, self._next, digest, time.time_ns())
+            head = Head(self.name, self._next, digest, time.time_ns(), self._before)
             self._next += 1
             self._prev = digest
             try:
@@ -187,6 +215,21 @@ class AccessChain:
 
     def close(self) -> None:
         self._publisher.close()
+
+
+def _unchained_rows(conn: Connection) -> Iterable[Row]:
+    query = raw_select().where(or_(ACCESS_LOG.c.chain.is_(None), ACCESS_LOG.c.n.is_(None)))
+    return read(conn, query.order_by(ACCESS_LOG.c.id))
+
+
+def unchained(conn: Connection) -> Before:
+    """The rows in no chain, as they are now."""
+    return _pinned(list(_unchained_rows(conn)))
+
+
+def _pinned(rows: list[Row]) -> Before:
+    ids = [row["id"] for row in rows]
+    return Before(len(rows), min(ids, default=None), max(ids, default=None), unchained_digest(rows))
 
 
 Finding = Literal["altered", "deleted", "cut tail", "inserted", "unpublished"]
@@ -206,56 +249,97 @@ class Report:
     rows: int = 0
     chains: int = 0
     heads: int = 0
-    #: Rows written before the chain began (migration 0006): not checked.
+    #: Rows written before the chains began (migration 0006).
     unchained: int = 0
+    #: Whether they were held to what the heads say they were (:class:`Before`).
+    pinned: bool = False
     #: Messages on the topic that are not heads signed by a trusted key.
     refused: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
 
 
-def stored_rows(conn: Connection) -> Iterable[RowMapping]:
+def stored_rows(conn: Connection) -> Iterable[Row]:
     """Every row of the access log, chains in order."""
-    query = select(ACCESS_LOG.c.id, ACCESS_LOG.c.digest, *(ACCESS_LOG.c[n] for n in _COLUMNS))
-    return conn.execute(
-        query.order_by(ACCESS_LOG.c.chain, ACCESS_LOG.c.n, ACCESS_LOG.c.id)
-    ).mappings()
+    order = (ACCESS_LOG.c.chain, ACCESS_LOG.c.n, ACCESS_LOG.c.id)
+    return read(conn, raw_select().order_by(*order))
 
 
-def check(rows: Iterable[RowMapping], heads: Iterable[Head]) -> Report:
+def check(rows: Iterable[Row], heads: Iterable[Head]) -> Report:
     """The rows (:func:`stored_rows`) against the published ``heads``."""
     report = Report()
     published: dict[str, dict[int, bytes]] = {}
+    pins: list[Before] = []
     for head in heads:
         published.setdefault(head.chain, {})[head.n] = head.digest
         report.heads += 1
-    chains: dict[str, list[RowMapping]] = {}
-    unchained: list[RowMapping] = []
+        if head.before is not None:
+            pins.append(head.before)
+    chains: dict[str, list[Row]] = {}
+    unchained: list[Row] = []
     for row in rows:
         report.rows += 1
+        if row.unreadable:
+            report.problems.append(
+                Problem("altered", None, (row["id"], row["id"]), f"unreadable: {row.unreadable}")
+            )
         if row["chain"] is None or row["n"] is None:
-            unchained.append(row)
-        else:
+            unchained.append(row)  # unreadable or not, as the chains' Before counts them
+        elif not row.unreadable:
             chains.setdefault(row["chain"], []).append(row)
     report.chains = len(chains)
-    first = min((r["id"] for chain in chains.values() for r in chain), default=None)
-    for row in unchained:
-        if first is not None and row["id"] > first:
-            report.problems.append(
-                Problem(
-                    "inserted",
-                    None,
-                    (row["id"], row["id"]),
-                    "a row in no chain, written after the chains began",
-                )
-            )
-        else:
-            report.unchained += 1
+    if pins:
+        # Rows in no chain are only ever added (by consoles older than the chains):
+        # the head that saw the most is the latest word on them.
+        pin = max(pins, key=lambda p: (p.rows, p.last_id or 0))
+        report.problems += _before(unchained, pin, report)
+    else:
+        report.problems += _before_by_id(unchained, chains, report)
     for name in sorted(set(chains) | set(published)):
         report.problems += _chain(name, chains.get(name, []), published.get(name, {}))
     return report
 
 
-def _chain(name: str, rows: list[RowMapping], heads: dict[int, bytes]) -> list[Problem]:
+def _before(rows: list[Row], pin: Before, report: Report) -> list[Problem]:
+    """The rows in no chain against what every chain's heads say they were."""
+    found: list[Problem] = []
+    low, high = pin.first_id, pin.last_id
+    inside = [r for r in rows if low is not None and high is not None and low <= r["id"] <= high]
+    for row in rows:
+        if not (low is not None and high is not None and low <= row["id"] <= high):
+            detail = "a row in no chain that was not there when the chains began"
+            found.append(Problem("inserted", None, (row["id"], row["id"]), detail))
+    report.unchained, report.pinned = len(inside), True
+    if len(inside) == pin.rows and unchained_digest(inside) == pin.digest:
+        return found
+    span = (low or 0, high or 0)  # rows were there: so were their ids
+    before = f"rows in no chain among ids {span[0]}-{span[1]}"
+    if len(inside) > pin.rows:
+        detail = f"{len(inside) - pin.rows} more {before} than when the chains began"
+        found.append(Problem("inserted", None, span, detail))
+    elif len(inside) < pin.rows:
+        detail = f"{pin.rows - len(inside)} of the {pin.rows} {before} gone"
+        found.append(Problem("deleted", None, span, detail))
+    else:
+        detail = f"the {before} are not those the chains began with"
+        found.append(Problem("altered", None, span, detail))
+    return found
+
+
+def _before_by_id(rows: list[Row], chains: dict[str, list[Row]], report: Report) -> list[Problem]:
+    """With no head saying which rows predate the chains (heads of older consoles): those
+    with an id below every chained row's."""
+    found: list[Problem] = []
+    first = min((r["id"] for chain in chains.values() for r in chain), default=None)
+    for row in rows:
+        if first is not None and row["id"] > first:
+            detail = "a row in no chain, written after the chains began"
+            found.append(Problem("inserted", None, (row["id"], row["id"]), detail))
+        else:
+            report.unchained += 1
+    return found
+
+
+def _chain(name: str, rows: list[Row], heads: dict[int, bytes]) -> list[Problem]:
     """What is wrong with one chain's ``rows`` (by n), against its published ``heads``."""
     found: list[Problem] = []
     last_head = max(heads, default=-1)
@@ -273,7 +357,7 @@ def _chain(name: str, rows: list[RowMapping], heads: dict[int, bytes]) -> list[P
             say("deleted", expected, n - 1, "missing inside the chain")
         elif row["prev"] != prev:
             say("altered", n, n, f"does not follow row {n - 1}: a row was replaced or put in")
-        digest = row_digest(row)
+        digest = row_digest(row.values)
         if digest != row["digest"]:
             say("altered", n, n, "its fields are not those its digest was made of")
         elif n in heads and heads[n] != digest:

@@ -18,23 +18,35 @@ the index, it can (:func:`compare`):
 
 A store group that is behind the index group (lag) also lacks the chunks
 the index read last: a finding about an open session is worth a second look
-once ``sshtrail lag`` shows the store group caught up. Sessions the store
-quarantined (chunks the database refused, in the dead-letter topic) are
-only checked for being there.
+once ``sshtrail lag`` shows the store group caught up.
+
+A session the store quarantined lacks the chunks its database refused, and
+only those: the store group sent them to the dead-letter topic (where a
+database writer cannot write) and went on storing the session's other
+chunks. So a quarantined session is held to every chunk up to the last one
+the index read: each is stored or dead-lettered by the store group
+(:class:`DeadLetters`), the last one with the digest the index read, and an
+end the index read and the store holds is on the row. A status alone proves
+nothing: a writer can set it.
+
+Every value is checked for the type the writers put there; one a database
+writer made unreadable makes its session *tampered* ("unreadable ...") and
+the others are still compared.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal, Protocol
 
 from sqlalchemy import RowMapping, select, tuple_
 from sqlalchemy.engine import Connection
 
 from sshtrail import search
 from sshtrail.errors import WireError
+from sshtrail.seqranges import describe_ranges
 from sshtrail.states import SessionStatus
 from sshtrail.tables import CHUNKS, SESSIONS
 from sshtrail.wire import decode_chunk
@@ -71,36 +83,89 @@ def indexed(conn: Connection, session_id: uuid.UUID | None = None) -> Iterator[R
     yield from conn.execute(query.order_by(search.SESSIONS.c.session_id)).mappings()
 
 
-def cross_check(index: Connection, store: Connection) -> Tally:
+#: seq -> hex digest of each chunk of a session on the dead-letter topic.
+Refused = Mapping[int, str]
+
+
+class DeadLetters(Protocol):
+    """The chunks the store group sent to the dead-letter topic
+    (:class:`sshtrail.letters.StoreLetters`)."""
+
+    def refused(self, sessions: Collection[uuid.UUID]) -> Mapping[uuid.UUID, Refused]:
+        """seq -> digest of the dead-lettered chunks of each of ``sessions`` that has any."""
+        ...
+
+
+def cross_check(index: Connection, store: Connection, letters: DeadLetters) -> Tally:
     """Every session the index read, against the store."""
     tally = Tally()
     batch: list[RowMapping] = []
     for row in indexed(index):
         batch.append(row)
         if len(batch) == BATCH:
-            tally.disagreements += compare(store, batch)
+            tally.disagreements += compare(store, batch, letters)
             tally.compared += len(batch)
             batch = []
     if batch:
-        tally.disagreements += compare(store, batch)
+        tally.disagreements += compare(store, batch, letters)
         tally.compared += len(batch)
     return tally
 
 
-def compare(store: Connection, read: Sequence[RowMapping]) -> list[Disagreement]:
+@dataclass(frozen=True, slots=True)
+class _Read:
+    """What the index read of a session, its values checked."""
+
+    session_id: uuid.UUID
+    last: int
+    #: The index read the session's end (and did not quarantine it).
+    ended: bool
+    digest: str | None
+
+    @property
+    def seen(self) -> str:
+        end = " and the session's end" if self.ended else ""
+        return f"the index read chunks 0 to {self.last}{end}"
+
+
+@dataclass(frozen=True, slots=True)
+class _Stored:
+    """The store's row of a session, its values checked."""
+
+    status: str
+    ended: bool
+    last_seq: int | None
+    final_digest: str | None
+
+
+#: The largest seq a chunk can have (the wire format's and the columns' 64 bits).
+_MAX_SEQ = 2**63 - 1
+
+
+def compare(
+    store: Connection, read: Sequence[RowMapping], letters: DeadLetters
+) -> list[Disagreement]:
     """Where the store disagrees with the index's ``read`` rows (:func:`indexed`)."""
-    read = [row for row in read if row["next_seq"] > 0]  # nothing read: nothing to hold
-    if not read:
-        return []
-    ids = [row["session_id"] for row in read]
+    found: list[Disagreement] = []
+    records: list[_Read] = []
+    for row in read:
+        record = _index_record(row)
+        if isinstance(record, str):
+            why = f"the index's record of it is unreadable: {record}"
+            found.append(Disagreement(row["session_id"], "tampered", why))
+        elif record.last >= 0:  # nothing read: nothing to hold
+            records.append(record)
+    if not records:
+        return found
+    ids = [record.session_id for record in records]
     columns = ("id", "status", "end_reason", "last_seq", "final_digest")
     rows = {
-        row["id"]: row
+        row["id"]: _store_record(row)
         for row in store.execute(
             select(*(SESSIONS.c[name] for name in columns)).where(SESSIONS.c.id.in_(ids))
         ).mappings()
     }
-    wanted = [(row["session_id"], row["next_seq"] - 1) for row in read]
+    wanted = [(record.session_id, record.last) for record in records]
     chunks = {
         (sid, seq): data
         for sid, seq, data in store.execute(
@@ -114,48 +179,186 @@ def compare(store: Connection, read: Sequence[RowMapping]) -> list[Disagreement]
             select(CHUNKS.c.session_id).where(CHUNKS.c.session_id.in_(ids)).distinct()
         ).scalars()
     )
-    found = []
-    for row in read:
-        sid = row["session_id"]
-        detail = _disagreement(row, rows.get(sid), chunks.get((sid, row["next_seq"] - 1)))
+    quarantined = {sid for sid, row in rows.items() if isinstance(row, _Stored) and _held(row)}
+    missing = _missing(store, [r for r in records if r.session_id in quarantined])
+    refused = letters.refused(sorted(missing)) if missing else {}
+    for record in records:
+        sid = record.session_id
+        stored = rows.get(sid)
+        data = chunks.get((sid, record.last))
+        if stored is None:
+            where = "neither its row nor any chunk" if sid not in with_chunks else "no row for it"
+            detail: str | None = f"{record.seen}; the store has {where}"
+        elif isinstance(stored, str):
+            detail = f"{record.seen}; the store's row is unreadable: {stored}"
+        elif sid in quarantined:
+            detail = _quarantined(record, stored, data, missing.get(sid, ()), refused.get(sid))
+        else:
+            detail = _disagreement(record, stored, data)
         if detail is not None:
-            gone = sid not in rows and sid not in with_chunks
+            gone = stored is None and sid not in with_chunks
             found.append(Disagreement(sid, "missing" if gone else "tampered", detail))
     return found
 
 
-def _disagreement(read: RowMapping, stored: RowMapping | None, data: bytes | None) -> str | None:
+def _held(stored: _Stored) -> bool:
+    return stored.status == SessionStatus.QUARANTINED
+
+
+def _index_record(row: RowMapping) -> _Read | str:
+    """The index's row checked, or what is wrong with it."""
+    next_seq = row["next_seq"]
+    if not _whole(next_seq) or not 0 <= next_seq <= _MAX_SEQ + 1:
+        return f"next_seq {_shown(next_seq)} is not a chunk count"
+    digest = row["last_digest"]
+    if digest is not None and not _hex_digest(digest):
+        return f"last_digest {_shown(digest)} is not a digest"
+    ended, reason = row["ended"], row["quarantine_reason"]
+    if ended not in (None, True, False, 0, 1) or not isinstance(reason, str | None):
+        return f"ended {_shown(ended)} or quarantine_reason {_shown(reason)} is not as written"
+    return _Read(row["session_id"], next_seq - 1, bool(ended) and not reason, digest)
+
+
+def _store_record(row: RowMapping) -> _Stored | str:
+    """The store's row checked, or what is wrong with it."""
+    status, end_reason, last_seq, final = (
+        row["status"],
+        row["end_reason"],
+        row["last_seq"],
+        row["final_digest"],
+    )
+    if status not in set(SessionStatus):
+        return f"status {_shown(status)} is not a status"
+    if not isinstance(end_reason, str | None):
+        return f"end_reason {_shown(end_reason)} is not text"
+    if last_seq is not None and (not _whole(last_seq) or not 0 <= last_seq <= _MAX_SEQ):
+        return f"last_seq {_shown(last_seq)} is not a seq"
+    if final is not None and (not isinstance(final, bytes) or len(final) != 32):
+        return f"final_digest {_shown(final)} is not a digest"
+    return _Stored(status, end_reason is not None, last_seq, final.hex() if final else None)
+
+
+def _disagreement(read: _Read, stored: _Stored, data: object) -> str | None:
     """What the store holds against what the index ``read``; None if they agree."""
-    last = read["next_seq"] - 1
-    seen = f"the index read chunks 0 to {last}" + (" and the session's end" if _ended(read) else "")
-    if stored is None:
-        where = "neither its row nor any chunk" if data is None else "no row for it"
-        return f"{seen}; the store has {where}"
-    if stored["status"] == SessionStatus.QUARANTINED:
-        return None  # the chunks the database refused are in the dead-letter topic
+    seen, last = read.seen, read.last
     if data is None:
-        return f"{seen}; the store has no chunk {last} (status {stored['status']})"
-    try:
-        digest = decode_chunk(data).digest.hex()
-    except WireError as exc:
-        return f"{seen}; the store's chunk {last} does not decode: {exc}"
-    if read["last_digest"] is not None and digest != read["last_digest"]:
-        return (
-            f"{seen}; the store's chunk {last} is another one "
-            f"(digest {digest[:16]}, the index read {read['last_digest'][:16]})"
-        )
-    if not _ended(read):
+        return f"{seen}; the store has no chunk {last} (status {stored.status})"
+    problem = _other_chunk(read, data, "the store's")
+    if problem is not None:
+        return f"{seen}; {problem}"
+    if not read.ended:
         return None
-    if stored["end_reason"] is None:
-        return f"{seen}; the store has no end for it (status {stored['status']})"
-    if stored["last_seq"] != last:
-        return f"{seen}; the store's session ends at chunk {stored['last_seq']}"
-    final = stored["final_digest"].hex() if stored["final_digest"] is not None else None
-    if read["last_digest"] is not None and final != read["last_digest"]:
-        return f"{seen}; the store's final digest is another ({(final or 'none')[:16]})"
+    if not stored.ended:
+        return f"{seen}; the store has no end for it (status {stored.status})"
+    if stored.last_seq != last:
+        return f"{seen}; the store's session ends at chunk {stored.last_seq}"
+    if read.digest is not None and stored.final_digest != read.digest:
+        final = (stored.final_digest or "none")[:16]
+        return f"{seen}; the store's final digest is another ({final})"
     return None
 
 
-def _ended(read: RowMapping) -> bool:
-    """Whether the index read the session's end (a session it quarantined it did not)."""
-    return bool(read["ended"]) and not read["quarantine_reason"]
+def _quarantined(
+    read: _Read,
+    stored: _Stored,
+    data: object,
+    missing: Sequence[tuple[int, int]],
+    refused: Refused | None,
+) -> str | None:
+    """A session the store quarantined: each chunk up to the last the index read is
+    stored or was dead-lettered by the store group; the last one is the one the index
+    read; an end the store holds is on its row."""
+    seen, last = f"{read.seen}, and the store quarantined it", read.last
+    letters = refused or {}
+    unaccounted = _without(missing, letters)
+    if unaccounted:
+        one = len(unaccounted) == 1 and unaccounted[0][0] == unaccounted[0][1]
+        which = f"chunk {unaccounted[0][0]}" if one else f"chunks {describe_ranges(unaccounted)}"
+        none = "it" if one else "any of them"
+        return f"{seen}; the store lacks {which}, and the store group did not dead-letter {none}"
+    if data is None:
+        if read.digest is not None and letters.get(last) != read.digest:
+            return f"{seen}; its dead-lettered chunk {last} is another one"
+        return None
+    problem = _other_chunk(read, data, "the store's")
+    if problem is not None:
+        return f"{seen}; {problem}"
+    if read.ended and (not stored.ended or stored.last_seq != last):
+        return f"{seen}; the store holds the end chunk {last} but its row has no end at it"
+    return None
+
+
+def _other_chunk(read: _Read, data: object, whose: str) -> str | None:
+    """Why the stored chunk ``data`` is not the one the index read last; None if it is."""
+    if not isinstance(data, bytes):
+        return f"{whose} chunk {read.last} is unreadable: {_shown(data)} is not a chunk"
+    try:
+        digest = decode_chunk(data).digest.hex()
+    except WireError as exc:
+        return f"{whose} chunk {read.last} does not decode: {exc}"
+    if read.digest is not None and digest != read.digest:
+        return (
+            f"{whose} chunk {read.last} is another one "
+            f"(digest {digest[:16]}, the index read {read.digest[:16]})"
+        )
+    return None
+
+
+def _missing(store: Connection, records: Sequence[_Read]) -> dict[uuid.UUID, list[tuple[int, int]]]:
+    """The seq ranges from 0 to the last the index read that the store lacks, of each of
+    ``records`` that lacks any."""
+    if not records:
+        return {}
+    stored: dict[uuid.UUID, list[int]] = {}
+    query = (
+        select(CHUNKS.c.session_id, CHUNKS.c.seq)
+        .where(CHUNKS.c.session_id.in_([r.session_id for r in records]))
+        .order_by(CHUNKS.c.session_id, CHUNKS.c.seq)
+    )
+    for sid, seq in store.execute(query):
+        if _whole(seq):
+            stored.setdefault(sid, []).append(seq)
+    found: dict[uuid.UUID, list[tuple[int, int]]] = {}
+    for record in records:
+        ranges, expected = [], 0
+        for seq in stored.get(record.session_id, []):
+            if seq > record.last:
+                break
+            if seq > expected:
+                ranges.append((expected, seq - 1))
+            expected = max(expected, seq + 1)
+        if expected <= record.last:
+            ranges.append((expected, record.last))
+        if ranges:
+            found[record.session_id] = ranges
+    return found
+
+
+def _without(ranges: Sequence[tuple[int, int]], letters: Refused) -> list[tuple[int, int]]:
+    """``ranges`` less the seqs in ``letters``; the letters are few, the ranges need not be."""
+    left: list[tuple[int, int]] = []
+    for first, high in ranges:
+        low = first
+        for seq in sorted(s for s in letters if first <= s <= high):
+            if seq > low:
+                left.append((low, seq - 1))
+            low = seq + 1
+        if low <= high:
+            left.append((low, high))
+    return left
+
+
+def _whole(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _hex_digest(value: object) -> bool:
+    return (
+        isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    )
+
+
+def _shown(value: Any) -> str:
+    """A value as stored, cut short (the caller escapes it for the terminal)."""
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."

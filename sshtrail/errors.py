@@ -121,6 +121,10 @@ class BrokerError(RetryableError):
         self.reason = reason or message
 
 
+class TopicMissing(BrokerError):
+    """The topic asked for does not exist on the broker (which answered)."""
+
+
 class QueueFull(BrokerError):
     """The client's local queue is full: serve its reports, then try again."""
 

@@ -12,20 +12,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
 
 from sshtrail import control
 from sshtrail.accesschain import AccessChain, Head, decode_head
-from sshtrail.errors import BrokerError
+from sshtrail.accessrows import Row, raw_select, read
+from sshtrail.errors import BrokerError, TopicMissing
 from sshtrail.kafka.adapters import KafkaProducer, topic_reader
 from sshtrail.kafka.config import QUIET, client_config
 from sshtrail.kafka.ports import DeliveryError
+from sshtrail.kafka.reading import whole_topic
 from sshtrail.settings import Settings
 from sshtrail.tables import ACCESS_LOG
 
@@ -57,12 +58,17 @@ DETAIL_MAX = 2048
 
 @dataclass(frozen=True, slots=True)
 class Entry:
-    at: dt.datetime
+    at: dt.datetime | None
     auditor: str
     action: str
     address: str
     session_id: uuid.UUID | None
     detail: str
+    #: What a database writer made unreadable in the row (sshtrail/accessrows.py).
+    unreadable: str = ""
+
+
+_FIELDS = ("at", "auditor", "action", "address", "session_id", "detail")
 
 
 class KafkaHeads:
@@ -132,37 +138,16 @@ def published_heads(settings: Settings, refused: list[str], timeout: float = 30.
     reader = topic_reader(settings, "access-log-verify", timeout=timeout)
     heads: list[Head] = []
     try:
-        try:
-            partitions = reader.partitions(topic)
-        except BrokerError as exc:
-            raise BrokerError(
-                f"cannot read the access log's heads from {topic}: {exc} (sshtrail topics "
-                "creates it)"
-            ) from None
-        for partition in partitions:
-            low, high = reader.watermarks(topic, partition)
-            if low >= high:
-                continue
-            reader.assign(topic, {partition: low})
-            position, quiet_since = low, time.monotonic()
-            while position < high:
-                # Short waits: compaction leaves fewer messages than offsets, and a
-                # consume() waits its whole timeout for as many as it asks for.
-                messages = reader.consume(min(1000, high - position), 0.5)
-                if not messages:
-                    if time.monotonic() - quiet_since > timeout:
-                        raise BrokerError(
-                            f"partition {partition} of {topic} gave nothing from offset "
-                            f"{position} in {timeout:.0f} s"
-                        )
-                    continue
-                quiet_since = time.monotonic()
-                for message in messages:
-                    position = max(position, (message.offset() or 0) + 1)
-                    try:
-                        heads.append(decode_head(message.value(), trusted))
-                    except ValueError as exc:
-                        refused.append(f"partition {partition} offset {message.offset()}: {exc}")
+        for message in whole_topic(reader, topic, timeout):
+            try:
+                heads.append(decode_head(message.value(), trusted))
+            except ValueError as exc:
+                where = f"partition {message.partition()} offset {message.offset()}"
+                refused.append(f"{where}: {exc}")
+    except TopicMissing as exc:
+        raise TopicMissing(f"{exc} (sshtrail topics creates it)") from None
+    except BrokerError as exc:
+        raise BrokerError(f"cannot read the access log's heads from {topic}: {exc}") from None
     finally:
         reader.close()
     return heads
@@ -179,14 +164,7 @@ def entries(
     offset: int = 0,
 ) -> list[Entry]:
     """Newest first."""
-    query = select(
-        ACCESS_LOG.c.at,
-        ACCESS_LOG.c.auditor,
-        ACCESS_LOG.c.action,
-        ACCESS_LOG.c.address,
-        ACCESS_LOG.c.session_id,
-        ACCESS_LOG.c.detail,
-    )
+    query = raw_select()
     conditions: list[Any] = []
     if auditor is not None:
         conditions.append(ACCESS_LOG.c.auditor == auditor)
@@ -197,15 +175,36 @@ def entries(
     if since is not None:
         conditions.append(ACCESS_LOG.c.at >= since)
     query = query.where(*conditions).order_by(ACCESS_LOG.c.at.desc(), ACCESS_LOG.c.id.desc())
-    return [Entry(*row) for row in conn.execute(query.limit(limit).offset(offset))]
+    return [_entry(row) for row in read(conn, query.limit(limit).offset(offset))]
+
+
+def _entry(row: Row) -> Entry:
+    """A row as listed; a value a database writer made unreadable is shown as text."""
+    if not row.unreadable:
+        return Entry(*(row[name] for name in _FIELDS))
+    at, session = row["at"], row["session_id"]
+    return Entry(
+        at=at if isinstance(at, dt.datetime) else None,
+        auditor=_text(row["auditor"]),
+        action=_text(row["action"]),
+        address=_text(row["address"]),
+        session_id=session if isinstance(session, uuid.UUID) else None,
+        detail=_text(row["detail"]),
+        unreadable=row.unreadable,
+    )
+
+
+def _text(value: object) -> str:
+    return value if isinstance(value, str) else repr(value)
 
 
 def as_json(entry: Entry) -> dict[str, Any]:
     return {
-        "at": entry.at.isoformat(),
+        "at": entry.at.isoformat() if entry.at is not None else None,
         "auditor": entry.auditor,
         "action": entry.action,
         "address": entry.address,
         "session": str(entry.session_id) if entry.session_id else None,
         "detail": entry.detail,
+        "unreadable": entry.unreadable or None,
     }

@@ -8,9 +8,10 @@ import sys
 from consumer.web import access
 from sshtrail import queries
 from sshtrail.accesschain import Problem, check, stored_rows
+from sshtrail.cli.main import EXIT_UNVERIFIED
 from sshtrail.cli.output import chosen_format, print_json, print_listing
 from sshtrail.cli.reading import store
-from sshtrail.errors import InvalidError
+from sshtrail.errors import BrokerError, InvalidError
 from sshtrail.settings import Settings
 from sshtrail.textsafe import local_time, visible
 
@@ -38,14 +39,14 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     csv_ = shape == "csv"
     rows = [
         (
-            entry.at.isoformat() if csv_ else local_time(entry.at),
+            (entry.at.isoformat() if csv_ else local_time(entry.at)) if entry.at else "?",
             visible(entry.auditor),
-            entry.action,
+            visible(entry.action),
             (str(entry.session_id) if csv_ else entry.session_id.hex[:12])
             if entry.session_id
             else "-",
             visible(entry.address),
-            visible(entry.detail) or "-",
+            visible(_detail(entry)) or "-",
         )
         for entry in found
     ]
@@ -53,12 +54,23 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     return 0
 
 
+def _detail(entry: access.Entry) -> str:
+    if not entry.unreadable:
+        return entry.detail
+    return f"[unreadable: {entry.unreadable}] {entry.detail}"
+
+
 def verify(args: argparse.Namespace, settings: Settings) -> int:
-    """``--verify``: the rows against the published heads; 0 when they agree."""
+    """``--verify``: the rows against the published heads; 0 when they agree, 1 when
+    they do not, :data:`EXIT_UNVERIFIED` when the heads cannot be read."""
     if any(getattr(args, name) is not None for name in ("auditor", "session", "action", "since")):
         raise InvalidError("--verify checks the whole log: it takes no filter")
     refused: list[str] = []
-    heads = access.published_heads(settings, refused)
+    try:
+        heads = access.published_heads(settings, refused)
+    except BrokerError as exc:
+        print(f"sshtrail: could not verify the access log: {exc}", file=sys.stderr)
+        return EXIT_UNVERIFIED
     with store(settings) as conn:
         report = check(stored_rows(conn), heads)
     if chosen_format(args) == "json":
@@ -69,18 +81,18 @@ def verify(args: argparse.Namespace, settings: Settings) -> int:
                 "chains": report.chains,
                 "heads": report.heads,
                 "unchained": report.unchained,
+                "unchained_checked": report.pinned,
                 "refused_heads": refused,
                 "problems": [_problem_json(p) for p in report.problems],
             }
         )
         return 1 if report.problems else 0
     for problem in report.problems:
-        print(f"{_where(problem):<26}  {problem.finding:<11}  {problem.detail}")
+        print(f"{_where(problem):<26}  {problem.finding:<11}  {visible(problem.detail)}")
     for reason in refused:
         print(f"sshtrail: not a head, ignored: {reason}", file=sys.stderr)
-    before = (
-        f", {report.unchained} from before the chains (not checked)" if report.unchained else ""
-    )
+    checked = "as the chains found them" if report.pinned else "not checked"
+    before = f", {report.unchained} from before the chains ({checked})" if report.unchained else ""
     verdict = f"{len(report.problems)} problems" if report.problems else "ok"
     print(
         f"access log: {report.rows} rows in {report.chains} chains{before}, "

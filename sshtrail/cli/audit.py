@@ -27,7 +27,7 @@ from sshtrail.cli.output import chosen_format, print_csv, print_json, print_list
 from sshtrail.cli.reading import store
 from sshtrail.cli.timespec import clock
 from sshtrail.db import existing_engine, shown_url
-from sshtrail.errors import DatabaseError, InvalidError, NotSetUp
+from sshtrail.errors import BrokerError, DatabaseError, InvalidError, NotSetUp
 from sshtrail.settings import Settings
 from sshtrail.states import MaskedInput, SessionStatus
 from sshtrail.textsafe import local_time, visible
@@ -158,7 +158,13 @@ def index_witness(
         engine.dispose()
     if not read:
         return {"status": "unavailable", "detail": "the search index has not read this session"}
-    problems = [found.detail for found in crosscheck.compare(store_conn, read)]
+    from sshtrail.letters import StoreLetters  # noqa: PLC0415 (Kafka's client: only if asked)
+
+    try:
+        held = crosscheck.compare(store_conn, read, StoreLetters(settings))
+    except BrokerError as exc:  # a quarantined session, and the dead letters unread
+        return {"status": "unavailable", "detail": f"the dead-letter topic: {exc}"}
+    problems = [found.detail for found in held]
     recorded = Counter(hit.text for hit in commands)
     listed = Counter(hit.text for hit in indexed)
     if lacking := sum((recorded - listed).values()):

@@ -19,6 +19,7 @@ from sshtrail.statedir import UMASK
 EXIT_FAILURE = 1  # an error; for search/verify/lag/completeness: no match, not ok, WARN
 EXIT_USAGE = 2  # a bad argument, setting or value
 EXIT_NOT_FOUND = 3  # no session, or several, match the id given
+EXIT_UNVERIFIED = 4  # access-log --verify, verify --cross-check: what to check against unread
 EXIT_BROKEN_PIPE = 141  # the reader of the output went away (128 + SIGPIPE)
 
 
@@ -45,8 +46,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
         "SSH sessions.",
         epilog="Run 'sshtrail COMMAND --help' for a command's options. Start with 'sshtrail up'. "
         "Exit status: 0 done; 1 an error, or nothing matched / not verified / lagging; 2 a "
-        "usage error; 3 no such session, or an ambiguous id; 141 the output's reader went "
-        "away.",
+        "usage error; 3 no such session, or an ambiguous id; 4 could not verify (the Kafka "
+        "topic to check against unread); 141 the output's reader went away.",
     )
     parser.add_argument("--version", action="version", version=f"sshtrail {__version__}")
     parser.add_argument(

@@ -16,7 +16,7 @@ from typing import Any
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
 
-from sshtrail.errors import BrokerError, CommitFailed, MessageTooLarge, QueueFull
+from sshtrail.errors import BrokerError, CommitFailed, MessageTooLarge, QueueFull, TopicMissing
 from sshtrail.kafka.config import LARGE_FETCH, QUIET, client_config
 from sshtrail.kafka.ports import (
     BrokerEvent,
@@ -273,7 +273,7 @@ class KafkaTopicReader:
         with translated(f"cannot read the partitions of {topic}"):
             found = self._consumer.list_topics(topic, timeout=self._timeout).topics.get(topic)
         if found is None or found.error is not None:
-            raise BrokerError(f"topic {topic} does not exist")
+            raise TopicMissing(f"topic {topic} does not exist")
         return sorted(found.partitions)
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:

@@ -25,6 +25,7 @@ from typing import Any
 
 import pytest
 import yaml
+from sqlalchemy import make_url
 
 from sshtrail.cli.main import build_parser
 from sshtrail.keyfiles import public_line
@@ -156,6 +157,10 @@ def test_every_environment_loads_with_the_settings(name: str, demo_config: Path)
         assert brokers <= set(data["services"]), f"{service_name}: unknown broker"
         assert settings.database_url.startswith("postgresql+psycopg://sshtrail:")
         assert "@postgres:5432/" in settings.database_url
+        # The index is a second witness only in a database and role of its own.
+        store, index = make_url(settings.database_url), make_url(settings.search_url)
+        assert index.username != store.username, service_name
+        assert (index.host, index.database) != (store.host, store.database), service_name
         _assert_files_are_mounted(service_name, service, settings)
     # Every consumer trusts the gateway's recording key (chunks signed by others are
     # refused), and the gateway signs with it.
