@@ -12,7 +12,9 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import psycopg
 from sqlalchemy import Engine, event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection
 
 from consumer.messages import Received
@@ -43,7 +45,21 @@ ON CONFLICT (session_id, seq) DO NOTHING RETURNING session_id, seq
 
 
 def copy_chunks(conn: Connection, chunks: Sequence[Received]) -> set[tuple[uuid.UUID, int]]:
-    """Insert ``chunks`` (and empty rows for new sessions); returns the keys that were new."""
+    """Insert ``chunks`` (and empty rows for new sessions); returns the keys that were new.
+
+    This goes around SQLAlchemy, so what PostgreSQL refuses of the data is raised as
+    SQLAlchemy would have raised it: the store's transaction then tells the chunks'
+    fault (quarantined) from the database's (retried), as for its other statements.
+    """
+    try:
+        return _copy(conn, chunks)
+    except (psycopg.DataError, psycopg.IntegrityError) as exc:
+        raise sa_exc.DBAPIError.instance(
+            "COPY chunks_stage / INSERT INTO chunks", None, exc, psycopg.Error
+        ) from None
+
+
+def _copy(conn: Connection, chunks: Sequence[Received]) -> set[tuple[uuid.UUID, int]]:
     raw: Any = conn.connection.driver_connection  # psycopg.Connection, same transaction
     info = conn.connection.info  # lives as long as the database connection
     with raw.cursor() as cursor:

@@ -20,7 +20,7 @@ from consumer.store import CHUNKS, SESSIONS, StoreWriter
 from sshtrail import events as ev
 from sshtrail import queries
 from sshtrail.db import make_engine
-from sshtrail.errors import DatabaseError
+from sshtrail.errors import DatabaseError, UnstorableError
 from sshtrail.tables import REFUSED_CHUNKS
 from sshtrail.wire import decode_chunk
 from tests.support import sftpwire
@@ -374,3 +374,32 @@ def test_refused_chunks_are_kept_up_to_the_evidence_budget(store_engine: Engine)
     StoreWriter(store_engine, dt.timedelta(hours=1), evidence_max_bytes=budget).refuse(refused)
     with store_engine.connect() as conn:
         assert kept_bytes(conn) == cost
+
+
+def test_a_chunk_the_database_refuses_is_the_chunks_fault_on_both_engines(
+    store_engine: Engine,
+) -> None:
+    """What the database refuses of a chunk row raises UnstorableError (the runner then
+    quarantines the session) -- also on PostgreSQL, whose chunks go in by COPY around
+    SQLAlchemy: a raw psycopg error there crashed the store member instead."""
+    with store_engine.begin() as conn:
+        if store_engine.dialect.name == "postgresql":
+            conn.exec_driver_sql(
+                "CREATE FUNCTION refuse_seq_2() RETURNS trigger AS $$ BEGIN "
+                "IF NEW.seq = 2 THEN RAISE check_violation USING MESSAGE = 'seq 2 refused'; "
+                "END IF; RETURN NEW; END $$ LANGUAGE plpgsql"
+            )
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_seq_2 BEFORE INSERT ON chunks "
+                "FOR EACH ROW EXECUTE FUNCTION refuse_seq_2()"
+            )
+        else:
+            conn.exec_driver_sql(
+                "CREATE TRIGGER refuse_seq_2 BEFORE INSERT ON chunks WHEN NEW.seq = 2 "
+                "BEGIN SELECT RAISE(ABORT, 'seq 2 refused'); END"
+            )
+    _, messages = recording(4, 100)
+    writer = StoreWriter(store_engine, dt.timedelta(hours=1))
+    with pytest.raises(UnstorableError, match="seq 2 refused"):
+        writer.write(received(messages))
+    writer.write(received(messages[:2]))  # the writer goes on with what it can store
