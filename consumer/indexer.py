@@ -11,7 +11,7 @@ first chunk and its last chunks, about :data:`KEEP_BYTES` of them, replayed
 into a fresh terminal). So the index never depends on the store group, and a
 killed member loses and doubles nothing.
 
-No one session can hold up the others (DESIGN.md, guarantee 6):
+No one session can hold up the others (docs/architecture.md, guarantee 6):
 
 * a batch is indexed within :data:`BATCH_BUDGET_S` of work: sessions that
   have been cheap go first, and chunks left when the time is up wait in the

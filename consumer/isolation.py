@@ -6,7 +6,7 @@ session at a time, and a session that still fails one chunk at a time in
 seq order. A chunk refused on its own is at fault: it becomes a dead letter
 with the database's error, and its session is marked quarantined. Everything
 else of the batch is written as usual, so one session's content cannot stop
-the storing of another's (DESIGN.md, guarantee 6).
+the storing of another's (docs/architecture.md, guarantee 6).
 """
 
 from __future__ import annotations

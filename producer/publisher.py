@@ -48,7 +48,7 @@ ProducerFactory = Callable[[Callable[[BrokerEvent], None]], MessageProducer]
 
 
 def producer_config(settings: Settings) -> dict[str, Any]:
-    """The producer settings the design fixes (DESIGN.md, 'Data flow')."""
+    """The producer settings the design fixes (docs/architecture.md, guarantee 1)."""
     return client_config(
         settings,
         **{
