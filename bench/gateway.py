@@ -6,7 +6,8 @@
    no threads), and directly from OpenSSH to the same sshd -- per cipher
    (aes128-gcm and the client's default), the same cipher on both legs.
 2. Keystroke echo round trip in a PTY session (p50/p99), gateway vs direct.
-3. Memory per idle session: gateway RSS growth over N idle PTY sessions.
+3. Memory per idle session: gateway RSS growth over N idle PTY sessions, against
+   the same gateway with recording off.
 
     python -m bench.gateway [--mb 256] [--rounds 3] [--echoes 500] [--idle 1000]
                             [--compression lz4|none|zstd]
@@ -53,13 +54,46 @@ def timed(argv: Sequence[str], size: int, gateway: int | None, broker: int | Non
     def now() -> list[float]:
         return [cpu_seconds(gateway), cpu_seconds(gateway, main_thread=True), cpu_seconds(broker)]
 
+    relays = [pid for pid in (gateway, broker) if pid is not None] if gateway else []
+    idle = idle_rate(relays)
     before = now()
     started = time.perf_counter()
     subprocess.run(argv, stdout=subprocess.DEVNULL, check=True, timeout=600)
-    elapsed = time.perf_counter() - started
-    time.sleep(0.5)  # let the gateway and broker finish what the run handed them
+    # The run ends when the recording does: the gateway and the broker may still be
+    # publishing what the client already has, and that work counts.
+    elapsed = quiet_since(relays, idle) - started
     used = [(after - then) * 1e9 / size for after, then in zip(now(), before, strict=True)]
     return Bulk(size / elapsed / 1e6, *used)
+
+
+def idle_rate(pids: Sequence[int], span: float = 0.5) -> float:
+    """The processes' CPU use at rest, in cores (a broker and its readers are never
+    quite still)."""
+    if not pids:
+        return 0.0
+    used = sum(cpu_seconds(pid) for pid in pids)
+    time.sleep(span)
+    return (sum(cpu_seconds(pid) for pid in pids) - used) / span
+
+
+def quiet_since(pids: Sequence[int], idle: float, step: float = 0.1, still: float = 0.3) -> float:
+    """When the processes' CPU went back to its ``idle`` rate (within 5 % of a core, for
+    ``still`` s; at most 30 s from now): the moment their share of a run is done."""
+    moment = time.perf_counter()
+    if not pids:
+        return moment
+    used, quiet_from = sum(cpu_seconds(pid) for pid in pids), moment
+    deadline = moment + 30
+    while moment < deadline:
+        time.sleep(step)
+        moment = time.perf_counter()
+        now_used = sum(cpu_seconds(pid) for pid in pids)
+        if now_used - used > (idle + 0.05) * step:
+            quiet_from = moment
+        used = now_used
+        if moment - quiet_from >= still:
+            break
+    return quiet_from
 
 
 def throughput(
@@ -281,10 +315,13 @@ def main() -> None:
         # the broker busy.
         report_echo(sshd, gateway(), args.echoes)
         if args.idle:
+            unrecorded = asyncio.run(idle_sessions(gateway("record = false"), args.idle))
             per_session = asyncio.run(idle_sessions(gateway(), args.idle))
             print(
                 f"memory per idle session at {args.idle} sessions: {per_session:.0f} KiB"
-                "  (goal <= 100; with the gateway's own connection to the target)"
+                "  (goal <= 100; with the gateway's own connection to the target); "
+                f"recording off (baseline): {unrecorded:.0f} KiB, ratio "
+                f"{per_session / unrecorded:.2f}"
             )
         for cipher in CIPHERS:
             ciphers = f"target_ciphers = {same!r}".replace("'", '"') if cipher != "default" else ""
