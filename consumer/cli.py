@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from consumer.indexer import IndexWriter
 from consumer.reprocess import drop_index, rebuild_index
-from consumer.service import Stopped, incomplete_after, open_database, open_index, run_member
+from consumer.service import Stopped, interrupted_after, open_database, open_index, run_member
 from consumer.store import StoreWriter
 from sshtrail.settings import Settings
 
@@ -21,7 +21,7 @@ def run_store(args: argparse.Namespace, settings: Settings) -> int:
     except Stopped as stopped:
         print(f"store: {stopped}", flush=True)
         return 0
-    writer = StoreWriter(engine, incomplete_after(settings))
+    writer = StoreWriter(engine, interrupted_after(settings))
     group = args.group or settings.consumer.store_group
     try:
         return run_member(settings, group, writer, args.metrics_port, "store")

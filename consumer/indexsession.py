@@ -19,6 +19,7 @@ from typing import Any
 from consumer.terminal import Found, Kind, Terminal
 from sshtrail.events import End, Env, Exec, Exit, Input, Notice, Output, Resize, Start
 from sshtrail.filetransfers import transfer_protocol
+from sshtrail.interrupted import KEEPALIVE
 from sshtrail.maskedinput import MaskedInputTracker
 from sshtrail.wire import Chunk
 
@@ -71,7 +72,7 @@ class IndexedSession:
                 value = "(secret)" if event.value is None else _text(event.value)
                 passed = "passed on" if event.accepted else "not passed on"
                 found.append(Found("meta", f"env {_text(event.name)}={value} ({passed})", event.t))
-            elif isinstance(event, Notice):
+            elif isinstance(event, Notice) and event.code != KEEPALIVE:
                 found.append(Found("meta", f"{event.code}: {event.text}", event.t))
             elif isinstance(event, Exit) and event.status is not None:
                 self.exit_status = event.status
