@@ -12,6 +12,12 @@ test harness's jars instead of the embedded broker: members do not rest there
 (the broker holds their empty fetches), and the broker's JVM is shown apart
 from the stack, since a production broker is not the gateway host's cost.
 
+``--sessions N`` opens N interactive sessions through the demo gateway first
+(the real ``ssh -tt``, a login shell each, nothing typed) and measures with
+them open; ``--keepalive S`` sets ``gateway.keepalive_s`` (0: no keep-alive
+notices), for what the keep-alives of idle sessions cost (docs/decisions.md,
+"Interrupted sessions").
+
 The baseline in the same run: ``python -c 'import time; time.sleep(N)'``,
 which should read 0 % -- a machine too loaded to measure shows there.
 """
@@ -20,10 +26,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import shlex
 import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -83,11 +91,54 @@ def shares(processes: list[Process], seconds: float) -> dict[str, float]:
     return result
 
 
+@contextlib.contextmanager
+def idle_sessions(said: str, count: int) -> Iterator[None]:
+    """``count`` terminal sessions through the demo gateway, open and idle until the end.
+
+    Opened one after another and ended by ``exit``: the login shells of the demo
+    target may run start-up work that takes a lock (``pyenv rehash`` in root's
+    ``.bashrc`` on the test machine), and a shell killed while it holds the lock
+    leaves every later login waiting for it."""
+    if not count:
+        yield
+        return
+    command = next(line for line in said.splitlines() if line.startswith("ssh -i "))
+    *options, destination = shlex.split(command)
+    argv = [*options, "-tt", "-o", "BatchMode=yes", destination]
+    clients = []
+    for _ in range(count):
+        clients.append(
+            subprocess.Popen(
+                argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+            )
+        )
+        time.sleep(0.2)
+    time.sleep(5)  # logged in, shells started
+    alive = sum(client.poll() is None for client in clients)
+    print(f"{alive} of {count} idle sessions open", flush=True)
+    try:
+        yield
+    finally:
+        for client in clients:
+            with contextlib.suppress(OSError):
+                assert client.stdin is not None
+                client.stdin.write(b"exit\n")
+                client.stdin.close()
+        for client in clients:
+            try:
+                client.wait(10)
+            except subprocess.TimeoutExpired:
+                client.kill()
+                client.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--settle", type=float, default=15.0)
     parser.add_argument("--kafka", action="store_true", help="on Apache Kafka, not embedded")
+    parser.add_argument("--sessions", type=int, default=0, help="idle sessions kept open")
+    parser.add_argument("--keepalive", type=int, help="gateway.keepalive_s (default: its own)")
     args = parser.parse_args()
 
     home = scratch("sshtrail-bench-idle-")
@@ -102,17 +153,20 @@ def main() -> None:
             stack.callback(cluster.stop)
             extra["SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS"] = cluster.bootstrap_servers
             broker = [Process(pid, f"broker: Apache Kafka JVM [{pid}]") for pid in cluster.pids()]
-        up, _said = start_demo(home, extra)
+        if args.keepalive is not None:
+            extra["SSHTRAIL_GATEWAY__KEEPALIVE_S"] = str(args.keepalive)
+        up, said = start_demo(home, extra)
         try:
-            time.sleep(args.settle)
-            sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
-            processes = [
-                *tree(up.pid),
-                *broker,
-                Process(sleeper.pid, "baseline: python sleeping"),
-            ]
-            measured = shares(processes, args.seconds)
-            sleeper.kill()
+            with idle_sessions(said, args.sessions):  # ended before the stack stops
+                time.sleep(args.settle)
+                sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(3600)"])
+                processes = [
+                    *tree(up.pid),
+                    *broker,
+                    Process(sleeper.pid, "baseline: python sleeping"),
+                ]
+                measured = shares(processes, args.seconds)
+                sleeper.kill()
         finally:
             up.send_signal(signal.SIGINT)
             up.wait(timeout=60)
@@ -125,6 +179,9 @@ def main() -> None:
             total += share
     where = "on Apache Kafka, its broker apart" if args.kafka else "embedded broker included"
     print(f"  {total * 100:6.2f} %  total of the stack, {where} (goal <= 5 %)")
+    if args.sessions or args.keepalive is not None:
+        keepalive = "default" if args.keepalive is None else f"{args.keepalive} s"
+        print(f"  with {args.sessions} idle sessions open, gateway.keepalive_s {keepalive}")
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from sqlalchemy import Engine
 
 from consumer.indexer import IndexWriter
 from consumer.reprocess import drop_index, rebuild_index
-from consumer.service import Stopped, incomplete_after, open_database, open_index, run_member
+from consumer.service import Stopped, interrupted_after, open_database, open_index, run_member
 from consumer.store import StoreWriter
 from sshtrail.settings import Settings
 
@@ -23,7 +23,7 @@ def run_store(args: argparse.Namespace, settings: Settings) -> int:
         return 0
     writer = StoreWriter(
         engine,
-        incomplete_after(settings),
+        interrupted_after(settings),
         evidence_max_bytes=settings.consumer.refused_chunks_max_mib << 20,
     )
     group = args.group or settings.consumer.store_group

@@ -109,7 +109,7 @@ class IndexWriter:
         with Transaction(self._engine, "index quarantine") as conn:
             self._stop_session(conn, session_id, reason)
 
-    def housekeeping(self) -> None:
+    def housekeeping(self, settled: frozenset[int]) -> None:
         """Nothing periodic: waiting chunks are taken by :meth:`background`."""
 
     # -- one transaction -------------------------------------------------------------

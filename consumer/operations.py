@@ -27,7 +27,7 @@ from consumer.lag import (
 from consumer.lagexporter import run_exporter
 from consumer.lagstatus import Status, worst
 from consumer.reprocess import Bound, Reprocessed, plan, reprocess
-from consumer.service import incomplete_after, open_database, open_index
+from consumer.service import interrupted_after, open_database, open_index
 from consumer.store import StoreWriter
 from consumer.watch import follow
 from sshtrail import queries
@@ -253,7 +253,7 @@ def _reprocess_into(
         engine = open_database(settings)
         writer: StoreWriter | IndexWriter = StoreWriter(
             engine,
-            incomplete_after(settings),
+            interrupted_after(settings),
             evidence_max_bytes=settings.consumer.refused_chunks_max_mib << 20,
         )
     else:

@@ -81,7 +81,7 @@ class RunnerOptions:
     batch_wait_s: float = 0.2
     retry_initial_s: float = 0.2
     retry_max_s: float = 10.0
-    #: How often the writer's housekeeping runs (marking silent sessions incomplete).
+    #: How often the writer's housekeeping runs (marking silent sessions interrupted).
     housekeeping_s: float = 30.0
     #: How often lag gauges are refreshed while the member waits on the database.
     lag_report_s: float = 5.0
@@ -185,7 +185,8 @@ class GroupRunner:
                     self._retrying(partial(self._writer.background, budget), "background")
                 )
                 if time.monotonic() >= next_housekeeping:
-                    self._retrying(self._writer.housekeeping, "housekeeping")
+                    settled = self._settled()
+                    self._retrying(partial(self._writer.housekeeping, settled), "housekeeping")
                     next_housekeeping = time.monotonic() + self._options.housekeeping_s
                 self._report_lag(force=not self._resting)
             if pending is not None:  # the batch in hand is finished before leaving
@@ -539,6 +540,23 @@ class GroupRunner:
                 self._resting = True
         elif self._news():
             self._wake()
+
+    def _settled(self) -> frozenset[int]:
+        """Owned partitions written up to their log end, as the broker says now: a
+        session on one of them that went silent is silent in Kafka too, not only
+        unread here (the store marks such sessions interrupted)."""
+        if self._paused:
+            return frozenset()
+        settled = set()
+        for partition in sorted(self._assigned):
+            marks = self._consumer.watermarks(partition, fresh=True)
+            if marks is None:
+                continue
+            low, high = marks
+            position = self._next.get(partition, self._committed.get(partition))
+            if (position is None and low == high) or (position is not None and position >= high):
+                settled.add(partition)
+        return frozenset(settled)
 
     def _news(self) -> bool:
         """Whether an owned partition has messages past this member's position; also

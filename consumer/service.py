@@ -66,13 +66,22 @@ def membership(settings: Settings) -> dict[str, Any]:
     }
 
 
-def incomplete_after(settings: Settings) -> dt.timedelta:
-    """Quiet time after which a session without an end is ``incomplete``: the setting,
-    or the gateway's idle timeout plus five minutes (an hour if that is 0)."""
-    if settings.consumer.incomplete_after_s:
-        return dt.timedelta(seconds=settings.consumer.incomplete_after_s)
-    idle = settings.gateway.idle_timeout_s
-    return dt.timedelta(seconds=idle + 300 if idle else 3600)
+#: How many keep-alive periods a session may miss before the store marks it interrupted.
+KEEPALIVES_MISSED = 5
+
+
+def interrupted_after(settings: Settings) -> dt.timedelta:
+    """Silence after which the store marks a session without an end ``interrupted``: the
+    setting (or its former name), else :data:`KEEPALIVES_MISSED` keep-alive periods of
+    the gateway; without keep-alives, its idle timeout plus five minutes (an hour if
+    that is 0)."""
+    chosen = settings.consumer.interrupted_after_s or settings.consumer.incomplete_after_s
+    if chosen:
+        return dt.timedelta(seconds=chosen)
+    gateway = settings.gateway
+    if gateway.keepalive_s:
+        return dt.timedelta(seconds=KEEPALIVES_MISSED * gateway.keepalive_s)
+    return dt.timedelta(seconds=gateway.idle_timeout_s + 300 if gateway.idle_timeout_s else 3600)
 
 
 def group_consumer(settings: Settings, group: str) -> KafkaGroupConsumer:
@@ -124,6 +133,8 @@ def runner_options(settings: Settings) -> RunnerOptions:
         dead_letter_max_ratio=options.dead_letter_max_ratio,
         idle_check_s=idle_check_s(settings),
         provenance=provenance(settings, "consumer"),
+        # Often enough that a silent session is marked within a quarter of the timeout.
+        housekeeping_s=min(30.0, interrupted_after(settings).total_seconds() / 4),
     )
 
 

@@ -4,8 +4,10 @@ The store feeds each newly stored chunk to :meth:`SessionRow.add`, in any
 order; the row (a :class:`~sshtrail.models.SessionRecord`, the model's own
 dataclass) keeps what an auditor filters on and what completeness needs:
 metadata from ``start``, what was asked for from the first ``exec`` (a
-shell, a command, a subsystem or a forwarded connection), the outcome from
-``exit`` and ``end``, the list of missing seqs, the status, whether the
+shell, a command, a subsystem or a forwarded connection), the bytes each way
+(counted from the events until the ``end`` gives the gateway's totals), the
+outcome from ``exit`` and ``end``, the list of missing seqs, the status
+(``interrupted`` too: sshtrail/interrupted.py), whether the
 chain checked out as it arrived, and what the masked input looks like.
 """
 
@@ -19,8 +21,9 @@ from typing import Any, cast
 from sqlalchemy import Table
 
 from consumer.transfers import PENDING
+from sshtrail import interrupted
 from sshtrail.chain import end_signature_valid
-from sshtrail.events import End, Exec, Exit, Start
+from sshtrail.events import End, Exec, Exit, Start, recorded_bytes
 from sshtrail.filetransfers import transfer_protocol
 from sshtrail.maskedinput import MaskedInputTracker
 from sshtrail.models import SessionRecord
@@ -73,6 +76,13 @@ class SessionRow:
         record.chunk_count += 1
         if record.last_chunk_at is None or published_at > record.last_chunk_at:
             record.last_chunk_at = published_at
+        if record.interrupted_at is not None and chunk.end is None and record.end_reason is None:
+            # Its gateway was not gone after all: the store takes its mark back.
+            record.interrupted_at = record.ended_at = None
+        if record.end_reason is None:  # an end's totals hold every chunk's bytes
+            received, sent = recorded_bytes(chunk.events)
+            record.bytes_in += received
+            record.bytes_out += sent
         tracker = self._masked_tracker()
         for event in chunk.events:
             tracker.feed(event)
@@ -170,7 +180,11 @@ class SessionRow:
         if record.end_reason is not None:
             if record.end_reason.startswith("refused"):
                 return SessionStatus.REFUSED
+            if interrupted.by_gateway(record.end_reason):
+                return SessionStatus.INTERRUPTED
             return SessionStatus.CLOSED
+        if record.interrupted_at is not None:
+            return SessionStatus.INTERRUPTED  # by the store: its gateway went silent
         return SessionStatus.ACTIVE
 
 

@@ -57,7 +57,7 @@ class StoreWriter:
     def __init__(
         self,
         engine: Engine,
-        incomplete_after: dt.timedelta,
+        interrupted_after: dt.timedelta,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         evidence_max_bytes: int = 256 << 20,
     ) -> None:
@@ -68,7 +68,7 @@ class StoreWriter:
         if self._postgres:
             track_staging_table(engine)
         self._insert = postgresql.insert if self._postgres else sqlite.insert
-        self._incomplete_after = incomplete_after
+        self._interrupted_after = interrupted_after
         self._clock = clock
         #: Whether sessions may wait for their transfers to be read: at start (a
         #: backlog, or sessions the migration marked), and after a write that
@@ -116,21 +116,62 @@ class StoreWriter:
             if time.monotonic() >= deadline:
                 return True
 
-    def housekeeping(self) -> None:
-        """Mark sessions that went silent without an end ``incomplete``."""
-        cutoff = self._clock() - self._incomplete_after
+    def housekeeping(self, settled: frozenset[int]) -> None:
+        """Mark ``interrupted`` the open sessions whose gateway has been silent longer
+        than ``interrupted_after``: no chunk, not even a keep-alive (sshtrail/interrupted.py).
+        Only sessions on ``settled`` partitions: one whose chunks wait unread here is
+        not silent, only not read yet."""
+        if not settled:
+            return
+        now = self._clock()
+        cutoff = now - self._interrupted_after
+        silent = (
+            (SESSIONS.c.status == SessionStatus.ACTIVE)
+            & (SESSIONS.c.last_chunk_at < cutoff)
+            & (CHUNKS.c.partition.in_(sorted(settled)))
+        )
         with self._transaction("housekeeping") as conn:
-            stale = (SESSIONS.c.status == SessionStatus.ACTIVE) & (
-                SESSIONS.c.last_chunk_at < cutoff
-            )
-            result = conn.execute(
-                update(SESSIONS).where(stale).values(status=SessionStatus.INCOMPLETE)
-            )
-        if result.rowcount:
+            found = conn.execute(
+                select(
+                    SESSIONS.c.id, SESSIONS.c.started_at, SESSIONS.c.last_chunk_at, CHUNKS.c.t_last
+                )
+                .join(
+                    CHUNKS,
+                    (CHUNKS.c.session_id == SESSIONS.c.id) & (CHUNKS.c.seq == SESSIONS.c.last_seq),
+                )
+                .where(silent)
+            ).all()
+            marks = [
+                {
+                    "row_id": sid,
+                    # Last heard from: its last event, as its gateway's clock had it.
+                    "heard": started + dt.timedelta(microseconds=t_last // 1000)
+                    if started is not None
+                    else last_chunk_at,
+                }
+                for sid, started, last_chunk_at, t_last in found
+            ]
+            if marks:  # still silent and open when the row is changed: no race with a write
+                conn.execute(
+                    update(SESSIONS)
+                    .where(
+                        SESSIONS.c.id == bindparam("row_id"),
+                        SESSIONS.c.status == SessionStatus.ACTIVE,
+                        SESSIONS.c.last_chunk_at < cutoff,
+                    )
+                    .values(
+                        status=SessionStatus.INTERRUPTED,
+                        interrupted_at=now,
+                        ended_at=bindparam("heard"),
+                    ),
+                    marks,
+                )
+        for mark in marks:
             log.warning(
-                "%d sessions without an end chunk since %s marked incomplete",
-                result.rowcount,
-                cutoff.isoformat(timespec="seconds"),
+                "session %s: no chunk from its gateway since %s: marked interrupted "
+                "(by the store: no signed end)",
+                mark["row_id"],
+                mark["heard"].isoformat(timespec="seconds"),
             )
 
     def _transaction(self, what: str) -> Transaction:

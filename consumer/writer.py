@@ -56,6 +56,8 @@ class Writer(Protocol):
         ``RetryableError``."""
         ...
 
-    def housekeeping(self) -> None:
-        """Periodic work between batches; may raise ``RetryableError``."""
+    def housekeeping(self, settled: frozenset[int]) -> None:
+        """Periodic work between batches; ``settled`` are the partitions this member
+        owns and has written up to their log end (nothing of theirs waits unread).
+        May raise ``RetryableError``."""
         ...

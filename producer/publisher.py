@@ -30,6 +30,7 @@ from collections.abc import Callable
 from typing import Any
 
 from producer.spool import Spool, SpoolError
+from producer.tails import Tails
 from sshtrail.errors import BrokerError, QueueFull
 from sshtrail.kafka.adapters import KafkaProducer
 from sshtrail.kafka.config import client_config
@@ -92,9 +93,16 @@ class Publisher:
     """Tails the spool and produces each record to the sessions topic."""
 
     def __init__(
-        self, spool: Spool, topic: str, make_producer: ProducerFactory, window_s: float = 0.0
+        self,
+        spool: Spool,
+        topic: str,
+        make_producer: ProducerFactory,
+        window_s: float = 0.0,
+        tails: Tails | None = None,
     ) -> None:
         self._spool = spool
+        #: Told of every record before it is produced (producer/tails.py).
+        self._tails = tails
         self._topic = topic
         self._window = float(window_s)
         self._make_producer = make_producer
@@ -259,6 +267,8 @@ class Publisher:
             log.exception("cannot read the spool at %d", cursor)
             self._failed = True
             return cursor
+        if self._tails is not None:
+            self._tails.fold(records)
         for record in records:
             delivered = self._reporter(record.position, self._generation)
             try:

@@ -36,6 +36,7 @@ from sshtrail.events import (
     Resize,
     Start,
 )
+from sshtrail.interrupted import KEEPALIVE
 
 
 class ChunkSink(Protocol):
@@ -92,6 +93,7 @@ class Recorder:
         self._flush_timer: Timer | None = None
         self._mask_timer: Timer | None = None
         self._emitted = 0  # chunks handed to the sink
+        self._last_emit = self._origin  # when the last one was (clock)
         self.bytes_in = 0
         self.bytes_out = 0
         self.ended = False
@@ -134,6 +136,13 @@ class Recorder:
     def notice(self, code: str, text: str) -> None:
         """Something the gateway did or saw, for the auditor (a cut terminal size ...)."""
         self._add_ordered(Notice(self.now(), code[:4096], text[:4096]))
+
+    def keepalive(self, after_s: float) -> None:
+        """Record a keep-alive notice if nothing was recorded for ``after_s``: the session
+        is open, only quiet (the store group tells it from one whose gateway is gone)."""
+        quiet = self._clock() - self._last_emit >= after_s * 1e9
+        if quiet and not self.ended and not self._pending:
+            self.notice(KEEPALIVE, "")
 
     def exit(
         self,
@@ -196,6 +205,7 @@ class Recorder:
 
     def _emit(self, events: list[Event], final: bool) -> None:
         self._emitted += 1
+        self._last_emit = self._clock()
         encode = partial(self._writer.encode, events)
         self._sink.submit(self.session_id, encode, final, _size(events))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import logging
 import resource
 import signal
@@ -20,6 +21,7 @@ from producer.metrics import serve as serve_metrics
 from producer.policy import Policy
 from producer.publisher import Publisher, kafka_producers, replay_window
 from producer.spool import Spool
+from producer.tails import Tails, end_left_open
 from producer.upstream import TargetConnector
 from sshtrail.errors import ConfigError
 from sshtrail.escrow import Sealer, parse_public_key
@@ -49,8 +51,14 @@ class GatewayService:
             gw.spool.segment_bytes,
             gw.spool.fsync_interval_ms / 1000,
         )
+        self.tails = Tails(self.spool.directory)
+        self.spool.before_delete = self.tails.save
         self.publisher = Publisher(
-            self.spool, settings.kafka.topic, kafka_producers(settings), replay_window(settings)
+            self.spool,
+            settings.kafka.topic,
+            kafka_producers(settings),
+            replay_window(settings),
+            self.tails,
         )
         connector = TargetConnector(
             self.policy,
@@ -90,6 +98,9 @@ class GatewayService:
             loop.add_signal_handler(signum, self.stop)
         _raise_file_limit(2 * gw.max_sessions + 64)
         self.spool.open()
+        # The sessions the last run left open (it stopped without ending them) are ended
+        # first: a signed end each, after everything it spooled (producer/tails.py).
+        end_left_open(self.spool, self.tails, self.signer, dt.datetime.now(dt.UTC))
         self.publisher.start()
         try:
             server = await asyncssh.create_server(
@@ -117,6 +128,7 @@ class GatewayService:
         self.gateway.control = listener
         listener.start()
         idle = loop.create_task(self._close_idle())
+        alive = loop.create_task(self._keep_alive())
         spool_watch = loop.create_task(self.gateway.watch_spool())
         ready(self)
         await self._stop.wait()
@@ -128,6 +140,7 @@ class GatewayService:
         self.gateway.admission.accepting = False
         server.close()
         idle.cancel()
+        alive.cancel()
         spool_watch.cancel()
         await self._drain_sessions(gw.shutdown_timeout_s)
         await loop.run_in_executor(None, listener.stop)
@@ -145,6 +158,11 @@ class GatewayService:
         timeout = self.settings.gateway.idle_timeout_s
         if timeout:
             await self.gateway.sessions.close_idle(timeout)
+
+    async def _keep_alive(self) -> None:
+        every = self.settings.gateway.keepalive_s
+        if every:
+            await self.gateway.sessions.keep_alive(every)
 
     async def _drain_sessions(self, timeout: float) -> None:
         loop = asyncio.get_running_loop()

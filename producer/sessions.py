@@ -1,4 +1,5 @@
-"""The sessions open in one gateway process: counted, held together, closed when idle."""
+"""The sessions open in one gateway process: counted, held together, kept alive in the
+record, closed when idle."""
 
 from __future__ import annotations
 
@@ -86,3 +87,13 @@ class LiveSessions:
             for relay in list(self._open):
                 if loop.time() - relay.last_activity > timeout:
                     relay.close(f"idle for more than {timeout:g} s")
+
+    async def keep_alive(self, after_s: float) -> None:
+        """Record a keep-alive notice for each open session nothing was recorded for in
+        ``after_s`` (runs forever): the store group marks sessions without one for
+        ``consumer.interrupted_after_s`` interrupted (sshtrail/interrupted.py)."""
+        while True:
+            await asyncio.sleep(after_s / 4)
+            for relay in list(self._open):
+                if relay.recorder is not None:
+                    relay.recorder.keepalive(after_s)

@@ -5,9 +5,11 @@ A write-ahead log in segment files of records
 at a *position*: its byte offset in the whole log. The publisher reads from
 the oldest undelivered position and acknowledges what Kafka confirmed; the
 acknowledged position is saved in ``acked`` and fully delivered segments are
-deleted. After a crash (kill -9 included) the log is read back, a torn last
-record is cut off, and everything after ``acked`` is published again -- the
-consumers drop the duplicates by (session, seq).
+deleted (after :attr:`Spool.before_delete`: the gateway saves what it must
+know of the sessions still open, ``producer/tails.py``). After a crash
+(kill -9 included) the log is read back, a torn last record is cut off, and
+everything after ``acked`` is published again -- the consumers drop the
+duplicates by (session, seq).
 
 Appends come from the gateway's chunk writer thread (``producer/writer.py``)
 and only ``write(2)`` to the page cache; a
@@ -99,6 +101,11 @@ class Spool:
         self._recent_bytes = 0
         #: Whether the last run closed the spool (rather than crashing); set by open().
         self.stopped_cleanly = False
+        #: Whether the last run saved an acknowledged position beyond what is on disk:
+        #: records Kafka has were lost from it (a power loss); set by open().
+        self.lost_tail = False
+        #: Called (on the acknowledging thread) before segments are deleted.
+        self.before_delete: Callable[[], None] = lambda: None
         #: Records and bytes appended by this process (the gateway's metrics).
         self.appended_records = 0
         self.appended_bytes = 0
@@ -131,6 +138,7 @@ class Spool:
             self._segments.append(base)
             self._read_fds[base] = os.open(self._path(base), os.O_RDONLY)
         self.end = self._recover_end()
+        self.lost_tail = self.acked > self.end
         self.acked = min(self.acked, self.end)  # never beyond what is on disk
         if not self._segments or self.end - self._segments[-1] >= self._segment_bytes:
             self._new_segment(self.end)
@@ -162,7 +170,7 @@ class Spool:
             self._read_fds.clear()
             self._write_fd = -1
             raw = struct.pack(">Q", self.acked)
-            _write_atomically(self.directory / _STOPPED, _ACKED.pack(self.acked, zlib.crc32(raw)))
+            write_atomically(self.directory / _STOPPED, _ACKED.pack(self.acked, zlib.crc32(raw)))
 
     # -- writing (the chunk writer thread) ------------------------------
 
@@ -260,7 +268,8 @@ class Spool:
 
     def ack(self, position: int) -> None:
         """Everything before ``position`` is in Kafka; drop segments wholly before it
-        (and before :attr:`retain_from`)."""
+        (and before :attr:`retain_from`), once :attr:`before_delete` has run. Called
+        from one thread only (the publisher's)."""
         with self._lock:
             if position <= self.acked:
                 return
@@ -271,6 +280,14 @@ class Spool:
                 for b, nxt in zip(self._segments, self._segments[1:], strict=False)
                 if nxt <= limit
             ]
+        if not done:
+            return
+        try:
+            self.before_delete()  # outside the lock: appends do not wait for it
+        except OSError:
+            log.exception("spool: segments kept, what must be saved before deleting them was not")
+            return
+        with self._lock:
             for base in done:
                 self._segments.remove(base)
                 os.close(self._read_fds.pop(base))
@@ -321,7 +338,7 @@ class Spool:
             self._read_fds[base] = os.open(path, os.O_RDONLY)
             self._segments.append(base)
         self._write_base = base
-        _fsync_dir(self.directory)
+        fsync_dir(self.directory)
 
     def _recover_end(self) -> int:
         """Scan the last segment; cut a torn or corrupt tail left by a crash."""
@@ -363,7 +380,7 @@ class Spool:
         if position == self._acked_saved:
             return
         raw = struct.pack(">Q", position)
-        _write_atomically(self.directory / "acked", _ACKED.pack(position, zlib.crc32(raw)))
+        write_atomically(self.directory / "acked", _ACKED.pack(position, zlib.crc32(raw)))
         self._acked_saved = position
 
     def _sync_locked(self) -> None:
@@ -400,7 +417,7 @@ def _intact(payload: bytes, length: int, crc: int, key_length: int) -> bool:
     return 0 < key_length <= length == len(payload) and zlib.crc32(payload) == crc
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
+def write_atomically(path: Path, data: bytes) -> None:
     """Replace ``path`` with ``data``: written and synced beside it, then renamed."""
     tmp = path.with_name(path.name + ".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -412,7 +429,7 @@ def _write_atomically(path: Path, data: bytes) -> None:
     tmp.replace(path)
 
 
-def _fsync_dir(directory: Path) -> None:
+def fsync_dir(directory: Path) -> None:
     fd = os.open(directory, os.O_RDONLY)
     try:
         os.fsync(fd)

@@ -23,6 +23,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import (
     Ed25519PublicKey,
 )
 
+from sshtrail import interrupted
 from sshtrail.errors import WireError
 from sshtrail.events import End, Event
 from sshtrail.seqranges import complement, describe_ranges
@@ -40,14 +41,22 @@ class ChainWriter:
     """Encodes the chunks of one session in order, keeping ``seq`` and ``prev``."""
 
     def __init__(
-        self, session_id: uuid.UUID, signer: Ed25519PrivateKey, *, legacy: bool = False
+        self,
+        session_id: uuid.UUID,
+        signer: Ed25519PrivateKey,
+        *,
+        legacy: bool = False,
+        seq: int = 0,
+        prev: bytes = GENESIS,
     ) -> None:
+        """A new chain; or, with ``seq`` and ``prev`` (the digest of chunk ``seq - 1``),
+        one taken up again after that chunk (a restarted gateway ending a session)."""
         self.session_id = session_id
         self._signer = signer
         #: Write as versions 1 to 3 did (only the end signed): old recordings, in tests.
         self._legacy = legacy
-        self.seq = 0
-        self.prev = GENESIS
+        self.seq = seq
+        self.prev = prev
         self.closed = False
 
     @property
@@ -86,6 +95,10 @@ class Verdict(msgspec.Struct, frozen=True):
     gaps: tuple[tuple[int, int], ...] = ()  # inclusive ranges of missing seqs
     final_digest: bytes | None = None
     signer: bytes | None = None
+    #: Who ended the session for its gateway, which had stopped unexpectedly: the
+    #: gateway itself, started again (``"gateway"``, signed), or the store (``"store"``,
+    #: not signed); None for any other session (sshtrail/interrupted.py).
+    interrupted: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,7 +169,20 @@ def verify_chain(
         return Verdict(Status.GAP, _describe_gaps(gaps), gaps[0][0], gaps, digest, signer)
     if end_chunk is None:
         return Verdict(Status.UNSIGNED, "no end chunk: session open or its end was lost")
-    detail = f"{len(chunks)} chunks, signature valid"
+    reason = end_chunk.end.reason if end_chunk.end is not None else None
+    return ok_verdict(len(chunks), reason, digest, signer)
+
+
+def ok_verdict(
+    count: int, reason: str | None, digest: bytes | None, signer: bytes | None
+) -> Verdict:
+    """The verdict of a whole, linked session of ``count`` chunks with a valid signature,
+    ended for ``reason``: ``interrupted`` (and said so) when its gateway ended it after
+    stopping unexpectedly."""
+    detail = f"{count} chunks, signature valid"
+    if interrupted.by_gateway(reason):
+        detail += f"; {reason}"
+        return Verdict(Status.OK, detail, None, (), digest, signer, interrupted.BY_GATEWAY)
     return Verdict(Status.OK, detail, None, (), digest, signer)
 
 

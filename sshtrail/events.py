@@ -8,6 +8,7 @@ nanoseconds since the session started, from a monotonic clock.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Annotated, Literal
 
 import msgspec
@@ -140,3 +141,18 @@ class End(_Event, tag="end", frozen=True):
 Event = (
     Start | Input | MaskedInput | SealedInput | Output | Resize | Exec | Env | Notice | Exit | End
 )
+
+
+def recorded_bytes(events: Iterable[Event]) -> tuple[int, int]:
+    """Bytes the operator sent (masked input counted as typed) and bytes sent back to
+    them, as ``events`` record them: what a session's end says, for a session whose end
+    its gateway never wrote (sshtrail/interrupted.py)."""
+    received = sent = 0
+    for event in events:
+        if isinstance(event, Input):
+            received += len(event.data)
+        elif isinstance(event, MaskedInput | SealedInput):
+            received += event.count
+        elif isinstance(event, Output):
+            sent += len(event.data)
+    return received, sent

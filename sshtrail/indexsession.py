@@ -20,6 +20,7 @@ from typing import Any
 from sshtrail.errors import WireError
 from sshtrail.events import End, Env, Exec, Exit, Input, Notice, Output, Resize, Start
 from sshtrail.filetransfers import transfer_protocol
+from sshtrail.interrupted import KEEPALIVE
 from sshtrail.maskedinput import MaskedInputTracker
 from sshtrail.terminal import Found, Kind, Terminal
 from sshtrail.wire import Chunk, decode_chunk
@@ -76,7 +77,7 @@ class IndexedSession:
                 value = "(secret)" if event.value is None else _text(event.value)
                 passed = "passed on" if event.accepted else "not passed on"
                 found.append(Found("meta", f"env {_text(event.name)}={value} ({passed})", event.t))
-            elif isinstance(event, Notice):
+            elif isinstance(event, Notice) and event.code != KEEPALIVE:
                 found.append(Found("meta", f"{event.code}: {event.text}", event.t))
             elif isinstance(event, Exit) and event.status is not None:
                 self.exit_status = event.status

@@ -75,6 +75,10 @@ class SessionRecord(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     last_chunk_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    #: When the store group marked the session ``interrupted`` because its gateway
+    #: went silent without ending it (``consumer.interrupted_after_s``); kept when
+    #: the gateway's own end comes later, cleared by any other later chunk.
+    interrupted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     status: Mapped[str] = mapped_column(String(16), default=SessionStatus.ACTIVE)
     #: SSH exit statuses are unsigned 32-bit: wider than a signed ``Integer``.
     exit_status: Mapped[int | None] = mapped_column(BigInteger, default=None)
@@ -123,7 +127,7 @@ class SessionRecord(Base):
 
     __table_args__ = (
         CheckConstraint(
-            "status IN ('active', 'closed', 'incomplete', 'refused', 'quarantined')",
+            "status IN ('active', 'closed', 'incomplete', 'refused', 'quarantined', 'interrupted')",
             name="status_known",
         ),
         # A filter on one of these, newest first: the index gives the rows in order

@@ -165,6 +165,11 @@ class GatewaySettings(_Section):
     echo_window_ms: Annotated[int, msgspec.Meta(ge=1, le=60_000)] = 500
     #: A session with no traffic either way for this long is closed; 0 disables.
     idle_timeout_s: Annotated[int, msgspec.Meta(ge=0)] = 3600
+    #: An open session for which nothing was recorded for this long gets a
+    #: keep-alive notice (a chunk of ~150 bytes), so the store group can tell an
+    #: idle session from one whose gateway died (``consumer.interrupted_after_s``);
+    #: 0 sends none.
+    keepalive_s: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 60
     #: Session channels at once; beyond it new ones are refused with a message.
     max_sessions: Positive = 1000
     #: The same, per operator.
@@ -263,8 +268,13 @@ class ConsumerSettings(_Section):
     retry_initial_ms: Annotated[int, msgspec.Meta(ge=1)] = 200
     #: ... up to this.
     retry_max_ms: Annotated[int, msgspec.Meta(ge=1)] = 10_000
-    #: An open session with no chunk for this long is marked ``incomplete``;
-    #: 0 means the gateway's idle timeout plus five minutes (an hour if that is 0).
+    #: An open session with no chunk for this long (not even the gateway's
+    #: keep-alive) is marked ``interrupted`` by the store: its gateway stopped and
+    #: did not come back to end it. 0 means five times ``gateway.keepalive_s``
+    #: (with keep-alives off: the gateway's idle timeout plus five minutes, an hour
+    #: if that is 0).
+    interrupted_after_s: Annotated[int, msgspec.Meta(ge=0)] = 0
+    #: The former name of ``interrupted_after_s``, read when that is 0.
     incomplete_after_s: Annotated[int, msgspec.Meta(ge=0)] = 0
     #: Static group membership (``group.instance.id``): a member restarted with
     #: the same id gets its partitions back at once, without a rebalance.

@@ -14,7 +14,10 @@ from typing import Literal
 class SessionStatus(enum.StrEnum):
     ACTIVE = "active"  # start seen, end not yet
     CLOSED = "closed"  # end seen, no gaps
-    INCOMPLETE = "incomplete"  # gaps, or no end long after the session went quiet
+    INCOMPLETE = "incomplete"  # chunks missing (gaps)
+    #: Its gateway stopped without ending it: the gateway, started again, ended it
+    #: (signed), or the store gave up on it after a silence (sshtrail/interrupted.py).
+    INTERRUPTED = "interrupted"
     REFUSED = "refused"  # a login or channel the gateway refused (an audit record)
     QUARANTINED = "quarantined"  # chunks of it the database refused: in the dead-letter topic
 

@@ -74,6 +74,7 @@ SESSIONS = Table(
     Column("started_at", UTCDateTime()),
     Column("ended_at", UTCDateTime()),
     Column("last_chunk_at", UTCDateTime()),
+    Column("interrupted_at", UTCDateTime()),
     Column("status", String(length=16), nullable=False),
     Column("exit_status", BigInteger()),
     Column("exit_signal", SessionText(64)),

@@ -27,8 +27,8 @@ import msgspec
 from sqlalchemy import func, select
 from sqlalchemy.engine import Connection
 
-from sshtrail import queries
-from sshtrail.chain import Known, Status, Verdict, verify_chain
+from sshtrail import interrupted, queries
+from sshtrail.chain import Known, Status, Verdict, ok_verdict, verify_chain
 from sshtrail.seqranges import Gaps
 from sshtrail.tables import CHUNKS
 
@@ -58,7 +58,17 @@ def verify_session(
         verdict = verify_chain(stored, trusted_keys)
         note = f"; the store's record of missing chunks was not read ({gaps.problem})"
         return msgspec.structs.replace(verdict, detail=verdict.detail + note)
-    return verify_chain(stored, trusted_keys, known(row))
+    return _ended_by_store(verify_chain(stored, trusted_keys, known(row)), row)
+
+
+def _ended_by_store(verdict: Verdict, row: Mapping[str, Any]) -> Verdict:
+    """A session without an end that the store marked interrupted: still unsigned, and
+    said plainly that the end is the store's (sshtrail/interrupted.py)."""
+    marked = row.get("interrupted_at")
+    if verdict.status is not Status.UNSIGNED or marked is None:
+        return verdict
+    detail = interrupted.store_detail(marked, row.get("ended_at"))
+    return msgspec.structs.replace(verdict, detail=detail, interrupted=interrupted.BY_STORE)
 
 
 def session_verdicts(
@@ -91,8 +101,9 @@ def _as_stored(
         return None
     if row["end_reason"] is None or row["gaps"] or row["signing_key"] not in trusted_keys:
         return None
-    detail = f"{row['chunk_count']} chunks, signature valid"
-    return Verdict(Status.OK, detail, None, (), row["final_digest"], row["signing_key"])
+    return ok_verdict(
+        row["chunk_count"], row["end_reason"], row["final_digest"], row["signing_key"]
+    )
 
 
 def fingerprint(key: bytes) -> str:

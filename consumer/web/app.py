@@ -19,7 +19,9 @@ import contextlib
 import logging
 import secrets
 import threading
+import uuid
 from collections.abc import AsyncIterator, Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -50,7 +52,7 @@ from consumer.web.auth import (
     same_token,
 )
 from consumer.web.console import Console
-from consumer.web.live import Ending, LiveHub, stream_live
+from consumer.web.live import Ending, LiveHub, end_when_given_up, stream_live
 from consumer.web.pages import Pages
 from sshtrail.cli.timespec import clock
 from sshtrail.db import make_engine
@@ -344,24 +346,38 @@ def _live(console: Console, pages: Pages) -> Callable[[WebSocket], Any]:
         await websocket.accept("v2.asciicast" if "v2.asciicast" in protocols else None)
         loop = asyncio.get_running_loop()
         ending = Ending(loop)
-        signed: SignedIn | None = websocket.state.signed
-        if signed is None:  # named by a trusted proxy: no sign-in here to end
-            await stream_live(console.hub, websocket, row["id"], ending)
-            return
-        forget = console.sessions.on_end(
-            websocket.cookies.get(_cookie_name(console)), lambda: ending.end("signed out")
+        given_up = loop.create_task(
+            end_when_given_up(partial(run_in_threadpool, pages.given_up, row["id"]), ending)
         )
-        if forget is None:
-            ending.end("signed out")  # while the session was looked up
-        expiry = loop.call_later(console.sessions.left_s(signed), ending.end, "the sign-in expired")
         try:
-            await stream_live(console.hub, websocket, row["id"], ending)
+            await _watched(console, websocket, row["id"], ending)
         finally:
-            expiry.cancel()
-            if forget is not None:
-                forget()
+            given_up.cancel()
 
     return live
+
+
+async def _watched(
+    console: Console, websocket: WebSocket, session_id: uuid.UUID, ending: Ending
+) -> None:
+    """Stream the session until it ends, the browser leaves, or the sign-in ends."""
+    signed: SignedIn | None = websocket.state.signed
+    if signed is None:  # named by a trusted proxy: no sign-in here to end
+        await stream_live(console.hub, websocket, session_id, ending)
+        return
+    forget = console.sessions.on_end(
+        websocket.cookies.get(_cookie_name(console)), lambda: ending.end("signed out")
+    )
+    if forget is None:
+        ending.end("signed out")  # while the session was looked up
+    loop = asyncio.get_running_loop()
+    expiry = loop.call_later(console.sessions.left_s(signed), ending.end, "the sign-in expired")
+    try:
+        await stream_live(console.hub, websocket, session_id, ending)
+    finally:
+        expiry.cancel()
+        if forget is not None:
+            forget()
 
 
 def _error_page(console: Console) -> Callable[[Request, Exception], Any]:

@@ -18,7 +18,9 @@ watching, the reader holds no partitions and waits.
 A live view lives no longer than the sign-in that opened it: when that ends
 (signed out, expired, pushed out), the WebSocket is closed with
 :data:`SIGNED_OUT` and nothing more is sent on it, not even what was
-already queued.
+already queued. Nor longer than the session: its end chunk closes it, and so
+does the store marking it interrupted (its gateway gone without one,
+:func:`end_when_given_up`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import asyncio
 import logging
 import threading
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -50,6 +53,8 @@ QUEUE_CHUNKS = 2000
 
 #: The close code of a live view whose sign-in ended (4000-4999: the application's own).
 SIGNED_OUT = 4401
+#: How often a live view asks the store whether it gave the session up (interrupted).
+STATUS_EVERY_S = 15.0
 
 #: What a watcher's queue carries: a chunk's events, or the end (``None``: the
 #: session ended; a string: why watching stopped).
@@ -89,17 +94,20 @@ class Watcher:
 
 
 class Ending:
-    """The end of the sign-in behind a live view: said from any thread, awaited on the
-    view's loop. :attr:`reason` is set at once, so a frame already on its way is held."""
+    """The end of a live view from outside its session: the sign-in behind it ended
+    (closed with :data:`SIGNED_OUT`), or the store gave the session up (its gateway is
+    gone: closed as a session that ended). Said from any thread, awaited on the view's
+    loop. :attr:`reason` is set at once, so a frame already on its way is held."""
 
     def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
         self._loop = loop
         self.reason: str | None = None
+        self.code = SIGNED_OUT
         self.reached: asyncio.Future[None] = loop.create_future()
 
-    def end(self, reason: str) -> None:
+    def end(self, reason: str, code: int = SIGNED_OUT) -> None:
         if self.reason is None:
-            self.reason = reason
+            self.reason, self.code = reason, code
         self._loop.call_soon_threadsafe(self._wake)
 
     def happened(self) -> bool:
@@ -246,7 +254,7 @@ async def stream_live(
                 return
             if ending.reason is not None:
                 getting.cancel()
-                await websocket.close(SIGNED_OUT, ending.reason)
+                await websocket.close(ending.code, ending.reason)
                 return
             item = getting.result()
             if item is None:
@@ -287,6 +295,23 @@ class _Cast:
                 t, (code, text) = converted
                 lines.append(msgspec.json.encode([t, code, text]))
         return lines
+
+
+async def end_when_given_up(
+    given_up: Callable[[], Awaitable[bool]], ending: Ending, every_s: float = STATUS_EVERY_S
+) -> None:
+    """Ask the store every ``every_s`` whether it gave the session up: marked it
+    interrupted, its gateway silent and gone without an end chunk for the view to see.
+    Then the view ends as a session that ended, saying why."""
+    while not ending.happened():
+        await asyncio.sleep(every_s)
+        try:
+            gone = await given_up()
+        except Exception:  # the store away for a moment: the view goes on, asks again
+            log.debug("live view: the session's status cannot be read", exc_info=True)
+            continue
+        if gone:
+            ending.end("interrupted: its gateway went silent (marked by the store)", 1000)
 
 
 async def _until_closed(websocket: WebSocket) -> None:

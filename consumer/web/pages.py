@@ -235,6 +235,13 @@ class Pages:
         self.console.log(connection, "watch", session_id=row["id"])
         return row
 
+    def given_up(self, session_id: uuid.UUID) -> bool:
+        """Whether the store marked the session interrupted without an end chunk: its
+        gateway went silent and never ended it (a live view asks now and then)."""
+        with self._store() as conn:
+            row = queries.session(conn, session_id)
+        return row["end_reason"] is None and row["interrupted_at"] is not None
+
     def terminate(self, request: Request, reason: str) -> Response:
         """End an active session (the auditor's ``terminate`` right, in scope)."""
         auditor: Auditor = request.state.auditor

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from sshtrail import crosscheck, queries, search
+from sshtrail import crosscheck, interrupted, queries, search
 from sshtrail.cli import transfers
 from sshtrail.cli.commands import SESSION_COLUMNS
 from sshtrail.cli.evidence import default_keys, refused_json, refused_lines, verdict_json
@@ -201,6 +201,7 @@ def session_fields(
         ("status", row["status"]),
         ("exit", exit_text(row)),
         ("end reason", row["end_reason"]),
+        ("interrupted", interrupted.summary(row["end_reason"], row["interrupted_at"])),
         ("bytes", f"{row['bytes_in']} in, {row['bytes_out']} out"),
         ("chunks", f"{row['chunk_count']} stored, last seq {row['last_seq']}"),
         ("gaps", row["gaps"].describe()),
@@ -401,7 +402,7 @@ def _sessionprint_json(
     # One verdict, the one `verify` gives (sshtrail/verification.py), and a flag that agrees.
     document["verified"] = verification["status"] == "ok"
     document["verification"] = verification
-    for key in ("started_at", "ended_at"):
+    for key in ("started_at", "ended_at", "interrupted_at"):
         document[key] = row[key].isoformat() if row[key] else None
     document["duration_s"] = _seconds(row)
     return document

@@ -65,6 +65,9 @@ def verdict_json(verdict: Verdict, keys: Mapping[bytes, str]) -> dict[str, Any]:
         "gaps": [list(g) for g in verdict.gaps],
         "signer": fingerprint(signer) if signer else None,
         "signer_trusted_as": keys.get(signer) if signer else None,
+        # Who ended a session whose gateway stopped unexpectedly: "gateway" (signed),
+        # "store" (not signed); null for every other session.
+        "interrupted": verdict.interrupted,
     }
 
 

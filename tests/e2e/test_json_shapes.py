@@ -30,6 +30,7 @@ class Verification(_Strict):
     gaps: list[list[int]]
     signer: str | None
     signer_trusted_as: str | None
+    interrupted: Literal["gateway", "store"] | None
 
 
 class Session(_Strict):
@@ -46,7 +47,7 @@ class Session(_Strict):
     term: str | None
     request: Literal["shell", "exec", "subsystem", "direct-tcpip"] | None
     command: str | None
-    status: Literal["active", "closed", "incomplete", "refused", "quarantined"]
+    status: Literal["active", "closed", "incomplete", "interrupted", "refused", "quarantined"]
     exit_status: int | None
     exit_signal: str | None
     end_reason: str | None
@@ -63,6 +64,7 @@ class Session(_Strict):
     verification: Verification
     started_at: str | None
     ended_at: str | None
+    interrupted_at: str | None
     duration_s: float | None
 
 

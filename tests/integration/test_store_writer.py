@@ -18,17 +18,20 @@ from consumer.pgcopy import copy_chunks
 from consumer.refusals import ROW_COST, kept_bytes
 from consumer.store import CHUNKS, SESSIONS, StoreWriter
 from sshtrail import events as ev
-from sshtrail import queries
+from sshtrail import interrupted, queries
+from sshtrail.chain import ChainWriter, Status
 from sshtrail.db import make_engine
 from sshtrail.errors import DatabaseError, UnstorableError
 from sshtrail.tables import REFUSED_CHUNKS
+from sshtrail.verification import verify_session
 from sshtrail.wire import decode_chunk
 from tests.support import sftpwire
-from tests.support.recordings import events_session, recording
+from tests.support.recordings import SIGNER, events_session, recording
 
 pytestmark = pytest.mark.integration
 
 NOW = dt.datetime(2026, 11, 25, 12, 0, tzinfo=dt.UTC)
+SIGNER_KEY = SIGNER.public_key().public_bytes_raw()
 
 
 def received(messages: list[bytes], first_offset: int = 0, at: dt.datetime = NOW) -> list[Received]:
@@ -123,18 +126,74 @@ def _rekey(message: bytes, session_id: uuid.UUID) -> bytes:
     return message[:index] + session_id.bytes + message[index + 16 :]
 
 
-def test_a_silent_session_without_an_end_becomes_incomplete(store_engine: Engine) -> None:
+def test_a_silent_session_without_an_end_is_marked_interrupted_by_the_store(
+    store_engine: Engine,
+) -> None:
     sid, messages = recording(chunks=5)
     clock = [NOW]
-    writer = StoreWriter(store_engine, dt.timedelta(minutes=65), clock=lambda: clock[0])
+    writer = StoreWriter(store_engine, dt.timedelta(minutes=5), clock=lambda: clock[0])
     writer.write(received(messages[:3], at=NOW))
-    writer.housekeeping()
+    writer.housekeeping(frozenset({0}))
     assert session_row(store_engine, sid)["status"] == "active"
-    clock[0] = NOW + dt.timedelta(minutes=66)
-    writer.housekeeping()
-    assert session_row(store_engine, sid)["status"] == "incomplete"
-    writer.write(received(messages[3:], first_offset=3, at=clock[0]))  # it was only slow
+    clock[0] = NOW + dt.timedelta(minutes=6)
+    # Its partition not read to its end: its chunks may be waiting, it is not silent.
+    writer.housekeeping(frozenset())
+    writer.housekeeping(frozenset({1, 2}))
+    assert session_row(store_engine, sid)["status"] == "active"
+    writer.housekeeping(frozenset({0}))
+    row = session_row(store_engine, sid)
+    assert (row["status"], row["interrupted_at"], row["end_reason"]) == (
+        "interrupted",
+        clock[0],
+        None,
+    )
+    last_event = decode_chunk(messages[2]).events[-1].t
+    started = row["started_at"]
+    assert isinstance(started, dt.datetime)
+    assert row["ended_at"] == started + dt.timedelta(microseconds=last_event // 1000)
+    assert (row["bytes_in"], row["bytes_out"]) == (0, 200)  # as recorded so far
+    with store_engine.connect() as conn:
+        verdict = verify_session(conn, queries.session(conn, sid), [SIGNER_KEY])
+    assert (verdict.status, verdict.interrupted) == (Status.UNSIGNED, "store")
+    assert "marked interrupted by the store" in verdict.detail
+    assert "not signed by the gateway" in verdict.detail
+    writer.write(received(messages[3:4], first_offset=3, at=clock[0]))  # it was only slow
+    row = session_row(store_engine, sid)
+    assert (row["status"], row["interrupted_at"], row["ended_at"]) == ("active", None, None)
+    writer.write(received(messages[4:], first_offset=4, at=clock[0]))
     assert session_row(store_engine, sid)["status"] == "closed"
+
+
+def test_the_gateways_end_after_the_store_gave_up_stands_and_says_so(
+    store_engine: Engine,
+) -> None:
+    """The gateway came back after the timeout: its signed end wins over the store's mark."""
+    sid, messages = recording(chunks=5)
+    clock = [NOW]
+    writer = StoreWriter(store_engine, dt.timedelta(minutes=5), clock=lambda: clock[0])
+    writer.write(received(messages[:3], at=NOW))
+    clock[0] = NOW + dt.timedelta(minutes=10)
+    writer.housekeeping(frozenset({0}))
+    marked = session_row(store_engine, sid)
+    assert marked["status"] == "interrupted"
+    last = decode_chunk(messages[2])
+    chain = ChainWriter(sid, SIGNER, seq=3, prev=last.digest)
+    heard = NOW + dt.timedelta(minutes=1)
+    reason = interrupted.gateway_reason(heard, 2, clock[0])
+    end = ev.End(last.events[-1].t, reason, 7, 100, 4, chain.public_key)
+    writer.write(received([chain.encode([end])], first_offset=3, at=clock[0]))
+    row = session_row(store_engine, sid)
+    assert (row["status"], row["end_reason"], row["verified"]) == ("interrupted", reason, True)
+    assert row["interrupted_at"] == marked["interrupted_at"]  # the record says so
+    assert (row["bytes_in"], row["bytes_out"]) == (7, 100)  # the gateway's word
+    with store_engine.connect() as conn:
+        verdict = verify_session(conn, queries.session(conn, sid), [SIGNER_KEY])
+    assert (verdict.status, verdict.interrupted) == (Status.OK, "gateway")
+    assert verdict.detail == f"4 chunks, signature valid; {reason}"
+    said = interrupted.summary(row["end_reason"], row["interrupted_at"])  # type: ignore[arg-type]
+    assert said is not None
+    assert "signed end" in said
+    assert "store had marked it interrupted" in said
 
 
 def test_long_text_is_cut_to_the_column_not_refused(store_engine: Engine) -> None:

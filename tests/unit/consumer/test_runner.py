@@ -19,6 +19,7 @@ import dataclasses
 import threading
 import time
 import uuid
+from collections import Counter
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -61,9 +62,15 @@ class MemoryStore:
     #: Chunks no trusted gateway signed, as handed over: (partition, offset) -> reason.
     evidence: dict[tuple[int, int], str] = field(default_factory=dict)
     attempts: int = 0
+    #: Seconds each write takes.
+    write_delay_s: float = 0.0
+    #: The partitions each housekeeping call was told are settled, and how many chunks
+    #: of each partition were stored then.
+    settled: list[tuple[frozenset[int], dict[int, int]]] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
     def write(self, chunks: Sequence[Received]) -> Written:
+        time.sleep(self.write_delay_s)
         with self.lock:
             self.attempts += 1
             if self.down or threading.current_thread().name in self.down_for:
@@ -95,8 +102,10 @@ class MemoryStore:
     def background(self, budget_s: float) -> bool:
         return False
 
-    def housekeeping(self) -> None:
-        pass
+    def housekeeping(self, settled: frozenset[int]) -> None:
+        with self.lock:
+            stored = Counter(partition for partition, _offset in self.chunks.values())
+            self.settled.append((settled, dict(stored)))
 
 
 @dataclass
@@ -237,6 +246,24 @@ def test_everything_is_written_once_and_committed_after(harness: Harness) -> Non
     harness.wait_for(harness.everything_done, what="every offset committed")
     assert len(harness.store.chunks) == 30 * 4
     assert {sid for sid, _ in harness.store.chunks} == set(ids)
+
+
+def test_housekeeping_is_told_only_the_partitions_written_to_their_end(harness: Harness) -> None:
+    """The store marks silent sessions interrupted only where nothing waits unread: a
+    session whose chunks are still in Kafka is not silent (issue 32, finding 9)."""
+    harness.produce_sessions(12)
+    ends = dict(harness.expected)
+    harness.store.write_delay_s = 0.05  # a backlog that takes a while
+    harness.start_member(dataclasses.replace(FAST, batch_size=4, housekeeping_s=0.01))
+    harness.wait_for(harness.everything_done, what="every offset committed")
+    harness.wait_for(
+        lambda: bool(harness.store.settled) and harness.store.settled[-1][0] == {0, 1, 2},
+        what="housekeeping told every partition is read to its end",
+    )
+    for settled, stored in harness.store.settled:
+        for partition in settled:
+            assert stored.get(partition, 0) == ends[partition], (settled, stored)
+    assert any(settled != {0, 1, 2} for settled, _ in harness.store.settled)
 
 
 def test_while_the_database_is_away_partitions_are_paused_and_nothing_is_committed(

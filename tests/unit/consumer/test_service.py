@@ -14,7 +14,7 @@ from consumer.service import (
     Stopped,
     _patiently,
     assignment_strategy,
-    incomplete_after,
+    interrupted_after,
     membership,
 )
 from sshtrail.db import make_engine
@@ -63,12 +63,21 @@ def test_only_members_on_the_embedded_broker_rest_when_caught_up() -> None:
     assert idle_check_s(chosen) == 0.0
 
 
-def test_a_session_is_incomplete_after_the_gateway_idle_limit_and_a_grace() -> None:
-    assert incomplete_after(load_settings(environ={})) == dt.timedelta(seconds=3600 + 300)
-    no_idle = load_settings(environ={"SSHTRAIL_GATEWAY__IDLE_TIMEOUT_S": "0"})
-    assert incomplete_after(no_idle) == dt.timedelta(seconds=3600)
-    set_ = load_settings(environ={"SSHTRAIL_CONSUMER__INCOMPLETE_AFTER_S": "60"})
-    assert incomplete_after(set_) == dt.timedelta(seconds=60)
+def test_a_silent_session_is_interrupted_after_five_keepalives_of_its_gateway() -> None:
+    assert interrupted_after(load_settings(environ={})) == dt.timedelta(seconds=5 * 60)
+    slower = load_settings(environ={"SSHTRAIL_GATEWAY__KEEPALIVE_S": "120"})
+    assert interrupted_after(slower) == dt.timedelta(seconds=600)
+    set_ = load_settings(environ={"SSHTRAIL_CONSUMER__INTERRUPTED_AFTER_S": "60"})
+    assert interrupted_after(set_) == dt.timedelta(seconds=60)
+    former = load_settings(environ={"SSHTRAIL_CONSUMER__INCOMPLETE_AFTER_S": "90"})
+    assert interrupted_after(former) == dt.timedelta(seconds=90)
+
+
+def test_without_keepalives_a_silent_session_waits_for_the_idle_limit_and_a_grace() -> None:
+    quiet = {"SSHTRAIL_GATEWAY__KEEPALIVE_S": "0"}
+    assert interrupted_after(load_settings(environ=quiet)) == dt.timedelta(seconds=3600 + 300)
+    no_idle = load_settings(environ={**quiet, "SSHTRAIL_GATEWAY__IDLE_TIMEOUT_S": "0"})
+    assert interrupted_after(no_idle) == dt.timedelta(seconds=3600)
 
 
 def test_a_stop_signal_while_the_database_is_being_opened_is_not_lost(tmp_path: Path) -> None:

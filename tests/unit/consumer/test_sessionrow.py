@@ -9,9 +9,12 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from consumer.sessionrow import SessionRow
+from sshtrail import interrupted
+from sshtrail.chain import ChainWriter
+from sshtrail.events import End, Output
 from sshtrail.models import SessionRecord
 from sshtrail.wire import Chunk, decode_chunk
-from tests.support.recordings import recording
+from tests.support.recordings import SIGNER, recording
 
 AT = dt.datetime(2026, 11, 25, tzinfo=dt.UTC)
 SESSION_ID, MESSAGES = recording(chunks=8, exit_status=7)
@@ -89,3 +92,34 @@ def test_times_come_from_the_start_event_and_end_offset() -> None:
     end = CHUNKS[-1].end
     assert end is not None
     assert row.ended_at - row.started_at == dt.timedelta(microseconds=end.t // 1000)
+
+
+@given(st.permutations(range(8)), st.integers(1, 8))
+def test_bytes_are_counted_until_the_end_gives_the_gateways_totals(
+    order: list[int], take: int
+) -> None:
+    arrived = order[:take]
+    row = row_after([CHUNKS[seq] for seq in arrived])
+    end = CHUNKS[7].end
+    assert end is not None
+    if 7 in arrived:
+        assert (row.bytes_in, row.bytes_out) == (end.bytes_in, end.bytes_out)
+    else:
+        sent = sum(len(e.data) for s in arrived for e in CHUNKS[s].events if isinstance(e, Output))
+        assert (row.bytes_in, row.bytes_out) == (0, sent)
+
+
+def test_an_end_its_restarted_gateway_wrote_makes_the_session_interrupted() -> None:
+    last = CHUNKS[5]
+    chain = ChainWriter(SESSION_ID, SIGNER, seq=6, prev=last.digest)
+    reason = interrupted.gateway_reason(AT, 5, AT)
+    end = End(last.events[-1].t, reason, 0, 500, 7, chain.public_key)
+    row = row_after([*CHUNKS[:6], decode_chunk(chain.encode([end]))])
+    assert (row.status, row.end_reason, row.verified, row.interrupted_at) == (
+        "interrupted",
+        reason,
+        True,
+        None,
+    )
+    assert row.ended_at == row.started_at + dt.timedelta(microseconds=end.t // 1000)  # type: ignore[operator]
+    assert (row.bytes_in, row.bytes_out) == (0, 500)

@@ -10,8 +10,20 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from producer.recorder import Recorder
 from sshtrail.chain import Status, verify_chain
-from sshtrail.events import End, Event, Exec, Exit, Input, MaskedInput, Output, Resize, Start
+from sshtrail.events import (
+    End,
+    Event,
+    Exec,
+    Exit,
+    Input,
+    MaskedInput,
+    Notice,
+    Output,
+    Resize,
+    Start,
+)
 from sshtrail.ids import uuid7
+from sshtrail.interrupted import KEEPALIVE
 from sshtrail.wire import decode_chunk
 
 KEY = Ed25519PrivateKey.generate()
@@ -162,3 +174,34 @@ def test_output_streams_are_marked(stderr: bool) -> None:
     rec.close("closed")
     [out] = [e for e in events_of(sink) if isinstance(e, Output)]
     assert out.stderr is stderr
+
+
+def test_a_quiet_session_gets_a_keepalive_notice_a_busy_one_none() -> None:
+    """The store group tells an idle session from one whose gateway is gone by these
+    (``consumer.interrupted_after_s``): one per quiet period, none while data flows."""
+    sink, clock = Sink(), Clock()
+    rec = recorder(sink, clock)
+    rec.request("shell", b"")
+    rec.keepalive(60)
+    assert len(sink.chunks) == 1  # just recorded: nothing to say
+    for _ in range(10):  # busy: a chunk every 10 s
+        clock.advance(10)
+        rec.output(b"tick\r\n")
+        clock.advance(0.2)
+        rec.keepalive(60)
+    assert not [e for e in events_of(sink) if isinstance(e, Notice)]
+    clock.advance(59)
+    rec.keepalive(60)
+    clock.advance(0.2)
+    assert not [e for e in events_of(sink) if isinstance(e, Notice)]
+    clock.advance(1)
+    rec.keepalive(60)
+    clock.advance(0.2)  # the notice is coalesced like any event
+    notices = [e for e in events_of(sink) if isinstance(e, Notice)]
+    assert [(n.code, n.text) for n in notices] == [(KEEPALIVE, "")]
+    rec.keepalive(60)  # and not again until the next quiet period
+    clock.advance(0.2)
+    assert len([e for e in events_of(sink) if isinstance(e, Notice)]) == 1
+    rec.close("exit status 0")
+    rec.keepalive(0)  # ended: nothing more
+    assert verify_chain(list(enumerate(sink.chunks)), [PUBLIC]).status is Status.OK

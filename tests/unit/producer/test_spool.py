@@ -119,3 +119,25 @@ def test_newest_records_come_from_memory_older_ones_from_the_file(tmp_path: Path
     with pytest.raises(SpoolError, match="corrupt"):  # forgotten: read from the file
         spool.read(positions[5], 1 << 20)
     spool.close()
+
+
+def test_segments_are_deleted_only_after_what_must_be_saved_first_is(tmp_path: Path) -> None:
+    """The gateway saves its open sessions' tails before delivered segments go
+    (producer/tails.py): if that fails, the segments stay for the next ack."""
+    spool = opened(tmp_path, segment_bytes=1 << 16)
+    for _ in range(40):
+        spool.append(b"k", os.urandom(5000))
+    records = spool.read(0, 1 << 30)
+    saved: list[int] = []
+
+    def failing() -> None:
+        raise OSError(28, "No space left on device")
+
+    spool.before_delete = failing
+    spool.ack(records[29].next_position)
+    assert spool.oldest == 0
+    spool.before_delete = lambda: saved.append(spool.oldest)
+    spool.ack(records[30].next_position)
+    assert saved == [0]
+    assert spool.oldest > 0
+    spool.close()
