@@ -35,6 +35,7 @@ from sshtrail import migrate
 from sshtrail.db import make_engine
 from sshtrail.events import End, Notice, Output
 from sshtrail.interrupted import KEEPALIVE
+from sshtrail.keyfiles import public_line
 from sshtrail.tables import CHUNKS, SESSIONS
 from sshtrail.wire import Chunk, decode_chunk
 from tests.support.cli import Running, sshtrail
@@ -86,9 +87,11 @@ class Stack:
             interrupted_after_s=interrupted_after_s,
         )
         signer = self.one.workdir / "state" / "gateway" / "recording_ed25519_key"
+        self.other_signer = self.two.workdir / "state" / "gateway" / "recording_ed25519_key"
         self.config.write_text(
             self.config.read_text()
             + f'[control]\ntopic = "{self.one.control_topic}"\n'
+            + 'gateway_keys = ["{second}"]\n'
             + f'[gateway]\nsigning_key = "{signer}"\n'
         )
         self.store: Running | None = None
@@ -96,6 +99,8 @@ class Stack:
     def start(self) -> None:
         self.one.start()
         self.two.start()
+        second = public_line(self.other_signer)  # made by the second gateway's start
+        self.config.write_text(self.config.read_text().replace("{second}", second))
         self.store = start_member(self.config, "store")
 
     def stop(self) -> None:
