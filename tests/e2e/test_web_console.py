@@ -132,12 +132,13 @@ def console(
 class AccessEntry(msgspec.Struct, forbid_unknown_fields=True):
     """``sshtrail access-log --json``: one entry, as docs/operations.md gives it."""
 
-    at: dt.datetime
+    at: dt.datetime | None  # None only in a row a database writer made unreadable
     auditor: str
     action: str
     address: str
     session: uuid.UUID | None
     detail: str
+    unreadable: str | None
 
 
 def access_log(console: Console, *argv: str) -> list[dict[str, Any]]:
