@@ -77,8 +77,9 @@ class SessionRow:
         if record.last_chunk_at is None or published_at > record.last_chunk_at:
             record.last_chunk_at = published_at
         if record.interrupted_at is not None and chunk.end is None and record.end_reason is None:
-            # Its gateway was not gone after all: the store takes its mark back.
-            record.interrupted_at = record.ended_at = None
+            # Chunks after the store gave the session up: its mark no longer stands (its
+            # last-heard time goes); when it was made is kept, for the record.
+            record.ended_at = None
         if record.end_reason is None:  # an end's totals hold every chunk's bytes
             received, sent = recorded_bytes(chunk.events)
             record.bytes_in += received
@@ -183,8 +184,8 @@ class SessionRow:
             if interrupted.by_gateway(record.end_reason):
                 return SessionStatus.INTERRUPTED
             return SessionStatus.CLOSED
-        if record.interrupted_at is not None:
-            return SessionStatus.INTERRUPTED  # by the store: its gateway went silent
+        if interrupted.marked_by_store(record.end_reason, record.interrupted_at, record.ended_at):
+            return SessionStatus.INTERRUPTED
         return SessionStatus.ACTIVE
 
 

@@ -47,6 +47,15 @@ def by_gateway(reason: str | None) -> bool:
     return reason is not None and reason.startswith(REASON_PREFIX)
 
 
+def marked_by_store(
+    end_reason: str | None, interrupted_at: dt.datetime | None, ended_at: dt.datetime | None
+) -> bool:
+    """Whether the store's mark stands: it gave the session up (setting when it was last
+    heard from as its ``ended_at``), no chunk came since (that clears ``ended_at``), and
+    no end."""
+    return end_reason is None and interrupted_at is not None and ended_at is not None
+
+
 def store_detail(interrupted_at: dt.datetime, last_heard: dt.datetime | None) -> str:
     """What a verdict says of a session the store marked interrupted: plainly, whose end."""
     heard = f"last heard from at {_iso(last_heard)}" if last_heard else "never heard from"
@@ -64,7 +73,9 @@ def late_end_note(interrupted_at: dt.datetime) -> str:
     )
 
 
-def summary(end_reason: str | None, interrupted_at: dt.datetime | None) -> str | None:
+def summary(
+    end_reason: str | None, interrupted_at: dt.datetime | None, ended_at: dt.datetime | None
+) -> str | None:
     """Who ended an interrupted session, for ``show`` and the console; None for others."""
     if by_gateway(end_reason):
         said = "by its gateway, which had stopped unexpectedly (a signed end)"
@@ -73,6 +84,11 @@ def summary(end_reason: str | None, interrupted_at: dt.datetime | None) -> str |
         return None
     if end_reason is not None:
         return late_end_note(interrupted_at)
+    if ended_at is None:
+        return (
+            f"no: the store had marked it interrupted at {_iso(interrupted_at)}, "
+            "and chunks of it came after"
+        )
     return (
         f"by the store at {_iso(interrupted_at)}: its gateway went silent and never "
         "ended it; no signed end"

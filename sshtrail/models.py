@@ -75,9 +75,11 @@ class SessionRecord(Base):
     started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     last_chunk_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
-    #: When the store group marked the session ``interrupted`` because its gateway
-    #: went silent without ending it (``consumer.interrupted_after_s``); kept when
-    #: the gateway's own end comes later, cleared by any other later chunk.
+    #: When the store group last marked the session ``interrupted`` because its
+    #: gateway went silent without ending it (``consumer.interrupted_after_s``),
+    #: setting ``ended_at`` to when it was last heard from. Kept for the record:
+    #: the mark stands while the session has no end and that ``ended_at`` (which
+    #: a later chunk clears); a later end of the gateway's wins.
     interrupted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
     status: Mapped[str] = mapped_column(String(16), default=SessionStatus.ACTIVE)
     #: SSH exit statuses are unsigned 32-bit: wider than a signed ``Integer``.

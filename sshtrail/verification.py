@@ -64,10 +64,13 @@ def verify_session(
 def _ended_by_store(verdict: Verdict, row: Mapping[str, Any]) -> Verdict:
     """A session without an end that the store marked interrupted: still unsigned, and
     said plainly that the end is the store's (sshtrail/interrupted.py)."""
-    marked = row.get("interrupted_at")
-    if verdict.status is not Status.UNSIGNED or marked is None:
+    marked, heard = row.get("interrupted_at"), row.get("ended_at")
+    if verdict.status is not Status.UNSIGNED or not interrupted.marked_by_store(
+        row.get("end_reason"), marked, heard
+    ):
         return verdict
-    detail = interrupted.store_detail(marked, row.get("ended_at"))
+    assert marked is not None
+    detail = interrupted.store_detail(marked, heard)
     return msgspec.structs.replace(verdict, detail=detail, interrupted=interrupted.BY_STORE)
 
 

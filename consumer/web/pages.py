@@ -27,7 +27,7 @@ from consumer.lag import LagReader, NoSuchGroup, PartitionLag
 from consumer.web import access, views
 from consumer.web.auth import Auditor
 from consumer.web.console import Console
-from sshtrail import control, queries
+from sshtrail import control, interrupted, queries
 from sshtrail.chain import Status
 from sshtrail.cli.audit import duration_text, exit_text, request_text, session_fields, signer_text
 from sshtrail.cli.evidence import default_keys
@@ -240,7 +240,9 @@ class Pages:
         gateway went silent and never ended it (a live view asks now and then)."""
         with self._store() as conn:
             row = queries.session(conn, session_id)
-        return row["end_reason"] is None and row["interrupted_at"] is not None
+        return interrupted.marked_by_store(
+            row["end_reason"], row["interrupted_at"], row["ended_at"]
+        )
 
     def terminate(self, request: Request, reason: str) -> Response:
         """End an active session (the auditor's ``terminate`` right, in scope)."""

@@ -201,7 +201,10 @@ def session_fields(
         ("status", row["status"]),
         ("exit", exit_text(row)),
         ("end reason", row["end_reason"]),
-        ("interrupted", interrupted.summary(row["end_reason"], row["interrupted_at"])),
+        (
+            "interrupted",
+            interrupted.summary(row["end_reason"], row["interrupted_at"], row["ended_at"]),
+        ),
         ("bytes", f"{row['bytes_in']} in, {row['bytes_out']} out"),
         ("chunks", f"{row['chunk_count']} stored, last seq {row['last_seq']}"),
         ("gaps", row["gaps"].describe()),

@@ -159,7 +159,14 @@ def test_a_silent_session_without_an_end_is_marked_interrupted_by_the_store(
     assert "not signed by the gateway" in verdict.detail
     writer.write(received(messages[3:4], first_offset=3, at=clock[0]))  # it was only slow
     row = session_row(store_engine, sid)
-    assert (row["status"], row["interrupted_at"], row["ended_at"]) == ("active", None, None)
+    # The mark no longer stands; when it was made stays on record.
+    assert (row["status"], row["interrupted_at"], row["ended_at"]) == ("active", clock[0], None)
+    with store_engine.connect() as conn:
+        again = verify_session(conn, queries.session(conn, sid), [SIGNER_KEY])
+    assert (again.status, again.interrupted) == (Status.UNSIGNED, None)
+    said = interrupted.summary(None, clock[0], None)
+    assert said is not None
+    assert said.startswith("no: the store had marked it interrupted at ")
     writer.write(received(messages[4:], first_offset=4, at=clock[0]))
     assert session_row(store_engine, sid)["status"] == "closed"
 
@@ -190,7 +197,7 @@ def test_the_gateways_end_after_the_store_gave_up_stands_and_says_so(
         verdict = verify_session(conn, queries.session(conn, sid), [SIGNER_KEY])
     assert (verdict.status, verdict.interrupted) == (Status.OK, "gateway")
     assert verdict.detail == f"4 chunks, signature valid; {reason}"
-    said = interrupted.summary(row["end_reason"], row["interrupted_at"])  # type: ignore[arg-type]
+    said = interrupted.summary(row["end_reason"], row["interrupted_at"], row["ended_at"])  # type: ignore[arg-type]
     assert said is not None
     assert "signed end" in said
     assert "store had marked it interrupted" in said
