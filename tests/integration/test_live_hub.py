@@ -84,7 +84,7 @@ def test_a_watcher_of_a_session_not_yet_published_waits_for_it(
         watcher = hub.watch(session, asyncio.get_running_loop())
         # Taken in by the reader (its partition known, the reader assigned) before the
         # session exists: the watcher really waits first.
-        for _ in range(600):
+        for _ in range(2400):
             if watcher.key:
                 break
             await asyncio.sleep(0.05)
