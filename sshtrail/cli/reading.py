@@ -13,19 +13,20 @@ from sshtrail.errors import DatabaseError, InvalidError
 from sshtrail.settings import Settings
 
 
-class store:
-    """A connection to the store; a database that cannot be read is a clear error."""
+class _Database:
+    """A connection to one of the databases; one that cannot be read is a clear error
+    naming it (``what``) and what usually helps (``hint``)."""
 
-    def __init__(self, settings: Settings) -> None:
-        self._engine: Engine = existing_engine(settings.database_url, "store")
-        self._url = settings.database_url
+    def __init__(self, url: str, what: str, hint: str) -> None:
+        self._engine: Engine = existing_engine(url, what)
+        self._what, self._hint = what, hint
 
     def __enter__(self) -> Any:
         try:
             self._conn = self._engine.connect()
         except OperationalError as exc:
             self._engine.dispose()
-            raise DatabaseError(f"cannot open the store: {str(exc.orig).strip()}") from None
+            raise DatabaseError(f"cannot open the {self._what}: {str(exc.orig).strip()}") from None
         return self._conn
 
     def __exit__(self, *exc: object) -> None:
@@ -33,9 +34,15 @@ class store:
         self._engine.dispose()
         if isinstance(exc[1], OperationalError | ProgrammingError):
             raise DatabaseError(
-                f"cannot read the store ({str(exc[1].orig).strip()}); "
-                "is it migrated? sshtrail db upgrade"
+                f"cannot read the {self._what} ({str(exc[1].orig).strip()}); {self._hint}"
             ) from None
+
+
+class store(_Database):
+    """A connection to the store; a database that cannot be read is a clear error."""
+
+    def __init__(self, settings: Settings) -> None:
+        super().__init__(settings.database_url, "store", "is it migrated? sshtrail db upgrade")
 
 
 def stored_session(settings: Settings, prefix: str) -> list[tuple[int, bytes]]:
@@ -48,25 +55,10 @@ def stored_session(settings: Settings, prefix: str) -> list[tuple[int, bytes]]:
     return stored
 
 
-class index:
+class index(_Database):
     """A connection to the search index; one that cannot be read is a clear error."""
 
     def __init__(self, settings: Settings) -> None:
-        self._engine: Engine = existing_engine(settings.search_url, "search index")
-
-    def __enter__(self) -> Any:
-        try:
-            self._conn = self._engine.connect()
-        except OperationalError as exc:
-            self._engine.dispose()
-            raise DatabaseError(f"cannot open the search index: {str(exc.orig).strip()}") from None
-        return self._conn
-
-    def __exit__(self, *exc: object) -> None:
-        self._conn.close()
-        self._engine.dispose()
-        if isinstance(exc[1], OperationalError | ProgrammingError):
-            raise DatabaseError(
-                f"cannot read the search index ({str(exc[1].orig).strip()}); "
-                "has the index group run? sshtrail index"
-            ) from None
+        super().__init__(
+            settings.search_url, "search index", "has the index group run? sshtrail index"
+        )
