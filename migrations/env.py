@@ -56,10 +56,9 @@ def run_migrations_online() -> None:
         context.run_migrations()
         return
     engine = make_engine(_database_url(), poolclass=NullPool)
-    with engine.connect() as connection:
+    with migrate.migrating(engine) as connection:  # SQLite: foreign keys off, then checked
         _configure(connection)
         context.run_migrations()
-        connection.commit()
     engine.dispose()
 
 

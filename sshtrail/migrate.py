@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.pool import NullPool
 
@@ -74,12 +76,37 @@ def pending_model_changes(url: str) -> list[object]:
         engine.dispose()
 
 
+@contextmanager
+def migrating(engine: Engine) -> Iterator[Connection]:
+    """A connection in one transaction, to migrate on.
+
+    SQLite alters a table by copying it and dropping the old one; with foreign keys on,
+    dropping ``sessions`` deletes every chunk by cascade. So, as SQLite's documentation
+    for schema changes asks, foreign keys are off while migrating and checked before
+    the commit: a migration that leaves a dangling reference is rolled back.
+    """
+    with engine.connect() as connection:
+        sqlite = connection.dialect.name == "sqlite"
+        if sqlite:  # outside a transaction, or SQLite ignores it
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+        with connection.begin():
+            yield connection
+            if sqlite:
+                dangling = connection.exec_driver_sql("PRAGMA foreign_key_check").all()
+                if dangling:
+                    raise DatabaseError(
+                        f"migration rolled back: it left {len(dangling)} rows referring to "
+                        f"rows that are not there (first: {tuple(dangling[0])})"
+                    )
+
+
 def _run(url: str, action: object) -> None:
     assert callable(action)
     config = alembic_config(url)
     engine = make_engine(url, poolclass=NullPool)
     try:
-        with engine.begin() as connection:
+        with migrating(engine) as connection:
             config.attributes["connection"] = connection
             action(config)
     except OperationalError as exc:

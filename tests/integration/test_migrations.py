@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import collections
 import datetime as dt
+import uuid
 
 import pytest
 import sqlalchemy as sa
+from alembic.script import ScriptDirectory
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import sessionmaker
 
@@ -22,6 +25,62 @@ def tables(url: str) -> set[str]:
     engine = make_engine(url)
     try:
         return set(sa.inspect(engine).get_table_names())
+    finally:
+        engine.dispose()
+
+
+def store_at_0001(url: str, stored: list[tuple[uuid.UUID, int, bytes]]) -> None:
+    """Store (session, seq, data) chunks, and their closed sessions, in the tables as
+    revision 0001 made them (the models know the columns later revisions add)."""
+    sessions = sa.table(
+        "sessions",
+        sa.column("id", sa.Uuid()),
+        sa.column("status"),
+        sa.column("bytes_in"),
+        sa.column("bytes_out"),
+        sa.column("chunk_count"),
+        sa.column("gaps", sa.JSON()),
+    )
+    chunks = sa.table(
+        "chunks",
+        sa.column("session_id", sa.Uuid()),
+        sa.column("seq"),
+        sa.column("t_first"),
+        sa.column("t_last"),
+        sa.column("partition"),
+        sa.column("offset"),
+        sa.column("data", sa.LargeBinary()),
+        sa.column("received_at", sa.DateTime(timezone=True)),
+    )
+    now = dt.datetime.now(dt.UTC)
+    counts = collections.Counter(session_id for session_id, _, _ in stored)
+    engine = make_engine(url)
+    try:
+        with engine.begin() as conn:
+            for session_id, count in counts.items():
+                conn.execute(
+                    sa.insert(sessions).values(
+                        id=session_id,
+                        status="closed",
+                        bytes_in=0,
+                        bytes_out=0,
+                        chunk_count=count,
+                        gaps=[],
+                    )
+                )
+            for session_id, seq, data in stored:
+                conn.execute(
+                    sa.insert(chunks).values(
+                        session_id=session_id,
+                        seq=seq,
+                        t_first=0,
+                        t_last=0,
+                        partition=0,
+                        offset=seq,
+                        data=data,
+                        received_at=now,
+                    )
+                )
     finally:
         engine.dispose()
 
@@ -114,52 +173,8 @@ def test_requests_of_sessions_stored_before_0002_are_filled_in(database_url: str
     migrate.upgrade(database_url, "0001")
     sid, messages = recording(chunks=3, legacy=True)  # stored then: written before format 4
     damaged = uuid7()
-    engine = make_engine(database_url)
-    # The tables as 0001 made them (the models know the columns 0002 adds).
-    sessions = sa.table(
-        "sessions",
-        sa.column("id", sa.Uuid()),
-        sa.column("status"),
-        sa.column("bytes_in"),
-        sa.column("bytes_out"),
-        sa.column("chunk_count"),
-        sa.column("gaps", sa.JSON()),
-    )
-    chunks = sa.table(
-        "chunks",
-        sa.column("session_id", sa.Uuid()),
-        sa.column("seq"),
-        sa.column("t_first"),
-        sa.column("t_last"),
-        sa.column("partition"),
-        sa.column("offset"),
-        sa.column("data", sa.LargeBinary()),
-        sa.column("received_at", sa.DateTime(timezone=True)),
-    )
-    now = dt.datetime.now(dt.UTC)
-    with engine.begin() as conn:
-        for session_id in (sid, damaged):
-            conn.execute(
-                sa.insert(sessions).values(
-                    id=session_id, status="closed", bytes_in=0, bytes_out=0, chunk_count=3, gaps=[]
-                )
-            )
-        stored = [(sid, seq, data) for seq, data in enumerate(messages)]
-        stored.append((damaged, 0, b"not a chunk"))
-        for session_id, seq, data in stored:
-            conn.execute(
-                sa.insert(chunks).values(
-                    session_id=session_id,
-                    seq=seq,
-                    t_first=0,
-                    t_last=0,
-                    partition=0,
-                    offset=seq,
-                    data=data,
-                    received_at=now,
-                )
-            )
-    engine.dispose()
+    stored = [(sid, seq, data) for seq, data in enumerate(messages)]
+    store_at_0001(database_url, [*stored, (damaged, 0, b"not a chunk")])
     migrate.upgrade(database_url)
     engine = make_engine(database_url)
     with engine.connect() as conn:
@@ -225,3 +240,26 @@ def test_sftp_and_scp_sessions_stored_before_0004_are_read_for_transfers(
     finally:
         engine.dispose()
     assert got == {session_id: row[3] for session_id, row in rows.items()}
+
+
+def test_no_chunk_is_lost_by_an_upgrade(database_url: str) -> None:
+    """SQLite alters a table by copying it and dropping the old one; with foreign keys
+    on, dropping ``sessions`` deleted every chunk by cascade. Each revision is applied
+    in turn to a store with sessions and chunks, which must all be there after it."""
+    migrate.upgrade(database_url, "0001")
+    stored = []
+    for _ in range(2):
+        sid, messages = recording(chunks=3, legacy=True)
+        stored += [(sid, seq, data) for seq, data in enumerate(messages)]
+    store_at_0001(database_url, stored)
+    script = ScriptDirectory.from_config(migrate.alembic_config(database_url))
+    revisions = [r.revision for r in reversed(list(script.walk_revisions()))][1:]
+    engine = make_engine(database_url)
+    try:
+        for revision in revisions:
+            migrate.upgrade(database_url, revision)
+            with engine.connect() as conn:
+                count = conn.execute(sa.select(sa.func.count()).select_from(ChunkRecord)).scalar()
+            assert count == len(stored), f"{len(stored) - (count or 0)} chunks lost by {revision}"
+    finally:
+        engine.dispose()
