@@ -12,9 +12,8 @@ import argparse
 import re
 from typing import Any
 
-from sshtrail.cli.arguments import http_url, port, ranged
-from sshtrail.cli.output import format_options
-from sshtrail.cli.timespec import moment
+from sshtrail.commandkit.arguments import http_url, moment, port, ranged
+from sshtrail.commandkit.output import format_options
 
 #: What ``lag --watch`` judges each partition by: the readings of this many seconds.
 WATCH_WINDOW_S = 30.0

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from sqlalchemy.engine import Connection
 
 from sshtrail import control, queries
-from sshtrail.cli.evidence import default_keys
 from sshtrail.errors import BrokerError
 from sshtrail.kafka.adapters import KafkaProducer, topic_reader
 from sshtrail.kafka.config import client_config
 from sshtrail.kafka.ports import DeliveryError
 from sshtrail.settings import Settings
+from sshtrail.verification import known_gateway_keys
 
 #: How long a requester waits for a gateway's answer by default.
 WAIT_S = 10.0
@@ -57,7 +57,7 @@ def ask(
     """Publish ``request``; the answers that name it within ``wait_s`` (for a
     termination, the first is the only one: one gateway holds a session), each signed
     by a gateway these settings trust (``control.gateway_keys``, the gateway's own key)."""
-    gateway_keys = control.gateway_keys(settings, default_keys(settings))
+    gateway_keys = control.gateway_keys(settings, known_gateway_keys(settings))
     topic = settings.control.topic
     reader = topic_reader(settings, "control-answer", timeout=5.0)
     try:

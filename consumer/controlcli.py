@@ -17,7 +17,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from consumer.control import ask, session_state
 from consumer.web import access
 from sshtrail import control
-from sshtrail.cli.reading import store
+from sshtrail.commandkit.reading import store
 from sshtrail.db import existing_engine
 from sshtrail.errors import NotSetUp
 from sshtrail.settings import Settings

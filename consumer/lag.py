@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from prometheus_client.parser import text_string_to_metric_families
 
 from consumer.lagstatus import Reading, Status, evaluate, worst
-from sshtrail.cli.arguments import is_http
+from sshtrail.commandkit.arguments import is_http
 from sshtrail.errors import BrokerError, InvalidError
 from sshtrail.kafka.adapters import topic_reader
 from sshtrail.kafka.admin import kafka_admin

@@ -31,8 +31,8 @@ from consumer.service import interrupted_after, open_database, open_index
 from consumer.store import StoreWriter
 from consumer.watch import follow
 from sshtrail import queries
-from sshtrail.cli.output import chosen_format, print_csv, print_table
-from sshtrail.cli.signals import stop_on_signals
+from sshtrail.commandkit.output import chosen_format, print_csv, print_table
+from sshtrail.commandkit.signals import stop_on_signals
 from sshtrail.db import existing_engine
 from sshtrail.errors import BrokerError, InvalidError
 from sshtrail.events import End, Output, Start

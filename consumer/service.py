@@ -15,7 +15,7 @@ from consumer.metrics import ConsumerMetrics
 from consumer.runner import GroupRunner, RunnerOptions
 from consumer.writer import Writer
 from sshtrail import migrate, search
-from sshtrail.cli.signals import stop_on_signals
+from sshtrail.commandkit.signals import stop_on_signals
 from sshtrail.db import make_engine
 from sshtrail.errors import ConfigError, DatabaseError, SchemaMismatch, SshtrailError
 from sshtrail.kafka.adapters import KafkaGroupConsumer, KafkaProducer

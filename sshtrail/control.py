@@ -36,11 +36,10 @@ from typing import Literal
 
 import msgspec
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from sshtrail.errors import ConfigError, InvalidError
-from sshtrail.keyfiles import create_ed25519, load_ed25519_private, public_path
+from sshtrail.errors import InvalidError
+from sshtrail.keyfiles import create_ed25519, ed25519_public, load_ed25519_private, public_path
 from sshtrail.settings import Settings
 
 #: A termination this old (seconds) is history, not a request.
@@ -192,15 +191,4 @@ def gateway_keys(settings: Settings, own: Collection[bytes]) -> set[bytes]:
 
 def parse_keys(lines: Collection[str], setting: str) -> set[bytes]:
     """Raw Ed25519 keys of OpenSSH public key lines (``ssh-ed25519 AAAA... comment``)."""
-    found = set()
-    for line in lines:
-        try:
-            key = serialization.load_ssh_public_key(" ".join(line.split()[:2]).encode())
-        except (ValueError, IndexError) as exc:
-            raise ConfigError(
-                f"{line[:40]!r} is not an OpenSSH public key ({exc})", key=setting
-            ) from None
-        if not isinstance(key, Ed25519PublicKey):
-            raise ConfigError("only ssh-ed25519 keys are taken", key=setting)
-        found.add(key.public_bytes_raw())
-    return found
+    return {ed25519_public(line, repr(line[:40]), setting) for line in lines}

@@ -68,11 +68,21 @@ def load_ed25519_public(path: Path) -> bytes:
     """The raw 32 bytes of an OpenSSH ``ssh-ed25519`` public key file (or of ``path.pub``)."""
     source = path if path.suffix == ".pub" or not public_path(path).exists() else public_path(path)
     try:
-        key = serialization.load_ssh_public_key(source.read_bytes())
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"{source}: not an OpenSSH public key ({exc})") from None
+        text = source.read_text(errors="replace")
+    except OSError as exc:
+        raise ConfigError(f"cannot read {source}: {exc.strerror}") from None
+    return ed25519_public(text, str(source))
+
+
+def ed25519_public(line: str, where: str, setting: str | None = None) -> bytes:
+    """The raw 32 bytes of an OpenSSH public key line (``ssh-ed25519 AAAA... comment``);
+    a :class:`ConfigError` naming ``where`` (and ``setting``) if it is not one."""
+    try:
+        key = serialization.load_ssh_public_key(" ".join(line.split()[:2]).encode())
+    except (ValueError, UnicodeEncodeError) as exc:
+        raise ConfigError(f"{where}: not an OpenSSH public key ({exc})", key=setting) from None
     if not isinstance(key, Ed25519PublicKey):
-        raise ConfigError(f"{source}: not an ssh-ed25519 key")
+        raise ConfigError(f"{where}: not an ssh-ed25519 key (only those are taken)", key=setting)
     return key.public_bytes_raw()
 
 

@@ -22,7 +22,9 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 
 from sqlalchemy import (
     BigInteger,
@@ -45,11 +47,13 @@ from sqlalchemy import (
     text,
 )
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.sql.elements import ColumnElement
 
+from sshtrail import describe
 from sshtrail.dbtypes import NAMING_CONVENTION, UTCDateTime
-from sshtrail.errors import InvalidError
-from sshtrail.queries import escape_like
+from sshtrail.errors import DatabaseError, InvalidError, NotSetUp
+from sshtrail.queries import TransferFilter, escape_like, list_transfers
 from sshtrail.scope import Scope
 from sshtrail.states import Kind, MaskedInput
 
@@ -280,6 +284,80 @@ def search(conn: Connection, query: Query) -> list[Hit]:
         ordered = ordered.order_by(DOCS.c.at, DOCS.c.session_id, DOCS.c.t, DOCS.c.id)
     statement = ordered.limit(query.limit)
     return [Hit(*row) for row in conn.execute(statement)]
+
+
+#: Opens a connection to a database for one search (and closes it); any error of
+#: reaching or reading it is the caller's own (:class:`~sshtrail.errors.SshtrailError`)
+#: or SQLAlchemy's.
+Opener = Callable[[], AbstractContextManager[Connection]]
+
+
+@dataclass(frozen=True, slots=True)
+class Found:
+    """What one search found, and which database could not be read and why (the
+    search index, ``"index"``; the store, ``"store"``), so the caller says so."""
+
+    hits: list[Hit]
+    unread: dict[str, Exception] = field(default_factory=dict)
+
+
+def find(query: Query, index: Opener, store: Opener) -> Found:
+    """What an auditor's search finds, the same in ``sshtrail search`` and the console:
+    the index's documents (unless ``query.kind`` is ``transfer``) and the paths of file
+    operations, kept in the store (when ``query.kind`` is None or ``transfer``), in time
+    order, then session and offset; the first ``query.limit``. A database that cannot be
+    read is left out and named in :attr:`Found.unread`."""
+    hits: list[Hit] = []
+    unread: dict[str, Exception] = {}
+    if query.kind != "transfer":
+        try:
+            with index() as conn:
+                hits += search(conn, query)
+        except (NotSetUp, DatabaseError, OperationalError, ProgrammingError) as exc:
+            unread["index"] = exc
+    if query.kind in (None, "transfer"):
+        try:
+            with store() as conn:
+                hits += transfer_hits(conn, query)
+        except (NotSetUp, DatabaseError, OperationalError, ProgrammingError) as exc:
+            unread["store"] = exc
+    hits.sort(key=lambda hit: (hit.at or _EPOCH, str(hit.session_id), hit.t))
+    return Found(hits[: query.limit], unread)
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def transfer_hits(conn: Connection, query: Query) -> list[Hit]:
+    """File operations whose path holds ``query.text``, of the sessions ``query``
+    filters, as hits: every operation, looking around (stat, realpath, a listing) too,
+    which ``sshtrail transfers`` leaves out unless ``--all`` -- a path searched for is
+    one the auditor wants every trace of."""
+    wanted = TransferFilter(
+        operator=query.operator,
+        target=query.target,
+        since=query.since,
+        until=query.until,
+        containing=query.text,
+        session_id=query.session_id,
+        everything=True,
+        limit=query.limit,
+        masked_input=query.masked_input,
+        exit_status=query.exit_status,
+        scope=query.scope,
+    )
+    return [
+        Hit(
+            row["session_id"],
+            "transfer",
+            row["t"],
+            describe.when_answered(row),
+            row["operator"],
+            row["target"],
+            f"{row['op']} {describe.transfer_paths(row)}",
+        )
+        for row in list_transfers(conn, wanted)
+    ]
 
 
 def _contains(conn: Connection, needle: str) -> ColumnElement[bool]:

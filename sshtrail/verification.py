@@ -21,6 +21,7 @@ import base64
 import hashlib
 import uuid
 from collections.abc import Collection, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -29,7 +30,10 @@ from sqlalchemy.engine import Connection
 
 from sshtrail import interrupted, queries
 from sshtrail.chain import Known, Status, Verdict, ok_verdict, verify_chain
+from sshtrail.errors import ConfigError
+from sshtrail.keyfiles import load_ed25519_public, public_path
 from sshtrail.seqranges import Gaps
+from sshtrail.settings import Settings
 from sshtrail.tables import CHUNKS
 
 
@@ -114,3 +118,25 @@ def fingerprint(key: bytes) -> str:
     blob = b"".join(len(part).to_bytes(4, "big") + part for part in (b"ssh-ed25519", key))
     digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
     return f"SHA256:{digest}"
+
+
+def trusted_gateway_keys(settings: Settings, files: list[Path] | None = None) -> dict[bytes, str]:
+    """The gateway keys whose signatures count, each with where it came from: the key
+    files given, else the gateway recording key of these settings."""
+    if files:
+        return {load_ed25519_public(path): str(path) for path in files}
+    own = settings.state_file(settings.gateway.signing_key, "gateway/recording_ed25519_key")
+    if not public_path(own).exists():
+        raise ConfigError(
+            f"no trusted gateway key: {public_path(own)} does not exist; pass --trust KEYFILE"
+        )
+    return {load_ed25519_public(own): str(public_path(own))}
+
+
+def known_gateway_keys(settings: Settings) -> dict[bytes, str]:
+    """The configured trusted keys, or none (then every signature reads as untrusted,
+    and the verdict says so)."""
+    try:
+        return trusted_gateway_keys(settings)
+    except ConfigError:
+        return {}

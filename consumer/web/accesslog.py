@@ -8,9 +8,9 @@ import sys
 from consumer.web import access
 from sshtrail import queries
 from sshtrail.accesschain import Problem, check, stored_rows
-from sshtrail.cli.main import EXIT_UNVERIFIED
-from sshtrail.cli.output import chosen_format, print_json, print_listing
-from sshtrail.cli.reading import store
+from sshtrail.commandkit.exits import EXIT_UNVERIFIED
+from sshtrail.commandkit.output import chosen_format, print_json, print_listing
+from sshtrail.commandkit.reading import store
 from sshtrail.errors import BrokerError, InvalidError
 from sshtrail.settings import Settings
 from sshtrail.textsafe import local_time, visible

@@ -54,9 +54,9 @@ from consumer.web.auth import (
 from consumer.web.console import Console
 from consumer.web.live import Ending, LiveHub, end_when_given_up, stream_live
 from consumer.web.pages import Pages
-from sshtrail.cli.timespec import clock
 from sshtrail.db import make_engine
 from sshtrail.settings import Settings
+from sshtrail.timespec import clock
 
 log = logging.getLogger(__name__)
 

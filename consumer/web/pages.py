@@ -8,7 +8,6 @@ log entry, then answers. Filters are the CLI's (:mod:`sshtrail.queries`,
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import secrets
 import uuid
@@ -29,17 +28,14 @@ from consumer.web.auth import Auditor
 from consumer.web.console import Console
 from sshtrail import control, interrupted, queries
 from sshtrail.chain import Status
-from sshtrail.cli.audit import duration_text, exit_text, request_text, session_fields, signer_text
-from sshtrail.cli.evidence import default_keys
-from sshtrail.cli.timespec import moment
-from sshtrail.cli.transfers import hits_of, merged
-from sshtrail.errors import BrokerError, InvalidError, NotSetUp
+from sshtrail.describe import duration_text, exit_text, request_text, session_fields, signer_text
+from sshtrail.errors import BrokerError, NotSetUp
 from sshtrail.exports import Format, asciicast, chunk_events, export_lines
-from sshtrail.search import Hit, Query
+from sshtrail.search import Hit, Query, find
 from sshtrail.search import commands as indexed_commands
-from sshtrail.search import search as find
 from sshtrail.states import KINDS, SessionStatus
-from sshtrail.verification import session_verdicts
+from sshtrail.timespec import moment
+from sshtrail.verification import known_gateway_keys, session_verdicts
 
 #: The statuses the sessions page filters by: the store's, and ``tampered`` (a
 #: verification verdict, checked for the sessions whose stored word is not "ok").
@@ -127,7 +123,7 @@ class Pages:
                 ascending=params["order"] == "asc",
                 unverified=tampered,
             )
-            keys = default_keys(self.console.settings)
+            keys = known_gateway_keys(self.console.settings)
             with self._store() as conn:
                 rows = queries.list_sessions(conn, wanted)
                 verdicts = session_verdicts(conn, rows, keys)
@@ -169,7 +165,7 @@ class Pages:
 
     def session(self, request: Request) -> Response:
         auditor: Auditor = request.state.auditor
-        keys = default_keys(self.console.settings)
+        keys = known_gateway_keys(self.console.settings)
         with self._store() as conn:
             row = self._in_scope(conn, request)
             verdict = session_verdicts(conn, [row], keys)[row["id"]]
@@ -355,26 +351,23 @@ class Pages:
         notes: list[str] = []
         text = params["q"]
         if text.strip() and not problems:
-            found: list[Hit] = []
-            if kind != "transfer":
-                query = Query(
-                    text,
-                    kind=kind or None,  # type: ignore[arg-type]
-                    operator=params["operator"] or None,
-                    target=params["target"] or None,
-                    since=since,
-                    until=until,
-                    limit=SEARCH_LIMIT,
-                    scope=auditor.scope,
-                )
-                try:
-                    with self.console.search_engine().connect() as conn:
-                        found = find(conn, query)
-                except (NotSetUp, OperationalError, ProgrammingError):
-                    notes.append("The search index cannot be read yet: is the index group running?")
-            if kind in ("", "transfer"):
-                more = self._transfer_hits(params, since, until, auditor)
-                found = merged(found, more, SEARCH_LIMIT)
+            query = Query(
+                text,
+                kind=kind or None,  # type: ignore[arg-type]
+                operator=params["operator"] or None,
+                target=params["target"] or None,
+                since=since,
+                until=until,
+                limit=SEARCH_LIMIT,
+                scope=auditor.scope,
+            )
+            found = find(
+                query, lambda: self.console.search_engine().connect(), self.console.store.connect
+            )
+            if "index" in found.unread:
+                notes.append("The search index cannot be read yet: is the index group running?")
+            if "store" in found.unread:
+                notes.append("File transfers were not searched: the store cannot be read.")
             hits = [
                 {
                     "session": hit.session_id.hex,
@@ -387,7 +380,7 @@ class Pages:
                     "text": views.highlighted(hit.text, hit.matches(text)),
                     "certain": hit.certain,
                 }
-                for hit in found
+                for hit in found.hits
             ]
         if text.strip():
             self.console.log(request, "search", detail=_detail(params, 1))
@@ -404,26 +397,6 @@ class Pages:
             },
             400 if problems else 200,
         )
-
-    def _transfer_hits(
-        self,
-        params: dict[str, str],
-        since: dt.datetime | None,
-        until: dt.datetime | None,
-        auditor: Auditor,
-    ) -> list[Hit]:
-        wanted = queries.TransferFilter(
-            operator=params["operator"] or None,
-            target=params["target"] or None,
-            since=since,
-            until=until,
-            containing=params["q"],
-            everything=True,
-            limit=SEARCH_LIMIT,
-            scope=auditor.scope,
-        )
-        with self._store() as conn:
-            return hits_of(queries.list_transfers(conn, wanted))
 
     # -- admin pages -------------------------------------------------------------------
 
@@ -560,7 +533,7 @@ def _moment(text: str, name: str, problems: list[str]) -> dt.datetime | None:
         return None
     try:
         return moment(text)
-    except (argparse.ArgumentTypeError, InvalidError) as exc:
+    except ValueError as exc:
         problems.append(f"{name}: {exc}")
         return None
 

@@ -14,27 +14,27 @@ import datetime as dt
 import sys
 import uuid
 from collections import Counter
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from sshtrail import crosscheck, interrupted, queries, search
+from sshtrail import crosscheck, describe, queries, search
 from sshtrail.cli import transfers
 from sshtrail.cli.commands import SESSION_COLUMNS
-from sshtrail.cli.evidence import default_keys, refused_json, refused_lines, verdict_json
-from sshtrail.cli.output import chosen_format, print_csv, print_json, print_listing
-from sshtrail.cli.reading import store
-from sshtrail.cli.timespec import clock
-from sshtrail.db import existing_engine, shown_url
-from sshtrail.errors import BrokerError, DatabaseError, InvalidError, NotSetUp
+from sshtrail.cli.evidence import refused_json, refused_lines, verdict_json
+from sshtrail.commandkit.exits import EXIT_NO_MATCH
+from sshtrail.commandkit.output import chosen_format, print_csv, print_json, print_listing
+from sshtrail.commandkit.reading import index, store
+from sshtrail.db import existing_engine
+from sshtrail.errors import BrokerError, InvalidError, NotSetUp
 from sshtrail.settings import Settings
 from sshtrail.states import MaskedInput, SessionStatus
 from sshtrail.textsafe import local_time, visible
-from sshtrail.verification import fingerprint, session_verdicts, verify_session
+from sshtrail.timespec import clock
+from sshtrail.verification import known_gateway_keys, session_verdicts, verify_session
 
 HIGHLIGHT = ("\x1b[1;31m", "\x1b[0m")
-T = TypeVar("T")
 
 
 def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
@@ -47,7 +47,7 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
         args.limit,
         MaskedInput(args.masked_input) if args.masked_input else None,
     )
-    keys = default_keys(settings)
+    keys = known_gateway_keys(settings)
     with store(settings) as conn:
         rows = queries.list_sessions(conn, wanted)
         shorts = queries.short_ids(conn, [row["id"] for row in rows])
@@ -56,7 +56,9 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
     if shape == "json":
         print_json(
             [
-                _sessionprint_json(row, shorts[row["id"]], verdict_json(verdicts[row["id"]], keys))
+                describe.session_json(
+                    row, shorts[row["id"]], verdict_json(verdicts[row["id"]], keys)
+                )
                 for row in rows
             ]
         )
@@ -69,12 +71,12 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
             "ID": str(row["id"]) if csv_ else shorts[row["id"]],
             "OPERATOR": visible(row["operator"] or "?"),
             "TARGET": visible(row["target"] or "?"),
-            "REQUEST": request_text(row, 4096 if csv_ else 40),
+            "REQUEST": describe.request_text(row, 4096 if csv_ else 40),
             "CLIENT": visible(row["client"] or "?"),
             "STARTED": _iso(row["started_at"]) if csv_ else local_time(row["started_at"]),
-            "DURATION": duration_text(row),
+            "DURATION": describe.duration_text(row),
             "STATUS": row["status"],
-            "EXIT": exit_text(row),
+            "EXIT": describe.exit_text(row),
             "CHAIN": verdicts[row["id"]].status.value,
             "MASKED": row["masked_input"] or "-",
         }
@@ -87,14 +89,14 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     with store(settings) as conn:
         session_id = queries.resolve(conn, args.session)
         row = queries.session(conn, session_id)
-        keys = default_keys(settings)
+        keys = known_gateway_keys(settings)
         verdict = verify_session(conn, row, keys)
         refused = queries.refused_chunks(conn, session_id)
         moved = transfers.of_session(conn, session_id, whole=args.json) if row["transfers"] else []
         commands = recorded_commands(session_id, queries.stored_chunks(conn, session_id))
         witness = index_witness(settings, conn, session_id, commands)
     if args.json:
-        document = _sessionprint_json(row, session_id.hex, verdict_json(verdict, keys))
+        document = describe.session_json(row, session_id.hex, verdict_json(verdict, keys))
         document["commands"] = [
             {"t": hit.t / 1e9, "command": hit.text, "certain": hit.certain} for hit in commands
         ]
@@ -104,12 +106,12 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         document["refused"] = refused_json(refused)
         print_json(document)
         return 0
-    fields = session_fields(
+    fields = describe.session_fields(
         row,
         local_time(row["started_at"]),
         local_time(row["ended_at"]),
         f"{verdict.status.value}: {verdict.detail}",
-        signer_text(verdict.signer, keys),
+        describe.signer_text(verdict.signer, keys),
     )
     for name, value in fields:
         print(f"{name:>12}  {visible(str(value)) if value is not None else '-'}")
@@ -180,41 +182,6 @@ def index_witness(
     return {"status": "agrees", "detail": ""}
 
 
-def session_fields(
-    row: dict[str, Any], started: T, ended: T, verification: str, signer: str | None
-) -> list[tuple[str, T | str | None]]:
-    """What ``show`` and the console's session page say of a session, in order, as
-    stored (the caller makes it safe to show); times and verification as the caller
-    writes them."""
-    target = f"{row['target']} ({row['target_user']}@{row['target_host']}:{row['target_port']})"
-    return [
-        ("session", str(row["id"])),
-        ("operator", row["operator"]),
-        ("client", row["client"]),
-        ("target", target),
-        ("gateway", row["gateway"]),
-        ("terminal", row["term"] or "(no pty)"),
-        ("request", request_text(row, 255)),
-        ("started", started),
-        ("ended", ended),
-        ("duration", duration_text(row)),
-        ("status", row["status"]),
-        ("exit", exit_text(row)),
-        ("end reason", row["end_reason"]),
-        (
-            "interrupted",
-            interrupted.summary(row["end_reason"], row["interrupted_at"], row["ended_at"]),
-        ),
-        ("bytes", f"{row['bytes_in']} in, {row['bytes_out']} out"),
-        ("chunks", f"{row['chunk_count']} stored, last seq {row['last_seq']}"),
-        ("gaps", row["gaps"].describe()),
-        ("verification", verification),
-        ("signed by", signer),
-        ("quarantined", row["quarantine_reason"]),
-        ("masked input", masked_text(row)),
-    ]
-
-
 def run_search(args: argparse.Namespace, settings: Settings) -> int:
     if not args.query.strip():
         raise InvalidError("the search text is empty")
@@ -234,19 +201,16 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
         masked_input=MaskedInput(args.masked_input) if args.masked_input else None,
         exit_status=args.exit,
     )
-    hits = [] if args.kind == "transfer" else _indexed(settings, query)
-    if args.kind in (None, "transfer"):  # file paths are in the store, not the index
-        wanted = transfers.transfer_filter(
-            args, session_id, containing=args.query, limit=args.limit, exit_status=args.exit
-        )
-        try:
-            hits = transfers.merged(hits, transfers.transfer_hits(settings, wanted), args.limit)
-        except (NotSetUp, DatabaseError):
-            if args.kind == "transfer":
-                raise
-            # Searching what sessions showed needs only the index: without a store
-            # (or one not reachable) there are no file paths to add, and it says so.
-            print("(file transfers not searched: the store cannot be read)", file=sys.stderr)
+    found = search.find(query, lambda: index(settings), lambda: store(settings))
+    if "index" in found.unread:
+        raise found.unread["index"]  # what sessions showed is what was asked
+    if "store" in found.unread:
+        if args.kind == "transfer":
+            raise found.unread["store"]
+        # Searching what sessions showed needs only the index: without a store (or
+        # one not reachable) there are no file paths to add, and it says so.
+        print("(file transfers not searched: the store cannot be read)", file=sys.stderr)
+    hits = found.hits
     shape = chosen_format(args)
     if shape == "json":
         print_json([_hit_json(hit, args.query) for hit in hits])
@@ -274,24 +238,6 @@ def run_search(args: argparse.Namespace, settings: Settings) -> int:
         print("(no matches)", file=sys.stderr)
         return EXIT_NO_MATCH
     return 0
-
-
-#: What ``search`` exits with when nothing matches (as grep does).
-EXIT_NO_MATCH = 1
-
-
-def _indexed(settings: Settings, query: search.Query) -> list[search.Hit]:
-    engine = existing_engine(settings.search_url, "search index")
-    try:
-        with engine.connect() as conn:
-            return search.search(conn, query)
-    except (OperationalError, ProgrammingError) as exc:
-        raise DatabaseError(
-            f"cannot search {shown_url(settings.search_url)}: is the index group "
-            f"running? ({str(exc.orig).strip()})"
-        ) from None
-    finally:
-        engine.dispose()
 
 
 def _hit_json(hit: search.Hit, needle: str) -> dict[str, Any]:
@@ -351,93 +297,6 @@ def _highlight(hit: search.Hit, needle: str, color: bool) -> str:
 
 def _mark(text: str, color: bool) -> str:
     return f"{HIGHLIGHT[0]}{text}{HIGHLIGHT[1]}" if color else f"[{text}]"
-
-
-def signer_text(key: bytes | None, keys: dict[bytes, str]) -> str | None:
-    if key is None:
-        return None
-    return f"{fingerprint(key)} ({keys.get(key, 'not a trusted key')})"
-
-
-def masked_text(row: dict[str, Any]) -> str | None:
-    if not row["masked_input"]:
-        return None
-    lines = row["masked_lines"]
-    return (
-        f"{row['masked_input']}: {row['masked_bytes']} bytes on {lines} "
-        f"line{'s' if lines != 1 else ''}"
-    )
-
-
-def _sessionprint_json(
-    row: dict[str, Any], short: str, verification: dict[str, Any]
-) -> dict[str, Any]:
-    keys = (
-        "operator",
-        "client",
-        "target",
-        "target_host",
-        "target_port",
-        "target_user",
-        "gateway",
-        "term",
-        "request",
-        "command",
-        "status",
-        "exit_status",
-        "exit_signal",
-        "end_reason",
-        "bytes_in",
-        "bytes_out",
-        "chunk_count",
-        "last_seq",
-        "gaps",
-        "quarantine_reason",
-        "masked_input",
-        "masked_bytes",
-        "masked_lines",
-    )
-    # "session" as search, verify and reveal name it; "id" kept for scripts written before.
-    document: dict[str, Any] = {"session": str(row["id"]), "id": str(row["id"]), "short_id": short}
-    document.update({key: row[key] for key in keys})
-    # Unreadable gaps are [] here; the verification (tampered) says what was stored.
-    document["gaps"] = row["gaps"].as_json()
-    # One verdict, the one `verify` gives (sshtrail/verification.py), and a flag that agrees.
-    document["verified"] = verification["status"] == "ok"
-    document["verification"] = verification
-    for key in ("started_at", "ended_at", "interrupted_at"):
-        document[key] = row[key].isoformat() if row[key] else None
-    document["duration_s"] = _seconds(row)
-    return document
-
-
-def _seconds(row: dict[str, Any]) -> float | None:
-    if row["started_at"] is None or row["ended_at"] is None:
-        return None
-    elapsed: dt.timedelta = row["ended_at"] - row["started_at"]
-    return round(elapsed.total_seconds(), 3)
-
-
-def duration_text(row: dict[str, Any]) -> str:
-    seconds = _seconds(row)
-    return clock(seconds) if seconds is not None else "-"
-
-
-def request_text(row: dict[str, Any], width: int) -> str:
-    """What the session asked for, e.g. ``exec: uptime`` or ``forward: db:5432``, cut."""
-    request, command = row["request"], row["command"] or ""
-    if request is None:
-        return "-"  # a refused login, or stored before the store recorded requests
-    text = {"shell": "shell", "direct-tcpip": "forward: "}.get(request, f"{request}: ")
-    if request != "shell":
-        text += command
-    return visible(text if len(text) <= width else text[: width - 1] + "…")
-
-
-def exit_text(row: dict[str, Any]) -> str:
-    if row["exit_status"] is not None:
-        return str(row["exit_status"])
-    return visible(f"sig {row['exit_signal']}") if row["exit_signal"] else "-"
 
 
 def _iso(moment_: dt.datetime | None) -> str:

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from sshtrail.broker import EmbeddedBroker
-from sshtrail.cli.signals import stop_on_signals
+from sshtrail.commandkit.signals import stop_on_signals
 from sshtrail.kafka.admin import ensure_topics
 from sshtrail.settings import Settings
 from sshtrail.statedir import secure

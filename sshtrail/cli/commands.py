@@ -14,9 +14,8 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from sshtrail.cli.arguments import positive, ranged
-from sshtrail.cli.output import format_options
-from sshtrail.cli.timespec import moment, offset
+from sshtrail.commandkit.arguments import moment, offset, positive, ranged
+from sshtrail.commandkit.output import format_options
 from sshtrail.states import KINDS, MaskedInput, SessionStatus
 
 

@@ -8,9 +8,9 @@ from pathlib import Path
 
 from sqlalchemy import make_url
 
-from sshtrail.cli.main import EXIT_UNVERIFIED
-from sshtrail.cli.output import print_json
-from sshtrail.cli.reading import index, store
+from sshtrail.commandkit.exits import EXIT_UNVERIFIED
+from sshtrail.commandkit.output import print_json
+from sshtrail.commandkit.reading import index, store
 from sshtrail.crosscheck import cross_check
 from sshtrail.errors import BrokerError
 from sshtrail.letters import StoreLetters

@@ -16,13 +16,13 @@ from typing import Any
 
 from sshtrail import escrow, queries
 from sshtrail.cli.evidence import events_of
-from sshtrail.cli.output import print_json
-from sshtrail.cli.reading import store
-from sshtrail.cli.timespec import clock
+from sshtrail.commandkit.output import print_json
+from sshtrail.commandkit.reading import store
 from sshtrail.errors import InvalidError
 from sshtrail.events import MaskedInput, SealedInput
 from sshtrail.settings import Settings
 from sshtrail.textsafe import visible
+from sshtrail.timespec import clock
 
 log = logging.getLogger(__name__)
 

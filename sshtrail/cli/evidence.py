@@ -21,38 +21,16 @@ from sqlalchemy.engine import RowMapping
 
 from sshtrail import queries
 from sshtrail.chain import Status, Verdict
-from sshtrail.cli.output import print_json
-from sshtrail.cli.reading import store, stored_session
-from sshtrail.errors import ConfigError, InvalidError
+from sshtrail.commandkit.output import print_json
+from sshtrail.commandkit.reading import store, stored_session
+from sshtrail.errors import InvalidError
 from sshtrail.events import Event
 from sshtrail.exports import Format, chunk_events, export_lines
-from sshtrail.keyfiles import load_ed25519_public, public_path
 from sshtrail.settings import Settings
 from sshtrail.textsafe import local_time, visible
-from sshtrail.verification import fingerprint, verify_session
+from sshtrail.verification import fingerprint, trusted_gateway_keys, verify_session
 
 T = TypeVar("T")
-
-
-def trusted_keys(settings: Settings, files: list[Path] | None) -> dict[bytes, str]:
-    """The gateway keys whose signatures count, each with where it came from."""
-    if files:
-        return {load_ed25519_public(path): str(path) for path in files}
-    own = settings.state_file(settings.gateway.signing_key, "gateway/recording_ed25519_key")
-    if not public_path(own).exists():
-        raise ConfigError(
-            f"no trusted gateway key: {public_path(own)} does not exist; pass --trust KEYFILE"
-        )
-    return {load_ed25519_public(own): str(public_path(own))}
-
-
-def default_keys(settings: Settings) -> dict[bytes, str]:
-    """The configured trusted keys, or none (then every signature reads as untrusted,
-    and the verdict says so)."""
-    try:
-        return trusted_keys(settings, None)
-    except ConfigError:
-        return {}
 
 
 def verdict_json(verdict: Verdict, keys: Mapping[bytes, str]) -> dict[str, Any]:
@@ -100,7 +78,7 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         from sshtrail.cli import crosscheck  # noqa: PLC0415 (only when asked for)
 
         return crosscheck.run(args, settings)
-    keys = trusted_keys(settings, args.trust)
+    keys = trusted_gateway_keys(settings, args.trust)
     results = []
     refused = {}
     with store(settings) as conn:

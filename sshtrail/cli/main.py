@@ -11,17 +11,10 @@ from collections.abc import Callable, Sequence
 
 from sshtrail import __version__
 from sshtrail.cli.commands import register as register_builtin
+from sshtrail.commandkit.exits import EXIT_BROKEN_PIPE, EXIT_FAILURE, EXIT_NOT_FOUND, EXIT_USAGE
 from sshtrail.errors import ConfigError, InvalidError, NotFound, SshtrailError
 from sshtrail.settings import Settings, load_settings
 from sshtrail.statedir import UMASK
-
-#: Exit statuses, the same for every command (docs/operations.md, "Exit status").
-EXIT_FAILURE = 1  # an error; for search/verify/lag/completeness: no match, not ok, WARN
-EXIT_USAGE = 2  # a bad argument, setting or value
-EXIT_NOT_FOUND = 3  # no session, or several, match the id given
-EXIT_UNVERIFIED = 4  # access-log --verify, verify --cross-check: what to check against unread
-EXIT_BROKEN_PIPE = 141  # the reader of the output went away (128 + SIGPIPE)
-
 
 #: Options of the top-level parser that take a value (to find the command name).
 _VALUED = ("-c", "--config", "--log-level")

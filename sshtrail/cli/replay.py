@@ -34,13 +34,13 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from sshtrail.cli.evidence import events_of
-from sshtrail.cli.reading import stored_session
-from sshtrail.cli.timespec import clock
+from sshtrail.commandkit.reading import stored_session
 from sshtrail.errors import InvalidError
 from sshtrail.events import Event, Exec, Output, Resize, Start
 from sshtrail.settings import Settings
 from sshtrail.termfilter import TerminalFilter
 from sshtrail.textsafe import visible
+from sshtrail.timespec import clock
 
 RESET = b"\x1b[0m\x1b[?25h\r\n"  # attributes off, cursor shown
 

@@ -7,20 +7,18 @@ Paths came from the operator's SFTP or SCP client: every one goes through
 from __future__ import annotations
 
 import argparse
-import datetime as dt
 import uuid
 from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from sshtrail import queries
-from sshtrail.cli.output import chosen_format, print_json, print_listing
-from sshtrail.cli.reading import store
-from sshtrail.cli.timespec import clock
-from sshtrail.search import Hit
+from sshtrail import describe, queries
+from sshtrail.commandkit.output import chosen_format, print_json, print_listing
+from sshtrail.commandkit.reading import store
 from sshtrail.settings import Settings
 from sshtrail.states import MaskedInput
 from sshtrail.textsafe import local_time, visible
+from sshtrail.timespec import clock
 
 #: Operations ``show`` prints before pointing at ``sshtrail transfers``.
 SHOWN_IN_SESSION = 200
@@ -50,7 +48,7 @@ def run_transfers(args: argparse.Namespace, settings: Settings) -> int:
         ("N", "SESSION", "WHEN", "OPERATOR", "TARGET", "OP", "PATH", "BYTES", "SHA256", "STATUS")
     ]
     for row in rows:
-        when = when_answered(row)
+        when = describe.when_answered(row)
         table.append(
             (
                 str(row["id"]),
@@ -59,7 +57,7 @@ def run_transfers(args: argparse.Namespace, settings: Settings) -> int:
                 visible(row["operator"] or "?"),
                 visible(row["target"] or "?"),
                 row["op"],
-                visible(_paths(row)),
+                visible(describe.transfer_paths(row)),
                 _amount(row),
                 (row["sha256"] or "") if csv_ else (row["sha256"] or "-")[:16],
                 visible(row["status"]),
@@ -111,48 +109,15 @@ def session_lines(row: dict[str, Any], found: list[dict[str, Any]]) -> list[str]
         answer = "" if operation["status"] == "ok" else f"  ({visible(operation['status'])})"
         lines.append(
             f"{clock(operation['t'] / 1e9):>12}  {operation['op']:<9} "
-            f"{visible(_paths(operation))}{moved}{sha}{answer}"
+            f"{visible(describe.transfer_paths(operation))}{moved}{sha}{answer}"
         )
     if len(found) > SHOWN_IN_SESSION:
         lines.append(f"{'':>12}  ... sshtrail transfers --all --session {row['id'].hex}")
     return lines
 
 
-def transfer_hits(settings: Settings, wanted: queries.TransferFilter) -> list[Hit]:
-    """Operations whose path holds ``wanted.containing``, as search hits."""
-    with store(settings) as conn:
-        rows = queries.list_transfers(conn, wanted)
-    return hits_of(rows)
-
-
-def merged(hits: list[Hit], more: list[Hit], limit: int) -> list[Hit]:
-    """Search hits from the index and from the transfers, in time order (then session,
-    offset), the first ``limit``."""
-    together = sorted(hits + more, key=lambda hit: (hit.at or _EPOCH, str(hit.session_id), hit.t))
-    return together[:limit]
-
-
-_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
-
-
-def hits_of(rows: list[dict[str, Any]]) -> list[Hit]:
-    """Rows of :func:`~sshtrail.queries.list_transfers` as search hits."""
-    return [
-        Hit(
-            row["session_id"],
-            "transfer",
-            row["t"],
-            when_answered(row),
-            row["operator"],
-            row["target"],
-            f"{row['op']} {_paths(row)}",
-        )
-        for row in rows
-    ]
-
-
 def transfer_json(row: dict[str, Any]) -> dict[str, Any]:
-    when = when_answered(row)
+    when = describe.when_answered(row)
     document = {
         "id": row["id"],
         "session": str(row["session_id"]),
@@ -167,16 +132,6 @@ def transfer_json(row: dict[str, Any]) -> dict[str, Any]:
     document["ranges"] = _ranges(row["ranges"])
     document["detail"] = row["detail"]
     return document
-
-
-def when_answered(row: dict[str, Any]) -> dt.datetime | None:
-    started: dt.datetime | None = row["started_at"]
-    return started + dt.timedelta(microseconds=row["t"] // 1000) if started else None
-
-
-def _paths(row: dict[str, Any]) -> str:
-    arrow = " -> " if row["op"] != "symlink" else " -> (link to) "
-    return str(row["path"]) + (arrow + row["path2"] if row["path2"] else "")
 
 
 def _amount(row: dict[str, Any]) -> str:

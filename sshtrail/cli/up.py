@@ -14,7 +14,7 @@ from sshtrail import demo, migrate
 from sshtrail.broker import EmbeddedBroker
 from sshtrail.cli.broker import start_broker
 from sshtrail.cli.children import Children
-from sshtrail.cli.signals import stop_on_signals
+from sshtrail.commandkit.signals import stop_on_signals
 from sshtrail.db import shown_url
 from sshtrail.errors import BrokerError, ConfigError
 from sshtrail.kafka.adapters import topic_reader

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from sshtrail import migrate
-from sshtrail.cli.arguments import port, positive, ranged
 from sshtrail.cli.main import main
-from sshtrail.cli.output import print_table
+from sshtrail.commandkit.arguments import port, positive, ranged
+from sshtrail.commandkit.output import print_table
 
 COMMANDS = (
     "up",
@@ -150,6 +150,10 @@ def test_broker_port_out_of_range(capsys: pytest.CaptureFixture[str]) -> None:
         (["store", "--metrics-port", "70000"], "'70000' is not a TCP port (0-65535)"),
         (["index", "--group", "my group"], "'my group' is not a valid id"),
         (["index", "--instance-id", "\x1b[2J"], "is not a valid id"),
+        (["sessions", "--since", "999999999w"], "'999999999w' is outside the times that can"),
+        (["search", "x", "--until", "9999-12-31T23:59-01:00"], "is outside the times that"),
+        (["search", "x", "--until", "noon"], "'noon' is neither a duration like 2h"),
+        (["replay", "abc", "--from", "1:x"], "'1:x' is not an offset like 01:02:03"),
     ],
 )
 def test_consumer_options_are_checked(

@@ -7,7 +7,7 @@ import sys
 
 PROBE = """
 import os, signal, threading, time
-from sshtrail.cli.signals import stop_on_signals
+from sshtrail.commandkit.signals import stop_on_signals
 
 with stop_on_signals() as stop:
     def storm():

@@ -1,4 +1,5 @@
-"""Argument types the commands share: a number within bounds, a TCP port, an URL."""
+"""Argument types the commands share: a number within bounds, a TCP port, an URL, a
+moment and an offset (:mod:`sshtrail.timespec`)."""
 
 from __future__ import annotations
 
@@ -6,7 +7,10 @@ import argparse
 from collections.abc import Callable
 from typing import TypeVar
 
+from sshtrail import timespec
+
 N = TypeVar("N", int, float)
+T = TypeVar("T")
 
 
 def ranged(kind: Callable[[str], N], low: N, high: N | None, what: str) -> Callable[[str], N]:
@@ -38,3 +42,20 @@ def http_url(text: str) -> str:
 
 def is_http(url: str) -> bool:
     return url.startswith(("http://", "https://"))
+
+
+def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
+    """``parse`` as an argparse type: its ValueError's text is the error shown."""
+
+    def typed(text: str) -> T:
+        try:
+            return parse(text)
+        except ValueError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    typed.__name__ = parse.__name__
+    return typed
+
+
+moment = _argument(timespec.moment)
+offset = _argument(timespec.offset)
