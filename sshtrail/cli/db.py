@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from sshtrail import migrate
-from sshtrail.db import normalize_url
+from sshtrail.db import normalize_url, shown_url
 from sshtrail.settings import Settings
 
 
@@ -15,22 +15,17 @@ def _url(args: argparse.Namespace, settings: Settings) -> str:
     return url
 
 
-def _shown(url: str) -> str:
-    """The URL without its password, safe to print."""
-    return normalize_url(url).render_as_string(hide_password=True)
-
-
 def _upgrade(args: argparse.Namespace, settings: Settings) -> int:
     url = _url(args, settings)
     migrate.upgrade(url, args.revision)
-    print(f"{_shown(url)}: at revision {migrate.current_revision(url)}")
+    print(f"{shown_url(url)}: at revision {migrate.current_revision(url)}")
     return 0
 
 
 def _downgrade(args: argparse.Namespace, settings: Settings) -> int:
     url = _url(args, settings)
     migrate.downgrade(url, args.revision)
-    print(f"{_shown(url)}: at revision {migrate.current_revision(url) or 'base (empty)'}")
+    print(f"{shown_url(url)}: at revision {migrate.current_revision(url) or 'base (empty)'}")
     return 0
 
 
@@ -38,7 +33,7 @@ def _current(args: argparse.Namespace, settings: Settings) -> int:
     url = _url(args, settings)
     current, head = migrate.current_revision(url), migrate.head_revision()
     state = "up to date" if current == head else f"behind head {head}; run 'sshtrail db upgrade'"
-    print(f"{_shown(url)}: at revision {current or 'base (empty)'} ({state})")
+    print(f"{shown_url(url)}: at revision {current or 'base (empty)'} ({state})")
     return 0
 
 
