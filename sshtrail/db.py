@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.exc import ArgumentError, OperationalError, ProgrammingError
 
 from sshtrail.errors import ConfigError, NotSetUp
 
@@ -100,3 +102,20 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     finally:
         cursor.close()
+
+
+@contextmanager
+def reading(engine: Engine, failed: Callable[[str, bool], Exception]) -> Iterator[Connection]:
+    """A connection to read on, closed after. A database that cannot be reached, or read
+    (a table missing: not migrated), raises ``failed(why, opening)`` -- the reader's own
+    clear error (a command's, a web page's) -- instead of SQLAlchemy's."""
+    try:
+        conn = engine.connect()
+    except OperationalError as exc:
+        raise failed(str(exc.orig).strip(), True) from None
+    try:
+        yield conn
+    except (OperationalError, ProgrammingError) as exc:
+        raise failed(str(exc.orig).strip(), False) from None
+    finally:
+        conn.close()

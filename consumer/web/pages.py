@@ -12,6 +12,7 @@ import datetime as dt
 import secrets
 import uuid
 from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from typing import Any
 
 from markupsafe import Markup
@@ -28,6 +29,7 @@ from consumer.web.auth import Auditor
 from consumer.web.console import Console
 from sshtrail import control, interrupted, queries
 from sshtrail.chain import Status
+from sshtrail.db import reading
 from sshtrail.describe import duration_text, exit_text, request_text, session_fields, signer_text
 from sshtrail.errors import BrokerError, NotSetUp
 from sshtrail.exports import Format, asciicast, chunk_events, export_lines
@@ -465,8 +467,9 @@ class Pages:
 
     # -- shared ------------------------------------------------------------------------
 
-    def _store(self) -> Any:
-        return _Reading(self.console)
+    def _store(self) -> AbstractContextManager[Connection]:
+        """A store connection for one answer; a store that cannot be read is a 503 page."""
+        return reading(self.console.store, _unreadable)
 
     def _in_scope(self, conn: Connection, request: HTTPConnection) -> dict[str, Any]:
         """The session the path names, if the auditor may see it; 404 otherwise."""
@@ -491,27 +494,6 @@ class Pages:
                 return indexed_commands(conn, session_id)
         except (NotSetUp, OperationalError, ProgrammingError):
             return None
-
-
-class _Reading:
-    """A store connection for one answer; a store that cannot be read is a 503 page."""
-
-    def __init__(self, console: Console) -> None:
-        self._console = console
-
-    def __enter__(self) -> Connection:
-        try:
-            self._conn = self._console.store.connect()
-        except OperationalError as exc:
-            raise HTTPException(503, f"the store cannot be read: {str(exc.orig).strip()}") from None
-        return self._conn
-
-    def __exit__(self, *exc: object) -> None:
-        self._conn.close()
-        if isinstance(exc[1], OperationalError | ProgrammingError):
-            raise HTTPException(
-                503, f"the store cannot be read: {str(exc[1].orig).strip()}"
-            ) from None
 
 
 def _skip(seq: int, why: str) -> None:
@@ -561,3 +543,7 @@ def _seconds(text: str | None) -> float:
 
 def _choice(text: str | None, allowed: tuple[str, ...], default: str) -> str:
     return text if text in allowed else default
+
+
+def _unreadable(why: str, _opening: bool) -> HTTPException:
+    return HTTPException(503, f"the store cannot be read: {why}")

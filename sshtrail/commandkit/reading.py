@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from sqlalchemy import Engine
-from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from sshtrail import queries
-from sshtrail.db import existing_engine
+from sshtrail.db import existing_engine, reading
 from sshtrail.errors import DatabaseError, InvalidError
 from sshtrail.settings import Settings
 
@@ -22,20 +21,23 @@ class _Database:
         self._what, self._hint = what, hint
 
     def __enter__(self) -> Any:
+        self._reading = reading(self._engine, self._failed)
         try:
-            self._conn = self._engine.connect()
-        except OperationalError as exc:
+            return self._reading.__enter__()
+        except DatabaseError:
             self._engine.dispose()
-            raise DatabaseError(f"cannot open the {self._what}: {str(exc.orig).strip()}") from None
-        return self._conn
+            raise
 
-    def __exit__(self, *exc: object) -> None:
-        self._conn.close()
-        self._engine.dispose()
-        if isinstance(exc[1], OperationalError | ProgrammingError):
-            raise DatabaseError(
-                f"cannot read the {self._what} ({str(exc[1].orig).strip()}); {self._hint}"
-            ) from None
+    def __exit__(self, *exc: Any) -> None:
+        try:
+            self._reading.__exit__(*exc)
+        finally:
+            self._engine.dispose()
+
+    def _failed(self, why: str, opening: bool) -> DatabaseError:
+        if opening:
+            return DatabaseError(f"cannot open the {self._what}: {why}")
+        return DatabaseError(f"cannot read the {self._what} ({why}); {self._hint}")
 
 
 class store(_Database):
