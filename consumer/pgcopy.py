@@ -13,17 +13,21 @@ from collections.abc import Sequence
 from typing import Any
 
 import psycopg
-from sqlalchemy import Engine, event
+from sqlalchemy import Engine, Uuid, column, event, literal, select, table
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.dialects.postgresql import Insert
 from sqlalchemy.engine import Connection
 
+from consumer.chunkrow import CHUNK_COLUMNS, chunk_values
 from consumer.messages import Received
+from consumer.sessionrow import SESSIONS, new_session_values
 
 _STAGED = "sshtrail_chunks_stage"  # in the DBAPI connection's info: the table exists
 
-_COLUMNS = ("session_id", "seq", "t_first", "t_last", "partition", "offset", "data", "received_at")
+#: PostgreSQL's types of :data:`CHUNK_COLUMNS`, for the binary COPY.
 _TYPES = ("uuid", "int8", "int8", "int8", "int4", "int8", "bytea", "timestamptz")
-_LIST = ", ".join(f'"{name}"' for name in _COLUMNS)
+_LIST = ", ".join(f'"{name}"' for name in CHUNK_COLUMNS)
 
 # Temporary: private to the connection, emptied at every commit and gone with a
 # rollback of the transaction that created it.
@@ -31,12 +35,27 @@ _STAGE = """
 CREATE TEMPORARY TABLE IF NOT EXISTS chunks_stage
   (LIKE chunks INCLUDING DEFAULTS) ON COMMIT DELETE ROWS
 """
-_SESSIONS = """
-INSERT INTO sessions (id, status, bytes_in, bytes_out, chunk_count, gaps)
-SELECT id, 'active', 0, 0, 0, '[]'::json
-FROM (SELECT DISTINCT session_id AS id FROM chunks_stage) AS touched
-ON CONFLICT (id) DO NOTHING
-"""
+
+
+def _new_sessions() -> Insert:
+    """A row for every session of the staged chunks that has none yet, with the values
+    of :func:`~consumer.sessionrow.new_session_values`. The NULLs are left to the
+    columns' own default, NULL: an untyped NULL in a SELECT list is taken for text."""
+    values = {name: v for name, v in new_session_values().items() if v is not None}
+    stage = table("chunks_stage", column("session_id", Uuid()))
+    touched = select(stage.c.session_id).distinct().subquery("touched")
+    rows = select(
+        touched.c.session_id, *(literal(v, SESSIONS.c[name].type) for name, v in values.items())
+    )
+    return (
+        postgresql.insert(SESSIONS)
+        .from_select(["id", *values], rows)
+        .on_conflict_do_nothing(index_elements=["id"])
+    )
+
+
+_SESSIONS = _new_sessions()
+
 # Built from the constant column names above, never from input.
 _CHUNKS = f"""
 INSERT INTO chunks ({_LIST}) SELECT {_LIST} FROM chunks_stage
@@ -69,19 +88,8 @@ def _copy(conn: Connection, chunks: Sequence[Received]) -> set[tuple[uuid.UUID, 
         with cursor.copy(f"COPY chunks_stage ({_LIST}) FROM STDIN (FORMAT BINARY)") as copy:
             copy.set_types(_TYPES)
             for r in chunks:
-                copy.write_row(
-                    (
-                        r.chunk.session_id,
-                        r.chunk.seq,
-                        r.chunk.events[0].t,
-                        r.chunk.events[-1].t,
-                        r.partition,
-                        r.offset,
-                        r.chunk.raw,
-                        r.published_at,
-                    )
-                )
-        cursor.execute(_SESSIONS)
+                copy.write_row(chunk_values(r))
+        conn.execute(_SESSIONS)  # SQLAlchemy's: it types the values for PostgreSQL
         cursor.execute(_CHUNKS)
         return {(sid, seq) for sid, seq in cursor.fetchall()}
 

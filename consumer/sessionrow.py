@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import uuid
 from collections.abc import Mapping
 from typing import Any, cast
 
@@ -39,6 +40,14 @@ _LIMITS = {
     for column in SESSIONS.columns
     if getattr(column.type, "length", None)
 }
+
+
+def new_session_values() -> dict[str, Any]:
+    """Every column but the id of the row of a session no chunk has been added to yet:
+    the model's defaults. Both of the store's write paths make new rows from it."""
+    values = SessionRow(SessionRecord(id=uuid.UUID(int=0))).values()
+    del values["id"]  # a placeholder: the model wants one
+    return values
 
 
 class SessionRow:

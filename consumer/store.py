@@ -27,10 +27,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from consumer import transfers
+from consumer.chunkrow import chunk_row
 from consumer.messages import Received, Refused
 from consumer.pgcopy import copy_chunks, track_staging_table
 from consumer.refusals import EvidenceBudget, keep_refused
-from consumer.sessionrow import COLUMNS, SessionRow
+from consumer.sessionrow import COLUMNS, SessionRow, new_session_values
 from consumer.transaction import Transaction, locked_rows
 from consumer.writer import Written
 from sshtrail import queries
@@ -186,25 +187,14 @@ class StoreWriter:
             self._save(conn, [row])
 
     def _ensure_sessions(self, conn: Connection, ids: set[uuid.UUID]) -> None:
-        rows = [SessionRow(SessionRecord(id=sid)).values() for sid in sorted(ids)]
+        values = new_session_values()
+        rows = [{"id": sid, **values} for sid in sorted(ids)]
         conn.execute(self._insert(SESSIONS).on_conflict_do_nothing(index_elements=["id"]), rows)
 
     def _insert_chunks(
         self, conn: Connection, chunks: list[Received]
     ) -> set[tuple[uuid.UUID, int]]:
-        rows = [
-            {
-                "session_id": r.chunk.session_id,
-                "seq": r.chunk.seq,
-                "t_first": r.chunk.events[0].t,
-                "t_last": r.chunk.events[-1].t,
-                "partition": r.partition,
-                "offset": r.offset,
-                "data": r.chunk.raw,
-                "received_at": r.published_at,
-            }
-            for r in chunks
-        ]
+        rows = [chunk_row(r) for r in chunks]
         statement = (
             self._insert(CHUNKS)
             .on_conflict_do_nothing(index_elements=["session_id", "seq"])

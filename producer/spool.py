@@ -18,6 +18,13 @@ when a session ends. The newest records (``memory_bytes`` of them) are also
 kept in memory, so a publisher that keeps up takes them from there instead of
 reading them back from the file and checking their CRC again; records from
 before a restart, or from a stretch when Kafka was away, come from the file.
+
+Why one module of more than 400 lines: the segments, their recovery, the
+acknowledged position, the records kept in memory and the fsync thread all
+guard the same positions under one lock, and the guarantees above hold only
+as they interlock (a segment goes only once acknowledged, after the gateway
+saved what it needs of it; memory serves only what the file holds from the
+same position on). Taken apart, each piece would need the others' lock.
 """
 
 from __future__ import annotations

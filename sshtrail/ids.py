@@ -26,8 +26,3 @@ def uuid7(unix_ms: int | None = None) -> uuid.UUID:
 def is_uuid7(value: uuid.UUID) -> bool:
     """True when ``value`` carries version 7 and the RFC 9562 variant."""
     return value.version == 7 and value.variant == uuid.RFC_4122
-
-
-def uuid7_time_ms(value: uuid.UUID) -> int:
-    """The Unix time in milliseconds encoded in a UUIDv7."""
-    return value.int >> 80

@@ -3,6 +3,13 @@
 Read once at start-up by :func:`load_settings`, validated there, and passed to
 whatever needs it -- never a module global. Every error names the key and the
 place it came from (file path or environment variable).
+
+Why one module of more than 400 lines: it is the schema of the one
+configuration file, table by table, each key with the ``#:`` comment that
+``sshtrail/settings_doc.py`` reads from this module's source to write the
+reference in docs/operations.md; split, the reference would lose its one
+source. Loading (the last hundred lines) is bound to the schema: an error
+walks its types to name the key, its choices and where its value came from.
 """
 
 from __future__ import annotations

@@ -19,6 +19,14 @@ OpenSSH's ``sftp-server`` skips it by its length and answers nothing (it
 logs "Unknown message"), so it is skipped here too and reported as an
 ``unknown`` operation naming its type and size; a status answering it, as
 another server may send ("operation unsupported"), is taken quietly.
+
+Why one module of about 500 lines: it is one protocol's parser. Cutting the
+streams into packets and reading their fields (``_Framer``, ``_Reader``) is a
+hundred lines of it; the rest -- requests matched to their replies by id,
+handles followed from open to close, and what each request and answer is to
+an auditor -- is SFTP version 3's table of requests read over one state (the
+requests waiting, the handles open), and is checked against the protocol in
+one place.
 """
 
 from __future__ import annotations

@@ -35,7 +35,15 @@ echo to read: its input lines are the commands.
 Costs are bounded and linear (``sshtrail/plaintext.py``): the screen is at
 most :data:`MAX_COLUMNS` x :data:`MAX_ROWS` whatever the recording claims,
 bulk text mostly bypasses the emulator, and no line or input is held beyond
-:data:`MAX_LINE` characters.
+:data:`MAX_LINE` characters; the screen itself draws and scrolls in bulk
+(``sshtrail/fastscreen.py``).
+
+Why one module of more than 400 lines: the reading rules above -- lines,
+commands, screens, input without a PTY -- are one state machine over one
+screen (the line being typed and its prompt, the rows carriage returns
+overwrote, what each screen showed when last read), driven by the screen's
+callbacks in the order the output came. Apart, each rule would need the
+others' state.
 """
 
 from __future__ import annotations
@@ -43,16 +51,13 @@ from __future__ import annotations
 import copy
 import re
 from collections import deque
-from collections.abc import Iterable
 from dataclasses import dataclass
-from itertools import repeat
-from operator import attrgetter
 from typing import Any, Literal
 
 import pyte
 from pyte import modes
-from pyte.screens import StaticDefaultDict
 
+from sshtrail.fastscreen import FastScreen, Rows
 from sshtrail.plaintext import prepared, skip_of_run, split_lines
 
 Kind = Literal["output", "command", "meta", "input", "screen"]
@@ -89,100 +94,6 @@ class Found:
     certain: bool = True
 
 
-class _NoDirty(set[int]):
-    """pyte's record of changed rows, which nothing here reads: kept empty, for free."""
-
-    def add(self, _y: int) -> None:
-        pass
-
-    def update(self, *_rows: Any) -> None:
-        pass
-
-
-class _Rows:
-    """pyte's screen buffer (row -> cells) with whole-screen scrolling in O(1).
-
-    pyte scrolls by moving every row up one, which on a 500-row screen makes each
-    line of output cost hundreds of dictionary operations. Here a row ``y`` is kept
-    under ``y + offset``, so scrolling moves the offset. Only what pyte does with its
-    buffer is provided: rows made on first use, as its ``defaultdict`` does.
-    """
-
-    def __init__(self, screen: pyte.Screen) -> None:
-        self._screen = screen
-        self._rows: dict[int, Any] = {}
-        self._offset = 0
-        #: Every row of the screen exists but at most the top or the bottom one -- what
-        #: pyte's scrolling leaves (it touches every row), and what ``in`` tells
-        #: ``insert_lines``/``delete_lines``. Kept so at O(1) per scroll once true.
-        self._dense = False
-
-    def __getitem__(self, y: int) -> Any:
-        key = y + self._offset
-        row = self._rows.get(key)
-        if row is None:
-            row = self._rows[key] = StaticDefaultDict(self._screen.default_char)
-        return row
-
-    def __setitem__(self, y: int, row: Any) -> None:
-        self._rows[y + self._offset] = row
-
-    def __contains__(self, y: object) -> bool:
-        return isinstance(y, int) and y + self._offset in self._rows
-
-    def get(self, y: int) -> Any:
-        """Row ``y`` if it was made, without making it (reading must not change what
-        ``in`` answers pyte)."""
-        return self._rows.get(y + self._offset)
-
-    def pop(self, y: int, default: Any = None) -> Any:
-        self._dense = False
-        return self._rows.pop(y + self._offset, default)
-
-    def values(self) -> Iterable[Any]:
-        return self._rows.values()
-
-    def clear(self) -> None:
-        self._rows.clear()
-        self._offset = 0
-        self._dense = False
-
-    def _touch(self, rows: Iterable[int]) -> None:
-        for y in rows:
-            self[y]  # made, as pyte's defaultdict makes what it reads
-
-    def scroll_up(self, lines: int) -> None:
-        """The top row leaves the screen, the others move up, the bottom one is blank."""
-        self._touch((lines - 1,) if self._dense else range(1, lines))
-        self._rows.pop(self._offset, None)
-        self._offset += 1
-        self._rows.pop(self._offset + lines - 1, None)
-        self._dense = True
-
-    def scroll_down(self, lines: int) -> None:
-        """The bottom row leaves the screen, the others move down, the top one is blank."""
-        self._touch((0,) if self._dense else range(lines - 1))
-        self._rows.pop(self._offset + lines - 1, None)
-        self._offset -= 1
-        self._rows.pop(self._offset, None)
-        self._dense = True
-
-
-class _Cells(dict[str, Any]):
-    """The cell of each character drawn with one set of attributes, made once."""
-
-    def __init__(self, attrs: Any) -> None:
-        super().__init__()
-        self.attrs = attrs
-
-    def __missing__(self, char: str) -> Any:
-        cell = self[char] = self.attrs._replace(data=char)
-        return cell
-
-
-_DATA = attrgetter("data")
-
-
 class _Stream(pyte.ByteStream):
     """pyte's parser, tolerant: a control sequence its screen cannot apply (a private
     SGR ``ESC[?4m``, too many parameters ``ESC[1;2;3H``) is dropped, as a terminal
@@ -196,19 +107,16 @@ class _Stream(pyte.ByteStream):
             return self._taking_plain_text  # pyte has reset its parser
 
 
-class _Screen(pyte.Screen):
-    """A pyte screen that reports line feeds (telling soft wraps from real ones) and
-    carriage returns, and draws plain text and scrolls in bulk: pyte does both a
-    character and a row at a time, which is most of the index's cost
-    (``tests/unit/consumer/test_terminal.py`` checks the screens come out the same)."""
+class _Screen(FastScreen):
+    """The session's screen (drawn fast: ``sshtrail/fastscreen.py``), reporting to its
+    :class:`Terminal` what the reading rules need: line feeds (telling soft wraps from
+    real ones), carriage returns, switches to and from the alternate screen, erasing,
+    and rows that scroll off."""
 
     def __init__(self, columns: int, lines: int, terminal: Terminal) -> None:
         super().__init__(columns, lines)
-        self.buffer = _Rows(self)  # type: ignore[assignment]
-        self.dirty = _NoDirty()
         self._terminal = terminal
         self._drawing = False
-        self._cells: dict[Any, _Cells] = {}
         #: On the alternate screen: the main screen's rows and cursor, to go back to.
         self.main: tuple[Any, Any] | None = None
 
@@ -237,7 +145,7 @@ class _Screen(pyte.Screen):
         if alternate:
             self._terminal.entering_alternate()
             self.main = (self.buffer, copy.copy(self.cursor))
-            self.buffer = _Rows(self)  # type: ignore[assignment]
+            self.buffer = Rows(self)  # type: ignore[assignment]
         else:
             self._terminal.leaving_alternate()
             assert self.main is not None
@@ -260,57 +168,13 @@ class _Screen(pyte.Screen):
         self._terminal.drawn = True
         self._drawing = True  # a line feed from inside draw() is an automatic wrap
         try:
-            text = data.translate(self.g1_charset if self.charset else self.g0_charset)
-            if text.isascii() and text.isprintable() and modes.IRM not in self.mode:
-                self._draw_plain(text)
-            else:
-                super().draw(data)
+            super().draw(data)
         finally:
             self._drawing = False
 
-    def _draw_plain(self, text: str) -> None:
-        """What pyte's ``draw`` does with printable ASCII (one cell each), a row's
-        worth at a time."""
-        cursor, columns = self.cursor, self.columns
-        cells = self._cells.get(cursor.attrs)
-        if cells is None:
-            if len(self._cells) > 256:
-                self._cells.clear()
-            cells = self._cells[cursor.attrs] = _Cells(cursor.attrs)
-        done, size = 0, len(text)
-        while done < size:
-            if cursor.x >= columns:
-                if modes.DECAWM not in self.mode:  # each character overwrites the last
-                    self.buffer[cursor.y][columns - 1] = cells[text[-1]]
-                    cursor.x = columns
-                    return
-                self.carriage_return()
-                self.linefeed()
-            x = cursor.x
-            take = min(columns - x, size - done)
-            row = self.buffer[cursor.y]
-            cells_now = map(cells.__getitem__, text[done : done + take])
-            row.update(zip(range(x, x + take), cells_now, strict=True))
-            cursor.x = x + take
-            done += take
-
-    def index(self) -> None:
-        if self.cursor.y == self.lines - 1 and self._whole_screen_scrolls():
-            if self.main is not None:
-                self._terminal.scrolled_off(self.row(0))
-            self.buffer.scroll_up(self.lines)  # type: ignore[attr-defined]
-        else:
-            super().index()
-
-    def reverse_index(self) -> None:
-        if self.cursor.y == 0 and self._whole_screen_scrolls():
-            self.buffer.scroll_down(self.lines)  # type: ignore[attr-defined]
-        else:
-            super().reverse_index()
-
-    def _whole_screen_scrolls(self) -> bool:
-        margins = self.margins
-        return margins is None or (margins.top == 0 and margins.bottom == self.lines - 1)
+    def scrolling_off(self) -> None:
+        if self.main is not None:
+            self._terminal.scrolled_off(self.row(0))
 
     def linefeed(self) -> None:
         self._terminal.linefeed(self.cursor.y, self._drawing)
@@ -320,19 +184,6 @@ class _Screen(pyte.Screen):
         if not self._drawing:
             self._terminal.carriage_return(self.cursor.y)
         super().carriage_return()
-
-    def row(self, y: int) -> str:
-        """The text of row ``y`` as displayed (wide characters once)."""
-        return self.text_of(self.buffer.get(y) or {})
-
-    def text_of(self, cells: dict[int, Any]) -> str:
-        """The text of a row's cells; cells never written are blanks, and only the
-        written span is walked."""
-        if not cells:
-            return ""
-        blank = self.default_char
-        span = range(min(max(cells) + 1, self.columns))
-        return "".join(map(_DATA, map(cells.get, span, repeat(blank))))
 
 
 class Terminal:

@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import Engine, func, select
 
-from consumer.indexer import KEEP_BYTES, IndexWriter
+from consumer.indexbacklog import KEEP_BYTES
+from consumer.indexer import IndexWriter
 from consumer.messages import Received
 from consumer.writer import Written
 from sshtrail import events as ev

@@ -1,4 +1,4 @@
-"""What the index keeps in its backlog of a batch that arrived (``_to_keep``)."""
+"""What the index keeps in its backlog of a batch that arrived (``to_keep``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 from hypothesis import given
 from hypothesis import strategies as st
 
-from consumer.indexer import KEEP_BYTES, _to_keep
+from consumer.indexbacklog import KEEP_BYTES, to_keep
 from sshtrail.wire import Chunk
 
 SESSION = uuid.uuid4()
@@ -19,13 +19,13 @@ def chunk(seq: int, size: int) -> Chunk:
 
 def test_a_flood_indexed_as_it_arrives_keeps_its_first_chunk_and_its_tail() -> None:
     arrived = [chunk(seq, 100 << 10) for seq in range(10)]
-    kept = [c.seq for c in _to_keep(arrived, next_seq=10)]
+    kept = [c.seq for c in to_keep(arrived, next_seq=10)]
     assert kept == [0, 8, 9]  # 2 x 100 KiB fit in KEEP_BYTES (256 KiB), 3 would not
 
 
 def test_chunks_not_indexed_yet_are_all_kept() -> None:
     arrived = [chunk(seq, 100 << 10) for seq in range(5, 12)]
-    kept = [c.seq for c in _to_keep(arrived, next_seq=9)]
+    kept = [c.seq for c in to_keep(arrived, next_seq=9)]
     assert kept == [7, 8, 9, 10, 11]  # 5 and 6 were indexed and are out of the tail
 
 
@@ -48,4 +48,4 @@ def test_what_is_kept_is_what_a_trim_after_writing_everything_would_keep(
         tail.append(c.seq)
     expected = sorted({c.seq for c in done if c.seq == 0} | set(tail))
     expected += [c.seq for c in arrived if c.seq >= next_seq]
-    assert [c.seq for c in _to_keep(arrived, next_seq)] == expected
+    assert [c.seq for c in to_keep(arrived, next_seq)] == expected
