@@ -7,6 +7,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+import msgspec
 from sqlalchemy import Engine
 from sqlalchemy import exc as sa_exc
 
@@ -250,3 +251,11 @@ def run_member(
         flush=True,
     )
     return 0
+
+
+def with_instance_id(settings: Settings, instance_id: str | None) -> Settings:
+    """``settings`` with ``consumer.instance_id`` replaced (``--instance-id``), if given."""
+    if not instance_id:
+        return settings
+    consumer = msgspec.structs.replace(settings.consumer, instance_id=instance_id)
+    return msgspec.structs.replace(settings, consumer=consumer)

@@ -12,17 +12,21 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import socket
+import sys
 import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Engine
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import SQLAlchemyError
 
 from sshtrail import control
 from sshtrail.accesschain import AccessChain, Head, decode_head
 from sshtrail.accessrows import Row, raw_select, read
-from sshtrail.errors import BrokerError, TopicMissing
+from sshtrail.db import existing_engine
+from sshtrail.errors import BrokerError, NotSetUp, TopicMissing
 from sshtrail.kafka.adapters import KafkaProducer, topic_reader
 from sshtrail.kafka.config import QUIET, client_config
 from sshtrail.kafka.ports import DeliveryError
@@ -208,3 +212,27 @@ def as_json(entry: Entry) -> dict[str, Any]:
         "detail": entry.detail,
         "unreadable": entry.unreadable or None,
     }
+
+
+def record_from_cli(
+    settings: Settings, who: str, action: str, session_id: uuid.UUID | None, detail: str
+) -> None:
+    """A request made from a shell, in the access log beside the web console's (address
+    ``cli:HOST``); a log that cannot be written is said on stderr, and the request stands."""
+    try:
+        engine = existing_engine(settings.database_url, "store")
+        log = chain(settings, engine)
+        try:
+            record(
+                log,
+                who,
+                action,
+                f"cli:{socket.gethostname()}",
+                session_id=session_id,
+                detail=detail,
+            )
+        finally:
+            log.close()
+            engine.dispose()
+    except (NotSetUp, SQLAlchemyError) as exc:
+        print(f"sshtrail: the request is not in the access log: {exc}", file=sys.stderr)

@@ -7,6 +7,9 @@ from __future__ import annotations
 EXIT_FAILURE = 1
 #: What ``search`` exits with when nothing matches (as grep does).
 EXIT_NO_MATCH = EXIT_FAILURE
+#: What ``terminate``, ``lock`` and ``unlock`` exit with when it was not done: the
+#: session had already ended, or no gateway answered.
+EXIT_NOT_DONE = EXIT_FAILURE
 #: A bad argument, setting or value.
 EXIT_USAGE = 2
 #: No session, or several, match the id given.

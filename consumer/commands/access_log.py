@@ -1,4 +1,5 @@
-"""``sshtrail access-log``: the web console's access log on the terminal."""
+"""``sshtrail access-log``: who looked at what in the web console, and (``--verify``) whether
+the log is whole."""
 
 from __future__ import annotations
 

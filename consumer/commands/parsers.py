@@ -1,10 +1,6 @@
-"""The consumer side's commands (store, index, lag, lag-exporter, reprocess,
-completeness, watch): their parsers only.
-
-Registered through the ``sshtrail.commands`` entry points; the handlers in
-:mod:`consumer.cli` and :mod:`consumer.operations` are imported when one of them
-runs (docs/performance.md, "CLI start-up").
-"""
+"""What each consumer-side command is called and takes: one parser function per command,
+named for it; its handler is ``consumer.commands.<name>:run``, imported only when it runs
+(docs/performance.md, "CLI start-up")."""
 
 from __future__ import annotations
 
@@ -21,27 +17,36 @@ SECONDS = ranged(float, 0.0, 3600.0, "a number of seconds from 0 to 3600")
 INTERVAL = ranged(float, 1.0, 3600.0, "a number of seconds from 1 to 3600")
 
 
-def register(commands: Any) -> None:
-    _members(commands)
-    _operations(commands)
-    _console(commands)
-    _requests(commands)
+def _reason(text: str) -> str:
+    if not text.strip() or len(text) > 500:
+        raise argparse.ArgumentTypeError("give a reason of 1 to 500 characters")
+    return text.strip()
 
 
-def _requests(commands: Any) -> None:
-    """Requests to the gateways over the control topic."""
-    reason = {"required": True, "metavar": "TEXT", "type": _reason}
-    wait = {
-        "type": ranged(float, 1.0, 300.0, "1 to 300 seconds"),
-        "default": 10.0,
-        "metavar": "S",
-        "help": "how long to wait for a gateway's answer (default 10)",
-    }
-    who = {
-        "dest": "as_",
-        "metavar": "NAME",
-        "help": "the requester's name in the record (default: your user name)",
-    }
+#: ``--partition`` of the commands that read the topic.
+_PARTITION: dict[str, Any] = {
+    "type": ranged(int, 0, None, "a partition number (0 or more)"),
+    "action": "append",
+    "metavar": "P",
+    "help": "only this partition (repeatable; default all)",
+}
+
+#: The options every request to the gateways takes.
+_REASON: dict[str, Any] = {"required": True, "metavar": "TEXT", "type": _reason}
+_WAIT: dict[str, Any] = {
+    "type": ranged(float, 1.0, 300.0, "1 to 300 seconds"),
+    "default": 10.0,
+    "metavar": "S",
+    "help": "how long to wait for a gateway's answer (default 10)",
+}
+_AS: dict[str, Any] = {
+    "dest": "as_",
+    "metavar": "NAME",
+    "help": "the requester's name in the record (default: your user name)",
+}
+
+
+def terminate(commands: Any) -> None:
     terminate = commands.add_parser(
         "terminate",
         help="end an active session now: the operator is told why, the end is recorded",
@@ -51,41 +56,44 @@ def _requests(commands: Any) -> None:
         "when done, 1 when it had already ended or no gateway answered, 3 for an unknown id.",
     )
     terminate.add_argument("session", metavar="ID", help="session id or unique prefix")
-    terminate.add_argument("--reason", help="why (shown to the operator, recorded)", **reason)
-    terminate.add_argument("--wait", **wait)
-    terminate.add_argument("--as", **who)
-    terminate.set_defaults(handler="consumer.controlcli:run_terminate")
-    for name, verb in (("lock", "refuse"), ("unlock", "allow again")):
-        parser = commands.add_parser(
-            name,
-            help=f"{verb} new sessions of an operator on every gateway",
-            description=f"Ask every gateway to {verb} new sessions of OPERATOR until "
-            + (
-                "'sshtrail unlock'. With --end-sessions, their active sessions end too. "
-                if name == "lock"
-                else "locked again. "
-            )
-            + "The request stays on the control topic: gateways started later apply it.",
+    terminate.add_argument("--reason", help="why (shown to the operator, recorded)", **_REASON)
+    terminate.add_argument("--wait", **_WAIT)
+    terminate.add_argument("--as", **_AS)
+    terminate.set_defaults(handler="consumer.commands.terminate:run")
+
+
+def lock(commands: Any) -> None:
+    _locking(commands, "lock", "refuse")
+
+
+def unlock(commands: Any) -> None:
+    _locking(commands, "unlock", "allow again")
+
+
+def _locking(commands: Any, name: str, verb: str) -> None:
+    parser = commands.add_parser(
+        name,
+        help=f"{verb} new sessions of an operator on every gateway",
+        description=f"Ask every gateway to {verb} new sessions of OPERATOR until "
+        + (
+            "'sshtrail unlock'. With --end-sessions, their active sessions end too. "
+            if name == "lock"
+            else "locked again. "
         )
-        parser.add_argument("operator", metavar="OPERATOR")
-        parser.add_argument("--reason", help="why (shown to the operator, recorded)", **reason)
-        if name == "lock":
-            parser.add_argument(
-                "--end-sessions", action="store_true", help="also end their active sessions"
-            )
-        parser.add_argument("--wait", **wait)
-        parser.add_argument("--as", **who)
-        parser.set_defaults(handler="consumer.controlcli:run_lock")
+        + "The request stays on the control topic: gateways started later apply it.",
+    )
+    parser.add_argument("operator", metavar="OPERATOR")
+    parser.add_argument("--reason", help="why (shown to the operator, recorded)", **_REASON)
+    if name == "lock":
+        parser.add_argument(
+            "--end-sessions", action="store_true", help="also end their active sessions"
+        )
+    parser.add_argument("--wait", **_WAIT)
+    parser.add_argument("--as", **_AS)
+    parser.set_defaults(handler="consumer.commands.lock:run")
 
 
-def _reason(text: str) -> str:
-    if not text.strip() or len(text) > 500:
-        raise argparse.ArgumentTypeError("give a reason of 1 to 500 characters")
-    return text.strip()
-
-
-def _console(commands: Any) -> None:
-    """The auditors' web console and its access log."""
+def web(commands: Any) -> None:
     web = commands.add_parser(
         "web",
         help="serve the auditors' web console (sessions, search, player, access log)",
@@ -97,7 +105,10 @@ def _console(commands: Any) -> None:
     )
     web.add_argument("--listen", metavar="ADDRESS", help="address (default: web.listen)")
     web.add_argument("--port", type=port, help="port (default: web.port, 8022)")
-    web.set_defaults(handler="consumer.web.serve:run")
+    web.set_defaults(handler="consumer.commands.web:run")
+
+
+def access_log(commands: Any) -> None:
     log = commands.add_parser(
         "access-log",
         help="who looked at what in the web console: sign-ins, views, replays, searches, exports",
@@ -119,11 +130,10 @@ def _console(commands: Any) -> None:
         "rows deleted, altered or inserted, a cut tail; exits 1 if any",
     )
     format_options(log, csv_rows="one row per entry")
-    log.set_defaults(handler="consumer.web.accesslog:run")
+    log.set_defaults(handler="consumer.commands.access_log:run")
 
 
-def _members(commands: Any) -> None:
-    """The group members: ``store`` and ``index``."""
+def store(commands: Any) -> None:
     store = commands.add_parser(
         "store",
         help="run a member of the consumer group that persists sessions to the database",
@@ -132,8 +142,10 @@ def _members(commands: Any) -> None:
         "partitions; they share the work. SIGTERM finishes the batch in hand and leaves.",
     )
     _member_options(store, "store_group")
-    store.set_defaults(handler="consumer.cli:run_store")
+    store.set_defaults(handler="consumer.commands.store:run")
 
+
+def index(commands: Any) -> None:
     index = commands.add_parser(
         "index",
         help="run a member of the consumer group that makes sessions searchable",
@@ -149,10 +161,10 @@ def _members(commands: Any) -> None:
         help="drop the search index and index every stored session again from "
         "the store's chunks, then exit (stop the index group first)",
     )
-    index.set_defaults(handler="consumer.cli:run_index")
+    index.set_defaults(handler="consumer.commands.index:run")
 
 
-def _operations(commands: Any) -> None:
+def lag(commands: Any) -> None:
     lag = commands.add_parser(
         "lag",
         help="consumer lag and status per group and partition, as the broker reports it",
@@ -187,8 +199,10 @@ def _operations(commands: Any) -> None:
         action="store_true",
         help=f"refresh every 2 s until Ctrl-C, judging over the last {WATCH_WINDOW_S:.0f} s",
     )
-    lag.set_defaults(handler="consumer.operations:run_lag")
+    lag.set_defaults(handler="consumer.commands.lag:run")
 
+
+def lag_exporter(commands: Any) -> None:
     exporter = commands.add_parser(
         "lag-exporter",
         help="serve every group's lag and status to Prometheus, computed from the broker",
@@ -213,8 +227,10 @@ def _operations(commands: Any) -> None:
         metavar="URL",
         help="a gateway's /metrics, for sshtrail_end_to_end_lag_seconds (repeatable)",
     )
-    exporter.set_defaults(handler="consumer.operations:run_lag_exporter")
+    exporter.set_defaults(handler="consumer.commands.lag_exporter:run")
 
+
+def reprocess(commands: Any) -> None:
     again = commands.add_parser(
         "reprocess",
         help="re-consume an offset or time range into the store or the index",
@@ -224,13 +240,7 @@ def _operations(commands: Any) -> None:
         "without --to-*, up to the log end at the start.",
     )
     again.add_argument("--group", choices=("store", "index"), required=True)
-    again.add_argument(
-        "--partition",
-        type=int,
-        action="append",
-        metavar="P",
-        help="only this partition (repeatable; default all)",
-    )
+    again.add_argument("--partition", **_PARTITION)
     start = again.add_mutually_exclusive_group(required=True)
     start.add_argument("--from-offset", type=int, metavar="N")
     start.add_argument("--from-time", type=moment, metavar="T", help="2h ago, or ISO time")
@@ -242,8 +252,10 @@ def _operations(commands: Any) -> None:
         action="store_true",
         help="print what would be read from each partition, read and write nothing",
     )
-    again.set_defaults(handler="consumer.operations:run_reprocess")
+    again.set_defaults(handler="consumer.commands.reprocess:run")
 
+
+def completeness(commands: Any) -> None:
     whole = commands.add_parser(
         "completeness",
         help="prove the store lost nothing: every offset committed past is stored or dead-lettered",
@@ -254,13 +266,7 @@ def _operations(commands: Any) -> None:
         "missing or lost. Reads the topic: bound it with --partition or --since.",
     )
     whole.add_argument("--group", metavar="G", help="default: consumer.store_group")
-    whole.add_argument(
-        "--partition",
-        type=int,
-        action="append",
-        metavar="P",
-        help="only this partition (repeatable; default all)",
-    )
+    whole.add_argument("--partition", **_PARTITION)
     whole.add_argument(
         "--since",
         type=moment,
@@ -268,8 +274,10 @@ def _operations(commands: Any) -> None:
         help="only messages published at or after T (2h ago, or ISO time)",
     )
     whole.add_argument("--json", action="store_true")
-    whole.set_defaults(handler="consumer.operations:run_completeness")
+    whole.set_defaults(handler="consumer.commands.completeness:run")
 
+
+def watch(commands: Any) -> None:
     watch = commands.add_parser(
         "watch",
         help="follow a session live from Kafka as it happens",
@@ -284,7 +292,7 @@ def _operations(commands: Any) -> None:
         action="store_true",
         help="write the output bytes exactly as recorded, without the terminal filter",
     )
-    watch.set_defaults(handler="consumer.operations:run_watch")
+    watch.set_defaults(handler="consumer.commands.watch:run")
 
 
 def _member_options(parser: argparse.ArgumentParser, group_key: str) -> None:

@@ -1,17 +1,16 @@
-"""The gateway's commands (gateway, password-hash, demo-target): their parsers only.
-
-Registered through the ``sshtrail.commands`` entry points; the handlers in
-:mod:`producer.cli` are imported when one of them runs, so other commands
-never load asyncssh (docs/performance.md, "CLI start-up").
-"""
+"""What each gateway-side command is called and takes: one parser function per command,
+named for it; its handler is ``producer.commands.<name>:run``, imported only when it runs,
+so other commands never load asyncssh (docs/performance.md, "CLI start-up")."""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
+from sshtrail.commandkit.arguments import port
 
-def register(commands: Any) -> None:
+
+def gateway(commands: Any) -> None:
     parser = commands.add_parser(
         "gateway",
         help="run the recording SSH gateway (operators: ssh -p 2222 OPERATOR:TARGET@host)",
@@ -20,9 +19,11 @@ def register(commands: Any) -> None:
         "through a durable spool. SIGTERM stops it gracefully.",
     )
     parser.add_argument("--listen", help="address to listen on (default: gateway.listen)")
-    parser.add_argument("--port", type=int, help="port to listen on (default: gateway.port, 2222)")
-    parser.set_defaults(handler="producer.cli:run_gateway")
+    parser.add_argument("--port", type=port, help="port to listen on (default: gateway.port, 2222)")
+    parser.set_defaults(handler="producer.commands.gateway:run")
 
+
+def password_hash(commands: Any) -> None:
     hasher = commands.add_parser(
         "password-hash",
         help="hash a password for an operator's or auditor's password_hash (from the "
@@ -31,15 +32,17 @@ def register(commands: Any) -> None:
         "(gateway logins) or an auditor (the web console). Password login stays off for "
         "accounts without one.",
     )
-    hasher.set_defaults(handler="producer.cli:run_password_hash")
+    hasher.set_defaults(handler="producer.commands.password_hash:run")
 
+
+def demo_target(commands: Any) -> None:
     demo = commands.add_parser(
         "demo-target",
         help="run the demo SSH target that 'sshtrail up --demo' starts (loopback only)",
         description="An SSH server on 127.0.0.1 giving a login shell as the current user "
         "to the holder of one key. For trying sshtrail; not for production.",
     )
-    demo.add_argument("--port", type=int, required=True)
+    demo.add_argument("--port", type=port, required=True)
     demo.add_argument("--host-key", type=Path, required=True, help="created when missing")
     demo.add_argument("--authorized-keys", type=Path, required=True)
-    demo.set_defaults(handler="producer.cli:run_demo_target")
+    demo.set_defaults(handler="producer.commands.demo_target:run")

@@ -1,4 +1,4 @@
-"""``sshtrail web``: the console under uvicorn, on loopback unless told otherwise."""
+"""``sshtrail web``: the auditors' web console, served until Ctrl-C or SIGTERM."""
 
 from __future__ import annotations
 

@@ -1,0 +1,33 @@
+"""The consumer side's commands, one module each, named for the command: ``store``,
+``index``, ``lag``, ``lag_exporter``, ``reprocess``, ``completeness``, ``watch``, ``web``,
+``access_log``, ``terminate``, ``lock`` (and ``unlock``). Each has ``run(args, settings)``;
+their parsers are in :mod:`consumer.commands.parsers`, so that ``sshtrail --help`` loads
+none of what the commands run. Registered through the ``sshtrail.commands`` entry points.
+
+Commands are leaves: nothing imports them (the CLI reaches a handler by its name).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from consumer.commands import parsers
+
+
+def register(commands: Any) -> None:
+    """Every consumer-side command, in the order ``sshtrail --help`` lists them."""
+    for declare in (
+        parsers.store,
+        parsers.index,
+        parsers.lag,
+        parsers.lag_exporter,
+        parsers.reprocess,
+        parsers.completeness,
+        parsers.watch,
+        parsers.web,
+        parsers.access_log,
+        parsers.terminate,
+        parsers.lock,
+        parsers.unlock,
+    ):
+        declare(commands)

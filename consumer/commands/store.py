@@ -1,0 +1,34 @@
+"""``sshtrail store``: a member of the group that persists sessions to the database."""
+
+from __future__ import annotations
+
+import argparse
+
+from consumer.service import (
+    Stopped,
+    interrupted_after,
+    open_database,
+    run_member,
+    with_instance_id,
+)
+from consumer.store import StoreWriter
+from sshtrail.settings import Settings
+
+
+def run(args: argparse.Namespace, settings: Settings) -> int:
+    settings = with_instance_id(settings, args.instance_id)
+    try:
+        engine = open_database(settings, wait=True)
+    except Stopped as stopped:
+        print(f"store: {stopped}", flush=True)
+        return 0
+    writer = StoreWriter(
+        engine,
+        interrupted_after(settings),
+        evidence_max_bytes=settings.consumer.refused_chunks_max_mib << 20,
+    )
+    group = args.group or settings.consumer.store_group
+    try:
+        return run_member(settings, group, writer, args.metrics_port, "store")
+    finally:
+        engine.dispose()
