@@ -65,10 +65,18 @@ class Unrecorded:
 
 @dataclass(frozen=True, slots=True)
 class Refuse:
-    """Do not admit. ``message`` is for the operator, ``reason`` for the audit record."""
+    """Do not admit. ``message`` is for the operator; ``kind`` is what the gateway's
+    metrics count it as (:data:`~producer.metrics.REFUSAL_KINDS`, a few fixed words), and
+    with ``detail`` (free text, appended as it is) the audit record's :attr:`reason`."""
 
     message: str
-    reason: str
+    kind: str
+    detail: str = ""
+
+    @property
+    def reason(self) -> str:
+        """For the audit record: ``refused: KIND`` and the detail, if any."""
+        return f"refused: {self.kind}{self.detail}"
 
 
 Verdict = Record | Unrecorded | Refuse
@@ -85,7 +93,7 @@ class LockHolder(Protocol):
 
 
 class LockSource(Protocol):
-    """What admission asks of the locks (``producer/control.py``'s listener)."""
+    """What admission asks of the locks (``producer/controllistener.py``'s listener)."""
 
     def unread(self) -> str | None:
         """None once every lock is known; otherwise why not."""
@@ -136,16 +144,16 @@ class Admission:
         """A new connection from ``address``; counted as waiting to log in if admitted."""
         gw = self._gw
         if self._by_address.count(address) >= gw.auth_attempts_per_minute:
-            return Refuse("too many failed logins; try again later", "refused: too many failures")
+            return Refuse("too many failed logins; try again later", "too many failures")
         if self._pending[address] >= gw.max_pending_logins_per_address:
             return Refuse(
                 "too many connections from your address waiting to log in",
-                "refused: too many pending logins",
+                "too many pending logins",
             )
         if sum(self._pending.values()) >= gw.max_pending_logins:
             return Refuse(
                 "too many connections waiting to log in; try again later",
-                "refused: too many pending logins",
+                "too many pending logins",
             )
         self._pending[address] += 1
         return None
@@ -163,15 +171,13 @@ class Admission:
         on this connection."""
         gw = self._gw
         if failed_here >= gw.max_auth_tries:
-            return Refuse(
-                "too many authentication failures", "refused: too many authentication failures"
-            )
+            return Refuse("too many authentication failures", "too many authentication failures")
         if self._by_address.count(address) >= gw.auth_attempts_per_minute:
-            return Refuse("too many failed logins; try again later", "refused: too many failures")
+            return Refuse("too many failed logins; try again later", "too many failures")
         if operator and self._by_operator.count(operator) >= gw.auth_failures_per_operator:
             return Refuse(
                 "too many failed logins for this operator; try again later",
-                "refused: too many failures for this operator",
+                "too many failures for this operator",
             )
         return None
 
@@ -187,16 +193,16 @@ class Admission:
         """A new channel of ``operator``, with this many sessions open."""
         gw = self._gw
         if not self.accepting:
-            return Refuse("the gateway is shutting down", "refused: shutting down")
+            return Refuse("the gateway is shutting down", "shutting down")
         if open_total >= gw.max_sessions:
             return Refuse(
                 f"the gateway is at its limit of {gw.max_sessions} sessions",
-                "refused: max_sessions",
+                "max_sessions",
             )
         if open_by_operator >= gw.max_sessions_per_operator:
             return Refuse(
                 f"you have {gw.max_sessions_per_operator} sessions open already",
-                "refused: max_sessions_per_operator",
+                "max_sessions_per_operator",
             )
         return None
 
@@ -217,14 +223,15 @@ class Admission:
             return Refuse(
                 "the gateway has not yet read which operators are locked "
                 f"({unread}); try again shortly",
-                "refused: locks not read",
+                "locks not read",
             )
         assert locks is not None
         locked = locks.locked(operator)
         if locked is not None:
             return Refuse(
                 f"operator {operator} is locked by {locked.auditor}: {locked.reason}",
-                f"refused: operator locked by {locked.auditor}: {locked.reason}",
+                "operator locked",
+                f" by {locked.auditor}: {locked.reason}",
             )
         return None
 
@@ -236,7 +243,7 @@ class Admission:
             return Refuse(
                 "the recording spool is full (is Kafka down?); new sessions are refused "
                 "until it drains",
-                "refused: spool full",
+                "spool full",
             )
         if state is SpoolState.FULL:
             return Unrecorded("unrecorded: spool full (fail-open)")
@@ -253,16 +260,14 @@ class Admission:
 
     # -- the log ------------------------------------------------------------------------
 
-    def counted(self, reason: str) -> None:
-        """A refusal, counted by its kind (the gateway's metrics): ``refused: max_sessions
-        (2 attempts)`` counts as ``max_sessions``."""
-        kind = reason.removeprefix("refused: ").split(" (")[0]
+    def counted(self, kind: str) -> None:
+        """A refusal, counted by its kind (the gateway's metrics)."""
         self.refusals[kind] += 1
 
-    def note(self, address: str, message: str, reason: str) -> None:
-        """Count a refusal of ``address`` by its ``reason`` and log ``message``, at most
+    def note(self, address: str, message: str, kind: str) -> None:
+        """Count a refusal of ``address`` by its ``kind`` and log ``message``, at most
         every 10 s per address: a flood must not flood the log."""
-        self.counted(reason)
+        self.counted(kind)
         now = self._clock()
         if now - self._last_noted.get(address, -10.0) >= 10:
             self._last_noted[address] = now

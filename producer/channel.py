@@ -59,8 +59,8 @@ class ChannelHost(Protocol):
         """The relay has ended: it no longer counts against any limit."""
         ...
 
-    def refused(self, reason: str) -> None:
-        """A session was refused for ``reason`` (counted in the gateway's metrics)."""
+    def refused(self, kind: str) -> None:
+        """A session was refused, of this ``kind`` (counted in the gateway's metrics)."""
         ...
 
 

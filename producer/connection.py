@@ -71,15 +71,15 @@ class Connection(asyncssh.SSHServer):
     def describe(self) -> str:
         return f"{self.client} {self.login.operator or '?'}:{self.login.target or '-'}"
 
-    def refused(self, reason: str) -> None:
-        self._gateway.admission.counted(reason)
+    def refused(self, kind: str) -> None:
+        self._gateway.admission.counted(kind)
 
     def target(self) -> Target:
         """The target this login may use; :class:`Refused` when it may not, or when its
         operator is locked (the session is refused with the lock's reason, recorded)."""
         refusal = self._gateway.operator_refusal(self.login.operator)
         if refusal is not None:
-            raise Refused(refusal.message, refusal.reason)
+            raise Refused(refusal.message, refusal.kind, refusal.detail)
         return self._gateway.policy.resolve(self.login)
 
     def start_recording(self, term: str, size: tuple[int, int]) -> tuple[Verdict, Recorder | None]:
@@ -116,7 +116,7 @@ class Connection(asyncssh.SSHServer):
         if refusal is None:
             self._pending = True
         else:
-            self._gateway.admission.note(self._address, refusal.message, refusal.reason)
+            self._gateway.admission.note(self._address, refusal.message, refusal.kind)
             conn.disconnect(asyncssh.DISC_TOO_MANY_CONNECTIONS, refusal.message)
 
     def _watch_transport(self, conn: asyncssh.SSHServerConnection) -> None:
@@ -204,7 +204,7 @@ class Connection(asyncssh.SSHServer):
             return True
         self._refused_attempt = refusal
         self._gateway.admission.note(
-            self._address, f"{self.describe()}: {refusal.reason}", refusal.reason
+            self._address, f"{self.describe()}: {refusal.reason}", refusal.kind
         )
         if self._conn is not None:
             self._conn.disconnect(asyncssh.DISC_NO_MORE_AUTH_METHODS_AVAILABLE, refusal.message)
@@ -238,11 +238,11 @@ class Connection(asyncssh.SSHServer):
         never used cannot pile up: each is refused at once with the reason."""
         sessions = self._gateway.sessions
         refusal = self._gateway.admission.channel(
-            self.login.operator, len(sessions), sessions.of(self.login.operator)
+            self.login.operator, len(sessions), sessions.count_of(self.login.operator)
         )
 
         if refusal is not None:
-            if refusal.reason == "refused: shutting down":
+            if refusal.kind == "shutting down":
                 raise asyncssh.ChannelOpenError(
                     asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, refusal.message
                 )
@@ -275,7 +275,7 @@ class Connection(asyncssh.SSHServer):
             self._refuse_channel(
                 Refuse(
                     f"port forwarding is not allowed to target {target.name!r}",
-                    "refused: port forwarding not allowed",
+                    "port forwarding not allowed",
                 )
             )
         return self._open_forward(target, (dest_host, dest_port), (orig_host, orig_port))
@@ -306,7 +306,7 @@ class Connection(asyncssh.SSHServer):
     def _refuse_channel(self, refusal: Refuse) -> None:
         """Refuse a channel open; the first refusal of a connection is recorded."""
         self._gateway.admission.note(
-            self._address, f"{self.describe()}: {refusal.reason}", refusal.reason
+            self._address, f"{self.describe()}: {refusal.reason}", refusal.kind
         )
         if not self._refusal_recorded:  # once: a flood of opens is not a flood of records
             self._refusal_recorded = True
@@ -332,7 +332,8 @@ class Connection(asyncssh.SSHServer):
         # A login that never succeeded is audit data too: a session refused, with
         # every failed attempt.
         known = self._gateway.policy.operator(self.login.operator) is not None
-        reason = "refused: authentication failed" if known else "refused: unknown operator"
+        kind = "authentication failed" if known else "unknown operator"
+        reason = f"refused: {kind}"
         if self._refused_attempt is not None:
             reason = self._refused_attempt.reason
         if self._failures:
@@ -340,7 +341,7 @@ class Connection(asyncssh.SSHServer):
         else:
             self._gateway.admission.failed(self._address, self.login.operator)
         if self._refused_attempt is None:  # a refused attempt was counted when refused
-            self._gateway.admission.counted(reason)
+            self._gateway.admission.counted(kind)
         log.info("%s: %s", self.describe(), reason)
         self._record(reason)
 

@@ -21,13 +21,13 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from producer.admission import Admission, Refuse, SpoolState
-from producer.control import ControlListener
+from producer.chunkwriter import ChunkWriter
+from producer.controllistener import ControlListener
 from producer.policy import Policy
 from producer.recorder import Recorder, call_later
 from producer.sessions import LiveSessions
 from producer.spool import Spool
 from producer.upstream import TargetConnector
-from producer.writer import ChunkWriter
 from sshtrail.escrow import Sealer
 from sshtrail.events import Start
 from sshtrail.ids import uuid7

@@ -32,7 +32,9 @@ if TYPE_CHECKING:
     from producer.publisher import Publisher
     from producer.spool import Spool
 
-#: Refusals counted from the start, so a first one is an increase an alert sees.
+#: Every kind of refusal (``Refuse.kind``, ``Refused.kind``: a few fixed words, never an
+#: operator's or an auditor's text), counted from the start, so a first one is an
+#: increase an alert sees.
 REFUSAL_KINDS = (
     "authentication failed",
     "unknown operator",
@@ -46,6 +48,16 @@ REFUSAL_KINDS = (
     "spool full",
     "port forwarding not allowed",
     "shutting down",
+    "operator locked",
+    "locks not read",
+    "no target given",
+    "no target",
+    "no host key",
+    "target host key mismatch",
+    "target denied the gateway's key",
+    "target unreachable",
+    "target refused the channel",
+    "forwarding failed",
 )
 
 

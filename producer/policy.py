@@ -18,12 +18,19 @@ from sshtrail.settings import OperatorSettings, Settings, TargetSettings
 
 
 class Refused(InvalidError):
-    """A login or session is not allowed; ``message`` is shown to the operator."""
+    """A login or session is not allowed; ``message`` is shown to the operator, ``kind``
+    counted by the gateway's metrics, ``reason`` recorded."""
 
-    def __init__(self, message: str, reason: str) -> None:
+    def __init__(
+        self, message: str, kind: str, detail: str = "", *, reason: str | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
-        self.reason = reason  # recorded as the audit event's end reason
+        self.kind = kind  # what the gateway's metrics count it as: a few fixed words
+        self.detail = detail
+        #: The audit event's end reason: ``refused: KIND`` and the detail, unless given
+        #: (a target that could not be reached is not a refusal of the gateway's).
+        self.reason = reason if reason is not None else f"refused: {kind}{detail}"
 
 
 @dataclass(frozen=True)
@@ -127,11 +134,11 @@ class Policy:
         if login.target is None:
             raise Refused(
                 f"no target given. Log in as {login.operator}:TARGET; your targets: {listing}",
-                "refused: no target given",
+                "no target given",
             )
         if login.target not in allowed:
             raise Refused(
                 f"target {login.target!r} is not one of yours: {listing}",
-                "refused: target not allowed",
+                "target not allowed",
             )
         return self._targets[login.target]

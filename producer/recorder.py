@@ -5,7 +5,7 @@ event is ``max_delay`` old; the chunk with the start event and the one with
 the end event are flushed at once. Callbacks from the SSH side only append
 here and return. A finished chunk goes to the sink as a job that encodes it
 (MessagePack, hash chain, signature): the gateway's sink runs those jobs on
-a writer thread, in the order given (``producer/writer.py``).
+a writer thread, in the order given (``producer/chunkwriter.py``).
 """
 
 from __future__ import annotations

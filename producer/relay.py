@@ -126,7 +126,7 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         except Refused as refused:
             self._refusal = refused
         if isinstance(verdict, Refuse):
-            self._refusal = Refused(verdict.message, verdict.reason)
+            self._refusal = Refused(verdict.message, verdict.kind, verdict.detail)
         if self.recorder is not None:
             self.recorder.request(self._mode, self._command)
             if (cols, rows) != self._requested_size and self._term is not None:
@@ -162,7 +162,7 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
 
     async def _open(self, target: Target | None, env: dict[bytes, bytes]) -> None:
         if self._refusal is not None or target is None:
-            self._refuse(self._refusal or Refused("no target", "refused: no target"))
+            self._refuse(self._refusal or Refused("no target", "no target"))
             return
         try:
             chan = await self._host.upstream.open_session(
@@ -208,7 +208,7 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
     def _refuse(self, refused: Refused) -> None:
         self._refused = True
         self._end_reason = refused.reason
-        self._host.refused(refused.reason)
+        self._host.refused(refused.kind)
         with contextlib.suppress(OSError):
             self.chan.write_stderr(f"sshtrail: {refused.message}\r\n".encode())
         self.chan.exit(1)

@@ -14,7 +14,7 @@ import asyncssh
 
 from producer import keys
 from producer.connection import Connection
-from producer.control import ControlListener
+from producer.controllistener import ControlListener
 from producer.gateway import Gateway, server_options
 from producer.metrics import GatewayCollector
 from producer.metrics import serve as serve_metrics

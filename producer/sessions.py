@@ -30,10 +30,11 @@ class LiveSessions:
     def __iter__(self) -> Iterator[Relay]:
         return iter(list(self._open))
 
-    def of(self, operator: str) -> int:
+    def count_of(self, operator: str) -> int:
+        """How many sessions the operator has open."""
         return self._by_operator[operator]
 
-    def of_operator(self, operator: str) -> list[Relay]:
+    def relays_of(self, operator: str) -> list[Relay]:
         """The operator's open sessions."""
         return [relay for relay, owner in self._open.items() if owner == operator]
 

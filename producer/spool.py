@@ -11,7 +11,7 @@ know of the sessions still open, ``producer/tails.py``). After a crash
 everything after ``acked`` is published again -- the consumers drop the
 duplicates by (session, seq).
 
-Appends come from the gateway's chunk writer thread (``producer/writer.py``)
+Appends come from the gateway's chunk writer thread (``producer/chunkwriter.py``)
 and only ``write(2)`` to the page cache; a
 background thread ``fsync``\\ s at least every ``fsync_interval`` and at once
 when a session ends. The newest records (``memory_bytes`` of them) are also

@@ -62,7 +62,7 @@ class TargetConnector:
         if target.host_keys:
             return await self._connect(target, list(target.host_keys))
         if not target.settings.trust_on_first_use:  # Policy rejects this at start-up
-            raise Refused(f"no host key is pinned for {target.name}", "refused: no host key")
+            raise Refused(f"no host key is pinned for {target.name}", "no host key")
         pinned = self._pinned(target)
         if pinned:
             return await self._connect(target, pinned)
@@ -107,12 +107,12 @@ class TargetConnector:
                 f"target {target.name} presented a host key that is not the one pinned for "
                 "it; refusing to connect (the target may have been replaced, or this is an "
                 "interception). An administrator must check and update its host_keys.",
-                "refused: target host key mismatch",
+                "target host key mismatch",
             ) from None
         except asyncssh.PermissionDenied:
             raise Refused(
                 f"the gateway's key for {target.name} was refused by the target",
-                "refused: target denied the gateway's key",
+                "target denied the gateway's key",
             ) from None
         except (TimeoutError, OSError, asyncssh.Error) as exc:
             reason = describe_error(exc)
@@ -124,7 +124,9 @@ class TargetConnector:
                 reason,
             )
             raise Refused(
-                f"cannot reach target {target.name}", f"target unreachable: {reason}"
+                f"cannot reach target {target.name}",
+                "target unreachable",
+                reason=f"target unreachable: {reason}",
             ) from None
 
     def _pinned(self, target: Target) -> list[asyncssh.SSHKey]:
@@ -199,7 +201,8 @@ class Upstream:
             reason = describe_error(exc)
             raise Refused(
                 f"the target refused the {what}: {reason}",
-                f"target refused the {what}: {reason}",
+                "target refused the channel",
+                reason=f"target refused the {what}: {reason}",
             ) from None
         return chan
 
@@ -218,7 +221,9 @@ class Upstream:
             reason = describe_error(exc)
             shown = f"[{where[0]}]:{where[1]}" if ":" in where[0] else f"{where[0]}:{where[1]}"
             raise Refused(
-                f"cannot reach {shown}: {reason}", f"forwarding to {shown} failed: {reason}"
+                f"cannot reach {shown}: {reason}",
+                "forwarding failed",
+                reason=f"forwarding to {shown} failed: {reason}",
             ) from None
         return chan
 

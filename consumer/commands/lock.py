@@ -7,7 +7,7 @@ import argparse
 import getpass
 import sys
 
-from consumer.control import ask
+from consumer.requester import ask
 from consumer.web import access
 from sshtrail import control
 from sshtrail.commandkit.exits import EXIT_NOT_DONE

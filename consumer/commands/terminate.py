@@ -9,7 +9,7 @@ import argparse
 import getpass
 import sys
 
-from consumer.control import ask, session_state
+from consumer.requester import ask, session_state
 from consumer.web import access
 from sshtrail import control
 from sshtrail.commandkit.exits import EXIT_NOT_DONE

@@ -41,7 +41,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
-from consumer.web import access, views
+from consumer.web import access, filters
 from consumer.web.auth import (
     Accounts,
     Auditor,
@@ -132,8 +132,8 @@ def create_app(settings: Settings) -> Starlette:
         autoescape=True,
         undefined=jinja2.StrictUndefined,
     )
-    templates.filters["when"] = views.when
-    templates.filters["shown"] = views.shown
+    templates.filters["when"] = filters.when
+    templates.filters["shown"] = filters.shown
     templates.filters["clock"] = clock
     templates.globals["query"] = _query_string
     web = settings.web

@@ -22,9 +22,9 @@ from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
 from starlette.responses import Response, StreamingResponse
 
-from consumer.control import ask
 from consumer.lag import LagReader, NoSuchGroup, PartitionLag
-from consumer.web import access, views
+from consumer.requester import ask
+from consumer.web import access, filters
 from consumer.web.auth import Auditor
 from consumer.web.console import Console
 from sshtrail import control, interrupted, queries
@@ -154,8 +154,8 @@ class Pages:
         return {
             "id": row["id"].hex,
             "short": row["id"].hex[: queries.MIN_PREFIX],
-            "operator": views.shown(row["operator"]),
-            "target": views.shown(row["target"]),
+            "operator": filters.shown(row["operator"]),
+            "target": filters.shown(row["target"]),
             "request": request_text(row, 60),
             "started_at": row["started_at"],
             "duration": duration_text(row),
@@ -196,11 +196,11 @@ class Pages:
         cast = f"/sessions/{row['id'].hex}/cast" + ("?input=1" if player["input"] else "")
         live = row["status"] == "active" and not request.query_params.get("t")
         fields = [
-            (name, value if isinstance(value, Markup) else views.shown(value))
+            (name, value if isinstance(value, Markup) else filters.shown(value))
             for name, value in session_fields(
                 row,
-                views.when(row["started_at"]),
-                views.when(row["ended_at"]),
+                filters.when(row["started_at"]),
+                filters.when(row["ended_at"]),
                 f"{verdict.status.value}: {verdict.detail}",
                 signer_text(verdict.signer, keys),
             )
@@ -254,7 +254,7 @@ class Pages:
             raise HTTPException(400, "give a reason: the operator is shown it, and it is recorded")
         self.console.log(request, "terminate", session_id=row["id"], detail=reason)
         if row["status"] != "active":
-            outcome, done = f"already ended: {views.shown(row['end_reason'])}", False
+            outcome, done = f"already ended: {filters.shown(row['end_reason'])}", False
         else:
             order = control.Terminate(
                 request_id=control.new_id(),
@@ -377,9 +377,9 @@ class Pages:
                     "kind": hit.kind,
                     "t": hit.t / 1e9,
                     "at": hit.at,
-                    "operator": views.shown(hit.operator),
-                    "target": views.shown(hit.target),
-                    "text": views.highlighted(hit.text, hit.matches(text)),
+                    "operator": filters.shown(hit.operator),
+                    "target": filters.shown(hit.target),
+                    "text": filters.highlighted(hit.text, hit.matches(text)),
                     "certain": hit.certain,
                 }
                 for hit in found.hits

@@ -6,6 +6,7 @@ import msgspec
 
 from producer.admission import Admission, Record, Refuse, SpoolState, Unrecorded
 from producer.locks import Locked
+from producer.metrics import REFUSAL_KINDS
 from sshtrail.settings import GatewaySettings, SpoolSettings
 
 
@@ -63,13 +64,11 @@ def test_channels_are_bounded_and_refused_while_stopping() -> None:
     gate, _ = admission(max_sessions=10, max_sessions_per_operator=2)
     assert gate.channel("alice", open_total=3, open_by_operator=1) is None
     assert gate.channel("alice", 3, 2) == Refuse(
-        "you have 2 sessions open already", "refused: max_sessions_per_operator"
+        "you have 2 sessions open already", "max_sessions_per_operator"
     )
     assert gate.channel("bob", 10, 0) is not None
     gate.accepting = False
-    assert gate.channel("bob", 0, 0) == Refuse(
-        "the gateway is shutting down", "refused: shutting down"
-    )
+    assert gate.channel("bob", 0, 0) == Refuse("the gateway is shutting down", "shutting down")
 
 
 def test_the_spool_policy_decides_recording() -> None:
@@ -109,3 +108,15 @@ def test_no_operator_is_let_in_before_the_locks_are_read() -> None:
     assert refused is not None
     assert refused.message == "operator alice is locked by ann: incident 7"
     assert gate.operator("bob", Locks(None, {"alice": "incident 7"})) is None
+
+
+def test_refusals_are_counted_by_a_kind_of_fixed_words_not_by_their_text() -> None:
+    """A lock's reason is an auditor's free text: recorded in full, never a metric label
+    (one series per reason would grow without bound)."""
+    gate, _ = admission()
+    refused = gate.operator("alice", Locks(None, {"alice": "incident 7, call Bob"}))
+    assert refused is not None
+    assert refused.reason == "refused: operator locked by ann: incident 7, call Bob"
+    gate.note("10.0.0.1", refused.message, refused.kind)
+    assert dict(gate.refusals) == {"operator locked": 1}
+    assert set(gate.refusals) <= set(REFUSAL_KINDS)

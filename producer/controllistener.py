@@ -239,7 +239,7 @@ class ControlListener:
         ended = 0
         if request.end_sessions:
             reason = f"operator locked by {request.auditor}: {request.reason}"
-            for relay in self._sessions.of_operator(request.operator):
+            for relay in self._sessions.relays_of(request.operator):
                 relay.close(reason)
                 ended += 1
         log.info("operator %s locked by %s", request.operator, request.auditor)

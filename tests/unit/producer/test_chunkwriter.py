@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from producer.chunkwriter import ChunkWriter
 from producer.spool import Spool
-from producer.writer import ChunkWriter
 from sshtrail.ids import uuid7
 from tests.support.waiting import wait_for
 
