@@ -38,7 +38,6 @@ from starlette.responses import (
 )
 from starlette.routing import Mount, Route, WebSocketRoute
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from starlette.websockets import WebSocket
 
 from consumer.web import access, filters
@@ -52,8 +51,13 @@ from consumer.web.auth import (
     same_token,
 )
 from consumer.web.console import Console
+from consumer.web.headers import SecurityHeaders
 from consumer.web.live import Ending, LiveHub, end_when_given_up, stream_live
-from consumer.web.pages import Pages
+from consumer.web.pages.admin import Admin
+from consumer.web.pages.downloads import Downloads
+from consumer.web.pages.search import Search
+from consumer.web.pages.sessions import SessionPages
+from consumer.web.pages.signin import SignIn
 from sshtrail.db import make_engine
 from sshtrail.settings import Settings
 from sshtrail.timespec import clock
@@ -63,66 +67,6 @@ log = logging.getLogger(__name__)
 HERE = Path(__file__).parent
 SESSION_COOKIE = "sshtrail_session"
 LOGIN_COOKIE = "sshtrail_login"
-#: The one policy of every answer: scripts, styles and everything else from the
-#: console itself; the player compiles its terminal emulator from WebAssembly.
-CSP = (
-    "default-src 'none'; script-src 'self' 'wasm-unsafe-eval'; style-src 'self'; "
-    "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
-)
-SECURITY_HEADERS = [
-    (b"content-security-policy", CSP.encode()),
-    (b"x-content-type-options", b"nosniff"),
-    (b"x-frame-options", b"DENY"),
-    (b"referrer-policy", b"no-referrer"),
-    (b"cross-origin-opener-policy", b"same-origin"),
-    (b"cross-origin-resource-policy", b"same-origin"),
-    (b"permissions-policy", b"camera=(), microphone=(), geolocation=(), clipboard-read=()"),
-]
-
-
-#: The largest request body taken: the console's forms are a few short fields.
-MAX_BODY = 16 << 10
-
-
-class SecurityHeaders:
-    """Adds the headers above to every answer, and ``no-store`` to all but static files;
-    HSTS under TLS. A request with a body larger than :data:`MAX_BODY` (or of unknown
-    length) is refused before anything reads it."""
-
-    def __init__(self, app: ASGIApp, tls: bool) -> None:
-        self.app = app
-        self.tls = tls
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        static = scope["path"].startswith("/static/")
-        if scope["method"] not in ("GET", "HEAD") and not _small_body(scope):
-            refused = PlainTextResponse("request body too large", status_code=413)
-            await refused(scope, receive, self._with_headers(send, static))
-            return
-        await self.app(scope, receive, self._with_headers(send, static))
-
-    def _with_headers(self, send: Send, static: bool) -> Send:
-        async def sending(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = list(message.get("headers", []))
-                headers += SECURITY_HEADERS
-                if not static:
-                    headers.append((b"cache-control", b"no-store"))
-                if self.tls:
-                    headers.append((b"strict-transport-security", b"max-age=31536000"))
-                message["headers"] = headers
-            await send(message)
-
-        return sending
-
-
-def _small_body(scope: Scope) -> bool:
-    length = dict(scope["headers"]).get(b"content-length")
-    return length is not None and length.isdigit() and int(length) <= MAX_BODY
 
 
 def create_app(settings: Settings) -> Starlette:
@@ -153,24 +97,25 @@ def create_app(settings: Settings) -> Starlette:
         _search={},
         _lock=threading.Lock(),
     )
-    pages = Pages(console)
+    signin, sessions, downloads = SignIn(console), SessionPages(console), Downloads(console)
+    search, admin = Search(console), Admin(console)
     signed_in = _guard(console)
     routes = [
         Route("/", lambda request: RedirectResponse("/sessions", 303)),
-        Route("/login", pages.login_form, methods=["GET"]),
-        Route("/login", _login(console, pages), methods=["POST"]),
+        Route("/login", signin.login_form, methods=["GET"]),
+        Route("/login", _login(console, signin), methods=["POST"]),
         Route("/logout", _logout(console), methods=["POST"]),
         Route("/healthz", lambda request: PlainTextResponse("ok")),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
-        Route("/sessions", signed_in(pages.sessions)),
-        Route("/sessions/{sid}", signed_in(pages.session)),
-        Route("/sessions/{sid}/cast", signed_in(pages.cast)),
-        Route("/sessions/{sid}/export/{kind}", signed_in(pages.export)),
-        Route("/sessions/{sid}/terminate", _terminate(console, pages), methods=["POST"]),
-        WebSocketRoute("/sessions/{sid}/live", _live(console, pages)),
-        Route("/search", signed_in(pages.search)),
-        Route("/lag", signed_in(pages.lag, admin=True)),
-        Route("/access-log", signed_in(pages.access_log, admin=True)),
+        Route("/sessions", signed_in(sessions.sessions)),
+        Route("/sessions/{sid}", signed_in(sessions.session)),
+        Route("/sessions/{sid}/cast", signed_in(downloads.cast)),
+        Route("/sessions/{sid}/export/{kind}", signed_in(downloads.export)),
+        Route("/sessions/{sid}/terminate", _terminate(console, sessions), methods=["POST"]),
+        WebSocketRoute("/sessions/{sid}/live", _live(console, sessions)),
+        Route("/search", signed_in(search.search)),
+        Route("/lag", signed_in(admin.lag, admin=True)),
+        Route("/access-log", signed_in(admin.access_log, admin=True)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
 
@@ -239,7 +184,7 @@ def _cookie_name(console: Console) -> str:
     return f"__Host-{SESSION_COOKIE}" if console.tls else SESSION_COOKIE
 
 
-def _login(console: Console, pages: Pages) -> Callable[[Request], Any]:
+def _login(console: Console, pages: SignIn) -> Callable[[Request], Any]:
     async def login(request: Request) -> Response:
         async with request.form(max_files=0, max_fields=8, max_part_size=4096) as form:
             name = str(form.get("name", ""))[:128].strip()
@@ -306,7 +251,7 @@ def _logout(console: Console) -> Callable[[Request], Any]:
     return logout
 
 
-def _terminate(console: Console, pages: Pages) -> Callable[[Request], Any]:
+def _terminate(console: Console, pages: SessionPages) -> Callable[[Request], Any]:
     """POST from an active session's page: end it, with a reason (``terminate`` right)."""
 
     async def terminate(request: Request) -> Response:
@@ -324,7 +269,7 @@ def _terminate(console: Console, pages: Pages) -> Callable[[Request], Any]:
     return terminate
 
 
-def _live(console: Console, pages: Pages) -> Callable[[WebSocket], Any]:
+def _live(console: Console, pages: SessionPages) -> Callable[[WebSocket], Any]:
     """The live view of an active session (asciicast v2 over a WebSocket, the player's
     ``v2.asciicast`` protocol). Nothing the browser sends is read: the terminal shown
     never answers the session."""

@@ -7,7 +7,7 @@ from typing import Any
 from sqlalchemy import Engine
 
 from sshtrail import queries
-from sshtrail.db import existing_engine, reading
+from sshtrail.db import existing_engine, reading, shown_url
 from sshtrail.errors import DatabaseError, InvalidError
 from sshtrail.settings import Settings
 
@@ -18,7 +18,7 @@ class _Database:
 
     def __init__(self, url: str, what: str, hint: str) -> None:
         self._engine: Engine = existing_engine(url, what)
-        self._what, self._hint = what, hint
+        self._what, self._hint = f"{what} at {shown_url(url)}", hint
 
     def __enter__(self) -> Any:
         self._reading = reading(self._engine, self._failed)

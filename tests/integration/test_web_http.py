@@ -16,7 +16,8 @@ import pytest
 from sqlalchemy import Engine, select, text
 from starlette.testclient import TestClient
 
-from consumer.web.app import CSP, create_app
+from consumer.web.app import create_app
+from consumer.web.headers import CSP
 from sshtrail import search
 from sshtrail.passwords import hash_password
 from sshtrail.settings import AuditorSettings, Settings
