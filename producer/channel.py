@@ -23,6 +23,7 @@ from producer.admission import Verdict
 from producer.policy import Target
 from producer.recorder import Recorder
 from producer.upstream import Upstream, describe_error
+from sshtrail.commandpolicy import Decision
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,11 @@ class ChannelHost(Protocol):
 
     def refused(self, kind: str) -> None:
         """A session was refused, of this ``kind`` (counted in the gateway's metrics)."""
+        ...
+
+    def decide_command(self, target: Target, line: str) -> Decision | None:
+        """The command policy's decision on ``line`` run on ``target`` by this login's
+        operator; None when no rules can be read (refuse)."""
         ...
 
 

@@ -34,6 +34,7 @@ from producer.policy import Login, Refused, Target
 from producer.recorder import Recorder
 from producer.relay import OperatorChannel
 from producer.upstream import Upstream
+from sshtrail.commandpolicy import Decision
 from sshtrail.events import Start
 
 log = logging.getLogger(__name__)
@@ -73,6 +74,9 @@ class Connection(asyncssh.SSHServer):
 
     def refused(self, kind: str) -> None:
         self._gateway.admission.counted(kind)
+
+    def decide_command(self, target: Target, line: str) -> Decision | None:
+        return self._gateway.commands.decide(self.login.operator, target.name, line)
 
     def target(self) -> Target:
         """The target this login may use; :class:`Refused` when it may not, or when its

@@ -16,12 +16,14 @@ import logging
 import uuid
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from producer.admission import Admission, Refuse, SpoolState
 from producer.chunkwriter import ChunkWriter
+from producer.commandcheck import CommandCheck
 from producer.controllistener import ControlListener
 from producer.policy import Policy
 from producer.recorder import Recorder, call_later
@@ -63,6 +65,10 @@ class Gateway:
         self.connector = connector
         self.sealer = sealer
         self.admission = Admission(self.gw)
+        #: The command policy (``policy.file``), kept current.
+        self.commands = CommandCheck(
+            Path(settings.policy.file).expanduser() if settings.policy.file else None
+        )
         self.sessions = LiveSessions()
         self.hasher = ThreadPoolExecutor(PASSWORD_THREADS, thread_name_prefix="password")
         #: Encodes and spools chunks on its own thread; started with :meth:`start`.
@@ -105,7 +111,16 @@ class Gateway:
         await self.control.read(max(deadline - asyncio.get_running_loop().time(), 0.0))
 
     def operator_refusal(self, operator: str) -> Refuse | None:
-        """Why ``operator`` may not open a session now (locked, or locks unknown), if so."""
+        """Why ``operator`` may not open a session now (locked, locks unknown, or no
+        command policy readable), if so."""
+        unread = self.commands.refusal()
+        if unread is not None:
+            log.warning("refusing %s: %s", operator, unread)
+            return Refuse(
+                "the gateway's command policy cannot be read; sessions are refused until "
+                "an administrator mends it",
+                "policy unreadable",
+            )
         return self.admission.operator(operator, self.control)
 
     # -- the recording sink ------------------------------------------------------

@@ -58,6 +58,8 @@ REFUSAL_KINDS = (
     "target unreachable",
     "target refused the channel",
     "forwarding failed",
+    "command rejected",
+    "policy unreadable",
 )
 
 

@@ -22,12 +22,21 @@ class Refused(InvalidError):
     counted by the gateway's metrics, ``reason`` recorded."""
 
     def __init__(
-        self, message: str, kind: str, detail: str = "", *, reason: str | None = None
+        self,
+        message: str,
+        kind: str,
+        detail: str = "",
+        *,
+        reason: str | None = None,
+        exit_status: int = 1,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.kind = kind  # what the gateway's metrics count it as: a few fixed words
         self.detail = detail
+        #: What the operator's channel exits with (126, "cannot execute", for a command
+        #: the policy rejects, as a shell answers a command it may not run).
+        self.exit_status = exit_status
         #: The audit event's end reason: ``refused: KIND`` and the detail, unless given
         #: (a target that could not be reached is not a refusal of the gateway's).
         self.reason = reason if reason is not None else f"refused: {kind}{detail}"

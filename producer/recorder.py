@@ -118,10 +118,10 @@ class Recorder:
         else:
             self._add([Output(t, data, stderr)])
 
-    def said(self, data: bytes) -> None:
-        """Output the gateway itself wrote to the operator (the recording notice): recorded
-        as output, but never taken for the echo of what they typed."""
-        self._add_ordered(Output(self.now(), data))
+    def said(self, data: bytes, *, stderr: bool = False) -> None:
+        """Output the gateway itself wrote to the operator (the recording notice, a policy
+        warning): recorded as output, but never taken for the echo of what they typed."""
+        self._add_ordered(Output(self.now(), data, stderr))
 
     def resize(self, cols: int, rows: int, width_px: int = 0, height_px: int = 0) -> None:
         self._add_ordered(Resize(self.now(), cols, rows, width_px, height_px))

@@ -127,12 +127,15 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
             self._refusal = refused
         if isinstance(verdict, Refuse):
             self._refusal = Refused(verdict.message, verdict.kind, verdict.detail)
+        warning = self._command_policy(target) if self._refusal is None else None
         if self.recorder is not None:
             self.recorder.request(self._mode, self._command)
             if (cols, rows) != self._requested_size and self._term is not None:
                 self._note_clamped(*self._requested_size)
         if self._refusal is None:
             self._banner()  # first on the screen and in the record, before anything typed
+        if warning is not None:
+            self._warn(warning)
         env = self._environment(target)
         # The command itself stays out of the log: it may hold secrets.
         log.info(
@@ -144,6 +147,42 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         )
         self.hold("operator", "opening")
         self._opening = asyncio.get_running_loop().create_task(self._open(target, env))
+
+    def _command_policy(self, target: Target | None) -> str | None:
+        """Check an exec request's command or a subsystem's name against the command
+        policy (docs/policy.md): a rejection becomes this relay's refusal (exit status
+        126); a warning is returned, to be shown and recorded. A shell's commands are
+        recorded, not checked here."""
+        if target is None or self._mode not in ("exec", "subsystem"):
+            return None
+        line = self._command.decode("utf-8", "replace")
+        decision = self._host.decide_command(target, line)
+        if decision is None:
+            self._refusal = Refused(
+                "the gateway's command policy cannot be read", "policy unreadable"
+            )
+            return None
+        if decision.rule is None or decision.action == "accept":
+            return None
+        log.info("%s: %s", self._host.describe(), decision.describe())
+        if decision.action == "reject":
+            self._refusal = Refused(
+                decision.message,
+                "command rejected",
+                f" by rule {decision.rule.name}: {decision.message}",
+                exit_status=126,
+            )
+            return None
+        return f"warning (rule {decision.rule.name}): {decision.message}"
+
+    def _warn(self, warning: str) -> None:
+        """A policy warning, on the operator's stderr before the command's output, and
+        in the record."""
+        notice = f"sshtrail: {warning}\r\n".encode()
+        with contextlib.suppress(OSError):
+            self.chan.write_stderr(notice)
+        if self.recorder is not None:
+            self.recorder.said(notice, stderr=True)
 
     def _environment(self, target: Target | None) -> dict[bytes, bytes]:
         """Record every variable the client sent; return those the target accepts."""
@@ -211,7 +250,7 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         self._host.refused(refused.kind)
         with contextlib.suppress(OSError):
             self.chan.write_stderr(f"sshtrail: {refused.message}\r\n".encode())
-        self.chan.exit(1)
+        self.chan.exit(refused.exit_status)
 
     def _bounded(self, cols: int, rows: int, width: int, height: int) -> tuple[int, int, int, int]:
         gw = self._gw

@@ -328,6 +328,16 @@ class ControlSettings(_Section):
     gateway_keys: list[str] = msgspec.field(default_factory=list)
 
 
+class PolicySettings(_Section):
+    """Command policy at the gateway: rules that reject or warn about commands before they
+    run (docs/policy.md)."""
+
+    #: The TOML file of rules (``[[rule]]``); empty: no command policy. Read when the
+    #: gateway starts and again when it changes; a file that cannot be read keeps the
+    #: rules before it (at start: every session is refused until it is mended).
+    file: str = ""
+
+
 class WebSettings(_Section):
     """The auditors' web console (``sshtrail web``; docs/operations.md, "Web console")."""
 
@@ -462,6 +472,7 @@ class Settings(_Section):
     consumer: ConsumerSettings = msgspec.field(default_factory=ConsumerSettings)
     web: WebSettings = msgspec.field(default_factory=WebSettings)
     control: ControlSettings = msgspec.field(default_factory=ControlSettings)
+    policy: PolicySettings = msgspec.field(default_factory=PolicySettings)
     operators: list[OperatorSettings] = msgspec.field(default_factory=list)
     targets: list[TargetSettings] = msgspec.field(default_factory=list)
     auditors: list[AuditorSettings] = msgspec.field(default_factory=list)

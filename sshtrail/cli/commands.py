@@ -31,6 +31,7 @@ def register(commands: Any) -> None:
         _replay,
         _escrow,
         _topics,
+        _policy,
     ):
         declare(commands)
 
@@ -389,3 +390,25 @@ def _filters(parser: argparse.ArgumentParser) -> None:
         help="only sessions with input withheld from the recording (masked), or only those "
         "where it looks like commands typed blind (suspicious)",
     )
+
+
+def _policy(commands: Any) -> None:
+    parser = commands.add_parser(
+        "policy",
+        help="check a command policy file, or see which rule decides a command",
+        description="Command policy (policy.file; docs/policy.md). 'policy check [FILE]' "
+        "reads the rules as the gateway would and says what is wrong (exit 2) or lists "
+        "them (exit 0). 'policy test --operator O --target T COMMAND' prints which rule "
+        "decides COMMAND and exits 0 when it is accepted, 1 when rejected, 3 when warned.",
+    )
+    actions = parser.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
+    check = actions.add_parser("check", help="read a rule file and list its rules")
+    check.add_argument("file", nargs="?", type=Path, metavar="FILE", help="default: policy.file")
+    check.set_defaults(handler="sshtrail.cli.policy:run_check")
+    test = actions.add_parser("test", help="which rule decides a command, and why")
+    test.add_argument("command", metavar="COMMAND", help="the command line, as typed")
+    test.add_argument("--operator", required=True, metavar="NAME")
+    test.add_argument("--target", required=True, metavar="NAME")
+    test.add_argument("--file", type=Path, metavar="FILE", help="default: policy.file")
+    test.add_argument("--json", action="store_true")
+    test.set_defaults(handler="sshtrail.cli.policy:run_test")

@@ -46,6 +46,7 @@ COMMANDS = (
     "terminate",
     "lock",
     "unlock",
+    "policy",
 )
 
 
@@ -292,3 +293,31 @@ def test_bounded_number_arguments_refuse_what_is_outside_or_not_a_number() -> No
     assert port("0") == 0
     with pytest.raises(argparse.ArgumentTypeError, match=r"'65536' is not a TCP port \(0-65535\)"):
         port("65536")
+
+
+def test_policy_test_exits_by_the_decision_and_check_says_what_is_wrong(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    rules = tmp_path / "policy.toml"
+    rules.write_text(
+        '[[rule]]\nname = "no-rm"\naction = "reject"\nmatch = ["rm"]\n'
+        '[[rule]]\nname = "w"\naction = "warn"\nmatch = ["touch"]\nmessage = "watched"\n'
+    )
+    test = ("policy", "test", "--file", str(rules), "--operator", "a", "--target", "t")
+    assert run(capsys, *test, "ls; rm x")[:2] == (
+        1,
+        "reject by rule no-rm (matched: rm)\n"
+        "the operator is told: this command is not allowed here (rule no-rm)\n",
+    )
+    assert run(capsys, *test, "touch x")[0] == 3
+    assert run(capsys, *test, 'echo "rm is fine"')[:2] == (0, "accept (no rule matches)\n")
+    status, out, _ = run(capsys, "policy", "check", str(rules))
+    assert status == 0
+    assert "2 rules in" in out
+    rules.write_text('[[rule]]\nname = "x"\naction = "reject"\nmatch = ["re:[a-"]\n')
+    status, _, err = run(capsys, "policy", "check", str(rules))
+    assert status == 2
+    assert "rule 1 (x): 're:[a-' is not a regular expression" in err
+    status, _, err = run(capsys, "policy", "check")
+    assert status == 2
+    assert "no policy file: give FILE, or set policy.file" in err

@@ -1,0 +1,237 @@
+"""Command policy: which commands an operator may run on a target, decided before they run.
+
+Rules live in a TOML file (``policy.file``; docs/policy.md)::
+
+    [[rule]]
+    name = "no-history-wipe"
+    action = "reject"            # reject | warn | accept
+    match = ["history -c", "re:\\brm\\b.*_history\\b"]
+    operators = ["*"]            # globs, as the console's scopes
+    targets = ["prod-*"]
+    message = "wiping shell history is not allowed here"
+
+The first rule, in file order, whose operators and targets globs match and one of whose
+``match`` entries matches decides; none matching is ``accept``. A plain entry is words
+that must appear, consecutive and whole, in one simple command of the line as the shell
+splits it (:mod:`sshtrail.shellwords`: ``;``, ``&&``, ``|``, ``$(...)``, backticks,
+``sh -c``, ``eval``), quotes removed, so a quoted string is one word and ``echo "rm"``
+does not run ``rm``. An entry ``re:PATTERN`` is a Python regular expression searched in
+the whole line as typed. ``ignore_case = true`` makes both case-insensitive.
+
+A file that cannot be read is an error naming the file, the rule and the key
+(:class:`PolicyError`); the gateway then keeps the rules it had (docs/policy.md).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from sshtrail.errors import ConfigError
+from sshtrail.shellwords import commands
+
+Action = Literal["reject", "warn", "accept"]
+ACTIONS: tuple[Action, ...] = ("reject", "warn", "accept")
+#: Longest rule file read, and most rules and entries taken: a policy is written by
+#: people, and every Enter is checked against it.
+MAX_FILE_BYTES = 1 << 20
+MAX_RULES = 2000
+MAX_ENTRIES = 200
+_KEYS = {"name", "action", "match", "operators", "targets", "message", "ignore_case"}
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+
+
+class PolicyError(ConfigError):
+    """A policy file that cannot be used, and why (file, rule, key)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """One ``match`` entry: whole words, or a regular expression (``re:``)."""
+
+    text: str
+    words: tuple[str, ...] = ()
+    pattern: re.Pattern[str] | None = None
+
+    def found_in(self, line: str, split: list[list[str]], fold: bool) -> bool:
+        if self.pattern is not None:
+            return self.pattern.search(line) is not None
+        wanted = tuple(w.casefold() for w in self.words) if fold else self.words
+        size = len(wanted)
+        for words in split:
+            seen = [w.casefold() for w in words] if fold else words
+            if any(tuple(seen[at : at + size]) == wanted for at in range(len(seen) - size + 1)):
+                return True
+        return False
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    action: Action
+    entries: tuple[Entry, ...]
+    operators: tuple[str, ...] = ("*",)
+    targets: tuple[str, ...] = ("*",)
+    message: str = ""
+    ignore_case: bool = False
+
+    def applies_to(self, operator: str, target: str) -> bool:
+        return _globbed(operator, self.operators) and _globbed(target, self.targets)
+
+    def matching(self, line: str, split: list[list[str]]) -> Entry | None:
+        for entry in self.entries:
+            if entry.found_in(line, split, self.ignore_case):
+                return entry
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """What a policy says of one command: its action, and the rule and entry that
+    decided (None: no rule matched, accepted)."""
+
+    action: Action
+    rule: Rule | None = None
+    entry: Entry | None = None
+
+    @property
+    def message(self) -> str:
+        """What the operator is shown."""
+        if self.rule is None:
+            return ""
+        return self.rule.message or f"this command is not allowed here (rule {self.rule.name})"
+
+    def describe(self) -> str:
+        """One line for a person: the action, and which rule and entry decided."""
+        if self.rule is None or self.entry is None:
+            return "accept (no rule matches)"
+        return f"{self.action} by rule {self.rule.name} (matched: {self.entry.text})"
+
+
+@dataclass(frozen=True, slots=True)
+class Policy:
+    rules: tuple[Rule, ...] = ()
+    #: Where the rules came from, for messages.
+    source: str = "(no policy)"
+
+    def decide(self, operator: str, target: str, line: str) -> Decision:
+        """What the first matching rule says of ``line``, run by ``operator`` on ``target``."""
+        split: list[list[str]] | None = None
+        for rule in self.rules:
+            if not rule.applies_to(operator, target):
+                continue
+            if split is None:
+                split = commands(line)
+            entry = rule.matching(line, split)
+            if entry is not None:
+                return Decision(rule.action, rule, entry)
+        return Decision("accept")
+
+    def covers(self, target: str) -> bool:
+        """Whether any rule but ``accept`` may apply to ``target``."""
+        return any(r.action != "accept" and _globbed(target, r.targets) for r in self.rules)
+
+
+def _globbed(name: str, globs: tuple[str, ...]) -> bool:
+    return any(fnmatch.fnmatchcase(name, glob) for glob in globs)
+
+
+def load_policy(path: Path) -> Policy:
+    """The rules of the TOML file at ``path``; :class:`PolicyError` saying what is wrong."""
+    try:
+        with path.open("rb") as file:
+            raw = file.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        raise PolicyError(f"cannot read the policy file {path}: {exc.strerror}") from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise PolicyError(f"{path}: larger than {MAX_FILE_BYTES} bytes")
+    return parse_policy(raw, str(path))
+
+
+def parse_policy(raw: bytes, source: str) -> Policy:
+    """The rules of a policy file's bytes; ``source`` names it in errors."""
+    try:
+        document = tomllib.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{source}: not UTF-8 text (byte {exc.start})") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise PolicyError(f"{source}: not valid TOML: {exc}") from None
+    unknown = set(document) - {"rule"}
+    if unknown:
+        raise PolicyError(f"{source}: unknown top-level key {sorted(unknown)[0]!r} (only [[rule]])")
+    tables = document.get("rule", [])
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise PolicyError(f"{source}: 'rule' must be tables written [[rule]]")
+    if len(tables) > MAX_RULES:
+        raise PolicyError(f"{source}: {len(tables)} rules, more than {MAX_RULES}")
+    rules: list[Rule] = []
+    names: set[str] = set()
+    for number, table in enumerate(tables, start=1):
+        rule = _rule(table, f"{source}: rule {number}")
+        if rule.name in names:
+            raise PolicyError(f"{source}: rule {number}: the name {rule.name!r} is used twice")
+        names.add(rule.name)
+        rules.append(rule)
+    return Policy(tuple(rules), source)
+
+
+def _rule(table: dict[str, Any], where: str) -> Rule:
+    unknown = set(table) - _KEYS
+    if unknown:
+        raise PolicyError(f"{where}: unknown key {sorted(unknown)[0]!r}")
+    name = table.get("name")
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
+        raise PolicyError(f"{where}: 'name' must be 1-64 letters, digits, '.', '_' or '-'")
+    where = f"{where} ({name})"
+    action = table.get("action")
+    if action == "review":
+        raise PolicyError(
+            f"{where}: action 'review' (four eyes) is not available in this version; "
+            "use reject or warn (docs/policy.md)"
+        )
+    if action not in ACTIONS:
+        raise PolicyError(f"{where}: 'action' must be one of {', '.join(ACTIONS)}")
+    ignore_case = table.get("ignore_case", False)
+    if not isinstance(ignore_case, bool):
+        raise PolicyError(f"{where}: 'ignore_case' must be true or false")
+    match = _strings(table, "match", where, required=True)
+    if len(match) > MAX_ENTRIES:
+        raise PolicyError(f"{where}: more than {MAX_ENTRIES} 'match' entries")
+    message = table.get("message", "")
+    if not isinstance(message, str) or len(message) > 500 or not message.isprintable():
+        raise PolicyError(f"{where}: 'message' must be printable text of at most 500 characters")
+    return Rule(
+        name=name,
+        action=action,
+        entries=tuple(_entry(text, where, ignore_case) for text in match),
+        operators=tuple(_strings(table, "operators", where) or ["*"]),
+        targets=tuple(_strings(table, "targets", where) or ["*"]),
+        message=message,
+        ignore_case=ignore_case,
+    )
+
+
+def _strings(table: dict[str, Any], key: str, where: str, required: bool = False) -> list[str]:
+    value = table.get(key)
+    if value is None and not required:
+        return []
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
+        raise PolicyError(f"{where}: {key!r} must be a list of strings, not empty")
+    return value
+
+
+def _entry(text: str, where: str, ignore_case: bool) -> Entry:
+    if text.startswith("re:"):
+        try:
+            pattern = re.compile(text[3:], re.IGNORECASE if ignore_case else 0)
+        except re.error as exc:
+            raise PolicyError(f"{where}: {text!r} is not a regular expression: {exc}") from None
+        return Entry(text, pattern=pattern)
+    words = [w for found in commands(text) for w in found]
+    if not words:
+        raise PolicyError(f"{where}: the entry {text!r} has no words")
+    return Entry(text, words=tuple(words))

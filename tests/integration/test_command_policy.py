@@ -1,0 +1,165 @@
+"""Command policy at the real gateway: exec requests and subsystems checked before they
+run, on a real sshd, through the real OpenSSH client; the rules reloaded when their file
+changes; a file that cannot be read fails closed."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from sshtrail.events import End
+from tests.support.gateway import GatewayProcess, published, toml_value
+from tests.support.kafka import KafkaCluster
+from tests.support.sshd import SshdTarget
+from tests.support.waiting import wait_for
+
+pytestmark = pytest.mark.integration
+
+RULES = """
+[[rule]]
+name = "no-rm"
+action = "reject"
+match = ["rm"]
+targets = ["t1"]
+message = "removing files is not allowed through this gateway"
+
+[[rule]]
+name = "no-sftp"
+action = "reject"
+match = ["sftp"]
+operators = ["alice"]
+message = "no file transfers here"
+
+[[rule]]
+name = "watched"
+action = "warn"
+match = ["touch"]
+message = "touching files is watched"
+"""
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, broker: KafkaCluster, sshd: SshdTarget) -> Iterator[GatewayProcess]:
+    rules = tmp_path / "policy.toml"
+    rules.write_text(RULES)
+    process = GatewayProcess(
+        tmp_path / "gw",
+        broker.bootstrap_servers,
+        sshd,
+        config_tail=f"[policy]\nfile = {toml_value(str(rules))}\n",
+    )
+    process.start()
+    yield process
+    if process.process is not None and process.process.poll() is None:
+        process.stop()
+
+
+def ssh(gateway: GatewayProcess, command: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(
+        gateway.ssh("alice:t1", command), capture_output=True, timeout=30, check=False
+    )
+
+
+def end_reasons(gateway: GatewayProcess, sessions: int) -> list[str]:
+    found = published(gateway.servers, gateway.topic, complete=sessions)
+    return [
+        event.reason
+        for entries in found.values()
+        for _, _, chunk in entries
+        for event in chunk.events
+        if isinstance(event, End)
+    ]
+
+
+def test_a_rejected_command_does_not_run_and_a_warned_one_does(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    victim = tmp_path / "victim"
+    victim.write_text("still here")
+    rejected = ssh(gateway, f"rm {victim}")
+    assert rejected.returncode == 126, rejected.stderr
+    assert b"sshtrail: removing files is not allowed through this gateway" in rejected.stderr
+    assert victim.exists()  # checked on the target: the command never ran
+    # A rule on a word of one of the commands the line runs, however it is joined.
+    for line in (f"true; rm {victim}", f"echo $(rm {victim})", f"sh -c 'rm {victim}'"):
+        assert ssh(gateway, line).returncode == 126, line
+        assert victim.exists(), line
+    # The word in a quoted argument is not a command: it runs.
+    harmless = ssh(gateway, 'echo "rm is not run here"')
+    assert harmless.returncode == 0
+    assert harmless.stdout == b"rm is not run here\n"
+    made = tmp_path / "made"
+    warned = ssh(gateway, f"touch {made}")
+    assert warned.returncode == 0
+    assert b"sshtrail: warning (rule watched): touching files is watched" in warned.stderr
+    assert made.exists()
+    reasons = end_reasons(gateway, 6)
+    assert (
+        reasons.count(
+            "refused: command rejected by rule no-rm: removing files is not allowed through "
+            "this gateway"
+        )
+        == 4
+    )
+    assert reasons.count("exit status 0") == 2
+
+
+def test_a_subsystem_is_checked_by_its_name(gateway: GatewayProcess, tmp_path: Path) -> None:
+    batch = tmp_path / "batch"
+    batch.write_text("ls\n")
+    done = subprocess.run(
+        gateway.file_client("sftp", "alice:t1", "-b", str(batch), "127.0.0.1"),
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode != 0
+    assert "refused: command rejected by rule no-sftp: no file transfers here" in end_reasons(
+        gateway, 1
+    )
+
+
+def test_rules_are_read_again_when_their_file_changes_and_a_bad_one_keeps_the_last(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    rules = tmp_path / "policy.toml"
+    victim = tmp_path / "victim"
+    victim.write_text("x")
+    rules.write_text("[[rule]\nthis is not TOML")
+    time.sleep(1.1)  # the gateway looks at the file at most once a second
+    assert ssh(gateway, f"rm {victim}").returncode == 126  # the last good rules stay
+    wait_for(
+        lambda: any("not valid TOML" in line for line in gateway.output),
+        what="the gateway to say why the file is not used",
+    )
+    rules.write_text(RULES.replace('targets = ["t1"]', 'targets = ["prod-*"]'))
+    time.sleep(1.1)
+    assert ssh(gateway, f"rm {victim}").returncode == 0
+    assert not victim.exists()
+
+
+def test_a_gateway_whose_rules_cannot_be_read_refuses_every_session(
+    tmp_path: Path, broker: KafkaCluster, sshd: SshdTarget
+) -> None:
+    rules = tmp_path / "policy.toml"
+    rules.write_text('[[rule]]\nname = "r"\naction = "reject"\nmatch = ["re:("]\n')
+    process = GatewayProcess(
+        tmp_path / "gw",
+        broker.bootstrap_servers,
+        sshd,
+        config_tail=f"[policy]\nfile = {toml_value(str(rules))}\n",
+    )
+    process.start()
+    try:
+        refused = ssh(process, "uptime")
+        assert refused.returncode != 0
+        assert b"command policy cannot be read" in refused.stderr
+        rules.write_text(RULES)  # mended: sessions are let in again
+        time.sleep(1.1)
+        assert ssh(process, "uptime").returncode == 0
+    finally:
+        process.stop()
