@@ -30,8 +30,8 @@ log = logging.getLogger(__name__)
 Side = Literal["operator", "target"]
 #: Why reading a side is paused: the other side's window is full, the operator's socket
 #: is full, the target's channel is still opening, the spool has no room, the chunk
-#: writer is far behind.
-HoldReason = Literal["window", "client socket", "opening", "spool", "recording"]
+#: writer is far behind, an Enter waits for the command policy's decision.
+HoldReason = Literal["window", "client socket", "opening", "spool", "recording", "policy"]
 
 
 class ChannelHost(Protocol):
@@ -62,6 +62,11 @@ class ChannelHost(Protocol):
 
     def refused(self, kind: str) -> None:
         """A session was refused, of this ``kind`` (counted in the gateway's metrics)."""
+        ...
+
+    def checks_commands(self, target: Target) -> bool:
+        """Whether the command policy has a rule but accept that may apply on ``target``
+        (a terminal shell there has its Enters held and decided)."""
         ...
 
     def decide_command(self, target: Target, line: str) -> Decision | None:

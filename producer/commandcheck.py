@@ -84,8 +84,7 @@ class CommandCheck:
             self._policy, self.problem = policy, None
             checked = sum(rule.action != "accept" for rule in policy.rules)
             log.info(
-                "command policy: %d rules from %s (%d reject or warn); exec requests and "
-                "subsystems are checked, commands typed in a shell are recorded, not checked",
+                "command policy: %d rules from %s (%d reject or warn)",
                 len(policy.rules),
                 self._path,
                 checked,

@@ -75,6 +75,10 @@ class Connection(asyncssh.SSHServer):
     def refused(self, kind: str) -> None:
         self._gateway.admission.counted(kind)
 
+    def checks_commands(self, target: Target) -> bool:
+        policy = self._gateway.commands.policy
+        return policy is None or policy.covers(target.name)
+
     def decide_command(self, target: Target, line: str) -> Decision | None:
         return self._gateway.commands.decide(self.login.operator, target.name, line)
 

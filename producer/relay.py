@@ -27,8 +27,10 @@ from asyncssh.misc import TermModes, TermSize
 
 from producer.admission import Refuse
 from producer.channel import ChannelHost, Relay, Side, TargetSide
+from producer.linegate import LineGate
 from producer.policy import Refused, Target
 from producer.upstream import describe_error
+from sshtrail.commandpolicy import Decision
 from sshtrail.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -87,6 +89,8 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         self._gone = False
         self._refused = False  # the target refused what the operator asked for
         self._clamped_noted = False
+        #: A terminal shell's Enter held for the command policy (``producer/linegate.py``).
+        self._gate: LineGate | None = None
 
     # -- requests, before the session starts --------------------------------
 
@@ -136,6 +140,8 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
             self._banner()  # first on the screen and in the record, before anything typed
         if warning is not None:
             self._warn(warning)
+        if self._refusal is None and target is not None:
+            self._gate_shell(target)
         env = self._environment(target)
         # The command itself stays out of the log: it may hold secrets.
         log.info(
@@ -174,6 +180,41 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
             )
             return None
         return f"warning (rule {decision.rule.name}): {decision.message}"
+
+    def _gate_shell(self, target: Target) -> None:
+        """A terminal shell to a target the command policy covers: its Enters go through
+        a :class:`LineGate`, which reads the line on screen and decides it."""
+        if self._mode != "shell" or self._term is None or not self._host.checks_commands(target):
+            return
+        self._gate = LineGate(
+            self._size[:2],
+            decide=lambda line: self._host.decide_command(target, line),
+            send=lambda data: self._to_target(data, None),
+            tell=self._tell,
+            hold=lambda on: (self.hold if on else self.release)("operator", "policy"),
+            decided=self._policy_decided,
+        )
+
+    def _tell(self, text: str) -> None:
+        """The gateway's words on the operator's terminal, recorded as its output."""
+        notice = text.encode()
+        with contextlib.suppress(OSError):
+            self.chan.write(notice)
+        if self.recorder is not None:
+            self.recorder.said(notice)
+
+    def _policy_decided(self, decision: Decision | None, line: str) -> None:
+        """A command the policy rejected or warned about, in the log (without the
+        command: it may hold secrets) and in the record (with it: it was typed there)."""
+        if decision is None or decision.rule is None:
+            what = "rejected: the command policy cannot be read"
+        else:
+            what = f"{decision.action} by rule {decision.rule.name}"
+        log.info("%s: session %s: a command %s", self._host.describe(), self.session_id, what)
+        if self.recorder is not None:
+            self.recorder.notice("policy", f"{what}: {line}")
+        if decision is None or decision.action == "reject":
+            self._host.refused("command rejected")
 
     def _warn(self, warning: str) -> None:
         """A policy warning, on the operator's stderr before the command's output, and
@@ -272,6 +313,12 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         self.touched()
         if self.recorder is not None:
             self.recorder.input(data)
+        if self._gate is not None and datatype is None:
+            self._gate.input(data)  # sends it on, an Enter once decided
+        else:
+            self._to_target(data, datatype)
+
+    def _to_target(self, data: bytes, datatype: asyncssh.DataType) -> None:
         if self._target is None:
             self._early.append((data, datatype))
         else:
@@ -291,6 +338,8 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
             self._note_clamped(width, height)
         if self.recorder is not None:
             self.recorder.resize(*size)
+        if self._gate is not None:
+            self._gate.resize(*size[:2])
         if self._target is not None:
             self._target.change_terminal_size(*size)
         self._size = size
@@ -313,6 +362,8 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         self.touched()
         if self.recorder is not None:
             self.recorder.output(data, stderr=datatype == asyncssh.EXTENDED_DATA_STDERR)
+        if self._gate is not None:
+            self._gate.output(data)
         # The operator's channel may be closing while the target still talks;
         # an exception here would tear down the whole target connection.
         with contextlib.suppress(OSError):

@@ -259,6 +259,18 @@ class Terminal:
         if not self._enter and enter:
             self._enter, self._enter_t = True, t
 
+    def line_at_cursor(self) -> tuple[str, bool] | None:
+        """The command an Enter typed now would run, as the screen shows it: the line the
+        cursor is on (its soft-wrapped rows joined) minus its prompt, and whether the
+        prompt was told apart; None while a full-screen program owns the screen (keys
+        there are the program's). The gateway's command policy reads this
+        (``producer/linegate.py``); nothing here changes."""
+        self.flush()
+        if self._screen.main is not None:
+            return None
+        line = (self._line.text + self._screen.row(self._screen.cursor.y)).rstrip()
+        return self._command_of(line, self._prompt, remember=False)
+
     def resize(self, columns: int, rows: int) -> None:
         self._settle(self._pending_t)
         self.flush()
@@ -413,15 +425,17 @@ class Terminal:
                 self.found.append(Found("output", earlier[:MAX_LINE], self._t))
         self._line.emit(line, self._t)
 
-    def _command_of(self, line: str, prompt: str | None) -> tuple[str, bool]:
+    def _command_of(self, line: str, prompt: str | None, remember: bool = True) -> tuple[str, bool]:
         """The command on an entered ``line``, and whether its prompt was told apart:
         the prompt on screen when typing began (its trailing blanks may be cut),
         else a prompt seen before, at the start of the line (the shell redrew it) or
-        after keys typed ahead; else the line, minus what looks like a prompt."""
+        after keys typed ahead; else the line, minus what looks like a prompt.
+        ``remember``: the prompt told apart is one to try on later lines."""
         if prompt and prompt.strip() and line[: len(prompt)].rstrip() == prompt.rstrip():
-            if prompt in self._prompts:
-                self._prompts.remove(prompt)
-            self._prompts.append(prompt)
+            if remember:
+                if prompt in self._prompts:
+                    self._prompts.remove(prompt)
+                self._prompts.append(prompt)
             return line[len(prompt) :].strip(), True
         for known in reversed(self._prompts):
             if line.startswith(known.rstrip()):

@@ -31,10 +31,7 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
             )
         )
     print_table(rows)
-    print(
-        f"{len(policy.rules)} rules in {policy.source}: the first that matches decides; "
-        "exec requests and subsystems are checked, commands typed in a shell are not yet"
-    )
+    print(f"{len(policy.rules)} rules in {policy.source}: the first that matches decides")
     return 0
 
 

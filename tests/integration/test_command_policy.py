@@ -4,14 +4,16 @@ changes; a file that cannot be read fails closed."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+import pexpect
 import pytest
 
-from sshtrail.events import End
+from sshtrail.events import End, Notice
 from tests.support.gateway import GatewayProcess, published, toml_value
 from tests.support.kafka import KafkaCluster
 from tests.support.sshd import SshdTarget
@@ -163,3 +165,86 @@ def test_a_gateway_whose_rules_cannot_be_read_refuses_every_session(
         assert ssh(process, "uptime").returncode == 0
     finally:
         process.stop()
+
+
+def shell(gateway: GatewayProcess) -> pexpect.spawn:
+    """bash on the target, through the gateway with a terminal, at a known prompt."""
+    child = pexpect.spawn(
+        *_argv(gateway.ssh("alice:t1", tty=True)),
+        timeout=20,
+        dimensions=(24, 200),
+        env={**os.environ, "TERM": "xterm"},
+    )
+    child.sendline("exec bash --norc --noprofile")
+    child.sendline("PS1='READY> '")
+    child.expect("READY> ")
+    child.expect("READY> ")  # the echo of the line, then the prompt itself
+    return child
+
+
+def _argv(argv: list[str]) -> tuple[str, list[str]]:
+    return argv[0], argv[1:]
+
+
+def typed(child: pexpect.spawn, keys: str) -> None:
+    """Keys one at a time, as a person types them (each echoed before the next)."""
+    for key in keys:
+        child.send(key)
+        time.sleep(0.01)
+
+
+def test_a_terminal_shell_has_its_commands_decided_however_they_are_typed(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    victim, made = tmp_path / "victim", tmp_path / "made"
+    victim.write_text("still here")
+    child = shell(gateway)
+    rejected = "removing files is not allowed through this gateway"
+    for keys in (
+        f"rm {victim}\r",  # typed
+        f"rx\x7fm {victim}\r",  # a typo mended with backspace
+        f"m {victim}\x01r\r",  # Ctrl-A, then the first letter
+        f"r\\\rm {victim}\r",  # a backslash-continued line
+    ):
+        typed(child, keys)
+        child.expect(rejected)
+        child.expect("READY> ")
+        assert victim.exists(), repr(keys)
+    # Pasted at once: each line is decided as the shell shows it; what follows a
+    # rejected line is dropped.
+    child.send(f"true\rrm {victim}\rtouch {made}\r")
+    child.expect(rejected)
+    child.expect("READY> ")
+    child.send("\x1b[200~" + f"rm {victim}\r" + "\x1b[201~")  # a bracketed paste
+    child.expect(rejected)
+    child.expect("READY> ")
+    assert victim.exists()
+    assert not made.exists()
+    typed(child, 'echo "rm is fine"\r')  # the word in a quoted argument
+    child.expect("rm is fine\r\n")
+    child.expect("READY> ")
+    typed(child, f"touch {made}\r")
+    child.expect("sshtrail: warning \\(rule watched\\): touching files is watched")
+    child.expect("READY> ")
+    wait_for(made.exists, what="the warned command to run")
+    typed(child, f"history -s 'rm {victim}'\r")  # in the history, never run
+    child.expect("READY> ")
+    typed(child, "\x12rm vic\r")  # found by Ctrl-R, run by Enter
+    child.expect(rejected)
+    child.expect("READY> ")
+    assert victim.exists()
+    typed(child, "\x1b[A\x1b[A\x1b[A\r")  # history recall: the echo line three back
+    child.expect("rm is fine\r\n")
+    child.expect("READY> ")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    found = published(gateway.servers, gateway.topic, complete=1)
+    notices = [
+        event.text
+        for entries in found.values()
+        for _, _, chunk in entries
+        for event in chunk.events
+        if isinstance(event, Notice) and event.code == "policy"
+    ]
+    assert len([n for n in notices if n.startswith("reject by rule no-rm: ")]) == 7, notices
+    assert f"warn by rule watched: touch {made}" in notices

@@ -1,0 +1,267 @@
+"""Command policy in a terminal shell: the operator's Enter held until the line is decided.
+
+In a PTY session the gateway cannot know the command from the keys alone (line
+editing, history recall, tab completion, pastes): it reads the line the terminal
+*shows*, with the same reader the index uses (:meth:`sshtrail.terminal.Terminal.
+line_at_cursor`), fed the target's output. When an Enter (``\\r`` or ``\\n``) comes, the
+keys before it are sent on, and the Enter is held until their echo has come back
+(output after the last key, then quiet for :data:`ECHO_QUIET_S`; at most
+:data:`ECHO_WAIT_S`); then the line at
+the cursor, minus its prompt, is decided:
+
+* accept -- the Enter is sent;
+* warn -- the rule's message is written on the operator's terminal, then the Enter
+  is sent;
+* reject -- the Enter is not sent: the message is written, a Ctrl-C is sent so the
+  shell drops the line and draws a new prompt, and what else the operator had sent
+  with that Enter (the rest of a paste) is dropped too.
+
+A line that ends in a backslash continues on the next (``tou\\`` Enter ``ch x`` runs
+``touch x``): the pieces are decided together. Each line of a paste is decided as it is
+shown (the shell runs each); a rejected one inside a bracketed paste closes the paste
+before the Ctrl-C. While a full-screen program owns the screen, keys are its own and are
+not held. Input waits only in this session; output flows meanwhile.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+from collections.abc import Callable
+
+from sshtrail.commandpolicy import Decision
+from sshtrail.terminal import Terminal
+
+log = logging.getLogger(__name__)
+
+#: Output quiet this long, after output that came after the last key sent: the keys'
+#: echo is on screen.
+ECHO_QUIET_S = 0.03
+#: The longest an Enter waits for that echo before the line is read as it is (keys
+#: typed without echo, as a password, never get one).
+ECHO_WAIT_S = 0.5
+_PASTE_START, _PASTE_END = b"\x1b[200~", b"\x1b[201~"
+_CTRL_C = b"\x03"
+#: Pasted bytes kept for the decision; a longer paste is decided on its first ones.
+MAX_PASTE = 1 << 20
+
+
+class LineGate:
+    """One PTY shell session's keys on their way to the target.
+
+    ``decide(line)`` is the policy's decision (None: no rules readable: reject),
+    ``send(data)`` writes to the target, ``tell(text)`` writes on the operator's
+    terminal (and records it), ``hold(on)`` pauses or resumes reading the operator's
+    keys, ``decided(decision, line)`` reports each decision but accept.
+    """
+
+    def __init__(
+        self,
+        size: tuple[int, int],
+        *,
+        decide: Callable[[str], Decision | None],
+        send: Callable[[bytes], None],
+        tell: Callable[[str], None],
+        hold: Callable[[bool], None],
+        decided: Callable[[Decision | None, str], None],
+    ) -> None:
+        self._terminal = Terminal(size[0], size[1], pty=True, input_kind=None)
+        self._decide, self._send, self._tell = decide, send, tell
+        self._hold, self._decided = hold, decided
+        self._queued = bytearray()  # keys after a held Enter
+        self._waiting: asyncio.Handle | None = None
+        self._since = 0.0  # when the keys before the held Enter were sent
+        self._last_output = 0.0
+        self._last_key = 0.0  # when keys were last sent on
+        self._continued = ""  # a line that ended in a backslash
+        self._paste: bytearray | None = None  # the text of a bracketed paste under way
+        self._paste_before = ""  # the line on screen when it began
+
+    def output(self, data: bytes) -> None:
+        """What the target showed (fed to the reader; the relay writes it on)."""
+        now = time.monotonic()
+        self._terminal.output(data, int(now * 1e9))
+        self._last_output = now
+
+    def resize(self, columns: int, rows: int) -> None:
+        self._terminal.resize(columns, rows)
+
+    def input(self, data: bytes) -> None:
+        """Keys the operator typed: sent on, except an Enter (or the end of a bracketed
+        paste), held until decided."""
+        if self._waiting is not None:
+            self._queued += data
+            return
+        at, stop = self._stop_in(data)
+        if at < 0:
+            self._typed(data)
+            return
+        if stop != _PASTE_END and self._terminal.line_at_cursor() is None:
+            self._typed(data[: at + 1])  # a full-screen program's key: its own
+            self.input(data[at + 1 :])
+            return
+        self._typed(data[:at])
+        self._queued += data[at:]
+        if stop == _PASTE_END:
+            self._paste_ended()
+        else:
+            self._wait(echo=at > 0)
+
+    def close(self) -> None:
+        if self._waiting is not None:
+            self._waiting.cancel()
+            self._waiting = None
+
+    # -- the Enter held --------------------------------------------------------------
+
+    def _stop_in(self, data: bytes) -> tuple[int, bytes]:
+        """Where ``data`` must stop until a decision, and why: an Enter (outside a
+        bracketed paste, where it is a newline of the pasted text), or the end of a
+        paste; (-1, b"") if nowhere. The text of a paste is kept as it passes."""
+        at = 0
+        while at < len(data):
+            if self._paste is None:
+                if data.startswith(_PASTE_START, at):
+                    self._paste = bytearray()
+                    shown = self._terminal.line_at_cursor()  # typed before the paste
+                    self._paste_before = shown[0] if shown is not None else ""
+                    at += len(_PASTE_START)
+                    continue
+                if data[at] in b"\r\n":
+                    return at, data[at : at + 1]
+            elif data.startswith(_PASTE_END, at):
+                return at, _PASTE_END
+            elif len(self._paste) < MAX_PASTE:
+                self._paste.append(data[at])
+            at += 1
+        return -1, b""
+
+    def _paste_ended(self) -> None:
+        """A bracketed paste is complete and its end held: the shell will run each of its
+        lines as typed after what the line held before it, so each is decided now."""
+        pasted = bytes(self._paste or b"")
+        self._paste = None
+        text = pasted.decode("utf-8", "replace")
+        lines = re.split(r"[\r\n]", re.sub(r"\\\r\n?|\\\n", "", text))
+        if self._paste_before:  # the first line follows what was typed before it, with
+            first = lines[0]  # a blank between or not (the screen does not tell)
+            lines[0:1] = [f"{self._paste_before}{first}", f"{self._paste_before} {first}"]
+        decided = [(line, self._decide(line)) for line in lines if line.strip()]
+        end, rest = bytes(self._queued[: len(_PASTE_END)]), bytes(self._queued[len(_PASTE_END) :])
+        self._queued.clear()
+        for line, decision in decided:
+            if decision is None or decision.action == "reject":
+                self._reject(decision, line, b"", in_paste=True)
+                return
+        for line, decision in decided:
+            if decision is not None and decision.action == "warn":
+                self._warned(decision, line)
+        self._typed(end)
+        self.input(rest)
+
+    def _typed(self, data: bytes) -> None:
+        if data:
+            self._terminal.input(data, time.monotonic_ns())
+            self._last_key = time.monotonic()
+            self._send(data)
+
+    def _wait(self, echo: bool) -> None:
+        """Hold the Enter at the head of the queue until the screen shows its line."""
+        self._hold(True)
+        self._since = time.monotonic()
+        loop = asyncio.get_running_loop()
+        self._waiting = (
+            loop.call_soon(self._check) if not echo else loop.call_later(ECHO_QUIET_S, self._check)
+        )
+
+    def _check(self) -> None:
+        """Decide once the keys sent have been echoed (output came after the last of
+        them) and the output has been quiet a moment, or once waited long enough."""
+        now = time.monotonic()
+        echoed = self._last_output >= self._last_key
+        quiet = now - max(self._last_output, self._since)
+        if (not echoed or quiet < ECHO_QUIET_S) and now - self._since < ECHO_WAIT_S:
+            wait = ECHO_QUIET_S - quiet if echoed else ECHO_QUIET_S / 3
+            self._waiting = asyncio.get_running_loop().call_later(max(wait, 0.001), self._check)
+            return
+        self._waiting = None
+        self._enter()
+
+    def _enter(self) -> None:
+        enter, rest = bytes(self._queued[:1]), bytes(self._queued[1:])
+        self._queued.clear()
+        shown = self._terminal.line_at_cursor()
+        self._terminal.found.clear()  # the gateway keeps no documents
+        if shown is None:  # a full-screen program's key
+            self._typed(enter)
+            self._hold(False)
+            self.input(rest)
+            return
+        readings = [shown[0]] if shown[1] else _readings(shown[0])
+        lines = [self._continued + reading for reading in readings]
+        line = lines[-1]
+        continues = line.endswith("\\") and not line.endswith("\\\\")
+        decision = _strictest(
+            [self._decide(each.removesuffix("\\") if continues else each) for each in lines]
+        )
+        if decision is None or decision.action == "reject":
+            self._continued = ""
+            self._reject(decision, line, rest)
+            return
+        if decision.action == "warn":
+            self._warned(decision, line)
+        self._continued = line.removesuffix("\\") if continues else ""
+        self._typed(enter)
+        self._hold(False)
+        self.input(rest)
+
+    def _reject(
+        self, decision: Decision | None, line: str, rest: bytes, in_paste: bool = False
+    ) -> None:
+        """The line is not run: said why, dropped at the shell with a Ctrl-C (after
+        closing a paste, or the shell would take it as pasted text), and what came
+        after it dropped too."""
+        self._decided(decision, line)
+        why = decision.message if decision is not None else "the command policy cannot be read"
+        self._tell(f"\r\nsshtrail: {why}\r\n")
+        drop = (_PASTE_END if in_paste or self._paste is not None else b"") + _CTRL_C
+        self._paste = None
+        self._terminal.input(drop, time.monotonic_ns())
+        self._send(drop)
+        if rest.strip(b"\r\n"):
+            self._tell("sshtrail: (what was sent after it was dropped)\r\n")
+        self._hold(False)
+
+    def _warned(self, decision: Decision, line: str) -> None:
+        self._decided(decision, line)
+        name = decision.rule.name if decision.rule is not None else "?"
+        self._tell(f"\r\nsshtrail: warning (rule {name}): {decision.message}")
+
+
+#: What ends a prompt, for a line whose prompt the reader could not tell apart (keys
+#: typed before the prompt was drawn): ``$ ``, ``# ``, ``% ``, ``> `` (a continuation).
+_PROMPT_END = re.compile(r"^.{0,80}?[$#%>] ")
+#: bash's history search (Ctrl-R), which Enter runs the found line of.
+_SEARCH = re.compile(r"^\((?:failed )?(?:reverse|i)-i-search\)`[^']*': ")
+_RANK = {"accept": 0, "warn": 1, "reject": 2}
+
+
+def _readings(line: str) -> list[str]:
+    """The ways a line whose prompt is unknown may read: as it is, and without what
+    looks like a prompt at its start; the last is the likeliest."""
+    found = _SEARCH.search(line)
+    if found:
+        return [line, line[found.end() :]]
+    cut = _PROMPT_END.match(line)
+    return [line, line[cut.end() :]] if cut else [line]
+
+
+def _strictest(decisions: list[Decision | None]) -> Decision | None:
+    """Of the decisions on the readings of one line, the strictest (None -- no rules
+    readable -- before any)."""
+    if any(decision is None for decision in decisions):
+        return None
+    found = [decision for decision in decisions if decision is not None]
+    return max(found, key=lambda decision: _RANK[decision.action])

@@ -1,0 +1,185 @@
+"""The Enter held in a terminal shell until the line on screen is decided, against a
+shell that echoes like a terminal (late, as over a network, when asked to)."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from producer.linegate import ECHO_WAIT_S, LineGate
+from sshtrail.commandpolicy import Decision, parse_policy
+
+POLICY = parse_policy(
+    b'[[rule]]\nname = "no-rm"\naction = "reject"\nmatch = ["rm"]\nmessage = "no rm"\n'
+    b'[[rule]]\nname = "w"\naction = "warn"\nmatch = ["touch"]\nmessage = "watched"\n',
+    "rules.toml",
+)
+
+
+class Shell:
+    """A line-editing shell's echo as a terminal shows it: keys echoed, Enter ends the
+    line (a backslash continues it), Ctrl-C drops it, a paste shown when it ends."""
+
+    def __init__(self, echo_delay: float = 0.0, decide: bool = True) -> None:
+        self.sent = bytearray()
+        self.told: list[str] = []
+        self.decided: list[tuple[str, str]] = []
+        self.ran: list[str] = []
+        self._line = ""
+        self._delay = echo_delay
+        self._in_paste = False
+        self.held = False
+        self.gate = LineGate(
+            (80, 24),
+            decide=(lambda line: POLICY.decide("alice", "t1", line)) if decide else lambda _: None,
+            send=self._receive,
+            tell=self.told.append,
+            hold=self._hold,
+            decided=self._decided,
+        )
+        self.gate.output(b"$ ")
+
+    def _hold(self, on: bool) -> None:
+        self.held = on
+
+    def _decided(self, decision: Decision | None, line: str) -> None:
+        self.decided.append((decision.action if decision else "unreadable", line))
+
+    def _echo(self, data: bytes) -> None:
+        if self._delay:
+            asyncio.get_running_loop().call_later(self._delay, self.gate.output, data)
+        else:
+            self.gate.output(data)
+
+    def _receive(self, data: bytes) -> None:
+        self.sent += data
+        text = data.decode()
+        if text.startswith("\x1b[200~"):
+            self._in_paste, text = True, text[6:]
+        if text.endswith("\x1b[201~"):
+            self._in_paste, text = False, text[:-6]
+        for key in text:
+            if key == "\x03":
+                self._line = ""
+                self._echo(b"^C\r\n$ ")
+            elif key == "\x7f":
+                self._line = self._line[:-1]
+                self._echo(b"\b \b")
+            elif key in "\r\n" and not self._in_paste:
+                if self._line.endswith("\\"):
+                    self._line = self._line[:-1]
+                    self._echo(b"\r\n> ")
+                else:
+                    self.ran.append(self._line)
+                    self._line = ""
+                    self._echo(b"\r\n$ ")
+            elif key in "\r\n":
+                self.ran.append(self._line)  # a pasted line runs too (no bracketing here)
+                self._line = ""
+                self._echo(b"\r\n$ ")
+            else:
+                self._line += key
+                self._echo(key.encode())
+
+    async def type(self, keys: str, pause: float = 0.005) -> None:
+        for key in keys:
+            self.gate.input(key.encode())
+            await asyncio.sleep(pause)
+        await self.settle()
+
+    async def settle(self) -> None:
+        for _ in range(200):
+            await asyncio.sleep(0.01)
+            if not self.held:
+                return
+
+
+def run(coroutine: object) -> None:
+    asyncio.run(coroutine)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.1])
+def test_a_typed_line_is_decided_as_shown_even_when_the_echo_is_late(delay: float) -> None:
+    async def main() -> None:
+        shell = Shell(echo_delay=delay)
+        await shell.type("rx\x7fm victim\r")
+        await shell.type("uptime\r")
+        await shell.type("r\\\rm victim\r")  # continued: the pieces are decided together
+        await shell.type("touch x\r")
+        assert shell.ran == ["uptime", "touch x"]
+        assert shell.decided == [
+            ("reject", "rm victim"),
+            ("reject", "rm victim"),
+            ("warn", "touch x"),
+        ]
+        assert shell.told[0] == "\r\nsshtrail: no rm\r\n"
+        assert shell.told[-1] == "\r\nsshtrail: warning (rule w): watched"
+
+    run(main())
+
+
+def test_a_paste_is_decided_line_by_line_and_what_follows_a_rejected_line_is_dropped() -> None:
+    async def main() -> None:
+        shell = Shell()
+        shell.gate.input(b"true\rrm victim\rtouch x\r")
+        await shell.settle()
+        await asyncio.sleep(0.1)
+        assert shell.ran == ["true"]
+        assert shell.decided == [("reject", "rm victim")]
+        assert "dropped" in shell.told[-1]
+
+    run(main())
+
+
+def test_a_bracketed_paste_is_decided_when_it_ends_and_closed_before_the_ctrl_c() -> None:
+    async def main() -> None:
+        shell = Shell()
+        await shell.type("sudo ")
+        shell.gate.input(b"\x1b[200~rm victim\x1b[201~")
+        await shell.settle()
+        assert shell.decided == [("reject", "sudo rm victim")]
+        assert shell.sent.endswith(b"\x1b[201~\x03")  # the paste closed, then the line dropped
+        shell.gate.input(b"\x1b[200~echo fine\x1b[201~")
+        await shell.settle()
+        await shell.type("\r")
+        assert shell.ran == ["echo fine"]
+
+    run(main())
+
+
+def test_keys_for_a_full_screen_program_are_not_held() -> None:
+    async def main() -> None:
+        shell = Shell()
+        shell.gate.output(b"\x1b[?1049h")  # vim takes the screen
+        shell.gate.input(b"rm\r")
+        assert not shell.held
+        assert shell.sent == b"rm\r"
+        assert shell.decided == []
+
+    run(main())
+
+
+def test_without_readable_rules_every_line_is_rejected() -> None:
+    async def main() -> None:
+        shell = Shell(decide=False)
+        await shell.type("uptime\r")
+        assert shell.ran == []
+        assert shell.decided == [("unreadable", "uptime")]
+        assert "cannot be read" in shell.told[0]
+
+    run(main())
+
+
+def test_keys_never_echoed_are_decided_after_a_bounded_wait() -> None:
+    async def main() -> None:
+        shell = Shell()
+        shell._echo = lambda data: None  # type: ignore[method-assign]  # echo off
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        shell.gate.input(b"rm secret\r")
+        await shell.settle()
+        assert loop.time() - started < ECHO_WAIT_S + 0.3
+        assert shell.ran == ["rm secret"]  # nothing was shown: there is nothing to read
+
+    run(main())
