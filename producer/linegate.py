@@ -6,8 +6,8 @@ editing, history recall, tab completion, pastes): it reads the line the terminal
 line_at_cursor`), fed the target's output. When an Enter (``\\r`` or ``\\n``) comes, the
 keys before it are sent on, and the Enter is held until their echo has come back
 (output after the last key, then quiet for :data:`ECHO_QUIET_S`; at most
-:data:`ECHO_WAIT_S`); then the line at
-the cursor, minus its prompt, is decided:
+:data:`ECHO_WAIT_S`): an Enter typed as people type, after its line showed, is decided
+at once. Then the line at the cursor, minus its prompt, is decided:
 
 * accept -- the Enter is sent;
 * warn -- the rule's message is written on the operator's terminal, then the Enter
@@ -36,6 +36,8 @@ from sshtrail.terminal import Terminal
 
 log = logging.getLogger(__name__)
 
+#: Output is read this long after it came (the Enter then finds the screen current).
+READ_AFTER_S = 0.01
 #: Output quiet this long, after output that came after the last key sent: the keys'
 #: echo is on screen.
 ECHO_QUIET_S = 0.03
@@ -75,15 +77,25 @@ class LineGate:
         self._since = 0.0  # when the keys before the held Enter were sent
         self._last_output = 0.0
         self._last_key = 0.0  # when keys were last sent on
+        self._reading: asyncio.Handle | None = None  # the output read when it pauses
         self._continued = ""  # a line that ended in a backslash
         self._paste: bytearray | None = None  # the text of a bracketed paste under way
         self._paste_before = ""  # the line on screen when it began
 
     def output(self, data: bytes) -> None:
-        """What the target showed (fed to the reader; the relay writes it on)."""
+        """What the target showed (fed to the reader; the relay writes it on). The reader
+        reads it once output pauses, so an Enter finds the screen current."""
         now = time.monotonic()
         self._terminal.output(data, int(now * 1e9))
         self._last_output = now
+        if self._reading is None:
+            loop = asyncio.get_running_loop()
+            self._reading = loop.call_later(READ_AFTER_S, self._read)
+
+    def _read(self) -> None:
+        self._reading = None
+        self._terminal.flush()
+        self._terminal.found.clear()  # the gateway keeps no documents
 
     def resize(self, columns: int, rows: int) -> None:
         self._terminal.resize(columns, rows)
@@ -107,12 +119,13 @@ class LineGate:
         if stop == _PASTE_END:
             self._paste_ended()
         else:
-            self._wait(echo=at > 0)
+            self._wait()
 
     def close(self) -> None:
-        if self._waiting is not None:
-            self._waiting.cancel()
-            self._waiting = None
+        for handle in (self._waiting, self._reading):
+            if handle is not None:
+                handle.cancel()
+        self._waiting = self._reading = None
 
     # -- the Enter held --------------------------------------------------------------
 
@@ -167,21 +180,18 @@ class LineGate:
             self._last_key = time.monotonic()
             self._send(data)
 
-    def _wait(self, echo: bool) -> None:
+    def _wait(self) -> None:
         """Hold the Enter at the head of the queue until the screen shows its line."""
         self._hold(True)
         self._since = time.monotonic()
-        loop = asyncio.get_running_loop()
-        self._waiting = (
-            loop.call_soon(self._check) if not echo else loop.call_later(ECHO_QUIET_S, self._check)
-        )
+        self._waiting = asyncio.get_running_loop().call_soon(self._check)
 
     def _check(self) -> None:
         """Decide once the keys sent have been echoed (output came after the last of
         them) and the output has been quiet a moment, or once waited long enough."""
         now = time.monotonic()
         echoed = self._last_output >= self._last_key
-        quiet = now - max(self._last_output, self._since)
+        quiet = now - self._last_output
         if (not echoed or quiet < ECHO_QUIET_S) and now - self._since < ECHO_WAIT_S:
             wait = ECHO_QUIET_S - quiet if echoed else ECHO_QUIET_S / 3
             self._waiting = asyncio.get_running_loop().call_later(max(wait, 0.001), self._check)

@@ -413,6 +413,8 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
     def connection_lost(self, exc: Exception | None) -> None:
         """The operator's channel is gone: end the target's and the recording."""
         self._gone = True
+        if self._gate is not None:
+            self._gate.close()
         if self._target is not None:
             self._target.close()
             self._target = None

@@ -27,7 +27,7 @@ from __future__ import annotations
 import fnmatch
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -57,16 +57,34 @@ class Entry:
     words: tuple[str, ...] = ()
     pattern: re.Pattern[str] | None = None
 
-    def found_in(self, line: str, split: list[list[str]], fold: bool) -> bool:
+    def found_in(self, line: str, split: _Split, fold: bool) -> bool:
         if self.pattern is not None:
             return self.pattern.search(line) is not None
         wanted = tuple(w.casefold() for w in self.words) if fold else self.words
+        if wanted[0] not in (split.folded if fold else split.words):
+            return False  # most entries, at the cost of a set lookup
         size = len(wanted)
-        for words in split:
+        for words in split.commands:
             seen = [w.casefold() for w in words] if fold else words
             if any(tuple(seen[at : at + size]) == wanted for at in range(len(seen) - size + 1)):
                 return True
         return False
+
+
+class _Split:
+    """A line's simple commands (:func:`~sshtrail.shellwords.commands`), and every word
+    in them, as it is and case-folded (made when first needed)."""
+
+    def __init__(self, line: str) -> None:
+        self.commands = commands(line)
+        self.words = {word for found in self.commands for word in found}
+        self._folded: set[str] | None = None
+
+    @property
+    def folded(self) -> set[str]:
+        if self._folded is None:
+            self._folded = {word.casefold() for word in self.words}
+        return self._folded
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,11 +96,18 @@ class Rule:
     targets: tuple[str, ...] = ("*",)
     message: str = ""
     ignore_case: bool = False
+    #: ``operators`` and ``targets`` as one regular expression each (globs translated).
+    _operators: re.Pattern[str] = field(init=False, repr=False, compare=False)
+    _targets: re.Pattern[str] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_operators", _globs(self.operators))
+        object.__setattr__(self, "_targets", _globs(self.targets))
 
     def applies_to(self, operator: str, target: str) -> bool:
-        return _globbed(operator, self.operators) and _globbed(target, self.targets)
+        return bool(self._operators.match(operator) and self._targets.match(target))
 
-    def matching(self, line: str, split: list[list[str]]) -> Entry | None:
+    def matching(self, line: str, split: _Split) -> Entry | None:
         for entry in self.entries:
             if entry.found_in(line, split, self.ignore_case):
                 return entry
@@ -120,12 +145,12 @@ class Policy:
 
     def decide(self, operator: str, target: str, line: str) -> Decision:
         """What the first matching rule says of ``line``, run by ``operator`` on ``target``."""
-        split: list[list[str]] | None = None
+        split: _Split | None = None
         for rule in self.rules:
             if not rule.applies_to(operator, target):
                 continue
             if split is None:
-                split = commands(line)
+                split = _Split(line)
             entry = rule.matching(line, split)
             if entry is not None:
                 return Decision(rule.action, rule, entry)
@@ -133,11 +158,12 @@ class Policy:
 
     def covers(self, target: str) -> bool:
         """Whether any rule but ``accept`` may apply to ``target``."""
-        return any(r.action != "accept" and _globbed(target, r.targets) for r in self.rules)
+        return any(r.action != "accept" and r._targets.match(target) for r in self.rules)
 
 
-def _globbed(name: str, globs: tuple[str, ...]) -> bool:
-    return any(fnmatch.fnmatchcase(name, glob) for glob in globs)
+def _globs(globs: tuple[str, ...]) -> re.Pattern[str]:
+    """Shell-style globs (``fnmatch``, case-sensitive) as one regular expression."""
+    return re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in globs))
 
 
 def load_policy(path: Path) -> Policy:
