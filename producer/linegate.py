@@ -6,7 +6,8 @@ editing, history recall, tab completion, pastes): it reads the line the terminal
 line_at_cursor`), fed the target's output. When an Enter (``\\r`` or ``\\n``) comes, the
 keys before it are sent on, and the Enter is held until their echo has come back
 (output after the last key, then quiet for :data:`ECHO_QUIET_S`; at most
-:data:`ECHO_WAIT_S`): an Enter typed as people type, after its line showed, is decided
+:data:`ECHO_WAIT_S`, or :data:`NO_ECHO_WAIT_S` when none of the line's keys was
+echoed): an Enter typed as people type, after its line showed, is decided
 at once. Then the line at the cursor, minus its prompt, is decided:
 
 * accept -- the Enter is sent;
@@ -43,7 +44,9 @@ READ_AFTER_S = 0.01
 ECHO_QUIET_S = 0.03
 #: The longest an Enter waits for that echo before the line is read as it is (keys
 #: typed without echo, as a password, never get one).
-ECHO_WAIT_S = 0.5
+ECHO_WAIT_S = 2.0
+#: ... and when no key of the line was echoed (echo off: a password), this long.
+NO_ECHO_WAIT_S = 0.5
 _PASTE_START, _PASTE_END = b"\x1b[200~", b"\x1b[201~"
 _CTRL_C = b"\x03"
 #: Pasted bytes kept for the decision; a longer paste is decided on its first ones.
@@ -77,6 +80,7 @@ class LineGate:
         self._since = 0.0  # when the keys before the held Enter were sent
         self._last_output = 0.0
         self._last_key = 0.0  # when keys were last sent on
+        self._echoing = False  # keys of the line being typed were echoed
         self._reading: asyncio.Handle | None = None  # the output read when it pauses
         self._continued = ""  # a line that ended in a backslash
         self._paste: bytearray | None = None  # the text of a bracketed paste under way
@@ -87,6 +91,8 @@ class LineGate:
         reads it once output pauses, so an Enter finds the screen current."""
         now = time.monotonic()
         self._terminal.output(data, int(now * 1e9))
+        if self._last_key > self._last_output:
+            self._echoing = True  # output after keys: this line's keys are echoed
         self._last_output = now
         if self._reading is None:
             loop = asyncio.get_running_loop()
@@ -192,11 +198,13 @@ class LineGate:
         now = time.monotonic()
         echoed = self._last_output >= self._last_key
         quiet = now - self._last_output
-        if (not echoed or quiet < ECHO_QUIET_S) and now - self._since < ECHO_WAIT_S:
+        limit = ECHO_WAIT_S if self._echoing else NO_ECHO_WAIT_S
+        if (not echoed or quiet < ECHO_QUIET_S) and now - self._since < limit:
             wait = ECHO_QUIET_S - quiet if echoed else ECHO_QUIET_S / 3
             self._waiting = asyncio.get_running_loop().call_later(max(wait, 0.001), self._check)
             return
         self._waiting = None
+        self._echoing = False
         self._enter()
 
     def _enter(self) -> None:
