@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from producer.policy import Refused
 from sshtrail.commandpolicy import Decision, Policy, PolicyError, load_policy
 
 log = logging.getLogger(__name__)
@@ -89,3 +90,21 @@ class CommandCheck:
                 self._path,
                 checked,
             )
+
+
+def request_outcome(decision: Decision | None) -> Refused | str | None:
+    """What a decision on an exec request or a subsystem does: a refusal (exit status
+    126, as a shell answers a command it may not run; recorded as refused), a warning
+    to show first, or nothing. No rules readable (None) refuses."""
+    if decision is None:
+        return Refused("the gateway's command policy cannot be read", "policy unreadable")
+    if decision.rule is None or decision.action == "accept":
+        return None
+    if decision.action == "reject":
+        return Refused(
+            decision.message,
+            "command rejected",
+            f" by rule {decision.rule.name}: {decision.message}",
+            exit_status=126,
+        )
+    return f"warning (rule {decision.rule.name}): {decision.message}"

@@ -10,7 +10,15 @@ Before anything reaches the target, what the operator asked for is bounded
 and recorded: a terminal larger than the gateway allows is cut down (the
 requested and granted sizes are recorded), and every environment variable
 the client sent is recorded -- its value unless the name is secret -- but
-only those the target's ``accept_env`` names are passed on.
+only those the target's ``accept_env`` names are passed on. The command policy
+decides an exec request or subsystem as it is requested, and a terminal shell's lines
+at each Enter (``producer/linegate.py``).
+
+Why one module of a little more than 400 lines: one channel's life -- its requests,
+opening the target, the data both ways, refusals, policy, its end -- is one object
+whose callbacks asyncssh calls in an order only the channel knows; the policy's
+decisions and the line gate live in their own modules, this holds where they are
+called.
 """
 
 from __future__ import annotations
@@ -27,6 +35,7 @@ from asyncssh.misc import TermModes, TermSize
 
 from producer.admission import Refuse
 from producer.channel import ChannelHost, Relay, Side, TargetSide
+from producer.commandcheck import request_outcome
 from producer.linegate import LineGate
 from producer.policy import Refused, Target
 from producer.upstream import describe_error
@@ -156,30 +165,18 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
 
     def _command_policy(self, target: Target | None) -> str | None:
         """Check an exec request's command or a subsystem's name against the command
-        policy (docs/policy.md): a rejection becomes this relay's refusal (exit status
-        126); a warning is returned, to be shown and recorded. A shell's commands are
-        recorded, not checked here."""
+        policy (docs/policy.md): a rejection becomes this relay's refusal; a warning is
+        returned, to be shown and recorded. A shell's lines go through :meth:`_gate_shell`."""
         if target is None or self._mode not in ("exec", "subsystem"):
             return None
-        line = self._command.decode("utf-8", "replace")
-        decision = self._host.decide_command(target, line)
-        if decision is None:
-            self._refusal = Refused(
-                "the gateway's command policy cannot be read", "policy unreadable"
-            )
+        decision = self._host.decide_command(target, self._command.decode("utf-8", "replace"))
+        if decision is not None and decision.rule is not None and decision.action != "accept":
+            log.info("%s: %s", self._host.describe(), decision.describe())
+        outcome = request_outcome(decision)
+        if isinstance(outcome, Refused):
+            self._refusal = outcome
             return None
-        if decision.rule is None or decision.action == "accept":
-            return None
-        log.info("%s: %s", self._host.describe(), decision.describe())
-        if decision.action == "reject":
-            self._refusal = Refused(
-                decision.message,
-                "command rejected",
-                f" by rule {decision.rule.name}: {decision.message}",
-                exit_status=126,
-            )
-            return None
-        return f"warning (rule {decision.rule.name}): {decision.message}"
+        return outcome
 
     def _gate_shell(self, target: Target) -> None:
         """A terminal shell to a target the command policy covers: its Enters go through
