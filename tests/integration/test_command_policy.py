@@ -167,15 +167,15 @@ def test_a_gateway_whose_rules_cannot_be_read_refuses_every_session(
         process.stop()
 
 
-def shell(gateway: GatewayProcess) -> pexpect.spawn:
-    """bash on the target, through the gateway with a terminal, at a known prompt."""
+def shell(gateway: GatewayProcess, program: str = "bash --norc --noprofile") -> pexpect.spawn:
+    """A shell on the target, through the gateway with a terminal, at a known prompt."""
     child = pexpect.spawn(
         *_argv(gateway.ssh("alice:t1", tty=True)),
         timeout=20,
         dimensions=(24, 200),
         env={**os.environ, "TERM": "xterm"},
     )
-    child.sendline("exec bash --norc --noprofile")
+    child.sendline(f"exec {program}")
     child.sendline("PS1='READY> '")
     child.expect("READY> ")
     child.expect("READY> ")  # the echo of the line, then the prompt itself
@@ -248,3 +248,23 @@ def test_a_terminal_shell_has_its_commands_decided_however_they_are_typed(
     ]
     assert len([n for n in notices if n.startswith("reject by rule no-rm: ")]) == 7, notices
     assert f"warn by rule watched: touch {made}" in notices
+
+
+def test_dash_without_line_editing_is_read_as_its_terminal_shows_it(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    """dash has no line editor: the terminal driver echoes and erases (a backspace is
+    "\\b \\b" on screen); the line is read the same way."""
+    victim = tmp_path / "victim"
+    victim.write_text("still here")
+    child = shell(gateway, "dash")
+    for keys in (f"rm {victim}\r", f"rx\x7fm {victim}\r"):
+        typed(child, keys)
+        child.expect("removing files is not allowed through this gateway")
+        child.expect("READY> ")
+        assert victim.exists(), repr(keys)
+    typed(child, 'echo "rm is fine"\r')
+    child.expect("rm is fine\r\n")
+    child.expect("READY> ")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
