@@ -24,11 +24,11 @@ from sqlalchemy import Table
 from consumer.transfers import PENDING
 from sshtrail import interrupted
 from sshtrail.chain import end_signature_valid
-from sshtrail.events import End, Exec, Exit, Start, recorded_bytes
+from sshtrail.events import End, Exec, Exit, Notice, Start, recorded_bytes
 from sshtrail.filetransfers import transfer_protocol
 from sshtrail.maskedinput import MaskedInputTracker
 from sshtrail.models import SessionRecord
-from sshtrail.states import SessionStatus
+from sshtrail.states import PolicyMark, SessionStatus
 from sshtrail.wire import GENESIS, Chunk
 
 SESSIONS = cast(Table, SessionRecord.__table__)
@@ -104,12 +104,23 @@ class SessionRow:
             elif isinstance(event, Exit):
                 record.exit_status = event.status
                 record.exit_signal = _cut(event.signal, "exit_signal")
+            elif isinstance(event, Notice) and event.code == "policy":
+                self._policy(event.text)
             elif isinstance(event, End):
                 self._end(chunk, event, published_at)
+                if event.reason.startswith("refused: command rejected"):
+                    self._policy("reject")
         self._keep_masked(tracker)
         record.status = self._status()
         if record.transfers is None and self.complete and self._transfers_to_read():
             record.transfers = PENDING  # read by the store's background work
+
+    def _policy(self, decided: str) -> None:
+        """A command-policy decision (a ``policy`` notice: ``reject by rule R: LINE``,
+        ``warn by rule R: LINE``): the session keeps the strongest."""
+        mark = PolicyMark.REJECTED if decided.startswith("reject") else PolicyMark.WARNED
+        if self.record.policy != PolicyMark.REJECTED:
+            self.record.policy = mark.value
 
     def _transfers_to_read(self) -> bool:
         return transfer_protocol(self.record.request, self.record.command) is not None

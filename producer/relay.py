@@ -169,9 +169,14 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         returned, to be shown and recorded. A shell's lines go through :meth:`_gate_shell`."""
         if target is None or self._mode not in ("exec", "subsystem"):
             return None
-        decision = self._host.decide_command(target, self._command.decode("utf-8", "replace"))
+        line = self._command.decode("utf-8", "replace")
+        decision = self._host.decide_command(target, line)
         if decision is not None and decision.rule is not None and decision.action != "accept":
             log.info("%s: %s", self._host.describe(), decision.describe())
+            if self.recorder is not None:  # as a shell's decisions are (linegate)
+                self.recorder.notice(
+                    "policy", f"{decision.action} by rule {decision.rule.name}: {line}"
+                )
         outcome = request_outcome(decision)
         if isinstance(outcome, Refused):
             self._refusal = outcome

@@ -49,6 +49,7 @@ def session_fields(
         ("signed by", signer),
         ("quarantined", row["quarantine_reason"]),
         ("masked input", masked_text(row)),
+        ("policy", row["policy"]),
     ]
 
 
@@ -93,6 +94,7 @@ def session_json(row: dict[str, Any], short: str, verification: dict[str, Any]) 
         "masked_input",
         "masked_bytes",
         "masked_lines",
+        "policy",
     )
     # "session" as search, verify and reveal name it; "id" kept for scripts written before.
     document: dict[str, Any] = {"session": str(row["id"]), "id": str(row["id"]), "short_id": short}

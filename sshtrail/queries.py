@@ -28,7 +28,7 @@ from sqlalchemy.sql import Select
 from sshtrail.errors import NotFound
 from sshtrail.scope import Scope
 from sshtrail.seqranges import MAX_TEXT, read_gaps
-from sshtrail.states import MaskedInput, SessionStatus
+from sshtrail.states import MaskedInput, PolicyMark, SessionStatus
 from sshtrail.tables import CHUNKS, REFUSED_CHUNKS, SESSIONS, TRANSFERS
 from sshtrail.textsafe import local_time, visible
 
@@ -76,6 +76,9 @@ class SessionFilter:
     #: Only sessions whose stored verification is not "ok" (or was undone by a
     #: change to their chunks): where tampered sessions are to be found.
     unverified: bool = False
+    #: ``warned``: sessions the command policy warned in or rejected something of;
+    #: ``rejected``: only those it rejected something of.
+    policy: PolicyMark | None = None
 
 
 #: What sessions can be ordered by, and the columns that order them.
@@ -107,6 +110,8 @@ def list_sessions(conn: Connection, wanted: SessionFilter) -> list[dict[str, Any
         query = query.where(SESSIONS.c.started_at < wanted.until)
     if wanted.masked_input is not None:
         query = query.where(SESSIONS.c.masked_input.in_(wanted.masked_input.at_least()))
+    if wanted.policy is not None:
+        query = query.where(SESSIONS.c.policy.in_(wanted.policy.at_least()))
     if wanted.unverified:
         query = query.where(or_(SESSIONS.c.verified.is_(None), SESSIONS.c.verified.is_(False)))
     if wanted.sort not in SORTS:

@@ -35,6 +35,22 @@ class MaskedInput(enum.StrEnum):
         return [MaskedInput.MASKED.value, MaskedInput.SUSPICIOUS.value]
 
 
+class PolicyMark(enum.StrEnum):
+    """What the command policy did in a session, the strongest of its decisions
+    (docs/policy.md): ``warned`` -- a command ran after a warning; ``rejected`` -- a
+    command, or the exec request itself, was refused."""
+
+    WARNED = "warned"
+    REJECTED = "rejected"
+
+    def at_least(self) -> list[str]:
+        """The marks a filter for this one takes: a session with a rejection was
+        looked at by the policy as much as one warned."""
+        if self is PolicyMark.REJECTED:
+            return [self.value]
+        return [PolicyMark.WARNED.value, PolicyMark.REJECTED.value]
+
+
 #: What a search document is: a command, an output line, a row of a full-screen
 #: program's screen, session metadata, or input given to a command.
 Kind = Literal["command", "output", "screen", "meta", "input", "transfer"]

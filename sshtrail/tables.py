@@ -92,6 +92,7 @@ SESSIONS = Table(
     Column("masked_bytes", BigInteger(), nullable=False),
     Column("masked_lines", BigInteger(), nullable=False),
     Column("masked_input", String(length=16)),
+    Column("policy", String(length=16)),
     Column("masked_run", BigInteger(), nullable=False),
     Column("input_line", SessionText(256)),
     Column("transfers", String(length=16)),

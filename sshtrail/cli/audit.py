@@ -29,7 +29,7 @@ from sshtrail.commandkit.reading import index, store
 from sshtrail.db import existing_engine
 from sshtrail.errors import BrokerError, InvalidError, NotSetUp
 from sshtrail.settings import Settings
-from sshtrail.states import MaskedInput, SessionStatus
+from sshtrail.states import MaskedInput, PolicyMark, SessionStatus
 from sshtrail.textsafe import local_time, visible
 from sshtrail.timespec import clock
 from sshtrail.verification import known_gateway_keys, session_verdicts, verify_session
@@ -46,6 +46,7 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
         args.until,
         args.limit,
         MaskedInput(args.masked_input) if args.masked_input else None,
+        policy=PolicyMark(args.policy) if args.policy else None,
     )
     keys = known_gateway_keys(settings)
     with store(settings) as conn:

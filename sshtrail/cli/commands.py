@@ -16,7 +16,7 @@ from typing import Any
 
 from sshtrail.commandkit.arguments import moment, offset, positive, ranged
 from sshtrail.commandkit.output import format_options
-from sshtrail.states import KINDS, MaskedInput, SessionStatus
+from sshtrail.states import KINDS, MaskedInput, PolicyMark, SessionStatus
 
 
 def register(commands: Any) -> None:
@@ -134,6 +134,12 @@ def _audit(commands: Any) -> None:
         "prefix; any unique prefix works wherever a session id is asked for.",
     )
     _filters(listing)
+    listing.add_argument(
+        "--policy",
+        choices=[m.value for m in PolicyMark],
+        help="only sessions where the command policy warned or rejected (warned), or only "
+        "those where it rejected a command (rejected); docs/policy.md",
+    )
     listing.add_argument("--status", choices=[s.value for s in SessionStatus])
     listing.add_argument("--limit", type=positive, default=50, help="at most N (default 50)")
     format_options(listing)

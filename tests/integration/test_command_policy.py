@@ -4,6 +4,7 @@ changes; a file that cannot be read fails closed."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import time
@@ -13,7 +14,10 @@ from pathlib import Path
 import pexpect
 import pytest
 
+from sshtrail import migrate
 from sshtrail.events import End, Notice
+from tests.support.cli import sshtrail
+from tests.support.consumers import start_member, write_config
 from tests.support.gateway import GatewayProcess, published, toml_value
 from tests.support.kafka import KafkaCluster
 from tests.support.sshd import SshdTarget
@@ -268,3 +272,35 @@ def test_dash_without_line_editing_is_read_as_its_terminal_shows_it(
     child.expect("READY> ")
     child.sendline("exit")
     child.expect(pexpect.EOF)
+
+
+def test_sessions_are_marked_by_what_the_policy_did_and_listed_by_it(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    """The store group reads each session's decisions: ``sessions --policy`` and
+    ``show`` tell the sessions the policy rejected or warned in."""
+    database = f"sqlite:///{tmp_path / 'store.db'}"
+    migrate.upgrade(database)
+    config = write_config(tmp_path / "store.toml", gateway.servers, gateway.topic, database)
+    store = start_member(config, "store")
+    try:
+        assert ssh(gateway, f"rm {tmp_path / 'nothing'}").returncode == 126
+        assert ssh(gateway, f"touch {tmp_path / 'made'}").returncode == 0
+        assert ssh(gateway, "uptime").returncode == 0
+
+        def listed(*options: str) -> list[dict[str, object]]:
+            found = sshtrail(config, "sessions", "--json", *options)
+            return json.loads(found.stdout)  # type: ignore[no-any-return]
+
+        wait_for(lambda: len(listed()) == 3, what="the three sessions stored")
+        rejected = listed("--policy", "rejected")
+        assert [row["policy"] for row in rejected] == ["rejected"]
+        assert sorted(str(row["policy"]) for row in listed("--policy", "warned")) == [
+            "rejected",
+            "warned",
+        ]
+        shown = sshtrail(config, "show", str(rejected[0]["session"])).stdout.decode()
+        assert "policy" in shown
+        assert "rejected" in shown
+    finally:
+        store.stop()

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from consumer.sessionrow import SessionRow
 from sshtrail import interrupted
 from sshtrail.chain import ChainWriter
-from sshtrail.events import End, Output
+from sshtrail.events import End, Notice, Output
 from sshtrail.models import SessionRecord
 from sshtrail.wire import Chunk, decode_chunk
 from tests.support.recordings import SIGNER, recording
@@ -123,3 +123,21 @@ def test_an_end_its_restarted_gateway_wrote_makes_the_session_interrupted() -> N
     )
     assert row.ended_at == row.started_at + dt.timedelta(microseconds=end.t // 1000)  # type: ignore[operator]
     assert (row.bytes_in, row.bytes_out) == (0, 500)
+
+
+def test_the_command_policy_mark_is_the_strongest_decision_recorded() -> None:
+    last = CHUNKS[5]
+    t = last.events[-1].t
+    chain = ChainWriter(SESSION_ID, SIGNER, seq=6, prev=last.digest)
+    warned = Notice(t, "policy", "warn by rule w: touch x")
+    rejected = Notice(t + 1, "policy", "reject by rule no-rm: rm x")
+    other = Notice(t + 2, "terminal-size", "terminal size 900x9 requested, 500x9 granted")
+    sixth = decode_chunk(chain.encode([warned]))
+    assert row_after([*CHUNKS[:6], sixth]).policy == "warned"
+    later = Notice(t + 3, "policy", "warn by rule w: touch y")
+    seventh = decode_chunk(chain.encode([rejected, other, later]))
+    assert row_after([*CHUNKS[:6], sixth, seventh]).policy == "rejected"  # and stays
+    assert row_after(CHUNKS).policy is None
+    end = End(t, "refused: command rejected by rule no-rm: no rm", 0, 0, 7, chain.public_key)
+    refused = ChainWriter(SESSION_ID, SIGNER, seq=6, prev=last.digest)
+    assert row_after([*CHUNKS[:6], decode_chunk(refused.encode([end]))]).policy == "rejected"
