@@ -17,7 +17,17 @@ from typing import Any, Literal
 import msgspec
 
 from sshtrail.errors import InvalidError
-from sshtrail.events import End, Event, Input, MaskedInput, Output, Resize, SealedInput, Start
+from sshtrail.events import (
+    End,
+    Event,
+    Input,
+    MaskedInput,
+    Notice,
+    Output,
+    Resize,
+    SealedInput,
+    Start,
+)
 from sshtrail.wire import decode_chunk
 
 Format = Literal["asciicast", "raw", "json"]
@@ -72,7 +82,8 @@ def asciicast(
     Output is decoded incrementally, so a character split between two events
     is written whole and the text equals the raw bytes wherever they are
     UTF-8. ``markers`` (seconds, label; in time order) become ``"m"`` events
-    (the web player shows commands so). ``with_input`` adds what the
+    (the web player shows commands so), and so does each command-policy decision
+    (docs/policy.md). ``with_input`` adds what the
     operator typed as ``"i"`` events and masked (never echoed) input as a
     marker saying how many bytes it was -- never what they were.
     """
@@ -125,6 +136,8 @@ class CastEvents:
         if isinstance(event, End):
             rest = self._output.decode(b"", final=True)
             return (t, ["o", rest]) if rest else None
+        if isinstance(event, Notice) and event.code == "policy":  # a marker on the timeline
+            return t, ["m", f"policy: {event.text}"[:200]]
         if not self._with_input:
             return None
         if isinstance(event, Input):

@@ -64,3 +64,12 @@ def test_input_only_when_asked_and_masked_input_says_only_how_much() -> None:
 def test_a_recording_without_its_start_still_has_a_header() -> None:
     cast = lines(ev.Output(t=0, data=b"x"))
     assert cast == [{"version": 2, "width": 80, "height": 24}, [0.0, "o", "x"]]
+
+
+def test_policy_decisions_are_markers_and_other_notices_are_not() -> None:
+    cast = lines(
+        START,
+        ev.Notice(t=1_000_000_000, code="policy", text="reject by rule no-rm: rm -rf /srv"),
+        ev.Notice(t=2_000_000_000, code="terminal-size", text="cut"),
+    )
+    assert cast[1:] == [[1.0, "m", "policy: reject by rule no-rm: rm -rf /srv"]]

@@ -29,7 +29,7 @@ from sshtrail import control, interrupted, queries
 from sshtrail.chain import Status
 from sshtrail.describe import duration_text, exit_text, request_text, session_fields, signer_text
 from sshtrail.errors import BrokerError
-from sshtrail.states import SessionStatus
+from sshtrail.states import PolicyMark, SessionStatus
 from sshtrail.verification import known_gateway_keys, session_verdicts
 
 #: The statuses the sessions page filters by: the store's, and ``tampered`` (a
@@ -41,6 +41,8 @@ TAMPERED_SCAN = 5000
 TRANSFERS_SHOWN = 500
 SPEEDS = ("0.5", "1", "2", "4", "8")
 IDLE_LIMITS = ("", "1", "2", "5", "30")
+#: The command-policy marks the sessions page filters by (docs/policy.md).
+POLICY_MARKS = tuple(mark.value for mark in PolicyMark)
 
 
 class SessionPages(Page):
@@ -49,7 +51,7 @@ class SessionPages(Page):
     def sessions(self, request: Request) -> Response:
         auditor: Auditor = request.state.auditor
         params = read_params(
-            request, "operator", "target", "status", "since", "until", "sort", "order"
+            request, "operator", "target", "status", "policy", "since", "until", "sort", "order"
         )
         page = read_number(request.query_params.get("page"), 1, 1, 100_000)
         size = self.console.settings.web.page_size
@@ -58,6 +60,7 @@ class SessionPages(Page):
         until = read_moment(params["until"], "until", problems)
         status = params["status"]
         check_one_of("status", status, STATUSES, problems)
+        check_one_of("policy", params["policy"], POLICY_MARKS, problems)
         sort = params["sort"] or "started"
         check_one_of("sort", sort, tuple(queries.SORTS), problems)
         rows: list[dict[str, Any]] = []
@@ -77,6 +80,7 @@ class SessionPages(Page):
                 sort=sort,
                 ascending=params["order"] == "asc",
                 unverified=tampered,
+                policy=PolicyMark(params["policy"]) if params["policy"] else None,
             )
             keys = known_gateway_keys(self.console.settings)
             with self._store() as conn:
@@ -98,6 +102,7 @@ class SessionPages(Page):
                 "more": more,
                 "problems": problems,
                 "statuses": STATUSES,
+                "policy_marks": POLICY_MARKS,
                 "sorts": list(queries.SORTS),
             },
             400 if problems else 200,
@@ -116,6 +121,7 @@ class SessionPages(Page):
             "exit": exit_text(row),
             "chain": verdicts[row["id"]].status.value,
             "masked": row["masked_input"] or "-",
+            "policy": row["policy"] or "-",
         }
 
     def session(self, request: Request) -> Response:
