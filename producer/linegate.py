@@ -49,6 +49,12 @@ ECHO_WAIT_S = 2.0
 NO_ECHO_WAIT_S = 0.5
 _PASTE_START, _PASTE_END = b"\x1b[200~", b"\x1b[201~"
 _CTRL_C = b"\x03"
+#: What runs the line: Enter (CR or LF), and Ctrl-O (bash: run it, then fetch the next).
+_ENTERS = b"\r\n\x0f"
+#: Ctrl-X Ctrl-E: bash edits the line in an editor and runs what comes back, unseen.
+_EDIT = b"\x18\x05"
+#: How a shell turns bracketed paste on and off (only then do keys mark a paste).
+_BRACKETED_ON, _BRACKETED_OFF = b"\x1b[?2004h", b"\x1b[?2004l"
 #: Pasted bytes kept for the decision; a longer paste is decided on its first ones.
 MAX_PASTE = 1 << 20
 
@@ -84,6 +90,8 @@ class LineGate:
         self._reading: asyncio.Handle | None = None  # the output read when it pauses
         self._continued = ""  # a line that ended in a backslash
         self._paste: bytearray | None = None  # the text of a bracketed paste under way
+        self._bracketed = False  # the shell has bracketed paste on
+        self._ctrl_x = False  # the last key sent was Ctrl-X
         self._paste_before = ""  # the line on screen when it began
 
     def output(self, data: bytes) -> None:
@@ -91,6 +99,9 @@ class LineGate:
         reads it once output pauses, so an Enter finds the screen current."""
         now = time.monotonic()
         self._terminal.output(data, int(now * 1e9))
+        on, off = data.rfind(_BRACKETED_ON), data.rfind(_BRACKETED_OFF)
+        if on != off:  # the shell turned bracketed paste on or off (the last one holds)
+            self._bracketed = on > off
         if self._last_key > self._last_output:
             self._echoing = True  # output after keys: this line's keys are echoed
         self._last_output = now
@@ -122,7 +133,14 @@ class LineGate:
             return
         self._typed(data[:at])
         self._queued += data[at:]
-        if stop == _PASTE_END:
+        if stop == _EDIT:
+            self._queued.clear()
+            self._ctrl_x = False
+            self._tell(
+                "\r\nsshtrail: editing the line in an editor (Ctrl-X Ctrl-E) is not allowed "
+                "here: the command policy could not see what it runs\r\n"
+            )
+        elif stop == _PASTE_END:
             self._paste_ended()
         else:
             self._wait()
@@ -141,20 +159,23 @@ class LineGate:
         paste; (-1, b"") if nowhere. The text of a paste is kept as it passes."""
         at = 0
         while at < len(data):
+            if data[at] == 0x05 and (data[at - 1] == 0x18 if at else self._ctrl_x):
+                return at, _EDIT
             if self._paste is None:
-                if data.startswith(_PASTE_START, at):
+                if self._bracketed and data.startswith(_PASTE_START, at):
                     self._paste = bytearray()
                     shown = self._terminal.line_at_cursor()  # typed before the paste
                     self._paste_before = shown[0] if shown is not None else ""
                     at += len(_PASTE_START)
                     continue
-                if data[at] in b"\r\n":
+                if data[at] in _ENTERS:
                     return at, data[at : at + 1]
             elif data.startswith(_PASTE_END, at):
                 return at, _PASTE_END
-            elif len(self._paste) < MAX_PASTE:
+            elif len(self._paste) <= MAX_PASTE:
                 self._paste.append(data[at])
             at += 1
+        self._ctrl_x = data.endswith(b"\x18")
         return -1, b""
 
     def _paste_ended(self) -> None:
@@ -162,6 +183,9 @@ class LineGate:
         lines as typed after what the line held before it, so each is decided now."""
         pasted = bytes(self._paste or b"")
         self._paste = None
+        if len(pasted) > MAX_PASTE:
+            self._reject_unread(f"a paste of more than {MAX_PASTE:,} bytes is not let through")
+            return
         text = pasted.decode("utf-8", "replace")
         lines = re.split(r"[\r\n]", re.sub(r"\\\r\n?|\\\n", "", text))
         if self._paste_before:  # the first line follows what was typed before it, with
@@ -250,6 +274,15 @@ class LineGate:
         self._send(drop)
         if rest.strip(b"\r\n"):
             self._tell("sshtrail: (what was sent after it was dropped)\r\n")
+        self._hold(False)
+
+    def _reject_unread(self, why: str) -> None:
+        """A paste the policy cannot read whole: dropped, as a rejected line is."""
+        self._queued.clear()
+        self._tell(f"\r\nsshtrail: {why}: the command policy could not read it\r\n")
+        drop = _PASTE_END + _CTRL_C
+        self._terminal.input(drop, time.monotonic_ns())
+        self._send(drop)
         self._hold(False)
 
     def _warned(self, decision: Decision, line: str) -> None:

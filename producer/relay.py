@@ -184,9 +184,12 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         return outcome
 
     def _gate_shell(self, target: Target) -> None:
-        """A terminal shell to a target the command policy covers: its Enters go through
-        a :class:`LineGate`, which reads the line on screen and decides it."""
-        if self._mode != "shell" or self._term is None or not self._host.checks_commands(target):
+        """A session with a terminal (a shell, or ``ssh -t host bash``) to a target the
+        command policy covers: its Enters go through a :class:`LineGate`, which reads the
+        line on screen and decides it."""
+        if self._mode == "subsystem" or self._term is None:
+            return  # a shell, or a command given a terminal (ssh -t host bash): gated
+        if not self._host.checks_commands(target):
             return
         self._gate = LineGate(
             self._size[:2],

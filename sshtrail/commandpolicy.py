@@ -66,8 +66,9 @@ class Entry:
         size = len(wanted)
         for words in split.commands:
             seen = [w.casefold() for w in words] if fold else words
-            if any(tuple(seen[at : at + size]) == wanted for at in range(len(seen) - size + 1)):
-                return True
+            for at in range(len(seen) - size + 1):
+                if all(_same(seen[at + k], wanted[k]) for k in range(size)):
+                    return True
         return False
 
 
@@ -78,6 +79,7 @@ class _Split:
     def __init__(self, line: str) -> None:
         self.commands = commands(line)
         self.words = {word for found in self.commands for word in found}
+        self.words |= {_base(word) for word in self.words if "/" in word}
         self._folded: set[str] | None = None
 
     @property
@@ -159,6 +161,17 @@ class Policy:
     def covers(self, target: str) -> bool:
         """Whether any rule but ``accept`` may apply to ``target``."""
         return any(r.action != "accept" and r._targets.match(target) for r in self.rules)
+
+
+def _base(word: str) -> str:
+    """A command path's name (``/usr/bin/rm`` is ``rm``); a word without a slash as it is."""
+    return word.rsplit("/", 1)[-1] or word
+
+
+def _same(word: str, wanted: str) -> bool:
+    """A word of the line is an entry's word: the same, or a path to it (``/bin/rm``
+    is ``rm``, ``./rm`` too); an entry that is a path matches only that path."""
+    return word == wanted or ("/" in word and "/" not in wanted and _base(word) == wanted)
 
 
 def _globs(globs: tuple[str, ...]) -> re.Pattern[str]:

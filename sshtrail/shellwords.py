@@ -46,8 +46,9 @@ def _read(line: str, found: list[list[str]], depth: int) -> None:
     def end_command() -> None:
         end_word()
         if words:
-            found.append(list(words))
-            _inner(words, found, depth)
+            expanded = [each for word in words for each in _braces(word)]
+            found.append(expanded)
+            _inner(expanded, found, depth)
         words.clear()
 
     while i < n:
@@ -57,17 +58,13 @@ def _read(line: str, found: list[list[str]], depth: int) -> None:
                 word.append(line[i + 1])
                 started = True
             i += 2
-        elif c == "'":
-            close = line.find("'", i + 1)
-            close = n if close < 0 else close
-            word.append(line[i + 1 : close])
-            started, i = True, close + 1
-        elif c == '"':
-            i = _double_quoted(line, i + 1, word, found, depth)
-            started = True
-        elif c == "`" or line.startswith("$(", i):
-            i = _substitution(line, i, word, found, depth)
-            started = True
+        elif (after := _quoted(line, i, word, found, depth)) > i:
+            started, i = True, after
+        elif c in "<>":  # a redirection: its operator is no part of a word
+            end_word()
+            i += 1
+            while i < n and line[i] in "<>&|":
+                i += 1
         elif c in _OPERATORS or c in "()":
             end_command()
             i += 1
@@ -82,6 +79,26 @@ def _read(line: str, found: list[list[str]], depth: int) -> None:
             started = True
             i += 1
     end_command()
+
+
+def _quoted(line: str, i: int, word: list[str], found: list[list[str]], depth: int) -> int:
+    """Read a quoted string or command substitution at ``i`` into ``word``; the index
+    after it, or ``i`` when none starts there."""
+    c = line[i]
+    if line.startswith("$'", i):  # ANSI-C quoting: $'\x72m' is rm
+        return _ansi_c_quoted(line, i + 2, word)
+    if line.startswith('$"', i):  # a translated string: its text
+        return _double_quoted(line, i + 2, word, found, depth)
+    if c == "'":
+        close = line.find("'", i + 1)
+        close = len(line) if close < 0 else close
+        word.append(line[i + 1 : close])
+        return close + 1
+    if c == '"':
+        return _double_quoted(line, i + 1, word, found, depth)
+    if c == "`" or line.startswith("$(", i):
+        return _substitution(line, i, word, found, depth)
+    return i
 
 
 def _double_quoted(line: str, i: int, word: list[str], found: list[list[str]], depth: int) -> int:
@@ -117,6 +134,33 @@ def _substitution(line: str, i: int, word: list[str], found: list[list[str]], de
     return close + 1
 
 
+def _ansi_c_quoted(line: str, i: int, word: list[str]) -> int:
+    """Read ``$'...'`` from ``i`` (after its quote) into ``word``, its backslash escapes
+    decoded as bash does (``\\x72``, ``\\162``, ``\\n``, ``\\'`` ...). Returns the index
+    after the closing quote."""
+    n, j = len(line), i
+    while j < n and line[j] != "'":
+        j += 2 if line[j] == "\\" else 1
+    raw = line[i : min(j, n)]
+    try:
+        text = raw.encode("latin-1", "backslashreplace").decode("unicode_escape")
+    except UnicodeDecodeError:
+        text = raw
+    word.append(text)
+    return j + 1
+
+
+def _braces(word: str) -> list[str]:
+    """A word's brace expansion, one level (``{rm,x}`` is the words ``rm`` and ``x``;
+    ``a{b,c}d`` is ``abd`` and ``acd``); a word without one as it is."""
+    start = word.find("{")
+    end = word.find("}", start + 1)
+    if start < 0 or end < 0 or "," not in word[start:end]:
+        return [word]
+    head, tail = word[:start], word[end + 1 :]
+    return [f"{head}{part}{tail}" for part in word[start + 1 : end].split(",")][:64]
+
+
 def _closing(line: str, i: int) -> int:
     """The index of the ``)`` that closes a ``$(`` whose inside starts at ``i`` (the end
     of the line if none), skipping quoted text and nested parentheses."""
@@ -126,8 +170,10 @@ def _closing(line: str, i: int) -> int:
         if c == "\\":
             i += 2
             continue
-        if c == "'":
-            close = line.find("'", i + 1)
+        if c in "'\"":
+            close = line.find(c, i + 1)
+            while c == '"' and close > 0 and line[close - 1] == "\\":
+                close = line.find(c, close + 1)
             i = n if close < 0 else close + 1
             continue
         if c == "(":
@@ -144,11 +190,16 @@ def _inner(words: list[str], found: list[list[str]], depth: int) -> None:
     """The command line a simple command hands on as one word: ``sh -c LINE`` (and
     ``bash``, ``zsh`` ...), or ``eval WORDS``. (``sudo rm x``, ``env A=1 rm x`` need
     nothing: ``rm x`` are words of the command already.)"""
-    first = words[0].rsplit("/", 1)[-1]
-    if first == "eval" and len(words) > 1:
-        _read(" ".join(words[1:]), found, depth + 1)
-    elif first in _SHELLS:
-        for at, word in enumerate(words[1:-1], start=1):
-            if word.startswith("-") and "c" in word.lstrip("-") and not word.startswith("--"):
-                _read(words[at + 1], found, depth + 1)
-                break
+    for at, word in enumerate(words):  # anywhere: env sh -c, nohup eval, command eval ...
+        name = word.rsplit("/", 1)[-1]
+        if name == "eval" and at + 1 < len(words):
+            _read(" ".join(words[at + 1 :]), found, depth + 1)
+            return
+        if name in _SHELLS:
+            rest = words[at + 1 :]
+            for where, option in enumerate(rest):
+                if option.startswith("-") and "c" in option.lstrip("-") and option != "--":
+                    after = [w for w in rest[where + 1 :] if w != "--"]
+                    if after:
+                        _read(after[0], found, depth + 1)
+                    return

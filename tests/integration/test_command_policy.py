@@ -304,3 +304,28 @@ def test_sessions_are_marked_by_what_the_policy_did_and_listed_by_it(
         assert "rejected" in shown
     finally:
         store.stop()
+
+
+def test_a_command_given_a_terminal_is_gated_like_a_shell(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    """``ssh -t host bash`` is an exec request with a terminal: its lines are decided as
+    a login shell's are; Ctrl-O (run the line, fetch the next) is an Enter too."""
+    victim = tmp_path / "victim"
+    victim.write_text("still here")
+    child = pexpect.spawn(
+        *_argv(gateway.ssh("alice:t1", "bash --norc --noprofile -i", tty=True)),
+        timeout=20,
+        dimensions=(24, 200),
+        env={**os.environ, "TERM": "xterm"},
+    )
+    child.sendline("PS1='READY> '")
+    child.expect("READY> ")
+    child.expect("READY> ")
+    for keys in (f"rm {victim}\r", f"rm {victim}\x0f"):
+        typed(child, keys)
+        child.expect("removing files is not allowed through this gateway")
+        child.expect("READY> ")
+        assert victim.exists(), repr(keys)
+    child.sendline("exit")
+    child.expect(pexpect.EOF)

@@ -61,6 +61,17 @@ def policy() -> Policy:
         ("ls # rm -rf /", [["ls"]]),
         ("r\\m x", [["rm", "x"]]),
         ('echo "unclosed', [["echo", "unclosed"]]),
+        ("rm</dev/null x", [["rm", "/dev/null", "x"]]),  # a redirection ends a word
+        ("ls 2>&1 | wc", [["ls", "2", "1"], ["wc"]]),
+        ("$'rm' x", [["rm", "x"]]),
+        ("$'\\x72m' x", [["rm", "x"]]),  # ANSI-C escapes decoded
+        ('$"rm" x', [["rm", "x"]]),
+        ("{rm,x}", [["rm", "x"]]),  # brace expansion
+        ("env sh -c 'rm x'", [["env", "sh", "-c", "rm x"], ["rm", "x"]]),
+        ("command eval 'rm x'", [["command", "eval", "rm x"], ["rm", "x"]]),
+        ("sh -c -- 'rm x'", [["sh", "-c", "--", "rm x"], ["rm", "x"]]),
+        ('echo $(echo ")"); rm x', [["echo", ")"], ["echo", '$(echo ")")'], ["rm", "x"]]),
+        ("echo $'a\\''; rm x", [["echo", "a'"], ["rm", "x"]]),
         ("", []),
     ],
 )
@@ -96,6 +107,9 @@ def test_nesting_is_followed_only_so_deep() -> None:
         (("contractor-1", "dev"), "echo rm", "reject", "no-rm"),  # a word of the command
         (("contractor-1", "dev"), "echo 'rm'ed", "accept", None),
         (("contractor-1", "dev"), "bash -c 'rm x'", "reject", "no-rm"),
+        (("contractor-1", "dev"), "/bin/rm x", "reject", "no-rm"),  # a path to it
+        (("contractor-1", "dev"), "cd /tmp/rm/", "accept", None),  # a folder is not
+        (("contractor-1", "dev"), "nohup sh -c 'rm x'", "reject", "no-rm"),
         (("alice", "dev"), "rm -rf /tmp/x", "warn", "careful"),
         (("alice", "dev"), "RM -RF /tmp/x", "warn", "careful"),  # ignore_case
         (("alice", "dev"), "shutdown -h now", "warn", "careful"),

@@ -38,7 +38,7 @@ class Shell:
             hold=self._hold,
             decided=self._decided,
         )
-        self.gate.output(b"$ ")
+        self.gate.output(b"\x1b[?2004h$ ")  # bash turns bracketed paste on at its prompt
 
     def _hold(self, on: bool) -> None:
         self.held = on
@@ -63,6 +63,10 @@ class Shell:
             if key == "\x03":
                 self._line = ""
                 self._echo(b"^C\r\n$ ")
+            elif key == "\x0f":  # Ctrl-O: run the line (and fetch the next)
+                self.ran.append(self._line)
+                self._line = ""
+                self._echo(b"\r\n$ ")
             elif key == "\x7f":
                 self._line = self._line[:-1]
                 self._echo(b"\b \b")
@@ -181,5 +185,43 @@ def test_keys_never_echoed_are_decided_after_a_bounded_wait() -> None:
         await shell.settle()
         assert loop.time() - started < NO_ECHO_WAIT_S + 0.3
         assert shell.ran == ["rm secret"]  # nothing was shown: there is nothing to read
+
+    run(main())
+
+
+def test_ctrl_o_is_an_enter_and_ctrl_x_ctrl_e_is_refused() -> None:
+    async def main() -> None:
+        shell = Shell()
+        await shell.type("rm victim\x0f")
+        assert shell.decided == [("reject", "rm victim")]
+        assert shell.ran == []
+        await shell.type("rm victim\x18\x05")  # edit-and-execute: the editor is unseen
+        assert b"\x05" not in shell.sent
+        assert "Ctrl-X Ctrl-E" in shell.told[-1]
+        assert shell.ran == []
+
+    run(main())
+
+
+def test_a_paste_marker_a_shell_did_not_ask_for_is_a_key_like_another() -> None:
+    async def main() -> None:
+        shell = Shell()
+        shell.gate.output(b"\x1b[?2004l")  # as dash, or bash with bracketed paste off
+        await shell.type("\x1b[200~\r")
+        await shell.type("rm victim\r")
+        assert ("reject", "rm victim") in shell.decided
+
+    run(main())
+
+
+def test_a_paste_too_large_to_read_is_dropped(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("producer.linegate.MAX_PASTE", 1000)  # 1 MiB: the same, slower
+
+    async def main() -> None:
+        shell = Shell()
+        shell.gate.input(b"\x1b[200~# " + b"x" * 1001 + b"\rrm victim\r\x1b[201~")
+        await shell.settle()
+        assert shell.sent.endswith(b"\x1b[201~\x03")
+        assert "a paste of more than 1,000 bytes" in shell.told[-1]
 
     run(main())
