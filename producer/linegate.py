@@ -86,6 +86,7 @@ class LineGate:
         self._since = 0.0  # when the keys before the held Enter were sent
         self._last_output = 0.0
         self._last_key = 0.0  # when keys were last sent on
+        self._last_printable = ""  # the last key sent, if a printable character
         self._echoing = False  # keys of the line being typed were echoed
         self._reading: asyncio.Handle | None = None  # the output read when it pauses
         self._continued = ""  # a line that ended in a backslash
@@ -208,6 +209,8 @@ class LineGate:
         if data:
             self._terminal.input(data, time.monotonic_ns())
             self._last_key = time.monotonic()
+            last = data[-1:]
+            self._last_printable = last.decode() if b" " < last < b"\x7f" else ""
             self._send(data)
 
     def _wait(self) -> None:
@@ -220,7 +223,11 @@ class LineGate:
         """Decide once the keys sent have been echoed (output came after the last of
         them) and the output has been quiet a moment, or once waited long enough."""
         now = time.monotonic()
-        echoed = self._last_output >= self._last_key
+        echoed = self._last_output >= self._last_key and (
+            # the last key typed, if a printable one, is what the cursor follows: its
+            # echo has come, not only an earlier key's
+            not self._last_printable or self._terminal.before_cursor() == self._last_printable
+        )
         quiet = now - self._last_output
         limit = ECHO_WAIT_S if self._echoing else NO_ECHO_WAIT_S
         if (not echoed or quiet < ECHO_QUIET_S) and now - self._since < limit:

@@ -271,6 +271,13 @@ class Terminal:
         line = (self._line.text + self._screen.row(self._screen.cursor.y)).rstrip()
         return self._command_of(line, self._prompt, remember=False)
 
+    def before_cursor(self) -> str:
+        """The character left of the cursor on screen ("" at the start of a row): the
+        policy gate waits for it to be the last key typed (its echo has come)."""
+        self.flush()
+        x = self._screen.cursor.x
+        return self._screen.row(self._screen.cursor.y)[x - 1 : x] if x > 0 else ""
+
     def resize(self, columns: int, rows: int) -> None:
         self._settle(self._pending_t)
         self.flush()
