@@ -166,6 +166,10 @@ class LiveHub:
                     reader = topic_reader(self._settings, "web-live", timeout=5.0)
                     self.readers_made += 1
                     positions = {}
+                    with self._lock:  # a new reader: every watcher is taken in again
+                        self._joined = self._watchers + self._joined
+                        self._watchers = []
+                    self._changed.set()
                 if self._changed.is_set():
                     self._changed.clear()
                     self._regroup(reader, positions)
@@ -199,13 +203,19 @@ class LiveHub:
     def _regroup(self, reader: KafkaTopicReader, positions: dict[int, int]) -> None:
         """Take in new watchers (going back where one needs it), let go of the gone."""
         with self._lock:
-            joined, self._joined = self._joined, []
+            # Left in ``_joined`` until taken in: a broker error while looking for where
+            # they start (this raises, the loop retries) must not lose them.
+            joined = list(self._joined)
             self._watchers = [w for w in self._watchers if not w.done]
         count = len(reader.partitions(self._topic))
+        starts = {}
         for watcher in joined:
-            watcher.partition, start = start_of(reader, self._topic, watcher.session_id, count)
+            starts[id(watcher)] = start_of(reader, self._topic, watcher.session_id, count)
+        for watcher in joined:
+            watcher.partition, start = starts[id(watcher)]
             positions[watcher.partition] = min(positions.get(watcher.partition, start), start)
         with self._lock:
+            self._joined = [w for w in self._joined if w not in joined]
             self._watchers += [w for w in joined if not w.done]
             wanted = {w.partition for w in self._watchers}
         for partition in list(positions):

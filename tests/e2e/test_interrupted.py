@@ -238,10 +238,10 @@ def test_a_session_whose_gateway_never_returns_is_marked_by_the_store_an_idle_on
     lost.expect(pexpect.EOF)
     quiet_since = time.monotonic()
 
-    wait_for(
+    wait_for(  # a full run's load once took longer than 60 s
         lambda: stack.row(lost_sid)["status"] == "interrupted",
         what="the store to give the session up",
-        timeout=60,
+        timeout=120,
     )
     row = stack.row(lost_sid)
     assert (row["end_reason"], row["signature"]) == (None, None)
