@@ -6,8 +6,8 @@ editing, history recall, tab completion, pastes): it reads the line the terminal
 line_at_cursor`), fed the target's output. When an Enter (``\\r`` or ``\\n``) comes, the
 keys before it are sent on, and the Enter is held until their echo has come back
 (output after the last key, then quiet for :data:`ECHO_QUIET_S`; at most
-:data:`ECHO_WAIT_S`, or :data:`NO_ECHO_WAIT_S` when none of the line's keys was
-echoed): an Enter typed as people type, after its line showed, is decided
+:data:`ECHO_WAIT_S` once the session has echoed keys, :data:`NO_ECHO_WAIT_S` before):
+an Enter typed as people type, after its line showed, is decided
 at once. Then the line at the cursor, minus its prompt, is decided:
 
 * accept -- the Enter is sent;
@@ -45,7 +45,9 @@ ECHO_QUIET_S = 0.03
 #: The longest an Enter waits for that echo before the line is read as it is (keys
 #: typed without echo, as a password, never get one).
 ECHO_WAIT_S = 2.0
-#: ... and when no key of the line was echoed (echo off: a password), this long.
+#: ... and before any key of the session was echoed, this long. (Once it echoes, a line
+#: typed without echo, a password, waits the whole :data:`ECHO_WAIT_S`: a late echo
+#: under load must not be read as none.)
 NO_ECHO_WAIT_S = 0.5
 _PASTE_START, _PASTE_END = b"\x1b[200~", b"\x1b[201~"
 _CTRL_C = b"\x03"
@@ -87,7 +89,9 @@ class LineGate:
         self._last_output = 0.0
         self._last_key = 0.0  # when keys were last sent on
         self._last_printable = ""  # the last key sent, if a printable character
-        self._echoing = False  # keys of the line being typed were echoed
+        self._echoing = (
+            False  # keys typed in this session were echoed (then slow echo is waited for)
+        )
         self._reading: asyncio.Handle | None = None  # the output read when it pauses
         self._continued = ""  # a line that ended in a backslash
         self._paste: bytearray | None = None  # the text of a bracketed paste under way
@@ -235,7 +239,6 @@ class LineGate:
             self._waiting = asyncio.get_running_loop().call_later(max(wait, 0.001), self._check)
             return
         self._waiting = None
-        self._echoing = False
         self._enter()
 
     def _enter(self) -> None:
