@@ -46,7 +46,7 @@ def new_session_values() -> dict[str, Any]:
     """Every column but the id of the row of a session no chunk has been added to yet:
     the model's defaults. Both of the store's write paths make new rows from it."""
     values = SessionRow(SessionRecord(id=uuid.UUID(int=0))).values()
-    del values["id"]  # a placeholder: the model wants one
+    del values["id"]  # the record is built with a zero id; each caller gives its own
     return values
 
 
