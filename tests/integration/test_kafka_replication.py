@@ -29,6 +29,7 @@ from confluent_kafka import (
     Consumer,
     ElectionType,
     KafkaError,
+    KafkaException,
     Message,
     Producer,
     TopicPartition,
@@ -70,6 +71,26 @@ def partitions_of(servers: str, topic: str) -> dict[int, tuple[int, set[int]]]:
     return {p: (meta.leader, set(meta.isrs)) for p, meta in found.items()}
 
 
+def log_end(reader: Consumer, topic: str, partition: int) -> int:
+    """The partition's log-end offset, asked again while leadership is still moving.
+
+    Right after an election, a client whose metadata is a moment old asks the former
+    leader, which answers "not leader for partition"; the client refreshes its
+    metadata and the next ask reaches the new leader.
+    """
+    moving = {KafkaError.NOT_LEADER_FOR_PARTITION, KafkaError.LEADER_NOT_AVAILABLE}
+    deadline = time.monotonic() + 30
+    where = TopicPartition(topic, partition)
+    while True:
+        try:
+            return int(reader.get_watermark_offsets(where, timeout=10)[1])
+        except KafkaException as exc:
+            error = exc.args[0]
+            if error.code() not in moving or time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
 def read_back(servers: str, topic: str) -> dict[bytes, list[tuple[int, int]]]:
     """value -> every (partition, offset) holding it, read from the start to the log end."""
     reader = Consumer(
@@ -81,10 +102,7 @@ def read_back(servers: str, topic: str) -> dict[bytes, list[tuple[int, int]]]:
         }
     )
     try:
-        ends = {
-            p: reader.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
-            for p in range(PARTITIONS)
-        }
+        ends = {p: log_end(reader, topic, p) for p in range(PARTITIONS)}
         reader.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
         found: dict[bytes, list[tuple[int, int]]] = {}
         position = dict.fromkeys(range(PARTITIONS), 0)

@@ -339,11 +339,13 @@ def test_a_refused_commit_of_partitions_that_stay_is_made_again() -> None:
     bus.create_topic(topic + ".dlq", 3)
     harness = Harness(bus, MemoryStore(), topic)
     harness.produce_sessions(6)
-    bus.broker.refuse_commits(2)  # the first batch's commit, and its first retry
+    # Two refusals: the first batch's commit and then, depending on how the 24
+    # messages fall into batches, either its retry or the next batch's commit too.
+    bus.broker.refuse_commits(2)
     _runner, metrics = harness.start_member()
     try:
         harness.wait_for(harness.everything_done, what="every offset committed again")
-        assert metrics.value("sshtrail_commit_failures_total") == 1
+        assert metrics.value("sshtrail_commit_failures_total") in (1, 2)
     finally:
         for runner, thread, _metrics in harness.runners:
             runner.stop()
