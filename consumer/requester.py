@@ -56,7 +56,8 @@ def ask(
 ) -> list[control.Result]:
     """Publish ``request``; the answers that name it within ``wait_s`` (for a
     termination, the first is the only one: one gateway holds a session), each signed
-    by a gateway these settings trust (``control.gateway_keys``, the gateway's own key)."""
+    by a gateway these settings trust (``control.gateway_keys``, the gateway's own key).
+    Every gateway answers a lock; only the one holding it answers anything else."""
     gateway_keys = control.gateway_keys(settings, known_gateway_keys(settings))
     topic = settings.control.topic
     reader = topic_reader(settings, "control-answer", timeout=5.0)
@@ -74,8 +75,8 @@ def ask(
                     continue  # requests (signed by the control key), or noise
                 if isinstance(found, control.Result) and found.request_id == request.request_id:
                     answers.append(found)
-            if answers and isinstance(request, control.Terminate):
-                break
+            if answers and not isinstance(request, control.Lock | control.Unlock):
+                break  # one gateway holds a session, or a review: its answer is the one
         return answers
     finally:
         reader.close()

@@ -117,9 +117,17 @@ class SessionRow:
 
     def _policy(self, decided: str) -> None:
         """A command-policy decision (a ``policy`` notice: ``reject by rule R: LINE``,
-        ``warn by rule R: LINE``): the session keeps the strongest."""
-        mark = PolicyMark.REJECTED if decided.startswith("reject") else PolicyMark.WARNED
-        if self.record.policy != PolicyMark.REJECTED:
+        ``review by rule R ...: LINE``, ``warn by rule R: LINE``): the session keeps the
+        strongest."""
+        if decided.startswith("reject"):
+            mark = PolicyMark.REJECTED
+        elif decided.startswith("review"):
+            mark = PolicyMark.REVIEWED
+        else:
+            mark = PolicyMark.WARNED
+        order = list(PolicyMark)
+        now = PolicyMark(self.record.policy) if self.record.policy in order else None
+        if now is None or order.index(mark) > order.index(now):
             self.record.policy = mark.value
 
     def _transfers_to_read(self) -> bool:

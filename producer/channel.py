@@ -15,6 +15,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import logging
+from collections.abc import Callable
 from typing import ClassVar, Literal, Protocol
 
 from asyncssh.channel import SSHChannel
@@ -22,6 +23,8 @@ from asyncssh.channel import SSHChannel
 from producer.admission import Verdict
 from producer.policy import Target
 from producer.recorder import Recorder
+from producer.reviews import Held, Review
+from producer.reviews import Verdict as ReviewVerdict
 from producer.upstream import Upstream, describe_error
 from sshtrail.commandpolicy import Decision
 
@@ -72,6 +75,11 @@ class ChannelHost(Protocol):
     def decide_command(self, target: Target, line: str) -> Decision | None:
         """The command policy's decision on ``line`` run on ``target`` by this login's
         operator; None when no rules can be read (refuse)."""
+        ...
+
+    def ask_review(self, held: Held, done: Callable[[ReviewVerdict], None]) -> Review | None:
+        """Hold ``held`` for an auditor's approval; ``done`` is called once with the
+        verdict (at once, ``unavailable``, when the gateway cannot ask: then None)."""
         ...
 
 

@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from collections import Counter
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 import asyncssh
 
@@ -33,6 +34,8 @@ from producer.gateway import Gateway
 from producer.policy import Login, Refused, Target
 from producer.recorder import Recorder
 from producer.relay import OperatorChannel
+from producer.reviews import Held, Review
+from producer.reviews import Verdict as ReviewVerdict
 from producer.upstream import Upstream
 from sshtrail.commandpolicy import Decision
 from sshtrail.events import Start
@@ -81,6 +84,13 @@ class Connection(asyncssh.SSHServer):
 
     def decide_command(self, target: Target, line: str) -> Decision | None:
         return self._gateway.commands.decide(self.login.operator, target.name, line)
+
+    def ask_review(self, held: Held, done: Callable[[ReviewVerdict], None]) -> Review | None:
+        control = self._gateway.control
+        if control is None:
+            done(ReviewVerdict("unavailable", None, "the control topic is not read yet", 0.0))
+            return None
+        return control.reviews.ask(dataclasses.replace(held, operator=self.login.operator), done)
 
     def target(self) -> Target:
         """The target this login may use; :class:`Refused` when it may not, or when its

@@ -9,6 +9,9 @@ its recording key. Locks are applied by every gateway, from the whole
 history of the topic, so a gateway started after a lock knows it; the one
 signed last wins, whatever the order they are read in (``producer/locks.py``).
 
+Answers to the four-eyes reviews this gateway holds go to its :class:`~producer.reviews.
+Reviews`, which also publishes the review requests.
+
 Until the topic has been read up to the log ends it had when the reader
 connected, the gateway does not know who is locked: :meth:`ControlListener.unread`
 says why, and logins wait, then are refused (``producer/admission.py``).
@@ -30,6 +33,7 @@ from collections.abc import Callable, Sequence
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from producer.locks import Locked, Locks
+from producer.reviews import Reviews
 from producer.sessions import LiveSessions
 from sshtrail import control
 from sshtrail.errors import BrokerError
@@ -75,6 +79,8 @@ class ControlListener:
             )
         )
         self._thread = threading.Thread(target=self._run, name="control", daemon=True)
+        #: The four-eyes reviews this gateway holds (on the event loop).
+        self.reviews = Reviews(settings.instance, settings.policy.review_timeout_s, self.send)
 
     def start(self) -> None:
         self._thread.start()
@@ -160,8 +166,8 @@ class ControlListener:
             if partition is not None and offset is not None:
                 positions[partition] = offset + 1
             key = message.key() or b""
-            if key.startswith(control.RESULT_PREFIX):
-                continue  # gateways' answers, for the requesters
+            if key.startswith(control.GATEWAY_PREFIXES):
+                continue  # gateways' answers and review requests, for the auditors
             where = f"partition {partition} offset {offset}"
             self._handle(message.value(), key, f"{self._topic} {where}")
 
@@ -208,6 +214,17 @@ class ControlListener:
                 self._call(lambda: self._locked(message))
             else:
                 self._answer(message.request_id, "unlocked", f"operator {message.operator}")
+        elif isinstance(message, control.ReviewAnswer):
+            if fresh:
+                self._call(lambda: self.reviews.answered(message))
+            else:
+                log.info(
+                    "ignored a control message at %s: an answer to review %s signed more "
+                    "than %d s from now: history, not an answer",
+                    where,
+                    message.review,
+                    control.FRESH_S,
+                )
         elif isinstance(message, control.Terminate):
             if fresh:
                 self._call(lambda: self._terminate(message))
@@ -253,21 +270,33 @@ class ControlListener:
             outcome=outcome,
             detail=detail,
         )
+        problem = self.send(result)
+        if problem is not None:
+            log.warning("cannot answer control request %s: %s", request_id, problem)
+
+    def send(self, message: control.Message) -> str | None:
+        """Publish ``message`` signed by this gateway; why not, if it cannot be handed
+        to the producer. A review request that is not delivered ends its review."""
+
+        def delivered(error: DeliveryError | None) -> None:
+            if error is None:
+                return
+            log.warning("control message %s not delivered: %s", message.request_id, error)
+            if isinstance(message, control.ReviewRequest):
+                why = str(error)
+                self._call(lambda: self.reviews.undelivered(message.request_id, why))
+
         try:
             self._producer.produce(
                 self._topic,
-                control.key_of(result),
-                control.encode(result, self._signer),
-                lambda error: _not_delivered(request_id, error),
+                control.key_of(message),
+                control.encode(message, self._signer),
+                delivered,
             )
             self._producer.poll(0)
         except BrokerError as exc:
-            log.warning("cannot answer control request %s: %s", request_id, exc)
-
-
-def _not_delivered(request_id: str, error: DeliveryError | None) -> None:
-    if error is not None:
-        log.warning("cannot answer control request %s: %s", request_id, error)
+            return str(exc)
+        return None
 
 
 def _uuid(text: str) -> uuid.UUID | None:

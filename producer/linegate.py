@@ -15,7 +15,13 @@ at once. Then the line at the cursor, minus its prompt, is decided:
   is sent;
 * reject -- the Enter is not sent: the message is written, a Ctrl-C is sent so the
   shell drops the line and draws a new prompt, and what else the operator had sent
-  with that Enter (the rest of a paste) is dropped too.
+  with that Enter (the rest of a paste) is dropped too;
+* review -- the Enter is held while an auditor is asked (``producer/reviews.py``):
+  the operator is told so; keys typed meanwhile are dropped, but Ctrl-C, which
+  cancels; approved, the Enter is sent and the command runs as typed; denied,
+  unanswered in time or cancelled, the line is dropped as a rejected one is. A line
+  needing review inside a paste that holds a newline is rejected: it must be run on
+  its own, with an Enter.
 
 A line that ends in a backslash continues on the next (``tou\\`` Enter ``ch x`` runs
 ``touch x``): the pieces are decided together. Each line of a paste is decided as it is
@@ -31,7 +37,9 @@ import logging
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
+from producer.reviews import Review, Verdict
 from sshtrail.commandpolicy import Decision
 from sshtrail.terminal import Terminal
 
@@ -61,13 +69,30 @@ _BRACKETED_ON, _BRACKETED_OFF = b"\x1b[?2004h", b"\x1b[?2004l"
 MAX_PASTE = 1 << 20
 
 
+@dataclass(slots=True)
+class _Reviewing:
+    """An Enter held while its line is reviewed."""
+
+    decision: Decision
+    line: str
+    enter: bytes
+    review: Review | None = None
+
+
+#: Asks for a review of a line: ``(decision, line, done) -> Review`` (None if it could
+#: not be asked; ``done`` was then called already).
+AskReview = Callable[[Decision, str, Callable[[Verdict], None]], Review | None]
+
+
 class LineGate:
     """One PTY shell session's keys on their way to the target.
 
     ``decide(line)`` is the policy's decision (None: no rules readable: reject),
     ``send(data)`` writes to the target, ``tell(text)`` writes on the operator's
     terminal (and records it), ``hold(on)`` pauses or resumes reading the operator's
-    keys, ``decided(decision, line)`` reports each decision but accept.
+    keys, ``decided(decision, line)`` reports each decision but accept,
+    ``review(decision, line, done)`` asks an auditor about a line and
+    ``reviewed(decision, line, verdict)`` reports the answer.
     """
 
     def __init__(
@@ -79,10 +104,15 @@ class LineGate:
         tell: Callable[[str], None],
         hold: Callable[[bool], None],
         decided: Callable[[Decision | None, str], None],
+        review: AskReview,
+        reviewed: Callable[[Decision, str, Verdict], None],
     ) -> None:
         self._terminal = Terminal(size[0], size[1], pty=True, input_kind=None)
         self._decide, self._send, self._tell = decide, send, tell
         self._hold, self._decided = hold, decided
+        self._review, self._reviewed = review, reviewed
+        self._reviewing: _Reviewing | None = None  # an Enter held for an auditor
+        self._closed = False
         self._queued = bytearray()  # keys after a held Enter
         self._waiting: asyncio.Handle | None = None
         self._since = 0.0  # when the keys before the held Enter were sent
@@ -124,7 +154,13 @@ class LineGate:
 
     def input(self, data: bytes) -> None:
         """Keys the operator typed: sent on, except an Enter (or the end of a bracketed
-        paste), held until decided."""
+        paste), held until decided. While a line is reviewed, keys are dropped, but a
+        Ctrl-C, which cancels the review."""
+        if self._reviewing is not None:
+            review = self._reviewing.review
+            if _CTRL_C in data and review is not None:
+                review.cancel("cancelled", "by the operator (Ctrl-C)")
+            return
         if self._waiting is not None:
             self._queued += data
             return
@@ -151,10 +187,13 @@ class LineGate:
             self._wait()
 
     def close(self) -> None:
+        self._closed = True
         for handle in (self._waiting, self._reading):
             if handle is not None:
                 handle.cancel()
         self._waiting = self._reading = None
+        if self._reviewing is not None and self._reviewing.review is not None:
+            self._reviewing.review.cancel("ended", "the session ended")
 
     # -- the Enter held --------------------------------------------------------------
 
@@ -193,6 +232,7 @@ class LineGate:
             return
         text = pasted.decode("utf-8", "replace")
         lines = re.split(r"[\r\n]", re.sub(r"\\\r\n?|\\\n", "", text))
+        runs = len(lines) > 1  # a newline in it: the shell may run what was pasted
         if self._paste_before:  # the first line follows what was typed before it, with
             first = lines[0]  # a blank between or not (the screen does not tell)
             lines[0:1] = [f"{self._paste_before}{first}", f"{self._paste_before} {first}"]
@@ -203,6 +243,11 @@ class LineGate:
             if decision is None or decision.action == "reject":
                 self._reject(decision, line, b"", in_paste=True)
                 return
+        if runs:
+            for line, decision in decided:
+                if decision is not None and decision.action == "review":
+                    self._reject(decision, line, b"", in_paste=True, alone=True)
+                    return
         for line, decision in decided:
             if decision is not None and decision.action == "warn":
                 self._warned(decision, line)
@@ -262,6 +307,10 @@ class LineGate:
             self._continued = ""
             self._reject(decision, line, rest)
             return
+        if decision.action == "review" and not continues:
+            self._continued = ""
+            self._ask(decision, line, enter)
+            return
         if decision.action == "warn":
             self._warned(decision, line)
         self._continued = line.removesuffix("\\") if continues else ""
@@ -270,20 +319,63 @@ class LineGate:
         self.input(rest)
 
     def _reject(
-        self, decision: Decision | None, line: str, rest: bytes, in_paste: bool = False
+        self,
+        decision: Decision | None,
+        line: str,
+        rest: bytes,
+        in_paste: bool = False,
+        alone: bool = False,
     ) -> None:
         """The line is not run: said why, dropped at the shell with a Ctrl-C (after
         closing a paste, or the shell would take it as pasted text), and what came
-        after it dropped too."""
+        after it dropped too. ``alone``: a line needing review, pasted with a newline."""
         self._decided(decision, line)
         why = decision.message if decision is not None else "the command policy cannot be read"
+        if alone:
+            why += " (it needs an auditor's approval: run it on its own, not in a paste)"
         self._tell(f"\r\nsshtrail: {why}\r\n")
+        self._drop_line(in_paste)
+        if rest.strip(b"\r\n"):
+            self._tell("sshtrail: (what was sent after it was dropped)\r\n")
+        self._hold(False)
+
+    def _drop_line(self, in_paste: bool = False) -> None:
         drop = (_PASTE_END if in_paste or self._paste is not None else b"") + _CTRL_C
         self._paste = None
         self._terminal.input(drop, time.monotonic_ns())
         self._send(drop)
-        if rest.strip(b"\r\n"):
-            self._tell("sshtrail: (what was sent after it was dropped)\r\n")
+
+    def _ask(self, decision: Decision, line: str, enter: bytes) -> None:
+        """Hold the Enter while an auditor reviews the line (what was sent after it is
+        dropped: it would be typed into the command, or after it, unseen)."""
+        self._decided(decision, line)
+        self._tell(f"\r\nsshtrail: {decision.message}\r\n")
+        reviewing = self._reviewing = _Reviewing(decision, line, enter)
+        review = self._review(decision, line, self._answered)
+        if self._reviewing is not reviewing:
+            return  # ended already: it could not be asked
+        reviewing.review = review
+        name = decision.rule.name if decision.rule is not None else "?"
+        shown = review.id[:8] if review is not None else "?"
+        self._tell(
+            f"sshtrail: waiting for approval (rule {name}, request {shown})... Ctrl-C cancels\r\n"
+        )
+        self._hold(False)  # keys are read again: Ctrl-C cancels, others are dropped
+
+    def _answered(self, verdict: Verdict) -> None:
+        """The review of the held line ended: run it, or drop it as a rejected line."""
+        reviewing, self._reviewing = self._reviewing, None
+        if reviewing is None:
+            return
+        self._reviewed(reviewing.decision, reviewing.line, verdict)
+        if self._closed:
+            return
+        if verdict.approved:
+            self._tell(f"sshtrail: {verdict.describe()}\r\n")
+            self._typed(reviewing.enter)
+        else:
+            self._tell(f"sshtrail: not run: review {verdict.describe()}\r\n")
+            self._drop_line()
         self._hold(False)
 
     def _reject_unread(self, why: str) -> None:
@@ -306,7 +398,7 @@ class LineGate:
 _PROMPT_END = re.compile(r"^.{0,80}?[$#%>] ")
 #: bash's history search (Ctrl-R), which Enter runs the found line of.
 _SEARCH = re.compile(r"^\((?:failed )?(?:reverse|i)-i-search\)`[^']*': ")
-_RANK = {"accept": 0, "warn": 1, "reject": 2}
+_RANK = {"accept": 0, "warn": 1, "review": 2, "reject": 3}
 
 
 def _readings(line: str) -> list[str]:

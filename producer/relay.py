@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import fnmatch
 import logging
+from collections.abc import Callable
 from typing import Literal
 
 import asyncssh
@@ -38,6 +39,7 @@ from producer.channel import ChannelHost, Relay, Side, TargetSide
 from producer.commandcheck import request_outcome
 from producer.linegate import LineGate
 from producer.policy import Refused, Target
+from producer.reviews import Held, Review, Verdict
 from producer.upstream import describe_error
 from sshtrail.commandpolicy import Decision
 from sshtrail.settings import GatewaySettings
@@ -100,6 +102,9 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         self._clamped_noted = False
         #: A terminal shell's Enter held for the command policy (``producer/linegate.py``).
         self._gate: LineGate | None = None
+        #: An exec request or subsystem the command policy holds for review.
+        self._exec_review: Decision | None = None
+        self._review: Review | None = None
 
     # -- requests, before the session starts --------------------------------
 
@@ -177,6 +182,9 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
                 self.recorder.notice(
                     "policy", f"{decision.action} by rule {decision.rule.name}: {line}"
                 )
+        if decision is not None and decision.action == "review":
+            self._exec_review = decision  # asked once the session is recorded (_open)
+            return None
         outcome = request_outcome(decision)
         if isinstance(outcome, Refused):
             self._refusal = outcome
@@ -198,7 +206,33 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
             tell=self._tell,
             hold=lambda on: (self.hold if on else self.release)("operator", "policy"),
             decided=self._policy_decided,
+            review=lambda decision, line, done: self._ask_review(target, decision, line, done),
+            reviewed=self._policy_reviewed,
         )
+
+    def _ask_review(
+        self, target: Target, decision: Decision, line: str, done: Callable[[Verdict], None]
+    ) -> Review | None:
+        rule = decision.rule.name if decision.rule is not None else "?"
+        held = Held(str(self.session_id), "", target.name, rule, decision.message, line)
+        self._review = self._host.ask_review(held, done)
+        return self._review
+
+    def _policy_reviewed(self, decision: Decision, line: str, verdict: Verdict) -> None:
+        """The end of a review, in the log and in the record: ``review by rule R approved
+        by A after 3.0 s: REASON: LINE``, or ``reject by rule R after review denied ...``."""
+        self._review = None
+        rule = decision.rule.name if decision.rule is not None else "?"
+        what = (
+            f"review by rule {rule} {verdict.outcome}"
+            if verdict.approved
+            else f"reject by rule {rule} after review {verdict.outcome}"
+        )
+        log.info("%s: session %s: a command %s", self._host.describe(), self.session_id, what)
+        if self.recorder is not None:
+            self.recorder.notice("policy", f"{what}{verdict.detail()}: {line}")
+        if not verdict.approved:
+            self._host.refused("command rejected")
 
     def _tell(self, text: str) -> None:
         """The gateway's words on the operator's terminal, recorded as its output."""
@@ -220,6 +254,35 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
             self.recorder.notice("policy", f"{what}: {line}")
         if decision is None or decision.action == "reject":
             self._host.refused("command rejected")
+
+    async def _exec_reviewed(self, target: Target, decision: Decision) -> Refused | None:
+        """Hold an exec request or subsystem for review; a refusal unless approved. The
+        operator is told on stderr while it waits (closing the client cancels it)."""
+        line = self._command.decode("utf-8", "replace")
+        self._policy_decided(decision, line)
+        answered: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
+
+        def done(verdict: Verdict) -> None:
+            if not answered.done():
+                answered.set_result(verdict)
+
+        review = self._ask_review(target, decision, line, done)
+        if review is not None:
+            self._warn(
+                f"{decision.message}\r\nsshtrail: waiting for approval "
+                f"(rule {review.request.rule}, request {review.id[:8]})..."
+            )
+        verdict = await answered
+        self._policy_reviewed(decision, line, verdict)
+        if verdict.approved:
+            self._warn(verdict.describe())
+            return None
+        return Refused(
+            f"{decision.message}: not run: review {verdict.describe()}",
+            "command rejected",
+            f" by rule {review.request.rule if review else '?'} after review",
+            exit_status=126,
+        )
 
     def _warn(self, warning: str) -> None:
         """A policy warning, on the operator's stderr before the command's output, and
@@ -246,6 +309,10 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         return accepted
 
     async def _open(self, target: Target | None, env: dict[bytes, bytes]) -> None:
+        if self._refusal is None and target is not None and self._exec_review is not None:
+            self._refusal = await self._exec_reviewed(target, self._exec_review)
+            if self._gone:
+                return
         if self._refusal is not None or target is None:
             self._refuse(self._refusal or Refused("no target", "no target"))
             return
@@ -420,6 +487,8 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         self._gone = True
         if self._gate is not None:
             self._gate.close()
+        if self._review is not None:
+            self._review.cancel("ended", "the session ended")
         if self._target is not None:
             self._target.close()
             self._target = None

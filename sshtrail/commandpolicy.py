@@ -4,7 +4,7 @@ Rules live in a TOML file (``policy.file``; docs/policy.md)::
 
     [[rule]]
     name = "no-history-wipe"
-    action = "reject"            # reject | warn | accept
+    action = "reject"            # reject | review | warn | accept
     match = ["history -c", "re:\\brm\\b.*_history\\b"]
     operators = ["*"]            # globs, as the console's scopes
     targets = ["prod-*"]
@@ -34,8 +34,8 @@ from typing import Any, Literal
 from sshtrail.errors import ConfigError
 from sshtrail.shellwords import commands
 
-Action = Literal["reject", "warn", "accept"]
-ACTIONS: tuple[Action, ...] = ("reject", "warn", "accept")
+Action = Literal["reject", "review", "warn", "accept"]
+ACTIONS: tuple[Action, ...] = ("reject", "review", "warn", "accept")
 #: Longest rule file read, and most rules and entries taken: a policy is written by
 #: people, and every Enter is checked against it.
 MAX_FILE_BYTES = 1 << 20
@@ -227,11 +227,6 @@ def _rule(table: dict[str, Any], where: str) -> Rule:
         raise PolicyError(f"{where}: 'name' must be 1-64 letters, digits, '.', '_' or '-'")
     where = f"{where} ({name})"
     action = table.get("action")
-    if action == "review":
-        raise PolicyError(
-            f"{where}: action 'review' (four eyes) is not available in this version; "
-            "use reject or warn (docs/policy.md)"
-        )
     if action not in ACTIONS:
         raise PolicyError(f"{where}: 'action' must be one of {', '.join(ACTIONS)}")
     ignore_case = table.get("ignore_case", False)

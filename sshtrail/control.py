@@ -20,6 +20,16 @@ cannot undo a later request. Terminations, and the sessions a lock ends,
 are acted on only within :data:`FRESH_S` of now (:func:`fresh`): an old
 request re-sent is history, not a request.
 
+Four-eyes reviews (docs/policy.md) go both ways on the same topic. A gateway that holds
+an operator's command for approval publishes a :class:`ReviewRequest`, signed by its
+recording key (key ``review:ID``); an auditor answers with a :class:`ReviewAnswer`,
+signed by the control key (key ``answer:ID``); the gateway that holds the review -- and
+only it, every other one has no such review -- checks the answer (the right session,
+not the operator's own, not already answered) and says what it did with a
+:class:`Result` to the answer, and with another to the review itself when the review
+ends (approved, denied, timed out, cancelled, ended): a review without that second
+result is still open (:mod:`consumer.reviews`).
+
 The value of a message is JSON: ``{"body": base64, "key": base64, "sig":
 base64}``, ``sig`` an Ed25519 signature by ``key`` over ``body``, which is
 the JSON of one of the structs below (``kind`` tells which).
@@ -46,6 +56,12 @@ from sshtrail.settings import Settings
 FRESH_S = 120
 #: The key prefix of the gateways' answers (which gateways themselves skip).
 RESULT_PREFIX = b"result:"
+#: The key prefix of the gateways' review requests (which gateways skip too).
+REVIEW_PREFIX = b"review:"
+#: The key prefix of the auditors' answers to a review.
+ANSWER_PREFIX = b"answer:"
+#: What the gateways themselves sign, and read from the topic only to skip.
+GATEWAY_PREFIXES = (RESULT_PREFIX, REVIEW_PREFIX)
 #: The largest control message taken (a request is a few hundred bytes).
 MAX_MESSAGE = 16 << 10
 
@@ -76,7 +92,45 @@ class Unlock(_Message, tag="unlock", frozen=True):
     reason: str
 
 
-Outcome = Literal["done", "locked", "unlocked"]
+class ReviewRequest(_Message, tag="review", frozen=True):
+    """A gateway holds ``command`` of ``session`` until an auditor approves it
+    (the ``review`` action of rule ``rule``); signed by the gateway's recording key."""
+
+    gateway: str
+    session: str
+    operator: str
+    target: str
+    rule: str
+    #: The rule's message, as the operator was shown it.
+    message: str
+    command: str
+    #: The gateway's wait for an answer (``policy.review_timeout_s``), in seconds.
+    timeout_s: float
+
+
+class ReviewAnswer(_Message, tag="answer", frozen=True):
+    """An auditor's answer to review ``review`` (its request id) of ``session``."""
+
+    review: str
+    session: str
+    approve: bool
+    auditor: str
+    reason: str
+
+
+Outcome = Literal[
+    "done",
+    "locked",
+    "unlocked",
+    # a review's end, and what became of an answer to it
+    "approved",
+    "denied",
+    "timed out",
+    "cancelled",
+    "ended",
+    "unavailable",
+    "refused",
+]
 
 
 class Result(_Message, tag="result", frozen=True):
@@ -87,8 +141,8 @@ class Result(_Message, tag="result", frozen=True):
     detail: str
 
 
-Request = Terminate | Lock | Unlock
-Message = Terminate | Lock | Unlock | Result
+Request = Terminate | Lock | Unlock | ReviewAnswer
+Message = Terminate | Lock | Unlock | ReviewAnswer | Result | ReviewRequest
 
 
 class _Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -110,11 +164,16 @@ def now_ns() -> int:
 
 
 def key_of(message: Message) -> bytes:
-    """The Kafka key: the session id, or ``operator:NAME``, or the request for answers."""
+    """The Kafka key: the session id, ``operator:NAME``, ``review:ID`` (a review and
+    ``answer:ID`` the answers to it), or the request for answers."""
     if isinstance(message, Terminate):
         return message.session.encode()
     if isinstance(message, Lock | Unlock):
         return f"operator:{message.operator}".encode()
+    if isinstance(message, ReviewRequest):
+        return REVIEW_PREFIX + message.request_id.encode()
+    if isinstance(message, ReviewAnswer):
+        return ANSWER_PREFIX + message.review.encode()
     return RESULT_PREFIX + message.request_id.encode()
 
 

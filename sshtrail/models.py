@@ -109,7 +109,8 @@ class SessionRecord(Base):
     #: :class:`MaskedInput`, or NULL when nothing was masked.
     masked_input: Mapped[str | None] = mapped_column(String(16), default=None)
     #: :class:`~sshtrail.states.PolicyMark`: the strongest command-policy decision in
-    #: the session (``warned``, ``rejected``), NULL when it decided nothing but accept.
+    #: the session (``warned``, ``reviewed``, ``rejected``), NULL when it decided
+    #: nothing but accept.
     policy: Mapped[str | None] = mapped_column(String(16), default=None)
     #: Bytes masked since the last Enter (a line being typed blind).
     masked_run: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")

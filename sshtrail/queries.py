@@ -76,8 +76,8 @@ class SessionFilter:
     #: Only sessions whose stored verification is not "ok" (or was undone by a
     #: change to their chunks): where tampered sessions are to be found.
     unverified: bool = False
-    #: ``warned``: sessions the command policy warned in or rejected something of;
-    #: ``rejected``: only those it rejected something of.
+    #: Sessions whose strongest command-policy mark is this one or stronger
+    #: (``warned`` < ``reviewed`` < ``rejected``, :meth:`PolicyMark.at_least`).
     policy: PolicyMark | None = None
 
 

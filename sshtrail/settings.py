@@ -336,6 +336,9 @@ class PolicySettings(_Section):
     #: gateway starts and again when it changes; a file that cannot be read keeps the
     #: rules before it (at start: every session is refused until it is mended).
     file: str = ""
+    #: How long a command held for review (``action = "review"``) waits for an
+    #: auditor's answer, in seconds; no answer by then rejects it.
+    review_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 300.0
 
 
 class WebSettings(_Section):
@@ -404,6 +407,9 @@ class AuditorSettings(_Section):
     )
     #: May end active sessions of their scope (and admins lock operators).
     terminate: bool = False
+    #: May approve or deny commands held for review (four eyes) in sessions of their
+    #: scope; never their own.
+    approve: bool = False
 
     def __post_init__(self) -> None:
         if self.password_hash and not well_formed(self.password_hash):

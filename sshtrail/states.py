@@ -37,18 +37,21 @@ class MaskedInput(enum.StrEnum):
 
 class PolicyMark(enum.StrEnum):
     """What the command policy did in a session, the strongest of its decisions
-    (docs/policy.md): ``warned`` -- a command ran after a warning; ``rejected`` -- a
-    command, or the exec request itself, was refused."""
+    (docs/policy.md): ``warned`` -- a command ran after a warning; ``reviewed`` -- a
+    command was held for an auditor's approval (and approved, or the session ended
+    while it waited); ``rejected`` -- a command, or the exec request itself, was
+    refused (by a rule, or by its review)."""
 
     WARNED = "warned"
+    REVIEWED = "reviewed"
     REJECTED = "rejected"
 
     def at_least(self) -> list[str]:
-        """The marks a filter for this one takes: a session with a rejection was
-        looked at by the policy as much as one warned."""
-        if self is PolicyMark.REJECTED:
-            return [self.value]
-        return [PolicyMark.WARNED.value, PolicyMark.REJECTED.value]
+        """The marks a filter for this one takes: the session's strongest mark is this
+        one or a stronger (a session with a rejection was looked at by the policy as
+        much as one warned)."""
+        order = list(PolicyMark)
+        return [mark.value for mark in order[order.index(self) :]]
 
 
 #: What a search document is: a command, an output line, a row of a full-screen

@@ -1,8 +1,9 @@
 """The consumer side's commands, one module each, named for the command: ``store``,
 ``index``, ``lag``, ``lag_exporter``, ``reprocess``, ``completeness``, ``watch``, ``web``,
-``access_log``, ``terminate``, ``lock`` (and ``unlock``). Each has ``run(args, settings)``;
-their parsers are in :mod:`consumer.commands.parsers`, so that ``sshtrail --help`` loads
-none of what the commands run. Registered through the ``sshtrail.commands`` entry points.
+``access_log``, ``terminate``, ``lock`` (and ``unlock``), ``reviews`` (and ``review``).
+Each has ``run(args, settings)`` (or the handlers its parser names); their parsers are in
+:mod:`consumer.commands.parsers`, so that ``sshtrail --help`` loads none of what the
+commands run. Registered through the ``sshtrail.commands`` entry points.
 
 Commands are leaves: nothing imports them (the CLI reaches a handler by its name).
 """
@@ -29,5 +30,7 @@ def register(commands: Any) -> None:
         parsers.terminate,
         parsers.lock,
         parsers.unlock,
+        parsers.reviews,
+        parsers.review,
     ):
         declare(commands)

@@ -62,6 +62,47 @@ def terminate(commands: Any) -> None:
     terminate.set_defaults(handler="consumer.commands.terminate:run")
 
 
+def reviews(commands: Any) -> None:
+    parser = commands.add_parser(
+        "reviews",
+        help="commands held at the gateways for an auditor's approval (four eyes)",
+        description="List the reviews asked for on the control topic (docs/policy.md): "
+        "by default those still waiting for an answer. Exits 0 when it lists some, 1 when "
+        "none.",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="every review of the look-back, with how it ended"
+    )
+    parser.add_argument(
+        "--hours",
+        type=ranged(float, 0.01, 24 * 30, "0.01 to 720 hours"),
+        default=24.0,
+        metavar="H",
+        help="how far back to look (default 24)",
+    )
+    format_options(parser, "a review")
+    parser.set_defaults(handler="consumer.commands.reviews:run_list")
+
+
+def review(commands: Any) -> None:
+    parser = commands.add_parser(
+        "review",
+        help="approve or deny a command held for review",
+        description="Answer review ID (as 'sshtrail reviews' shows it, 8 characters or "
+        "more) on the control topic, signed with the control key. The gateway holding it "
+        "runs the command (approve) or drops it and tells the operator who denied it and "
+        "why (deny). Nobody may answer a review of their own command. Exits 0 when the "
+        "gateway took the answer, 1 when it refused it or did not answer, 2 for one's "
+        "own command, 3 for an unknown id.",
+    )
+    parser.add_argument("review", metavar="ID", help="the review's id or a unique start of it")
+    parser.add_argument("answer", choices=("approve", "deny"))
+    parser.add_argument("--reason", help="why (shown to the operator, recorded)", **_REASON)
+    parser.add_argument("--wait", **_WAIT)
+    parser.add_argument("--as", **_AS)
+    parser.set_defaults(handler="consumer.commands.reviews:run_answer")
+
+
 def lock(commands: Any) -> None:
     _locking(commands, "lock", "refuse")
 

@@ -55,6 +55,7 @@ from consumer.web.headers import SecurityHeaders
 from consumer.web.live import Ending, LiveHub, end_when_given_up, stream_live
 from consumer.web.pages.admin import Admin
 from consumer.web.pages.downloads import Downloads
+from consumer.web.pages.reviews import ReviewPages
 from consumer.web.pages.search import Search
 from consumer.web.pages.sessions import SessionPages
 from consumer.web.pages.signin import SignIn
@@ -98,7 +99,7 @@ def create_app(settings: Settings) -> Starlette:
         _lock=threading.Lock(),
     )
     signin, sessions, downloads = SignIn(console), SessionPages(console), Downloads(console)
-    search, admin = Search(console), Admin(console)
+    search, admin, reviews = Search(console), Admin(console), ReviewPages(console)
     signed_in = _guard(console)
     routes = [
         Route("/", lambda request: RedirectResponse("/sessions", 303)),
@@ -114,6 +115,8 @@ def create_app(settings: Settings) -> Starlette:
         Route("/sessions/{sid}/terminate", _terminate(console, sessions), methods=["POST"]),
         WebSocketRoute("/sessions/{sid}/live", _live(console, sessions)),
         Route("/search", signed_in(search.search)),
+        Route("/reviews", signed_in(reviews.reviews)),
+        Route("/reviews/{rid}", _answer_review(console, reviews), methods=["POST"]),
         Route("/lag", signed_in(admin.lag, admin=True)),
         Route("/access-log", signed_in(admin.access_log, admin=True)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
@@ -122,6 +125,7 @@ def create_app(settings: Settings) -> Starlette:
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
+        reviews.close()
         console.hub.close()
         console.access.close()
         console.store.dispose()
@@ -251,22 +255,51 @@ def _logout(console: Console) -> Callable[[Request], Any]:
     return logout
 
 
+async def _posted_form(
+    console: Console, request: Request, what: str
+) -> tuple[dict[str, str], Response | None]:
+    """An action form posted from a page by a signed-in auditor: its fields (``reason``
+    with its blanks folded, at most 500 characters); a redirect to the login page when
+    nobody is signed in. A token that does not match is a 403."""
+    auditor = _who(console, request)
+    if auditor is None:
+        return {}, RedirectResponse("/login", 303)
+    request.state.auditor = auditor
+    async with request.form(max_files=0, max_fields=4, max_part_size=4096) as form:
+        fields = {name: str(value) for name, value in form.items()}
+    if not same_token(fields.get("csrf", ""), console.csrf_for(request)):
+        raise HTTPException(403, f"the form's token does not match: {what} from the page")
+    fields["reason"] = " ".join(fields.get("reason", "").split())[:500]
+    return fields, None
+
+
 def _terminate(console: Console, pages: SessionPages) -> Callable[[Request], Any]:
     """POST from an active session's page: end it, with a reason (``terminate`` right)."""
 
     async def terminate(request: Request) -> Response:
-        auditor = _who(console, request)
-        if auditor is None:
-            return RedirectResponse("/login", 303)
-        request.state.auditor = auditor
-        async with request.form(max_files=0, max_fields=4, max_part_size=4096) as form:
-            token = str(form.get("csrf", ""))
-            reason = " ".join(str(form.get("reason", "")).split())[:500]
-        if not same_token(token, console.csrf_for(request)):
-            raise HTTPException(403, "the form's token does not match: terminate from the page")
-        return await run_in_threadpool(pages.terminate, request, reason)
+        fields, elsewhere = await _posted_form(console, request, "terminate")
+        if elsewhere is not None:
+            return elsewhere
+        return await run_in_threadpool(pages.terminate, request, fields["reason"])
 
     return terminate
+
+
+def _answer_review(console: Console, pages: ReviewPages) -> Callable[[Request], Any]:
+    """POST from the reviews page: approve or deny a held command (``approve`` right)."""
+
+    async def answer(request: Request) -> Response:
+        fields, elsewhere = await _posted_form(console, request, "answer")
+        if elsewhere is not None:
+            return elsewhere
+        verdict = fields.get("answer", "")
+        if verdict not in ("approve", "deny"):
+            raise HTTPException(400, "answer approve or deny")
+        review_id = str(request.path_params["rid"])
+        approve = verdict == "approve"
+        return await run_in_threadpool(pages.answer, request, review_id, approve, fields["reason"])
+
+    return answer
 
 
 def _live(console: Console, pages: SessionPages) -> Callable[[WebSocket], Any]:

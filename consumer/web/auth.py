@@ -49,6 +49,8 @@ class Auditor:
     via: str = "password"
     #: May end active sessions in their scope.
     may_terminate: bool = False
+    #: May approve or deny commands held for review in their scope (not their own).
+    may_approve: bool = False
 
     @property
     def admin(self) -> bool:
@@ -96,7 +98,7 @@ class Accounts:
 
 def _auditor(entry: AuditorSettings, via: str) -> Auditor:
     scope = Scope(tuple(entry.operators), tuple(entry.targets))
-    return Auditor(entry.name, entry.role, scope, via, entry.terminate)
+    return Auditor(entry.name, entry.role, scope, via, entry.terminate, entry.approve)
 
 
 class Sessions:

@@ -27,12 +27,14 @@ from sshtrail.commandkit.exits import EXIT_NO_MATCH
 from sshtrail.commandkit.output import chosen_format, print_csv, print_json, print_listing
 from sshtrail.commandkit.reading import index, store
 from sshtrail.db import existing_engine
-from sshtrail.errors import BrokerError, InvalidError, NotSetUp
+from sshtrail.errors import BrokerError, InvalidError, NotSetUp, WireError
+from sshtrail.events import Notice
 from sshtrail.settings import Settings
 from sshtrail.states import MaskedInput, PolicyMark, SessionStatus
 from sshtrail.textsafe import local_time, visible
 from sshtrail.timespec import clock
 from sshtrail.verification import known_gateway_keys, session_verdicts, verify_session
+from sshtrail.wire import decode_chunk
 
 HIGHLIGHT = ("\x1b[1;31m", "\x1b[0m")
 
@@ -94,7 +96,9 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         verdict = verify_session(conn, row, keys)
         refused = queries.refused_chunks(conn, session_id)
         moved = transfers.of_session(conn, session_id, whole=args.json) if row["transfers"] else []
-        commands = recorded_commands(session_id, queries.stored_chunks(conn, session_id))
+        stored = queries.stored_chunks(conn, session_id)
+        commands = recorded_commands(session_id, stored)
+        decisions = policy_decisions(stored)
         witness = index_witness(settings, conn, session_id, commands)
     if args.json:
         document = describe.session_json(row, session_id.hex, verdict_json(verdict, keys))
@@ -102,6 +106,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
             {"t": hit.t / 1e9, "command": hit.text, "certain": hit.certain} for hit in commands
         ]
         document["index"] = witness
+        document["policy_decisions"] = [{"t": t / 1e9, "text": text} for t, text in decisions]
         document["transfers_read"] = row["transfers"]
         document["transfers"] = [transfers.transfer_json(found) for found in moved]
         document["refused"] = refused_json(refused)
@@ -123,9 +128,32 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     for hit in commands:
         doubt = "" if hit.certain else "  (?: its prompt could not be told apart)"
         print(f"{clock(hit.t / 1e9):>12}  {visible(hit.text)}{doubt}")
+    if decisions:
+        print(f"{'decisions':>12}  {len(decisions)} of the command policy")
+    for t, text in decisions:
+        print(f"{clock(t / 1e9):>12}  {visible(text)}")
     for line in transfers.session_lines(row, moved):
         print(line)
     return 0
+
+
+def policy_decisions(stored: list[tuple[int, bytes]]) -> list[tuple[int, str]]:
+    """The command policy's decisions recorded in the session (``policy`` notices: the
+    rule, the action, the command; for a review who answered, why, and after how long),
+    with their times (ns from the start). A chunk that does not decode is passed over:
+    the session's verification says it is tampered."""
+    found: list[tuple[int, str]] = []
+    for _, data in stored:
+        try:
+            chunk = decode_chunk(data)
+        except WireError:
+            continue
+        found += [
+            (event.t, event.text)
+            for event in chunk.events
+            if isinstance(event, Notice) and event.code == "policy"
+        ]
+    return found
 
 
 def _detail(text: str) -> str:

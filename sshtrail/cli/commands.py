@@ -137,8 +137,9 @@ def _audit(commands: Any) -> None:
     listing.add_argument(
         "--policy",
         choices=[m.value for m in PolicyMark],
-        help="only sessions where the command policy warned or rejected (warned), or only "
-        "those where it rejected a command (rejected); docs/policy.md",
+        help="only sessions where the command policy did at least this: warned (any "
+        "decision but accept), reviewed (held a command for approval, or rejected one), "
+        "rejected (refused a command); docs/policy.md",
     )
     listing.add_argument("--status", choices=[s.value for s in SessionStatus])
     listing.add_argument("--limit", type=positive, default=50, help="at most N (default 50)")
@@ -405,7 +406,8 @@ def _policy(commands: Any) -> None:
         description="Command policy (policy.file; docs/policy.md). 'policy check [FILE]' "
         "reads the rules as the gateway would and says what is wrong (exit 2) or lists "
         "them (exit 0). 'policy test --operator O --target T COMMAND' prints which rule "
-        "decides COMMAND and exits 0 when it is accepted, 1 when rejected, 3 when warned.",
+        "decides COMMAND and exits 0 when it is accepted, 1 when rejected, 3 when warned, "
+        "4 when held for review.",
     )
     actions = parser.add_subparsers(dest="policy_command", metavar="ACTION", required=True)
     check = actions.add_parser("check", help="read a rule file and list its rules")

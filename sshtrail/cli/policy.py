@@ -13,8 +13,10 @@ from sshtrail.errors import ConfigError
 from sshtrail.settings import Settings
 from sshtrail.textsafe import visible
 
-#: What ``policy test`` exits with for a command the rules warn about.
+#: What ``policy test`` exits with for a command the rules warn about ...
 EXIT_WARNED = 3
+#: ... and for one they hold for an auditor's approval.
+EXIT_REVIEWED = 4
 
 
 def run_check(args: argparse.Namespace, settings: Settings) -> int:
@@ -51,7 +53,8 @@ def run_test(args: argparse.Namespace, settings: Settings) -> int:
         print(visible(decision.describe()))
         if decision.message:
             print(f"the operator is told: {visible(decision.message)}")
-    return {"accept": 0, "reject": EXIT_FAILURE, "warn": EXIT_WARNED}[decision.action]
+    exits = {"accept": 0, "reject": EXIT_FAILURE, "warn": EXIT_WARNED, "review": EXIT_REVIEWED}
+    return exits[decision.action]
 
 
 def _file(given: Path | None, settings: Settings) -> Path:

@@ -335,3 +335,40 @@ def test_a_command_given_a_terminal_is_gated_like_a_shell(
         assert victim.exists(), repr(keys)
     child.sendline("exit")
     child.expect(pexpect.EOF)
+
+
+def test_zsh_has_its_commands_decided_however_they_are_typed(
+    gateway: GatewayProcess, tmp_path: Path
+) -> None:
+    """zsh's line editor (ZLE) redraws the line its own way -- a partial-line marker
+    before each prompt, a right-side erase, its own bracketed paste -- and the line it
+    shows is read the same way as bash's."""
+    victim, made = tmp_path / "victim", tmp_path / "made"
+    victim.write_text("still here")
+    child = shell(gateway, "zsh -f")
+    rejected = "removing files is not allowed through this gateway"
+    for keys in (
+        f"rm {victim}\r",  # typed
+        f"rx\x7fm {victim}\r",  # a typo mended with backspace
+        f"m {victim}\x01r\r",  # Ctrl-A, then the first letter
+        f"r\\\rm {victim}\r",  # a backslash-continued line
+        f"print -s 'rm {victim}'\r\x1b[A\r",  # put in the history, recalled, run
+    ):
+        typed(child, keys)
+        child.expect(rejected)
+        child.expect("READY> ")
+        assert victim.exists(), repr(keys)
+    child.send("\x1b[200~" + f"rm {victim}" + "\x1b[201~")  # a bracketed paste, then Enter
+    time.sleep(0.3)
+    child.send("\r")
+    child.expect(rejected)
+    child.expect("READY> ")
+    assert victim.exists()
+    typed(child, 'echo "rm is fine"\r')
+    child.expect("rm is fine\r\n")
+    child.expect("READY> ")
+    typed(child, f"touch {made}\r")
+    child.expect("sshtrail: warning \\(rule watched\\): touching files is watched")
+    wait_for(made.exists, what="the warned command to run")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)

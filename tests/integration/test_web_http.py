@@ -443,3 +443,27 @@ def test_terminate_needs_the_right_the_token_and_a_reason(
         ).all()
     assert ("sso-terminator", "terminate", "why") in rows
     assert ("ann", "denied", "terminate") in rows
+
+
+def test_garbage_posted_to_the_reviews_page_is_a_clear_answer(client: TestClient) -> None:
+    """Answers to reviews: the form's token, the answer, the review's id are checked
+    before anything is sent; without a broker the page says why, and the console runs on."""
+    assert sign_in(client, "tom").status_code == 303
+    page = client.get("/reviews")
+    assert page.status_code == 503  # no broker in these tests: said, not a crash
+    assert "the control topic cannot be read" in page.text
+    token = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert token is not None
+    good = "0" * 32
+    cases = [
+        (good, {"csrf": "forged", "answer": "approve", "reason": "r"}, 403),
+        (good, {"csrf": token[1], "answer": "maybe", "reason": "r"}, 400),
+        (good, {"csrf": token[1], "reason": "r"}, 400),
+        ("../../etc", {"csrf": token[1], "answer": "approve", "reason": "r"}, 404),
+        ("A" * 32, {"csrf": token[1], "answer": "deny", "reason": "r"}, 404),
+        (good, {"csrf": token[1], "answer": "deny", "reason": "r"}, 503),
+    ]
+    for review, form, status in cases:
+        answered = client.post(f"/reviews/{review}", data=form, follow_redirects=False)
+        assert answered.status_code == status, (review, form, answered.text[:300])
+    assert client.get("/sessions").status_code == 200

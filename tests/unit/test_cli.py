@@ -46,6 +46,8 @@ COMMANDS = (
     "terminate",
     "lock",
     "unlock",
+    "reviews",
+    "review",
     "policy",
 )
 

@@ -144,7 +144,7 @@ def test_a_decision_says_what_the_operator_is_told(policy: Policy) -> None:
         (b'[[rule]]\naction = "reject"\nmatch = ["x"]\n', "rule 1: 'name' must be"),
         (b'[[rule]]\nname = "a b"\naction = "reject"\nmatch = ["x"]\n', "'name' must be"),
         (b'[[rule]]\nname = "r"\naction = "block"\nmatch = ["x"]\n', "'action' must be one of"),
-        (b'[[rule]]\nname = "r"\naction = "review"\nmatch = ["x"]\n', "not available in this"),
+        (b'[[rule]]\nname = "r"\naction = "Review"\nmatch = ["x"]\n', "'action' must be one of"),
         (b'[[rule]]\nname = "r"\naction = "reject"\n', "rule 1 (r): 'match' must be a list"),
         (b'[[rule]]\nname = "r"\naction = "reject"\nmatch = []\n', "'match' must be a list"),
         (b'[[rule]]\nname = "r"\naction = "reject"\nmatch = "rm"\n', "'match' must be a list"),

@@ -62,7 +62,43 @@ function mountPlayer() {
   }
 }
 
+// A list that keeps itself current (the reviews page): its part of the page is fetched
+// again every two seconds, unless the auditor is writing in it (a reason half typed).
+function refreshLists() {
+  for (const element of document.querySelectorAll("[data-refresh]")) {
+    const url = element.dataset.refresh;
+    const busy = () => {
+      const active = document.activeElement;
+      if (active && element.contains(active) && active.tagName === "INPUT") {
+        return true;
+      }
+      return Array.from(element.querySelectorAll("input.reason")).some((input) => input.value);
+    };
+    const again = async () => {
+      if (!busy()) {
+        try {
+          const response = await fetch(url, { credentials: "same-origin", cache: "no-store" });
+          if (response.redirected) {
+            window.location.reload(); // signed out meanwhile: the page says so
+            return;
+          }
+          if (response.ok || response.status === 503) {
+            element.innerHTML = await response.text();
+            element.dataset.refreshed = String(Date.now());
+            localTimes();
+          }
+        } catch (error) {
+          // offline for a moment: try again at the next tick
+        }
+      }
+      window.setTimeout(again, 2000);
+    };
+    window.setTimeout(again, 2000);
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   localTimes();
   mountPlayer();
+  refreshLists();
 });

@@ -4,15 +4,19 @@ shell that echoes like a terminal (late, as over a network, when asked to)."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 
 import pytest
 
 from producer.linegate import NO_ECHO_WAIT_S, LineGate
+from producer.reviews import Held, Review, Reviews, Verdict
+from sshtrail import control
 from sshtrail.commandpolicy import Decision, parse_policy
 
 POLICY = parse_policy(
     b'[[rule]]\nname = "no-rm"\naction = "reject"\nmatch = ["rm"]\nmessage = "no rm"\n'
-    b'[[rule]]\nname = "w"\naction = "warn"\nmatch = ["touch"]\nmessage = "watched"\n',
+    b'[[rule]]\nname = "w"\naction = "warn"\nmatch = ["touch"]\nmessage = "watched"\n'
+    b'[[rule]]\nname = "4e"\naction = "review"\nmatch = ["reboot"]\nmessage = "ask first"\n',
     "rules.toml",
 )
 
@@ -21,7 +25,17 @@ class Shell:
     """A line-editing shell's echo as a terminal shows it: keys echoed, Enter ends the
     line (a backslash continues it), Ctrl-C drops it, a paste shown when it ends."""
 
-    def __init__(self, echo_delay: float = 0.0, decide: bool = True) -> None:
+    def __init__(
+        self,
+        echo_delay: float = 0.0,
+        decide: bool = True,
+        review_timeout_s: float = 30.0,
+        topic_down: bool = False,
+    ) -> None:
+        self.published: list[control.Message] = []
+        self.verdicts: list[tuple[str, Verdict]] = []
+        self._topic_down = topic_down
+        self.reviews = Reviews("gw", review_timeout_s, self._publish)
         self.sent = bytearray()
         self.told: list[str] = []
         self.decided: list[tuple[str, str]] = []
@@ -37,11 +51,47 @@ class Shell:
             tell=self.told.append,
             hold=self._hold,
             decided=self._decided,
+            review=self._review,
+            reviewed=lambda _decision, line, verdict: self.verdicts.append((line, verdict)),
         )
         self.gate.output(b"\x1b[?2004h$ ")  # bash turns bracketed paste on at its prompt
 
     def _hold(self, on: bool) -> None:
         self.held = on
+
+    def _publish(self, message: control.Message) -> str | None:
+        if self._topic_down:
+            return "the broker is down"
+        self.published.append(message)
+        return None
+
+    def _review(
+        self, decision: Decision, line: str, done: Callable[[Verdict], None]
+    ) -> Review | None:
+        name = decision.rule.name if decision.rule else "?"
+        return self.reviews.ask(Held("s1", "alice", "t1", name, decision.message, line), done)
+
+    def answer(self, approve: bool, auditor: str = "bob", session: str = "s1") -> str:
+        """An auditor's answer to the review asked last; its request id."""
+        [*_, asked] = [m for m in self.published if isinstance(m, control.ReviewRequest)]
+        answer = control.ReviewAnswer(
+            request_id=control.new_id(),
+            at=control.now_ns(),
+            review=asked.request_id,
+            session=session,
+            approve=approve,
+            auditor=auditor,
+            reason="checked",
+        )
+        self.reviews.answered(answer)
+        return answer.request_id
+
+    def results(self, request_id: str) -> list[str]:
+        return [
+            m.outcome
+            for m in self.published
+            if isinstance(m, control.Result) and m.request_id == request_id
+        ]
 
     def _decided(self, decision: Decision | None, line: str) -> None:
         self.decided.append((decision.action if decision else "unreadable", line))
@@ -55,11 +105,11 @@ class Shell:
     def _receive(self, data: bytes) -> None:
         self.sent += data
         text = data.decode()
-        if text.startswith("\x1b[200~"):
-            self._in_paste, text = True, text[6:]
-        if text.endswith("\x1b[201~"):
-            self._in_paste, text = False, text[:-6]
-        for key in text:
+        while text:
+            if text.startswith(("\x1b[200~", "\x1b[201~")):
+                self._in_paste, text = text[4] == "0", text[6:]
+                continue
+            key, text = text[0], text[1:]
             if key == "\x03":
                 self._line = ""
                 self._echo(b"^C\r\n$ ")
@@ -75,13 +125,12 @@ class Shell:
                     self._line = self._line[:-1]
                     self._echo(b"\r\n> ")
                 else:
-                    self.ran.append(self._line)
+                    self.ran += self._line.splitlines() or [""]
                     self._line = ""
                     self._echo(b"\r\n$ ")
-            elif key in "\r\n":
-                self.ran.append(self._line)  # a pasted line runs too (no bracketing here)
-                self._line = ""
-                self._echo(b"\r\n$ ")
+            elif key in "\r\n":  # pasted (bash, bracketed): kept, run at the next Enter
+                self._line += "\n"
+                self._echo(b"\r\n> ")
             else:
                 self._line += key
                 self._echo(key.encode())
@@ -223,5 +272,96 @@ def test_a_paste_too_large_to_read_is_dropped(monkeypatch: pytest.MonkeyPatch) -
         await shell.settle()
         assert shell.sent.endswith(b"\x1b[201~\x03")
         assert "a paste of more than 1,000 bytes" in shell.told[-1]
+
+    run(main())
+
+
+def test_a_line_held_for_review_runs_once_another_person_approves_it() -> None:
+    async def main() -> None:
+        shell = Shell()
+        await shell.type("reboot now\r")
+        assert shell.ran == []
+        assert not shell.held  # keys are read again: a Ctrl-C must reach the gate
+        assert shell.decided == [("review", "reboot now")]
+        assert "waiting for approval (rule 4e, request " in shell.told[-1]
+        [asked] = [m for m in shell.published if isinstance(m, control.ReviewRequest)]
+        assert (asked.operator, asked.command, asked.rule) == ("alice", "reboot now", "4e")
+        await shell.type("x")  # typed while waiting: dropped
+        own = shell.answer(approve=True, auditor="alice")
+        assert shell.results(own) == ["refused"]  # not one's own command
+        stray = shell.answer(approve=True, session="another")
+        assert shell.results(stray) == ["refused"]
+        assert shell.ran == []
+        approved = shell.answer(approve=True)
+        await shell.settle()
+        assert shell.ran == ["reboot now"]
+        assert shell.results(approved) == ["approved"]
+        assert shell.results(asked.request_id) == ["approved"]  # the review ended
+        assert [(line, v.outcome, v.auditor) for line, v in shell.verdicts] == [
+            ("reboot now", "approved", "bob")
+        ]
+        assert shell.told[-1].startswith("sshtrail: approved by bob after ")
+        again = shell.answer(approve=False)  # too late, or a replay
+        assert shell.results(again) == ["refused"]
+        assert shell.ran == ["reboot now"]
+
+    run(main())
+
+
+def test_a_denied_cancelled_or_unanswered_review_drops_the_line() -> None:
+    async def main() -> None:
+        shell = Shell(review_timeout_s=0.2)
+        await shell.type("reboot\r")
+        shell.answer(approve=False)
+        await shell.settle()
+        await shell.type("reboot\r")
+        await shell.type("\x03")  # the operator cancels
+        await shell.type("reboot\r")
+        await asyncio.sleep(0.4)  # nobody answers
+        await shell.type("uptime\r")
+        assert shell.ran == ["uptime"]
+        assert [v.outcome for _, v in shell.verdicts] == ["denied", "cancelled", "timed out"]
+        assert shell.sent.count(b"\x03") == 3  # each line dropped at the shell
+        assert sum("not run: review" in text for text in shell.told) == 3
+
+    run(main())
+
+
+def test_a_review_that_cannot_be_asked_drops_the_line_at_once() -> None:
+    async def main() -> None:
+        shell = Shell(topic_down=True)
+        await shell.type("reboot\r")
+        await shell.type("uptime\r")
+        assert shell.ran == ["uptime"]
+        [(_, verdict)] = shell.verdicts
+        assert verdict.outcome == "unavailable"
+        assert "the broker is down" in verdict.reason
+
+    run(main())
+
+
+def test_a_line_needing_review_is_not_run_from_a_paste_with_a_newline() -> None:
+    async def main() -> None:
+        shell = Shell()
+        shell.gate.input(b"\x1b[200~reboot\n\x1b[201~")
+        await shell.settle()
+        assert shell.sent.endswith(b"\x1b[201~\x03")  # the paste closed, then dropped
+        await shell.type("\r")
+        assert shell.ran == [""]
+        assert "run it on its own" in shell.told[0]
+        assert not [m for m in shell.published if isinstance(m, control.ReviewRequest)]
+
+    run(main())
+
+
+def test_a_session_ending_while_its_line_is_reviewed_ends_the_review() -> None:
+    async def main() -> None:
+        shell = Shell()
+        await shell.type("reboot\r")
+        shell.gate.close()
+        [(_, verdict)] = shell.verdicts
+        assert verdict.outcome == "ended"
+        assert len(shell.reviews) == 0
+        assert shell.ran == []
 
     run(main())
