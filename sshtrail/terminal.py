@@ -79,6 +79,8 @@ MAX_OVERWRITTEN = 4
 QUIET_NS = 500_000_000
 #: Private modes that switch to (set) and from (reset) the alternate screen.
 ALTERNATE_MODES = frozenset({47, 1047, 1049})
+#: A prompt this long at least, seen on the alternate screen, tells a shell runs there.
+MIN_PROMPT = 3
 #: Rows that left an alternate screen between two readings, kept at most.
 MAX_SCROLLED = 2 * MAX_ROWS
 
@@ -159,6 +161,26 @@ class _Screen(FastScreen):
             self._terminal.clearing()
         super().erase_in_display(how, *args, **kwargs)
 
+    def delete_lines(self, count: int | None = None) -> None:
+        """``CSI M``: the rows from the cursor's down are gone; what they showed was seen
+        (a prompt that deletes the lines above it cannot erase them unread)."""
+        self._removing(self.cursor.y, count or 1)
+        super().delete_lines(count)
+
+    def insert_lines(self, count: int | None = None) -> None:
+        """``CSI L``: rows pushed off the bottom of the scrolling region are gone."""
+        bottom = self.margins.bottom if self.margins else self.lines - 1
+        self._removing(max(self.cursor.y, bottom - (count or 1) + 1), count or 1)
+        super().insert_lines(count)
+
+    def _removing(self, first: int, count: int) -> None:
+        top, bottom = (
+            (self.margins.top, self.margins.bottom) if self.margins else (0, self.lines - 1)
+        )
+        if top <= self.cursor.y <= bottom:
+            for y in range(first, min(first + count, bottom + 1)):
+                self._terminal.row_removed(self.row(y))
+
     def erase_in_line(self, how: int = 0, private: bool = False) -> None:
         if self.main is not None and self.cursor.x == 0 and how in (0, 2):
             self._terminal.scrolled_off(self.row(self.cursor.y))  # a row replaced whole
@@ -221,6 +243,14 @@ class Terminal:
         self._scrolled: list[str] = []  # rows that scrolled off it since
         self._taken: dict[str, None] = {}  # rows of the main screen indexed as lines
         self._prompts: deque[str] = deque(maxlen=4)  # prompts commands were read after
+        #: A shell prompt was seen on the alternate screen: its lines are read as the
+        #: main screen's (``tput smcup`` and a shell goes on there).
+        self._alt_shell = False
+        #: The line as it showed at an Enter (:meth:`_entered`), and when: an ``input``
+        #: document unless the command read at the line feed is the same.
+        self._entered_line: tuple[str, int] | None = None
+        #: A command ending in a backslash: the shell reads the next line as its rest.
+        self._continued = ""
         self.found: list[Found] = []
 
     # -- what the session did ------------------------------------------------------
@@ -251,13 +281,48 @@ class Terminal:
         if self._prompt is None or self._enter or enter:
             self.flush()  # the screen must be current to read the prompt or the line
         self._t = t
-        if self._screen.main is not None:
+        if self._screen.main is not None and not self._shell_on_alternate():
             return  # keys for a full-screen program: no shell reads them as a command
         if self._prompt is None:
             y, x = self._screen.cursor.y, self._screen.cursor.x
             self._prompt = (self._line.text + self._screen.row(y))[: len(self._line.text) + x]
+        if enter:
+            self._entered(t)
         if not self._enter and enter:
             self._enter, self._enter_t = True, t
+
+    def _shell_on_alternate(self) -> bool:
+        """Whether the program on the alternate screen is a shell: the row the cursor is
+        on starts with a prompt a command was read after (once seen, until the screen
+        is switched)."""
+        if not self._alt_shell:
+            row = self._screen.row(self._screen.cursor.y)
+            self._alt_shell = any(
+                len(known.strip()) >= MIN_PROMPT and row.startswith(known.rstrip())
+                for known in self._prompts
+            )
+        return self._alt_shell
+
+    def _entered(self, t: int) -> None:
+        """An Enter: the line the cursor is on, as it shows now (typed and echoed), is
+        kept; if no command is read from it at its line feed -- a prompt or trap that
+        moves the cursor or deletes the line first -- it is indexed as ``input``."""
+        self._flush_entered()
+        line = (self._line.text + self._screen.row(self._screen.cursor.y)).rstrip()
+        typed, _certain = self._command_of(line, self._prompt, remember=False)
+        if typed:
+            self._entered_line = (typed[:MAX_LINE], t)
+
+    def _flush_entered(self, command: str | None = None) -> None:
+        """The line kept at the last Enter, indexed as ``input`` unless ``command`` (read
+        at its line feed) says the same."""
+        if self._entered_line is None:
+            return
+        typed, t = self._entered_line
+        self._entered_line = None
+        if command is None or typed not in command:  # (a paste's Enter may come before
+            # its echo: then less showed than the command the shell read)
+            self.found.append(Found("input", typed, t))
 
     def line_at_cursor(self) -> tuple[str, bool] | None:
         """The command an Enter typed now would run, as the screen shows it: the line the
@@ -266,7 +331,7 @@ class Terminal:
         there are the program's). The gateway's command policy reads this
         (``producer/linegate.py``); nothing here changes."""
         self.flush()
-        if self._screen.main is not None:
+        if self._screen.main is not None and not self._shell_on_alternate():
             return None
         line = (self._line.text + self._screen.row(self._screen.cursor.y)).rstrip()
         return self._command_of(line, self._prompt, remember=False)
@@ -288,6 +353,10 @@ class Terminal:
         """The session ended: the line the cursor is on counts as seen."""
         self.flush()
         self._t = t
+        self._flush_entered()
+        if self._continued:
+            self.found.append(Found("command", self._continued + "\\", self._enter_t, False))
+            self._continued = ""
         if self._screen.main is None:
             self._enter = False
             self._take(self._screen.cursor.y)
@@ -341,6 +410,7 @@ class Terminal:
     def _fresh_screen(self) -> None:
         """Another screen is shown: no line being typed, nothing read from it yet."""
         self._prompt, self._enter, self._overwritten = None, False, []
+        self._alt_shell = False
         self._shown, self._scrolled = set(), []
         self.drawn = False
 
@@ -353,6 +423,18 @@ class Terminal:
         """A row left the alternate screen (scrolled off, or erased to be replaced)."""
         if row and len(self._scrolled) < MAX_SCROLLED:
             self._scrolled.append(row)
+
+    def row_removed(self, row: str) -> None:
+        """A row was deleted from the screen (``CSI M``, ``CSI L``): on the alternate
+        screen it left as a scrolled row does; on the main one it is indexed as a
+        screen row unless it was indexed already."""
+        if self._screen.main is not None and not self._alt_shell:
+            self.scrolled_off(row)
+            return
+        text = row.strip()
+        if text and text not in self._taken:
+            self.found.append(Found("screen", text[:MAX_LINE], self._t))
+            self._took(text)
 
     def _read_screen(self, but: int | None = None) -> None:
         """Index the rows of the screen (and those scrolled off it) that were not
@@ -385,7 +467,7 @@ class Terminal:
     # -- what the screen reports -----------------------------------------------------
 
     def linefeed(self, y: int, soft: bool) -> None:
-        if self._screen.main is not None:
+        if self._screen.main is not None and not self._alt_shell:
             return  # a full-screen program's rows are read as screens
         if soft:
             row = self._screen.row(y)
@@ -400,7 +482,7 @@ class Terminal:
         """A carriage return on a row that has text: what later output writes over it
         would be lost to the screen, so the row as it is now is kept as a candidate
         (its cells, copied; read as text only if the line ends up different)."""
-        if self._screen.main is not None:
+        if self._screen.main is not None and not self._alt_shell:
             return
         if self._prompt is None and len(self._overwritten) < MAX_OVERWRITTEN:
             row = self._screen.buffer.get(y)
@@ -423,7 +505,12 @@ class Terminal:
             # the same prompt and the line typed so far below them.
             prompt, self._prompt, self._enter = self._prompt, None, False
             command, certain = self._command_of(line, prompt)
-            if command:  # the command line is one document: the command
+            self._flush_entered(command)
+            if command and _continues(command):  # its rest is on the next line
+                self._continued += command[:-1]
+                return
+            if command or self._continued:  # the command line is one document
+                command, self._continued = self._continued + command, ""
                 found = Found("command", command[:MAX_LINE], self._enter_t, certain)
                 self.found.append(found)
                 return
@@ -451,6 +538,8 @@ class Terminal:
             if at > 0:
                 return line[at + len(known) :].strip(), False
         looks = _PROMPT_LIKE.match(line)
+        if looks and remember and looks.group() not in self._prompts:
+            self._prompts.append(looks.group())  # typed ahead of it: still a prompt seen
         return (line[looks.end() :] if looks else line).strip(), False
 
     # -- input without a PTY -----------------------------------------------------------
@@ -473,6 +562,13 @@ class Terminal:
         if any(ord(c) < 0x20 and c != "\t" for c in text):
             return  # binary data given to a command, not a line of text
         self.found.append(Found(self._input_kind, text[:MAX_LINE], t))
+
+
+def _continues(command: str) -> bool:
+    """Whether ``command`` ends in a backslash that continues it on the next line (an
+    odd number of them: ``\\\\`` is a backslash, not a continuation)."""
+    trailing = len(command) - len(command.rstrip("\\"))
+    return trailing % 2 == 1
 
 
 #: What reads as a shell prompt at the start of a line: ``user@host:~/dir$ ``,

@@ -374,3 +374,78 @@ def test_keys_typed_ahead_give_the_command_after_a_prompt_seen_before_marked_unc
     term.flush()
     commands = [(f.text, f.certain) for f in term.found if f.kind == "command"]
     assert commands == [("sleep 2", True), ("ls", False)]
+
+
+# -- ways to hide what was run (issue 41) ----------------------------------------------
+
+
+def test_a_shell_on_the_alternate_screen_still_has_its_commands_read() -> None:
+    """``tput smcup`` and the shell goes on there: its prompt, seen before, tells a
+    shell -- not a full-screen program -- owns the screen."""
+    term = Terminal(80, 24, pty=True)
+    term.output(PROMPT, 0)
+    typed(term, b"tput smcup")
+    term.input(b"\r", 2)
+    term.output(b"\r\n\x1b[?1049h\x1b[H\x1b[2J" + PROMPT, 3)
+    typed(term, b"touch /tmp/marker-1", t=4)
+    term.input(b"\r", 5)
+    term.output(b"\r\n" + PROMPT, 6)
+    assert texts(term, "command") == ["tput smcup", "touch /tmp/marker-1"]
+
+
+def test_a_prompt_that_deletes_the_lines_above_it_cannot_erase_them_unread() -> None:
+    """``CSI M`` (delete lines) drops rows without a line feed or an erase: what they
+    showed is indexed before they go, and the line typed at the Enter is kept as
+    ``input`` when a trap moves the cursor away before the shell's line feed."""
+    term = Terminal(80, 24, pty=True)
+    term.output(PROMPT, 0)
+    typed(term, b"rm -rf /tmp/marker-2")
+    term.input(b"\r", 2)
+    term.output(b"\x1b[H\x1b[99M\r\n$ ", 3)  # a DEBUG trap's "home, delete 99 lines"
+    term.output(b"\x1b[5;1Hdrawn-in-place\x1b[H\x1b[99M$ ", 4)
+    term.finish(5)
+    assert "rm -rf /tmp/marker-2" in texts(term, "input")
+    screens = texts(term, "screen")
+    assert "deploy@web01:~$ rm -rf /tmp/marker-2" in screens
+    assert "drawn-in-place" in screens
+
+
+def test_a_backslash_continued_line_is_one_command() -> None:
+    term = Terminal(80, 24, pty=True)
+    term.output(PROMPT, 0)
+    typed(term, b"tou\\")
+    term.input(b"\r", 2)
+    term.output(b"\r\n> ", 3)
+    typed(term, b"ch /tmp/x", t=4)
+    term.input(b"\r", 5)
+    term.output(b"\r\n" + PROMPT, 6)
+    typed(term, b"echo a\\\\", t=7)  # an escaped backslash ends the line
+    term.input(b"\r", 8)
+    term.output(b"\r\na\\\r\n" + PROMPT, 9)
+    assert texts(term, "command") == ["touch /tmp/x", "echo a\\\\"]
+    assert texts(term, "input") == []  # each line read whole at its line feed
+
+
+def test_a_full_screen_program_is_not_taken_for_a_shell() -> None:
+    term = Terminal(80, 24, pty=True)
+    term.output(PROMPT, 0)
+    typed(term, b"vim notes")
+    term.input(b"\r", 2)
+    term.output(b"\r\n\x1b[?1049h\x1b[H\x1b[2J~\r\n~\r\n\x1b[24;1H", 3)
+    term.input(b"ihello\x1b:wq\r", 4)
+    term.output(b"\x1b[1;1Hhello\x1b[24;1H:wq", 5)
+    term.output(b"\x1b[?1049l\r\n" + PROMPT, 6)
+    term.finish(7)
+    assert texts(term, "command") == ["vim notes"]
+    assert texts(term, "input") == []
+
+
+def test_a_shell_on_the_alternate_screen_is_known_when_its_prompt_was_typed_ahead_of() -> None:
+    """Keys typed before the prompt was drawn: the prompt is not the one seen at the
+    first key, but a line that starts like a prompt still teaches it."""
+    term = Terminal(80, 24, pty=True)
+    term.input(b"tput smcup\r", 1)  # typed ahead
+    term.output(b"ready-prompt> tput smcup\r\n\x1b[?1049hready-prompt> ", 2)
+    term.input(b"touch /tmp/marker-3\r", 3)
+    term.output(b"touch /tmp/marker-3\r\n\x1b[H\x1b[99M$ ", 4)
+    assert texts(term, "command") == ["tput smcup", "touch /tmp/marker-3"]

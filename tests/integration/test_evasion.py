@@ -1,0 +1,100 @@
+"""Ways to hide what was run, typed through the real gateway to a real sshd in bash, then
+indexed by a real index member and searched (issue 41): a shell on the alternate screen
+with a prompt and a DEBUG trap that home the cursor and delete every line, and a
+backslash-continued line."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pexpect
+import pytest
+
+from tests.support.cli import sshtrail
+from tests.support.consumers import start_member, wait_for, write_config
+from tests.support.gateway import GatewayProcess
+from tests.support.kafka import Broker
+from tests.support.sshd import SshdTarget
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, broker: Broker, sshd: SshdTarget) -> Iterator[GatewayProcess]:
+    process = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd)
+    process.start()
+    yield process
+    process.stop()
+
+
+@pytest.fixture
+def indexed(tmp_path: Path, gateway: GatewayProcess, broker: Broker) -> Iterator[Path]:
+    """An index member on the gateway's topic; yields the settings to search with."""
+    config = write_config(
+        tmp_path / "members.toml",
+        broker.bootstrap_servers,
+        gateway.topic,
+        f"sqlite:///{tmp_path / 'store.db'}",
+        search_url=f"sqlite:///{tmp_path / 'search.db'}",
+    )
+    member = start_member(config, "index")
+    yield config
+    member.stop()
+
+
+def search(config: Path, text: str, *options: str) -> list[dict[str, object]]:
+    found = sshtrail(config, "search", text, "--json", *options, check=False, timeout=30)
+    return json.loads(found.stdout) if found.stdout.strip() else []
+
+
+def bash(gateway: GatewayProcess) -> pexpect.spawn:
+    argv = gateway.ssh("alice:t1", tty=True)
+    child = pexpect.spawn(
+        argv[0], argv[1:], timeout=20, dimensions=(24, 120), env={**os.environ, "TERM": "xterm"}
+    )
+    child.expect(r"[$#] ")  # the login shell's prompt (keys typed ahead of it are
+    # read too, but then its prompt is only guessed: tests/unit/test_terminal.py)
+    child.sendline("exec bash --norc --noprofile")
+    child.sendline("PS1='ready-prompt> '")
+    child.expect("ready-prompt> ")
+    child.expect("ready-prompt> ")
+    return child
+
+
+def test_a_shell_that_hides_on_the_alternate_screen_and_erases_its_lines_is_still_read(
+    gateway: GatewayProcess, indexed: Path, tmp_path: Path
+) -> None:
+    mark = uuid.uuid4().hex[:8]
+    child = bash(gateway)
+    child.sendline("tput smcup")
+    child.expect("ready-prompt> ")
+    child.sendline(r"""PS1='\[\e[H\e[99M\]$ '; trap 'printf "\e[H\e[99M"' DEBUG""")
+    child.expect(r"\$ ")
+    child.sendline(f"touch {tmp_path}/hidden-{mark}")
+    child.expect(r"\$ ")
+    child.sendline(f"echo out-$((6*7))-{mark}")
+    child.expect(f"out-42-{mark}")
+    child.sendline("tou\\")
+    child.expect("> ")
+    child.sendline(f"ch {tmp_path}/continued-{mark}")
+    child.expect(r"\$ ")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    assert (tmp_path / f"hidden-{mark}").exists()
+
+    def commands() -> list[str]:
+        return [str(hit["text"]) for hit in search(indexed, mark, "--kind", "command")]
+
+    wait_for(lambda: bool(search(indexed, f"continued-{mark}")), timeout=60, what="indexing")
+    found = commands()
+    everything = [(hit["kind"], hit["text"]) for hit in search(indexed, mark)]
+    assert f"touch {tmp_path}/hidden-{mark}" in found, everything
+    assert f"echo out-$((6*7))-{mark}" in found
+    assert f"touch {tmp_path}/continued-{mark}" in found  # one command, not two pieces
+    assert not any(text.startswith("tou") and text.endswith("\\") for text in found)
+    # The output the prompt deleted right after it was drawn is found too.
+    assert search(indexed, f"out-42-{mark}")
