@@ -39,7 +39,7 @@ from sshtrail import migrate
 from sshtrail.db import make_engine
 from sshtrail.fileops import FileOperation
 from sshtrail.filetransfers import chunk_data
-from sshtrail.scp import ScpParser
+from sshtrail.scp import ScpMode, ScpParser
 from sshtrail.sftp import SftpParser
 from sshtrail.wire import decode_chunk
 from tests.support import sftpwire as w
@@ -171,7 +171,7 @@ def main() -> None:
     def parse_scp(stream: Stream) -> Callable[[], object]:
         def run() -> None:
             found.clear()
-            scp = ScpParser("scp -t /bulk", found.append)
+            scp = ScpParser(ScpMode("sink", "/bulk", frozenset("t")), found.append)
             for side, data in stream:
                 (scp.client if side == "c" else scp.server)(0, data)
             scp.finish(0)

@@ -25,10 +25,10 @@ from consumer.transfers import PENDING
 from sshtrail import interrupted
 from sshtrail.chain import end_signature_valid
 from sshtrail.events import End, Exec, Exit, Notice, Start, recorded_bytes
-from sshtrail.filetransfers import transfer_protocol
 from sshtrail.maskedinput import MaskedInputTracker
 from sshtrail.models import SessionRecord
 from sshtrail.states import PolicyMark, SessionStatus
+from sshtrail.transferprotocol import by_words, may_carry
 from sshtrail.wire import GENESIS, Chunk
 
 SESSIONS = cast(Table, SessionRecord.__table__)
@@ -131,7 +131,13 @@ class SessionRow:
             self.record.policy = mark.value
 
     def _transfers_to_read(self) -> bool:
-        return transfer_protocol(self.record.request, self.record.command) is not None
+        # Not by what it ran alone: that may be wrapped or renamed, so a program's
+        # channel the client sent bytes on is read, and its first bytes tell
+        # (sshtrail/transferprotocol.py); one it sent nothing on, if its words say so.
+        record = self.record
+        if not may_carry(record.request):
+            return False
+        return record.bytes_in > 0 or by_words(record.request, record.command) is not None
 
     def quarantine(self, reason: str) -> None:
         """Chunks of this session were refused by the database: say so, for good."""

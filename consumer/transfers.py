@@ -3,12 +3,16 @@
 The gateway records an SFTP or SCP session as it records any other: bytes
 in, bytes out. Understanding them is the store group's work, after the
 session has ended and every chunk of it is stored (the row's ``transfers``
-column says ``pending``): :func:`read_transfers` replays the stored chunks,
-in order and one at a time, through the protocol's parser and writes each
-operation as a ``transfers`` row, in batches. A stream the parser cannot
-follow marks the session ``failed`` with the reason; the operations read
-up to there stay. Nothing here can stop the group: a session is read once,
-whatever it holds.
+column says ``pending``; every ``exec`` and ``subsystem`` session waits so,
+whatever it ran): :func:`read_transfers` tells the protocol from the
+session's first bytes or its words (sshtrail/transferprotocol.py), replays
+the stored chunks, in order and one at a time, through the protocol's
+parser and writes each operation as a ``transfers`` row, in batches. A
+session that is no transfer goes back to NULL. Bytes that look like a
+protocol but cannot be read, and a stream the parser cannot follow, mark
+the session ``failed`` with the reason; the operations read up to there
+stay. Nothing here can stop the group: a session is read once, whatever it
+holds.
 """
 
 from __future__ import annotations
@@ -23,8 +27,9 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from sshtrail.errors import DatabaseError, WireError
 from sshtrail.fileops import FileOperation, TransferParseError
-from sshtrail.filetransfers import parser_for, replay
+from sshtrail.filetransfers import parser_for, recognise, replay
 from sshtrail.models import SessionRecord, TransferRecord
+from sshtrail.transferprotocol import Recognised
 
 log = logging.getLogger(__name__)
 
@@ -60,22 +65,29 @@ def read_transfers(conn: Connection, session_id: uuid.UUID) -> int:
             batch.clear()
 
     error = None
-    parser = parser_for(row.request, row.command, emit)
-    if parser is not None:
-        try:
-            replay(conn, session_id, parser)
-        except (TransferParseError, WireError) as exc:
-            error = str(exc)[:4096]
-            log.warning("session %s: transfers read up to a problem: %s", session_id, error)
-        except (DatabaseError, SQLAlchemyError):
-            raise  # the database's trouble, not the session's: the runner retries
-        except Exception as exc:  # a parser bug must not stall the group on this session
-            error = f"internal error reading transfers: {exc!r}"[:4096]
-            log.exception("session %s: transfers could not be read", session_id)
+    recognised: Recognised | None = None
+    try:
+        recognised = recognise(conn, session_id, row.request, row.command)
+        if recognised is not None and recognised.unreadable is not None:
+            error = recognised.unreadable
+        elif recognised is not None:
+            replay(conn, session_id, parser_for(recognised, emit))
+    except (TransferParseError, WireError) as exc:
+        error = str(exc)[:4096]
+        log.warning("session %s: transfers read up to a problem: %s", session_id, error)
+    except (DatabaseError, SQLAlchemyError):
+        raise  # the database's trouble, not the session's: the runner retries
+    except Exception as exc:  # a parser bug must not stall the group on this session
+        error = f"internal error reading transfers: {exc!r}"[:4096]
+        log.exception("session %s: transfers could not be read", session_id)
     if batch:
         conn.execute(insert(TRANSFERS), batch)
-    state = {"transfers": FAILED if error else DONE, "transfers_error": error}
-    conn.execute(update(SESSIONS).where(SESSIONS.c.id == session_id).values(**state))
+    if error is not None:
+        state: str | None = FAILED
+    else:  # a session whose bytes and words are no transfer's is not one: NULL again
+        state = DONE if recognised is not None else None
+    values = {"transfers": state, "transfers_error": error}
+    conn.execute(update(SESSIONS).where(SESSIONS.c.id == session_id).values(**values))
     return found
 
 

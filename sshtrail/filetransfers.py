@@ -1,5 +1,6 @@
-"""The file transfers in a stored SFTP or SCP session: which parser, the stored
-bytes through it, and one file's content taken out again.
+"""The file transfers in a stored SFTP or SCP session: which protocol its first bytes
+or its words say (sshtrail/transferprotocol.py), the stored bytes through that
+protocol's parser, and one file's content taken out again.
 
 The store group reads every ended transfer session once into ``transfers``
 (``consumer/transfers.py``); ``sshtrail export --transfer N`` reads one
@@ -19,17 +20,22 @@ from typing import BinaryIO, Protocol
 from sqlalchemy import select
 from sqlalchemy.engine import Connection
 
+from sshtrail import transferprotocol
 from sshtrail.errors import InvalidError, WireError
 from sshtrail.events import End, Input, Output
 from sshtrail.fileops import Capture, Copy, FileOperation, TransferParseError
 from sshtrail.queries import StoredTransfer
-from sshtrail.scp import ScpParser, scp_mode
+from sshtrail.scp import ScpParser
 from sshtrail.sftp import SftpParser
 from sshtrail.tables import CHUNKS
+from sshtrail.transferprotocol import SCP, SNIFF_BYTES, Recognised, by_words, may_carry
 from sshtrail.wire import decode_chunk
 
 #: Chunks fetched from the database at a time.
 FETCH_CHUNKS = 32
+#: Chunks whose bytes are looked at to tell a transfer protocol (the first holds the
+#: request; a client may trickle its first bytes over a few).
+SNIFF_CHUNKS = 16
 
 
 class Parser(Protocol):
@@ -39,27 +45,55 @@ class Parser(Protocol):
 
 
 def transfer_protocol(request: str | None, command: str | None) -> str | None:
-    """``"sftp"`` or ``"scp"`` for a session whose channel speaks one; None otherwise."""
-    if request == "subsystem" and command == "sftp":
-        return "sftp"
-    if request == "exec" and command and scp_mode(command) is not None:
-        return "scp"
-    return None
+    """``"sftp"`` or ``"scp"`` for a session whose request's words name one; None
+    otherwise. Its bytes may say more: :func:`recognise`."""
+    found = by_words(request, command)
+    return found.protocol if found is not None else None
+
+
+def recognise(
+    conn: Connection, session_id: uuid.UUID, request: str | None, command: str | None
+) -> Recognised | None:
+    """The transfer protocol of a stored session, by its first bytes or its words
+    (:mod:`sshtrail.transferprotocol`); None for a session that is no transfer. Reads
+    at most :data:`SNIFF_CHUNKS` chunks; raises :class:`~sshtrail.errors.WireError`."""
+    if not may_carry(request):
+        return None
+    client, server, ended = first_bytes(conn, session_id)
+    return transferprotocol.recognise(request, command, client, server, ended)
+
+
+def first_bytes(conn: Connection, session_id: uuid.UUID) -> tuple[bytes, bytes, bool]:
+    """The first :data:`~sshtrail.transferprotocol.SNIFF_BYTES` the client sent and the
+    target answered on its standard output, from the first :data:`SNIFF_CHUNKS`
+    chunks; and whether the session ended within them."""
+    client, server = bytearray(), bytearray()
+    query = (
+        select(CHUNKS.c.data)
+        .where(CHUNKS.c.session_id == session_id)
+        .order_by(CHUNKS.c.seq)
+        .limit(SNIFF_CHUNKS)
+    )
+    for data in conn.execute(query).scalars():
+        for event in decode_chunk(data).events:
+            if isinstance(event, Input) and len(client) < SNIFF_BYTES:
+                client += event.data[: SNIFF_BYTES - len(client)]
+            elif isinstance(event, Output) and not event.stderr and len(server) < SNIFF_BYTES:
+                server += event.data[: SNIFF_BYTES - len(server)]
+            elif isinstance(event, End):
+                return bytes(client), bytes(server), True
+        if len(client) >= SNIFF_BYTES and len(server) >= SNIFF_BYTES:
+            break
+    return bytes(client), bytes(server), False
 
 
 def parser_for(
-    request: str | None,
-    command: str | None,
-    emit: Callable[[FileOperation], None],
-    capture: Capture | None = None,
-) -> Parser | None:
-    protocol = transfer_protocol(request, command)
-    if protocol == "sftp":
-        return SftpParser(emit, capture)
-    if protocol == "scp":
-        assert command is not None
-        return ScpParser(command, emit, capture)
-    return None
+    recognised: Recognised, emit: Callable[[FileOperation], None], capture: Capture | None = None
+) -> Parser:
+    if recognised.protocol == SCP:
+        assert recognised.scp is not None
+        return ScpParser(recognised.scp, emit, capture)
+    return SftpParser(emit, capture)
 
 
 def replay(conn: Connection, session_id: uuid.UUID, parser: Parser) -> None:
@@ -130,12 +164,14 @@ def extract(
                 found.content.close()  # another file at that path: not this one
             seen += 1
 
-        parser = parser_for(transfer.request, transfer.command, emit, capture)
-        if parser is None:
-            raise InvalidError("that session is not an SFTP or SCP session")
         stopped = None
         try:
-            replay(conn, transfer.session_id, parser)
+            found = recognise(conn, transfer.session_id, transfer.request, transfer.command)
+            if found is None:
+                raise InvalidError("that session is not an SFTP or SCP session")
+            if found.unreadable is not None:
+                raise InvalidError(f"the session's transfers cannot be read: {found.unreadable}")
+            replay(conn, transfer.session_id, parser_for(found, emit, capture))
         except (TransferParseError, WireError) as exc:
             # What was read before the stream broke holds; only what comes after is lost.
             stopped = str(exc)

@@ -12,46 +12,59 @@ both streams as recorded and reports each file (and each directory) as a
 from __future__ import annotations
 
 import posixpath
-import shlex
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, NamedTuple
 
 from sshtrail.fileops import Capture, ContentEvidence, FileOperation, TransferParseError, text
+from sshtrail.shellwords import commands, program_at
 
 MAX_LINE = 8192
 MAX_DEPTH = 256
 
 
-def scp_mode(command: str) -> tuple[str, str, set[str]] | None:
-    """("sink" or "source", the path, the flags) of an ``scp -t``/``-f`` command; None
-    for any other command."""
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        return None
-    if not words or posixpath.basename(words[0]) != "scp":
-        return None
+class ScpMode(NamedTuple):
+    """How the target runs ``scp``: ``sink`` (``-t``, an upload) or ``source`` (``-f``, a
+    download), the path it was given (empty when not known) and its flags."""
+
+    mode: str
+    path: str
+    flags: frozenset[str]
+
+
+def scp_mode(command: str) -> ScpMode | None:
+    """The ``scp -t``/``-f`` a command line runs, read as a shell reads it
+    (:mod:`sshtrail.shellwords`: through ``env``, ``exec``, ``sh -c``, quotes, a path
+    such as ``/usr/bin/scp``); None when it runs none."""
+    for words in commands(command):
+        at = program_at(words, "scp")
+        if at is not None and (mode := scp_arguments(words[at + 1 :])) is not None:
+            return mode
+    return None
+
+
+def scp_arguments(arguments: Sequence[str]) -> ScpMode | None:
+    """What ``scp`` given ``arguments`` does on the target; None unless exactly one of
+    ``-t`` and ``-f`` is among them."""
     flags: set[str] = set()
     paths: list[str] = []
-    for word in words[1:]:
+    for word in arguments:
         if word.startswith("-") and len(word) > 1 and not paths:
             flags.update(word[1:])
         else:
             paths.append(word)
     if ("t" in flags) == ("f" in flags):
         return None
-    return ("sink" if "t" in flags else "source"), (paths[-1] if paths else "."), flags
+    return ScpMode(
+        "sink" if "t" in flags else "source", paths[-1] if paths else ".", frozenset(flags)
+    )
 
 
 class ScpParser:
     """Reads one legacy SCP exchange; reports each file to ``emit``."""
 
     def __init__(
-        self, command: str, emit: Callable[[FileOperation], None], capture: Capture | None = None
+        self, mode: ScpMode, emit: Callable[[FileOperation], None], capture: Capture | None = None
     ) -> None:
-        mode = scp_mode(command)
-        if mode is None:
-            raise TransferParseError(f"not an scp -t/-f command: {command[:200]!r}")
         self.mode, self._base, self._flags = mode
         self._emit = emit
         self._capture = capture

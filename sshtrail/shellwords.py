@@ -203,3 +203,53 @@ def _inner(words: list[str], found: list[list[str]], depth: int) -> None:
                     if after:
                         _read(after[0], found, depth + 1)
                     return
+
+
+#: Words that run the rest of their simple command: ``env A=1 scp``, ``exec scp``,
+#: ``sudo -u root scp``, ``timeout 60 scp``.
+_RUNNERS = frozenset(
+    {
+        "env",
+        "exec",
+        "command",
+        "builtin",
+        "sudo",
+        "doas",
+        "nohup",
+        "nice",
+        "ionice",
+        "timeout",
+        "stdbuf",
+        "setsid",
+        "time",
+        "chrt",
+        "taskset",
+        "busybox",
+    }
+)
+
+
+def program_at(words: list[str], name: str) -> int | None:
+    """Where the simple command ``words`` runs the program ``name`` (by its name or a
+    path: ``scp``, ``/usr/bin/scp``): its first word after assignments (``A=1 scp``), or
+    a later one after a word that runs the rest (``env``, ``exec``, ``sudo -u root``,
+    ``timeout 60``); None when the command runs another program."""
+    at = 0
+    while at < len(words) and _is_assignment(words[at]):
+        at += 1
+    if at == len(words):
+        return None
+    first = words[at].rsplit("/", 1)[-1]
+    if first == name:
+        return at
+    if first not in _RUNNERS:
+        return None
+    for later in range(at + 1, len(words)):
+        if words[later].rsplit("/", 1)[-1] == name:
+            return later
+    return None
+
+
+def _is_assignment(word: str) -> bool:
+    name, equals, _ = word.partition("=")
+    return bool(equals) and name.isidentifier() and name.isascii()

@@ -395,6 +395,56 @@ def test_a_garbled_transfer_is_marked_and_the_rest_goes_on(store_engine: Engine)
     assert session_row(store_engine, other)["transfers"] == "done"
 
 
+def _exec_session(command: bytes, *streams: tuple[str, bytes]) -> tuple[uuid.UUID, list[bytes]]:
+    events = [
+        ev.Input(t, data) if side == "c" else ev.Output(t, data)
+        for t, (side, data) in enumerate(streams, start=1)
+    ]
+    return events_session([events], term="", request=("exec", command))
+
+
+def test_transfers_are_told_by_their_bytes_whatever_ran_them(store_engine: Engine) -> None:
+    """Issue 41: an scp whose name the words cannot see (``$S``), and SFTP from an
+    ``exec`` of the server's path, are read; an ordinary command is no transfer; bytes
+    that look like SFTP but end inside its INIT are marked, with the reason."""
+    content = os.urandom(5_000)
+    scp, scp_messages = _exec_session(
+        b"S=scp; exec $S -t /in",
+        ("s", b"\0"),
+        ("c", b"C0644 5000 a.bin\n"),
+        ("s", b"\0"),
+        ("c", content + b"\0"),
+        ("s", b"\0"),
+    )
+    sftp, sftp_messages = _exec_session(
+        b"exec /usr/lib/openssh/sftp-server",
+        ("c", sftpwire.INIT),
+        ("s", sftpwire.VERSION),
+        *sftpwire.upload_stream("/up", content),
+    )
+    plain, plain_messages = _exec_session(b"cat", ("c", b"hello\n"), ("s", b"hello\n"))
+    cut, cut_messages = _exec_session(b"cat", ("c", sftpwire.INIT[:6]))
+    writer = StoreWriter(store_engine, dt.timedelta(hours=1))
+    writer.write(received(scp_messages + sftp_messages + plain_messages + cut_messages))
+    assert session_row(store_engine, plain)["transfers"] == "pending"  # its bytes are read
+    assert writer.background(5.0) is False
+    with store_engine.connect() as conn:
+        for sid, path in ((scp, "/in/a.bin"), (sftp, "/up")):
+            assert session_row(store_engine, sid)["transfers"] == "done"
+            [upload] = queries.list_transfers(conn, queries.TransferFilter(session_id=sid))
+            assert (upload["op"], upload["path"], upload["size"]) == ("upload", path, 5_000)
+            assert upload["sha256"] == hashlib.sha256(content).hexdigest()
+    assert (
+        session_row(store_engine, plain)["transfers"],
+        session_row(store_engine, plain)["transfers_error"],
+    ) == (None, None)
+    row = session_row(store_engine, cut)
+    assert (row["transfers"], row["transfers_error"]) == (
+        "failed",
+        "its bytes look like SFTP, but the session ended inside its INIT packet",
+    )
+
+
 def test_background_work_asks_the_database_only_when_a_session_may_wait(
     store_engine: Engine,
 ) -> None:

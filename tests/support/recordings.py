@@ -197,6 +197,7 @@ def events_session(
         messages.append(writer.encode(list(events)))
         last = events[-1].t
     if end:
-        close = ev.End(last + 1, "closed", 0, 0, len(messages) + 1, writer.public_key)
+        received, sent = ev.recorded_bytes(e for events in chunks for e in events)
+        close = ev.End(last + 1, "closed", received, sent, len(messages) + 1, writer.public_key)
         messages.append(writer.encode([close]))
     return session_id, messages

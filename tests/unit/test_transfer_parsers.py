@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 
 from sshtrail.fileops import FileOperation, TransferParseError
 from sshtrail.filetransfers import transfer_protocol
-from sshtrail.scp import ScpParser, scp_mode
+from sshtrail.scp import ScpMode, ScpParser, scp_mode
 from sshtrail.sftp import MAX_PENDING, SftpParser
 from tests.support import sftpwire as w
 
@@ -296,7 +296,9 @@ def test_a_two_gigabyte_file_in_bounded_memory() -> None:
 
 def scp_ops(command: str, stream: Stream) -> list[FileOperation]:
     found: list[FileOperation] = []
-    feed(ScpParser(command, found.append), stream)
+    mode = scp_mode(command)
+    assert mode is not None
+    feed(ScpParser(mode, found.append), stream)
     return found
 
 
@@ -363,16 +365,16 @@ def test_an_scp_upload_the_target_refuses_before_its_bytes() -> None:
 @pytest.mark.parametrize(
     ("command", "mode"),
     [
-        ("scp -t /tmp", ("sink", "/tmp", {"t"})),
-        ("scp -r -p -f '/srv/a dir'", ("source", "/srv/a dir", {"r", "p", "f"})),
-        ("/usr/bin/scp -v -t -- x", ("sink", "x", {"v", "t", "-"})),
+        ("scp -t /tmp", ScpMode("sink", "/tmp", frozenset("t"))),
+        ("scp -r -p -f '/srv/a dir'", ScpMode("source", "/srv/a dir", frozenset("rpf"))),
+        ("/usr/bin/scp -v -t -- x", ScpMode("sink", "x", frozenset("vt-"))),
         ("scp -t -f x", None),
         ("scp x y", None),
         ("ls -t", None),
         ("scp 'unclosed", None),
     ],
 )
-def test_which_commands_are_scp(command: str, mode: tuple[str, str, set[str]] | None) -> None:
+def test_which_commands_are_scp(command: str, mode: ScpMode | None) -> None:
     assert scp_mode(command) == mode
 
 
