@@ -193,11 +193,13 @@ class SessionRow:
     def _masked_tracker(self) -> MaskedInputTracker:
         record = self.record
         return MaskedInputTracker(
-            record.masked_bytes,
-            record.masked_lines,
-            record.masked_run,
-            record.masked_input,
-            record.input_line or "",
+            masked_bytes=record.masked_bytes,
+            masked_lines=record.masked_lines,
+            masked_run=record.masked_run,
+            verdict=record.masked_input,
+            input_line=record.input_line or "",
+            full_screen=record.full_screen,
+            reads=record.masked_reads or "",
         )
 
     def _keep_masked(self, tracker: MaskedInputTracker) -> None:
@@ -205,6 +207,7 @@ class SessionRow:
         record.masked_bytes, record.masked_lines = tracker.masked_bytes, tracker.masked_lines
         record.masked_run, record.masked_input = tracker.masked_run, tracker.verdict
         record.input_line = tracker.input_line or None
+        record.full_screen, record.masked_reads = tracker.full_screen, tracker.reads or None
 
     def _status(self) -> str:
         record = self.record

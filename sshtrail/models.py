@@ -28,6 +28,7 @@ from sqlalchemy import (
     String,
     Text,
     Uuid,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column, relationship
 from sqlalchemy.types import JSON
@@ -102,9 +103,10 @@ class SessionRecord(Base):
     verified: Mapped[bool | None] = mapped_column(default=None)
     #: Why the session is quarantined (the database refused chunks of it).
     quarantine_reason: Mapped[str | None] = mapped_column(SessionText(), default=None)
-    #: Bytes of input withheld from the recording because they were not echoed.
+    #: Bytes of input typed blind: masked by the gateway (not echoed) on lines no screen
+    #: showed (sshtrail/maskedinput.py; before schema 0010, every masked byte).
     masked_bytes: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
-    #: Lines (Enter keys) typed while input was masked.
+    #: Lines typed blind (Enter keys after masked input no screen showed).
     masked_lines: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     #: :class:`MaskedInput`, or NULL when nothing was masked.
     masked_input: Mapped[str | None] = mapped_column(String(16), default=None)
@@ -116,6 +118,12 @@ class SessionRecord(Base):
     masked_run: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
     #: The echoed line being typed (for spotting ``stty -echo``); bounded.
     input_line: Mapped[str | None] = mapped_column(SessionText(256), default=None)
+    #: A full-screen program owns the terminal (the alternate screen is on): keys typed
+    #: now are its own, not blind input (sshtrail/maskedinput.py).
+    full_screen: Mapped[bool] = mapped_column(default=False, server_default=false())
+    #: Variables a ``read`` filled, or is about to fill, with blind input, for spotting
+    #: them handed to ``eval`` (sshtrail/maskedinput.py); bounded.
+    masked_reads: Mapped[str | None] = mapped_column(SessionText(256), default=None)
     #: File transfers (SFTP, SCP) read from the recording: NULL for a session that
     #: is not one, ``pending`` until the store group has read it, then ``done``
     #: or ``failed`` (``transfers_error`` says why; what was read is kept).

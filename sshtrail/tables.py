@@ -95,6 +95,8 @@ SESSIONS = Table(
     Column("policy", String(length=16)),
     Column("masked_run", BigInteger(), nullable=False),
     Column("input_line", SessionText(256)),
+    Column("full_screen", Boolean(), nullable=False),
+    Column("masked_reads", SessionText(256)),
     Column("transfers", String(length=16)),
     Column("transfers_error", SessionText()),
 )

@@ -331,6 +331,101 @@ def test_commands_typed_with_echo_off_are_sealed_and_can_be_revealed(
         gateway.stop()
 
 
+def _shell(gateway: GatewayProcess, shell: str, term: str) -> pexpect.spawn:
+    """A terminal session through the gateway, in ``shell``, at a prompt ``R2> `` (made
+    by the shell, so that the echo of what is typed is never taken for it)."""
+    argv = gateway.ssh("alice:t1", tty=True)
+    session = pexpect.spawn(argv[0], argv[1:], timeout=30, env={**os.environ, "TERM": term})
+    session.sendline(f"exec {shell}")
+    session.sendline("PS1='R'$((1+1))'> '")
+    session.expect("R2> ")
+    return session
+
+
+def _masked_marks(config: Path, count: int) -> list[tuple[str | None, int]]:
+    """The masked-input mark and blind lines of the store's ended sessions, oldest first,
+    once ``count`` of them are stored."""
+
+    def ended() -> list[dict[str, Any]]:
+        found = json.loads(sshtrail(config, "sessions", "--json").stdout)
+        return [row for row in found if row["end_reason"] is not None]
+
+    wait_for(lambda: len(ended()) >= count, timeout=60, what=f"{count} sessions stored")
+    rows = sorted(ended(), key=lambda row: str(row["started_at"]))
+    return [(row["masked_input"], row["masked_lines"]) for row in rows]
+
+
+def test_input_a_screen_showed_is_not_masked_and_blind_input_run_is_suspicious(
+    tmp_path: Path, broker: Broker, sshd: SshdTarget
+) -> None:
+    gateway = _gateway(tmp_path, broker, sshd)
+    gateway.start()
+    config = write_config(
+        tmp_path / "members.toml",
+        broker.bootstrap_servers,
+        gateway.topic,
+        f"sqlite:///{tmp_path / 'store.db'}",
+    )
+    sshtrail(config, "db", "upgrade")
+    store = start_member(config, "store")
+    mark = uuid.uuid4().hex[:8]
+    try:
+        # An editor: vim draws the text typed, not the "i" before it, so the gateway
+        # masks the keys; they are the editor's all the same.
+        vim = _shell(gateway, "/bin/bash --norc --noprofile", "xterm")
+        notes = Path(f"/tmp/notes-{mark}.txt")  # short: a typed line that wraps is masked
+        vim.sendline(f"vim -u NONE {notes}")
+        vim.expect(notes.name)
+        vim.send(f"ihello from vim {mark}")
+        vim.expect(f"hello from vim {mark}")
+        vim.send("\x1b")
+        vim.send(":wq\r")
+        vim.expect("R2> ")
+        vim.sendline("exit")
+        vim.expect(pexpect.EOF)
+        assert notes.read_text() == f"hello from vim {mark}\n"
+        # A line typed blind into a variable, and run.
+        run = _shell(gateway, "/bin/bash --norc --noprofile", "dumb")
+        run.sendline('read -s c; eval "$c"')
+        run.sendline(f"touch /tmp/run-{mark}")
+        run.expect("R2> ")
+        run.sendline("exit")
+        run.expect(pexpect.EOF)
+        # Echo turned off by a command spelled to dodge a word match, two lines blind
+        # (sh: bash's readline would echo them itself), then Ctrl-D.
+        stty = _shell(gateway, "/bin/sh", "dumb")
+        stty.sendline("stty -ec''ho")
+        stty.expect("R2> ")
+        for line in ("true", f"touch /tmp/stty-{mark}"):
+            stty.sendline(line)
+            stty.expect("R2> ")
+        stty.sendcontrol("d")
+        stty.expect(pexpect.EOF)
+        # Passwords at prompts: only masked.
+        for prompt in ("read -s c", "read -s -p 'Password: ' pw"):
+            password = _shell(gateway, "/bin/bash --norc --noprofile", "dumb")
+            password.sendline(prompt)
+            time.sleep(0.5)  # the prompt has turned echo off
+            password.sendline("correct horse")
+            password.expect("R2> ")
+            password.sendline("exit")
+            password.expect(pexpect.EOF)
+        assert Path(f"/tmp/run-{mark}").exists()
+        assert Path(f"/tmp/stty-{mark}").exists()
+        assert _masked_marks(config, 5) == [
+            (None, 0),
+            ("suspicious", 1),
+            ("suspicious", 2),
+            ("masked", 1),
+            ("masked", 1),
+        ]
+    finally:
+        store.stop()
+        gateway.stop()
+        for made in (f"/tmp/run-{mark}", f"/tmp/stty-{mark}", f"/tmp/notes-{mark}.txt"):
+            Path(made).unlink(missing_ok=True)
+
+
 def test_first_use_of_a_target_is_pinned_once_and_a_rogue_is_refused(
     tmp_path: Path, broker: Broker, sshd: SshdTarget
 ) -> None:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from consumer.sessionrow import SessionRow
 from sshtrail import interrupted
 from sshtrail.chain import ChainWriter
-from sshtrail.events import End, Notice, Output
+from sshtrail.events import End, Event, Input, MaskedInput, Notice, Output, SealedInput
 from sshtrail.models import SessionRecord
 from sshtrail.wire import Chunk, decode_chunk
 from tests.support.recordings import SIGNER, recording
@@ -141,3 +141,27 @@ def test_the_command_policy_mark_is_the_strongest_decision_recorded() -> None:
     end = End(t, "refused: command rejected by rule no-rm: no rm", 0, 0, 7, chain.public_key)
     refused = ChainWriter(SESSION_ID, SIGNER, seq=6, prev=last.digest)
     assert row_after([*CHUNKS[:6], decode_chunk(refused.encode([end]))]).policy == "rejected"
+
+
+def stored_one_by_one(*batches: list[Event]) -> SessionRecord:
+    """The row after each batch of events was stored as a chunk, the row read back each
+    time as the store does."""
+    chain = ChainWriter(SESSION_ID, SIGNER)
+    row = SessionRow(SessionRecord(id=SESSION_ID))
+    for events in [[CHUNKS[0].events[0]], *batches]:
+        row = SessionRow.from_mapping(row.values())
+        row.add(decode_chunk(chain.encode(events)), AT)
+    return row.record
+
+
+def test_the_masked_input_state_is_kept_in_the_row_between_chunks() -> None:
+    read = stored_one_by_one(
+        [Input(1, b'read -s c; eval "$c"'), Input(2, b"\r")],
+        [SealedInput(3, 12, b"s" * 60)],
+        [Input(4, b"\r")],  # the blind line is run
+    )
+    assert (read.masked_input, read.masked_lines, read.masked_reads) == ("suspicious", 1, "c")
+    line: list[list[Event]] = [[MaskedInput(6, 9)], [Input(7, b"\r")]]
+    vim = stored_one_by_one([Output(5, b"\x1b[?1049h")], *line * 3)
+    # Lines entered while a full-screen program owns the terminal are its own.
+    assert (vim.full_screen, vim.masked_input, vim.masked_lines) == (True, None, 0)
