@@ -88,8 +88,14 @@ class RefusedChunk(_Strict):
     received_at: str
 
 
+class PolicyDecision(_Strict):
+    t: float
+    text: str
+
+
 class Shown(Session, forbid_unknown_fields=True):
     commands: list[Command]
+    policy_decisions: list[PolicyDecision]
     index: IndexWitness
     transfers_read: Literal["pending", "done", "failed"] | None
     transfers: list[Transfer]

@@ -82,8 +82,10 @@ function refreshLists() {
             window.location.reload(); // signed out meanwhile: the page says so
             return;
           }
-          if (response.ok || response.status === 503) {
-            element.innerHTML = await response.text();
+          const text = await response.text();
+          // Typing may have begun while the list was on its way: it is not replaced then.
+          if ((response.ok || response.status === 503) && !busy()) {
+            element.innerHTML = text;
             element.dataset.refreshed = String(Date.now());
             localTimes();
           }
