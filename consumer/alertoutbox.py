@@ -18,6 +18,7 @@ sends that alert again when it starts; the alert's ``id`` tells the copies apart
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 import logging
 import threading
@@ -65,6 +66,8 @@ class AlertOutbox:
         )
         self._wake = threading.Event()
         self._stop = threading.Event()
+        #: Alerts handed to the producer and not yet acknowledged or refused.
+        self._flying: set[str] = set()
         self._taken: dict[str, set[str]] = {url: set() for url in self._urls}
         self._retry_at: dict[str, float] = dict.fromkeys(self._urls, 0.0)
         self._backoff: dict[str, float] = dict.fromkeys(self._urls, BACKOFF_FIRST_S)
@@ -96,28 +99,39 @@ class AlertOutbox:
     # -- the topic -------------------------------------------------------------------------
 
     def _publish(self) -> bool:
-        """Send a batch not yet published; whether a full batch was sent (more may wait)."""
-        rows = self._pending(ALERTS.c.published)
-        if not rows:
-            return False
-        failures: list[DeliveryError] = []
+        """Send a batch not yet published (less what is still on its way to the broker);
+        whether a full batch was acknowledged (more may wait)."""
+        rows = [row for row in self._pending(ALERTS.c.published) if row["id"] not in self._flying]
+        acked: list[str] = []
         try:
             for row in rows:
+                alert_id = row["id"]
+                self._flying.add(alert_id)
                 self._producer.produce(
                     self._topic,
                     str(row["session_id"]).encode(),
                     json.dumps(self.document(row)).encode(),
-                    lambda error: failures.append(error) if error is not None else None,
+                    functools.partial(self._delivered, alert_id, acked),
                 )
         except BrokerError as exc:
             log.warning("alerts topic %s: %s; trying again", self._topic, exc)
-            return False
-        if self._producer.flush(10.0) or failures:
-            why = failures[0] if failures else "not acknowledged within 10 s"
-            log.warning("alerts topic %s: %s; trying again", self._topic, why)
-            return False
-        self._mark(ALERTS.c.published, [row["id"] for row in rows])
-        return len(rows) == BATCH
+        left = self._producer.flush(10.0)
+        if left:
+            log.warning(
+                "alerts topic %s: %d alerts not acknowledged within 10 s; waiting for them",
+                self._topic,
+                left,
+            )
+        if acked:
+            self._mark(ALERTS.c.published, acked)
+        return len(acked) == BATCH
+
+    def _delivered(self, alert_id: str, acked: list[str], error: DeliveryError | None) -> None:
+        self._flying.discard(alert_id)  # acknowledged, or to be sent again
+        if error is None:
+            acked.append(alert_id)
+        else:
+            log.warning("alerts topic %s: alert %s not delivered: %s", self._topic, alert_id, error)
 
     # -- the webhooks ----------------------------------------------------------------------
 
@@ -158,13 +172,14 @@ class AlertOutbox:
         )
         try:
             with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as answer:  # noqa: S310
-                ok = 200 <= answer.status < 300
+                status = int(answer.status)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             log.warning("webhook %s: %s; trying again with back-off", _shown(url), exc)
             return False
-        if not ok:
-            log.warning("webhook %s answered %d; trying again", _shown(url), answer.status)
-        return ok
+        if not 200 <= status < 300:
+            log.warning("webhook %s answered %d; trying again", _shown(url), status)
+            return False
+        return True
 
     # -- the table ---------------------------------------------------------------------------
 
