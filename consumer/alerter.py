@@ -6,8 +6,8 @@ the command policy use (:class:`~sshtrail.indexsession.IndexedSession` over
 request -- becomes the process events Sigma's ``process_creation`` rules describe
 (:mod:`sshtrail.alertevents`), matched against the rules in force
 (:mod:`consumer.alertrules`). An alert is a row of the store's ``alerts`` table, written
-insert-or-ignore under an id made of the session, the chunk, the rule, the command's
-time and text: a chunk read again (a rebalance, a member killed mid-batch, a reprocess)
+insert-or-ignore under an id made of the session, the chunk, the rule and the command's
+time: a chunk read again (a rebalance, a member killed mid-batch, a reprocess)
 raises the same alerts, stored once. The topic and the webhooks are fed from that table
 afterwards (:mod:`consumer.alertoutbox`), never inside the batch: a slow webhook does
 not hold the group up.
@@ -213,7 +213,7 @@ class AlertWriter:
         at = doc["at"] or dt.datetime.now(dt.UTC)
         return [
             {
-                "id": alert_id(reader.session_id, doc["seq"], rule.id, doc["t"], text),
+                "id": alert_id(reader.session_id, doc["seq"], rule.id, doc["t"]),
                 "session_id": reader.session_id,
                 "seq": doc["seq"],
                 "t": doc["t"],
@@ -247,8 +247,9 @@ class AlertWriter:
         return new
 
 
-def alert_id(session_id: uuid.UUID, seq: int, rule_id: str, t: int, command: str) -> str:
-    """The id an alert has however often its chunk is read: the session, the chunk, the
-    rule, and the command's time and text."""
-    key = f"{session_id}|{seq}|{rule_id}|{t}|{command}".encode()
+def alert_id(session_id: uuid.UUID, seq: int, rule_id: str, t: int) -> str:
+    """The id an alert has however often its chunk is read, from wherever in the session
+    the reader started: the session, the chunk, the rule, and the command's time (its
+    Enter; the text read may differ when the prompt was not known)."""
+    key = f"{session_id}|{seq}|{rule_id}|{t}".encode()
     return hashlib.sha256(key).hexdigest()[:32]
