@@ -101,7 +101,7 @@ class LagReader:
             raise NoSuchGroup(
                 f"no consumer group {group!r} on {self._servers}: it has no committed offsets "
                 "and no members (the groups of these settings: consumer.store_group, "
-                "consumer.index_group)"
+                "consumer.index_group, and consumer.alert_group when alerts.rules is set)"
             )
         now = time.time()
         rows = []

@@ -221,11 +221,18 @@ def member_engine(url: str) -> Engine:
 
 
 def run_member(
-    settings: Settings, group: str, writer: Writer, metrics_port: int | None, what: str
+    settings: Settings,
+    group: str,
+    writer: Writer,
+    metrics_port: int | None,
+    what: str,
+    *,
+    metrics: ConsumerMetrics | None = None,
 ) -> int:
-    """Run a member of ``group`` until SIGTERM or SIGINT; returns the exit status."""
+    """Run a member of ``group`` until SIGTERM or SIGINT; returns the exit status.
+    ``metrics``: the registry the writer adds its own series to, if it has any."""
     secure(settings.state_path)
-    metrics = ConsumerMetrics(group)
+    metrics = metrics or ConsumerMetrics(group)
     port = settings.consumer.metrics_port if metrics_port is None else metrics_port
     served = ""
     if port:

@@ -185,6 +185,43 @@ class TransferRecord(Base):
     )
 
 
+class AlertRecord(Base):
+    """One alert a Sigma rule raised on a session (``consumer/alerter.py``).
+
+    Its id is derived from the session, the chunk, the rule and the event, so a chunk
+    read again (a rebalance, a reprocess) raises the same alert, stored once. Not tied
+    to ``sessions`` by a foreign key: the alert group does not wait for the store group.
+    ``published`` and ``delivered`` are the outbox of the alerts topic and the webhooks.
+    """
+
+    __tablename__ = "alerts"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    session_id: Mapped[uuid.UUID] = mapped_column(Uuid)
+    seq: Mapped[int] = mapped_column(BigInteger)
+    t: Mapped[int] = mapped_column(BigInteger)  # ns since session start: the Enter
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    rule_id: Mapped[str] = mapped_column(String(64))
+    title: Mapped[str] = mapped_column(SessionText(512))
+    level: Mapped[str] = mapped_column(String(16))
+    author: Mapped[str] = mapped_column(SessionText(512))
+    operator: Mapped[str | None] = mapped_column(SessionText(255))
+    target: Mapped[str | None] = mapped_column(SessionText(255))
+    command: Mapped[str] = mapped_column(SessionText(4096))
+    tags: Mapped[list[str]] = mapped_column(JSON, default_factory=list)
+    event: Mapped[dict[str, Any]] = mapped_column(JSON, default_factory=dict)
+    published: Mapped[bool] = mapped_column(default=False, server_default=false())
+    delivered: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+    __table_args__ = (
+        Index(None, "at"),
+        Index(None, "session_id"),
+        Index(None, "rule_id"),
+        Index(None, "published"),
+        Index(None, "delivered"),
+    )
+
+
 class ChunkRecord(Base):
     """One chunk exactly as received, so the hash chain can be verified again."""
 

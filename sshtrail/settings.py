@@ -240,12 +240,14 @@ class GatewaySettings(_Section):
 
 
 class ConsumerSettings(_Section):
-    """The two consumer groups (``sshtrail store``, ``sshtrail index``)."""
+    """The consumer groups (``sshtrail store``, ``sshtrail index``, ``sshtrail alert``)."""
 
     #: Group id of the members that persist sessions (``sshtrail store``).
     store_group: Name = "sshtrail-store"
     #: Group id of the members that index sessions (``sshtrail index``).
     index_group: Name = "sshtrail-index"
+    #: Group id of the members that raise Sigma alerts (``sshtrail alert``).
+    alert_group: Name = "sshtrail-alert"
     #: ``auto`` is cooperative-sticky, except on the embedded development broker,
     #: which cannot always finish a cooperative rebalance (docs/decisions.md).
     assignment_strategy: Literal["auto", "cooperative-sticky", "range", "roundrobin"] = "auto"
@@ -339,6 +341,26 @@ class PolicySettings(_Section):
     #: How long a command held for review (``action = "review"``) waits for an
     #: auditor's answer, in seconds; no answer by then rejects it.
     review_timeout_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 300.0
+
+
+class AlertSettings(_Section):
+    """The alert group (``sshtrail alert``): Sigma rules on every command (docs/alerts.md)."""
+
+    #: The folder of Sigma rules (``*.yml``, ``*.yaml``); empty: no rules, no alerts.
+    #: Read at start and again when a file in it changes; a rule that cannot be used
+    #: is reported (``sshtrail alerts rules``) and the others stay in force.
+    rules: str = ""
+    #: The topic alerts are published on, keyed by session id (JSON).
+    topic: Name = "sshtrail.alerts"
+    #: One URL every alert is POSTed to (JSON), retried with back-off.
+    webhook: str = ""
+    #: More URLs, each sent every alert.
+    webhooks: list[str] = msgspec.field(default_factory=list)
+    #: ``json`` (the alert as ``sshtrail alerts --json`` has it), or ``slack`` (a
+    #: Slack-compatible ``{"text": ...}``).
+    webhook_format: Literal["json", "slack"] = "json"
+    #: The console's address, for the link to the moment of an alert.
+    console_url: str = "http://127.0.0.1:8022"
 
 
 class WebSettings(_Section):
@@ -479,6 +501,7 @@ class Settings(_Section):
     web: WebSettings = msgspec.field(default_factory=WebSettings)
     control: ControlSettings = msgspec.field(default_factory=ControlSettings)
     policy: PolicySettings = msgspec.field(default_factory=PolicySettings)
+    alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
     operators: list[OperatorSettings] = msgspec.field(default_factory=list)
     targets: list[TargetSettings] = msgspec.field(default_factory=list)
     auditors: list[AuditorSettings] = msgspec.field(default_factory=list)
@@ -492,6 +515,12 @@ class Settings(_Section):
             unknown = sorted(set(operator.targets) - known - {"*"})
             if unknown:
                 raise ValueError(f"operator {operator.name!r} names unknown targets {unknown}")
+
+    @property
+    def consumer_groups(self) -> list[str]:
+        """The groups these settings run: store and index, and alert when it has rules."""
+        groups = [self.consumer.store_group, self.consumer.index_group]
+        return [*groups, self.consumer.alert_group] if self.alerts.rules else groups
 
     @property
     def state_path(self) -> Path:

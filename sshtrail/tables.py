@@ -44,6 +44,28 @@ ACCESS_LOG = Table(
 )
 
 
+ALERTS = Table(
+    "alerts",
+    METADATA,
+    Column("id", String(length=32), primary_key=True),
+    Column("session_id", Uuid(), nullable=False),
+    Column("seq", BigInteger(), nullable=False),
+    Column("t", BigInteger(), nullable=False),
+    Column("at", UTCDateTime(), nullable=False),
+    Column("rule_id", String(length=64), nullable=False),
+    Column("title", SessionText(512), nullable=False),
+    Column("level", String(length=16), nullable=False),
+    Column("author", SessionText(512), nullable=False),
+    Column("operator", SessionText(255)),
+    Column("target", SessionText(255)),
+    Column("command", SessionText(4096), nullable=False),
+    Column("tags", JSON(), nullable=False),
+    Column("event", JSON(), nullable=False),
+    Column("published", Boolean(), nullable=False),
+    Column("delivered", Boolean(), nullable=False),
+)
+
+
 REFUSED_CHUNKS = Table(
     "refused_chunks",
     METADATA,

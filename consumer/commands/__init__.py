@@ -1,9 +1,9 @@
 """The consumer side's commands, one module each, named for the command: ``store``,
-``index``, ``lag``, ``lag_exporter``, ``reprocess``, ``completeness``, ``watch``, ``web``,
-``access_log``, ``terminate``, ``lock`` (and ``unlock``), ``reviews`` (and ``review``).
-Each has ``run(args, settings)`` (or the handlers its parser names); their parsers are in
-:mod:`consumer.commands.parsers`, so that ``sshtrail --help`` loads none of what the
-commands run. Registered through the ``sshtrail.commands`` entry points.
+``index``, ``alert``, ``alerts``, ``lag``, ``lag_exporter``, ``reprocess``, ``completeness``,
+``watch``, ``web``, ``access_log``, ``terminate``, ``lock`` (and ``unlock``), ``reviews``
+(and ``review``). Each has ``run(args, settings)`` (or the handlers its parser names);
+their parsers are in :mod:`consumer.commands.parsers`, so that ``sshtrail --help`` loads
+none of what the commands run. Registered through the ``sshtrail.commands`` entry points.
 
 Commands are leaves: nothing imports them (the CLI reaches a handler by its name).
 """
@@ -20,6 +20,7 @@ def register(commands: Any) -> None:
     for declare in (
         parsers.store,
         parsers.index,
+        parsers.alert,
         parsers.lag,
         parsers.lag_exporter,
         parsers.reprocess,
@@ -32,5 +33,6 @@ def register(commands: Any) -> None:
         parsers.unlock,
         parsers.reviews,
         parsers.review,
+        parsers.alerts,
     ):
         declare(commands)

@@ -42,7 +42,7 @@ COLUMNS = (
 
 
 def run(args: argparse.Namespace, settings: Settings) -> int:
-    groups = args.group or [settings.consumer.store_group, settings.consumer.index_group]
+    groups = args.group or settings.consumer_groups
     window = WATCH_WINDOW_S if args.watch else args.window
     gateways = gateway_urls(settings, args.gateway_metrics)
     try:

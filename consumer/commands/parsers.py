@@ -205,6 +205,41 @@ def index(commands: Any) -> None:
     index.set_defaults(handler="consumer.commands.index:run")
 
 
+def alert(commands: Any) -> None:
+    alert = commands.add_parser(
+        "alert",
+        help="run a member of the consumer group that raises Sigma alerts",
+        description="Read the sessions topic as a member of the alert group: every command "
+        "(typed at a prompt, or an exec request) is read as the index reads it and matched "
+        "against the Sigma rules of alerts.rules; each alert is stored (the alerts table), "
+        "published on alerts.topic and POSTed to the webhooks. docs/alerts.md.",
+    )
+    _member_options(alert, "alert_group")
+    alert.set_defaults(handler="consumer.commands.alert:run")
+
+
+def alerts(commands: Any) -> None:
+    alerts = commands.add_parser(
+        "alerts",
+        help="the alerts Sigma rules raised, or (alerts rules) the rules and their status",
+        description="List stored alerts, newest first (exit 1 when none). 'alerts rules' "
+        "lists the rule files of alerts.rules with their status: active, needs field X "
+        "(a field sshtrail cannot fill), or invalid with the reason.",
+    )
+    alerts.add_argument("what", nargs="?", choices=("rules",), help="list the rules instead")
+    alerts.add_argument("--since", type=moment, help="only since (2h, 7d or an ISO time)")
+    alerts.add_argument("--level", help="only this level (low, medium, high, critical)")
+    alerts.add_argument("--rule", metavar="ID", help="only this rule (its id or title)")
+    alerts.add_argument("--operator", metavar="NAME")
+    alerts.add_argument("--target", metavar="NAME")
+    alerts.add_argument("--session", metavar="ID", help="only this session (id or prefix)")
+    alerts.add_argument(
+        "--limit", type=ranged(int, 1, 1_000_000, "1 to 1000000"), default=100, help="at most"
+    )
+    format_options(alerts, csv_rows="one row per alert")
+    alerts.set_defaults(handler="consumer.commands.alerts:run")
+
+
 def lag(commands: Any) -> None:
     lag = commands.add_parser(
         "lag",

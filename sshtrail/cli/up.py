@@ -57,7 +57,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 "sshtrail recording signing key",
             )
             # A static member id: restarted, it takes its partitions back at once.
-            for part in ("store", "index"):
+            parts = ["store", "index"] + (["alert"] if settings.alerts.rules else [])
+            for part in parts:
                 member_id = f"{settings.instance}-up-{part}"
                 children.start(part, part, "--instance-id", member_id, restart=True)
             _say(
@@ -69,6 +70,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                 f"consumer group {settings.consumer.index_group} indexes them for search in "
                 f"{shown_url(settings.search_url)}",
             )
+            if settings.alerts.rules:
+                _say(
+                    "alert",
+                    f"consumer group {settings.consumer.alert_group} matches every command "
+                    f"against the Sigma rules in {settings.alerts.rules}",
+                )
             children.start("gateway", "gateway", port=settings.gateway.port, restart=True)
             _say(
                 "gateway",
@@ -168,7 +175,7 @@ def _stop(
 
 def _wait_drained(settings: Settings, timeout: float) -> bool:
     """Whether both consumer groups committed up to the log end within ``timeout``."""
-    groups = (settings.consumer.store_group, settings.consumer.index_group)
+    groups = settings.consumer_groups
     deadline = time.monotonic() + timeout
     try:
         admin = kafka_admin(settings, timeout=5.0)

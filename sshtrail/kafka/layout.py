@@ -25,7 +25,7 @@ RETENTION_MS: Final = 30 * 24 * 3600 * 1000
 #: (fewer on a cluster of fewer brokers).
 REPLICAS: Final = 3
 
-Role = Literal["sessions", "dead letters", "requests", "access-log heads"]
+Role = Literal["sessions", "dead letters", "requests", "access-log heads", "alerts"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,7 +102,8 @@ def min_insync_for(replicas: int) -> int:
 
 
 def recommended(settings: Settings, brokers: int) -> list[TopicSpec]:
-    """The sessions, dead-letter, control and access-log heads topics as sshtrail creates them."""
+    """The sessions, dead-letter, control and access-log heads topics as sshtrail creates them
+    (and the alerts topic when the alert group has rules)."""
     kafka = settings.kafka
     replicas, source = replicas_for(settings, brokers)
     base = {
@@ -126,6 +127,8 @@ def recommended(settings: Settings, brokers: int) -> list[TopicSpec]:
         # The last head of every chain of the access log stays for good (compacted).
         (settings.web.access_log_topic, "access-log heads", control),
     ]
+    if settings.alerts.rules:  # the alert group runs: its alerts are kept as sessions are
+        topics.append((settings.alerts.topic, "alerts", data))
     return [
         TopicSpec(name, role, kafka.partitions, replicas, config, source, configured)
         for name, role, config in topics

@@ -33,6 +33,7 @@ COMMANDS = (
     "demo-target",
     "store",
     "index",
+    "alert",
     "lag",
     "lag-exporter",
     "reprocess",
@@ -48,6 +49,7 @@ COMMANDS = (
     "unlock",
     "reviews",
     "review",
+    "alerts",
     "policy",
 )
 

@@ -61,6 +61,7 @@ def test_every_variable_named_in_the_reference_sets_its_key(key: str, env: str) 
         "consumer.assignment_strategy": "range",
         "consumer.group_protocol": "consumer",
         "kafka.compression": "zstd",
+        "alerts.webhook_format": "slack",
     }
     if key in choices:
         wanted: object = choices[key]

@@ -28,10 +28,7 @@ class Admin(Page):
         self._lag: LagReader | None = None
 
     def lag(self, request: Request) -> Response:
-        groups = (
-            self.console.settings.consumer.store_group,
-            self.console.settings.consumer.index_group,
-        )
+        groups = self.console.settings.consumer_groups
         rows: list[PartitionLag] = []
         problems: list[str] = []
         try:

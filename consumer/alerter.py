@@ -1,0 +1,255 @@
+"""The ``sshtrail-alert`` group's writer: Sigma rules on every command of every session.
+
+Each session's chunks are read, in seq order, by the same command reader the index and
+the command policy use (:class:`~sshtrail.indexsession.IndexedSession` over
+:mod:`sshtrail.terminal`). Every command it reads -- typed at a prompt, or an exec
+request -- becomes the process events Sigma's ``process_creation`` rules describe
+(:mod:`sshtrail.alertevents`), matched against the rules in force
+(:mod:`consumer.alertrules`). An alert is a row of the store's ``alerts`` table, written
+insert-or-ignore under an id made of the session, the chunk, the rule and the command's
+time: a chunk read again (a rebalance, a member killed mid-batch, a reprocess)
+raises the same alerts, stored once. The topic and the webhooks are fed from that table
+afterwards (:mod:`consumer.alertoutbox`), never inside the batch: a slow webhook does
+not hold the group up.
+
+A member that takes a session over mid-way (a restart, a rebalance) reads its earlier
+chunks back from the store, when the store has them all, so the reader knows the
+session's prompt and the operator; otherwise it reads on from the chunk in hand, and
+the session's operator and target come from the store's row, or stay unknown.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter
+from sqlalchemy import Engine, select
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection
+
+from consumer.alertrules import RulesInForce
+from consumer.messages import Received, Refused
+from consumer.transaction import Transaction
+from consumer.writer import Written
+from sshtrail import queries
+from sshtrail.alertevents import command_events
+from sshtrail.errors import WireError
+from sshtrail.events import Exec, Start
+from sshtrail.indexsession import IndexedSession
+from sshtrail.tables import ALERTS, SESSIONS
+from sshtrail.wire import Chunk, decode_chunk
+
+log = logging.getLogger(__name__)
+
+#: Sessions whose reader is kept in memory at most (the least recently used goes).
+MAX_SESSIONS = 10_000
+#: Alerts one command raises at most (a rule file that matches everything).
+MAX_ALERTS_PER_COMMAND = 50
+
+
+@dataclass(slots=True)
+class _Session:
+    reader: IndexedSession
+    user: str | None = None
+    #: Times (ns) of the session's exec requests: their command docs are exec commands.
+    execs: set[int] = field(default_factory=set)
+
+
+class AlertWriter:
+    """Writes the alerts of each batch of chunks into the store's ``alerts`` table."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        rules: RulesInForce,
+        registry: CollectorRegistry | None = None,
+        raised: Callable[[], None] = lambda: None,
+    ) -> None:
+        self._engine = engine
+        self._rules = rules
+        self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
+        self._sessions: OrderedDict[uuid.UUID, _Session] = OrderedDict()
+        self._raised = raised
+        self._counter = Counter(
+            "sshtrail_alerts",
+            "Alerts raised, by Sigma rule and level.",
+            ["rule", "level"],
+            registry=registry,
+        )
+
+    # -- the Writer protocol -------------------------------------------------------
+
+    def write(self, chunks: Sequence[Received]) -> Written:
+        by_session: dict[uuid.UUID, list[Chunk]] = {}
+        for received in chunks:
+            by_session.setdefault(received.chunk.session_id, []).append(received.chunk)
+        if not by_session:
+            return Written(0, 0)
+        rows: list[dict[str, Any]] = []
+        read = 0
+        try:
+            with Transaction(self._engine, "alert write") as conn:
+                for session_id, arrived in by_session.items():
+                    arrived.sort(key=lambda chunk: chunk.seq)
+                    read += self._read(conn, session_id, arrived, rows)
+                new = self._save(conn, rows)
+        except BaseException:
+            for session_id in by_session:  # the readers are ahead of what was stored
+                self._sessions.pop(session_id, None)
+            raise
+        for row in new:
+            self._counter.labels(row["rule_id"], row["level"]).inc()
+        if new:
+            self._raised()
+        return Written(read, len(chunks) - read)
+
+    def refuse(self, refused: Sequence[Refused]) -> None:
+        """Nothing: chunks no trusted gateway signed raise no alerts (the store keeps them)."""
+
+    def quarantine(self, session_id: uuid.UUID, reason: str, chunks: Sequence[Received]) -> None:
+        """Forget the session's reader: what the database refused is not read on."""
+        self._sessions.pop(session_id, None)
+        log.warning("session %s: no more alerts read from it: %s", session_id, reason)
+
+    def background(self, budget_s: float) -> bool:
+        return False
+
+    def housekeeping(self, settled: frozenset[int]) -> None:
+        """Nothing periodic: the outbox sends what is stored."""
+
+    # -- reading -----------------------------------------------------------------------
+
+    def _read(
+        self,
+        conn: Connection,
+        session_id: uuid.UUID,
+        chunks: list[Chunk],
+        rows: list[dict[str, Any]],
+    ) -> int:
+        """Feed ``chunks`` to the session's reader (taken over if needed); the alerts
+        they raise are added to ``rows``; how many chunks were new to it."""
+        session = self._session(conn, session_id, chunks[0].seq, rows)
+        read = 0
+        for chunk in chunks:
+            if chunk.seq < session.reader.next_seq:
+                continue  # read already (a re-delivery)
+            if chunk.seq > session.reader.next_seq:
+                log.info("session %s: chunks before %d not seen: reading on", session_id, chunk.seq)
+            self._apply(session, chunk, rows)
+            read += 1
+        if session.reader.ended:
+            self._sessions.pop(session_id, None)
+        return read
+
+    def _session(
+        self, conn: Connection, session_id: uuid.UUID, first_seq: int, rows: list[dict[str, Any]]
+    ) -> _Session:
+        session = self._sessions.get(session_id)
+        if session is not None and session.reader.next_seq <= first_seq:
+            self._sessions.move_to_end(session_id)
+            return session
+        session = _Session(IndexedSession(session_id))
+        if first_seq > 0:
+            self._catch_up(conn, session, first_seq, rows)
+        self._sessions[session_id] = session
+        while len(self._sessions) > MAX_SESSIONS:
+            self._sessions.popitem(last=False)
+        return session
+
+    def _catch_up(
+        self, conn: Connection, session: _Session, first_seq: int, rows: list[dict[str, Any]]
+    ) -> None:
+        """Read the session's chunks before ``first_seq`` back from the store, if it has
+        them all (their alerts are raised again: the same ids, stored once); otherwise
+        start reading at ``first_seq``, the operator and target from the store's row."""
+        session_id = session.reader.session_id
+        stored = [
+            (seq, data) for seq, data in queries.stored_chunks(conn, session_id) if seq < first_seq
+        ]
+        if [seq for seq, _ in stored] == list(range(first_seq)):
+            for _, data in stored:
+                try:
+                    self._apply(session, decode_chunk(data), rows)
+                except WireError:
+                    break
+            if session.reader.next_seq == first_seq:
+                return
+            session.reader = IndexedSession(session_id)
+        session.reader.next_seq = first_seq
+        row = conn.execute(
+            select(SESSIONS.c.operator, SESSIONS.c.target, SESSIONS.c.target_user).where(
+                SESSIONS.c.id == session_id
+            )
+        ).first()
+        if row is not None:
+            session.reader.operator, session.reader.target, session.user = row
+
+    def _apply(self, session: _Session, chunk: Chunk, rows: list[dict[str, Any]]) -> None:
+        for event in chunk.events:
+            if isinstance(event, Start):
+                session.user = event.user
+            elif isinstance(event, Exec) and event.mode == "exec":
+                session.execs.add(event.t)
+        rules = self._rules.current()
+        for doc in session.reader.apply(chunk):
+            if doc["kind"] == "command" and rules.rules:
+                rows += self._alerts(session, doc, rules)
+
+    def _alerts(self, session: _Session, doc: dict[str, Any], rules: Any) -> list[dict[str, Any]]:
+        text: str = doc["text"]
+        events = command_events(text, session.user, exec_request=doc["t"] in session.execs)
+        found: dict[str, tuple[Any, dict[str, str]]] = {}
+        for event in events:
+            for rule in rules.match(event):
+                found.setdefault(rule.id, (rule, event))
+        reader = session.reader
+        at = doc["at"] or dt.datetime.now(dt.UTC)
+        return [
+            {
+                "id": alert_id(reader.session_id, doc["seq"], rule.id, doc["t"]),
+                "session_id": reader.session_id,
+                "seq": doc["seq"],
+                "t": doc["t"],
+                "at": at,
+                "rule_id": rule.id[:64],
+                "title": rule.title[:512],
+                "level": (rule.level or "")[:16],
+                "author": (rule.author or "")[:512],
+                "operator": reader.operator,
+                "target": reader.target,
+                "command": text[:4096],
+                "tags": list(rule.tags),
+                "event": dict(event),
+            }
+            for rule, event in list(found.values())[:MAX_ALERTS_PER_COMMAND]
+        ]
+
+    def _save(self, conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Insert the alerts not stored yet; those that were new."""
+        if not rows:
+            return []
+        unique = list({row["id"]: row for row in rows}.values())
+        known = set(
+            conn.execute(
+                select(ALERTS.c.id).where(ALERTS.c.id.in_([row["id"] for row in unique]))
+            ).scalars()
+        )
+        new = [row for row in unique if row["id"] not in known]
+        if new:
+            conn.execute(self._insert(ALERTS).on_conflict_do_nothing(), new)
+        return new
+
+
+def alert_id(session_id: uuid.UUID, seq: int, rule_id: str, t: int) -> str:
+    """The id an alert has however often its chunk is read, from wherever in the session
+    the reader started: the session, the chunk, the rule, and the command's time (its
+    Enter; the text read may differ when the prompt was not known)."""
+    key = f"{session_id}|{seq}|{rule_id}|{t}".encode()
+    return hashlib.sha256(key).hexdigest()[:32]
