@@ -16,9 +16,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from sshtrail.sigmarules import RuleSet, load_rules
-
 from sshtrail.errors import ConfigError
+from sshtrail.sigmarules import RuleSet, load_rules
 
 log = logging.getLogger(__name__)
 
