@@ -12,8 +12,9 @@ raises the same alerts, stored once. The topic and the webhooks are fed from tha
 afterwards (:mod:`consumer.alertoutbox`), never inside the batch: a slow webhook does
 not hold the group up.
 
-A member that takes a session over mid-way (a restart, a rebalance) reads its earlier
-chunks back from the store, when the store has them all, so the reader knows the
+A member that takes a session over mid-way (a restart, a rebalance, a chunk past the
+one its reader expects) reads its earlier chunks back from the store -- when the store
+has them all and there are at most :data:`MAX_CATCH_UP` -- so the reader knows the
 session's prompt and the operator; otherwise it reads on from the chunk in hand, and
 the session's operator and target come from the store's row, or stay unknown.
 """
@@ -38,18 +39,20 @@ from consumer.alertrules import RulesInForce
 from consumer.messages import Received, Refused
 from consumer.transaction import Transaction
 from consumer.writer import Written
-from sshtrail import queries
 from sshtrail.alertevents import command_events
 from sshtrail.errors import WireError
 from sshtrail.events import Exec, Start
 from sshtrail.indexsession import IndexedSession
-from sshtrail.tables import ALERTS, SESSIONS
+from sshtrail.tables import ALERTS, CHUNKS, SESSIONS
 from sshtrail.wire import Chunk, decode_chunk
 
 log = logging.getLogger(__name__)
 
 #: Sessions whose reader is kept in memory at most (the least recently used goes).
 MAX_SESSIONS = 10_000
+#: A session taken over at most this far in is read again from its first chunk (from
+#: the store); further in, it is read on from where it is (a bounded batch).
+MAX_CATCH_UP = 64
 #: Alerts one command raises at most (a rule file that matches everything).
 MAX_ALERTS_PER_COMMAND = 50
 
@@ -152,8 +155,8 @@ class AlertWriter:
         self, conn: Connection, session_id: uuid.UUID, first_seq: int, rows: list[dict[str, Any]]
     ) -> _Session:
         session = self._sessions.get(session_id)
-        if session is not None and session.reader.next_seq <= first_seq:
-            self._sessions.move_to_end(session_id)
+        if session is not None and session.reader.next_seq >= first_seq:
+            self._sessions.move_to_end(session_id)  # in order, or a re-delivery
             return session
         session = _Session(IndexedSession(session_id))
         if first_seq > 0:
@@ -170,10 +173,14 @@ class AlertWriter:
         them all (their alerts are raised again: the same ids, stored once); otherwise
         start reading at ``first_seq``, the operator and target from the store's row."""
         session_id = session.reader.session_id
-        stored = [
-            (seq, data) for seq, data in queries.stored_chunks(conn, session_id) if seq < first_seq
-        ]
-        if [seq for seq, _ in stored] == list(range(first_seq)):
+        stored: Sequence[Any] = []
+        if first_seq <= MAX_CATCH_UP:  # a long session is read on from where it is
+            stored = conn.execute(
+                select(CHUNKS.c.seq, CHUNKS.c.data)
+                .where(CHUNKS.c.session_id == session_id, CHUNKS.c.seq < first_seq)
+                .order_by(CHUNKS.c.seq)
+            ).all()
+        if stored and [seq for seq, _ in stored] == list(range(first_seq)):
             for _, data in stored:
                 try:
                     self._apply(session, decode_chunk(data), rows)

@@ -9,7 +9,8 @@ it sent, so the group never waits on a broker or a web server it does not read f
 * each **webhook** (``alerts.webhook``, ``alerts.webhooks``): POSTed as JSON (or as a
   Slack-compatible ``{"text": ...}``), marked ``delivered`` once every URL answered 2xx.
   A URL that fails is tried again with back-off (1 s doubling to 60 s), the others go
-  on; an alert a URL took is not sent to it again while this process lives.
+  on (up to :data:`MAX_PAGES` batches ahead of it); an alert a URL took is not sent to
+  it again while this process lives. A redirect is a failure (it would drop the body).
 
 Sending is at least once: a member stopped between the acknowledgement and the mark
 sends that alert again when it starts; the alert's ``id`` tells the copies apart.
@@ -31,7 +32,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
-from sshtrail.errors import BrokerError
+from sshtrail.errors import BrokerError, SshtrailError
 from sshtrail.kafka.adapters import KafkaProducer
 from sshtrail.kafka.config import client_config
 from sshtrail.kafka.ports import DeliveryError
@@ -40,8 +41,10 @@ from sshtrail.tables import ALERTS
 
 log = logging.getLogger(__name__)
 
-#: Alerts taken from the table at a time.
+#: Alerts taken from the table at a time ...
 BATCH = 200
+#: ... and pages of them looked through for those a webhook has not taken yet.
+MAX_PAGES = 50
 #: A webhook's back-off after a failure: from this, doubling, to the next.
 BACKOFF_FIRST_S, BACKOFF_MAX_S = 1.0, 60.0
 #: How long one webhook request may take.
@@ -66,8 +69,10 @@ class AlertOutbox:
         )
         self._wake = threading.Event()
         self._stop = threading.Event()
-        #: Alerts handed to the producer and not yet acknowledged or refused.
+        #: Alerts handed to the producer and not yet acknowledged or refused; those
+        #: acknowledged and not yet marked.
         self._flying: set[str] = set()
+        self._acked: list[str] = []
         self._taken: dict[str, set[str]] = {url: set() for url in self._urls}
         self._retry_at: dict[str, float] = dict.fromkeys(self._urls, 0.0)
         self._backoff: dict[str, float] = dict.fromkeys(self._urls, BACKOFF_FIRST_S)
@@ -102,18 +107,17 @@ class AlertOutbox:
         """Send a batch not yet published (less what is still on its way to the broker);
         whether a full batch was acknowledged (more may wait)."""
         rows = [row for row in self._pending(ALERTS.c.published) if row["id"] not in self._flying]
-        acked: list[str] = []
         try:
             for row in rows:
                 alert_id = row["id"]
-                self._flying.add(alert_id)
                 self._producer.produce(
                     self._topic,
                     str(row["session_id"]).encode(),
                     json.dumps(self.document(row)).encode(),
-                    functools.partial(self._delivered, alert_id, acked),
+                    functools.partial(self._delivered, alert_id),
                 )
-        except BrokerError as exc:
+                self._flying.add(alert_id)  # handed over: not sent again until answered
+        except (BrokerError, SshtrailError) as exc:  # a full queue, a message too large
             log.warning("alerts topic %s: %s; trying again", self._topic, exc)
         left = self._producer.flush(10.0)
         if left:
@@ -122,14 +126,15 @@ class AlertOutbox:
                 self._topic,
                 left,
             )
+        acked, self._acked = self._acked, []  # late acknowledgements included
         if acked:
             self._mark(ALERTS.c.published, acked)
-        return len(acked) == BATCH
+        return len(acked) >= BATCH
 
-    def _delivered(self, alert_id: str, acked: list[str], error: DeliveryError | None) -> None:
+    def _delivered(self, alert_id: str, error: DeliveryError | None) -> None:
         self._flying.discard(alert_id)  # acknowledged, or to be sent again
         if error is None:
-            acked.append(alert_id)
+            self._acked.append(alert_id)
         else:
             log.warning("alerts topic %s: alert %s not delivered: %s", self._topic, alert_id, error)
 
@@ -138,23 +143,21 @@ class AlertOutbox:
     def _deliver(self) -> bool:
         if not self._urls:
             return False
-        rows = self._pending(ALERTS.c.delivered)
-        if not rows:
-            return False
+        rows: dict[str, dict[str, Any]] = {}
         now = time.monotonic()
         for url in self._urls:
             if now < self._retry_at[url]:
                 continue
-            for row in rows:
-                if row["id"] in self._taken[url]:
-                    continue
+            waiting = self._not_taken(url)
+            rows.update((row["id"], row) for row in waiting)
+            for row in waiting:
                 if not self._post(url, row):
                     self._retry_at[url] = time.monotonic() + self._backoff[url]
                     self._backoff[url] = min(self._backoff[url] * 2, BACKOFF_MAX_S)
                     break
                 self._taken[url].add(row["id"])
                 self._backoff[url] = BACKOFF_FIRST_S
-        done = [row["id"] for row in rows if all(row["id"] in self._taken[u] for u in self._urls)]
+        done = [alert for alert in rows if all(alert in self._taken[u] for u in self._urls)]
         if done:
             self._mark(ALERTS.c.delivered, done)
             for taken in self._taken.values():
@@ -164,14 +167,14 @@ class AlertOutbox:
     def _post(self, url: str, row: dict[str, Any]) -> bool:
         document = self.document(row)
         body = {"text": _slack_text(document)} if self._format == "slack" else document
-        request = urllib.request.Request(  # noqa: S310 -- the administrator's URL
-            url,
-            data=json.dumps(body).encode(),
-            headers={"Content-Type": "application/json", "User-Agent": "sshtrail-alerts"},
-            method="POST",
-        )
         try:
-            with urllib.request.urlopen(request, timeout=WEBHOOK_TIMEOUT_S) as answer:  # noqa: S310
+            request = urllib.request.Request(  # noqa: S310 -- the administrator's URL
+                url,
+                data=json.dumps(body).encode(),
+                headers={"Content-Type": "application/json", "User-Agent": "sshtrail-alerts"},
+                method="POST",
+            )
+            with _NO_REDIRECTS.open(request, timeout=WEBHOOK_TIMEOUT_S) as answer:
                 status = int(answer.status)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             log.warning("webhook %s: %s; trying again with back-off", _shown(url), exc)
@@ -182,6 +185,26 @@ class AlertOutbox:
         return True
 
     # -- the table ---------------------------------------------------------------------------
+
+    def _not_taken(self, url: str) -> list[dict[str, Any]]:
+        """Up to a batch of undelivered alerts ``url`` has not taken: a webhook that is
+        down holds back only its own (the others' are taken, not yet marked)."""
+        taken = self._taken[url]
+        found: list[dict[str, Any]] = []
+        with self._engine.connect() as conn:
+            for page in range(MAX_PAGES):
+                rows = conn.execute(
+                    select(ALERTS)
+                    .where(ALERTS.c.delivered.is_(False))
+                    .order_by(ALERTS.c.at, ALERTS.c.id)
+                    .offset(page * BATCH)
+                    .limit(BATCH)
+                ).mappings()
+                batch = [dict(row) for row in rows]
+                found += [row for row in batch if row["id"] not in taken][: BATCH - len(found)]
+                if len(batch) < BATCH or len(found) >= BATCH:
+                    break
+        return found
 
     def _pending(self, flag: Any) -> list[dict[str, Any]]:
         with self._engine.connect() as conn:
@@ -235,6 +258,21 @@ def _slack_text(document: dict[str, Any]) -> str:
 
 
 def _shown(url: str) -> str:
-    """A URL for the log, without what may be a secret in it (a query, a user)."""
-    parsed = urllib.parse.urlsplit(url)
-    return f"{parsed.scheme}://{parsed.hostname}:{parsed.port or ''}{parsed.path}"
+    """A URL for the log, without what may be a secret in it: a webhook's path often is
+    its token (``/services/T/B/SECRET``), so only the scheme and host are shown."""
+    try:
+        parsed = urllib.parse.urlsplit(url)
+        return f"{parsed.scheme}://{parsed.hostname or '?'}:{parsed.port or ''}/..."
+    except ValueError:
+        return "(a URL that cannot be read)"
+
+
+class _Refused(urllib.request.HTTPRedirectHandler):
+    """A webhook that answers with a redirect has not taken the alert: urllib would
+    follow a 302 with a GET and drop the body."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+_NO_REDIRECTS = urllib.request.build_opener(_Refused)

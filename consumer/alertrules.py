@@ -80,7 +80,7 @@ class RulesInForce:
 def _listing(folder: Path) -> tuple[tuple[str, int, int], ...]:
     """The rule files of ``folder`` with their modification times and sizes."""
     found = []
-    for path in sorted(folder.iterdir())[:MAX_FILES]:
+    for path in sorted(folder.rglob("*"))[:MAX_FILES]:
         if path.suffix in (".yml", ".yaml") and path.is_file():
             stat = path.stat()
             found.append((path.name, stat.st_mtime_ns, stat.st_size))

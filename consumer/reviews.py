@@ -187,6 +187,8 @@ class ReviewBoard:
         else:
             return
         if isinstance(found, control.ReviewRequest):
+            if found.request_id in self._items:
+                return  # a copy re-sent: the first stands, with its end and answers
             item = ReviewItem(found, self._results.pop(found.request_id, None))
             item.answers += self._answers.pop(found.request_id, [])
             self._items[found.request_id] = item
@@ -239,7 +241,13 @@ class Answered:
 
 
 def answer(
-    settings: Settings, item: ReviewItem, approve: bool, auditor: str, reason: str
+    settings: Settings,
+    item: ReviewItem,
+    approve: bool,
+    auditor: str,
+    reason: str,
+    *,
+    wait_s: float = 10.0,
 ) -> Answered:
     """Send an answer to review ``item`` signed by the control key and hear from the
     gateway that holds it. The auditor may not be the operator (the gateway checks
@@ -259,7 +267,7 @@ def answer(
         auditor=auditor,
         reason=reason,
     )
-    results = ask(settings, request)
+    results = ask(settings, request, wait_s)
     if not results:
         return Answered(None, "no gateway answered: the session may have ended meanwhile")
     return Answered(results[0].outcome, results[0].detail)

@@ -75,7 +75,13 @@ class ControlListener:
         self._producer = KafkaProducer(
             client_config(
                 settings,
-                **{"client.id": f"sshtrail-gateway-control-{settings.instance}", "linger.ms": 0},
+                **{
+                    "client.id": f"sshtrail-gateway-control-{settings.instance}",
+                    "linger.ms": 0,
+                    # A review request not delivered within this ends its review
+                    # (unavailable) instead of keeping the operator waiting.
+                    "message.timeout.ms": 10_000,
+                },
             )
         )
         self._thread = threading.Thread(target=self._run, name="control", daemon=True)

@@ -23,7 +23,8 @@ at once. Then the line at the cursor, minus its prompt, is decided:
   needing review inside a paste that holds a newline is rejected: it must be run on
   its own, with an Enter.
 
-A line that ends in a backslash continues on the next (``tou\\`` Enter ``ch x`` runs
+A line that ends in a backslash, or leaves a quote or ``$(`` open, continues on the
+next (``tou\\`` Enter ``ch x`` runs
 ``touch x``): the pieces are decided together. Each line of a paste is decided as it is
 shown (the shell runs each); a rejected one inside a bracketed paste closes the paste
 before the Ctrl-C. While a full-screen program owns the screen, keys are its own and are
@@ -41,6 +42,7 @@ from dataclasses import dataclass
 
 from producer.reviews import Review, Verdict
 from sshtrail.commandpolicy import Decision
+from sshtrail.shellwords import unfinished
 from sshtrail.terminal import Terminal
 
 log = logging.getLogger(__name__)
@@ -233,6 +235,7 @@ class LineGate:
         text = pasted.decode("utf-8", "replace")
         lines = re.split(r"[\r\n]", re.sub(r"\\\r\n?|\\\n", "", text))
         runs = len(lines) > 1  # a newline in it: the shell may run what was pasted
+        lines = _merged(lines)
         if self._paste_before:  # the first line follows what was typed before it, with
             first = lines[0]  # a blank between or not (the screen does not tell)
             lines[0:1] = [f"{self._paste_before}{first}", f"{self._paste_before} {first}"]
@@ -299,7 +302,8 @@ class LineGate:
         readings = [shown[0]] if shown[1] else _readings(shown[0])
         lines = [self._continued + reading for reading in readings]
         line = lines[-1]
-        continues = line.endswith("\\") and not line.endswith("\\\\")
+        joined = _joined_with_next(line)
+        continues = joined is not None
         decision = _strictest(
             [self._decide(each.removesuffix("\\") if continues else each) for each in lines]
         )
@@ -313,7 +317,7 @@ class LineGate:
             return
         if decision.action == "warn":
             self._warned(decision, line)
-        self._continued = line.removesuffix("\\") if continues else ""
+        self._continued = joined or ""
         self._typed(enter)
         self._hold(False)
         self.input(rest)
@@ -409,6 +413,29 @@ def _readings(line: str) -> list[str]:
         return [line, line[found.end() :]]
     cut = _PROMPT_END.match(line)
     return [line, line[cut.end() :]] if cut else [line]
+
+
+def _merged(lines: list[str]) -> list[str]:
+    """Pasted lines as the shell runs them: a line that leaves a quote or ``$(`` open
+    goes on in the next."""
+    merged: list[str] = []
+    for line in lines:
+        if merged and unfinished(merged[-1]):
+            merged[-1] += "\n" + line
+        else:
+            merged.append(line)
+    return merged
+
+
+def _joined_with_next(line: str) -> str | None:
+    """What the shell keeps of ``line`` when it reads on to the next one (a trailing
+    backslash, or a quote or ``$(`` left open: :func:`sshtrail.shellwords.unfinished`);
+    None when the Enter runs it."""
+    if not unfinished(line):
+        return None
+    if line.endswith("\\") and not unfinished(line[:-1]):
+        return line[:-1]  # backslash-newline: the two lines are one, nothing between
+    return line + "\n"  # a newline inside the open quote is part of it
 
 
 def _strictest(decisions: list[Decision | None]) -> Decision | None:

@@ -258,8 +258,7 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
     async def _exec_reviewed(self, target: Target, decision: Decision) -> Refused | None:
         """Hold an exec request or subsystem for review; a refusal unless approved. The
         operator is told on stderr while it waits (closing the client cancels it)."""
-        line = self._command.decode("utf-8", "replace")
-        self._policy_decided(decision, line)
+        line = self._command.decode("utf-8", "replace")  # held: recorded by _command_policy
         answered: asyncio.Future[Verdict] = asyncio.get_running_loop().create_future()
 
         def done(verdict: Verdict) -> None:

@@ -30,6 +30,9 @@ log = logging.getLogger(__name__)
 
 #: Reviews that ended, remembered so that a late or replayed answer is told why not.
 KEEP_ENDED = 1000
+#: The longest command held for review: its request must fit a control message (a
+#: longer one is not reviewable, and is refused at once rather than never shown).
+MAX_COMMAND = 8 << 10
 
 Ending = Literal["approved", "denied", "timed out", "cancelled", "ended", "unavailable"]
 
@@ -133,6 +136,9 @@ class Reviews:
             timeout_s=self._timeout_s,
         )
         review = Review(self, request, done)
+        if len(held.command.encode()) > MAX_COMMAND:
+            review._end("unavailable", None, f"a command of more than {MAX_COMMAND} bytes")
+            return review
         problem = self._send(request)
         if problem is not None:
             log.warning("cannot ask for review %s: %s", request.request_id, problem)

@@ -26,6 +26,7 @@ matching several events of one line raises one alert.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from sshtrail.shellwords import commands
@@ -37,10 +38,33 @@ PROMPT_SHELL = "/usr/bin/bash"
 #: The shell sshd runs an exec request's command with.
 EXEC_SHELL = "/usr/bin/sh"
 _SHELLS = frozenset({"sh", "bash", "dash", "zsh", "ksh", "ash"})
-#: Words before a program that do not name it: ``env``, ``sudo``, ``nohup`` ...
-_WRAPPERS = frozenset({"env", "sudo", "nohup", "exec", "command", "time", "nice", "doas"})
-#: At most this many processes are taken from one line.
-MAX_EVENTS = 64
+#: Programs that run the program named after them (and their options), and the
+#: options of theirs that take the next word as a value (``sudo -u root``).
+_WRAPPERS: dict[str, frozenset[str]] = {
+    "env": frozenset({"-u", "--unset", "-C", "--chdir", "-S", "--split-string"}),
+    "sudo": frozenset({"-u", "-g", "-h", "-p", "-C", "-D", "-r", "-t", "-U", "-T"}),
+    "doas": frozenset({"-u", "-C"}),
+    "nohup": frozenset(),
+    "exec": frozenset({"-a"}),
+    "command": frozenset(),
+    "builtin": frozenset(),
+    "time": frozenset({"-f", "-o"}),
+    "nice": frozenset({"-n", "--adjustment"}),
+    "ionice": frozenset({"-c", "-n", "-p"}),
+    "timeout": frozenset({"-s", "--signal", "-k", "--kill-after"}),
+    "stdbuf": frozenset({"-i", "-o", "-e"}),
+    "setsid": frozenset(),
+    "chroot": frozenset(),
+    "xargs": frozenset({"-I", "-n", "-P", "-d", "-E", "-L", "-s", "-a"}),
+    "busybox": frozenset(),
+    "strace": frozenset({"-e", "-o", "-p", "-s"}),
+}
+#: Wrappers whose first word after their options is not the program (``timeout 9 CMD``,
+#: ``chroot DIR CMD``).
+_LEADING_ARGUMENT = frozenset({"timeout", "chroot"})
+#: At most this many distinct processes are taken from one line: the first and the
+#: last half of them, when there are more.
+MAX_EVENTS = 256
 
 Event = Mapping[str, str]
 
@@ -52,25 +76,28 @@ def image_of(program: str) -> str:
 
 def command_events(line: str, user: str | None, exec_request: bool = False) -> list[dict[str, str]]:
     """The events ``line`` starts: the whole line, then each process of each simple
-    command (a wrapper such as ``sudo`` or ``env`` and the program it runs are two)."""
+    command (a wrapper such as ``sudo`` or ``env`` and the program it runs are two).
+    ``$IFS`` standing for a blank (``cat${IFS}/etc/shadow``) is read as one."""
     parent = EXEC_SHELL if exec_request else PROMPT_SHELL
-    events: list[dict[str, str]] = []
+    spaced = _IFS.sub(" ", line)
+    processes: dict[tuple[str, str, str], None] = {}  # distinct, in order
     inner_parent = parent
-    for words in commands(line):
-        at = _program_at(words)
-        if at is None:
-            continue
-        first = next((i for i, word in enumerate(words) if not _assignment(word)), at)
-        if first < at:  # a wrapper (sudo, env, nohup ...) starts the program
-            events.append(_process(words[first:], inner_parent))
-            events.append(_process(words[at:], image_of(words[first])))
-        else:
-            events.append(_process(words[at:], inner_parent))
-        name = words[at].rsplit("/", 1)[-1]
-        if name in _SHELLS and "-c" in words[at:]:
-            inner_parent = image_of(words[at])  # what it runs comes next in the list
-        if len(events) >= MAX_EVENTS:
-            break
+    for words in commands(spaced):
+        chain = _chain(words)
+        for at, (start, _) in enumerate(chain):
+            launcher = inner_parent if at == 0 else image_of(words[chain[at - 1][0]])
+            processes[(" ".join(words[start:]), image_of(words[start]), launcher)] = None
+        if chain:
+            program = words[chain[-1][0]]
+            if program.rsplit("/", 1)[-1] in _SHELLS and _runs_a_string(words[chain[-1][0] :]):
+                inner_parent = image_of(program)  # what it runs comes next in the list
+    kept = list(processes)
+    if len(kept) > MAX_EVENTS:
+        kept = kept[: MAX_EVENTS // 2] + kept[-MAX_EVENTS // 2 :]
+    events = [
+        {"CommandLine": command, "Image": image, "ParentImage": launcher}
+        for command, image, launcher in kept
+    ]
     whole = {"CommandLine": line, "ParentImage": parent}
     if events:
         whole["Image"] = events[0]["Image"]
@@ -81,22 +108,36 @@ def command_events(line: str, user: str | None, exec_request: bool = False) -> l
     return events
 
 
-def _process(words: list[str], parent: str) -> dict[str, str]:
-    return {"CommandLine": " ".join(words), "Image": image_of(words[0]), "ParentImage": parent}
+def _chain(words: list[str]) -> list[tuple[int, str]]:
+    """Where each process of a simple command is named: a wrapper (``sudo``, ``env``,
+    ``timeout``...) and the program it runs are each one, past ``A=1`` assignments and
+    the wrappers' options (with their values)."""
+    chain: list[tuple[int, str]] = []
+    at, n = 0, len(words)
+    while at < n and _assignment(words[at]):
+        at += 1
+    while at < n:
+        name = words[at].rsplit("/", 1)[-1]
+        chain.append((at, name))
+        takes = _WRAPPERS.get(name)
+        if takes is None:
+            break
+        at += 1
+        while at < n and (words[at].startswith("-") or _assignment(words[at])):
+            at += 2 if words[at] in takes else 1
+        if name in _LEADING_ARGUMENT:
+            at += 1
+    return chain
 
 
-def _program_at(words: list[str]) -> int | None:
-    """Where the program a simple command runs is named: past ``A=1`` assignments and
-    wrappers such as ``env`` and ``sudo`` (and their options)."""
-    for at, word in enumerate(words):
-        if _assignment(word) or word.startswith("-"):
-            continue
-        if word.rsplit("/", 1)[-1] in _WRAPPERS:
-            continue
-        return at
-    return None
+def _runs_a_string(words: list[str]) -> bool:
+    """Whether a shell's words hand it a command string: ``-c``, or ``-lc``, ``-ic``."""
+    return any(w.startswith("-") and not w.startswith("--") and "c" in w for w in words[1:])
 
 
 def _assignment(word: str) -> bool:
     name, equals, _ = word.partition("=")
     return bool(equals) and name.isidentifier()
+
+
+_IFS = re.compile(r"\$\{?IFS\}?")

@@ -362,6 +362,13 @@ class AlertSettings(_Section):
     #: The console's address, for the link to the moment of an alert.
     console_url: str = "http://127.0.0.1:8022"
 
+    def __post_init__(self) -> None:
+        for url in [self.webhook, *self.webhooks]:
+            if url and not re.match(r"^https?://[^/\s]+", url):
+                raise ValueError(
+                    f"a webhook URL must start with http:// or https://: {url[:8]!r}..."
+                )
+
 
 class WebSettings(_Section):
     """The auditors' web console (``sshtrail web``; docs/operations.md, "Web console")."""

@@ -253,3 +253,45 @@ def program_at(words: list[str], name: str) -> int | None:
 def _is_assignment(word: str) -> bool:
     name, equals, _ = word.partition("=")
     return bool(equals) and name.isidentifier() and name.isascii()
+
+
+#: What closes each open quote or substitution.
+_CLOSERS = {"'": "'", '"': '"', "`": "`", "$(": ")", "$'": "'"}
+
+
+def unfinished(line: str) -> bool:
+    """Whether the shell reads on after ``line`` before it runs anything: a quote
+    (``'``, ``"``, ``$'``, a backtick) or a ``$(`` left open, or a trailing backslash.
+    Such a line and the next are one command (``echo 'x`` Enter ``'; rm y`` runs
+    ``rm y``); the command policy and the command reader join them."""
+    i, n = 0, len(line)
+    stack: list[str] = []  # the open quotes and substitutions, innermost last
+    while i < n:
+        inside = stack[-1] if stack else ""
+        c = line[i]
+        if inside and c == _CLOSERS[inside]:
+            stack.pop()
+        elif inside == "'":
+            pass  # nothing is special inside single quotes
+        elif c == "\\":
+            if i + 1 >= n:
+                return True  # backslash-newline: the line goes on
+            i += 1
+        elif inside == "$(" and c == "(":
+            stack.append("$(")  # a parenthesis nested in $(...) is closed first
+        elif inside != "$'" and (opened := _opening(line, i, inside)):
+            stack.append(opened)
+            i += len(opened) - 1
+        elif not inside and c == "#" and (i == 0 or line[i - 1].isspace()):
+            return False  # a comment to the end of the line
+        i += 1
+    return bool(stack)
+
+
+def _opening(line: str, i: int, inside: str) -> str:
+    """The quote or substitution that opens at ``i`` (``""`` if none), given what it is
+    inside: in double quotes only ``$(`` and backticks open anything."""
+    for opener in ("$(", "$'", "'", '"', "`"):
+        if line.startswith(opener, i) and (inside != '"' or opener in ("$(", "`")):
+            return opener
+    return ""

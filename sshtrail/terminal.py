@@ -59,6 +59,7 @@ from pyte import modes
 
 from sshtrail.fastscreen import FastScreen, Rows
 from sshtrail.plaintext import prepared, skip_of_run, split_lines
+from sshtrail.shellwords import unfinished
 
 Kind = Literal["output", "command", "meta", "input", "screen"]
 
@@ -506,8 +507,8 @@ class Terminal:
             prompt, self._prompt, self._enter = self._prompt, None, False
             command, certain = self._command_of(line, prompt)
             self._flush_entered(command)
-            if command and _continues(command):  # its rest is on the next line
-                self._continued += command[:-1]
+            if command and unfinished(self._continued + command):  # its rest comes next
+                self._continued = _kept_for_next(self._continued + command)
                 return
             if command or self._continued:  # the command line is one document
                 command, self._continued = self._continued + command, ""
@@ -564,11 +565,13 @@ class Terminal:
         self.found.append(Found(self._input_kind, text[:MAX_LINE], t))
 
 
-def _continues(command: str) -> bool:
-    """Whether ``command`` ends in a backslash that continues it on the next line (an
-    odd number of them: ``\\\\`` is a backslash, not a continuation)."""
-    trailing = len(command) - len(command.rstrip("\\"))
-    return trailing % 2 == 1
+def _kept_for_next(command: str) -> str:
+    """What the shell keeps of an unfinished ``command`` for the next line: less its
+    trailing backslash (backslash-newline joins the lines), or with the newline that
+    is part of the quote left open."""
+    if command.endswith("\\") and not unfinished(command[:-1]):
+        return command[:-1]
+    return command + "\n"
 
 
 #: What reads as a shell prompt at the start of a line: ``user@host:~/dir$ ``,

@@ -66,7 +66,13 @@ def run_answer(args: argparse.Namespace, settings: Settings) -> int:
         item.session_id,
         f"review {item.id[:8]} of {item.request.command[:200]!r}: {args.reason}",
     )
-    answered = answer(settings, item, approve, auditor, args.reason)
+    request = item.request
+    print(  # the whole command, whatever a listing cut: this is what is answered
+        f"review {item.id[:8]}: {visible(request.operator)} on {visible(request.target)}, "
+        f"rule {visible(request.rule)}:\n  {visible(request.command)}",
+        flush=True,
+    )
+    answered = answer(settings, item, approve, auditor, args.reason, wait_s=args.wait)
     if answered.outcome in ("approved", "denied"):
         print(f"review {item.id[:8]} {visible(answered.detail)} (gateway {item.request.gateway})")
         return 0

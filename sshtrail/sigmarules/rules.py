@@ -17,18 +17,17 @@ from typing import Literal
 #:
 #: - ``CommandLine``: the command line as the shell ran it;
 #: - ``Image``: the program's path, ``/usr/bin/NAME`` for a bare name;
-#: - ``ParentImage``: the session's shell (``/bin/bash``);
-#: - ``User``: the target account;
-#: - ``CurrentDirectory``: only when the prompt shows it.
+#: - ``ParentImage``: the shell or wrapper that starts it (``sshtrail/alertevents.py``);
+#: - ``User``: the target account.
 #:
+#: ``CurrentDirectory`` is not filled yet (the prompt shows it only sometimes, and the
+#: reader does not pass it on): rules deciding on it are ``needs-field``.
 #: ``ParentCommandLine`` is not among them: the parent is the session's shell,
 #: whose own command line the gateway never sees (``-bash``? ``bash -i``?), and a
 #: guess would make rules such as "interactive bash spawns base64" fire on every
 #: command or on none. A rule that needs any other field is reported as
 #: ``needs-field``, never loaded to silently match nothing.
-FIELDS: frozenset[str] = frozenset(
-    {"CommandLine", "Image", "ParentImage", "User", "CurrentDirectory"}
-)
+FIELDS: frozenset[str] = frozenset({"CommandLine", "Image", "ParentImage", "User"})
 
 #: A compiled test: the event as given, and the same event lower-cased.
 Test = Callable[[Mapping[str, str], Mapping[str, str]], bool]

@@ -65,6 +65,10 @@ def test_every_variable_named_in_the_reference_sets_its_key(key: str, env: str) 
     }
     if key in choices:
         wanted: object = choices[key]
+    elif key.endswith("url") and key.startswith("alerts."):
+        wanted = "https://console.example"
+    elif key == "alerts.webhook":
+        wanted = "https://siem.example/hook"
     elif key.endswith("url"):
         wanted = "sqlite:///elsewhere.db"
     elif key == "kafka.bootstrap_servers":

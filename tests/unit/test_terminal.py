@@ -449,3 +449,15 @@ def test_a_shell_on_the_alternate_screen_is_known_when_its_prompt_was_typed_ahea
     term.input(b"touch /tmp/marker-3\r", 3)
     term.output(b"touch /tmp/marker-3\r\n\x1b[H\x1b[99M$ ", 4)
     assert texts(term, "command") == ["tput smcup", "touch /tmp/marker-3"]
+
+
+def test_a_line_that_leaves_a_quote_open_is_one_command_with_the_next() -> None:
+    term = Terminal(80, 24, pty=True)
+    term.output(PROMPT, 0)
+    typed(term, b"echo 'x")
+    term.input(b"\r", 2)
+    term.output(b"\r\n> ", 3)
+    typed(term, b"'; setenforce 0", t=4)
+    term.input(b"\r", 5)
+    term.output(b"\r\nx\r\n\r\n" + PROMPT, 6)
+    assert texts(term, "command") == ["echo 'x\n'; setenforce 0"]

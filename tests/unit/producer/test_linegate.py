@@ -365,3 +365,16 @@ def test_a_session_ending_while_its_line_is_reviewed_ends_the_review() -> None:
         assert shell.ran == []
 
     run(main())
+
+
+def test_a_line_that_leaves_a_quote_open_is_decided_with_the_next() -> None:
+    """``echo 'x`` Enter ``'; rm y`` runs ``rm y``: the lines are decided as one."""
+
+    async def main() -> None:
+        shell = Shell()
+        await shell.type("echo 'x\r")
+        await shell.type("'; rm victim\r")
+        assert shell.decided == [("reject", "echo 'x\n'; rm victim")]
+        assert "rm victim" not in " ".join(shell.ran)
+
+    run(main())
