@@ -67,6 +67,9 @@ _ENTERS = b"\r\n\x0f"
 _EDIT = b"\x18\x05"
 #: How a shell turns bracketed paste on and off (only then do keys mark a paste).
 _BRACKETED_ON, _BRACKETED_OFF = b"\x1b[?2004h", b"\x1b[?2004l"
+#: An unfinished line is joined with this many next ones at most (the gate may have
+#: misread it: typed ahead of a prompt, text that is not the shell's).
+MAX_CONTINUED_LINES = 8
 #: Pasted bytes kept for the decision; a longer paste is decided on its first ones.
 MAX_PASTE = 1 << 20
 
@@ -300,8 +303,12 @@ class LineGate:
             self.input(rest)
             return
         readings = [shown[0]] if shown[1] else _readings(shown[0])
+        if self._continued.count("\n") >= MAX_CONTINUED_LINES:
+            self._continued = ""  # a quote the shell surely closed, misread: let it go
         lines = [self._continued + reading for reading in readings]
         line = lines[-1]
+        if self._continued:  # and as if alone: a continuation misread must not hide it
+            lines += readings
         joined = _joined_with_next(line)
         continues = joined is not None
         decision = _strictest(

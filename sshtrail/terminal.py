@@ -250,8 +250,10 @@ class Terminal:
         #: The line as it showed at an Enter (:meth:`_entered`), and when: an ``input``
         #: document unless the command read at the line feed is the same.
         self._entered_line: tuple[str, int] | None = None
-        #: A command ending in a backslash: the shell reads the next line as its rest.
+        #: A command left unfinished (a trailing backslash, an open quote): the shell
+        #: reads the next line as its rest; and the prompt it was typed at.
         self._continued = ""
+        self._continued_prompt: str | None = None
         self.found: list[Found] = []
 
     # -- what the session did ------------------------------------------------------
@@ -291,6 +293,24 @@ class Terminal:
             self._entered(t)
         if not self._enter and enter:
             self._enter, self._enter_t = True, t
+
+    def continuing(self) -> bool:
+        """Whether the line being typed goes on from an unfinished one (a quote or
+        ``$(`` left open, a trailing backslash): the shell did not draw the prompt the
+        unfinished line was typed at again (``PS2``, not ``PS1``)."""
+        return bool(self._continued) and self._continuing(self._prompt)
+
+    def _continuing(self, prompt: str | None) -> bool:
+        started = self._continued_prompt
+        return not (prompt and started and prompt.strip() == started.strip())
+
+    def _end_continued(self) -> None:
+        """An unfinished line the shell did not read on from (or the session ended):
+        it is a command of its own, read with doubt."""
+        if self._continued:
+            held = self._continued.removesuffix("\n")
+            self.found.append(Found("command", held[:MAX_LINE], self._enter_t, False))
+        self._continued, self._continued_prompt = "", None
 
     def _shell_on_alternate(self) -> bool:
         """Whether the program on the alternate screen is a shell: the row the cursor is
@@ -355,9 +375,7 @@ class Terminal:
         self.flush()
         self._t = t
         self._flush_entered()
-        if self._continued:
-            self.found.append(Found("command", self._continued + "\\", self._enter_t, False))
-            self._continued = ""
+        self._end_continued()
         if self._screen.main is None:
             self._enter = False
             self._take(self._screen.cursor.y)
@@ -507,7 +525,11 @@ class Terminal:
             prompt, self._prompt, self._enter = self._prompt, None, False
             command, certain = self._command_of(line, prompt)
             self._flush_entered(command)
+            if self._continued and not self._continuing(prompt):
+                self._end_continued()  # the shell's own prompt again: it did not read on
             if command and unfinished(self._continued + command):  # its rest comes next
+                if not self._continued:
+                    self._continued_prompt = prompt
                 self._continued = _kept_for_next(self._continued + command)
                 return
             if command or self._continued:  # the command line is one document

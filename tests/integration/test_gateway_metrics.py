@@ -89,7 +89,8 @@ def test_every_series_is_there_at_once_and_counts_what_happened(
         ]
         published = value(now, "sshtrail_gateway_chunks_published_total") == spooled
         pending = value(now, "sshtrail_gateway_spool_pending_bytes")
-        return spooled > 0 and published and pending == 0 and refused == [1, 1]
+        oldest = value(now, "sshtrail_gateway_spool_oldest_pending_seconds")
+        return spooled > 0 and published and pending == oldest == 0 and refused == [1, 1]
 
     wait_for(settled, timeout=30, what="every spooled chunk published")
     after = seen[-1]
