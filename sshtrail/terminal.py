@@ -341,7 +341,7 @@ class Terminal:
             return
         typed, t = self._entered_line
         self._entered_line = None
-        if command is None or typed not in command:  # (a paste's Enter may come before
+        if not command:  # (a paste's Enter may come before
             # its echo: then less showed than the command the shell read)
             self.found.append(Found("input", typed, t))
 
