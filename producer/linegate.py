@@ -310,17 +310,28 @@ class LineGate:
         if self._continued:  # and as if alone: a continuation misread must not hide it
             lines += readings
         joined = _joined_with_next(line)
-        continues = joined is not None
-        decision = _strictest(
-            [self._decide(each.removesuffix("\\") if continues else each) for each in lines]
-        )
+        # Each reading decided as the shell would take it: one left unfinished is the
+        # start of a command the next line completes; one that is not runs at this Enter.
+        decided = [(each, _joined_with_next(each) is None) for each in lines]
+        decisions = [
+            self._decide(each if runs else each.removesuffix("\\")) for each, runs in decided
+        ]
+        decision = _strictest(decisions)
         if decision is None or decision.action == "reject":
             self._continued = ""
             self._reject(decision, line, rest)
             return
-        if decision.action == "review" and not continues:
+        # A review binds on every reading this Enter would run, not only the likeliest:
+        # a continuation misread (keys typed ahead of a prompt, a stray quote on screen)
+        # must not let a held command run as the "start" of a longer one.
+        held = [
+            (each, found)
+            for (each, runs), found in zip(decided, decisions, strict=True)
+            if runs and found is not None and found.action == "review"
+        ]
+        if held:
             self._continued = ""
-            self._ask(decision, line, enter)
+            self._ask(held[-1][1], held[-1][0], enter)
             return
         if decision.action == "warn":
             self._warned(decision, line)

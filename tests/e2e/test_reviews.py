@@ -77,18 +77,15 @@ def stack(
     made.stop()
 
 
-def short_path() -> Path:
-    """A file with a short path: a command line longer than the terminal is wide is a
-    way past the gate still open (docs/policy.md), not what these tests are about."""
-    return Path("/tmp") / f"v{uuid.uuid4().hex[:8]}"
+def long_path() -> Path:
+    """A file whose ``rm`` line is wider than the 80-column terminal: bash redraws it
+    at the edge, and the gate reads it across the wrap."""
+    return Path("/tmp") / f"v{uuid.uuid4().hex[:8]}-{'long-path-component-' * 5}"
 
 
 def shell(stack: Stack) -> tuple[pexpect.spawn, str]:
     """A bash through the second gateway at a known prompt, and its session id."""
     child, session_id = stack.active_session(stack.two)
-    # Wide enough that no line typed here wraps: a line that wraps at the terminal's
-    # edge is a way past the gate still open (docs/policy.md).
-    child.setwinsize(24, 250)
     child.sendline("exec bash --norc --noprofile")
     child.sendline("PS1='READY> '")
     child.expect("READY> ")
@@ -191,7 +188,7 @@ def _request(stack: Stack, short: str) -> control.ReviewRequest:
 def test_a_held_command_runs_only_once_another_person_approves_it(
     stack: Stack, tmp_path: Path
 ) -> None:
-    victim = short_path()
+    victim = long_path()
     victim.write_text("x")
     child, session_id = shell(stack)
     review = held(child, f"rm {victim}")
@@ -295,7 +292,7 @@ def _body(value: bytes) -> bytes:
 def test_denied_cancelled_and_unanswered_commands_do_not_run_and_the_session_goes_on(
     stack: Stack, tmp_path: Path, review_timeout_s: float
 ) -> None:
-    victim = short_path()
+    victim = long_path()
     victim.write_text("x")
     child, session_id = shell(stack)
 
@@ -350,7 +347,7 @@ def waiting(stack: Stack) -> list[dict[str, Any]]:
 
 
 def test_an_exec_request_waits_for_its_review(stack: Stack, tmp_path: Path) -> None:
-    victim = short_path()
+    victim = long_path()
     victim.write_text("x")
     status, err = exec_answered(stack, f"rm {victim}", "deny")
     assert status == 126
@@ -405,7 +402,7 @@ def test_a_review_answered_in_the_console_reaches_the_gateway_that_holds_it(
         )
     )
     process, url = start_console(stack.config, tmp_path)
-    victim = short_path()
+    victim = long_path()
     victim.write_text("x")
     try:
         child, session_id = shell(stack)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -24,6 +25,9 @@ from sshtrail.broker import free_port
 from sshtrail.wire import Chunk, decode_chunk
 from tests.support.sshd import SshdTarget, isolated, keygen, ssh_argv
 from tests.support.waiting import wait_for
+
+#: A spool record's header: payload length, its crc32, key length (big-endian).
+_SPOOL_HEADER = struct.Struct(">IIH")
 
 
 def toml_value(value: object) -> str:
@@ -191,6 +195,22 @@ host_keys = [{toml_value(host_pub)}]
     def spooled(self) -> bytes:
         """Every byte in the spool's segments (chunks hold output bytes as they were)."""
         return b"".join(p.read_bytes() for p in sorted(self.spool_dir.glob("segment-*.log")))
+
+    def spooled_chunks(self, directory: Path | None = None) -> list[Chunk]:
+        """The chunks in the spool's segments (or a copy of them in ``directory``), in
+        spool order, read as ``producer/spool.py`` documents its records; a torn last
+        record (a kill mid-write) ends the reading."""
+        chunks = []
+        for segment in sorted((directory or self.spool_dir).glob("segment-*.log")):
+            data, at = segment.read_bytes(), 0
+            while at + _SPOOL_HEADER.size <= len(data):
+                length, _crc, key_length = _SPOOL_HEADER.unpack_from(data, at)
+                start = at + _SPOOL_HEADER.size
+                if start + length > len(data):
+                    break
+                chunks.append(decode_chunk(data[start + key_length : start + length]))
+                at = start + length
+        return chunks
 
     def spool_pending(self) -> int:
         """Bytes spooled that Kafka has not acknowledged (as last saved to disk)."""

@@ -378,3 +378,64 @@ def test_a_line_that_leaves_a_quote_open_is_decided_with_the_next() -> None:
         assert "rm victim" not in " ".join(shell.ran)
 
     run(main())
+
+
+def test_a_continuation_misread_does_not_let_a_held_line_run() -> None:
+    """Found in a full run: keys typed ahead of a new shell's prompt (``exec bash`` then
+    ``PS1='READY> '`` at once) were echoed by the terminal before bash drew its prompt,
+    and the row read ``PS1='READY> 'bash-5.2# PS1='READY> '``; its likeliest reading,
+    after the last prompt-like ``> ``, is ``'``, a quote left open. The next line, to be
+    held for review, was taken for the rest of that quote and its Enter sent. A review
+    binds on every reading the Enter runs: that line read alone is one."""
+
+    async def main() -> None:
+        sent = bytearray()
+        told: list[str] = []
+        decided: list[tuple[str, str]] = []
+        asked: list[str] = []
+
+        def review(decision: Decision, line: str, done: Callable[[Verdict], None]) -> None:
+            asked.append(line)
+
+        gate = LineGate(
+            (80, 24),
+            decide=lambda line: POLICY.decide("alice", "t1", line),
+            send=sent.extend,
+            tell=told.append,
+            hold=lambda _on: None,
+            decided=lambda d, line: decided.append((d.action if d else "unreadable", line)),
+            review=review,
+            reviewed=lambda *_: None,
+        )
+        steps: list[tuple[float, str, bytes]] = [  # as recorded: when (s), what
+            (0.0, "out", b"\x1b[?2004hroot@vm:~# "),
+            (0.087, "in", b"exec bash --norc --noprofile\n"),
+            (0.105, "out", b"exec bash --norc --noprofile"),
+            (0.137, "in", b"PS1='READY> '\n"),
+            (0.138, "out", b"\r\n\x1b[?2004l\r"),
+            (0.138, "out", b"PS1='READY> '"),
+            (0.141, "out", b"\x1b[?2004h"),
+            (0.180, "out", b"bash-5.2# "),
+            (0.180, "out", b"PS1='READY> '"),
+            (0.180, "out", b"\r\n"),
+            (0.180, "out", b"\x1b[?2004l\r"),
+            (0.180, "out", b"\x1b[?2004h"),
+            (0.180, "out", b"READY> "),
+            (0.231, "in", b"reboot now\n"),
+            (0.250, "out", b"reboot now"),
+        ]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for at, kind, data in steps:
+            await asyncio.sleep(max(0.0, start + at - loop.time()))
+            (gate.input if kind == "in" else gate.output)(data)
+        for _ in range(100):  # an Enter whose echo the gate missed waits up to 2 s
+            await asyncio.sleep(0.05)
+            if asked or sent.endswith(b"reboot now\n"):
+                break
+        assert asked == ["reboot now"]
+        assert ("review", "reboot now") in decided
+        assert not sent.endswith(b"reboot now\n")  # its Enter held for the auditor
+        gate.close()
+
+    run(main())
