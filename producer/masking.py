@@ -80,17 +80,17 @@ class EchoMasker:
             if not isinstance(item, _Typed) or item.verdict is not None:
                 continue
             rest = _skip_escapes(rest)
-            need = item.data[item.matched :]
-            got = bytes(rest[: len(need)])
-            if not got:
+            if not rest:
                 break
-            if need.startswith(got):
-                item.matched += len(got)
-                rest = rest[len(got) :]
-                if item.matched == len(item.data):
-                    item.verdict = True
-                    continue
-                break
+            before = item.data[item.matched - 1] if item.matched else None
+            matched, used, diverged = _echo_of(item.data[item.matched :], rest, before)
+            item.matched += matched
+            rest = rest[used:]
+            if item.matched == len(item.data):
+                item.verdict = True
+                continue
+            if not diverged:
+                break  # the echo so far, the rest to come
             item.verdict = False  # something else came where the echo should be
         self._hold(Output(t, data))
         if self._held_bytes > MAX_HELD_BYTES:
@@ -144,6 +144,48 @@ class EchoMasker:
             self._held.popleft()
             self._held_bytes -= len(getattr(head, "data", b""))
         return ready
+
+
+def _echo_of(need: bytes, got: memoryview, before: int | None) -> tuple[int, int, bool]:
+    """How much of ``need`` (typed bytes) the output ``got`` echoes: (bytes of ``need``
+    echoed, bytes of ``got`` they took, whether ``got`` then shows something else).
+
+    A line editor redraws a line that reaches the terminal's edge: bash writes the
+    character that wraps, a carriage return and that character again (``x\\rx``), or a
+    space and a carriage return (`` \\r``) when it has nothing more to draw; terminal
+    escape sequences and line ends may come between too. Those are part of the echo,
+    not a refusal of it: a line typed ahead, wider than the terminal, is recorded as
+    typed (a full run masked a 118-byte ``rm`` this way)."""
+    i = j = 0
+    while i < len(need) and j < len(got):
+        if same := _common_prefix(need, i, got, j):
+            i, j = i + same, j + same
+            before = need[i - 1]
+        elif got[j] == 0x0D and before is not None and got[j + 1 : j + 2] == bytes([before]):
+            j += 2  # the wrapping character again, after the carriage return
+        elif bytes(got[j : j + 2]) == b" \r":
+            j += 2
+        elif match := _ESCAPE.match(got, j):
+            j = match.end()
+        else:
+            return i, j, True
+    return i, j, False
+
+
+def _common_prefix(a: bytes, i: int, b: memoryview, j: int) -> int:
+    """How many bytes ``a[i:]`` and ``b[j:]`` share at their start (compared in C, by
+    halves: a paste of a megabyte is not walked byte by byte)."""
+    high = min(len(a) - i, len(b) - j)
+    if b[j : j + high] == a[i : i + high]:
+        return high
+    low = 0  # a[i:i+low] is shared, a[i:i+high] is not
+    while high - low > 1:
+        middle = (low + high) // 2
+        if b[j + low : j + middle] == a[i + low : i + middle]:
+            low = middle
+        else:
+            high = middle
+    return low
 
 
 def _skip_escapes(data: memoryview) -> memoryview:

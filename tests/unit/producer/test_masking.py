@@ -98,3 +98,38 @@ def test_flush_masks_what_is_still_undecided() -> None:
     masker = EchoMasker(WINDOW)
     masker.input(0, b"secret")
     assert masker.flush() == [MaskedInput(0, 6)]
+
+
+def test_a_line_typed_ahead_and_wider_than_the_terminal_is_recorded_as_typed() -> None:
+    """bash redraws a line at the terminal's edge: the character that wraps, a carriage
+    return, that character again (as a full run recorded it, on 80 columns)."""
+    line = b"rm /tmp/v5cd74bf0-" + b"long-path-component-" * 5
+    masker = EchoMasker(WINDOW)
+    out = masker.output(0, b"READY> ")
+    out += masker.input(10 * MS, line + b"\n")
+    wrap = len(b"READY> ") + 74  # the first row holds 73 typed bytes and the 74th
+    shown = line[:74] + b"\r" + line[73:]
+    assert shown[wrap - 7 - 1 : wrap - 7 + 2] == b"n\rn"
+    out += masker.output(30 * MS, shown)
+    out += masker.output(70 * MS, b"\r\n\x1b[?2004l\r")
+    out += masker.flush()
+    assert typed(out) == line + b"\n"
+    assert masked(out) == 0
+
+
+def test_a_line_ending_at_the_edge_is_echoed_with_a_space_and_a_carriage_return() -> None:
+    masker = EchoMasker(WINDOW)
+    out = masker.input(0, b"abc")
+    out += masker.output(MS, b"ab \rc")  # "b" in the last column: wrapped by " \r"
+    out += masker.flush()
+    assert typed(out) == b"abc"
+
+
+def test_a_password_is_still_masked_when_output_resembles_a_wrapped_echo() -> None:
+    masker = EchoMasker(WINDOW)
+    out = masker.output(0, b"Password: ")
+    out += masker.input(10 * MS, b"hunter2")
+    out += masker.output(20 * MS, b"h\rhx")  # starts like the echo, then is not
+    out += masker.flush()
+    assert b"hunter2" not in typed(out)
+    assert masked(out) == 7
