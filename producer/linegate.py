@@ -61,6 +61,10 @@ ECHO_WAIT_S = 2.0
 NO_ECHO_WAIT_S = 0.5
 _PASTE_START, _PASTE_END = b"\x1b[200~", b"\x1b[201~"
 _CTRL_C = b"\x03"
+_OPERATE = b"\x0f"
+#: The keys of one line kept for its reading as typed; a longer line is read from the
+#: screen only.
+MAX_KEYS = 64 << 10
 #: What runs the line: Enter (CR or LF), and Ctrl-O (bash: run it, then fetch the next).
 _ENTERS = b"\r\n\x0f"
 #: Ctrl-X Ctrl-E: bash edits the line in an editor and runs what comes back, unseen.
@@ -133,6 +137,9 @@ class LineGate:
         self._bracketed = False  # the shell has bracketed paste on
         self._ctrl_x = False  # the last key sent was Ctrl-X
         self._paste_before = ""  # the line on screen when it began
+        #: The keys sent since the last line ended (Enter, Ctrl-O, Ctrl-C): the line as
+        #: typed, a reading of its own when the screen may not show it all.
+        self._keys = bytearray()
 
     def output(self, data: bytes) -> None:
         """What the target showed (fed to the reader; the relay writes it on). The reader
@@ -262,11 +269,22 @@ class LineGate:
 
     def _typed(self, data: bytes) -> None:
         if data:
+            self._keys_sent(data)
             self._terminal.input(data, time.monotonic_ns())
             self._last_key = time.monotonic()
             last = data[-1:]
             self._last_printable = last.decode() if b" " < last < b"\x7f" else ""
             self._send(data)
+
+    def _keys_sent(self, data: bytes) -> None:
+        """Keep the keys of the line being typed: what follows the last key that ends a
+        line (the shell, or the terminal driver, drops or runs what came before)."""
+        ends = max(data.rfind(key) for key in (b"\r", b"\n", _OPERATE, _CTRL_C))
+        if ends >= 0:
+            self._keys.clear()
+            data = data[ends + 1 :]
+        if len(self._keys) <= MAX_KEYS:
+            self._keys += data
 
     def _wait(self) -> None:
         """Hold the Enter at the head of the queue until the screen shows its line."""
@@ -303,6 +321,13 @@ class LineGate:
             self.input(rest)
             return
         readings = [shown[0]] if shown[1] else _readings(shown[0])
+        typed = _typed_line(bytes(self._keys))
+        if typed is not None and _ends_with_shown(typed.strip(), shown[0]):
+            # Keys typed ahead of a shell that had not started yet were echoed where
+            # the screen later redrew (``exec dash`` and a line typed at once): the
+            # shell reads them all, the screen shows their end only. (Only then: keys
+            # the screen never showed, a password typed blind, are never read.)
+            readings.insert(0, typed)
         if self._continued.count("\n") >= MAX_CONTINUED_LINES:
             self._continued = ""  # a quote the shell surely closed, misread: let it go
         lines = [self._continued + reading for reading in readings]
@@ -364,6 +389,7 @@ class LineGate:
     def _drop_line(self, in_paste: bool = False) -> None:
         drop = (_PASTE_END if in_paste or self._paste is not None else b"") + _CTRL_C
         self._paste = None
+        self._keys_sent(drop)
         self._terminal.input(drop, time.monotonic_ns())
         self._send(drop)
 
@@ -405,6 +431,7 @@ class LineGate:
         self._queued.clear()
         self._tell(f"\r\nsshtrail: {why}: the command policy could not read it\r\n")
         drop = _PASTE_END + _CTRL_C
+        self._keys_sent(drop)
         self._terminal.input(drop, time.monotonic_ns())
         self._send(drop)
         self._hold(False)
@@ -418,6 +445,7 @@ class LineGate:
 #: What ends a prompt, for a line whose prompt the reader could not tell apart (keys
 #: typed before the prompt was drawn): ``$ ``, ``# ``, ``% ``, ``> `` (a continuation).
 _PROMPT_END = re.compile(r"^.{0,80}?[$#%>] ")
+_PROMPT_ENDS = re.compile(r"[$#%>] ")
 #: bash's history search (Ctrl-R), which Enter runs the found line of.
 _SEARCH = re.compile(r"^\((?:failed )?(?:reverse|i)-i-search\)`[^']*': ")
 _RANK = {"accept": 0, "warn": 1, "review": 2, "reject": 3}
@@ -431,6 +459,43 @@ def _readings(line: str) -> list[str]:
         return [line, line[found.end() :]]
     cut = _PROMPT_END.match(line)
     return [line, line[cut.end() :]] if cut else [line]
+
+
+def _ends_with_shown(typed: str, shown: str) -> bool:
+    """Whether the line ``typed`` is longer than what the screen shows of it, ending
+    with it: ``shown`` after a prompt (any text up to ``$ ``, ``# ``, ``% ``, ``> ``)."""
+    cuts = [0] + [found.end() for found in _PROMPT_ENDS.finditer(shown, 0, 82)]
+    for cut in cuts:
+        end = shown[cut:].strip()
+        if end and len(end) < len(typed) and typed.endswith(end):
+            return True
+    return False
+
+
+def _typed_line(keys: bytes) -> str | None:
+    """The line the keys typed since the last one make, as a terminal driver or a line
+    editor edits it with backspace, Ctrl-U and Ctrl-W; None when other keys (arrows,
+    Tab, Ctrl-A, history, a paste) make it more than the keys say."""
+    if _OTHER_KEYS.search(keys):
+        return None
+    line: list[str] = []
+    for char in keys.decode("utf-8", "replace"):
+        if char in "\x7f\b":
+            del line[-1:]
+        elif char == "\x15":  # Ctrl-U
+            line.clear()
+        elif char == "\x17":  # Ctrl-W: the word before the cursor, and blanks before it
+            while line and line[-1] == " ":
+                line.pop()
+            while line and line[-1] != " ":
+                line.pop()
+        else:
+            line.append(char)
+    return "".join(line)
+
+
+#: Keys a line typed as it is cannot hold: controls but backspace, Ctrl-U, Ctrl-W.
+_OTHER_KEYS = re.compile(rb"[\x00-\x07\x09-\x14\x16\x18-\x1f]")
 
 
 def _merged(lines: list[str]) -> list[str]:

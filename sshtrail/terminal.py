@@ -52,7 +52,7 @@ import copy
 import re
 from collections import deque
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Final, Literal
 
 import pyte
 from pyte import modes
@@ -254,6 +254,9 @@ class Terminal:
         #: reads the next line as its rest; and the prompt it was typed at.
         self._continued = ""
         self._continued_prompt: str | None = None
+        #: The last Enter was Ctrl-O (bash, zsh: run the line, then show the next one of
+        #: the history at the prompt, ready to run or edit).
+        self._fetched = False
         self.found: list[Found] = []
 
     # -- what the session did ------------------------------------------------------
@@ -280,7 +283,7 @@ class Terminal:
             self._input_lines(data, t)
             return
         self._settle(t)
-        enter = b"\r" in data or b"\n" in data
+        enter = b"\r" in data or b"\n" in data or _OPERATE in data
         if self._prompt is None or self._enter or enter:
             self.flush()  # the screen must be current to read the prompt or the line
         self._t = t
@@ -288,8 +291,15 @@ class Terminal:
             return  # keys for a full-screen program: no shell reads them as a command
         if self._prompt is None:
             y, x = self._screen.cursor.y, self._screen.cursor.x
-            self._prompt = (self._line.text + self._screen.row(y))[: len(self._line.text) + x]
+            shown = self._line.text + self._screen.row(y)
+            self._prompt = shown[: len(self._line.text) + x]
+            if self._fetched and self._prompts and shown.startswith(self._prompts[-1].rstrip()):
+                # After Ctrl-O the shell drew its prompt with the next line of its history
+                # already on it: that line is the command's, not the prompt's.
+                self._prompt = self._prompts[-1]
+            self._fetched = False
         if enter:
+            self._fetched = _OPERATE in data
             self._entered(t)
         if not self._enter and enter:
             self._enter, self._enter_t = True, t
@@ -595,6 +605,9 @@ def _kept_for_next(command: str) -> str:
         return command[:-1]
     return command + "\n"
 
+
+#: Ctrl-O: bash's operate-and-get-next (zsh: accept-line-and-down-history), an Enter.
+_OPERATE: Final = b"\x0f"
 
 #: What reads as a shell prompt at the start of a line: ``user@host:~/dir$ ``,
 #: ``[user@host dir]# ``, ``host% ``.

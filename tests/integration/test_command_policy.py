@@ -254,12 +254,6 @@ def test_a_terminal_shell_has_its_commands_decided_however_they_are_typed(
     assert f"warn by rule watched: touch {made}" in notices
 
 
-@pytest.mark.xfail(
-    strict=False,
-    reason="open: in two full runs (not alone) dash ran the first rejected line after "
-    "exec dash; the Enter was decided on a line that was not yet the shell's "
-    "(docs/policy.md, ways still open)",
-)
 def test_dash_without_line_editing_is_read_as_its_terminal_shows_it(
     gateway: GatewayProcess, tmp_path: Path
 ) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,3 +99,32 @@ def test_a_shell_that_hides_on_the_alternate_screen_and_erases_its_lines_is_stil
     assert not any(text.startswith("tou") and text.endswith("\\") for text in found)
     # The output the prompt deleted right after it was drawn is found too.
     assert search(indexed, f"out-42-{mark}")
+
+
+def test_lines_run_with_ctrl_o_are_read_as_commands(gateway: GatewayProcess, indexed: Path) -> None:
+    """bash's Ctrl-O runs the line without an Enter and puts the next line of the history
+    on the prompt: each line it runs is a command, the fetched one not a prompt."""
+    mark = uuid.uuid4().hex[:8]
+    child = bash(gateway)
+    for word in ("first", "second"):
+        child.sendline(f"echo {word}-$((1+1))-{mark}")
+        child.expect(f"{word}-2-{mark}")
+        child.expect("ready-prompt> ")
+    child.send("\x1b[A\x1b[A")  # the first line again, from the history
+    child.expect(re.escape(f"first-$((1+1))-{mark}"))  # (bash redraws only what changed)
+    child.send("\x0f")  # runs it, and shows the second
+    child.expect(f"first-2-{mark}")
+    child.expect(re.escape(f"second-$((1+1))-{mark}"))
+    child.send("\x0f")
+    child.expect(f"second-2-{mark}")
+    child.expect("ready-prompt> ")
+    child.sendcontrol("c")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+
+    def runs(word: str) -> int:
+        hits = search(indexed, f"{word}-$((1+1))-{mark}", "--kind", "command")
+        return sum(str(hit["text"]) == f"echo {word}-$((1+1))-{mark}" for hit in hits)
+
+    wait_for(lambda: runs("second") >= 2, timeout=60, what="indexing")
+    assert runs("first") >= 2  # typed, then run again with Ctrl-O

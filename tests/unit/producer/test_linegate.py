@@ -439,3 +439,60 @@ def test_a_continuation_misread_does_not_let_a_held_line_run() -> None:
         gate.close()
 
     run(main())
+
+
+def test_keys_typed_before_the_shell_started_are_read_as_typed() -> None:
+    """Found in a full run: ``exec dash`` and the lines after it typed at once; the first
+    keys of ``rm FILE`` were echoed by the terminal driver before bash even read ``exec
+    dash``, bash then redrew its line over them, and the screen showed only ``mp/...``
+    at dash's prompt. dash reads every key typed: the line as typed is decided too."""
+
+    async def main() -> None:
+        sent = bytearray()
+        decided: list[tuple[str, str]] = []
+        gate = LineGate(
+            (200, 24),
+            decide=lambda line: POLICY.decide("alice", "t1", line),
+            send=sent.extend,
+            tell=lambda _text: None,
+            hold=lambda _on: None,
+            decided=lambda d, line: decided.append((d.action if d else "unreadable", line)),
+            review=lambda _d, _line, _done: None,
+            reviewed=lambda *_: None,
+        )
+        steps: list[tuple[float, str, bytes]] = [  # as recorded: when (s), what
+            (0.0, "out", b"This session is recorded and may be watched.\r\n"),
+            (0.001, "in", b"exec dash\nPS1='READY> '\n"),
+            (0.231, "out", b"exec dash"),
+            (0.269, "out", b"\r\n"),
+            (0.283, "out", b"PS1='READY> '"),
+            (0.323, "out", b"\r\n"),
+            *[(0.35 + 0.06 * n, "key", bytes([key])) for n, key in enumerate(b"rm /t")],
+            (0.615, "out", b"\x1b[?2004hroot@vm:~# exec dash\r\n\x1b[?2004l\r"),
+            (0.616, "out", b"# "),
+            (0.617, "out", b"READY> "),
+            *[(0.675 + 0.03 * n, "key", bytes([key])) for n, key in enumerate(b"mp/victim")],
+        ]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for at, kind, data in steps:
+            await asyncio.sleep(max(0.0, start + at - loop.time()))
+            if kind == "out":
+                gate.output(data)
+            else:
+                gate.input(data)
+                if kind == "key":  # the terminal driver echoes each key
+                    await asyncio.sleep(0.002)
+                    gate.output(data)
+        await asyncio.sleep(0.1)
+        gate.input(b"\r")
+        for _ in range(100):
+            await asyncio.sleep(0.05)
+            if decided:
+                break
+        assert [action for action, _line in decided] == ["reject"]
+        assert decided[0][1].endswith("mp/victim")  # the screen's line, in the message
+        assert sent.endswith(b"\x03")  # dropped with a Ctrl-C, its Enter not sent
+        gate.close()
+
+    run(main())
