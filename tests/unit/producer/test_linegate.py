@@ -380,6 +380,49 @@ def test_a_line_that_leaves_a_quote_open_is_decided_with_the_next() -> None:
     run(main())
 
 
+class Replay:
+    """A gate fed a recorded session's bytes at their times (no shell: the recording
+    holds its echo); what it sent, decided and asked for review."""
+
+    def __init__(self, columns: int) -> None:
+        self.sent = bytearray()
+        self.decided: list[tuple[str, str]] = []
+        self.asked: list[str] = []
+        self.gate = LineGate(
+            (columns, 24),
+            decide=lambda line: POLICY.decide("alice", "t1", line),
+            send=self.sent.extend,
+            tell=lambda _text: None,
+            hold=lambda _on: None,
+            decided=lambda d, line: self.decided.append((d.action if d else "?", line)),
+            review=self._review,
+            reviewed=lambda *_: None,
+        )
+
+    def _review(self, _decision: Decision, line: str, _done: Callable[[Verdict], None]) -> None:
+        self.asked.append(line)
+
+    async def play(self, steps: list[tuple[float, str, bytes]]) -> None:
+        """``(when, "out" | "in" | "key", bytes)``: a key is echoed by the terminal."""
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for at, kind, data in steps:
+            await asyncio.sleep(max(0.0, start + at - loop.time()))
+            if kind == "out":
+                self.gate.output(data)
+            else:
+                self.gate.input(data)
+                if kind == "key":
+                    await asyncio.sleep(0.002)
+                    self.gate.output(data)
+
+    async def until(self, done: Callable[[], bool]) -> None:
+        for _ in range(100):  # an Enter whose echo the gate missed waits up to 2 s
+            await asyncio.sleep(0.05)
+            if done():
+                return
+
+
 def test_a_continuation_misread_does_not_let_a_held_line_run() -> None:
     """Found in a full run: keys typed ahead of a new shell's prompt (``exec bash`` then
     ``PS1='READY> '`` at once) were echoed by the terminal before bash drew its prompt,
@@ -389,54 +432,31 @@ def test_a_continuation_misread_does_not_let_a_held_line_run() -> None:
     binds on every reading the Enter runs: that line read alone is one."""
 
     async def main() -> None:
-        sent = bytearray()
-        told: list[str] = []
-        decided: list[tuple[str, str]] = []
-        asked: list[str] = []
-
-        def review(decision: Decision, line: str, done: Callable[[Verdict], None]) -> None:
-            asked.append(line)
-
-        gate = LineGate(
-            (80, 24),
-            decide=lambda line: POLICY.decide("alice", "t1", line),
-            send=sent.extend,
-            tell=told.append,
-            hold=lambda _on: None,
-            decided=lambda d, line: decided.append((d.action if d else "unreadable", line)),
-            review=review,
-            reviewed=lambda *_: None,
+        replay = Replay(80)
+        await replay.play(
+            [  # as recorded: when (s), what
+                (0.0, "out", b"\x1b[?2004hroot@vm:~# "),
+                (0.087, "in", b"exec bash --norc --noprofile\n"),
+                (0.105, "out", b"exec bash --norc --noprofile"),
+                (0.137, "in", b"PS1='READY> '\n"),
+                (0.138, "out", b"\r\n\x1b[?2004l\r"),
+                (0.138, "out", b"PS1='READY> '"),
+                (0.141, "out", b"\x1b[?2004h"),
+                (0.180, "out", b"bash-5.2# "),
+                (0.180, "out", b"PS1='READY> '"),
+                (0.180, "out", b"\r\n"),
+                (0.180, "out", b"\x1b[?2004l\r"),
+                (0.180, "out", b"\x1b[?2004h"),
+                (0.180, "out", b"READY> "),
+                (0.231, "in", b"reboot now\n"),
+                (0.250, "out", b"reboot now"),
+            ]
         )
-        steps: list[tuple[float, str, bytes]] = [  # as recorded: when (s), what
-            (0.0, "out", b"\x1b[?2004hroot@vm:~# "),
-            (0.087, "in", b"exec bash --norc --noprofile\n"),
-            (0.105, "out", b"exec bash --norc --noprofile"),
-            (0.137, "in", b"PS1='READY> '\n"),
-            (0.138, "out", b"\r\n\x1b[?2004l\r"),
-            (0.138, "out", b"PS1='READY> '"),
-            (0.141, "out", b"\x1b[?2004h"),
-            (0.180, "out", b"bash-5.2# "),
-            (0.180, "out", b"PS1='READY> '"),
-            (0.180, "out", b"\r\n"),
-            (0.180, "out", b"\x1b[?2004l\r"),
-            (0.180, "out", b"\x1b[?2004h"),
-            (0.180, "out", b"READY> "),
-            (0.231, "in", b"reboot now\n"),
-            (0.250, "out", b"reboot now"),
-        ]
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for at, kind, data in steps:
-            await asyncio.sleep(max(0.0, start + at - loop.time()))
-            (gate.input if kind == "in" else gate.output)(data)
-        for _ in range(100):  # an Enter whose echo the gate missed waits up to 2 s
-            await asyncio.sleep(0.05)
-            if asked or sent.endswith(b"reboot now\n"):
-                break
-        assert asked == ["reboot now"]
-        assert ("review", "reboot now") in decided
-        assert not sent.endswith(b"reboot now\n")  # its Enter held for the auditor
-        gate.close()
+        await replay.until(lambda: bool(replay.asked) or replay.sent.endswith(b"reboot now\n"))
+        assert replay.asked == ["reboot now"]
+        assert ("review", "reboot now") in replay.decided
+        assert not replay.sent.endswith(b"reboot now\n")  # its Enter held for the auditor
+        replay.gate.close()
 
     run(main())
 
@@ -448,51 +468,27 @@ def test_keys_typed_before_the_shell_started_are_read_as_typed() -> None:
     at dash's prompt. dash reads every key typed: the line as typed is decided too."""
 
     async def main() -> None:
-        sent = bytearray()
-        decided: list[tuple[str, str]] = []
-        gate = LineGate(
-            (200, 24),
-            decide=lambda line: POLICY.decide("alice", "t1", line),
-            send=sent.extend,
-            tell=lambda _text: None,
-            hold=lambda _on: None,
-            decided=lambda d, line: decided.append((d.action if d else "unreadable", line)),
-            review=lambda _d, _line, _done: None,
-            reviewed=lambda *_: None,
+        replay = Replay(200)
+        await replay.play(
+            [  # as recorded: when (s), what
+                (0.0, "out", b"This session is recorded and may be watched.\r\n"),
+                (0.001, "in", b"exec dash\nPS1='READY> '\n"),
+                (0.231, "out", b"exec dash"),
+                (0.269, "out", b"\r\n"),
+                (0.283, "out", b"PS1='READY> '"),
+                (0.323, "out", b"\r\n"),
+                *[(0.35 + 0.06 * n, "key", bytes([key])) for n, key in enumerate(b"rm /t")],
+                (0.615, "out", b"\x1b[?2004hroot@vm:~# exec dash\r\n\x1b[?2004l\r"),
+                (0.616, "out", b"# "),
+                (0.617, "out", b"READY> "),
+                *[(0.675 + 0.03 * n, "key", bytes([key])) for n, key in enumerate(b"mp/victim")],
+                (1.05, "in", b"\r"),
+            ]
         )
-        steps: list[tuple[float, str, bytes]] = [  # as recorded: when (s), what
-            (0.0, "out", b"This session is recorded and may be watched.\r\n"),
-            (0.001, "in", b"exec dash\nPS1='READY> '\n"),
-            (0.231, "out", b"exec dash"),
-            (0.269, "out", b"\r\n"),
-            (0.283, "out", b"PS1='READY> '"),
-            (0.323, "out", b"\r\n"),
-            *[(0.35 + 0.06 * n, "key", bytes([key])) for n, key in enumerate(b"rm /t")],
-            (0.615, "out", b"\x1b[?2004hroot@vm:~# exec dash\r\n\x1b[?2004l\r"),
-            (0.616, "out", b"# "),
-            (0.617, "out", b"READY> "),
-            *[(0.675 + 0.03 * n, "key", bytes([key])) for n, key in enumerate(b"mp/victim")],
-        ]
-        loop = asyncio.get_running_loop()
-        start = loop.time()
-        for at, kind, data in steps:
-            await asyncio.sleep(max(0.0, start + at - loop.time()))
-            if kind == "out":
-                gate.output(data)
-            else:
-                gate.input(data)
-                if kind == "key":  # the terminal driver echoes each key
-                    await asyncio.sleep(0.002)
-                    gate.output(data)
-        await asyncio.sleep(0.1)
-        gate.input(b"\r")
-        for _ in range(100):
-            await asyncio.sleep(0.05)
-            if decided:
-                break
-        assert [action for action, _line in decided] == ["reject"]
-        assert decided[0][1].endswith("mp/victim")  # the screen's line, in the message
-        assert sent.endswith(b"\x03")  # dropped with a Ctrl-C, its Enter not sent
-        gate.close()
+        await replay.until(lambda: bool(replay.decided))
+        assert [action for action, _line in replay.decided] == ["reject"]
+        assert replay.decided[0][1].endswith("mp/victim")  # the screen's line, in the message
+        assert replay.sent.endswith(b"\x03")  # dropped with a Ctrl-C, its Enter not sent
+        replay.gate.close()
 
     run(main())
