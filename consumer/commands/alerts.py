@@ -5,19 +5,16 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any
-
-from sqlalchemy import Select, or_, select
 
 from consumer.alertoutbox import alert_document
 from sshtrail import queries
+from sshtrail.alertqueries import AlertFilter, list_alerts
 from sshtrail.commandkit.exits import EXIT_NO_MATCH
 from sshtrail.commandkit.output import chosen_format, print_json, print_listing
 from sshtrail.commandkit.reading import store
 from sshtrail.errors import ConfigError
 from sshtrail.settings import Settings
 from sshtrail.sigmarules import load_rules
-from sshtrail.tables import ALERTS
 from sshtrail.textsafe import local_time, visible
 
 
@@ -25,20 +22,16 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.what == "rules":
         return _rules(args, settings)
     with store(settings) as conn:
-        query: Select[Any] = select(ALERTS).order_by(ALERTS.c.at.desc()).limit(args.limit)
-        if args.session:
-            query = query.where(ALERTS.c.session_id == queries.resolve(conn, args.session))
-        if args.since:
-            query = query.where(ALERTS.c.at >= args.since)
-        if args.level:
-            query = query.where(ALERTS.c.level == args.level.lower())
-        if args.rule:
-            query = query.where(or_(ALERTS.c.rule_id == args.rule, ALERTS.c.title == args.rule))
-        if args.operator:
-            query = query.where(ALERTS.c.operator == args.operator)
-        if args.target:
-            query = query.where(ALERTS.c.target == args.target)
-        found = [dict(row) for row in conn.execute(query).mappings()]
+        wanted = AlertFilter(
+            since=args.since,
+            level=args.level.lower() if args.level else None,
+            rule=args.rule or None,
+            operator=args.operator or None,
+            target=args.target or None,
+            session_id=queries.resolve(conn, args.session) if args.session else None,
+            limit=args.limit,
+        )
+        found = list_alerts(conn, wanted)
     shape = chosen_format(args)
     console = settings.alerts.console_url.rstrip("/")
     if shape == "json":

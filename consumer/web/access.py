@@ -56,6 +56,7 @@ ACTIONS = (
     "reviews",
     "approve",
     "deny",
+    "alerts",
     "lag",
     "access-log",
     "denied",

@@ -54,6 +54,7 @@ from consumer.web.console import Console
 from consumer.web.headers import SecurityHeaders
 from consumer.web.live import Ending, LiveHub, end_when_given_up, stream_live
 from consumer.web.pages.admin import Admin
+from consumer.web.pages.alerts import AlertPages
 from consumer.web.pages.downloads import Downloads
 from consumer.web.pages.reviews import ReviewPages
 from consumer.web.pages.search import Search
@@ -100,6 +101,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     signin, sessions, downloads = SignIn(console), SessionPages(console), Downloads(console)
     search, admin, reviews = Search(console), Admin(console), ReviewPages(console)
+    alerts = AlertPages(console)
     signed_in = _guard(console)
     routes = [
         Route("/", lambda request: RedirectResponse("/sessions", 303)),
@@ -117,6 +119,7 @@ def create_app(settings: Settings) -> Starlette:
         Route("/search", signed_in(search.search)),
         Route("/reviews", signed_in(reviews.reviews)),
         Route("/reviews/{rid}", _answer_review(console, reviews), methods=["POST"]),
+        Route("/alerts", signed_in(alerts.alerts)),
         Route("/lag", signed_in(admin.lag, admin=True)),
         Route("/access-log", signed_in(admin.access_log, admin=True)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),

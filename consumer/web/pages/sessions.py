@@ -1,5 +1,5 @@
-"""The sessions list and a session's page: its fields, verdict, commands, transfers,
-player, live view and terminate button."""
+"""The sessions list and a session's page: its fields, verdict, alerts, commands,
+transfers, player, live view and terminate button."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from starlette.responses import Response
 from consumer.requester import ask
 from consumer.web import filters
 from consumer.web.auth import Auditor
+from consumer.web.pages.alerts import alert_row
 from consumer.web.pages.base import (
     Page,
     check_one_of,
@@ -26,6 +27,7 @@ from consumer.web.pages.base import (
 )
 from consumer.web.pages.downloads import EXPORTS
 from sshtrail import control, interrupted, queries
+from sshtrail.alertqueries import AlertFilter, list_alerts
 from sshtrail.chain import Status
 from sshtrail.describe import duration_text, exit_text, request_text, session_fields, signer_text
 from sshtrail.errors import BrokerError
@@ -39,6 +41,8 @@ STATUSES = (*(s.value for s in SessionStatus), "tampered")
 TAMPERED_SCAN = 5000
 #: Operations of one session the session page lists at most.
 TRANSFERS_SHOWN = 500
+#: Alerts of one session the session page marks at most (the newest).
+ALERTS_SHOWN = 500
 SPEEDS = ("0.5", "1", "2", "4", "8")
 IDLE_LIMITS = ("", "1", "2", "5", "30")
 #: The command-policy marks the sessions page filters by (docs/policy.md).
@@ -143,6 +147,9 @@ class SessionPages(Page):
                 if row["transfers"]
                 else []
             )
+            raised = list_alerts(
+                conn, AlertFilter(session_id=row["id"], limit=ALERTS_SHOWN, scope=auditor.scope)
+            )
         commands = self._commands(row["id"])
         self.console.log(request, "view", session_id=row["id"])
         start = read_seconds(request.query_params.get("t"))
@@ -175,6 +182,8 @@ class SessionPages(Page):
                 "commands": commands,
                 "transfers": moved,
                 "transfers_shown": TRANSFERS_SHOWN,
+                "alerts": sorted((alert_row(a) for a in raised), key=lambda a: a["t"]),
+                "alerts_shown": ALERTS_SHOWN,
                 "player": player,
                 "cast": cast,
                 "live": live,

@@ -62,7 +62,7 @@ function mountPlayer() {
   }
 }
 
-// A list that keeps itself current (the reviews page): its part of the page is fetched
+// A list that keeps itself current (the reviews and alerts pages): its part of the page is fetched
 // again every two seconds, unless the auditor is writing in it (a reason half typed).
 function refreshLists() {
   for (const element of document.querySelectorAll("[data-refresh]")) {
