@@ -3,15 +3,15 @@
 Each session's chunks are read, in seq order, by the same command reader the index and
 the command policy use (:class:`~sshtrail.indexsession.IndexedSession` over
 :mod:`sshtrail.terminal`, held by :class:`~consumer.alertsession.AlertSession`, which
-``sshtrail alerts hunt`` reads stored sessions with too). Every command it reads -- typed at a prompt, or an exec
-request -- becomes the process events Sigma's ``process_creation`` rules describe
-(:mod:`sshtrail.alertevents`), matched against the rules in force
-(:mod:`consumer.alertrules`). An alert is a row of the store's ``alerts`` table, written
-insert-or-ignore under an id made of the session, the chunk, the rule and the command's
-time: a chunk read again (a rebalance, a member killed mid-batch, a reprocess)
-raises the same alerts, stored once. The topic and the webhooks are fed from that table
-afterwards (:mod:`consumer.alertoutbox`), never inside the batch: a slow webhook does
-not hold the group up.
+``sshtrail alerts hunt`` reads stored sessions with too). Every command it reads --
+typed at a prompt, or an exec request -- becomes the process events Sigma's
+``process_creation`` rules describe (:mod:`sshtrail.alertevents`), matched against the
+rules in force (:mod:`consumer.alertrules`). An alert is a row of the store's
+``alerts`` table, written insert-or-ignore under an id made of the session, the chunk,
+the rule and the command's time: a chunk read again (a rebalance, a member killed
+mid-batch, a reprocess) raises the same alerts, stored once. The topic and the webhooks
+are fed from that table afterwards (:mod:`consumer.alertoutbox`), never inside the
+batch: a slow webhook does not hold the group up.
 
 A member that takes a session over mid-way (a restart, a rebalance, a chunk past the
 one its reader expects) reads its earlier chunks back from the store -- when the store
@@ -199,4 +199,3 @@ class AlertWriter:
         if new:
             conn.execute(self._insert(ALERTS).on_conflict_do_nothing(), new)
         return new
-
