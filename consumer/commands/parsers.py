@@ -254,7 +254,7 @@ def alerts(commands: Any) -> None:
         help="run Sigma rule files over the stored sessions (read-only)",
         description="Read every stored session (or those the options name) as the alert "
         "group reads it live -- the same command reader, events and evaluator -- and print "
-        "one row per command a rule matches, oldest session first: a rule written today "
+        "one row per command a rule matches, oldest first: a rule written today "
         "finds last month's sessions. Read-only: nothing is written to the alerts table, "
         "published on alerts.topic or sent to a webhook. Exits 0 with hits, 1 with none, 2 "
         "for a rule file that cannot be used (which file, and why) or a bad argument.",
