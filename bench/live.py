@@ -38,9 +38,12 @@ from bench.gateway import percentile
 from bench.scratch import scratch, start_demo
 
 
-def start_stack(home: Path) -> tuple[subprocess.Popen[str], dict[str, str]]:
-    """``up --demo``; what it printed that the bench needs."""
-    up, said = start_demo(home)
+def start_stack(
+    home: Path, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """``up --demo`` (``extra_env`` added to its environment); what it printed that the
+    bench needs."""
+    up, said = start_demo(home, extra_env)
     found = {
         "password": re.search(r"with password (\S+)", said),
         "web": re.search(r"open (http://\S+) and sign in", said),

@@ -2,15 +2,16 @@
 
 Each session's chunks are read, in seq order, by the same command reader the index and
 the command policy use (:class:`~sshtrail.indexsession.IndexedSession` over
-:mod:`sshtrail.terminal`). Every command it reads -- typed at a prompt, or an exec
-request -- becomes the process events Sigma's ``process_creation`` rules describe
-(:mod:`sshtrail.alertevents`), matched against the rules in force
-(:mod:`consumer.alertrules`). An alert is a row of the store's ``alerts`` table, written
-insert-or-ignore under an id made of the session, the chunk, the rule and the command's
-time: a chunk read again (a rebalance, a member killed mid-batch, a reprocess)
-raises the same alerts, stored once. The topic and the webhooks are fed from that table
-afterwards (:mod:`consumer.alertoutbox`), never inside the batch: a slow webhook does
-not hold the group up.
+:mod:`sshtrail.terminal`, held by :class:`~consumer.alertsession.AlertSession`, which
+``sshtrail alerts hunt`` reads stored sessions with too). Every command it reads --
+typed at a prompt, or an exec request -- becomes the process events Sigma's
+``process_creation`` rules describe (:mod:`sshtrail.alertevents`), matched against the
+rules in force (:mod:`consumer.alertrules`). An alert is a row of the store's
+``alerts`` table, written insert-or-ignore under an id made of the session, the chunk,
+the rule and the command's time: a chunk read again (a rebalance, a member killed
+mid-batch, a reprocess) raises the same alerts, stored once. The topic and the webhooks
+are fed from that table afterwards (:mod:`consumer.alertoutbox`), never inside the
+batch: a slow webhook does not hold the group up.
 
 A member that takes a session over mid-way (a restart, a rebalance, a chunk past the
 one its reader expects) reads its earlier chunks back from the store -- when the store
@@ -21,13 +22,10 @@ the session's operator and target come from the store's row, or stay unknown.
 
 from __future__ import annotations
 
-import datetime as dt
-import hashlib
 import logging
 import uuid
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter
@@ -36,12 +34,11 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from consumer.alertrules import RulesInForce
+from consumer.alertsession import AlertSession
 from consumer.messages import Received, Refused
 from consumer.transaction import Transaction
 from consumer.writer import Written
-from sshtrail.alertevents import command_events
 from sshtrail.errors import WireError
-from sshtrail.events import Exec, Start
 from sshtrail.indexsession import IndexedSession
 from sshtrail.tables import ALERTS, CHUNKS, SESSIONS
 from sshtrail.wire import Chunk, decode_chunk
@@ -53,16 +50,6 @@ MAX_SESSIONS = 10_000
 #: A session taken over at most this far in is read again from its first chunk (from
 #: the store); further in, it is read on from where it is (a bounded batch).
 MAX_CATCH_UP = 64
-#: Alerts one command raises at most (a rule file that matches everything).
-MAX_ALERTS_PER_COMMAND = 50
-
-
-@dataclass(slots=True)
-class _Session:
-    reader: IndexedSession
-    user: str | None = None
-    #: Times (ns) of the session's exec requests: their command docs are exec commands.
-    execs: set[int] = field(default_factory=set)
 
 
 class AlertWriter:
@@ -78,7 +65,7 @@ class AlertWriter:
         self._engine = engine
         self._rules = rules
         self._insert = postgresql.insert if engine.dialect.name == "postgresql" else sqlite.insert
-        self._sessions: OrderedDict[uuid.UUID, _Session] = OrderedDict()
+        self._sessions: OrderedDict[uuid.UUID, AlertSession] = OrderedDict()
         self._raised = raised
         self._counter = Counter(
             "sshtrail_alerts",
@@ -145,7 +132,7 @@ class AlertWriter:
                 continue  # read already (a re-delivery)
             if chunk.seq > session.reader.next_seq:
                 log.info("session %s: chunks before %d not seen: reading on", session_id, chunk.seq)
-            self._apply(session, chunk, rows)
+            rows += session.apply(chunk, self._rules.current())
             read += 1
         if session.reader.ended:
             self._sessions.pop(session_id, None)
@@ -153,12 +140,12 @@ class AlertWriter:
 
     def _session(
         self, conn: Connection, session_id: uuid.UUID, first_seq: int, rows: list[dict[str, Any]]
-    ) -> _Session:
+    ) -> AlertSession:
         session = self._sessions.get(session_id)
         if session is not None and session.reader.next_seq >= first_seq:
             self._sessions.move_to_end(session_id)  # in order, or a re-delivery
             return session
-        session = _Session(IndexedSession(session_id))
+        session = AlertSession(session_id)
         if first_seq > 0:
             self._catch_up(conn, session, first_seq, rows)
         self._sessions[session_id] = session
@@ -167,7 +154,7 @@ class AlertWriter:
         return session
 
     def _catch_up(
-        self, conn: Connection, session: _Session, first_seq: int, rows: list[dict[str, Any]]
+        self, conn: Connection, session: AlertSession, first_seq: int, rows: list[dict[str, Any]]
     ) -> None:
         """Read the session's chunks before ``first_seq`` back from the store, if it has
         them all (their alerts are raised again: the same ids, stored once); otherwise
@@ -183,7 +170,7 @@ class AlertWriter:
         if stored and [seq for seq, _ in stored] == list(range(first_seq)):
             for _, data in stored:
                 try:
-                    self._apply(session, decode_chunk(data), rows)
+                    rows += session.apply(decode_chunk(data), self._rules.current())
                 except WireError:
                     break
             if session.reader.next_seq == first_seq:
@@ -197,46 +184,6 @@ class AlertWriter:
         ).first()
         if row is not None:
             session.reader.operator, session.reader.target, session.user = row
-
-    def _apply(self, session: _Session, chunk: Chunk, rows: list[dict[str, Any]]) -> None:
-        for event in chunk.events:
-            if isinstance(event, Start):
-                session.user = event.user
-            elif isinstance(event, Exec) and event.mode == "exec":
-                session.execs.add(event.t)
-        rules = self._rules.current()
-        for doc in session.reader.apply(chunk):
-            if doc["kind"] == "command" and rules.rules:
-                rows += self._alerts(session, doc, rules)
-
-    def _alerts(self, session: _Session, doc: dict[str, Any], rules: Any) -> list[dict[str, Any]]:
-        text: str = doc["text"]
-        events = command_events(text, session.user, exec_request=doc["t"] in session.execs)
-        found: dict[str, tuple[Any, dict[str, str]]] = {}
-        for event in events:
-            for rule in rules.match(event):
-                found.setdefault(rule.id, (rule, event))
-        reader = session.reader
-        at = doc["at"] or dt.datetime.now(dt.UTC)
-        return [
-            {
-                "id": alert_id(reader.session_id, doc["seq"], rule.id, doc["t"]),
-                "session_id": reader.session_id,
-                "seq": doc["seq"],
-                "t": doc["t"],
-                "at": at,
-                "rule_id": rule.id[:64],
-                "title": rule.title[:512],
-                "level": (rule.level or "")[:16],
-                "author": (rule.author or "")[:512],
-                "operator": reader.operator,
-                "target": reader.target,
-                "command": text[:4096],
-                "tags": list(rule.tags),
-                "event": dict(event),
-            }
-            for rule, event in list(found.values())[:MAX_ALERTS_PER_COMMAND]
-        ]
 
     def _save(self, conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Insert the alerts not stored yet; those that were new."""
@@ -252,11 +199,3 @@ class AlertWriter:
         if new:
             conn.execute(self._insert(ALERTS).on_conflict_do_nothing(), new)
         return new
-
-
-def alert_id(session_id: uuid.UUID, seq: int, rule_id: str, t: int) -> str:
-    """The id an alert has however often its chunk is read, from wherever in the session
-    the reader started: the session, the chunk, the rule, and the command's time (its
-    Enter; the text read may differ when the prompt was not known)."""
-    key = f"{session_id}|{seq}|{rule_id}|{t}".encode()
-    return hashlib.sha256(key).hexdigest()[:32]

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import re
+from pathlib import Path
 from typing import Any
 
 from sshtrail.commandkit.arguments import http_url, moment, port, ranged
@@ -221,12 +222,13 @@ def alert(commands: Any) -> None:
 def alerts(commands: Any) -> None:
     alerts = commands.add_parser(
         "alerts",
-        help="the alerts Sigma rules raised, or (alerts rules) the rules and their status",
+        help="the alerts Sigma rules raised; (alerts rules) the rules; (alerts hunt) a rule "
+        "over stored sessions",
         description="List stored alerts, newest first (exit 1 when none). 'alerts rules' "
         "lists the rule files of alerts.rules with their status: active, needs field X "
-        "(a field sshtrail cannot fill), or invalid with the reason.",
+        "(a field sshtrail cannot fill), or invalid with the reason. 'alerts hunt RULE.yml' "
+        "runs rules over the stored sessions.",
     )
-    alerts.add_argument("what", nargs="?", choices=("rules",), help="list the rules instead")
     alerts.add_argument("--since", type=moment, help="only since (2h, 7d or an ISO time)")
     alerts.add_argument("--level", help="only this level (low, medium, high, critical)")
     alerts.add_argument("--rule", metavar="ID", help="only this rule (its id or title)")
@@ -238,6 +240,40 @@ def alerts(commands: Any) -> None:
     )
     format_options(alerts, csv_rows="one row per alert")
     alerts.set_defaults(handler="consumer.commands.alerts:run")
+    actions = alerts.add_subparsers(dest="what", metavar="ACTION")
+    rules = actions.add_parser(
+        "rules",
+        help="the rule files of alerts.rules and their status",
+        description="List the rule files of alerts.rules with their status: active, needs "
+        "field X (a field sshtrail cannot fill), or invalid with the reason.",
+    )
+    format_options(rules, csv_rows="one row per rule file")
+    rules.set_defaults(handler="consumer.commands.alerts:run_rules")
+    hunt = actions.add_parser(
+        "hunt",
+        help="run Sigma rule files over the stored sessions (read-only)",
+        description="Read every stored session (or those the options name) as the alert "
+        "group reads it live -- the same command reader, events and evaluator -- and print "
+        "one row per command a rule matches, oldest first: a rule written today "
+        "finds last month's sessions. Read-only: nothing is written to the alerts table, "
+        "published on alerts.topic or sent to a webhook. Exits 0 with hits, 1 with none, 2 "
+        "for a rule file that cannot be used (which file, and why) or a bad argument.",
+    )
+    hunt.add_argument("files", nargs="+", type=Path, metavar="RULE.yml", help="Sigma rule files")
+    hunt.add_argument(
+        "--since", type=moment, help="only commands run since (2h, 30d or an ISO time)"
+    )
+    hunt.add_argument("--operator", metavar="NAME", help="only this operator's sessions")
+    hunt.add_argument("--target", metavar="NAME", help="only sessions on this target")
+    hunt.add_argument("--session", metavar="ID", help="only this session (id or prefix)")
+    hunt.add_argument(
+        "--limit",
+        type=ranged(int, 1, 1_000_000, "1 to 1000000"),
+        default=1000,
+        help="stop after this many hits (default 1000)",
+    )
+    format_options(hunt, csv_rows="one row per hit")
+    hunt.set_defaults(handler="consumer.commands.alerts:run_hunt")
 
 
 def lag(commands: Any) -> None:

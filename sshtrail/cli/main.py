@@ -79,13 +79,20 @@ def handler_of(args: argparse.Namespace) -> Callable[[argparse.Namespace, Settin
     return found
 
 
-def _command_parser(parser: argparse.ArgumentParser, command: str) -> argparse.ArgumentParser:
-    """The sub-parser of ``command`` (the top-level parser if there is none)."""
-    for action in parser._actions:
-        if isinstance(action, argparse._SubParsersAction) and command in action.choices:
-            found: argparse.ArgumentParser = action.choices[command]
+def _command_parser(
+    parser: argparse.ArgumentParser, args: argparse.Namespace
+) -> argparse.ArgumentParser:
+    """The parser of the command ``args`` were parsed for, down to its action
+    (``alerts hunt``); the top-level parser if there is none."""
+    found = parser
+    while True:
+        action = next(
+            (a for a in found._actions if isinstance(a, argparse._SubParsersAction)), None
+        )
+        chosen = getattr(args, action.dest, None) if action is not None else None
+        if action is None or chosen not in action.choices:
             return found
-    return parser
+        found = action.choices[chosen]
 
 
 def _command(argv: Sequence[str]) -> str | None:
@@ -109,7 +116,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(_command(arguments))
     args, unknown = parser.parse_known_args(arguments)
     if unknown:  # said by the command's own parser, with its own usage
-        _command_parser(parser, args.command).error(f"unrecognized arguments: {' '.join(unknown)}")
+        _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
         settings = load_settings(args.config)
     except ConfigError as exc:

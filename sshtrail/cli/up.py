@@ -230,11 +230,12 @@ def _start_infrastructure(settings: Settings, from_option: bool) -> EmbeddedBrok
 
 
 def _topics_line(topics: Topics) -> str:
-    """The sessions topic as found, where dead letters, requests and the access log's
-    heads go, what was created."""
-    sessions, dead_letters, requests, heads = topics.found
+    """The sessions topic as found, where dead letters, requests, the access log's
+    heads and (with alerts.rules set) alerts go, what was created."""
+    sessions, dead_letters, requests, heads, *alerts = topics.found
     line = f"{sessions.name} ({summary(sessions)}), dead letters in {dead_letters.name}, "
     line += f"requests in {requests.name}, access-log heads in {heads.name}"
+    line += "".join(f", alerts in {topic.name}" for topic in alerts)
     if len(topics.created) == len(topics.found):
         line += " (created)"
     elif topics.created:

@@ -4,6 +4,7 @@ promises, its own usage, and never a traceback."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import shutil
 import subprocess
@@ -32,18 +33,35 @@ MISSING = {
     "reveal": ["ffffffffffff", "--key", "{escrow}", "--reason", "test"],
     "access-log": ["--session", "ffffffffffff"],
     "terminate": ["ffffffffffff", "--reason", "test"],
+    "alerts hunt": ["{rule}", "--session", "ffffffffffff"],
 }
+#: A Sigma rule ``alerts hunt`` can load.
+RULE = """\
+title: Reboot Typed
+id: 5b1f8e0e-3c1d-4f7a-9a0e-2f2d8c3b7a11
+author: sshtrail tests
+logsource: {product: linux, category: process_creation}
+detection: {selection: {Image|endswith: /reboot}, condition: selection}
+"""
 
 
 def commands() -> list[str]:
-    action = next(a for a in build_parser()._actions if a.dest == "command")
-    return sorted(action.choices or ())
+    """Every command, and every action of one that has them (``alerts hunt``)."""
+    action = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    names = []
+    for name, parser in sorted(action.choices.items()):
+        names.append(name)
+        for inner in parser._actions:
+            if isinstance(inner, argparse._SubParsersAction):
+                names += [f"{name} {sub}" for sub in sorted(inner.choices or ())]
+    return names
 
 
 def test_every_command_answers_help_a_bad_flag_and_a_missing_session(tmp_path: Path) -> None:
     (tmp_path / "sshtrail-data").mkdir(mode=0o700)
     migrate.upgrade(f"sqlite:///{tmp_path / 'sshtrail-data' / 'sshtrail.db'}")
     generate(tmp_path / "escrow")
+    (tmp_path / "rule.yml").write_text(RULE)
     (tmp_path / "signer.pub").write_bytes(
         SIGNER.public_key().public_bytes(Encoding.OpenSSH, PublicFormat.OpenSSH)
     )
@@ -54,10 +72,14 @@ def test_every_command_answers_help_a_bad_flag_and_a_missing_session(tmp_path: P
     for command in names:
         runs += [(command, "help", ["--help"]), (command, "bad flag", ["--no-such-flag"])]
         if command in MISSING:
-            fill = {"escrow": tmp_path / "escrow", "signer": tmp_path / "signer.pub"}
+            fill = {
+                "escrow": tmp_path / "escrow",
+                "signer": tmp_path / "signer.pub",
+                "rule": tmp_path / "rule.yml",
+            }
             runs.append((command, "missing", [a.format(**fill) for a in MISSING[command]]))
     with ThreadPoolExecutor(max_workers=6) as pool:  # one start-up each: run side by side
-        results = list(pool.map(lambda r: _run(tmp_path, r[0], *r[2]), runs))
+        results = list(pool.map(lambda r: _run(tmp_path, *r[0].split(), *r[2]), runs))
     for (command, kind, _argv), done in zip(runs, results, strict=True):
         where = (command, kind, done.stdout[-500:], done.stderr[-500:])
         assert "Traceback" not in done.stderr, where

@@ -172,9 +172,11 @@ def events_session(
     request: tuple[ExecMode, bytes] = ("shell", b""),
     end: bool = True,
     signer: Ed25519PrivateKey = SIGNER,
+    started_at: int | None = None,
 ) -> tuple[uuid.UUID, list[bytes]]:
     """A session of the given events, a chunk per list; start, request and end added.
-    Event times must not go backwards; they are taken as given."""
+    Event times must not go backwards; they are taken as given. ``started_at`` (ns since
+    the epoch): when the session began, now if not given."""
     session_id = uuid7()
     writer = ChainWriter(session_id, signer)
     start = ev.Start(
@@ -189,7 +191,7 @@ def events_session(
         term,
         cols,
         rows,
-        time.time_ns(),
+        started_at or time.time_ns(),
     )
     messages = [writer.encode([start, ev.Exec(0, *request)])]
     last = 0

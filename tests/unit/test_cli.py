@@ -52,6 +52,17 @@ COMMANDS = (
     "alerts",
     "policy",
 )
+#: Commands' actions, each with a parser, help and usage errors of its own.
+ACTIONS = (
+    "db upgrade",
+    "db downgrade",
+    "db current",
+    "db check",
+    "alerts rules",
+    "alerts hunt",
+    "policy check",
+    "policy test",
+)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -76,6 +87,18 @@ def test_each_command_has_help(capsys: pytest.CaptureFixture[str], command: str)
     status, out, _ = run(capsys, command, "--help")
     assert status == 0
     assert f"usage: sshtrail {command}" in out
+
+
+@pytest.mark.parametrize("action", ACTIONS)
+def test_each_action_has_help_and_its_own_usage_errors(
+    capsys: pytest.CaptureFixture[str], action: str
+) -> None:
+    status, out, _ = run(capsys, *action.split(), "--help")
+    assert status == 0
+    assert f"usage: sshtrail {action}" in out
+    status, _, err = run(capsys, *action.split(), "--no-such-flag")
+    assert status == 2
+    assert f"sshtrail {action}: error: " in err
 
 
 def test_unknown_command_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:

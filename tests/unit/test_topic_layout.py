@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from sshtrail.cli.up import _topics_line
+from sshtrail.kafka.admin import Topics
 from sshtrail.kafka.layout import (
     RETENTION_MS,
     Difference,
@@ -211,3 +213,11 @@ def test_summaries_and_durations_read_as_people_say_them() -> None:
         "2 hours",
         "1 day",
     ]
+
+
+def test_ups_topics_line_names_the_alerts_topic_when_alerts_run() -> None:
+    names = ["s", "s.dlq", "control", "heads", "alerts"]
+    found = [FoundTopic(name, 3, 1) for name in names]
+    line = _topics_line(Topics(found, names, []))
+    assert line.endswith("access-log heads in heads, alerts in alerts (created)")
+    assert "alerts in" not in _topics_line(Topics(found[:4], [], []))

@@ -1,0 +1,90 @@
+"""One session read for Sigma rules: its command reader, and the alerts each chunk raises.
+
+Shared by the live group (:mod:`consumer.alerter`, chunks from the sessions topic) and
+by hunting in history (:mod:`consumer.hunt`, chunks from the store), so a rule sees a
+stored session exactly as it would have seen it live. Chunks are fed in seq order to
+the command reader the index and the command policy use
+(:class:`~sshtrail.indexsession.IndexedSession` over :mod:`sshtrail.terminal`); every
+command it reads becomes the process events of :mod:`sshtrail.alertevents`, matched
+against the rules given. An alert is returned as a row of the ``alerts`` table; its id
+is made of the session, the chunk, the rule and the command's time, so the same command
+read again raises the same id.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import uuid
+from typing import Any
+
+from sshtrail.alertevents import command_events
+from sshtrail.events import Exec, Start
+from sshtrail.indexsession import IndexedSession
+from sshtrail.sigmarules import Rule, RuleSet
+from sshtrail.wire import Chunk
+
+#: Alerts one command raises at most (a rule file that matches everything).
+MAX_ALERTS_PER_COMMAND = 50
+
+
+class AlertSession:
+    """One session's command reader, the account on its target and its exec requests."""
+
+    def __init__(self, session_id: uuid.UUID) -> None:
+        self.reader = IndexedSession(session_id)
+        #: The account on the target (the session's Start, or the store's row).
+        self.user: str | None = None
+        #: Times (ns) of the session's exec requests: their command docs are exec commands.
+        self.execs: set[int] = set()
+
+    def apply(self, chunk: Chunk, rules: RuleSet) -> list[dict[str, Any]]:
+        """Feed the session's next chunk; the alert rows ``rules`` raise on the commands it
+        completed. The reader reads it even with no rules, to stay where the session is."""
+        for event in chunk.events:
+            if isinstance(event, Start):
+                self.user = event.user
+            elif isinstance(event, Exec) and event.mode == "exec":
+                self.execs.add(event.t)
+        rows: list[dict[str, Any]] = []
+        for doc in self.reader.apply(chunk):
+            if doc["kind"] == "command" and rules.rules:
+                rows += self._alerts(doc, rules)
+        return rows
+
+    def _alerts(self, doc: dict[str, Any], rules: RuleSet) -> list[dict[str, Any]]:
+        text: str = doc["text"]
+        events = command_events(text, self.user, exec_request=doc["t"] in self.execs)
+        found: dict[str, tuple[Rule, dict[str, str]]] = {}
+        for event in events:
+            for rule in rules.match(event):
+                found.setdefault(rule.id, (rule, event))
+        reader = self.reader
+        at = doc["at"] or dt.datetime.now(dt.UTC)
+        return [
+            {
+                "id": alert_id(reader.session_id, doc["seq"], rule.id, doc["t"]),
+                "session_id": reader.session_id,
+                "seq": doc["seq"],
+                "t": doc["t"],
+                "at": at,
+                "rule_id": rule.id[:64],
+                "title": rule.title[:512],
+                "level": (rule.level or "")[:16],
+                "author": (rule.author or "")[:512],
+                "operator": reader.operator,
+                "target": reader.target,
+                "command": text[:4096],
+                "tags": list(rule.tags),
+                "event": dict(event),
+            }
+            for rule, event in list(found.values())[:MAX_ALERTS_PER_COMMAND]
+        ]
+
+
+def alert_id(session_id: uuid.UUID, seq: int, rule_id: str, t: int) -> str:
+    """The id an alert has however often its chunk is read, from wherever in the session
+    the reader started: the session, the chunk, the rule, and the command's time (its
+    Enter; the text read may differ when the prompt was not known)."""
+    key = f"{session_id}|{seq}|{rule_id}|{t}".encode()
+    return hashlib.sha256(key).hexdigest()[:32]
