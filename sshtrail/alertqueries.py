@@ -41,6 +41,9 @@ class AlertFilter:
 
 def list_alerts(conn: Connection, wanted: AlertFilter) -> list[dict[str, Any]]:
     """Alerts newest first (the time of their command's Enter), as column mappings."""
+    texts = (wanted.level, wanted.rule, wanted.operator, wanted.target)
+    if any(text is not None and "\x00" in text for text in texts):
+        return []  # no stored text holds a NUL (PostgreSQL refuses one even to compare)
     query: Select[Any] = select(ALERTS)
     if wanted.scope is not None and not wanted.scope.everything:
         query = query.select_from(
