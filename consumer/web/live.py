@@ -184,10 +184,10 @@ class LiveHub:
                     self._dispatch(message.key() or b"", message.value() or b"")
                 if not messages and rest:
                     rest_until_more(reader, self._topic, positions, rest, self._changed)
-            except BrokerError as exc:
-                log.warning("live view: %s; trying again", exc)
-                for watcher in self._all():
-                    watcher.deliver(f"the broker cannot be read ({exc}); trying again")
+            except (BrokerError, ArithmeticError, LookupError, ValueError) as exc:
+                # Not only the broker's errors: a watcher must never wait on a reader
+                # thread that died (a topic's metadata read while it was being made).
+                self._tell_failure(exc)
                 if reader is not None:
                     reader.close()
                     reader = None
@@ -195,6 +195,17 @@ class LiveHub:
                 self._stop.wait(2.0)
         if reader is not None:
             reader.close()
+
+    def _tell_failure(self, exc: Exception) -> None:
+        """Log why the reader is made again, and tell every watcher."""
+        if isinstance(exc, BrokerError):
+            log.warning("live view: %s; trying again", exc)
+            problem = f"the broker cannot be read ({exc})"
+        else:
+            log.exception("live view: unexpected error; starting the reader again")
+            problem = f"the live view's reader failed ({type(exc).__name__})"
+        for watcher in self._all():
+            watcher.deliver(f"{problem}; trying again")
 
     def _all(self) -> list[Watcher]:
         with self._lock:

@@ -274,6 +274,8 @@ class KafkaTopicReader:
             found = self._consumer.list_topics(topic, timeout=self._timeout).topics.get(topic)
         if found is None or found.error is not None:
             raise TopicMissing(f"topic {topic} does not exist")
+        if not found.partitions:  # just created: its partitions are not known yet
+            raise TopicMissing(f"topic {topic} has no partitions yet")
         return sorted(found.partitions)
 
     def watermarks(self, topic: str, partition: int) -> tuple[int, int]:
