@@ -183,7 +183,7 @@ class AlertWriter:
             )
         ).first()
         if row is not None:
-            session.reader.operator, session.reader.target, session.user = row
+            session.know(*row)
 
     def _save(self, conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Insert the alerts not stored yet; those that were new."""
