@@ -142,7 +142,7 @@ def _checked(
     if needs:
         plural = "s" if len(needs) > 1 else ""
         reason = f"needs field{plural} {', '.join(needs)}"
-        return None, RuleStatus(where, rule_id, title, "needs-field", reason)
+        return None, RuleStatus(where, rule_id, title, "needs-field", reason, source.name)
     rule = Rule(
         id=rule_id,
         title=title,
@@ -154,7 +154,7 @@ def _checked(
         test=any_of([one.test for one in compiled]),
         category=source.category,
     )
-    return rule, RuleStatus(where, rule_id, title, "active", "")
+    return rule, RuleStatus(where, rule_id, title, "active", "", source.name)
 
 
 def _invalid(

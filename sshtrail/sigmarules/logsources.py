@@ -29,6 +29,12 @@ class LogSource:
     fields: frozenset[str]
     keyword_field: str | None
 
+    @property
+    def name(self) -> str:
+        """``product/category``, as ``alerts rules`` shows it."""
+        product = "linux" if self.category == PROCESS_CREATION else PRODUCT
+        return f"{product}/{self.category}"
+
 
 #: The fields every sshtrail event carries when the session says them.
 _WHO = frozenset({"Operator", "User", "Target", "TargetHost", "SourceIp", "Gateway"})

@@ -46,7 +46,9 @@ class RuleStatus:
     ``reason`` is ``""`` for an active rule, ``"needs field LogonId"`` (or
     ``"needs fields A, B"``) for one that tests a field sshtrail cannot fill, and
     ``"invalid: ..."`` for one refused (unreadable, not a rule, not process
-    creation, a modifier the evaluator does not know, ...).
+    creation, a modifier the evaluator does not know, ...). ``logsource`` is the log
+    source it is tried on (``linux/process_creation``, ``sshtrail/environment``),
+    ``""`` when it has none sshtrail fills.
     """
 
     path: str
@@ -54,6 +56,7 @@ class RuleStatus:
     title: str | None
     status: Literal["active", "needs-field", "invalid"]
     reason: str
+    logsource: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,10 +5,12 @@ to its own log source (sshtrail/sigmarules)."""
 from __future__ import annotations
 
 import hashlib
+import uuid
 from pathlib import Path
 
 import pytest
 
+from consumer.alertsession import alert_id
 from sshtrail import events as ev
 from sshtrail.sessionevents import SessionEvents, SourcedEvent
 from sshtrail.sigmarules import CATEGORIES, load_rule_file
@@ -154,6 +156,14 @@ def test_each_category_of_ours_loads_and_keeps_to_its_events(tmp_path: Path) -> 
         assert status.status == "active", status.reason
         assert loaded is not None
         assert loaded.category == category
+        assert status.logsource == f"sshtrail/{category}"
+
+
+def test_a_command_alert_keeps_its_id_and_two_events_of_one_instant_have_two() -> None:
+    session = uuid.UUID(int=7)
+    before = hashlib.sha256(f"{session}|3|rule-1|42".encode()).hexdigest()[:32]
+    assert alert_id(session, 3, "rule-1", 42) == before  # ids stored before stay valid
+    assert len({alert_id(session, 3, "rule-1", 42, f"environment|{n}") for n in (0, 1)}) == 2
 
 
 @pytest.mark.parametrize(
