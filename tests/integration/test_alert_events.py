@@ -32,26 +32,14 @@ from sshtrail.wire import decode_chunk
 from tests.support import sftpwire as w
 from tests.support.cli import sshtrail
 from tests.support.gateway import toml_value
-from tests.support.recordings import SIGNER, events_session
+from tests.support.recordings import SIGNER, events_session, typed_at_prompt
 
 pytestmark = pytest.mark.integration
 
 OURS = Path(__file__).resolve().parent / "sshtrail_rules"
 SIGMA = Path(__file__).resolve().parents[2].parent / "shared" / "sigma" / "rules"
 MKFIFO = "proc_creation_lnx_mkfifo_named_pipe_creation.yml"
-PROMPT = b"alice@t1:~$ "
 CRONTAB = b"* * * * * root id\n"
-
-
-def typed(command: bytes, t: int) -> list[ev.Event]:
-    """A command typed at the prompt, echoed, and the next prompt."""
-    return [
-        ev.Output(t, PROMPT),
-        ev.Input(t + 1, command),
-        ev.Output(t + 2, command),
-        ev.Input(t + 3, b"\r"),
-        ev.Output(t + 4, b"\r\n"),
-    ]
 
 
 def refused_login() -> list[bytes]:
@@ -78,7 +66,7 @@ def sessions() -> list[list[bytes]]:
                 ev.Env(1, b"LD_AUDIT", None, False),  # withheld and refused
                 ev.Env(1, b"CMD", b"mkfifo /tmp/env", True),  # not a process
             ],
-            typed(b"mkfifo /tmp/p1", 10),
+            typed_at_prompt(b"mkfifo /tmp/p1", 10),
             [ev.Notice(20, "policy", "warn by rule careful: mkfifo /tmp/warned")],
         ]
     )
