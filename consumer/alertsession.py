@@ -45,6 +45,12 @@ class AlertSession:
         #: The session's events other than commands.
         self.events = SessionEvents()
 
+    def forget(self) -> None:
+        """Start reading again as if nothing was read (earlier chunks read back only in
+        part): a reader and session events that missed chunks would read them wrong."""
+        self.reader = IndexedSession(self.reader.session_id)
+        self.events = SessionEvents()
+
     def know(self, operator: str | None, target: str | None, user: str | None) -> None:
         """What the store's row says, for a session taken over mid-way."""
         self.reader.operator, self.reader.target, self.user = operator, target, user
