@@ -39,7 +39,6 @@ from consumer.messages import Received, Refused
 from consumer.transaction import Transaction
 from consumer.writer import Written
 from sshtrail.errors import WireError
-from sshtrail.indexsession import IndexedSession
 from sshtrail.tables import ALERTS, CHUNKS, SESSIONS
 from sshtrail.wire import Chunk, decode_chunk
 
@@ -175,7 +174,7 @@ class AlertWriter:
                     break
             if session.reader.next_seq == first_seq:
                 return
-            session.reader = IndexedSession(session_id)
+            session.forget()
         session.reader.next_seq = first_seq
         row = conn.execute(
             select(SESSIONS.c.operator, SESSIONS.c.target, SESSIONS.c.target_user).where(
@@ -183,7 +182,7 @@ class AlertWriter:
             )
         ).first()
         if row is not None:
-            session.reader.operator, session.reader.target, session.user = row
+            session.know(*row)
 
     def _save(self, conn: Connection, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Insert the alerts not stored yet; those that were new."""

@@ -89,7 +89,7 @@ def _read(
     operator, target and account from the store's row until its Start is read (a
     session whose first chunks are not stored is read on, as the group does)."""
     session = AlertSession(session_id)
-    session.reader.operator, session.reader.target, session.user = stored
+    session.know(*stored)
     for seq, data in queries.chunk_stream(conn, session_id):
         try:
             chunk = decode_chunk(data)

@@ -116,16 +116,18 @@ def run_rules(args: argparse.Namespace, settings: Settings) -> int:
                     "title": status.title,
                     "status": status.status,
                     "reason": status.reason,
+                    "logsource": status.logsource or None,
                 }
                 for status in rules.statuses
             ]
         )
     else:
-        header = ("FILE", "STATUS", "TITLE", "REASON")
+        header = ("FILE", "STATUS", "LOGSOURCE", "TITLE", "REASON")
         rows = [
             (
                 Path(status.path).name,
                 status.status,
+                status.logsource or "-",
                 visible(status.title or "-"),
                 visible(status.reason) or "-",
             )

@@ -18,9 +18,10 @@ regular expression where a string method does:
   command line take seconds;
 - a field absent from the event never matches, except ``field: null`` (absent
   or empty) and ``field|exists: false``;
-- a keyword (a value without a field) matches anywhere in ``CommandLine``.
+- a keyword (a value without a field) matches anywhere in ``CommandLine`` (or the
+  log source's own keyword field; one without refuses the rule).
 
-A leaf on a field sshtrail does not fill (:data:`FIELDS`) makes the rule need
+A leaf on a field sshtrail does not fill (the log source's fields) makes the rule need
 that field, unless it sits under a NOT: a filter on an unknown field can never
 excuse an event, but the rule still fires as written.
 """
@@ -64,7 +65,7 @@ SUPPORTED_MODIFIERS = frozenset(
     }
 )  # fmt: skip
 
-#: Where a keyword (a value without a field) is looked for.
+#: Where a keyword (a value without a field) is looked for in a command's events.
 KEYWORD_FIELD = "CommandLine"
 
 _RE2 = RE2RegexEngine()
@@ -87,7 +88,7 @@ class Needle(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class Compiled:
-    """A rule's test, and the fields outside :data:`FIELDS` it needs to be able to fire."""
+    """A rule's test, and the fields outside its log source's it needs to be able to fire."""
 
     test: Test
     needs: frozenset[str]
@@ -109,12 +110,16 @@ def unsupported_modifiers(detections: SigmaDetections) -> list[str]:
     return sorted(found)
 
 
-def compile_condition(tree: Any) -> Compiled:
-    """The test of one parsed condition (``SigmaCondition.parsed``).
+def compile_condition(
+    tree: Any, fields: frozenset[str] = FIELDS, keyword_field: str | None = KEYWORD_FIELD
+) -> Compiled:
+    """The test of one parsed condition (``SigmaCondition.parsed``) on events carrying
+    ``fields``, keywords looked for in ``keyword_field``.
 
-    Raises :class:`Unsupported` for a value type or operator it does not know.
+    Raises :class:`Unsupported` for a value type or operator it does not know, and for
+    a keyword when ``keyword_field`` is None.
     """
-    compiler = _Compiler()
+    compiler = _Compiler(fields, keyword_field)
     return Compiled(compiler.node(tree, negated=False), frozenset(compiler.needs))
 
 
@@ -150,8 +155,10 @@ def _negation(inner: Test) -> Test:
 
 
 class _Compiler:
-    def __init__(self) -> None:
+    def __init__(self, fields: frozenset[str], keyword_field: str | None) -> None:
         self.needs: set[str] = set()
+        self.fields = fields
+        self.keyword_field = keyword_field
 
     def node(self, item: Any, *, negated: bool) -> Test:
         if isinstance(item, ConditionNOT):
@@ -175,11 +182,13 @@ class _Compiler:
     ) -> list[Needle | Test]:
         value = item.value
         if isinstance(item, ConditionValueExpression):
+            if self.keyword_field is None:
+                raise Unsupported("a value without a field (keyword) not supported here")
             if isinstance(value, SigmaString):
                 value = _anywhere(value)
-            return _value_parts(KEYWORD_FIELD, value)
+            return _value_parts(self.keyword_field, value)
         field = item.field
-        if field not in FIELDS:
+        if field not in self.fields:
             # Absent, this leaf is false; under a NOT that only means a filter never
             # excuses. A value that matches absence would be true, so it always counts.
             matches_absence = isinstance(value, SigmaNull) or (

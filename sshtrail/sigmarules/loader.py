@@ -2,7 +2,8 @@
 
 Each file is read (at most :data:`MAX_RULE_BYTES`), parsed and validated by
 pySigma, checked for what sshtrail can evaluate (a ``process_creation``
-logsource on Linux or no product, the attribution DRL 1.1 asks an alert to
+logsource on Linux or no product, or one of sshtrail's own: ``product: sshtrail``
+and a category of :mod:`~sshtrail.sigmarules.logsources`, the attribution DRL 1.1 asks an alert to
 carry, modifiers the evaluator implements, fields sshtrail fills) and compiled
 once. A file that fails any step gets its reason in its :class:`RuleStatus` and
 never stops the others: nothing a rule file holds makes :func:`load_rules`
@@ -24,6 +25,7 @@ from sshtrail.sigmarules.evaluator import (
     compile_condition,
     unsupported_modifiers,
 )
+from sshtrail.sigmarules.logsources import log_source
 from sshtrail.sigmarules.rules import Rule, RuleSet, RuleStatus
 
 #: A SigmaHQ rule is 1-5 KiB; anything far larger is not a rule we should parse.
@@ -31,9 +33,6 @@ MAX_RULE_BYTES = 256 * 1024
 
 #: The names a rule file has; other files in the folder (a README, a LICENSE) are not rules.
 RULE_SUFFIXES = (".yml", ".yaml")
-
-_CATEGORY = "process_creation"
-_PRODUCTS = (None, "linux")
 
 
 def load_rules(folder: Path) -> RuleSet:
@@ -113,20 +112,10 @@ def _checked(
     where: str, parsed: SigmaRule, rule_id: str | None, title: str | None
 ) -> tuple[Rule | None, RuleStatus]:
     """The checks after pySigma's: ours to evaluate, credited, compiled."""
-    source = parsed.logsource
-    if source.category != _CATEGORY or source.product not in _PRODUCTS:
-        shown = ", ".join(
-            f"{name} {value}"
-            for name, value in (
-                ("category", source.category),
-                ("product", source.product),
-                ("service", source.service),
-            )
-            if value
-        )
-        return None, _invalid(
-            where, f"logsource {shown}: not Linux process creation", title, rule_id
-        )
+    given = parsed.logsource
+    source = log_source(given.category, given.product, given.service)
+    if isinstance(source, str):
+        return None, _invalid(where, source, title, rule_id)
     # DRL 1.1: every alert credits the rule's title, id and author.
     author = parsed.author
     if rule_id is None or title is None or not author:
@@ -146,13 +135,14 @@ def _checked(
         plural = "s" if len(modifiers) > 1 else ""
         raise Unsupported(f"modifier{plural} {', '.join(modifiers)} not supported")
     compiled = [
-        compile_condition(condition.parsed) for condition in parsed.detection.parsed_condition
+        compile_condition(condition.parsed, source.fields, source.keyword_field)
+        for condition in parsed.detection.parsed_condition
     ]
     needs = sorted(set().union(*(one.needs for one in compiled)))
     if needs:
         plural = "s" if len(needs) > 1 else ""
         reason = f"needs field{plural} {', '.join(needs)}"
-        return None, RuleStatus(where, rule_id, title, "needs-field", reason)
+        return None, RuleStatus(where, rule_id, title, "needs-field", reason, source.name)
     rule = Rule(
         id=rule_id,
         title=title,
@@ -162,8 +152,9 @@ def _checked(
         path=where,
         # Sigma: a rule with several conditions fires when any of them holds.
         test=any_of([one.test for one in compiled]),
+        category=source.category,
     )
-    return rule, RuleStatus(where, rule_id, title, "active", "")
+    return rule, RuleStatus(where, rule_id, title, "active", "", source.name)
 
 
 def _invalid(

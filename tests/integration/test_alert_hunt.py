@@ -17,13 +17,12 @@ import consumer.hunt
 from consumer.hunt import HuntFilter
 from consumer.messages import Received
 from consumer.store import StoreWriter
-from sshtrail import events as ev
 from sshtrail.sigmarules import RuleSet, load_rule_file
 from sshtrail.tables import ALERTS
 from sshtrail.wire import decode_chunk
 from tests.support.cli import sshtrail
 from tests.support.gateway import toml_value
-from tests.support.recordings import events_session
+from tests.support.recordings import events_session, typed_at_prompt
 
 pytestmark = pytest.mark.integration
 
@@ -48,19 +47,7 @@ detection:
     condition: selection
 level: low
 """
-PROMPT = b"alice@t1:~$ "
 DAY_NS = 86_400 * 10**9
-
-
-def typed(command: bytes, t: int) -> list[ev.Event]:
-    """A command typed at the prompt, echoed, and the next prompt."""
-    return [
-        ev.Output(t, PROMPT),
-        ev.Input(t + 1, command),
-        ev.Output(t + 2, command),
-        ev.Input(t + 3, b"\r"),
-        ev.Output(t + 4, b"\r\n"),
-    ]
 
 
 @pytest.fixture
@@ -82,11 +69,15 @@ def config(tmp_path: Path, database_url: str, store_engine: Engine) -> Path:
     now = time.time_ns()
     sessions = [
         events_session(
-            [typed(b"mkfifo /tmp/p1", 10), typed(b"ls", 20), typed(b"userdel intruder", 30)],
+            [
+                typed_at_prompt(b"mkfifo /tmp/p1", 10),
+                typed_at_prompt(b"ls", 20),
+                typed_at_prompt(b"userdel intruder", 30),
+            ],
             started_at=now - 40 * DAY_NS,
         ),
-        events_session([typed(b"userdel old", 10)], operator="bob", target="t2"),
-        events_session([typed(b"uptime", 10)], operator="carol"),
+        events_session([typed_at_prompt(b"userdel old", 10)], operator="bob", target="t2"),
+        events_session([typed_at_prompt(b"uptime", 10)], operator="carol"),
     ]
     at = dt.datetime.now(dt.UTC)
     writer = StoreWriter(store_engine, dt.timedelta(hours=1))

@@ -15,27 +15,14 @@ from sqlalchemy import Engine, func, select
 from consumer.alerter import AlertWriter
 from consumer.alertrules import LOOK_EVERY_S, RulesInForce
 from consumer.messages import Received
-from sshtrail import events as ev
 from sshtrail.tables import ALERTS
 from sshtrail.wire import decode_chunk
-from tests.support.recordings import events_session
+from tests.support.recordings import events_session, typed_at_prompt
 
 pytestmark = pytest.mark.integration
 
 SIGMA = Path(__file__).resolve().parents[2].parent / "shared" / "sigma" / "rules"
 RULE = "proc_creation_lnx_mkfifo_named_pipe_creation.yml"
-PROMPT = b"alice@t1:~$ "
-
-
-def typed(command: bytes, t: int) -> list[ev.Event]:
-    """A command typed at the prompt, echoed, and the next prompt."""
-    return [
-        ev.Output(t, PROMPT),
-        ev.Input(t + 1, command),
-        ev.Output(t + 2, command),
-        ev.Input(t + 3, b"\r"),
-        ev.Output(t + 4, b"\r\n"),
-    ]
 
 
 def received(messages: list[bytes]) -> list[Received]:
@@ -62,7 +49,11 @@ def test_every_alert_is_stored_once_however_often_its_chunks_are_read(
     store_engine: Engine, rules: Path
 ) -> None:
     _, messages = events_session(
-        [typed(b"mkfifo /tmp/p1", 10), typed(b"ls", 20), typed(b"mkfifo /tmp/p2", 30)]
+        [
+            typed_at_prompt(b"mkfifo /tmp/p1", 10),
+            typed_at_prompt(b"ls", 20),
+            typed_at_prompt(b"mkfifo /tmp/p2", 30),
+        ]
     )
     chunks = received(messages)
     writer = AlertWriter(store_engine, RulesInForce(rules))
@@ -95,6 +86,6 @@ def test_rules_are_read_again_when_their_folder_changes_and_a_broken_one_stops_n
     assert len(now.rules) == 2
     [broken] = [status for status in now.statuses if status.path.endswith("broken.yml")]
     assert broken.status == "invalid"
-    _, messages = events_session([typed(b"userdel intruder", 10)])
+    _, messages = events_session([typed_at_prompt(b"userdel intruder", 10)])
     AlertWriter(store_engine, force).write(received(messages))
     assert count(store_engine) == 1

@@ -104,6 +104,17 @@ def keyed(session_id: uuid.UUID, messages: list[bytes]) -> list[tuple[bytes | No
     return [(str(session_id).encode(), message) for message in messages]
 
 
+def typed_at_prompt(command: bytes, t: int, prompt: bytes = b"alice@t1:~$ ") -> list[ev.Event]:
+    """A command typed at the prompt, echoed, and the next prompt (times ``t`` to ``t+4``)."""
+    return [
+        ev.Output(t, prompt),
+        ev.Input(t + 1, command),
+        ev.Output(t + 2, command),
+        ev.Input(t + 3, b"\r"),
+        ev.Output(t + 4, b"\r\n"),
+    ]
+
+
 def typed_session(
     commands: list[tuple[str, str]],
     *,
