@@ -8,7 +8,8 @@ shell, a command, a subsystem or a forwarded connection), the bytes each way
 (counted from the events until the ``end`` gives the gateway's totals), the
 outcome from ``exit`` and ``end``, the list of missing seqs, the status
 (``interrupted`` too: sshtrail/interrupted.py), whether the
-chain checked out as it arrived, and what the masked input looks like.
+chain checked out as it arrived, what the masked input looks like, and the flags
+an auditor filters on (consumer/sessionflags.py).
 """
 
 from __future__ import annotations
@@ -21,13 +22,21 @@ from typing import Any, cast
 
 from sqlalchemy import Table
 
+from consumer.sessionflags import FlagTracker
 from consumer.transfers import PENDING
 from sshtrail import interrupted
 from sshtrail.chain import end_signature_valid
 from sshtrail.events import End, Exec, Exit, Notice, Start, recorded_bytes
 from sshtrail.maskedinput import MaskedInputTracker
 from sshtrail.models import SessionRecord
-from sshtrail.states import PolicyMark, SessionStatus
+from sshtrail.states import (
+    MaskedInput,
+    PolicyMark,
+    SessionFlag,
+    SessionStatus,
+    joined_flags,
+    split_flags,
+)
 from sshtrail.transferprotocol import by_words, may_carry
 from sshtrail.wire import GENESIS, Chunk
 
@@ -94,8 +103,10 @@ class SessionRow:
             record.bytes_in += received
             record.bytes_out += sent
         tracker = self._masked_tracker()
+        flags = FlagTracker.from_state(record.flag_state)
         for event in chunk.events:
             tracker.feed(event)
+            flags.feed(event)
             if isinstance(event, Start):
                 self._start(event)
             elif isinstance(event, Exec) and record.request is None:
@@ -111,6 +122,7 @@ class SessionRow:
                 if event.reason.startswith("refused: command rejected"):
                     self._policy("reject")
         self._keep_masked(tracker)
+        self._keep_flags(flags)
         record.status = self._status()
         if record.transfers is None and self.complete and self._transfers_to_read():
             record.transfers = PENDING  # read by the store's background work
@@ -208,6 +220,16 @@ class SessionRow:
         record.masked_run, record.masked_input = tracker.masked_run, tracker.verdict
         record.input_line = tracker.input_line or None
         record.full_screen, record.masked_reads = tracker.full_screen, tracker.reads or None
+
+    def _keep_flags(self, flags: FlagTracker) -> None:
+        """Flags found are kept (never taken back): those of the tracker, and
+        ``blind-eval`` for input the masked-input mark calls suspicious."""
+        record = self.record
+        record.flag_state = flags.state()
+        found = {*split_flags(record.flags), *flags.found()}
+        if record.masked_input == MaskedInput.SUSPICIOUS:
+            found.add(SessionFlag.BLIND_EVAL.value)
+        record.flags = joined_flags(found)
 
     def _status(self) -> str:
         record = self.record

@@ -7,7 +7,9 @@ column says ``pending``; every ``exec`` and ``subsystem`` session waits so,
 whatever it ran): :func:`read_transfers` tells the protocol from the
 session's first bytes or its words (sshtrail/transferprotocol.py), replays
 the stored chunks, in order and one at a time, through the protocol's
-parser and writes each operation as a ``transfers`` row, in batches. A
+parser and writes each operation as a ``transfers`` row, in batches; a protocol
+its bytes speak that its request did not name flags the session
+``transfer-unrequested`` (consumer/sessionflags.py). A
 session that is no transfer goes back to NULL. Bytes that look like a
 protocol but cannot be read, and a stream the parser cannot follow, mark
 the session ``failed`` with the reason; the operations read up to there
@@ -25,10 +27,12 @@ from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
+from consumer.sessionflags import transfer_unrequested
 from sshtrail.errors import DatabaseError, WireError
 from sshtrail.fileops import FileOperation, TransferParseError
 from sshtrail.filetransfers import parser_for, recognise, replay
 from sshtrail.models import SessionRecord, TransferRecord
+from sshtrail.states import SessionFlag, joined_flags, split_flags
 from sshtrail.transferprotocol import Recognised
 
 log = logging.getLogger(__name__)
@@ -50,7 +54,9 @@ def read_transfers(conn: Connection, session_id: uuid.UUID) -> int:
     """Read one session's transfers into ``transfers`` (replacing what it had); the
     number of operations found. The caller commits."""
     row = conn.execute(
-        select(SESSIONS.c.request, SESSIONS.c.command).where(SESSIONS.c.id == session_id)
+        select(SESSIONS.c.request, SESSIONS.c.command, SESSIONS.c.flags).where(
+            SESSIONS.c.id == session_id
+        )
     ).one()
     conn.execute(delete(TRANSFERS).where(TRANSFERS.c.session_id == session_id))
     batch: list[dict[str, object]] = []
@@ -86,7 +92,11 @@ def read_transfers(conn: Connection, session_id: uuid.UUID) -> int:
         state: str | None = FAILED
     else:  # a session whose bytes and words are no transfer's is not one: NULL again
         state = DONE if recognised is not None else None
-    values = {"transfers": state, "transfers_error": error}
+    values: dict[str, str | None] = {"transfers": state, "transfers_error": error}
+    if transfer_unrequested(recognised, row.request, row.command):
+        values["flags"] = joined_flags(
+            [*split_flags(row.flags), SessionFlag.TRANSFER_UNREQUESTED.value]
+        )
     conn.execute(update(SESSIONS).where(SESSIONS.c.id == session_id).values(**values))
     return found
 

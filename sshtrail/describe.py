@@ -10,6 +10,7 @@ import datetime as dt
 from typing import Any, TypeVar
 
 from sshtrail import interrupted
+from sshtrail.states import split_flags
 from sshtrail.textsafe import visible
 from sshtrail.timespec import clock
 from sshtrail.verification import fingerprint
@@ -50,6 +51,7 @@ def session_fields(
         ("quarantined", row["quarantine_reason"]),
         ("masked input", masked_text(row)),
         ("policy", row["policy"]),
+        ("flags", ", ".join(split_flags(row["flags"])) or None),
     ]
 
 
@@ -107,6 +109,7 @@ def session_json(row: dict[str, Any], short: str, verification: dict[str, Any]) 
     for key in ("started_at", "ended_at", "interrupted_at"):
         document[key] = row[key].isoformat() if row[key] else None
     document["duration_s"] = duration_seconds(row)
+    document["flags"] = split_flags(row["flags"])
     return document
 
 

@@ -105,14 +105,10 @@ class MaskedInputTracker:
 
     def _shown(self, data: bytes) -> None:
         """Output: follow whether a full-screen program owns the terminal."""
-        if b"\x1b[?" not in data:
-            return
-        for switch in _PRIVATE_MODE.finditer(data):
-            if ALTERNATE_MODES.intersection(switch.group(1).split(b";")):
-                full = switch.group(2) == b"h"
-                if full != self.full_screen:
-                    self.full_screen = full
-                    self.masked_run = 0  # keys typed ahead were the program's
+        for full in screen_switches(data):
+            if full != self.full_screen:
+                self.full_screen = full
+                self.masked_run = 0  # keys typed ahead were the program's
 
     def _enter(self) -> None:
         words = commands(self.input_line) if self.input_line else []
@@ -157,6 +153,18 @@ class MaskedInputTracker:
             pending = []
         kept = " ".join(dict.fromkeys([*filled, *pending]))
         self.reads = kept[-LINE_LIMIT:].partition(" ")[2] if len(kept) > LINE_LIMIT else kept
+
+
+def screen_switches(data: bytes) -> list[bool]:
+    """The switches to (True) and from (False) the alternate screen in output ``data``,
+    in order."""
+    if b"\x1b[?" not in data:
+        return []
+    return [
+        switch.group(2) == b"h"
+        for switch in _PRIVATE_MODE.finditer(data)
+        if ALTERNATE_MODES.intersection(switch.group(1).split(b";"))
+    ]
 
 
 def _turns_echo_off(words: list[str]) -> bool:

@@ -124,6 +124,13 @@ class SessionRecord(Base):
     #: Variables a ``read`` filled, or is about to fill, with blind input, for spotting
     #: them handed to ``eval`` (sshtrail/maskedinput.py); bounded.
     masked_reads: Mapped[str | None] = mapped_column(SessionText(256), default=None)
+    #: Why the session deserves an auditor's eye: :class:`~sshtrail.states.SessionFlag`
+    #: names, sorted and comma-separated; NULL for none (docs/recording.md, "Flags").
+    flags: Mapped[str | None] = mapped_column(String(128), default=None)
+    #: What the flag detectors follow between batches (consumer/sessionflags.py): a
+    #: small JSON object (ASCII), kept as text so a value no store wrote starts them
+    #: afresh.
+    flag_state: Mapped[str | None] = mapped_column(String(512), default=None)
     #: File transfers (SFTP, SCP) read from the recording: NULL for a session that
     #: is not one, ``pending`` until the store group has read it, then ``done``
     #: or ``failed`` (``transfers_error`` says why; what was read is kept).

@@ -19,16 +19,16 @@ import fnmatch
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Text, cast, func, or_, select
+from sqlalchemy import ColumnElement, Text, cast, func, literal, or_, select
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql import Select
 
 from sshtrail.errors import NotFound
 from sshtrail.scope import Scope
 from sshtrail.seqranges import MAX_TEXT, read_gaps
-from sshtrail.states import MaskedInput, PolicyMark, SessionStatus
+from sshtrail.states import ANY_FLAG, MaskedInput, PolicyMark, SessionFlag, SessionStatus
 from sshtrail.tables import CHUNKS, REFUSED_CHUNKS, SESSIONS, TRANSFERS
 from sshtrail.textsafe import local_time, visible
 
@@ -79,6 +79,8 @@ class SessionFilter:
     #: Sessions whose strongest command-policy mark is this one or stronger
     #: (``warned`` < ``reviewed`` < ``rejected``, :meth:`PolicyMark.at_least`).
     policy: PolicyMark | None = None
+    #: Sessions with this flag (docs/recording.md, "Flags"), or with any (:data:`ANY_FLAG`).
+    flag: SessionFlag | Literal["any"] | None = None
 
 
 #: What sessions can be ordered by, and the columns that order them.
@@ -112,6 +114,8 @@ def list_sessions(conn: Connection, wanted: SessionFilter) -> list[dict[str, Any
         query = query.where(SESSIONS.c.masked_input.in_(wanted.masked_input.at_least()))
     if wanted.policy is not None:
         query = query.where(SESSIONS.c.policy.in_(wanted.policy.at_least()))
+    if wanted.flag is not None:
+        query = query.where(flagged(wanted.flag))
     if wanted.unverified:
         query = query.where(or_(SESSIONS.c.verified.is_(None), SESSIONS.c.verified.is_(False)))
     if wanted.sort not in SORTS:
@@ -120,6 +124,13 @@ def list_sessions(conn: Connection, wanted: SessionFilter) -> list[dict[str, Any
     query = query.order_by(*(c.asc() if wanted.ascending else c.desc() for c in columns))
     query = query.limit(wanted.limit).offset(wanted.offset)
     return [_with_gaps(row) for row in conn.execute(query).mappings()]
+
+
+def flagged(flag: SessionFlag | Literal["any"]) -> ColumnElement[bool]:
+    """Sessions with ``flag`` among their ``flags`` (sorted, comma-separated names)."""
+    if flag == ANY_FLAG:
+        return SESSIONS.c.flags.is_not(None)
+    return (literal(",") + SESSIONS.c.flags + literal(",")).contains(f",{flag},")
 
 
 def _session_rows() -> Select[Any]:

@@ -8,6 +8,7 @@ before any command starts (docs/performance.md, "CLI start-up").
 from __future__ import annotations
 
 import enum
+from collections.abc import Iterable
 from typing import Literal
 
 
@@ -52,6 +53,39 @@ class PolicyMark(enum.StrEnum):
         much as one warned)."""
         order = list(PolicyMark)
         return [mark.value for mark in order[order.index(self) :]]
+
+
+class SessionFlag(enum.StrEnum):
+    """Why a session deserves an auditor's eye (docs/recording.md, "Flags"); the store
+    group sets them as it reads the session's events (consumer/sessionflags.py)."""
+
+    BLIND_EVAL = "blind-eval"  # the masked-input mark is ``suspicious``
+    PROMPT_ERASES = "prompt-erases"  # entered lines erased by a home + delete/erase
+    BINARY_STDIN = "binary-stdin"  # an interpreter fed bytes that are not text
+    TRANSFER_UNREQUESTED = "transfer-unrequested"  # a transfer no request named
+
+
+#: What ``sessions --flag`` and the console take besides a flag's name: any flag at all.
+ANY_FLAG = "any"
+#: What ``sessions --flag`` and the console's filter offer.
+FLAG_CHOICES = (*(flag.value for flag in SessionFlag), ANY_FLAG)
+
+
+def chosen_flag(text: str | None) -> SessionFlag | Literal["any"] | None:
+    """A flag filter as given (one of :data:`FLAG_CHOICES`, or nothing); ValueError else."""
+    if not text:
+        return None
+    return "any" if text == ANY_FLAG else SessionFlag(text)
+
+
+def joined_flags(flags: Iterable[str]) -> str | None:
+    """Flags as the ``flags`` column keeps them: sorted, comma-separated; NULL for none."""
+    return ",".join(sorted(set(flags))) or None
+
+
+def split_flags(column: str | None) -> list[str]:
+    """The flag names of a ``flags`` column, sorted."""
+    return sorted({name for name in (column or "").split(",") if name})
 
 
 #: What a search document is: a command, an output line, a row of a full-screen

@@ -119,6 +119,8 @@ SESSIONS = Table(
     Column("input_line", SessionText(256)),
     Column("full_screen", Boolean(), nullable=False),
     Column("masked_reads", SessionText(256)),
+    Column("flags", String(length=128)),
+    Column("flag_state", String(length=512)),
     Column("transfers", String(length=16)),
     Column("transfers_error", SessionText()),
 )

@@ -30,7 +30,7 @@ from sshtrail.db import existing_engine
 from sshtrail.errors import BrokerError, InvalidError, NotSetUp, WireError
 from sshtrail.events import Notice
 from sshtrail.settings import Settings
-from sshtrail.states import MaskedInput, PolicyMark, SessionStatus
+from sshtrail.states import MaskedInput, PolicyMark, SessionStatus, chosen_flag, split_flags
 from sshtrail.textsafe import local_time, visible
 from sshtrail.timespec import clock
 from sshtrail.verification import known_gateway_keys, session_verdicts, verify_session
@@ -49,6 +49,7 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
         args.limit,
         MaskedInput(args.masked_input) if args.masked_input else None,
         policy=PolicyMark(args.policy) if args.policy else None,
+        flag=chosen_flag(args.flag),
     )
     keys = known_gateway_keys(settings)
     with store(settings) as conn:
@@ -82,6 +83,7 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
             "EXIT": describe.exit_text(row),
             "CHAIN": verdicts[row["id"]].status.value,
             "MASKED": row["masked_input"] or "-",
+            "FLAGS": ",".join(split_flags(row["flags"])) or "-",
         }
         table.append(tuple(cells[name] for name in columns))
     print_listing(table, csv_, "(no sessions match)")

@@ -16,7 +16,7 @@ from typing import Any
 
 from sshtrail.commandkit.arguments import moment, offset, positive, ranged
 from sshtrail.commandkit.output import format_options
-from sshtrail.states import KINDS, MaskedInput, PolicyMark, SessionStatus
+from sshtrail.states import FLAG_CHOICES, KINDS, MaskedInput, PolicyMark, SessionStatus
 
 
 def register(commands: Any) -> None:
@@ -140,6 +140,11 @@ def _audit(commands: Any) -> None:
         help="only sessions where the command policy did at least this: warned (any "
         "decision but accept), reviewed (held a command for approval, or rejected one), "
         "rejected (refused a command); docs/policy.md",
+    )
+    listing.add_argument(
+        "--flag",
+        choices=FLAG_CHOICES,
+        help="only sessions with this flag, or any flag (any); docs/recording.md, Flags",
     )
     listing.add_argument("--status", choices=[s.value for s in SessionStatus])
     listing.add_argument("--limit", type=positive, default=50, help="at most N (default 50)")
@@ -372,6 +377,7 @@ SESSION_COLUMNS = (
     "EXIT",
     "CHAIN",
     "MASKED",
+    "FLAGS",
 )
 
 

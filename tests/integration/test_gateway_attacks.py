@@ -315,8 +315,8 @@ def test_commands_typed_with_echo_off_are_sealed_and_can_be_revealed(
         [row] = suspicious()
         sid = row["id"]
         table = sshtrail(config, "sessions").stdout.decode().splitlines()
-        assert table[0].split()[-1] == "MASKED"
-        assert [line.split()[-1] for line in table[1:]] == ["suspicious"]
+        assert table[0].split()[-2:] == ["MASKED", "FLAGS"]
+        assert [line.split()[-2:] for line in table[1:]] == [["suspicious", "blind-eval"]]
         raw = sshtrail(config, "export", sid, "--format", "json").stdout
         plain = b"".join(
             base64.b64decode(event.get("data", "")) for event in map(json.loads, raw.splitlines())

@@ -31,7 +31,7 @@ from sshtrail.alertqueries import AlertFilter, list_alerts
 from sshtrail.chain import Status
 from sshtrail.describe import duration_text, exit_text, request_text, session_fields, signer_text
 from sshtrail.errors import BrokerError
-from sshtrail.states import PolicyMark, SessionStatus
+from sshtrail.states import FLAG_CHOICES, PolicyMark, SessionStatus, chosen_flag, split_flags
 from sshtrail.verification import known_gateway_keys, session_verdicts
 
 #: The statuses the sessions page filters by: the store's, and ``tampered`` (a
@@ -55,7 +55,16 @@ class SessionPages(Page):
     def sessions(self, request: Request) -> Response:
         auditor: Auditor = request.state.auditor
         params = read_params(
-            request, "operator", "target", "status", "policy", "since", "until", "sort", "order"
+            request,
+            "operator",
+            "target",
+            "status",
+            "policy",
+            "flag",
+            "since",
+            "until",
+            "sort",
+            "order",
         )
         page = read_number(request.query_params.get("page"), 1, 1, 100_000)
         size = self.console.settings.web.page_size
@@ -65,6 +74,7 @@ class SessionPages(Page):
         status = params["status"]
         check_one_of("status", status, STATUSES, problems)
         check_one_of("policy", params["policy"], POLICY_MARKS, problems)
+        check_one_of("flag", params["flag"], FLAG_CHOICES, problems)
         sort = params["sort"] or "started"
         check_one_of("sort", sort, tuple(queries.SORTS), problems)
         rows: list[dict[str, Any]] = []
@@ -85,6 +95,7 @@ class SessionPages(Page):
                 ascending=params["order"] == "asc",
                 unverified=tampered,
                 policy=PolicyMark(params["policy"]) if params["policy"] else None,
+                flag=chosen_flag(params["flag"]),
             )
             keys = known_gateway_keys(self.console.settings)
             with self._store() as conn:
@@ -107,6 +118,7 @@ class SessionPages(Page):
                 "problems": problems,
                 "statuses": STATUSES,
                 "policy_marks": POLICY_MARKS,
+                "flag_choices": FLAG_CHOICES,
                 "sorts": list(queries.SORTS),
             },
             400 if problems else 200,
@@ -126,6 +138,7 @@ class SessionPages(Page):
             "chain": verdicts[row["id"]].status.value,
             "masked": row["masked_input"] or "-",
             "policy": row["policy"] or "-",
+            "flags": ", ".join(split_flags(row["flags"])) or "-",
         }
 
     def session(self, request: Request) -> Response:
