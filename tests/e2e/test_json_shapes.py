@@ -60,6 +60,7 @@ class Session(_Strict):
     masked_input: Literal["masked", "suspicious"] | None
     masked_bytes: int
     masked_lines: int
+    flags: list[Literal["blind-eval", "prompt-erases", "binary-stdin", "transfer-unrequested"]]
     policy: str | None
     verified: bool
     verification: Verification
