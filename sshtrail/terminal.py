@@ -288,7 +288,11 @@ class Terminal:
             self.flush()  # the screen must be current to read the prompt or the line
         self._t = t
         if self._screen.main is not None and not self._shell_on_alternate():
-            return  # keys for a full-screen program: no shell reads them as a command
+            # Keys for a full-screen program: no shell reads them as a command, but the
+            # one its command line hands to a shell (vim's ``:!cmd``) at this Enter.
+            if enter and (command := self._program_command()):
+                self.found.append(Found("command", command[:MAX_LINE], t, False))
+            return
         if self._prompt is None:
             y, x = self._screen.cursor.y, self._screen.cursor.x
             shown = self._line.text + self._screen.row(y)
@@ -363,9 +367,21 @@ class Terminal:
         (``producer/linegate.py``); nothing here changes."""
         self.flush()
         if self._screen.main is not None and not self._shell_on_alternate():
-            return None
+            command = self._program_command()
+            return (command, True) if command else None
         line = (self._line.text + self._screen.row(self._screen.cursor.y)).rstrip()
         return self._command_of(line, self._prompt, remember=False)
+
+    def _program_command(self) -> str | None:
+        """The shell command a full-screen program's command line shows, ready to run:
+        vim's ``:!cmd`` (``:r !cmd``, ``:w !cmd``, ``:%!filter``) on the screen's last
+        row, the cursor on it; None otherwise (``:!!`` repeats one the screen does not
+        show)."""
+        y = self._screen.cursor.y
+        if y != self._screen.lines - 1:
+            return None
+        found = _SHELL_ESCAPE.match(self._screen.row(y).rstrip())
+        return found.group(1).strip() or None if found else None
 
     def before_cursor(self) -> str:
         """The character left of the cursor on screen ("" at the start of a row): the
@@ -605,6 +621,10 @@ def _kept_for_next(command: str) -> str:
         return command[:-1]
     return command + "\n"
 
+
+#: vim's command line handing a command to a shell: ``:!cmd``, with a range or a
+#: read or write before the bang (``:%!sort``, ``:r !date``, ``:w !sudo tee %``).
+_SHELL_ESCAPE: Final = re.compile(r"^:[%.,$'<>0-9a-z ]*!(?!!)(.+)$")
 
 #: Ctrl-O: bash's operate-and-get-next (zsh: accept-line-and-down-history), an Enter.
 _OPERATE: Final = b"\x0f"

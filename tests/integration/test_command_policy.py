@@ -366,3 +366,24 @@ def test_zsh_has_its_commands_decided_however_they_are_typed(
     wait_for(made.exists, what="the warned command to run")
     child.sendline("exit")
     child.expect(pexpect.EOF)
+
+
+def test_a_shell_command_run_from_vim_is_decided(gateway: GatewayProcess, tmp_path: Path) -> None:
+    """vim's ``:!rm FILE`` is decided as the line a prompt would run: rejected, vim's
+    command line is cancelled and vim goes on; ``:!`` with an allowed command runs."""
+    victim, made = tmp_path / "victim", tmp_path / "made"
+    victim.write_text("still here")
+    child = shell(gateway)
+    child.sendline(f"vim -u NONE -n {tmp_path / 'notes.txt'}")
+    child.expect("notes.txt")
+    typed(child, f":!rm {victim}\r")
+    child.expect("removing files is not allowed through this gateway")
+    typed(child, f":!touch {made}\r")
+    child.expect("Press ENTER")
+    child.send("\r")
+    typed(child, ":q!\r")
+    child.expect("READY> ")
+    assert victim.exists()
+    assert made.exists()
+    child.sendline("exit")
+    child.expect(pexpect.EOF)

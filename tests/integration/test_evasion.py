@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -128,3 +129,30 @@ def test_lines_run_with_ctrl_o_are_read_as_commands(gateway: GatewayProcess, ind
 
     wait_for(lambda: runs("second") >= 2, timeout=60, what="indexing")
     assert runs("first") >= 2  # typed, then run again with Ctrl-O
+
+
+def test_a_command_run_from_vim_is_read_as_a_command(
+    gateway: GatewayProcess, indexed: Path, tmp_path: Path
+) -> None:
+    """vim's ``:!cmd`` hands a command to a shell: it is a command of the session (marked
+    uncertain: a program's command line, not a shell's prompt), not only screen text."""
+    mark = uuid.uuid4().hex[:8]
+    child = bash(gateway)
+    child.sendline(f"vim -u NONE -n {tmp_path / 'notes.txt'}")
+    child.expect("notes.txt")
+    for key in f":!touch {tmp_path}/from-vim-{mark}\r":  # typed, each key echoed
+        child.send(key)
+        time.sleep(0.01)
+    child.expect("Press ENTER")
+    child.send("\r:q!\r")
+    child.expect("ready-prompt> ")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    assert (tmp_path / f"from-vim-{mark}").exists()
+
+    def commands() -> list[str]:
+        hits = search(indexed, f"from-vim-{mark}", "--kind", "command")
+        return [str(hit["text"]) for hit in hits]
+
+    wait_for(lambda: bool(commands()), timeout=60, what="the command from vim indexed")
+    assert f"touch {tmp_path}/from-vim-{mark}" in commands()

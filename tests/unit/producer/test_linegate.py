@@ -492,3 +492,34 @@ def test_keys_typed_before_the_shell_started_are_read_as_typed() -> None:
         replay.gate.close()
 
     run(main())
+
+
+def test_a_shell_command_on_vims_command_line_is_decided() -> None:
+    """``:!rm FILE`` in vim hands ``rm FILE`` to a shell at the Enter: decided as a line
+    typed at a prompt is (and dropped with a Ctrl-C, which cancels vim's command line);
+    other keys of the program, an Enter in its text included, pass at once."""
+
+    async def main() -> None:
+        replay = Replay(80)
+        await replay.play(
+            [
+                (0.0, "out", b"\x1b[?1049h\x1b[H\x1b[2J~\r\n~\x1b[24;1H"),  # vim's screen
+                *[(0.01 + 0.01 * n, "key", bytes([key])) for n, key in enumerate(b":!rm x")],
+                (0.1, "in", b"\r"),
+            ]
+        )
+        await replay.until(lambda: bool(replay.decided))
+        assert replay.decided == [("reject", "rm x")]
+        assert replay.sent.endswith(b"\x03")
+        await replay.play(
+            [
+                (0.0, "out", b"\x1b[1;1H"),  # back in the text
+                *[(0.01 + 0.01 * n, "key", bytes([key])) for n, key in enumerate(b"irm y")],
+                (0.1, "in", b"\r"),
+            ]
+        )
+        assert replay.sent.endswith(b"irm y\r")  # a newline in the text: not held
+        assert len(replay.decided) == 1
+        replay.gate.close()
+
+    run(main())
