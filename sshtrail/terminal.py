@@ -254,6 +254,8 @@ class Terminal:
         #: reads the next line as its rest; and the prompt it was typed at.
         self._continued = ""
         self._continued_prompt: str | None = None
+        #: The command just read expands the history: its next output line is what ran.
+        self._expanding = False
         #: The last Enter was Ctrl-O (bash, zsh: run the line, then show the next one of
         #: the history at the prompt, ready to run or edit).
         self._fetched = False
@@ -562,6 +564,14 @@ class Terminal:
                 command, self._continued = self._continued + command, ""
                 found = Found("command", command[:MAX_LINE], self._enter_t, certain)
                 self.found.append(found)
+                self._expanding = _HISTORY.search(command) is not None
+                return
+        if self._expanding:
+            # The line bash prints for a history expansion (``!!``, ``!-2``, ``^a^b``) or
+            # ``fc -s``, before running it: what ran, beside what was typed.
+            self._expanding = False
+            if line.strip() and not _HISTORY_FAILED.search(line):
+                self.found.append(Found("command", line.strip()[:MAX_LINE], self._t, False))
                 return
         for earlier in dict.fromkeys(overwritten):
             if earlier not in line:
@@ -625,6 +635,16 @@ def _kept_for_next(command: str) -> str:
 #: vim's command line handing a command to a shell: ``:!cmd``, with a range or a
 #: read or write before the bang (``:%!sort``, ``:r !date``, ``:w !sudo tee %``).
 _SHELL_ESCAPE: Final = re.compile(r"^:[%.,$'<>0-9a-z ]*!(?!!)(.+)$")
+
+#: A command line bash expands from its history before running it, printing what it
+#: runs: an event designator (``!!``, ``!-2``, ``!12``, ``!ec``, ``!?x?``), a quick
+#: substitution (``^old^new``), or ``fc -s`` / ``r``. Not ``!`` followed by a blank,
+#: ``=`` or ``(`` (no expansion there).
+_HISTORY: Final = re.compile(r"(?:^|[\s;&|(])!(?:[!?#$^*-]|\d|\w)|^\^[^^\s]+\^|^(?:fc\s+-s|r)\b")
+#: What bash says when an expansion fails: nothing ran.
+_HISTORY_FAILED: Final = re.compile(
+    r": event not found$|: substitution failed$|: no command found$"
+)
 
 #: Ctrl-O: bash's operate-and-get-next (zsh: accept-line-and-down-history), an Enter.
 _OPERATE: Final = b"\x0f"

@@ -156,3 +156,35 @@ def test_a_command_run_from_vim_is_read_as_a_command(
 
     wait_for(lambda: bool(commands()), timeout=60, what="the command from vim indexed")
     assert f"touch {tmp_path}/from-vim-{mark}" in commands()
+
+
+def test_a_history_expansion_is_listed_as_typed_and_as_what_ran(
+    gateway: GatewayProcess, indexed: Path
+) -> None:
+    """bash prints the line a history expansion (``!-2``, ``!!``) or ``fc -s`` makes before
+    running it: both what was typed and what ran are commands, the second uncertain; an
+    expansion that fails ran nothing."""
+    mark = uuid.uuid4().hex[:8]
+    child = bash(gateway)
+    for line in (
+        f"echo first-{mark}",
+        f"echo second-{mark}",
+        "!-2",
+        f"fc -s first=third-{mark} echo",
+    ):
+        child.sendline(line)
+        child.expect("ready-prompt> ")
+    child.sendline("!nothing-like-it")
+    child.expect("event not found")
+    child.expect("ready-prompt> ")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+
+    def commands() -> list[tuple[str, object]]:
+        hits = search(indexed, mark, "--kind", "command")
+        return sorted((str(hit["text"]), hit.get("certain")) for hit in hits)
+
+    wait_for(lambda: any("third" in text for text, _ in commands()), timeout=60, what="indexing")
+    texts = [text for text, _ in commands()]
+    assert texts.count(f"echo first-{mark}") == 2, commands()  # typed, and run by !-2
+    assert f"echo third-{mark}-{mark}" in texts, commands()  # what fc -s ran
