@@ -564,7 +564,8 @@ class Terminal:
                 command, self._continued = self._continued + command, ""
                 found = Found("command", command[:MAX_LINE], self._enter_t, certain)
                 self.found.append(found)
-                self._expanding = _HISTORY.search(command) is not None
+                # (not inside single quotes, where bash expands nothing)
+                self._expanding = _HISTORY.search(re.sub(r"'[^']*'", "", command)) is not None
                 return
         if self._expanding:
             # The line bash prints for a history expansion (``!!``, ``!-2``, ``^a^b``) or
