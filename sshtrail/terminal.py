@@ -59,7 +59,7 @@ from pyte import modes
 
 from sshtrail.fastscreen import FastScreen, Rows
 from sshtrail.plaintext import prepared, skip_of_run, split_lines
-from sshtrail.shellwords import unfinished
+from sshtrail.shellwords import commands, unfinished
 
 Kind = Literal["output", "command", "meta", "input", "screen"]
 
@@ -256,6 +256,8 @@ class Terminal:
         self._continued_prompt: str | None = None
         #: The command just read expands the history: its next output line is what ran.
         self._expanding = False
+        #: Keys bound with ``bind -x`` in this session, and the command each runs.
+        self._bound: dict[bytes, str] = {}
         #: The last Enter was Ctrl-O (bash, zsh: run the line, then show the next one of
         #: the history at the prompt, ready to run or edit).
         self._fetched = False
@@ -295,6 +297,8 @@ class Terminal:
             if enter and (command := self._program_command()):
                 self.found.append(Found("command", command[:MAX_LINE], t, False))
             return
+        if self._bound:
+            self._bound_keys(data, t)
         if self._prompt is None:
             y, x = self._screen.cursor.y, self._screen.cursor.x
             shown = self._line.text + self._screen.row(y)
@@ -373,6 +377,35 @@ class Terminal:
             return (command, True) if command else None
         line = (self._line.text + self._screen.row(self._screen.cursor.y)).rstrip()
         return self._command_of(line, self._prompt, remember=False)
+
+    def _learn_bindings(self, command: str) -> None:
+        """Keys ``bind -x`` binds to a shell command (``bind -x '"\\C-t": CMD'``): typed
+        at the prompt later, each runs its command, no Enter needed."""
+        if "bind" not in command:
+            return
+        for words in commands(command):
+            if words[:1] != ["bind"] or "-x" not in words:
+                continue
+            for word in words[words.index("-x") + 1 :]:
+                found = _BINDING.match(word)
+                if found and len(self._bound) < MAX_BINDINGS:
+                    keys = _key_sequence(found.group(1) or found.group(2))
+                    if keys:
+                        self._bound[keys] = found.group(3).strip()
+
+    def _bound_keys(self, data: bytes, t: int) -> None:
+        """A key bound with ``bind -x`` was typed: its command runs (and, when it reads
+        ``READLINE_LINE``, so may the line on screen), uncertain -- no Enter ends it."""
+        for keys, command in self._bound.items():
+            if keys not in data:
+                continue
+            self.flush()
+            self.found.append(Found("command", command[:MAX_LINE], t, False))
+            if "READLINE_LINE" in command:
+                row = (self._line.text + self._screen.row(self._screen.cursor.y)).rstrip()
+                line, _certain = self._command_of(row, self._prompt, remember=False)
+                if line:
+                    self.found.append(Found("command", line[:MAX_LINE], t, False))
 
     def _program_command(self) -> str | None:
         """The shell command a full-screen program's command line shows, ready to run:
@@ -564,6 +597,7 @@ class Terminal:
                 command, self._continued = self._continued + command, ""
                 found = Found("command", command[:MAX_LINE], self._enter_t, certain)
                 self.found.append(found)
+                self._learn_bindings(command)
                 # (not inside single quotes, where bash expands nothing)
                 self._expanding = _HISTORY.search(re.sub(r"'[^']*'", "", command)) is not None
                 return
@@ -646,6 +680,51 @@ _HISTORY: Final = re.compile(r"(?:^|[\s;&|(])!(?:[!?#$^*-]|\d|\w)|^\^[^^\s]+\^|^
 _HISTORY_FAILED: Final = re.compile(
     r": event not found$|: substitution failed$|: no command found$"
 )
+
+#: ``bind -x``'s argument: a key sequence, quoted or not, a colon, the shell command.
+_BINDING: Final = re.compile(r'^\s*(?:"((?:[^"\\]|\\.)+)"|([^\s:"]+))\s*:\s*(.+)$', re.S)
+#: Keys bound with ``bind -x`` a session's reader follows at most.
+MAX_BINDINGS: Final = 32
+#: What a backslash and a letter stand for in a readline key sequence.
+_KEY_ESCAPES: Final = {
+    "e": "\x1b",
+    "a": "\a",
+    "b": "\b",
+    "d": "\x7f",
+    "f": "\f",
+    "n": "\n",
+    "r": "\r",
+    "t": "\t",
+    "v": "\v",
+    "\\": "\\",
+    '"': '"',
+    "'": "'",
+}
+
+
+def _key_sequence(text: str) -> bytes:
+    """The bytes readline's key sequence ``text`` stands for: ``\\C-t`` (Ctrl-T),
+    ``\\M-x`` and ``\\e`` (Escape), the usual backslash escapes, other characters as
+    they are; b"" for what it cannot read."""
+    keys: list[str] = []
+    i = 0
+    while i < len(text):
+        if text.startswith(("\\C-", "\\c-"), i) and i + 3 < len(text):
+            keys.append(chr(ord(text[i + 3]) & 0x1F))
+            i += 4
+        elif text.startswith(("\\M-", "\\m-"), i) and i + 3 < len(text):
+            keys.append("\x1b" + text[i + 3])
+            i += 4
+        elif text[i] == "\\" and i + 1 < len(text):
+            if text[i + 1] not in _KEY_ESCAPES:
+                return b""
+            keys.append(_KEY_ESCAPES[text[i + 1]])
+            i += 2
+        else:
+            keys.append(text[i])
+            i += 1
+    return "".join(keys).encode()
+
 
 #: Ctrl-O: bash's operate-and-get-next (zsh: accept-line-and-down-history), an Enter.
 _OPERATE: Final = b"\x0f"

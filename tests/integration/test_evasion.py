@@ -188,3 +188,30 @@ def test_a_history_expansion_is_listed_as_typed_and_as_what_ran(
     texts = [text for text, _ in commands()]
     assert texts.count(f"echo first-{mark}") == 2, commands()  # typed, and run by !-2
     assert f"echo third-{mark}-{mark}" in texts, commands()  # what fc -s ran
+
+
+def test_a_key_bound_with_bind_x_runs_a_command_that_is_read(
+    gateway: GatewayProcess, indexed: Path, tmp_path: Path
+) -> None:
+    """``bind -x`` makes a key run a shell command, no Enter: here Ctrl-T runs the line on
+    screen (``eval "$READLINE_LINE"``). The bound command and the line it ran are read as
+    commands, uncertain."""
+    mark = uuid.uuid4().hex[:8]
+    child = bash(gateway)
+    child.sendline(r"""bind -x '"\C-t": eval "$READLINE_LINE"; READLINE_LINE='""")
+    child.expect("ready-prompt> ")
+    for key in f"touch {tmp_path}/bound-{mark}":
+        child.send(key)
+        time.sleep(0.005)
+    child.expect(f"bound-{mark}")
+    child.send("\x14")  # Ctrl-T
+    wait_for((tmp_path / f"bound-{mark}").exists, timeout=20, what="Ctrl-T ran it")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+
+    def commands() -> list[str]:
+        hits = search(indexed, f"bound-{mark}", "--kind", "command")
+        return [str(hit["text"]) for hit in hits]
+
+    wait_for(lambda: bool(commands()), timeout=60, what="the line Ctrl-T ran, indexed")
+    assert f"touch {tmp_path}/bound-{mark}" in commands()
