@@ -34,11 +34,10 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-import asyncssh
 from confluent_kafka import Consumer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from bench.live import start_stack
+from bench.live import demo_terminal, start_stack
 from bench.scratch import scratch
 from bench.sigma_rules import CORPUS, EVERYDAY, SUSPICIOUS, best_rate
 from consumer.alertsession import AlertSession
@@ -194,15 +193,7 @@ def listen(port: int, seen: dict[str, float], stop: threading.Event) -> None:
 
 
 async def operate(found: dict[str, str], args: argparse.Namespace, sent: dict[str, float]) -> None:
-    async with asyncssh.connect(
-        "127.0.0.1",
-        int(found["port"]),
-        username="demo:demo",
-        client_keys=[found["key"]],
-        known_hosts=found["known"],
-        config=None,
-    ) as conn:
-        process = await conn.create_process(term_type="xterm", term_size=(200, 40))
+    async with demo_terminal(found, (200, 40)) as process:
         await asyncio.sleep(2.0)  # the shell's prompt
         for n in range(args.enters):
             command = FIRES.format(n=n)

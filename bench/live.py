@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import math
 import re
 import signal
@@ -28,6 +29,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncssh
@@ -88,6 +90,23 @@ class Watcher(threading.Thread):
             return
 
 
+@contextlib.asynccontextmanager
+async def demo_terminal(
+    found: dict[str, str], size: tuple[int, int]
+) -> AsyncIterator[asyncssh.SSHClientProcess[str]]:
+    """A shell with a terminal of ``size`` (columns, rows) through the demo gateway
+    ``start_stack`` found, as its operator ``demo`` reaches target ``demo``."""
+    async with asyncssh.connect(
+        "127.0.0.1",
+        int(found["port"]),
+        username="demo:demo",
+        client_keys=[found["key"]],
+        known_hosts=found["known"],
+        config=None,
+    ) as conn:
+        yield await conn.create_process(term_type="xterm", term_size=size)
+
+
 async def operate(
     found: dict[str, str],
     *,
@@ -97,15 +116,7 @@ async def operate(
     sent: dict[str, float],
     echoed: dict[str, float],
 ) -> None:
-    async with asyncssh.connect(
-        "127.0.0.1",
-        int(found["port"]),
-        username="demo:demo",
-        client_keys=[found["key"]],
-        known_hosts=found["known"],
-        config=None,
-    ) as conn:
-        process = await conn.create_process(term_type="xterm", term_size=(120, 40))
+    async with demo_terminal(found, (120, 40)) as process:
         await asyncio.sleep(1.0)
         session_found.set()
         await asyncio.get_running_loop().run_in_executor(None, time.sleep, 3.0)  # watchers join
