@@ -3,7 +3,7 @@
 An event is a mapping of Sigma field name to string value, built by the alert
 group from one command read in a session, or from another of its events (its log
 source's category given beside it: :mod:`sshtrail.sigmarules.logsources`); a field
-the group could not fill is absent, never an empty placeholder. :class:`RuleSet`
+the group could not fill is absent, never an empty string. :class:`RuleSet`
 lower-cases the event once and tries every active rule of its log source on it; a
 rule's test is the closure tree :mod:`sshtrail.sigmarules.evaluator` compiled when
 the rule was loaded.
