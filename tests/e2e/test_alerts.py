@@ -30,12 +30,11 @@ from tests.support.cli import Running, sshtrail
 from tests.support.consumers import start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess, toml_value
 from tests.support.kafka import Broker
-from tests.support.services import unavailable
+from tests.support.sigma import SIGMA, sigma_rules
 from tests.support.sshd import SshdTarget
 
 pytestmark = pytest.mark.e2e
 
-SIGMA = Path(__file__).resolve().parents[2].parent / "shared" / "sigma" / "rules"
 
 #: Commands and the SigmaHQ rules (file names less ``proc_creation_lnx_``) each must
 #: raise -- across the shapes of condition the corpus uses: one selection, ``all of``,
@@ -107,8 +106,7 @@ class Receiver:
 def stack(
     tmp_path: Path, broker: Broker, sshd: SshdTarget
 ) -> Iterator[tuple[GatewayProcess, Path, Receiver, Running]]:
-    if not SIGMA.is_dir():
-        unavailable(f"SigmaHQ's rules are not beside the repository ({SIGMA})")
+    sigma_rules()
     gateway = GatewayProcess(tmp_path / "gw", broker.bootstrap_servers, sshd)
     gateway.start()
     store_url = f"sqlite:///{tmp_path / 'store.db'}"

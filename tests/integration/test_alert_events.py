@@ -33,11 +33,11 @@ from tests.support import sftpwire as w
 from tests.support.cli import sshtrail
 from tests.support.gateway import toml_value
 from tests.support.recordings import SIGNER, events_session, typed_at_prompt
+from tests.support.sigma import SIGMA, sigma_rules
 
 pytestmark = pytest.mark.integration
 
 OURS = Path(__file__).resolve().parent / "sshtrail_rules"
-SIGMA = Path(__file__).resolve().parents[2].parent / "shared" / "sigma" / "rules"
 MKFIFO = "proc_creation_lnx_mkfifo_named_pipe_creation.yml"
 CRONTAB = b"* * * * * root id\n"
 
@@ -90,8 +90,7 @@ def received(messages: list[bytes]) -> list[Received]:
 
 @pytest.fixture
 def rules(tmp_path: Path) -> Path:
-    if not (SIGMA / MKFIFO).is_file():
-        pytest.skip(f"SigmaHQ's rules are not beside the repository ({SIGMA})")
+    sigma_rules(MKFIFO)
     folder = tmp_path / "rules"
     shutil.copytree(OURS, folder)
     shutil.copy(SIGMA / MKFIFO, folder)

@@ -23,10 +23,10 @@ from sshtrail.wire import decode_chunk
 from tests.support.cli import sshtrail
 from tests.support.gateway import toml_value
 from tests.support.recordings import events_session, typed_at_prompt
+from tests.support.sigma import SIGMA, sigma_rules
 
 pytestmark = pytest.mark.integration
 
-SIGMA = Path(__file__).resolve().parents[2].parent / "shared" / "sigma" / "rules"
 MKFIFO = "proc_creation_lnx_mkfifo_named_pipe_creation.yml"
 USERDEL = "proc_creation_lnx_userdel.yml"
 GROUPDEL = "proc_creation_lnx_groupdel.yml"
@@ -52,8 +52,7 @@ DAY_NS = 86_400 * 10**9
 
 @pytest.fixture
 def rules(tmp_path: Path) -> Path:
-    if not (SIGMA / MKFIFO).is_file():
-        pytest.skip(f"SigmaHQ's rules are not beside the repository ({SIGMA})")
+    sigma_rules(MKFIFO)
     folder = tmp_path / "rules"
     folder.mkdir()
     for name in (MKFIFO, USERDEL, GROUPDEL, NEEDS_FIELD):

@@ -18,10 +18,10 @@ from consumer.messages import Received
 from sshtrail.tables import ALERTS
 from sshtrail.wire import decode_chunk
 from tests.support.recordings import events_session, typed_at_prompt
+from tests.support.sigma import SIGMA, sigma_rules
 
 pytestmark = pytest.mark.integration
 
-SIGMA = Path(__file__).resolve().parents[2].parent / "shared" / "sigma" / "rules"
 RULE = "proc_creation_lnx_mkfifo_named_pipe_creation.yml"
 
 
@@ -37,8 +37,7 @@ def count(engine: Engine) -> int:
 
 @pytest.fixture
 def rules(tmp_path: Path) -> Path:
-    if not (SIGMA / RULE).is_file():
-        pytest.skip(f"SigmaHQ's rules are not beside the repository ({SIGMA})")
+    sigma_rules(RULE)
     folder = tmp_path / "rules"
     folder.mkdir()
     shutil.copy(SIGMA / RULE, folder)

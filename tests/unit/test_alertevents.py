@@ -4,24 +4,18 @@ dodged (found by attacking the mapping)."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from sshtrail.alertevents import MAX_EVENTS, command_events
 from sshtrail.sigmarules import RuleSet, load_rules
-
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "sigma" / "rules"
+from tests.support.sigma import sigma_rules
 
 
 @pytest.fixture(scope="module")
 def corpus() -> RuleSet:
-    if not CORPUS.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the Sigma corpus is missing in CI: {CORPUS}")
-        pytest.skip(f"no Sigma corpus beside the repository ({CORPUS})")
-    return load_rules(CORPUS)
+    return load_rules(sigma_rules())
 
 
 def raised(corpus: RuleSet, line: str) -> set[str]:

@@ -4,7 +4,6 @@ rule file, however broken, makes loading raise."""
 
 from __future__ import annotations
 
-import os
 import shlex
 from collections import Counter
 from pathlib import Path
@@ -13,9 +12,9 @@ import pytest
 
 from sshtrail.errors import ConfigError
 from sshtrail.sigmarules import FIELDS, RuleSet, load_rule_file, load_rules
+from tests.support.sigma import SIGMA, sigma_rules
 
 # The CI clone has ../shared beside the repository root, as /work/main and its worktrees do.
-CORPUS = Path(__file__).resolve().parents[2].parent / "shared" / "sigma" / "rules"
 
 #: Every file of the corpus that is not active, and why (the other 117 are active).
 NOT_ACTIVE = {
@@ -36,11 +35,7 @@ NOT_ACTIVE = {
 
 @pytest.fixture(scope="module")
 def corpus() -> RuleSet:
-    if not CORPUS.is_dir():
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"the Sigma corpus is missing in CI: {CORPUS}")
-        pytest.skip(f"no Sigma corpus beside the repository ({CORPUS})")
-    return load_rules(CORPUS)
+    return load_rules(sigma_rules())
 
 
 def event(command: str, image: str | None = None, **more: str) -> dict[str, str]:
@@ -60,7 +55,7 @@ def fired(rules: RuleSet, command: str, image: str | None = None, **more: str) -
 
 
 def test_every_corpus_file_is_loaded_or_refused_with_its_reason(corpus: RuleSet) -> None:
-    files = sorted(path.name for path in CORPUS.glob("*.yml"))
+    files = sorted(path.name for path in SIGMA.glob("*.yml"))
     assert len(files) == 122
     statuses = {Path(status.path).name: status for status in corpus.statuses}
     assert sorted(statuses) == files
