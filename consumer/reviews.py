@@ -15,28 +15,20 @@ Used by ``sshtrail reviews`` / ``review`` and the web console's reviews page.
 
 from __future__ import annotations
 
-import threading
-import time
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
+from consumer.controlboard import MAX_MESSAGES, ControlBoard
 from consumer.requester import ask
 from sshtrail import control
-from sshtrail.errors import BrokerError, InvalidError, NotFound
-from sshtrail.kafka.adapters import topic_reader
-from sshtrail.kafka.ports import TopicReader
+from sshtrail.errors import InvalidError, NotFound
 from sshtrail.scope import Scope
 from sshtrail.settings import Settings
-from sshtrail.verification import known_gateway_keys
 
 #: How far back ``reviews`` looks by default, in seconds.
 LOOK_BACK_S = 24 * 3600
-#: At most this many messages are read (the control topic is small: a review is
-#: three or four of them).
-MAX_MESSAGES = 200_000
-
 Status = Literal[
     "waiting", "approved", "denied", "timed out", "cancelled", "ended", "expired", "refused"
 ]
@@ -105,20 +97,13 @@ def read_reviews(settings: Settings, look_back_s: float = LOOK_BACK_S) -> list[R
         board.close()
 
 
-class ReviewBoard:
+class ReviewBoard(ControlBoard):
     """The reviews on the control topic, kept current: each :meth:`current` reads what
     came since the last one (the web console keeps one open; the CLI reads once).
     Thread-safe; a broker error drops the reader, and the next look starts again."""
 
     def __init__(self, settings: Settings, look_back_s: float = LOOK_BACK_S) -> None:
-        self._settings = settings
-        self._look_back_s = look_back_s
-        self._topic = settings.control.topic
-        self._gateways = control.gateway_keys(settings, known_gateway_keys(settings))
-        self._auditors = control.trusted_keys(settings)
-        self._lock = threading.Lock()
-        self._reader: TopicReader | None = None
-        self._position: dict[int, int] = {}
+        super().__init__(settings, look_back_s, "reviews")
         self._items: dict[str, ReviewItem] = {}
         #: Results and answers read before the review they name (another partition).
         self._results: dict[str, control.Result] = {}
@@ -126,64 +111,17 @@ class ReviewBoard:
 
     def current(self) -> list[ReviewItem]:
         """Every review of the look-back, oldest first, as of the topic's log ends now."""
-        with self._lock:
-            try:
-                self._read_to_end()
-            except BrokerError:
-                self._drop_reader()
-                raise
-            oldest = control.now_ns() - int(self._look_back_s * 1e9)
+        with self.reading():
+            oldest = control.now_ns() - int(self.look_back_s * 1e9)
             for review_id in [i for i, item in self._items.items() if item.request.at < oldest]:
                 del self._items[review_id]
             return sorted(self._items.values(), key=lambda item: item.request.at)
 
-    def close(self) -> None:
-        with self._lock:
-            self._drop_reader()
-
-    def _drop_reader(self) -> None:
-        if self._reader is not None:
-            self._reader.close()
-        self._reader = None
-
-    def _connect(self) -> TopicReader:
-        reader = topic_reader(self._settings, "reviews", timeout=5.0)
-        try:
-            since_ms = int((time.time() - self._look_back_s) * 1000)
-            for partition in reader.partitions(self._topic):
-                low, high = reader.watermarks(self._topic, partition)
-                if partition not in self._position:
-                    found = reader.offset_at(self._topic, partition, since_ms)
-                    self._position[partition] = high if found is None else found
-                self._position[partition] = max(self._position[partition], low)
-            reader.assign(self._topic, self._position)
-        except BrokerError:
-            reader.close()
-            raise
-        return reader
-
-    def _read_to_end(self) -> None:
-        if self._reader is None:
-            self._reader = self._connect()
-        reader = self._reader
-        ends = {p: reader.watermarks(self._topic, p)[1] for p in self._position}
-        taken = 0
-        deadline = time.monotonic() + 30
-        while any(self._position[p] < ends[p] for p in ends) and taken < MAX_MESSAGES:
-            if time.monotonic() > deadline:
-                raise BrokerError(f"{self._topic}: could not read the reviews within 30 s")
-            for message in reader.consume(1000, 0.5):
-                at, offset = message.partition(), message.offset()
-                if at is not None and offset is not None:
-                    self._position[at] = offset + 1
-                taken += 1
-                self._take(message.key() or b"", message.value())
-
     def _take(self, key: bytes, value: bytes | None) -> None:
         if key.startswith(control.GATEWAY_PREFIXES):
-            found = _decoded(value, self._gateways, key)
+            found = self.decoded(value, self.gateways, key)
         elif key.startswith(control.ANSWER_PREFIX):
-            found = _decoded(value, self._auditors, key)
+            found = self.decoded(value, self.auditors, key)
         else:
             return
         if isinstance(found, control.ReviewRequest):
@@ -204,13 +142,6 @@ class ReviewBoard:
                 named.answers.append(found)
             elif len(self._answers) < MAX_MESSAGES:
                 self._answers.setdefault(found.review, []).append(found)
-
-
-def _decoded(value: bytes | None, trusted: set[bytes], key: bytes) -> control.Message | None:
-    try:
-        return control.decode(value, trusted, key)
-    except control.ControlError:
-        return None  # not signed by whom it must be: not a review, whatever it says
 
 
 def in_scope(items: Iterable[ReviewItem], scope: Scope) -> list[ReviewItem]:

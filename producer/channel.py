@@ -21,6 +21,7 @@ from typing import ClassVar, Literal, Protocol
 from asyncssh.channel import SSHChannel
 
 from producer.admission import Verdict
+from producer.moderation import Hooks, Moderated
 from producer.policy import Target
 from producer.recorder import Recorder
 from producer.reviews import Held, Review
@@ -33,8 +34,11 @@ log = logging.getLogger(__name__)
 Side = Literal["operator", "target"]
 #: Why reading a side is paused: the other side's window is full, the operator's socket
 #: is full, the target's channel is still opening, the spool has no room, the chunk
-#: writer is far behind, an Enter waits for the command policy's decision.
-HoldReason = Literal["window", "client socket", "opening", "spool", "recording", "policy"]
+#: writer is far behind, an Enter waits for the command policy's decision, a moderated
+#: session has fewer moderators present than it needs.
+HoldReason = Literal[
+    "window", "client socket", "opening", "spool", "recording", "policy", "moderation"
+]
 
 
 class ChannelHost(Protocol):
@@ -75,6 +79,20 @@ class ChannelHost(Protocol):
     def decide_command(self, target: Target, line: str) -> Decision | None:
         """The command policy's decision on ``line`` run on ``target`` by this login's
         operator; None when no rules can be read (refuse)."""
+        ...
+
+    def moderate(self, target: Target, session: str, hooks: Hooks) -> Moderated | None:
+        """The moderation of a new session to ``target`` when a ``[[moderation]]`` table
+        covers it (it then waits for moderators), else None; :class:`~producer.policy.
+        Refused` when it is covered but cannot be moderated here."""
+        ...
+
+    async def moderated(self, moderated: Moderated) -> str | None:
+        """Wait for enough moderators; None then, else why the session is refused."""
+        ...
+
+    def moderation_ended(self, moderated: Moderated, reason: str) -> None:
+        """The moderated session is over."""
         ...
 
     def ask_review(self, held: Held, done: Callable[[ReviewVerdict], None]) -> Review | None:

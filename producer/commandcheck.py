@@ -17,7 +17,8 @@ from collections.abc import Callable
 from pathlib import Path
 
 from producer.policy import Refused
-from sshtrail.commandpolicy import Decision, Policy, PolicyError, load_policy
+from sshtrail.commandpolicy import Decision, Policy, load_policy
+from sshtrail.policyfile import PolicyError
 
 log = logging.getLogger(__name__)
 

@@ -31,6 +31,7 @@ from producer.admission import Record, Refuse, Unrecorded, Verdict
 from producer.channel import Relay
 from producer.forward import Forward, destination
 from producer.gateway import Gateway
+from producer.moderation import Hooks, Moderated
 from producer.policy import Login, Refused, Target
 from producer.recorder import Recorder
 from producer.relay import OperatorChannel
@@ -84,6 +85,27 @@ class Connection(asyncssh.SSHServer):
 
     def decide_command(self, target: Target, line: str) -> Decision | None:
         return self._gateway.commands.decide(self.login.operator, target.name, line)
+
+    def moderate(self, target: Target, session: str, hooks: Hooks) -> Moderated | None:
+        policy = self._gateway.commands.policy
+        rule = None if policy is None else policy.moderation(self.login.operator, target.name)
+        if rule is None:
+            return None
+        control = self._gateway.control
+        if control is None:
+            raise Refused(
+                "this target is moderated, and the gateway does not read the control topic",
+                "moderation unavailable",
+            )
+        return control.moderation.open(rule, session, self.login.operator, target.name, hooks)
+
+    async def moderated(self, moderated: Moderated) -> str | None:
+        assert self._gateway.control is not None  # moderate() gave it
+        return await self._gateway.control.moderation.wait(moderated)
+
+    def moderation_ended(self, moderated: Moderated, reason: str) -> None:
+        if self._gateway.control is not None:
+            self._gateway.control.moderation.ended(moderated, reason)
 
     def ask_review(self, held: Held, done: Callable[[ReviewVerdict], None]) -> Review | None:
         control = self._gateway.control

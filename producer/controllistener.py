@@ -10,7 +10,9 @@ history of the topic, so a gateway started after a lock knows it; the one
 signed last wins, whatever the order they are read in (``producer/locks.py``).
 
 Answers to the four-eyes reviews this gateway holds go to its :class:`~producer.reviews.
-Reviews`, which also publishes the review requests.
+Reviews`, which also publishes the review requests; moderators' presence goes to its
+:class:`~producer.moderation.ModerationDesk`, which publishes where moderated sessions
+stand.
 
 Until the topic has been read up to the log ends it had when the reader
 connected, the gateway does not know who is locked: :meth:`ControlListener.unread`
@@ -33,6 +35,7 @@ from collections.abc import Callable, Sequence
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from producer.locks import Locked, Locks
+from producer.moderation import ModerationDesk
 from producer.reviews import Reviews
 from producer.sessions import LiveSessions
 from sshtrail import control
@@ -87,6 +90,8 @@ class ControlListener:
         self._thread = threading.Thread(target=self._run, name="control", daemon=True)
         #: The four-eyes reviews this gateway holds (on the event loop).
         self.reviews = Reviews(settings.instance, settings.policy.review_timeout_s, self.send)
+        #: The moderated sessions this gateway holds (on the event loop).
+        self.moderation = ModerationDesk(settings.instance, self.send)
 
     def start(self) -> None:
         self._thread.start()
@@ -202,24 +207,9 @@ class ControlListener:
             return
         fresh = control.fresh(message, control.now_ns())
         if isinstance(message, control.Lock | control.Unlock):
-            stale = self._locks.apply(message)
-            if stale is not None:
-                log.warning(
-                    "ignored a control message at %s: %s of operator %s signed at %d, not "
-                    "after the one in force (signed at %d): a copy re-sent or read out of order",
-                    where,
-                    message.__struct_config__.tag,
-                    message.operator,
-                    message.at,
-                    stale.newest,
-                )
-                return
-            if not fresh:
-                return  # history: in force, but nothing to end or answer now
-            if isinstance(message, control.Lock):
-                self._call(lambda: self._locked(message))
-            else:
-                self._answer(message.request_id, "unlocked", f"operator {message.operator}")
+            self._lock_message(message, fresh, where)
+        elif isinstance(message, control.Presence):
+            self._call(lambda: self.moderation.presence(message, where))
         elif isinstance(message, control.ReviewAnswer):
             if fresh:
                 self._call(lambda: self.reviews.answered(message))
@@ -243,6 +233,28 @@ class ControlListener:
                     abs(control.now_ns() - message.at) / 1e9,
                     control.FRESH_S,
                 )
+
+    def _lock_message(
+        self, message: control.Lock | control.Unlock, fresh: bool, where: str
+    ) -> None:
+        stale = self._locks.apply(message)
+        if stale is not None:
+            log.warning(
+                "ignored a control message at %s: %s of operator %s signed at %d, not "
+                "after the one in force (signed at %d): a copy re-sent or read out of order",
+                where,
+                message.__struct_config__.tag,
+                message.operator,
+                message.at,
+                stale.newest,
+            )
+            return
+        if not fresh:
+            return  # history: in force, but nothing to end or answer now
+        if isinstance(message, control.Lock):
+            self._call(lambda: self._locked(message))
+        else:
+            self._answer(message.request_id, "unlocked", f"operator {message.operator}")
 
     def _call(self, work: Callable[[], None]) -> None:
         self._loop.call_soon_threadsafe(work)

@@ -14,11 +14,11 @@ only those the target's ``accept_env`` names are passed on. The command policy
 decides an exec request or subsystem as it is requested, and a terminal shell's lines
 at each Enter (``producer/linegate.py``).
 
-Why one module of a little more than 400 lines: one channel's life -- its requests,
+Why one module of about 500 lines: one channel's life -- its requests,
 opening the target, the data both ways, refusals, policy, its end -- is one object
 whose callbacks asyncssh calls in an order only the channel knows; the policy's
-decisions and the line gate live in their own modules, this holds where they are
-called.
+decisions, the line gate and moderation live in their own modules, this holds where
+they are called.
 """
 
 from __future__ import annotations
@@ -38,6 +38,7 @@ from producer.admission import Refuse
 from producer.channel import ChannelHost, Relay, Side, TargetSide
 from producer.commandcheck import request_outcome
 from producer.linegate import LineGate
+from producer.moderation import Hooks, Moderated
 from producer.policy import Refused, Target
 from producer.reviews import Held, Review, Verdict
 from producer.upstream import describe_error
@@ -105,6 +106,8 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         #: An exec request or subsystem the command policy holds for review.
         self._exec_review: Decision | None = None
         self._review: Review | None = None
+        #: A session a ``[[moderation]]`` table covers (``producer/moderation.py``).
+        self._moderated: Moderated | None = None
 
     # -- requests, before the session starts --------------------------------
 
@@ -156,6 +159,7 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
             self._warn(warning)
         if self._refusal is None and target is not None:
             self._gate_shell(target)
+            self._moderate(target)
         env = self._environment(target)
         # The command itself stays out of the log: it may hold secrets.
         log.info(
@@ -209,6 +213,28 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
             review=lambda decision, line, done: self._ask_review(target, decision, line, done),
             reviewed=self._policy_reviewed,
         )
+
+    def _moderate(self, target: Target) -> None:
+        """A session a ``[[moderation]]`` table covers waits for its moderators (in
+        :meth:`_open`), then pauses or ends while they are fewer."""
+        hooks = Hooks(
+            tell=self._moderation_notice,
+            note=lambda text: self.recorder.notice("moderation", text) if self.recorder else None,
+            hold=lambda on: (self.hold if on else self.release)("operator", "moderation"),
+            end=self.close,
+        )
+        try:
+            self._moderated = self._host.moderate(target, self.session_id, hooks)
+        except Refused as refused:
+            self._refusal = refused
+
+    def _moderation_notice(self, text: str) -> None:
+        """What moderation tells the operator: on a terminal on a line of its own, else
+        on stderr (it would mix into a command's output)."""
+        if self._term is None:
+            self._warn(text)
+        else:
+            self._tell(f"\r\nsshtrail: {text}\r\n")
 
     def _ask_review(
         self, target: Target, decision: Decision, line: str, done: Callable[[Verdict], None]
@@ -308,6 +334,12 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         return accepted
 
     async def _open(self, target: Target | None, env: dict[bytes, bytes]) -> None:
+        if self._refusal is None and self._moderated is not None:
+            refusal = await self._host.moderated(self._moderated)
+            if self._gone:
+                return
+            if refusal is not None:
+                self._refusal = Refused(refusal, "not moderated", f": {refusal}")
         if self._refusal is None and target is not None and self._exec_review is not None:
             self._refusal = await self._exec_reviewed(target, self._exec_review)
             if self._gone:
@@ -488,6 +520,8 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
             self._gate.close()
         if self._review is not None:
             self._review.cancel("ended", "the session ended")
+        if self._moderated is not None:
+            self._host.moderation_ended(self._moderated, self._end_reason)
         if self._target is not None:
             self._target.close()
             self._target = None

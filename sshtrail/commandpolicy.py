@@ -18,20 +18,23 @@ splits it (:mod:`sshtrail.shellwords`: ``;``, ``&&``, ``|``, ``$(...)``, backtic
 does not run ``rm``. An entry ``re:PATTERN`` is a Python regular expression searched in
 the whole line as typed. ``ignore_case = true`` makes both case-insensitive.
 
+The same file's ``[[moderation]]`` tables name the sessions that run only while a
+moderator watches (:mod:`sshtrail.moderationpolicy`, docs/moderation.md).
+
 A file that cannot be read is an error naming the file, the rule and the key
 (:class:`PolicyError`); the gateway then keeps the rules it had (docs/policy.md).
 """
 
 from __future__ import annotations
 
-import fnmatch
 import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from sshtrail.errors import ConfigError
+from sshtrail.moderationpolicy import Moderation, parse_moderation
+from sshtrail.policyfile import PolicyError, globs, message_of, name_of, strings, tables
 from sshtrail.shellwords import commands
 
 Action = Literal["reject", "review", "warn", "accept"]
@@ -42,11 +45,6 @@ MAX_FILE_BYTES = 1 << 20
 MAX_RULES = 2000
 MAX_ENTRIES = 200
 _KEYS = {"name", "action", "match", "operators", "targets", "message", "ignore_case"}
-_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
-
-
-class PolicyError(ConfigError):
-    """A policy file that cannot be used, and why (file, rule, key)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,8 +101,8 @@ class Rule:
     _targets: re.Pattern[str] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "_operators", _globs(self.operators))
-        object.__setattr__(self, "_targets", _globs(self.targets))
+        object.__setattr__(self, "_operators", globs(self.operators))
+        object.__setattr__(self, "_targets", globs(self.targets))
 
     def applies_to(self, operator: str, target: str) -> bool:
         return bool(self._operators.match(operator) and self._targets.match(target))
@@ -144,6 +142,14 @@ class Policy:
     rules: tuple[Rule, ...] = ()
     #: Where the rules came from, for messages.
     source: str = "(no policy)"
+    moderations: tuple[Moderation, ...] = ()
+
+    def moderation(self, operator: str, target: str) -> Moderation | None:
+        """The first ``[[moderation]]`` table covering ``operator`` on ``target``."""
+        for moderation in self.moderations:
+            if moderation.applies_to(operator, target):
+                return moderation
+        return None
 
     def decide(self, operator: str, target: str, line: str) -> Decision:
         """What the first matching rule says of ``line``, run by ``operator`` on ``target``."""
@@ -174,11 +180,6 @@ def _same(word: str, wanted: str) -> bool:
     return word == wanted or ("/" in word and "/" not in wanted and _base(word) == wanted)
 
 
-def _globs(globs: tuple[str, ...]) -> re.Pattern[str]:
-    """Shell-style globs (``fnmatch``, case-sensitive) as one regular expression."""
-    return re.compile("|".join(f"(?:{fnmatch.translate(glob)})" for glob in globs))
-
-
 def load_policy(path: Path) -> Policy:
     """The rules of the TOML file at ``path``; :class:`PolicyError` saying what is wrong."""
     try:
@@ -199,32 +200,43 @@ def parse_policy(raw: bytes, source: str) -> Policy:
         raise PolicyError(f"{source}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise PolicyError(f"{source}: not valid TOML: {exc}") from None
-    unknown = set(document) - {"rule"}
+    unknown = set(document) - {"rule", "moderation"}
     if unknown:
-        raise PolicyError(f"{source}: unknown top-level key {sorted(unknown)[0]!r} (only [[rule]])")
-    tables = document.get("rule", [])
-    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
-        raise PolicyError(f"{source}: 'rule' must be tables written [[rule]]")
-    if len(tables) > MAX_RULES:
-        raise PolicyError(f"{source}: {len(tables)} rules, more than {MAX_RULES}")
+        raise PolicyError(
+            f"{source}: unknown top-level key {sorted(unknown)[0]!r} "
+            "(only [[rule]] and [[moderation]])"
+        )
+    found = tables(document, "rule", source)
+    if len(found) > MAX_RULES:
+        raise PolicyError(f"{source}: {len(found)} rules, more than {MAX_RULES}")
     rules: list[Rule] = []
     names: set[str] = set()
-    for number, table in enumerate(tables, start=1):
+    for number, table in enumerate(found, start=1):
         rule = _rule(table, f"{source}: rule {number}")
         if rule.name in names:
             raise PolicyError(f"{source}: rule {number}: the name {rule.name!r} is used twice")
         names.add(rule.name)
         rules.append(rule)
-    return Policy(tuple(rules), source)
+    moderations: list[Moderation] = []
+    found = tables(document, "moderation", source)
+    if len(found) > MAX_RULES:
+        raise PolicyError(f"{source}: {len(found)} moderation tables, more than {MAX_RULES}")
+    for number, table in enumerate(found, start=1):
+        moderation = parse_moderation(table, f"{source}: moderation {number}")
+        if moderation.name in names:
+            raise PolicyError(
+                f"{source}: moderation {number}: the name {moderation.name!r} is used twice"
+            )
+        names.add(moderation.name)
+        moderations.append(moderation)
+    return Policy(tuple(rules), source, tuple(moderations))
 
 
 def _rule(table: dict[str, Any], where: str) -> Rule:
     unknown = set(table) - _KEYS
     if unknown:
         raise PolicyError(f"{where}: unknown key {sorted(unknown)[0]!r}")
-    name = table.get("name")
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
-        raise PolicyError(f"{where}: 'name' must be 1-64 letters, digits, '.', '_' or '-'")
+    name = name_of(table, where)
     where = f"{where} ({name})"
     action = table.get("action")
     if action not in ACTIONS:
@@ -232,30 +244,19 @@ def _rule(table: dict[str, Any], where: str) -> Rule:
     ignore_case = table.get("ignore_case", False)
     if not isinstance(ignore_case, bool):
         raise PolicyError(f"{where}: 'ignore_case' must be true or false")
-    match = _strings(table, "match", where, required=True)
+    match = strings(table, "match", where, required=True)
     if len(match) > MAX_ENTRIES:
         raise PolicyError(f"{where}: more than {MAX_ENTRIES} 'match' entries")
-    message = table.get("message", "")
-    if not isinstance(message, str) or len(message) > 500 or not message.isprintable():
-        raise PolicyError(f"{where}: 'message' must be printable text of at most 500 characters")
+    message = message_of(table, where)
     return Rule(
         name=name,
         action=action,
         entries=tuple(_entry(text, where, ignore_case) for text in match),
-        operators=tuple(_strings(table, "operators", where) or ["*"]),
-        targets=tuple(_strings(table, "targets", where) or ["*"]),
+        operators=tuple(strings(table, "operators", where) or ["*"]),
+        targets=tuple(strings(table, "targets", where) or ["*"]),
         message=message,
         ignore_case=ignore_case,
     )
-
-
-def _strings(table: dict[str, Any], key: str, where: str, required: bool = False) -> list[str]:
-    value = table.get(key)
-    if value is None and not required:
-        return []
-    if not isinstance(value, list) or not value or not all(isinstance(v, str) for v in value):
-        raise PolicyError(f"{where}: {key!r} must be a list of strings, not empty")
-    return value
 
 
 def _entry(text: str, where: str, ignore_case: bool) -> Entry:

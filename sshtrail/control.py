@@ -20,6 +20,14 @@ cannot undo a later request. Terminations, and the sessions a lock ends,
 are acted on only within :data:`FRESH_S` of now (:func:`fresh`): an old
 request re-sent is history, not a request.
 
+Moderated sessions (docs/moderation.md) use it too: a moderator's console or terminal
+publishes a :class:`Presence` (join, a heartbeat every :data:`HEARTBEAT_S`, leave),
+signed by the control key and keyed ``presence:SESSION/NAME``; the gateway holding the
+session counts it only while fresh, and only a later signing time than the last it took
+from that moderator (a copy re-sent is refused). That gateway publishes a
+:class:`ModerationState` at every change (key ``moderation:SESSION``), which the console
+lists as sessions waiting for a moderator.
+
 Four-eyes reviews (docs/policy.md) go both ways on the same topic. A gateway that holds
 an operator's command for approval publishes a :class:`ReviewRequest`, signed by its
 recording key (key ``review:ID``); an auditor answers with a :class:`ReviewAnswer`,
@@ -60,8 +68,19 @@ RESULT_PREFIX = b"result:"
 REVIEW_PREFIX = b"review:"
 #: The key prefix of the auditors' answers to a review.
 ANSWER_PREFIX = b"answer:"
+#: The key prefix of the gateways' word on a moderated session (waiting, running, ...).
+MODERATION_PREFIX = b"moderation:"
+#: The key prefix of a moderator's presence in a session (console or terminal).
+PRESENCE_PREFIX = b"presence:"
 #: What the gateways themselves sign, and read from the topic only to skip.
-GATEWAY_PREFIXES = (RESULT_PREFIX, REVIEW_PREFIX)
+GATEWAY_PREFIXES = (RESULT_PREFIX, REVIEW_PREFIX, MODERATION_PREFIX)
+#: A moderator's console or terminal says "still here" this often (seconds) ...
+HEARTBEAT_S = 1.0
+#: ... and counts as gone this long after the last word from it reached the gateway.
+PRESENCE_TTL_S = 3.5
+#: A presence signed further than this from the gateway's clock (either way) is history
+#: (or a copy kept and re-sent), not presence.
+PRESENCE_FRESH_S = 10
 #: The largest control message taken (a request is a few hundred bytes).
 MAX_MESSAGE = 16 << 10
 
@@ -118,6 +137,48 @@ class ReviewAnswer(_Message, tag="answer", frozen=True):
     reason: str
 
 
+PresenceState = Literal["join", "here", "leave"]
+
+
+class Presence(_Message, tag="presence", frozen=True):
+    """``moderator`` is watching ``session`` to moderate it (``join``, then ``here`` every
+    :data:`HEARTBEAT_S`), or stopped (``leave``); signed by the control key (the console
+    or ``sshtrail watch --moderate``). The gateway holding the session decides whether
+    they count (docs/moderation.md)."""
+
+    session: str
+    moderator: str
+    #: The console groups the moderator belongs to (``auditors.groups``).
+    groups: tuple[str, ...]
+    state: PresenceState
+    #: ``console`` or ``terminal``.
+    via: str
+
+
+ModerationPhase = Literal["waiting", "running", "paused", "ended", "refused"]
+
+
+class ModerationState(_Message, tag="moderation", frozen=True):
+    """Where a moderated session stands, from the gateway holding it (signed by its
+    recording key), published at each change: what the console lists as waiting."""
+
+    gateway: str
+    session: str
+    operator: str
+    target: str
+    rule: str
+    #: How many moderators must be present.
+    needed: int
+    #: The moderators present now.
+    present: tuple[str, ...]
+    phase: ModerationPhase
+    #: ``pause`` or ``terminate``: what a moderator's leaving does.
+    on_leave: str
+    #: While waiting: when the gateway stops waiting and refuses (ns since the epoch).
+    deadline: int
+    detail: str
+
+
 Outcome = Literal[
     "done",
     "locked",
@@ -142,7 +203,9 @@ class Result(_Message, tag="result", frozen=True):
 
 
 Request = Terminate | Lock | Unlock | ReviewAnswer
-Message = Terminate | Lock | Unlock | ReviewAnswer | Result | ReviewRequest
+Message = (
+    Terminate | Lock | Unlock | ReviewAnswer | Result | ReviewRequest | Presence | ModerationState
+)
 
 
 class _Envelope(msgspec.Struct, frozen=True, forbid_unknown_fields=True):
@@ -174,6 +237,10 @@ def key_of(message: Message) -> bytes:
         return REVIEW_PREFIX + message.request_id.encode()
     if isinstance(message, ReviewAnswer):
         return ANSWER_PREFIX + message.review.encode()
+    if isinstance(message, Presence):
+        return PRESENCE_PREFIX + f"{message.session}/{message.moderator}".encode()
+    if isinstance(message, ModerationState):
+        return MODERATION_PREFIX + message.session.encode()
     return RESULT_PREFIX + message.request_id.encode()
 
 
@@ -187,6 +254,11 @@ def fresh(message: Message, now: int) -> bool:
     """Whether ``message`` was signed within :data:`FRESH_S` of ``now`` (ns), either way:
     only then is a termination, or the ending of a locked operator's sessions, done."""
     return abs(now - message.at) <= FRESH_S * 1_000_000_000
+
+
+def present(message: Presence, now: int) -> bool:
+    """Whether a presence was signed within :data:`PRESENCE_FRESH_S` of ``now`` (ns)."""
+    return abs(now - message.at) <= PRESENCE_FRESH_S * 1_000_000_000
 
 
 def decode(data: bytes | None, trusted: Collection[bytes], key: bytes | None = None) -> Message:

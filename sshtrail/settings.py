@@ -439,6 +439,11 @@ class AuditorSettings(_Section):
     #: May approve or deny commands held for review (four eyes) in sessions of their
     #: scope; never their own.
     approve: bool = False
+    #: Groups they belong to, which a ``[[moderation]]`` table of the policy file may
+    #: name as ``group:NAME`` among its moderators (docs/moderation.md).
+    groups: list[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._@+-]{1,128}$")]] = (
+        msgspec.field(default_factory=list)
+    )
 
     def __post_init__(self) -> None:
         if self.password_hash and not well_formed(self.password_hash):

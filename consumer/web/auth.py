@@ -51,6 +51,9 @@ class Auditor:
     may_terminate: bool = False
     #: May approve or deny commands held for review in their scope (not their own).
     may_approve: bool = False
+    #: Their console groups (``auditors.groups``): who may moderate is decided by the
+    #: gateway's ``[[moderation]]`` tables, by name or group.
+    groups: tuple[str, ...] = ()
 
     @property
     def admin(self) -> bool:
@@ -98,7 +101,9 @@ class Accounts:
 
 def _auditor(entry: AuditorSettings, via: str) -> Auditor:
     scope = Scope(tuple(entry.operators), tuple(entry.targets))
-    return Auditor(entry.name, entry.role, scope, via, entry.terminate, entry.approve)
+    return Auditor(
+        entry.name, entry.role, scope, via, entry.terminate, entry.approve, tuple(entry.groups)
+    )
 
 
 class Sessions:

@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from sshtrail.commandpolicy import Policy, PolicyError, load_policy, parse_policy
+from sshtrail.commandpolicy import Policy, load_policy, parse_policy
+from sshtrail.policyfile import PolicyError
 from sshtrail.shellwords import commands
 
 RULES = b"""
