@@ -86,10 +86,11 @@ class CommandCheck:
             self._policy, self.problem = policy, None
             checked = sum(rule.action != "accept" for rule in policy.rules)
             log.info(
-                "command policy: %d rules from %s (%d reject or warn)",
+                "command policy: %d rules from %s (%d reject or warn), %d moderation tables",
                 len(policy.rules),
                 self._path,
                 checked,
+                len(policy.moderations),
             )
 
 

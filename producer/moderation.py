@@ -108,35 +108,37 @@ class ModerationDesk:
     def open(
         self, rule: Moderation, session: str, operator: str, target: str, hooks: Hooks
     ) -> Moderated:
-        """Start moderating ``session``: it waits for moderators (:meth:`wait`)."""
+        """Start moderating ``session``: the operator is told it waits for moderators
+        (:meth:`wait`), and the console hears it (a :class:`~sshtrail.control.
+        ModerationState`)."""
         started: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         moderated = Moderated(rule, session, operator, target, hooks, started)
         moderated.deadline_ns = control.now_ns() + int(rule.wait_s * 1e9)
         self._sessions[session] = moderated
         if self._sweeper is None or self._sweeper.done():
             self._sweeper = asyncio.get_running_loop().create_task(self._sweep())
-        return moderated
-
-    async def wait(self, moderated: Moderated) -> str | None:
-        """Wait until enough moderators are present; None then, else why the session is
-        refused (nobody came within ``wait_s``, or it ended meanwhile)."""
-        rule = moderated.rule
         detail = f" ({rule.message})" if rule.message else ""
-        moderated.hooks.tell(
-            f"sshtrail: this session is moderated{detail}: waiting for a moderator "
+        hooks.tell(
+            f"this session is moderated{detail}: waiting for a moderator "
             f"({rule.count} needed, rule {rule.name}; at most {rule.wait_s:g} s)..."
         )
-        moderated.hooks.note(
+        hooks.note(
             f"waiting for {rule.count} moderator(s) of rule {rule.name} "
             f"(at most {rule.wait_s:g} s; on leave: {rule.on_leave})"
         )
         self._publish(moderated, "waiting for a moderator")
         log.info(
             "session %s: moderated by rule %s: waiting for %d moderator(s)",
-            moderated.session,
+            session,
             rule.name,
             rule.count,
         )
+        return moderated
+
+    async def wait(self, moderated: Moderated) -> str | None:
+        """Wait until enough moderators are present; None then, else why the session is
+        refused (nobody came within ``wait_s``, or it ended meanwhile)."""
+        rule = moderated.rule
         try:
             await asyncio.wait_for(asyncio.shield(moderated.started), rule.wait_s)
         except TimeoutError:
@@ -157,7 +159,7 @@ class ModerationDesk:
             return
         if not moderated.started.done():
             moderated.started.cancel()
-        if moderated.phase != "refused":
+        if moderated.phase not in ("refused", "ended"):
             moderated.phase = "ended"
             self._publish(moderated, reason)
         self._forget(moderated)

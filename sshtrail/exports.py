@@ -34,6 +34,10 @@ Format = Literal["asciicast", "raw", "json"]
 #: Told of each chunk that does not decode: its seq and why. It is skipped.
 Skipped = Callable[[int, str], None]
 
+#: The gateway notices a replay marks on its timeline: the command policy's decisions and
+#: a moderated session's joins, leaves and pauses.
+MARKED = ("policy", "moderation")
+
 
 def chunk_events(
     stored: Iterable[tuple[int, bytes]], skipped: Skipped
@@ -136,8 +140,8 @@ class CastEvents:
         if isinstance(event, End):
             rest = self._output.decode(b"", final=True)
             return (t, ["o", rest]) if rest else None
-        if isinstance(event, Notice) and event.code == "policy":  # a marker on the timeline
-            return t, ["m", f"policy: {event.text}"[:200]]
+        if isinstance(event, Notice) and event.code in MARKED:  # a marker on the timeline
+            return t, ["m", f"{event.code}: {event.text}"[:200]]
         if not self._with_input:
             return None
         if isinstance(event, Input):

@@ -1,7 +1,7 @@
 """The consumer side's commands, one module each, named for the command: ``store``,
 ``index``, ``alert``, ``alerts``, ``lag``, ``lag_exporter``, ``reprocess``, ``completeness``,
-``watch``, ``web``, ``access_log``, ``terminate``, ``lock`` (and ``unlock``), ``reviews``
-(and ``review``). Each has ``run(args, settings)`` (or the handlers its parser names);
+``watch``, ``moderate``, ``web``, ``access_log``, ``terminate``, ``lock`` (and ``unlock``),
+``reviews`` (and ``review``). Each has ``run(args, settings)`` (or the handlers its parser names);
 their parsers are in :mod:`consumer.commands.parsers`, so that ``sshtrail --help`` loads
 none of what the commands run. Registered through the ``sshtrail.commands`` entry points.
 
@@ -26,6 +26,7 @@ def register(commands: Any) -> None:
         parsers.reprocess,
         parsers.completeness,
         parsers.watch,
+        parsers.moderate,
         parsers.web,
         parsers.access_log,
         parsers.terminate,

@@ -404,7 +404,46 @@ def watch(commands: Any) -> None:
         action="store_true",
         help="write the output bytes exactly as recorded, without the terminal filter",
     )
+    watch.add_argument(
+        "--moderate",
+        action="store_true",
+        help="be present as a moderator while watching (a moderated session, "
+        "docs/moderation.md): the session runs only while enough moderators watch",
+    )
+    watch.add_argument(
+        "--as",
+        dest="as_",
+        metavar="NAME",
+        help="with --moderate: the moderator's name, as the policy's [[moderation]] "
+        "tables name them (default: your user name); their groups are those of the "
+        "auditor of that name in the settings",
+    )
     watch.set_defaults(handler="consumer.commands.watch:run")
+
+
+def moderate(commands: Any) -> None:
+    parser = commands.add_parser(
+        "moderate",
+        help="moderated sessions waiting for a moderator",
+        description="List the moderated sessions of the control topic (docs/moderation.md): "
+        "by default those waiting for a moderator to start or paused until one is back. "
+        "Join one with 'sshtrail watch --moderate SID'. Exits 0 when it lists some, 1 when "
+        "none.",
+    )
+    parser.add_argument(
+        "--all",
+        action="store_true",
+        help="every moderated session of the look-back, running and ended too",
+    )
+    parser.add_argument(
+        "--hours",
+        type=ranged(float, 0.01, 24 * 30, "0.01 to 720 hours"),
+        default=24.0,
+        metavar="H",
+        help="how far back to look (default 24)",
+    )
+    format_options(parser, "a moderated session")
+    parser.set_defaults(handler="consumer.commands.moderate:run")
 
 
 def _member_options(parser: argparse.ArgumentParser, group_key: str) -> None:

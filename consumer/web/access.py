@@ -56,6 +56,8 @@ ACTIONS = (
     "reviews",
     "approve",
     "deny",
+    "moderation",
+    "moderate",
     "alerts",
     "lag",
     "access-log",

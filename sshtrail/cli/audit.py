@@ -100,7 +100,8 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         moved = transfers.of_session(conn, session_id, whole=args.json) if row["transfers"] else []
         stored = queries.stored_chunks(conn, session_id)
         commands = recorded_commands(session_id, stored)
-        decisions = policy_decisions(stored)
+        decisions = gateway_notices(stored, "policy")
+        moderation = gateway_notices(stored, "moderation")
         witness = index_witness(settings, conn, session_id, commands)
     if args.json:
         document = describe.session_json(row, session_id.hex, verdict_json(verdict, keys))
@@ -109,6 +110,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         ]
         document["index"] = witness
         document["policy_decisions"] = [{"t": t / 1e9, "text": text} for t, text in decisions]
+        document["moderation"] = [{"t": t / 1e9, "text": text} for t, text in moderation]
         document["transfers_read"] = row["transfers"]
         document["transfers"] = [transfers.transfer_json(found) for found in moved]
         document["refused"] = refused_json(refused)
@@ -134,16 +136,21 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{'decisions':>12}  {len(decisions)} of the command policy")
     for t, text in decisions:
         print(f"{clock(t / 1e9):>12}  {visible(text)}")
+    if moderation:
+        print(f"{'moderation':>12}  {len(moderation)} events")
+    for t, text in moderation:
+        print(f"{clock(t / 1e9):>12}  {visible(text)}")
     for line in transfers.session_lines(row, moved):
         print(line)
     return 0
 
 
-def policy_decisions(stored: list[tuple[int, bytes]]) -> list[tuple[int, str]]:
-    """The command policy's decisions recorded in the session (``policy`` notices: the
-    rule, the action, the command; for a review who answered, why, and after how long),
-    with their times (ns from the start). A chunk that does not decode is passed over:
-    the session's verification says it is tampered."""
+def gateway_notices(stored: list[tuple[int, bytes]], code: str) -> list[tuple[int, str]]:
+    """The gateway's notices of one kind recorded in the session, with their times (ns
+    from the start): ``policy``, the command policy's decisions (the rule, the action,
+    the command; for a review who answered, why, and after how long); ``moderation``,
+    a moderated session's waits, joins, leaves, pauses (docs/moderation.md). A chunk
+    that does not decode is passed over: the session's verification says it is tampered."""
     found: list[tuple[int, str]] = []
     for _, data in stored:
         try:
@@ -153,7 +160,7 @@ def policy_decisions(stored: list[tuple[int, bytes]]) -> list[tuple[int, str]]:
         found += [
             (event.t, event.text)
             for event in chunk.events
-            if isinstance(event, Notice) and event.code == "policy"
+            if isinstance(event, Notice) and event.code == code
         ]
     return found
 

@@ -97,6 +97,8 @@ class PolicyDecision(_Strict):
 class Shown(Session, forbid_unknown_fields=True):
     commands: list[Command]
     policy_decisions: list[PolicyDecision]
+    #: A moderated session's waits, joins, leaves and pauses (same shape: time, text).
+    moderation: list[PolicyDecision]
     index: IndexWitness
     transfers_read: Literal["pending", "done", "failed"] | None
     transfers: list[Transfer]

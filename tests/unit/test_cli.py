@@ -49,6 +49,7 @@ COMMANDS = (
     "unlock",
     "reviews",
     "review",
+    "moderate",
     "alerts",
     "policy",
 )

@@ -66,10 +66,14 @@ def test_a_recording_without_its_start_still_has_a_header() -> None:
     assert cast == [{"version": 2, "width": 80, "height": 24}, [0.0, "o", "x"]]
 
 
-def test_policy_decisions_are_markers_and_other_notices_are_not() -> None:
+def test_policy_and_moderation_notices_are_markers_and_other_notices_are_not() -> None:
     cast = lines(
         START,
         ev.Notice(t=1_000_000_000, code="policy", text="reject by rule no-rm: rm -rf /srv"),
         ev.Notice(t=2_000_000_000, code="terminal-size", text="cut"),
+        ev.Notice(t=3_000_000_000, code="moderation", text="moderator mia left"),
     )
-    assert cast[1:] == [[1.0, "m", "policy: reject by rule no-rm: rm -rf /srv"]]
+    assert cast[1:] == [
+        [1.0, "m", "policy: reject by rule no-rm: rm -rf /srv"],
+        [3.0, "m", "moderation: moderator mia left"],
+    ]
