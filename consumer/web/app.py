@@ -19,6 +19,7 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from functools import partial
@@ -314,10 +315,11 @@ def _presence(console: Console, pages: ModerationPages) -> Callable[[Request], A
     """POST from a session page in moderator mode: ``state`` join, here or leave."""
 
     async def presence(request: Request) -> Response:
+        received = time.monotonic()  # a heartbeat left waiting for a thread is stale
         fields, elsewhere = await _posted_form(console, request, "moderate")
         if elsewhere is not None:
             return elsewhere
-        return await run_in_threadpool(pages.presence, request, fields.get("state", ""))
+        return await run_in_threadpool(pages.presence, request, fields.get("state", ""), received)
 
     return presence
 

@@ -110,7 +110,9 @@ def console(store_engine: Engine) -> Iterator[Console]:
     ]
     url = str(store_engine.url.render_as_string(hide_password=False))
     now = [1000.0]
-    ports = ModerationPorts(board=lambda: board, presences=lambda: presences, clock=lambda: now[0])
+    ports = ModerationPorts(
+        board=lambda: board, presences=lambda: presences, clock=lambda: now[0], fresh_s=0.0
+    )
     with TestClient(create_app(settings_for(url), ports), base_url="http://127.0.0.1") as client:
         yield Console(client, board, presences, sessions, now)
 

@@ -57,6 +57,12 @@ STATES: tuple[control.PresenceState, ...] = ("join", "here", "leave")
 LISTED = ("waiting", "paused", "running")
 #: How long a join or a leave waits for the broker to take it (a heartbeat does not).
 SEND_WAIT_S = 2.0
+#: The board is read at most this often: a look takes half a second or more (it reads
+#: the control topic to its ends), and every moderator's page posts every second.
+BOARD_FRESH_S = 1.0
+#: A heartbeat that waited longer than this in the console is not sent: the presence is
+#: stamped when it is sent, so a late one would keep a closed tab present.
+LATE_S = control.HEARTBEAT_S
 
 
 class Board(Protocol):
@@ -86,11 +92,12 @@ class Presences(Protocol):
 @dataclass(frozen=True, slots=True)
 class ModerationPorts:
     """The board, the presence sender and the heartbeats' clock a console uses (real
-    ones by default)."""
+    ones by default), and how often the board is read."""
 
     board: Callable[[], Board]
     presences: Callable[[], Presences]
     clock: Callable[[], float] = time.monotonic
+    fresh_s: float = BOARD_FRESH_S
 
 
 def kafka_ports(console: Console) -> ModerationPorts:
@@ -110,6 +117,10 @@ class ModerationPages(Page):
         self._board: Board | None = None
         self._presences: Presences | None = None
         self._made = threading.Lock()
+        #: The board's last look: what it said, its problem, when (monotonic).
+        self._looking = threading.Lock()
+        self._seen: tuple[list[ModerationItem], str | None] | None = None
+        self._seen_at = 0.0
         self.heartbeats = Heartbeats(clock=self._ports.clock)
         self._stop = threading.Event()
         self._sweeper: threading.Thread | None = None
@@ -143,9 +154,10 @@ class ModerationPages(Page):
         name = "moderation_rows.html" if rows_only else "moderation.html"
         return self.console.render(request, name, context, 503 if problem else 200)
 
-    def presence(self, request: Request, state: str) -> Response:
+    def presence(self, request: Request, state: str, received: float) -> Response:
         """A join, heartbeat or leave for the session the path names: published if the
-        session is moderated, in the auditor's scope, and (but for a leave) not over."""
+        session is moderated, in the auditor's scope, and (but for a leave) not over; a
+        heartbeat only if it was ``received`` (monotonic) within :data:`LATE_S`."""
         auditor: Auditor = request.state.auditor
         if state not in STATES:
             raise HTTPException(400, f"state: one of {', '.join(STATES)}")
@@ -174,6 +186,9 @@ class ModerationPages(Page):
                 self.console.log(request, "moderate-end", session_id=session_id, detail="left")
         else:
             self._beat(request, auditor, item, state)
+        if state == "here" and time.monotonic() - received > LATE_S:
+            log.info("a heartbeat of %s for %s came too late: not sent", auditor.name, item.session)
+            return JSONResponse(_standing(item, auditor, control.now_ns(), sent=False))
         try:
             self._sender().send(
                 item.session,
@@ -184,7 +199,7 @@ class ModerationPages(Page):
             )
         except BrokerError as exc:
             raise HTTPException(503, f"the presence could not be sent: {exc}") from None
-        return JSONResponse(_standing(item, auditor, now_ns=control.now_ns()))
+        return JSONResponse(_standing(item, auditor, control.now_ns(), sent=True))
 
     def _beat(self, request: Request, auditor: Auditor, item: ModerationItem, state: str) -> None:
         """Track the heartbeat; a moderation that begins here goes to the access log."""
@@ -204,14 +219,25 @@ class ModerationPages(Page):
         self._start_sweeping()
 
     def _current(self) -> tuple[list[ModerationItem], str | None]:
+        """The board's latest look, at most ``fresh_s`` old -- or older while another
+        thread is looking, rather than waiting for it."""
+        with self._made:
+            if self._board is None:
+                self._board = self._ports.board()
+            board = self._board
+        if not self._looking.acquire(blocking=self._seen is None):
+            assert self._seen is not None
+            return self._seen
         try:
-            with self._made:
-                if self._board is None:
-                    self._board = self._ports.board()
-                board = self._board
-            return board.current(), None
-        except BrokerError as exc:
-            return [], f"the control topic cannot be read: {exc}"
+            if self._seen is None or time.monotonic() - self._seen_at >= self._ports.fresh_s:
+                try:
+                    self._seen = board.current(), None
+                except BrokerError as exc:
+                    self._seen = [], f"the control topic cannot be read: {exc}"
+                self._seen_at = time.monotonic()
+            return self._seen
+        finally:
+            self._looking.release()
 
     def _sender(self) -> Presences:
         with self._made:
@@ -249,13 +275,14 @@ class ModerationPages(Page):
             log.error("cannot write the access log: %s (%s of %s)", exc, detail, gone.auditor)
 
 
-def _standing(item: ModerationItem, auditor: Auditor, now_ns: int) -> dict[str, object]:
-    """What a session page in moderator mode shows: the gateway's last word, and
-    whether it counts this auditor."""
+def _standing(
+    item: ModerationItem, auditor: Auditor, now_ns: int, *, sent: bool
+) -> dict[str, object]:
+    """What a session page in moderator mode shows: the gateway's last word, whether
+    it counts this auditor, and whether this presence was sent (a late heartbeat is
+    dropped, not an error: the next one follows within a second)."""
     shown = item.as_json(now_ns)
-    counted = auditor.name in item.state.present
-    shown["counted"] = counted
-    shown["you"] = auditor.name
+    shown.update(counted=auditor.name in item.state.present, you=auditor.name, sent=sent)
     return shown
 
 
