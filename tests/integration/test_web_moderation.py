@@ -19,7 +19,7 @@ from starlette.testclient import TestClient
 
 from consumer.moderation import ModerationItem
 from consumer.web.app import create_app
-from consumer.web.pages.moderation import ModerationPorts
+from consumer.web.pages.moderation import REJOINED, ModerationPorts
 from sshtrail import control
 from sshtrail.errors import BrokerError
 from sshtrail.tables import ACCESS_LOG
@@ -252,5 +252,5 @@ def test_joins_and_leaves_are_logged_heartbeats_are_not_and_silence_ends_a_moder
     post(running, "here")  # the tab wakes up: a moderation again
     assert actions(store_engine, "ann")[-1] == (
         "moderate",
-        "joined again (heartbeats had stopped): rule payments, gateway gw-one",
+        f"{REJOINED}: rule payments, gateway gw-one",
     )

@@ -60,6 +60,8 @@ SEND_WAIT_S = 2.0
 #: The board is read at most this often: a look takes half a second or more (it reads
 #: the control topic to its ends), and every moderator's page posts every second.
 BOARD_FRESH_S = 1.0
+#: How the access log tells a moderation begun by a heartbeat, not a join.
+REJOINED = "joined at a heartbeat (its join was not taken, or heartbeats had stopped)"
 #: A heartbeat that waited longer than this in the console is not sent: the presence is
 #: stamped when it is sent, so a late one would keep a closed tab present.
 LATE_S = control.HEARTBEAT_S
@@ -209,7 +211,11 @@ class ModerationPages(Page):
         except TooMany as exc:
             raise HTTPException(503, str(exc)) from None
         if begins:
-            how = "joined" if state == "join" else "joined again (heartbeats had stopped)"
+            how = (
+                "joined"
+                if state == "join"
+                else "joined at a heartbeat (its join was not taken, or heartbeats had stopped)"
+            )
             detail = f"{how}: rule {item.state.rule}, gateway {item.state.gateway}"
             try:
                 self.console.log(request, "moderate", session_id=item.session_id, detail=detail)
