@@ -19,6 +19,7 @@ import contextlib
 import logging
 import secrets
 import threading
+import time
 import uuid
 from collections.abc import AsyncIterator, Callable
 from functools import partial
@@ -56,6 +57,7 @@ from consumer.web.live import Ending, LiveHub, end_when_given_up, stream_live
 from consumer.web.pages.admin import Admin
 from consumer.web.pages.alerts import AlertPages
 from consumer.web.pages.downloads import Downloads
+from consumer.web.pages.moderation import ModerationPages, ModerationPorts
 from consumer.web.pages.reviews import ReviewPages
 from consumer.web.pages.search import Search
 from consumer.web.pages.sessions import SessionPages
@@ -71,8 +73,9 @@ SESSION_COOKIE = "sshtrail_session"
 LOGIN_COOKIE = "sshtrail_login"
 
 
-def create_app(settings: Settings) -> Starlette:
-    """The console over the store and index of ``settings``."""
+def create_app(settings: Settings, moderation_ports: ModerationPorts | None = None) -> Starlette:
+    """The console over the store and index of ``settings`` (moderation's control topic
+    through ``moderation_ports`` where given: tests)."""
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(HERE / "templates"),
         autoescape=True,
@@ -101,7 +104,7 @@ def create_app(settings: Settings) -> Starlette:
     )
     signin, sessions, downloads = SignIn(console), SessionPages(console), Downloads(console)
     search, admin, reviews = Search(console), Admin(console), ReviewPages(console)
-    alerts = AlertPages(console)
+    alerts, moderation = AlertPages(console), ModerationPages(console, moderation_ports)
     signed_in = _guard(console)
     routes = [
         Route("/", lambda request: RedirectResponse("/sessions", 303)),
@@ -115,11 +118,13 @@ def create_app(settings: Settings) -> Starlette:
         Route("/sessions/{sid}/cast", signed_in(downloads.cast)),
         Route("/sessions/{sid}/export/{kind}", signed_in(downloads.export)),
         Route("/sessions/{sid}/terminate", _terminate(console, sessions), methods=["POST"]),
+        Route("/sessions/{sid}/moderate", _presence(console, moderation), methods=["POST"]),
         WebSocketRoute("/sessions/{sid}/live", _live(console, sessions)),
         Route("/search", signed_in(search.search)),
         Route("/reviews", signed_in(reviews.reviews)),
         Route("/reviews/{rid}", _answer_review(console, reviews), methods=["POST"]),
         Route("/alerts", signed_in(alerts.alerts)),
+        Route("/moderation", signed_in(moderation.moderation)),
         Route("/lag", signed_in(admin.lag, admin=True)),
         Route("/access-log", signed_in(admin.access_log, admin=True)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
@@ -129,6 +134,7 @@ def create_app(settings: Settings) -> Starlette:
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         yield
         reviews.close()
+        moderation.close()
         console.hub.close()
         console.access.close()
         console.store.dispose()
@@ -303,6 +309,19 @@ def _answer_review(console: Console, pages: ReviewPages) -> Callable[[Request], 
         return await run_in_threadpool(pages.answer, request, review_id, approve, fields["reason"])
 
     return answer
+
+
+def _presence(console: Console, pages: ModerationPages) -> Callable[[Request], Any]:
+    """POST from a session page in moderator mode: ``state`` join, here or leave."""
+
+    async def presence(request: Request) -> Response:
+        received = time.monotonic()  # a heartbeat left waiting for a thread is stale
+        fields, elsewhere = await _posted_form(console, request, "moderate")
+        if elsewhere is not None:
+            return elsewhere
+        return await run_in_threadpool(pages.presence, request, fields.get("state", ""), received)
+
+    return presence
 
 
 def _live(console: Console, pages: SessionPages) -> Callable[[WebSocket], Any]:

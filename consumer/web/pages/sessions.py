@@ -200,6 +200,7 @@ class SessionPages(Page):
                 "player": player,
                 "cast": cast,
                 "live": live,
+                "moderate": live and request.query_params.get("moderate") == "1",
                 "may_terminate": auditor.may_terminate and row["status"] == "active",
                 "speeds": SPEEDS,
                 "idle_limits": IDLE_LIMITS,

@@ -99,8 +99,84 @@ function refreshLists() {
   }
 }
 
+// Moderator mode on a session's page (?moderate=1): join, a heartbeat every second, and
+// leave -- from "End moderation", or when the page goes away (sendBeacon, which carries
+// the form's token in its body as every POST must). The answer to each says whether the
+// gateway counts this auditor.
+function moderate() {
+  const element = document.getElementById("moderation");
+  if (!element) {
+    return;
+  }
+  const url = element.dataset.presence;
+  const standing = document.getElementById("moderation-standing");
+  const button = document.getElementById("end-moderation");
+  const body = (state) => new URLSearchParams({ csrf: element.dataset.csrf, state: state });
+  let timer = null;
+  const stop = (state, text) => {
+    window.clearInterval(timer);
+    timer = null;
+    element.dataset.state = state;
+    button.disabled = true;
+    standing.textContent = text;
+  };
+  const show = (said) => {
+    const present = said.present.length + " of " + said.needed + " moderators present";
+    if (said.status === "ended" || said.status === "refused" || said.status === "expired") {
+      stop("over", "The session's moderation is over (" + said.status + ").");
+      return;
+    }
+    element.dataset.state = said.counted ? "counted" : "not-counted";
+    standing.textContent = said.counted
+      ? "The gateway counts you as a moderator (" + present + "; session " + said.status + ")."
+      : "The gateway does not count you (yet): only the moderators its rule " + said.rule +
+        " names count; you may watch (" + present + "; session " + said.status + ").";
+  };
+  const send = async (state) => {
+    try {
+      const response = await fetch(url, {
+        method: "POST", body: body(state), credentials: "same-origin", cache: "no-store",
+      });
+      if (response.redirected) {
+        stop("stopped", "You are signed out: your moderation ended.");
+        return;
+      }
+      if (response.headers.get("content-type") !== "application/json") {
+        const page = new DOMParser().parseFromString(await response.text(), "text/html");
+        const said = page.getElementById("error");
+        const why = said ? said.textContent : "status " + response.status;
+        if (response.status !== 503) {
+          stop("refused", "Not moderating: " + why);
+        } else {
+          standing.textContent = "Not reaching the gateways: " + why;
+        }
+        return;
+      }
+      if (timer !== null) {
+        show(await response.json());
+      }
+    } catch (error) {
+      standing.textContent = "The console cannot be reached: retrying every second.";
+    }
+  };
+  timer = window.setInterval(() => send("here"), 1000);
+  send("join");
+  button.addEventListener("click", () => {
+    stop("left", "You ended your moderation.");
+    send("leave");
+  });
+  window.addEventListener("pagehide", () => {
+    if (timer !== null) {
+      window.clearInterval(timer);
+      timer = null;
+      navigator.sendBeacon(url, body("leave"));
+    }
+  });
+}
+
 document.addEventListener("DOMContentLoaded", () => {
   localTimes();
   mountPlayer();
   refreshLists();
+  moderate();
 });
