@@ -19,6 +19,7 @@ import os
 import re
 import socket
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
@@ -370,6 +371,109 @@ class AlertSettings(_Section):
                 )
 
 
+class ConsoleRights(_Section):
+    """What a console auditor may see and do: a local account's, or an identity
+    provider group's (``[[web.oidc.groups]]``)."""
+
+    #: ``auditor`` reads sessions in scope; ``admin`` also sees the consumer
+    #: lag and the access log.
+    role: Literal["auditor", "admin"] = "auditor"
+    #: Operators whose sessions they may see (``*`` and ``?`` patterns).
+    operators: list[Annotated[str, msgspec.Meta(pattern=SCOPE_PATTERN)]] = msgspec.field(
+        default_factory=lambda: ["*"]
+    )
+    #: Targets whose sessions they may see (``*`` and ``?`` patterns).
+    targets: list[Annotated[str, msgspec.Meta(pattern=SCOPE_PATTERN)]] = msgspec.field(
+        default_factory=lambda: ["*"]
+    )
+    #: May end active sessions of their scope (and admins lock operators).
+    terminate: bool = False
+    #: May approve or deny commands held for review (four eyes) in sessions of their
+    #: scope; never their own.
+    approve: bool = False
+
+
+#: A group name as identity providers send them (``auditors``, ``/org/sre``, ``CN=...``).
+GroupName = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+
+
+class OidcGroupSettings(ConsoleRights, kw_only=True):
+    """What the members of one identity-provider group may do in the console."""
+
+    #: The group, as the provider sends it in ``groups_claim``.
+    group: GroupName
+
+
+class OidcSettings(_Section):
+    """Sign-in with the organisation's OpenID Connect provider (docs/operations.md,
+    "Sign in with your identity provider"). Local ``auditors`` keep signing in with
+    their passwords beside it (small sites, break-glass)."""
+
+    #: The provider's discovery document
+    #: (``https://idp.example/.well-known/openid-configuration``); empty: no OIDC
+    #: sign-in. HTTPS (plain HTTP only to a loopback address).
+    discovery_url: str = ""
+    #: The console's client id, registered at the provider.
+    client_id: str = ""
+    #: Its client secret (sent with HTTP Basic to the token endpoint); ``sshtrail
+    #: config`` shows ``(set)``. Better given in the environment than in the file.
+    client_secret: str = ""
+    #: The callback URL registered at the provider
+    #: (``https://console.example/login/oidc/callback``); empty: this console's
+    #: address as the browser reached it, which behind a proxy may not be the one
+    #: registered.
+    redirect_url: str = ""
+    #: Scopes asked for; ``openid`` is required, and some providers send groups only
+    #: for a ``groups`` scope.
+    scopes: list[Annotated[str, msgspec.Meta(pattern=r"^[!#-\[\]-~]{1,128}$")]] = msgspec.field(
+        default_factory=lambda: ["openid", "profile"]
+    )
+    #: The ID token claim holding the user's groups (a list of names, or one name).
+    groups_claim: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] = "groups"
+    #: The ID token claim that names the auditor (in the access log, for moderation).
+    #: It must be a name as ``auditors.name`` allows.
+    name_claim: Annotated[str, msgspec.Meta(min_length=1, max_length=128)] = "preferred_username"
+    #: What the sign-in button calls the provider ("Sign in with ...").
+    label: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] = "your identity provider"
+    #: Clock skew allowed on the ID token's ``exp`` and ``iat``, in seconds.
+    leeway_s: Annotated[int, msgspec.Meta(ge=0, le=300)] = 60
+    #: Who may sign in, and with what rights: the first table, in the file's order,
+    #: naming one of the user's groups decides; a user none names is refused.
+    groups: list[OidcGroupSettings] = msgspec.field(default_factory=list)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.discovery_url)
+
+    def __post_init__(self) -> None:
+        if not self.discovery_url:
+            return
+        urls = {"discovery_url": self.discovery_url, "redirect_url": self.redirect_url}
+        for key, url in urls.items():
+            if url and not _safe_url(url):
+                raise ValueError(f"{key}: {url!r} must be https:// (http:// only on loopback)")
+        if not self.client_id:
+            raise ValueError("client_id: required with discovery_url")
+        if "openid" not in self.scopes:
+            raise ValueError("scopes: must include openid")
+        _unique("groups", [mapping.group for mapping in self.groups])
+
+
+def _safe_url(url: str) -> bool:
+    """HTTPS, or plain HTTP to this host (a provider or console on loopback)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "https" and parts.hostname:
+        return True
+    if parts.scheme != "http" or not parts.hostname:
+        return False
+    if parts.hostname == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(parts.hostname).is_loopback
+    except ValueError:
+        return False
+
+
 class WebSettings(_Section):
     """The auditors' web console (``sshtrail web``; docs/operations.md, "Web console")."""
 
@@ -404,6 +508,8 @@ class WebSettings(_Section):
     #: signed with the control key (``access-log --verify`` holds the rows to
     #: them); created compacted by ``sshtrail topics`` and ``up``.
     access_log_topic: Name = "sshtrail.access-log"
+    #: Sign-in with the organisation's OpenID Connect provider (``[web.oidc]``).
+    oidc: OidcSettings = msgspec.field(default_factory=OidcSettings)
 
     def __post_init__(self) -> None:
         for proxy in self.trusted_proxies:
@@ -415,7 +521,7 @@ class WebSettings(_Section):
                 ) from None
 
 
-class AuditorSettings(_Section):
+class AuditorSettings(ConsoleRights, kw_only=True):
     """A person who reads sessions in the web console."""
 
     #: The name they sign in with (or the trusted proxy names them by).
@@ -423,22 +529,6 @@ class AuditorSettings(_Section):
     #: ``scrypt$...`` hash from ``sshtrail password-hash``; empty: no password
     #: login (a trusted proxy may still name them).
     password_hash: str = ""
-    #: ``auditor`` reads sessions in scope; ``admin`` also sees the consumer
-    #: lag and the access log.
-    role: Literal["auditor", "admin"] = "auditor"
-    #: Operators whose sessions they may see (``*`` and ``?`` patterns).
-    operators: list[Annotated[str, msgspec.Meta(pattern=SCOPE_PATTERN)]] = msgspec.field(
-        default_factory=lambda: ["*"]
-    )
-    #: Targets whose sessions they may see (``*`` and ``?`` patterns).
-    targets: list[Annotated[str, msgspec.Meta(pattern=SCOPE_PATTERN)]] = msgspec.field(
-        default_factory=lambda: ["*"]
-    )
-    #: May end active sessions of their scope (and admins lock operators).
-    terminate: bool = False
-    #: May approve or deny commands held for review (four eyes) in sessions of their
-    #: scope; never their own.
-    approve: bool = False
     #: Groups they belong to, which a ``[[moderation]]`` table of the policy file may
     #: name as ``group:NAME`` among its moderators (docs/moderation.md).
     groups: list[Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._@+-]{1,128}$")]] = (

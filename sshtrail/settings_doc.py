@@ -67,7 +67,15 @@ def _struct_rows(
         if isinstance(kind, mi.ListType) and isinstance(kind.item_type, mi.StructType):
             yield from _struct_rows(kind.item_type, f"{key}[].", described, in_list=True)
             continue
-        meaning = described.get((struct.cls.__name__, field.name))
+        # A key a table inherits (``ConsoleRights``) is described where it is declared.
+        meaning = next(
+            (
+                described[cls.__name__, field.name]
+                for cls in struct.cls.__mro__
+                if (cls.__name__, field.name) in described
+            ),
+            None,
+        )
         if meaning is None:
             raise LookupError(f"settings key {key} has no '#:' comment in sshtrail/settings.py")
         # Environment values are strings: lists (and whole tables in lists) need the file.

@@ -54,10 +54,13 @@ from consumer.web.auth import (
 from consumer.web.console import Console
 from consumer.web.headers import SecurityHeaders
 from consumer.web.live import Ending, LiveHub, end_when_given_up, stream_live
+from consumer.web.oidc import RelyingParty
 from consumer.web.pages.admin import Admin
 from consumer.web.pages.alerts import AlertPages
+from consumer.web.pages.base import local_path
 from consumer.web.pages.downloads import Downloads
 from consumer.web.pages.moderation import ModerationPages, ModerationPorts
+from consumer.web.pages.oidcsignin import CALLBACK, OidcSignIn
 from consumer.web.pages.reviews import ReviewPages
 from consumer.web.pages.search import Search
 from consumer.web.pages.sessions import SessionPages
@@ -69,7 +72,6 @@ from sshtrail.timespec import clock
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
-SESSION_COOKIE = "sshtrail_session"
 LOGIN_COOKIE = "sshtrail_login"
 
 
@@ -101,15 +103,19 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
         secret=secrets.token_bytes(32),
         _search={},
         _lock=threading.Lock(),
+        oidc=RelyingParty(web.oidc) if web.oidc.enabled else None,
     )
     signin, sessions, downloads = SignIn(console), SessionPages(console), Downloads(console)
     search, admin, reviews = Search(console), Admin(console), ReviewPages(console)
     alerts, moderation = AlertPages(console), ModerationPages(console, moderation_ports)
+    oidc = OidcSignIn(console)
     signed_in = _guard(console)
     routes = [
         Route("/", lambda request: RedirectResponse("/sessions", 303)),
         Route("/login", signin.login_form, methods=["GET"]),
         Route("/login", _login(console, signin), methods=["POST"]),
+        Route("/login/oidc", oidc.start, methods=["GET"]),
+        Route(CALLBACK, oidc.callback, methods=["GET"]),
         Route("/logout", _logout(console), methods=["POST"]),
         Route("/healthz", lambda request: PlainTextResponse("ok")),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
@@ -136,6 +142,8 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
         reviews.close()
         moderation.close()
         console.hub.close()
+        if console.oidc is not None:
+            console.oidc.close()
         console.access.close()
         console.store.dispose()
 
@@ -193,8 +201,7 @@ def _who(console: Console, request: HTTPConnection) -> Auditor | None:
 
 
 def _cookie_name(console: Console) -> str:
-    # ``__Host-``: the browser keeps it only if Secure, for this host, on path /.
-    return f"__Host-{SESSION_COOKIE}" if console.tls else SESSION_COOKIE
+    return console.session_cookie
 
 
 def _login(console: Console, pages: SignIn) -> Callable[[Request], Any]:
@@ -203,7 +210,7 @@ def _login(console: Console, pages: SignIn) -> Callable[[Request], Any]:
             name = str(form.get("name", ""))[:128].strip()
             password = str(form.get("password", ""))[:1024]
             token = str(form.get("csrf", ""))
-            wanted = _local(str(form.get("next", "/sessions")))
+            wanted = local_path(str(form.get("next", "/sessions")))
         address = console.address(request)
         request.state.signed = None
         request.state.auditor = None
@@ -229,15 +236,7 @@ def _login(console: Console, pages: SignIn) -> Callable[[Request], Any]:
         attempt.succeeded()
         await run_in_threadpool(console.log, request, "login", auditor=name)
         response = RedirectResponse(wanted, 303)
-        response.set_cookie(
-            _cookie_name(console),
-            console.sessions.create(auditor),
-            max_age=console.settings.web.session_hours * 3600,
-            path="/",
-            secure=console.tls,
-            httponly=True,
-            samesite="strict",
-        )
+        console.sign_in(response, auditor)
         response.delete_cookie(LOGIN_COOKIE, path="/login")
         return response
 
@@ -395,13 +394,6 @@ def _error_page(console: Console) -> Callable[[Request, Exception], Any]:
         )
 
     return handler
-
-
-def _local(target: str) -> str:
-    """Where to go after signing in: a path of this console, never another site."""
-    if not target.startswith("/") or target.startswith("//") or "\\" in target:
-        return "/sessions"
-    return target
 
 
 def _query_string(current: dict[str, str], **changes: object) -> str:

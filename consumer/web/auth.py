@@ -32,7 +32,7 @@ from dataclasses import dataclass, field
 
 from sshtrail.passwords import hash_password, verify_password
 from sshtrail.scope import Scope
-from sshtrail.settings import AuditorSettings, Settings
+from sshtrail.settings import AuditorSettings, ConsoleRights, Settings
 
 #: The window failed logins are counted over.
 FAILURE_WINDOW_S = 15 * 60
@@ -45,7 +45,7 @@ class Auditor:
     name: str
     role: str
     scope: Scope
-    #: How they are signed in: ``password`` or ``proxy``.
+    #: How they are signed in: ``password``, ``proxy`` or ``oidc`` (consumer/web/oidc.py).
     via: str = "password"
     #: May end active sessions in their scope.
     may_terminate: bool = False
@@ -100,10 +100,14 @@ class Accounts:
 
 
 def _auditor(entry: AuditorSettings, via: str) -> Auditor:
-    scope = Scope(tuple(entry.operators), tuple(entry.targets))
-    return Auditor(
-        entry.name, entry.role, scope, via, entry.terminate, entry.approve, tuple(entry.groups)
-    )
+    return auditor_with(entry.name, entry, via, tuple(entry.groups))
+
+
+def auditor_with(name: str, rights: ConsoleRights, via: str, groups: tuple[str, ...]) -> Auditor:
+    """``name`` in the console with ``rights``: a local account's, or those of the
+    identity provider's group that let them in (consumer/web/oidc.py)."""
+    scope = Scope(tuple(rights.operators), tuple(rights.targets))
+    return Auditor(name, rights.role, scope, via, rights.terminate, rights.approve, groups)
 
 
 class Sessions:

@@ -15,16 +15,18 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from starlette.exceptions import HTTPException
 from starlette.requests import HTTPConnection, Request
-from starlette.responses import HTMLResponse
+from starlette.responses import HTMLResponse, Response
 
 from consumer.web import access
-from consumer.web.auth import Accounts, LoginLimit, Proxies, Sessions
+from consumer.web.auth import Accounts, Auditor, LoginLimit, Proxies, Sessions
 from consumer.web.live import LiveHub
+from consumer.web.oidc import RelyingParty
 from sshtrail.accesschain import AccessChain
 from sshtrail.db import existing_engine
 from sshtrail.settings import Settings
 
 log = logging.getLogger(__name__)
+SESSION_COOKIE = "sshtrail_session"
 
 
 @dataclass(frozen=True)
@@ -46,6 +48,26 @@ class Console:
     secret: bytes
     _search: dict[str, Engine]
     _lock: threading.Lock
+    #: The identity provider of ``[web.oidc]``, where one is configured.
+    oidc: RelyingParty | None = None
+
+    @property
+    def session_cookie(self) -> str:
+        """The signed-in session's cookie; ``__Host-``: the browser keeps it only if
+        Secure, for this host, on path /."""
+        return f"__Host-{SESSION_COOKIE}" if self.tls else SESSION_COOKIE
+
+    def sign_in(self, response: Response, auditor: Auditor) -> None:
+        """Start a signed-in session for ``auditor``, its cookie set on ``response``."""
+        response.set_cookie(
+            self.session_cookie,
+            self.sessions.create(auditor),
+            max_age=self.settings.web.session_hours * 3600,
+            path="/",
+            secure=self.tls,
+            httponly=True,
+            samesite="strict",
+        )
 
     def csrf_for(self, request: HTTPConnection) -> str:
         """The token the page's forms carry and their POSTs must send back."""

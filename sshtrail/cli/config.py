@@ -21,6 +21,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     data = msgspec.to_builtins(settings)
     # Secrets stay out of terminals and logs: SASL passwords, database passwords.
     data["kafka"]["client"] = dict.fromkeys(data["kafka"]["client"], HIDDEN)
+    if data["web"]["oidc"]["client_secret"]:
+        data["web"]["oidc"]["client_secret"] = HIDDEN
     for operator in data["operators"]:
         if operator["password_hash"]:
             operator["password_hash"] = HIDDEN

@@ -26,7 +26,8 @@ from confluent_kafka import Producer
 from sqlalchemy import select
 from starlette.applications import Starlette
 
-from consumer.web.app import SESSION_COOKIE, create_app
+from consumer.web.app import create_app
+from consumer.web.console import SESSION_COOKIE
 from consumer.web.live import SIGNED_OUT
 from sshtrail import events as ev
 from sshtrail import migrate

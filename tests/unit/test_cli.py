@@ -136,16 +136,19 @@ def test_config_prints_effective_settings_without_secrets(
         '[search]\nurl = "postgresql://index:tr0ub4dor@db.example/search"\n'
         '[kafka.client]\n"sasl.password" = "s3cret"\n'
         '[[operators]]\nname = "alice"\npassword_hash = "scrypt$16384$8$1$c2FsdA$aGFzaA"\n'
+        '[web.oidc]\ndiscovery_url = "https://idp.example/"\nclient_id = "console"\n'
+        'client_secret = "oidc-s3cret"\n'
     )
     status, out, _ = run(capsys, "-c", str(path), "config")
     assert status == 0
-    for secret in ("hunter2", "tr0ub4dor", "s3cret", "scrypt$"):
+    for secret in ("hunter2", "tr0ub4dor", "s3cret", "scrypt$", "oidc-s3cret"):
         assert secret not in out
     shown = json.loads(out)
     assert shown["database"]["url"] == "postgresql+psycopg://audit:***@db.example:5432/sshtrail"
     assert shown["search"]["url"] == "postgresql+psycopg://index:***@db.example/search"
     assert shown["kafka"]["client"] == {"sasl.password": "(set)"}
     assert shown["operators"][0]["password_hash"] == "(set)"
+    assert shown["web"]["oidc"]["client_secret"] == "(set)"
 
 
 @pytest.mark.parametrize(

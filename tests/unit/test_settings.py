@@ -75,6 +75,20 @@ def test_sshtrail_toml_in_the_current_folder_is_read(
         ('[kafka]\ntopic = "a b"\n', r"kafka.topic: expected `str` matching"),
         ("[kafka\n", r"sshtrail.toml: not valid TOML"),
         ("kafka = 3\n", r"kafka: expected `object`, got `int`"),
+        (
+            '[web.oidc]\ndiscovery_url = "http://idp.example/.well-known/openid-configuration"\n'
+            'client_id = "c"\n',
+            r"web.oidc: discovery_url: .* must be https:// \(http:// only on loopback\)",
+        ),
+        (
+            '[web.oidc]\ndiscovery_url = "https://idp.example/.well-known/openid-configuration"\n',
+            r"web.oidc: client_id: required with discovery_url",
+        ),
+        (
+            '[web.oidc]\ndiscovery_url = "https://idp.example/"\nclient_id = "c"\n'
+            'scopes = ["profile"]\n',
+            r"web.oidc: scopes: must include openid",
+        ),
     ],
 )
 def test_bad_files_name_the_key_and_the_file(tmp_path: Path, text: str, message: str) -> None:

@@ -69,6 +69,8 @@ def test_every_variable_named_in_the_reference_sets_its_key(key: str, env: str) 
         wanted = "https://console.example"
     elif key == "alerts.webhook":
         wanted = "https://siem.example/hook"
+    elif key.startswith("web.oidc.") and key.endswith("url"):
+        wanted = "https://idp.example/.well-known/openid-configuration"
     elif key.endswith("url"):
         wanted = "sqlite:///elsewhere.db"
     elif key == "kafka.bootstrap_servers":
@@ -76,7 +78,9 @@ def test_every_variable_named_in_the_reference_sets_its_key(key: str, env: str) 
     else:
         wanted = changed[type(default)](default)
     value = str(wanted).lower() if isinstance(wanted, bool) else str(wanted)
-    assert _value(load_settings(environ={env: value}), key) == wanted
+    # Sign-in with a provider needs the console's client id with its address.
+    partner = {"SSHTRAIL_WEB__OIDC__CLIENT_ID": "console"} if key.startswith("web.oidc.") else {}
+    assert _value(load_settings(environ={**partner, env: value}), key) == wanted
 
 
 def test_table_variables_set_one_entry() -> None:

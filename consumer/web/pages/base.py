@@ -23,6 +23,13 @@ from sshtrail.search import commands as indexed_commands
 from sshtrail.timespec import moment
 
 
+def local_path(target: str) -> str:
+    """Where to go after signing in: a path of this console, never another site."""
+    if not target.startswith("/") or target.startswith("//") or "\\" in target:
+        return "/sessions"
+    return target
+
+
 class Page:
     """What every page of the console is built on: the console, and the store read in
     scope."""

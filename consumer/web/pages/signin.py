@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from consumer.web.pages.base import Page
+from consumer.web.pages.oidcsignin import login_link
 
 
 class SignIn(Page):
@@ -23,10 +24,18 @@ class SignIn(Page):
         """The form, with a fresh double-submit token in its cookie and its field."""
         token = secrets.token_urlsafe(32)
         proxied = bool(self.console.proxies)
+        provider = self.console.oidc
         response = self.console.render(
             request,
             "login.html",
-            {"message": message, "next": wanted, "login_csrf": token, "proxied": proxied},
+            {
+                "message": message,
+                "next": wanted,
+                "login_csrf": token,
+                "proxied": proxied,
+                "provider": provider.label if provider is not None else "",
+                "provider_link": login_link(wanted),
+            },
             status,
         )
         response.set_cookie(
