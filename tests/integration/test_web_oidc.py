@@ -189,6 +189,9 @@ def test_a_user_no_group_maps_is_refused_and_logged(
         ("claims", "ID token not believed: BadSignatureError"),
         ("unpublished-key", "ID token not believed: BadSignatureError"),
         ("nonce", "ID token not valid: InvalidClaimError: invalid_claim: Invalid claim: 'nonce'"),
+        ("audience", "ID token not valid: InvalidClaimError: invalid_claim: Invalid claim: 'aud'"),
+        ("issuer", "ID token not valid: InvalidClaimError: invalid_claim: Invalid claim: 'iss'"),
+        ("expired", "ID token not valid: ExpiredTokenError"),
     ],
 )
 def test_an_id_token_tampered_with_is_refused(
@@ -226,8 +229,13 @@ def test_a_state_is_used_once_and_only_by_its_browser(
 def test_a_callback_replayed_is_refused(client: TestClient, provider: Provider) -> None:
     provider.user = User("carl", ["sshtrail-t1"])
     callback = at_provider(client)
+    browser = client.cookies["sshtrail_oidc"]
     assert client.get(callback, follow_redirects=False).status_code == 200
-    assert client.get(callback, follow_redirects=False).status_code == 400
+    # Even with the browser's cookie of that sign-in kept, its state is spent.
+    again = TestClient(client.app, base_url=CONSOLE, cookies={"sshtrail_oidc": browser})
+    replayed = again.get(callback, follow_redirects=False)
+    assert replayed.status_code == 400
+    assert "start again" in replayed.text
 
 
 def test_the_provider_saying_no_is_refused(

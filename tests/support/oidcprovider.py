@@ -8,7 +8,8 @@ It publishes a discovery document and a JWKS, approves whoever :attr:`Provider.u
 is without a login page (the tests choose who signs in), and can be told to spoil
 what it issues the way an attacker would (:attr:`Provider.spoil`): an ID token whose
 signature is altered, one whose claims are altered under its signature, one signed
-by a key it does not publish, or one carrying another sign-in's nonce.
+by a key it does not publish, or a well-signed one for another sign-in (nonce),
+another client (aud), from another issuer (iss), or expired (exp).
 """
 
 from __future__ import annotations
@@ -133,8 +134,8 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
         self.client = _Client(CLIENT_ID, CLIENT_SECRET, redirect_uris)
         #: Who signs in next (None: the provider denies the request).
         self.user: User | None = None
-        #: ``signature``, ``claims``, ``unpublished-key``, ``nonce`` or None: how to
-        #: spoil the ID token.
+        #: ``signature``, ``claims``, ``unpublished-key``, ``nonce``, ``audience``,
+        #: ``issuer``, ``expired`` or None: how to spoil the ID token.
         self.spoil: str | None = None
         #: The authorization requests it received, as sent (the tests read PKCE's).
         self.requests: list[dict[str, str]] = []
@@ -247,7 +248,14 @@ class _OpenIDCode(OpenIDCode):  # type: ignore[misc]
         return self._provider.key
 
     def get_client_claims(self, client: _Client) -> dict[str, Any]:
-        return {"iss": self._provider.issuer, "aud": [client.get_client_id()]}
+        claims: dict[str, Any] = {"iss": self._provider.issuer, "aud": [client.get_client_id()]}
+        if self._provider.spoil == "audience":  # a token issued to another client
+            claims["aud"] = ["another-client"]
+        elif self._provider.spoil == "issuer":
+            claims["iss"] = "https://another-provider.example"
+        elif self._provider.spoil == "expired":
+            claims["iat"], claims["exp"] = int(time.time()) - 7200, int(time.time()) - 3600
+        return claims
 
     def get_encode_header(self, client: _Client) -> dict[str, str]:
         return {"alg": "RS256", "kid": "signing-1"}
