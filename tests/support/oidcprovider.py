@@ -137,6 +137,8 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
         #: ``signature``, ``claims``, ``unpublished-key``, ``nonce``, ``audience``,
         #: ``issuer``, ``expired`` or None: how to spoil the ID token.
         self.spoil: str | None = None
+        #: Whether the authorization endpoint shows a page before it answers (browsers).
+        self.sign_in_page = False
         #: The authorization requests it received, as sent (the tests read PKCE's).
         self.requests: list[dict[str, str]] = []
         #: The tokens it issued.
@@ -283,8 +285,12 @@ def _handler(provider: Provider) -> type[BaseHTTPRequestHandler]:
                 self._answer(200, provider.discovery(), [])
             elif path == "/jwks":
                 self._answer(200, provider.jwks(), [])
+            elif path == "/authorize" and provider.sign_in_page and "signed-in" not in self.path:
+                self._page(self.path + "&signed-in=1")
             elif path == "/authorize":
                 self._answer(*provider.authorize(self._request("")))
+            elif path == "/favicon.ico":  # what a browser asks every site for
+                self._answer(204, "", [])
             else:
                 self._answer(404, {"error": "not_found"}, [])
 
@@ -310,6 +316,16 @@ def _handler(provider: Provider) -> type[BaseHTTPRequestHandler]:
             self.send_header("Content-Length", str(len(data.encode())))
             self.end_headers()
             self.wfile.write(data.encode())
+
+        def _page(self, onwards: str) -> None:
+            """A sign-in page that moves on by itself: the browser's next request is
+            then made by the provider's site, as after a real provider's login form."""
+            page = f'<!doctype html><meta http-equiv="refresh" content="0; url={onwards}">'
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(page.encode())))
+            self.end_headers()
+            self.wfile.write(page.encode())
 
         def log_message(self, format: str, *args: Any) -> None:
             """Quiet: pytest shows what failed."""
