@@ -115,10 +115,10 @@ class RelyingParty:
         endpoint = str(self._discovered()["authorization_endpoint"])
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         verifier, browser = secrets.token_urlsafe(48), secrets.token_urlsafe(32)
-        client = self._client(redirect_uri)
-        url, _ = client.create_authorization_url(
-            endpoint, state=state, code_verifier=verifier, nonce=nonce
-        )
+        with self._client(redirect_uri) as client:
+            url, _ = client.create_authorization_url(
+                endpoint, state=state, code_verifier=verifier, nonce=nonce
+            )
         now = time.monotonic()
         with self._lock:
             self._forget_stale(now)

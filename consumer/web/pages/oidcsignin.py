@@ -66,9 +66,7 @@ class OidcSignIn(Page):
             )
         except Refused as refused:
             return self._refused(request, refused)
-        request.state.auditor = finished.auditor
-        self.console.log(request, "login", detail=finished.detail)
-        request.state.auditor = None  # the page below is shown before the session is used
+        self.console.log(request, "login", auditor=finished.auditor.name, detail=finished.detail)
         response = self.console.render(
             request, "signed_in.html", {"wanted": finished.wanted, "via": provider.label}
         )
@@ -87,6 +85,8 @@ class OidcSignIn(Page):
             )
         if refused.status == 400:
             message = "This sign-in expired, was used already or began elsewhere: start again."
+        elif refused.status == 502:
+            message = "The identity provider cannot be reached."
         elif refused.name != "-":
             message = f"{refused.name} is not given access to this console by their groups."
         else:
