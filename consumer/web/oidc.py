@@ -25,7 +25,7 @@ import re
 import secrets
 import threading
 import time
-from collections import OrderedDict
+from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +45,8 @@ from sshtrail.settings import OidcSettings
 PENDING_S = 10 * 60
 #: Started sign-ins kept at most; the oldest goes first beyond it.
 MAX_PENDING = 10_000
+#: Started sign-ins kept per client address: one address cannot push out everyone's.
+MAX_PENDING_PER_ADDRESS = 20
 #: Signature algorithms believed: public-key ones only, whatever the provider says.
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 #: What an auditor's name may be (as ``auditors.name``).
@@ -75,6 +77,7 @@ class Started:
 
 @dataclass(frozen=True, slots=True)
 class _Pending:
+    address: str
     browser: str
     nonce: str
     verifier: str
@@ -99,6 +102,7 @@ class RelyingParty:
         self._settings = settings
         self._http = http or httpx2.Client(timeout=HTTP_TIMEOUT_S, follow_redirects=False)
         self._pending: OrderedDict[str, _Pending] = OrderedDict()
+        self._per_address: Counter[str] = Counter()
         self._metadata: dict[str, Any] | None = None
         self._keys: KeySet | None = None
         self._lock = threading.Lock()
@@ -110,8 +114,9 @@ class RelyingParty:
     def close(self) -> None:
         self._http.close()
 
-    def start(self, redirect_uri: str, wanted: str) -> Started:
-        """A new sign-in: the provider's authorization URL with state, nonce and PKCE."""
+    def start(self, redirect_uri: str, wanted: str, address: str) -> Started:
+        """A new sign-in from ``address``: the provider's authorization URL with state,
+        nonce and PKCE; :class:`Refused` (429) when the address has too many open."""
         endpoint = str(self._discovered()["authorization_endpoint"])
         state, nonce = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
         verifier, browser = secrets.token_urlsafe(48), secrets.token_urlsafe(32)
@@ -120,17 +125,21 @@ class RelyingParty:
                 endpoint, state=state, code_verifier=verifier, nonce=nonce
             )
         now = time.monotonic()
+        pending = _Pending(address, browser, nonce, verifier, redirect_uri, wanted, now)
         with self._lock:
             self._forget_stale(now)
+            if self._per_address[address] >= MAX_PENDING_PER_ADDRESS:
+                raise Refused("too many sign-ins started from this address", status=429)
             if len(self._pending) >= MAX_PENDING:
-                self._pending.popitem(last=False)
-            self._pending[state] = _Pending(browser, nonce, verifier, redirect_uri, wanted, now)
+                self._taken(next(iter(self._pending)))
+            self._pending[state] = pending
+            self._per_address[address] += 1
         return Started(str(url), browser)
 
     def finish(self, state: str, code: str, browser: str | None) -> Finished:
         """The auditor the provider's answer signs in; :class:`Refused` otherwise."""
         with self._lock:
-            pending = self._pending.pop(state, None)
+            pending = self._taken(state)
         if pending is None or time.monotonic() - pending.created > PENDING_S:
             raise Refused("unknown, used or expired state", status=400)
         if not browser or not hmac.compare_digest(browser.encode(), pending.browser.encode()):
@@ -244,12 +253,21 @@ class RelyingParty:
             raise Refused(f"the provider's {what} is not a JSON object", status=502)
         return document
 
+    def _taken(self, state: str) -> _Pending | None:
+        """The pending sign-in of ``state``, out of the books (under the lock)."""
+        pending = self._pending.pop(state, None)
+        if pending is not None:
+            self._per_address[pending.address] -= 1
+            if not self._per_address[pending.address]:
+                del self._per_address[pending.address]
+        return pending
+
     def _forget_stale(self, now: float) -> None:
         while self._pending:
-            oldest = next(iter(self._pending.values()))
+            state, oldest = next(iter(self._pending.items()))
             if now - oldest.created <= PENDING_S:
                 return
-            self._pending.popitem(last=False)
+            self._taken(state)
 
 
 def _groups(value: object) -> tuple[str, ...]:

@@ -21,6 +21,7 @@ from sqlalchemy import Engine, select
 from starlette.testclient import TestClient
 
 from consumer.web.app import create_app
+from consumer.web.oidc import MAX_PENDING_PER_ADDRESS
 from sshtrail import migrate
 from sshtrail.db import make_engine
 from sshtrail.settings import Settings
@@ -257,3 +258,15 @@ def test_signing_out_ends_the_console_session(
     assert out.status_code == 303
     assert client.get("/sessions", follow_redirects=False).status_code == 303
     assert [action for _, action, _ in logged(store)][-1] == "logout"
+
+
+def test_an_address_has_so_many_sign_ins_started_at_most(
+    client: TestClient, provider: Provider
+) -> None:
+    provider.user = User("carl", ["sshtrail-t1"])
+    callback = at_provider(client)
+    flood = TestClient(client.app, base_url=CONSOLE)  # another browser at the same address
+    started = [flood.get("/login/oidc", follow_redirects=False).status_code for _ in range(25)]
+    assert started == [303] * (MAX_PENDING_PER_ADDRESS - 1) + [429] * 6
+    assert client.get(callback, follow_redirects=False).status_code == 200  # taken back
+    assert flood.get("/login/oidc", follow_redirects=False).status_code == 303

@@ -35,9 +35,12 @@ class OidcSignIn(Page):
         request.state.auditor = None
         request.state.signed = None
         wanted = local_path(request.query_params.get("next", "/sessions"))
+        address = self.console.address(request)
         try:
-            started = self._provider().start(self._redirect_uri(request), wanted)
+            started = self._provider().start(self._redirect_uri(request), wanted, address)
         except Refused as refused:
+            if refused.status == 429:
+                raise HTTPException(429, "Too many sign-ins started; wait 10 minutes.") from None
             log.error("OIDC sign-in cannot start: %s", refused.reason)
             raise HTTPException(502, "The identity provider cannot be reached.") from None
         response = RedirectResponse(started.url, 303)
