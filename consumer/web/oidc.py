@@ -50,7 +50,7 @@ MAX_PENDING_PER_ADDRESS = 20
 #: Signature algorithms believed: public-key ones only, whatever the provider says.
 ASYMMETRIC = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512")
 #: What an auditor's name may be (as ``auditors.name``).
-NAME = re.compile(r"^[A-Za-z0-9._@+-]{1,128}$")
+NAME = re.compile(r"[A-Za-z0-9._@+-]{1,128}")
 #: Seconds an HTTP call to the provider may take.
 HTTP_TIMEOUT_S = 10.0
 
@@ -167,11 +167,10 @@ class RelyingParty:
         endpoint = str(self._discovered()["token_endpoint"])
         with self._client(pending.redirect_uri) as client:
             try:
-                token = client.fetch_token(
-                    endpoint, code=code, code_verifier=pending.verifier, grant_type=None
-                )
+                token = client.fetch_token(endpoint, code=code, code_verifier=pending.verifier)
             except httpx2.HTTPError as exc:
-                raise Refused(f"the token endpoint could not be reached: {exc}") from None
+                unreachable = f"the token endpoint could not be reached: {exc}"
+                raise Refused(unreachable, status=502) from None
             except (OAuthError, ValueError) as exc:
                 raise Refused(f"the provider refused the code: {exc}") from None
         if not isinstance(token, dict) or not isinstance(token.get("id_token"), str):
@@ -208,7 +207,7 @@ class RelyingParty:
 
     def _mapped(self, claims: CodeIDToken) -> tuple[Auditor, str]:
         name = claims.get(self._settings.name_claim)
-        if not isinstance(name, str) or not NAME.match(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise Refused(f"the ID token's {self._settings.name_claim} is not an auditor name")
         groups = _groups(claims.get(self._settings.groups_claim))
         detail = f"oidc sub={str(claims['sub'])[:128]} groups={','.join(groups)[:1024]}"

@@ -270,3 +270,14 @@ def test_an_address_has_so_many_sign_ins_started_at_most(
     assert started == [303] * (MAX_PENDING_PER_ADDRESS - 1) + [429] * 6
     assert client.get(callback, follow_redirects=False).status_code == 200  # taken back
     assert flood.get("/login/oidc", follow_redirects=False).status_code == 303
+
+
+@pytest.mark.parametrize("name", ["carl\n", "carl smith", "<b>carl</b>", ""])
+def test_a_name_claim_that_is_no_auditor_name_is_refused(
+    client: TestClient, provider: Provider, store: Engine, name: str
+) -> None:
+    answer = sign_in(client, provider, User(name, ["sshtrail-admins"]))
+    assert answer.status_code == 403
+    assert logged(store) == [
+        ("-", "login-refused", "oidc: the ID token's preferred_username is not an auditor name")
+    ]
