@@ -30,7 +30,13 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     pass
             except OSError as exc:
                 raise ConfigError(f"cannot read {path}: {exc.strerror}", key=name) from None
-    if not settings.auditors:
+    if web.oidc.enabled and not web.oidc.groups:
+        log.warning(
+            "web.oidc has no [[web.oidc.groups]]: everyone who signs in through the "
+            "identity provider is refused (docs/operations.md, 'Sign in with your "
+            "identity provider')"
+        )
+    if not settings.auditors and not web.oidc.enabled:
         log.warning(
             "no auditors are configured: nobody can sign in (add [[auditors]] to the settings; "
             "docs/operations.md, 'Web console')"
