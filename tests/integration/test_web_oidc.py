@@ -281,3 +281,17 @@ def test_a_name_claim_that_is_no_auditor_name_is_refused(
     assert logged(store) == [
         ("-", "login-refused", "oidc: the ID token's preferred_username is not an auditor name")
     ]
+
+
+def test_only_places_of_the_console_after_signing_in(
+    client: TestClient, provider: Provider
+) -> None:
+    provider.user = User("carl", ["sshtrail-t1"])
+    for wanted, shown in [
+        ("/search?q=a b", "/search?q=a%20b"),
+        ("/\t/elsewhere.example", "/%09/elsewhere.example"),
+        ("//elsewhere.example", "/sessions"),
+        ("https://elsewhere.example", "/sessions"),
+    ]:
+        answer = client.get(at_provider(client, wanted), follow_redirects=False)
+        assert f'content="0; url={shown}"' in answer.text, wanted

@@ -12,7 +12,7 @@ moves on to where the auditor wanted to go, from this site.
 from __future__ import annotations
 
 import logging
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -70,8 +70,11 @@ class OidcSignIn(Page):
         except Refused as refused:
             return self._refused(request, refused)
         self.console.log(request, "login", auditor=finished.auditor.name, detail=finished.detail)
+        # Quoted as a Location header is: a browser drops tabs and newlines from the
+        # refresh's URL, and "/<TAB>/elsewhere" would leave the console.
+        onwards = quote(finished.wanted, safe=":/%#?=@[]!$&'()*+,;")
         response = self.console.render(
-            request, "signed_in.html", {"wanted": finished.wanted, "via": provider.label}
+            request, "signed_in.html", {"wanted": onwards, "via": provider.label}
         )
         self.console.sign_in(response, finished.auditor)
         response.delete_cookie(OIDC_COOKIE, path="/login/oidc", secure=self.console.tls)
