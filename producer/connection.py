@@ -318,6 +318,18 @@ class Connection(asyncssh.SSHServer):
                     "port forwarding not allowed",
                 )
             )
+        policy = gateway.commands.policy
+        if policy is None or policy.moderation(self.login.operator, target.name) is not None:
+            # A forwarded connection cannot be watched, so it cannot be moderated; and
+            # with no policy readable, whether the target is moderated is unknown.
+            self._refuse_channel(
+                Refuse(
+                    f"port forwarding is not allowed to target {target.name!r}: its sessions "
+                    "are moderated (or the policy cannot be read), and a forwarded "
+                    "connection cannot be watched",
+                    "port forwarding not allowed",
+                )
+            )
         return self._open_forward(target, (dest_host, dest_port), (orig_host, orig_port))
 
     async def _open_forward(
