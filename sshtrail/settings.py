@@ -455,7 +455,7 @@ class AuditorSettings(_Section):
 class OperatorSettings(_Section):
     """A person allowed through the gateway, and where to."""
 
-    #: The name operators log in with (``ssh NAME:TARGET@gateway``).
+    #: The name operators log in with (``ssh NAME@TARGET@gateway``).
     name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
     #: OpenSSH ``authorized_keys`` lines (options such as ``from=`` are honoured).
     keys: list[str] = msgspec.field(default_factory=list)
@@ -470,7 +470,7 @@ class OperatorSettings(_Section):
 class TargetSettings(_Section):
     """A server behind the gateway. The operator never sees its credentials."""
 
-    #: The name operators choose it by (``ssh OPERATOR:NAME@gateway``).
+    #: The name operators choose it by (``ssh OPERATOR@NAME@gateway``).
     name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
     #: Address the gateway connects to.
     host: Annotated[str, msgspec.Meta(min_length=1)]

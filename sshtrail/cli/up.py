@@ -80,7 +80,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             _say(
                 "gateway",
                 f"{settings.gateway.listen}:{settings.gateway.port}, operators log in as "
-                f"OPERATOR:TARGET; {len(settings.operators)} operators, "
+                f"OPERATOR@TARGET; {len(settings.operators)} operators, "
                 f"{len(settings.targets)} targets configured",
             )
             children.start("web", "web", port=settings.web.port, restart=True)
