@@ -76,9 +76,7 @@ def read(state_dir: Path) -> Recorded | None:
     path = state_dir / FILE
     try:
         document = json.loads(path.read_bytes())
-    except FileNotFoundError:
-        return None
-    except NotADirectoryError:
+    except (FileNotFoundError, NotADirectoryError):
         return None
     except OSError as exc:
         raise ConfigError(f"cannot read: {exc.strerror}", source=path) from None
