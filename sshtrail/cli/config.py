@@ -44,7 +44,7 @@ def sources_said(sources: Sources) -> list[str]:
     lines = [f"settings file: {sources.file or 'none (defaults)'}"]
     lines.append(f"environment: {', '.join(sources.environment) or 'no SSHTRAIL_* variables'}")
     if sources.recorded is not None:
-        taken = ", ".join(sources.recorded_variables) or "none not set here"
+        taken = ", ".join(sources.recorded_variables) or "none (this command sets them all)"
         lines.append(f"recorded by sshtrail up in {sources.recorded}: {taken}")
     if sources.skipped is not None:
         lines.append(sources.skipped)
