@@ -187,7 +187,17 @@ class Connection(asyncssh.SSHServer):
     # -- authentication ------------------------------------------------------------
 
     async def begin_auth(self, username: str) -> bool:
-        self.login = Login.parse(username)
+        try:
+            self.login = Login.parse(username)
+        except Refused as refusal:
+            # Said before authentication (a banner is all SSH has then): no operator
+            # could log in with this name, so it says nothing about who exists. The
+            # login stays nameless, so its failures count against the address only.
+            self.login = Login("", None)
+            self.refused(refusal.kind)
+            assert self._conn is not None
+            self._conn.send_auth_banner(refusal.message + "\r\n")
+            log.info("%s: %s", self.describe(), refusal.message)
         await self._gateway.locks_known(self.describe())
         keys = self._gateway.policy.authorized_keys(self.login.operator)
         assert self._conn is not None
