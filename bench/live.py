@@ -51,7 +51,7 @@ def start_stack(
         "web": re.search(r"open (http://\S+) and sign in", said),
         "key": re.search(r"ssh -i (\S+)", said),
         "known": re.search(r"UserKnownHostsFile=(\S+) -p", said),
-        "port": re.search(r" -p (\d+) demo:demo", said),
+        "port": re.search(r" -p (\d+) demo@demo", said),
     }
     missing = [name for name, match in found.items() if match is None]
     if missing:

@@ -106,7 +106,10 @@ class ControlBoard(abc.ABC):
                 raise BrokerError(
                     f"{self._topic}: could not read the {self._name} within {READ_WITHIN_S:g} s"
                 )
-            for message in reader.consume(1000, 0.5):
+            # As many as are left to the ends, at most 1000: consume waits for the whole
+            # batch (or the timeout), and a look must not wait when the end is reached.
+            left = sum(max(ends[p] - self._position[p], 0) for p in ends)
+            for message in reader.consume(max(min(left, 1000), 1), 0.5):
                 at, offset = message.partition(), message.offset()
                 if at is not None and offset is not None:
                     self._position[at] = offset + 1

@@ -136,7 +136,6 @@ class PresenceSender:
         self._via = via
         self._signer = control.signing_key(settings)
         self._lock = threading.Lock()
-        self._failures: list[DeliveryError] = []
         self._producer = KafkaProducer(
             client_config(
                 settings,
@@ -169,19 +168,21 @@ class PresenceSender:
             state=state,
             via=self._via,
         )
+        # This message's own failure only: a heartbeat lost while the broker was away
+        # is not the error of a later join or leave.
+        failures: list[DeliveryError] = []
         with self._lock:
             self._producer.produce(
                 self._settings.control.topic,
                 control.key_of(message),
                 control.encode(message, self._signer),
-                lambda error: self._failures.append(error) if error is not None else None,
+                lambda error: failures.append(error) if error is not None else None,
             )
             self._producer.poll(0)
             if wait_s:
                 left = self._producer.flush(wait_s)
-                if left or self._failures:
-                    failure = self._failures[0] if self._failures else "not acknowledged"
-                    self._failures.clear()
+                if left or failures:
+                    failure = failures[0] if failures else "not acknowledged"
                     raise BrokerError(
                         f"cannot send the presence to {self._settings.control.topic}: {failure}"
                     )

@@ -187,7 +187,17 @@ class Connection(asyncssh.SSHServer):
     # -- authentication ------------------------------------------------------------
 
     async def begin_auth(self, username: str) -> bool:
-        self.login = Login.parse(username)
+        try:
+            self.login = Login.parse(username)
+        except Refused as refusal:
+            # Said before authentication (a banner is all SSH has then): no operator
+            # could log in with this name, so it says nothing about who exists. The
+            # login stays nameless, so its failures count against the address only.
+            self.login = Login("", None)
+            self.refused(refusal.kind)
+            assert self._conn is not None
+            self._conn.send_auth_banner(refusal.message + "\r\n")
+            log.info("%s: %s", self.describe(), refusal.message)
         await self._gateway.locks_known(self.describe())
         keys = self._gateway.policy.authorized_keys(self.login.operator)
         assert self._conn is not None
@@ -315,6 +325,18 @@ class Connection(asyncssh.SSHServer):
             self._refuse_channel(
                 Refuse(
                     f"port forwarding is not allowed to target {target.name!r}",
+                    "port forwarding not allowed",
+                )
+            )
+        policy = gateway.commands.policy
+        if policy is None or policy.moderation(self.login.operator, target.name) is not None:
+            # A forwarded connection cannot be watched, so it cannot be moderated; and
+            # with no policy readable, whether the target is moderated is unknown.
+            self._refuse_channel(
+                Refuse(
+                    f"port forwarding is not allowed to target {target.name!r}: its sessions "
+                    "are moderated (or the policy cannot be read), and a forwarded "
+                    "connection cannot be watched",
                     "port forwarding not allowed",
                 )
             )

@@ -334,6 +334,8 @@ class LineGate:
         line = lines[-1]
         if self._continued:  # and as if alone: a continuation misread must not hide it
             lines += readings
+        # And as the session's aliases make it (``alias ll='rm -rf'``, then ``ll /srv``).
+        lines += [e for each in list(lines) if (e := self._terminal.expand_aliases(each))]
         joined = _joined_with_next(line)
         # Each reading decided as the shell would take it: one left unfinished is the
         # start of a command the next line completes; one that is not runs at this Enter.

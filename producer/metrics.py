@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 #: increase an alert sees.
 REFUSAL_KINDS = (
     "authentication failed",
+    "malformed login",
     "unknown operator",
     "too many failures",
     "too many failures for this operator",

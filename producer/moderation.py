@@ -42,6 +42,15 @@ log = logging.getLogger(__name__)
 SWEEP_S = 0.5
 
 
+def _age(message: control.Presence, now_ns: int) -> float:
+    """How long ago ``message`` was signed, in seconds, as far as it shortens the
+    presence it gives: a heartbeat that came late (queued in a console, a slow broker)
+    counts from when it was sent, not from when it arrived. Never more than what leaves
+    one heartbeat's interval of presence (clocks differ), never less than nothing."""
+    age = (now_ns - message.at) / 1e9
+    return min(max(age, 0.0), control.PRESENCE_TTL_S - control.HEARTBEAT_S)
+
+
 @dataclass(frozen=True, slots=True)
 class Hooks:
     """What a moderated session's relay lets its moderation do."""
@@ -215,7 +224,7 @@ class ModerationDesk:
         if moderated.phase in ("ended", "refused"):
             return
         joined = name not in moderated.present
-        moderated.present[name] = self.now() + control.PRESENCE_TTL_S
+        moderated.present[name] = self.now() + control.PRESENCE_TTL_S - _age(message, now_ns)
         if joined:
             moderated.hooks.note(f"moderator {name} joined (via {message.via})")
             log.info("session %s: moderator %s joined", moderated.session, name)

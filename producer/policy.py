@@ -1,13 +1,15 @@
 """Who may log in through the gateway, and to which targets.
 
-Operators log in as ``OPERATOR:TARGET`` (the Warpgate convention). Their keys,
-user CAs, optional password hash and allowed targets come from the settings,
-which are validated here once, at start-up, with errors naming the entry.
+Operators log in as ``OPERATOR@TARGET`` (JumpServer's convention, which scp, sftp
+and rsync take as it is) or ``OPERATOR:TARGET`` (Warpgate's). Their keys, user CAs,
+optional password hash and allowed targets come from the settings, which are
+validated here once, at start-up, with errors naming the entry.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 import asyncssh
@@ -42,6 +44,19 @@ class Refused(InvalidError):
         self.reason = reason if reason is not None else f"refused: {kind}{detail}"
 
 
+#: What an operator's and a target's name may be (the settings' patterns): neither
+#: holds ``@`` or ``:``, which is why either can separate them in a login.
+_NAME = re.compile(r"[A-Za-z0-9._-]{1,64}")
+_SEPARATOR = re.compile(r"[@:]")
+#: How much of a malformed login a refusal repeats: enough to recognise it.
+_SHOWN = 64
+
+
+def _shown(text: str) -> str:
+    """``text`` as a refusal quotes it: escaped (it came from the network) and cut."""
+    return repr(text[:_SHOWN]) + ("..." if len(text) > _SHOWN else "")
+
+
 @dataclass(frozen=True)
 class Login:
     operator: str
@@ -49,8 +64,31 @@ class Login:
 
     @classmethod
     def parse(cls, username: str) -> Login:
-        operator, sep, target = username.partition(":")
-        return cls(operator, target if sep and target else None)
+        """The operator and target of an SSH login name, or :class:`Refused`.
+
+        The first ``@`` or ``:`` splits it. No name may hold either, so every login
+        that could succeed splits the same way whichever rule is used; taking the
+        first keeps the operator's part a name when the rest is garbage, so the
+        refusal can say which part is wrong. (The gateway's host is not in the login
+        name: ``ssh a@b@host`` is user ``a@b`` at ``host``, since OpenSSH's clients
+        split user and host at the last ``@``.) A separator with nothing after it is
+        a login without a target, shown the operator's targets once logged in.
+        """
+        parts = _SEPARATOR.split(username, maxsplit=1)
+        operator, target = parts[0], parts[1] if len(parts) == 2 else ""
+        if not _NAME.fullmatch(operator):
+            raise Refused(
+                f"malformed login {_shown(username)}: log in as OPERATOR@TARGET "
+                "(or OPERATOR:TARGET); an operator's name is letters, digits, '.', '_', '-'",
+                "malformed login",
+            )
+        if target and not _NAME.fullmatch(target):
+            raise Refused(
+                f"malformed login {_shown(username)}: the target {_shown(target)} is not a "
+                "name (letters, digits, '.', '_', '-', up to 64)",
+                "malformed login",
+            )
+        return cls(operator, target or None)
 
 
 @dataclass(frozen=True)
@@ -73,7 +111,7 @@ class Policy:
         self._authorized: dict[str, asyncssh.SSHAuthorizedKeys] = {}
         for operator in settings.operators:
             setting = f"operators.{operator.name}"
-            # The login name is OPERATOR:TARGET, so certificates are matched on the
+            # The login name is OPERATOR@TARGET, so certificates are matched on the
             # operator's name as principal rather than on the login name.
             lines = [
                 *operator.keys,
@@ -142,7 +180,7 @@ class Policy:
         listing = ", ".join(allowed) if allowed else "(none)"
         if login.target is None:
             raise Refused(
-                f"no target given. Log in as {login.operator}:TARGET; your targets: {listing}",
+                f"no target given. Log in as {login.operator}@TARGET; your targets: {listing}",
                 "no target given",
             )
         if login.target not in allowed:

@@ -256,7 +256,7 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         )
         log.info("%s: session %s: a command %s", self._host.describe(), self.session_id, what)
         if self.recorder is not None:
-            self.recorder.notice("policy", f"{what}{verdict.detail()}: {line}")
+            self.recorder.notice("policy", f"{what}{verdict.detail(quoted=True)}: {line}")
         if not verdict.approved:
             self._host.refused("command rejected")
 

@@ -17,6 +17,7 @@ Everything here runs on the gateway's event loop.
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections import OrderedDict
@@ -55,10 +56,13 @@ class Verdict:
         """``denied by NAME after 3.2 s: REASON``, for the record and the operator."""
         return f"{self.outcome}{self.detail()}"
 
-    def detail(self) -> str:
-        """`` by NAME after 3.2 s: REASON`` (what follows the outcome)."""
+    def detail(self, *, quoted: bool = False) -> str:
+        """`` by NAME after 3.2 s: REASON`` (what follows the outcome); ``quoted``, the
+        reason as a JSON string, for the record: a reason may hold ``: `` itself, and
+        the command follows it there (``sshtrail/sessionevents.py`` splits them)."""
         who = f" by {self.auditor}" if self.auditor else ""
-        why = f": {self.reason}" if self.reason else ""
+        reason = json.dumps(self.reason, ensure_ascii=False) if quoted else self.reason
+        why = f": {reason}" if self.reason else ""
         return f"{who} after {self.waited_s:.1f} s{why}"
 
 

@@ -122,12 +122,12 @@ def sftp_server() -> str | None:
 
 
 def sftp_command(settings: Settings, demo: Demo) -> str:
-    """The same for sftp (and, with scp instead, for scp): the login goes in ``User=``
-    because sftp and scp would read the colon of ``demo:demo@host`` as a path."""
+    """The same for sftp (and, with scp instead, for scp): ``OPERATOR@TARGET@host``,
+    which sftp, scp and rsync split at the last ``@`` as ssh does."""
     return (
         f"sftp -i {demo.operator_key} -o IdentitiesOnly=yes "
         f"-o UserKnownHostsFile={demo.known_hosts} -P {settings.gateway.port} "
-        f"-o User={NAME}:{NAME} 127.0.0.1"
+        f"{NAME}@{NAME}@127.0.0.1"
     )
 
 
@@ -136,5 +136,5 @@ def ssh_command(settings: Settings, demo: Demo) -> str:
     return (
         f"ssh -i {demo.operator_key} -o IdentitiesOnly=yes "
         f"-o UserKnownHostsFile={demo.known_hosts} -p {settings.gateway.port} "
-        f"{NAME}:{NAME}@127.0.0.1"
+        f"{NAME}@{NAME}@127.0.0.1"
     )

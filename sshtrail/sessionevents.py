@@ -22,6 +22,7 @@ start says it (``Operator``, ``User``, ``Target``, ``TargetHost``, ``SourceIp``,
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -40,12 +41,14 @@ NO_SESSION = "login with no session, "
 
 #: ``reject by rule R: LINE``, ``warn by rule R: LINE``, ``review by rule R approved by A
 #: after 3.0 s: REASON: LINE``, ``reject by rule R after review denied ...: LINE``. The
-#: reason an auditor gave and the line are both free text: the first ``: `` after the
-#: time ends the reason (a reason holding ``: `` leaves its rest in the line).
+#: reason an auditor gave and the line are both free text: the gateway writes the reason
+#: as a JSON string, which ends where its closing quote does; in recordings made before
+#: that, the first ``: `` after the time ends the reason.
 _POLICY = re.compile(
     r"(?P<action>\w+) by rule (?P<rule>\S+?)(?: after review)?"
     r"(?: (?P<outcome>approved|denied|timed out|cancelled|ended|unavailable)"
-    r"(?: by (?P<auditor>.+?))? after [0-9.]+ s(?:: (?P<reason>.*?))?)?"
+    r"(?: by (?P<auditor>.+?))? after [0-9.]+ s"
+    r'(?:: (?:(?P<quoted>"(?:[^"\\]|\\.)*")|(?P<reason>.*?)))?)?'
     r": (?P<line>.*)",
     re.DOTALL,
 )
@@ -216,6 +219,11 @@ def _policy(notice: str) -> dict[str, str]:
     ):
         if found[group]:
             fields[name] = found[group]
+    if found["quoted"]:  # the gateway's words since reasons may hold ": " themselves
+        try:
+            fields["Reason"] = json.loads(found["quoted"])
+        except ValueError:
+            fields["Reason"] = found["quoted"]
     return fields
 
 

@@ -21,17 +21,21 @@ import socket
 import typing
 import urllib.parse
 from collections.abc import Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any, Final, Literal
 
 import msgspec
 
+from sshtrail import stackenv
 from sshtrail.errors import ConfigError
 from sshtrail.passwords import well_formed
+from sshtrail.stackenv import Sources
 
 ENV_PREFIX: Final = "SSHTRAIL_"
 CONFIG_ENV: Final = "SSHTRAIL_CONFIG"
 DEFAULT_FILE: Final = "sshtrail.toml"
+DEFAULT_STATE_DIR: Final = "./sshtrail-data"
 
 #: The gateway's default offer to operators' clients (``gateway.ciphers``).
 OPERATOR_CIPHERS: Final = (
@@ -545,7 +549,7 @@ class AuditorSettings(ConsoleRights, kw_only=True):
 class OperatorSettings(_Section):
     """A person allowed through the gateway, and where to."""
 
-    #: The name operators log in with (``ssh NAME:TARGET@gateway``).
+    #: The name operators log in with (``ssh NAME@TARGET@gateway``).
     name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
     #: OpenSSH ``authorized_keys`` lines (options such as ``from=`` are honoured).
     keys: list[str] = msgspec.field(default_factory=list)
@@ -560,7 +564,7 @@ class OperatorSettings(_Section):
 class TargetSettings(_Section):
     """A server behind the gateway. The operator never sees its credentials."""
 
-    #: The name operators choose it by (``ssh OPERATOR:NAME@gateway``).
+    #: The name operators choose it by (``ssh OPERATOR@NAME@gateway``).
     name: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9._-]{1,64}$")]
     #: Address the gateway connects to.
     host: Annotated[str, msgspec.Meta(min_length=1)]
@@ -588,7 +592,7 @@ class Settings(_Section):
     """Everything a sshtrail process can be told. See docs/operations.md."""
 
     #: Where keys, the spool, the embedded broker and the SQLite files live by default.
-    state_dir: str = "./sshtrail-data"
+    state_dir: str = DEFAULT_STATE_DIR
     #: Least severe log lines written (to stderr); ``--log-level`` overrides it.
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     #: Identifies this host in recordings and consumer ids.
@@ -673,33 +677,84 @@ def _unique(what: str, names: list[str]) -> None:
 
 
 def load_settings(
-    path: str | Path | None = None, environ: Mapping[str, str] | None = None
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    recorded: bool | None = None,
 ) -> Settings:
     """Read settings: ``path``, else ``$SSHTRAIL_CONFIG``, else ``./sshtrail.toml`` if present.
 
     Environment variables ``SSHTRAIL_<KEY>`` override file values; nested keys
     are joined with a double underscore (``SSHTRAIL_KAFKA__PARTITIONS=12``).
+    Between the two come the variables ``sshtrail up`` recorded in the state dir
+    (sshtrail/stackenv.py) when ``recorded`` is true; by default, when the
+    environment read is this process's own (a given ``environ`` is a question
+    about that environment alone, as a test asks it).
     Raises :class:`ConfigError` naming the key and its source.
     """
+    return read_settings(path, environ, recorded=recorded)[0]
+
+
+def read_settings(
+    path: str | Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    *,
+    recorded: bool | None = None,
+) -> tuple[Settings, Sources]:
+    """:func:`load_settings`, and where the settings came from."""
     env = os.environ if environ is None else environ
-    source = _config_path(path, env)
-    raw: dict[str, Any] = {}
-    if source is not None:
-        raw = _read_toml(source)
-    for var, value in env.items():
-        if var.startswith(ENV_PREFIX) and var != CONFIG_ENV:
-            _apply_env(raw, var, value)
+    recorded = environ is None if recorded is None else recorded
+    source = settings_file(path, env)
+    base: dict[str, Any] = _read_toml(source) if source is not None else {}
+    own = {var: value for var, value in env.items() if var.startswith(ENV_PREFIX)}
+    own.pop(CONFIG_ENV, None)
+    sources = Sources(source, tuple(sorted(own)))
+    if recorded:
+        sources = _recorded(base, own, sources)
+    raw = base
+    for var, value in {**sources.recorded_values, **own}.items():
+        _apply_env(raw, var, value)
     try:
-        return msgspec.convert(raw, Settings, strict=False)
+        return msgspec.convert(raw, Settings, strict=False), sources
     except msgspec.ValidationError as exc:
         key, message = _split_validation_error(str(exc))
         choices = _choices(key)
         if choices and message.startswith("invalid enum value"):
             message += f" (expected one of: {', '.join(choices)})"
-        raise ConfigError(message, key=key, source=_blame(key, source, env)) from None
+        raise ConfigError(message, key=key, source=_blame(key, sources, env)) from None
 
 
-def _config_path(path: str | Path | None, env: Mapping[str, str]) -> Path | None:
+def _recorded(base: dict[str, Any], own: dict[str, str], sources: Sources) -> Sources:
+    """``sources`` with the record of ``sshtrail up`` in the state dir these settings
+    name, when there is one and ``up`` read the same settings file: the stack it
+    started is the one this command is about. Another file, and it is skipped (the
+    command was pointed elsewhere on purpose)."""
+    state_dir = own.get(f"{ENV_PREFIX}STATE_DIR", base.get("state_dir", DEFAULT_STATE_DIR))
+    if not isinstance(state_dir, str):
+        return sources  # the validation names the bad value
+    record = stackenv.read(Path(state_dir).expanduser())
+    if record is None:
+        return sources
+    mine = sources.file.resolve() if sources.file is not None else None
+    if record.config != mine:
+        read = record.config or "no settings file"
+        return replace(
+            sources,
+            skipped=f"{record.path} was not used: sshtrail up read {read}, "
+            f"this command reads {mine or 'no settings file'}",
+        )
+    taken = {var: value for var, value in record.environment.items() if var not in own}
+    return replace(
+        sources,
+        recorded=record.path,
+        recorded_variables=tuple(sorted(taken)),
+        recorded_values=taken,
+    )
+
+
+def settings_file(path: str | Path | None, env: Mapping[str, str]) -> Path | None:
+    """The settings file a process reads: ``path`` (``--config``), else
+    ``$SSHTRAIL_CONFIG``, else ``./sshtrail.toml`` if present, else None."""
     if path is not None:
         chosen, origin = Path(path), "--config"
     elif env.get(CONFIG_ENV):
@@ -769,11 +824,14 @@ def _choices(key: str | None) -> tuple[str, ...]:
     return ()
 
 
-def _blame(key: str | None, source: Path | None, env: Mapping[str, str]) -> str | Path:
-    """Where the offending value came from: its environment variable, else the file."""
+def _blame(key: str | None, sources: Sources, env: Mapping[str, str]) -> str | Path:
+    """Where the offending value came from: its environment variable, else the one
+    ``sshtrail up`` recorded, else the file."""
     parts = key.split(".") if key else []
     for depth in range(len(parts), 0, -1):
         candidate = ENV_PREFIX + "__".join(parts[:depth]).upper()
         if candidate in env:
             return f"environment variable {candidate}"
-    return source if source is not None else "defaults"
+        if candidate in sources.recorded_values:
+            return f"variable {candidate} recorded by sshtrail up in {sources.recorded}"
+    return sources.file if sources.file is not None else "defaults"

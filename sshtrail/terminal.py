@@ -258,6 +258,8 @@ class Terminal:
         self._expanding = False
         #: Keys bound with ``bind -x`` in this session, and the command each runs.
         self._bound: dict[bytes, str] = {}
+        #: Aliases the session defined (``alias NAME=VALUE``), as far as it showed them.
+        self._aliases: dict[str, str] = {}
         #: The last Enter was Ctrl-O (bash, zsh: run the line, then show the next one of
         #: the history at the prompt, ready to run or edit).
         self._fetched = False
@@ -392,6 +394,70 @@ class Terminal:
                     keys = _key_sequence(found.group(1) or found.group(2))
                     if keys:
                         self._bound[keys] = found.group(3).strip()
+
+    def _learn_aliases(self, command: str) -> None:
+        """``alias NAME=VALUE`` and ``unalias NAME`` (``-a``) typed in the session. Aliases
+        made before it (a ``.bashrc``) are not known: a command using one is listed as
+        typed only."""
+        if "alias" not in command:
+            return
+        for words in commands(command):
+            if words[:1] == ["alias"]:
+                for word in words[1:]:
+                    name, equals, value = word.partition("=")
+                    known = name in self._aliases or len(self._aliases) < MAX_BINDINGS
+                    if equals and _ALIAS_NAME.fullmatch(name) and known:
+                        self._aliases[name] = value
+            elif words[:1] == ["unalias"]:
+                if "-a" in words[1:]:
+                    self._aliases.clear()
+                for word in words[1:]:
+                    self._aliases.pop(word, None)
+
+    def expand_aliases(self, line: str) -> str | None:
+        """``line`` as the session's aliases make it, the first word of each command
+        replaced as bash does (again for the first word of a replacement, each name
+        once; and the next word too after a value that ends in a blank); None when no
+        alias of the session applies. Quoted text is left as it is."""
+        if not self._aliases:
+            return None
+        out: list[str] = []
+        at, start, quote = 0, True, ""
+        while at < len(line):
+            char = line[at]
+            if quote:
+                quote = "" if char == quote else quote
+            elif char in "'\"":
+                quote = char
+            elif start and not char.isspace():
+                word = _ALIAS_WORD.match(line, at)
+                if word is not None:
+                    replaced, start = self._alias_of(word.group())
+                    out.append(replaced)
+                    at = word.end()
+                    continue
+                start = False
+            elif char in ";&|(\n":
+                start = True
+            out.append(char)
+            at += 1
+        expanded = "".join(out)
+        return expanded if expanded != line else None
+
+    def _alias_of(self, word: str) -> tuple[str, bool]:
+        """A command's first word after alias expansion, and whether the word after it is
+        expanded too (the value ended in a blank)."""
+        seen: set[str] = set()
+        text, then = word, False
+        while True:
+            head = _ALIAS_WORD.match(text)
+            name = head.group() if head else ""
+            if name not in self._aliases or name in seen:
+                return text, then
+            seen.add(name)
+            value = self._aliases[name]
+            then = value.endswith((" ", "\t"))
+            text = value + text[len(name) :]
 
     def _bound_keys(self, data: bytes, t: int) -> None:
         """A key bound with ``bind -x`` was typed: its command runs (and, when it reads
@@ -597,7 +663,11 @@ class Terminal:
                 command, self._continued = self._continued + command, ""
                 found = Found("command", command[:MAX_LINE], self._enter_t, certain)
                 self.found.append(found)
+                expanded = self.expand_aliases(command)
+                if expanded is not None:  # what ran, as far as the session's aliases tell
+                    self.found.append(Found("command", expanded[:MAX_LINE], self._enter_t, False))
                 self._learn_bindings(command)
+                self._learn_aliases(command)  # in force from the next line, as in bash
                 # (not inside single quotes, where bash expands nothing)
                 self._expanding = _HISTORY.search(re.sub(r"'[^']*'", "", command)) is not None
                 return
@@ -683,8 +753,11 @@ _HISTORY_FAILED: Final = re.compile(
 
 #: ``bind -x``'s argument: a key sequence, quoted or not, a colon, the shell command.
 _BINDING: Final = re.compile(r'^\s*(?:"((?:[^"\\]|\\.)+)"|([^\s:"]+))\s*:\s*(.+)$', re.S)
-#: Keys bound with ``bind -x`` a session's reader follows at most.
+#: Keys bound with ``bind -x`` (and, apart, aliases) a session's reader follows at most.
 MAX_BINDINGS: Final = 32
+#: An alias's name as bash takes it, and a word that may be one.
+_ALIAS_NAME: Final = re.compile(r"[A-Za-z0-9_.:@%+,-][A-Za-z0-9_.:@%+,!-]{0,63}")
+_ALIAS_WORD: Final = re.compile(r"[^\s;&|()<>'\"`$\\]+")
 #: What a backslash and a letter stand for in a readline key sequence.
 _KEY_ESCAPES: Final = {
     "e": "\x1b",

@@ -40,6 +40,13 @@ _WAIT: dict[str, Any] = {
     "metavar": "S",
     "help": "how long to wait for a gateway's answer (default 10)",
 }
+#: How far back the lists read from the control topic look (reviews, moderated sessions).
+_HOURS: dict[str, Any] = {
+    "type": ranged(float, 0.01, 24 * 30, "0.01 to 720 hours"),
+    "default": 24.0,
+    "metavar": "H",
+    "help": "how far back to look (default 24)",
+}
 _AS: dict[str, Any] = {
     "dest": "as_",
     "metavar": "NAME",
@@ -74,13 +81,7 @@ def reviews(commands: Any) -> None:
     parser.add_argument(
         "--all", action="store_true", help="every review of the look-back, with how it ended"
     )
-    parser.add_argument(
-        "--hours",
-        type=ranged(float, 0.01, 24 * 30, "0.01 to 720 hours"),
-        default=24.0,
-        metavar="H",
-        help="how far back to look (default 24)",
-    )
+    parser.add_argument("--hours", **_HOURS)
     format_options(parser, "a review")
     parser.set_defaults(handler="consumer.commands.reviews:run_list")
 
@@ -435,13 +436,7 @@ def moderate(commands: Any) -> None:
         action="store_true",
         help="every moderated session of the look-back, running and ended too",
     )
-    parser.add_argument(
-        "--hours",
-        type=ranged(float, 0.01, 24 * 30, "0.01 to 720 hours"),
-        default=24.0,
-        metavar="H",
-        help="how far back to look (default 24)",
-    )
+    parser.add_argument("--hours", **_HOURS)
     format_options(parser, "a moderated session")
     parser.set_defaults(handler="consumer.commands.moderate:run")
 

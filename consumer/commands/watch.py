@@ -78,7 +78,7 @@ def _moderating(settings: Settings, session_id: uuid.UUID, name: str) -> Iterato
                     f"gone {control.PRESENCE_TTL_S:g} s after the last heartbeat",
                     file=sys.stderr,
                 )
-            access.record_from_cli(settings, name, "moderate", session_id, "left")
+            access.record_from_cli(settings, name, "moderate-end", session_id, "left")
         sender.close()
 
 

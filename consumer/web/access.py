@@ -56,8 +56,6 @@ ACTIONS = (
     "reviews",
     "approve",
     "deny",
-    "moderation",
-    "moderate",
     "alerts",
     "moderation",
     "moderate",

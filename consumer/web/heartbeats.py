@@ -37,6 +37,15 @@ class TooMany(Exception):
     """:data:`MAX_TRACKED` moderations are tracked already."""
 
 
+class Ended(Exception):
+    """A heartbeat for a moderation its auditor ended here a moment ago: one that was on
+    its way when they pressed "End moderation". Only a join begins it again."""
+
+
+#: How long an explicit leave is remembered, to refuse the heartbeats still on their way.
+LEFT_MEMORY_S = 30.0
+
+
 class Heartbeats:
     """The last heartbeat of every moderation from this console, lapsing after the TTL."""
 
@@ -51,16 +60,23 @@ class Heartbeats:
         self._limit = limit
         self._lock = threading.Lock()
         self._last: dict[tuple[str, str], tuple[float, Moderating]] = {}
+        #: Explicit leaves of the last :data:`LEFT_MEMORY_S`, by (auditor, session).
+        self._left: dict[tuple[str, str], float] = {}
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._last)
 
-    def beat(self, auditor: str, session: str, address: str) -> bool:
+    def beat(self, auditor: str, session: str, address: str, *, joining: bool = False) -> bool:
         """A join or heartbeat: True if it begins a moderation (none was tracked).
-        :class:`TooMany` when the map is full and this would add to it."""
+        :class:`TooMany` when the map is full and this would add to it; :class:`Ended`
+        for a heartbeat (not a join) after an explicit leave of the same moderation."""
         key = (auditor, session)
         with self._lock:
+            left = self._left.pop(key, None)
+            if not joining and left is not None and left >= self._clock() - LEFT_MEMORY_S:
+                self._left[key] = left
+                raise Ended("you ended your moderation of this session: join again")
             begins = key not in self._last
             if begins and len(self._last) >= self._limit:
                 raise TooMany(f"{self._limit} moderations are going on from this console")
@@ -69,7 +85,12 @@ class Heartbeats:
 
     def end(self, auditor: str, session: str) -> bool:
         """An explicit leave: True if it ends a moderation that was tracked."""
+        now = self._clock()
         with self._lock:
+            for key in [k for k, at in self._left.items() if at < now - LEFT_MEMORY_S]:
+                del self._left[key]
+            if len(self._left) < self._limit:
+                self._left[(auditor, session)] = now
             return self._last.pop((auditor, session), None) is not None
 
     def lapsed(self) -> list[Moderating]:

@@ -13,7 +13,7 @@ from sshtrail.commandkit.arguments import port
 def gateway(commands: Any) -> None:
     parser = commands.add_parser(
         "gateway",
-        help="run the recording SSH gateway (operators: ssh -p 2222 OPERATOR:TARGET@host)",
+        help="run the recording SSH gateway (operators: ssh -p 2222 OPERATOR@TARGET@host)",
         description="Accept operators' SSH connections, open their sessions on the "
         "targets their policy allows, and record every session channel to Kafka "
         "through a durable spool. SIGTERM stops it gracefully.",

@@ -94,6 +94,9 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     with store(settings) as conn:
         session_id = queries.resolve(conn, args.session)
         row = queries.session(conn, session_id)
+        # `short_id` is the id the tables show, as in `sessions --json`; it once held
+        # the whole id without dashes here (docs/operations.md, "Auditor commands").
+        short = queries.short_ids(conn, [session_id])[session_id]
         keys = known_gateway_keys(settings)
         verdict = verify_session(conn, row, keys)
         refused = queries.refused_chunks(conn, session_id)
@@ -104,7 +107,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         moderation = gateway_notices(stored, "moderation")
         witness = index_witness(settings, conn, session_id, commands)
     if args.json:
-        document = describe.session_json(row, session_id.hex, verdict_json(verdict, keys))
+        document = describe.session_json(row, short, verdict_json(verdict, keys))
         document["commands"] = [
             {"t": hit.t / 1e9, "command": hit.text, "certain": hit.certain} for hit in commands
         ]

@@ -118,7 +118,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if unknown:  # said by the command's own parser, with its own usage
         _command_parser(parser, args).error(f"unrecognized arguments: {' '.join(unknown)}")
     try:
-        settings = load_settings(args.config)
+        # `up` records the variables it runs with (sshtrail/stackenv.py) for the
+        # commands after it; it must not read what a previous run of it left.
+        settings = load_settings(args.config, recorded=_command(arguments) != "up")
     except ConfigError as exc:
         print(f"sshtrail: config error: {exc}", file=sys.stderr)
         return EXIT_USAGE

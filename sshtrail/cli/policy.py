@@ -34,6 +34,26 @@ def run_check(args: argparse.Namespace, settings: Settings) -> int:
         )
     print_table(rows)
     print(f"{len(policy.rules)} rules in {policy.source}: the first that matches decides")
+    if policy.moderations:
+        tables = [("MODERATION", "OPERATORS", "TARGETS", "MODERATORS", "COUNT", "ON LEAVE", "WAIT")]
+        for moderation in policy.moderations:
+            tables.append(
+                (
+                    moderation.name,
+                    ",".join(moderation.operators),
+                    ",".join(moderation.targets),
+                    ",".join(moderation.moderators),
+                    str(moderation.count),
+                    moderation.on_leave,
+                    f"{moderation.wait_s:g} s",
+                )
+            )
+        print()
+        print_table(tables)
+        print(
+            f"{len(policy.moderations)} moderation tables: the first that covers a session "
+            "decides (docs/moderation.md)"
+        )
     return 0
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import msgspec
 
-from sshtrail import demo, migrate
+from sshtrail import demo, migrate, stackenv
 from sshtrail.broker import EmbeddedBroker
 from sshtrail.cli.broker import start_broker
 from sshtrail.cli.children import Children
@@ -21,7 +21,7 @@ from sshtrail.kafka.adapters import topic_reader
 from sshtrail.kafka.admin import Topics, kafka_admin, settle_topics
 from sshtrail.kafka.layout import TopicsRefused, summary
 from sshtrail.keyfiles import ensure_ed25519
-from sshtrail.settings import ENV_PREFIX, Settings
+from sshtrail.settings import CONFIG_ENV, ENV_PREFIX, Settings, settings_file
 from sshtrail.statedir import secure
 
 #: How long a stopping stack waits for the consumer groups to read what the
@@ -35,6 +35,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     state = settings.state_path.resolve()
     state.mkdir(parents=True, exist_ok=True)
     secure(state)
+    recorded = _record_environment(state, args.config)
     config: Path | None = Path(args.config).resolve() if args.config else None
     trial: demo.Demo | None = None
     if args.demo:
@@ -80,7 +81,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             _say(
                 "gateway",
                 f"{settings.gateway.listen}:{settings.gateway.port}, operators log in as "
-                f"OPERATOR:TARGET; {len(settings.operators)} operators, "
+                f"OPERATOR@TARGET; {len(settings.operators)} operators, "
                 f"{len(settings.targets)} targets configured",
             )
             children.start("web", "web", port=settings.web.port, restart=True)
@@ -88,6 +89,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             console = f"{scheme}://{settings.web.listen}:{settings.web.port}/"
             _say("web", f"{console} auditors' console ({len(settings.auditors)} auditors)")
             _say("state", str(state))
+            _say("settings", recorded)
             if logs is not None:
                 _say("logs", f"{logs}/ (--verbose shows them here)")
             if trial is not None:
@@ -104,6 +106,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             _stop(children, settings, broker, drain=started)
     _say("stopped", f"on {stop.name}; state kept in {state}")
     return 0
+
+
+def _record_environment(state: Path, option: str | None) -> str:
+    """Leave the variables this stack runs with (``--kafka`` among them, set above)
+    and the settings file it read, for commands run next to it (sshtrail/stackenv.py);
+    returns what to say about it."""
+    variables = {
+        var: value
+        for var, value in os.environ.items()
+        if var.startswith(ENV_PREFIX) and var != CONFIG_ENV
+    }
+    path = stackenv.write(state, settings_file(option, os.environ), variables)
+    listed = ", ".join(sorted(variables)) or "no SSHTRAIL_* variables"
+    return f"{listed} recorded in {path} for the commands run here"
 
 
 def _start_demo_target(children: Children, settings: Settings, trial: demo.Demo) -> None:

@@ -132,8 +132,13 @@ def test_every_json_document_has_the_documented_shape(recorded: Recorded) -> Non
     for session in sessions:
         assert session.session == session.id
         assert session.verified == (session.verification.status == "ok")
+        # short_id is what the tables show: a prefix of the id, 12 digits at least.
+        assert session.session.hex.startswith(session.short_id)
+        assert 12 <= len(session.short_id) < 32
     shown = decoded(recorded.run("show", sessions[0].short_id, "--json").stdout, Shown)
     assert shown.session == sessions[0].session
+    assert shown.short_id == sessions[0].short_id  # once the whole id, without dashes
+    assert shown.short_id in recorded.run("sessions").stdout.decode()
     hits = decoded(recorded.run("search", "e", "--json").stdout, list[Hit])
     assert all(hit.matches for hit in hits)
     listed = decoded(recorded.run("transfers", "--all", "--json").stdout, list[Transfer])

@@ -104,7 +104,7 @@ def test_up_demo_prints_an_ssh_command_that_goes_through_and_is_recorded(
         command = up.expect("ssh ").strip()
         up.expect("ready")
         assert command.startswith("ssh ")
-        assert f"-p {gateway_port} demo:demo@127.0.0.1" in command
+        assert f"-p {gateway_port} demo@demo@127.0.0.1" in command
         result = subprocess.run(
             [*shlex.split(command), "-o", "BatchMode=yes", "echo demo-$((40+2)); exit 5"],
             capture_output=True,

@@ -11,6 +11,7 @@ the stored recording (``show``). Forged and replayed presence is refused and log
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import asyncssh
 import pexpect
 import pytest
 from confluent_kafka import Producer
@@ -40,7 +42,7 @@ pytestmark = pytest.mark.e2e
 TABLE = """
 [[moderation]]
 name = "pay"
-targets = ["t1"]
+targets = ["t1", "fwd"]
 moderators = ["mia", "group:dba"]
 count = 1
 on_leave = "{on_leave}"
@@ -222,11 +224,13 @@ def test_a_moderated_session_runs_only_while_a_moderator_watches(stack: Stack) -
     print(f"input held {paused_after:.1f} s after the moderator's terminal was killed")
     log = stack.run("access-log", "--json")
     assert log.returncode == 0, log.stderr
-    moderation_lines = [e for e in json.loads(log.stdout) if e["action"] == "moderate"]
-    assert {(e["auditor"], e["detail"]) for e in moderation_lines} >= {
-        ("dan", "joined"),
-        ("mia", "joined"),
-        ("mia", "left"),
+    moderation_lines = [
+        e for e in json.loads(log.stdout) if e["action"] in ("moderate", "moderate-end")
+    ]
+    assert {(e["auditor"], e["action"], e["detail"]) for e in moderation_lines} >= {
+        ("dan", "moderate", "joined"),
+        ("mia", "moderate", "joined"),
+        ("mia", "moderate-end", "left"),
     }
 
 
@@ -279,6 +283,21 @@ def test_on_leave_terminate_ends_the_session_with_the_reason(stack: Stack) -> No
     child.expect(pexpect.EOF)
     wait_for(lambda: stored(stack, session) == "closed", what="the end stored")
     assert "on_leave = terminate" in (shown(stack, session)["end_reason"] or "")
+
+
+def test_forwarding_to_a_moderated_target_is_refused(stack: Stack) -> None:
+    """``ssh -L`` would reach the target with nothing to watch: refused, recorded."""
+    policy(stack)
+
+    async def forward() -> str:
+        async with stack.two.connect("alice:fwd") as conn:
+            with pytest.raises(asyncssh.ChannelOpenError) as refused:
+                await conn.open_connection("127.0.0.1", 22)
+            return str(refused.value.reason)
+
+    reason = asyncio.run(forward())
+    assert "target 'fwd': its sessions are moderated" in reason
+    assert "a forwarded connection cannot be watched" in reason
 
 
 def _presence_on_topic(

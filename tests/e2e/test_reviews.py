@@ -275,7 +275,7 @@ def test_a_held_command_runs_only_once_another_person_approves_it(
     assert any(
         re.fullmatch(
             rf"review by rule four-eyes approved by bob after [0-9.]+ s: "
-            rf"checked the ticket: rm {re.escape(str(victim))}",
+            rf'"checked the ticket": rm {re.escape(str(victim))}',
             n,
         )
         for n in notices

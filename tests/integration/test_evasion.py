@@ -215,3 +215,40 @@ def test_a_key_bound_with_bind_x_runs_a_command_that_is_read(
 
     wait_for(lambda: bool(commands()), timeout=60, what="the line Ctrl-T ran, indexed")
     assert f"touch {tmp_path}/bound-{mark}" in commands()
+
+
+def test_an_alias_is_listed_as_typed_and_as_what_it_ran(
+    gateway: GatewayProcess, indexed: Path, tmp_path: Path
+) -> None:
+    """An alias the session defined runs something else than its name says: the command
+    is listed as typed (certain) and as the aliases made it (uncertain: bash does not
+    show it) -- the word after a value ending in a blank too, quoted text left alone;
+    after ``unalias`` the name is only what was typed."""
+    mark = uuid.uuid4().hex[:8]
+    first, second = tmp_path / f"{mark}-1", tmp_path / f"{mark}-2"
+    child = bash(gateway)
+    child.sendline("alias mk='touch' sudo='env '")
+    child.expect("ready-prompt> ")
+    child.sendline(f"sudo mk {first}; echo 'mk {mark}-q'")
+    child.expect(f"mk {mark}-q")
+    child.sendline("unalias mk")
+    child.expect("ready-prompt> ")
+    child.sendline(f"mk {second} || true")
+    child.expect("mk: command not found")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    assert first.exists()
+    assert not second.exists()
+    hits: list[tuple[str, object]] = []
+
+    def commands() -> bool:
+        found = search(indexed, mark, "--kind", "command")
+        hits[:] = sorted((str(hit["text"]), hit.get("certain")) for hit in found)
+        return len(hits) >= 3
+
+    wait_for(commands, timeout=60, what="the commands indexed")
+    assert (f"sudo mk {first}; echo 'mk {mark}-q'", True) in hits, hits
+    # (the value's blank, then the one typed: the line as bash makes it)
+    assert (f"env  touch {first}; echo 'mk {mark}-q'", False) in hits, hits
+    assert (f"mk {second} || true", True) in hits, hits
+    assert len(hits) == 3, hits

@@ -177,7 +177,7 @@ def test_refusals_are_clear_recorded_and_harmless(gateway: GatewayProcess) -> No
     assert b"Permission denied" in unknown.stderr
     no_target = attempt("alice")
     assert no_target.returncode == 1
-    assert b"no target given. Log in as alice:TARGET; your targets: fwd, imposter, t1" in (
+    assert b"no target given. Log in as alice@TARGET; your targets: fwd, imposter, t1" in (
         no_target.stderr
     )
     not_allowed = attempt("alice:secret")

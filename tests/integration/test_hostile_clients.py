@@ -243,7 +243,7 @@ def test_thousands_of_channels_on_one_connection_stop_at_the_operators_limit(
             bob = subprocess.run(gateway.ssh("bob"), capture_output=True, timeout=30, check=False)
             # bob gave no target (and has none): the gateway's own answer proves it answered
             # (a gateway that answered nobody would fail here, not pass).
-            assert b"no target given. Log in as bob:TARGET" in bob.stderr, bob.stderr
+            assert b"no target given. Log in as bob@TARGET" in bob.stderr, bob.stderr
             for chan in opened:
                 chan.close()
         return outcomes

@@ -119,7 +119,7 @@ class _Terminal(asyncssh.SSHClientSession[str]):
 
 @dataclass(frozen=True)
 class Endpoint:
-    """Where a session logs in: the gateway (``OPERATOR:TARGET``) or the sshd itself."""
+    """Where a session logs in: the gateway (``OPERATOR@TARGET``) or the sshd itself."""
 
     port: int
     user: str

@@ -76,6 +76,10 @@ def test_environment_values_and_withheld_ones() -> None:
         ("review by rule four-eyes approved by bob after 3.0 s: change 42: systemctl stop db",
          {"Action": "review", "Rule": "four-eyes", "Outcome": "approved", "Auditor": "bob",
           "Reason": "change 42", "CommandLine": "systemctl stop db"}),
+        ('review by rule four-eyes approved by bob after 3.0 s: "change 42: db \\"a\\": ok": '
+         "systemctl stop db",
+         {"Action": "review", "Rule": "four-eyes", "Outcome": "approved", "Auditor": "bob",
+          "Reason": 'change 42: db "a": ok', "CommandLine": "systemctl stop db"}),
         ("reject by rule four-eyes after review timed out after 60.0 s: reboot",
          {"Action": "reject", "Rule": "four-eyes", "Outcome": "timed out",
           "CommandLine": "reboot"}),

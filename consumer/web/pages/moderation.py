@@ -44,7 +44,7 @@ from consumer.moderation import (
 from consumer.web import access
 from consumer.web.auth import Auditor
 from consumer.web.console import Console
-from consumer.web.heartbeats import Heartbeats, Moderating, TooMany
+from consumer.web.heartbeats import Ended, Heartbeats, Moderating, TooMany
 from consumer.web.pages.base import Page
 from sshtrail import control
 from sshtrail.errors import BrokerError
@@ -207,9 +207,13 @@ class ModerationPages(Page):
         """Track the heartbeat; a moderation that begins here goes to the access log."""
         address = self.console.address(request)
         try:
-            begins = self.heartbeats.beat(auditor.name, item.session, address)
+            begins = self.heartbeats.beat(
+                auditor.name, item.session, address, joining=state == "join"
+            )
         except TooMany as exc:
             raise HTTPException(503, str(exc)) from None
+        except Ended as exc:  # not sent: the gateway must not count them again
+            raise HTTPException(409, str(exc)) from None
         if begins:
             how = (
                 "joined"

@@ -137,6 +137,9 @@ function moderate() {
       const response = await fetch(url, {
         method: "POST", body: body(state), credentials: "same-origin", cache: "no-store",
       });
+      if (timer === null) {
+        return; // ended meanwhile: what it says of a heartbeat on its way is not news
+      }
       if (response.redirected) {
         stop("stopped", "You are signed out: your moderation ended.");
         return;
@@ -152,15 +155,21 @@ function moderate() {
         }
         return;
       }
-      if (timer !== null) {
-        show(await response.json());
-      }
+      show(await response.json());
     } catch (error) {
       standing.textContent = "The console cannot be reached: retrying every second.";
     }
   };
-  timer = window.setInterval(() => send("here"), 1000);
-  send("join");
+  // The heartbeats begin once the join is answered: one that overtook a slow join would
+  // begin the moderation in the console's access log as a heartbeat, not a join.
+  const start = async () => {
+    timer = 0; // moderating, not beating yet
+    await send("join");
+    if (timer === 0) {
+      timer = window.setInterval(() => send("here"), 1000);
+    }
+  };
+  start();
   button.addEventListener("click", () => {
     stop("left", "You ended your moderation.");
     send("leave");

@@ -523,3 +523,21 @@ def test_a_shell_command_on_vims_command_line_is_decided() -> None:
         replay.gate.close()
 
     run(main())
+
+
+def test_a_line_is_decided_as_the_sessions_aliases_make_it_too() -> None:
+    """``alias ll='rm -rf'`` typed in the session, then ``ll x``: what runs is ``rm -rf
+    x``, rejected as if typed; after ``unalias ll`` the same line is only itself."""
+
+    async def main() -> None:
+        shell = Shell()
+        await shell.type("alias ll='rm -rf'\r")
+        await shell.type("ll x\r")
+        assert shell.decided == [("reject", "ll x")]
+        assert "ll x" not in shell.ran
+        await shell.type("unalias ll\r")
+        await shell.type("ll y\r")
+        assert shell.ran[-1] == "ll y"
+        shell.gate.close()
+
+    run(main())

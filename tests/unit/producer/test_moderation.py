@@ -306,3 +306,22 @@ def test_a_moderation_table_may_not_reuse_a_rules_name() -> None:
     text += b'[[moderation]]\nname = "x"\nmoderators = ["a"]\n'
     with pytest.raises(PolicyError, match="the name 'x' is used twice"):
         parse_policy(text, "policy.toml")
+
+
+def test_a_late_heartbeat_counts_from_when_it_was_sent() -> None:
+    """A heartbeat that waited somewhere (a console's queue, a slow broker) does not
+    keep a closed tab counted for a whole TTL after it arrives."""
+
+    async def scenario(
+        desk: ModerationDesk, moderated: Moderated, seen: Seen, clock: Clock
+    ) -> None:
+        late = control.now_ns() - 2 * 10**9
+        desk.presence(presence("join", at=late), "here")
+        left = moderated.present["alice"] - clock.now
+        assert control.PRESENCE_TTL_S - 2.2 < left < control.PRESENCE_TTL_S - 1.8
+        older = control.now_ns() - 6 * 10**9  # far older than a heartbeat may be ...
+        desk.presence(presence("join", moderator="dave", groups=("dba",), at=older), "here")
+        left = moderated.present["dave"] - clock.now  # ... one heartbeat's interval counts
+        assert abs(left - control.HEARTBEAT_S) < 0.01
+
+    run(scenario)

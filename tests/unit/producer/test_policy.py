@@ -37,14 +37,44 @@ def policy(**operator: object) -> Policy:
 @pytest.mark.parametrize(
     ("username", "login"),
     [
+        ("alice@web01", Login("alice", "web01")),
         ("alice:web01", Login("alice", "web01")),
         ("alice", Login("alice", None)),
+        ("alice@", Login("alice", None)),
         ("alice:", Login("alice", None)),
-        ("alice:web:01", Login("alice", "web:01")),
+        ("a.b_c-d@web-01.example", Login("a.b_c-d", "web-01.example")),
+        ("o" * 64 + "@" + "t" * 64, Login("o" * 64, "t" * 64)),
     ],
 )
-def test_usernames_split_at_the_first_colon(username: str, login: Login) -> None:
+def test_usernames_split_at_the_first_at_or_colon(username: str, login: Login) -> None:
     assert Login.parse(username) == login
+
+
+@pytest.mark.parametrize(
+    ("username", "shown"),
+    [
+        ("", "malformed login '': log in as OPERATOR@TARGET (or OPERATOR:TARGET)"),
+        ("@", "malformed login '@': log in as OPERATOR@TARGET"),
+        ("@web01", "malformed login '@web01': log in as OPERATOR@TARGET"),
+        (":web01", "malformed login ':web01': log in as OPERATOR@TARGET"),
+        ("alice@web01@", "the target 'web01@' is not a name"),
+        ("alice@web01@gw", "the target 'web01@gw' is not a name"),
+        ("alice:web:01", "the target 'web:01' is not a name"),
+        ("alice@web01:x", "the target 'web01:x' is not a name"),
+        ("alice@web\x1b[2J01", "the target 'web\\x1b[2J01' is not a name"),
+        ("al\x00ice@web01", "malformed login 'al\\x00ice@web01'"),
+        ("al ice@web01", "malformed login 'al ice@web01'"),
+        ("o" * 65 + "@web01", "malformed login '" + "o" * 64 + "'...: log in as"),
+        ("alice@" + "t" * 5000, "the target '" + "t" * 64 + "'... is not a name"),
+    ],
+)
+def test_garbage_logins_are_refused_saying_what_is_wrong(username: str, shown: str) -> None:
+    with pytest.raises(Refused) as info:
+        Login.parse(username)
+    assert shown in info.value.message
+    assert info.value.kind == "malformed login"
+    assert len(info.value.message) < 300
+    assert all(ch.isprintable() for ch in info.value.message)
 
 
 def test_targets_are_resolved_or_refused_with_the_list() -> None:
@@ -53,7 +83,7 @@ def test_targets_are_resolved_or_refused_with_the_list() -> None:
     with pytest.raises(Refused, match=r"target 'db01' is not one of yours: web01") as info:
         rules.resolve(Login("alice", "db01"))
     assert info.value.reason == "refused: target not allowed"
-    with pytest.raises(Refused, match="Log in as alice:TARGET; your targets: web01"):
+    with pytest.raises(Refused, match="Log in as alice@TARGET; your targets: web01"):
         rules.resolve(Login("alice", None))
     assert policy(targets=["*"]).targets_for("alice") == ["db01", "web01"]
 
