@@ -31,7 +31,7 @@ def test_a_moderation_begins_once_ends_once_and_lapses_after_the_ttl() -> None:
 
 
 def test_a_heartbeat_on_its_way_after_an_explicit_leave_is_refused_until_a_join() -> None:
-    """"End moderation" is final: a heartbeat sent just before it must not begin the
+    """ "End moderation" is final: a heartbeat sent just before it must not begin the
     moderation again (the gateway would count the moderator for another TTL)."""
     now = [0.0]
     beats = Heartbeats(ttl_s=3.5, clock=lambda: now[0])
