@@ -13,6 +13,12 @@ Every failed attempt is part of the audit record: a login that never
 succeeds is recorded as a refused session naming how many attempts of which
 methods failed, and a login that succeeds after failures says so in each of
 its sessions (or on its own, if it opens none).
+
+Why one module of a little more than 400 lines: asyncssh calls one object for a
+connection's whole life -- authentication, each channel's open (sessions and
+forwards), the transport's back-pressure, the end -- in an order only it knows; the
+rules it applies live elsewhere (admission, policy, moderation, relays), this holds
+where asyncssh's callbacks reach them.
 """
 
 from __future__ import annotations

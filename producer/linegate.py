@@ -29,6 +29,11 @@ next (``tou\\`` Enter ``ch x`` runs
 shown (the shell runs each); a rejected one inside a bracketed paste closes the paste
 before the Ctrl-C. While a full-screen program owns the screen, keys are its own and are
 not held. Input waits only in this session; output flows meanwhile.
+
+Why one module of about 500 lines: the gate is one state machine over one line --
+the keys held, the Enter waiting, a paste, a continuation, a review -- fed by two
+streams (keys and the screen) whose order only it sees; the reading of the screen
+is ``sshtrail/terminal.py``'s and the rules are ``sshtrail/commandpolicy.py``'s.
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ written to the access log first (:mod:`consumer.web.access`).
 
 Database work runs in Starlette's thread pool (the handlers below are plain
 functions); recordings are streamed from the store a few chunks at a time.
+
+Why one module of a little more than 400 lines: it is the console's one table of
+routes and the middleware every page goes through (sign-in, CSRF, headers, the
+access log); what each page does is in ``consumer/web/pages/``.
 """
 
 from __future__ import annotations
