@@ -1,9 +1,10 @@
 """The consumer side's commands, one module each, named for the command: ``store``,
 ``index``, ``alert``, ``alerts``, ``lag``, ``lag_exporter``, ``reprocess``, ``completeness``,
 ``watch``, ``moderate``, ``web``, ``access_log``, ``terminate``, ``lock`` (and ``unlock``),
-``reviews`` (and ``review``). Each has ``run(args, settings)`` (or the handlers its parser names);
-their parsers are in :mod:`consumer.commands.parsers`, so that ``sshtrail --help`` loads
-none of what the commands run. Registered through the ``sshtrail.commands`` entry points.
+``locks``, ``reviews`` (and ``review``). Each has ``run(args, settings)`` (or the handlers its
+parser names); their parsers are in :mod:`consumer.commands.parsers`, so that ``sshtrail
+--help`` loads none of what the commands run. Registered through the ``sshtrail.commands``
+entry points.
 
 Commands are leaves: nothing imports them (the CLI reaches a handler by its name).
 """
@@ -32,6 +33,7 @@ def register(commands: Any) -> None:
         parsers.terminate,
         parsers.lock,
         parsers.unlock,
+        parsers.locks,
         parsers.reviews,
         parsers.review,
         parsers.alerts,

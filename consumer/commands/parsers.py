@@ -136,6 +136,21 @@ def _locking(commands: Any, name: str, verb: str) -> None:
     parser.set_defaults(handler="consumer.commands.lock:run")
 
 
+def locks(commands: Any) -> None:
+    parser = commands.add_parser(
+        "locks",
+        help="the operators locked now: who locked them, when, why",
+        description="List the operators locked on the control topic, as the gateways "
+        "decide: for each operator the lock or unlock signed last by a trusted control key "
+        "(control.trusted_keys). Exits 0 when it lists some, 1 when none.",
+    )
+    parser.add_argument(
+        "--all", action="store_true", help="the operators unlocked too (their last unlock)"
+    )
+    format_options(parser, "an operator")
+    parser.set_defaults(handler="consumer.commands.locks:run")
+
+
 def web(commands: Any) -> None:
     web = commands.add_parser(
         "web",

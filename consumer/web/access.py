@@ -60,6 +60,7 @@ ACTIONS = (
     "moderation",
     "moderate",
     "moderate-end",
+    "locks",
     "lag",
     "access-log",
     "denied",

@@ -63,6 +63,7 @@ from consumer.web.pages.admin import Admin
 from consumer.web.pages.alerts import AlertPages
 from consumer.web.pages.base import local_path
 from consumer.web.pages.downloads import Downloads
+from consumer.web.pages.locks import LockPages
 from consumer.web.pages.moderation import ModerationPages, ModerationPorts
 from consumer.web.pages.oidcsignin import CALLBACK, OidcSignIn
 from consumer.web.pages.reviews import ReviewPages
@@ -112,7 +113,7 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
     signin, sessions, downloads = SignIn(console), SessionPages(console), Downloads(console)
     search, admin, reviews = Search(console), Admin(console), ReviewPages(console)
     alerts, moderation = AlertPages(console), ModerationPages(console, moderation_ports)
-    oidc = OidcSignIn(console)
+    oidc, locks = OidcSignIn(console), LockPages(console)
     signed_in = _guard(console)
     routes = [
         Route("/", lambda request: RedirectResponse("/sessions", 303)),
@@ -135,6 +136,9 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
         Route("/reviews/{rid}", _answer_review(console, reviews), methods=["POST"]),
         Route("/alerts", signed_in(alerts.alerts)),
         Route("/moderation", signed_in(moderation.moderation)),
+        Route("/locks", signed_in(locks.locks)),
+        Route("/locks/lock", _change_lock(console, locks, lock=True), methods=["POST"]),
+        Route("/locks/unlock", _change_lock(console, locks, lock=False), methods=["POST"]),
         Route("/lag", signed_in(admin.lag, admin=True)),
         Route("/access-log", signed_in(admin.access_log, admin=True)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
@@ -145,6 +149,7 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
         yield
         reviews.close()
         moderation.close()
+        locks.close()
         console.hub.close()
         if console.oidc is not None:
             console.oidc.close()
@@ -312,6 +317,18 @@ def _answer_review(console: Console, pages: ReviewPages) -> Callable[[Request], 
         return await run_in_threadpool(pages.answer, request, review_id, approve, fields["reason"])
 
     return answer
+
+
+def _change_lock(console: Console, pages: LockPages, lock: bool) -> Callable[[Request], Any]:
+    """POST from the locks page: lock or unlock an operator, with a reason (admins)."""
+
+    async def change(request: Request) -> Response:
+        fields, elsewhere = await _posted_form(console, request, "lock" if lock else "unlock")
+        if elsewhere is not None:
+            return elsewhere
+        return await run_in_threadpool(pages.change, request, lock, fields)
+
+    return change
 
 
 def _presence(console: Console, pages: ModerationPages) -> Callable[[Request], Any]:

@@ -47,6 +47,7 @@ COMMANDS = (
     "terminate",
     "lock",
     "unlock",
+    "locks",
     "reviews",
     "review",
     "moderate",
