@@ -46,6 +46,11 @@ class LockItem:
         return isinstance(self.request, control.Lock)
 
     @property
+    def end_sessions(self) -> bool:
+        """Whether the lock in force also ended the operator's sessions."""
+        return isinstance(self.request, control.Lock) and self.request.end_sessions
+
+    @property
     def at(self) -> dt.datetime:
         return dt.datetime.fromtimestamp(self.request.at / 1e9, dt.UTC)
 
@@ -57,7 +62,7 @@ class LockItem:
             "auditor": request.auditor,
             "at_ns": request.at,
             "reason": request.reason,
-            "end_sessions": request.end_sessions if isinstance(request, control.Lock) else False,
+            "end_sessions": self.end_sessions,
             "request_id": request.request_id,
         }
 

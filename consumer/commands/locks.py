@@ -32,7 +32,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 def _row(item: LockItem) -> tuple[str, ...]:
     request = item.request
     status = "locked" if item.locked else "unlocked"
-    if item.locked and item.as_json()["end_sessions"]:
+    if item.end_sessions:
         status += " (sessions ended)"
     return (
         visible(request.operator),

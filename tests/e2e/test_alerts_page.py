@@ -23,11 +23,11 @@ from sshtrail.db import make_engine
 from sshtrail.passwords import hash_password
 from sshtrail.tables import ALERTS, SESSIONS
 from tests.support.browser import (
+    console_running,
     needs_chromium,
     no_alert,
     problems_in_console,
     sign_in,
-    start_console,
 )
 from tests.support.gateway import toml_value
 from tests.support.waiting import wait_for
@@ -59,12 +59,8 @@ def console_url(tmp_path: Path, store: Engine, embedded_broker: EmbeddedBroker) 
         f'[[auditors]]\nname = "{ANN}"\nrole = "admin"\n'
         f"password_hash = {toml_value(hash_password(ANN_PASSWORD))}\n"
     )
-    process, url = start_console(config, tmp_path)
-    try:
+    with console_running(config, tmp_path) as url:
         yield url
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def test_an_alert_stored_while_the_page_is_open_appears_without_a_reload(

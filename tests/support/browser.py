@@ -7,6 +7,8 @@ import shutil
 import socket
 import subprocess
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,17 @@ def start_console(config: Path, cwd: Path) -> tuple[subprocess.Popen[bytes], str
     )
     wait_for(lambda: listening(port), what="the console listening", timeout=30)
     return process, f"http://127.0.0.1:{port}"
+
+
+@contextmanager
+def console_running(config: Path, cwd: Path) -> Iterator[str]:
+    """:func:`start_console`'s base URL while the block runs; the console stopped after."""
+    process, url = start_console(config, cwd)
+    try:
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
 
 
 def chromium() -> Any:
