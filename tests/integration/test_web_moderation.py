@@ -223,6 +223,8 @@ def test_joins_and_leaves_are_logged_heartbeats_are_not_and_silence_ends_a_moder
     assert post(running, "join")["counted"] is True  # the gateway's word: ann is present
     post(waiting, "leave")
     post(waiting, "leave")  # once more (the page's beacon after its button): not logged again
+    late = post(waiting, "here")  # on its way when the button was pressed: answered ...
+    assert late["sent"] is False  # ... but not sent: the gateway would count ann again
     assert [(s, who, state) for s, who, _, state in console.presences.sent] == [
         (str(waiting), "ann", "join"),
         *[(str(waiting), "ann", "here")] * 3,

@@ -187,7 +187,17 @@ class ModerationPages(Page):
             if self.heartbeats.end(auditor.name, item.session):
                 self.console.log(request, "moderate-end", session_id=session_id, detail="left")
         else:
-            self._beat(request, auditor, item, state)
+            try:
+                self._beat(request, auditor, item, state)
+            except Ended:
+                # A heartbeat that was on its way when they ended their moderation: not
+                # sent (the gateway would count them again), and not an error either.
+                log.info(
+                    "a heartbeat of %s for %s after their leave: not sent",
+                    auditor.name,
+                    item.session,
+                )
+                return JSONResponse(_standing(item, auditor, control.now_ns(), sent=False))
         if state == "here" and time.monotonic() - received > LATE_S:
             log.info("a heartbeat of %s for %s came too late: not sent", auditor.name, item.session)
             return JSONResponse(_standing(item, auditor, control.now_ns(), sent=False))
@@ -212,8 +222,6 @@ class ModerationPages(Page):
             )
         except TooMany as exc:
             raise HTTPException(503, str(exc)) from None
-        except Ended as exc:  # not sent: the gateway must not count them again
-            raise HTTPException(409, str(exc)) from None
         if begins:
             how = (
                 "joined"
