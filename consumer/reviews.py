@@ -27,6 +27,9 @@ from sshtrail.errors import InvalidError, NotFound
 from sshtrail.scope import Scope
 from sshtrail.settings import Settings
 
+#: The keys of the gateways' messages a review board reads: review requests and results
+#: (not their moderation states, whose signatures it need not check).
+_GATEWAYS_WORDS = (control.REVIEW_PREFIX, control.RESULT_PREFIX)
 #: How far back ``reviews`` looks by default, in seconds.
 LOOK_BACK_S = 24 * 3600
 Status = Literal[
@@ -118,7 +121,7 @@ class ReviewBoard(ControlBoard):
             return sorted(self._items.values(), key=lambda item: item.request.at)
 
     def _take(self, key: bytes, value: bytes | None) -> None:
-        if key.startswith(control.GATEWAY_PREFIXES):
+        if key.startswith(_GATEWAYS_WORDS):
             found = self.decoded(value, self.gateways, key)
         elif key.startswith(control.ANSWER_PREFIX):
             found = self.decoded(value, self.auditors, key)

@@ -223,11 +223,7 @@ class ModerationPages(Page):
         except TooMany as exc:
             raise HTTPException(503, str(exc)) from None
         if begins:
-            how = (
-                "joined"
-                if state == "join"
-                else "joined at a heartbeat (its join was not taken, or heartbeats had stopped)"
-            )
+            how = "joined" if state == "join" else REJOINED
             detail = f"{how}: rule {item.state.rule}, gateway {item.state.gateway}"
             try:
                 self.console.log(request, "moderate", session_id=item.session_id, detail=detail)
