@@ -5,9 +5,7 @@ browser applies its cross-site cookie rules to the whole redirect dance."""
 
 from __future__ import annotations
 
-import datetime as dt
 import subprocess
-import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -15,11 +13,15 @@ from typing import Any
 import pytest
 import tomli_w
 
-from sshtrail import migrate
-from sshtrail.db import make_engine
-from sshtrail.tables import SESSIONS
 from tests.support.browser import needs_chromium, problems_in_console, start_console
-from tests.support.oidcprovider import CLIENT_ID, CLIENT_SECRET, Provider, User, running
+from tests.support.oidcprovider import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    Provider,
+    User,
+    olga_on_t1_and_t2,
+    running,
+)
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, needs_chromium]
@@ -35,26 +37,7 @@ class Site:
 def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     root = tmp_path_factory.mktemp("oidc")
     store_url = f"sqlite:///{root / 'store.db'}"
-    migrate.upgrade(store_url)
-    engine = make_engine(store_url)
-    with engine.begin() as conn:
-        for n, target in enumerate(["t1", "t2"]):
-            conn.execute(
-                SESSIONS.insert().values(
-                    id=uuid.uuid4(),
-                    operator="olga",
-                    target=target,
-                    started_at=dt.datetime(2026, 12, 1, 9, n, tzinfo=dt.UTC),
-                    status="closed",
-                    command=f"echo on {target}",
-                    request="exec",
-                    bytes_in=0,
-                    bytes_out=0,
-                    chunk_count=0,
-                    gaps=[],
-                )
-            )
-    engine.dispose()
+    olga_on_t1_and_t2(store_url)
     with running([], host="localhost") as provider:
         config = root / "sshtrail.toml"
         settings: dict[str, Any] = {

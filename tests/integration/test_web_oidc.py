@@ -6,10 +6,8 @@ tests/e2e/test_web_oidc_browser.py."""
 
 from __future__ import annotations
 
-import datetime as dt
 import re
 import tempfile
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +20,17 @@ from starlette.testclient import TestClient
 
 from consumer.web.app import create_app
 from consumer.web.oidc import MAX_PENDING_PER_ADDRESS
-from sshtrail import migrate
 from sshtrail.db import make_engine
 from sshtrail.settings import Settings
-from sshtrail.tables import ACCESS_LOG, SESSIONS
-from tests.support.oidcprovider import CLIENT_ID, CLIENT_SECRET, Provider, User, running
+from sshtrail.tables import ACCESS_LOG
+from tests.support.oidcprovider import (
+    CLIENT_ID,
+    CLIENT_SECRET,
+    Provider,
+    User,
+    olga_on_t1_and_t2,
+    running,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -62,26 +66,8 @@ def oidc_settings(url: str, issuer: str) -> Settings:
 @pytest.fixture
 def store(tmp_path: Path) -> Iterator[Engine]:
     url = f"sqlite:///{tmp_path / 'sshtrail.db'}"
-    migrate.upgrade(url)
+    olga_on_t1_and_t2(url)
     engine = make_engine(url)
-    start = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
-    with engine.begin() as conn:
-        for n, target in enumerate(["t1", "t2"]):
-            conn.execute(
-                SESSIONS.insert().values(
-                    id=uuid.uuid4(),
-                    operator="olga",
-                    target=target,
-                    started_at=start + dt.timedelta(minutes=n),
-                    status="closed",
-                    command=f"echo on {target}",
-                    request="exec",
-                    bytes_in=0,
-                    bytes_out=0,
-                    chunk_count=0,
-                    gaps=[],
-                )
-            )
     yield engine
     engine.dispose()
 

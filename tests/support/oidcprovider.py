@@ -15,11 +15,13 @@ another client (aud), from another issuer (iss), or expired (exp).
 from __future__ import annotations
 
 import base64
+import datetime as dt
 import hmac
 import json
 import secrets
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -35,6 +37,10 @@ from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import AuthorizationCodeMixin, UserInfo
 from authlib.oidc.core.grants import OpenIDCode
 from joserfc.jwk import RSAKey
+
+from sshtrail import migrate
+from sshtrail.db import make_engine
+from sshtrail.tables import SESSIONS
 
 CLIENT_ID = "sshtrail-console"
 CLIENT_SECRET = "console-secret-for-tests"
@@ -347,3 +353,30 @@ def running(redirect_uris: list[str], host: str = "127.0.0.1") -> Iterator[Provi
     finally:
         server.shutdown()
         server.server_close()
+
+
+def olga_on_t1_and_t2(store_url: str) -> None:
+    """A migrated store at ``store_url`` with one closed session of operator ``olga`` on
+    each of ``t1`` and ``t2``: what the OIDC tests' group scopes let an auditor see."""
+    migrate.upgrade(store_url)
+    engine = make_engine(store_url)
+    try:
+        with engine.begin() as conn:
+            for n, target in enumerate(["t1", "t2"]):
+                conn.execute(
+                    SESSIONS.insert().values(
+                        id=uuid.uuid4(),
+                        operator="olga",
+                        target=target,
+                        started_at=dt.datetime(2026, 12, 1, 9, n, tzinfo=dt.UTC),
+                        status="closed",
+                        command=f"echo on {target}",
+                        request="exec",
+                        bytes_in=0,
+                        bytes_out=0,
+                        chunk_count=0,
+                        gaps=[],
+                    )
+                )
+    finally:
+        engine.dispose()
