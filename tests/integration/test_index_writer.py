@@ -139,7 +139,9 @@ def test_a_costly_session_waits_and_the_others_do_not(engine: Engine, tmp_path: 
 
 def test_a_member_takes_a_session_over_from_its_kept_chunks(engine: Engine) -> None:
     session_id, messages = lines_session(20_000, "row", per_chunk=400)  # far beyond KEEP_BYTES
-    first = IndexWriter(engine)
+    # Budgets far beyond the work: the test is about what a member keeps and takes over, and a
+    # slow machine would otherwise leave chunks waiting in the backlog for a later round.
+    first = IndexWriter(engine, budget_s=3600)
     half = len(messages) // 2
     for start in range(0, half, 5):
         first.write(received(messages[start : min(start + 5, half)]))
@@ -149,7 +151,7 @@ def test_a_member_takes_a_session_over_from_its_kept_chunks(engine: Engine) -> N
         ).scalar()
     assert kept is not None
     assert kept <= KEEP_BYTES + 2 * max(len(m) for m in messages)
-    second = IndexWriter(engine)  # another member, nothing in memory
+    second = IndexWriter(engine, budget_s=3600)  # another member, nothing in memory
     second.write(received(messages[half:]))
     found = documents(engine, session_id)
     rows = sorted((n, text) for kind, n, text in found if kind == "output")
