@@ -252,3 +252,26 @@ def test_an_alias_is_listed_as_typed_and_as_what_it_ran(
     assert (f"env  touch {first}; echo 'mk {mark}-q'", False) in hits, hits
     assert (f"mk {second} || true", True) in hits, hits
     assert len(hits) == 3, hits
+
+
+def test_a_full_screen_program_that_exits_at_once_is_one_clean_command(
+    gateway: GatewayProcess, indexed: Path, tmp_path: Path
+) -> None:
+    """vim run with ``-c 'q'`` switches to the alternate screen and back before a key is
+    typed; under a prompt that sets the window title (Debian's default), the command was
+    once listed with the prompt and itself glued on again (issue 41)."""
+    mark = uuid.uuid4().hex[:8]
+    child = bash(gateway)
+    child.sendline(r"""PS1='\[\e]0;root@host: ~\a\]root@host:~# '""")
+    child.expect("root@host:~# ")
+    written = tmp_path / f"vim-{mark}"
+    child.sendline(f"vim -u NONE -c 'normal itext' -c 'w! {written}' -c 'q'")
+    child.expect("root@host:~# ")
+    child.sendline(f"echo done-{mark}")
+    child.expect(f"done-{mark}")
+    child.sendline("exit")
+    child.expect(pexpect.EOF)
+    assert written.read_text() == "text\n"
+    wait_for(lambda: bool(search(indexed, f"done-{mark}")), timeout=60, what="indexing")
+    commands = [str(hit["text"]) for hit in search(indexed, f"vim-{mark}", "--kind", "command")]
+    assert commands == [f"vim -u NONE -c 'normal itext' -c 'w! {written}' -c 'q'"]
