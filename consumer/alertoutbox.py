@@ -12,8 +12,12 @@ it sent, so the group never waits on a broker or a web server it does not read f
   on (up to :data:`MAX_PAGES` batches ahead of it); an alert a URL took is not sent to
   it again while this process lives. A redirect is a failure (it would drop the body).
 
-Sending is at least once: a member stopped between the acknowledgement and the mark
-sends that alert again when it starts; the alert's ``id`` tells the copies apart.
+On the topic each alert is once: before it sends anything, a member reads back the
+alerts its predecessor published and did not live to mark (:mod:`consumer.alertrecheck`).
+A webhook cannot be asked what it took, so it is sent alerts at least once: a member
+stopped between a 2xx and the mark posts that alert again when it starts. Each POST
+carries the alert's ``id`` in its body and as an ``Idempotency-Key`` header, so a
+receiver can tell the copies apart.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from typing import Any
 
 from sqlalchemy import Engine, select, update
 
+from consumer.alertrecheck import recheck
 from sshtrail.errors import BrokerError, SshtrailError
 from sshtrail.kafka.adapters import KafkaProducer
 from sshtrail.kafka.config import client_config
@@ -56,6 +61,7 @@ class AlertOutbox:
 
     def __init__(self, settings: Settings, engine: Engine) -> None:
         alerts = settings.alerts
+        self._settings = settings
         self._engine = engine
         self._topic = alerts.topic
         self._console = alerts.console_url.rstrip("/")
@@ -91,17 +97,29 @@ class AlertOutbox:
         self._producer.flush(5.0)
 
     def _run(self) -> None:
+        rechecked = False  # nothing is published before the topic was read back
         while not self._stop.is_set():
             self._wake.wait(1.0)
             self._wake.clear()
             try:
-                while self._publish() or self._deliver():
+                rechecked = rechecked or self._recheck()
+                while (rechecked and self._publish()) or self._deliver():
                     if self._stop.is_set():
                         return
             except Exception:  # the database away, a bug: say so, try again later
                 log.exception("alert outbox: sending failed; trying again in a second")
 
     # -- the topic -------------------------------------------------------------------------
+
+    def _recheck(self) -> bool:
+        """Read back what the member before published; whether that is done (the topic
+        waits for it; the webhooks do not)."""
+        try:
+            recheck(self._settings, self._engine, self._topic)
+        except BrokerError as exc:
+            log.warning("alerts topic %s: cannot read it back yet: %s", self._topic, exc)
+            return False
+        return True
 
     def _publish(self) -> bool:
         """Send a batch not yet published (less what is still on its way to the broker);
@@ -171,7 +189,11 @@ class AlertOutbox:
             request = urllib.request.Request(  # noqa: S310 -- the administrator's URL
                 url,
                 data=json.dumps(body).encode(),
-                headers={"Content-Type": "application/json", "User-Agent": "sshtrail-alerts"},
+                headers={
+                    "Content-Type": "application/json",
+                    "User-Agent": "sshtrail-alerts",
+                    "Idempotency-Key": row["id"],
+                },
                 method="POST",
             )
             with _NO_REDIRECTS.open(request, timeout=WEBHOOK_TIMEOUT_S) as answer:

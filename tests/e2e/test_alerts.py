@@ -12,26 +12,24 @@ from __future__ import annotations
 
 import json
 import os
-import threading
+import signal
 import time
-import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pexpect
 import pytest
-from confluent_kafka import Consumer, TopicPartition
 
 from sshtrail import migrate
-from sshtrail.broker import free_port
 from tests.support.cli import Running, sshtrail
 from tests.support.consumers import start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess, toml_value
 from tests.support.kafka import Broker
 from tests.support.sigma import SIGMA, sigma_rules
 from tests.support.sshd import SshdTarget
+from tests.support.topicread import json_documents
+from tests.support.webhook import Receiver
 
 pytestmark = pytest.mark.e2e
 
@@ -71,37 +69,6 @@ BENIGN = [
 ]  # fmt: skip
 
 
-class Receiver:
-    """A webhook receiver on loopback: what was POSTed to it, by alert id."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self.bodies: list[dict[str, Any]] = []
-        self._server: ThreadingHTTPServer | None = None
-
-    def start(self) -> None:
-        bodies = self.bodies
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length", "0"))
-                bodies.append(json.loads(self.rfile.read(length)))
-                self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", self.port), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
-            self._server = None
-
-
 @pytest.fixture
 def stack(
     tmp_path: Path, broker: Broker, sshd: SshdTarget
@@ -124,7 +91,7 @@ def stack(
         + "[alerts]\n"
         + f"rules = {toml_value(str(SIGMA))}\n"
         + f"topic = {toml_value(gateway.topic + '.alerts')}\n"
-        + f"webhook = {toml_value(f'http://127.0.0.1:{receiver.port}/hook')}\n"
+        + f"webhook = {toml_value(receiver.url)}\n"
     )
     sshtrail(config, "topics")  # the alerts topic, as up creates it
     member = start_member(config, "alert")
@@ -174,26 +141,9 @@ def rule_statuses(config: Path) -> list[dict[str, Any]]:
     return rules
 
 
-def published(servers: str, topic: str) -> list[dict[str, Any]]:
-    reader = Consumer({"bootstrap.servers": servers, "group.id": uuid.uuid4().hex})
-    try:
-        partitions = reader.list_topics(topic, timeout=15).topics[topic].partitions
-        marks = {p: reader.get_watermark_offsets(TopicPartition(topic, p), 15) for p in partitions}
-        reader.assign([TopicPartition(topic, p, low) for p, (low, _) in marks.items()])
-        left = {p for p, (low, high) in marks.items() if low < high}
-        found: list[dict[str, Any]] = []
-        deadline = time.monotonic() + 30
-        while left and time.monotonic() < deadline:
-            for message in reader.consume(100, 0.5):
-                partition, offset = message.partition(), message.offset()
-                if message.error() is not None or partition is None or offset is None:
-                    continue
-                if offset + 1 >= marks[partition][1]:
-                    left.discard(partition)
-                found.append(json.loads(message.value() or b"{}"))
-        return found
-    finally:
-        reader.close()
+def on_alerts_topic(gateway: GatewayProcess) -> list[str]:
+    """The ids of the alerts on the alerts topic, sorted, copies included."""
+    return sorted(a["id"] for a in json_documents(gateway.servers, gateway.topic + ".alerts"))
 
 
 def test_commands_that_match_sigma_rules_raise_exactly_those_alerts_everywhere(
@@ -215,9 +165,7 @@ def test_commands_that_match_sigma_rules_raise_exactly_those_alerts_everywhere(
         assert alert["link"].startswith("http://127.0.0.1:8022/sessions/")
     ids = sorted(alert["id"] for alert in stored)
     wait_for(
-        lambda: (
-            sorted(a["id"] for a in published(gateway.servers, gateway.topic + ".alerts")) == ids
-        ),
+        lambda: on_alerts_topic(gateway) == ids,
         timeout=30,
         what=f"every alert on the topic, once ({member.stderr[-3000:]})",
     )
@@ -229,3 +177,37 @@ def test_commands_that_match_sigma_rules_raise_exactly_those_alerts_everywhere(
     assert alerts(config, "--level", "critical") == [
         a for a in stored if a["rule"]["level"] == "critical"
     ]
+
+
+def test_a_member_killed_mid_session_duplicates_no_alert(
+    stack: tuple[GatewayProcess, Path, Receiver, Running],
+) -> None:
+    """``kill -9`` of the alert member while a session's alerts are being raised and sent;
+    its successor raises the rest: each alert stored once and on the topic once, and
+    each reaches the webhook (at least once there: tests/integration/test_alert_outbox.py)."""
+    gateway, config, receiver, member = stack
+    receiver.start()
+    commands = list(RAISING)
+    half = len(commands) // 2
+    typed_session(gateway, commands[:half])
+    wait_for(lambda: bool(alerts(config)), timeout=60, what="the first alerts stored")
+    member.stop(signal.SIGKILL)  # mid-way: in a batch, or between the topic and the mark
+    typed_session(gateway, commands[half:])
+    successor = start_member(config, "alert")
+    try:
+        expected = sum(len(rules) for rules in RAISING.values())
+        wait_for(lambda: len(alerts(config)) >= expected, timeout=90, what="every alert")
+        stored = alerts(config)
+        assert rule_names(config, stored) == RAISING
+        ids = sorted(alert["id"] for alert in stored)
+        assert len(set(ids)) == len(ids)
+        wait_for(
+            lambda: len(on_alerts_topic(gateway)) >= len(ids),
+            timeout=30,
+            what="every alert on the topic",
+        )
+        time.sleep(2)  # a copy would come now
+        assert on_alerts_topic(gateway) == ids  # once each
+        wait_for(lambda: {b["id"] for b in receiver.bodies} == set(ids), timeout=60, what="hook")
+    finally:
+        successor.stop()

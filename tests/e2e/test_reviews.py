@@ -22,7 +22,7 @@ from typing import Any
 
 import pexpect
 import pytest
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sshtrail import control
@@ -39,6 +39,7 @@ from tests.support.controlstack import Stack
 from tests.support.gateway import toml_value
 from tests.support.kafka import Broker
 from tests.support.sshd import SshdTarget
+from tests.support.topicread import every_message
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
@@ -134,26 +135,7 @@ def _gateway_keys(stack: Stack) -> list[bytes]:
 
 def _raw(servers: str, topic: str) -> list[tuple[bytes, bytes]]:
     """Every message on ``topic``: key and value."""
-    reader = Consumer({"bootstrap.servers": servers, "group.id": uuid.uuid4().hex})
-    try:
-        partitions = reader.list_topics(topic, timeout=15).topics[topic].partitions
-        marks = {p: reader.get_watermark_offsets(TopicPartition(topic, p), 15) for p in partitions}
-        reader.assign([TopicPartition(topic, p, low) for p, (low, _) in marks.items()])
-        left = {p for p, (low, high) in marks.items() if low < high}
-        found: list[tuple[bytes, bytes]] = []
-        deadline = time.monotonic() + 30
-        while left and time.monotonic() < deadline:
-            for message in reader.consume(100, 0.5):
-                partition, offset = message.partition(), message.offset()
-                if message.error() is not None or partition is None or offset is None:
-                    continue
-                if offset + 1 >= marks[partition][1]:
-                    left.discard(partition)
-                found.append((message.key() or b"", message.value() or b""))
-        assert not left, "the control topic was not read to its end"
-        return found
-    finally:
-        reader.close()
+    return every_message(servers, topic)
 
 
 def _send(servers: str, topic: str, key: bytes, value: bytes) -> None:
