@@ -123,6 +123,7 @@ def test_open_sessions_come_and_go_without_a_reload_and_terminate_ends_one(
         row = row_of(d, session_id)[0]  # the same row, the reason kept
         assert row.find_element(By.NAME, "reason").get_attribute("value") == REASON
         assert not_reloaded(d)
+        d.save_screenshot(str(tmp_path / "active.png"))
         row.find_element(By.CSS_SELECTOR, "button.terminate").click()
         wait_for(lambda: d.find_elements(By.ID, "outcome"), what="the outcome", timeout=20)
         assert f"terminated by {ANN}: {REASON}" in d.find_element(By.ID, "outcome").text
