@@ -46,6 +46,7 @@ ACTIONS = (
     "logout",
     "sessions",
     "view",
+    "active",
     "replay",
     "search",
     "export",

@@ -59,6 +59,7 @@ from consumer.web.console import Console
 from consumer.web.headers import SecurityHeaders
 from consumer.web.live import Ending, LiveHub, end_when_given_up, stream_live
 from consumer.web.oidc import RelyingParty
+from consumer.web.pages.active import ActivePages
 from consumer.web.pages.admin import Admin
 from consumer.web.pages.alerts import AlertPages
 from consumer.web.pages.base import local_path
@@ -113,7 +114,7 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
     signin, sessions, downloads = SignIn(console), SessionPages(console), Downloads(console)
     search, admin, reviews = Search(console), Admin(console), ReviewPages(console)
     alerts, moderation = AlertPages(console), ModerationPages(console, moderation_ports)
-    oidc, locks = OidcSignIn(console), LockPages(console)
+    oidc, locks, active = OidcSignIn(console), LockPages(console), ActivePages(console)
     signed_in = _guard(console)
     routes = [
         Route("/", lambda request: RedirectResponse("/sessions", 303)),
@@ -125,6 +126,8 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
         Route("/healthz", lambda request: PlainTextResponse("ok")),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         Route("/sessions", signed_in(sessions.sessions)),
+        Route("/active", signed_in(active.active)),
+        Route("/active.json", signed_in(active.active_json)),
         Route("/sessions/{sid}", signed_in(sessions.session)),
         Route("/sessions/{sid}/cast", signed_in(downloads.cast)),
         Route("/sessions/{sid}/export/{kind}", signed_in(downloads.export)),
