@@ -49,6 +49,7 @@ ACTIONS = (
     "replay",
     "search",
     "export",
+    "export-file",
     "watch",
     "terminate",
     "lock",
