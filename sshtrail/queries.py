@@ -37,6 +37,8 @@ __all__ = ["NotFound"]  # raised here; defined with the other errors
 MIN_PREFIX = 12
 #: Sessions an ambiguous prefix lists.
 AMBIGUOUS_SHOWN = 10
+#: The operations that move a file's bytes (``export --transfer`` takes them out).
+FILE_OPS = ("upload", "download", "read-write")
 #: What ``sshtrail transfers`` lists without ``--all``: files that moved or changed.
 #: The rest (stat, realpath, list, readlink, statvfs, fsync ...) is looking around.
 CHANGES = (
@@ -293,6 +295,17 @@ class StoredTransfer:
 
 def stored_transfer(conn: Connection, transfer_id: int) -> StoredTransfer:
     """Where transfer ``transfer_id`` (``sshtrail transfers`` column N) came from."""
+    return _stored_transfer(conn, TRANSFERS.c.id == transfer_id, f"transfer {transfer_id}")
+
+
+def session_transfer(conn: Connection, session_id: uuid.UUID, index: int) -> StoredTransfer:
+    """Operation ``index`` (from 0) of one session, a file whose bytes moved: the console
+    names a file by its session, so a number from another session finds nothing."""
+    found = (TRANSFERS.c.session_id == session_id) & (TRANSFERS.c.idx == index)
+    return _stored_transfer(conn, found, f"operation {index} of the session")
+
+
+def _stored_transfer(conn: Connection, where: ColumnElement[bool], name: str) -> StoredTransfer:
     row = conn.execute(
         select(
             TRANSFERS.c.session_id,
@@ -303,12 +316,12 @@ def stored_transfer(conn: Connection, transfer_id: int) -> StoredTransfer:
             TRANSFERS.c.op,
         )
         .join(SESSIONS, SESSIONS.c.id == TRANSFERS.c.session_id)
-        .where(TRANSFERS.c.id == transfer_id)
+        .where(where)
     ).one_or_none()
     if row is None:
-        raise NotFound(f"no transfer {transfer_id} (sshtrail transfers lists them, column N)")
-    if row.op not in ("upload", "download", "read-write"):
-        raise NotFound(f"transfer {transfer_id} is a {row.op}: no file's bytes moved")
+        raise NotFound(f"no {name} (sshtrail transfers lists them, column N)")
+    if row.op not in FILE_OPS:
+        raise NotFound(f"{name} is a {row.op}: no file's bytes moved")
     return StoredTransfer(row.session_id, row.request, row.command, row.idx, row.path)
 
 

@@ -395,6 +395,10 @@ class ConsoleRights(_Section):
     #: May approve or deny commands held for review (four eyes) in sessions of their
     #: scope; never their own.
     approve: bool = False
+    #: May download the files an SFTP or SCP session moved, from its session page,
+    #: when ``transfers.content_export`` is on: a file copied off a server (a dump,
+    #: a key) is more than most auditors need to see.
+    export_files: bool = False
 
 
 #: A group name as identity providers send them (``auditors``, ``/org/sre``, ``CN=...``).

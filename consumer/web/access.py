@@ -50,6 +50,7 @@ ACTIONS = (
     "replay",
     "search",
     "export",
+    "export-file",
     "watch",
     "terminate",
     "lock",

@@ -64,6 +64,7 @@ from consumer.web.pages.admin import Admin
 from consumer.web.pages.alerts import AlertPages
 from consumer.web.pages.base import local_path
 from consumer.web.pages.downloads import Downloads
+from consumer.web.pages.files import FileDownloads
 from consumer.web.pages.locks import LockPages
 from consumer.web.pages.moderation import ModerationPages, ModerationPorts
 from consumer.web.pages.oidcsignin import CALLBACK, OidcSignIn
@@ -131,6 +132,7 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
         Route("/sessions/{sid}", signed_in(sessions.session)),
         Route("/sessions/{sid}/cast", signed_in(downloads.cast)),
         Route("/sessions/{sid}/export/{kind}", signed_in(downloads.export)),
+        Route("/sessions/{sid}/files/{n}", signed_in(FileDownloads(console).download)),
         Route("/sessions/{sid}/terminate", _terminate(console, sessions), methods=["POST"]),
         Route("/sessions/{sid}/moderate", _presence(console, moderation), methods=["POST"]),
         WebSocketRoute("/sessions/{sid}/live", _live(console, sessions)),

@@ -54,6 +54,9 @@ class Auditor:
     #: Their console groups (``auditors.groups``): who may moderate is decided by the
     #: gateway's ``[[moderation]]`` tables, by name or group.
     groups: tuple[str, ...] = ()
+    #: May download transferred files from a session page (``auditors.export_files``,
+    #: and only while ``transfers.content_export`` is on).
+    may_export_files: bool = False
 
     @property
     def admin(self) -> bool:
@@ -107,7 +110,16 @@ def auditor_with(name: str, rights: ConsoleRights, via: str, groups: tuple[str, 
     """``name`` in the console with ``rights``: a local account's, or those of the
     identity provider's group that let them in (consumer/web/oidc.py)."""
     scope = Scope(tuple(rights.operators), tuple(rights.targets))
-    return Auditor(name, rights.role, scope, via, rights.terminate, rights.approve, groups)
+    return Auditor(
+        name,
+        rights.role,
+        scope,
+        via,
+        rights.terminate,
+        rights.approve,
+        groups,
+        may_export_files=rights.export_files,
+    )
 
 
 class Sessions:

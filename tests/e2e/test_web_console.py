@@ -278,9 +278,9 @@ def test_xss_payloads_and_a_hostile_file_name_are_shown_as_text(
     d.get(f"{console.url}/sessions")
     sftp = next(row for row in d.find_elements(By.CSS_SELECTOR, "tr.session") if "sftp" in row.text)
     sftp.find_element(By.CSS_SELECTOR, "a.open").click()
-    assert EVIL_NAME in d.find_element(By.ID, "transfers").text
+    assert EVIL_NAME in d.find_element(By.ID, "operations").text  # in place of the player
     no_alert(d)
-    assert d.find_elements(By.CSS_SELECTOR, "#transfers img") == []
+    assert d.find_elements(By.CSS_SELECTOR, "#file-session img") == []
     assert problems_in_console(d) == []
 
 

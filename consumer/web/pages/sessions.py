@@ -14,6 +14,7 @@ from starlette.responses import Response
 from consumer.requester import ask
 from consumer.web import filters
 from consumer.web.auth import Auditor
+from consumer.web.pages import files
 from consumer.web.pages.alerts import alert_row
 from consumer.web.pages.base import (
     Page,
@@ -163,6 +164,14 @@ class SessionPages(Page):
             raised = list_alerts(
                 conn, AlertFilter(session_id=row["id"], limit=ALERTS_SHOWN, scope=auditor.scope)
             )
+            shown_instead = files.session_view(
+                conn,
+                row,
+                moved,
+                auditor=auditor,
+                settings=self.console.settings,
+                params=request.query_params,
+            )
         commands = self._commands(row["id"])
         self.console.log(request, "view", session_id=row["id"])
         start = read_seconds(request.query_params.get("t"))
@@ -205,6 +214,7 @@ class SessionPages(Page):
                 "speeds": SPEEDS,
                 "idle_limits": IDLE_LIMITS,
                 "exports": list(EXPORTS),
+                **shown_instead,
             },
         )
 
