@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from sshtrail import crosscheck, describe, queries, search
+from sshtrail import crosscheck, describe, queries, search, sessionrequests
 from sshtrail.cli import transfers
 from sshtrail.cli.commands import SESSION_COLUMNS
 from sshtrail.cli.evidence import refused_json, refused_lines, verdict_json
@@ -106,12 +106,16 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         decisions = gateway_notices(stored, "policy")
         moderation = gateway_notices(stored, "moderation")
         witness = index_witness(settings, conn, session_id, commands)
+        asked = sessionrequests.read_requests(stored)
+        forwards = sessionrequests.forwarded(conn, row)
     if args.json:
         document = describe.session_json(row, short, verdict_json(verdict, keys))
         document["commands"] = [
             {"t": hit.t / 1e9, "command": hit.text, "certain": hit.certain} for hit in commands
         ]
         document["index"] = witness
+        document.update(asked.as_json())
+        document["forwards"] = [forward.as_json() for forward in forwards]
         document["policy_decisions"] = [{"t": t / 1e9, "text": text} for t, text in decisions]
         document["moderation"] = [{"t": t / 1e9, "text": text} for t, text in moderation]
         document["transfers_read"] = row["transfers"]
@@ -128,6 +132,8 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     )
     for name, value in fields:
         print(f"{name:>12}  {visible(str(value)) if value is not None else '-'}")
+    for name, text in sessionrequests.described(asked, forwards):
+        print(f"{name:>12}  {visible(text)}")
     for line in refused_lines(refused):
         print(line)
     print(f"{'index':>12}  {witness['status']}" + _detail(witness["detail"]))

@@ -31,6 +31,7 @@ from sshtrail.alertqueries import AlertFilter, list_alerts
 from sshtrail.chain import Status
 from sshtrail.describe import duration_text, exit_text, request_text, session_fields, signer_text
 from sshtrail.errors import BrokerError
+from sshtrail.sessionrequests import described, forwarded, read_requests
 from sshtrail.states import FLAG_CHOICES, PolicyMark, SessionStatus, chosen_flag, split_flags
 from sshtrail.verification import known_gateway_keys, session_verdicts
 
@@ -163,6 +164,9 @@ class SessionPages(Page):
             raised = list_alerts(
                 conn, AlertFilter(session_id=row["id"], limit=ALERTS_SHOWN, scope=auditor.scope)
             )
+            asked = described(
+                read_requests(queries.stored_chunks(conn, row["id"])), forwarded(conn, row)
+            )
         commands = self._commands(row["id"])
         self.console.log(request, "view", session_id=row["id"])
         start = read_seconds(request.query_params.get("t"))
@@ -191,6 +195,7 @@ class SessionPages(Page):
                 "row": row,
                 "id": row["id"].hex,
                 "fields": fields,
+                "requests": asked,
                 "verdict": verdict,
                 "commands": commands,
                 "transfers": moved,
