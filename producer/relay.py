@@ -448,6 +448,10 @@ class OperatorChannel(Relay, asyncssh.SSHServerSession[bytes]):
         self._size = size
 
     def signal_received(self, signal: str) -> None:
+        """A signal the operator's client sent (``ssh`` sends none itself; other
+        clients do): recorded as a ``signal`` notice, then passed on."""
+        if self.recorder is not None:
+            self.recorder.notice("signal", signal)
         if self._target is not None:
             self._target.send_signal(signal)
 

@@ -1,8 +1,9 @@
 """How a stored session is described to a person or a script, the same in ``show`` and
 on the console's session page: its fields in order, the texts of its request, exit,
 duration, signer and masked input, and its JSON document (docs/operations.md,
-"Auditor commands"). Texts that came from a session are made safe to show here
-(:func:`~sshtrail.textsafe.visible`) where this module writes them."""
+"Auditor commands"). Every text is returned as recorded: the printer (the CLI's
+:func:`~sshtrail.textsafe.visible`, the console's ``shown`` filter) makes it safe,
+once (docs/decisions.md, "Session text is escaped once, where it is printed")."""
 
 from __future__ import annotations
 
@@ -11,7 +12,6 @@ from typing import Any, TypeVar
 
 from sshtrail import interrupted
 from sshtrail.states import split_flags
-from sshtrail.textsafe import visible
 from sshtrail.timespec import clock
 from sshtrail.verification import fingerprint
 
@@ -133,13 +133,13 @@ def request_text(row: dict[str, Any], width: int) -> str:
     text = {"shell": "shell", "direct-tcpip": "forward: "}.get(request, f"{request}: ")
     if request != "shell":
         text += command
-    return visible(text if len(text) <= width else text[: width - 1] + "…")
+    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def exit_text(row: dict[str, Any]) -> str:
     if row["exit_status"] is not None:
         return str(row["exit_status"])
-    return visible(f"sig {row['exit_signal']}") if row["exit_signal"] else "-"
+    return f"sig {row['exit_signal']}" if row["exit_signal"] else "-"
 
 
 def when_answered(row: dict[str, Any]) -> dt.datetime | None:

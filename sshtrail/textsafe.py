@@ -19,8 +19,11 @@ _NAMED: Final = {"\t": "\\t", "\n": "\\n", "\r": "\\r", "\x1b": "\\e", "\\": "\\
 def visible(text: str) -> str:
     """``text`` with every control (Cc) and format (Cf) character escaped.
 
-    ``ESC`` becomes ``\\e``, other controls ``\\xNN`` or ``\\uNNNN``; a
-    backslash is doubled, so the escaped form cannot be forged.
+    ``ESC`` becomes ``\\e``, other controls ``\\xNN``, ``\\uNNNN`` or (beyond the
+    Basic Multilingual Plane) ``\\UNNNNNNNN``; a backslash is doubled, so the escaped
+    form cannot be forged and reads back as exactly one text. Apply it once, where
+    the text is printed (docs/decisions.md, "Session text is escaped once, where it
+    is printed"): a second pass doubles every backslash the first one wrote.
     """
     if text.isprintable() and "\\" not in text:
         return text  # the common case, at C speed
@@ -32,7 +35,9 @@ def _escape(char: str) -> str:
         return _NAMED[char]
     if unicodedata.category(char) in ("Cc", "Cf", "Zl", "Zp"):
         code = ord(char)
-        return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+        if code < 0x100:
+            return f"\\x{code:02x}"
+        return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
     return char
 
 

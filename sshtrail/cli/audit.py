@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from sshtrail import crosscheck, describe, queries, search
+from sshtrail import crosscheck, describe, queries, search, sessionrequests
 from sshtrail.cli import transfers
 from sshtrail.cli.commands import SESSION_COLUMNS
 from sshtrail.cli.evidence import refused_json, refused_lines, verdict_json
@@ -75,12 +75,12 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
             "ID": str(row["id"]) if csv_ else shorts[row["id"]],
             "OPERATOR": visible(row["operator"] or "?"),
             "TARGET": visible(row["target"] or "?"),
-            "REQUEST": describe.request_text(row, 4096 if csv_ else 40),
+            "REQUEST": visible(describe.request_text(row, 4096 if csv_ else 40)),
             "CLIENT": visible(row["client"] or "?"),
             "STARTED": _iso(row["started_at"]) if csv_ else local_time(row["started_at"]),
             "DURATION": describe.duration_text(row),
             "STATUS": row["status"],
-            "EXIT": describe.exit_text(row),
+            "EXIT": visible(describe.exit_text(row)),
             "CHAIN": verdicts[row["id"]].status.value,
             "MASKED": row["masked_input"] or "-",
             "FLAGS": ",".join(split_flags(row["flags"])) or "-",
@@ -106,12 +106,16 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         decisions = gateway_notices(stored, "policy")
         moderation = gateway_notices(stored, "moderation")
         witness = index_witness(settings, conn, session_id, commands)
+        asked = sessionrequests.read_requests(stored)
+        forwards = sessionrequests.forwarded(conn, row)
     if args.json:
         document = describe.session_json(row, short, verdict_json(verdict, keys))
         document["commands"] = [
             {"t": hit.t / 1e9, "command": hit.text, "certain": hit.certain} for hit in commands
         ]
         document["index"] = witness
+        document.update(asked.as_json())
+        document["forwards"] = [forward.as_json() for forward in forwards]
         document["policy_decisions"] = [{"t": t / 1e9, "text": text} for t, text in decisions]
         document["moderation"] = [{"t": t / 1e9, "text": text} for t, text in moderation]
         document["transfers_read"] = row["transfers"]
@@ -128,6 +132,8 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
     )
     for name, value in fields:
         print(f"{name:>12}  {visible(str(value)) if value is not None else '-'}")
+    for name, text in sessionrequests.described(asked, forwards):
+        print(f"{name:>12}  {visible(text)}")
     for line in refused_lines(refused):
         print(line)
     print(f"{'index':>12}  {witness['status']}" + _detail(witness["detail"]))

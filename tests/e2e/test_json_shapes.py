@@ -94,7 +94,40 @@ class PolicyDecision(_Strict):
     text: str
 
 
+class Variable(_Strict):
+    name: str
+    #: None: a name of ``gateway.secret_env``, its value never recorded.
+    value: str | None
+    #: Passed on to the target (its ``accept_env``).
+    accepted: bool
+
+
+class TerminalSize(_Strict):
+    requested: tuple[int, int]
+    granted: tuple[int, int]
+
+
+class Signal(_Strict):
+    t: float
+    signal: str
+
+
+class Forwarded(_Strict):
+    session: uuid.UUID
+    host: str
+    port: int | None
+    bytes_in: int
+    bytes_out: int
+    status: str
+
+
 class Shown(Session, forbid_unknown_fields=True):
+    environment: list[Variable]
+    #: None for a session without a terminal.
+    terminal_size: TerminalSize | None
+    signals: list[Signal]
+    window_changes: int
+    forwards: list[Forwarded]
     commands: list[Command]
     policy_decisions: list[PolicyDecision]
     #: A moderated session's waits, joins, leaves and pauses (same shape: time, text).

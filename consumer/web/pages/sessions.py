@@ -32,6 +32,7 @@ from sshtrail.alertqueries import AlertFilter, list_alerts
 from sshtrail.chain import Status
 from sshtrail.describe import duration_text, exit_text, request_text, session_fields, signer_text
 from sshtrail.errors import BrokerError
+from sshtrail.sessionrequests import described, forwarded, read_requests
 from sshtrail.states import FLAG_CHOICES, PolicyMark, SessionStatus, chosen_flag, split_flags
 from sshtrail.verification import known_gateway_keys, session_verdicts
 
@@ -131,11 +132,11 @@ class SessionPages(Page):
             "short": row["id"].hex[: queries.MIN_PREFIX],
             "operator": filters.shown(row["operator"]),
             "target": filters.shown(row["target"]),
-            "request": request_text(row, 60),
+            "request": filters.shown(request_text(row, 60)),
             "started_at": row["started_at"],
             "duration": duration_text(row),
             "status": row["status"],
-            "exit": exit_text(row),
+            "exit": filters.shown(exit_text(row)),
             "chain": verdicts[row["id"]].status.value,
             "masked": row["masked_input"] or "-",
             "policy": row["policy"] or "-",
@@ -172,6 +173,9 @@ class SessionPages(Page):
                 settings=self.console.settings,
                 params=request.query_params,
             )
+            asked = described(
+                read_requests(queries.stored_chunks(conn, row["id"])), forwarded(conn, row)
+            )
         commands = self._commands(row["id"])
         self.console.log(request, "view", session_id=row["id"])
         start = read_seconds(request.query_params.get("t"))
@@ -200,6 +204,7 @@ class SessionPages(Page):
                 "row": row,
                 "id": row["id"].hex,
                 "fields": fields,
+                "requests": asked,
                 "verdict": verdict,
                 "commands": commands,
                 "transfers": moved,
