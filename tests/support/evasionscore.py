@@ -179,3 +179,8 @@ def flagged_only(masked: str) -> Check:
         seen.masked == masked and not seen.flags,
         f"flags {seen.flags}, masked {seen.masked}",
     )
+
+
+def absent(text: str) -> Check:
+    """No command listed is ``text`` (output of a line typed blind, read as a command)."""
+    return lambda seen: (text not in seen.texts(), f"{text!r} listed: {text in seen.texts()}")
