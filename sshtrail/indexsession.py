@@ -56,10 +56,21 @@ class IndexedSession:
         self._command = ""
         self.ordinals: dict[str, int] = dict.fromkeys(KINDS, 0)
 
+    def _blind_enter(self, event: object) -> bool:
+        """Whether ``event`` is an Enter alone after keys that were all masked: a line
+        typed blind, as the masked-input tracker counts it (before it is fed)."""
+        return (
+            isinstance(event, Input)
+            and event.data in (b"\r", b"\n", b"\r\n")
+            and self.masked.masked_run > 0
+            and not self.masked.input_line
+        )
+
     def apply(self, chunk: Chunk) -> list[dict[str, Any]]:
         """Feed one chunk (the next in seq order); returns the documents it completed."""
         found: list[Found] = []
         for event in chunk.events:
+            blind = self._blind_enter(event)
             self.masked.feed(event)
             if isinstance(event, Start):
                 self._start(event, found)
@@ -68,7 +79,7 @@ class IndexedSession:
             elif isinstance(event, Output):
                 self._screen().output(event.data, event.t)
             elif isinstance(event, Input):
-                self._screen().input(event.data, event.t)
+                self._screen().input(event.data, event.t, blind)
             elif isinstance(event, Resize):
                 self._screen().resize(event.cols, event.rows)
             elif isinstance(event, Exec):

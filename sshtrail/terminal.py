@@ -282,14 +282,20 @@ class Terminal:
             self._pending.clear()
             self._feed(data)
 
-    def input(self, data: bytes, t: int) -> None:
+    def input(self, data: bytes, t: int, blind: bool = False) -> None:
         """Keys the operator typed: where a command starts and ends (PTY), or the
-        commands themselves (no PTY)."""
+        commands themselves (no PTY). ``blind``: an Enter ending a line whose keys were
+        all masked (``read -s c`` then a line typed blind): what the line feed after it
+        ends is the output of whatever ran, not a command line the operator saw."""
         if not self._pty:
             self._input_lines(data, t)
             return
         self._settle(t)
         enter = b"\r" in data or b"\n" in data or _OPERATE in data
+        if blind and enter:
+            self.flush()  # (the line feed of the line before sets no prompt yet)
+            if self._prompt is None and not self._enter:
+                return
         if self._prompt is None or self._enter or enter:
             self.flush()  # the screen must be current to read the prompt or the line
         self._t = t

@@ -461,3 +461,18 @@ def test_a_line_that_leaves_a_quote_open_is_one_command_with_the_next() -> None:
     term.input(b"\r", 5)
     term.output(b"\r\nx\r\n\r\n" + PROMPT, 6)
     assert texts(term, "command") == ["echo 'x\n'; setenforce 0"]
+
+
+def test_a_line_typed_blind_is_no_command_and_what_it_ran_printed_is_output() -> None:
+    """``read -s c; eval "$c"``: the keys typed blind were masked, so only their Enter
+    reaches the reader (``blind``, told by the masked-input tracker). The line its line
+    feed ends is what the command printed, not a command line (issue 41)."""
+    term = Terminal(80, 24, pty=True)
+    term.output(PROMPT, 0)
+    typed(term, b'read -s c; eval "$c"')
+    term.input(b"\r", 2)
+    term.output(b"\r\n", 2)
+    term.input(b"\r", 3, blind=True)
+    term.output(b"marker-42\r\n" + PROMPT, 4)
+    assert texts(term, "command") == ['read -s c; eval "$c"']
+    assert texts(term, "output") == ["marker-42"]
