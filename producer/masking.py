@@ -91,7 +91,12 @@ class EchoMasker:
                 continue
             if not diverged:
                 break  # the echo so far, the rest to come
-            item.verdict = False  # something else came where the echo should be
+            # Something else came where the echo should be: this key was not echoed, and
+            # neither was any typed after it -- a terminal echoes keys in the order they
+            # came, so a later key's byte further on (the next prompt's first letter, a
+            # password's ``r`` and ``ready> ``) is a coincidence, not its echo.
+            self._refute_from(item)
+            break
         self._hold(Output(t, data))
         if self._held_bytes > MAX_HELD_BYTES:
             self._decide_all(False)
@@ -125,6 +130,14 @@ class EchoMasker:
         if self._seal is not None:
             return SealedInput(typed.t, len(typed.data), self._seal(typed.data, typed.t))
         return MaskedInput(typed.t, len(typed.data))
+
+    def _refute_from(self, first: _Typed) -> None:
+        """``first`` and every undecided keystroke after it: not echoed."""
+        after = False
+        for item in self._held:
+            after = after or item is first
+            if after and isinstance(item, _Typed) and item.verdict is None:
+                item.verdict = False
 
     def _decide_all(self, verdict: bool) -> None:
         for item in self._held:

@@ -67,11 +67,6 @@ pytestmark = pytest.mark.integration
 
 #: Why the cases that do not hold yet are missed (case number: reason).
 MISSED = {
-    16: "a password typed at a person's pace, Enter within the echo window of its last "
-    "keys, is not marked masked, and one of its keys is recorded in clear: the gateway "
-    "takes a held key for echoed when the same byte comes in the output after the Enter "
-    "(the 'r' of 'hunter2' matched in the next 'ready-prompt> '), so the line is not "
-    "blind (producer's echo matching, not the reader)",
     21: "no flag for an uncertain prompt: only the index group's terminal reader knows "
     "a prompt could not be told apart, and the store group runs no terminal emulator "
     "(docs/recording.md, Flags)",

@@ -133,3 +133,23 @@ def test_a_password_is_still_masked_when_output_resembles_a_wrapped_echo() -> No
     out += masker.flush()
     assert b"hunter2" not in typed(out)
     assert masked(out) == 7
+
+
+def test_a_password_typed_at_a_persons_pace_keeps_no_key_the_next_prompt_starts_with() -> None:
+    """Keys 60 ms apart, the first ones masked as their window passes, Enter right after
+    the last: the prompt that follows begins with ``r``, a key still waiting for its
+    echo. The keys before it were not echoed, so neither was it (an attack recorded the
+    ``r`` of ``hunter2`` in clear this way: issue 41, case 16)."""
+    window = 300 * MS
+    masker = EchoMasker(window)
+    out = masker.output(0, b"ready> ")
+    t = 0
+    for char in b"hunter2":
+        t += 60 * MS
+        out += masker.input(t, bytes([char]))
+        out += masker.expire(t)
+    out += masker.input(t + 5 * MS, b"\r")
+    out += masker.output(t + 8 * MS, b"\r\nready> ")
+    out += masker.expire(t + 2 * window)
+    assert typed(out) == b"\r"
+    assert masked(out) == 7
