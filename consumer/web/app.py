@@ -125,7 +125,7 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
         Route("/login", _login(console, signin), methods=["POST"]),
         Route("/login/oidc", oidc.start, methods=["GET"]),
         Route(CALLBACK, oidc.callback, methods=["GET"]),
-        Route("/logout", _logout(console), methods=["POST"]),
+        Route("/logout", _logout(console, oidc), methods=["POST"]),
         Route("/healthz", lambda request: PlainTextResponse("ok")),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         Route("/sessions", signed_in(sessions.sessions)),
@@ -256,7 +256,7 @@ def _login(console: Console, pages: SignIn) -> Callable[[Request], Any]:
     return login
 
 
-def _logout(console: Console) -> Callable[[Request], Any]:
+def _logout(console: Console, oidc: OidcSignIn) -> Callable[[Request], Any]:
     async def logout(request: Request) -> Response:
         async with request.form(max_files=0, max_fields=4, max_part_size=1024) as form:
             token = str(form.get("csrf", ""))
@@ -269,7 +269,10 @@ def _logout(console: Console) -> Callable[[Request], Any]:
         request.state.auditor = signed.auditor
         await run_in_threadpool(console.sessions.end, cookie, signed.auditor.name)
         await run_in_threadpool(console.log, request, "logout")
-        response = RedirectResponse("/login", 303)
+        at_provider = None
+        if signed.auditor.via == "oidc" and signed.id_token:
+            at_provider = await run_in_threadpool(oidc.signed_out, request, signed.id_token)
+        response = at_provider or RedirectResponse("/login", 303)
         response.delete_cookie(_cookie_name(console), path="/", secure=console.tls)
         return response
 
