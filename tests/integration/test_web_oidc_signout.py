@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import re
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import httpx2
@@ -30,7 +31,7 @@ pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 __all__ = ["client", "provider", "store"]  # the fixtures, shared
 
 
-def signed_out(client: TestClient) -> object:
+def signed_out(client: TestClient) -> Any:
     page = client.get("/sessions")
     token = re.search(r'name="csrf" value="([^"]+)"', page.text)
     assert token is not None
