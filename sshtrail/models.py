@@ -41,6 +41,7 @@ __all__ = [
     "AccessRecord",
     "Base",
     "ChunkRecord",
+    "ConsoleSessionRecord",
     "SessionRecord",
     "TransferRecord",
 ]
@@ -303,3 +304,43 @@ class RefusedChunkRecord(Base):
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     __table_args__ = (Index(None, "session_id", "seq"),)
+
+
+class ConsoleSessionRecord(Base):
+    """One sign-in to the web console (``consumer/web/signins.py``), shared by every
+    console process on the store: only the SHA-256 of its cookie's token is kept, so
+    the table read or copied signs nobody in. Rows stay after they end (expired,
+    signed out, revoked) for ``sshtrail web sessions --all``, and are deleted a while
+    after they expire."""
+
+    __tablename__ = "console_sessions"
+
+    #: A random public id, shown and revoked by (never the token or its hash).
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: SHA-256 of the 32 random bytes of the cookie's token.
+    token_hash: Mapped[bytes] = mapped_column(LargeBinary(32))
+    auditor: Mapped[str] = mapped_column(String(128))
+    #: ``password`` or ``oidc``: how they signed in.
+    via: Mapped[str] = mapped_column(String(16))
+    #: The role, scope, rights and groups granted at sign-in (not re-read from the
+    #: settings: an OIDC sign-in's come from the provider's groups then).
+    rights: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    #: When it was last used, written at most about once a minute.
+    seen: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    #: The absolute end (``web.session_hours`` after ``created``).
+    expires: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    #: Seconds without use after which it ends (``web.idle_timeout_min``).
+    idle_s: Mapped[int] = mapped_column(Integer)
+    #: The provider's ID token, the ``id_token_hint`` of its sign-out (OIDC only).
+    id_token: Mapped[str | None] = mapped_column(Text, default=None)
+    #: When it was ended before its time (signed out or revoked), by whom and why.
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    revoked_by: Mapped[str | None] = mapped_column(String(128), default=None)
+    revoked_reason: Mapped[str | None] = mapped_column(SessionText(500), default=None)
+
+    __table_args__ = (
+        Index(None, "token_hash", unique=True),
+        Index(None, "auditor"),
+        Index(None, "expires"),
+    )

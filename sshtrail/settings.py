@@ -503,9 +503,10 @@ class WebSettings(_Section):
     proxy_user_header: Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9-]{1,64}$")] = (
         "X-Forwarded-User"
     )
-    #: A signed-in auditor's session lasts this long without use ...
+    #: A signed-in auditor's session lasts this long without use ... (sign-ins
+    #: are kept in the store: a restart signs nobody out; ``web revoke`` ends one)
     idle_timeout_min: Annotated[int, msgspec.Meta(ge=1, le=24 * 60)] = 30
-    #: ... and at most this long in all.
+    #: ... and at most this long in all, however busy.
     session_hours: Annotated[int, msgspec.Meta(ge=1, le=24 * 7)] = 8
     #: Failed logins per client address, and per account name, per 15 minutes
     #: before further attempts are refused unchecked until the window passes.

@@ -66,6 +66,25 @@ ALERTS = Table(
 )
 
 
+CONSOLE_SESSIONS = Table(
+    "console_sessions",
+    METADATA,
+    Column("id", String(length=32), primary_key=True),
+    Column("token_hash", LargeBinary(length=32), nullable=False),
+    Column("auditor", String(length=128), nullable=False),
+    Column("via", String(length=16), nullable=False),
+    Column("rights", JSON(), nullable=False),
+    Column("created", UTCDateTime(), nullable=False),
+    Column("seen", UTCDateTime(), nullable=False),
+    Column("expires", UTCDateTime(), nullable=False),
+    Column("idle_s", Integer(), nullable=False),
+    Column("id_token", Text()),
+    Column("revoked_at", UTCDateTime()),
+    Column("revoked_by", String(length=128)),
+    Column("revoked_reason", SessionText(500)),
+)
+
+
 REFUSED_CHUNKS = Table(
     "refused_chunks",
     METADATA,

@@ -24,6 +24,18 @@ def _reason(text: str) -> str:
     return text.strip()
 
 
+def _signin_id(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{4,32}", text):
+        raise argparse.ArgumentTypeError("a sign-in id is 4 to 32 hex digits (web sessions)")
+    return text
+
+
+def _auditor_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._@+-]{1,128}", text):
+        raise argparse.ArgumentTypeError("an auditor's name is 1 to 128 of A-Z a-z 0-9 . _ @ + -")
+    return text
+
+
 #: ``--partition`` of the commands that read the topic.
 _PARTITION: dict[str, Any] = {
     "type": ranged(int, 0, None, "a partition number (0 or more)"),
@@ -164,6 +176,32 @@ def web(commands: Any) -> None:
     web.add_argument("--listen", metavar="ADDRESS", help="address (default: web.listen)")
     web.add_argument("--port", type=port, help="port (default: web.port, 8022)")
     web.set_defaults(handler="consumer.commands.web:run")
+    actions = web.add_subparsers(dest="what", metavar="ACTION")
+    sessions = actions.add_parser(
+        "sessions",
+        help="who is signed in to the console: id, auditor, how, created, last seen, expiry",
+        description="List the console's sign-ins in use, newest first (--all: those that "
+        "ended too, with their state: signed out, revoked, expired, idle). They are kept "
+        "in the store, so every console process shares them.",
+    )
+    sessions.add_argument(
+        "--all", action="store_true", help="also sign-ins that ended (kept 30 days)"
+    )
+    format_options(sessions, csv_rows="one row per sign-in")
+    sessions.set_defaults(handler="consumer.commands.web_sessions:run_list")
+    revoke = actions.add_parser(
+        "revoke",
+        help="sign an auditor out of the console now, in every console process",
+        description="End a console sign-in (ID, or a unique prefix of it, from 'web "
+        "sessions') or every sign-in of --user NAME. The auditor is signed out at their "
+        "next request; the revocation is written to the access log. Exits 0 when done, 1 "
+        "when nothing was in use, 3 for an unknown or ambiguous id.",
+    )
+    revoke.add_argument("id", nargs="?", metavar="ID", type=_signin_id, help="sign-in id prefix")
+    revoke.add_argument("--user", metavar="NAME", type=_auditor_name, help="all of their sign-ins")
+    revoke.add_argument("--reason", help="why (recorded in the access log)", **_REASON)
+    revoke.add_argument("--as", **_AS)
+    revoke.set_defaults(handler="consumer.commands.web_sessions:run_revoke")
 
 
 def access_log(commands: Any) -> None:

@@ -44,6 +44,7 @@ ACTIONS = (
     "login-failed",
     "login-refused",
     "logout",
+    "revoke",
     "sessions",
     "view",
     "active",

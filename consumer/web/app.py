@@ -51,8 +51,6 @@ from consumer.web.auth import (
     Auditor,
     LoginLimit,
     Proxies,
-    Sessions,
-    SignedIn,
     same_token,
 )
 from consumer.web.console import Console
@@ -72,6 +70,7 @@ from consumer.web.pages.reviews import ReviewPages
 from consumer.web.pages.search import Search
 from consumer.web.pages.sessions import SessionPages
 from consumer.web.pages.signin import SignIn
+from consumer.web.signins import SignedIn, SignIns
 from sshtrail.db import make_engine
 from sshtrail.settings import Settings
 from sshtrail.timespec import clock
@@ -80,6 +79,8 @@ log = logging.getLogger(__name__)
 
 HERE = Path(__file__).parent
 LOGIN_COOKIE = "sshtrail_login"
+#: How often a live view checks that its sign-in still stands.
+LIVE_RECHECK_S = 10.0
 
 
 def create_app(settings: Settings, moderation_ports: ModerationPorts | None = None) -> Starlette:
@@ -96,11 +97,14 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
     templates.globals["query"] = _query_string
     web = settings.web
     store = make_engine(settings.database_url)
+    accounts = Accounts(settings)
     console = Console(
         settings=settings,
         store=store,
-        accounts=Accounts(settings),
-        sessions=Sessions(web.idle_timeout_min * 60.0, web.session_hours * 3600.0),
+        accounts=accounts,
+        sessions=SignIns(
+            store, web.idle_timeout_min * 60.0, web.session_hours * 3600.0, accounts.still_allowed
+        ),
         limit=LoginLimit(web.login_failures),
         proxies=Proxies(settings),
         templates=templates,
@@ -123,7 +127,7 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
         Route("/login", _login(console, signin), methods=["POST"]),
         Route("/login/oidc", oidc.start, methods=["GET"]),
         Route(CALLBACK, oidc.callback, methods=["GET"]),
-        Route("/logout", _logout(console), methods=["POST"]),
+        Route("/logout", _logout(console, oidc), methods=["POST"]),
         Route("/healthz", lambda request: PlainTextResponse("ok")),
         Route("/favicon.ico", lambda request: Response(status_code=204)),
         Route("/sessions", signed_in(sessions.sessions)),
@@ -179,7 +183,7 @@ def _guard(console: Console) -> Callable[..., Callable[[Request], Any]]:
 
     def guard(handler: Handler, admin: bool = False) -> Callable[[Request], Any]:
         async def endpoint(request: Request) -> Response:
-            auditor = _who(console, request)
+            auditor = await run_in_threadpool(_who, console, request)
             if auditor is None:
                 if console.proxies and console.proxies.trusted(_peer(request)):
                     raise HTTPException(403, "the proxy named no auditor of this console")
@@ -257,20 +261,23 @@ def _login(console: Console, pages: SignIn) -> Callable[[Request], Any]:
     return login
 
 
-def _logout(console: Console) -> Callable[[Request], Any]:
+def _logout(console: Console, oidc: OidcSignIn) -> Callable[[Request], Any]:
     async def logout(request: Request) -> Response:
         async with request.form(max_files=0, max_fields=4, max_part_size=1024) as form:
             token = str(form.get("csrf", ""))
         cookie = request.cookies.get(_cookie_name(console))
-        signed = console.sessions.get(cookie)
+        signed = await run_in_threadpool(console.sessions.get, cookie)
         if signed is None:
             return RedirectResponse("/login", 303)
         if not same_token(token, signed.csrf):
             raise HTTPException(403, "the form's token does not match: sign out from the page")
         request.state.auditor = signed.auditor
-        console.sessions.end(cookie)
+        await run_in_threadpool(console.sessions.end, cookie, signed.auditor.name)
         await run_in_threadpool(console.log, request, "logout")
-        response = RedirectResponse("/login", 303)
+        at_provider = None
+        if signed.auditor.via == "oidc" and signed.id_token:
+            at_provider = await run_in_threadpool(oidc.signed_out, request, signed.id_token)
+        response = at_provider or RedirectResponse("/login", 303)
         response.delete_cookie(_cookie_name(console), path="/", secure=console.tls)
         return response
 
@@ -283,7 +290,7 @@ async def _posted_form(
     """An action form posted from a page by a signed-in auditor: its fields (``reason``
     with its blanks folded, at most 500 characters); a redirect to the login page when
     nobody is signed in. A token that does not match is a 403."""
-    auditor = _who(console, request)
+    auditor = await run_in_threadpool(_who, console, request)
     if auditor is None:
         return {}, RedirectResponse("/login", 303)
     request.state.auditor = auditor
@@ -355,7 +362,7 @@ def _live(console: Console, pages: SessionPages) -> Callable[[WebSocket], Any]:
     never answers the session."""
 
     async def live(websocket: WebSocket) -> None:
-        auditor = _who(console, websocket)
+        auditor = await run_in_threadpool(_who, console, websocket)
         origin = websocket.headers.get("origin")
         expected = f"{'https' if console.tls else 'http'}://{websocket.headers.get('host')}"
         if auditor is None or (origin is not None and origin != expected):
@@ -390,19 +397,32 @@ async def _watched(
     if signed is None:  # named by a trusted proxy: no sign-in here to end
         await stream_live(console.hub, websocket, session_id, ending)
         return
-    forget = console.sessions.on_end(
-        websocket.cookies.get(_cookie_name(console)), lambda: ending.end("signed out")
-    )
-    if forget is None:
-        ending.end("signed out")  # while the session was looked up
+    forget = console.sessions.on_end(signed, lambda: ending.end("signed out"))
     loop = asyncio.get_running_loop()
     expiry = loop.call_later(console.sessions.left_s(signed), ending.end, "the sign-in expired")
+    cookie = websocket.cookies.get(_cookie_name(console))
+    rechecks = loop.create_task(_still_signed_in(console, cookie, ending))
     try:
         await stream_live(console.hub, websocket, session_id, ending)
     finally:
         expiry.cancel()
-        if forget is not None:
-            forget()
+        rechecks.cancel()
+        forget()
+
+
+async def _still_signed_in(console: Console, cookie: str | None, ending: Ending) -> None:
+    """A live view outlasts the request that opened it: its sign-in is looked up again
+    every :data:`LIVE_RECHECK_S`, so a sign-out or revocation through another console
+    process, or ``sshtrail web revoke``, ends it too."""
+    while True:
+        await asyncio.sleep(LIVE_RECHECK_S)
+        try:
+            signed = await run_in_threadpool(console.sessions.get, cookie)
+        except HTTPException:
+            continue  # the store is away: the sign-in's expiry still ends it
+        if signed is None:
+            ending.end("signed out")
+            return
 
 
 def _error_page(console: Console) -> Callable[[Request, Exception], Any]:

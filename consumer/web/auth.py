@@ -1,13 +1,9 @@
-"""Who is asking: auditor accounts, signed-in sessions, CSRF tokens, login limits.
+"""Who is asking: auditor accounts, CSRF tokens, login limits.
 
-Sessions live in this process's memory, keyed by a random 256-bit token in
-an HttpOnly, SameSite=Strict cookie (``__Host-`` prefixed and Secure under
-TLS): signing out, or restarting the console, ends them for good, and the
-token tells nothing. Whatever a sign-in holds open (a live view's WebSocket)
-registers with :meth:`Sessions.on_end` and is told the moment it ends.
-Each session has its own CSRF token, which every form carries and every
-POST must send back; the login form, before any session, uses a
-double-submit token (a cookie and a field that must agree).
+Signed-in sessions are kept in the store (``consumer/web/signins.py``). Each
+has its own CSRF token, which every form carries and every POST must send
+back; the login form, before any session, uses a double-submit token (a
+cookie and a field that must agree).
 
 Failed logins are limited per address and per account name. An attempt is
 counted *before* its password is checked, under one lock: attempts sent at
@@ -27,7 +23,6 @@ import secrets
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from sshtrail.passwords import hash_password, verify_password
@@ -36,8 +31,6 @@ from sshtrail.settings import AuditorSettings, ConsoleRights, Settings
 
 #: The window failed logins are counted over.
 FAILURE_WINDOW_S = 15 * 60
-#: Signed-in sessions kept at most; the oldest idle one goes first beyond it.
-MAX_SESSIONS = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,16 +57,6 @@ class Auditor:
 
 
 @dataclass(slots=True)
-class SignedIn:
-    auditor: Auditor
-    csrf: str
-    created: float
-    seen: float
-    #: Called once when the sign-in ends (signed out, expired, pushed out).
-    ending: list[Callable[[], None]] = field(default_factory=list)
-
-
-@dataclass(slots=True)
 class _Failures:
     times: deque[float] = field(default_factory=deque)
 
@@ -91,6 +74,11 @@ class Accounts:
     def named(self, name: str, via: str = "password") -> Auditor | None:
         entry = self._by_name.get(name)
         return None if entry is None else _auditor(entry, via)
+
+    def still_allowed(self, auditor: Auditor) -> bool:
+        """Whether a sign-in made before still stands: a local account's only while the
+        account is configured (its rights are those granted at sign-in)."""
+        return auditor.via != "password" or auditor.name in self._by_name
 
     def check(self, name: str, password: str) -> Auditor | None:
         """The auditor whose password this is, or None. Slow on purpose (scrypt)."""
@@ -120,78 +108,6 @@ def auditor_with(name: str, rights: ConsoleRights, via: str, groups: tuple[str, 
         groups,
         may_export_files=rights.export_files,
     )
-
-
-class Sessions:
-    """Signed-in auditors by cookie token."""
-
-    def __init__(self, idle_s: float, lifetime_s: float) -> None:
-        self._idle_s = idle_s
-        self._lifetime_s = lifetime_s
-        self._by_token: dict[str, SignedIn] = {}
-        self._lock = threading.Lock()
-
-    def create(self, auditor: Auditor) -> str:
-        token = secrets.token_urlsafe(32)
-        now = time.monotonic()
-        pushed_out: SignedIn | None = None
-        with self._lock:
-            if len(self._by_token) >= MAX_SESSIONS:
-                oldest = min(self._by_token, key=lambda t: self._by_token[t].seen)
-                pushed_out = self._by_token.pop(oldest)
-            self._by_token[token] = SignedIn(auditor, secrets.token_urlsafe(32), now, now)
-        _ended(pushed_out)
-        return token
-
-    def get(self, token: str | None) -> SignedIn | None:
-        """The session of ``token`` if it has not expired (it is used now)."""
-        if not token:
-            return None
-        now = time.monotonic()
-        with self._lock:
-            found = self._by_token.get(token)
-            if found is None:
-                return None
-            expired = now - found.seen > self._idle_s or now - found.created > self._lifetime_s
-            if not expired:
-                found.seen = now
-                return found
-            del self._by_token[token]
-        _ended(found)
-        return None
-
-    def end(self, token: str | None) -> None:
-        with self._lock:
-            found = self._by_token.pop(token or "", None)
-        _ended(found)
-
-    def on_end(self, token: str | None, call: Callable[[], None]) -> Callable[[], None] | None:
-        """Have ``call`` called (on the thread that ends it) when the sign-in of ``token``
-        ends; None if it is not signed in. What it returns takes ``call`` back."""
-        with self._lock:
-            found = self._by_token.get(token or "")
-            if found is None:
-                return None
-            found.ending.append(call)
-
-        def forget() -> None:
-            with self._lock:
-                if call in found.ending:
-                    found.ending.remove(call)
-
-        return forget
-
-    def left_s(self, signed: SignedIn) -> float:
-        """Seconds until ``signed`` reaches its lifetime, however busy it is."""
-        return max(0.0, signed.created + self._lifetime_s - time.monotonic())
-
-
-def _ended(signed: SignedIn | None) -> None:
-    if signed is None:
-        return
-    calls, signed.ending = signed.ending, []
-    for call in calls:
-        call()
 
 
 class LoginLimit:

@@ -18,9 +18,10 @@ from starlette.requests import HTTPConnection, Request
 from starlette.responses import HTMLResponse, Response
 
 from consumer.web import access
-from consumer.web.auth import Accounts, Auditor, LoginLimit, Proxies, Sessions
+from consumer.web.auth import Accounts, Auditor, LoginLimit, Proxies
 from consumer.web.live import LiveHub
 from consumer.web.oidc import RelyingParty
+from consumer.web.signins import SignIns
 from sshtrail.accesschain import AccessChain
 from sshtrail.db import existing_engine
 from sshtrail.settings import Settings
@@ -36,7 +37,8 @@ class Console:
     settings: Settings
     store: Engine
     accounts: Accounts
-    sessions: Sessions
+    #: The signed-in sessions, in the store (consumer/web/signins.py).
+    sessions: SignIns
     limit: LoginLimit
     proxies: Proxies
     templates: jinja2.Environment
@@ -57,11 +59,12 @@ class Console:
         Secure, for this host, on path /."""
         return f"__Host-{SESSION_COOKIE}" if self.tls else SESSION_COOKIE
 
-    def sign_in(self, response: Response, auditor: Auditor) -> None:
-        """Start a signed-in session for ``auditor``, its cookie set on ``response``."""
+    def sign_in(self, response: Response, auditor: Auditor, id_token: str | None = None) -> None:
+        """Start a signed-in session for ``auditor``, its cookie set on ``response``
+        (``id_token``: the provider's, for its sign-out)."""
         response.set_cookie(
             self.session_cookie,
-            self.sessions.create(auditor),
+            self.sessions.create(auditor, id_token),
             max_age=self.settings.web.session_hours * 3600,
             path="/",
             secure=self.tls,

@@ -10,7 +10,14 @@ checks against the provider's published keys (an asymmetric algorithm the provid
 advertises; never ``none`` or a shared secret) and its ``iss``, ``aud``, ``exp``,
 ``iat`` and ``nonce`` are what this sign-in expects. Who the user is in the console
 comes from the first ``[[web.oidc.groups]]`` table naming one of their groups; no
-table, no sign-in.
+table, no sign-in. Where the ID token does not carry the groups claim, it is read from
+the provider's ``userinfo_endpoint`` with the sign-in's access token, and believed only
+for the same ``sub``.
+
+Signing out of the console ends the provider's session too where the discovery
+document advertises an ``end_session_endpoint`` (RP-initiated logout 1.0): the
+browser is sent there with the sign-in's ID token as ``id_token_hint`` and the
+console's sign-in page as ``post_logout_redirect_uri`` (:meth:`RelyingParty.logout_url`).
 
 Every refusal is a :class:`Refused` carrying the reason the access log records.
 The discovery document and the keys are fetched when first needed and kept; keys
@@ -28,6 +35,7 @@ import time
 from collections import Counter, OrderedDict
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx2
 from authlib.integrations.base_client import OAuthError
@@ -93,6 +101,8 @@ class Finished:
     auditor: Auditor
     wanted: str
     detail: str
+    #: The ID token as issued: the ``id_token_hint`` of the sign-out.
+    id_token: str = ""
 
 
 class RelyingParty:
@@ -146,9 +156,29 @@ class RelyingParty:
             raise Refused("state started in another browser", status=400)
         if not code:
             raise Refused("the provider sent no code", status=400)
-        claims = self._id_token(self._exchange(code, pending), pending.nonce)
-        auditor, detail = self._mapped(claims)
-        return Finished(auditor, pending.wanted, detail)
+        token = self._exchange(code, pending)
+        claims = self._id_token(token, pending.nonce)
+        auditor, detail = self._mapped(claims, token)
+        return Finished(auditor, pending.wanted, detail, str(token["id_token"]))
+
+    def logout_url(self, id_token: str, after: str) -> str | None:
+        """Where to send the browser to end the provider's session (and come back to
+        ``after``); None when the provider advertises no ``end_session_endpoint`` or
+        cannot be reached (the console's sign-out stands either way)."""
+        try:
+            endpoint = self._discovered().get("end_session_endpoint")
+        except Refused:
+            return None
+        if not isinstance(endpoint, str) or not endpoint.startswith(("https://", "http://")):
+            return None
+        query = urlencode(
+            {
+                "id_token_hint": id_token,
+                "post_logout_redirect_uri": after,
+                "client_id": self._settings.client_id,
+            }
+        )
+        return f"{endpoint}{'&' if '?' in endpoint else '?'}{query}"
 
     def _client(self, redirect_uri: str) -> OAuth2Client:
         return OAuth2Client(
@@ -205,16 +235,35 @@ class RelyingParty:
             raise Refused(f"ID token not valid: {_said(exc)}") from None
         return claims
 
-    def _mapped(self, claims: CodeIDToken) -> tuple[Auditor, str]:
+    def _mapped(self, claims: CodeIDToken, token: dict[str, Any]) -> tuple[Auditor, str]:
         name = claims.get(self._settings.name_claim)
         if not isinstance(name, str) or not NAME.fullmatch(name):
             raise Refused(f"the ID token's {self._settings.name_claim} is not an auditor name")
-        groups = _groups(claims.get(self._settings.groups_claim))
+        said = claims.get(self._settings.groups_claim)
+        if said is None:
+            said = self._userinfo_groups(str(claims["sub"]), token.get("access_token"))
+        groups = _groups(said)
         detail = f"oidc sub={str(claims['sub'])[:128]} groups={','.join(groups)[:1024]}"
         mapping = next((m for m in self._settings.groups if m.group in groups), None)
         if mapping is None:
             raise Refused(f"no [[web.oidc.groups]] maps their groups; {detail}", name=name)
         return auditor_with(name, mapping, "oidc", groups), f"{detail} as={mapping.group}"
+
+    def _userinfo_groups(self, sub: str, access_token: object) -> object:
+        """The groups claim of the provider's userinfo answer, for the ID token's
+        ``sub`` only (OIDC Core 5.3.4); None without an endpoint or access token."""
+        endpoint = self._discovered().get("userinfo_endpoint")
+        if not isinstance(endpoint, str) or not isinstance(access_token, str):
+            return None
+        try:
+            answer = self._http.get(endpoint, headers={"Authorization": f"Bearer {access_token}"})
+            answer.raise_for_status()
+            info = answer.json()
+        except (httpx2.HTTPError, ValueError) as exc:
+            raise Refused(f"the userinfo endpoint could not be read: {exc}", status=502) from None
+        if not isinstance(info, dict) or info.get("sub") != sub:
+            raise Refused("the userinfo answer is not about the ID token's sub")
+        return info.get(self._settings.groups_claim)
 
     def _discovered(self) -> dict[str, Any]:
         with self._lock:

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,12 +35,14 @@ class Site:
     provider: Provider
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    root = tmp_path_factory.mktemp("oidc")
+@contextmanager
+def serving(root: Path, end_session: bool = False) -> Iterator[Site]:
+    """``sshtrail web`` and a provider (advertising ``end_session_endpoint`` where
+    asked: the console reads its discovery document once)."""
     store_url = f"sqlite:///{root / 'store.db'}"
     olga_on_t1_and_t2(store_url)
     with running([], host="localhost") as provider:
+        provider.end_session = end_session
         config = root / "sshtrail.toml"
         settings: dict[str, Any] = {
             "state_dir": str(root / "state"),
@@ -66,6 +70,12 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                 process.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 process.kill()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    with serving(tmp_path_factory.mktemp("oidc")) as started:
+        yield started
 
 
 def test_signing_in_and_out_through_the_provider(browser: Any, site: Site) -> None:
@@ -113,3 +123,31 @@ def test_a_user_no_group_maps_sees_why(browser: Any, site: Site) -> None:
     )
     browser.get(f"{site.url}/sessions")
     wait_for(lambda: "/login" in browser.current_url, what="not signed in", timeout=15)
+
+
+def test_signing_out_ends_the_providers_session_where_it_offers(
+    browser: Any, tmp_path: Path
+) -> None:
+    from selenium.webdriver.common.by import By
+
+    problems_in_console(browser)  # what the tests before left in the log (a refusal's 403)
+    with serving(tmp_path, end_session=True) as site:
+        site.provider.user = User("carl", ["sshtrail-t1"])
+        browser.delete_all_cookies()
+        browser.get(f"{site.url}/login")
+        browser.find_element(By.ID, "sign-in-oidc").click()
+        wait_for(
+            lambda: browser.current_url == f"{site.url}/sessions", what="signed in", timeout=15
+        )
+        browser.find_element(By.ID, "logout").click()
+        # through the provider's end_session_endpoint and back to the console's sign-in
+        wait_for(lambda: bool(site.provider.logouts), what="the provider told", timeout=15)
+        wait_for(
+            lambda: browser.current_url == f"{site.url}/login", what="back to sign in", timeout=15
+        )
+        told = site.provider.logouts[-1]
+        assert told["post_logout_redirect_uri"] == f"{site.url}/login"
+        assert told["id_token_hint"].count(".") == 2
+        browser.get(f"{site.url}/sessions")
+        wait_for(lambda: "/login" in browser.current_url, what="the sign-in ended", timeout=15)
+        assert problems_in_console(browser) == []

@@ -26,7 +26,8 @@ from confluent_kafka import Producer
 from sqlalchemy import select
 from starlette.applications import Starlette
 
-from consumer.web.app import create_app
+from consumer.web import signins
+from consumer.web.app import LIVE_RECHECK_S, create_app
 from consumer.web.console import SESSION_COOKIE
 from consumer.web.live import SIGNED_OUT
 from sshtrail import events as ev
@@ -210,10 +211,9 @@ class Typing:
         self._producer.flush(10)
 
 
-def test_signing_out_closes_the_live_view_of_that_sign_in(
-    tmp_path: Path, broker: Broker, topic_name: str
-) -> None:
-    url = f"sqlite:///{tmp_path / 'store.db'}"
+def active_session(url: str, broker: Broker, topic_name: str) -> Typing:
+    """A migrated store at ``url`` with an active session of alice on t1 whose frames
+    :class:`Typing` publishes (started) to a one-partition ``topic_name``."""
     migrate.upgrade(url)
     create_topics(broker.bootstrap_servers, topic_name, partitions=1)
     typing = Typing(broker.bootstrap_servers, topic_name)
@@ -236,6 +236,27 @@ def test_signing_out_closes_the_live_view_of_that_sign_in(
         )
     engine.dispose()
     typing.start()
+    return typing
+
+
+def watched(base: str, client: httpx.Client, typing: Typing) -> Watching:
+    """Ann's live view of ``typing``'s session, once its frames stream."""
+    view = websocket.create_connection(
+        base.replace("http", "ws") + f"/sessions/{typing.session_id.hex}/live",
+        cookie=f"{SESSION_COOKIE}={client.cookies[SESSION_COOKIE]}",
+        subprotocols=["v2.asciicast"],
+        timeout=1,
+    )
+    watching = Watching(view)
+    wait_for(lambda: len(watching.frames) >= 5, what="frames streaming", timeout=30)
+    return watching
+
+
+def test_signing_out_closes_the_live_view_of_that_sign_in(
+    tmp_path: Path, broker: Broker, topic_name: str
+) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    typing = active_session(url, broker, topic_name)
     app = create_app(settings_for(url, broker.bootstrap_servers, topic_name))
     try:
         with served(app) as base, client_from(base, "127.0.0.1") as client:
@@ -244,14 +265,7 @@ def test_signing_out_closes_the_live_view_of_that_sign_in(
             page = client.get("/sessions")
             csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
             assert csrf is not None
-            view = websocket.create_connection(
-                base.replace("http", "ws") + f"/sessions/{typing.session_id.hex}/live",
-                cookie=f"{SESSION_COOKIE}={client.cookies[SESSION_COOKIE]}",
-                subprotocols=["v2.asciicast"],
-                timeout=1,
-            )
-            watching = Watching(view)
-            wait_for(lambda: len(watching.frames) >= 5, what="frames streaming", timeout=30)
+            watching = watched(base, client, typing)
             assert client.post("/logout", data={"csrf": csrf[1]}).status_code == 303
             signed_out = time.monotonic()
             watching.thread.join(timeout=10)
@@ -261,6 +275,37 @@ def test_signing_out_closes_the_live_view_of_that_sign_in(
             assert when - signed_out < 2.0
             late = [n for n, _ in watching.frames if typing.produced.get(n, 0) > signed_out]
             assert late == [], f"frames produced after signing out were sent: {late}"
+    finally:
+        typing.stop()
+
+
+def test_a_revocation_from_elsewhere_closes_the_live_view(
+    tmp_path: Path, broker: Broker, topic_name: str
+) -> None:
+    """Revoked in the store by another process (``sshtrail web revoke``), not through
+    this console: its live view sees it at its next check of the sign-in."""
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    typing = active_session(url, broker, topic_name)
+    app = create_app(settings_for(url, broker.bootstrap_servers, topic_name))
+    try:
+        with served(app) as base, client_from(base, "127.0.0.1") as client:
+            form = {"name": "ann", "password": PASSWORD, "csrf": form_token(client)}
+            assert client.post("/login", data=form).status_code == 303
+            watching = watched(base, client, typing)
+            elsewhere = make_engine(url)
+            with elsewhere.begin() as conn:
+                ended = signins.revoke(
+                    conn, prefix=None, user="ann", by="root", reason="test", now=signins.utc_now()
+                )
+            elsewhere.dispose()
+            assert [auditor for _, auditor in ended] == ["ann"]
+            revoked = time.monotonic()
+            watching.thread.join(timeout=LIVE_RECHECK_S + 5)
+            assert watching.closed is not None, "the live view outlived its revocation"
+            code, reason, when = watching.closed
+            assert (code, reason) == (SIGNED_OUT, "signed out")
+            assert when - revoked < LIVE_RECHECK_S + 2
+            assert client.get("/sessions", follow_redirects=False).status_code == 303
     finally:
         typing.stop()
 

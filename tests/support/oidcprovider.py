@@ -10,6 +10,11 @@ what it issues the way an attacker would (:attr:`Provider.spoil`): an ID token w
 signature is altered, one whose claims are altered under its signature, one signed
 by a key it does not publish, or a well-signed one for another sign-in (nonce),
 another client (aud), from another issuer (iss), or expired (exp).
+
+Like many providers, it can leave the groups out of the ID token
+(:attr:`Provider.groups_in_id_token`) and answer them from its userinfo endpoint, and
+advertise an ``end_session_endpoint`` (:attr:`Provider.end_session`: RP-initiated
+logout), recording each sign-out it is sent (:attr:`Provider.logouts`).
 """
 
 from __future__ import annotations
@@ -149,6 +154,15 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
         self.requests: list[dict[str, str]] = []
         #: The tokens it issued.
         self.issued: list[dict[str, Any]] = []
+        #: Whether the ID token carries ``groups`` (False: only userinfo answers them).
+        self.groups_in_id_token = True
+        #: Whether discovery advertises ``end_session_endpoint``.
+        self.end_session = False
+        #: The sign-outs it was sent, as sent (``id_token_hint``, ``post_logout_redirect_uri``).
+        self.logouts: list[dict[str, str]] = []
+        #: Another user's ``sub`` that userinfo answers with (None: the signed-in one's).
+        self.userinfo_sub: str | None = None
+        self._users_by_token: dict[str, User] = {}
         self._codes: dict[str, _Code] = {}
         self.register_token_generator(
             "default", BearerTokenGenerator(lambda *_args, **_kw: secrets.token_urlsafe(32))
@@ -166,7 +180,25 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
             "id_token_signing_alg_values_supported": ["RS256"],
             "code_challenge_methods_supported": ["S256"],
             "token_endpoint_auth_methods_supported": ["client_secret_basic"],
+            "userinfo_endpoint": f"{self.issuer}/userinfo",
+            **({"end_session_endpoint": f"{self.issuer}/logout"} if self.end_session else {}),
         }
+
+    def userinfo(self, authorization: str) -> tuple[int, Any, list[tuple[str, str]]]:
+        user = self._users_by_token.get(authorization.removeprefix("Bearer "))
+        if user is None:
+            return 401, {"error": "invalid_token"}, []
+        sub = self.userinfo_sub or user.sub
+        return 200, {"sub": sub, "preferred_username": user.name, "groups": user.groups}, []
+
+    def logout(self, query: dict[str, str]) -> tuple[int, Any, list[tuple[str, str]]]:
+        """RP-initiated logout: recorded, then back to a registered place."""
+        self.logouts.append(query)
+        after = query.get("post_logout_redirect_uri", "")
+        allowed = {uri.rsplit("/login/", 1)[0] + "/login" for uri in self.client.redirect_uris}
+        if after in allowed and query.get("id_token_hint"):
+            return 302, "", [("Location", after)]
+        return 400, {"error": "invalid_request"}, []
 
     def jwks(self) -> dict[str, Any]:
         return {"keys": [self.key.as_dict(private=False)]}
@@ -176,6 +208,7 @@ class Provider(AuthorizationServer):  # type: ignore[misc]
 
     def save_token(self, token: dict[str, Any], request: OAuth2Request) -> None:
         self.issued.append(dict(token))
+        self._users_by_token[token["access_token"]] = request.user
 
     def create_oauth2_request(self, request: _Request) -> _Request:
         return request
@@ -269,7 +302,9 @@ class _OpenIDCode(OpenIDCode):  # type: ignore[misc]
         return {"alg": "RS256", "kid": "signing-1"}
 
     def generate_user_info(self, user: User, scope: str) -> UserInfo:
-        info = UserInfo(sub=user.sub, preferred_username=user.name, groups=user.groups)
+        info = UserInfo(sub=user.sub, preferred_username=user.name)
+        if self._provider.groups_in_id_token:
+            info["groups"] = user.groups
         if self._provider.spoil == "nonce":
             info["nonce"] = "a-nonce-of-another-sign-in"
         return info
@@ -291,6 +326,10 @@ def _handler(provider: Provider) -> type[BaseHTTPRequestHandler]:
                 self._answer(200, provider.discovery(), [])
             elif path == "/jwks":
                 self._answer(200, provider.jwks(), [])
+            elif path == "/userinfo":
+                self._answer(*provider.userinfo(self.headers.get("Authorization", "")))
+            elif path == "/logout":
+                self._answer(*provider.logout(dict(parse_qsl(urlsplit(self.path).query))))
             elif path == "/authorize" and provider.sign_in_page and "signed-in" not in self.path:
                 self._page(self.path + "&signed-in=1")
             elif path == "/authorize":

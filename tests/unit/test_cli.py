@@ -64,6 +64,8 @@ ACTIONS = (
     "alerts hunt",
     "policy check",
     "policy test",
+    "web sessions",
+    "web revoke",
 )
 
 

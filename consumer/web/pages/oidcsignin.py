@@ -76,7 +76,7 @@ class OidcSignIn(Page):
         response = self.console.render(
             request, "signed_in.html", {"wanted": onwards, "via": provider.label}
         )
-        self.console.sign_in(response, finished.auditor)
+        self.console.sign_in(response, finished.auditor, finished.id_token)
         response.delete_cookie(OIDC_COOKIE, path="/login/oidc", secure=self.console.tls)
         return response
 
@@ -114,6 +114,25 @@ class OidcSignIn(Page):
     def _redirect_uri(self, request: Request) -> str:
         configured = self.console.settings.web.oidc.redirect_url
         return configured or str(request.base_url).rstrip("/") + CALLBACK
+
+    def signed_out(self, request: Request, id_token: str) -> Response | None:
+        """After the console's sign-out of an OIDC sign-in: a page that moves on to the
+        provider's ``end_session_endpoint``, or None when it advertises none. A page,
+        not a redirect: the sign-out is a form's POST, and the CSP's ``form-action
+        'self'`` would stop a redirect of it to another site."""
+        if self.console.oidc is None or not id_token:
+            return None
+        callback = self._redirect_uri(request)
+        after = callback[: -len(CALLBACK)] + "/login" if callback.endswith(CALLBACK) else ""
+        url = self.console.oidc.logout_url(id_token, after or str(request.base_url) + "login")
+        if url is None:
+            return None
+        onwards = quote(url, safe=":/%#?=@[]!$&'()*+,;")
+        request.state.auditor = None  # signed out: the page shows nobody
+        request.state.signed = None
+        return self.console.render(
+            request, "signed_out.html", {"onwards": onwards, "via": self.console.oidc.label}
+        )
 
 
 def login_link(wanted: str) -> str:
