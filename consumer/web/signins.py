@@ -96,6 +96,7 @@ def rights_of(auditor: Auditor) -> dict[str, Any]:
         "targets": list(auditor.scope.targets),
         "terminate": auditor.may_terminate,
         "approve": auditor.may_approve,
+        "export_files": auditor.may_export_files,
         "groups": list(auditor.groups),
     }
 
@@ -110,6 +111,7 @@ def _auditor(row: RowMapping) -> Auditor:
         may_terminate=bool(rights["terminate"]),
         may_approve=bool(rights["approve"]),
         groups=tuple(rights["groups"]),
+        may_export_files=bool(rights.get("export_files", False)),  # a row from before it
     )
 
 
