@@ -64,6 +64,11 @@ ACTIONS = (
     "lag",
     "access-log",
     "denied",
+    "retention",
+    "hold",
+    "hold-release",
+    "delete",
+    "deletions",
 )
 DETAIL_MAX = 2048
 

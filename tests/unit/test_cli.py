@@ -53,6 +53,10 @@ COMMANDS = (
     "moderate",
     "alerts",
     "policy",
+    "retention",
+    "hold",
+    "delete",
+    "deletions",
 )
 #: Commands' actions, each with a parser, help and usage errors of its own.
 ACTIONS = (
@@ -64,6 +68,11 @@ ACTIONS = (
     "alerts hunt",
     "policy check",
     "policy test",
+    "retention show",
+    "retention plan",
+    "hold add",
+    "hold list",
+    "hold release",
 )
 
 
