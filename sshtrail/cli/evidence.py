@@ -78,14 +78,15 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         from sshtrail.cli import crosscheck  # noqa: PLC0415 (only when asked for)
 
         return crosscheck.run(args, settings)
+    if not args.all:  # a deleted session is told from its tombstone, no gateway key needed
+        with store(settings) as conn:
+            gone = _deleted(conn, args.session)
+        if gone is not None:
+            return _verify_deleted(gone, settings, args.json)
     keys = trusted_gateway_keys(settings, args.trust)
     results = []
     refused = {}
     with store(settings) as conn:
-        if not args.all:
-            gone = _deleted(conn, args.session)
-            if gone is not None:
-                return _verify_deleted(gone, settings, args.json)
         ids = queries.all_session_ids(conn) if args.all else [queries.resolve(conn, args.session)]
         for session_id in ids:
             row = queries.session(conn, session_id)
