@@ -43,7 +43,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
                     f"rule {row['rule']}" if row["rule"] else visible(row["deleted_by"]),
                     visible(row["reason"]),
                     row["verdict"],
-                    "ok" if result.ok else result.problem,
+                    ("ok" + (f" ({result.problem})" if result.problem else ""))
+                    if result.ok
+                    else result.problem,
                 )
             )
         print_listing(table, chosen_format(args) == "csv", "(no deletions)")

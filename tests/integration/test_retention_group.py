@@ -83,6 +83,18 @@ def test_a_five_second_rule_with_the_real_groups(
         index_engine.dispose()
     assert ids(store_engine, SESSIONS.c.id) == {bob_id, carol_id}
 
+    # The deleted session's offsets read again, through both groups' writers: it stays
+    # gone (the tombstone wins), and completeness counts its offsets as deleted.
+    for group in ("store", "index"):
+        sshtrail(config, "reprocess", "--group", group, "--from-offset", "0", timeout=120)
+    assert ids(store_engine, SESSIONS.c.id) == {bob_id, carol_id}
+    index_engine = make_engine(search_url)
+    assert indexed(index_engine, alice_id) == 0
+    index_engine.dispose()
+    whole = sshtrail(config, "completeness", timeout=120)
+    assert f"{len(alice)} deleted by retention or by hand, 0 missing" in whole.stdout.decode()
+    assert b"DATA-LOSS" not in whole.stdout
+
     listed = json.loads(sshtrail(config, "sessions", "--json").stdout)
     assert {row["id"] for row in listed} == {str(bob_id), str(carol_id)}
     found = sshtrail(config, "search", "s3cr3t", check=False)
