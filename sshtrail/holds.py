@@ -125,3 +125,41 @@ def describe(hold: Mapping[str, Any]) -> str:
     if hold["until"] is not None:
         parts.append(f"until {hold['until']:%Y-%m-%d %H:%M}")
     return ", ".join(parts)
+
+
+def as_json(hold: Mapping[str, Any]) -> dict[str, Any]:
+    """A hold as ``hold list --json`` and ``show --json`` have it."""
+
+    def when(value: dt.datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "id": hold["id"],
+        "session": str(hold["session_id"]) if hold["session_id"] else None,
+        "operator": hold["operator"],
+        "target": hold["target"],
+        "since": when(hold["since"]),
+        "until": when(hold["until"]),
+        "case": hold["case"],
+        "reason": hold["reason"],
+        "placed_by": hold["placed_by"],
+        "placed_at": when(hold["placed_at"]),
+        "released_at": when(hold["released_at"]),
+        "released_by": hold["released_by"],
+        "release_reason": hold["release_reason"],
+    }
+
+
+def line(hold: Mapping[str, Any]) -> str:
+    """A hold in one line, for ``show``: its id, case, who placed it and why, and its
+    release if it was released."""
+    text = (
+        f"{hold['id'][:12]} case {hold['case']}, by {hold['placed_by']} at "
+        f"{hold['placed_at']:%Y-%m-%d %H:%M} UTC: {hold['reason']}"
+    )
+    if hold["released_at"] is not None:
+        text += (
+            f" (released {hold['released_at']:%Y-%m-%d %H:%M} UTC by {hold['released_by']}: "
+            f"{hold['release_reason']})"
+        )
+    return text

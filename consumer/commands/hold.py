@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import getpass
-from typing import Any
 
 from consumer.service import open_database
 from consumer.web import access
@@ -63,7 +62,7 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
         found = holds.listed(conn, released_too=args.all)
     access.record_from_cli(settings, getpass.getuser(), "hold", None, "list")
     if chosen_format(args) == "json":
-        print_json([hold_json(hold) for hold in found])
+        print_json([holds.as_json(hold) for hold in found])
         return 0
     rows: list[tuple[str, ...]] = [("ID", "HOLDS", "CASE", "BY", "AT", "REASON", "RELEASED")]
     for hold in found:
@@ -86,26 +85,3 @@ def run_list(args: argparse.Namespace, settings: Settings) -> int:
         )
     print_listing(rows, chosen_format(args) == "csv", "(no holds)")
     return 0
-
-
-def hold_json(hold: dict[str, Any]) -> dict[str, Any]:
-    """A hold as ``hold list --json`` has it."""
-
-    def when(value: dt.datetime | None) -> str | None:
-        return value.isoformat() if value is not None else None
-
-    return {
-        "id": hold["id"],
-        "session": str(hold["session_id"]) if hold["session_id"] else None,
-        "operator": hold["operator"],
-        "target": hold["target"],
-        "since": when(hold["since"]),
-        "until": when(hold["until"]),
-        "case": hold["case"],
-        "reason": hold["reason"],
-        "placed_by": hold["placed_by"],
-        "placed_at": when(hold["placed_at"]),
-        "released_at": when(hold["released_at"]),
-        "released_by": hold["released_by"],
-        "release_reason": hold["release_reason"],
-    }

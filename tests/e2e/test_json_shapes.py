@@ -94,6 +94,22 @@ class PolicyDecision(_Strict):
     text: str
 
 
+class Hold(_Strict):
+    id: str
+    session: uuid.UUID | None
+    operator: str | None
+    target: str | None
+    since: str | None
+    until: str | None
+    case: str
+    reason: str
+    placed_by: str
+    placed_at: str
+    released_at: str | None
+    released_by: str | None
+    release_reason: str | None
+
+
 class Shown(Session, forbid_unknown_fields=True):
     commands: list[Command]
     policy_decisions: list[PolicyDecision]
@@ -103,6 +119,8 @@ class Shown(Session, forbid_unknown_fields=True):
     transfers_read: Literal["pending", "done", "failed"] | None
     transfers: list[Transfer]
     refused: list[RefusedChunk]
+    #: Legal holds naming the session, released ones too (sshtrail hold).
+    holds: list[Hold]
 
 
 class Hit(_Strict):

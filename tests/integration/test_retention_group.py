@@ -102,6 +102,11 @@ def test_a_five_second_rule_with_the_real_groups(
     assert b"s3cr3t" not in found.stdout
     shown = sshtrail(config, "show", alice_id.hex, check=False)
     assert shown.returncode == 3
+    assert "was deleted by rule five-seconds at " in shown.stderr.decode()
+    held_json = json.loads(sshtrail(config, "show", str(carol_id), "--json").stdout)
+    assert [(h["id"], h["case"], h["released_at"]) for h in held_json["holds"]] == [
+        (hold_id, "C-7", None)
+    ]
 
     deletions = json.loads(sshtrail(config, "deletions", "--json").stdout)
     assert [(d["session"], d["rule"], d["signature_ok"]) for d in deletions] == [
