@@ -19,7 +19,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select, true
 from sqlalchemy.engine import Connection
 
 from sshtrail import holds
@@ -123,30 +123,64 @@ def _sessions(conn: Connection, before: dt.datetime | None) -> Iterator[dict[str
 def plan(
     conn: Connection, found: Sequence[Rule], at: dt.datetime, limit: int | None = None
 ) -> list[Due]:
-    """The sessions due for deletion at ``at``, held ones included (with their holds),
-    oldest end first; at most ``limit`` not held."""
+    """The sessions due for deletion at ``at``, oldest end first. Without ``limit`` (what
+    ``retention plan`` lists), held ones too, with their holds; with it (what the store
+    group deletes), at most ``limit`` sessions no hold names.
+
+    One query per rule, each asking only for the sessions that rule decides (in its
+    scope, in no longer rule's) that ended before its ``keep``: a store of a year
+    under a 90-day rule reads what is due, not the nine months that are not."""
     if not found:
         return []
-    shortest = min(rule.keep for rule in found)
     active_holds = holds.active(conn)
-    due: list[Due] = []
-    for session in _sessions(conn, at - shortest):
-        rule = rule_for(found, session["operator"], session["target"])
-        end = ended(session)
-        if rule is None or end is None or end + rule.keep > at:
-            continue
-        due.append(Due(session, rule, end, holds.holding(active_holds, session)))
-    due.sort(key=lambda item: (item.ended, item.session["id"]))
+    dialect = conn.dialect.name
+    due: dict[uuid.UUID, Due] = {}
+    for rule in found:
+        cutoff = at - rule.keep
+        longer = [other for other in found if other.keep > rule.keep]
+        query = select(*_COLUMNS).where(
+            SESSIONS.c.status != SessionStatus.ACTIVE,
+            # started <= ended: a condition the index on started_at answers
+            or_(SESSIONS.c.started_at <= cutoff, SESSIONS.c.started_at.is_(None)),
+            _ended_column() <= cutoff,
+            rule.scope.condition(dialect, SESSIONS.c.operator, SESSIONS.c.target),
+            *(
+                not_(other.scope.condition(dialect, SESSIONS.c.operator, SESSIONS.c.target))
+                for other in longer
+            ),
+        )
+        if limit is not None:
+            if active_holds:
+                query = query.where(not_(or_(*(_held(hold) for hold in active_holds))))
+            query = query.order_by(_ended_column(), SESSIONS.c.id).limit(limit)
+        for row in conn.execute(query).mappings():
+            session = dict(row)
+            decided = rule_for(found, session["operator"], session["target"])
+            end = ended(session)
+            if decided is None or end is None or end + decided.keep > at:
+                continue
+            due[session["id"]] = Due(session, decided, end, holds.holding(active_holds, session))
+    ordered = sorted(due.values(), key=lambda item: (item.ended, item.session["id"]))
     if limit is None:
-        return due
-    kept: list[Due] = []
-    free = 0
-    for item in due:
-        free += not item.held_by
-        if free > limit:
-            break
-        kept.append(item)
-    return kept
+        return ordered
+    return [item for item in ordered if not item.held_by][:limit]
+
+
+def _held(hold: Mapping[str, Any]) -> ColumnElement[bool]:
+    """The sessions ``hold`` names, as SQL (what :func:`sshtrail.holds.covers` says)."""
+    if hold["session_id"] is not None:
+        one: ColumnElement[bool] = SESSIONS.c.id == hold["session_id"]
+        return one
+    conditions: list[ColumnElement[bool]] = []
+    if hold["operator"] is not None:
+        conditions.append(SESSIONS.c.operator == hold["operator"])
+    if hold["target"] is not None:
+        conditions.append(SESSIONS.c.target == hold["target"])
+    if hold["since"] is not None:
+        conditions.append(SESSIONS.c.started_at >= hold["since"])
+    if hold["until"] is not None:
+        conditions.append(SESSIONS.c.started_at <= hold["until"])
+    return and_(*conditions) if conditions else true()
 
 
 @dataclass(slots=True)

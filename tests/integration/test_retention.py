@@ -20,7 +20,7 @@ from consumer.store import StoreWriter
 from sshtrail import holds, retention, search, tombstone
 from sshtrail.db import make_engine
 from sshtrail.scope import Scope
-from sshtrail.tables import CHUNKS, DELETIONS, SESSIONS
+from sshtrail.tables import ALERTS, CHUNKS, DELETIONS, SESSIONS, TRANSFERS
 from sshtrail.wire import decode_chunk
 from tests.support.recordings import recording
 
@@ -209,3 +209,73 @@ def test_the_plan_takes_the_longest_keep_and_leaves_active_sessions(store_engine
         due = retention.plan(conn, [FIVE_S, both], later(31 * 86400))
     assert [(item.session["id"], item.rule.name) for item in due] == [(sid, "both")]
     assert open_id not in [item.session["id"] for item in due]
+
+
+def test_a_deletion_takes_the_sessions_transfers_and_alerts_and_nothing_else(
+    store_engine: Engine,
+) -> None:
+    sid, messages = recording(chunks=3)
+    other, more = recording(chunks=3, operator="bob")
+    writer = StoreWriter(store_engine, dt.timedelta(hours=1))
+    writer.write(received(messages))
+    writer.write(received(more))
+    now = dt.datetime.now(dt.UTC)
+    with store_engine.begin() as conn:
+        for n, session_id in enumerate((sid, other)):
+            conn.execute(
+                TRANSFERS.insert().values(
+                    session_id=session_id,
+                    idx=0,
+                    t=1,
+                    protocol="sftp",
+                    op="open",
+                    path=f"/srv/file{n}",
+                    status="ok",
+                    bytes=0,
+                    detail={},
+                )
+            )
+            conn.execute(
+                ALERTS.insert().values(
+                    id=f"a{n}",
+                    session_id=session_id,
+                    seq=1,
+                    t=1,
+                    at=now,
+                    rule_id="r",
+                    title="t",
+                    level="high",
+                    author="a",
+                    operator="x",
+                    target="t1",
+                    command="id",
+                    tags=[],
+                    event={},
+                    published=False,
+                    delivered=False,
+                )
+            )
+    with store_engine.begin() as conn:
+        delete_session(conn, sid, rule="short", by="retention", reason="x", signer=SIGNER, at=now)
+    with store_engine.connect() as conn:
+        for table in (TRANSFERS, ALERTS, CHUNKS):
+            left = set(conn.execute(select(table.c.session_id)).scalars())
+            assert left == {other}, table.name
+
+
+def test_held_sessions_do_not_hold_up_the_deletion_of_others(store_engine: Engine) -> None:
+    writer = StoreWriter(store_engine, dt.timedelta(hours=1))
+    oldest = []
+    for _ in range(3):  # the oldest, all held by one hold on their target
+        sid, messages = recording(chunks=2, operator="alice", target="held")
+        writer.write(received(messages))
+        oldest.append(sid)
+    free, messages = recording(chunks=2, operator="alice", target="t1")
+    writer.write(received(messages))
+    with store_engine.begin() as conn:
+        holds.place(conn, by="legal", reason="r", case="C", at=later(0), target="held")
+    with store_engine.connect() as conn:
+        first = retention.plan(conn, [FIVE_S], later(6), limit=1)
+        listed = retention.plan(conn, [FIVE_S], later(6))
+    assert [item.session["id"] for item in first] == [free]
+    assert [bool(item.held_by) for item in listed] == [True, True, True, False]
