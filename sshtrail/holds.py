@@ -1,7 +1,11 @@
 """Legal holds: sessions that must not be deleted, by any path, while a hold names them.
 
 A hold names one session, or every session of an operator, of a target, or started
-within a time range (what it gives, together). Placing and releasing are rows of
+within a time range (what it gives, together). A hold on one session locks its row
+while it is placed, so it and a deletion of that session cannot pass each other; a
+hold by operator, target or time placed while a deletion is under way in another
+transaction may come a moment too late for that one session (PostgreSQL's read
+committed), which its tombstone then shows. Placing and releasing are rows of
 ``holds`` that stay: who placed it, when, why, for which case; who released it, when
 and why. Every deletion -- a retention rule's, ``sshtrail delete``'s -- asks
 :func:`holding` in the transaction that deletes, so a session held by then stays.
@@ -18,7 +22,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Connection
 
 from sshtrail.errors import InvalidError, NotFound
-from sshtrail.tables import HOLDS
+from sshtrail.tables import HOLDS, SESSIONS
 
 
 class HoldError(InvalidError):
@@ -44,6 +48,14 @@ def place(
         raise HoldError("a hold names a session, an operator, a target or --since")
     if since is not None and until is not None and until < since:
         raise HoldError("--until is before --since")
+    if session_id is not None:
+        # The session's row locked: a deletion of it under way finishes first, and then
+        # the hold is refused as too late, not placed on a tombstone.
+        query = select(SESSIONS.c.id).where(SESSIONS.c.id == session_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        if conn.execute(query).first() is None:
+            raise NotFound(f"session {session_id} is not stored (deleted?): no hold placed")
     hold_id = uuid.uuid4().hex
     conn.execute(
         insert(HOLDS).values(

@@ -19,6 +19,7 @@ from consumer.retentionwork import RetentionWork
 from consumer.store import StoreWriter
 from sshtrail import holds, retention, search, tombstone
 from sshtrail.db import make_engine
+from sshtrail.errors import NotFound
 from sshtrail.scope import Scope
 from sshtrail.tables import ALERTS, CHUNKS, DELETIONS, SESSIONS, TRANSFERS
 from sshtrail.wire import decode_chunk
@@ -279,3 +280,14 @@ def test_held_sessions_do_not_hold_up_the_deletion_of_others(store_engine: Engin
         listed = retention.plan(conn, [FIVE_S], later(6))
     assert [item.session["id"] for item in first] == [free]
     assert [bool(item.held_by) for item in listed] == [True, True, True, False]
+
+
+def test_a_hold_on_a_deleted_session_is_refused(store_engine: Engine) -> None:
+    sid, messages = recording(chunks=2)
+    StoreWriter(store_engine, dt.timedelta(hours=1)).write(received(messages))
+    with store_engine.begin() as conn:
+        delete_session(conn, sid, rule=None, by="dpo", reason="x", signer=SIGNER, at=later(0))
+    with pytest.raises(NotFound, match="not stored"), store_engine.begin() as conn:
+        holds.place(conn, by="legal", reason="r", case="C", at=later(0), session_id=sid)
+    with store_engine.connect() as conn:
+        assert holds.listed(conn) == []
