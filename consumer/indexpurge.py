@@ -43,18 +43,24 @@ class IndexPurge:
         self._store = store
         self._check_s = check_s
         self._next_look = 0.0
-        self._since: dt.datetime | None = None
-        self._after: uuid.UUID | None = None
+        #: The newest deletion seen: each look starts ``OVERLAP`` before it.
+        self._latest: dt.datetime | None = None
+        #: Within a look of several pages, the last tombstone read (time, id).
+        self._cursor: tuple[dt.datetime, uuid.UUID] | None = None
 
     def run(self, index: Engine, forget: Callable[[list[uuid.UUID]], None]) -> bool:
         """Purge what was deleted since the last look; whether more tombstones wait.
         ``forget`` drops the sessions from the writer's memory."""
-        if time.monotonic() < self._next_look:
-            return False
+        if self._cursor is None:
+            if time.monotonic() < self._next_look:
+                return False
+            if self._latest is not None:
+                self._cursor = (self._latest - OVERLAP, uuid.UUID(int=0))
         try:
-            found = self._tombstones()
+            found = self._tombstones(self._cursor)
         except DatabaseError as exc:  # the store away: the index goes on, this waits
             log.warning("index: tombstones not read, purge later: %s", exc)
+            self._cursor = None
             self._next_look = time.monotonic() + self._check_s
             return False
         if found:
@@ -63,23 +69,25 @@ class IndexPurge:
                 purge(conn, ids)
             forget(ids)
             log.info("index: %d deleted sessions removed from the index", len(ids))
-            self._since, self._after = found[-1][1], found[-1][0]
+            last_id, last_at = found[-1]
+            self._cursor = (last_at, last_id)
+            self._latest = max(last_at, self._latest or last_at)
         if len(found) == PAGE:
             return True
+        self._cursor = None
         self._next_look = time.monotonic() + self._check_s
-        # Next look: from a little before the last one seen, for late commits.
-        if self._since is not None:
-            self._since -= OVERLAP
-            self._after = None
         return False
 
-    def _tombstones(self) -> list[tuple[uuid.UUID, dt.datetime]]:
+    def _tombstones(
+        self, cursor: tuple[dt.datetime, uuid.UUID] | None
+    ) -> list[tuple[uuid.UUID, dt.datetime]]:
+        """A page of tombstones after ``cursor`` (all from the first, without one)."""
         query = select(DELETIONS.c.session_id, DELETIONS.c.deleted_at)
-        if self._since is not None:
-            after = self._after or uuid.UUID(int=0)
+        if cursor is not None:
+            at, after = cursor
             query = query.where(
-                (DELETIONS.c.deleted_at > self._since)
-                | ((DELETIONS.c.deleted_at == self._since) & (DELETIONS.c.session_id > after))
+                (DELETIONS.c.deleted_at > at)
+                | ((DELETIONS.c.deleted_at == at) & (DELETIONS.c.session_id > after))
             )
         query = query.order_by(DELETIONS.c.deleted_at, DELETIONS.c.session_id).limit(PAGE)
         with Transaction(self._store, "tombstones read") as conn:

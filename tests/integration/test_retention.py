@@ -24,6 +24,7 @@ from sshtrail.scope import Scope
 from sshtrail.tables import ALERTS, CHUNKS, DELETIONS, SESSIONS, TRANSFERS
 from sshtrail.wire import decode_chunk
 from tests.support.recordings import recording
+from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -291,3 +292,44 @@ def test_a_hold_on_a_deleted_session_is_refused(store_engine: Engine) -> None:
         holds.place(conn, by="legal", reason="r", case="C", at=later(0), session_id=sid)
     with store_engine.connect() as conn:
         assert holds.listed(conn) == []
+
+
+def test_the_index_purge_pages_through_tombstones_and_looks_again_later(
+    store_engine: Engine, index_engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("consumer.indexpurge.PAGE", 2)
+    sessions = [recording(chunks=2, text=True) for _ in range(4)]
+    index = IndexWriter(index_engine)
+    store = StoreWriter(store_engine, dt.timedelta(hours=1))
+    for _, messages in sessions:
+        store.write(received(messages))
+        index.write(received(messages))
+
+    def delete(session_id: uuid.UUID) -> None:
+        with store_engine.begin() as conn:
+            delete_session(
+                conn, session_id, rule="r", by="retention", reason="x", signer=SIGNER, at=later(0)
+            )
+
+    def ended_as_deleted() -> set[uuid.UUID]:
+        with index_engine.connect() as conn:
+            query = select(search.SESSIONS.c.session_id).where(
+                search.SESSIONS.c.quarantine_reason == DELETED
+            )
+            return set(conn.execute(query).scalars())
+
+    for session_id, _ in sessions[:3]:
+        delete(session_id)
+    purge = IndexPurge(store_engine, 0.05)
+    assert purge.run(index_engine, lambda ids: None) is True  # a full page: more wait
+    assert purge.run(index_engine, lambda ids: None) is False
+    assert ended_as_deleted() == {sid for sid, _ in sessions[:3]}
+    delete(sessions[3][0])
+    assert purge.run(index_engine, lambda ids: None) is False  # not time to look yet
+    assert sessions[3][0] not in ended_as_deleted()
+
+    def looked_again() -> bool:
+        purge.run(index_engine, lambda ids: None)
+        return sessions[3][0] in ended_as_deleted()
+
+    wait_for(looked_again, timeout=5, what="the next look")
