@@ -10,6 +10,8 @@ must be one of:
   partition and offset;
 * **quarantined** -- its session is quarantined (the database refused it),
   and the letter is in the dead-letter topic;
+* **deleted** -- its session was deleted by a retention rule or by hand, and its
+  signed tombstone is in the store (consumer/deletion.py);
 
 anything else is **missing**. Offsets the group committed past that the
 broker no longer has (retention deleted them) cannot be checked and are
@@ -42,6 +44,7 @@ from sshtrail.errors import BrokerError, WireError
 from sshtrail.kafka.ports import Message, TopicReader
 from sshtrail.models import ChunkRecord, SessionRecord
 from sshtrail.states import SessionStatus
+from sshtrail.tables import DELETIONS
 from sshtrail.wire import decode_chunk
 
 CHUNKS = ChunkRecord.__table__
@@ -62,6 +65,8 @@ class PartitionReport:
     stored: int = 0
     dead_lettered: int = 0
     quarantined: int = 0
+    #: Offsets whose sessions were deleted (their tombstones stored).
+    deleted: int = 0
     missing: list[int] = field(default_factory=list)
     #: [first, end) offsets retention deleted before the group read them.
     data_loss: tuple[int, int] | None = None
@@ -202,6 +207,7 @@ def _account(
     wanted = sorted({key for key in keys.values() if key is not None})
     stored: set[tuple[uuid.UUID, int]] = set()
     quarantined: set[uuid.UUID] = set()
+    deleted: set[uuid.UUID] = set()
     if wanted:
         with store.connect() as conn:
             pairs = tuple_(CHUNKS.c.session_id, CHUNKS.c.seq).in_(wanted)
@@ -214,9 +220,13 @@ def _account(
                 SESSIONS.c.id.in_(sessions), SESSIONS.c.status == SessionStatus.QUARANTINED
             )
             quarantined = set(conn.execute(refused).scalars())
+            gone = select(DELETIONS.c.session_id).where(DELETIONS.c.session_id.in_(sessions))
+            deleted = set(conn.execute(gone).scalars())
     for offset, key in sorted(keys.items()):
         if key is not None and key in stored:
             report.stored += 1
+        elif key is not None and key[0] in deleted:
+            report.deleted += 1
         elif (report.partition, offset) in letters.messages:
             if key is not None and key[0] in quarantined:
                 report.quarantined += 1

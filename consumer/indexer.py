@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 
 from consumer.indexbacklog import Backlog, to_keep
 from consumer.indexcache import SessionCache
+from consumer.indexpurge import IndexPurge
 from consumer.indexschedule import BATCH_BUDGET_S, Documents, Schedule, Work
 from consumer.messages import Received, Refused
 from consumer.transaction import Transaction, locked_rows
@@ -51,8 +52,12 @@ log = logging.getLogger(__name__)
 class IndexWriter:
     """Writes batches of chunks into the search index, one transaction each."""
 
-    def __init__(self, engine: Engine, budget_s: float = BATCH_BUDGET_S) -> None:
+    def __init__(
+        self, engine: Engine, budget_s: float = BATCH_BUDGET_S, purge: IndexPurge | None = None
+    ) -> None:
         self._engine = engine
+        #: Removing sessions the store deleted (consumer/indexpurge.py).
+        self._purge = purge
         self._postgres = engine.dialect.name == "postgresql"
         self._insert = postgresql.insert if self._postgres else sqlite.insert
         self._budget_s = budget_s
@@ -74,8 +79,12 @@ class IndexWriter:
         return Written(written, len(chunks) - written)
 
     def background(self, budget_s: float) -> bool:
-        """Index chunks left waiting in the backlog, for up to ``budget_s``; whether
-        some are still waiting."""
+        """Remove sessions the store deleted, then index chunks left waiting in the
+        backlog, for up to ``budget_s``; whether some are still waiting."""
+        more = self._purge.run(self._engine, self._forget_deleted) if self._purge else False
+        return self._catch_up(budget_s) or more
+
+    def _catch_up(self, budget_s: float) -> bool:
         behind = self._backlog.behind(self._engine)
         if not behind:
             return False
@@ -212,6 +221,12 @@ class IndexWriter:
         log.exception("session %s quarantined in the index: %s", session.session_id, reason)
         self._sessions.drop([session.session_id])
         self._stop_session(conn, session.session_id, reason[:1000], session)
+
+    def _forget_deleted(self, ids: list[uuid.UUID]) -> None:
+        self._sessions.drop(ids)
+        for session_id in ids:
+            self._schedule.forget(session_id)
+        self._backlog.unknown()
 
     def _forget(self, conn: Connection, session_id: uuid.UUID) -> None:
         self._backlog.drop(conn, session_id)

@@ -28,9 +28,11 @@ from sqlalchemy.engine import Connection
 
 from consumer import transfers
 from consumer.chunkrow import chunk_row
+from consumer.deletion import deleted_ids
 from consumer.messages import Received, Refused
 from consumer.pgcopy import copy_chunks, track_staging_table
 from consumer.refusals import EvidenceBudget, keep_refused
+from consumer.retentionwork import RetentionWork
 from consumer.sessionrow import COLUMNS, SessionRow, new_session_values
 from consumer.transaction import Transaction, locked_rows
 from consumer.writer import Written
@@ -61,8 +63,11 @@ class StoreWriter:
         interrupted_after: dt.timedelta,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         evidence_max_bytes: int = 256 << 20,
+        retention: RetentionWork | None = None,
     ) -> None:
         self._engine = engine
+        #: Deleting what the retention rules say is due (between batches).
+        self._retention = retention
         #: What of the refused chunks is kept (``consumer.refused_chunks_max_mib``).
         self.evidence = EvidenceBudget(evidence_max_bytes)
         self._postgres = engine.dialect.name == "postgresql"
@@ -84,6 +89,12 @@ class StoreWriter:
         if not unique:
             return Written(0, 0)
         with self._transaction("write") as conn:
+            # A deleted session's tombstone wins: its chunks read again (a reprocess of
+            # its offsets) are not stored, and count as duplicates.
+            gone = deleted_ids(conn, [sid for sid, _ in unique])
+            unique = {key: r for key, r in unique.items() if key[0] not in gone}
+            if not unique:
+                return Written(0, len(chunks))
             if self._postgres:
                 new = copy_chunks(conn, list(unique.values()))
             else:
@@ -99,6 +110,14 @@ class StoreWriter:
             keep_refused(conn, self._insert, self.evidence.admit(conn, refused))
 
     def background(self, budget_s: float) -> bool:
+        """Delete sessions retention says are due (``consumer/retentionwork.py``), then
+        read the transfers of ended SFTP/SCP sessions, for about ``budget_s`` in all;
+        whether some work waits."""
+        started = time.monotonic()
+        more = self._retention.run(budget_s / 2) if self._retention is not None else False
+        return self._transfers(budget_s - (time.monotonic() - started)) or more
+
+    def _transfers(self, budget_s: float) -> bool:
         """Read the transfers of ended SFTP/SCP sessions (``consumer/transfers.py``),
         one session per transaction, for about ``budget_s``; whether some wait."""
         if not self._transfers_waiting:

@@ -48,7 +48,7 @@ from sshtrail import search
 from sshtrail.errors import WireError
 from sshtrail.seqranges import describe_ranges
 from sshtrail.states import SessionStatus
-from sshtrail.tables import CHUNKS, SESSIONS
+from sshtrail.tables import CHUNKS, DELETIONS, SESSIONS
 from sshtrail.wire import decode_chunk
 
 #: Sessions compared at once.
@@ -157,6 +157,14 @@ def compare(
             records.append(record)
     if not records:
         return found
+    ids = [record.session_id for record in records]
+    # A deleted session is accounted for by its signed tombstone (``sshtrail deletions``).
+    deleted = set(
+        store.execute(
+            select(DELETIONS.c.session_id).where(DELETIONS.c.session_id.in_(ids))
+        ).scalars()
+    )
+    records = [record for record in records if record.session_id not in deleted]
     ids = [record.session_id for record in records]
     columns = ("id", "status", "end_reason", "last_seq", "final_digest")
     rows = {

@@ -344,3 +344,62 @@ class ConsoleSessionRecord(Base):
         Index(None, "auditor"),
         Index(None, "expires"),
     )
+
+
+class HoldRecord(Base):
+    """A legal hold (``sshtrail hold``): the sessions it names are never deleted, by
+    retention or by hand, until it is released. Released holds stay, with who
+    released them, when and why: the hold's history (sshtrail/holds.py)."""
+
+    __tablename__ = "holds"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: Who placed it, when, why, for which case.
+    placed_by: Mapped[str] = mapped_column(SessionText(128))
+    placed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    reason: Mapped[str] = mapped_column(SessionText(1024))
+    case: Mapped[str] = mapped_column(SessionText(128))
+    #: What it holds: one session, or every session matching all the others given.
+    session_id: Mapped[uuid.UUID | None] = mapped_column(Uuid, default=None)
+    operator: Mapped[str | None] = mapped_column(SessionText(255), default=None)
+    target: Mapped[str | None] = mapped_column(SessionText(255), default=None)
+    since: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    until: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    released_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, default=None)
+    released_by: Mapped[str | None] = mapped_column(SessionText(128), default=None)
+    release_reason: Mapped[str | None] = mapped_column(SessionText(1024), default=None)
+
+    __table_args__ = (Index(None, "released_at"),)
+
+
+class DeletionRecord(Base):
+    """The tombstone of a deleted session (sshtrail/tombstone.py): what it was, that
+    its chain was intact, and which rule or person deleted it, signed by the deletion
+    key. Keyed by session id alone, so a store can later be partitioned by month
+    without this table moving."""
+
+    __tablename__ = "deletions"
+
+    session_id: Mapped[uuid.UUID] = mapped_column(Uuid, primary_key=True)
+    deleted_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    operator: Mapped[str | None] = mapped_column(SessionText(255))
+    target: Mapped[str | None] = mapped_column(SessionText(255))
+    started_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    ended_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime)
+    chunk_count: Mapped[int] = mapped_column(BigInteger)
+    byte_count: Mapped[int] = mapped_column(BigInteger)
+    #: The chain's last hash as stored, and the verdict of the chunks just before deletion.
+    final_digest: Mapped[bytes | None] = mapped_column(LargeBinary(32))
+    verdict: Mapped[str] = mapped_column(String(16))
+    #: The retention rule that deleted it, or NULL for a deletion by hand.
+    rule: Mapped[str | None] = mapped_column(String(249))
+    #: ``retention`` for a rule's, else the admin who ran ``sshtrail delete``.
+    deleted_by: Mapped[str] = mapped_column(SessionText(128))
+    reason: Mapped[str] = mapped_column(SessionText(1024))
+    #: The signed body (canonical JSON of the fields above), its Ed25519 signature
+    #: and the public key that made it.
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+    key: Mapped[bytes] = mapped_column(LargeBinary(32))
+
+    __table_args__ = (Index(None, "deleted_at"),)

@@ -28,6 +28,7 @@ from typing import Annotated, Any, Final, Literal
 import msgspec
 
 from sshtrail import stackenv
+from sshtrail.durations import parse_duration
 from sshtrail.errors import ConfigError
 from sshtrail.passwords import well_formed
 from sshtrail.stackenv import Sources
@@ -375,6 +376,48 @@ class AlertSettings(_Section):
                 )
 
 
+class RetentionRuleSettings(_Section, kw_only=True):
+    """One ``[[retention.rule]]``: how long sessions of some operators on some targets
+    are kept (docs/operations.md, "Retention and legal hold")."""
+
+    #: A name for the rule, said in every deletion it makes (``deletions``, ``verify``).
+    name: Name
+    #: Operators the rule covers: names with ``*`` and ``?``.
+    operators: list[Annotated[str, msgspec.Meta(pattern=SCOPE_PATTERN)]] = msgspec.field(
+        default_factory=lambda: ["*"]
+    )
+    #: Targets the rule covers: names with ``*`` and ``?``.
+    targets: list[Annotated[str, msgspec.Meta(pattern=SCOPE_PATTERN)]] = msgspec.field(
+        default_factory=lambda: ["*"]
+    )
+    #: How long a session is kept after it ended: ``30s``, ``12h``, ``90d``, ``7y``.
+    #: The longest ``keep`` of the rules covering a session wins.
+    keep: str
+    #: When deletion becomes required, not just allowed (a duration as ``keep``, at
+    #: least ``keep``); empty: as soon as ``keep`` has passed.
+    delete_after: str = ""
+
+    def __post_init__(self) -> None:
+        keep = parse_duration(self.keep)
+        if self.delete_after and parse_duration(self.delete_after) < keep:
+            raise ValueError(f"rule {self.name!r}: delete_after must be at least keep")
+
+
+class RetentionSettings(_Section):
+    """How long sessions are kept, and the deletions that prove what was deleted."""
+
+    #: The rules; a session no rule covers is kept forever.
+    rule: list[RetentionRuleSettings] = msgspec.field(default_factory=list)
+    #: How often the store and index groups look for sessions due for deletion, in seconds.
+    check_s: Annotated[float, msgspec.Meta(gt=0, le=86400)] = 60.0
+    #: Ed25519 key that signs the deletions' tombstones; created when missing. Empty
+    #: means ``<state_dir>/retention/deletion_ed25519_key``.
+    deletion_key: str = ""
+
+    def __post_init__(self) -> None:
+        _unique("retention.rule", [rule.name for rule in self.rule])
+
+
 class ConsoleRights(_Section):
     """What a console auditor may see and do: a local account's, or an identity
     provider group's (``[[web.oidc.groups]]``)."""
@@ -613,6 +656,7 @@ class Settings(_Section):
     control: ControlSettings = msgspec.field(default_factory=ControlSettings)
     policy: PolicySettings = msgspec.field(default_factory=PolicySettings)
     alerts: AlertSettings = msgspec.field(default_factory=AlertSettings)
+    retention: RetentionSettings = msgspec.field(default_factory=RetentionSettings)
     operators: list[OperatorSettings] = msgspec.field(default_factory=list)
     targets: list[TargetSettings] = msgspec.field(default_factory=list)
     auditors: list[AuditorSettings] = msgspec.field(default_factory=list)

@@ -85,6 +85,47 @@ CONSOLE_SESSIONS = Table(
 )
 
 
+DELETIONS = Table(
+    "deletions",
+    METADATA,
+    Column("session_id", Uuid(), primary_key=True),
+    Column("deleted_at", UTCDateTime(), nullable=False),
+    Column("operator", SessionText(255)),
+    Column("target", SessionText(255)),
+    Column("started_at", UTCDateTime()),
+    Column("ended_at", UTCDateTime()),
+    Column("chunk_count", BigInteger(), nullable=False),
+    Column("byte_count", BigInteger(), nullable=False),
+    Column("final_digest", LargeBinary(length=32)),
+    Column("verdict", String(length=16), nullable=False),
+    Column("rule", String(length=249)),
+    Column("deleted_by", SessionText(128), nullable=False),
+    Column("reason", SessionText(1024), nullable=False),
+    Column("body", LargeBinary(), nullable=False),
+    Column("signature", LargeBinary(length=64), nullable=False),
+    Column("key", LargeBinary(length=32), nullable=False),
+)
+
+
+HOLDS = Table(
+    "holds",
+    METADATA,
+    Column("id", String(length=32), primary_key=True),
+    Column("placed_by", SessionText(128), nullable=False),
+    Column("placed_at", UTCDateTime(), nullable=False),
+    Column("reason", SessionText(1024), nullable=False),
+    Column("case", SessionText(128), nullable=False),
+    Column("session_id", Uuid()),
+    Column("operator", SessionText(255)),
+    Column("target", SessionText(255)),
+    Column("since", UTCDateTime()),
+    Column("until", UTCDateTime()),
+    Column("released_at", UTCDateTime()),
+    Column("released_by", SessionText(128)),
+    Column("release_reason", SessionText(1024)),
+)
+
+
 REFUSED_CHUNKS = Table(
     "refused_chunks",
     METADATA,

@@ -28,6 +28,23 @@ def moment(text: str) -> dt.datetime:
         ) from None
 
 
+def later(text: str) -> dt.datetime:
+    """``+7d``, ``+12h`` from now (a plan's time ahead), ``now``, or an ISO date/time
+    (UTC if no zone)."""
+    ahead = re.fullmatch(r"\+(\d{1,9})([smhdw])", text.strip())
+    if ahead:
+        try:
+            seconds = int(ahead[1]) * _UNITS[ahead[2]]
+            return dt.datetime.now(dt.UTC) + dt.timedelta(seconds=seconds)
+        except OverflowError:
+            raise ValueError(f"{text!r} is outside the times that can be written") from None
+    if text.strip() == "now":
+        return dt.datetime.now(dt.UTC)
+    if re.fullmatch(r"\d{1,9}[smhdw]", text.strip()):
+        raise ValueError(f"{text!r}: a time ahead is written +{text.strip()}, or an ISO time")
+    return moment(text)
+
+
 def offset(text: str) -> float:
     """``HH:MM:SS``, ``MM:SS`` or seconds, as seconds."""
     parts = text.strip().split(":")

@@ -1,7 +1,8 @@
 """The consumer side's commands, one module each, named for the command: ``store``,
 ``index``, ``alert``, ``alerts``, ``lag``, ``lag_exporter``, ``reprocess``, ``completeness``,
 ``watch``, ``moderate``, ``web``, ``access_log``, ``terminate``, ``lock`` (and ``unlock``),
-``locks``, ``reviews`` (and ``review``). Each has ``run(args, settings)`` (or the handlers its
+``locks``, ``reviews`` (and ``review``), ``retention``, ``hold``, ``delete``,
+``deletions``. Each has ``run(args, settings)`` (or the handlers its
 parser names); their parsers are in :mod:`consumer.commands.parsers`, so that ``sshtrail
 --help`` loads none of what the commands run. Registered through the ``sshtrail.commands``
 entry points.
@@ -37,5 +38,9 @@ def register(commands: Any) -> None:
         parsers.reviews,
         parsers.review,
         parsers.alerts,
+        parsers.retention,
+        parsers.hold,
+        parsers.delete,
+        parsers.deletions,
     ):
         declare(commands)

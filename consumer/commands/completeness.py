@@ -46,6 +46,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
             f"{group}: {sum(r.stored for r in reports)} stored, "
             f"{sum(r.dead_lettered for r in reports)} dead-lettered, "
             f"{sum(r.quarantined for r in reports)} quarantined, "
+            f"{sum(r.deleted for r in reports)} deleted by retention or by hand, "
             f"{sum(len(r.missing) for r in reports)} missing, "
             f"{sum(end - first for r in reports for first, end in r.lost)} lost"
             + (
@@ -65,7 +66,7 @@ def _completeness_line(r: completeness.PartitionReport) -> str:
     else:
         line += (
             f"offsets {first}..{end - 1} checked: {r.stored} stored, {r.dead_lettered} "
-            f"dead-lettered, {r.quarantined} quarantined"
+            f"dead-lettered, {r.quarantined} quarantined, {r.deleted} deleted"
             if end > first
             else "nothing to check"
         )

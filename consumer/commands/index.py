@@ -8,9 +8,11 @@ import argparse
 from sqlalchemy import Engine
 
 from consumer.indexer import IndexWriter
+from consumer.indexpurge import IndexPurge
 from consumer.reprocess import drop_index, rebuild_index
 from consumer.service import (
     Stopped,
+    member_engine,
     open_database,
     open_index,
     run_member,
@@ -29,10 +31,15 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     if args.rebuild:
         return _rebuild(settings, engine)
     group = args.group or settings.consumer.index_group
+    # The store's tombstones say what to remove (by a rule or by hand); its engine is
+    # not checked here: a store away or behind only delays the purge.
+    store = member_engine(settings.database_url)
+    writer = IndexWriter(engine, purge=IndexPurge(store, settings.retention.check_s))
     try:
-        return run_member(settings, group, IndexWriter(engine), args.metrics_port, "index")
+        return run_member(settings, group, writer, args.metrics_port, "index")
     finally:
         engine.dispose()
+        store.dispose()
 
 
 def _rebuild(settings: Settings, index: Engine) -> int:

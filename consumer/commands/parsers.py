@@ -9,7 +9,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sshtrail.commandkit.arguments import http_url, moment, port, ranged
+from sshtrail.commandkit.arguments import future_moment, http_url, moment, port, ranged
 from sshtrail.commandkit.output import format_options
 
 #: What ``lag --watch`` judges each partition by: the readings of this many seconds.
@@ -492,6 +492,111 @@ def moderate(commands: Any) -> None:
     parser.add_argument("--hours", **_HOURS)
     format_options(parser, "a moderated session")
     parser.set_defaults(handler="consumer.commands.moderate:run")
+
+
+def retention(commands: Any) -> None:
+    parser = commands.add_parser(
+        "retention",
+        help="the retention rules: what each keeps, what is due (show); what would be "
+        "deleted (plan)",
+        description="'retention show' explains each [[retention.rule]]: the sessions and "
+        "bytes it decides, how many are due for deletion (overdue: past delete_after; held: "
+        "named by a legal hold) and when the next deletion falls due. 'retention plan' "
+        "lists the sessions that would be deleted at --at (default now), without deleting. "
+        "The store group deletes them (docs/operations.md, 'Retention and legal hold').",
+    )
+    actions = parser.add_subparsers(dest="what", metavar="ACTION", required=True)
+    show = actions.add_parser("show", help="per rule: sessions, bytes, due, next deletion")
+    show.add_argument("--at", type=moment, help="as at this time (2h ago, or an ISO time)")
+    format_options(show, csv_rows="one row per rule")
+    show.set_defaults(handler="consumer.commands.retention:run_show")
+    plan = actions.add_parser("plan", help="the sessions that would be deleted, not deleted")
+    plan.add_argument(
+        "--at",
+        type=future_moment,
+        help="at this time (default now): an ISO time, or a duration from now (+7d)",
+    )
+    format_options(plan, csv_rows="one row per session")
+    plan.set_defaults(handler="consumer.commands.retention:run_plan")
+
+
+def hold(commands: Any) -> None:
+    parser = commands.add_parser(
+        "hold",
+        help="legal holds: sessions no rule and no one may delete (add, list, release)",
+        description="A legal hold keeps the sessions it names -- one session, or every "
+        "session of an operator, of a target or started in a time range -- from deletion by "
+        "any path (retention, 'sshtrail delete') until it is released. Placing and releasing "
+        "are recorded with who, when and why.",
+    )
+    actions = parser.add_subparsers(dest="what", metavar="ACTION", required=True)
+    add = actions.add_parser("add", help="place a hold")
+    add.add_argument("session", nargs="?", metavar="SID", help="one session (id or prefix)")
+    add.add_argument("--operator", metavar="NAME", type=_name, help="every session of")
+    add.add_argument("--target", metavar="NAME", type=_name, help="every session on")
+    add.add_argument("--since", type=moment, help="sessions started since (ISO time or 7d)")
+    add.add_argument("--until", type=moment, help="sessions started until")
+    add.add_argument("--reason", **_REASON)
+    add.add_argument("--case", required=True, type=_case, metavar="ID", help="the case id")
+    add.add_argument("--as", **_AS)
+    add.set_defaults(handler="consumer.commands.hold:run_add")
+    listed = actions.add_parser("list", help="holds, newest first")
+    listed.add_argument("--all", action="store_true", help="released ones too")
+    format_options(listed, csv_rows="one row per hold")
+    listed.set_defaults(handler="consumer.commands.hold:run_list")
+    release = actions.add_parser("release", help="release a hold (it stays in the record)")
+    release.add_argument("hold_id", metavar="ID", type=_hold_id, help="the hold (id or prefix)")
+    release.add_argument("--reason", **_REASON)
+    release.add_argument("--as", **_AS)
+    release.set_defaults(handler="consumer.commands.hold:run_release")
+
+
+def delete(commands: Any) -> None:
+    parser = commands.add_parser(
+        "delete",
+        help="delete a session now (a GDPR request), leaving a signed tombstone",
+        description="Delete a stored session -- chunks, row, transfers, alerts; the index "
+        "drops its documents -- and keep a tombstone signed by the deletion key naming you "
+        "and your reason. Refused (exit 1) for a session under legal hold. Exits 3 for no "
+        "such session.",
+    )
+    parser.add_argument("session", metavar="SID", help="the session (id or prefix)")
+    parser.add_argument("--reason", **_REASON)
+    parser.add_argument("--as", **_AS)
+    parser.set_defaults(handler="consumer.commands.delete:run")
+
+
+def deletions(commands: Any) -> None:
+    parser = commands.add_parser(
+        "deletions",
+        help="the sessions deleted: by which rule or person, when, and the chain they had",
+        description="List the tombstones of deleted sessions, newest first, each checked "
+        "against its signature (exit 1 when one does not hold).",
+    )
+    parser.add_argument("--since", type=moment, help="only deleted since (7d or an ISO time)")
+    parser.add_argument(
+        "--limit", type=ranged(int, 1, 1_000_000, "1 to 1000000"), default=1000, help="at most"
+    )
+    format_options(parser, csv_rows="one row per deleted session")
+    parser.set_defaults(handler="consumer.commands.deletions:run")
+
+
+def _name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9._-]{1,249}", text):
+        raise argparse.ArgumentTypeError("a name of letters, digits, '.', '_' and '-'")
+    return text
+
+
+def _case(text: str) -> str:
+    if not re.fullmatch(r"[\x21-\x7e]{1,128}", text):
+        raise argparse.ArgumentTypeError("a case id of 1 to 128 printable characters, no spaces")
+    return text
+
+
+def _hold_id(text: str) -> str:
+    if not re.fullmatch(r"[0-9a-f]{4,32}", text):
+        raise argparse.ArgumentTypeError("a hold id: 4 to 32 hex digits")
+    return text
 
 
 def _member_options(parser: argparse.ArgumentParser, group_key: str) -> None:

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import argparse
 
+from sqlalchemy import Engine
+
+from consumer.retentionwork import RetentionWork
 from consumer.service import (
     Stopped,
     interrupted_after,
@@ -12,6 +15,7 @@ from consumer.service import (
     with_instance_id,
 )
 from consumer.store import StoreWriter
+from sshtrail import retention, tombstone
 from sshtrail.settings import Settings
 
 
@@ -26,9 +30,20 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         engine,
         interrupted_after(settings),
         evidence_max_bytes=settings.consumer.refused_chunks_max_mib << 20,
+        retention=_retention(settings, engine),
     )
     group = args.group or settings.consumer.store_group
     try:
         return run_member(settings, group, writer, args.metrics_port, "store")
     finally:
         engine.dispose()
+
+
+def _retention(settings: Settings, engine: Engine) -> RetentionWork | None:
+    """The retention rules' deletions, when there are rules (the deletion key is made
+    then, not before)."""
+    rules = retention.rules(settings)
+    if not rules:
+        return None
+    signer = tombstone.signing_key(settings)
+    return RetentionWork(engine, rules, settings.retention.check_s, signer)

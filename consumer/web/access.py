@@ -67,6 +67,11 @@ ACTIONS = (
     "lag",
     "access-log",
     "denied",
+    "retention",
+    "hold",
+    "hold-release",
+    "delete",
+    "deletions",
 )
 DETAIL_MAX = 2048
 

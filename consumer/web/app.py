@@ -66,6 +66,7 @@ from consumer.web.pages.files import FileDownloads
 from consumer.web.pages.locks import LockPages
 from consumer.web.pages.moderation import ModerationPages, ModerationPorts
 from consumer.web.pages.oidcsignin import CALLBACK, OidcSignIn
+from consumer.web.pages.retention import RetentionPage
 from consumer.web.pages.reviews import ReviewPages
 from consumer.web.pages.search import Search
 from consumer.web.pages.sessions import SessionPages
@@ -150,6 +151,7 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
         Route("/locks/unlock", _change_lock(console, locks, lock=False), methods=["POST"]),
         Route("/lag", signed_in(admin.lag, admin=True)),
         Route("/access-log", signed_in(admin.access_log, admin=True)),
+        Route("/retention", signed_in(RetentionPage(console).retention, admin=True)),
         Mount("/static", StaticFiles(directory=HERE / "static"), name="static"),
     ]
 

@@ -19,7 +19,7 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from sshtrail import crosscheck, describe, queries, search, sessionrequests
+from sshtrail import crosscheck, describe, holds, queries, search, sessionrequests, tombstone
 from sshtrail.cli import transfers
 from sshtrail.cli.commands import SESSION_COLUMNS
 from sshtrail.cli.evidence import refused_json, refused_lines, verdict_json
@@ -27,7 +27,7 @@ from sshtrail.commandkit.exits import EXIT_NO_MATCH
 from sshtrail.commandkit.output import chosen_format, print_csv, print_json, print_listing
 from sshtrail.commandkit.reading import index, store
 from sshtrail.db import existing_engine
-from sshtrail.errors import BrokerError, InvalidError, NotSetUp, WireError
+from sshtrail.errors import BrokerError, InvalidError, NotFound, NotSetUp, WireError
 from sshtrail.events import Notice
 from sshtrail.settings import Settings
 from sshtrail.states import MaskedInput, PolicyMark, SessionStatus, chosen_flag, split_flags
@@ -92,8 +92,9 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
 
 def run_show(args: argparse.Namespace, settings: Settings) -> int:
     with store(settings) as conn:
-        session_id = queries.resolve(conn, args.session)
+        session_id = _resolve_or_deleted(conn, args.session)
         row = queries.session(conn, session_id)
+        held = [hold for hold in holds.listed(conn) if holds.covers(hold, row)]
         # `short_id` is the id the tables show, as in `sessions --json`; it once held
         # the whole id without dashes here (docs/operations.md, "Auditor commands").
         short = queries.short_ids(conn, [session_id])[session_id]
@@ -121,6 +122,7 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         document["transfers_read"] = row["transfers"]
         document["transfers"] = [transfers.transfer_json(found) for found in moved]
         document["refused"] = refused_json(refused)
+        document["holds"] = [holds.as_json(hold) for hold in held]
         print_json(document)
         return 0
     fields = describe.session_fields(
@@ -151,7 +153,25 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{clock(t / 1e9):>12}  {visible(text)}")
     for line in transfers.session_lines(row, moved):
         print(line)
+    for hold in held:  # legal holds, released ones too (docs/operations.md)
+        state = "released" if hold["released_at"] is not None else "HELD"
+        print(f"{'hold':>12}  {state} {visible(holds.line(hold))}")
     return 0
+
+
+def _resolve_or_deleted(conn: Connection, prefix: str) -> uuid.UUID:
+    """The stored session ``prefix`` names; for a deleted one, a not-found error that
+    says what deleted it (its tombstone), as ``verify`` does."""
+    try:
+        return queries.resolve(conn, prefix)
+    except NotFound:
+        found = tombstone.find(conn, prefix)
+        if len(found) == 1:
+            gone = found[0]
+            raise NotFound(
+                f"session {gone['session_id']} was {visible(tombstone.describe(gone))}"
+            ) from None
+        raise
 
 
 def gateway_notices(stored: list[tuple[int, bytes]], code: str) -> list[tuple[int, str]]:

@@ -17,13 +17,13 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, BinaryIO, TypeVar
 
-from sqlalchemy.engine import RowMapping
+from sqlalchemy.engine import Connection, RowMapping
 
-from sshtrail import queries
+from sshtrail import queries, tombstone
 from sshtrail.chain import Status, Verdict
 from sshtrail.commandkit.output import print_json
 from sshtrail.commandkit.reading import store, stored_session
-from sshtrail.errors import InvalidError
+from sshtrail.errors import InvalidError, NotFound
 from sshtrail.events import Event
 from sshtrail.exports import Format, chunk_events, export_lines
 from sshtrail.settings import Settings
@@ -78,6 +78,11 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
         from sshtrail.cli import crosscheck  # noqa: PLC0415 (only when asked for)
 
         return crosscheck.run(args, settings)
+    if not args.all:  # a deleted session is told from its tombstone, no gateway key needed
+        with store(settings) as conn:
+            gone = _deleted(conn, args.session)
+        if gone is not None:
+            return _verify_deleted(gone, settings, args.json)
     keys = trusted_gateway_keys(settings, args.trust)
     results = []
     refused = {}
@@ -117,6 +122,30 @@ def run_verify(args: argparse.Namespace, settings: Settings) -> int:
                 file=sys.stderr,
             )
     return 0 if all(v.status is Status.OK for _, v in results) else 1
+
+
+def _deleted(conn: Connection, prefix: str) -> dict[str, Any] | None:
+    """The tombstone of the deleted session ``prefix`` names, when no stored session
+    has that id and exactly one tombstone does."""
+    try:
+        queries.resolve(conn, prefix)
+    except NotFound:
+        found = tombstone.find(conn, prefix)
+        if len(found) == 1:
+            return found[0]
+    return None
+
+
+def _verify_deleted(row: dict[str, Any], settings: Settings, as_json: bool) -> int:
+    """A deleted session's answer: what deleted it, and the chain it had, from its signed
+    tombstone. Exit 0 when the tombstone's signature holds and the chain had been intact."""
+    checked = tombstone.check(row, tombstone.public_key(settings))
+    if as_json:
+        print_json([{"status": "deleted", **tombstone.as_json(row, checked)}])
+    else:
+        line = f"{row['session_id']}  deleted  {visible(tombstone.describe(row))}"
+        print(line if checked.ok else f"{line}  TOMBSTONE NOT VALID: {checked.problem}")
+    return 0 if checked.ok and row["verdict"] == Status.OK.value else 1
 
 
 def run_export(args: argparse.Namespace, settings: Settings) -> int:

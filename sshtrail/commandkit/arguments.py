@@ -58,4 +58,5 @@ def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
 
 
 moment = _argument(timespec.moment)
+future_moment = _argument(timespec.later)
 offset = _argument(timespec.offset)

@@ -121,6 +121,22 @@ class Forwarded(_Strict):
     status: str
 
 
+class Hold(_Strict):
+    id: str
+    session: uuid.UUID | None
+    operator: str | None
+    target: str | None
+    since: str | None
+    until: str | None
+    case: str
+    reason: str
+    placed_by: str
+    placed_at: str
+    released_at: str | None
+    released_by: str | None
+    release_reason: str | None
+
+
 class Shown(Session, forbid_unknown_fields=True):
     environment: list[Variable]
     #: None for a session without a terminal.
@@ -136,6 +152,8 @@ class Shown(Session, forbid_unknown_fields=True):
     transfers_read: Literal["pending", "done", "failed"] | None
     transfers: list[Transfer]
     refused: list[RefusedChunk]
+    #: Legal holds naming the session, released ones too (sshtrail hold).
+    holds: list[Hold]
 
 
 class Hit(_Strict):

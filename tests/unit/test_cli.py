@@ -53,6 +53,10 @@ COMMANDS = (
     "moderate",
     "alerts",
     "policy",
+    "retention",
+    "hold",
+    "delete",
+    "deletions",
 )
 #: Commands' actions, each with a parser, help and usage errors of its own.
 ACTIONS = (
@@ -66,6 +70,11 @@ ACTIONS = (
     "policy test",
     "web sessions",
     "web revoke",
+    "retention show",
+    "retention plan",
+    "hold add",
+    "hold list",
+    "hold release",
 )
 
 

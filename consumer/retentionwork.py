@@ -1,0 +1,104 @@
+"""The store group's retention: deleting what the rules say is due, between batches.
+
+Runs from :meth:`consumer.store.StoreWriter.background`, so it never holds up a
+partition's consumption for more than the runner's background budget: it looks at
+most every ``retention.check_s`` seconds, plans a page of due sessions
+(sshtrail/retention.py) and deletes them one transaction each
+(consumer/deletion.py) until the budget is spent, then says more is waiting so
+the runner comes back soon. Held sessions are skipped, every time, and counted.
+
+Every member of the store group runs it; two deleting the same session is safe
+(the second finds its row gone, or waits on its lock and then finds it gone).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from sqlalchemy import Engine
+
+from consumer.deletion import Held, delete_session
+from consumer.transaction import Transaction
+from sshtrail import retention
+from sshtrail.errors import NotFound
+from sshtrail.tombstone import BY_RETENTION
+
+log = logging.getLogger(__name__)
+
+#: Sessions planned per look; more wait for the next call.
+PLAN_PAGE = 200
+
+
+class RetentionWork:
+    """Deletes due sessions for the store group; see the module docstring."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        rules: Sequence[retention.Rule],
+        check_s: float,
+        signer: Ed25519PrivateKey,
+        clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+    ) -> None:
+        self._engine = engine
+        self._rules = list(rules)
+        self._check_s = check_s
+        self._signer = signer
+        self._clock = clock
+        self._next_look = 0.0
+        self._waiting: list[retention.Due] = []
+        #: Sessions deleted since start (for logs and tests).
+        self.deleted = 0
+
+    def run(self, budget_s: float) -> bool:
+        """Delete due sessions for about ``budget_s``; whether more are due now."""
+        if not self._rules:
+            return False
+        deadline = time.monotonic() + budget_s
+        if not self._waiting:
+            if time.monotonic() < self._next_look:
+                return False
+            self._next_look = time.monotonic() + self._check_s
+            with Transaction(self._engine, "retention plan") as conn:
+                planned = retention.plan(conn, self._rules, self._clock(), PLAN_PAGE)
+            held = [item for item in planned if item.held_by]
+            if held:
+                log.info("retention: %d due sessions are under legal hold: kept", len(held))
+            self._waiting = [item for item in planned if not item.held_by]
+            if len(self._waiting) == PLAN_PAGE:
+                self._next_look = 0.0  # a full page: look again as soon as it is done
+        while self._waiting and time.monotonic() < deadline:
+            self._delete(self._waiting.pop(0))
+        return bool(self._waiting) or self._next_look == 0.0
+
+    def _delete(self, item: retention.Due) -> None:
+        session_id = item.session["id"]
+        try:
+            with Transaction(self._engine, "retention delete") as conn:
+                delete_session(
+                    conn,
+                    session_id,
+                    rule=item.rule.name,
+                    by=BY_RETENTION,
+                    reason=f"kept {_duration(item.rule.keep)} after it ended",
+                    signer=self._signer,
+                    at=self._clock(),
+                )
+        except Held as held:  # placed since the plan was made
+            log.info("retention: %s", held)
+        except NotFound:  # another member deleted it first
+            return
+        else:
+            self.deleted += 1
+
+
+def _duration(value: dt.timedelta) -> str:
+    seconds = int(value.total_seconds())
+    for unit, size in (("y", 365 * 86400), ("w", 7 * 86400), ("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"

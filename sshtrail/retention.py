@@ -1,0 +1,222 @@
+"""Retention rules as the store applies them: which rule keeps a session, and until when.
+
+A rule covers the sessions whose operator and target match its patterns
+(:class:`~sshtrail.scope.Scope`); of the rules covering a session, the longest
+``keep`` wins, and a session no rule covers is kept forever. ``keep`` counts
+from the session's end (its last chunk, for one the store marked ended); an
+active session is never due. ``delete_after``, when given, is when deletion
+becomes required: ``retention show`` names sessions past it as overdue.
+
+A due session that a legal hold names (sshtrail/holds.py) is not deleted; the
+plan lists it as held. What deletes is ``consumer/deletion.py``, on this plan.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import ColumnElement, and_, func, not_, or_, select, true
+from sqlalchemy.engine import Connection
+
+from sshtrail import holds
+from sshtrail.durations import parse_duration
+from sshtrail.scope import Scope
+from sshtrail.settings import Settings
+from sshtrail.states import SessionStatus
+from sshtrail.tables import SESSIONS
+
+#: The session columns a plan reads.
+_COLUMNS = (
+    SESSIONS.c.id,
+    SESSIONS.c.operator,
+    SESSIONS.c.target,
+    SESSIONS.c.started_at,
+    SESSIONS.c.ended_at,
+    SESSIONS.c.last_chunk_at,
+    SESSIONS.c.status,
+    SESSIONS.c.bytes_in,
+    SESSIONS.c.bytes_out,
+)
+#: Rows read per query while planning: the plan never holds the whole table.
+PAGE = 2000
+
+
+@dataclass(frozen=True, slots=True)
+class Rule:
+    name: str
+    scope: Scope
+    keep: dt.timedelta
+    delete_after: dt.timedelta | None
+
+
+@dataclass(frozen=True, slots=True)
+class Due:
+    """A session whose rule's ``keep`` has passed at the plan's time."""
+
+    session: Mapping[str, Any]
+    rule: Rule
+    ended: dt.datetime
+    held_by: list[str] = field(default_factory=list)
+
+    @property
+    def due_at(self) -> dt.datetime:
+        return self.ended + self.rule.keep
+
+    def overdue(self, at: dt.datetime) -> bool:
+        """Past ``delete_after``: its deletion is required, not just allowed."""
+        limit = self.rule.delete_after or self.rule.keep
+        return self.ended + limit <= at
+
+
+def rules(settings: Settings) -> list[Rule]:
+    return [
+        Rule(
+            rule.name,
+            Scope(tuple(rule.operators), tuple(rule.targets)),
+            parse_duration(rule.keep),
+            parse_duration(rule.delete_after) if rule.delete_after else None,
+        )
+        for rule in settings.retention.rule
+    ]
+
+
+def rule_for(found: Sequence[Rule], operator: str | None, target: str | None) -> Rule | None:
+    """The rule that decides a session's retention: the longest ``keep`` covering it."""
+    covering = [rule for rule in found if rule.scope.allows(operator, target)]
+    return max(covering, key=lambda rule: rule.keep, default=None)
+
+
+def ended(session: Mapping[str, Any]) -> dt.datetime | None:
+    """When retention counts from: the end, or the last chunk of an ended session."""
+    if session["status"] == SessionStatus.ACTIVE:
+        return None
+    found: dt.datetime | None = session["ended_at"] or session["last_chunk_at"]
+    return found
+
+
+def _ended_column() -> Any:
+    return func.coalesce(SESSIONS.c.ended_at, SESSIONS.c.last_chunk_at)
+
+
+def _sessions(conn: Connection, before: dt.datetime | None) -> Iterator[dict[str, Any]]:
+    """Ended sessions (before ``before``, when given), by id, a page at a time."""
+    after: uuid.UUID | None = None
+    while True:
+        query = select(*_COLUMNS).where(SESSIONS.c.status != SessionStatus.ACTIVE)
+        if before is not None:
+            query = query.where(_ended_column() <= before)
+        if after is not None:
+            query = query.where(SESSIONS.c.id > after)
+        page = [
+            dict(row) for row in conn.execute(query.order_by(SESSIONS.c.id).limit(PAGE)).mappings()
+        ]
+        yield from page
+        if len(page) < PAGE:
+            return
+        after = page[-1]["id"]
+
+
+def plan(
+    conn: Connection, found: Sequence[Rule], at: dt.datetime, limit: int | None = None
+) -> list[Due]:
+    """The sessions due for deletion at ``at``, oldest end first. Without ``limit`` (what
+    ``retention plan`` lists), held ones too, with their holds; with it (what the store
+    group deletes), at most ``limit`` sessions no hold names.
+
+    One query per rule, each asking only for the sessions that rule decides (in its
+    scope, in no longer rule's) that ended before its ``keep``: a store of a year
+    under a 90-day rule reads what is due, not the nine months that are not."""
+    if not found:
+        return []
+    active_holds = holds.active(conn)
+    dialect = conn.dialect.name
+    due: dict[uuid.UUID, Due] = {}
+    for rule in found:
+        cutoff = at - rule.keep
+        longer = [other for other in found if other.keep > rule.keep]
+        query = select(*_COLUMNS).where(
+            SESSIONS.c.status != SessionStatus.ACTIVE,
+            # started <= ended: a condition the index on started_at answers
+            or_(SESSIONS.c.started_at <= cutoff, SESSIONS.c.started_at.is_(None)),
+            _ended_column() <= cutoff,
+            rule.scope.condition(dialect, SESSIONS.c.operator, SESSIONS.c.target),
+            *(
+                not_(other.scope.condition(dialect, SESSIONS.c.operator, SESSIONS.c.target))
+                for other in longer
+            ),
+        )
+        if limit is not None:
+            if active_holds:
+                query = query.where(not_(or_(*(_held(hold) for hold in active_holds))))
+            query = query.order_by(_ended_column(), SESSIONS.c.id).limit(limit)
+        for row in conn.execute(query).mappings():
+            session = dict(row)
+            decided = rule_for(found, session["operator"], session["target"])
+            end = ended(session)
+            if decided is None or end is None or end + decided.keep > at:
+                continue
+            due[session["id"]] = Due(session, decided, end, holds.holding(active_holds, session))
+    ordered = sorted(due.values(), key=lambda item: (item.ended, item.session["id"]))
+    if limit is None:
+        return ordered
+    return [item for item in ordered if not item.held_by][:limit]
+
+
+def _held(hold: Mapping[str, Any]) -> ColumnElement[bool]:
+    """The sessions ``hold`` names, as SQL (what :func:`sshtrail.holds.covers` says)."""
+    if hold["session_id"] is not None:
+        one: ColumnElement[bool] = SESSIONS.c.id == hold["session_id"]
+        return one
+    conditions: list[ColumnElement[bool]] = []
+    if hold["operator"] is not None:
+        conditions.append(SESSIONS.c.operator == hold["operator"])
+    if hold["target"] is not None:
+        conditions.append(SESSIONS.c.target == hold["target"])
+    if hold["since"] is not None:
+        conditions.append(SESSIONS.c.started_at >= hold["since"])
+    if hold["until"] is not None:
+        conditions.append(SESSIONS.c.started_at <= hold["until"])
+    return and_(*conditions) if conditions else true()
+
+
+@dataclass(slots=True)
+class Coverage:
+    """What one rule covers now (``retention show``)."""
+
+    rule: Rule | None
+    sessions: int = 0
+    bytes: int = 0
+    due: int = 0
+    overdue: int = 0
+    held: int = 0
+    next_due: dt.datetime | None = None
+
+
+def coverage(conn: Connection, found: Sequence[Rule], at: dt.datetime) -> list[Coverage]:
+    """Per rule, the sessions it decides, their bytes, how many are due (and overdue,
+    and held), and when the next deletion falls due; last, what no rule covers."""
+    by_name: dict[str | None, Coverage] = {rule.name: Coverage(rule) for rule in found}
+    by_name[None] = Coverage(None)
+    active_holds = holds.active(conn)
+    for session in _sessions(conn, None):
+        rule = rule_for(found, session["operator"], session["target"])
+        entry = by_name[rule.name if rule else None]
+        entry.sessions += 1
+        entry.bytes += session["bytes_in"] + session["bytes_out"]
+        end = ended(session)
+        if rule is None or end is None:
+            continue
+        item = Due(session, rule, end)
+        if item.due_at <= at:
+            if holds.holding(active_holds, session):
+                entry.held += 1
+            else:
+                entry.due += 1
+                entry.overdue += item.overdue(at)
+        elif entry.next_due is None or item.due_at < entry.next_due:
+            entry.next_due = item.due_at
+    return list(by_name.values())
