@@ -16,7 +16,9 @@ The rules, and why (docs/recording.md, "Flags"):
 * ``binary-stdin`` -- an ``exec`` without a PTY whose command runs an interpreter that
   reads its program from standard input (:func:`reads_program_from_stdin`), and whose
   first :data:`STDIN_SAMPLE` bytes of input are not text: a NUL, or
-  :data:`ODD_PERCENT` % of them control bytes or not UTF-8.
+  :data:`ODD_PERCENT` % of them control bytes or not UTF-8 -- or whose command also
+  decodes (:func:`decodes`: ``base64 -d``, ``xxd -r``, ``gunzip`` ...): then the bytes
+  sent are text or not, but the program run is not what they read as.
 * ``blind-eval`` -- the masked-input mark is ``suspicious`` (sshtrail/maskedinput.py);
   ``transfer-unrequested`` -- set where transfers are read (:func:`transfer_unrequested`).
 """
@@ -61,6 +63,24 @@ _INTERPRETERS: Final = (
     (re.compile(r"node(?:js)?"), "ep"),
 )
 _GIVEN_LONG: Final = frozenset({"--eval", "--print", "--command"})
+#: Programs that always decode what they read (by name), and those that do with one of
+#: these options (``base64 -d``, ``xxd -r``, ``openssl enc -d``, ``gzip -d``).
+_DECODERS: Final = frozenset(
+    {"gunzip", "zcat", "bunzip2", "bzcat", "unxz", "xzcat", "unzstd", "zstdcat", "unlz4",
+     "lz4cat", "uudecode", "lzcat", "unlzma"}
+)  # fmt: skip
+_DECODING_OPTIONS: Final = {
+    "base64": {"-d", "--decode", "-D"},
+    "base32": {"-d", "--decode"},
+    "basenc": {"-d", "--decode"},
+    "xxd": {"-r", "-revert"},
+    "openssl": {"-d", "-decode"},
+    "gzip": {"-d", "--decompress"},
+    "bzip2": {"-d", "--decompress"},
+    "xz": {"-d", "--decompress"},
+    "zstd": {"-d", "--decompress"},
+    "lz4": {"-d", "--decompress"},
+}
 #: Options whose value is the next word.
 _VALUED: Final = frozenset({"-o", "+o", "-O", "+O", "-W", "-X", "-I", "-r", "--require"})
 
@@ -82,6 +102,7 @@ class FlagTracker:
     odd: int = 0  # of them, control bytes or not UTF-8
     pending: int = 0  # UTF-8 continuation bytes expected
     binary: bool = False
+    decoded: bool = False  # the exec's command also decodes (base64 -d ...)
 
     @classmethod
     def from_state(cls, state: str | None) -> FlagTracker:
@@ -109,7 +130,7 @@ class FlagTracker:
         flags = set()
         if self.erases:
             flags.add(SessionFlag.PROMPT_ERASES.value)
-        if self.binary and self.interpreter and self.pty is False:
+        if (self.binary or self.decoded) and self.interpreter and self.pty is False:
             flags.add(SessionFlag.BINARY_STDIN.value)
         return flags
 
@@ -126,6 +147,7 @@ class FlagTracker:
         elif isinstance(event, Exec) and event.mode == "exec":
             command = event.command.decode("utf-8", "replace")
             self.interpreter = reads_program_from_stdin(command)
+            self.decoded = decodes(command)
         elif isinstance(event, End):
             self._close_window()
             self._decide_stdin(ended=True)
@@ -220,6 +242,31 @@ def reads_program_from_stdin(command: str) -> bool:
     ``-`` or ``-s``, or given no script nor program text, alone or as a stage of a pipe
     (``base64 -d | sh``), however wrapped (``env``, ``sudo``, ``sh -c``)."""
     return any(_stdin_program(words) for words in commands(command))
+
+
+def decodes(command: str) -> bool:
+    """Whether ``command`` runs a decoder anywhere in it (``base64 -d``, ``xxd -r``,
+    ``gunzip``, ``openssl enc -d`` ...), however wrapped: what it hands on is not the
+    text that was sent."""
+    return any(_decoder(words) for words in commands(command))
+
+
+def _decoder(words: list[str]) -> bool:
+    for at, word in enumerate(words):
+        name = word.rsplit("/", 1)[-1]
+        if program_at(words, name) != at:
+            continue
+        if name in _DECODERS:
+            return True
+        options = _DECODING_OPTIONS.get(name)
+        if options is not None:
+            return any(
+                argument in options
+                or (argument[:1] == "-" and argument[1:2] != "-" and "d" in argument[1:]
+                    and name not in ("xxd", "openssl"))
+                for argument in words[at + 1 :]
+            )  # fmt: skip
+    return False
 
 
 def _stdin_program(words: list[str]) -> bool:

@@ -71,8 +71,6 @@ MISSED = {
     "a prompt could not be told apart, and the store group runs no terminal emulator "
     "(docs/recording.md, Flags)",
     22: "as 21: the commands are listed '(?)', the session is not flagged",
-    26: "base64 is text, so binary-stdin does not fire; the script's commands are not "
-    "searchable (only its output) and the session is not flagged",
 }
 
 

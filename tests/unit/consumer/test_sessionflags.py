@@ -107,6 +107,31 @@ def test_text_or_no_interpreter_on_stdin_does_not_flag(command: bytes, data: byt
     assert binary_exec(command, data) is None
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        b"base64 -d | bash",
+        b"env base64 --decode | sudo bash -s",
+        b"xxd -r -p | sh",
+        b"openssl enc -d -base64 | python3 -",
+        b"sh -c 'base32 -d | perl'",
+        b"gzip -dc | sh",
+    ],
+)
+def test_a_program_decoded_on_its_way_to_an_interpreter_flags_though_sent_as_text(
+    command: bytes,
+) -> None:
+    """``base64 -d | bash`` is fed text, yet what runs is not what an auditor reads
+    (issue 41's case 26)."""
+    encoded = b"ZWNobyBoaWRkZW4K\n" * 40
+    assert binary_exec(command, encoded) == "binary-stdin"
+
+
+@pytest.mark.parametrize("command", [b"base64 /tmp/f | bash", b"bash -s", b"base64 -d > /tmp/x"])
+def test_text_not_decoded_for_an_interpreter_does_not_flag(command: bytes) -> None:
+    assert binary_exec(command, b"echo hello\n" * 40) is None
+
+
 def test_with_a_pty_the_input_is_keys_not_a_program() -> None:
     chunks: list[list[Event]] = [[Input(10, ELF)]]
     assert flags_of(chunks, term="xterm", request=("exec", b"bash -s")) is None
