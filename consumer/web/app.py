@@ -66,6 +66,7 @@ from consumer.web.pages.downloads import Downloads
 from consumer.web.pages.locks import LockPages
 from consumer.web.pages.moderation import ModerationPages, ModerationPorts
 from consumer.web.pages.oidcsignin import CALLBACK, OidcSignIn
+from consumer.web.pages.pieces import Pieces
 from consumer.web.pages.reviews import ReviewPages
 from consumer.web.pages.search import Search
 from consumer.web.pages.sessions import SessionPages
@@ -114,6 +115,7 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
     search, admin, reviews = Search(console), Admin(console), ReviewPages(console)
     alerts, moderation = AlertPages(console), ModerationPages(console, moderation_ports)
     oidc, locks = OidcSignIn(console), LockPages(console)
+    pieces = Pieces(console)
     signed_in = _guard(console)
     routes = [
         Route("/", lambda request: RedirectResponse("/sessions", 303)),
@@ -127,6 +129,8 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
         Route("/sessions", signed_in(sessions.sessions)),
         Route("/sessions/{sid}", signed_in(sessions.session)),
         Route("/sessions/{sid}/cast", signed_in(downloads.cast)),
+        Route("/sessions/{sid}/pieces", signed_in(pieces.index)),
+        Route("/sessions/{sid}/pieces/{n}", signed_in(pieces.piece)),
         Route("/sessions/{sid}/export/{kind}", signed_in(downloads.export)),
         Route("/sessions/{sid}/terminate", _terminate(console, sessions), methods=["POST"]),
         Route("/sessions/{sid}/moderate", _presence(console, moderation), methods=["POST"]),
