@@ -61,6 +61,20 @@ class PieceMap:
     shifts: dict[int, int] = field(default_factory=dict)
     #: (real ms of a chunk's first event, its shift) wherever the shift grows.
     steps: list[tuple[int, int]] = field(default_factory=list)
+    #: (seq, stored bytes) of every chunk, in order.
+    sizes: list[tuple[int, int]] = field(default_factory=list)
+
+    def window(self, n: int, size: int) -> Piece | None:
+        """The last chunks before piece ``n`` holding ``size`` bytes at least, as a piece
+        (None if everything before it is less)."""
+        first_seq = self.pieces[n].first_seq
+        at = bisect.bisect_left(self.sizes, (first_seq, -1))
+        held = 0
+        for k in range(at - 1, -1, -1):
+            held += self.sizes[k][1]
+            if held >= size:
+                return Piece(-1, self.sizes[k][0], self.sizes[at - 1][0], 0)
+        return None
 
     def played_ms(self, real_ms: int) -> int:
         """A moment of the session (ms since its start) on the player's timeline."""
@@ -94,6 +108,7 @@ def cut(chunks: Iterable[tuple[int, int, int, int]], idle_ms: int = 0) -> PieceM
     pieces: list[Piece] = []
     shifts: dict[int, int] = {}
     steps: list[tuple[int, int]] = []
+    sizes: list[tuple[int, int]] = []
     first_seq = last_seq = -1
     start_ms = last_ms = held = shift = 0
     for seq, t_first, t_last, size in chunks:
@@ -102,6 +117,7 @@ def cut(chunks: Iterable[tuple[int, int, int, int]], idle_ms: int = 0) -> PieceM
             shift = real_ms - last_ms - idle_ms
             steps.append((real_ms, shift))
         shifts[seq] = shift
+        sizes.append((seq, size))
         begins_ms = real_ms - shift
         full = held >= PIECE_BYTES or begins_ms - start_ms >= PIECE_SECONDS * 1000
         if first_seq < 0 or (full and begins_ms > last_ms):
@@ -114,7 +130,7 @@ def cut(chunks: Iterable[tuple[int, int, int, int]], idle_ms: int = 0) -> PieceM
     if first_seq >= 0:
         pieces.append(Piece(len(pieces), first_seq, last_seq, start_ms))
     duration_ms = max(last_ms, pieces[-1].start_ms + 1) if pieces else 1
-    return PieceMap(pieces, duration_ms, shifts, steps)
+    return PieceMap(pieces, duration_ms, shifts, steps, sizes)
 
 
 def piece_events(
@@ -151,6 +167,20 @@ def first_size(conn: Connection, session_id: uuid.UUID) -> tuple[int, int]:
         events = []
     start = events[0] if events and isinstance(events[0], Start) else None
     return ((start.cols or 80), (start.rows or 24)) if start else (80, 24)
+
+
+def first_screen_ms(conn: Connection, session_id: uuid.UUID) -> int:
+    """When the session's first screen is shown: the end of the first chunk after its
+    start (the first output the gateway batched, its banner and prompt) and a
+    millisecond, so the still has it whatever the rounding; 0 if none."""
+    query = (
+        select(CHUNKS.c.t_last)
+        .where(CHUNKS.c.session_id == session_id, CHUNKS.c.seq > 0)
+        .order_by(CHUNKS.c.seq)
+        .limit(1)
+    )
+    found = conn.execute(query).scalar_one_or_none()
+    return int(found) // 1_000_000 + 1 if found is not None else 0
 
 
 def _seconds(ms: int) -> float:

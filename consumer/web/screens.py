@@ -1,14 +1,22 @@
 """The screen at each piece's start of the recordings being played, kept while they are.
 
-Computed on demand: the recording is fed to the emulator from its beginning up
-to the piece asked for, and the screen at every piece boundary passed is kept
-(its paint is a few kilobytes), with the emulator where it stopped. A player
-asks for pieces in order as it plays and fetches the next one ahead, so each
-piece costs emulating the one before it; a seek forward continues from the
-furthest point reached, and one backward is answered from what is kept. Only a
-first seek deep into a long recording pays for everything before it
-(docs/performance.md has what that costs). :data:`SESSIONS` recordings are kept,
-the least recently played forgotten first.
+Computed on demand: the recording is fed to the emulator up to the piece asked
+for, and the screen at every piece boundary passed is kept (its paint is a few
+kilobytes), with the emulator where it stopped. A player asks for pieces in
+order as it plays and fetches the next one ahead, so each piece costs emulating
+the one before it; one asked again is answered from what is kept.
+
+A seek further than :data:`FAR` bytes of recording ahead does not emulate
+everything before it -- the emulator draws about 4 MB of text a second and
+well under 1 MB of binary-looking output (docs/performance.md), so a search
+hit an hour into a recording would wait minutes. The screen is drawn on a
+fresh terminal from the last :data:`WINDOW` bytes before the piece instead:
+output that filled the screen since (any scrolling text, any full-screen
+program's redraw) comes out the same; what was drawn before that window and
+never overwritten is missing, and the terminal size is the session's first
+until a resize in the window. Playing on from there is emulated in order.
+:data:`SESSIONS` recordings are kept, the least recently played forgotten
+first.
 """
 
 from __future__ import annotations
@@ -25,6 +33,10 @@ from sshtrail.screenstate import ScreenState
 
 #: Recordings whose screens are kept at once.
 SESSIONS = 8
+#: Stored bytes before a piece a seek draws its screen from (see above).
+WINDOW = 256 << 10
+#: Stored bytes ahead of the emulator beyond which a piece is a seek, not the next.
+FAR = 2 << 20
 #: A screen as the player's snapshot wants it: columns, rows, the bytes that paint it.
 Snapshot = tuple[int, int, str]
 #: A recording as played: the session, and the idle limit its pieces were cut with.
@@ -76,8 +88,14 @@ class ScreenCache:
         with played.lock:
             if n in played.paints:
                 return played.paints[n]
-            if n < played.at:  # forgotten: only the paints of pieces reached are kept
+            if n < played.at:  # only the paints of pieces reached are kept
                 played.state, played.at = ScreenState(*size), 0
+            far = found.window(n, FAR)
+            if far is not None and found.pieces[played.at].first_seq < far.first_seq:
+                played.state, played.at = ScreenState(*size), n  # too far ahead: see above
+                for _seq, event in events(found.window(n, WINDOW) or far):
+                    played.state.feed(event)
+                played.paints[n] = (*played.state.size, played.state.paint())
             while played.at < n:
                 for _seq, event in events(found.pieces[played.at]):
                     played.state.feed(event)

@@ -26,7 +26,7 @@ from consumer.web.pages.base import (
     read_seconds,
 )
 from consumer.web.pages.downloads import EXPORTS
-from sshtrail import control, interrupted, queries
+from sshtrail import control, interrupted, pieces, queries
 from sshtrail.alertqueries import AlertFilter, list_alerts
 from sshtrail.chain import Status
 from sshtrail.describe import duration_text, exit_text, request_text, session_fields, signer_text
@@ -173,6 +173,11 @@ class SessionPages(Page):
             "input": request.query_params.get("input") == "1",
         }
         cast = f"/sessions/{row['id'].hex}/cast" + ("?input=1" if player["input"] else "")
+        # The player's recording in pieces (consumer/web/pages/pieces.py): the idle limit
+        # is cut on the server, as the segmented player takes none.
+        chosen = [f"idle={player['idle']}"] if player["idle"] else []
+        chosen += ["input=1"] if player["input"] else []
+        in_pieces = f"/sessions/{row['id'].hex}/pieces" + ("?" + "&".join(chosen) if chosen else "")
         live = row["status"] == "active" and not request.query_params.get("t")
         fields = [
             (name, value if isinstance(value, Markup) else filters.shown(value))
@@ -199,6 +204,8 @@ class SessionPages(Page):
                 "alerts_shown": ALERTS_SHOWN,
                 "player": player,
                 "cast": cast,
+                "pieces": in_pieces,
+                "still": self._still(row["id"]),
                 "live": live,
                 "moderate": live and request.query_params.get("moderate") == "1",
                 "may_terminate": auditor.may_terminate and row["status"] == "active",
@@ -207,6 +214,11 @@ class SessionPages(Page):
                 "exports": list(EXPORTS),
             },
         )
+
+    def _still(self, session_id: uuid.UUID) -> float:
+        """When the player's still before play is taken: the session's first screen."""
+        with self._store() as conn:
+            return pieces.first_screen_ms(conn, session_id) / 1000
 
     def watchable(self, connection: HTTPConnection) -> dict[str, Any]:
         """The session a live view asks for, in scope (404 otherwise); the watch logged."""
