@@ -180,6 +180,9 @@ BAD = [
     "/pieces/99999999999999999999999",
     "/pieces/0?input=2",
     "/pieces?input=yes",
+    "/pieces?idle=3",
+    "/pieces/0?idle=-1",
+    "/pieces/0?idle=2.0",
 ]
 
 
