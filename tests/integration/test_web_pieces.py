@@ -129,6 +129,22 @@ def test_the_idle_limit_cuts_pauses_on_the_pieces_timeline(
         _checked(cut, n, client.get(segment["url"]).json())
 
 
+def test_the_session_page_opens_the_player_at_the_moment_on_the_cut_timeline(
+    client: TestClient, recorded: dict[str, uuid.UUID]
+) -> None:
+    """A search hit's ?t= is the session's time; with the idle limit the player's is 99 s
+    less after the 101 s pause (cut to 2 s), and the timeline's buttons are moved so."""
+    session = recorded["alice"].hex
+    page = client.get(f"/sessions/{session}?t=110&idle=2").text
+    assert 'data-start="11.000"' in page
+    assert 'data-steps="[[108.0,99.0]]"' in page
+    assert f'data-pieces="/sessions/{session}/pieces?idle=2"' in page
+    assert 'data-still="1.001"' in page  # the end of the first output chunk
+    whole = client.get(f"/sessions/{session}?t=110&idle=").text
+    assert 'data-start="110.000"' in whole
+    assert 'data-steps="[]"' in whole
+
+
 def test_a_piece_asked_first_deep_in_the_recording_has_the_same_screen(
     client: TestClient, recorded: dict[str, uuid.UUID]
 ) -> None:

@@ -3,6 +3,7 @@ transfers, player, live view and terminate button."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -205,7 +206,7 @@ class SessionPages(Page):
                 "player": player,
                 "cast": cast,
                 "pieces": in_pieces,
-                "still": self._still(row["id"]),
+                **self._timeline(row["id"], player),
                 "live": live,
                 "moderate": live and request.query_params.get("moderate") == "1",
                 "may_terminate": auditor.may_terminate and row["status"] == "active",
@@ -215,10 +216,20 @@ class SessionPages(Page):
             },
         )
 
-    def _still(self, session_id: uuid.UUID) -> float:
-        """When the player's still before play is taken: the session's first screen."""
+    def _timeline(self, session_id: uuid.UUID, player: dict[str, Any]) -> dict[str, Any]:
+        """The player's still before play (the session's first screen), and its timeline
+        with the idle limit cut (``sshtrail/pieces.py``): the asked moment on it, and
+        where it moves from the session's time (the timeline's seek buttons)."""
         with self._store() as conn:
-            return pieces.first_screen_ms(conn, session_id) / 1000
+            found = pieces.piece_map(conn, session_id, int(player["idle"] or 0) * 1000)
+            still = pieces.first_screen_ms(conn, session_id)
+        start = found.played_ms(int(player["t"] * 1000)) / 1000 if player["t"] else 0.0
+        steps = [[real / 1000, shift / 1000] for real, shift in found.steps]
+        return {
+            "still": found.played_ms(still) / 1000,
+            "played_start": start,
+            "steps": json.dumps(steps, separators=(",", ":")),
+        }
 
     def watchable(self, connection: HTTPConnection) -> dict[str, Any]:
         """The session a live view asks for, in scope (404 otherwise); the watch logged."""

@@ -66,9 +66,22 @@ function mountPlayer() {
   const player = AsciinemaPlayer.create(source, element, options);
   window.sshtrailPlayer = player;
   player.addEventListener("ready", () => element.setAttribute("data-ready", "yes"));
+  // The timeline's times are the session's; the player's skip the pauses the idle limit
+  // cut, by the shift the server gives from each cut pause on ([session s, shift s]).
+  const steps = element.dataset.pieces ? JSON.parse(element.dataset.steps || "[]") : [];
+  const played = (t) => {
+    let shift = 0;
+    for (const [real, moved] of steps) {
+      if (real > t) {
+        break;
+      }
+      shift = moved;
+    }
+    return Math.max(t - shift, 0);
+  };
   for (const button of document.querySelectorAll("button.seek")) {
     button.addEventListener("click", () => {
-      const at = parseFloat(button.dataset.t || "0");
+      const at = played(parseFloat(button.dataset.t || "0"));
       player.seek(at).then(() => element.scrollIntoView({ block: "nearest" }));
     });
   }
