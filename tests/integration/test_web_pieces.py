@@ -18,7 +18,7 @@ from consumer.web.app import create_app
 from sshtrail import events as ev
 from sshtrail.pieces import PIECE_BYTES
 from sshtrail.screenstate import ScreenState
-from sshtrail.tables import ACCESS_LOG
+from sshtrail.tables import ACCESS_LOG, SESSIONS
 from sshtrail.wire import decode_chunk
 from tests.integration.test_web_http import settings_for, sign_in
 from tests.support.recordings import events_session
@@ -143,6 +143,31 @@ def test_the_session_page_opens_the_player_at_the_moment_on_the_cut_timeline(
     whole = client.get(f"/sessions/{session}?t=110&idle=").text
     assert 'data-start="110.000"' in whole
     assert 'data-steps="[]"' in whole
+
+
+def test_a_session_with_nothing_stored_keeps_the_whole_recordings_player(
+    client: TestClient, store_engine: Engine
+) -> None:
+    """A refused login has no chunks: no pieces to play, the empty asciicast instead."""
+    session_id = uuid.uuid4()
+    with store_engine.begin() as conn:
+        conn.execute(
+            SESSIONS.insert().values(
+                id=session_id,
+                operator="alice",
+                target="t1",
+                started_at=dt.datetime.now(dt.UTC),
+                status="refused",
+                request="shell",
+                bytes_in=0,
+                bytes_out=0,
+                chunk_count=0,
+                gaps=[],
+            )
+        )
+    page = client.get(f"/sessions/{session_id.hex}").text
+    assert 'data-pieces=""' in page
+    assert client.get(f"/sessions/{session_id.hex}/pieces").status_code == 404
 
 
 def test_a_piece_asked_first_deep_in_the_recording_has_the_same_screen(

@@ -205,8 +205,7 @@ class SessionPages(Page):
                 "alerts_shown": ALERTS_SHOWN,
                 "player": player,
                 "cast": cast,
-                "pieces": in_pieces,
-                **self._timeline(row["id"], player),
+                **self._timeline(row["id"], player, in_pieces),
                 "live": live,
                 "moderate": live and request.query_params.get("moderate") == "1",
                 "may_terminate": auditor.may_terminate and row["status"] == "active",
@@ -216,16 +215,20 @@ class SessionPages(Page):
             },
         )
 
-    def _timeline(self, session_id: uuid.UUID, player: dict[str, Any]) -> dict[str, Any]:
-        """The player's still before play (the session's first screen), and its timeline
-        with the idle limit cut (``sshtrail/pieces.py``): the asked moment on it, and
-        where it moves from the session's time (the timeline's seek buttons)."""
+    def _timeline(
+        self, session_id: uuid.UUID, player: dict[str, Any], in_pieces: str
+    ) -> dict[str, Any]:
+        """The player's recording in pieces (none stored: the whole, empty, asciicast), its
+        still before play (the session's first screen), and its timeline with the idle
+        limit cut (``sshtrail/pieces.py``): the asked moment on it, and where it moves
+        from the session's time (the timeline's seek buttons)."""
         with self._store() as conn:
             found = pieces.piece_map(conn, session_id, int(player["idle"] or 0) * 1000)
             still = pieces.first_screen_ms(conn, session_id)
         start = found.played_ms(int(player["t"] * 1000)) / 1000 if player["t"] else 0.0
         steps = [[real / 1000, shift / 1000] for real, shift in found.steps]
         return {
+            "pieces": in_pieces if found.pieces else "",
             "still": found.played_ms(still) / 1000,
             "played_start": start,
             "steps": json.dumps(steps, separators=(",", ":")),
