@@ -7,13 +7,18 @@ process, signs in, and times each page as a browser gets it (a new request
 over loopback, wall time at the client): p50 and p95 of ``--runs`` requests,
 and the ratio of the p50 to ``/healthz``'s (what one request costs before any
 page work). For the big recording: the time to the first byte of the
-asciicast the player loads, and to its last byte.
+whole asciicast (what /cast streams), and to its last byte. In chromium: the
+time from navigating to a session's page to the first frame on its player
+(the recording played in pieces), at the start and at ?t= its middle, for
+text sessions of each of ``--frame-mb`` MB and the random-bytes one, each as
+a ratio to the smallest session's measured first in the same run.
 
 Goals (issue 19): sessions page over 100,000 sessions p95 <= 100 ms; search
 pages as fast as the CLI's search (bench.audit); the player starts a 100 MB
-recording in <= 1 s.
+recording in <= 1 s; issue 33: whatever its size.
 
     python -m bench.web [--sessions 100000] [--lines 200000] [--big-mb 100] [--runs 30]
+                        [--frame-mb 10,100,1000]
 """
 
 from __future__ import annotations
@@ -40,25 +45,31 @@ from sshtrail.broker import free_port
 from sshtrail.passwords import hash_password
 from sshtrail.tables import SESSIONS
 from sshtrail.wire import decode_chunk
-from tests.support.recordings import SIGNER, recording
+from tests.support.recordings import SIGNER, streamed_recording
 
 PASSWORD = "bench-password"
 
 
 def big_session(store_url: str, megabytes: int, text: bool) -> str:
     """One closed session of ``megabytes`` MB of output (terminal text, or random bytes:
-    the worst case, each a ``\ufffd`` escape in the asciicast), in 64 KiB chunks; with 0,
+    the worst case, each a ``\ufffd`` escape in the asciicast), in 64 KiB chunks 1 ms
+    apart, written 200 chunks at a time (a 1 GB session never whole in memory); with 0,
     the smallest session the player shows: one chunk of one line."""
     from sshtrail.db import make_engine
 
     engine = make_engine(store_url)
     writer = StoreWriter(engine, dt.timedelta(hours=1))
     chunks, size = (megabytes * 16 + 2, 64 << 10) if megabytes else (3, 80)
-    session_id, messages = recording(chunks, size, target="big", text=text)
+    session_id, messages = streamed_recording(chunks, size, target="big", text=text)
     now = dt.datetime.now(dt.UTC)
-    received = [Received(decode_chunk(m), 1, i, now) for i, m in enumerate(messages)]
-    for start in range(0, len(received), 200):
-        writer.write(received[start : start + 200])
+    batch: list[Received] = []
+    for i, message in enumerate(messages):
+        batch.append(Received(decode_chunk(message), 1, i, now))
+        if len(batch) == 200:
+            writer.write(batch)
+            batch = []
+    if batch:
+        writer.write(batch)
     engine.dispose()
     return session_id.hex
 
@@ -134,10 +145,23 @@ def stream_cast(
     return first, whole
 
 
-def browser_start(base: str, sessions: dict[str, str], smallest: str) -> None:
-    """In Debian's chromium: from opening a session's page to its player being ready
-    (the recording loaded and its first frame shown), against the smallest session's
-    (``smallest``: one chunk of one line), measured first."""
+#: Put in every page before its own scripts (CDP): the moment, in ms since the page's
+#: navigation began, the player's terminal first shows any text -- the first frame.
+FIRST_FRAME = """
+new MutationObserver(() => {
+  if (window.sshtrailFirstFrame !== undefined) { return; }
+  for (const line of document.querySelectorAll("#player .ap-term-text")) {
+    if (line.textContent.trim()) { window.sshtrailFirstFrame = performance.now(); return; }
+  }
+}).observe(document, { subtree: true, childList: true, characterData: true });
+"""
+
+
+def first_frames(base: str, sessions: dict[str, tuple[str, float]], smallest: str) -> None:
+    """In Debian's chromium: from navigating to a session's page to the first frame on its
+    player, at the start and at ``?t=`` (a search hit's moment: the given seconds), against
+    the smallest session's (``smallest``: one chunk of one line), measured first in the
+    same browser; and which pieces the page fetched."""
     if not (shutil.which("chromium") and shutil.which("chromedriver")):
         print("player start in the browser: not measured (chromium, chromium-driver missing)")
         return
@@ -150,25 +174,38 @@ def browser_start(base: str, sessions: dict[str, str], smallest: str) -> None:
         options.add_argument(argument)
     options.binary_location = shutil.which("chromium") or "chromium"
     driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.execute_cdp_cmd("Page.addScriptToEvaluateOnNewDocument", {"source": FIRST_FRAME})
     try:
         driver.get(f"{base}/login")
         driver.find_element(By.ID, "name").send_keys("bench")
         driver.find_element(By.ID, "password").send_keys(PASSWORD)
         driver.find_element(By.ID, "sign-in").click()
         baseline: float | None = None
-        for kind, session in {"the smallest session": smallest, **sessions}.items():
-            started = time.perf_counter()
-            driver.get(f"{base}/sessions/{session}")
-            while driver.find_element(By.ID, "player").get_attribute("data-ready") != "yes":
-                if time.perf_counter() - started > 120:
-                    print(f"player start, {kind}: not ready after 120 s")
-                    break
-                time.sleep(0.01)
-            else:
-                took = time.perf_counter() - started
-                ratio = f"  ({took / baseline:.1f}x the smallest session's)" if baseline else ""
+        runs = {"the smallest session": (smallest, 0.0), **sessions}
+        for kind, (session, middle) in runs.items():
+            for at in (0.0, middle) if middle else (0.0,):
+                query = f"?t={at:.3f}&idle=" if at else "?idle="
+                driver.get(f"{base}/sessions/{session}{query}")
+                started = time.perf_counter()
+                took = None
+                while time.perf_counter() - started < 120:
+                    took = driver.execute_script("return window.sshtrailFirstFrame")
+                    if took is not None:
+                        break
+                    time.sleep(0.01)
+                if took is None:
+                    print(f"first frame in chromium, {kind}: none after 120 s")
+                    continue
+                fetched = driver.execute_script(
+                    "return performance.getEntriesByType('resource')"
+                    ".map(e => e.name).filter(n => n.includes('/pieces'))"
+                    ".map(n => n.split('/pieces')[1] || 'index')"
+                )
+                where = f"at t={at:.2f} s (its middle)" if at else "at the start"
+                ratio = f"  ({took / baseline:.2f}x the smallest session's)" if baseline else ""
                 print(
-                    f"player start in chromium, {kind}: {took:.2f} s from opening the page{ratio}"
+                    f"first frame in chromium, {kind}, {where}: {took:.0f} ms from navigating"
+                    f"{ratio}; fetched: {', '.join(fetched)}"
                 )
                 if session == smallest:
                     baseline = took
@@ -181,6 +218,11 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=100_000)
     parser.add_argument("--lines", type=int, default=200_000)
     parser.add_argument("--big-mb", type=int, default=100)
+    parser.add_argument(
+        "--frame-mb",
+        default="10,100,1000",
+        help="sizes (MB, comma-separated) of the text sessions timed to their first frame",
+    )
     parser.add_argument("--runs", type=int, default=30)
     args = parser.parse_args()
     workdir = scratch("bench-web-")
@@ -196,6 +238,11 @@ def main() -> None:
         f"{args.big_mb} MB of text": big_session(store_url, args.big_mb, text=True),
         f"{args.big_mb} MB of random bytes": big_session(store_url, args.big_mb, text=False),
     }
+    framed_: dict[str, tuple[str, float]] = {}  # kind: (session, the middle's seconds)
+    for mb in (int(x) for x in args.frame_mb.split(",") if x):
+        made = time.monotonic()
+        framed_[f"{mb} MB of text"] = (big_session(store_url, mb, text=True), mb * 16 / 2000)
+        print(f"a session of {mb} MB of text stored in {time.monotonic() - made:.0f} s")
     print(
         f"{args.sessions:,} sessions, {args.lines:,} indexed lines and two {args.big_mb} MB "
         f"sessions stored in {time.monotonic() - began:.0f} s"
@@ -224,7 +271,9 @@ def main() -> None:
         least = stream_cast(client, smallest, "the smallest session (baseline)")
         for kind, session in big.items():
             stream_cast(client, session, kind, least)
-        browser_start(f"http://127.0.0.1:{port}", big, smallest)
+        random = f"{args.big_mb} MB of random bytes"
+        framed_[random] = (big[random], args.big_mb * 16 / 2000)
+        first_frames(f"http://127.0.0.1:{port}", framed_, smallest)
     finally:
         process.terminate()
         process.wait(timeout=30)

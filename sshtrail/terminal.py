@@ -110,6 +110,10 @@ class _Stream(pyte.ByteStream):
             return self._taking_plain_text  # pyte has reset its parser
 
 
+#: The tolerant parser, for other readers of a session's screen (``sshtrail/screenstate.py``).
+TolerantStream = _Stream
+
+
 class _Screen(FastScreen):
     """The session's screen (drawn fast: ``sshtrail/fastscreen.py``), reporting to its
     :class:`Terminal` what the reading rules need: line feeds (telling soft wraps from

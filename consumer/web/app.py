@@ -66,6 +66,7 @@ from consumer.web.pages.files import FileDownloads
 from consumer.web.pages.locks import LockPages
 from consumer.web.pages.moderation import ModerationPages, ModerationPorts
 from consumer.web.pages.oidcsignin import CALLBACK, OidcSignIn
+from consumer.web.pages.pieces import Pieces
 from consumer.web.pages.retention import RetentionPage
 from consumer.web.pages.reviews import ReviewPages
 from consumer.web.pages.search import Search
@@ -121,6 +122,7 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
     search, admin, reviews = Search(console), Admin(console), ReviewPages(console)
     alerts, moderation = AlertPages(console), ModerationPages(console, moderation_ports)
     oidc, locks, active = OidcSignIn(console), LockPages(console), ActivePages(console)
+    pieces = Pieces(console)
     signed_in = _guard(console)
     routes = [
         Route("/", lambda request: RedirectResponse("/sessions", 303)),
@@ -136,6 +138,8 @@ def create_app(settings: Settings, moderation_ports: ModerationPorts | None = No
         Route("/active.json", signed_in(active.active_json)),
         Route("/sessions/{sid}", signed_in(sessions.session)),
         Route("/sessions/{sid}/cast", signed_in(downloads.cast)),
+        Route("/sessions/{sid}/pieces", signed_in(pieces.index)),
+        Route("/sessions/{sid}/pieces/{n}", signed_in(pieces.piece)),
         Route("/sessions/{sid}/export/{kind}", signed_in(downloads.export)),
         Route("/sessions/{sid}/files/{n}", signed_in(FileDownloads(console).download)),
         Route("/sessions/{sid}/terminate", _terminate(console, sessions), methods=["POST"]),

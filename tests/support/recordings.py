@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 from confluent_kafka import Producer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -32,8 +32,59 @@ def recording(
     """A closed session of ``chunks`` chunks (at least 2), ``payload`` output bytes each:
     random bytes, or with ``text`` lines such as a build log prints; with ``legacy``, as
     gateways before wire format 4 wrote it (only the end chunk signed)."""
+    session_id, messages = streamed_recording(
+        chunks,
+        payload,
+        operator=operator,
+        target=target,
+        exit_status=exit_status,
+        signer=signer,
+        text=text,
+        legacy=legacy,
+    )
+    return session_id, list(messages)
+
+
+def streamed_recording(
+    chunks: int = 3,
+    payload: int = 100,
+    *,
+    operator: str = "alice",
+    target: str = "t1",
+    exit_status: int | None = 0,
+    signer: Ed25519PrivateKey = SIGNER,
+    text: bool = False,
+    legacy: bool = False,
+) -> tuple[uuid.UUID, Iterator[bytes]]:
+    """:func:`recording`'s session, its messages made one at a time as they are taken
+    (a recording of any size in bounded memory)."""
     assert chunks >= 2
     session_id = uuid7()
+    return session_id, _messages(
+        session_id,
+        chunks,
+        payload,
+        operator=operator,
+        target=target,
+        exit_status=exit_status,
+        signer=signer,
+        text=text,
+        legacy=legacy,
+    )
+
+
+def _messages(
+    session_id: uuid.UUID,
+    chunks: int,
+    payload: int,
+    *,
+    operator: str,
+    target: str,
+    exit_status: int | None,
+    signer: Ed25519PrivateKey,
+    text: bool,
+    legacy: bool,
+) -> Iterator[bytes]:
     writer = ChainWriter(session_id, signer, legacy=legacy)
     start = ev.Start(
         t=0,
@@ -49,11 +100,11 @@ def recording(
         rows=24,
         started_at=time.time_ns(),
     )
-    messages = [writer.encode([start, ev.Exec(t=1, mode="exec", command=b"uptime")])]
+    yield writer.encode([start, ev.Exec(t=1, mode="exec", command=b"uptime")])
     t, sent = 2, 0
     for _ in range(chunks - 2):
         data = _lines(payload) if text else os.urandom(payload)
-        messages.append(writer.encode([ev.Output(t=t, data=data)]))
+        yield writer.encode([ev.Output(t=t, data=data)])
         t, sent = t + 1_000_000, sent + len(data)
     end = ev.End(
         t=t + 1,
@@ -63,8 +114,7 @@ def recording(
         chunks=chunks,
         key=writer.public_key,
     )
-    messages.append(writer.encode([ev.Exit(t=t, status=exit_status), end]))
-    return session_id, messages
+    yield writer.encode([ev.Exit(t=t, status=exit_status), end])
 
 
 def _lines(size: int) -> bytes:

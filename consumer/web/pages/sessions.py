@@ -3,6 +3,7 @@ transfers, player, live view and terminate button."""
 
 from __future__ import annotations
 
+import json
 import uuid
 from typing import Any
 
@@ -27,7 +28,7 @@ from consumer.web.pages.base import (
     read_seconds,
 )
 from consumer.web.pages.downloads import EXPORTS
-from sshtrail import control, interrupted, queries
+from sshtrail import control, interrupted, pieces, queries
 from sshtrail.alertqueries import AlertFilter, list_alerts
 from sshtrail.chain import Status
 from sshtrail.describe import duration_text, exit_text, request_text, session_fields, signer_text
@@ -186,6 +187,11 @@ class SessionPages(Page):
             "input": request.query_params.get("input") == "1",
         }
         cast = f"/sessions/{row['id'].hex}/cast" + ("?input=1" if player["input"] else "")
+        # The player's recording in pieces (consumer/web/pages/pieces.py): the idle limit
+        # is cut on the server, as the segmented player takes none.
+        chosen = [f"idle={player['idle']}"] if player["idle"] else []
+        chosen += ["input=1"] if player["input"] else []
+        in_pieces = f"/sessions/{row['id'].hex}/pieces" + ("?" + "&".join(chosen) if chosen else "")
         live = row["status"] == "active" and not request.query_params.get("t")
         fields = [
             (name, value if isinstance(value, Markup) else filters.shown(value))
@@ -213,6 +219,7 @@ class SessionPages(Page):
                 "alerts_shown": ALERTS_SHOWN,
                 "player": player,
                 "cast": cast,
+                **self._timeline(row["id"], player, in_pieces),
                 "live": live,
                 "moderate": live and request.query_params.get("moderate") == "1",
                 "may_terminate": auditor.may_terminate and row["status"] == "active",
@@ -222,6 +229,25 @@ class SessionPages(Page):
                 **shown_instead,
             },
         )
+
+    def _timeline(
+        self, session_id: uuid.UUID, player: dict[str, Any], in_pieces: str
+    ) -> dict[str, Any]:
+        """The player's recording in pieces (none stored: the whole, empty, asciicast), its
+        still before play (the session's first screen), and its timeline with the idle
+        limit cut (``sshtrail/pieces.py``): the asked moment on it, and where it moves
+        from the session's time (the timeline's seek buttons)."""
+        with self._store() as conn:
+            found = pieces.piece_map(conn, session_id, int(player["idle"] or 0) * 1000)
+            still = pieces.first_screen_ms(conn, session_id)
+        start = found.played_ms(int(player["t"] * 1000)) / 1000 if player["t"] else 0.0
+        steps = [[real / 1000, shift / 1000] for real, shift in found.steps]
+        return {
+            "pieces": in_pieces if found.pieces else "",
+            "still": found.played_ms(still) / 1000,
+            "played_start": start,
+            "steps": json.dumps(steps, separators=(",", ":")),
+        }
 
     def watchable(self, connection: HTTPConnection) -> dict[str, Any]:
         """The session a live view asks for, in scope (404 otherwise); the watch logged."""

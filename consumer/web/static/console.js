@@ -43,6 +43,18 @@ function mountPlayer() {
     options.idleTimeLimit = idle;
   }
   let source = element.dataset.cast;
+  if (element.dataset.pieces) {
+    // The recording in pieces by time, each with the screen at its start: the player
+    // fetches the piece it shows (at the asked time, or the first) and the next ones
+    // ahead as it plays, never the whole recording. The server cuts the idle limit.
+    source = { url: element.dataset.pieces, format: "segmented" };
+    delete options.idleTimeLimit;
+    // A still of the first screen before play, not a black box.
+    const still = parseFloat(element.dataset.still || "0");
+    if (!(start > 0) && still > 0) {
+      options.poster = "npt:" + still.toFixed(3);
+    }
+  }
   if (element.dataset.live) {
     // Live: the gateway's output as it comes, applied at once (no buffering).
     const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
@@ -54,9 +66,22 @@ function mountPlayer() {
   const player = AsciinemaPlayer.create(source, element, options);
   window.sshtrailPlayer = player;
   player.addEventListener("ready", () => element.setAttribute("data-ready", "yes"));
+  // The timeline's times are the session's; the player's skip the pauses the idle limit
+  // cut, by the shift the server gives from each cut pause on ([session s, shift s]).
+  const steps = element.dataset.pieces ? JSON.parse(element.dataset.steps || "[]") : [];
+  const played = (t) => {
+    let shift = 0;
+    for (const [real, moved] of steps) {
+      if (real > t) {
+        break;
+      }
+      shift = moved;
+    }
+    return Math.max(t - shift, 0);
+  };
   for (const button of document.querySelectorAll("button.seek")) {
     button.addEventListener("click", () => {
-      const at = parseFloat(button.dataset.t || "0");
+      const at = played(parseFloat(button.dataset.t || "0"));
       player.seek(at).then(() => element.scrollIntoView({ block: "nearest" }));
     });
   }
