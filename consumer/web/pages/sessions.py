@@ -240,7 +240,9 @@ class SessionPages(Page):
         with self._store() as conn:
             found = pieces.piece_map(conn, session_id, int(player["idle"] or 0) * 1000)
             still = pieces.first_screen_ms(conn, session_id)
-        start = found.played_ms(int(player["t"] * 1000)) / 1000 if player["t"] else 0.0
+        start = float(player["t"] or 0.0)
+        if start and found.pieces:  # else the whole recording plays, on the session's time
+            start = found.played_ms(int(start * 1000)) / 1000
         steps = [[real / 1000, shift / 1000] for real, shift in found.steps]
         return {
             "pieces": in_pieces if found.pieces else "",
