@@ -8,7 +8,9 @@ import logging
 import resource
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 
@@ -20,6 +22,8 @@ from producer.metrics import GatewayCollector
 from producer.metrics import serve as serve_metrics
 from producer.policy import Policy
 from producer.publisher import Publisher, kafka_producers, replay_window
+from producer.sessions import LiveSessions
+from producer.sharedcounts import SharedCounts
 from producer.spool import Spool
 from producer.tails import Tails, end_left_open
 from producer.upstream import TargetConnector
@@ -31,12 +35,38 @@ from sshtrail.statedir import secure
 log = logging.getLogger(__name__)
 
 
-class GatewayService:
-    """The gateway process: SSH server, spool, publisher. ``run`` until stopped."""
+@dataclass(frozen=True, slots=True)
+class WorkerPlace:
+    """Which of a gateway's ``workers`` this process is (``producer/workers.py``)."""
 
-    def __init__(self, settings: Settings) -> None:
+    index: int
+    workers: int
+    #: The session counts every worker shares (``SharedCounts.create``).
+    cells: Any
+
+    def spool_dir(self, base: Path) -> Path:
+        """Worker 0 keeps the single process's spool, so a gateway that moves between
+        one worker and several finds its undelivered chunks."""
+        return base if self.index == 0 else base / f"worker-{self.index}"
+
+    def state_name(self, name: str) -> str:
+        """A file of the state directory that is this worker's alone."""
+        return name if self.index == 0 else f"{name}.worker-{self.index}"
+
+
+class GatewayService:
+    """The gateway process: SSH server, spool, publisher. ``run`` until stopped.
+
+    With ``place``, one of several workers accepting on the same port
+    (``SO_REUSEPORT``) under a supervisor (``producer/workers.py``): its own
+    spool directory and lock file, session counts shared with the others, and
+    ``/metrics`` on a local port of its own that the supervisor sums.
+    """
+
+    def __init__(self, settings: Settings, place: WorkerPlace | None = None) -> None:
         gw = settings.gateway
         self.settings = settings
+        self.place = place
         secure(settings.state_path)
         self.host_key_path = settings.state_file(gw.host_key, "gateway/ssh_host_ed25519_key")
         self.signing_key_path = settings.state_file(gw.signing_key, "gateway/recording_ed25519_key")
@@ -46,8 +76,9 @@ class GatewayService:
         self.policy = Policy(settings, client_keys)
         self.host_key = keys.host_key(self.host_key_path)
         self.signer = keys.signing_key(self.signing_key_path)
+        spool_dir = settings.state_file(gw.spool.dir, "spool")
         self.spool = Spool(
-            settings.state_file(gw.spool.dir, "spool"),
+            spool_dir if place is None else place.spool_dir(spool_dir),
             gw.spool.segment_bytes,
             gw.spool.fsync_interval_ms / 1000,
         )
@@ -81,6 +112,13 @@ class GatewayService:
             spool=self.spool,
             connector=connector,
             sealer=sealer,
+            sessions=LiveSessions(
+                None
+                if place is None
+                else SharedCounts(
+                    place.cells, [o.name for o in settings.operators], place.workers, place.index
+                )
+            ),
         )
         self._stop = asyncio.Event()
         self.port = gw.port
@@ -107,6 +145,7 @@ class GatewayService:
                 lambda: Connection(self.gateway),
                 gw.listen,
                 gw.port,
+                reuse_port=self.place is not None,
                 **server_options(self.host_key, gw.ciphers),
             )
         except ValueError as exc:  # asyncssh: an algorithm it does not know
@@ -122,9 +161,23 @@ class GatewayService:
         self.port = server.sockets[0].getsockname()[1]
         if gw.metrics_port:
             collector = GatewayCollector(self.gateway, self.spool, self.publisher)
-            self.metrics_port = serve_metrics(collector, gw.metrics_listen, gw.metrics_port)
+            if self.place is None:
+                self.metrics_port = serve_metrics(collector, gw.metrics_listen, gw.metrics_port)
+            else:  # read and summed by the supervisor, which serves gateway.metrics_port
+                self.metrics_port = serve_metrics(collector, "127.0.0.1", 0)
         self.gateway.start(loop)  # before the first await: before any connection
-        listener = ControlListener(self.settings, self.gateway.sessions, self.gateway.signer, loop)
+        locks = (
+            "control/locks.json"
+            if self.place is None
+            else self.place.state_name("control/locks.json")
+        )
+        listener = ControlListener(
+            self.settings,
+            self.gateway.sessions,
+            self.gateway.signer,
+            loop,
+            self.settings.state_file("", locks),
+        )
         self.gateway.control = listener
         listener.start()
         idle = loop.create_task(self._close_idle())

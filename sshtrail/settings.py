@@ -182,6 +182,13 @@ class GatewaySettings(_Section):
     #: idle session from one whose gateway died (``consumer.interrupted_after_s``);
     #: 0 sends none.
     keepalive_s: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 60
+    #: Gateway processes accepting on the same port (``SO_REUSEPORT``), each with
+    #: its own event loop, recorder, spool (``<spool>/worker-K``; worker 0 keeps
+    #: ``<spool>`` itself) and Kafka producer, supervised: a worker that dies is
+    #: replaced and its successor publishes what its spool held. 0 means one per
+    #: core the gateway may use (``os.sched_getaffinity``); 1 is a single
+    #: process, as before workers existed (docs/operations.md, "Workers").
+    workers: Annotated[int, msgspec.Meta(ge=0, le=256)] = 0
     #: Session channels at once; beyond it new ones are refused with a message.
     max_sessions: Positive = 1000
     #: The same, per operator.
