@@ -27,8 +27,10 @@ process in every connection's path, and a dead acceptor stops all logins;
 with ``SO_REUSEPORT`` the kernel balances with no process in between
 (docs/decisions.md, "Gateway workers").
 
-Workers are started with ``spawn``, not ``fork``: the supervisor may have
-threads (``/metrics``), and a forked child would inherit their locks.
+Workers are started with ``spawn``, not forked: the supervisor may have
+threads (``/metrics``), and a child forked from it would inherit their locks.
+(A ``forkserver`` would import the gateway once instead of once per worker,
+but it outlived a supervisor killed with -9, and its workers with it.)
 """
 
 from __future__ import annotations

@@ -254,6 +254,15 @@ def test_a_worker_killed_mid_session_ends_only_its_sessions_and_loses_nothing(
         check=False,
     )
     assert b"after-42" in after.stdout
+    # A supervisor killed -9 takes its workers with it: no orphan keeps the port.
+    workers = stack.worker_pids()
+    assert stack.gateway.process is not None
+    stack.gateway.kill()
+    wait_for(
+        lambda: not any(Path(f"/proc/{pid}").exists() for pid in workers.values()),
+        timeout=30,
+        what="the workers to end with their supervisor",
+    )
 
 
 def test_terminate_and_lock_reach_sessions_on_every_worker(stack: Stack) -> None:
