@@ -31,6 +31,8 @@ SCRAPE_TIMEOUT_S = 2.0
 COMBINE: dict[str, Callable[[list[float]], float]] = {
     "sshtrail_gateway_kafka_reachable": min,
     "sshtrail_gateway_spool_oldest_pending_seconds": max,
+    "sshtrail_gateway_loop_stall_longest_seconds": max,
+    "sshtrail_gateway_gc_pause_longest_seconds": max,
 }
 
 

@@ -18,6 +18,7 @@ from producer import keys
 from producer.connection import Connection
 from producer.controllistener import ControlListener
 from producer.gateway import Gateway, server_options
+from producer.loopwatch import LoopWatch
 from producer.metrics import GatewayCollector
 from producer.metrics import serve as serve_metrics
 from producer.policy import Policy
@@ -159,24 +160,10 @@ class GatewayService:
                 f"cannot listen on {gw.listen}:{gw.port}: {exc.strerror}", key="gateway.port"
             ) from None
         self.port = server.sockets[0].getsockname()[1]
-        if gw.metrics_port:
-            collector = GatewayCollector(self.gateway, self.spool, self.publisher)
-            if self.place is None:
-                self.metrics_port = serve_metrics(collector, gw.metrics_listen, gw.metrics_port)
-            else:  # read and summed by the supervisor, which serves gateway.metrics_port
-                self.metrics_port = serve_metrics(collector, "127.0.0.1", 0)
+        watch = self._serve_metrics()
         self.gateway.start(loop)  # before the first await: before any connection
-        locks = (
-            "control/locks.json"
-            if self.place is None
-            else self.place.state_name("control/locks.json")
-        )
         listener = ControlListener(
-            self.settings,
-            self.gateway.sessions,
-            self.gateway.signer,
-            loop,
-            self.settings.state_file("", locks),
+            self.settings, self.gateway.sessions, self.gateway.signer, loop, self._locks_file()
         )
         self.gateway.control = listener
         listener.start()
@@ -184,6 +171,8 @@ class GatewayService:
         alive = loop.create_task(self._keep_alive())
         spool_watch = loop.create_task(self.gateway.watch_spool())
         ready(self)
+        if watch is not None:  # from here on: serving, start-up's collection done
+            watch.reset()
         await self._stop.wait()
         log.info(
             "stopping: no new connections; waiting up to %d s for %d sessions",
@@ -195,6 +184,8 @@ class GatewayService:
         idle.cancel()
         alive.cancel()
         spool_watch.cancel()
+        if watch is not None:
+            watch.stop()
         await self._drain_sessions(gw.shutdown_timeout_s)
         await loop.run_in_executor(None, listener.stop)
         await loop.run_in_executor(None, self.gateway.stop)  # the last chunks into the spool
@@ -205,6 +196,28 @@ class GatewayService:
             "every chunk is in Kafka"
             if delivered
             else "undelivered chunks stay in the spool for the next start",
+        )
+
+    def _serve_metrics(self) -> LoopWatch | None:
+        """Serve ``/metrics`` if configured, with the loop watched (only where someone
+        can read it: the watch wakes 100 times a second)."""
+        gw = self.settings.gateway
+        if not gw.metrics_port:
+            return None
+        watch = LoopWatch()
+        watch.start()
+        collector = GatewayCollector(self.gateway, self.spool, self.publisher, watch)
+        if self.place is None:
+            self.metrics_port = serve_metrics(collector, gw.metrics_listen, gw.metrics_port)
+        else:  # read and summed by the supervisor, which serves gateway.metrics_port
+            self.metrics_port = serve_metrics(collector, "127.0.0.1", 0)
+        return watch
+
+    def _locks_file(self) -> Path:
+        """Where the control listener keeps the locks: a file per worker."""
+        name = "control/locks.json"
+        return self.settings.state_file(
+            "", name if self.place is None else self.place.state_name(name)
         )
 
     async def _close_idle(self) -> None:

@@ -66,10 +66,6 @@ log = logging.getLogger(__name__)
 START_TIMEOUT_S = 60.0
 #: A worker that keeps dying is started again at most this often.
 RESTART_EVERY_S = 1.0
-#: Garbage collection of a long-running worker (docs/performance.md, "No stutter"):
-#: young collections ten times rarer than CPython's default of 700 allocations; what
-#: start-up made is frozen out of every collection.
-GC_THRESHOLDS = (7000, 20, 20)
 _PR_SET_PDEATHSIG = 1
 
 
@@ -259,16 +255,17 @@ def run_worker(
     service = GatewayService(settings, place)
 
     def listening(running: GatewayService) -> None:
-        settle_garbage()
+        settle_garbage(settings.gateway.gc_thresholds)
         ready.send((running.port, running.metrics_port))
         ready.close()
 
     asyncio.run(service.run(listening))
 
 
-def settle_garbage() -> None:
+def settle_garbage(thresholds: list[int]) -> None:
     """After start-up: move what it allocated out of the collector's sight (it lives as
-    long as the process) and collect young objects less often (:data:`GC_THRESHOLDS`)."""
+    long as the process: every full collection would walk it again) and collect at
+    ``thresholds`` (``gateway.gc_thresholds``)."""
     gc.collect()
     gc.freeze()
-    gc.set_threshold(*GC_THRESHOLDS)
+    gc.set_threshold(*thresholds)

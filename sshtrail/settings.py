@@ -189,6 +189,15 @@ class GatewaySettings(_Section):
     #: core the gateway may use (``os.sched_getaffinity``); 1 is a single
     #: process, as before workers existed (docs/operations.md, "Workers").
     workers: Annotated[int, msgspec.Meta(ge=0, le=256)] = 0
+    #: Garbage-collection thresholds of each gateway process (Python's
+    #: ``gc.set_threshold``), set once it listens, after what start-up allocated
+    #: is frozen out of every collection (``gc.freeze``). The default collects
+    #: young objects ten times more rarely than Python's 700 (docs/performance.md,
+    #: "No stutter").
+    gc_thresholds: Annotated[
+        list[Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]],
+        msgspec.Meta(min_length=3, max_length=3),
+    ] = msgspec.field(default_factory=lambda: [7000, 20, 20])
     #: Session channels at once; beyond it new ones are refused with a message.
     max_sessions: Positive = 1000
     #: The same, per operator.

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
     service = GatewayService(settings)
 
     def ready(running: GatewayService) -> None:
-        settle_garbage()
+        settle_garbage(gw.gc_thresholds)
         _ready(settings, running, 1)
 
     asyncio.run(service.run(ready))

@@ -98,3 +98,29 @@ def test_worker_0_keeps_the_single_process_spool_and_the_others_have_their_own()
     assert WorkerPlace(1, 2, None).state_name("control/locks.json") == (
         "control/locks.json.worker-1"
     )
+
+
+def test_the_loop_watch_sees_a_stall_and_a_full_collection() -> None:
+    import asyncio
+    import gc
+    import time
+
+    from producer.loopwatch import LoopWatch
+
+    async def stalled() -> LoopWatch:
+        watch = LoopWatch()
+        watch.start()
+        await asyncio.sleep(0.05)
+        time.sleep(0.06)  # a callback holding the loop for 60 ms
+        gc.collect(2)
+        await asyncio.sleep(0.05)
+        watch.stop()
+        return watch
+
+    watch = asyncio.run(stalled())
+    assert watch.longest_stall() >= 0.05
+    assert watch.over[0.05] >= 1
+    assert watch.gc_count[2] >= 1
+    assert "longest stalls" in watch.summary()
+    watch.reset()
+    assert (watch.longest_stall(), watch.gc_count) == (0.0, [0, 0, 0])
