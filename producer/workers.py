@@ -49,6 +49,7 @@ from collections.abc import Callable
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -72,6 +73,28 @@ _PR_SET_PDEATHSIG = 1
 def worker_count(gw: GatewaySettings) -> int:
     """``gateway.workers``, with 0 read as the cores this process may run on."""
     return gw.workers or len(os.sched_getaffinity(0))
+
+
+def unstarted_spools(spool: Path, workers: int) -> list[Path]:
+    """Spools of workers beyond ``workers`` (it was lowered) that still hold segments:
+    nothing publishes them until it is raised again."""
+    found = []
+    for directory in sorted(spool.glob("worker-*")):
+        index = directory.name.removeprefix("worker-")
+        if index.isdigit() and int(index) >= workers and any(directory.glob("segment-*")):
+            found.append(directory)
+    return found
+
+
+def warn_of_unstarted_spools(settings: Settings, workers: int) -> None:
+    spool = settings.state_file(settings.gateway.spool.dir, "spool")
+    for directory in unstarted_spools(spool, workers):
+        log.warning(
+            "%s holds chunks of a worker not started with gateway.workers = %d: they are "
+            "not published until workers is raised again (docs/operations.md, Workers)",
+            directory,
+            workers,
+        )
 
 
 class Supervisor:

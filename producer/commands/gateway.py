@@ -10,7 +10,7 @@ import sys
 import msgspec
 
 from producer.service import GatewayService
-from producer.workers import Supervisor, settle_garbage, worker_count
+from producer.workers import Supervisor, settle_garbage, warn_of_unstarted_spools, worker_count
 from sshtrail.settings import Settings
 
 
@@ -25,6 +25,7 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         settings = msgspec.structs.replace(settings, gateway=gw)
     logging.getLogger("asyncssh").setLevel(logging.WARNING)  # it logs commands at INFO
     workers = worker_count(gw)
+    warn_of_unstarted_spools(settings, workers)
     if workers > 1:
         supervisor = Supervisor(settings, workers)
         status = supervisor.run(lambda running: _ready(settings, running, workers))

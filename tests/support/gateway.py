@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from sshtrail.broker import free_port
 from sshtrail.wire import Chunk, decode_chunk
+from tests.support.knobs import knob
 from tests.support.sshd import SshdTarget, isolated, keygen, ssh_argv
 from tests.support.waiting import wait_for
 
@@ -60,8 +61,9 @@ class GatewayProcess:
     #: ``gateway.echo_window_ms``: typed bytes not echoed within it are masked.
     echo_window_ms: int = 300
     #: ``gateway.workers``: one process unless a test asks for more (the setting's
-    #: default, one per core, would make every test's shape depend on the machine).
-    workers: int = 1
+    #: default, one per core, would make every test's shape depend on the machine);
+    #: ``SSHTRAIL_TEST_GATEWAY_WORKERS=2`` runs every suite's gateways with two.
+    workers: int = field(default_factory=lambda: int(knob("GATEWAY_WORKERS", "1")))
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
 

@@ -4,6 +4,7 @@ counts, the summed metrics, and ``gateway.workers`` read from the settings."""
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import pytest
 
@@ -124,3 +125,15 @@ def test_the_loop_watch_sees_a_stall_and_a_full_collection() -> None:
     assert "longest stalls" in watch.summary()
     watch.reset()
     assert (watch.longest_stall(), watch.gc_count) == (0.0, [0, 0, 0])
+
+
+def test_spools_of_workers_no_longer_started_are_found(tmp_path: Path) -> None:
+    from producer.workers import unstarted_spools
+
+    for index in (1, 2, 3):
+        (tmp_path / f"worker-{index}").mkdir()
+    (tmp_path / "worker-2" / "segment-00000000000000000000.log").write_bytes(b"x")
+    (tmp_path / "worker-3" / "acked").write_bytes(b"x")  # no segment: nothing to publish
+    (tmp_path / "worker-x").mkdir()
+    assert unstarted_spools(tmp_path, 2) == [tmp_path / "worker-2"]
+    assert unstarted_spools(tmp_path, 3) == []
