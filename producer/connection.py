@@ -294,7 +294,7 @@ class Connection(asyncssh.SSHServer):
         never used cannot pile up: each is refused at once with the reason."""
         sessions = self._gateway.sessions
         refusal = self._gateway.admission.channel(
-            self.login.operator, len(sessions), sessions.count_of(self.login.operator)
+            self.login.operator, sessions.gateway_total(), sessions.count_of(self.login.operator)
         )
 
         if refusal is not None:

@@ -31,6 +31,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -61,6 +62,7 @@ class ControlListener:
         sessions: LiveSessions,
         signer: Ed25519PrivateKey,
         loop: asyncio.AbstractEventLoop,
+        locks_file: Path | None = None,
     ) -> None:
         self._settings = settings
         self._topic = settings.control.topic
@@ -68,7 +70,8 @@ class ControlListener:
         self._signer = signer
         self._loop = loop
         self._trusted = control.trusted_keys(settings)
-        self._locks = Locks(settings.state_file("", "control/locks.json"))
+        # A file per worker of the gateway: each applies every lock itself.
+        self._locks = Locks(locks_file or settings.state_file("", "control/locks.json"))
         self._stop = threading.Event()
         #: Set once the topic is read to the log ends found when the reader connected.
         self._read = threading.Event()

@@ -56,6 +56,7 @@ class Gateway:
         spool: Spool,
         connector: TargetConnector,
         sealer: Sealer | None = None,
+        sessions: LiveSessions | None = None,
     ) -> None:
         self.settings = settings
         self.gw = settings.gateway
@@ -69,7 +70,7 @@ class Gateway:
         self.commands = CommandCheck(
             Path(settings.policy.file).expanduser() if settings.policy.file else None
         )
-        self.sessions = LiveSessions()
+        self.sessions = sessions if sessions is not None else LiveSessions()
         self.hasher = ThreadPoolExecutor(PASSWORD_THREADS, thread_name_prefix="password")
         #: Encodes and spools chunks on its own thread; started with :meth:`start`.
         self.writer = ChunkWriter(spool, self._from_writer, self._writer_behind)

@@ -15,7 +15,11 @@ scrape; refusals by each known kind start at 0.
 * ``sshtrail_gateway_spool_pending_bytes`` -- recorded, not yet in Kafka;
 * ``sshtrail_gateway_spool_oldest_pending_seconds`` -- age of the oldest chunk
   not yet in Kafka: the gateway's half of end-to-end lag;
-* ``sshtrail_gateway_refusals_total{reason}`` -- logins and sessions refused.
+* ``sshtrail_gateway_refusals_total{reason}`` -- logins and sessions refused;
+* ``sshtrail_gateway_loop_stall_longest_seconds`` -- the event loop's longest
+  stall since the start, ``..._loop_stalls_total{over}`` -- stalls beyond 5 and
+  50 ms, ``..._gc_pause_longest_seconds{generation}`` -- the longest garbage
+  collection of each generation (``producer/loopwatch.py``).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ from prometheus_client.registry import Collector
 
 if TYPE_CHECKING:
     from producer.gateway import Gateway
+    from producer.loopwatch import LoopWatch
     from producer.publisher import Publisher
     from producer.spool import Spool
 
@@ -67,10 +72,13 @@ REFUSAL_KINDS = (
 class GatewayCollector(Collector):
     """Reads one gateway process's state when scraped."""
 
-    def __init__(self, gateway: Gateway, spool: Spool, publisher: Publisher) -> None:
+    def __init__(
+        self, gateway: Gateway, spool: Spool, publisher: Publisher, watch: LoopWatch | None = None
+    ) -> None:
         self._gateway = gateway
         self._spool = spool
         self._publisher = publisher
+        self._watch = watch
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
         spool, publisher = self._spool, self._publisher
@@ -115,6 +123,32 @@ class GatewayCollector(Collector):
         for kind in dict.fromkeys([*REFUSAL_KINDS, *counted]):
             refusals.add_metric([kind], counted.get(kind, 0))
         yield refusals
+        if self._watch is not None:
+            yield from _loop_series(self._watch)
+
+
+def _loop_series(watch: LoopWatch) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    yield GaugeMetricFamily(
+        "sshtrail_gateway_loop_stall_longest_seconds",
+        "The event loop's longest stall since the start.",
+        value=watch.longest_stall(),
+    )
+    stalls = CounterMetricFamily(
+        "sshtrail_gateway_loop_stalls",
+        "Event loop stalls longer than 'over' seconds.",
+        labels=["over"],
+    )
+    for limit, count in watch.over.items():
+        stalls.add_metric([f"{limit:g}"], count)
+    yield stalls
+    pauses = GaugeMetricFamily(
+        "sshtrail_gateway_gc_pause_longest_seconds",
+        "The longest garbage collection of each generation since the start.",
+        labels=["generation"],
+    )
+    for generation, longest in enumerate(watch.gc_longest):
+        pauses.add_metric([str(generation)], longest)
+    yield pauses
 
 
 def serve(collector: GatewayCollector, listen: str, port: int) -> int:

@@ -8,7 +8,9 @@ import logging
 import resource
 import signal
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import asyncssh
 
@@ -16,10 +18,13 @@ from producer import keys
 from producer.connection import Connection
 from producer.controllistener import ControlListener
 from producer.gateway import Gateway, server_options
+from producer.loopwatch import LoopWatch
 from producer.metrics import GatewayCollector
 from producer.metrics import serve as serve_metrics
 from producer.policy import Policy
 from producer.publisher import Publisher, kafka_producers, replay_window
+from producer.sessions import LiveSessions
+from producer.sharedcounts import SharedCounts
 from producer.spool import Spool
 from producer.tails import Tails, end_left_open
 from producer.upstream import TargetConnector
@@ -31,12 +36,38 @@ from sshtrail.statedir import secure
 log = logging.getLogger(__name__)
 
 
-class GatewayService:
-    """The gateway process: SSH server, spool, publisher. ``run`` until stopped."""
+@dataclass(frozen=True, slots=True)
+class WorkerPlace:
+    """Which of a gateway's ``workers`` this process is (``producer/workers.py``)."""
 
-    def __init__(self, settings: Settings) -> None:
+    index: int
+    workers: int
+    #: The session counts every worker shares (``SharedCounts.create``).
+    cells: Any
+
+    def spool_dir(self, base: Path) -> Path:
+        """Worker 0 keeps the single process's spool, so a gateway that moves between
+        one worker and several finds its undelivered chunks."""
+        return base if self.index == 0 else base / f"worker-{self.index}"
+
+    def state_name(self, name: str) -> str:
+        """A file of the state directory that is this worker's alone."""
+        return name if self.index == 0 else f"{name}.worker-{self.index}"
+
+
+class GatewayService:
+    """The gateway process: SSH server, spool, publisher. ``run`` until stopped.
+
+    With ``place``, one of several workers accepting on the same port
+    (``SO_REUSEPORT``) under a supervisor (``producer/workers.py``): its own
+    spool directory and lock file, session counts shared with the others, and
+    ``/metrics`` on a local port of its own that the supervisor sums.
+    """
+
+    def __init__(self, settings: Settings, place: WorkerPlace | None = None) -> None:
         gw = settings.gateway
         self.settings = settings
+        self.place = place
         secure(settings.state_path)
         self.host_key_path = settings.state_file(gw.host_key, "gateway/ssh_host_ed25519_key")
         self.signing_key_path = settings.state_file(gw.signing_key, "gateway/recording_ed25519_key")
@@ -46,8 +77,9 @@ class GatewayService:
         self.policy = Policy(settings, client_keys)
         self.host_key = keys.host_key(self.host_key_path)
         self.signer = keys.signing_key(self.signing_key_path)
+        spool_dir = settings.state_file(gw.spool.dir, "spool")
         self.spool = Spool(
-            settings.state_file(gw.spool.dir, "spool"),
+            spool_dir if place is None else place.spool_dir(spool_dir),
             gw.spool.segment_bytes,
             gw.spool.fsync_interval_ms / 1000,
         )
@@ -81,6 +113,13 @@ class GatewayService:
             spool=self.spool,
             connector=connector,
             sealer=sealer,
+            sessions=LiveSessions(
+                None
+                if place is None
+                else SharedCounts(
+                    place.cells, [o.name for o in settings.operators], place.workers, place.index
+                )
+            ),
         )
         self._stop = asyncio.Event()
         self.port = gw.port
@@ -107,6 +146,7 @@ class GatewayService:
                 lambda: Connection(self.gateway),
                 gw.listen,
                 gw.port,
+                reuse_port=self.place is not None,
                 **server_options(self.host_key, gw.ciphers),
             )
         except ValueError as exc:  # asyncssh: an algorithm it does not know
@@ -120,17 +160,19 @@ class GatewayService:
                 f"cannot listen on {gw.listen}:{gw.port}: {exc.strerror}", key="gateway.port"
             ) from None
         self.port = server.sockets[0].getsockname()[1]
-        if gw.metrics_port:
-            collector = GatewayCollector(self.gateway, self.spool, self.publisher)
-            self.metrics_port = serve_metrics(collector, gw.metrics_listen, gw.metrics_port)
+        watch = self._serve_metrics()
         self.gateway.start(loop)  # before the first await: before any connection
-        listener = ControlListener(self.settings, self.gateway.sessions, self.gateway.signer, loop)
+        listener = ControlListener(
+            self.settings, self.gateway.sessions, self.gateway.signer, loop, self._locks_file()
+        )
         self.gateway.control = listener
         listener.start()
         idle = loop.create_task(self._close_idle())
         alive = loop.create_task(self._keep_alive())
         spool_watch = loop.create_task(self.gateway.watch_spool())
         ready(self)
+        if watch is not None:  # from here on: serving, start-up's collection done
+            watch.reset()
         await self._stop.wait()
         log.info(
             "stopping: no new connections; waiting up to %d s for %d sessions",
@@ -142,6 +184,8 @@ class GatewayService:
         idle.cancel()
         alive.cancel()
         spool_watch.cancel()
+        if watch is not None:
+            watch.stop()
         await self._drain_sessions(gw.shutdown_timeout_s)
         await loop.run_in_executor(None, listener.stop)
         await loop.run_in_executor(None, self.gateway.stop)  # the last chunks into the spool
@@ -152,6 +196,28 @@ class GatewayService:
             "every chunk is in Kafka"
             if delivered
             else "undelivered chunks stay in the spool for the next start",
+        )
+
+    def _serve_metrics(self) -> LoopWatch | None:
+        """Serve ``/metrics`` if configured, with the loop watched (only where someone
+        can read it: the watch wakes 100 times a second)."""
+        gw = self.settings.gateway
+        if not gw.metrics_port:
+            return None
+        watch = LoopWatch()
+        watch.start()
+        collector = GatewayCollector(self.gateway, self.spool, self.publisher, watch)
+        if self.place is None:
+            self.metrics_port = serve_metrics(collector, gw.metrics_listen, gw.metrics_port)
+        else:  # read and summed by the supervisor, which serves gateway.metrics_port
+            self.metrics_port = serve_metrics(collector, "127.0.0.1", 0)
+        return watch
+
+    def _locks_file(self) -> Path:
+        """Where the control listener keeps the locks: a file per worker."""
+        name = "control/locks.json"
+        return self.settings.state_file(
+            "", name if self.place is None else self.place.state_name(name)
         )
 
     async def _close_idle(self) -> None:

@@ -9,6 +9,7 @@ from collections import Counter
 from collections.abc import Iterator
 
 from producer.channel import HoldReason, Relay, Side
+from producer.sharedcounts import SharedCounts
 
 
 class LiveSessions:
@@ -19,10 +20,12 @@ class LiveSessions:
     starts held.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, shared: SharedCounts | None = None) -> None:
         self._open: dict[Relay, str] = {}  # relay -> operator
         self._by_operator: Counter[str] = Counter()
         self._holds: set[HoldReason] = set()
+        #: The counts of every worker of this gateway (``producer/sharedcounts.py``).
+        self._shared = shared
 
     def __len__(self) -> int:
         return len(self._open)
@@ -31,8 +34,13 @@ class LiveSessions:
         return iter(list(self._open))
 
     def count_of(self, operator: str) -> int:
-        """How many sessions the operator has open."""
-        return self._by_operator[operator]
+        """How many sessions the operator has open (in every worker of the gateway)."""
+        shared = None if self._shared is None else self._shared.of(operator)
+        return self._by_operator[operator] if shared is None else shared
+
+    def gateway_total(self) -> int:
+        """How many sessions are open in every worker of the gateway."""
+        return len(self._open) if self._shared is None else self._shared.total()
 
     def relays_of(self, operator: str) -> list[Relay]:
         """The operator's open sessions."""
@@ -48,6 +56,8 @@ class LiveSessions:
     def add(self, relay: Relay, operator: str) -> None:
         self._open[relay] = operator
         self._by_operator[operator] += 1
+        if self._shared is not None:
+            self._shared.add(operator, 1)
         for reason in self._holds:
             relay.hold("operator", reason)
             relay.hold("target", reason)
@@ -55,6 +65,8 @@ class LiveSessions:
     def remove(self, relay: Relay) -> None:
         operator = self._open.pop(relay, None)
         if operator is not None:
+            if self._shared is not None:
+                self._shared.add(operator, -1)
             self._by_operator[operator] -= 1
             if self._by_operator[operator] <= 0:
                 del self._by_operator[operator]

@@ -5,9 +5,11 @@ key and verifies its host key -- one pinned in the settings, or, for a
 target with ``trust_on_first_use``, the first one it presents, pinned in
 ``<state_dir>/gateway/known_hosts``. First use is pinned once: concurrent
 first connections to a target wait for one pinning, and a second, different
-key is refused. :class:`Upstream` is one operator connection's way to its
-target: one SSH connection opened on first use, and the session channels
-and forwarded connections opened on it.
+key is refused -- in every worker of the gateway: first use holds a lock on
+``known_hosts.lock`` from connecting to pinning, so a second worker waits
+for the first one's pin and verifies against it. :class:`Upstream` is one
+operator connection's way to its target: one SSH connection opened on first
+use, and the session channels and forwarded connections opened on it.
 
 This is the one place asyncssh's errors from targets are translated: into
 :class:`~producer.policy.Refused`, whose ``message`` the operator sees
@@ -18,7 +20,9 @@ audit record keeps.
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import logging
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -67,14 +71,29 @@ class TargetConnector:
         if pinned:
             return await self._connect(target, pinned)
         # First use: one connection at a time pins; the others then verify against it.
+        # Across a gateway's workers too: the file lock is held for the whole first use.
         lock = self._first_use.setdefault(target.name, asyncio.Lock())
         async with lock:
-            pinned = self._pinned(target)
-            if pinned:
-                return await self._connect(target, pinned)
-            conn = await self._connect(target, None)
-            self._pin(target, conn)
-            return conn
+            loop = asyncio.get_running_loop()
+            held = await loop.run_in_executor(None, self._lock_first_use)
+            try:
+                pinned = self._pinned(target)
+                if pinned:
+                    return await self._connect(target, pinned)
+                conn = await self._connect(target, None)
+                self._pin(target, conn)
+                return conn
+            finally:
+                os.close(held)
+
+    def _lock_first_use(self) -> int:
+        """An exclusive lock on ``known_hosts.lock`` (blocks: on an executor thread);
+        released when the descriptor returned is closed."""
+        self._known_hosts.parent.mkdir(parents=True, exist_ok=True)
+        path = self._known_hosts.with_name(self._known_hosts.name + ".lock")
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        return fd
 
     async def _connect(
         self, target: Target, pinned: list[asyncssh.SSHKey] | None
@@ -140,6 +159,9 @@ class TargetConnector:
         ]
 
     def _pin(self, target: Target, conn: asyncssh.SSHClientConnection) -> None:
+        """Pin ``conn``'s host key for ``target``, unless another worker of the gateway
+        pinned one first (the file is locked while it is read and appended to): then
+        ``conn`` must have presented that key, or it is closed and refused."""
         key = conn.get_server_host_key()
         if key is None:
             return
@@ -147,7 +169,25 @@ class TargetConnector:
         line = f"[{target.settings.host}]:{target.settings.port} "
         line += key.export_public_key("openssh").decode().strip()
         with self._known_hosts.open("a") as handle:
-            handle.write(line + "\n")
+            fcntl.flock(handle, fcntl.LOCK_EX)  # a few microseconds: no other lock taken
+            pinned = self._pinned(target)
+            if not pinned:
+                handle.write(line + "\n")
+        if pinned:
+            if any(k.public_data == key.public_data for k in pinned):
+                return
+            conn.close()
+            log.error(
+                "target %s presented a host key that is not the one another worker just "
+                "pinned for it",
+                target.name,
+            )
+            raise Refused(
+                f"target {target.name} presented a host key that is not the one pinned for "
+                "it; refusing to connect (the target may have been replaced, or this is an "
+                "interception). An administrator must check and update its host_keys.",
+                "target host key mismatch",
+            )
         log.warning(
             "target %s: trusted its host key on first use and pinned it in %s",
             target.name,

@@ -183,6 +183,24 @@ class GatewaySettings(_Section):
     #: idle session from one whose gateway died (``consumer.interrupted_after_s``);
     #: 0 sends none.
     keepalive_s: Annotated[int, msgspec.Meta(ge=0, le=3600)] = 60
+    #: Gateway processes accepting on the same port (``SO_REUSEPORT``), each with
+    #: its own event loop, recorder, spool (``<spool>/worker-K``; worker 0 keeps
+    #: ``<spool>`` itself) and Kafka producer, supervised: a worker that dies is
+    #: replaced and its successor publishes what its spool held. 0 means one per
+    #: core the gateway may use (``os.sched_getaffinity``); 1, the default, is a
+    #: single process, as before workers existed. One until the failed-login
+    #: counters are shared: with N workers a guesser gets up to N times the
+    #: attempts (docs/security.md; docs/operations.md, "Workers").
+    workers: Annotated[int, msgspec.Meta(ge=0, le=256)] = 1
+    #: Garbage-collection thresholds of each gateway process (Python's
+    #: ``gc.set_threshold``), set once it listens, after what start-up allocated
+    #: is frozen out of every collection (``gc.freeze``). The default collects
+    #: young objects ten times more rarely than Python's 700 (docs/performance.md,
+    #: "No stutter").
+    gc_thresholds: Annotated[
+        list[Annotated[int, msgspec.Meta(ge=1, le=10_000_000)]],
+        msgspec.Meta(min_length=3, max_length=3),
+    ] = msgspec.field(default_factory=lambda: [7000, 20, 20])
     #: Session channels at once; beyond it new ones are refused with a message.
     max_sessions: Positive = 1000
     #: The same, per operator.

@@ -426,8 +426,9 @@ def test_input_a_screen_showed_is_not_masked_and_blind_input_run_is_suspicious(
             Path(made).unlink(missing_ok=True)
 
 
+@pytest.mark.parametrize("workers", [1, 2])
 def test_first_use_of_a_target_is_pinned_once_and_a_rogue_is_refused(
-    tmp_path: Path, broker: Broker, sshd: SshdTarget
+    tmp_path: Path, broker: Broker, sshd: SshdTarget, workers: int
 ) -> None:
     rogue = SshdTarget(sshd.binary, tmp_path / "rogue")
     rogue.start()
@@ -447,6 +448,7 @@ key = {toml_value(str(sshd.client_key))}
 trust_on_first_use = true
 """
             gateway = _gateway(tmp_path, broker, sshd, config_tail=tail, alice_targets=["tofu"])
+            gateway.workers = workers  # with 2, the two logins may land on either worker
             gateway.start()
             try:
                 runs = [

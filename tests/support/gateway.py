@@ -23,6 +23,7 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from sshtrail.broker import free_port
 from sshtrail.wire import Chunk, decode_chunk
+from tests.support.knobs import knob
 from tests.support.sshd import SshdTarget, isolated, keygen, ssh_argv
 from tests.support.waiting import wait_for
 
@@ -59,6 +60,10 @@ class GatewayProcess:
     replication_factor: int = 1
     #: ``gateway.echo_window_ms``: typed bytes not echoed within it are masked.
     echo_window_ms: int = 300
+    #: ``gateway.workers``: one process unless a test asks for more (the setting's
+    #: default, one per core, would make every test's shape depend on the machine);
+    #: ``SSHTRAIL_TEST_GATEWAY_WORKERS=2`` runs every suite's gateways with two.
+    workers: int = field(default_factory=lambda: int(knob("GATEWAY_WORKERS", "1")))
     process: subprocess.Popen[str] | None = None
     output: list[str] = field(default_factory=list)
 
@@ -103,6 +108,7 @@ topic = {toml_value(self.topic)}
 listen = "127.0.0.1"
 port = {self.port}
 echo_window_ms = {self.echo_window_ms}
+workers = {self.workers}
 {self.extra}
 [control]
 topic = {toml_value(self.control_topic)}
@@ -170,7 +176,10 @@ host_keys = [{toml_value(host_pub)}]
         self._fetch_host_key()
         if admitting:
             wait_for(
-                lambda: any("control topic read to its end" in line for line in self.output),
+                lambda: (
+                    sum("control topic read to its end" in line for line in self.output)
+                    >= self.workers
+                ),
                 timeout=timeout,
                 what="the gateway to read the operator locks (control topic)",
             )
@@ -191,6 +200,11 @@ host_keys = [{toml_value(host_pub)}]
     @property
     def spool_dir(self) -> Path:
         return self.workdir / "state" / "spool"
+
+    def worker_spool_dir(self, index: int) -> Path:
+        """Worker ``index``'s spool (``gateway.workers`` > 1); worker 0 keeps the one
+        a single process uses."""
+        return self.spool_dir if index == 0 else self.spool_dir / f"worker-{index}"
 
     def spooled(self) -> bytes:
         """Every byte in the spool's segments (chunks hold output bytes as they were)."""

@@ -376,12 +376,15 @@ def stack(
     gateway_settings: str = "",
     *,
     members_during_load: bool = True,
+    workers: int = 1,
 ) -> Iterator[Stack]:
     """Gateway (limits raised for ``sessions``), a store and an index member, on SQLite
     (without ``members_during_load``, the members start when the load ends)."""
     limits = f"max_sessions = {sessions + 100}\nmax_sessions_per_operator = {sessions + 100}\n"
     limits += gateway_settings
-    gateway = GatewayProcess(root / "gw", servers, sshd, dead_letters=True, extra=limits)
+    gateway = GatewayProcess(
+        root / "gw", servers, sshd, dead_letters=True, extra=limits, workers=workers
+    )
     gateway.start()
     database_url = f"sqlite:///{root / 'store.db'}"
     search_url = f"sqlite:///{root / 'search.db'}"

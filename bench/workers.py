@@ -1,0 +1,159 @@
+"""Aggregate bulk throughput through the gateway with 1 and 2 workers, against direct.
+
+``--sessions`` OpenSSH clients at once each ``cat`` a random file of ``--mb``
+MB: directly from the sshd (the baseline, same run), then through a
+recording gateway with ``gateway.workers = 1``, then 2; best of
+``--rounds``, interleaved so drift hits all alike. Printed per way: the
+aggregate rate, its ratio to direct, and the gateway's CPU per MB (its
+supervisor and workers, every thread, until its recording is published),
+from which the rate that 8 and 32 cores could carry is predicted: a core
+gives ``1000 / (ms per MB)`` MB/s to recording, if nothing else ran there.
+
+    python -m bench.workers [--mb 64] [--sessions 4] [--rounds 2]
+
+Everything runs on loopback: the embedded broker, a real sshd, the gateway.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.cpu import cpu_seconds
+from bench.gateway import idle_rate, quiet_since
+from bench.scratch import scratch
+from sshtrail.broker import EmbeddedBroker, free_port
+from tests.support.gateway import GatewayProcess
+from tests.support.sshd import SshdTarget, find_sshd
+
+
+def family(root: int) -> list[int]:
+    """``root`` and every process descended from it (a gateway's workers)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    return found
+
+
+def cpu_of(pids: Sequence[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:  # ended meanwhile
+            continue
+    return total
+
+
+def parallel(
+    argvs: list[list[str]], size: int, watched: list[int], costed: list[int]
+) -> tuple[float, float]:
+    """Run the clients at once, until they and ``watched`` are done; (aggregate MB/s,
+    CPU ms per MB of ``costed``)."""
+    idle = idle_rate(watched)
+    before = cpu_of(costed)
+    started = time.perf_counter()
+    clients = [subprocess.Popen(argv, stdout=subprocess.DEVNULL) for argv in argvs]
+    for client in clients:
+        if client.wait(timeout=900) != 0:
+            raise SystemExit(f"a client failed: {client.args!r}")
+    # The run ends when the recording does: what the gateway still publishes counts.
+    ended = quiet_since(watched, idle) if watched else time.perf_counter()
+    moved = size * len(argvs)
+    used = (cpu_of(costed) - before) * 1e9 / moved if costed else 0.0
+    return moved / (ended - started) / 1e6, used
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=64, help="each client's bulk output, MB")
+    parser.add_argument("--sessions", type=int, default=4, help="clients at once")
+    parser.add_argument("--rounds", type=int, default=2)
+    args = parser.parse_args()
+    if min(args.mb, args.sessions, args.rounds) < 1:
+        parser.error("--mb, --sessions and --rounds must be at least 1")
+    sshd_binary = find_sshd()
+    if sshd_binary is None:
+        sys.exit("bench needs OpenSSH's sshd (apt-get install openssh-server)")
+    work = scratch("sshtrail-bench-workers-")
+    size = args.mb * 1_000_000
+    blob = work / "blob.bin"
+    blob.write_bytes(os.urandom(size))
+    with (work / "broker.log").open("ab") as log:
+        broker = EmbeddedBroker("127.0.0.1", free_port(), work / "broker", log)
+        broker.start()
+    sshd = SshdTarget(sshd_binary, work / "sshd")
+    sshd.start()
+    cipher = ["-c", "aes128-gcm@openssh.com"]
+    gateways = {
+        workers: GatewayProcess(
+            work / f"gw-{workers}",
+            broker.bootstrap_servers,
+            sshd,
+            workers=workers,
+            extra='target_ciphers = ["aes128-gcm@openssh.com"]',
+        )
+        for workers in (1, 2)
+    }
+    best: dict[str, tuple[float, float]] = {}
+    try:
+        for gateway in gateways.values():
+            gateway.start()
+        for _ in range(args.rounds):
+            ways: dict[str, tuple[list[str], list[int]]] = {
+                "direct": (sshd.ssh_command(f"cat {blob}", options=cipher), [])
+            }
+            for workers, gateway in gateways.items():
+                assert gateway.process is not None
+                argv = gateway.ssh("alice:t1", f"cat {blob}", options=cipher)
+                ways[f"gateway, {workers} worker{'s' if workers > 1 else ''}"] = (
+                    argv,
+                    family(gateway.process.pid),
+                )
+            for name, (argv, costed) in ways.items():
+                watched = [*costed, broker.pid] if costed and broker.pid else costed
+                rate, used = parallel([argv] * args.sessions, size, watched, costed)
+                if rate > best.get(name, (0.0, 0.0))[0]:
+                    best[name] = (rate, used)
+    finally:
+        for gateway in gateways.values():
+            if gateway.process is not None and gateway.process.poll() is None:
+                gateway.stop()
+        sshd.stop()
+        broker.stop()
+    report(best, args)
+
+
+def report(best: dict[str, tuple[float, float]], args: argparse.Namespace) -> None:
+    print(
+        f"{args.sessions} sessions at once, {args.mb} MB each, aes128-gcm, best of "
+        f"{args.rounds}, {len(os.sched_getaffinity(0))} cores"
+    )
+    direct = best["direct"][0]
+    for name, (rate, used) in best.items():
+        line = f"  {name:22s} {rate:8.1f} MB/s  ({rate / direct:.2f}x direct)"
+        if used:
+            per_core = 1000 / used
+            line += (
+                f"  gateway CPU {used:.2f} ms/MB: one core carries {per_core:.0f} "
+                f"MB/s; 8 cores {8 * per_core:.0f}, 32 cores {32 * per_core:.0f} MB/s"
+            )
+        print(line, flush=True)
+
+
+if __name__ == "__main__":
+    main()
