@@ -31,15 +31,19 @@ def session(ps1: bytes, commands: int) -> Terminal:
     return term
 
 
-def test_three_commands_in_a_row_without_a_prompt_flag_the_session() -> None:
+def run_of(promptless: int, then_sure: int = 0) -> PromptRun:
     run = PromptRun()
-    for _ in range(MIN_RUN - 1):
+    for _ in range(promptless):
         run.command(certain=False, promptless=True)
-    assert not run.flagged
-    run.command(certain=False, promptless=True)
-    assert run.flagged
-    run.command(certain=True, promptless=False)  # a normal prompt again: still flagged
-    assert run.flagged
+    for _ in range(then_sure):
+        run.command(certain=True, promptless=False)
+    return run
+
+
+def test_three_commands_in_a_row_without_a_prompt_flag_the_session() -> None:
+    assert not run_of(MIN_RUN - 1).flagged
+    assert run_of(MIN_RUN).flagged
+    assert run_of(MIN_RUN, then_sure=5).flagged  # a normal prompt again: still flagged
 
 
 def test_a_sure_command_between_breaks_the_run() -> None:
