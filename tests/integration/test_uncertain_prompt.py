@@ -9,6 +9,7 @@ import json
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pexpect
 import pytest
@@ -57,8 +58,11 @@ def typed_ahead(child: pexpect.spawn) -> None:
         child.expect(PROMPT)
 
 
-def listed(config: Path, *options: str) -> list[dict[str, object]]:
-    return json.loads(sshtrail(config, "sessions", "--json", *options, timeout=30).stdout)
+def listed(config: Path, *options: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = json.loads(
+        sshtrail(config, "sessions", "--json", *options, timeout=30).stdout
+    )
+    return rows
 
 
 def test_sessions_with_an_uncertain_prompt_are_flagged_and_listed(
