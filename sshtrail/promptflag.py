@@ -41,6 +41,18 @@ def flagged_ids(conn: Connection) -> frozenset[uuid.UUID]:
     return frozenset(found.scalars())
 
 
+def session_flagged(index: Opener, session_id: uuid.UUID) -> bool | None:
+    """Whether the index flags one session ``uncertain-prompt``; None when unknown."""
+    try:
+        with index() as conn:
+            found = conn.execute(
+                select(SESSIONS.c.uncertain_prompt).where(SESSIONS.c.session_id == session_id)
+            ).scalar()
+    except UNREADABLE:
+        return None
+    return None if found is None else bool(found)
+
+
 def with_flag(row: dict[str, Any], flagged: bool) -> dict[str, Any]:
     """``row`` of ``sessions`` with ``uncertain-prompt`` among its ``flags`` if ``flagged``."""
     if not flagged:

@@ -132,7 +132,10 @@ def test_the_console_lists_uncertain_prompt_from_the_index(store_engine: Engine)
             assert page.status_code == 200, page.text
             assert re.findall(r'data-session="([0-9a-f]{32})"', page.text) == [empty]
             assert '<td class="flags">uncertain-prompt</td>' in page.text
+        assert "uncertain-prompt" in client.get(f"/sessions/{empty}").text
+        assert "uncertain-prompt" not in client.get(f"/sessions/{made['normal'][0].hex}").text
         search.drop_schema(store_engine)
+        assert client.get(f"/sessions/{empty}").status_code == 200
         page = client.get("/sessions?flag=uncertain-prompt")
         assert page.status_code == 200, page.text
         assert "the uncertain-prompt flag is unknown" in page.text

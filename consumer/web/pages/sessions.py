@@ -187,6 +187,10 @@ class SessionPages(Page):
                 read_requests(queries.stored_chunks(conn, row["id"])), forwarded(conn, row)
             )
         commands = self._commands(row["id"])
+        index = self.console.search_engine
+        row = promptflag.with_flag(
+            row, promptflag.session_flagged(lambda: index().connect(), row["id"]) is True
+        )
         self.console.log(request, "view", session_id=row["id"])
         start = read_seconds(request.query_params.get("t"))
         player = {
