@@ -53,6 +53,7 @@ class SessionCache:
             if session.exit_status is None:
                 session.exit_status = row["exit_status"]
             session.last_digest = row["last_digest"]
+            session.flagged_before = bool(row["uncertain_prompt"])
             log.info("session %s: terminal rebuilt from %d kept chunks", session_id, count)
         self._open[session_id] = session
         return session

@@ -204,6 +204,7 @@ class IndexWriter:
                 "ordinals",
                 "exit_status",
                 "last_digest",
+                "uncertain_prompt",
             )
             conn.execute(
                 upsert.on_conflict_do_update(

@@ -55,6 +55,8 @@ class IndexedSession:
         self._mode = "shell"
         self._command = ""
         self.ordinals: dict[str, int] = dict.fromkeys(KINDS, 0)
+        #: Flagged ``uncertain-prompt`` before this member took the session over.
+        self.flagged_before = False
 
     def _blind_enter(self, event: object) -> bool:
         """Whether ``event`` is an Enter alone after keys that were all masked: a line
@@ -116,7 +118,14 @@ class IndexedSession:
             "ordinals": ",".join(f"{kind}={n}" for kind, n in self.ordinals.items() if n),
             "exit_status": self.exit_status,
             "last_digest": self.last_digest,
+            "uncertain_prompt": self.uncertain_prompt,
         }
+
+    @property
+    def uncertain_prompt(self) -> bool:
+        """Whether the session is flagged ``uncertain-prompt`` (sshtrail/promptrun.py)."""
+        terminal = self.terminal
+        return self.flagged_before or (terminal is not None and terminal.prompt_run.flagged)
 
     def restore_ordinals(self, saved: str | None) -> None:
         for item in (saved or "").split(","):
@@ -186,11 +195,14 @@ def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
 
 
-def recorded_commands(session_id: uuid.UUID, stored: Iterable[bytes]) -> list[dict[str, Any]]:
+def recorded_commands(
+    session_id: uuid.UUID, stored: Iterable[bytes]
+) -> tuple[list[dict[str, Any]], bool]:
     """The commands of a recording as the index reads them, read afresh from its stored
     chunks (in seq order) -- what ``show`` lists, so that a search index edited by
-    someone cannot hide a command from it. A chunk that does not decode is passed
-    over: the session's verification says it is tampered."""
+    someone cannot hide a command from it -- and whether the session is
+    ``uncertain-prompt``, read from the same lines. A chunk that does not decode is
+    passed over: the session's verification says it is tampered."""
     session = IndexedSession(session_id)
     found = []
     for data in stored:
@@ -199,4 +211,4 @@ def recorded_commands(session_id: uuid.UUID, stored: Iterable[bytes]) -> list[di
         except WireError:
             continue
         found += [doc for doc in session.apply(chunk) if doc["kind"] == "command"]
-    return found
+    return found, session.uncertain_prompt

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Text, cast, func, literal, or_, select
+from sqlalchemy import ColumnElement, Text, cast, false, func, literal, or_, select
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql import Select
 
@@ -83,6 +83,9 @@ class SessionFilter:
     policy: PolicyMark | None = None
     #: Sessions with this flag (docs/recording.md, "Flags"), or with any (:data:`ANY_FLAG`).
     flag: SessionFlag | Literal["any"] | None = None
+    #: The sessions the search index flags ``uncertain-prompt``, which the store does not
+    #: keep (looked up by :func:`sshtrail.promptflag.list_sessions`).
+    index_flagged: frozenset[uuid.UUID] = frozenset()
 
 
 #: What sessions can be ordered by, and the columns that order them.
@@ -117,7 +120,7 @@ def list_sessions(conn: Connection, wanted: SessionFilter) -> list[dict[str, Any
     if wanted.policy is not None:
         query = query.where(SESSIONS.c.policy.in_(wanted.policy.at_least()))
     if wanted.flag is not None:
-        query = query.where(flagged(wanted.flag))
+        query = query.where(flagged(wanted.flag, wanted.index_flagged))
     if wanted.unverified:
         query = query.where(or_(SESSIONS.c.verified.is_(None), SESSIONS.c.verified.is_(False)))
     if wanted.sort not in SORTS:
@@ -128,10 +131,16 @@ def list_sessions(conn: Connection, wanted: SessionFilter) -> list[dict[str, Any
     return [_with_gaps(row) for row in conn.execute(query).mappings()]
 
 
-def flagged(flag: SessionFlag | Literal["any"]) -> ColumnElement[bool]:
-    """Sessions with ``flag`` among their ``flags`` (sorted, comma-separated names)."""
+def flagged(
+    flag: SessionFlag | Literal["any"], index_flagged: frozenset[uuid.UUID] = frozenset()
+) -> ColumnElement[bool]:
+    """Sessions with ``flag`` among their ``flags`` (sorted, comma-separated names), or,
+    for ``uncertain-prompt``, among ``index_flagged``."""
+    in_index = SESSIONS.c.id.in_(sorted(index_flagged)) if index_flagged else false()
     if flag == ANY_FLAG:
-        return SESSIONS.c.flags.is_not(None)
+        return or_(SESSIONS.c.flags.is_not(None), in_index)
+    if flag == SessionFlag.UNCERTAIN_PROMPT:
+        return in_index
     return (literal(",") + SESSIONS.c.flags + literal(",")).contains(f",{flag},")
 
 

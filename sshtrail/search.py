@@ -107,6 +107,15 @@ SESSIONS = Table(
     #: and ``ended``, what this witness saw, which the store must agree with
     #: (``sshtrail verify --cross-check``, sshtrail/crosscheck.py).
     Column("last_digest", String(64)),
+    #: Whether the session is flagged ``uncertain-prompt`` (sshtrail/promptrun.py).
+    Column("uncertain_prompt", Boolean, nullable=False, server_default=text("FALSE")),
+    #: Flagged sessions are few: listings find them without reading every row.
+    Index(
+        "ix_search_sessions_uncertain_prompt",
+        "session_id",
+        sqlite_where=text("uncertain_prompt"),
+        postgresql_where=text("uncertain_prompt"),
+    ),
 )
 
 #: The index's own schema version (the index is not Alembic's: see the module text).
@@ -116,7 +125,7 @@ META = Table(
     Column("key", String(32), primary_key=True),
     Column("value", String(64), nullable=False),
 )
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 #: How an index of each older version is brought up to date, step by step.
 _UPGRADES: dict[int, tuple[str, ...]] = {
     1: (
@@ -132,6 +141,12 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
     ),
     # Sessions indexed before have no digest: the cross-check compares their seqs only.
     4: ("ALTER TABLE search_sessions ADD COLUMN last_digest VARCHAR(64)",),
+    # Sessions indexed before are not flagged: 'sshtrail index --rebuild' flags them.
+    5: (
+        "ALTER TABLE search_sessions ADD COLUMN uncertain_prompt BOOLEAN NOT NULL DEFAULT FALSE",
+        "CREATE INDEX IF NOT EXISTS ix_search_sessions_uncertain_prompt "
+        "ON search_sessions (session_id) WHERE uncertain_prompt",
+    ),
 }
 
 #: The chunks of sessions still open: a member taking a session over replays

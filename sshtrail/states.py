@@ -57,12 +57,15 @@ class PolicyMark(enum.StrEnum):
 
 class SessionFlag(enum.StrEnum):
     """Why a session deserves an auditor's eye (docs/recording.md, "Flags"); the store
-    group sets them as it reads the session's events (consumer/sessionflags.py)."""
+    group sets them as it reads the session's events (consumer/sessionflags.py), but
+    ``uncertain-prompt``, which only the index group's terminal reader can tell: it is
+    kept in the search index and joined to the store's rows (sshtrail/promptflag.py)."""
 
     BLIND_EVAL = "blind-eval"  # the masked-input mark is ``suspicious``
     PROMPT_ERASES = "prompt-erases"  # entered lines erased by a home + delete/erase
     BINARY_STDIN = "binary-stdin"  # an interpreter fed bytes that are not text
     TRANSFER_UNREQUESTED = "transfer-unrequested"  # a transfer no request named
+    UNCERTAIN_PROMPT = "uncertain-prompt"  # most commands' prompts not told apart (index)
 
 
 #: What ``sessions --flag`` and the console take besides a flag's name: any flag at all.

@@ -59,6 +59,7 @@ from pyte import modes
 
 from sshtrail.fastscreen import FastScreen, Rows
 from sshtrail.plaintext import prepared, skip_of_run, split_lines
+from sshtrail.promptrun import PromptRun
 from sshtrail.shellwords import commands, unfinished
 
 Kind = Literal["output", "command", "meta", "input", "screen"]
@@ -267,6 +268,8 @@ class Terminal:
         #: The last Enter was Ctrl-O (bash, zsh: run the line, then show the next one of
         #: the history at the prompt, ready to run or edit).
         self._fetched = False
+        #: Commands read in a row on lines with no prompt (``uncertain-prompt``).
+        self.prompt_run = PromptRun()
         self.found: list[Found] = []
 
     # -- what the session did ------------------------------------------------------
@@ -656,6 +659,8 @@ class Terminal:
         self._line.add(self._screen.row(y))
         line = self._line.text.rstrip()
         self._line.reset()
+        if not self._enter and self._shows_prompt(line):
+            self.prompt_run.prompt_drawn()
         if self._enter:
             # Without an Enter the prompt stays: a shell that lists completions redraws
             # the same prompt and the line typed so far below them.
@@ -673,6 +678,7 @@ class Terminal:
                 command, self._continued = self._continued + command, ""
                 found = Found("command", command[:MAX_LINE], self._enter_t, certain)
                 self.found.append(found)
+                self.prompt_run.command(certain, not certain and not self._shows_prompt(line))
                 expanded = self.expand_aliases(command)
                 if expanded is not None:  # what ran, as far as the session's aliases tell
                     self.found.append(Found("command", expanded[:MAX_LINE], self._enter_t, False))
@@ -715,6 +721,11 @@ class Terminal:
         if looks and remember and looks.group() not in self._prompts:
             self._prompts.append(looks.group())  # typed ahead of it: still a prompt seen
         return (line[looks.end() :] if looks else line).strip(), False
+
+    def _shows_prompt(self, line: str) -> bool:
+        """Whether ``line`` holds a prompt seen before, or begins with one like it."""
+        known = any(prompt.strip() and prompt.rstrip() in line for prompt in self._prompts)
+        return known or _PROMPT_LIKE.match(line) is not None
 
     # -- input without a PTY -----------------------------------------------------------
 

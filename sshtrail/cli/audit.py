@@ -19,7 +19,16 @@ from typing import Any
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 
-from sshtrail import crosscheck, describe, holds, queries, search, sessionrequests, tombstone
+from sshtrail import (
+    crosscheck,
+    describe,
+    holds,
+    promptflag,
+    queries,
+    search,
+    sessionrequests,
+    tombstone,
+)
 from sshtrail.cli import transfers
 from sshtrail.cli.commands import SESSION_COLUMNS
 from sshtrail.cli.evidence import refused_json, refused_lines, verdict_json
@@ -53,9 +62,13 @@ def run_sessions(args: argparse.Namespace, settings: Settings) -> int:
     )
     keys = known_gateway_keys(settings)
     with store(settings) as conn:
-        rows = queries.list_sessions(conn, wanted)
+        listed = promptflag.list_sessions(conn, wanted, lambda: index(settings))
+        rows = listed.rows
         shorts = queries.short_ids(conn, [row["id"] for row in rows])
         verdicts = session_verdicts(conn, rows, keys)
+    if listed.unknown is not None and wanted.flag is not None:
+        # The listing stands; only the index's flag is missing from it.
+        print(f"sshtrail: uncertain-prompt is unknown: {listed.unknown}", file=sys.stderr)
     shape = chosen_format(args)
     if shape == "json":
         print_json(
@@ -103,7 +116,9 @@ def run_show(args: argparse.Namespace, settings: Settings) -> int:
         refused = queries.refused_chunks(conn, session_id)
         moved = transfers.of_session(conn, session_id, whole=args.json) if row["transfers"] else []
         stored = queries.stored_chunks(conn, session_id)
-        commands = recorded_commands(session_id, stored)
+        commands, uncertain_prompt = recorded_commands(session_id, stored)
+        # Read from the recording as the commands listed are: it needs no index.
+        row = promptflag.with_flag(row, uncertain_prompt)
         decisions = gateway_notices(stored, "policy")
         moderation = gateway_notices(stored, "moderation")
         witness = index_witness(settings, conn, session_id, commands)
@@ -198,14 +213,17 @@ def _detail(text: str) -> str:
     return f": {visible(text)}" if text else ""
 
 
-def recorded_commands(session_id: uuid.UUID, stored: list[tuple[int, bytes]]) -> list[search.Hit]:
-    """The session's commands read from its stored chunks, as the index reads them."""
+def recorded_commands(
+    session_id: uuid.UUID, stored: list[tuple[int, bytes]]
+) -> tuple[list[search.Hit], bool]:
+    """The session's commands read from its stored chunks, as the index reads them, and
+    whether its prompt was ``uncertain-prompt``."""
     # Imported here: the terminal emulator is for show, not for every command's start-up.
     from sshtrail.indexsession import recorded_commands as read  # noqa: PLC0415
 
     names = [field.name for field in dataclasses.fields(search.Hit)]
-    found = read(session_id, (data for _, data in stored))
-    return [search.Hit(**{name: doc[name] for name in names}) for doc in found]
+    found, uncertain_prompt = read(session_id, (data for _, data in stored))
+    return [search.Hit(**{name: doc[name] for name in names}) for doc in found], uncertain_prompt
 
 
 def index_witness(

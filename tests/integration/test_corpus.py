@@ -13,13 +13,14 @@ from collections import Counter
 from collections.abc import Iterator
 
 import pytest
-from sqlalchemy import Engine
+from sqlalchemy import Engine, select
 
 from consumer.indexer import IndexWriter
 from consumer.messages import Received
 from sshtrail import search
 from sshtrail.db import make_engine
 from sshtrail.events import Exec
+from sshtrail.promptflag import flagged_ids
 from sshtrail.wire import Chunk, decode_chunk
 from tests.corpus.record import HERE, read_recording
 from tests.corpus.scenarios import SCENARIOS, Scenario
@@ -115,3 +116,16 @@ def test_a_line_shown_once_is_found_once(indexed: tuple[Engine, dict[str, list[C
         ):
             hits = search.search(conn, search.Query(line))
             assert [h.text for h in hits if h.text == line] == [line], hits
+
+
+def test_no_corpus_session_is_flagged_uncertain_prompt(
+    indexed: tuple[Engine, dict[str, list[Chunk]]],
+) -> None:
+    """Ordinary prompts of bash, zsh, dash and fish, with editing, full-screen programs
+    and nested shells: none is ``uncertain-prompt`` (docs/recording.md, "Flags")."""
+    engine, recordings = indexed
+    with engine.connect() as conn:
+        listed = conn.execute(select(search.SESSIONS.c.session_id)).scalars().all()
+        flagged = flagged_ids(conn)
+    assert len(listed) == len(recordings)
+    assert flagged == frozenset()

@@ -66,12 +66,7 @@ from tests.support.sshd import SshdTarget
 pytestmark = pytest.mark.integration
 
 #: Why the cases that do not hold yet are missed (case number: reason).
-MISSED = {
-    21: "no flag for an uncertain prompt: only the index group's terminal reader knows "
-    "a prompt could not be told apart, and the store group runs no terminal emulator "
-    "(docs/recording.md, Flags)",
-    22: "as 21: the commands are listed '(?)', the session is not flagged",
-}
+MISSED: dict[int, str] = {}
 
 
 def test_the_28_cases_of_issue_41_are_found_and_listed(

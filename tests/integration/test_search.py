@@ -14,6 +14,7 @@ from consumer.indexer import IndexWriter
 from consumer.messages import Received
 from sshtrail import search
 from sshtrail.db import make_engine
+from sshtrail.promptflag import flagged_ids
 from sshtrail.search import DOCS, Query
 from sshtrail.states import MaskedInput
 from sshtrail.wire import decode_chunk
@@ -205,14 +206,16 @@ def test_a_hit_says_where_the_text_matched(engine: Engine, sessions: dict[str, u
 
 def test_an_index_of_the_previous_schema_is_brought_up_to_date(database_url: str) -> None:
     """Version 3 had no ``certain`` on documents and no ``exit_status`` on sessions (and
-    version 4 no ``last_digest``): its documents read as certain, its sessions as of
-    unknown exit."""
+    version 4 no ``last_digest``, version 5 no ``uncertain_prompt``): its documents read
+    as certain, its sessions as of unknown exit and not flagged."""
     engine = index_engine(database_url)
     session_id = uuid.uuid4()
     with engine.begin() as conn:
         conn.execute(text("ALTER TABLE search_docs DROP COLUMN certain"))
         conn.execute(text("ALTER TABLE search_sessions DROP COLUMN exit_status"))
         conn.execute(text("ALTER TABLE search_sessions DROP COLUMN last_digest"))
+        conn.execute(text("DROP INDEX ix_search_sessions_uncertain_prompt"))
+        conn.execute(text("ALTER TABLE search_sessions DROP COLUMN uncertain_prompt"))
         conn.execute(update(search.META).values(value="3"))
         conn.execute(
             text(
@@ -225,6 +228,7 @@ def test_an_index_of_the_previous_schema_is_brought_up_to_date(database_url: str
     with engine.connect() as conn:
         assert conn.execute(select(search.META.c.value)).scalar() == str(search.SCHEMA_VERSION)
         [hit] = search.search(conn, Query("uptime"))
+        assert flagged_ids(conn) == frozenset()
     assert hit.session_id == session_id
     assert hit.certain
     assert find(engine, "uptime", exit_status=0) == []

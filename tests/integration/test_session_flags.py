@@ -13,13 +13,17 @@ import pytest
 from sqlalchemy import Engine
 from starlette.testclient import TestClient
 
+from consumer.indexer import IndexWriter
 from consumer.messages import Received
 from consumer.store import StoreWriter
 from consumer.web.app import create_app
+from sshtrail import events as ev
+from sshtrail import search
 from sshtrail.wire import decode_chunk
 from tests.integration.test_web_http import STATE_DIR, settings_for, sign_in
 from tests.support.cli import sshtrail
 from tests.support.flaggedsessions import flagged_sessions
+from tests.support.recordings import events_session
 
 pytestmark = pytest.mark.integration
 
@@ -88,3 +92,53 @@ def test_the_console_filters_on_a_flag_and_refuses_garbage(
             answer = client.get(f"/sessions?flag={garbage}")
             assert answer.status_code == 400, garbage
             assert 'class="problem"' in answer.text
+
+
+def prompt_session(ps1: bytes) -> tuple[uuid.UUID, list[bytes]]:
+    """A bash session typed key by key: ``PS1=...`` at a normal prompt, after which the
+    shell draws ``ps1``, then three commands."""
+    prompt = b"deploy@web01:~$ "
+    found: list[ev.Event] = [ev.Output(1, prompt)]
+    t = 2
+    for n, line in enumerate([b"PS1=...", b"echo a", b"echo b", b"echo c"]):
+        for key in line:
+            found += [ev.Input(t, bytes([key])), ev.Output(t, bytes([key]))]
+            t += 1
+        output = b"" if n == 0 else line[5:] + b"\r\n"
+        found += [ev.Input(t, b"\r"), ev.Output(t + 1, b"\r\n" + output + ps1)]
+        t += 2
+    return events_session([found])
+
+
+def test_the_console_lists_uncertain_prompt_from_the_index(store_engine: Engine) -> None:
+    """The console's sessions list asks the search index (here in the store's database,
+    as the console is set up) for ``uncertain-prompt``; without it the flag is unknown,
+    said in a note, and the list stands."""
+    made = {"empty": prompt_session(b""), "normal": prompt_session(b"deploy@web01:~$ ")}
+    search.ensure_schema(store_engine)
+    store, index = StoreWriter(store_engine, dt.timedelta(hours=1)), IndexWriter(store_engine)
+    offset = 0
+    for _, messages in made.values():
+        batch = [Received(decode_chunk(m), 0, offset + i, NOW) for i, m in enumerate(messages)]
+        store.write(batch)
+        index.write(batch)
+        offset += len(messages)
+    empty = made["empty"][0].hex
+    app = create_app(settings_for(store_engine.url.render_as_string(hide_password=False)))
+    with TestClient(app, base_url="http://127.0.0.1") as client:
+        sign_in(client, "ann")
+        for flag in ("uncertain-prompt", "any"):
+            page = client.get(f"/sessions?flag={flag}")
+            assert page.status_code == 200, page.text
+            assert re.findall(r'data-session="([0-9a-f]{32})"', page.text) == [empty]
+            assert '<td class="flags">uncertain-prompt</td>' in page.text
+        assert "uncertain-prompt" in client.get(f"/sessions/{empty}").text
+        assert "uncertain-prompt" not in client.get(f"/sessions/{made['normal'][0].hex}").text
+        search.drop_schema(store_engine)
+        assert client.get(f"/sessions/{empty}").status_code == 200
+        page = client.get("/sessions?flag=uncertain-prompt")
+        assert page.status_code == 200, page.text
+        assert "the uncertain-prompt flag is unknown" in page.text
+        assert re.findall(r'data-session="([0-9a-f]{32})"', page.text) == []
+        page = client.get("/sessions")
+        assert len(re.findall(r'data-session="([0-9a-f]{32})"', page.text)) == 2

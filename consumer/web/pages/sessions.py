@@ -28,7 +28,7 @@ from consumer.web.pages.base import (
     read_seconds,
 )
 from consumer.web.pages.downloads import EXPORTS
-from sshtrail import control, interrupted, pieces, queries
+from sshtrail import control, interrupted, pieces, promptflag, queries
 from sshtrail.alertqueries import AlertFilter, list_alerts
 from sshtrail.chain import Status
 from sshtrail.describe import duration_text, exit_text, request_text, session_fields, signer_text
@@ -72,6 +72,7 @@ class SessionPages(Page):
         page = read_number(request.query_params.get("page"), 1, 1, 100_000)
         size = self.console.settings.web.page_size
         problems: list[str] = []
+        notes: list[str] = []
         since = read_moment(params["since"], "since", problems)
         until = read_moment(params["until"], "until", problems)
         status = params["status"]
@@ -102,8 +103,15 @@ class SessionPages(Page):
             )
             keys = known_gateway_keys(self.console.settings)
             with self._store() as conn:
-                rows = queries.list_sessions(conn, wanted)
+                listed = promptflag.list_sessions(
+                    conn, wanted, lambda: self.console.search_engine().connect()
+                )
+                rows = listed.rows
                 verdicts = session_verdicts(conn, rows, keys)
+            if listed.unknown is not None and wanted.flag is not None:
+                notes.append(
+                    "The search index cannot be read: the uncertain-prompt flag is unknown."
+                )
             if tampered:
                 rows = [r for r in rows if verdicts[r["id"]].status is Status.TAMPERED]
                 rows = rows[(page - 1) * size : page * size + 1]
@@ -119,6 +127,7 @@ class SessionPages(Page):
                 "page": page,
                 "more": more,
                 "problems": problems,
+                "notes": notes,
                 "statuses": STATUSES,
                 "policy_marks": POLICY_MARKS,
                 "flag_choices": FLAG_CHOICES,
@@ -178,6 +187,10 @@ class SessionPages(Page):
                 read_requests(queries.stored_chunks(conn, row["id"])), forwarded(conn, row)
             )
         commands = self._commands(row["id"])
+        index = self.console.search_engine
+        row = promptflag.with_flag(
+            row, promptflag.session_flagged(lambda: index().connect(), row["id"]) is True
+        )
         self.console.log(request, "view", session_id=row["id"])
         start = read_seconds(request.query_params.get("t"))
         player = {
