@@ -15,9 +15,9 @@ PIP_QUIET := -qq --disable-pip-version-check
 # (validates compose/), the shells and programs of the search corpus, Chromium and
 # its driver (the web console's browser tests), Java and Maven (Apache Kafka's jars),
 # Prometheus's promtool (checks compose/prometheus/alerts.yml).
-SYSTEM_PACKAGES := openssh-server openssh-client docker-compose vim less chromium chromium-driver \
+SYSTEM_PACKAGES := openssh-server openssh-client docker-compose vim nano less chromium chromium-driver \
 	openjdk-17-jre-headless maven prometheus zsh rsync
-SYSTEM_COMMANDS := /usr/sbin/sshd ssh ssh-keygen docker-compose vim less chromium chromedriver \
+SYSTEM_COMMANDS := /usr/sbin/sshd ssh ssh-keygen docker-compose vim nano less chromium chromedriver \
 	java mvn promtool zsh rsync
 
 .PHONY: up test test-fast lint install install-test system-packages postgres kafka

@@ -43,6 +43,7 @@ from tests.support.evasionscore import (
     flagged_only,
     listed,
     listed_as,
+    masked_exactly,
     moved,
     no_piece,
     not_masked,
@@ -127,6 +128,11 @@ def test_the_28_cases_of_issue_41_are_found_and_listed(
     def password(child: pexpect.spawn) -> None:
         sent(child, f'read -s -p "pw-$((1+1))-{m(16)}: " pw; echo', f"pw-2-{m(16)}: ")
         keys(child, "hunter2\r")
+        child.expect(PROMPT)
+        # A prompt as sudo's asks: the terminal's echo turned off on /dev/tty (getpass).
+        asks = "python3 -c 'import getpass; getpass.getpass(\"[sudo] password for alice: \")'"
+        sent(child, asks, asks, "[sudo] password for alice: ")  # its echo holds the prompt too
+        keys(child, "tr0ub4dor\r", pause=0.06)  # at a person's pace
         child.expect(PROMPT)
 
     def prompts(child: pexpect.spawn) -> None:
@@ -246,6 +252,7 @@ def shown(config: Path, session: str) -> Seen:
         one["flags"],
         one["masked_input"],
         [(t["op"], t["path"], t["size"], t["sha256"]) for t in moved_files],
+        one["masked_bytes"],
     )
 
 
@@ -310,14 +317,18 @@ def cases(m: Callable[[int], str], tdir: Path, sha: dict[int, str]) -> list[Case
         ("bind -x key running the line, no Enter", "typed", listed(f"touch {tdir}/bound-{m(13)}")),
         ("vim :!cmd", "typed", listed(f"touch {tdir}/from-vim-{m(14)}")),
         (
-            "text typed into vim is not masked",
+            "text typed into vim and nano is not masked",
             "editors",
             both(listed(f"vim -u NONE -n {tdir}/typed-{m(15)}.txt"), not_masked()),
         ),
         (
-            "read -s password still masked, not flagged",
+            "read -s and sudo-like passwords masked, not flagged",
             "password",
-            both(containing(f"pw-$((1+1))-{m(16)}"), flagged_only("masked")),
+            both(
+                containing(f"pw-$((1+1))-{m(16)}"),
+                flagged_only("masked"),
+                masked_exactly("hunter2", "tr0ub4dor"),
+            ),
         ),
         (
             "vim exiting at once is one clean command",

@@ -21,6 +21,7 @@ class Seen:
     flags: list[str]
     masked: str | None
     transfers: list[tuple[str, str, int, str]] = field(default_factory=list)
+    masked_bytes: int = 0  # typed bytes no screen showed, kept as a count only
 
     def texts(self) -> list[str]:
         return [text.rstrip() for text, _ in self.commands]
@@ -179,6 +180,13 @@ def flagged_only(masked: str) -> Check:
         seen.masked == masked and not seen.flags,
         f"flags {seen.flags}, masked {seen.masked}",
     )
+
+
+def masked_exactly(*secrets: str) -> Check:
+    """Every key of each secret typed blind, and nothing more, is masked: a key the
+    gateway took for echoed would be in the recording in clear (and not counted)."""
+    count = sum(len(secret) for secret in secrets)
+    return lambda seen: (seen.masked_bytes == count, f"masked {seen.masked_bytes} of {count}")
 
 
 def absent(text: str) -> Check:

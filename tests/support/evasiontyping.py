@@ -98,17 +98,27 @@ def typed_session(child: pexpect.spawn, m: Callable[[int], str], tdir: Path) -> 
 
 
 def editors_session(child: pexpect.spawn, m: Callable[[int], str], tdir: Path) -> None:
-    """Cases 15 and 17: text typed into vim, and vim exiting at once."""
+    """Cases 15 and 17: text typed into vim and nano, and vim exiting at once."""
     sent(child, f"vim -u NONE -n {tdir}/typed-{m(15)}.txt", f"typed-{m(15)}.txt")
     keys(child, f"ihello from vim {m(15)}")
     time.sleep(0.5)  # the screen stays a moment: a screen document
     keys(child, "\x1b:wq\r")
+    child.expect(PROMPT)
+    sent(child, f"nano --ignorercfiles {tdir}/nano-{m(15)}.txt", "GNU nano")
+    keys(child, f"hello from nano {m(15)}")
+    time.sleep(0.5)
+    keys(child, "\x0f")  # ^O: write out, then the file name asked for and taken
+    child.expect("File Name to Write")
+    keys(child, "\r")
+    child.expect("Wrote")
+    keys(child, "\x18")  # ^X: exit
     child.expect(PROMPT)
     sent(child, r"""PS1='\[\e]0;root@host: ~\a\]root@host:~# '""", "~# '", "root@host:~# ")
     sent(child, f"vim -u NONE -c 'normal itext' -c 'w! {tdir}/quit-{m(17)}' -c 'q'")
     child.expect("root@host:~# ")
     sent(child, "echo sync-$((2+5))", "sync-7", "root@host:~# ")
     assert (tdir / f"typed-{m(15)}.txt").read_text() == f"hello from vim {m(15)}\n"
+    assert (tdir / f"nano-{m(15)}.txt").read_text() == f"hello from nano {m(15)}\n"
     assert (tdir / f"quit-{m(17)}").read_text() == "text\n"
 
 

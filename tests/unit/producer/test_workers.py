@@ -76,12 +76,13 @@ def test_worker_metrics_are_summed_but_reachability_and_age_are_not() -> None:
     assert families["sshtrail_gateway_refusals"].samples[0].labels == {"reason": "max_sessions"}
 
 
-def test_workers_default_to_the_cores_the_gateway_may_use() -> None:
+def test_one_worker_by_default_and_zero_asks_for_the_cores_the_gateway_may_use() -> None:
+    """One by default while the failed-login counters are per worker (docs/security.md)."""
     settings = load_settings(environ={})
-    assert settings.gateway.workers == 0
-    assert worker_count(settings.gateway) == len(os.sched_getaffinity(0))
-    one = load_settings(environ={"SSHTRAIL_GATEWAY__WORKERS": "1"})
-    assert worker_count(one.gateway) == 1
+    assert settings.gateway.workers == 1
+    assert worker_count(settings.gateway) == 1
+    cores = load_settings(environ={"SSHTRAIL_GATEWAY__WORKERS": "0"})
+    assert worker_count(cores.gateway) == len(os.sched_getaffinity(0))
 
 
 @pytest.mark.parametrize("value", ["-1", "257", "two"])
