@@ -189,6 +189,18 @@ def test_a_worker_killed_mid_session_ends_only_its_sessions_and_loses_nothing(
     where = spread(stack, 4, 16)
     pids = stack.worker_pids()
     assert set(pids) == {0, 1}, "".join(stack.gateway.output[-20:])
+    # Killed mid-session: once each of worker 1's sessions has output on the topic (a
+    # kill within a chunk's first moments leaves nothing yet recorded to check against).
+    ids = {mark: session_id for mark, (session_id, _s, _r) in stack.sessions().items()}
+    wait_for(
+        lambda: all(
+            stack.output_of(ids[mark]).startswith(mark.encode())
+            for mark, worker in where.items()
+            if worker == 1
+        ),
+        timeout=30,
+        what="worker 1's sessions recording output",
+    )
     os.kill(pids[1], signal.SIGKILL)
     outputs = {}
     for mark, client in stack.clients.items():
