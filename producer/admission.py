@@ -22,7 +22,8 @@ Each question gets one typed answer:
 
 Failures are counted per attempt, not per connection: a client that keeps
 one connection open and guesses passwords is limited like one that
-reconnects.
+reconnects; and per gateway, not per worker: the counts are in memory every
+worker shares (``producer/sharedfailures.py``, which says what that costs).
 """
 
 from __future__ import annotations
@@ -30,17 +31,16 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections import Counter, defaultdict, deque
+from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from producer.sharedfailures import SharedFailures
 from sshtrail.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
 
-#: How long failures count against an address or an operator name.
-WINDOW_S = 60.0
 #: The key under which refusals for unread locks are rate-limited in the log.
 _LOCKS_UNREAD = "(locks)"
 
@@ -101,37 +101,19 @@ class LockSource(Protocol):
     def locked(self, operator: str) -> LockHolder | None: ...
 
 
-class _Failures:
-    """Failure times per key within the window."""
-
-    def __init__(self, clock: Callable[[], float]) -> None:
-        self._clock = clock
-        self._times: dict[str, deque[float]] = defaultdict(deque)
-
-    def add(self, key: str) -> None:
-        self._times[key].append(self._clock())
-
-    def count(self, key: str) -> int:
-        window = self._times.get(key)
-        if window is None:
-            return 0
-        cutoff = self._clock() - WINDOW_S
-        while window and window[0] < cutoff:
-            window.popleft()
-        if not window:
-            del self._times[key]
-            return 0
-        return len(window)
-
-
 class Admission:
-    """The gateway's limits; state shared by all connections of one process."""
+    """The gateway's limits; state shared by all connections of one process, and the
+    failed logins by every worker's (``failures``; a table of its own if None)."""
 
-    def __init__(self, gw: GatewaySettings, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        gw: GatewaySettings,
+        clock: Callable[[], float] = time.monotonic,
+        failures: SharedFailures | None = None,
+    ) -> None:
         self._gw = gw
         self._clock = clock
-        self._by_address = _Failures(clock)
-        self._by_operator = _Failures(clock)
+        self._failures = failures if failures is not None else SharedFailures.private()
         self._pending: dict[str, int] = defaultdict(int)
         self._last_noted: dict[str, float] = {}
         self.accepting = True
@@ -143,7 +125,7 @@ class Admission:
     def connection(self, address: str) -> Refuse | None:
         """A new connection from ``address``; counted as waiting to log in if admitted."""
         gw = self._gw
-        if self._by_address.count(address) >= gw.auth_attempts_per_minute:
+        if self._failed_from(address) >= gw.auth_attempts_per_minute:
             return Refuse("too many failed logins; try again later", "too many failures")
         if self._pending[address] >= gw.max_pending_logins_per_address:
             return Refuse(
@@ -172,9 +154,9 @@ class Admission:
         gw = self._gw
         if failed_here >= gw.max_auth_tries:
             return Refuse("too many authentication failures", "too many authentication failures")
-        if self._by_address.count(address) >= gw.auth_attempts_per_minute:
+        if self._failed_from(address) >= gw.auth_attempts_per_minute:
             return Refuse("too many failed logins; try again later", "too many failures")
-        if operator and self._by_operator.count(operator) >= gw.auth_failures_per_operator:
+        if operator and self._failed_as(operator) >= gw.auth_failures_per_operator:
             return Refuse(
                 "too many failed logins for this operator; try again later",
                 "too many failures for this operator",
@@ -183,9 +165,16 @@ class Admission:
 
     def failed(self, address: str, operator: str) -> None:
         """An attempt failed: it counts against the address and the operator name."""
-        self._by_address.add(address)
+        now = self._clock()
+        self._failures.add("a" + address, now)
         if operator:
-            self._by_operator.add(operator)
+            self._failures.add("o" + operator, now)
+
+    def _failed_from(self, address: str) -> int:
+        return self._failures.count("a" + address, self._clock())
+
+    def _failed_as(self, operator: str) -> int:
+        return self._failures.count("o" + operator, self._clock())
 
     # -- channels and their recording ---------------------------------------------------
 

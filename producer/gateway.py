@@ -28,6 +28,7 @@ from producer.controllistener import ControlListener
 from producer.policy import Policy
 from producer.recorder import Recorder, call_later
 from producer.sessions import LiveSessions
+from producer.sharedfailures import SharedFailures
 from producer.spool import Spool
 from producer.upstream import TargetConnector
 from sshtrail.escrow import Sealer
@@ -57,6 +58,7 @@ class Gateway:
         connector: TargetConnector,
         sealer: Sealer | None = None,
         sessions: LiveSessions | None = None,
+        failures: SharedFailures | None = None,
     ) -> None:
         self.settings = settings
         self.gw = settings.gateway
@@ -65,7 +67,7 @@ class Gateway:
         self.spool = spool
         self.connector = connector
         self.sealer = sealer
-        self.admission = Admission(self.gw)
+        self.admission = Admission(self.gw, failures=failures)
         #: The command policy (``policy.file``), kept current.
         self.commands = CommandCheck(
             Path(settings.policy.file).expanduser() if settings.policy.file else None

@@ -10,6 +10,9 @@ crosses a process boundary; what is per gateway is shared this way:
 * terminate and lock: every worker reads the whole control topic (it uses no
   consumer group); the one holding a session ends it;
 * session limits: counters in shared memory (``producer/sharedcounts.py``);
+* failed logins per address and per operator name: counted in shared memory
+  too (``producer/sharedfailures.py``), so a guesser gets no more guesses
+  for the kernel spreading its connections;
 * ``/metrics``: the supervisor sums the workers' (``producer/metricsum.py``);
 * the TOFU pin: written under a file lock (``producer/upstream.py``);
 * the host and recording keys: created here, before any worker starts.
@@ -58,6 +61,7 @@ from prometheus_client import CollectorRegistry, start_http_server
 from producer.metricsum import WorkersCollector
 from producer.service import GatewayService, WorkerPlace
 from producer.sharedcounts import SharedCounts
+from producer.sharedfailures import new_salt, new_table
 from sshtrail.errors import ConfigError
 from sshtrail.settings import GatewaySettings, Settings
 
@@ -114,6 +118,9 @@ class Supervisor:
         operators = [o.name for o in settings.operators]
         self._cells = SharedCounts.create(operators, workers)
         self._counts = SharedCounts(self._cells, operators, workers, 0)
+        # Never zeroed when a worker is replaced: its failures still count.
+        self._failures = new_table(workers)
+        self._salt = new_salt()
         self._processes: dict[int, BaseProcess] = {}
         self._pipes: dict[int, Pipe] = {}
         self._worker_metrics: dict[int, int] = {}
@@ -182,7 +189,7 @@ class Supervisor:
     def _start(self, index: int) -> None:
         self._counts.zero(index)  # a dead worker's sessions ended with it
         receiving, sending = self._context.Pipe(duplex=False)
-        place = WorkerPlace(index, self.workers, self._cells)
+        place = WorkerPlace(index, self.workers, self._cells, self._failures, self._salt)
         process = self._context.Process(
             target=run_worker,
             args=(self.settings, place, sending, logging.getLogger().level, os.getpid()),

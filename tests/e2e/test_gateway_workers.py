@@ -1,5 +1,6 @@
-"""A gateway of two workers (``gateway.workers = 2``): a worker killed mid-session, and
-terminate and lock reaching sessions on either worker.
+"""A gateway of two workers (``gateway.workers = 2``): a worker killed mid-session,
+terminate and lock reaching sessions on either worker, and failed logins counted
+against the gateway's limits whichever worker they reached.
 
 The real OpenSSH client through a real ``sshtrail gateway`` (its supervisor and two
 worker processes sharing the port) to the test sshd, Apache Kafka from the test
@@ -9,6 +10,7 @@ workers' spools (each has its own directory).
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import signal
@@ -19,6 +21,7 @@ from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
+import asyncssh
 import pexpect
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -28,11 +31,12 @@ from sshtrail import migrate
 from sshtrail.broker import free_port
 from sshtrail.db import make_engine
 from sshtrail.events import Exec, Output
+from sshtrail.passwords import hash_password
 from sshtrail.tables import SESSIONS
 from sshtrail.wire import decode_chunk
 from tests.support.cli import Running, sshtrail
 from tests.support.consumers import read_all, start_member, write_config
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, toml_value
 from tests.support.kafka import Broker
 from tests.support.sshd import SshdTarget
 from tests.support.waiting import wait_for
@@ -339,3 +343,94 @@ def _newest_active(stack: Stack, known: set[uuid.UUID]) -> uuid.UUID:
 
     wait_for(stored, what="the session stored as active", timeout=30)
     return found[0]
+
+
+PASSWORD = "correct horse battery staple"
+#: Failed logins allowed per operator name (``gateway.auth_failures_per_operator``).
+NAME_LIMIT = 4
+#: Operators with a password: each name is guessed at until its limit; a name whose
+#: guesses all reached one worker proves nothing, and the next is tried. (And "pia",
+#: never guessed at.)
+GUESSED = [f"pat{n}" for n in range(6)]
+
+
+@pytest.fixture
+def guessed(tmp_path: Path, broker: Broker, sshd: SshdTarget) -> Iterator[Stack]:
+    """Two workers, operators with a password, and limits per name only (every test
+    client comes from 127.0.0.1: the address's limit is set out of the way)."""
+    made = Stack(tmp_path, broker, sshd)
+    made.gateway.extra += (
+        f"\nauth_failures_per_operator = {NAME_LIMIT}\nauth_attempts_per_minute = 1000"
+        "\nmax_auth_tries = 10"
+    )
+    made.gateway.config_tail = "".join(
+        f'[[operators]]\nname = "{name}"\n'
+        f'password_hash = {toml_value(hash_password(PASSWORD))}\ntargets = ["t1"]\n'
+        for name in [*GUESSED, "pia"]
+    )
+    made.gateway.start()
+    yield made
+    made.stop()
+
+
+async def _log_in(gateway: GatewayProcess, login: str, password: str) -> bool:
+    """One connection, one password: whether it logged in."""
+    try:
+        conn = await asyncssh.connect(
+            "127.0.0.1",
+            gateway.port,
+            username=login,
+            password=password,
+            known_hosts=str(gateway.known_hosts),
+            client_keys=None,
+            preferred_auth="password",
+        )
+    except (asyncssh.PermissionDenied, asyncssh.DisconnectError, ConnectionError):
+        return False
+    async with conn:
+        await conn.run("true", check=False)
+    return True
+
+
+def _workers_saying(stack: Stack, text: str) -> list[str]:
+    """The worker of each connection's last log line holding ``text``, in order."""
+    return [
+        line.split()[3]
+        for line in stack.gateway.output
+        if text in line and " producer.connection: " in line
+    ]
+
+
+def _await_lines(stack: Stack, text: str, count: int) -> None:
+    wait_for(
+        lambda: len(_workers_saying(stack, text)) == count,
+        timeout=30,
+        what=f"{count} connections logged {text!r}",
+    )
+
+
+def test_failed_logins_spread_over_both_workers_meet_one_limit(guessed: Stack) -> None:
+    gateway = guessed.gateway
+    for name in GUESSED:
+        failed = f" {name}:t1: refused: authentication failed"
+        for n in range(NAME_LIMIT):
+            assert not asyncio.run(_log_in(gateway, f"{name}:t1", f"wrong {n}"))
+            _await_lines(guessed, failed, n + 1)
+        if len(set(_workers_saying(guessed, failed))) == 2:
+            break
+    else:
+        raise AssertionError(f"every name's failures reached one worker: {gateway.output}")
+    # The limit is reached, counted over both workers: the right password is not
+    # looked at, whichever worker the kernel gives the connection to.
+    refused = f" {name}:t1: refused: too many failures for this operator"
+    tries = 0
+    while tries < 12 and len(set(_workers_saying(guessed, refused))) < 2:
+        assert not asyncio.run(_log_in(gateway, f"{name}:t1", PASSWORD)), tries
+        tries += 1
+        _await_lines(guessed, refused, tries)
+    assert set(_workers_saying(guessed, refused)) == {"worker-0", "worker-1"}
+    # Other names are not: only this one was guessed at to its limit.
+    assert asyncio.run(_log_in(gateway, "pia:t1", PASSWORD))
+    # One /metrics: the refusals of both workers.
+    kind = "too many failures for this operator"
+    assert guessed.metric("sshtrail_gateway_refusals_total", reason=kind) == tries

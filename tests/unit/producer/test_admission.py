@@ -7,6 +7,7 @@ import msgspec
 from producer.admission import Admission, Record, Refuse, SpoolState, Unrecorded
 from producer.locks import Locked
 from producer.metrics import REFUSAL_KINDS
+from producer.sharedfailures import SLOT_S, WINDOW_S
 from sshtrail.settings import GatewaySettings, SpoolSettings
 
 
@@ -44,7 +45,7 @@ def test_failures_across_connections_stop_an_address_and_a_name_for_a_while() ->
         gate.failed("10.0.0.7", "")
     assert gate.attempt("10.0.0.7", "bob", failed_here=0) is not None
     assert isinstance(gate.connection("10.0.0.7"), Refuse)
-    clock.now += 61  # the window has passed
+    clock.now += WINDOW_S + SLOT_S  # the window has passed, and the slot it ended in
     assert gate.attempt("10.0.0.7", "alice", failed_here=0) is None
     assert gate.connection("10.0.0.7") is None
 
