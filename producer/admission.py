@@ -22,8 +22,10 @@ Each question gets one typed answer:
 
 Failures are counted per attempt, not per connection: a client that keeps
 one connection open and guesses passwords is limited like one that
-reconnects; and per gateway, not per worker: the counts are in memory every
-worker shares (``producer/sharedfailures.py``, which says what that costs).
+reconnects. Failures and connections waiting to log in are counted per
+gateway, not per worker: in memory every worker shares
+(``producer/sharedfailures.py``, ``producer/sharedpending.py``, which say what
+that costs).
 """
 
 from __future__ import annotations
@@ -31,12 +33,13 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-from producer.sharedfailures import SharedFailures
+from producer.sharedfailures import SharedFailures, new_salt
+from producer.sharedpending import SharedPending
 from sshtrail.settings import GatewaySettings
 
 log = logging.getLogger(__name__)
@@ -103,18 +106,20 @@ class LockSource(Protocol):
 
 class Admission:
     """The gateway's limits; state shared by all connections of one process, and the
-    failed logins by every worker's (``failures``; a table of its own if None)."""
+    failed logins and connections waiting to log in by every worker's (``failures``,
+    ``pending``; cells of its own if None)."""
 
     def __init__(
         self,
         gw: GatewaySettings,
         clock: Callable[[], float] = time.monotonic,
         failures: SharedFailures | None = None,
+        pending: SharedPending | None = None,
     ) -> None:
         self._gw = gw
         self._clock = clock
         self._failures = failures if failures is not None else SharedFailures.private()
-        self._pending: dict[str, int] = defaultdict(int)
+        self._pending = pending if pending is not None else SharedPending.private(new_salt())
         self._last_noted: dict[str, float] = {}
         self.accepting = True
         #: Refusals by kind since the start (read by the gateway's metrics).
@@ -127,24 +132,22 @@ class Admission:
         gw = self._gw
         if self._failed_from(address) >= gw.auth_attempts_per_minute:
             return Refuse("too many failed logins; try again later", "too many failures")
-        if self._pending[address] >= gw.max_pending_logins_per_address:
+        if self._pending.of(address) >= gw.max_pending_logins_per_address:
             return Refuse(
                 "too many connections from your address waiting to log in",
                 "too many pending logins",
             )
-        if sum(self._pending.values()) >= gw.max_pending_logins:
+        if self._pending.total() >= gw.max_pending_logins:
             return Refuse(
                 "too many connections waiting to log in; try again later",
                 "too many pending logins",
             )
-        self._pending[address] += 1
+        self._pending.add(address, 1)
         return None
 
     def logged_in_or_gone(self, address: str) -> None:
         """A connection :meth:`connection` admitted no longer waits to log in."""
-        self._pending[address] -= 1
-        if self._pending[address] <= 0:
-            del self._pending[address]
+        self._pending.add(address, -1)
 
     # -- authentication attempts ------------------------------------------------------
 

@@ -29,6 +29,7 @@ from producer.policy import Policy
 from producer.recorder import Recorder, call_later
 from producer.sessions import LiveSessions
 from producer.sharedfailures import SharedFailures
+from producer.sharedpending import SharedPending
 from producer.spool import Spool
 from producer.upstream import TargetConnector
 from sshtrail.escrow import Sealer
@@ -59,6 +60,7 @@ class Gateway:
         sealer: Sealer | None = None,
         sessions: LiveSessions | None = None,
         failures: SharedFailures | None = None,
+        pending: SharedPending | None = None,
     ) -> None:
         self.settings = settings
         self.gw = settings.gateway
@@ -67,7 +69,7 @@ class Gateway:
         self.spool = spool
         self.connector = connector
         self.sealer = sealer
-        self.admission = Admission(self.gw, failures=failures)
+        self.admission = Admission(self.gw, failures=failures, pending=pending)
         #: The command policy (``policy.file``), kept current.
         self.commands = CommandCheck(
             Path(settings.policy.file).expanduser() if settings.policy.file else None

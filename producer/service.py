@@ -26,6 +26,7 @@ from producer.publisher import Publisher, kafka_producers, replay_window
 from producer.sessions import LiveSessions
 from producer.sharedcounts import SharedCounts
 from producer.sharedfailures import SharedFailures
+from producer.sharedpending import SharedPending
 from producer.spool import Spool
 from producer.tails import Tails, end_left_open
 from producer.upstream import TargetConnector
@@ -45,15 +46,22 @@ class WorkerPlace:
     workers: int
     #: The session counts every worker shares (``SharedCounts.create``).
     cells: Any
-    #: The failed logins every worker shares (``producer/sharedfailures.py``), and the
-    #: key their buckets are hashed with; None: this worker's own.
+    #: The failed logins and the connections waiting to log in every worker shares
+    #: (``producer/sharedfailures.py``, ``producer/sharedpending.py``), and the key
+    #: their buckets are hashed with; None: this worker's own.
     failures: Any = None
+    pending: Any = None
     salt: bytes = b""
 
     def shared_failures(self) -> SharedFailures | None:
         if self.failures is None:
             return None
         return SharedFailures(self.failures, self.salt, self.workers, self.index)
+
+    def shared_pending(self) -> SharedPending | None:
+        if self.pending is None:
+            return None
+        return SharedPending(self.pending, self.salt, self.workers, self.index)
 
     def spool_dir(self, base: Path) -> Path:
         """Worker 0 keeps the single process's spool, so a gateway that moves between
@@ -124,6 +132,7 @@ class GatewayService:
             connector=connector,
             sealer=sealer,
             failures=None if place is None else place.shared_failures(),
+            pending=None if place is None else place.shared_pending(),
             sessions=LiveSessions(
                 None
                 if place is None

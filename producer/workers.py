@@ -10,9 +10,10 @@ crosses a process boundary; what is per gateway is shared this way:
 * terminate and lock: every worker reads the whole control topic (it uses no
   consumer group); the one holding a session ends it;
 * session limits: counters in shared memory (``producer/sharedcounts.py``);
-* failed logins per address and per operator name: counted in shared memory
-  too (``producer/sharedfailures.py``), so a guesser gets no more guesses
-  for the kernel spreading its connections;
+* failed logins per address and per operator name, and connections waiting
+  to log in: counted in shared memory too (``producer/sharedfailures.py``,
+  ``producer/sharedpending.py``), so a guesser gets no more guesses, nor an
+  address more waiting connections, for the kernel spreading its connections;
 * ``/metrics``: the supervisor sums the workers' (``producer/metricsum.py``);
 * the TOFU pin: written under a file lock (``producer/upstream.py``);
 * the host and recording keys: created here, before any worker starts.
@@ -62,6 +63,7 @@ from producer.metricsum import WorkersCollector
 from producer.service import GatewayService, WorkerPlace
 from producer.sharedcounts import SharedCounts
 from producer.sharedfailures import new_salt, new_table
+from producer.sharedpending import SharedPending, new_cells
 from sshtrail.errors import ConfigError
 from sshtrail.settings import GatewaySettings, Settings
 
@@ -121,6 +123,8 @@ class Supervisor:
         # Never zeroed when a worker is replaced: its failures still count.
         self._failures = new_table(workers)
         self._salt = new_salt()
+        self._pending_cells = new_cells(workers)
+        self._pending = SharedPending(self._pending_cells, self._salt, workers, 0)
         self._processes: dict[int, BaseProcess] = {}
         self._pipes: dict[int, Pipe] = {}
         self._worker_metrics: dict[int, int] = {}
@@ -188,8 +192,11 @@ class Supervisor:
 
     def _start(self, index: int) -> None:
         self._counts.zero(index)  # a dead worker's sessions ended with it
+        self._pending.zero(index)  # and its connections waiting to log in
         receiving, sending = self._context.Pipe(duplex=False)
-        place = WorkerPlace(index, self.workers, self._cells, self._failures, self._salt)
+        place = WorkerPlace(
+            index, self.workers, self._cells, self._failures, self._pending_cells, self._salt
+        )
         process = self._context.Process(
             target=run_worker,
             args=(self.settings, place, sending, logging.getLogger().level, os.getpid()),

@@ -40,6 +40,7 @@ from tests.support.consumers import (
     write_config,
 )
 from tests.support.gateway import GatewayProcess
+from tests.support.gatewayworkers import every_spooled_chunk, kill_every_process
 from tests.support.kafka import KafkaCluster
 from tests.support.knobs import knob
 from tests.support.pgcluster import PrivateCluster, find_bin
@@ -275,11 +276,12 @@ def test_gateway_killed_with_a_spool_and_restarted(stack: Stack) -> None:
     before = recorded(stack)  # what the store had before the faults
     stack.broker.kill()  # so the gateway's spool holds chunks when it dies
     time.sleep(1)
-    stack.gateway.kill()
-    at_kill = stack.root / "spool-at-kill"  # the spool as the killed gateway left it
+    kill_every_process(stack.gateway)
+    # The spool as the killed gateway left it: each worker's, with workers > 1.
+    at_kill = stack.root / "spool-at-kill"
     shutil.copytree(stack.gateway.spool_dir, at_kill, dirs_exist_ok=True)
     spooled: dict[uuid.UUID, list[Chunk]] = {}
-    for chunk in stack.gateway.spooled_chunks(at_kill):
+    for chunk in every_spooled_chunk(stack.gateway, at_kill):
         spooled.setdefault(chunk.session_id, []).append(chunk)
     stack.broker.start()
     finish_load(clients)

@@ -1,5 +1,5 @@
-"""Failed logins counted in one table per worker, summed: limits of the gateway, not of
-a worker, that may refuse early but never late."""
+"""Failed logins and connections waiting to log in, counted per worker and summed: limits
+of the gateway, not of a worker, that may refuse early but never late."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from producer.sharedfailures import (
     new_salt,
     new_table,
 )
+from producer.sharedpending import SharedPending, new_cells
 from sshtrail.settings import GatewaySettings
 
 
@@ -82,3 +83,21 @@ def test_admission_of_two_workers_refuses_a_name_guessed_at_through_both() -> No
         refused = gate.attempt("10.0.0.4", "alice", failed_here=0)
         assert isinstance(refused, Refuse)
         assert refused.kind == "too many failures for this operator"
+
+
+def test_connections_waiting_to_log_in_are_bounded_across_workers() -> None:
+    gw = msgspec.convert(
+        {"max_pending_logins": 3, "max_pending_logins_per_address": 2}, GatewaySettings
+    )
+    cells, salt = new_cells(2), new_salt()
+    first, second = (Admission(gw, pending=SharedPending(cells, salt, 2, row)) for row in range(2))
+    assert first.connection("a") is None
+    assert second.connection("a") is None
+    assert isinstance(first.connection("a"), Refuse)  # two from "a", one on each worker
+    assert second.connection("b") is None
+    assert isinstance(first.connection("c"), Refuse)  # three in all
+    second.logged_in_or_gone("a")
+    assert first.connection("c") is None
+    # Worker 1 died: its connections with it; its successor starts from none.
+    SharedPending(cells, salt, 2, 0).zero(1)
+    assert first.connection("d") is None
