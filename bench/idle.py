@@ -18,6 +18,10 @@ them open; ``--keepalive S`` sets ``gateway.keepalive_s`` (0: no keep-alive
 notices), for what the keep-alives of idle sessions cost (docs/decisions.md,
 "Interrupted sessions").
 
+``--workers N`` sets ``gateway.workers`` (0: one per core); the time ``up
+--demo`` took to say it is ready is printed too (issue 34: as fast as with
+one worker).
+
 The baseline in the same run: ``python -c 'import time; time.sleep(N)'``,
 which should read 0 % -- a machine too loaded to measure shows there.
 """
@@ -139,6 +143,7 @@ def main() -> None:
     parser.add_argument("--kafka", action="store_true", help="on Apache Kafka, not embedded")
     parser.add_argument("--sessions", type=int, default=0, help="idle sessions kept open")
     parser.add_argument("--keepalive", type=int, help="gateway.keepalive_s (default: its own)")
+    parser.add_argument("--workers", type=int, help="gateway.workers (default: its own)")
     args = parser.parse_args()
 
     home = scratch("sshtrail-bench-idle-")
@@ -155,7 +160,11 @@ def main() -> None:
             broker = [Process(pid, f"broker: Apache Kafka JVM [{pid}]") for pid in cluster.pids()]
         if args.keepalive is not None:
             extra["SSHTRAIL_GATEWAY__KEEPALIVE_S"] = str(args.keepalive)
+        if args.workers is not None:
+            extra["SSHTRAIL_GATEWAY__WORKERS"] = str(args.workers)
+        started = time.monotonic()
         up, said = start_demo(home, extra)
+        ready_s = time.monotonic() - started
         try:
             with idle_sessions(said, args.sessions):  # ended before the stack stops
                 time.sleep(args.settle)
@@ -179,6 +188,8 @@ def main() -> None:
             total += share
     where = "on Apache Kafka, its broker apart" if args.kafka else "embedded broker included"
     print(f"  {total * 100:6.2f} %  total of the stack, {where} (goal <= 5 %)")
+    workers = "default" if args.workers is None else str(args.workers)
+    print(f"  up --demo ready in {ready_s:.1f} s, gateway.workers {workers}")
     if args.sessions or args.keepalive is not None:
         keepalive = "default" if args.keepalive is None else f"{args.keepalive} s"
         print(f"  with {args.sessions} idle sessions open, gateway.keepalive_s {keepalive}")
