@@ -188,9 +188,10 @@ class GatewaySettings(_Section):
     #: ``<spool>`` itself) and Kafka producer, supervised: a worker that dies is
     #: replaced and its successor publishes what its spool held. 0 means one per
     #: core the gateway may use (``os.sched_getaffinity``); 1, the default, is a
-    #: single process, as before workers existed. One until the failed-login
-    #: counters are shared: with N workers a guesser gets up to N times the
-    #: attempts (docs/security.md; docs/operations.md, "Workers").
+    #: single process, as before workers existed. Every limit holds across
+    #: workers; one stays the default because each spawned worker imports the
+    #: gateway again: ``up --demo`` is ready 0.6-0.8 s later with two
+    #: (docs/performance.md; docs/operations.md, "Workers").
     workers: Annotated[int, msgspec.Meta(ge=0, le=256)] = 1
     #: Garbage-collection thresholds of each gateway process (Python's
     #: ``gc.set_threshold``), set once it listens, after what start-up allocated

@@ -40,7 +40,7 @@ from tests.support.consumers import (
     write_config,
 )
 from tests.support.gateway import GatewayProcess
-from tests.support.gatewayworkers import every_spooled_chunk, kill_every_process
+from tests.support.gatewayworkers import every_spooled_chunk, kill_every_process, spool_dirs
 from tests.support.kafka import KafkaCluster
 from tests.support.knobs import knob
 from tests.support.pgcluster import PrivateCluster, find_bin
@@ -270,7 +270,14 @@ def test_postgresql_stopped_and_started(stack: Stack) -> None:
     assert_nothing_lost(stack, clients)
 
 
-def test_gateway_killed_with_a_spool_and_restarted(stack: Stack) -> None:
+@pytest.mark.parametrize("workers", [1, 2], ids=["1-worker", "2-workers"])
+def test_gateway_killed_with_a_spool_and_restarted(stack: Stack, workers: int) -> None:
+    """With two workers too: every process killed, each worker's spool recovered by
+    its successor (``SSHTRAIL_TEST_GATEWAY_WORKERS=2`` runs the whole suite so)."""
+    if stack.gateway.workers != workers:
+        stack.gateway.stop()
+        stack.gateway.workers = workers
+        stack.gateway.start()
     clients = start_load(stack, "gateway", endless=True)
     running(stack, clients)
     before = recorded(stack)  # what the store had before the faults
@@ -283,6 +290,9 @@ def test_gateway_killed_with_a_spool_and_restarted(stack: Stack) -> None:
     spooled: dict[uuid.UUID, list[Chunk]] = {}
     for chunk in every_spooled_chunk(stack.gateway, at_kill):
         spooled.setdefault(chunk.session_id, []).append(chunk)
+    if workers > 1:  # the kernel spread the sessions: both spools held some at the kill
+        holding = [d for d in spool_dirs(stack.gateway, at_kill) if stack.gateway.spooled_chunks(d)]
+        assert len(holding) == workers, holding
     stack.broker.start()
     finish_load(clients)
     stack.gateway.start()  # drains what its spool kept, then ends what it left open
@@ -315,6 +325,8 @@ def test_gateway_killed_with_a_spool_and_restarted(stack: Stack) -> None:
     assert_store_equals_topic(
         stack.store_engine, stack.servers, stack.topic, sessions={found[c.mark][0] for c in clients}
     )
-    after = start_load(stack, "after-restart")[:1]  # and the restarted gateway records again
+    after = start_load(stack, f"after-restart-{workers}")[
+        :1
+    ]  # and the restarted gateway records again
     finish_load(after)
     assert_nothing_lost(stack, after)
