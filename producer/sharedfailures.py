@@ -30,8 +30,10 @@ late):
   on two workers are all evaluated, as a single process evaluates password
   checks running at once on its hashing threads.
 
-A single process (``gateway.workers = 1``) uses the same table in its own
-memory, so one worker and several count alike.
+A table is ``BUCKETS * SLOTS`` 64-bit cells, 832 KiB per worker, of which
+only the buckets of keys that failed are ever touched. A single process
+(``gateway.workers = 1``) uses the same table in its own memory, so one
+worker and several count alike.
 """
 
 from __future__ import annotations
