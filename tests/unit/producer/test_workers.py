@@ -77,7 +77,7 @@ def test_worker_metrics_are_summed_but_reachability_and_age_are_not() -> None:
 
 
 def test_one_worker_by_default_and_zero_asks_for_the_cores_the_gateway_may_use() -> None:
-    """One by default while the failed-login counters are per worker (docs/security.md)."""
+    """One by default: two start 0.6-0.8 s later here (docs/performance.md)."""
     settings = load_settings(environ={})
     assert settings.gateway.workers == 1
     assert worker_count(settings.gateway) == 1
