@@ -23,6 +23,7 @@ from sshtrail import migrate
 from sshtrail.broker import EmbeddedBroker, free_port
 from sshtrail.db import make_engine
 from sshtrail.errors import BrokerError
+from sshtrail.settings import WebSettings
 from tests.support import postgres
 from tests.support.browser import require_chromium
 from tests.support.cli import Running
@@ -55,6 +56,10 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     except (KafkaUnavailable, TimeoutError) as exc:
         cluster.stop(timeout=5)
         unavailable(f"Apache Kafka cannot start: {exc}")
+    # The access log's heads go to web.access_log_topic, which `sshtrail up` creates.
+    # Missing here, every command and console that logs a look waited out its producer's
+    # flush on exit (five seconds each); tests that read heads use a topic of their own.
+    create_topics(cluster.bootstrap_servers, WebSettings().access_log_topic)
     yield cluster
     cluster.stop(timeout=10)  # its data is thrown away
 

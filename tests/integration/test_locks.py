@@ -48,7 +48,18 @@ def control_topic(broker: Broker, topic_name: str) -> str:
 
 
 @pytest.fixture
-def config(tmp_path: Path, broker: Broker, control_topic: str, store: Engine) -> Path:
+def access_log_topic(broker: Broker, topic_name: str) -> str:
+    """The heads of the access log. Without the topic every command that logs (each one
+    here) waits out the producer's flush on exit: five seconds a command."""
+    name = f"{topic_name}.access-log"
+    create_topics(broker.bootstrap_servers, name)
+    return name
+
+
+@pytest.fixture
+def config(
+    tmp_path: Path, broker: Broker, control_topic: str, access_log_topic: str, store: Engine
+) -> Path:
     path = tmp_path / "sshtrail.toml"
     path.write_text(
         "\n".join(
@@ -58,6 +69,8 @@ def config(tmp_path: Path, broker: Broker, control_topic: str, store: Engine) ->
                 f"bootstrap_servers = {toml_value(broker.bootstrap_servers)}",
                 "[control]",
                 f"topic = {toml_value(control_topic)}",
+                "[web]",
+                f"access_log_topic = {toml_value(access_log_topic)}",
                 "[database]",
                 f"url = {toml_value(store.url.render_as_string(hide_password=False))}",
             ]
