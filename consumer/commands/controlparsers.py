@@ -29,8 +29,7 @@ def terminate(commands: Any) -> None:
     )
     parser.add_argument("session", metavar="ID", help="session id or unique prefix")
     reason(parser, _SHOWN_REASON)
-    _wait(parser)
-    requester(parser)
+    _wait_and_requester(parser)
 
 
 def reviews(commands: Any) -> None:
@@ -64,8 +63,7 @@ def review(commands: Any) -> None:
     parser.add_argument("review", metavar="ID", help="the review's id or a unique start of it")
     parser.add_argument("answer", choices=("approve", "deny"))
     reason(parser, _SHOWN_REASON)
-    _wait(parser)
-    requester(parser)
+    _wait_and_requester(parser)
 
 
 def lock(commands: Any) -> None:
@@ -94,8 +92,7 @@ def _locking(commands: Any, name: str, verb: str) -> None:
     reason(parser, _SHOWN_REASON)
     if name == "lock":
         flag(parser, "--end-sessions", "also end their active sessions")
-    _wait(parser)
-    requester(parser)
+    _wait_and_requester(parser)
 
 
 def locks(commands: Any) -> None:
@@ -128,8 +125,8 @@ def moderate(commands: Any) -> None:
     format_options(parser, "a moderated session")
 
 
-def _wait(parser: argparse.ArgumentParser) -> None:
-    """How long a request waits for the gateway that holds what it names."""
+def _wait_and_requester(parser: argparse.ArgumentParser) -> None:
+    """How long a request waits for the gateway that holds what it names, and who asks."""
     parser.add_argument(
         "--wait",
         type=ranged(float, 1.0, 300.0, "1 to 300 seconds"),
@@ -137,6 +134,7 @@ def _wait(parser: argparse.ArgumentParser) -> None:
         metavar="S",
         help="how long to wait for a gateway's answer (default 10)",
     )
+    requester(parser)
 
 
 def _hours(parser: argparse.ArgumentParser) -> None:

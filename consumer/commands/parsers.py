@@ -12,7 +12,7 @@ import argparse
 from typing import Any
 
 from sshtrail.commandkit.arguments import http_url, matching, moment, port, ranged
-from sshtrail.commandkit.options import command, flag, reason, requester, since
+from sshtrail.commandkit.options import command, flag, since, why_and_who
 from sshtrail.commandkit.output import format_options
 
 #: What ``lag --watch`` judges each partition by: the readings of this many seconds.
@@ -114,8 +114,7 @@ def web(commands: Any) -> None:
     )
     revoke.add_argument("id", nargs="?", metavar="ID", type=_signin_id, help="sign-in id prefix")
     revoke.add_argument("--user", metavar="NAME", type=_auditor_name, help="all of their sign-ins")
-    reason(revoke, "why (recorded in the access log)")
-    requester(revoke)
+    why_and_who(revoke, "why (recorded in the access log)")
 
 
 def lag(commands: Any) -> None:

@@ -9,7 +9,15 @@ from pathlib import Path
 from typing import Any
 
 from sshtrail.commandkit.arguments import future_moment, matching, moment
-from sshtrail.commandkit.options import command, flag, limit, reason, requester, since
+from sshtrail.commandkit.options import (
+    command,
+    flag,
+    limit,
+    reason,
+    requester,
+    since,
+    why_and_who,
+)
 from sshtrail.commandkit.output import format_options
 
 _name = matching(r"[A-Za-z0-9._-]{1,249}", "a name of letters, digits, '.', '_' and '-'")
@@ -157,8 +165,7 @@ def hold(commands: Any) -> None:
         help="release a hold (it stays in the record)",
     )
     release.add_argument("hold_id", metavar="ID", type=_hold_id, help="the hold (id or prefix)")
-    reason(release)
-    requester(release)
+    why_and_who(release)
 
 
 def delete(commands: Any) -> None:
@@ -173,8 +180,7 @@ def delete(commands: Any) -> None:
         "such session.",
     )
     parser.add_argument("session", metavar="SID", help="the session (id or prefix)")
-    reason(parser)
-    requester(parser)
+    why_and_who(parser)
 
 
 def deletions(commands: Any) -> None:

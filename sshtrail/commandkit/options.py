@@ -1,5 +1,6 @@
 """Argument blocks several commands declare alike: the command itself with its handler,
-an on/off flag, ``--limit``, ``--since``, the requester's ``--as`` and ``--reason``.
+an on/off flag, ``--limit``, ``--since``, a request's ``--reason`` and its requester's
+``--as``.
 
 Each is a small function over an :class:`argparse.ArgumentParser`, so a command's
 parser function reads as the list of what it takes, and an option that means the
@@ -56,6 +57,12 @@ def requester(parser: argparse.ArgumentParser) -> None:
         metavar="NAME",
         help="the requester's name in the record (default: your user name)",
     )
+
+
+def why_and_who(parser: argparse.ArgumentParser, help: str | None = None) -> None:
+    """``--reason`` then ``--as``: what a recorded request says of itself."""
+    reason(parser, help)
+    requester(parser)
 
 
 def _reason(text: str) -> str:
