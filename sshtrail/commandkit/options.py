@@ -30,7 +30,7 @@ def command(
 
 
 def flag(parser: Any, name: str, help: str | None = None) -> None:
-    """An option that is off unless given."""
+    """An option that is off unless given, on a parser or a group of its options."""
     parser.add_argument(name, action="store_true", help=help)
 
 
