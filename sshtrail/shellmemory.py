@@ -122,6 +122,8 @@ class ShellMemory:
                 quote = "" if char == quote else quote
             elif char in "'\"":
                 quote = char
+            elif char in ";&|(\n":  # (first: the second character of ``&&`` or ``||``)
+                start = True
             elif start and not char.isspace():
                 word = _ALIAS_WORD.match(line, at)
                 if word is not None:
@@ -130,8 +132,6 @@ class ShellMemory:
                     at = word.end()
                     continue
                 start = False
-            elif char in ";&|(\n":
-                start = True
             out.append(char)
             at += 1
         expanded = "".join(out)

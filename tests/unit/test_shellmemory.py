@@ -38,3 +38,14 @@ def test_bind_x_keys_are_read_as_readline_writes_them() -> None:
     assert shell.bound == {b"\x14": "rm -rf /tmp/x", b"\x1bp": "id"}
     shell.learn_bindings("""bind -x '"\\q": nothing'""")  # an escape readline has not
     assert len(shell.bound) == 2
+
+
+def test_an_alias_after_and_or_or_is_expanded_as_bash_does() -> None:
+    """``true && wipe /`` runs ``rm -rf /``: the command after ``&&`` or ``||`` starts
+    with a command word like any other (a reader that stopped at the second ``&``
+    listed only ``wipe``, and the policy gate never saw ``rm``)."""
+    shell = ShellMemory()
+    shell.learn_aliases("alias wipe='rm -rf'")
+    assert shell.expand_aliases("true && wipe /") == "true && rm -rf /"
+    assert shell.expand_aliases("false || wipe /") == "false || rm -rf /"
+    assert shell.expand_aliases("sleep 1 & wipe /") == "sleep 1 & rm -rf /"
