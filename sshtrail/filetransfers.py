@@ -24,11 +24,11 @@ from sshtrail import transferprotocol
 from sshtrail.errors import InvalidError, WireError
 from sshtrail.events import End, Input, Output
 from sshtrail.fileops import Capture, Copy, FileOperation, TransferParseError
-from sshtrail.queries import StoredTransfer
 from sshtrail.scp import ScpParser
 from sshtrail.sftp import SftpParser
 from sshtrail.tables import CHUNKS
 from sshtrail.transferprotocol import SCP, SNIFF_BYTES, Recognised, by_words, may_carry
+from sshtrail.transferqueries import StoredTransfer
 from sshtrail.wire import decode_chunk
 
 #: Chunks fetched from the database at a time.

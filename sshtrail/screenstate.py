@@ -18,7 +18,7 @@ from pyte.graphics import BG_AIXTERM, BG_ANSI, FG_AIXTERM, FG_ANSI
 
 from sshtrail.events import Event, Output, Resize, Start
 from sshtrail.fastscreen import FastScreen
-from sshtrail.terminal import TolerantStream
+from sshtrail.readingscreen import TolerantStream
 
 #: A screen is kept no larger than this, whatever a resize asked (cells cost memory).
 MAX_COLS, MAX_ROWS = 1000, 500

@@ -53,9 +53,9 @@ from sqlalchemy.sql.elements import ColumnElement
 from sshtrail import describe
 from sshtrail.dbtypes import NAMING_CONVENTION, UTCDateTime
 from sshtrail.errors import DatabaseError, InvalidError, NotSetUp
-from sshtrail.queries import TransferFilter, escape_like, list_transfers
 from sshtrail.scope import Scope
 from sshtrail.states import Kind, MaskedInput
+from sshtrail.transferqueries import TransferFilter, escape_like, list_transfers
 
 METADATA = MetaData(naming_convention=NAMING_CONVENTION)
 

@@ -38,29 +38,31 @@ bulk text mostly bypasses the emulator, and no line or input is held beyond
 :data:`MAX_LINE` characters; the screen itself draws and scrolls in bulk
 (``sshtrail/fastscreen.py``).
 
-Why one module of more than 400 lines: the reading rules above -- lines,
+Why one module of about 600 lines: the reading rules above -- lines,
 commands, screens, input without a PTY -- are one state machine over one
 screen (the line being typed and its prompt, the rows carriage returns
 overwrote, what each screen showed when last read), driven by the screen's
 callbacks in the order the output came. Apart, each rule would need the
-others' state.
+others' state. What is not that state machine lives apart: the screen and
+its tolerant parser, which only report what happened
+(``sshtrail/readingscreen.py``), and the aliases and ``bind -x`` keys a
+session defined (``sshtrail/shellmemory.py``).
 """
 
 from __future__ import annotations
 
-import copy
 import re
 from collections import deque
 from dataclasses import dataclass
 from typing import Any, Final, Literal
 
-import pyte
 from pyte import modes
 
-from sshtrail.fastscreen import FastScreen, Rows
 from sshtrail.plaintext import prepared, skip_of_run, split_lines
 from sshtrail.promptrun import PromptRun
-from sshtrail.shellwords import commands, unfinished
+from sshtrail.readingscreen import ReadingScreen, TolerantStream
+from sshtrail.shellmemory import ShellMemory
+from sshtrail.shellwords import unfinished
 
 Kind = Literal["output", "command", "meta", "input", "screen"]
 
@@ -79,8 +81,6 @@ OVERLAP = 64
 MAX_OVERWRITTEN = 4
 #: A full-screen program's screen that stayed this long without output was seen.
 QUIET_NS = 500_000_000
-#: Private modes that switch to (set) and from (reset) the alternate screen.
-ALTERNATE_MODES = frozenset({47, 1047, 1049})
 #: A prompt this long at least, seen on the alternate screen, tells a shell runs there.
 MIN_PROMPT = 3
 #: Rows that left an alternate screen between two readings, kept at most.
@@ -98,122 +98,6 @@ class Found:
     certain: bool = True
 
 
-class _Stream(pyte.ByteStream):
-    """pyte's parser, tolerant: a control sequence its screen cannot apply (a private
-    SGR ``ESC[?4m``, too many parameters ``ESC[1;2;3H``) is dropped, as a terminal
-    ignores what it does not understand. pyte raises instead, which would stop
-    the index reading the session there -- the rest of it unsearchable."""
-
-    def _send_to_parser(self, data: str) -> bool | None:
-        try:
-            return super()._send_to_parser(data)
-        except (TypeError, ValueError, IndexError, KeyError):
-            return self._taking_plain_text  # pyte has reset its parser
-
-
-#: The tolerant parser, for other readers of a session's screen (``sshtrail/screenstate.py``).
-TolerantStream = _Stream
-
-
-class _Screen(FastScreen):
-    """The session's screen (drawn fast: ``sshtrail/fastscreen.py``), reporting to its
-    :class:`Terminal` what the reading rules need: line feeds (telling soft wraps from
-    real ones), carriage returns, switches to and from the alternate screen, erasing,
-    and rows that scroll off."""
-
-    def __init__(self, columns: int, lines: int, terminal: Terminal) -> None:
-        super().__init__(columns, lines)
-        self._terminal = terminal
-        self._drawing = False
-        #: On the alternate screen: the main screen's rows and cursor, to go back to.
-        self.main: tuple[Any, Any] | None = None
-
-    def set_mode(self, *modes_: int, **kwargs: Any) -> None:
-        if others := self._other_modes(modes_, kwargs, alternate=True):
-            super().set_mode(*others, **kwargs)
-
-    def reset_mode(self, *modes_: int, **kwargs: Any) -> None:
-        if others := self._other_modes(modes_, kwargs, alternate=False):
-            super().reset_mode(*others, **kwargs)
-
-    def _other_modes(
-        self, modes_: tuple[int, ...], kwargs: dict[str, Any], alternate: bool
-    ) -> tuple[int, ...]:
-        """Switch screens if ``modes_`` (set: ``alternate``; reset: not) name the
-        alternate screen; the modes left for pyte."""
-        if kwargs.get("private") and ALTERNATE_MODES.intersection(modes_):
-            self._switch(alternate)
-            return tuple(m for m in modes_ if m not in ALTERNATE_MODES)
-        return modes_
-
-    def _switch(self, alternate: bool) -> None:
-        """To the alternate screen (blank, the main one kept) or back (as it was)."""
-        if alternate == (self.main is not None):
-            return
-        if alternate:
-            self._terminal.entering_alternate()
-            self.main = (self.buffer, copy.copy(self.cursor))
-            self.buffer = Rows(self)  # type: ignore[assignment]
-        else:
-            self._terminal.leaving_alternate()
-            assert self.main is not None
-            (self.buffer, self.cursor), self.main = self.main, None
-            self.ensure_hbounds()
-            self.ensure_vbounds()
-
-    def erase_in_display(self, how: int = 0, *args: Any, **kwargs: Any) -> None:
-        at_home = self.cursor.x == 0 and self.cursor.y == 0
-        if how in (2, 3) or (how == 0 and at_home):
-            self._terminal.clearing()
-        super().erase_in_display(how, *args, **kwargs)
-
-    def delete_lines(self, count: int | None = None) -> None:
-        """``CSI M``: the rows from the cursor's down are gone; what they showed was seen
-        (a prompt that deletes the lines above it cannot erase them unread)."""
-        self._removing(self.cursor.y, count or 1)
-        super().delete_lines(count)
-
-    def insert_lines(self, count: int | None = None) -> None:
-        """``CSI L``: rows pushed off the bottom of the scrolling region are gone."""
-        bottom = self.margins.bottom if self.margins else self.lines - 1
-        self._removing(max(self.cursor.y, bottom - (count or 1) + 1), count or 1)
-        super().insert_lines(count)
-
-    def _removing(self, first: int, count: int) -> None:
-        top, bottom = (
-            (self.margins.top, self.margins.bottom) if self.margins else (0, self.lines - 1)
-        )
-        if top <= self.cursor.y <= bottom:
-            for y in range(first, min(first + count, bottom + 1)):
-                self._terminal.row_removed(self.row(y))
-
-    def erase_in_line(self, how: int = 0, private: bool = False) -> None:
-        if self.main is not None and self.cursor.x == 0 and how in (0, 2):
-            self._terminal.scrolled_off(self.row(self.cursor.y))  # a row replaced whole
-        super().erase_in_line(how, private)
-
-    def draw(self, data: str) -> None:
-        self._terminal.drawn = True
-        self._drawing = True  # a line feed from inside draw() is an automatic wrap
-        try:
-            super().draw(data)
-        finally:
-            self._drawing = False
-
-    def scrolling_off(self) -> None:
-        if self.main is not None:
-            self._terminal.scrolled_off(self.row(0))
-
-    def linefeed(self) -> None:
-        self._terminal.linefeed(self.cursor.y, self._drawing)
-        super().linefeed()
-
-    def carriage_return(self) -> None:
-        if not self._drawing:
-            self._terminal.carriage_return(self.cursor.y)
-        super().carriage_return()
-
-
 class Terminal:
     """One session's screen. Feed it events in order; collect :attr:`found`.
 
@@ -227,10 +111,10 @@ class Terminal:
     ) -> None:
         columns = min(columns, MAX_COLUMNS) if pty and columns > 0 else NO_PTY_COLUMNS
         rows = min(rows, MAX_ROWS) if pty and rows > 0 else 24
-        self._screen = _Screen(columns, rows, self)
+        self._screen = ReadingScreen(columns, rows, self)
         if not pty:
             self._screen.set_mode(modes.LNM)  # bare "\n" output starts a new line
-        self._stream = _Stream(self._screen)
+        self._stream = TolerantStream(self._screen)
         self._pty = pty
         self._input_kind = input_kind
         self._line = _Line(self)  # rows of the current line that soft-wrapped so far
@@ -261,10 +145,8 @@ class Terminal:
         self._continued_prompt: str | None = None
         #: The command just read expands the history: its next output line is what ran.
         self._expanding = False
-        #: Keys bound with ``bind -x`` in this session, and the command each runs.
-        self._bound: dict[bytes, str] = {}
-        #: Aliases the session defined (``alias NAME=VALUE``), as far as it showed them.
-        self._aliases: dict[str, str] = {}
+        #: The aliases and ``bind -x`` keys the session defined.
+        self._shell = ShellMemory()
         #: The last Enter was Ctrl-O (bash, zsh: run the line, then show the next one of
         #: the history at the prompt, ready to run or edit).
         self._fetched = False
@@ -312,7 +194,7 @@ class Terminal:
             if enter and (command := self._program_command()):
                 self.found.append(Found("command", command[:MAX_LINE], t, False))
             return
-        if self._bound:
+        if self._shell.bound:
             self._bound_keys(data, t)
         if self._prompt is None:
             y, x = self._screen.cursor.y, self._screen.cursor.x
@@ -393,89 +275,15 @@ class Terminal:
         line = (self._line.text + self._screen.row(self._screen.cursor.y)).rstrip()
         return self._command_of(line, self._prompt, remember=False)
 
-    def _learn_bindings(self, command: str) -> None:
-        """Keys ``bind -x`` binds to a shell command (``bind -x '"\\C-t": CMD'``): typed
-        at the prompt later, each runs its command, no Enter needed."""
-        if "bind" not in command:
-            return
-        for words in commands(command):
-            if words[:1] != ["bind"] or "-x" not in words:
-                continue
-            for word in words[words.index("-x") + 1 :]:
-                found = _BINDING.match(word)
-                if found and len(self._bound) < MAX_BINDINGS:
-                    keys = _key_sequence(found.group(1) or found.group(2))
-                    if keys:
-                        self._bound[keys] = found.group(3).strip()
-
-    def _learn_aliases(self, command: str) -> None:
-        """``alias NAME=VALUE`` and ``unalias NAME`` (``-a``) typed in the session. Aliases
-        made before it (a ``.bashrc``) are not known: a command using one is listed as
-        typed only."""
-        if "alias" not in command:
-            return
-        for words in commands(command):
-            if words[:1] == ["alias"]:
-                for word in words[1:]:
-                    name, equals, value = word.partition("=")
-                    known = name in self._aliases or len(self._aliases) < MAX_BINDINGS
-                    if equals and _ALIAS_NAME.fullmatch(name) and known:
-                        self._aliases[name] = value
-            elif words[:1] == ["unalias"]:
-                if "-a" in words[1:]:
-                    self._aliases.clear()
-                for word in words[1:]:
-                    self._aliases.pop(word, None)
-
     def expand_aliases(self, line: str) -> str | None:
-        """``line`` as the session's aliases make it, the first word of each command
-        replaced as bash does (again for the first word of a replacement, each name
-        once; and the next word too after a value that ends in a blank); None when no
-        alias of the session applies. Quoted text is left as it is."""
-        if not self._aliases:
-            return None
-        out: list[str] = []
-        at, start, quote = 0, True, ""
-        while at < len(line):
-            char = line[at]
-            if quote:
-                quote = "" if char == quote else quote
-            elif char in "'\"":
-                quote = char
-            elif start and not char.isspace():
-                word = _ALIAS_WORD.match(line, at)
-                if word is not None:
-                    replaced, start = self._alias_of(word.group())
-                    out.append(replaced)
-                    at = word.end()
-                    continue
-                start = False
-            elif char in ";&|(\n":
-                start = True
-            out.append(char)
-            at += 1
-        expanded = "".join(out)
-        return expanded if expanded != line else None
-
-    def _alias_of(self, word: str) -> tuple[str, bool]:
-        """A command's first word after alias expansion, and whether the word after it is
-        expanded too (the value ended in a blank)."""
-        seen: set[str] = set()
-        text, then = word, False
-        while True:
-            head = _ALIAS_WORD.match(text)
-            name = head.group() if head else ""
-            if name not in self._aliases or name in seen:
-                return text, then
-            seen.add(name)
-            value = self._aliases[name]
-            then = value.endswith((" ", "\t"))
-            text = value + text[len(name) :]
+        """``line`` as the session's aliases make it; None when none applies
+        (:meth:`ShellMemory.expand_aliases`)."""
+        return self._shell.expand_aliases(line)
 
     def _bound_keys(self, data: bytes, t: int) -> None:
         """A key bound with ``bind -x`` was typed: its command runs (and, when it reads
         ``READLINE_LINE``, so may the line on screen), uncertain -- no Enter ends it."""
-        for keys, command in self._bound.items():
+        for keys, command in self._shell.bound.items():
             if keys not in data:
                 continue
             self.flush()
@@ -679,11 +487,11 @@ class Terminal:
                 found = Found("command", command[:MAX_LINE], self._enter_t, certain)
                 self.found.append(found)
                 self.prompt_run.command(certain, not certain and not self._shows_prompt(line))
-                expanded = self.expand_aliases(command)
+                expanded = self._shell.expand_aliases(command)
                 if expanded is not None:  # what ran, as far as the session's aliases tell
                     self.found.append(Found("command", expanded[:MAX_LINE], self._enter_t, False))
-                self._learn_bindings(command)
-                self._learn_aliases(command)  # in force from the next line, as in bash
+                self._shell.learn_bindings(command)
+                self._shell.learn_aliases(command)  # in force from the next line, as in bash
                 # (not inside single quotes, where bash expands nothing)
                 self._expanding = _HISTORY.search(re.sub(r"'[^']*'", "", command)) is not None
                 return
@@ -771,54 +579,6 @@ _HISTORY: Final = re.compile(r"(?:^|[\s;&|(])!(?:[!?#$^*-]|\d|\w)|^\^[^^\s]+\^|^
 _HISTORY_FAILED: Final = re.compile(
     r": event not found$|: substitution failed$|: no command found$"
 )
-
-#: ``bind -x``'s argument: a key sequence, quoted or not, a colon, the shell command.
-_BINDING: Final = re.compile(r'^\s*(?:"((?:[^"\\]|\\.)+)"|([^\s:"]+))\s*:\s*(.+)$', re.S)
-#: Keys bound with ``bind -x`` (and, apart, aliases) a session's reader follows at most.
-MAX_BINDINGS: Final = 32
-#: An alias's name as bash takes it, and a word that may be one.
-_ALIAS_NAME: Final = re.compile(r"[A-Za-z0-9_.:@%+,-][A-Za-z0-9_.:@%+,!-]{0,63}")
-_ALIAS_WORD: Final = re.compile(r"[^\s;&|()<>'\"`$\\]+")
-#: What a backslash and a letter stand for in a readline key sequence.
-_KEY_ESCAPES: Final = {
-    "e": "\x1b",
-    "a": "\a",
-    "b": "\b",
-    "d": "\x7f",
-    "f": "\f",
-    "n": "\n",
-    "r": "\r",
-    "t": "\t",
-    "v": "\v",
-    "\\": "\\",
-    '"': '"',
-    "'": "'",
-}
-
-
-def _key_sequence(text: str) -> bytes:
-    """The bytes readline's key sequence ``text`` stands for: ``\\C-t`` (Ctrl-T),
-    ``\\M-x`` and ``\\e`` (Escape), the usual backslash escapes, other characters as
-    they are; b"" for what it cannot read."""
-    keys: list[str] = []
-    i = 0
-    while i < len(text):
-        if text.startswith(("\\C-", "\\c-"), i) and i + 3 < len(text):
-            keys.append(chr(ord(text[i + 3]) & 0x1F))
-            i += 4
-        elif text.startswith(("\\M-", "\\m-"), i) and i + 3 < len(text):
-            keys.append("\x1b" + text[i + 3])
-            i += 4
-        elif text[i] == "\\" and i + 1 < len(text):
-            if text[i + 1] not in _KEY_ESCAPES:
-                return b""
-            keys.append(_KEY_ESCAPES[text[i + 1]])
-            i += 2
-        else:
-            keys.append(text[i])
-            i += 1
-    return "".join(keys).encode()
-
 
 #: Ctrl-O: bash's operate-and-get-next (zsh: accept-line-and-down-history), an Enter.
 _OPERATE: Final = b"\x0f"

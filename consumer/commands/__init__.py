@@ -3,8 +3,10 @@
 ``watch``, ``moderate``, ``web``, ``access_log``, ``terminate``, ``lock`` (and ``unlock``),
 ``locks``, ``reviews`` (and ``review``), ``retention``, ``hold``, ``delete``,
 ``deletions``. Each has ``run(args, settings)`` (or the handlers its
-parser names); their parsers are in :mod:`consumer.commands.parsers`, so that ``sshtrail
---help`` loads none of what the commands run. Registered through the ``sshtrail.commands``
+parser names); their parsers are in :mod:`consumer.commands.parsers` (processes and topic
+readers), :mod:`consumer.commands.controlparsers` (requests to the gateways) and
+:mod:`consumer.commands.recordparsers` (the stored record), so that ``sshtrail --help``
+loads none of what the commands run. Registered through the ``sshtrail.commands``
 entry points.
 
 Commands are leaves: nothing imports them (the CLI reaches a handler by its name).
@@ -14,7 +16,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from consumer.commands import parsers
+from consumer.commands import controlparsers, parsers, recordparsers
 
 
 def register(commands: Any) -> None:
@@ -28,19 +30,19 @@ def register(commands: Any) -> None:
         parsers.reprocess,
         parsers.completeness,
         parsers.watch,
-        parsers.moderate,
+        controlparsers.moderate,
         parsers.web,
-        parsers.access_log,
-        parsers.terminate,
-        parsers.lock,
-        parsers.unlock,
-        parsers.locks,
-        parsers.reviews,
-        parsers.review,
-        parsers.alerts,
-        parsers.retention,
-        parsers.hold,
-        parsers.delete,
-        parsers.deletions,
+        recordparsers.access_log,
+        controlparsers.terminate,
+        controlparsers.lock,
+        controlparsers.unlock,
+        controlparsers.locks,
+        controlparsers.reviews,
+        controlparsers.review,
+        recordparsers.alerts,
+        recordparsers.retention,
+        recordparsers.hold,
+        recordparsers.delete,
+        recordparsers.deletions,
     ):
         declare(commands)

@@ -30,7 +30,7 @@ from sshtrail import (
     tombstone,
 )
 from sshtrail.cli import transfers
-from sshtrail.cli.commands import SESSION_COLUMNS
+from sshtrail.cli.auditparsers import SESSION_COLUMNS
 from sshtrail.cli.evidence import refused_json, refused_lines, verdict_json
 from sshtrail.commandkit.exits import EXIT_NO_MATCH
 from sshtrail.commandkit.output import chosen_format, print_csv, print_json, print_listing

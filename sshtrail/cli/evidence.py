@@ -19,7 +19,7 @@ from typing import Any, BinaryIO, TypeVar
 
 from sqlalchemy.engine import Connection, RowMapping
 
-from sshtrail import queries, tombstone
+from sshtrail import queries, tombstone, transferqueries
 from sshtrail.chain import Status, Verdict
 from sshtrail.commandkit.output import print_json
 from sshtrail.commandkit.reading import store, stored_session
@@ -178,7 +178,7 @@ def export_transfer(args: argparse.Namespace, settings: Settings) -> int:
     from sshtrail.filetransfers import extract  # noqa: PLC0415
 
     with store(settings) as conn:
-        transfer = queries.stored_transfer(conn, args.transfer)
+        transfer = transferqueries.stored_transfer(conn, args.transfer)
         limit = settings.transfers.content_max_mb << 20
         operation = _write(args.output, lambda out: extract(conn, transfer, out, limit))
     if operation.sha256 is None:

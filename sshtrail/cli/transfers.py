@@ -12,7 +12,7 @@ from typing import Any
 
 from sqlalchemy.engine import Connection
 
-from sshtrail import describe, queries
+from sshtrail import describe, queries, transferqueries
 from sshtrail.commandkit.output import chosen_format, print_json, print_listing
 from sshtrail.commandkit.reading import store
 from sshtrail.settings import Settings
@@ -37,7 +37,7 @@ def run_transfers(args: argparse.Namespace, settings: Settings) -> int:
         wanted = transfer_filter(
             args, session_id, path=args.path, everything=args.all, limit=args.limit
         )
-        rows = queries.list_transfers(conn, wanted)
+        rows = transferqueries.list_transfers(conn, wanted)
         shorts = queries.short_ids(conn, sorted({row["session_id"] for row in rows}))
     shape = chosen_format(args)
     if shape == "json":
@@ -69,9 +69,9 @@ def run_transfers(args: argparse.Namespace, settings: Settings) -> int:
 
 def transfer_filter(
     args: argparse.Namespace, session_id: uuid.UUID | None, **more: Any
-) -> queries.TransferFilter:
+) -> transferqueries.TransferFilter:
     """The session filters ``transfers`` and ``search`` share, as given, and ``more``."""
-    return queries.TransferFilter(
+    return transferqueries.TransferFilter(
         operator=args.operator,
         target=args.target,
         since=args.since,
@@ -86,8 +86,8 @@ def of_session(conn: Connection, session_id: uuid.UUID, *, whole: bool) -> list[
     """A session's operations for ``show``: all its JSON lists (``whole``), or one
     more than its text prints, to tell that there are more."""
     limit = SHOWN_IN_JSON if whole else SHOWN_IN_SESSION + 1
-    wanted = queries.TransferFilter(session_id=session_id, everything=True, limit=limit)
-    return queries.list_transfers(conn, wanted)
+    wanted = transferqueries.TransferFilter(session_id=session_id, everything=True, limit=limit)
+    return transferqueries.list_transfers(conn, wanted)
 
 
 def session_lines(row: dict[str, Any], found: list[dict[str, Any]]) -> list[str]:

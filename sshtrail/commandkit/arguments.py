@@ -4,6 +4,7 @@ moment and an offset (:mod:`sshtrail.timespec`)."""
 from __future__ import annotations
 
 import argparse
+import re
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -60,3 +61,16 @@ def _argument(parse: Callable[[str], T]) -> Callable[[str], T]:
 moment = _argument(timespec.moment)
 future_moment = _argument(timespec.later)
 offset = _argument(timespec.offset)
+
+
+def matching(pattern: str, message: str) -> Callable[[str], str]:
+    """An argparse type: text that matches ``pattern`` whole, else ``message`` (where
+    ``{text!r}`` stands for the text given)."""
+    whole = re.compile(pattern)
+
+    def parse(text: str) -> str:
+        if not whole.fullmatch(text):
+            raise argparse.ArgumentTypeError(message.format(text=text))
+        return text
+
+    return parse

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import delete, select, update
 
 from consumer.store import CHUNKS
-from sshtrail.cli.commands import SESSION_COLUMNS
+from sshtrail.cli.auditparsers import SESSION_COLUMNS
 from sshtrail.db import make_engine
 from tests.support.recorded import Recorded
 

@@ -18,7 +18,7 @@ from consumer.pgcopy import copy_chunks
 from consumer.refusals import ROW_COST, kept_bytes
 from consumer.store import CHUNKS, SESSIONS, StoreWriter
 from sshtrail import events as ev
-from sshtrail import interrupted, queries
+from sshtrail import interrupted, queries, transferqueries
 from sshtrail.chain import ChainWriter, Status
 from sshtrail.db import make_engine
 from sshtrail.errors import DatabaseError, UnstorableError
@@ -369,7 +369,9 @@ def test_transfers_are_read_once_the_session_is_whole_in_any_order(store_engine:
     row = session_row(store_engine, sid)
     assert (row["transfers"], row["transfers_error"]) == ("done", None)
     with store_engine.connect() as conn:
-        [upload] = queries.list_transfers(conn, queries.TransferFilter(session_id=sid))
+        [upload] = transferqueries.list_transfers(
+            conn, transferqueries.TransferFilter(session_id=sid)
+        )
     assert (upload["op"], upload["path"], upload["size"]) == ("upload", "/up", 70_000)
     assert upload["sha256"] == hashlib.sha256(content).hexdigest()
 
@@ -390,7 +392,7 @@ def test_a_garbled_transfer_is_marked_and_the_rest_goes_on(store_engine: Engine)
     assert row["transfers"] == "failed"
     assert "a packet ends inside one of its fields" in str(row["transfers_error"]), row
     with store_engine.connect() as conn:
-        kept = queries.list_transfers(conn, queries.TransferFilter(session_id=sid))
+        kept = transferqueries.list_transfers(conn, transferqueries.TransferFilter(session_id=sid))
     assert [(r["op"], r["path"]) for r in kept] == [("remove", "/gone")]  # read up to there
     assert session_row(store_engine, other)["transfers"] == "done"
 
@@ -431,7 +433,9 @@ def test_transfers_are_told_by_their_bytes_whatever_ran_them(store_engine: Engin
     with store_engine.connect() as conn:
         for sid, path in ((scp, "/in/a.bin"), (sftp, "/up")):
             assert session_row(store_engine, sid)["transfers"] == "done"
-            [upload] = queries.list_transfers(conn, queries.TransferFilter(session_id=sid))
+            [upload] = transferqueries.list_transfers(
+                conn, transferqueries.TransferFilter(session_id=sid)
+            )
             assert (upload["op"], upload["path"], upload["size"]) == ("upload", path, 5_000)
             assert upload["sha256"] == hashlib.sha256(content).hexdigest()
     assert (

@@ -25,7 +25,7 @@ from starlette.responses import Response, StreamingResponse
 
 from consumer.web.auth import Auditor
 from consumer.web.pages.base import Page, read_number, skip_chunk
-from sshtrail import hexdump, queries
+from sshtrail import hexdump, queries, transferqueries
 from sshtrail.errors import InvalidError, NotFound
 from sshtrail.exports import chunk_events
 from sshtrail.filetransfers import TooLarge, extract
@@ -70,7 +70,7 @@ def session_view(
             "files": [
                 {**op, "direction": DIRECTIONS[op["op"]]}
                 for op in operations
-                if op["op"] in queries.FILE_OPS
+                if op["op"] in transferqueries.FILE_OPS
             ],
             "downloads": may_download(auditor, settings),
             "error": row["transfers_error"],
@@ -108,7 +108,7 @@ class FileDownloads(Page):
         limit = self.console.settings.transfers.content_max_mb << 20
         with self._store() as conn:
             try:
-                transfer = queries.session_transfer(conn, row["id"], int(number))
+                transfer = transferqueries.session_transfer(conn, row["id"], int(number))
             except NotFound as exc:
                 raise HTTPException(404, str(exc)) from None
             self.console.log(

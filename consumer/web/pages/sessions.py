@@ -28,7 +28,7 @@ from consumer.web.pages.base import (
     read_seconds,
 )
 from consumer.web.pages.downloads import EXPORTS
-from sshtrail import control, interrupted, pieces, promptflag, queries
+from sshtrail import control, interrupted, pieces, promptflag, queries, transferqueries
 from sshtrail.alertqueries import AlertFilter, list_alerts
 from sshtrail.chain import Status
 from sshtrail.describe import duration_text, exit_text, request_text, session_fields, signer_text
@@ -160,9 +160,9 @@ class SessionPages(Page):
             row = self._in_scope(conn, request)
             verdict = session_verdicts(conn, [row], keys)[row["id"]]
             moved = (
-                queries.list_transfers(
+                transferqueries.list_transfers(
                     conn,
-                    queries.TransferFilter(
+                    transferqueries.TransferFilter(
                         session_id=row["id"],
                         everything=True,
                         limit=TRANSFERS_SHOWN,
