@@ -15,14 +15,27 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    false,
+    func,
+    literal,
+    not_,
+    or_,
+    select,
+    true,
+    type_coerce,
+)
 from sqlalchemy.engine import Connection
 
 from sshtrail import holds
+from sshtrail.dbtypes import UTCDateTime
 from sshtrail.durations import parse_duration
 from sshtrail.scope import Scope
 from sshtrail.settings import Settings
@@ -41,8 +54,6 @@ _COLUMNS = (
     SESSIONS.c.bytes_in,
     SESSIONS.c.bytes_out,
 )
-#: Rows read per query while planning: the plan never holds the whole table.
-PAGE = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,24 +111,6 @@ def ended(session: Mapping[str, Any]) -> dt.datetime | None:
 
 def _ended_column() -> Any:
     return func.coalesce(SESSIONS.c.ended_at, SESSIONS.c.last_chunk_at)
-
-
-def _sessions(conn: Connection, before: dt.datetime | None) -> Iterator[dict[str, Any]]:
-    """Ended sessions (before ``before``, when given), by id, a page at a time."""
-    after: uuid.UUID | None = None
-    while True:
-        query = select(*_COLUMNS).where(SESSIONS.c.status != SessionStatus.ACTIVE)
-        if before is not None:
-            query = query.where(_ended_column() <= before)
-        if after is not None:
-            query = query.where(SESSIONS.c.id > after)
-        page = [
-            dict(row) for row in conn.execute(query.order_by(SESSIONS.c.id).limit(PAGE)).mappings()
-        ]
-        yield from page
-        if len(page) < PAGE:
-            return
-        after = page[-1]["id"]
 
 
 def plan(
@@ -198,25 +191,75 @@ class Coverage:
 
 def coverage(conn: Connection, found: Sequence[Rule], at: dt.datetime) -> list[Coverage]:
     """Per rule, the sessions it decides, their bytes, how many are due (and overdue,
-    and held), and when the next deletion falls due; last, what no rule covers."""
+    and held), and when the next deletion falls due; last, what no rule covers.
+
+    One query over the ended sessions, grouped by (operator, target): which rule
+    decides a session depends on those two alone, so the globs are matched in Python
+    on the groups -- a few thousand for a year of a large site, not millions of rows
+    -- exactly as :func:`rule_for` matches them. What depends on a session's end is
+    counted in SQL against each rule's cutoff, a column set per rule, and each group
+    takes the columns of its own rule."""
     by_name: dict[str | None, Coverage] = {rule.name: Coverage(rule) for rule in found}
     by_name[None] = Coverage(None)
     active_holds = holds.active(conn)
-    for session in _sessions(conn, None):
-        rule = rule_for(found, session["operator"], session["target"])
-        entry = by_name[rule.name if rule else None]
-        entry.sessions += 1
-        entry.bytes += session["bytes_in"] + session["bytes_out"]
-        end = ended(session)
-        if rule is None or end is None:
+    held = (
+        func.coalesce(or_(*(_held(hold) for hold in active_holds)), false())
+        if active_holds
+        else None
+    )
+    end = _ended_column()
+    columns: list[Any] = [
+        SESSIONS.c.operator,
+        SESSIONS.c.target,
+        func.count().label("sessions"),
+        func.coalesce(func.sum(SESSIONS.c.bytes_in + SESSIONS.c.bytes_out), 0).label("bytes"),
+    ]
+    for i, rule in enumerate(found):
+        columns += _counted(i, rule, end, held, at)
+    query = (
+        select(*columns)
+        .where(SESSIONS.c.status != SessionStatus.ACTIVE)
+        .group_by(SESSIONS.c.operator, SESSIONS.c.target)
+    )
+    index = {rule.name: i for i, rule in enumerate(found)}
+    for group in conn.execute(query).mappings():
+        decided = rule_for(found, group["operator"], group["target"])
+        entry = by_name[decided.name if decided else None]
+        entry.sessions += group["sessions"]
+        entry.bytes += int(group["bytes"])
+        if decided is None:
             continue
-        item = Due(session, rule, end)
-        if item.due_at <= at:
-            if holds.holding(active_holds, session):
-                entry.held += 1
-            else:
-                entry.due += 1
-                entry.overdue += item.overdue(at)
-        elif entry.next_due is None or item.due_at < entry.next_due:
-            entry.next_due = item.due_at
+        i = index[decided.name]
+        entry.due += int(group[f"due_{i}"] or 0)
+        entry.overdue += int(group[f"overdue_{i}"] or 0)
+        entry.held += int(group[f"held_{i}"] or 0)
+        first: dt.datetime | None = group[f"next_{i}"]
+        if first is not None:
+            due_at = first + decided.keep
+            if entry.next_due is None or due_at < entry.next_due:
+                entry.next_due = due_at
     return list(by_name.values())
+
+
+def _counted(
+    i: int, rule: Rule, end: Any, held: ColumnElement[bool] | None, at: dt.datetime
+) -> list[Any]:
+    """The columns of rule ``i`` in :func:`coverage`'s query: as if every session of the
+    group were decided by ``rule`` (a group decided by another ignores them).
+
+    A due session is held or not; one not held is overdue past ``delete_after``
+    (:meth:`Due.overdue`); the earliest end not yet due gives the next deletion."""
+    cutoff = at - rule.keep
+    limit = at - (rule.delete_after or rule.keep)
+    due = end <= cutoff
+    free = not_(held) if held is not None else true()
+    return [
+        func.sum(case((and_(due, free), 1), else_=0)).label(f"due_{i}"),
+        func.sum(case((and_(due, free, end <= limit), 1), else_=0)).label(f"overdue_{i}"),
+        func.sum(case((and_(due, held), 1), else_=0) if held is not None else literal(0)).label(
+            f"held_{i}"
+        ),
+        type_coerce(func.min(case((end > cutoff, end), else_=None)), UTCDateTime()).label(
+            f"next_{i}"
+        ),
+    ]
