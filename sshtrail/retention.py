@@ -197,8 +197,8 @@ def coverage(conn: Connection, found: Sequence[Rule], at: dt.datetime) -> list[C
     decides a session depends on those two alone, so the globs are matched in Python
     on the groups -- a few thousand for a year of a large site, not millions of rows
     -- exactly as :func:`rule_for` matches them. What depends on a session's end is
-    counted in SQL against each rule's cutoff, a column set per rule, and each group
-    takes the columns of its own rule."""
+    counted in SQL against each rule's cutoff, a column set per keep and
+    delete_after, and each group takes the columns of its own rule."""
     by_name: dict[str | None, Coverage] = {rule.name: Coverage(rule) for rule in found}
     by_name[None] = Coverage(None)
     active_holds = holds.active(conn)
@@ -214,14 +214,16 @@ def coverage(conn: Connection, found: Sequence[Rule], at: dt.datetime) -> list[C
         func.count().label("sessions"),
         func.coalesce(func.sum(SESSIONS.c.bytes_in + SESSIONS.c.bytes_out), 0).label("bytes"),
     ]
-    for i, rule in enumerate(found):
-        columns += _counted(i, rule, end, held, at)
+    # Rules of the same keep and delete_after count alike: one column set for them all.
+    periods = list(dict.fromkeys((rule.keep, rule.delete_after) for rule in found))
+    for i, period in enumerate(periods):
+        columns += _counted(i, period, end, held, at)
     query = (
         select(*columns)
         .where(SESSIONS.c.status != SessionStatus.ACTIVE)
         .group_by(SESSIONS.c.operator, SESSIONS.c.target)
     )
-    index = {rule.name: i for i, rule in enumerate(found)}
+    index = {rule.name: periods.index((rule.keep, rule.delete_after)) for rule in found}
     for group in conn.execute(query).mappings():
         decided = rule_for(found, group["operator"], group["target"])
         entry = by_name[decided.name if decided else None]
@@ -242,15 +244,21 @@ def coverage(conn: Connection, found: Sequence[Rule], at: dt.datetime) -> list[C
 
 
 def _counted(
-    i: int, rule: Rule, end: Any, held: ColumnElement[bool] | None, at: dt.datetime
+    i: int,
+    period: tuple[dt.timedelta, dt.timedelta | None],
+    end: Any,
+    held: ColumnElement[bool] | None,
+    at: dt.datetime,
 ) -> list[Any]:
-    """The columns of rule ``i`` in :func:`coverage`'s query: as if every session of the
-    group were decided by ``rule`` (a group decided by another ignores them).
+    """The columns of period ``i`` in :func:`coverage`'s query: as if every session of
+    the group were decided by a rule of this ``period``, its ``keep`` and
+    ``delete_after`` (a group decided by another ignores them).
 
     A due session is held or not; one not held is overdue past ``delete_after``
     (:meth:`Due.overdue`); the earliest end not yet due gives the next deletion."""
-    cutoff = at - rule.keep
-    limit = at - (rule.delete_after or rule.keep)
+    keep, delete_after = period
+    cutoff = at - keep
+    limit = at - (delete_after or keep)
     due = end <= cutoff
     free = not_(held) if held is not None else true()
     return [
