@@ -25,7 +25,6 @@ from sqlalchemy import (
     case,
     false,
     func,
-    literal,
     not_,
     or_,
     select,
@@ -232,9 +231,10 @@ def coverage(conn: Connection, found: Sequence[Rule], at: dt.datetime) -> list[C
         if decided is None:
             continue
         i = index[decided.name]
-        entry.due += int(group[f"due_{i}"] or 0)
-        entry.overdue += int(group[f"overdue_{i}"] or 0)
-        entry.held += int(group[f"held_{i}"] or 0)
+        due = int(group[f"due_{i}"] or 0)
+        entry.due += due
+        entry.overdue += int(group.get(f"overdue_{i}", due) or 0)
+        entry.held += int(group.get(f"held_{i}", 0) or 0)
         first: dt.datetime | None = group[f"next_{i}"]
         if first is not None:
             due_at = first + decided.keep
@@ -258,16 +258,18 @@ def _counted(
     (:meth:`Due.overdue`); the earliest end not yet due gives the next deletion."""
     keep, delete_after = period
     cutoff = at - keep
-    limit = at - (delete_after or keep)
     due = end <= cutoff
     free = not_(held) if held is not None else true()
-    return [
+    columns: list[Any] = [
         func.sum(case((and_(due, free), 1), else_=0)).label(f"due_{i}"),
-        func.sum(case((and_(due, free, end <= limit), 1), else_=0)).label(f"overdue_{i}"),
-        func.sum(case((and_(due, held), 1), else_=0) if held is not None else literal(0)).label(
-            f"held_{i}"
-        ),
         type_coerce(func.min(case((end > cutoff, end), else_=None)), UTCDateTime()).label(
             f"next_{i}"
         ),
     ]
+    # Each column costs a comparison per session: only those that can differ from due.
+    if delete_after is not None and delete_after > keep:
+        overdue = and_(due, free, end <= at - delete_after)
+        columns.append(func.sum(case((overdue, 1), else_=0)).label(f"overdue_{i}"))
+    if held is not None:
+        columns.append(func.sum(case((and_(due, held), 1), else_=0)).label(f"held_{i}"))
+    return columns
