@@ -8,7 +8,8 @@ a member owns the partition:
 * ``DATA-LOSS``: the committed offset is below the earliest retained one --
   retention deleted messages the group never read -- and the store does not have
   what they carried (:mod:`consumer.expired`: "expired, lost"); when it does
-  ("expired, stored"), the partition is judged by the rules below, that said;
+  ("expired, stored"), the partition is judged by the rules below from the
+  earliest retained offset, and the reason says so first;
 * ``REWIND``: the committed offset went back within the window;
 * ``OK``: no lag;
 * ``STOP``: lag, and no member owns the partition -- nothing will commit;
