@@ -20,7 +20,9 @@ are **DATA-LOSS**, recordings that were never stored: those the group
 found gone and recorded in the dead-letter topic as it moved past them
 (``sshtrail.lost.end``, :class:`~sshtrail.errors.OffsetsLost`), and those
 below the partition's first offset while the group's committed offset is
-still below it.
+still below it -- unless the store has what they carried anyway (stored chunks
+read from those offsets, or tombstones of deleted sessions:
+:mod:`consumer.expired`): then they are **expired, stored** and fine.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from consumer.deadletter import (
     HEADER_PARTITION,
     HEADER_TOPIC,
 )
+from consumer.expired import Expired, account
 from sshtrail.errors import BrokerError, WireError
 from sshtrail.kafka.ports import Message, TopicReader
 from sshtrail.models import ChunkRecord, SessionRecord
@@ -74,6 +77,9 @@ class PartitionReport:
     lost: list[tuple[int, int]] = field(default_factory=list)
     #: [first, end) offsets the group had read that retention deleted since (unchecked).
     expired: tuple[int, int] | None = None
+    #: Spans retention deleted before the group read them, accounted for from the store:
+    #: fine when none of it is lost (then neither ``data_loss`` nor ``lost`` has it).
+    accounted: list[Expired] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
@@ -96,8 +102,10 @@ def check(
     chosen = list(partitions) if partitions is not None else reader.partitions(topic)
     reports = [_bounds(reader, topic, p, committed.get(p), since) for p in chosen]
     letters = _dead_letters(reader, dlq_topic, topic, group, timeout)
+    count = len(reader.partitions(topic))
     for report in reports:
         report.lost = sorted(letters.lost.get(report.partition, []))
+        _account_expired(reader, store, report, topic=topic, partitions=count, timeout=timeout)
         first, end = report.checked
         if first >= end:
             continue
@@ -127,6 +135,42 @@ def _bounds(
         first = max(first, at if at is not None else committed)
     report.checked = (first, max(first, min(committed, high)))
     return report
+
+
+def _account_expired(
+    reader: TopicReader,
+    store: Engine,
+    report: PartitionReport,
+    *,
+    topic: str,
+    partitions: int,
+    timeout: float,
+) -> None:
+    """Spans retention took before the group read them (``data_loss``, ``lost``) that the
+    store has anyway are moved to ``accounted``; what is lost stays where it was."""
+    spans = ([report.data_loss] if report.data_loss else []) + report.lost
+    still_lost: list[tuple[int, int]] = []
+    for span in spans:
+        kept_at = _published_at(reader, topic, report, span[1], timeout)
+        found = account(store, report.partition, span, partitions, kept_at)
+        report.accounted.append(found)
+        if span == report.data_loss:
+            report.data_loss = span if found.lost else None
+        elif found.lost:
+            still_lost.append(span)
+    report.lost = still_lost
+
+
+def _published_at(
+    reader: TopicReader, topic: str, report: PartitionReport, offset: int, timeout: float
+) -> dt.datetime | None:
+    """When the message at ``offset`` was published, if the broker still has it."""
+    if not report.low <= offset < report.high:
+        return None
+    for messages in _read(reader, topic, report.partition, (offset, offset + 1), timeout):
+        _kind, millis = messages[0].timestamp()
+        return dt.datetime.fromtimestamp(millis / 1000, dt.UTC)
+    return None
 
 
 @dataclass(slots=True)

@@ -14,6 +14,7 @@ groups' session timeout.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import logging
 import time
 import urllib.request
@@ -21,10 +22,14 @@ from collections import deque
 from dataclasses import dataclass
 
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
+from consumer.expired import Expired, account
 from consumer.lagstatus import Reading, Status, evaluate, worst
 from sshtrail.commandkit.arguments import is_http
-from sshtrail.errors import BrokerError, InvalidError
+from sshtrail.db import make_engine
+from sshtrail.errors import BrokerError, InvalidError, SshtrailError
 from sshtrail.kafka.adapters import topic_reader
 from sshtrail.kafka.admin import kafka_admin
 from sshtrail.settings import Settings
@@ -77,9 +82,15 @@ class LagReader:
         # Reads the message at a committed offset, for its timestamp; joins no group.
         self._probe = topic_reader(settings, "lag", timeout)
         self._readings: dict[tuple[str, int], deque[Reading]] = {}
+        #: The store, opened when a group's committed offset is found below the log start.
+        self._database_url = settings.database_url
+        self._store: Engine | None = None
+        self._accounted: dict[tuple[int, tuple[int, int]], Expired] = {}
 
     def close(self) -> None:
         self._probe.close()
+        if self._store is not None:
+            self._store.dispose()
 
     def partitions(self) -> list[int]:
         """The topic's partitions."""
@@ -116,7 +127,10 @@ class LagReader:
                 seconds: float | None = 0.0
             else:
                 seconds = self._age(partition, start, low, now) if ages else None
-            reading = dataclasses.replace(reading, oldest_s=seconds)
+            expired = None
+            if current is not None and current < low:
+                expired = self._expired(partition, (current, low), len(partitions), end, now)
+            reading = dataclasses.replace(reading, oldest_s=seconds, expired=expired)
             status, reason = evaluate(
                 self._remember(group, partition, reading), self.unread_limit_s
             )
@@ -146,6 +160,28 @@ class LagReader:
         while kept[0].at < reading.at - self.window_s:
             kept.popleft()
         return list(kept)
+
+    def _expired(
+        self, partition: int, span: tuple[int, int], partitions: int, end: int, now: float
+    ) -> Expired | None:
+        """What the store says of the offsets ``span`` Kafka deleted before the group
+        read them (:mod:`consumer.expired`); None when the store cannot be asked. Asked
+        once per span: a watch reads the same span again and again."""
+        if (partition, span) in self._accounted:
+            return self._accounted[(partition, span)]
+        kept_at = None
+        if span[1] < end:
+            age = self._age(partition, span[1], span[1], now)
+            kept_at = dt.datetime.fromtimestamp(now - age, dt.UTC) if age is not None else None
+        try:
+            if self._store is None:
+                self._store = make_engine(self._database_url)
+            found = account(self._store, partition, span, partitions, kept_at)
+        except (SQLAlchemyError, SshtrailError) as exc:
+            log.warning("lag: cannot ask the store about expired offsets: %s", exc)
+            return None
+        self._accounted[(partition, span)] = found
+        return found
 
     def _age(self, partition: int, offset: int, low: int, now: float) -> float | None:
         """Seconds since the message at ``offset`` was published; None if it cannot be

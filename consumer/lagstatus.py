@@ -6,7 +6,10 @@ the committed offset, the log-end and earliest retained offsets, and whether
 a member owns the partition:
 
 * ``DATA-LOSS``: the committed offset is below the earliest retained one --
-  retention deleted messages the group never read;
+  retention deleted messages the group never read -- and the store does not have
+  what they carried (:mod:`consumer.expired`: "expired, lost"); when it does
+  ("expired, stored"), the partition is judged by the rules below from the
+  earliest retained offset, and the reason says so first;
 * ``REWIND``: the committed offset went back within the window;
 * ``OK``: no lag;
 * ``STOP``: lag, and no member owns the partition -- nothing will commit;
@@ -36,11 +39,14 @@ window tells: STALL if the committed offset does not move, OK if it does.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import itertools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+
+from consumer.expired import Expired
 
 
 class Status(enum.StrEnum):
@@ -73,6 +79,9 @@ class Reading:
     #: Age in seconds of the oldest unread message (the one at the committed
     #: offset); None when it was not read.
     oldest_s: float | None = None
+    #: Below the log start (committed < low): what the store says of those offsets;
+    #: None when it was not asked or could not answer.
+    expired: Expired | None = None
 
     @property
     def lag(self) -> int:
@@ -87,10 +96,23 @@ def evaluate(window: Sequence[Reading], unread_limit_s: float = math.inf) -> tup
     reading is not OK (the groups' session timeout)."""
     last = window[-1]
     if last.committed is not None and last.committed < last.low:
-        return Status.DATA_LOSS, (
-            f"committed offset {last.committed} is below the earliest retained {last.low}: "
-            f"{last.low - last.committed} messages were deleted before the group read them"
-        )
+        if last.expired is None or last.expired.lost:
+            known = f"; {last.expired.describe()}" if last.expired else ""
+            return Status.DATA_LOSS, (
+                f"committed offset {last.committed} is below the earliest retained "
+                f"{last.low}: {last.low - last.committed} messages were deleted before the "
+                f"group read them{known}"
+            )
+        # Nothing of it is waiting in Kafka any more: judged from the log start.
+        moved = dataclasses.replace(last, committed=last.low)
+        status, reason = _judged([*window[:-1], moved], unread_limit_s)
+        return status, f"{last.expired.describe()}; {reason}"
+    return _judged(window, unread_limit_s)
+
+
+def _judged(window: Sequence[Reading], unread_limit_s: float) -> tuple[Status, str]:
+    """The status by the rules after DATA-LOSS (the module docstring)."""
+    last = window[-1]
     commits = [r.committed for r in window if r.committed is not None]
     for before, after in itertools.pairwise(commits):
         if after < before:

@@ -21,6 +21,7 @@ from collections.abc import Callable, Sequence
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 
+from consumer.accesstrim import AccessTrim
 from consumer.deletion import Held, delete_session
 from consumer.transaction import Transaction
 from sshtrail import retention
@@ -43,7 +44,11 @@ class RetentionWork:
         check_s: float,
         signer: Ed25519PrivateKey,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
+        *,
+        access_trim: AccessTrim | None = None,
     ) -> None:
+        #: The access log's own retention (consumer/accesstrim.py), not the rules'.
+        self._access_trim = access_trim
         self._engine = engine
         self._rules = list(rules)
         self._check_s = check_s
@@ -56,12 +61,13 @@ class RetentionWork:
 
     def run(self, budget_s: float) -> bool:
         """Delete due sessions for about ``budget_s``; whether more are due now."""
+        trimming = self._access_trim is not None and self._access_trim.run(budget_s / 2)
         if not self._rules:
-            return False
+            return trimming
         deadline = time.monotonic() + budget_s
         if not self._waiting:
             if time.monotonic() < self._next_look:
-                return False
+                return trimming
             self._next_look = time.monotonic() + self._check_s
             with Transaction(self._engine, "retention plan") as conn:
                 planned = retention.plan(conn, self._rules, self._clock(), PLAN_PAGE)
@@ -73,7 +79,7 @@ class RetentionWork:
                 self._next_look = 0.0  # a full page: look again as soon as it is done
         while self._waiting and time.monotonic() < deadline:
             self._delete(self._waiting.pop(0))
-        return bool(self._waiting) or self._next_look == 0.0
+        return bool(self._waiting) or self._next_look == 0.0 or trimming
 
     def _delete(self, item: retention.Due) -> None:
         session_id = item.session["id"]

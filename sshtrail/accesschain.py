@@ -58,6 +58,7 @@ from sqlalchemy import Engine, or_, select, update
 from sqlalchemy.engine import Connection
 
 from sshtrail.accessrows import Row, raw_select, read, unchained_digest
+from sshtrail.accesstrims import Trim
 from sshtrail.errors import SshtrailError
 from sshtrail.tables import ACCESS_LOG
 
@@ -256,6 +257,9 @@ class Report:
     #: Messages on the topic that are not heads signed by a trusted key.
     refused: list[str] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
+    #: Per chain, the checkpoint it was checked from (``retention.access_log_keep``
+    #: dropped its rows up to there), by chain.
+    trims: list[Trim] = field(default_factory=list)
 
 
 def stored_rows(conn: Connection) -> Iterable[Row]:
@@ -264,9 +268,18 @@ def stored_rows(conn: Connection) -> Iterable[Row]:
     return read(conn, raw_select().order_by(*order))
 
 
-def check(rows: Iterable[Row], heads: Iterable[Head]) -> Report:
-    """The rows (:func:`stored_rows`) against the published ``heads``."""
+def check(rows: Iterable[Row], heads: Iterable[Head], trims: Iterable[Trim] = ()) -> Report:
+    """The rows (:func:`stored_rows`) against the published ``heads``, each chain from
+    its latest trustworthy checkpoint in ``trims`` (:mod:`sshtrail.accesstrims`), if any."""
     report = Report()
+    starts: dict[str, Trim] = {}
+    for trim in trims:
+        if trim.problem:
+            detail = f"a checkpoint of retention.access_log_keep not to be trusted: {trim.problem}"
+            report.problems.append(Problem("altered", trim.chain, (trim.first, trim.n), detail))
+        elif trim.chain not in starts or trim.n > starts[trim.chain].n:
+            starts[trim.chain] = trim
+    report.trims = [starts[name] for name in sorted(starts)]
     published: dict[str, dict[int, bytes]] = {}
     pins: list[Before] = []
     for head in heads:
@@ -294,8 +307,10 @@ def check(rows: Iterable[Row], heads: Iterable[Head]) -> Report:
         report.problems += _before(unchained, pin, report)
     else:
         report.problems += _before_by_id(unchained, chains, report)
-    for name in sorted(set(chains) | set(published)):
-        report.problems += _chain(name, chains.get(name, []), published.get(name, {}))
+    for name in sorted(set(chains) | set(published) | set(starts)):
+        report.problems += _chain(
+            name, chains.get(name, []), published.get(name, {}), starts.get(name)
+        )
     return report
 
 
@@ -339,8 +354,11 @@ def _before_by_id(rows: list[Row], chains: dict[str, list[Row]], report: Report)
     return found
 
 
-def _chain(name: str, rows: list[Row], heads: dict[int, bytes]) -> list[Problem]:
-    """What is wrong with one chain's ``rows`` (by n), against its published ``heads``."""
+def _chain(
+    name: str, rows: list[Row], heads: dict[int, bytes], start: Trim | None
+) -> list[Problem]:
+    """What is wrong with one chain's ``rows`` (by n), against its published ``heads``,
+    from its checkpoint ``start`` (its rows up to ``start.n`` dropped) or from row 0."""
     found: list[Problem] = []
     last_head = max(heads, default=-1)
 
@@ -348,6 +366,10 @@ def _chain(name: str, rows: list[Row], heads: dict[int, bytes]) -> list[Problem]
         found.append(Problem(finding, name, (low, high), detail))
 
     expected, prev = 0, ZERO
+    if start is not None:
+        found += _before_checkpoint(name, rows, heads, start)
+        rows = [row for row in rows if row["n"] > start.n]
+        expected, prev = start.n + 1, start.digest
     for row in rows:
         n = row["n"]
         if n < expected:
@@ -372,6 +394,22 @@ def _chain(name: str, rows: list[Row], heads: dict[int, bytes]) -> list[Problem]
         gone = "every row of the chain" if not rows else "rows at the chain's end"
         say("cut tail", expected, last_head, f"{gone} deleted: its head names row {last_head}")
     return _merged(found)
+
+
+def _before_checkpoint(
+    name: str, rows: list[Row], heads: dict[int, bytes], start: Trim
+) -> list[Problem]:
+    """What is wrong up to a chain's checkpoint: rows it says were dropped, and a
+    published head for its last dropped row that names another digest."""
+    found = [
+        Problem("inserted", name, (row["n"], row["n"]), "a row the checkpoint says was dropped")
+        for row in rows
+        if row["n"] <= start.n
+    ]
+    if heads.get(start.n, start.digest) != start.digest:
+        detail = "dropped, but not the row whose digest was published (the chain was rewritten)"
+        found.append(Problem("altered", name, (start.n, start.n), detail))
+    return found
 
 
 def _merged(problems: list[Problem]) -> list[Problem]:

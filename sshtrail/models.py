@@ -412,3 +412,29 @@ class DeletionRecord(Base):
     key: Mapped[bytes] = mapped_column(LargeBinary(32))
 
     __table_args__ = (Index(None, "deleted_at"),)
+
+
+class AccessTrimRecord(Base):
+    """A checkpoint of the access log's chain where ``retention.access_log_keep`` dropped
+    its oldest rows (sshtrail/accesstrims.py): the last dropped row's place and digest,
+    when, under which setting, signed by the deletion key, so verification starts the
+    chain from it instead of from row 0."""
+
+    __tablename__ = "access_log_trims"
+
+    chain: Mapped[str] = mapped_column(String(32), primary_key=True)
+    #: The last dropped row of the chain (its n) and its digest.
+    n: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    digest: Mapped[bytes] = mapped_column(LargeBinary(32))
+    #: The first row this trim dropped (the one after the previous checkpoint).
+    first: Mapped[int] = mapped_column(BigInteger)
+    trimmed_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    #: Rows written before this were dropped: ``trimmed_at`` less ``keep``.
+    cutoff: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    keep: Mapped[str] = mapped_column(String(32))
+    trimmed_by: Mapped[str] = mapped_column(SessionText(128))
+    #: The signed body (canonical JSON of the fields above), its Ed25519 signature
+    #: and the public key that made it.
+    body: Mapped[bytes] = mapped_column(LargeBinary)
+    signature: Mapped[bytes] = mapped_column(LargeBinary(64))
+    key: Mapped[bytes] = mapped_column(LargeBinary(32))

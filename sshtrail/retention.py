@@ -15,14 +15,26 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import ColumnElement, and_, func, not_, or_, select, true
+from sqlalchemy import (
+    ColumnElement,
+    and_,
+    case,
+    false,
+    func,
+    not_,
+    or_,
+    select,
+    true,
+    type_coerce,
+)
 from sqlalchemy.engine import Connection
 
 from sshtrail import holds
+from sshtrail.dbtypes import UTCDateTime
 from sshtrail.durations import parse_duration
 from sshtrail.scope import Scope
 from sshtrail.settings import Settings
@@ -41,8 +53,6 @@ _COLUMNS = (
     SESSIONS.c.bytes_in,
     SESSIONS.c.bytes_out,
 )
-#: Rows read per query while planning: the plan never holds the whole table.
-PAGE = 2000
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,24 +110,6 @@ def ended(session: Mapping[str, Any]) -> dt.datetime | None:
 
 def _ended_column() -> Any:
     return func.coalesce(SESSIONS.c.ended_at, SESSIONS.c.last_chunk_at)
-
-
-def _sessions(conn: Connection, before: dt.datetime | None) -> Iterator[dict[str, Any]]:
-    """Ended sessions (before ``before``, when given), by id, a page at a time."""
-    after: uuid.UUID | None = None
-    while True:
-        query = select(*_COLUMNS).where(SESSIONS.c.status != SessionStatus.ACTIVE)
-        if before is not None:
-            query = query.where(_ended_column() <= before)
-        if after is not None:
-            query = query.where(SESSIONS.c.id > after)
-        page = [
-            dict(row) for row in conn.execute(query.order_by(SESSIONS.c.id).limit(PAGE)).mappings()
-        ]
-        yield from page
-        if len(page) < PAGE:
-            return
-        after = page[-1]["id"]
 
 
 def plan(
@@ -198,25 +190,86 @@ class Coverage:
 
 def coverage(conn: Connection, found: Sequence[Rule], at: dt.datetime) -> list[Coverage]:
     """Per rule, the sessions it decides, their bytes, how many are due (and overdue,
-    and held), and when the next deletion falls due; last, what no rule covers."""
+    and held), and when the next deletion falls due; last, what no rule covers.
+
+    One query over the ended sessions, grouped by (operator, target): which rule
+    decides a session depends on those two alone, so the globs are matched in Python
+    on the groups -- a few thousand for a year of a large site, not millions of rows
+    -- exactly as :func:`rule_for` matches them. What depends on a session's end is
+    counted in SQL against each rule's cutoff, a column set per keep and
+    delete_after, and each group takes the columns of its own rule."""
     by_name: dict[str | None, Coverage] = {rule.name: Coverage(rule) for rule in found}
     by_name[None] = Coverage(None)
     active_holds = holds.active(conn)
-    for session in _sessions(conn, None):
-        rule = rule_for(found, session["operator"], session["target"])
-        entry = by_name[rule.name if rule else None]
-        entry.sessions += 1
-        entry.bytes += session["bytes_in"] + session["bytes_out"]
-        end = ended(session)
-        if rule is None or end is None:
+    held = (
+        func.coalesce(or_(*(_held(hold) for hold in active_holds)), false())
+        if active_holds
+        else None
+    )
+    end = _ended_column()
+    columns: list[Any] = [
+        SESSIONS.c.operator,
+        SESSIONS.c.target,
+        func.count().label("sessions"),
+        func.coalesce(func.sum(SESSIONS.c.bytes_in + SESSIONS.c.bytes_out), 0).label("bytes"),
+    ]
+    # Rules of the same keep and delete_after count alike: one column set for them all.
+    periods = list(dict.fromkeys((rule.keep, rule.delete_after) for rule in found))
+    for i, period in enumerate(periods):
+        columns += _counted(i, period, end, held, at)
+    query = (
+        select(*columns)
+        .where(SESSIONS.c.status != SessionStatus.ACTIVE)
+        .group_by(SESSIONS.c.operator, SESSIONS.c.target)
+    )
+    index = {rule.name: periods.index((rule.keep, rule.delete_after)) for rule in found}
+    for group in conn.execute(query).mappings():
+        decided = rule_for(found, group["operator"], group["target"])
+        entry = by_name[decided.name if decided else None]
+        entry.sessions += group["sessions"]
+        entry.bytes += int(group["bytes"])
+        if decided is None:
             continue
-        item = Due(session, rule, end)
-        if item.due_at <= at:
-            if holds.holding(active_holds, session):
-                entry.held += 1
-            else:
-                entry.due += 1
-                entry.overdue += item.overdue(at)
-        elif entry.next_due is None or item.due_at < entry.next_due:
-            entry.next_due = item.due_at
+        i = index[decided.name]
+        due = int(group[f"due_{i}"] or 0)
+        entry.due += due
+        entry.overdue += int(group.get(f"overdue_{i}", due) or 0)
+        entry.held += int(group.get(f"held_{i}", 0) or 0)
+        first: dt.datetime | None = group[f"next_{i}"]
+        if first is not None:
+            due_at = first + decided.keep
+            if entry.next_due is None or due_at < entry.next_due:
+                entry.next_due = due_at
     return list(by_name.values())
+
+
+def _counted(
+    i: int,
+    period: tuple[dt.timedelta, dt.timedelta | None],
+    end: Any,
+    held: ColumnElement[bool] | None,
+    at: dt.datetime,
+) -> list[Any]:
+    """The columns of period ``i`` in :func:`coverage`'s query: as if every session of
+    the group were decided by a rule of this ``period``, its ``keep`` and
+    ``delete_after`` (a group decided by another ignores them).
+
+    A due session is held or not; one not held is overdue past ``delete_after``
+    (:meth:`Due.overdue`); the earliest end not yet due gives the next deletion."""
+    keep, delete_after = period
+    cutoff = at - keep
+    due = end <= cutoff
+    free = not_(held) if held is not None else true()
+    columns: list[Any] = [
+        func.sum(case((and_(due, free), 1), else_=0)).label(f"due_{i}"),
+        type_coerce(func.min(case((end > cutoff, end), else_=None)), UTCDateTime()).label(
+            f"next_{i}"
+        ),
+    ]
+    # Each column costs a comparison per session: only those that can differ from due.
+    if delete_after is not None and delete_after > keep:
+        overdue = and_(due, free, end <= at - delete_after)
+        columns.append(func.sum(case((overdue, 1), else_=0)).label(f"overdue_{i}"))
+    if held is not None:
+        columns.append(func.sum(case((and_(due, held), 1), else_=0)).label(f"held_{i}"))
+    return columns

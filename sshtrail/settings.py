@@ -432,9 +432,15 @@ class RetentionSettings(_Section):
     #: Ed25519 key that signs the deletions' tombstones; created when missing. Empty
     #: means ``<state_dir>/retention/deletion_ed25519_key``.
     deletion_key: str = ""
+    #: How long the web console's access log keeps a row (a duration as a rule's
+    #: ``keep``); empty: for ever. Session rules never delete it. Dropped rows leave a
+    #: checkpoint signed by the deletion key, from which ``access-log --verify`` checks.
+    access_log_keep: str = ""
 
     def __post_init__(self) -> None:
         _unique("retention.rule", [rule.name for rule in self.rule])
+        if self.access_log_keep:
+            parse_duration(self.access_log_keep)
 
 
 class ConsoleRights(_Section):

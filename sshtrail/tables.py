@@ -44,6 +44,23 @@ ACCESS_LOG = Table(
 )
 
 
+ACCESS_LOG_TRIMS = Table(
+    "access_log_trims",
+    METADATA,
+    Column("chain", String(length=32), primary_key=True),
+    Column("n", BigInteger(), primary_key=True),
+    Column("digest", LargeBinary(length=32), nullable=False),
+    Column("first", BigInteger(), nullable=False),
+    Column("trimmed_at", UTCDateTime(), nullable=False),
+    Column("cutoff", UTCDateTime(), nullable=False),
+    Column("keep", String(length=32), nullable=False),
+    Column("trimmed_by", SessionText(128), nullable=False),
+    Column("body", LargeBinary(), nullable=False),
+    Column("signature", LargeBinary(length=64), nullable=False),
+    Column("key", LargeBinary(length=32), nullable=False),
+)
+
+
 ALERTS = Table(
     "alerts",
     METADATA,

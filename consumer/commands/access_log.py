@@ -4,11 +4,13 @@ the log is whole."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import sys
 
 from consumer.web import access
-from sshtrail import queries
+from sshtrail import accesstrims, queries
 from sshtrail.accesschain import Problem, check, stored_rows
+from sshtrail.accesstrims import Trim
 from sshtrail.commandkit.exits import EXIT_UNVERIFIED
 from sshtrail.commandkit.output import chosen_format, print_json, print_listing
 from sshtrail.commandkit.reading import store
@@ -72,8 +74,9 @@ def verify(args: argparse.Namespace, settings: Settings) -> int:
     except BrokerError as exc:
         print(f"sshtrail: could not verify the access log: {exc}", file=sys.stderr)
         return EXIT_UNVERIFIED
+    trusted = accesstrims.trusted_keys(settings)
     with store(settings) as conn:
-        report = check(stored_rows(conn), heads)
+        report = check(stored_rows(conn), heads, accesstrims.stored(conn, trusted))
     if chosen_format(args) == "json":
         print_json(
             {
@@ -85,6 +88,7 @@ def verify(args: argparse.Namespace, settings: Settings) -> int:
                 "unchained_checked": report.pinned,
                 "refused_heads": refused,
                 "problems": [_problem_json(p) for p in report.problems],
+                "trimmed": [_trim_json(t) for t in report.trims],
             }
         )
         return 1 if report.problems else 0
@@ -92,6 +96,8 @@ def verify(args: argparse.Namespace, settings: Settings) -> int:
         print(f"{_where(problem):<26}  {problem.finding:<11}  {visible(problem.detail)}")
     for reason in refused:
         print(f"sshtrail: not a head, ignored: {reason}", file=sys.stderr)
+    for trim in report.trims:
+        print(_trimmed(trim))
     checked = "as the chains found them" if report.pinned else "not checked"
     before = f", {report.unchained} from before the chains ({checked})" if report.unchained else ""
     verdict = f"{len(report.problems)} problems" if report.problems else "ok"
@@ -114,3 +120,22 @@ def _problem_json(problem: Problem) -> dict[str, object]:
     low, high = problem.rows
     where = {"chain": problem.chain, "rows": [low, high]} if problem.chain else {"ids": [low, high]}
     return {"finding": problem.finding, "detail": problem.detail, **where}
+
+
+def _trimmed(trim: Trim) -> str:
+    """What the checkpoint a chain was checked from says (``retention.access_log_keep``)."""
+    at = trim.trimmed_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (
+        f"chain {trim.chain[:12]} rows 0-{trim.n} dropped by access_log_keep "
+        f"({visible(trim.keep)}) at {at}, chain continued from hash {trim.digest.hex()}"
+    )
+
+
+def _trim_json(trim: Trim) -> dict[str, object]:
+    return {
+        "chain": trim.chain,
+        "rows": [0, trim.n],
+        "last_dropped_digest": trim.digest.hex(),
+        "trimmed_at": trim.trimmed_at.isoformat(),
+        "keep": trim.keep,
+    }

@@ -79,6 +79,8 @@ def _completeness_line(r: completeness.PartitionReport) -> str:
     if r.data_loss is not None:
         line += f"; DATA-LOSS offsets {r.data_loss[0]}..{r.data_loss[1] - 1} were deleted "
         line += "by retention before the group read them"
+    for found in r.accounted:
+        line += f"; {found.describe()}"
     if r.expired is not None:
         line += f" (offsets below {r.expired[1]} expired after being read: not checkable)"
     return line

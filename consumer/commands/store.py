@@ -6,6 +6,7 @@ import argparse
 
 from sqlalchemy import Engine
 
+from consumer.accesstrim import AccessTrim
 from consumer.retentionwork import RetentionWork
 from consumer.service import (
     Stopped,
@@ -40,10 +41,12 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
 
 
 def _retention(settings: Settings, engine: Engine) -> RetentionWork | None:
-    """The retention rules' deletions, when there are rules (the deletion key is made
-    then, not before)."""
+    """The retention rules' deletions and the access log's trim, when either is set (the
+    deletion key is made then, not before)."""
     rules = retention.rules(settings)
-    if not rules:
+    keep = settings.retention.access_log_keep
+    if not rules and not keep:
         return None
     signer = tombstone.signing_key(settings)
-    return RetentionWork(engine, rules, settings.retention.check_s, signer)
+    trim = AccessTrim(engine, keep, settings.retention.check_s, signer) if keep else None
+    return RetentionWork(engine, rules, settings.retention.check_s, signer, access_trim=trim)

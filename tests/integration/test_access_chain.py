@@ -95,6 +95,9 @@ def test_deleted_altered_inserted_rows_and_a_cut_tail_are_found(
     config = write_config(
         tmp_path / "sshtrail.toml", broker.bootstrap_servers, database_url, topic_name
     )
+    # Settings read once first: msgspec builds a type's converter on its first use, and
+    # two threads doing that at once crashed the interpreter (a segmentation fault).
+    load_settings(config)
     consoles = [threading.Thread(target=browse, args=(config, looks)) for looks in (12, 9)]
     for console in consoles:
         console.start()

@@ -70,6 +70,7 @@ def settings_with(tmp_path: Path, rules: str) -> Path:
         ('[[retention.rule]]\nname = "a"\nkeep = "1d"\noperators = ["a b"]\n', "operators"),
         ('[[retention.rule]]\nname = "a b"\nkeep = "1d"\n', "name"),
         ("[retention]\ncheck_s = 0\n", "check_s"),
+        ('[retention]\naccess_log_keep = "forever"\n', r"retention.*not a duration"),
     ],
 )
 def test_rules_that_cannot_be_read_stop_the_settings(
