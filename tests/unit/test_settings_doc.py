@@ -62,6 +62,7 @@ def test_every_variable_named_in_the_reference_sets_its_key(key: str, env: str) 
         "consumer.group_protocol": "consumer",
         "kafka.compression": "zstd",
         "alerts.webhook_format": "slack",
+        "retention.access_log_keep": "400d",
     }
     if key in choices:
         wanted: object = choices[key]
