@@ -131,19 +131,17 @@ def ensure_months(conn: Connection, at: dt.datetime, ahead: int = AHEAD) -> list
     wanted = [Month.of(at)]
     for _ in range(ahead):
         wanted.append(wanted[-1].next())
+    have = {table: set(months(conn, table)) for table, _ in TABLES}
     made: list[str] = []
-    for table, key in TABLES:
-        have = set(months(conn, table))
-        for month in wanted:
-            if month in have:
-                continue
-            if _in_default(conn, table, key, month):
-                log.warning(
-                    "partitions: %s of %s not made: the DEFAULT partition holds rows of it",
-                    month,
-                    table,
-                )
-                continue
+    for month in wanted:
+        missing = [table for table, _ in TABLES if month not in have[table]]
+        if not missing:
+            continue
+        # Both tables' or neither: a month drops whole only with both partitions.
+        if any(_in_default(conn, table, key, month) for table, key in TABLES):
+            log.warning("partitions: %s not made: the DEFAULT partition holds rows of it", month)
+            continue
+        for table in missing:
             conn.execute(text(create_sql(table, month)))
             made.append(f"{SCHEMA}.{month.name(table)}")
     if made:

@@ -39,11 +39,9 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         engine.dispose()
 
 
-def _retention(settings: Settings, engine: Engine) -> RetentionWork | None:
-    """The retention rules' deletions, when there are rules (the deletion key is made
-    then, not before)."""
+def _retention(settings: Settings, engine: Engine) -> RetentionWork:
+    """The retention rules' deletions (the deletion key is made only when there are
+    rules) and, rules or not, the months ahead of a partitioned store."""
     rules = retention.rules(settings)
-    if not rules:
-        return None
-    signer = tombstone.signing_key(settings)
+    signer = tombstone.signing_key(settings) if rules else None
     return RetentionWork(engine, rules, settings.retention.check_s, signer)
