@@ -113,8 +113,27 @@ def drop_month(
         if why is None or holds.holding(active_holds, session):
             return None
         decided.append((session, why))
-    for session, (rule, reason) in decided:
-        _tombstone(conn, session, rule=rule, by=by, reason=reason, signer=signer, at=at)
+    # The month's chunks in one read of its partition, not a query a session.
+    stored: dict[uuid.UUID, list[tuple[int, bytes]]] = {}
+    chunks = select(CHUNKS.c.session_id, CHUNKS.c.seq, CHUNKS.c.data).where(
+        (CHUNKS.c.session_id >= month.low) & (CHUNKS.c.session_id < month.high)
+    )
+    for session_id, seq, data in conn.execute(chunks.execution_options(yield_per=2000)):
+        stored.setdefault(session_id, []).append((seq, data))
+    stones = [
+        _tombstone_row(
+            session,
+            sorted(stored.get(session["id"], [])),
+            rule=rule,
+            by=by,
+            reason=reason,
+            signer=signer,
+            at=at,
+        )
+        for session, (rule, reason) in decided
+    ]
+    for start in range(0, len(stones), 500):
+        conn.execute(insert(DELETIONS), stones[start : start + 500])
     for table in (ALERTS, TRANSFERS, REFUSED_CHUNKS):
         column = table.c.session_id
         conn.execute(delete(table).where((column >= month.low) & (column < month.high)))
@@ -134,11 +153,28 @@ def _tombstone(
     at: dt.datetime,
 ) -> dict[str, Any]:
     """Verify the session's stored chain and write its signed tombstone; the row."""
+    stored = queries.stored_chunks(conn, session["id"])
+    row = _tombstone_row(session, stored, rule=rule, by=by, reason=reason, signer=signer, at=at)
+    conn.execute(insert(DELETIONS).values(**row))
+    return row
+
+
+def _tombstone_row(
+    session: dict[str, Any],
+    stored: list[tuple[int, bytes]],
+    *,
+    rule: str | None,
+    by: str,
+    reason: str,
+    signer: Ed25519PrivateKey,
+    at: dt.datetime,
+) -> dict[str, Any]:
+    """The signed tombstone of ``session``, its chain verified from ``stored``."""
     keys = [session["signing_key"]] if session["signing_key"] else []
-    verdict = verify_chain(queries.stored_chunks(conn, session["id"]), keys)
+    verdict = verify_chain(stored, keys)
     if session["final_digest"] is None:
         session["final_digest"] = verdict.final_digest
-    row = tombstone.tombstone_row(
+    return tombstone.tombstone_row(
         session,
         verdict=verdict.status.value,
         deleted_at=at,
@@ -147,8 +183,6 @@ def _tombstone(
         reason=reason,
         signer=signer,
     )
-    conn.execute(insert(DELETIONS).values(**row))
-    return row
 
 
 def deleted_ids(conn: Connection, ids: Sequence[uuid.UUID]) -> set[uuid.UUID]:
