@@ -9,6 +9,13 @@ the runner comes back soon. Held sessions are skipped, every time, and counted.
 
 Every member of the store group runs it; two deleting the same session is safe
 (the second finds its row gone, or waits on its lock and then finds it gone).
+
+On a partitioned PostgreSQL store (sshtrail/partitions.py) each look also makes the
+partitions of the months ahead, rules or not, and, before the page of sessions,
+drops whole months whose every session is due and none held
+(:func:`consumer.deletion.drop_month`): a month is one transaction, however many
+sessions it holds. A month found not wholly due is looked at again only after
+:data:`MONTH_RECHECK_S`, so a held session does not cost a month's scan a minute.
 """
 
 from __future__ import annotations
@@ -16,15 +23,16 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 
 from consumer.accesstrim import AccessTrim
-from consumer.deletion import Held, delete_session
+from consumer.deletion import Held, delete_session, drop_month
 from consumer.transaction import Transaction
-from sshtrail import retention
+from sshtrail import partitions, retention
 from sshtrail.errors import NotFound
 from sshtrail.tombstone import BY_RETENTION
 
@@ -32,6 +40,8 @@ log = logging.getLogger(__name__)
 
 #: Sessions planned per look; more wait for the next call.
 PLAN_PAGE = 200
+#: Seconds before a month found not wholly due is looked at again.
+MONTH_RECHECK_S = 3600.0
 
 
 class RetentionWork:
@@ -42,11 +52,14 @@ class RetentionWork:
         engine: Engine,
         rules: Sequence[retention.Rule],
         check_s: float,
-        signer: Ed25519PrivateKey,
+        signer: Ed25519PrivateKey | None,
         clock: Callable[[], dt.datetime] = lambda: dt.datetime.now(dt.UTC),
         *,
         access_trim: AccessTrim | None = None,
     ) -> None:
+        """``signer`` signs the tombstones: needed when there are ``rules``."""
+        if rules and signer is None:
+            raise ValueError("retention rules need a deletion key to sign tombstones")
         #: The access log's own retention (consumer/accesstrim.py), not the rules'.
         self._access_trim = access_trim
         self._engine = engine
@@ -56,19 +69,26 @@ class RetentionWork:
         self._clock = clock
         self._next_look = 0.0
         self._waiting: list[retention.Due] = []
-        #: Sessions deleted since start (for logs and tests).
+        #: Months found not wholly due, and when to look at them again (monotonic).
+        self._kept_months: dict[partitions.Month, float] = {}
+        #: Sessions deleted since start (for logs and tests), whole months' included.
         self.deleted = 0
+        #: Months dropped whole since start.
+        self.months_dropped = 0
 
     def run(self, budget_s: float) -> bool:
         """Delete due sessions for about ``budget_s``; whether more are due now."""
         trimming = self._access_trim is not None and self._access_trim.run(budget_s / 2)
-        if not self._rules:
-            return trimming
         deadline = time.monotonic() + budget_s
         if not self._waiting:
             if time.monotonic() < self._next_look:
                 return trimming
             self._next_look = time.monotonic() + self._check_s
+            with Transaction(self._engine, "partitions ahead") as conn:
+                partitions.ensure_months(conn, self._clock())
+            if not self._rules:
+                return trimming
+            self._drop_months()
             with Transaction(self._engine, "retention plan") as conn:
                 planned = retention.plan(conn, self._rules, self._clock(), PLAN_PAGE)
             held = [item for item in planned if item.held_by]
@@ -81,8 +101,42 @@ class RetentionWork:
             self._delete(self._waiting.pop(0))
         return bool(self._waiting) or self._next_look == 0.0 or trimming
 
+    def _drop_months(self) -> None:
+        """Drop the months that may be wholly due (their end is older than the
+        shortest ``keep``) and have not been found otherwise within the hour."""
+        at = self._clock()
+        shortest = min(rule.keep for rule in self._rules)
+        with Transaction(self._engine, "retention months") as conn:
+            candidates = [
+                month
+                for month in partitions.months(conn)
+                if month.end + shortest <= at
+                and self._kept_months.get(month, 0.0) <= time.monotonic()
+            ]
+        assert self._signer is not None  # there are rules: checked at start
+        for month in candidates:
+            with Transaction(self._engine, "retention month") as conn:
+                dropped = drop_month(
+                    conn, month, self._decide, by=BY_RETENTION, signer=self._signer, at=at
+                )
+            if dropped is None:
+                self._kept_months[month] = time.monotonic() + MONTH_RECHECK_S
+                continue
+            self._kept_months.pop(month, None)
+            self.months_dropped += 1
+            self.deleted += dropped
+
+    def _decide(self, session: Mapping[str, Any]) -> tuple[str, str] | None:
+        """The rule deleting ``session`` now and why, or ``None`` when it is not due."""
+        rule = retention.rule_for(self._rules, session["operator"], session["target"])
+        end = retention.ended(session)
+        if rule is None or end is None or end + rule.keep > self._clock():
+            return None
+        return rule.name, _reason(rule)
+
     def _delete(self, item: retention.Due) -> None:
         session_id = item.session["id"]
+        assert self._signer is not None  # there are rules: checked at start
         try:
             with Transaction(self._engine, "retention delete") as conn:
                 delete_session(
@@ -90,7 +144,7 @@ class RetentionWork:
                     session_id,
                     rule=item.rule.name,
                     by=BY_RETENTION,
-                    reason=f"kept {_duration(item.rule.keep)} after it ended",
+                    reason=_reason(item.rule),
                     signer=self._signer,
                     at=self._clock(),
                 )
@@ -100,6 +154,10 @@ class RetentionWork:
             return
         else:
             self.deleted += 1
+
+
+def _reason(rule: retention.Rule) -> str:
+    return f"kept {_duration(rule.keep)} after it ended"
 
 
 def _duration(value: dt.timedelta) -> str:

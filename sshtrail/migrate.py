@@ -58,7 +58,11 @@ def head_revision() -> str:
 
 def include_name(name: str | None, kind: str, parents: Mapping[Any, str | None]) -> bool:
     """What Alembic compares: the store's tables, not the search index's (``search_*``),
-    which manages its own schema and may share a PostgreSQL database with the store."""
+    which manages its own schema and may share a PostgreSQL database with the store.
+    Nor the copies of a foreign key PostgreSQL makes for each partition of a partitioned
+    table it refers to (migration 0015): theirs are its names, never ``fk_...`` ones."""
+    if kind == "foreign_key_constraint" and name and not name.startswith("fk_"):
+        return False
     table = name if kind == "table" else parents.get("table_name")
     return not (table or "").startswith("search_")
 

@@ -40,13 +40,11 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         engine.dispose()
 
 
-def _retention(settings: Settings, engine: Engine) -> RetentionWork | None:
-    """The retention rules' deletions and the access log's trim, when either is set (the
-    deletion key is made then, not before)."""
+def _retention(settings: Settings, engine: Engine) -> RetentionWork:
+    """The retention rules' deletions and the access log's trim (the deletion key is made
+    only when either is set) and, set or not, the months ahead of a partitioned store."""
     rules = retention.rules(settings)
     keep = settings.retention.access_log_keep
-    if not rules and not keep:
-        return None
-    signer = tombstone.signing_key(settings)
-    trim = AccessTrim(engine, keep, settings.retention.check_s, signer) if keep else None
+    signer = tombstone.signing_key(settings) if rules or keep else None
+    trim = AccessTrim(engine, keep, settings.retention.check_s, signer) if keep and signer else None
     return RetentionWork(engine, rules, settings.retention.check_s, signer, access_trim=trim)

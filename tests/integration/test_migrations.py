@@ -5,7 +5,9 @@ from __future__ import annotations
 import collections
 import datetime as dt
 import uuid
+from collections.abc import Iterator
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
@@ -16,7 +18,9 @@ from sshtrail import migrate
 from sshtrail.db import make_engine
 from sshtrail.ids import uuid7
 from sshtrail.models import ChunkRecord, SessionRecord
+from tests.support import postgres
 from tests.support.recordings import recording
+from tests.support.services import unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -263,3 +267,71 @@ def test_no_chunk_is_lost_by_an_upgrade(database_url: str) -> None:
             assert count == len(stored), f"{len(stored) - (count or 0)} chunks lost by {revision}"
     finally:
         engine.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh PostgreSQL database (partitions exist only there)."""
+    try:
+        url = postgres.create_database()
+    except psycopg.OperationalError as exc:
+        unavailable(f"PostgreSQL at {postgres.ADMIN_URL} is not available: {exc}")
+    yield url
+    postgres.drop_database(url)
+
+
+def test_a_store_at_0005_is_partitioned_by_month_in_place(postgres_url: str) -> None:
+    """0016 makes ``sessions`` and ``chunks`` partitioned by month on a store with data:
+    every row is kept, each in its month's partition (a non-UUIDv7 id in DEFAULT), the
+    models still match, and the downgrade makes plain tables of them again."""
+    migrate.upgrade(postgres_url, "0005")
+    months = [dt.datetime(2025, month, 14, 9, tzinfo=dt.UTC) for month in (1, 2, 7, 12)]
+    stored = [(uuid7(int(when.timestamp() * 1000)), 0, b"chunk") for when in months]
+    stored += [(sid, 1, b"second") for sid, _, _ in stored]
+    legacy = uuid.UUID("8f4a3c1e-2b6d-4e0f-9a1b-3c5d7e9f1a2b")  # a uuid4: no month
+    stored.append((legacy, 0, b"old"))
+    store_at_0001(postgres_url, stored)
+    migrate.upgrade(postgres_url)
+
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            where: dict[str, dict[uuid.UUID, str]] = {
+                table: dict(
+                    conn.execute(
+                        sa.text(f"SELECT {key}, tableoid::regclass::text FROM {table}")
+                    ).all()
+                )
+                for table, key in (("sessions", "id"), ("chunks", "session_id"))
+            }
+            chunk_count = conn.execute(sa.text("SELECT count(*) FROM chunks")).scalar()
+            parents = set(
+                conn.execute(
+                    sa.text(
+                        "SELECT inhparent::regclass::text FROM pg_inherits "
+                        "JOIN pg_class ON pg_class.oid = inhrelid WHERE relkind = 'r'"
+                    )
+                ).scalars()
+            )
+    finally:
+        engine.dispose()
+    assert chunk_count == len(stored)
+    assert parents == {"sessions", "chunks"}
+    for table in ("sessions", "chunks"):
+        expected = {
+            sid: f"sshtrail_months.{table}_y{when.year}m{when.month:02d}"
+            for (sid, _, _), when in zip(stored, months, strict=False)
+        }
+        expected[legacy] = f"sshtrail_months.{table}_default"
+        assert where[table] == expected
+    assert migrate.pending_model_changes(postgres_url) == []
+
+    migrate.downgrade(postgres_url, "0015")
+    engine = make_engine(postgres_url)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(sa.text("SELECT count(*) FROM chunks")).scalar() == len(stored)
+            assert conn.execute(sa.text("SELECT count(*) FROM pg_partitioned_table")).scalar() == 0
+    finally:
+        engine.dispose()
+    assert migrate.pending_model_changes(postgres_url) == []
