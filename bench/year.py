@@ -22,7 +22,7 @@ common one within a week, and ``sshtrail transfers --path`` (with its plan, to s
 which index answers); then drops the oldest month as retention does
 (consumer/deletion.py) and deletes 200 sessions of another row by row. Last, the
 store group's writer writes the same real recordings into a partitioned and an
-unpartitioned (schema 0014) store, alternately, best of 3: the ratio is the
+unpartitioned (schema 0015) store, alternately, best of 3: the ratio is the
 partitioning's cost.
 
     python -m bench.year [--scale 0.1] [--runs 30] [--admin-url postgresql://...]
@@ -45,7 +45,7 @@ from sqlalchemy import Engine, text
 from consumer.deletion import delete_session, drop_month
 from consumer.messages import Received
 from consumer.store import StoreWriter
-from sshtrail import migrate, partitions, queries, search
+from sshtrail import migrate, partitions, queries, search, transferqueries
 from sshtrail.chain import verify_chain
 from sshtrail.db import make_engine
 from sshtrail.ids import uuid7
@@ -201,13 +201,13 @@ def fill(store_url: str, index_url: str, count: int, seed: int) -> dict[str, int
 
 def copy_unpartitioned(admin_url: str, store_url: str) -> str:
     """The filled store copied (``CREATE DATABASE ... TEMPLATE``) and taken down to
-    schema 0014, plain tables: the same rows, to time the same queries on."""
+    schema 0015, plain tables: the same rows, to time the same queries on."""
     name = store_url.rpartition("/")[2]
     with psycopg.connect(admin_url, autocommit=True) as conn:
         conn.execute('DROP DATABASE IF EXISTS "bench_year_plain" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "bench_year_plain" TEMPLATE "{name}"')
     url = f"{store_url.rpartition('/')[0]}/bench_year_plain"
-    migrate.downgrade(url, "0014")
+    migrate.downgrade(url, "0015")
     with psycopg.connect(url.replace("postgresql+psycopg", "postgresql"), autocommit=True) as c:
         c.execute("VACUUM ANALYZE")
     return url
@@ -240,10 +240,10 @@ def queries_at_size(store: Engine, index: Engine, runs: int) -> None:
 
         return run
 
-    def transfers(wanted: queries.TransferFilter) -> Callable[[], object]:
+    def transfers(wanted: transferqueries.TransferFilter) -> Callable[[], object]:
         def run() -> object:
             with store.connect() as conn:
-                return queries.list_transfers(conn, wanted)
+                return transferqueries.list_transfers(conn, wanted)
 
         return run
 
@@ -255,11 +255,11 @@ def queries_at_size(store: Engine, index: Engine, runs: int) -> None:
         ("search error, one week", searching(search.Query("error", since=week[0], until=week[1]))),
         (
             "transfers --path '/srv/host042/*'",
-            transfers(queries.TransferFilter(path="/srv/host042/*")),
+            transfers(transferqueries.TransferFilter(path="/srv/host042/*")),
         ),
         (
             "transfers --path '*/0a1b*' (substring)",
-            transfers(queries.TransferFilter(path="*/0a1b*")),
+            transfers(transferqueries.TransferFilter(path="*/0a1b*")),
         ),
     ]
     for name, work in cases:
@@ -331,7 +331,7 @@ def throughput(admin_url: str, sessions_count: int) -> None:
     chunks = sum(len(batch) for batch in batches)
     best = {"partitioned": 0.0, "unpartitioned": 0.0}
     for round_ in range(3):
-        for layout, revision in (("partitioned", "head"), ("unpartitioned", "0014")):
+        for layout, revision in (("partitioned", "head"), ("unpartitioned", "0015")):
             url = database(admin_url, f"bench_year_{layout}")
             migrate.upgrade(url, revision)
             engine = make_engine(url)
@@ -372,7 +372,7 @@ def main() -> None:
     plain_url = copy_unpartitioned(args.admin_url, store_url)
     plain = make_engine(plain_url)
     store = make_engine(store_url)
-    for layout, engine in (("partitioned", store), ("unpartitioned (0014)", plain)):
+    for layout, engine in (("partitioned", store), ("unpartitioned (0015)", plain)):
         print(f"-- {layout}")
         queries_at_size(engine, index, args.runs)
     plain.dispose()

@@ -2,7 +2,7 @@
 the id range of each month.
 
 ``sessions`` and ``chunks`` are partitioned by RANGE on the session id (migration
-0015). Session ids are UUIDv7 (sshtrail/ids.py): their first 48 bits are the start's
+0016). Session ids are UUIDv7 (sshtrail/ids.py): their first 48 bits are the start's
 Unix milliseconds, so the uuid of a month's first millisecond with every other bit
 zero bounds the month, and the primary keys (``sessions.id``, ``chunks (session_id,
 seq)``) hold the partition key as PostgreSQL requires. A DEFAULT partition takes any
@@ -90,7 +90,7 @@ def first_id(when: dt.datetime) -> uuid.UUID:
 
 
 def partitioned(conn: Connection, table: str = "sessions") -> bool:
-    """Whether ``table`` is partitioned here (PostgreSQL at schema 0015 or later)."""
+    """Whether ``table`` is partitioned here (PostgreSQL at schema 0016 or later)."""
     if conn.dialect.name != "postgresql":
         return False
     found = conn.execute(
