@@ -20,7 +20,18 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Text, cast, false, func, literal, or_, select
+from sqlalchemy import (
+    ColumnElement,
+    Text,
+    cast,
+    column,
+    false,
+    func,
+    literal,
+    or_,
+    select,
+    values,
+)
 from sqlalchemy.engine import Connection, RowMapping
 from sqlalchemy.sql import Select
 
@@ -144,27 +155,39 @@ def _with_gaps(row: RowMapping) -> dict[str, Any]:
 
 
 def short_ids(conn: Connection, ids: list[uuid.UUID]) -> dict[uuid.UUID, str]:
-    """The shortest unique prefix of each id among all stored sessions."""
+    """The shortest unique prefix of each id among all stored sessions.
+
+    One query for the whole list (each id's neighbours below and above it, as
+    correlated subqueries): a partitioned store plans a query over every month,
+    so asking twice per listed row cost more than the listing itself."""
+    if not ids:
+        return {}
+    listed = (
+        values(column("id", SESSIONS.c.id.type), name="listed")
+        .data([(i,) for i in ids])
+        .cte("listed")  # WITH listed(id) AS (VALUES ...): SQLite has no alias column list
+    )
+    stored = SESSIONS.c.id
+
+    def nearest(side: ColumnElement[bool], order: ColumnElement[Any]) -> Any:
+        return select(stored).where(side).order_by(order).limit(1).scalar_subquery()
+
+    query = select(
+        listed.c.id,
+        nearest(stored < listed.c.id, stored.desc()),
+        nearest(stored > listed.c.id, stored.asc()),
+    )
     shown = {}
-    for session_id in ids:
+    for session_id, *neighbours in conn.execute(query).all():
         hexed = session_id.hex
         longest = 0
-        for neighbour in _neighbours(conn, session_id):
+        for neighbour in filter(None, neighbours):
             common = next(
                 (i for i, (a, b) in enumerate(zip(hexed, neighbour.hex, strict=True)) if a != b), 32
             )
             longest = max(longest, common)
         shown[session_id] = hexed[: max(MIN_PREFIX, longest + 1)]
     return shown
-
-
-def _neighbours(conn: Connection, session_id: uuid.UUID) -> Iterator[uuid.UUID]:
-    before = select(SESSIONS.c.id).where(SESSIONS.c.id < session_id)
-    after = select(SESSIONS.c.id).where(SESSIONS.c.id > session_id)
-    for query in (before.order_by(SESSIONS.c.id.desc()), after.order_by(SESSIONS.c.id)):
-        found = conn.execute(query.limit(1)).scalar()
-        if found is not None:
-            yield found
 
 
 def resolve(conn: Connection, prefix: str) -> uuid.UUID:
