@@ -76,7 +76,7 @@ def read_to_ends(
 ) -> ReadBack:
     """Hand every message from ``positions`` to the log ends of now to ``take``, in the
     order of each partition, advancing ``positions``; stopped by ``within_s`` seconds or
-    ``max_messages`` messages, whichever comes first."""
+    ``max_messages`` messages, whichever comes first (never more are read)."""
     ends = {partition: reader.watermarks(topic, partition)[1] for partition in positions}
     read = 0
     deadline = time.monotonic() + within_s
@@ -88,9 +88,10 @@ def read_to_ends(
             return ReadBack(Stop.COUNT, read)
         if time.monotonic() > deadline:
             return ReadBack(Stop.TIME, read)
-        # Never more than are left to the ends: a consume waits for as many as it asks
-        # for (or its timeout), and a read must not wait once the ends are reached.
-        for message in reader.consume(min(left, BATCH), POLL_S):
+        # Never more than are left to the ends, nor than the bound allows: a consume
+        # waits for as many as it asks for (or its timeout), and a read must not wait
+        # once the ends are reached.
+        for message in reader.consume(min(left, BATCH, max_messages - read), POLL_S):
             partition, offset = message.partition(), message.offset()
             if partition is not None and offset is not None:
                 positions[partition] = offset + 1
