@@ -22,7 +22,6 @@ import asyncio
 import os
 import statistics
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -32,10 +31,9 @@ import asyncssh
 
 from bench.bare_relay import BareRelayProcess
 from bench.cpu import cpu_seconds
-from bench.scratch import scratch
-from sshtrail.broker import EmbeddedBroker, free_port
+from bench.loopback import Loopback, loopback
 from tests.support.gateway import GatewayProcess, rss_kib
-from tests.support.sshd import SshdTarget, find_sshd
+from tests.support.sshd import SshdTarget
 
 CIPHERS = tuple(os.environ.get("BENCH_CIPHERS", "aes128-gcm@openssh.com,default").split(","))
 
@@ -281,18 +279,13 @@ def main() -> None:
         "--compression", default="lz4", help="kafka.compression of the recording gateway"
     )
     args = parser.parse_args()
-    sshd_binary = find_sshd()
-    if sshd_binary is None:
-        sys.exit("bench needs OpenSSH's sshd (apt-get install openssh-server)")
-    work = scratch("sshtrail-bench-")
-    size = args.mb * 1_000_000
-    blob = work / "blob.bin"
-    blob.write_bytes(os.urandom(size))
-    with (work / "broker.log").open("ab") as log:
-        broker = EmbeddedBroker("127.0.0.1", free_port(), work / "broker", log)
-        broker.start()
-    sshd = SshdTarget(sshd_binary, work / "sshd")
-    sshd.start()
+    with loopback("sshtrail-bench-", args.mb * 1_000_000) as bed:
+        run(args, bed)
+
+
+def run(args: argparse.Namespace, bed: Loopback) -> None:
+    """Every measurement of :func:`main` on ``bed``, its gateways stopped at the end."""
+    work, broker, sshd, blob, size = bed.work, bed.broker, bed.sshd, bed.blob, bed.size
     same = ["aes128-gcm@openssh.com"]
     limits = "max_sessions = 5000\nmax_sessions_per_operator = 5000"
     gateways: list[GatewayProcess] = []
@@ -347,8 +340,6 @@ def main() -> None:
             gw.stop()
         for bare in bares:
             bare.stop()
-        sshd.stop()
-        broker.stop()
 
 
 if __name__ == "__main__":

@@ -19,17 +19,14 @@ from __future__ import annotations
 import argparse
 import os
 import subprocess
-import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from bench.cpu import cpu_seconds
 from bench.gateway import idle_rate, quiet_since
-from bench.scratch import scratch
-from sshtrail.broker import EmbeddedBroker, free_port
+from bench.loopback import Loopback, loopback
 from tests.support.gateway import GatewayProcess
-from tests.support.sshd import SshdTarget, find_sshd
 
 
 def family(root: int) -> list[int]:
@@ -86,18 +83,14 @@ def main() -> None:
     args = parser.parse_args()
     if min(args.mb, args.sessions, args.rounds) < 1:
         parser.error("--mb, --sessions and --rounds must be at least 1")
-    sshd_binary = find_sshd()
-    if sshd_binary is None:
-        sys.exit("bench needs OpenSSH's sshd (apt-get install openssh-server)")
-    work = scratch("sshtrail-bench-workers-")
-    size = args.mb * 1_000_000
-    blob = work / "blob.bin"
-    blob.write_bytes(os.urandom(size))
-    with (work / "broker.log").open("ab") as log:
-        broker = EmbeddedBroker("127.0.0.1", free_port(), work / "broker", log)
-        broker.start()
-    sshd = SshdTarget(sshd_binary, work / "sshd")
-    sshd.start()
+    with loopback("sshtrail-bench-workers-", args.mb * 1_000_000) as bed:
+        best = measure(args, bed)
+    report(best, args)
+
+
+def measure(args: argparse.Namespace, bed: Loopback) -> dict[str, tuple[float, float]]:
+    """The best rate and CPU of each way over the rounds, its gateways stopped at the end."""
+    work, broker, sshd, blob, size = bed.work, bed.broker, bed.sshd, bed.blob, bed.size
     cipher = ["-c", "aes128-gcm@openssh.com"]
     gateways = {
         workers: GatewayProcess(
@@ -133,9 +126,7 @@ def main() -> None:
         for gateway in gateways.values():
             if gateway.process is not None and gateway.process.poll() is None:
                 gateway.stop()
-        sshd.stop()
-        broker.stop()
-    report(best, args)
+    return best
 
 
 def report(best: dict[str, tuple[float, float]], args: argparse.Namespace) -> None:

@@ -20,13 +20,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import time
 from collections.abc import Iterable
 
 from sqlalchemy import Engine, func, select, update
 
 from sshtrail.errors import TopicMissing
-from sshtrail.kafka.adapters import KafkaTopicReader, topic_reader
+from sshtrail.kafka.adapters import topic_reader
+from sshtrail.kafka.readback import Stop, assign_since, read_to_ends
 from sshtrail.settings import Settings
 from sshtrail.tables import ALERTS
 
@@ -77,47 +77,30 @@ def recheck(settings: Settings, engine: Engine, topic: str) -> int:
 
 def _ids_on_topic(settings: Settings, topic: str, since_ms: int) -> set[str]:
     """The ``id`` of every alert on ``topic`` from ``since_ms`` on (bounded; see the module)."""
+    found: set[str] = set()
     reader = topic_reader(settings, "alert-recheck", timeout=10.0)
     try:
         try:
-            partitions = reader.partitions(topic)
+            positions = assign_since(reader, topic, since_ms)
         except TopicMissing:
-            return set()  # never created: nothing was published
-        ends: dict[int, int] = {}
-        starts: dict[int, int] = {}
-        for partition in partitions:
-            low, high = reader.watermarks(topic, partition)
-            start = reader.offset_at(topic, partition, since_ms)
-            if start is not None and max(start, low) < high:
-                starts[partition], ends[partition] = max(start, low), high
-        if not starts:
-            return set()
-        reader.assign(topic, starts)
-        return _read_to(reader, topic, ends)
+            return found  # never created: nothing was published
+        read = read_to_ends(
+            reader,
+            topic,
+            positions,
+            lambda message: found.update(_alert_ids([message.value()])),
+            within_s=RECHECK_LIMIT_S,
+            max_messages=RECHECK_MAX_MESSAGES,
+        )
     finally:
         reader.close()
-
-
-def _read_to(reader: KafkaTopicReader, topic: str, ends: dict[int, int]) -> set[str]:
-    found: set[str] = set()
-    left = dict(ends)
-    read = 0
-    deadline = time.monotonic() + RECHECK_LIMIT_S
-    while left and time.monotonic() < deadline and read < RECHECK_MAX_MESSAGES:
-        messages = reader.consume(500, 0.5)
-        read += len(messages)
-        for message in messages:
-            partition, offset = message.partition(), message.offset()
-            found.update(_alert_ids([message.value()]))
-            if partition in left and offset is not None and offset + 1 >= left[partition]:
-                del left[partition]
-    if left:
+    if read.stop is not Stop.END:
         log.warning(
             "alerts topic %s: read back %d messages and stopped (%s); alerts not found there "
             "are sent again",
             topic,
-            read,
-            "time" if time.monotonic() >= deadline else "count",
+            read.read,
+            read.stop.value,
         )
     return found
 

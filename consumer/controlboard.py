@@ -21,6 +21,7 @@ from sshtrail import control
 from sshtrail.errors import BrokerError
 from sshtrail.kafka.adapters import topic_reader
 from sshtrail.kafka.ports import TopicReader
+from sshtrail.kafka.readback import Stop, assign_since, read_to_ends
 from sshtrail.settings import Settings
 from sshtrail.verification import known_gateway_keys
 
@@ -82,13 +83,7 @@ class ControlBoard(abc.ABC):
         reader = topic_reader(self._settings, self._name, timeout=5.0)
         try:
             since_ms = int((time.time() - self.look_back_s) * 1000)
-            for partition in reader.partitions(self._topic):
-                low, high = reader.watermarks(self._topic, partition)
-                if partition not in self._position:
-                    found = reader.offset_at(self._topic, partition, since_ms)
-                    self._position[partition] = high if found is None else found
-                self._position[partition] = max(self._position[partition], low)
-            reader.assign(self._topic, self._position)
+            self._position = assign_since(reader, self._topic, since_ms, self._position)
         except BrokerError:
             reader.close()
             raise
@@ -97,21 +92,15 @@ class ControlBoard(abc.ABC):
     def _read_to_end(self) -> None:
         if self._reader is None:
             self._reader = self._connect()
-        reader = self._reader
-        ends = {p: reader.watermarks(self._topic, p)[1] for p in self._position}
-        taken = 0
-        deadline = time.monotonic() + READ_WITHIN_S
-        while any(self._position[p] < ends[p] for p in ends) and taken < MAX_MESSAGES:
-            if time.monotonic() > deadline:
-                raise BrokerError(
-                    f"{self._topic}: could not read the {self._name} within {READ_WITHIN_S:g} s"
-                )
-            # As many as are left to the ends, at most 1000: consume waits for the whole
-            # batch (or the timeout), and a look must not wait when the end is reached.
-            left = sum(max(ends[p] - self._position[p], 0) for p in ends)
-            for message in reader.consume(max(min(left, 1000), 1), 0.5):
-                at, offset = message.partition(), message.offset()
-                if at is not None and offset is not None:
-                    self._position[at] = offset + 1
-                taken += 1
-                self._take(message.key() or b"", message.value())
+        read = read_to_ends(
+            self._reader,
+            self._topic,
+            self._position,
+            lambda message: self._take(message.key() or b"", message.value()),
+            within_s=READ_WITHIN_S,
+            max_messages=MAX_MESSAGES,
+        )
+        if read.stop is Stop.TIME:
+            raise BrokerError(
+                f"{self._topic}: could not read the {self._name} within {READ_WITHIN_S:g} s"
+            )

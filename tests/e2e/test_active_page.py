@@ -19,7 +19,7 @@ from typing import Any
 import pexpect
 import pytest
 
-from sshtrail.passwords import hash_password
+from tests.support.auditors import auditor
 from tests.support.browser import (
     console_running,
     needs_chromium,
@@ -42,11 +42,7 @@ REASON = "seen from the active list"
 def stack(tmp_path: Path, broker: Broker, sshd: SshdTarget) -> Iterator[Stack]:
     made = Stack(tmp_path, broker, sshd)
     made.start()
-    made.config.write_text(
-        made.config.read_text()
-        + f'[[auditors]]\nname = "{ANN}"\nterminate = true\n'
-        + f'password_hash = "{hash_password(ANN_PASSWORD)}"\n'
-    )
+    made.config.write_text(made.config.read_text() + auditor(ANN, ANN_PASSWORD, terminate=True))
     yield made
     made.stop()
 

@@ -20,8 +20,8 @@ from sqlalchemy import Engine
 from sshtrail import migrate
 from sshtrail.broker import EmbeddedBroker
 from sshtrail.db import make_engine
-from sshtrail.passwords import hash_password
 from sshtrail.tables import ALERTS, SESSIONS
+from tests.support.auditors import auditor
 from tests.support.browser import (
     console_running,
     needs_chromium,
@@ -29,7 +29,8 @@ from tests.support.browser import (
     problems_in_console,
     sign_in,
 )
-from tests.support.gateway import toml_value
+from tests.support.gateway import toml_table, toml_value
+from tests.support.storerows import session_row
 from tests.support.waiting import wait_for
 
 pytestmark = [pytest.mark.e2e, needs_chromium]
@@ -53,11 +54,10 @@ def console_url(tmp_path: Path, store: Engine, embedded_broker: EmbeddedBroker) 
     search_url = f"sqlite:///{tmp_path / 'search.db'}"
     config.write_text(
         f"state_dir = {toml_value(str(tmp_path / 'state'))}\n"
-        f"[kafka]\nbootstrap_servers = {toml_value(embedded_broker.bootstrap_servers)}\n"
-        f"[database]\nurl = {toml_value(store.url.render_as_string(hide_password=False))}\n"
-        f"[search]\nurl = {toml_value(search_url)}\n"
-        f'[[auditors]]\nname = "{ANN}"\nrole = "admin"\n'
-        f"password_hash = {toml_value(hash_password(ANN_PASSWORD))}\n"
+        + toml_table("[kafka]", bootstrap_servers=embedded_broker.bootstrap_servers)
+        + toml_table("[database]", url=store.url.render_as_string(hide_password=False))
+        + toml_table("[search]", url=search_url)
+        + auditor(ANN, ANN_PASSWORD, role="admin")
     )
     with console_running(config, tmp_path) as url:
         yield url
@@ -71,20 +71,7 @@ def test_an_alert_stored_while_the_page_is_open_appears_without_a_reload(
     d: Any = browser
     session_id = uuid.uuid4()
     with store.begin() as conn:
-        conn.execute(
-            SESSIONS.insert().values(
-                id=session_id,
-                operator="alice",
-                target="t1",
-                started_at=dt.datetime.now(dt.UTC),
-                status="active",
-                request="shell",
-                bytes_in=0,
-                bytes_out=0,
-                chunk_count=0,
-                gaps=[],
-            )
-        )
+        conn.execute(SESSIONS.insert().values(session_row(session_id, "active")))
     sign_in(d, console_url, ANN, ANN_PASSWORD)
     d.get(f"{console_url}/alerts")
     assert d.find_elements(By.CSS_SELECTOR, "tr.alert") == []

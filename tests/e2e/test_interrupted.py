@@ -19,8 +19,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import signal
-import subprocess
 import time
 import uuid
 from collections.abc import Iterator
@@ -31,15 +29,13 @@ import pexpect
 import pytest
 from sqlalchemy import select
 
-from sshtrail import migrate
 from sshtrail.db import make_engine
 from sshtrail.events import End, Notice, Output
 from sshtrail.interrupted import KEEPALIVE
-from sshtrail.keyfiles import public_line
 from sshtrail.tables import CHUNKS, SESSIONS
 from sshtrail.wire import Chunk, decode_chunk
-from tests.support.cli import Running, sshtrail
-from tests.support.consumers import start_member, write_config
+from tests.support import controlstack
+from tests.support.cli import Running
 from tests.support.gateway import GatewayProcess
 from tests.support.kafka import Broker
 from tests.support.sshd import SshdTarget
@@ -52,66 +48,20 @@ KEEPALIVE_S = 1
 INTERRUPTED_AFTER_S = 6
 
 
-class Stack:
-    """Two gateways on one sessions topic, a store member, an auditor's settings."""
+class Stack(controlstack.Stack):
+    """Two gateways on one sessions topic, a store member, an auditor's settings; the
+    gateways' keep-alives and the store's patience shortened."""
 
     def __init__(
         self, root: Path, broker: Broker, sshd: SshdTarget, interrupted_after_s: int
     ) -> None:
-        self.root = root
-        extra = f"keepalive_s = {KEEPALIVE_S}"
-        self.one = GatewayProcess(
-            root / "gw1",
-            broker.bootstrap_servers,
+        super().__init__(
+            root,
+            broker,
             sshd,
-            dead_letters=True,
-            instance="gw-one",
-            extra=extra,
-        )
-        self.two = GatewayProcess(
-            root / "gw2",
-            broker.bootstrap_servers,
-            sshd,
-            topic=self.one.topic,
-            control_topic=self.one.control_topic,
-            instance="gw-two",
-            extra=extra,
-        )
-        self.store_url = f"sqlite:///{root / 'store.db'}"
-        migrate.upgrade(self.store_url)
-        self.config = write_config(
-            root / "sshtrail.toml",
-            broker.bootstrap_servers,
-            self.one.topic,
-            self.store_url,
+            gateway_extra=f"keepalive_s = {KEEPALIVE_S}",
             interrupted_after_s=interrupted_after_s,
         )
-        signer = self.one.workdir / "state" / "gateway" / "recording_ed25519_key"
-        self.other_signer = self.two.workdir / "state" / "gateway" / "recording_ed25519_key"
-        self.config.write_text(
-            self.config.read_text()
-            + f'[control]\ntopic = "{self.one.control_topic}"\n'
-            + 'gateway_keys = ["{second}"]\n'
-            + f'[gateway]\nsigning_key = "{signer}"\n'
-        )
-        self.store: Running | None = None
-
-    def start(self) -> None:
-        self.one.start()
-        self.two.start()
-        second = public_line(self.other_signer)  # made by the second gateway's start
-        self.config.write_text(self.config.read_text().replace("{second}", second))
-        self.store = start_member(self.config, "store")
-
-    def stop(self) -> None:
-        if self.store is not None:
-            self.store.stop(signal.SIGTERM)
-        for gateway in (self.one, self.two):
-            if gateway.process is not None and gateway.process.poll() is None:
-                gateway.stop()
-
-    def run(self, *argv: str, check: bool = False) -> subprocess.CompletedProcess[bytes]:
-        return sshtrail(self.config, *argv, check=check)
 
     def listed(self, status: str) -> set[str]:
         """The sessions ``sshtrail sessions --status STATUS`` lists (full ids, hex)."""

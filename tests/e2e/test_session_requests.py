@@ -18,7 +18,6 @@ import json
 import os
 import socketserver
 import subprocess
-import sys
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,18 +27,14 @@ from typing import Any
 import pexpect
 import pytest
 
-from sshtrail import migrate
-from sshtrail.broker import free_port
-from sshtrail.passwords import hash_password
-from tests.support.browser import listening, needs_chromium, sign_in
+from tests.support.auditors import auditor
+from tests.support.browser import console_running, needs_chromium, sign_in
 from tests.support.cli import sshtrail
-from tests.support.consumers import write_config
 from tests.support.escapes import read_back
 from tests.support.gateway import GatewayProcess
 from tests.support.kafka import Broker
-from tests.support.recorded import store_and_index
+from tests.support.recorded import Recorded
 from tests.support.sshd import SshdTarget
-from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.e2e
 
@@ -79,23 +74,8 @@ def stack(
     tmp_path_factory: pytest.TempPathFactory, broker: Broker, sshd: SshdTarget
 ) -> Iterator[Stack]:
     root = tmp_path_factory.mktemp("requests")
-    gateway = GatewayProcess(root / "gw", broker.bootstrap_servers, sshd, dead_letters=True)
-    gateway.start()
-    store_url = f"sqlite:///{root / 'store.db'}"
-    search_url = f"sqlite:///{root / 's.db'}"
-    config = write_config(
-        root / "sshtrail.toml", broker.bootstrap_servers, gateway.topic, store_url
-    )
-    key = root / "gw" / "state" / "gateway" / "recording_ed25519_key"
-    port = free_port()
-    config.write_text(
-        config.read_text()
-        + f'[search]\nurl = "{search_url}"\n'
-        + f'[gateway]\nsigning_key = "{key}"\n'
-        + f"[web]\nport = {port}\n"
-        + f'[[auditors]]\nname = "{ANN}"\nrole = "admin"\n'
-        + f'password_hash = "{hash_password(ANN_PASSWORD)}"\n'
-    )
+    recorded = Recorded(root, broker, sshd, settings=auditor(ANN, ANN_PASSWORD, role="admin"))
+    gateway = recorded.gateway
     # One SetEnv: ssh takes the first value of an option given twice.
     options = ["-o", "SetEnv=LC_FOO=bar API_TOKEN=s3cr3t-value"]
     argv = gateway.ssh("alice:t1", options=options, tty=True)
@@ -118,21 +98,9 @@ def stack(
     finally:
         server.shutdown()
         server.server_close()
-    migrate.upgrade(store_url)
-    store_and_index(config, store_url, search_url, sessions=4)
-    gateway.stop()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sshtrail", "--config", str(config), "web"],
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=(root / "web.log").open("wb"),
-    )
-    try:
-        wait_for(lambda: listening(port), what="the console listening", timeout=30)
-        yield Stack(f"http://127.0.0.1:{port}", config)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    recorded.stored(sessions=4)
+    with console_running(recorded.config, root) as url:
+        yield Stack(url, recorded.config)
 
 
 def _sessions(stack: Stack) -> list[dict[str, Any]]:

@@ -26,13 +26,11 @@ import pexpect
 import pytest
 from sqlalchemy import func, select
 
-from sshtrail import migrate
-from sshtrail.broker import free_port
 from sshtrail.db import make_engine
-from sshtrail.passwords import hash_password
 from sshtrail.tables import SESSIONS
+from tests.support.auditors import auditor
 from tests.support.browser import (
-    listening,
+    console_running,
     needs_chromium,
     no_alert,
     problems_in_console,
@@ -40,10 +38,9 @@ from tests.support.browser import (
     sign_in,
 )
 from tests.support.cli import sshtrail
-from tests.support.consumers import write_config
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import toml_table
 from tests.support.kafka import Broker
-from tests.support.recorded import store_and_index
+from tests.support.recorded import Recorded
 from tests.support.sshd import SshdTarget
 from tests.support.waiting import wait_for
 
@@ -63,7 +60,6 @@ EVIL_NAME = "<img src=x onerror=alert('file')>.txt"
 class Console:
     url: str
     config: Path
-    process: subprocess.Popen[bytes]
     remote: Path  # where files were uploaded on the target
 
 
@@ -72,25 +68,15 @@ def console(
     tmp_path_factory: pytest.TempPathFactory, broker: Broker, sshd: SshdTarget
 ) -> Iterator[Console]:
     root = tmp_path_factory.mktemp("web")
-    gateway = GatewayProcess(root / "gw", broker.bootstrap_servers, sshd, dead_letters=True)
-    gateway.start()
-    store_url = f"sqlite:///{root / 'store.db'}"
-    search_url = f"sqlite:///{root / 's.db'}"
-    config = write_config(
-        root / "sshtrail.toml", broker.bootstrap_servers, gateway.topic, store_url
+    recorded = Recorded(
+        root,
+        broker,
+        sshd,
+        settings=toml_table("[web]", login_failures=3)
+        + auditor(ANN, ANN_PASSWORD, role="admin")
+        + auditor(TOM, TOM_PASSWORD, targets=["t1"]),
     )
-    key = root / "gw" / "state" / "gateway" / "recording_ed25519_key"
-    port = free_port()
-    config.write_text(
-        config.read_text()
-        + f'[search]\nurl = "sqlite:///{root / "s.db"}"\n'
-        + f'[gateway]\nsigning_key = "{key}"\n'
-        + f"[web]\nport = {port}\nlogin_failures = 3\n"
-        + f'[[auditors]]\nname = "{ANN}"\nrole = "admin"\n'
-        + f'password_hash = "{hash_password(ANN_PASSWORD)}"\n'
-        + f'[[auditors]]\nname = "{TOM}"\ntargets = ["t1"]\n'
-        + f'password_hash = "{hash_password(TOM_PASSWORD)}"\n'
-    )
+    gateway = recorded.gateway
     remote = root / "remote"
     remote.mkdir()
     local = root / "evil.txt"
@@ -112,21 +98,9 @@ def console(
     time.sleep(1.5)  # the hit's moment is well after the session's start
     child.sendline("echo second-line-$((2+3)); exit")
     child.expect(pexpect.EOF)
-    migrate.upgrade(store_url)
-    store_and_index(config, store_url, search_url, sessions=4)
-    gateway.stop()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "sshtrail", "--config", str(config), "web"],
-        cwd=root,
-        stdout=subprocess.DEVNULL,
-        stderr=(root / "web.log").open("wb"),
-    )
-    try:
-        wait_for(lambda: listening(port), what="the console listening", timeout=30)
-        yield Console(f"http://127.0.0.1:{port}", config, process, remote)
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+    recorded.stored(sessions=4)
+    with console_running(recorded.config, root) as url:
+        yield Console(url, recorded.config, remote)
 
 
 class AccessEntry(msgspec.Struct, forbid_unknown_fields=True):

@@ -20,45 +20,47 @@ from tests.support.cli import sshtrail
 from tests.support.consumers import start_member, write_config
 from tests.support.gateway import GatewayProcess, published, toml_value
 from tests.support.kafka import KafkaCluster
+from tests.support.policyrules import policy_rule
 from tests.support.sshd import SshdTarget
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
 
-RULES = """
-[[rule]]
-name = "no-rm"
-action = "reject"
-match = ["rm"]
-targets = ["t1"]
-message = "removing files is not allowed through this gateway"
-
-[[rule]]
-name = "no-sftp"
-action = "reject"
-match = ["sftp"]
-operators = ["alice"]
-message = "no file transfers here"
-
-[[rule]]
-name = "watched"
-action = "warn"
-match = ["touch"]
-message = "touching files is watched"
-"""
+RULES = "".join(
+    (
+        policy_rule(
+            "no-rm",
+            "reject",
+            ["rm"],
+            "removing files is not allowed through this gateway",
+            targets=["t1"],
+        ),
+        policy_rule("no-sftp", "reject", ["sftp"], "no file transfers here", operators=["alice"]),
+        policy_rule("watched", "warn", ["touch"], "touching files is watched"),
+    )
+)
 
 
-@pytest.fixture
-def gateway(tmp_path: Path, broker: KafkaCluster, sshd: SshdTarget) -> Iterator[GatewayProcess]:
-    rules = tmp_path / "policy.toml"
-    rules.write_text(RULES)
+def policy_gateway(
+    tmp_path: Path, broker: KafkaCluster, sshd: SshdTarget, rules: str
+) -> GatewayProcess:
+    """A started gateway whose command policy is ``rules``, read from
+    ``tmp_path/policy.toml``: a test rewrites that file to change them."""
+    path = tmp_path / "policy.toml"
+    path.write_text(rules)
     process = GatewayProcess(
         tmp_path / "gw",
         broker.bootstrap_servers,
         sshd,
-        config_tail=f"[policy]\nfile = {toml_value(str(rules))}\n",
+        config_tail=f"[policy]\nfile = {toml_value(str(path))}\n",
     )
     process.start()
+    return process
+
+
+@pytest.fixture
+def gateway(tmp_path: Path, broker: KafkaCluster, sshd: SshdTarget) -> Iterator[GatewayProcess]:
+    process = policy_gateway(tmp_path, broker, sshd, RULES)
     yield process
     if process.process is not None and process.process.poll() is None:
         process.stop()
@@ -151,20 +153,13 @@ def test_rules_are_read_again_when_their_file_changes_and_a_bad_one_keeps_the_la
 def test_a_gateway_whose_rules_cannot_be_read_refuses_every_session(
     tmp_path: Path, broker: KafkaCluster, sshd: SshdTarget
 ) -> None:
-    rules = tmp_path / "policy.toml"
-    rules.write_text('[[rule]]\nname = "r"\naction = "reject"\nmatch = ["re:("]\n')
-    process = GatewayProcess(
-        tmp_path / "gw",
-        broker.bootstrap_servers,
-        sshd,
-        config_tail=f"[policy]\nfile = {toml_value(str(rules))}\n",
-    )
-    process.start()
+    unreadable = '[[rule]]\nname = "r"\naction = "reject"\nmatch = ["re:("]\n'
+    process = policy_gateway(tmp_path, broker, sshd, unreadable)
     try:
         refused = ssh(process, "uptime")
         assert refused.returncode != 0
         assert b"command policy cannot be read" in refused.stderr
-        rules.write_text(RULES)  # mended: sessions are let in again
+        (tmp_path / "policy.toml").write_text(RULES)  # mended: sessions are let in again
         time.sleep(1.1)
         assert ssh(process, "uptime").returncode == 0
     finally:

@@ -39,7 +39,7 @@ from tests.support.consumers import (
     write_config,
 )
 from tests.support.knobs import knob
-from tests.support.recordings import SIGNER, keyed, recording
+from tests.support.recordings import SIGNER, keyed, recording, start_event
 
 pytestmark = pytest.mark.integration
 
@@ -119,13 +119,10 @@ def hostile_messages(
         elif kind == "future":  # seqs 0 and 1, then 7: a session with a hole, never ended
             fid = uuid7()
             writer = ChainWriter(fid, SIGNER)
-            start = ev.Start(
-                t=0,
+            start = start_event(
                 operator="fuzz",
                 client="192.0.2.1:1",
-                target="t1",
                 host="h",
-                port=22,
                 user="u",
                 gateway="g",
                 term="",

@@ -5,7 +5,6 @@ backslash-continued line."""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import time
@@ -16,9 +15,9 @@ from pathlib import Path
 import pexpect
 import pytest
 
-from tests.support.cli import sshtrail
-from tests.support.consumers import start_member, wait_for, write_config
+from tests.support.consumers import wait_for
 from tests.support.gateway import GatewayProcess
+from tests.support.indexmember import index_member, searched
 from tests.support.kafka import Broker
 from tests.support.sshd import SshdTarget
 
@@ -36,21 +35,8 @@ def gateway(tmp_path: Path, broker: Broker, sshd: SshdTarget) -> Iterator[Gatewa
 @pytest.fixture
 def indexed(tmp_path: Path, gateway: GatewayProcess, broker: Broker) -> Iterator[Path]:
     """An index member on the gateway's topic; yields the settings to search with."""
-    config = write_config(
-        tmp_path / "members.toml",
-        broker.bootstrap_servers,
-        gateway.topic,
-        f"sqlite:///{tmp_path / 'store.db'}",
-        search_url=f"sqlite:///{tmp_path / 'search.db'}",
-    )
-    member = start_member(config, "index")
-    yield config
-    member.stop()
-
-
-def search(config: Path, text: str, *options: str) -> list[dict[str, object]]:
-    found = sshtrail(config, "search", text, "--json", *options, check=False, timeout=30)
-    return json.loads(found.stdout) if found.stdout.strip() else []
+    with index_member(tmp_path, broker.bootstrap_servers, gateway.topic) as config:
+        yield config
 
 
 def bash(gateway: GatewayProcess) -> pexpect.spawn:
@@ -89,17 +75,17 @@ def test_a_shell_that_hides_on_the_alternate_screen_and_erases_its_lines_is_stil
     assert (tmp_path / f"hidden-{mark}").exists()
 
     def commands() -> list[str]:
-        return [str(hit["text"]) for hit in search(indexed, mark, "--kind", "command")]
+        return [str(hit["text"]) for hit in searched(indexed, mark, "--kind", "command")]
 
-    wait_for(lambda: bool(search(indexed, f"continued-{mark}")), timeout=60, what="indexing")
+    wait_for(lambda: bool(searched(indexed, f"continued-{mark}")), timeout=60, what="indexing")
     found = commands()
-    everything = [(hit["kind"], hit["text"]) for hit in search(indexed, mark)]
+    everything = [(hit["kind"], hit["text"]) for hit in searched(indexed, mark)]
     assert f"touch {tmp_path}/hidden-{mark}" in found, everything
     assert f"echo out-$((6*7))-{mark}" in found
     assert f"touch {tmp_path}/continued-{mark}" in found  # one command, not two pieces
     assert not any(text.startswith("tou") and text.endswith("\\") for text in found)
     # The output the prompt deleted right after it was drawn is found too.
-    assert search(indexed, f"out-42-{mark}")
+    assert searched(indexed, f"out-42-{mark}")
 
 
 def test_lines_run_with_ctrl_o_are_read_as_commands(gateway: GatewayProcess, indexed: Path) -> None:
@@ -124,7 +110,7 @@ def test_lines_run_with_ctrl_o_are_read_as_commands(gateway: GatewayProcess, ind
     child.expect(pexpect.EOF)
 
     def runs(word: str) -> int:
-        hits = search(indexed, f"{word}-$((1+1))-{mark}", "--kind", "command")
+        hits = searched(indexed, f"{word}-$((1+1))-{mark}", "--kind", "command")
         return sum(str(hit["text"]) == f"echo {word}-$((1+1))-{mark}" for hit in hits)
 
     wait_for(lambda: runs("second") >= 2, timeout=60, what="indexing")
@@ -151,7 +137,7 @@ def test_a_command_run_from_vim_is_read_as_a_command(
     assert (tmp_path / f"from-vim-{mark}").exists()
 
     def commands() -> list[str]:
-        hits = search(indexed, f"from-vim-{mark}", "--kind", "command")
+        hits = searched(indexed, f"from-vim-{mark}", "--kind", "command")
         return [str(hit["text"]) for hit in hits]
 
     wait_for(lambda: bool(commands()), timeout=60, what="the command from vim indexed")
@@ -181,7 +167,7 @@ def test_a_history_expansion_is_listed_as_typed_and_as_what_ran(
     child.expect(pexpect.EOF)
 
     def commands() -> list[tuple[str, object]]:
-        hits = search(indexed, mark, "--kind", "command")
+        hits = searched(indexed, mark, "--kind", "command")
         return sorted((str(hit["text"]), hit.get("certain")) for hit in hits)
 
     wait_for(lambda: any("third" in text for text, _ in commands()), timeout=60, what="indexing")
@@ -210,7 +196,7 @@ def test_a_key_bound_with_bind_x_runs_a_command_that_is_read(
     child.expect(pexpect.EOF)
 
     def commands() -> list[str]:
-        hits = search(indexed, f"bound-{mark}", "--kind", "command")
+        hits = searched(indexed, f"bound-{mark}", "--kind", "command")
         return [str(hit["text"]) for hit in hits]
 
     wait_for(lambda: bool(commands()), timeout=60, what="the line Ctrl-T ran, indexed")
@@ -242,7 +228,7 @@ def test_an_alias_is_listed_as_typed_and_as_what_it_ran(
     hits: list[tuple[str, object]] = []
 
     def commands() -> bool:
-        found = search(indexed, mark, "--kind", "command")
+        found = searched(indexed, mark, "--kind", "command")
         hits[:] = sorted((str(hit["text"]), hit.get("certain")) for hit in found)
         return len(hits) >= 3
 
@@ -272,6 +258,6 @@ def test_a_full_screen_program_that_exits_at_once_is_one_clean_command(
     child.sendline("exit")
     child.expect(pexpect.EOF)
     assert written.read_text() == "text\n"
-    wait_for(lambda: bool(search(indexed, f"done-{mark}")), timeout=60, what="indexing")
-    commands = [str(hit["text"]) for hit in search(indexed, f"vim-{mark}", "--kind", "command")]
+    wait_for(lambda: bool(searched(indexed, f"done-{mark}")), timeout=60, what="indexing")
+    commands = [str(hit["text"]) for hit in searched(indexed, f"vim-{mark}", "--kind", "command")]
     assert commands == [f"vim -u NONE -c 'normal itext' -c 'w! {written}' -c 'q'"]

@@ -30,6 +30,7 @@ from sshtrail.passwords import hash_password
 from tests.support.cli import sshtrail
 from tests.support.consumers import start_member, wait_for, write_config
 from tests.support.gateway import GatewayProcess, published, toml_value
+from tests.support.indexmember import index_config, index_member, searched
 from tests.support.kafka import Broker
 from tests.support.proxy import StallingProxy
 from tests.support.sshd import SshdTarget
@@ -227,13 +228,7 @@ def test_environment_is_recorded_and_passed_on_only_where_allowed(
 def test_a_huge_terminal_is_cut_down_and_the_index_survives(
     tmp_path: Path, gateway: GatewayProcess, broker: Broker
 ) -> None:
-    config = write_config(
-        tmp_path / "members.toml",
-        broker.bootstrap_servers,
-        gateway.topic,
-        f"sqlite:///{tmp_path / 'store.db'}",
-        search_url=f"sqlite:///{tmp_path / 'search.db'}",
-    )
+    config = index_config(tmp_path, broker.bootstrap_servers, gateway.topic)
     index = start_member(config, "index", memory_limit=1 << 30)  # pyte wanted 4 G cells here
 
     async def huge() -> str:
@@ -479,21 +474,8 @@ trust_on_first_use = true
 @pytest.fixture
 def indexed(tmp_path: Path, gateway: GatewayProcess, broker: Broker) -> Iterator[Path]:
     """An index member on the gateway's topic; yields the settings to search with."""
-    config = write_config(
-        tmp_path / "members.toml",
-        broker.bootstrap_servers,
-        gateway.topic,
-        f"sqlite:///{tmp_path / 'store.db'}",
-        search_url=f"sqlite:///{tmp_path / 'search.db'}",
-    )
-    member = start_member(config, "index")
-    yield config
-    member.stop()
-
-
-def _search(config: Path, text: str, *options: str) -> list[dict[str, object]]:
-    found = sshtrail(config, "search", text, "--json", *options, check=False, timeout=30)
-    return json.loads(found.stdout) if found.stdout.strip() else []
+    with index_member(tmp_path, broker.bootstrap_servers, gateway.topic) as config:
+        yield config
 
 
 def test_what_search_used_to_miss_is_found(gateway: GatewayProcess, indexed: Path) -> None:
@@ -520,12 +502,12 @@ def test_what_search_used_to_miss_is_found(gateway: GatewayProcess, indexed: Pat
         timeout=30,
         capture_output=True,
     )
-    wait_for(lambda: bool(_search(indexed, f"secret-{mark}")), timeout=60, what="the overwrite")
-    commands = _search(indexed, f"nopty-{mark}", "--kind", "command")
+    wait_for(lambda: bool(searched(indexed, f"secret-{mark}")), timeout=60, what="the overwrite")
+    commands = searched(indexed, f"nopty-{mark}", "--kind", "command")
     assert [hit["text"] for hit in commands] == [f"echo nopty-{mark}"]
-    assert _search(indexed, f"{mark}-tail")
+    assert searched(indexed, f"{mark}-tail")
     # The exec command holds it too; the output as the screen showed it, before the overwrite:
-    overwritten = _search(indexed, f"secret-{mark}", "--kind", "output")
+    overwritten = searched(indexed, f"secret-{mark}", "--kind", "output")
     assert [hit["text"] for hit in overwritten] == [f"secret-{mark}"]
 
 
@@ -549,7 +531,7 @@ def test_one_flooding_session_does_not_hold_up_the_others_search(
         )
         # It took minutes, behind the flood; how long it takes now is measured by
         # bench/index_fairness.py at the full size (300 MB).
-        wait_for(lambda: bool(_search(indexed, mark)), timeout=60, what="the other session")
+        wait_for(lambda: bool(searched(indexed, mark)), timeout=60, what="the other session")
     finally:
         flood.wait(120)
 

@@ -22,6 +22,7 @@ from sshtrail.tables import ACCESS_LOG, SESSIONS
 from sshtrail.wire import decode_chunk
 from tests.integration.test_web_http import settings_for, sign_in
 from tests.support.recordings import events_session
+from tests.support.storerows import session_row
 
 pytestmark = pytest.mark.integration
 
@@ -151,20 +152,7 @@ def test_a_session_with_nothing_stored_keeps_the_whole_recordings_player(
     """A refused login has no chunks: no pieces to play, the empty asciicast instead."""
     session_id = uuid.uuid4()
     with store_engine.begin() as conn:
-        conn.execute(
-            SESSIONS.insert().values(
-                id=session_id,
-                operator="alice",
-                target="t1",
-                started_at=dt.datetime.now(dt.UTC),
-                status="refused",
-                request="shell",
-                bytes_in=0,
-                bytes_out=0,
-                chunk_count=0,
-                gaps=[],
-            )
-        )
+        conn.execute(SESSIONS.insert().values(session_row(session_id, "refused")))
     page = client.get(f"/sessions/{session_id.hex}").text
     assert 'data-pieces=""' in page
     assert client.get(f"/sessions/{session_id.hex}/pieces").status_code == 404

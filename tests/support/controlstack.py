@@ -29,14 +29,25 @@ class Stack:
     settings an auditor's commands use."""
 
     def __init__(
-        self, root: Path, broker: Broker, sshd: SshdTarget, gateway_tail: str = ""
+        self,
+        root: Path,
+        broker: Broker,
+        sshd: SshdTarget,
+        gateway_tail: str = "",
+        gateway_extra: str = "",
+        **consumer: object,
     ) -> None:
+        """``gateway_tail``: tables added to both gateways' settings; ``gateway_extra``:
+        keys added to their ``[gateway]``; ``consumer``: keys of the store member's
+        ``[consumer]``."""
+        self.root = root
         self.one = GatewayProcess(
             root / "gw1",
             broker.bootstrap_servers,
             sshd,
             dead_letters=True,
             instance="gw-one",
+            extra=gateway_extra,
             config_tail=gateway_tail,
         )
         self.two = GatewayProcess(
@@ -46,13 +57,19 @@ class Stack:
             topic=self.one.topic,
             control_topic=self.one.control_topic,
             instance="gw-two",
+            extra=gateway_extra,
             config_tail=gateway_tail,
         )
         self.servers = broker.bootstrap_servers
         self.store_url = f"sqlite:///{root / 'store.db'}"
         migrate.upgrade(self.store_url)
         self.config = write_config(
-            root / "sshtrail.toml", broker.bootstrap_servers, self.one.topic, self.store_url
+            root / "sshtrail.toml",
+            broker.bootstrap_servers,
+            self.one.topic,
+            self.store_url,
+            None,  # no search index
+            **consumer,
         )
         signer = self.one.workdir / "state" / "gateway" / "recording_ed25519_key"
         signer2 = self.two.workdir / "state" / "gateway" / "recording_ed25519_key"

@@ -35,6 +35,13 @@ def toml_value(value: object) -> str:
     return json.dumps(value)  # JSON strings, numbers, booleans and arrays are valid TOML
 
 
+def toml_table(header: str, **keys: object) -> str:
+    """A table of a settings file, ``header`` (``[web]``, ``[[rule]]`` ...) and its
+    ``keys`` in the order given, each line ended."""
+    lines = [header, *(f"{key} = {toml_value(value)}" for key, value in keys.items())]
+    return "\n".join(lines) + "\n"
+
+
 @dataclass
 class GatewayProcess:
     """Configuration, a child process, and the ssh command lines that go through it."""

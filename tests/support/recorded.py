@@ -15,7 +15,7 @@ from sshtrail import migrate, search
 from sshtrail.db import make_engine
 from tests.support.cli import sshtrail
 from tests.support.consumers import start_member, wait_for, write_config
-from tests.support.gateway import GatewayProcess
+from tests.support.gateway import GatewayProcess, toml_table
 from tests.support.kafka import Broker
 from tests.support.sshd import SshdTarget
 
@@ -54,22 +54,34 @@ def store_and_index(config: Path, store_url: str, search_url: str, sessions: int
 class Recorded:
     """Three sessions through a gateway, stored and indexed, and the CLI over them."""
 
-    def __init__(self, root: Path, broker: Broker, sshd: SshdTarget) -> None:
+    def __init__(self, root: Path, broker: Broker, sshd: SshdTarget, settings: str = "") -> None:
+        """The gateway started, and the settings the members, the CLI and the console
+        share (``settings``: more tables, such as ``[web]`` and ``[[auditors]]``)."""
+        self.root = root
         self.gateway = GatewayProcess(
             root / "gw", broker.bootstrap_servers, sshd, dead_letters=True
         )
         self.gateway.start()
         self.store_url = f"sqlite:///{root / 'store.db'}"
+        self.search_url = f"sqlite:///{root / 's.db'}"
         config = write_config(
             root / "sshtrail.toml", broker.bootstrap_servers, self.gateway.topic, self.store_url
         )
         key = root / "gw" / "state" / "gateway" / "recording_ed25519_key"
         config.write_text(
-            config.read_text() + f'[search]\nurl = "sqlite:///{root / "s.db"}"\n'
-            f'[gateway]\nsigning_key = "{key}"\n'
+            config.read_text()
+            + toml_table("[search]", url=self.search_url)
+            + toml_table("[gateway]", signing_key=str(key))
+            + settings
         )
         self.config = config
-        self.search_url = f"sqlite:///{root / 's.db'}"
+
+    def stored(self, sessions: int) -> None:
+        """Store and index what the gateway recorded, ``sessions`` sessions, then stop
+        the gateway: the sessions are all there is to read."""
+        migrate.upgrade(self.store_url)
+        store_and_index(self.config, self.store_url, self.search_url, sessions=sessions)
+        self.gateway.stop()
 
     def record(self) -> None:
         for command in ("echo audit-$((6*7)); exit 3", HOSTILE):
@@ -82,9 +94,7 @@ class Recorded:
         child.expect("typed-line-5")
         child.sendline("exit")
         child.expect(pexpect.EOF)
-        migrate.upgrade(self.store_url)
-        store_and_index(self.config, self.store_url, self.search_url, sessions=3)
-        self.gateway.stop()
+        self.stored(sessions=3)
 
     def run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[bytes]:
         return sshtrail(self.config, *argv, check=check)

@@ -6,6 +6,7 @@ import os
 import time
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
+from typing import TypedDict, Unpack
 
 from confluent_kafka import Producer
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -18,59 +19,55 @@ from sshtrail.ids import uuid7
 SIGNER = Ed25519PrivateKey.generate()
 
 
-def recording(
-    chunks: int = 3,
-    payload: int = 100,
+def start_event(
     *,
     operator: str = "alice",
+    client: str = "127.0.0.1:50000",
     target: str = "t1",
-    exit_status: int | None = 0,
-    signer: Ed25519PrivateKey = SIGNER,
-    text: bool = False,
-    legacy: bool = False,
+    host: str = "127.0.0.1",
+    user: str = "root",
+    gateway: str = "gw-test",
+    term: str = "xterm",
+    cols: int = 80,
+    rows: int = 24,
+    started_at: int | None = None,
+) -> ev.Start:
+    """A session's first event as the tests' gateway records it, at time 0 on port 22;
+    a test names only what it is about. ``started_at`` (ns since the epoch): now if not
+    given."""
+    at = time.time_ns() if started_at is None else started_at
+    return ev.Start(0, operator, client, target, host, 22, user, gateway, term, cols, rows, at)
+
+
+class RecordingOptions(TypedDict, total=False):
+    """What a synthetic recording may be told besides its size (defaults: :func:`_messages`)."""
+
+    operator: str
+    target: str
+    exit_status: int | None
+    signer: Ed25519PrivateKey
+    text: bool
+    legacy: bool
+
+
+def recording(
+    chunks: int = 3, payload: int = 100, **options: Unpack[RecordingOptions]
 ) -> tuple[uuid.UUID, list[bytes]]:
     """A closed session of ``chunks`` chunks (at least 2), ``payload`` output bytes each:
     random bytes, or with ``text`` lines such as a build log prints; with ``legacy``, as
     gateways before wire format 4 wrote it (only the end chunk signed)."""
-    session_id, messages = streamed_recording(
-        chunks,
-        payload,
-        operator=operator,
-        target=target,
-        exit_status=exit_status,
-        signer=signer,
-        text=text,
-        legacy=legacy,
-    )
+    session_id, messages = streamed_recording(chunks, payload, **options)
     return session_id, list(messages)
 
 
 def streamed_recording(
-    chunks: int = 3,
-    payload: int = 100,
-    *,
-    operator: str = "alice",
-    target: str = "t1",
-    exit_status: int | None = 0,
-    signer: Ed25519PrivateKey = SIGNER,
-    text: bool = False,
-    legacy: bool = False,
+    chunks: int = 3, payload: int = 100, **options: Unpack[RecordingOptions]
 ) -> tuple[uuid.UUID, Iterator[bytes]]:
     """:func:`recording`'s session, its messages made one at a time as they are taken
     (a recording of any size in bounded memory)."""
     assert chunks >= 2
     session_id = uuid7()
-    return session_id, _messages(
-        session_id,
-        chunks,
-        payload,
-        operator=operator,
-        target=target,
-        exit_status=exit_status,
-        signer=signer,
-        text=text,
-        legacy=legacy,
-    )
+    return session_id, _messages(session_id, chunks, payload, **options)
 
 
 def _messages(
@@ -78,28 +75,15 @@ def _messages(
     chunks: int,
     payload: int,
     *,
-    operator: str,
-    target: str,
-    exit_status: int | None,
-    signer: Ed25519PrivateKey,
-    text: bool,
-    legacy: bool,
+    operator: str = "alice",
+    target: str = "t1",
+    exit_status: int | None = 0,
+    signer: Ed25519PrivateKey = SIGNER,
+    text: bool = False,
+    legacy: bool = False,
 ) -> Iterator[bytes]:
     writer = ChainWriter(session_id, signer, legacy=legacy)
-    start = ev.Start(
-        t=0,
-        operator=operator,
-        client="127.0.0.1:50000",
-        target=target,
-        host="127.0.0.1",
-        port=22,
-        user="root",
-        gateway="gw-test",
-        term="xterm",
-        cols=80,
-        rows=24,
-        started_at=time.time_ns(),
-    )
+    start = start_event(operator=operator, target=target)
     yield writer.encode([start, ev.Exec(t=1, mode="exec", command=b"uptime")])
     t, sent = 2, 0
     for _ in range(chunks - 2):
@@ -178,19 +162,13 @@ def typed_session(
     """A PTY session at a shell: each command typed key by key and echoed, then its output."""
     session_id = uuid7()
     writer = ChainWriter(session_id, signer)
-    start = ev.Start(
-        t=0,
+    start = start_event(
         operator=operator,
         client="192.0.2.10:50022",
         target=target,
         host="10.0.3.7",
-        port=22,
         user="deploy",
-        gateway="gw-test",
-        term="xterm",
-        cols=80,
-        rows=24,
-        started_at=started_at or time.time_ns(),
+        started_at=started_at or None,
     )
     events: list[ev.Event] = [start, ev.Exec(t=1, mode="shell", command=b"")]
     t = 1_000_000
@@ -240,19 +218,13 @@ def events_session(
     the epoch): when the session began, now if not given."""
     session_id = uuid7()
     writer = ChainWriter(session_id, signer)
-    start = ev.Start(
-        0,
-        operator,
-        "127.0.0.1:50000",
-        target,
-        "127.0.0.1",
-        22,
-        "root",
-        "gw-test",
-        term,
-        cols,
-        rows,
-        started_at or time.time_ns(),
+    start = start_event(
+        operator=operator,
+        target=target,
+        term=term,
+        cols=cols,
+        rows=rows,
+        started_at=started_at or None,
     )
     messages = [writer.encode([start, ev.Exec(0, *request)])]
     last = 0

@@ -36,6 +36,7 @@ from sshtrail.wire import (
     encode_chunk,
     signature_message,
 )
+from tests.support import recordings
 from tests.unit.strategies import sessions
 
 KEY = Ed25519PrivateKey.generate()
@@ -59,18 +60,11 @@ def record(session: tuple[uuid.UUID, list[list[ev.Event]]]) -> list[bytes]:
 
 
 def start_event() -> ev.Start:
-    return ev.Start(
-        t=0,
-        operator="alice",
-        client="127.0.0.1:50000",
+    return recordings.start_event(
         target="web01",
         host="10.0.0.1",
-        port=22,
-        user="root",
         gateway="gw1",
         term="xterm-256color",
-        cols=80,
-        rows=24,
         started_at=1_700_000_000_000_000_000,
     )
 
