@@ -31,6 +31,7 @@ from sshtrail.db import make_engine
 from sshtrail.scope import Scope
 from sshtrail.states import SessionStatus
 from sshtrail.tables import SESSIONS
+from tests.support.retentionoracle import one_by_one
 
 AT = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 #: Rows inserted per statement while filling.
@@ -70,29 +71,8 @@ def _one_by_one(
     conn: Connection, rules: Sequence[retention.Rule], at: dt.datetime
 ) -> list[retention.Coverage]:
     """The baseline: every session read, its rule and due time found in Python."""
-    found = {rule.name: retention.Coverage(rule) for rule in rules}
-    nobody = retention.Coverage(None)
-    active = holds.active(conn)
-    query = select(SESSIONS).where(SESSIONS.c.status != SessionStatus.ACTIVE)
-    for row in conn.execute(query).mappings():
-        session = dict(row)
-        rule = retention.rule_for(rules, session["operator"], session["target"])
-        entry = found[rule.name] if rule else nobody
-        entry.sessions += 1
-        entry.bytes += session["bytes_in"] + session["bytes_out"]
-        end = retention.ended(session)
-        if rule is None or end is None:
-            continue
-        item = retention.Due(session, rule, end)
-        if item.due_at > at:
-            if entry.next_due is None or item.due_at < entry.next_due:
-                entry.next_due = item.due_at
-        elif holds.holding(active, session):
-            entry.held += 1
-        else:
-            entry.due += 1
-            entry.overdue += item.overdue(at)
-    return [*found.values(), nobody]
+    sessions = [dict(row) for row in conn.execute(select(SESSIONS)).mappings()]
+    return one_by_one(sessions, rules, holds.active(conn), at)
 
 
 def main() -> None:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import random
 import uuid
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -16,6 +15,7 @@ from sshtrail import holds, retention
 from sshtrail.scope import Scope
 from sshtrail.states import SessionStatus
 from sshtrail.tables import SESSIONS
+from tests.support.retentionoracle import one_by_one
 
 pytestmark = pytest.mark.integration
 
@@ -30,34 +30,6 @@ RULES = [
 ]
 OPERATORS = ["ops-1", "ops-2", "a_b", "a_bc", "axb", "a%b", "carol", None]
 TARGETS = ["db1", "db22", "web1", "web3", "wex2", "t", None]
-
-
-def expected(
-    sessions: Sequence[Mapping[str, Any]], active: Sequence[Mapping[str, Any]]
-) -> list[retention.Coverage]:
-    """What each rule covers, session by session: the meaning ``coverage`` keeps."""
-    found = {rule.name: retention.Coverage(rule) for rule in RULES}
-    found[None] = retention.Coverage(None)  # type: ignore[index]
-    for session in sessions:
-        if session["status"] == SessionStatus.ACTIVE:
-            continue
-        rule = retention.rule_for(RULES, session["operator"], session["target"])
-        entry = found[rule.name if rule else None]  # type: ignore[index]
-        entry.sessions += 1
-        entry.bytes += session["bytes_in"] + session["bytes_out"]
-        end = retention.ended(session)
-        if rule is None or end is None:
-            continue
-        item = retention.Due(session, rule, end)
-        if item.due_at > AT:
-            if entry.next_due is None or item.due_at < entry.next_due:
-                entry.next_due = item.due_at
-        elif holds.holding(active, session):
-            entry.held += 1
-        else:
-            entry.due += 1
-            entry.overdue += item.overdue(AT)
-    return list(found.values())
 
 
 def test_show_counts_in_sql_what_the_rules_say_of_each_session(store_engine: Engine) -> None:
@@ -100,7 +72,7 @@ def test_show_counts_in_sql_what_the_rules_say_of_each_session(store_engine: Eng
         active = holds.active(conn)
         stored = [dict(row) for row in conn.execute(select(SESSIONS)).mappings()]
         shown = retention.coverage(conn, RULES, AT)
-    assert shown == expected(stored, active)
+    assert shown == one_by_one(stored, RULES, active, AT)
     assert sum(entry.held for entry in shown) > 0
     assert all(entry.sessions for entry in shown)
 
