@@ -17,13 +17,15 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import Engine
 
 from sshtrail import migrate
 from sshtrail.broker import EmbeddedBroker, free_port
 from sshtrail.db import make_engine
 from sshtrail.errors import BrokerError
-from sshtrail.settings import WebSettings
+from sshtrail.kafka.layout import recommended
+from sshtrail.settings import Settings
 from tests.support import postgres
 from tests.support.browser import require_chromium
 from tests.support.cli import Running
@@ -59,9 +61,18 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     # The access log's heads go to web.access_log_topic, which `sshtrail up` creates.
     # Missing here, every command and console that logs a look waited out its producer's
     # flush on exit (five seconds each); tests that read heads use a topic of their own.
-    create_topics(cluster.bootstrap_servers, WebSettings().access_log_topic)
+    # Made as sshtrail makes it (compacted): commands that check the topics refuse any other.
+    _create_as_sshtrail_does(cluster.bootstrap_servers, "access-log heads")
     yield cluster
     cluster.stop(timeout=10)  # its data is thrown away
+
+
+def _create_as_sshtrail_does(servers: str, role: str) -> None:
+    spec = next(spec for spec in recommended(Settings(), 1) if spec.role == role)
+    admin = AdminClient({"bootstrap.servers": servers})
+    topic = NewTopic(spec.name, spec.partitions, spec.replication, config=spec.config)
+    for future in admin.create_topics([topic]).values():
+        future.result(15)
 
 
 @pytest.fixture(scope="session")

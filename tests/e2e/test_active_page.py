@@ -26,6 +26,7 @@ from tests.support.browser import (
     no_alert,
     problems_in_console,
     sign_in,
+    text_of,
 )
 from tests.support.controlstack import Stack
 from tests.support.kafka import Broker
@@ -74,7 +75,7 @@ def test_open_sessions_come_and_go_without_a_reload_and_terminate_ends_one(
         sign_in(d, url, ANN, ANN_PASSWORD)
         d.find_element(By.CSS_SELECTOR, 'nav a[href="/active"]').click()
         wait_for(
-            lambda: "No session you may see is open now." in d.find_element(By.ID, "active").text,
+            lambda: "No session you may see is open now." in text_of(d, "active"),
             what="the empty list",
             timeout=20,
         )
@@ -127,7 +128,7 @@ def test_open_sessions_come_and_go_without_a_reload_and_terminate_ends_one(
         child.expect(pexpect.EOF)
         d.get(f"{url}/active")
         wait_for(
-            lambda: "No session you may see is open now." in d.find_element(By.ID, "active").text,
+            lambda: "No session you may see is open now." in text_of(d, "active"),
             what="the terminated session gone from the list",
             timeout=30,
         )

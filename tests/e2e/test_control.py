@@ -32,6 +32,7 @@ from tests.support.browser import (
     screen,
     sign_in,
     start_console,
+    text_of,
 )
 from tests.support.controlstack import Stack
 from tests.support.gateway import GatewayProcess
@@ -181,7 +182,11 @@ def test_an_auditor_watches_live_in_the_browser_and_terminates(
         d.save_screenshot(str(tmp_path / "live.png"))
         d.find_element(By.ID, "terminate-reason").send_keys("watched enough")
         d.find_element(By.ID, "terminate").click()
-        assert "terminated by ann: watched enough" in d.find_element(By.ID, "outcome").text
+        wait_for(
+            lambda: "terminated by ann: watched enough" in text_of(d, "outcome"),
+            what="the outcome page",
+            timeout=30,
+        )
         child.expect("terminated by ann: watched enough")
         child.expect(pexpect.EOF)
         reason = "terminated by ann: watched enough"

@@ -21,6 +21,7 @@ from tests.support.browser import (
     no_alert,
     problems_in_console,
     sign_in,
+    text_of,
 )
 from tests.support.cli import sshtrail
 from tests.support.consumers import create_topics
@@ -73,7 +74,7 @@ def locks_listed_made_and_lifted(browser: object, console_url: str, config: Path
 
     sshtrail(config, "lock", HOSTILE, "--reason", "from a shell", "--wait", "1", check=False)
     wait_for(
-        lambda: HOSTILE in d.find_element(By.ID, "locks").text,
+        lambda: HOSTILE in text_of(d, "locks"),
         what="the shell's lock on the open page",
         timeout=20,
     )

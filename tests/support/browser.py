@@ -118,3 +118,16 @@ def no_alert(driver: object) -> None:
     d: Any = driver
     with pytest.raises(NoAlertPresentException):
         d.switch_to.alert  # noqa: B018 (an alert would mean a payload ran)
+
+
+def text_of(driver: object, element_id: str) -> str:
+    """The text of the element ``element_id`` now; "" while there is none, or while the
+    page's live update is replacing it (the element found went stale before it was read)."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    d: Any = driver
+    try:
+        return str(d.find_element(By.ID, element_id).text)
+    except (NoSuchElementException, StaleElementReferenceException):
+        return ""
