@@ -64,6 +64,13 @@ def new_salt() -> bytes:
     return os.urandom(16)
 
 
+def bucket_of(key: str, salt: bytes, buckets: int) -> int:
+    """The bucket of ``key`` among ``buckets``, hashed with this gateway run's ``salt``
+    (every worker, and every shared table of one run, finds a key in the same one)."""
+    digest = hashlib.blake2b(key.encode(), digest_size=8, key=salt).digest()
+    return int.from_bytes(digest, "little") % buckets
+
+
 def new_table(workers: int) -> Any:
     """The cells of ``workers`` tables: shared memory, made before the workers start."""
     return RawArray(ctypes.c_int64, workers * BUCKETS * SLOTS)
@@ -111,5 +118,4 @@ class SharedFailures:
         return total
 
     def _bucket(self, key: str) -> int:
-        digest = hashlib.blake2b(key.encode(), digest_size=8, key=self._salt).digest()
-        return int.from_bytes(digest, "little") % BUCKETS
+        return bucket_of(key, self._salt, BUCKETS)

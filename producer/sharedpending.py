@@ -19,9 +19,10 @@ zeroed before its successor starts: its connections died with it.
 from __future__ import annotations
 
 import ctypes
-import hashlib
 from multiprocessing.sharedctypes import RawArray
 from typing import Any
+
+from producer.sharedfailures import bucket_of
 
 #: Cells for addresses in each worker's row.
 BUCKETS = 4096
@@ -72,5 +73,4 @@ class SharedPending:
         return sum(cells[row * _WIDTH + column] for row in range(self._workers))
 
     def _bucket(self, address: str) -> int:
-        digest = hashlib.blake2b(address.encode(), digest_size=8, key=self._salt).digest()
-        return int.from_bytes(digest, "little") % BUCKETS
+        return bucket_of(address, self._salt, BUCKETS)
