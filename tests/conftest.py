@@ -15,7 +15,6 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from sqlalchemy import Engine
@@ -112,12 +111,8 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'sshtrail.db'}"
         return
-    try:
-        url = postgres.create_database()
-    except psycopg.OperationalError as exc:
-        unavailable(f"PostgreSQL at {postgres.ADMIN_URL} is not available: {exc}")
-    yield url
-    postgres.drop_database(url)
+    with postgres.fresh_database() as url:
+        yield url
 
 
 @pytest.fixture

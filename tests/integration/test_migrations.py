@@ -7,7 +7,6 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 import sqlalchemy as sa
 from alembic.script import ScriptDirectory
@@ -20,7 +19,6 @@ from sshtrail.ids import uuid7
 from sshtrail.models import ChunkRecord, SessionRecord
 from tests.support import postgres
 from tests.support.recordings import recording
-from tests.support.services import unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -272,12 +270,8 @@ def test_no_chunk_is_lost_by_an_upgrade(database_url: str) -> None:
 @pytest.fixture
 def postgres_url() -> Iterator[str]:
     """A fresh PostgreSQL database (partitions exist only there)."""
-    try:
-        url = postgres.create_database()
-    except psycopg.OperationalError as exc:
-        unavailable(f"PostgreSQL at {postgres.ADMIN_URL} is not available: {exc}")
-    yield url
-    postgres.drop_database(url)
+    with postgres.fresh_database() as url:
+        yield url
 
 
 def test_a_store_at_0005_is_partitioned_by_month_in_place(postgres_url: str) -> None:

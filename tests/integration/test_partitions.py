@@ -8,7 +8,6 @@ import datetime as dt
 import uuid
 from collections.abc import Iterator
 
-import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, insert, select, text
@@ -25,7 +24,6 @@ from sshtrail.tables import DELETIONS, SESSIONS, TRANSFERS
 from sshtrail.wire import decode_chunk
 from tests.support import postgres
 from tests.support.recordings import recording
-from tests.support.services import unavailable
 
 pytestmark = pytest.mark.integration
 
@@ -38,15 +36,11 @@ MONTH_KEEP = retention.Rule("month", Scope(("*",), ("*",)), dt.timedelta(days=30
 @pytest.fixture
 def engine() -> Iterator[Engine]:
     """A PostgreSQL store at the latest schema (partitions exist only there)."""
-    try:
-        url = postgres.create_database()
-    except psycopg.OperationalError as exc:
-        unavailable(f"PostgreSQL at {postgres.ADMIN_URL} is not available: {exc}")
-    migrate.upgrade(url)
-    made = make_engine(url)
-    yield made
-    made.dispose()
-    postgres.drop_database(url)
+    with postgres.fresh_database() as url:
+        migrate.upgrade(url)
+        made = make_engine(url)
+        yield made
+        made.dispose()
 
 
 def store(engine: Engine, count: int) -> list[uuid.UUID]:
