@@ -19,7 +19,7 @@ import subprocess
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
@@ -64,6 +64,8 @@ class Stack:
     index: Running
     store_engine: Engine
     index_engine: Engine
+    #: What each member that ended on its own said last, before it was started again.
+    ended_members: list[str] = field(default_factory=list)
 
     @property
     def servers(self) -> str:
@@ -77,6 +79,22 @@ class Stack:
         # Owned by the module's stack, which stops them: not by the test that restarts them.
         self.store = start_member(self.config, "store", "--instance-id", "fault-store").keep()
         self.index = start_member(self.config, "index", "--instance-id", "fault-index").keep()
+
+    def start_ended_members(self) -> None:
+        """Start again a member that ended on its own, as `sshtrail up` or a service
+        manager does: a fatal Kafka error (the broker fencing a static member across its
+        own restart) ends a member by design, and its successor resumes from the group's
+        committed offsets (docs/decisions.md, "A fatal Kafka error ends the member").
+        What it said last goes to the diagnosis."""
+        for name in ("store", "index"):
+            member: Running = getattr(self, name)
+            if member.process.poll() is not None:
+                self.ended_members.append(f"{name} ended:\n{member.stderr[-1500:]}")
+                setattr(
+                    self,
+                    name,
+                    start_member(self.config, name, "--instance-id", f"fault-{name}").keep(),
+                )
 
 
 @pytest.fixture(scope="module")
@@ -183,6 +201,7 @@ def settle(
     groups have no lag."""
 
     def stored() -> bool:
+        stack.start_ended_members()
         with stack.store_engine.connect() as conn:
             rows = dict(conn.execute(select(SESSIONS.c.id, SESSIONS.c.status)).all())
         found = recorded(stack)
@@ -214,6 +233,7 @@ def diagnose(stack: Stack, marks: list[str]) -> str:
     return (
         f"missing: {missing}\nstates: {states}\ngateway:\n{tail}\n"
         f"store:\n{stack.store.stderr[-2000:]}\nindex:\n{stack.index.stderr[-1000:]}"
+        + "".join(f"\n{ended}" for ended in stack.ended_members)
     )
 
 
