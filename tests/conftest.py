@@ -46,7 +46,7 @@ def _no_leftover_processes() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
+def kafka_broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     """Apache Kafka, one KRaft node, shared by the run (a worker's); topics are per test.
 
     The pipeline's tests run here: this is the broker production uses.
@@ -64,6 +64,18 @@ def broker(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KafkaCluster]:
     _create_as_sshtrail_does(cluster.bootstrap_servers, "access-log heads")
     yield cluster
     cluster.stop(timeout=10)  # its data is thrown away
+
+
+@pytest.fixture(scope="session")
+def broker(kafka_broker: KafkaCluster) -> KafkaCluster:
+    """The run's Apache Kafka (``kafka_broker``), under the name most tests ask for.
+
+    A module that runs its tests on both brokers overrides ``broker`` with a
+    parametrized fixture; it must take ``kafka_broker`` by ``getfixturevalue``, not
+    ``broker`` as an argument: a parametrized fixture's argument of the same name
+    becomes parametrized too, and pytest stopped and started the run's Kafka at every
+    parameter switch (seven seconds a test in test_broker_conformance.py)."""
+    return kafka_broker
 
 
 def _create_as_sshtrail_does(servers: str, role: str) -> None:

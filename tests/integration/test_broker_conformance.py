@@ -108,12 +108,13 @@ def drain(c: Consumer, expected: int, timeout: float = 30.0) -> list[Message]:
 
 
 @pytest.fixture(params=["kafka", "embedded"])
-def broker(request: pytest.FixtureRequest, broker: Broker) -> Broker:
-    """Apache Kafka (the suite's broker), then the embedded one."""
-    if request.param == "kafka":
-        return broker
-    embedded: Broker = request.getfixturevalue("embedded_broker")
-    return embedded
+def broker(request: pytest.FixtureRequest) -> Broker:
+    """Apache Kafka (the run's broker), then the embedded one; taken by name, so the
+    run's Kafka is not stopped at each switch (tests/conftest.py, ``broker``)."""
+    found: Broker = request.getfixturevalue(
+        "kafka_broker" if request.param == "kafka" else "embedded_broker"
+    )
+    return found
 
 
 @pytest.fixture
