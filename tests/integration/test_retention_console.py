@@ -20,14 +20,16 @@ from sshtrail import holds
 from sshtrail.tables import ACCESS_LOG
 from sshtrail.wire import decode_chunk
 from tests.integration.test_web_http import listed, settings_for, sign_in
+from tests.support.kafka import KafkaCluster
 from tests.support.recordings import recording
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture
-def client(store_engine: Engine) -> Iterator[TestClient]:
-    app = create_app(settings_for(str(store_engine.url.render_as_string(hide_password=False))))
+def client(store_engine: Engine, broker: KafkaCluster) -> Iterator[TestClient]:
+    url = str(store_engine.url.render_as_string(hide_password=False))
+    app = create_app(settings_for(url, broker.bootstrap_servers))
     with TestClient(app, base_url="http://127.0.0.1") as test_client:
         yield test_client
 

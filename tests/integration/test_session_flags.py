@@ -23,6 +23,7 @@ from sshtrail.wire import decode_chunk
 from tests.integration.test_web_http import STATE_DIR, settings_for, sign_in
 from tests.support.cli import sshtrail
 from tests.support.flaggedsessions import flagged_sessions
+from tests.support.kafka import KafkaCluster
 from tests.support.recordings import events_session
 
 pytestmark = pytest.mark.integration
@@ -73,9 +74,13 @@ def test_sessions_lists_each_flag_through_the_cli(
 
 
 def test_the_console_filters_on_a_flag_and_refuses_garbage(
-    stored: dict[str, uuid.UUID], store_engine: Engine
+    stored: dict[str, uuid.UUID], store_engine: Engine, broker: KafkaCluster
 ) -> None:
-    app = create_app(settings_for(store_engine.url.render_as_string(hide_password=False)))
+    app = create_app(
+        settings_for(
+            store_engine.url.render_as_string(hide_password=False), broker.bootstrap_servers
+        )
+    )
     with TestClient(app, base_url="http://127.0.0.1") as client:
         sign_in(client, "ann")
         for flag, session_id in stored.items():
@@ -110,7 +115,9 @@ def prompt_session(ps1: bytes) -> tuple[uuid.UUID, list[bytes]]:
     return events_session([found])
 
 
-def test_the_console_lists_uncertain_prompt_from_the_index(store_engine: Engine) -> None:
+def test_the_console_lists_uncertain_prompt_from_the_index(
+    store_engine: Engine, broker: KafkaCluster
+) -> None:
     """The console's sessions list asks the search index (here in the store's database,
     as the console is set up) for ``uncertain-prompt``; without it the flag is unknown,
     said in a note, and the list stands."""
@@ -124,7 +131,11 @@ def test_the_console_lists_uncertain_prompt_from_the_index(store_engine: Engine)
         index.write(batch)
         offset += len(messages)
     empty = made["empty"][0].hex
-    app = create_app(settings_for(store_engine.url.render_as_string(hide_password=False)))
+    app = create_app(
+        settings_for(
+            store_engine.url.render_as_string(hide_password=False), broker.bootstrap_servers
+        )
+    )
     with TestClient(app, base_url="http://127.0.0.1") as client:
         sign_in(client, "ann")
         for flag in ("uncertain-prompt", "any"):

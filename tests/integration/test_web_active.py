@@ -19,6 +19,7 @@ from consumer.web.app import create_app
 from sshtrail.settings import Settings
 from sshtrail.tables import ACCESS_LOG, SESSIONS
 from tests.integration.test_web_http import HASH, STATE_DIR, sign_in
+from tests.support.kafka import KafkaCluster
 
 pytestmark = pytest.mark.integration
 
@@ -27,13 +28,14 @@ HOSTILE = "<img src=x onerror=alert('op')>\x1b[2J"
 
 
 @pytest.fixture
-def client(store_engine: Engine) -> Iterator[TestClient]:
+def client(store_engine: Engine, broker: KafkaCluster) -> Iterator[TestClient]:
     """A console whose ann (admin) may terminate, tom sees target t1, and bea may not
     terminate though she sees everything of operators ``b*``."""
     url = str(store_engine.url.render_as_string(hide_password=False))
     settings = msgspec.convert(
         {
             "state_dir": STATE_DIR,
+            "kafka": {"bootstrap_servers": broker.bootstrap_servers},
             "database": {"url": url},
             "search": {"url": url},
             "auditors": [

@@ -22,6 +22,7 @@ from sshtrail import search
 from sshtrail.passwords import hash_password
 from sshtrail.settings import AuditorSettings, Settings
 from sshtrail.tables import ACCESS_LOG, SESSIONS, TRANSFERS
+from tests.support.kafka import KafkaCluster
 
 pytestmark = pytest.mark.integration
 
@@ -42,10 +43,14 @@ STORED = [
 ]
 
 
-def settings_for(url: str, **web: Any) -> Settings:
+def settings_for(url: str, servers: str, **web: Any) -> Settings:
+    """A console on the store at ``url`` whose access log's heads go to Kafka at ``servers``
+    (the shared test broker: with none answering, each console's close waited out the
+    heads' five-second flush)."""
     return msgspec.convert(
         {
             "state_dir": STATE_DIR,
+            "kafka": {"bootstrap_servers": servers},
             "database": {"url": url},
             "search": {"url": url},
             "web": {"login_failures": 3, **web},
@@ -88,8 +93,9 @@ def stored(store_engine: Engine) -> dict[tuple[str | None, str | None], uuid.UUI
 
 
 @pytest.fixture
-def client(store_engine: Engine) -> Iterator[TestClient]:
-    app = create_app(settings_for(str(store_engine.url.render_as_string(hide_password=False))))
+def client(store_engine: Engine, broker: KafkaCluster) -> Iterator[TestClient]:
+    url = str(store_engine.url.render_as_string(hide_password=False))
+    app = create_app(settings_for(url, broker.bootstrap_servers))
     with TestClient(app, base_url="http://127.0.0.1") as test_client:
         yield test_client
 
@@ -362,9 +368,13 @@ def test_garbage_in_every_parameter_is_a_clear_answer(
     assert client.post("/login", content=endless()).status_code == 413
 
 
-def test_a_trusted_proxy_names_the_auditor_and_others_cannot(store_engine: Engine) -> None:
+def test_a_trusted_proxy_names_the_auditor_and_others_cannot(
+    store_engine: Engine, broker: KafkaCluster
+) -> None:
     url = str(store_engine.url.render_as_string(hide_password=False))
-    proxied = create_app(settings_for(url, trusted_proxies=["127.0.0.0/8"]))
+    proxied = create_app(
+        settings_for(url, broker.bootstrap_servers, trusted_proxies=["127.0.0.0/8"])
+    )
     with TestClient(proxied, base_url="http://127.0.0.1", client=("127.0.0.1", 5000)) as behind:
         assert behind.get("/sessions", headers={"X-Forwarded-User": "sso-only"}).status_code == 200
         assert behind.get("/sessions", headers={"X-Forwarded-User": "stranger"}).status_code == 403
@@ -376,9 +386,15 @@ def test_a_trusted_proxy_names_the_auditor_and_others_cannot(store_engine: Engin
         assert answer.status_code == 303  # the header from anyone else means nothing
 
 
-def test_tls_settings_make_the_cookie_secure_and_host_only(store_engine: Engine) -> None:
+def test_tls_settings_make_the_cookie_secure_and_host_only(
+    store_engine: Engine, broker: KafkaCluster
+) -> None:
     url = str(store_engine.url.render_as_string(hide_password=False))
-    app = create_app(settings_for(url, tls_cert="/nonexistent.pem", tls_key="/nonexistent.key"))
+    app = create_app(
+        settings_for(
+            url, broker.bootstrap_servers, tls_cert="/nonexistent.pem", tls_key="/nonexistent.key"
+        )
+    )
     with TestClient(app, base_url="https://127.0.0.1") as client:
         answer = sign_in(client, "ann")
         cookie = next(c for c in answer.headers.get_list("set-cookie") if "sshtrail_session=" in c)
@@ -388,10 +404,12 @@ def test_tls_settings_make_the_cookie_secure_and_host_only(store_engine: Engine)
 
 
 def test_terminate_needs_the_right_the_token_and_a_reason(
-    store_engine: Engine, stored: dict[tuple[str | None, str | None], uuid.UUID]
+    store_engine: Engine,
+    stored: dict[tuple[str | None, str | None], uuid.UUID],
+    broker: KafkaCluster,
 ) -> None:
     url = str(store_engine.url.render_as_string(hide_password=False))
-    settings = settings_for(url, trusted_proxies=["127.0.0.0/8"])
+    settings = settings_for(url, broker.bootstrap_servers, trusted_proxies=["127.0.0.0/8"])
     settings = msgspec.structs.replace(
         settings,
         auditors=[

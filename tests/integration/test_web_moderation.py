@@ -24,6 +24,7 @@ from sshtrail import control
 from sshtrail.errors import BrokerError
 from sshtrail.tables import ACCESS_LOG
 from tests.integration.test_web_http import settings_for, sign_in
+from tests.support.kafka import KafkaCluster
 from tests.support.waiting import wait_for
 
 pytestmark = pytest.mark.integration
@@ -98,7 +99,7 @@ class Console:
 
 
 @pytest.fixture
-def console(store_engine: Engine) -> Iterator[Console]:
+def console(store_engine: Engine, broker: KafkaCluster) -> Iterator[Console]:
     board, presences = Board(), Presences()
     sessions = {name: uuid.uuid4() for name in ("waiting", "paused", "running", "ended", "db")}
     board.states = [
@@ -113,7 +114,9 @@ def console(store_engine: Engine) -> Iterator[Console]:
     ports = ModerationPorts(
         board=lambda: board, presences=lambda: presences, clock=lambda: now[0], fresh_s=0.0
     )
-    with TestClient(create_app(settings_for(url), ports), base_url="http://127.0.0.1") as client:
+    with TestClient(
+        create_app(settings_for(url, broker.bootstrap_servers), ports), base_url="http://127.0.0.1"
+    ) as client:
         yield Console(client, board, presences, sessions, now)
 
 

@@ -23,6 +23,7 @@ from consumer.web.oidc import MAX_PENDING_PER_ADDRESS
 from sshtrail.db import make_engine
 from sshtrail.settings import Settings
 from sshtrail.tables import ACCESS_LOG
+from tests.support.kafka import KafkaCluster
 from tests.support.oidcprovider import (
     CLIENT_ID,
     CLIENT_SECRET,
@@ -39,10 +40,11 @@ CONSOLE = "http://127.0.0.1"
 CALLBACK = f"{CONSOLE}/login/oidc/callback"
 
 
-def oidc_settings(url: str, issuer: str) -> Settings:
+def oidc_settings(url: str, issuer: str, servers: str) -> Settings:
     return msgspec.convert(
         {
             "state_dir": STATE_DIR,
+            "kafka": {"bootstrap_servers": servers},
             "database": {"url": url},
             "search": {"url": url},
             "web": {
@@ -79,9 +81,11 @@ def provider() -> Iterator[Provider]:
 
 
 @pytest.fixture
-def client(store: Engine, provider: Provider) -> Iterator[TestClient]:
+def client(store: Engine, provider: Provider, broker: KafkaCluster) -> Iterator[TestClient]:
     url = store.url.render_as_string(hide_password=False)
-    with TestClient(create_app(oidc_settings(url, provider.issuer)), base_url=CONSOLE) as test:
+    with TestClient(
+        create_app(oidc_settings(url, provider.issuer, broker.bootstrap_servers)), base_url=CONSOLE
+    ) as test:
         yield test
 
 

@@ -21,6 +21,7 @@ from sshtrail.screenstate import ScreenState
 from sshtrail.tables import ACCESS_LOG, SESSIONS
 from sshtrail.wire import decode_chunk
 from tests.integration.test_web_http import settings_for, sign_in
+from tests.support.kafka import KafkaCluster
 from tests.support.recordings import events_session
 from tests.support.storerows import session_row
 
@@ -65,8 +66,9 @@ def recorded(store_engine: Engine) -> dict[str, uuid.UUID]:
 
 
 @pytest.fixture
-def client(store_engine: Engine) -> Iterator[TestClient]:
-    app = create_app(settings_for(str(store_engine.url.render_as_string(hide_password=False))))
+def client(store_engine: Engine, broker: KafkaCluster) -> Iterator[TestClient]:
+    url = str(store_engine.url.render_as_string(hide_password=False))
+    app = create_app(settings_for(url, broker.bootstrap_servers))
     with TestClient(app, base_url="http://127.0.0.1") as test_client:
         assert sign_in(test_client, "tom").status_code == 303
         yield test_client

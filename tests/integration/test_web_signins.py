@@ -25,6 +25,7 @@ from sshtrail.cli.main import main
 from sshtrail.scope import Scope
 from sshtrail.tables import ACCESS_LOG, CONSOLE_SESSIONS
 from tests.integration.test_web_http import STATE_DIR, settings_for, sign_in
+from tests.support.kafka import KafkaCluster
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(120)]
 
@@ -37,17 +38,15 @@ def url_of(engine: Engine) -> str:
 
 
 @pytest.fixture
-def console(store_engine: Engine) -> Iterator[TestClient]:
-    with TestClient(
-        create_app(settings_for(url_of(store_engine))), base_url="http://127.0.0.1"
-    ) as c:
+def console(store_engine: Engine, broker: KafkaCluster) -> Iterator[TestClient]:
+    with another_console(store_engine, broker.bootstrap_servers) as c:
         yield c
 
 
-def another_console(store_engine: Engine, **web: Any) -> TestClient:
+def another_console(store_engine: Engine, servers: str, **web: Any) -> TestClient:
     """A second console process on the same store (or the first one, restarted)."""
     return TestClient(
-        create_app(settings_for(url_of(store_engine), **web)), base_url="http://127.0.0.1"
+        create_app(settings_for(url_of(store_engine), servers, **web)), base_url="http://127.0.0.1"
     )
 
 
@@ -81,11 +80,11 @@ def test_only_the_tokens_hash_is_stored(console: TestClient, store_engine: Engin
 
 
 def test_a_restart_or_another_console_serves_the_same_sign_in_and_sign_out_ends_it_in_all(
-    console: TestClient, store_engine: Engine
+    console: TestClient, store_engine: Engine, broker: KafkaCluster
 ) -> None:
     assert sign_in(console, "ann").status_code == 303
     cookie = console.cookies["sshtrail_session"]
-    with another_console(store_engine) as other:
+    with another_console(store_engine, broker.bootstrap_servers) as other:
         other.cookies.set("sshtrail_session", cookie)
         page = other.get("/sessions", follow_redirects=False)
         assert page.status_code == 200
@@ -148,13 +147,15 @@ def test_a_short_idle_timeout_is_kept_to_a_quarter_of_it(store_engine: Engine) -
         assert signins.get(token) is not None
 
 
-def test_a_removed_local_account_is_signed_out(console: TestClient, store_engine: Engine) -> None:
+def test_a_removed_local_account_is_signed_out(
+    console: TestClient, store_engine: Engine, broker: KafkaCluster
+) -> None:
     assert sign_in(console, "tom").status_code == 303
     cookie = console.cookies["sshtrail_session"]
-    with another_console(store_engine) as same:
+    with another_console(store_engine, broker.bootstrap_servers) as same:
         same.cookies.set("sshtrail_session", cookie)
         assert same.get("/sessions", follow_redirects=False).status_code == 200
-    settings = settings_for(url_of(store_engine))
+    settings = settings_for(url_of(store_engine), broker.bootstrap_servers)
     settings.auditors[:] = [entry for entry in settings.auditors if entry.name != "tom"]
     with TestClient(create_app(settings), base_url="http://127.0.0.1") as without_tom:
         without_tom.cookies.set("sshtrail_session", cookie)
@@ -204,21 +205,24 @@ def run_cli(capsys: pytest.CaptureFixture[str], config: Path, *argv: str) -> tup
 
 
 @pytest.fixture
-def config(store_engine: Engine, tmp_path: Path) -> Path:
+def config(store_engine: Engine, tmp_path: Path, broker: KafkaCluster) -> Path:
     path = tmp_path / "sshtrail.toml"
     path.write_text(
         f'state_dir = "{STATE_DIR}"\n[database]\nurl = "{url_of(store_engine)}"\n'
-        # nothing listens there: the access log's heads are not published anywhere
-        '[kafka]\nbootstrap_servers = "127.0.0.1:9"\n'
+        f'[kafka]\nbootstrap_servers = "{broker.bootstrap_servers}"\n'
     )
     return path
 
 
 def test_web_revoke_signs_out_at_the_next_request_and_is_in_the_access_log(
-    console: TestClient, store_engine: Engine, config: Path, capsys: pytest.CaptureFixture[str]
+    console: TestClient,
+    store_engine: Engine,
+    config: Path,
+    capsys: pytest.CaptureFixture[str],
+    broker: KafkaCluster,
 ) -> None:
     assert sign_in(console, "ann").status_code == 303
-    with another_console(store_engine) as tom:
+    with another_console(store_engine, broker.bootstrap_servers) as tom:
         assert sign_in(tom, "tom").status_code == 303
         status, out, _ = run_cli(capsys, config, "web", "sessions", "--json")
         assert status == 0
