@@ -34,6 +34,7 @@ def _configure(connection: Connection) -> None:
         render_as_batch=sqlite,  # SQLite alters tables by copying them
         compare_type=True,
         include_name=migrate.include_name,
+        include_object=migrate.include_object(connection.dialect.name),
         transaction_per_migration=True,
     )
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -67,13 +67,32 @@ def include_name(name: str | None, kind: str, parents: Mapping[Any, str | None])
     return not (table or "").startswith("search_")
 
 
+def include_object(dialect: str) -> Callable[[Any, str | None, str, bool, Any], bool]:
+    """What Alembic compares on a ``dialect`` database: not a model's index made on
+    another database only (``sshtrail.models.postgresql_only``), which Alembic would
+    otherwise ask to create here."""
+
+    def include(obj: Any, name: str | None, kind: str, reflected: bool, other: Any) -> bool:
+        if kind != "index" or reflected:
+            return True
+        only = obj.info.get("dialect")
+        return only is None or only == dialect
+
+    return include
+
+
 def pending_model_changes(url: str) -> list[object]:
     """Differences between the models and the migrated schema (empty = no drift)."""
     engine = make_engine(url, poolclass=NullPool)
     try:
         with engine.connect() as connection:
             context = MigrationContext.configure(
-                connection, opts={"compare_type": True, "include_name": include_name}
+                connection,
+                opts={
+                    "compare_type": True,
+                    "include_name": include_name,
+                    "include_object": include_object(connection.dialect.name),
+                },
             )
             return list(compare_metadata(context, Base.metadata))
     finally:

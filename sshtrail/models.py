@@ -38,6 +38,7 @@ from sqlalchemy import (
     Text,
     Uuid,
     false,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedAsDataclass, mapped_column, relationship
 from sqlalchemy.types import JSON
@@ -58,6 +59,14 @@ __all__ = [
 
 class Base(MappedAsDataclass, DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
+
+
+def postgresql_only(index: Index) -> Index:
+    """``index`` made on PostgreSQL only, by ``create_all`` and by the migrations, and
+    compared with the database only there: Alembic does not honour ``ddl_if``, so
+    ``sshtrail.migrate.include_object`` reads ``info["dialect"]``."""
+    index.info["dialect"] = "postgresql"
+    return index.ddl_if(dialect="postgresql")
 
 
 class SessionRecord(Base):
@@ -199,6 +208,27 @@ class TransferRecord(Base):
         Index(None, "session_id", "idx", unique=True),
         Index(None, "path"),
         Index(None, "op"),
+        # ``transfers --path`` and search's paths are LIKE patterns on any part of a
+        # path: pg_trgm serves them; SQLite has no index that would (migration 0017).
+        # ``path2`` is only a rename's or a link's: its index leaves out the NULLs,
+        # or PostgreSQL, costing a GIN index of no entries by its size, shuns it.
+        postgresql_only(
+            Index(
+                "ix_transfers_path_trgm",
+                "path",
+                postgresql_using="gin",
+                postgresql_ops={"path": "gin_trgm_ops"},
+            )
+        ),
+        postgresql_only(
+            Index(
+                "ix_transfers_path2_trgm",
+                "path2",
+                postgresql_using="gin",
+                postgresql_ops={"path2": "gin_trgm_ops"},
+                postgresql_where=text("path2 IS NOT NULL"),
+            )
+        ),
     )
 
 
@@ -256,6 +286,10 @@ class ChunkRecord(Base):
     received_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
 
     session: Mapped[SessionRecord] = relationship(back_populates="chunks", init=False, repr=False)
+
+    #: Which stored chunks came from a span of a Kafka partition: offsets Kafka's
+    #: retention took, accounted for from the store (consumer/expired.py).
+    __table_args__ = (Index(None, "partition", "offset"),)
 
 
 class AccessRecord(Base):

@@ -152,7 +152,12 @@ def _transfer_conditions(wanted: TransferFilter) -> list[ColumnElement[bool]]:
         conditions.append(TRANSFERS.c.op.in_(CHANGES))
     if wanted.path is not None:
         like = _like(wanted.path)
-        conditions.append(or_(TRANSFERS.c.path.like(like), TRANSFERS.c.path2.like(like)))
+        conditions.append(
+            or_(
+                TRANSFERS.c.path.like(like, escape="\\"),
+                TRANSFERS.c.path2.like(like, escape="\\"),
+            )
+        )
     if wanted.containing is not None:
         like = "%" + escape_like(wanted.containing) + "%"
         conditions.append(
@@ -176,21 +181,33 @@ def escape_like(text: str) -> str:
 
 
 def _like(pattern: str) -> str:
-    """A LIKE pattern that every path ``pattern`` (shell-style) matches, and few others."""
+    """A LIKE pattern (``escape="\\"``) that every path ``pattern`` (shell-style)
+    matches, and few others: its literal text kept whole, so PostgreSQL's trigram
+    indexes on ``path`` and ``path2`` (migration 0017) find the rows by it."""
     out = []
-    chars = iter(pattern)
-    for char in chars:
+    i = 0
+    while i < len(pattern):
+        char = pattern[i]
+        i += 1
         if char == "*":
             out.append("%")
         elif char == "?":
             out.append("_")
-        elif char == "[":  # a class: any one character, fnmatch checks which
-            for closing in chars:
-                if closing == "]":
-                    break
-            out.append("_")
-        elif char in "%_":
-            out.append("_")  # LIKE has no escape here: any character, fnmatch decides
+        elif char == "[" and (end := _class_end(pattern, i)) is not None:
+            out.append("_")  # a class: any one character, fnmatch checks which
+            i = end + 1
         else:
-            out.append(char)
+            out.append(escape_like(char))
     return "".join(out)
+
+
+def _class_end(pattern: str, start: int) -> int | None:
+    """Where the class opened just before ``start`` closes, as :mod:`fnmatch` reads
+    it (a ``]`` first, or after ``!``, is a member); None: the ``[`` is literal."""
+    i = start
+    if i < len(pattern) and pattern[i] == "!":
+        i += 1
+    if i < len(pattern) and pattern[i] == "]":
+        i += 1
+    end = pattern.find("]", i)
+    return end if end >= 0 else None

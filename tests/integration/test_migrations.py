@@ -328,4 +328,12 @@ def test_a_store_at_0005_is_partitioned_by_month_in_place(postgres_url: str) -> 
             assert conn.execute(sa.text("SELECT count(*) FROM pg_partitioned_table")).scalar() == 0
     finally:
         engine.dispose()
-    assert migrate.pending_model_changes(postgres_url) == []
+    # The plain tables are as the models say, but for the indexes 0017 adds after.
+    changes = migrate.pending_model_changes(postgres_url)
+    missing = {c[1].name for c in changes if isinstance(c, tuple) and c[0] == "add_index"}
+    assert len(missing) == len(changes), changes
+    assert missing == {
+        "ix_chunks_partition_offset",
+        "ix_transfers_path_trgm",
+        "ix_transfers_path2_trgm",
+    }
