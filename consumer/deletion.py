@@ -11,8 +11,10 @@ rows: session rules never delete it.
 
 On a partitioned PostgreSQL store (sshtrail/partitions.py) a month whose every session
 is due and none held goes whole (:func:`drop_month`): the same tombstone for each of
-its sessions, then its rows in unpartitioned tables, then its two partitions detached
-and dropped, all in one transaction, so a month is whole or tombstones too.
+its sessions (a big month's chains verified by a pool of processes,
+consumer/chainpool.py, while this one signs), then its rows in unpartitioned tables,
+then its two partitions detached and dropped, all in one transaction, so a month is
+whole or tombstones too.
 """
 
 from __future__ import annotations
