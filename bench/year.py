@@ -385,7 +385,7 @@ def timed_drop(
     wall, own = time.perf_counter() - started, time.process_time() - own
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     spent = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
-    return dropped, Took(wall, own, spent)
+    return dropped, Took(wall, own, max(0.0, spent))
 
 
 def deletions(store: Engine, month: Month) -> None:
