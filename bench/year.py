@@ -11,21 +11,28 @@ with a generated year, straight through COPY (the pipeline would take hours here
   in 20 holds the common word ``error``, 10 lines in all the rare one ``zqxjvk``;
 * 2 file transfers a session, under ``/srv/<target>/releases/`` or ``/home/<op>/``.
 
-Chunks are not signed chains (signing 5 M chunks would take longer than the rest):
-the month drop verifies each session's chain all the same, but finds it broken at
-the first chunk; the cost of verifying real chains is measured apart, per chunk, and
-added (``month drop, extrapolated``).
+The month that is dropped holds real signed chains (the gateway's wire format, each
+chunk signed, 96 output bytes a chunk), so its drop verifies them as retention does
+and every tombstone says ``ok``; the other months' chunks are random bytes (signing
+5 M chunks would take longer than the rest).
 
 Then it times, ``--runs`` times each, the queries behind ``sshtrail sessions``, the
 console's list (its third page), ``sshtrail search`` for the rare word and for the
 common one within a week, and ``sshtrail transfers --path`` (with its plan, to show
 which index answers); then drops the oldest month as retention does
-(consumer/deletion.py) and deletes 200 sessions of another row by row. Last, the
+(consumer/deletion.py): the time of each part of the drop (reading the chunks,
+verifying, signing, writing the tombstones) measured one after the other, then the
+whole drop with the chains verified in this process and with a process pool (one
+worker a core), alternately, twice each, all rolled back but the last, with the CPU
+time of each; and deletes 200 sessions of another month row by row. Last, the
 store group's writer writes the same real recordings into a partitioned and an
 unpartitioned (schema 0015) store, alternately, best of 3: the ratio is the
 partitioning's cost.
 
-    python -m bench.year [--scale 0.1] [--runs 30] [--admin-url postgresql://...]
+    python -m bench.year [--scale 0.1] [--runs 30] [--month-only] [--admin-url ...]
+
+``--month-only`` fills the store and index, then measures only the month's drop and
+the row-by-row deletions.
 """
 
 from __future__ import annotations
@@ -33,25 +40,28 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import random
+import resource
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, text
+from sqlalchemy import Connection, Engine, insert, select, text
 
-from consumer.deletion import delete_session, drop_month
+from consumer import chainpool
+from consumer.deletion import READ_ROWS, WRITE_ROWS, Deletion, delete_session, drop_month
 from consumer.messages import Received
 from consumer.store import StoreWriter
-from sshtrail import migrate, partitions, queries, search, transferqueries
-from sshtrail.chain import verify_chain
+from sshtrail import events, migrate, partitions, queries, search, tombstone, transferqueries
+from sshtrail.chain import ChainWriter
 from sshtrail.db import make_engine
 from sshtrail.ids import uuid7
 from sshtrail.partitions import Month
+from sshtrail.tables import CHUNKS, DELETIONS, SESSIONS
 from sshtrail.wire import decode_chunk
-from tests.support.recordings import SIGNER, recording
+from tests.support.recordings import SIGNER, recording, start_event
 
 OPERATORS = [f"op{number:04d}" for number in range(1000)]
 TARGETS = [f"host{number:03d}" for number in range(200)]
@@ -113,10 +123,36 @@ def when(ms: int) -> dt.datetime:
     return dt.datetime.fromtimestamp(ms / 1000, dt.UTC)
 
 
-def fill(store_url: str, index_url: str, count: int, seed: int) -> dict[str, int]:
-    """Fill the store and the index through COPY; the rows written of each kind."""
+def signed_chain(session_id: Any, count: int, rng: random.Random) -> list[bytes]:
+    """A closed session's ``count`` chunks as a gateway signs them: start, outputs, end."""
+    writer = ChainWriter(session_id, SIGNER)
+    start = start_event()
+    chunks = [writer.encode([start, events.Exec(t=1, mode="exec", command=b"uptime")])]
+    for number in range(count - 2):
+        chunks.append(writer.encode([events.Output(t=2 + number, data=rng.randbytes(96))]))
+    end = events.End(
+        t=count,
+        reason="closed by client",
+        bytes_in=0,
+        bytes_out=96 * (count - 2),
+        chunks=count,
+        key=writer.public_key,
+    )
+    chunks.append(writer.encode([events.Exit(t=count, status=0), end]))
+    return chunks
+
+
+def dropped_month(now_ms: int) -> Month:
+    """The month the benchmark drops: the first whole one of the year."""
+    return Month.of(when(now_ms - 365 * DAY)).next()
+
+
+def fill(store_url: str, index_url: str, count: int, seed: int, now_ms: int) -> dict[str, int]:
+    """Fill the store and the index through COPY; the rows written of each kind, the
+    :func:`dropped_month`'s sessions with signed chains."""
     rng = random.Random(seed)
-    now_ms = time.time_ns() // 1_000_000
+    signed = dropped_month(now_ms)
+    signing_key = SIGNER.public_key().public_bytes_raw()
     store = make_engine(store_url)
     with store.begin() as conn:
         for back in range(13):  # partitions for the year behind (the months ahead exist)
@@ -134,16 +170,17 @@ def fill(store_url: str, index_url: str, count: int, seed: int) -> dict[str, int
             "COPY sessions (id, operator, client, target, target_host, target_port, "
             "target_user, gateway, term, request, command, started_at, ended_at, "
             "last_chunk_at, status, exit_status, bytes_in, bytes_out, chunk_count, "
-            "last_seq, gaps, verified) FROM STDIN"
+            "last_seq, gaps, verified, signing_key) FROM STDIN"
         ) as rows,
     ):
         for item in items:
             start, end = when(item["start"]), when(item["end"])
+            key = signing_key if signed.low <= item["id"] < signed.high else None
             rows.write_row(
                 (item["id"], item["operator"], "10.0.0.1:50000", item["target"], "10.1.0.1",
                  22, "root", "gw-1", "xterm", "shell", "", start, end, end, "closed", 0,
                  item["chunks"] * 10, item["chunks"] * 96, item["chunks"],
-                 item["chunks"] - 1, "[]", None)
+                 item["chunks"] - 1, "[]", None, key)
             )  # fmt: skip
             totals["sessions"] += 1
     with (
@@ -166,9 +203,13 @@ def fill(store_url: str, index_url: str, count: int, seed: int) -> dict[str, int
         for item in items:
             sid, end = item["id"], when(item["end"])
             span = item["end"] - item["start"]
-            for seq in range(item["chunks"]):
+            if signed.low <= sid < signed.high:
+                datas = signed_chain(sid, item["chunks"], rng)
+            else:
+                datas = [rng.randbytes(96) for _ in range(item["chunks"])]
+            for seq, data in enumerate(datas):
                 t = seq * span * 1_000_000 // item["chunks"]
-                chunks.write_row((sid, seq, t, t, 0, seq, rng.randbytes(96), end))
+                chunks.write_row((sid, seq, t, t, 0, seq, data, end))
             for number in range(item["lines"]):
                 word = WORDS[rng.randrange(len(WORDS))]
                 line = f"{word} /var/lib/{rng.getrandbits(32):08x} {number}"
@@ -270,39 +311,140 @@ def queries_at_size(store: Engine, index: Engine, runs: int) -> None:
         print(f"plan, path LIKE '{pattern}': {plan_of(store, statement)}")
 
 
-def verify_cost_per_chunk(chunks: int = 20, sessions_count: int = 50) -> float:
-    """Seconds to verify one chunk of a real signed chain (what the fill's chunks lack)."""
-    made = [recording(chunks=chunks) for _ in range(sessions_count)]
-    key = SIGNER.public_key().public_bytes_raw()
-    started = time.perf_counter()
-    for _, messages in made:
-        verdict = verify_chain(list(enumerate(messages)), [key])
-        assert verdict.status.value == "ok", verdict
-    return (time.perf_counter() - started) / (chunks * sessions_count)
+#: Chunks in a month at scale 1.0: 5 M a year over 365 days, a month of 30.4 days.
+FULL_MONTH_CHUNKS = 416_000
 
 
-def deletions(store: Engine, per_chunk_s: float) -> None:
-    """Drop the oldest full month as retention does; delete 200 sessions row by row."""
+def month_parts(store: Engine, month: Month, deletion: Deletion) -> dict[str, float]:
+    """Seconds each part of dropping ``month`` takes, measured one after the other in
+    one process: reading its chunks in (session, seq) order, verifying every chain,
+    signing the tombstones, writing them (rolled back: the month stays)."""
+    in_month = (CHUNKS.c.session_id >= month.low) & (CHUNKS.c.session_id < month.high)
+    chunks = (
+        select(CHUNKS.c.session_id, CHUNKS.c.seq, CHUNKS.c.data)
+        .where(in_month)
+        .order_by(CHUNKS.c.session_id, CHUNKS.c.seq)
+        .execution_options(yield_per=READ_ROWS)
+    )
+    parts: dict[str, float] = {}
+    with store.connect() as conn:
+        in_sessions = (SESSIONS.c.id >= month.low) & (SESSIONS.c.id < month.high)
+        rows = conn.execute(select(SESSIONS).where(in_sessions)).mappings()
+        sessions = {row["id"]: dict(row) for row in rows}
+        started = time.perf_counter()
+        stored: dict[Any, list[tuple[int, bytes]]] = {}
+        for session_id, seq, data in conn.execute(chunks):
+            stored.setdefault(session_id, []).append((seq, data))
+        parts["read"] = time.perf_counter() - started
+        chains = [
+            chainpool.Chain(sid, got, (sessions[sid]["signing_key"],))
+            for sid, got in stored.items()
+        ]
+        started = time.perf_counter()
+        checked = chainpool.check(chains)
+        parts["verify"] = time.perf_counter() - started
+        assert {item.status.value for item in checked} == {"ok"}, "the chains do not verify"
+        started = time.perf_counter()
+        stones = [
+            tombstone.tombstone_row(
+                {**sessions[item.session_id], "final_digest": item.final_digest},
+                verdict=item.status.value,
+                deleted_at=deletion.at,
+                rule=deletion.rule,
+                deleted_by=deletion.by,
+                reason=deletion.reason,
+                signer=deletion.signer,
+            )
+            for item in checked
+        ]
+        parts["sign"] = time.perf_counter() - started
+        started = time.perf_counter()
+        for first in range(0, len(stones), WRITE_ROWS):
+            conn.execute(insert(DELETIONS), stones[first : first + WRITE_ROWS])
+        parts["write"] = time.perf_counter() - started
+        conn.rollback()
+    return parts
+
+
+class Took(NamedTuple):
+    """Wall and CPU seconds of a month's drop."""
+
+    wall: float
+    own_cpu: float
+    workers_cpu: float
+
+
+def timed_drop(
+    conn: Connection, month: Month, deletion: Deletion, workers: int
+) -> tuple[int | None, Took]:
+    """:func:`drop_month` with ``workers`` verifying processes, and what it took (the
+    workers' CPU counted once they are ended, as the drop ends its pool)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own, started = time.process_time(), time.perf_counter()
+    dropped = drop_month(conn, month, lambda _: deletion, workers=workers)
+    wall, own = time.perf_counter() - started, time.process_time() - own
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    spent = after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime
+    return dropped, Took(wall, own, max(0.0, spent))
+
+
+def deletions(store: Engine, month: Month) -> None:
+    """Drop ``month`` (signed chains) as retention does, in one process and with a
+    pool, twice each (all rolled back but the last); delete 200 sessions of the next
+    month row by row."""
     signer = Ed25519PrivateKey.generate()
     at = dt.datetime.now(dt.UTC)
+    deletion = Deletion("bench", "bench", "a year", signer, at)
     with store.connect() as conn:
-        month = partitions.months(conn)[1]  # the first one is partial: the year began in it
         counts = conn.execute(
             text("SELECT count(*), coalesce(sum(chunk_count), 0)::bigint FROM sessions "
                  "WHERE id >= :low AND id < :high"),
             {"low": month.low, "high": month.high},
         ).one()  # fmt: skip
-    started = time.perf_counter()
-    with store.begin() as conn:
-        dropped = drop_month(
-            conn, month, lambda _: ("bench", "a year"), by="bench", signer=signer, at=at
-        )
-    took = time.perf_counter() - started
-    assert dropped == counts[0], (dropped, counts)
+    sessions_count, chunks = counts
+    parts = month_parts(store, month, deletion)
     print(
-        f"month {month} dropped: {counts[0]:,} sessions, {counts[1]:,} chunks in {took:.1f} s; "
-        f"with real chains (+{per_chunk_s * 1e6:.0f} us a chunk) "
-        f"{took + counts[1] * per_chunk_s:.1f} s"
+        f"month {month}, {sessions_count:,} sessions, {chunks:,} signed chunks, its parts "
+        "one after the other in one process: "
+        + ", ".join(f"{name} {took:.2f} s" for name, took in parts.items())
+        + f" (verifying {parts['verify'] / chunks * 1e6:.0f} us a chunk)"
+    )
+    # Alternately, best of 2 wall times: the machine's load drifts during a run.
+    workers = chainpool.cores()
+    runs: dict[int, list[Took]] = {1: [], workers: []}
+    for last in (False, True):
+        for count in (1, workers):
+            with store.connect() as conn:
+                dropped, took = timed_drop(conn, month, deletion, count)
+                if last and count == workers:
+                    conn.commit()
+                else:
+                    conn.rollback()
+            assert dropped == sessions_count, (dropped, counts)
+            runs[count].append(took)
+    single, pooled = (min(runs[count], key=lambda took: took.wall) for count in (1, workers))
+    with store.connect() as conn:
+        verdicts: dict[str, int] = dict(
+            conn.execute(text("SELECT verdict, count(*) FROM deletions GROUP BY verdict")).all()
+        )
+    assert verdicts == {"ok": sessions_count}, verdicts
+    full = FULL_MONTH_CHUNKS / chunks
+    for name, took in (("one process", single), (f"{workers} worker processes", pooled)):
+        # On ``workers`` cores of its own the drop takes at least its busiest process's
+        # CPU time and its total over the cores (the database's own CPU left out).
+        free = max(took.own_cpu, (took.own_cpu + took.workers_cpu) / workers)
+        print(
+            f"month {month} dropped, {name}: {took.wall:.1f} s; CPU {took.own_cpu:.1f} s "
+            f"here + {took.workers_cpu:.1f} s in workers, so >= {free:.1f} s on {workers} "
+            f"free cores; at scale 1.0 ({FULL_MONTH_CHUNKS:,} chunks, times scaled by "
+            f"chunks): {took.wall * full:.0f} s as here, >= {free * full:.0f} s on free cores"
+        )
+    walls = {
+        count: ", ".join(f"{took.wall:.1f}" for took in took_) for count, took_ in runs.items()
+    }
+    print(
+        f"every tombstone 'ok'; walls, one process {walls[1]} s, pool {walls[workers]} s; "
+        f"pool against one process, best wall: x{single.wall / pooled.wall:.2f}"
     )
     next_month: Month = month.next()
     with store.connect() as conn:
@@ -315,11 +457,11 @@ def deletions(store: Engine, per_chunk_s: float) -> None:
     started = time.perf_counter()
     for sid in ids:
         with store.begin() as conn:
-            delete_session(conn, sid, rule="bench", by="bench", reason="x", signer=signer, at=at)
+            delete_session(conn, sid, deletion)
     per_session = (time.perf_counter() - started) / len(ids)
     print(
-        f"row by row: {per_session * 1000:.1f} ms a session: a month of {counts[0]:,} "
-        f"would take {per_session * counts[0]:.0f} s"
+        f"row by row (unsigned chunks): {per_session * 1000:.1f} ms a session: a month of "
+        f"{sessions_count:,} would take {per_session * sessions_count:.0f} s"
     )
 
 
@@ -356,6 +498,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=30)
     parser.add_argument("--admin-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     parser.add_argument("--seed", type=int, default=31)
+    parser.add_argument(
+        "--month-only", action="store_true", help="measure only the month's drop and deletions"
+    )
     args = parser.parse_args()
     store_url = database(args.admin_url, "bench_year_store")
     index_url = database(args.admin_url, "bench_year_index")
@@ -363,23 +508,27 @@ def main() -> None:
     store, index = make_engine(store_url), make_engine(index_url)
     search.ensure_schema(index)
     started = time.perf_counter()
-    totals = fill(store_url, index_url, int(250_000 * args.scale), args.seed)
+    now_ms = time.time_ns() // 1_000_000
+    totals = fill(store_url, index_url, int(250_000 * args.scale), args.seed, now_ms)
     print(
         f"filled in {time.perf_counter() - started:.0f} s: "
         + ", ".join(f"{value:,} {name}" for name, value in totals.items())
     )
     store.dispose()
-    plain_url = copy_unpartitioned(args.admin_url, store_url)
-    plain = make_engine(plain_url)
+    if not args.month_only:
+        plain_url = copy_unpartitioned(args.admin_url, store_url)
+        plain = make_engine(plain_url)
+        store = make_engine(store_url)
+        for layout, engine in (("partitioned", store), ("unpartitioned (0015)", plain)):
+            print(f"-- {layout}")
+            queries_at_size(engine, index, args.runs)
+        plain.dispose()
     store = make_engine(store_url)
-    for layout, engine in (("partitioned", store), ("unpartitioned (0015)", plain)):
-        print(f"-- {layout}")
-        queries_at_size(engine, index, args.runs)
-    plain.dispose()
-    deletions(store, verify_cost_per_chunk())
+    deletions(store, dropped_month(now_ms))
     store.dispose()
     index.dispose()
-    throughput(args.admin_url, 100)
+    if not args.month_only:
+        throughput(args.admin_url, 100)
     with psycopg.connect(args.admin_url, autocommit=True) as conn:
         for name in ("store", "index", "plain", "partitioned", "unpartitioned"):
             conn.execute(f'DROP DATABASE IF EXISTS "bench_year_{name}" WITH (FORCE)')

@@ -11,25 +11,29 @@ rows: session rules never delete it.
 
 On a partitioned PostgreSQL store (sshtrail/partitions.py) a month whose every session
 is due and none held goes whole (:func:`drop_month`): the same tombstone for each of
-its sessions, then its rows in unpartitioned tables, then its two partitions detached
-and dropped, all in one transaction, so a month is whole or tombstones too.
+its sessions (a big month's chains verified by a pool of processes,
+consumer/chainpool.py, while this one signs), then its rows in unpartitioned tables,
+then its two partitions detached and dropped, all in one transaction, so a month is
+whole or tombstones too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import logging
 import uuid
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import delete, insert, select, text
 from sqlalchemy.engine import Connection
 
+from consumer import chainpool
 from consumer.transaction import locked_rows
 from sshtrail import holds, partitions, queries, tombstone
-from sshtrail.chain import verify_chain
 from sshtrail.errors import InvalidError, NotFound
 from sshtrail.tables import ALERTS, CHUNKS, DELETIONS, REFUSED_CHUNKS, SESSIONS, TRANSFERS
 
@@ -47,16 +51,19 @@ class Held(InvalidError):
         self.hold_ids = list(hold_ids)
 
 
-def delete_session(
-    conn: Connection,
-    session_id: uuid.UUID,
-    *,
-    rule: str | None,
-    by: str,
-    reason: str,
-    signer: Ed25519PrivateKey,
-    at: dt.datetime,
-) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Deletion:
+    """What a tombstone says of its deletion besides the session: the rule deleting it
+    (``None`` for a person's deletion), who, why and when, and the key signing it."""
+
+    rule: str | None
+    by: str
+    reason: str
+    signer: Ed25519PrivateKey
+    at: dt.datetime
+
+
+def delete_session(conn: Connection, session_id: uuid.UUID, deletion: Deletion) -> dict[str, Any]:
     """Delete the session in ``conn``'s transaction; its tombstone row. :class:`Held`
     when a hold names it, :class:`NotFound` when it is not stored (or already gone)."""
     found = list(locked_rows(conn, list(SESSIONS.c), SESSIONS.c.id, [session_id]))
@@ -66,27 +73,30 @@ def delete_session(
     held_by = holds.holding(holds.active(conn), session)
     if held_by:
         raise Held(session_id, held_by)
-    row = _tombstone(conn, session, rule=rule, by=by, reason=reason, signer=signer, at=at)
+    stored = queries.stored_chunks(conn, session_id)
+    [checked] = chainpool.check([_chain(session, stored)])
+    row = _tombstone_row(session, checked, deletion)
+    conn.execute(insert(DELETIONS).values(**row))
     for table in (ALERTS, TRANSFERS, REFUSED_CHUNKS, CHUNKS):
         conn.execute(delete(table).where(table.c.session_id == session_id))
     conn.execute(delete(SESSIONS).where(SESSIONS.c.id == session_id))
-    log.info("session %s deleted (%s), tombstone kept", session_id, rule or f"by {by}")
+    by = deletion.rule or f"by {deletion.by}"
+    log.info("session %s deleted (%s), tombstone kept", session_id, by)
     return row
 
 
-#: What a month's deletion asks of each of its sessions: the rule deleting it and why,
-#: or ``None`` when it is not due (the month is then kept whole).
-Decide = Callable[[Mapping[str, Any]], tuple[str, str] | None]
+#: What a month's deletion asks of each of its sessions: its deletion, or ``None`` when
+#: it is not due (the month is then kept whole).
+Decide = Callable[[Mapping[str, Any]], Deletion | None]
+
+#: Chunk rows fetched from the server-side cursor at a time.
+READ_ROWS = 5_000
+#: Tombstones written per statement.
+WRITE_ROWS = 500
 
 
 def drop_month(
-    conn: Connection,
-    month: partitions.Month,
-    decide: Decide,
-    *,
-    by: str,
-    signer: Ed25519PrivateKey,
-    at: dt.datetime,
+    conn: Connection, month: partitions.Month, decide: Decide, *, workers: int | None = None
 ) -> int | None:
     """Delete ``month``'s partitions in ``conn``'s transaction when ``decide`` says every
     session in it is due and no hold names one; how many sessions went, or ``None``
@@ -94,7 +104,11 @@ def drop_month(
 
     New holds wait for the commit (``holds`` locked in SHARE mode) and so do writes to
     the month (its partitions locked in SHARE mode; readers go on): what was checked
-    is what is dropped.
+    is what is dropped. The chunks are read once, session by session in seq order
+    (a server-side cursor: the month is never all in memory), and the chains verified
+    by ``workers`` processes (consumer/chainpool.py; by default one a core for a big
+    month) while this one signs and writes the tombstones. Only when every tombstone
+    is written are the rows and partitions dropped, in the same transaction.
     """
     names = [f"{partitions.SCHEMA}.{month.name(table)}" for table, _ in partitions.TABLES]
     present = conn.execute(
@@ -105,83 +119,94 @@ def drop_month(
         return None
     conn.execute(text(f"LOCK TABLE holds, {', '.join(names)} IN SHARE MODE"))
     in_month = (SESSIONS.c.id >= month.low) & (SESSIONS.c.id < month.high)
-    sessions = [dict(row) for row in conn.execute(select(SESSIONS).where(in_month)).mappings()]
+    sessions = {
+        row["id"]: dict(row) for row in conn.execute(select(SESSIONS).where(in_month)).mappings()
+    }
     active_holds = holds.active(conn)
-    decided = []
-    for session in sessions:
-        why = decide(session)
-        if why is None or holds.holding(active_holds, session):
+    decided: dict[uuid.UUID, Deletion] = {}
+    for session_id, session in sessions.items():
+        deletion = decide(session)
+        if deletion is None or holds.holding(active_holds, session):
             return None
-        decided.append((session, why))
-    # The month's chunks in one read of its partition, not a query a session.
-    stored: dict[uuid.UUID, list[tuple[int, bytes]]] = {}
-    chunks = select(CHUNKS.c.session_id, CHUNKS.c.seq, CHUNKS.c.data).where(
-        (CHUNKS.c.session_id >= month.low) & (CHUNKS.c.session_id < month.high)
-    )
-    for session_id, seq, data in conn.execute(chunks.execution_options(yield_per=2000)):
-        stored.setdefault(session_id, []).append((seq, data))
-    stones = [
-        _tombstone_row(
-            session,
-            sorted(stored.get(session["id"], [])),
-            rule=rule,
-            by=by,
-            reason=reason,
-            signer=signer,
-            at=at,
-        )
-        for session, (rule, reason) in decided
-    ]
-    for start in range(0, len(stones), 500):
-        conn.execute(insert(DELETIONS), stones[start : start + 500])
+        decided[session_id] = deletion
+    if workers is None:
+        workers = chainpool.workers_for(sum(s["chunk_count"] or 0 for s in sessions.values()))
+    written = _write_tombstones(conn, month, sessions, decided, workers)
+    if written != len(decided):  # every session verified once, or nothing is dropped
+        raise RuntimeError(f"month {month}: {written} tombstones for {len(decided)} sessions")
     for table in (ALERTS, TRANSFERS, REFUSED_CHUNKS):
         column = table.c.session_id
         conn.execute(delete(table).where((column >= month.low) & (column < month.high)))
     partitions.detach_and_drop(conn, month)
-    log.info("month %s dropped: %d sessions deleted, tombstones kept", month, len(decided))
+    log.info(
+        "month %s dropped: %d sessions deleted, tombstones kept (%d verifying)",
+        month,
+        len(decided),
+        workers,
+    )
     return len(decided)
 
 
-def _tombstone(
+def _write_tombstones(
     conn: Connection,
-    session: dict[str, Any],
-    *,
-    rule: str | None,
-    by: str,
-    reason: str,
-    signer: Ed25519PrivateKey,
-    at: dt.datetime,
-) -> dict[str, Any]:
-    """Verify the session's stored chain and write its signed tombstone; the row."""
-    stored = queries.stored_chunks(conn, session["id"])
-    row = _tombstone_row(session, stored, rule=rule, by=by, reason=reason, signer=signer, at=at)
-    conn.execute(insert(DELETIONS).values(**row))
-    return row
+    month: partitions.Month,
+    sessions: Mapping[uuid.UUID, dict[str, Any]],
+    decided: Mapping[uuid.UUID, Deletion],
+    workers: int,
+) -> int:
+    """Verify the month's chains and write a tombstone a session; how many written."""
+    in_month = (CHUNKS.c.session_id >= month.low) & (CHUNKS.c.session_id < month.high)
+    chunks = (
+        select(CHUNKS.c.session_id, CHUNKS.c.seq, CHUNKS.c.data)
+        .where(in_month)
+        .order_by(CHUNKS.c.session_id, CHUNKS.c.seq)
+        .execution_options(yield_per=READ_ROWS)
+    )
+    rows = conn.execute(chunks)
+    seen: set[uuid.UUID] = set()
+
+    def chains() -> Iterator[chainpool.Chain]:
+        for session_id, group in itertools.groupby(rows, key=lambda row: row[0]):
+            seen.add(session_id)
+            yield _chain(sessions[session_id], [(seq, data) for _, seq, data in group])
+        # A session without a chunk stored: its verdict says so.
+        for session_id in sessions.keys() - seen:
+            yield _chain(sessions[session_id], [])
+
+    written = 0
+    pending: list[dict[str, Any]] = []
+    for batch in chainpool.verdicts(chains(), workers):
+        for checked in batch:
+            session_id = checked.session_id
+            pending.append(_tombstone_row(sessions[session_id], checked, decided[session_id]))
+        if len(pending) >= WRITE_ROWS:
+            conn.execute(insert(DELETIONS), pending)
+            written, pending = written + len(pending), []
+    if pending:
+        conn.execute(insert(DELETIONS), pending)
+        written += len(pending)
+    return written
+
+
+def _chain(session: Mapping[str, Any], stored: list[tuple[int, bytes]]) -> chainpool.Chain:
+    keys = (session["signing_key"],) if session["signing_key"] else ()
+    return chainpool.Chain(session["id"], stored, keys)
 
 
 def _tombstone_row(
-    session: dict[str, Any],
-    stored: list[tuple[int, bytes]],
-    *,
-    rule: str | None,
-    by: str,
-    reason: str,
-    signer: Ed25519PrivateKey,
-    at: dt.datetime,
+    session: dict[str, Any], checked: chainpool.Checked, deletion: Deletion
 ) -> dict[str, Any]:
-    """The signed tombstone of ``session``, its chain verified from ``stored``."""
-    keys = [session["signing_key"]] if session["signing_key"] else []
-    verdict = verify_chain(stored, keys)
+    """The signed tombstone of ``session``, whose chain verified as ``checked``."""
     if session["final_digest"] is None:
-        session["final_digest"] = verdict.final_digest
+        session["final_digest"] = checked.final_digest
     return tombstone.tombstone_row(
         session,
-        verdict=verdict.status.value,
-        deleted_at=at,
-        rule=rule,
-        deleted_by=by,
-        reason=reason,
-        signer=signer,
+        verdict=checked.status.value,
+        deleted_at=deletion.at,
+        rule=deletion.rule,
+        deleted_by=deletion.by,
+        reason=deletion.reason,
+        signer=deletion.signer,
     )
 
 

@@ -30,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine
 
 from consumer.accesstrim import AccessTrim
-from consumer.deletion import Held, delete_session, drop_month
+from consumer.deletion import Deletion, Held, delete_session, drop_month
 from consumer.transaction import Transaction
 from sshtrail import partitions, retention
 from sshtrail.errors import NotFound
@@ -116,9 +116,7 @@ class RetentionWork:
         assert self._signer is not None  # there are rules: checked at start
         for month in candidates:
             with Transaction(self._engine, "retention month") as conn:
-                dropped = drop_month(
-                    conn, month, self._decide, by=BY_RETENTION, signer=self._signer, at=at
-                )
+                dropped = drop_month(conn, month, lambda session: self._decide(session, at))
             if dropped is None:
                 self._kept_months[month] = time.monotonic() + MONTH_RECHECK_S
                 continue
@@ -126,28 +124,23 @@ class RetentionWork:
             self.months_dropped += 1
             self.deleted += dropped
 
-    def _decide(self, session: Mapping[str, Any]) -> tuple[str, str] | None:
-        """The rule deleting ``session`` now and why, or ``None`` when it is not due."""
+    def _decide(self, session: Mapping[str, Any], at: dt.datetime) -> Deletion | None:
+        """``session``'s deletion by its rule at ``at``, or ``None`` when not due then."""
         rule = retention.rule_for(self._rules, session["operator"], session["target"])
         end = retention.ended(session)
         if rule is None or end is None or end + rule.keep > self._clock():
             return None
-        return rule.name, _reason(rule)
+        return self._deletion(rule, at)
+
+    def _deletion(self, rule: retention.Rule, at: dt.datetime) -> Deletion:
+        assert self._signer is not None  # there are rules: checked at start
+        return Deletion(rule.name, BY_RETENTION, _reason(rule), self._signer, at)
 
     def _delete(self, item: retention.Due) -> None:
         session_id = item.session["id"]
-        assert self._signer is not None  # there are rules: checked at start
         try:
             with Transaction(self._engine, "retention delete") as conn:
-                delete_session(
-                    conn,
-                    session_id,
-                    rule=item.rule.name,
-                    by=BY_RETENTION,
-                    reason=_reason(item.rule),
-                    signer=self._signer,
-                    at=self._clock(),
-                )
+                delete_session(conn, session_id, self._deletion(item.rule, self._clock()))
         except Held as held:  # placed since the plan was made
             log.info("retention: %s", held)
         except NotFound:  # another member deleted it first

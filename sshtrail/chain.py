@@ -154,11 +154,14 @@ def verify_chain(
     try:
         chunks = _decode_all(stored)
         end_chunk = _end_chunk(chunks)
+        # Checked once: an Ed25519 check costs as much as a chunk's whole verification.
+        authentic = end_chunk is not None and end_signature_valid(end_chunk)
+        _check_session(chunks, end_chunk, authentic)
         signer = end_chunk.end.key if end_chunk is not None and end_chunk.end else None
         if known is not None:
             _check_known(chunks, known)
-        _check_links(chunks, end_chunk)
-        _check_end(chunks, end_chunk, trusted_keys)
+        _check_links(chunks, end_chunk, authentic)
+        _check_end(chunks, end_chunk, trusted_keys, authentic)
     except _Tampered as exc:
         return Verdict(Status.TAMPERED, exc.detail, exc.seq, signer=signer)
     if not chunks:
@@ -198,17 +201,19 @@ def _decode_all(stored: Iterable[tuple[int, bytes]]) -> dict[int, Chunk]:
         if chunk.end is None and chunk.signer is not None and not chunk_signature_valid(chunk):
             raise _Tampered(seq, f"chunk {seq} was altered: its signature does not verify")
         chunks[seq] = chunk
-    if chunks:
-        # The session is the one an authentic end chunk names (its signature covers the
-        # id); else the one most chunks name, the earliest on a tie.
-        end = _end_chunk(chunks)
-        ids = Counter(chunk.session_id for chunk in chunks.values())
-        authentic = end is not None and end_signature_valid(end)
-        session_id = end.session_id if end is not None and authentic else ids.most_common(1)[0][0]
-        stray = [seq for seq, chunk in chunks.items() if chunk.session_id != session_id]
-        if stray:
-            raise _Tampered(stray[0], f"chunk {stray[0]} belongs to another session")
     return chunks
+
+
+def _check_session(chunks: dict[int, Chunk], end: Chunk | None, authentic: bool) -> None:
+    """Every chunk names the session: the one an authentic end chunk names (its
+    signature covers the id); else the one most chunks name, the earliest on a tie."""
+    if not chunks:
+        return
+    ids = Counter(chunk.session_id for chunk in chunks.values())
+    session_id = end.session_id if end is not None and authentic else ids.most_common(1)[0][0]
+    stray = [seq for seq, chunk in chunks.items() if chunk.session_id != session_id]
+    if stray:
+        raise _Tampered(stray[0], f"chunk {stray[0]} belongs to another session")
 
 
 def _end_chunk(chunks: dict[int, Chunk]) -> Chunk | None:
@@ -229,9 +234,8 @@ def _check_known(chunks: dict[int, Chunk], known: Known) -> None:
         raise _Tampered(gone[0][0], f"chunks {ranges} were stored and are gone")
 
 
-def _check_links(chunks: dict[int, Chunk], end_chunk: Chunk | None) -> None:
+def _check_links(chunks: dict[int, Chunk], end_chunk: Chunk | None, authentic_end: bool) -> None:
     """Every chunk follows the one before; the one blamed is the first altered."""
-    authentic_end = end_chunk is not None and end_signature_valid(end_chunk)
     if end_chunk is not None and authentic_end:
         # The end is authentic: walk back, each chunk vouching for the one before it.
         vouched = end_chunk.prev
@@ -256,7 +260,10 @@ def _check_links(chunks: dict[int, Chunk], end_chunk: Chunk | None) -> None:
 
 
 def _check_end(
-    chunks: dict[int, Chunk], end_chunk: Chunk | None, trusted_keys: Collection[bytes]
+    chunks: dict[int, Chunk],
+    end_chunk: Chunk | None,
+    trusted_keys: Collection[bytes],
+    authentic: bool,
 ) -> None:
     """The signed end chunk, if there is one, is last and genuine."""
     if end_chunk is None:
@@ -266,7 +273,7 @@ def _check_end(
     assert end_chunk.signature is not None
     if seq != max(chunks):
         raise _Tampered(seq, f"chunks follow the end chunk {seq}")
-    if not end_signature_valid(end_chunk):
+    if not authentic:
         raise _Tampered(seq, "the end chunk's signature does not verify")
     if end.key not in trusted_keys:
         raise _Tampered(seq, "signed by a key that is not trusted")

@@ -8,7 +8,7 @@ import datetime as dt
 import getpass
 import sys
 
-from consumer.deletion import Held, delete_session
+from consumer.deletion import Deletion, Held, delete_session
 from consumer.service import open_database
 from consumer.web import access
 from sshtrail import queries, tombstone
@@ -24,15 +24,8 @@ def run(args: argparse.Namespace, settings: Settings) -> int:
         with engine.begin() as conn:
             session_id = queries.resolve(conn, args.session)
             try:
-                row = delete_session(
-                    conn,
-                    session_id,
-                    rule=None,
-                    by=who,
-                    reason=args.reason,
-                    signer=signer,
-                    at=dt.datetime.now(dt.UTC),
-                )
+                deletion = Deletion(None, who, args.reason, signer, dt.datetime.now(dt.UTC))
+                row = delete_session(conn, session_id, deletion)
             except Held as held:
                 access.record_from_cli(settings, who, "delete", session_id, f"refused: {held}")
                 print(f"sshtrail: {held}", file=sys.stderr)

@@ -16,7 +16,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, delete, select
 
-from consumer.deletion import delete_session
+from consumer.deletion import Deletion, delete_session
 from sshtrail.tables import CHUNKS, SESSIONS
 from tests.support.bus import KafkaBus
 from tests.support.cli import sshtrail
@@ -92,11 +92,13 @@ def test_expired_offsets_are_fine_when_stored_or_tombstoned_and_reported_when_no
         delete_session(
             conn,
             deleted,
-            rule=None,
-            by="admin",
-            reason="a GDPR request",
-            signer=Ed25519PrivateKey.generate(),
-            at=dt.datetime.now(dt.UTC),
+            Deletion(
+                rule=None,
+                by="admin",
+                reason="a GDPR request",
+                signer=Ed25519PrivateKey.generate(),
+                at=dt.datetime.now(dt.UTC),
+            ),
         )
     status, rows = lag(config)
     assert status == 0, rows

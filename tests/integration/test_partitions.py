@@ -10,8 +10,9 @@ from collections.abc import Iterator
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import Engine, insert, select, text
+from sqlalchemy import Connection, Engine, insert, select, text
 
+from consumer.deletion import Deletion, drop_month
 from consumer.messages import Received
 from consumer.retentionwork import RetentionWork
 from consumer.store import StoreWriter
@@ -151,3 +152,48 @@ def test_a_month_holding_a_held_session_is_not_dropped(engine: Engine) -> None:
     with engine.connect() as conn:
         assert month in partitions.months(conn, "sessions")
         assert set(conn.execute(select(SESSIONS.c.id)).scalars()) == {ids[0]}
+
+
+def test_a_month_verified_by_a_pool_has_the_tombstones_one_process_gives(
+    engine: Engine,
+) -> None:
+    """Workers verify a month's chains as this process would: the intact sessions'
+    tombstones say ``ok``, an altered chunk's says ``tampered``, a removed one's ``gap``."""
+    intact, altered, cut = store(engine, 3)
+    with engine.begin() as conn:
+        conn.execute(
+            text(
+                "UPDATE chunks SET data = substring(data FROM 1 FOR length(data) - 1) "
+                "|| CASE WHEN get_byte(data, length(data) - 1) = 0 THEN '\\x01'::bytea "
+                "ELSE '\\x00'::bytea END WHERE session_id = :id AND seq = 1"
+            ),
+            {"id": altered},
+        )
+        conn.execute(text("DELETE FROM chunks WHERE session_id = :id AND seq = 1"), {"id": cut})
+    month = Month.of(dt.datetime.now(dt.UTC))
+    deletion = Deletion("month", tombstone.BY_RETENTION, "x", SIGNER, dt.datetime.now(dt.UTC))
+
+    def stones(conn: Connection) -> dict[uuid.UUID, tuple[str, bytes | None]]:
+        rows = conn.execute(
+            select(DELETIONS.c.session_id, DELETIONS.c.verdict, DELETIONS.c.final_digest)
+        )
+        return {sid: (verdict, digest) for sid, verdict, digest in rows}
+
+    with engine.connect() as conn:
+        assert drop_month(conn, month, lambda _: deletion, workers=1) == 3
+        one_process = stones(conn)
+        conn.rollback()
+    with engine.begin() as conn:
+        assert drop_month(conn, month, lambda _: deletion, workers=2) == 3
+    with engine.connect() as conn:
+        pooled = stones(conn)
+        rows = list(conn.execute(select(DELETIONS)).mappings())
+        assert month not in partitions.months(conn, "sessions")
+    assert pooled == one_process
+    assert {sid: verdict for sid, (verdict, _) in pooled.items()} == {
+        intact: "ok",
+        altered: "tampered",
+        cut: "gap",
+    }
+    own = SIGNER.public_key().public_bytes_raw()
+    assert all(tombstone.check(dict(row), own).ok for row in rows)

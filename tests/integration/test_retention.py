@@ -11,7 +11,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, func, select
 
-from consumer.deletion import Held, delete_session
+from consumer.deletion import Deletion, Held, delete_session
 from consumer.indexer import IndexWriter
 from consumer.indexpurge import DELETED, IndexPurge
 from consumer.messages import Received
@@ -99,7 +99,7 @@ def test_an_edited_or_foreign_tombstone_does_not_check(store_engine: Engine) -> 
     StoreWriter(store_engine, dt.timedelta(hours=1)).write(received(messages))
     with store_engine.begin() as conn:
         row = delete_session(
-            conn, sid, rule=None, by="dpo", reason="GDPR 17", signer=SIGNER, at=later(0)
+            conn, sid, Deletion(rule=None, by="dpo", reason="GDPR 17", signer=SIGNER, at=later(0))
         )
     own = SIGNER.public_key().public_bytes_raw()
     assert tombstone.check(row, own).ok
@@ -135,7 +135,9 @@ def test_a_held_session_stays_and_deleting_it_is_refused_until_released(
     RetentionWork(store_engine, [FIVE_S], 0.01, SIGNER, clock=lambda: later(6)).run(5.0)
     assert stored_ids(store_engine) == {by_id, by_operator}
     with pytest.raises(Held, match="legal hold"), store_engine.begin() as conn:
-        delete_session(conn, by_id, rule=None, by="dpo", reason="asked", signer=SIGNER, at=now)
+        delete_session(
+            conn, by_id, Deletion(rule=None, by="dpo", reason="asked", signer=SIGNER, at=now)
+        )
     assert by_id in stored_ids(store_engine)
     with store_engine.begin() as conn:
         holds.release(conn, first[:8], by="legal", reason="settled", at=later(0))
@@ -154,7 +156,9 @@ def test_chunks_read_again_after_deletion_do_not_bring_the_session_back(
     writer.write(received(messages))
     with store_engine.begin() as conn:
         delete_session(
-            conn, sid, rule="short", by="retention", reason="x", signer=SIGNER, at=later(0)
+            conn,
+            sid,
+            Deletion(rule="short", by="retention", reason="x", signer=SIGNER, at=later(0)),
         )
     again = writer.write(received(messages))  # a reprocess of the session's offsets
     assert (again.written, again.duplicates) == (0, 5)
@@ -183,7 +187,9 @@ def test_the_index_drops_a_deleted_session_and_does_not_take_it_again(
     assert documents(gone_id) > 0
     with store_engine.begin() as conn:
         delete_session(
-            conn, gone_id, rule="short", by="retention", reason="x", signer=SIGNER, at=later(0)
+            conn,
+            gone_id,
+            Deletion(rule="short", by="retention", reason="x", signer=SIGNER, at=later(0)),
         )
     index.background(1.0)
     assert documents(gone_id) == 0
@@ -258,7 +264,9 @@ def test_a_deletion_takes_the_sessions_transfers_and_alerts_and_nothing_else(
                 )
             )
     with store_engine.begin() as conn:
-        delete_session(conn, sid, rule="short", by="retention", reason="x", signer=SIGNER, at=now)
+        delete_session(
+            conn, sid, Deletion(rule="short", by="retention", reason="x", signer=SIGNER, at=now)
+        )
     with store_engine.connect() as conn:
         for table in (TRANSFERS, ALERTS, CHUNKS):
             left = set(conn.execute(select(table.c.session_id)).scalars())
@@ -287,7 +295,9 @@ def test_a_hold_on_a_deleted_session_is_refused(store_engine: Engine) -> None:
     sid, messages = recording(chunks=2)
     StoreWriter(store_engine, dt.timedelta(hours=1)).write(received(messages))
     with store_engine.begin() as conn:
-        delete_session(conn, sid, rule=None, by="dpo", reason="x", signer=SIGNER, at=later(0))
+        delete_session(
+            conn, sid, Deletion(rule=None, by="dpo", reason="x", signer=SIGNER, at=later(0))
+        )
     with pytest.raises(NotFound, match="not stored"), store_engine.begin() as conn:
         holds.place(conn, by="legal", reason="r", case="C", at=later(0), session_id=sid)
     with store_engine.connect() as conn:
@@ -308,7 +318,9 @@ def test_the_index_purge_pages_through_tombstones_and_looks_again_later(
     def delete(session_id: uuid.UUID) -> None:
         with store_engine.begin() as conn:
             delete_session(
-                conn, session_id, rule="r", by="retention", reason="x", signer=SIGNER, at=later(0)
+                conn,
+                session_id,
+                Deletion(rule="r", by="retention", reason="x", signer=SIGNER, at=later(0)),
             )
 
     def ended_as_deleted() -> set[uuid.UUID]:

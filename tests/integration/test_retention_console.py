@@ -12,7 +12,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Engine, select
 from starlette.testclient import TestClient
 
-from consumer.deletion import delete_session
+from consumer.deletion import Deletion, delete_session
 from consumer.messages import Received
 from consumer.store import StoreWriter
 from consumer.web.app import create_app
@@ -51,11 +51,13 @@ def test_the_console_shows_holds_and_deletions_to_admins_only(
         delete_session(
             conn,
             gone,
-            rule=None,
-            by="dpo",
-            reason="GDPR request 118",
-            signer=Ed25519PrivateKey.generate(),
-            at=now,
+            Deletion(
+                rule=None,
+                by="dpo",
+                reason="GDPR request 118",
+                signer=Ed25519PrivateKey.generate(),
+                at=now,
+            ),
         )
     assert sign_in(client, "ann").status_code == 303
     assert listed(client) == {held.hex}
