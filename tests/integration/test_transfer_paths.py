@@ -41,7 +41,10 @@ PATTERNS = (
     ("/srv/host042/*", True),
     ("*/0a1b*", True),
     ("*/archive/*", False),  # only a rename's new path (path2) has it; 1 row in 100
-    ("*releases/[0-3]a1*", True),
+    # Its literal text ("releases/", then "a1": a class cuts it) is in half the rows:
+    # from its sampled statistics PostgreSQL may as well walk the newest sessions
+    # and probe their transfers (no sequential scan either), and sometimes does.
+    ("*releases/[0-3]a1*", False),
     ("/srv/host007/a_b%c.txt", True),
     ("/srv/host007/back\\slash", True),
     ("/srv/host007/x[[]1].log", True),  # a class of "[": the path's own brackets
@@ -107,7 +110,11 @@ def fill(engine: Engine, sessions: list[dict[str, Any]], transfers: list[dict[st
         # As autovacuum leaves them: the planner's statistics, and the rows inserted
         # since the trigram indexes were made moved from their GIN pending lists (which
         # PostgreSQL costs as read whole) into the indexes proper.
+        # Sampled from every row (a target of 1,000 samples 300,000), so the plans
+        # are the same at every run: a sample of 30,000 of the 30,300 transfers once
+        # tipped a borderline pattern's plan.
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            conn.execute(text("SET default_statistics_target = 1000"))
             conn.execute(text("VACUUM ANALYZE sessions, transfers"))
 
 
