@@ -91,6 +91,7 @@ def test_topics_refuses_what_breaks_a_promise_and_changes_nothing(
 
     status, out, err = Running("topics", cwd=tmp_path, env=_env(broker, name)).wait()
     assert status == 1
+    assert out, err  # what topics said instead, if it printed no table
     assert out.splitlines()[0] == (
         f"{name}  2 partitions, replication factor 1, min.insync.replicas 1, retention 7 days "
         "(exists)"
