@@ -75,9 +75,11 @@ lint: install-test
 		$(BIN)/alembic -x url=sqlite:///$$db check
 
 # More workers than cores: most tests wait on brokers, sshd and subprocesses, not the
-# CPU (on 2 cores the suite took 15:43 with 2 workers, 13:11 with 3). A module's
-# tests stay on one worker (they share module fixtures: stacks, gateways, clusters).
-TEST_WORKERS ?= 3
+# CPU. On 2 cores, 1,612 tests (2026-12-07): 14:25 with 4 workers, load ~16 at the
+# busiest; 3 workers took 25-30 min before two fixture fixes (docs/performance.md).
+# A module's tests stay on one worker (they share module fixtures: stacks, gateways,
+# clusters).
+TEST_WORKERS ?= 4
 # --durations: the slowest tests of each run, where the suite's time goes.
 test: install-test system-packages postgres kafka lint
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadscope --durations=30
