@@ -51,7 +51,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, insert, select, text
 
 from consumer import chainpool
-from consumer.deletion import READ_ROWS, WRITE_ROWS, Deletion, delete_session, drop_month
+from consumer.deletion import WRITE_ROWS, Deletion, delete_session, drop_month, month_chunks
 from consumer.messages import Received
 from consumer.store import StoreWriter
 from sshtrail import events, migrate, partitions, queries, search, tombstone, transferqueries
@@ -59,7 +59,7 @@ from sshtrail.chain import ChainWriter
 from sshtrail.db import make_engine
 from sshtrail.ids import uuid7
 from sshtrail.partitions import Month
-from sshtrail.tables import CHUNKS, DELETIONS, SESSIONS
+from sshtrail.tables import DELETIONS, SESSIONS
 from sshtrail.wire import decode_chunk
 from tests.support.recordings import SIGNER, recording, start_event
 
@@ -319,13 +319,7 @@ def month_parts(store: Engine, month: Month, deletion: Deletion) -> dict[str, fl
     """Seconds each part of dropping ``month`` takes, measured one after the other in
     one process: reading its chunks in (session, seq) order, verifying every chain,
     signing the tombstones, writing them (rolled back: the month stays)."""
-    in_month = (CHUNKS.c.session_id >= month.low) & (CHUNKS.c.session_id < month.high)
-    chunks = (
-        select(CHUNKS.c.session_id, CHUNKS.c.seq, CHUNKS.c.data)
-        .where(in_month)
-        .order_by(CHUNKS.c.session_id, CHUNKS.c.seq)
-        .execution_options(yield_per=READ_ROWS)
-    )
+    chunks = month_chunks(month)
     parts: dict[str, float] = {}
     with store.connect() as conn:
         in_sessions = (SESSIONS.c.id >= month.low) & (SESSIONS.c.id < month.high)

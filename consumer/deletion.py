@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from sqlalchemy import delete, insert, select, text
+from sqlalchemy import Select, delete, insert, select, text
 from sqlalchemy.engine import Connection
 
 from consumer import chainpool
@@ -147,6 +147,18 @@ def drop_month(
     return len(decided)
 
 
+def month_chunks(month: partitions.Month) -> Select[uuid.UUID, int, bytes]:
+    """The month's chunks a session after another, each in order (session, seq),
+    fetched ``READ_ROWS`` at a time (a server-side cursor on PostgreSQL)."""
+    in_month = (CHUNKS.c.session_id >= month.low) & (CHUNKS.c.session_id < month.high)
+    return (
+        select(CHUNKS.c.session_id, CHUNKS.c.seq, CHUNKS.c.data)
+        .where(in_month)
+        .order_by(CHUNKS.c.session_id, CHUNKS.c.seq)
+        .execution_options(yield_per=READ_ROWS)
+    )
+
+
 def _write_tombstones(
     conn: Connection,
     month: partitions.Month,
@@ -155,14 +167,7 @@ def _write_tombstones(
     workers: int,
 ) -> int:
     """Verify the month's chains and write a tombstone a session; how many written."""
-    in_month = (CHUNKS.c.session_id >= month.low) & (CHUNKS.c.session_id < month.high)
-    chunks = (
-        select(CHUNKS.c.session_id, CHUNKS.c.seq, CHUNKS.c.data)
-        .where(in_month)
-        .order_by(CHUNKS.c.session_id, CHUNKS.c.seq)
-        .execution_options(yield_per=READ_ROWS)
-    )
-    rows = conn.execute(chunks)
+    rows = conn.execute(month_chunks(month))
     seen: set[uuid.UUID] = set()
 
     def chains() -> Iterator[chainpool.Chain]:
