@@ -51,10 +51,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, insert, select, text
 
 from consumer import chainpool
-from consumer.deletion import WRITE_ROWS, Deletion, delete_session, drop_month, month_chunks
+from consumer.deletion import (
+    WRITE_ROWS,
+    Deletion,
+    chain_of,
+    delete_session,
+    drop_month,
+    month_chunks,
+    tombstone_of,
+)
 from consumer.messages import Received
 from consumer.store import StoreWriter
-from sshtrail import events, migrate, partitions, queries, search, tombstone, transferqueries
+from sshtrail import events, migrate, partitions, queries, search, transferqueries
 from sshtrail.chain import ChainWriter
 from sshtrail.db import make_engine
 from sshtrail.ids import uuid7
@@ -330,27 +338,13 @@ def month_parts(store: Engine, month: Month, deletion: Deletion) -> dict[str, fl
         for session_id, seq, data in conn.execute(chunks):
             stored.setdefault(session_id, []).append((seq, data))
         parts["read"] = time.perf_counter() - started
-        chains = [
-            chainpool.Chain(sid, got, (sessions[sid]["signing_key"],))
-            for sid, got in stored.items()
-        ]
+        chains = [chain_of(sessions[sid], got) for sid, got in stored.items()]
         started = time.perf_counter()
         checked = chainpool.check(chains)
         parts["verify"] = time.perf_counter() - started
         assert {item.status.value for item in checked} == {"ok"}, "the chains do not verify"
         started = time.perf_counter()
-        stones = [
-            tombstone.tombstone_row(
-                {**sessions[item.session_id], "final_digest": item.final_digest},
-                verdict=item.status.value,
-                deleted_at=deletion.at,
-                rule=deletion.rule,
-                deleted_by=deletion.by,
-                reason=deletion.reason,
-                signer=deletion.signer,
-            )
-            for item in checked
-        ]
+        stones = [tombstone_of(sessions[item.session_id], item, deletion) for item in checked]
         parts["sign"] = time.perf_counter() - started
         started = time.perf_counter()
         for first in range(0, len(stones), WRITE_ROWS):

@@ -74,8 +74,8 @@ def delete_session(conn: Connection, session_id: uuid.UUID, deletion: Deletion) 
     if held_by:
         raise Held(session_id, held_by)
     stored = queries.stored_chunks(conn, session_id)
-    [checked] = chainpool.check([_chain(session, stored)])
-    row = _tombstone_row(session, checked, deletion)
+    [checked] = chainpool.check([chain_of(session, stored)])
+    row = tombstone_of(session, checked, deletion)
     conn.execute(insert(DELETIONS).values(**row))
     for table in (ALERTS, TRANSFERS, REFUSED_CHUNKS, CHUNKS):
         conn.execute(delete(table).where(table.c.session_id == session_id))
@@ -173,17 +173,17 @@ def _write_tombstones(
     def chains() -> Iterator[chainpool.Chain]:
         for session_id, group in itertools.groupby(rows, key=lambda row: row[0]):
             seen.add(session_id)
-            yield _chain(sessions[session_id], [(seq, data) for _, seq, data in group])
+            yield chain_of(sessions[session_id], [(seq, data) for _, seq, data in group])
         # A session without a chunk stored: its verdict says so.
         for session_id in sessions.keys() - seen:
-            yield _chain(sessions[session_id], [])
+            yield chain_of(sessions[session_id], [])
 
     written = 0
     pending: list[dict[str, Any]] = []
     for batch in chainpool.verdicts(chains(), workers):
         for checked in batch:
             session_id = checked.session_id
-            pending.append(_tombstone_row(sessions[session_id], checked, decided[session_id]))
+            pending.append(tombstone_of(sessions[session_id], checked, decided[session_id]))
         if len(pending) >= WRITE_ROWS:
             conn.execute(insert(DELETIONS), pending)
             written, pending = written + len(pending), []
@@ -193,12 +193,14 @@ def _write_tombstones(
     return written
 
 
-def _chain(session: Mapping[str, Any], stored: list[tuple[int, bytes]]) -> chainpool.Chain:
+def chain_of(session: Mapping[str, Any], stored: list[tuple[int, bytes]]) -> chainpool.Chain:
+    """What the pool verifies of ``session``: its stored (seq, data) chunks, in order,
+    against the key its start named (none: the verdict says unsigned)."""
     keys = (session["signing_key"],) if session["signing_key"] else ()
     return chainpool.Chain(session["id"], stored, keys)
 
 
-def _tombstone_row(
+def tombstone_of(
     session: dict[str, Any], checked: chainpool.Checked, deletion: Deletion
 ) -> dict[str, Any]:
     """The signed tombstone of ``session``, whose chain verified as ``checked``."""
