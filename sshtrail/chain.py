@@ -30,9 +30,9 @@ from sshtrail.seqranges import complement, describe_ranges
 from sshtrail.wire import (
     GENESIS,
     Chunk,
-    chain_digest,
     decode_chunk,
-    encode_chunk,
+    encode_chunk_digest,
+    encode_signed_chunk,
     signature_message,
 )
 
@@ -67,12 +67,26 @@ class ChainWriter:
         """Encode the next chunk; a chunk ending in ``end`` closes the chain."""
         if self.closed:
             raise ValueError(f"session {self.session_id} already ended")
-        data = encode_chunk(
+        data, self.prev = encode_chunk_digest(
             self.session_id, self.seq, self.prev, events, self._signer, legacy=self._legacy
         )
-        self.prev = chain_digest(data)
         self.seq += 1
         self.closed = isinstance(events[-1], End)
+        return data
+
+    def encode_encoded(self, seq: int, events: bytes, *, end: bool) -> bytes:
+        """Encode the next chunk from events already encoded (``wire.encode_events``)
+        and checked (``wire.shape_problem``) by whoever numbered it ``seq``: a
+        gateway's recorder process, handed them by the relay's."""
+        if self.closed:
+            raise ValueError(f"session {self.session_id} already ended")
+        if seq != self.seq:
+            raise ValueError(f"session {self.session_id}: chunk {seq} came where {self.seq} is due")
+        data, self.prev = encode_signed_chunk(
+            self.session_id, seq, self.prev, events, self._signer, end=end
+        )
+        self.seq += 1
+        self.closed = end
         return data
 
 

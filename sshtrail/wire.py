@@ -68,6 +68,16 @@ class _Body(msgspec.Struct, array_like=True, forbid_unknown_fields=True):
     events: Annotated[list[Event], msgspec.Meta(min_length=1)]
 
 
+class _EncodedBody(msgspec.Struct, array_like=True):
+    """:class:`_Body` with its events already encoded by :func:`encode_events`: the
+    same bytes, without encoding the events again (a gateway's recorder process)."""
+
+    session_id: bytes
+    seq: int
+    prev: bytes
+    events: msgspec.Raw
+
+
 class Chunk(msgspec.Struct, frozen=True):
     """A decoded chunk.
 
@@ -124,8 +134,22 @@ def encode_chunk(
     :class:`ValueError` for arguments the decoder would reject, so a bug in
     the recorder is caught where it happens rather than downstream.
     """
+    return encode_chunk_digest(session_id, seq, prev, events, signer, legacy=legacy)[0]
+
+
+def encode_chunk_digest(
+    session_id: uuid.UUID,
+    seq: int,
+    prev: bytes,
+    events: Sequence[Event],
+    signer: Ed25519PrivateKey | None = None,
+    *,
+    legacy: bool = False,
+) -> tuple[bytes, bytes]:
+    """:func:`encode_chunk`, and the chunk's digest (:func:`chain_digest`), which
+    signing computes anyway: a chain writer need not hash the chunk twice."""
     events = list(events)
-    problem = _shape_problem(session_id, seq, prev, events)
+    problem = shape_problem(session_id, seq, events) or _prev_problem(seq, prev)
     if problem:
         raise ValueError(problem)
     end = events[-1] if isinstance(events[-1], End) else None
@@ -135,20 +159,49 @@ def encode_chunk(
         if signer.public_key().public_bytes_raw() != end.key:
             raise ValueError("end.key is not the public key of the signer")
     if signer is not None and not legacy:
-        version, flags = SIGNED_CHUNKS, FLAG_SIGNED
-        trailer = signer.public_key().public_bytes_raw()
-    else:
-        version, flags = _version_for(events), FLAG_SIGNED if end is not None else 0
-        trailer = b""
+        encoded = encode_events(events)
+        return encode_signed_chunk(session_id, seq, prev, encoded, signer, end=end is not None)
+    version, flags = _version_for(events), FLAG_SIGNED if end is not None else 0
     header = MAGIC + bytes((version, flags))
-    signed = header + _encoder.encode(_Body(session_id.bytes, seq, prev, events)) + trailer
+    signed = header + _encoder.encode(_Body(session_id.bytes, seq, prev, events))
     if len(signed) + (SIGNATURE_SIZE if flags else 0) > MAX_CHUNK_SIZE:
         raise ValueError(f"chunk of {len(signed)} bytes exceeds {MAX_CHUNK_SIZE}")
-    if not flags:
-        return signed
-    assert signer is not None
     digest = hashlib.sha256(signed).digest()
-    return signed + signer.sign(signature_message(session_id, digest, end=end is not None))
+    if not flags:
+        return signed, digest
+    assert signer is not None
+    return signed + signer.sign(signature_message(session_id, digest, end=end is not None)), digest
+
+
+def encode_events(events: Sequence[Event]) -> bytes:
+    """A chunk's events as its body holds them (MessagePack), for
+    :func:`encode_signed_chunk`."""
+    return _encoder.encode(list(events))
+
+
+def encode_signed_chunk(
+    session_id: uuid.UUID,
+    seq: int,
+    prev: bytes,
+    events: bytes,
+    signer: Ed25519PrivateKey,
+    *,
+    end: bool,
+) -> tuple[bytes, bytes]:
+    """A version-4 chunk of events already encoded by :func:`encode_events` (and
+    checked by :func:`shape_problem`; ``end``: the last of them is the end event),
+    and its digest: the next chunk's ``prev``. The same bytes :func:`encode_chunk`
+    makes of the events themselves."""
+    problem = _prev_problem(seq, prev)
+    if problem:
+        raise ValueError(problem)
+    header = MAGIC + bytes((SIGNED_CHUNKS, FLAG_SIGNED))
+    body = _encoder.encode(_EncodedBody(session_id.bytes, seq, prev, msgspec.Raw(events)))
+    signed = b"".join((header, body, signer.public_key().public_bytes_raw()))
+    if len(signed) + SIGNATURE_SIZE > MAX_CHUNK_SIZE:
+        raise ValueError(f"chunk of {len(signed)} bytes exceeds {MAX_CHUNK_SIZE}")
+    digest = hashlib.sha256(signed).digest()
+    return signed + signer.sign(signature_message(session_id, digest, end=end)), digest
 
 
 def _version_for(events: Sequence[Event]) -> int:
@@ -201,7 +254,7 @@ def decode_chunk(message: bytes) -> Chunk:
         raise WireError(f"malformed body: text is not UTF-8 ({exc.reason})") from None
     session_id = uuid.UUID(bytes=body.session_id)
     sid = str(session_id)
-    problem = _shape_problem(session_id, body.seq, body.prev, body.events)
+    problem = shape_problem(session_id, body.seq, body.events) or _prev_problem(body.seq, body.prev)
     if problem:
         raise WireError(problem, session_id=sid, seq=body.seq)
     needed = _version_for(body.events)
@@ -258,18 +311,22 @@ def _signer(named: bytes | None, flags: int, end: End | None) -> bytes | str | N
     return end.key if end is not None else None
 
 
-def _shape_problem(
-    session_id: uuid.UUID, seq: int, prev: bytes, events: Sequence[Event]
-) -> str | None:
-    """Rules a chunk must follow beyond its types (see docs/wire-format.md)."""
-    if not is_uuid7(session_id):
-        return f"session id {session_id} is not a UUIDv7"
-    if not 0 <= seq < 2**63:
-        return f"seq {seq} out of range"
+def _prev_problem(seq: int, prev: bytes) -> str | None:
+    """What is wrong with ``prev`` for chunk ``seq``, if anything."""
     if len(prev) != DIGEST_SIZE:
         return f"prev digest must be {DIGEST_SIZE} bytes"
     if (seq == 0) != (prev == GENESIS):
         return "prev digest must be all zero exactly for seq 0"
+    return None
+
+
+def shape_problem(session_id: uuid.UUID, seq: int, events: Sequence[Event]) -> str | None:
+    """Rules chunk ``seq``'s id and events must follow beyond their types (see
+    docs/wire-format.md); the ``prev`` digest is the chain's to keep."""
+    if not is_uuid7(session_id):
+        return f"session id {session_id} is not a UUIDv7"
+    if not 0 <= seq < 2**63:
+        return f"seq {seq} out of range"
     if not events:
         return "a chunk holds at least one event"
     if (seq == 0) != isinstance(events[0], Start):
