@@ -1,9 +1,11 @@
-"""Encoding, hashing and spooling chunks on a thread of their own.
+"""Encoding, hashing and spooling chunks on a thread of the relay's process
+(``gateway.recorder = "thread"``; the default is a process of its own,
+``producer/recordlink.py``).
 
 A recorder decides *what* goes into a chunk on the event loop; turning it
-into bytes (MessagePack, the SHA-256 chain, the end signature) and appending
+into bytes (MessagePack, the SHA-256 chain, the signature) and appending
 it to the spool (CRC, ``write``) is the bulk of the recording's CPU time, and
-most of it runs in C without the interpreter lock. :class:`ChunkWriter` does
+much of it runs in C without the interpreter lock. :class:`ChunkWriter` does
 that work on one thread, in the order the chunks were handed over -- which
 keeps each session's chain in order, since one session's chunks are handed
 over in order. The event loop only queues a job and returns, so a bulk
@@ -23,7 +25,11 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
 from producer.spool import Spool, SpoolError
+from sshtrail.chain import ChainWriter
+from sshtrail.events import Event
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +40,8 @@ MAX_QUEUED = 16 << 20
 @dataclass(frozen=True, slots=True)
 class _Job:
     session_id: uuid.UUID
-    encode: Callable[[], bytes]
+    seq: int
+    events: list[Event]
     final: bool
     size: int
 
@@ -45,11 +52,15 @@ class ChunkWriter:
     def __init__(
         self,
         spool: Spool,
+        signer: Ed25519PrivateKey,
         call_soon: Callable[[Callable[[], None]], object],
         on_full: Callable[[bool], None],
         max_bytes: int = MAX_QUEUED,
     ) -> None:
         self._spool = spool
+        self._signer = signer
+        #: The chain of each session with chunks to come (the writer thread's own).
+        self._chains: dict[uuid.UUID, ChainWriter] = {}
         self._call_soon = call_soon  # loop.call_soon_threadsafe
         self._on_full = on_full
         self._max_bytes = max_bytes
@@ -89,10 +100,10 @@ class ChunkWriter:
             )
 
     def submit(
-        self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool, size: int
+        self, session_id: uuid.UUID, seq: int, events: list[Event], final: bool, size: int
     ) -> None:
         """Queue one chunk (event loop); ``size`` estimates its bytes for the bound."""
-        job = _Job(session_id, encode, final, size)
+        job = _Job(session_id, seq, events, final, size)
         with self._lock:
             late = self._done  # after the thread's end (or before its start): write here
             if not late:
@@ -127,7 +138,12 @@ class ChunkWriter:
 
     def _write(self, job: _Job) -> None:
         try:
-            chunk = job.encode()
+            chain = self._chains.get(job.session_id)
+            if chain is None:
+                chain = self._chains[job.session_id] = ChainWriter(job.session_id, self._signer)
+            if job.final:
+                del self._chains[job.session_id]
+            chunk = chain.encode(job.events)
             self._spool.append(str(job.session_id).encode(), chunk)
         except SpoolError:
             self.lost += 1

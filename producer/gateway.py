@@ -1,20 +1,18 @@
 """The gateway's shared state: what every operator connection of one process uses.
 
-:class:`Gateway` holds the policy, keys, spool, admission limits, the live
-sessions and the chunk writer; each operator connection
-(``producer/connection.py``) is given it. Recording goes from the
-connections' recorders through :meth:`Gateway.submit` to the writer thread
-and the spool; when the spool or the writer cannot keep up, every session is
-held until they do.
+:class:`Gateway` holds the policy, keys, admission limits, the live sessions
+and the recording; each operator connection (``producer/connection.py``) is
+given it. Recording goes from the connections' recorders through
+:meth:`Gateway.submit` to the recording (``producer/recording.py``: a recorder
+process, or a writer thread) and its spool; when the spool or the recording
+cannot keep up, every session is held until they do.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import uuid
-from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -22,18 +20,17 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from producer.admission import Admission, Refuse, SpoolState
-from producer.chunkwriter import ChunkWriter
 from producer.commandcheck import CommandCheck
 from producer.controllistener import ControlListener
 from producer.policy import Policy
 from producer.recorder import Recorder, call_later
+from producer.recording import Recording
 from producer.sessions import LiveSessions
 from producer.sharedfailures import SharedFailures
 from producer.sharedpending import SharedPending
-from producer.spool import Spool
 from producer.upstream import TargetConnector
 from sshtrail.escrow import Sealer
-from sshtrail.events import Start
+from sshtrail.events import Event, Start
 from sshtrail.ids import uuid7
 from sshtrail.settings import Settings
 
@@ -55,7 +52,7 @@ class Gateway:
         *,
         policy: Policy,
         signer: Ed25519PrivateKey,
-        spool: Spool,
+        recording: Recording,
         connector: TargetConnector,
         sealer: Sealer | None = None,
         sessions: LiveSessions | None = None,
@@ -66,7 +63,7 @@ class Gateway:
         self.gw = settings.gateway
         self.policy = policy
         self.signer = signer
-        self.spool = spool
+        self.recording = recording
         self.connector = connector
         self.sealer = sealer
         self.admission = Admission(self.gw, failures=failures, pending=pending)
@@ -76,24 +73,15 @@ class Gateway:
         )
         self.sessions = sessions if sessions is not None else LiveSessions()
         self.hasher = ThreadPoolExecutor(PASSWORD_THREADS, thread_name_prefix="password")
-        #: Encodes and spools chunks on its own thread; started with :meth:`start`.
-        self.writer = ChunkWriter(spool, self._from_writer, self._writer_behind)
-        self._loop: asyncio.AbstractEventLoop | None = None
         #: Requests from the control topic and the operators locked (set by the service).
         self.control: ControlListener | None = None
 
-    def start(self, loop: asyncio.AbstractEventLoop) -> None:
-        """Start the chunk writer; its notices come back on ``loop``."""
-        self._loop = loop
-        self.writer.start()
-
     def stop(self) -> None:
-        """Spool every chunk still queued (after the last session closed)."""
-        self.writer.stop()
+        """Stop checking passwords (after the last session closed)."""
         self.hasher.shutdown(wait=False, cancel_futures=True)
 
     def spool_state(self) -> SpoolState:
-        return self.admission.spool_state(self.spool.pending)
+        return self.admission.spool_state(self.recording.pending)
 
     # -- operator locks ------------------------------------------------------------
 
@@ -145,30 +133,28 @@ class Gateway:
         )
 
     def submit(
-        self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool, size: int
+        self, session_id: uuid.UUID, seq: int, events: list[Event], final: bool, size: int
     ) -> None:
-        """:class:`~producer.recorder.ChunkSink`: to the writer thread, then the spool."""
-        self.writer.submit(session_id, encode, final, size)
+        """:class:`~producer.recorder.ChunkSink`: to the recording, then the spool."""
+        self.recording.submit(session_id, seq, events, final, size)
         if not self.sessions.held("spool") and self.spool_state() is SpoolState.RESERVE:
             self._stall(True)
 
-    def _from_writer(self, callback: Callable[[], None]) -> None:
-        """Run ``callback`` on the event loop (called from the writer thread)."""
-        if self._loop is not None:
-            with contextlib.suppress(RuntimeError):  # the loop has closed: nobody to tell
-                self._loop.call_soon_threadsafe(callback)
-
-    def _writer_behind(self, behind: bool) -> None:
-        """Pause (or resume) reading on every channel while the writer is far behind."""
+    def recording_behind(self, behind: bool) -> None:
+        """Pause (or resume) reading on every channel while the recording is far behind."""
         self.sessions.hold_all("recording", behind)
         if behind:
             log.warning(
-                "the chunk writer is %d bytes behind (is the disk slow?): sessions "
+                "the recording is %d bytes behind (is the disk slow?): sessions "
                 "paused until it catches up",
-                self.writer.queued_bytes,
+                self.recording.queued_bytes,
             )
         else:
-            log.info("the chunk writer caught up; sessions resumed")
+            log.info("the recording caught up; sessions resumed")
+
+    def recording_lost(self, reason: str) -> None:
+        """The recorder process died: its sessions' chains cannot go on; end them."""
+        self.sessions.close_all(reason)
 
     def _stall(self, stalled: bool) -> None:
         """Pause (or resume) reading on every channel: the spool has no room left."""
@@ -177,7 +163,7 @@ class Gateway:
             log.error(
                 "spool beyond max_bytes + reserve_bytes (%d bytes undelivered): all "
                 "sessions paused until Kafka takes them",
-                self.spool.pending,
+                self.recording.pending,
             )
         else:
             log.warning("spool below max_bytes again; sessions resumed")

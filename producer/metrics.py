@@ -11,6 +11,9 @@ scrape; refusals by each known kind start at 0.
 * ``sshtrail_gateway_publish_errors_total`` -- deliveries that failed (retried);
 * ``sshtrail_gateway_producer_replacements_total`` -- producers replaced after a
   fatal error;
+* ``sshtrail_gateway_chunks_lost_total`` -- chunks that could not be encoded
+  or spooled (each is logged; a recorder process that died loses what it had
+  not spooled);
 * ``sshtrail_gateway_kafka_reachable`` -- 1 while the broker answers;
 * ``sshtrail_gateway_spool_pending_bytes`` -- recorded, not yet in Kafka;
 * ``sshtrail_gateway_spool_oldest_pending_seconds`` -- age of the oldest chunk
@@ -34,8 +37,7 @@ from prometheus_client.registry import Collector
 if TYPE_CHECKING:
     from producer.gateway import Gateway
     from producer.loopwatch import LoopWatch
-    from producer.publisher import Publisher
-    from producer.spool import Spool
+    from producer.recording import Recording
 
 #: Every kind of refusal (``Refuse.kind``, ``Refused.kind``: a few fixed words, never an
 #: operator's or an auditor's text), counted from the start, so a first one is an
@@ -73,46 +75,50 @@ class GatewayCollector(Collector):
     """Reads one gateway process's state when scraped."""
 
     def __init__(
-        self, gateway: Gateway, spool: Spool, publisher: Publisher, watch: LoopWatch | None = None
+        self, gateway: Gateway, recording: Recording, watch: LoopWatch | None = None
     ) -> None:
         self._gateway = gateway
-        self._spool = spool
-        self._publisher = publisher
+        self._recording = recording
         self._watch = watch
 
     def collect(self) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
-        spool, publisher = self._spool, self._publisher
+        figures = self._recording.figures()
         yield GaugeMetricFamily(
             "sshtrail_gateway_sessions",
             "Sessions and forwarded connections open.",
             value=len(self._gateway.sessions),
         )
         for name, doc, value in (
-            ("chunks_spooled", "Recorded chunks written to the spool.", spool.appended_records),
-            ("bytes_spooled", "Bytes written to the spool.", spool.appended_bytes),
-            ("chunks_published", "Chunks Kafka acknowledged.", publisher.delivered),
-            ("publish_errors", "Deliveries to Kafka that failed (retried).", publisher.errors),
+            ("chunks_spooled", "Recorded chunks written to the spool.", figures.chunks_spooled),
+            ("bytes_spooled", "Bytes written to the spool.", figures.bytes_spooled),
+            ("chunks_published", "Chunks Kafka acknowledged.", figures.chunks_published),
+            (
+                "publish_errors",
+                "Deliveries to Kafka that failed (retried).",
+                figures.publish_errors,
+            ),
             (
                 "producer_replacements",
                 "Kafka producers replaced after a fatal error.",
-                publisher.renewals,
+                figures.producer_replacements,
             ),
+            ("chunks_lost", "Chunks that could not be encoded or spooled.", figures.lost),
         ):
             yield CounterMetricFamily(f"sshtrail_gateway_{name}", doc, value=value)
         yield GaugeMetricFamily(
             "sshtrail_gateway_kafka_reachable",
             "1 while the broker answers the publisher.",
-            value=1 if publisher.broker_reachable else 0,
+            value=1 if figures.kafka_reachable else 0,
         )
         yield GaugeMetricFamily(
             "sshtrail_gateway_spool_pending_bytes",
             "Bytes recorded and not yet acknowledged by Kafka.",
-            value=spool.pending,
+            value=figures.pending,
         )
         yield GaugeMetricFamily(
             "sshtrail_gateway_spool_oldest_pending_seconds",
             "Age of the oldest chunk not yet in Kafka (0: none).",
-            value=spool.oldest_pending_age(),
+            value=figures.oldest_pending_s,
         )
         refusals = CounterMetricFamily(
             "sshtrail_gateway_refusals",

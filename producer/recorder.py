@@ -3,9 +3,11 @@
 Events are coalesced into a chunk until it holds ``max_bytes`` or its oldest
 event is ``max_delay`` old; the chunk with the start event and the one with
 the end event are flushed at once. Callbacks from the SSH side only append
-here and return. A finished chunk goes to the sink as a job that encodes it
-(MessagePack, hash chain, signature): the gateway's sink runs those jobs on
-a writer thread, in the order given (``producer/chunkwriter.py``).
+here and return. A finished chunk goes to the sink, numbered, as a list of
+events: the sink encodes it (MessagePack, hash chain, signature) and spools it
+where that work does not hold up the relay -- a recorder process
+(``producer/recordlink.py``) or a writer thread (``producer/chunkwriter.py``),
+in the order given.
 """
 
 from __future__ import annotations
@@ -21,7 +23,6 @@ import msgspec
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from producer.masking import EchoMasker
-from sshtrail.chain import ChainWriter
 from sshtrail.escrow import Sealer
 from sshtrail.events import (
     End,
@@ -40,14 +41,15 @@ from sshtrail.interrupted import KEEPALIVE
 
 
 class ChunkSink(Protocol):
-    """Where finished chunks go (via the writer thread, the spool). Must not block."""
+    """Where finished chunks go (to be encoded, chained, signed and spooled). Must not
+    block."""
 
     def submit(
-        self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool, size: int
+        self, session_id: uuid.UUID, seq: int, events: list[Event], final: bool, size: int
     ) -> None:
-        """Take one chunk: ``encode()`` gives its bytes and must be called exactly once,
-        after every chunk of the session submitted before it; ``final`` marks the
-        session's last chunk; ``size`` estimates its bytes."""
+        """Take chunk ``seq`` of a session (0, 1, 2 ... in order; chunk 0 opens with the
+        start event): its ``events``; ``final`` marks the session's last chunk, whose
+        last event is the end; ``size`` estimates its bytes."""
 
 
 class Timer(Protocol):
@@ -81,7 +83,7 @@ class Recorder:
         self.session_id = session_id
         self._clock = clock
         self._origin = clock()
-        self._writer = ChainWriter(session_id, signer)
+        self._public_key = signer.public_key().public_bytes_raw()
         self._sink = sink
         self._schedule = schedule
         self._max_bytes = max_bytes
@@ -170,7 +172,7 @@ class Recorder:
             bytes_in=self.bytes_in,
             bytes_out=self.bytes_out,
             chunks=self._emitted + 1,
-            key=self._writer.public_key,
+            key=self._public_key,
         )
         self._emit([*last, end], final=True)
 
@@ -204,10 +206,9 @@ class Recorder:
                 self._emit(part, final=False)
 
     def _emit(self, events: list[Event], final: bool) -> None:
-        self._emitted += 1
+        seq, self._emitted = self._emitted, self._emitted + 1
         self._last_emit = self._clock()
-        encode = partial(self._writer.encode, events)
-        self._sink.submit(self.session_id, encode, final, _size(events))
+        self._sink.submit(self.session_id, seq, events, final, _size(events))
 
     def _arm_mask_timer(self) -> None:
         if self._masker is None or self._mask_timer is not None:

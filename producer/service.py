@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import logging
 import resource
 import signal
@@ -22,13 +21,12 @@ from producer.loopwatch import LoopWatch
 from producer.metrics import GatewayCollector
 from producer.metrics import serve as serve_metrics
 from producer.policy import Policy
-from producer.publisher import Publisher, kafka_producers, replay_window
+from producer.recording import InProcessRecording, Recording
+from producer.recordlink import ProcessRecording
 from producer.sessions import LiveSessions
 from producer.sharedcounts import SharedCounts
 from producer.sharedfailures import SharedFailures
 from producer.sharedpending import SharedPending
-from producer.spool import Spool
-from producer.tails import Tails, end_left_open
 from producer.upstream import TargetConnector
 from sshtrail.errors import ConfigError
 from sshtrail.escrow import Sealer, parse_public_key
@@ -74,7 +72,7 @@ class WorkerPlace:
 
 
 class GatewayService:
-    """The gateway process: SSH server, spool, publisher. ``run`` until stopped.
+    """The gateway process: SSH server and recording. ``run`` until stopped.
 
     With ``place``, one of several workers accepting on the same port
     (``SO_REUSEPORT``) under a supervisor (``producer/workers.py``): its own
@@ -96,20 +94,15 @@ class GatewayService:
         self.host_key = keys.host_key(self.host_key_path)
         self.signer = keys.signing_key(self.signing_key_path)
         spool_dir = settings.state_file(gw.spool.dir, "spool")
-        self.spool = Spool(
-            spool_dir if place is None else place.spool_dir(spool_dir),
-            gw.spool.segment_bytes,
-            gw.spool.fsync_interval_ms / 1000,
-        )
-        self.tails = Tails(self.spool.directory)
-        self.spool.before_delete = self.tails.save
-        self.publisher = Publisher(
-            self.spool,
-            settings.kafka.topic,
-            kafka_producers(settings),
-            replay_window(settings),
-            self.tails,
-        )
+        if place is not None:
+            spool_dir = place.spool_dir(spool_dir)
+        self.recording: Recording
+        if gw.recorder == "thread":
+            self.recording = InProcessRecording(settings, spool_dir, self.signer)
+        else:
+            self.recording = ProcessRecording(
+                settings, spool_dir, self.signer, self.signing_key_path
+            )
         connector = TargetConnector(
             self.policy,
             settings.state_path / "gateway" / "known_hosts",
@@ -128,7 +121,7 @@ class GatewayService:
             settings,
             policy=self.policy,
             signer=self.signer,
-            spool=self.spool,
+            recording=self.recording,
             connector=connector,
             sealer=sealer,
             failures=None if place is None else place.shared_failures(),
@@ -156,11 +149,9 @@ class GatewayService:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
         _raise_file_limit(2 * gw.max_sessions + 64)
-        self.spool.open()
-        # The sessions the last run left open (it stopped without ending them) are ended
-        # first: a signed end each, after everything it spooled (producer/tails.py).
-        end_left_open(self.spool, self.tails, self.signer, dt.datetime.now(dt.UTC))
-        self.publisher.start()
+        await self.recording.start(loop, self.gateway.recording_behind)
+        if isinstance(self.recording, ProcessRecording):
+            self.recording.on_lost = self.gateway.recording_lost
         try:
             server = await asyncssh.create_server(
                 lambda: Connection(self.gateway),
@@ -170,18 +161,15 @@ class GatewayService:
                 **server_options(self.host_key, gw.ciphers),
             )
         except ValueError as exc:  # asyncssh: an algorithm it does not know
-            self.publisher.stop(0)
-            self.spool.close()
+            await self.recording.stop(0)
             raise ConfigError(str(exc), key="gateway.ciphers") from None
         except OSError as exc:
-            self.publisher.stop(0)
-            self.spool.close()
+            await self.recording.stop(0)
             raise ConfigError(
                 f"cannot listen on {gw.listen}:{gw.port}: {exc.strerror}", key="gateway.port"
             ) from None
         self.port = server.sockets[0].getsockname()[1]
         watch = self._serve_metrics()
-        self.gateway.start(loop)  # before the first await: before any connection
         listener = ControlListener(
             self.settings, self.gateway.sessions, self.gateway.signer, loop, self._locks_file()
         )
@@ -208,9 +196,8 @@ class GatewayService:
             watch.stop()
         await self._drain_sessions(gw.shutdown_timeout_s)
         await loop.run_in_executor(None, listener.stop)
-        await loop.run_in_executor(None, self.gateway.stop)  # the last chunks into the spool
-        delivered = await loop.run_in_executor(None, self.publisher.stop, 10.0)
-        self.spool.close()
+        self.gateway.stop()
+        delivered = await self.recording.stop(10.0)  # the last chunks spooled, then published
         log.info(
             "stopped; %s",
             "every chunk is in Kafka"
@@ -226,7 +213,7 @@ class GatewayService:
             return None
         watch = LoopWatch()
         watch.start()
-        collector = GatewayCollector(self.gateway, self.spool, self.publisher, watch)
+        collector = GatewayCollector(self.gateway, self.recording, watch)
         if self.place is None:
             self.metrics_port = serve_metrics(collector, gw.metrics_listen, gw.metrics_port)
         else:  # read and summed by the supervisor, which serves gateway.metrics_port

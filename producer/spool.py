@@ -11,8 +11,16 @@ know of the sessions still open, ``producer/tails.py``). After a crash
 everything after ``acked`` is published again -- the consumers drop the
 duplicates by (session, seq).
 
-Appends come from the gateway's chunk writer thread (``producer/chunkwriter.py``)
-and only ``write(2)`` to the page cache; a
+One process at a time: :meth:`Spool.open` takes an exclusive POSIX record lock
+(``lockf``) on the directory's ``lock`` file, held until :meth:`Spool.close` or
+the process's end, and waits up to :data:`LOCK_WAIT_S` for another process's --
+a recorder process spooling what its killed gateway process had handed over,
+before it lets go. (A record lock belongs to the process, so a spool opened
+again in the same process, as after a crash in the tests, is not held up.)
+
+Appends come from the recorder process (``producer/recorderprocess.py``) or the
+chunk writer thread (``producer/chunkwriter.py``) and only ``write(2)`` to the
+page cache; a
 background thread ``fsync``\\ s at least every ``fsync_interval`` and at once
 when a session ends. The newest records (``memory_bytes`` of them) are also
 kept in memory, so a publisher that keeps up takes them from there instead of
@@ -31,6 +39,7 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import fcntl
 import itertools
 import logging
 import os
@@ -55,6 +64,9 @@ _SUFFIX: Final = ".log"
 #: Written by a clean close, holding the acknowledged position (see :meth:`Spool.open`).
 _STOPPED: Final = "stopped-cleanly"
 MAX_RECORD: Final = 4 << 20
+_LOCK: Final = "lock"
+#: How long :meth:`Spool.open` waits for another process to let the spool go.
+LOCK_WAIT_S: Final = 60.0
 #: The newest records kept in memory for the publisher (see the module's text).
 MEMORY_BYTES: Final = 8 << 20
 #: How finely the spool remembers when records were written (for their age).
@@ -90,6 +102,7 @@ class Spool:
         self._segments: list[int] = []  # base positions, ascending
         self._read_fds: dict[int, int] = {}
         self._write_fd = -1
+        self._lock_fd = -1
         self._write_base = 0
         self.end = 0  # position after the last record
         self.acked = 0
@@ -126,6 +139,7 @@ class Spool:
     def open(self) -> None:
         """Recover the log on disk and start the fsync thread."""
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._take_lock()
         self.acked = self._acked_saved = self._load_acked()
         # Left by close(): the last run stopped cleanly, at this acknowledged position.
         # Removed now, so that a crash of this run is not taken for a clean stop.
@@ -178,6 +192,33 @@ class Spool:
             self._write_fd = -1
             raw = struct.pack(">Q", self.acked)
             write_atomically(self.directory / _STOPPED, _ACKED.pack(self.acked, zlib.crc32(raw)))
+            if self._lock_fd >= 0:
+                os.close(self._lock_fd)  # lets the lock go
+                self._lock_fd = -1
+
+    def _take_lock(self) -> None:
+        """Hold the spool for this process (see the module's text); :class:`SpoolError`
+        if another still holds it after :data:`LOCK_WAIT_S`."""
+        fd = os.open(self.directory / _LOCK, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        deadline = time.monotonic() + LOCK_WAIT_S
+        told = False
+        while True:
+            try:
+                fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError:  # EAGAIN or EACCES: another process holds it
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise SpoolError(
+                        f"the spool in {self.directory} is held by another process "
+                        f"for more than {LOCK_WAIT_S:.0f} s (another gateway on the "
+                        "same state directory?)"
+                    ) from None
+                if not told:
+                    log.info("waiting for another process to let the spool %s go", self.directory)
+                    told = True
+                time.sleep(0.05)
+        self._lock_fd = fd
 
     # -- writing (the chunk writer thread) ------------------------------
 

@@ -193,6 +193,14 @@ class GatewaySettings(_Section):
     #: gateway again: ``up --demo`` is ready 0.6-0.8 s later with two
     #: (docs/performance.md; docs/operations.md, "Workers").
     workers: Annotated[int, msgspec.Meta(ge=0, le=256)] = 1
+    #: Where each gateway process encodes, chains, signs, spools and publishes what it
+    #: records: ``"process"``, a recorder process of its own fed over a local socket,
+    #: so that work never takes the interpreter lock from the relay; or ``"thread"``,
+    #: writer and publisher threads in the relay's process (one process fewer, and
+    #: about 40 MB less memory per gateway process). Both keep the same guarantees
+    #: (docs/security.md); "process" relays faster while recording
+    #: (docs/performance.md, "The recorder process").
+    recorder: Literal["process", "thread"] = "process"
     #: Garbage-collection thresholds of each gateway process (Python's
     #: ``gc.set_threshold``), set once it listens, after what start-up allocated
     #: is frozen out of every collection (``gc.freeze``). The default collects

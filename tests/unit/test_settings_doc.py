@@ -61,6 +61,7 @@ def test_every_variable_named_in_the_reference_sets_its_key(key: str, env: str) 
         "consumer.assignment_strategy": "range",
         "consumer.group_protocol": "consumer",
         "kafka.compression": "zstd",
+        "gateway.recorder": "thread",
         "alerts.webhook_format": "slack",
         "retention.access_log_keep": "400d",
     }

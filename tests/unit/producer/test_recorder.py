@@ -9,7 +9,7 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from producer.recorder import Recorder
-from sshtrail.chain import Status, verify_chain
+from sshtrail.chain import ChainWriter, Status, verify_chain
 from sshtrail.events import (
     End,
     Event,
@@ -24,21 +24,32 @@ from sshtrail.events import (
 )
 from sshtrail.ids import uuid7
 from sshtrail.interrupted import KEEPALIVE
-from sshtrail.wire import decode_chunk
+from sshtrail.wire import decode_chunk, encode_events, shape_problem
 
 KEY = Ed25519PrivateKey.generate()
 PUBLIC = KEY.public_key().public_bytes_raw()
 
 
 class Sink:
+    """Encodes each chunk as both recordings do (``gateway.recorder``): the events
+    whole, on a writer thread; or encoded once by the relay's process and put into
+    the body as they are by the recorder process. The two must be the same bytes."""
+
     def __init__(self) -> None:
         self.chunks: list[bytes] = []
         self.final: list[bool] = []
+        self._whole: dict[uuid.UUID, ChainWriter] = {}
+        self._encoded: dict[uuid.UUID, ChainWriter] = {}
 
     def submit(
-        self, session_id: uuid.UUID, encode: Callable[[], bytes], final: bool, size: int
+        self, session_id: uuid.UUID, seq: int, events: list[Event], final: bool, size: int
     ) -> None:
-        self.chunks.append(encode())
+        assert shape_problem(session_id, seq, events) is None
+        whole = self._whole.setdefault(session_id, ChainWriter(session_id, KEY))
+        encoded = self._encoded.setdefault(session_id, ChainWriter(session_id, KEY))
+        chunk = whole.encode(events)
+        assert encoded.encode_encoded(seq, encode_events(events), end=final) == chunk
+        self.chunks.append(chunk)
         self.final.append(final)
 
 
