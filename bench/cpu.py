@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import time
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -46,3 +47,31 @@ def wait_until_idle(pid: int | None, *, busy: float = 0.05, timeout: float = 120
         if cpu_seconds(pid) - before < busy * 0.5:
             break
     return time.monotonic() - started
+
+
+def family(root: int) -> list[int]:
+    """``root`` and every process descended from it (a gateway's workers, its
+    recorder processes)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        parents[int(stat.parent.name)] = int(fields[1])
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        found.append(pid)
+        todo += [child for child, parent in parents.items() if parent == pid]
+    return found
+
+
+def cpu_of(pids: Sequence[int]) -> float:
+    total = 0.0
+    for pid in pids:
+        try:
+            total += cpu_seconds(pid)
+        except OSError:  # ended meanwhile
+            continue
+    return total

@@ -18,9 +18,9 @@ them open; ``--keepalive S`` sets ``gateway.keepalive_s`` (0: no keep-alive
 notices), for what the keep-alives of idle sessions cost (docs/decisions.md,
 "Interrupted sessions").
 
-``--workers N`` sets ``gateway.workers`` (0: one per core); the time ``up
---demo`` took to say it is ready is printed too (issue 34: as fast as with
-one worker).
+``--workers N`` sets ``gateway.workers`` (0: one per core), ``--recorder``
+``gateway.recorder``; the time ``up --demo`` took to say it is ready is
+printed too (issue 34: as fast as with one worker).
 
 The baseline in the same run: ``python -c 'import time; time.sleep(N)'``,
 which should read 0 % -- a machine too loaded to measure shows there.
@@ -136,6 +136,12 @@ def idle_sessions(said: str, count: int) -> Iterator[None]:
                 client.wait()
 
 
+def gateway_environment(args: argparse.Namespace) -> dict[str, str]:
+    """The gateway settings the options ask for, as ``SSHTRAIL_*`` variables."""
+    chosen = {"KEEPALIVE_S": args.keepalive, "WORKERS": args.workers, "RECORDER": args.recorder}
+    return {f"SSHTRAIL_GATEWAY__{k}": str(v) for k, v in chosen.items() if v is not None}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=30.0)
@@ -144,6 +150,7 @@ def main() -> None:
     parser.add_argument("--sessions", type=int, default=0, help="idle sessions kept open")
     parser.add_argument("--keepalive", type=int, help="gateway.keepalive_s (default: its own)")
     parser.add_argument("--workers", type=int, help="gateway.workers (default: its own)")
+    parser.add_argument("--recorder", choices=["process", "thread"], help="gateway.recorder")
     args = parser.parse_args()
 
     home = scratch("sshtrail-bench-idle-")
@@ -158,10 +165,7 @@ def main() -> None:
             stack.callback(cluster.stop)
             extra["SSHTRAIL_KAFKA__BOOTSTRAP_SERVERS"] = cluster.bootstrap_servers
             broker = [Process(pid, f"broker: Apache Kafka JVM [{pid}]") for pid in cluster.pids()]
-        if args.keepalive is not None:
-            extra["SSHTRAIL_GATEWAY__KEEPALIVE_S"] = str(args.keepalive)
-        if args.workers is not None:
-            extra["SSHTRAIL_GATEWAY__WORKERS"] = str(args.workers)
+        extra |= gateway_environment(args)
         started = time.monotonic()
         up, said = start_demo(home, extra)
         ready_s = time.monotonic() - started
@@ -189,7 +193,8 @@ def main() -> None:
     where = "on Apache Kafka, its broker apart" if args.kafka else "embedded broker included"
     print(f"  {total * 100:6.2f} %  total of the stack, {where} (goal <= 5 %)")
     workers = "default" if args.workers is None else str(args.workers)
-    print(f"  up --demo ready in {ready_s:.1f} s, gateway.workers {workers}")
+    recorder = args.recorder or "default"
+    print(f"  up --demo ready in {ready_s:.1f} s, gateway.workers {workers}, recorder {recorder}")
     if args.sessions or args.keepalive is not None:
         keepalive = "default" if args.keepalive is None else f"{args.keepalive} s"
         print(f"  with {args.sessions} idle sessions open, gateway.keepalive_s {keepalive}")

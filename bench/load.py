@@ -12,10 +12,11 @@ many beyond 5 and 50 ms, and its longest garbage collections
 (``producer/loopwatch.py``, read from its ``/metrics``), beside the same watch
 on an empty event loop in a process of its own over the same time: the
 baseline, what the machine alone does to a loop. ``--workers`` and
-``--gc-thresholds`` set ``gateway.workers`` and ``gateway.gc_thresholds``.
+``--gc-thresholds`` and ``--recorder`` set ``gateway.workers``,
+``gateway.gc_thresholds`` and ``gateway.recorder``.
 
     python -m bench.load [--sessions 500] [--seconds 120] [--members-after]
-        [--workers 1] [--gc-thresholds 7000,20,20]
+        [--workers 1] [--gc-thresholds 7000,20,20] [--recorder process|thread]
 
 Everything runs on loopback: the embedded broker, a real sshd, the gateway,
 the consumers, and this client, all on the same machine.
@@ -32,6 +33,7 @@ import urllib.request
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from bench.loopback import EMBEDDED_IDLE_CHECK_MS
 from bench.scratch import scratch
 from sshtrail.broker import EmbeddedBroker, free_port
 from tests.support import load
@@ -47,6 +49,9 @@ def main() -> None:
     )
     parser.add_argument("--ciphers", default="", help="gateway.ciphers, comma-separated")
     parser.add_argument("--workers", type=int, default=1, help="gateway.workers")
+    parser.add_argument(
+        "--recorder", choices=["process", "thread"], default="process", help="gateway.recorder"
+    )
     parser.add_argument("--gc-thresholds", default="", help="gateway.gc_thresholds, three integers")
     parser.add_argument(
         "--members-after",
@@ -77,7 +82,7 @@ def main() -> None:
     plan = load.Plan(sessions=args.sessions, seconds=args.seconds)
     try:
         metrics_port = free_port()
-        extra = f"metrics_port = {metrics_port}\n"
+        extra = f"metrics_port = {metrics_port}\nrecorder = {json.dumps(args.recorder)}\n"
         extra += f"gc_thresholds = {json.dumps(thresholds)}\n" if thresholds else ""
         for key, value in (("target_ciphers", args.target_ciphers), ("ciphers", args.ciphers)):
             names = [name for name in value.split(",") if name]
@@ -90,6 +95,7 @@ def main() -> None:
             extra,
             members_during_load=not args.members_after,
             workers=args.workers,
+            idle_check_ms=EMBEDDED_IDLE_CHECK_MS,
         ) as stack:
             baseline = subprocess.Popen(
                 [sys.executable, "-m", "producer.loopwatch", str(args.seconds)],

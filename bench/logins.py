@@ -21,6 +21,7 @@ import time
 
 import asyncssh
 
+from bench.loopback import EMBEDDED_READERS
 from bench.scratch import scratch
 from sshtrail.broker import EmbeddedBroker, free_port
 from sshtrail.passwords import hash_password
@@ -112,7 +113,8 @@ def main() -> None:
 name = "pat"
 password_hash = {toml_value(hash_password(PASSWORD))}
 targets = ["t1"]
-""",
+"""
+        + EMBEDDED_READERS,
     )
     gateway.start()
     try:

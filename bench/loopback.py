@@ -14,6 +14,14 @@ from bench.scratch import scratch
 from sshtrail.broker import EmbeddedBroker, free_port
 from tests.support.sshd import SshdTarget, find_sshd
 
+#: What a gateway's settings need when pointed at an embedded broker by its address
+#: (as a bench does): its readers -- the control listener -- rest between looks at
+#: the log ends, as under ``up --demo``. The embedded broker answers an empty fetch
+#: at once, so a reader that fetches in a loop spins: measured, half a core in the
+#: gateway and a third of one in the broker, idle or not (docs/performance.md).
+EMBEDDED_IDLE_CHECK_MS = 100
+EMBEDDED_READERS = f"[consumer]\nidle_check_ms = {EMBEDDED_IDLE_CHECK_MS}\n"
+
 
 @dataclass(frozen=True)
 class Loopback:

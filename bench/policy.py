@@ -22,6 +22,7 @@ import statistics
 import sys
 import time
 
+from bench.loopback import EMBEDDED_READERS
 from bench.scratch import scratch
 from sshtrail.broker import EmbeddedBroker, free_port
 from sshtrail.commandpolicy import parse_policy
@@ -97,12 +98,15 @@ def main() -> None:
         broker.start()
     sshd = SshdTarget(sshd_binary, work / "sshd")
     sshd.start()
-    plain = GatewayProcess(work / "plain", broker.bootstrap_servers, sshd)
+    plain = GatewayProcess(
+        work / "plain", broker.bootstrap_servers, sshd, config_tail=EMBEDDED_READERS
+    )
     ruled = GatewayProcess(
         work / "ruled",
         broker.bootstrap_servers,
         sshd,
-        config_tail=f"[policy]\nfile = {toml_value(str(work / 'policy.toml'))}\n",
+        config_tail=f"[policy]\nfile = {toml_value(str(work / 'policy.toml'))}\n"
+        + EMBEDDED_READERS,
     )
     plain.start()
     ruled.start()

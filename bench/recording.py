@@ -3,8 +3,11 @@
 What the gateway spends recording bulk output, without SSH, Kafka or other
 processes: SSH-sized packets of random bytes go through a :class:`Recorder`
 into 64 KiB chunks, encoded, hash-chained and appended to a real spool file,
-as the gateway's writer thread does. Each stage is also timed alone, and the
-baseline is copying the same bytes once.
+as the gateway's writer thread does; and split in the two halves of the recorder
+process (``gateway.recorder = "process"``): what the relay's process does (the
+recorder, the checks, the events encoded once) and what the recorder process does
+(chain, signature, spool). Each stage is also timed alone, and the baseline is
+copying the same bytes once.
 
     python -m bench.recording [--mb 512]
 """
@@ -15,6 +18,7 @@ import argparse
 import hashlib
 import os
 import time
+import uuid
 import zlib
 from collections.abc import Callable
 
@@ -22,10 +26,12 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from bench.scratch import scratch
 from producer.recorder import Recorder
+from producer.recorderprocess import FRAME
 from producer.spool import Spool
-from sshtrail.events import Output, Start
+from sshtrail.chain import ChainWriter
+from sshtrail.events import Event, Output, Start
 from sshtrail.ids import uuid7
-from sshtrail.wire import encode_chunk
+from sshtrail.wire import encode_chunk, encode_events, shape_problem
 
 PACKET = 32_759  # what asyncssh hands over per SSH data packet from OpenSSH
 CHUNK = 65_536
@@ -56,17 +62,16 @@ def main() -> None:
     spool.open()
     key = str(uuid7()).encode()
 
-    def through_recorder() -> None:
-        def submit(_sid: object, encode: Callable[[], bytes], _final: bool, _size: int) -> None:
-            spool.append(key, encode())  # what the writer thread does, inline here
+    start = Start(
+        0, "alice", "127.0.0.1:1", "t1", "127.0.0.1", 22, "root", "gw", "", 0, 0, time.time_ns()
+    )
+    signer = Ed25519PrivateKey.generate()
 
+    def record(submit: Callable[[uuid.UUID, int, list[Event], bool, int], None]) -> None:
         sink = type("Sink", (), {"submit": staticmethod(submit)})()
-        start = Start(
-            0, "alice", "127.0.0.1:1", "t1", "127.0.0.1", 22, "root", "gw", "", 0, 0, time.time_ns()
-        )
         recorder = Recorder(
             start,
-            Ed25519PrivateKey.generate(),
+            signer,
             sink,
             lambda _d, _c: _Timer(),
             session_id=uuid7(),
@@ -78,6 +83,41 @@ def main() -> None:
             recorder.output(packet)
         recorder.close("done")
 
+    def through_recorder() -> None:
+        """What the writer thread does (``gateway.recorder = "thread"``), inline."""
+        chains: dict[uuid.UUID, ChainWriter] = {}
+
+        def submit(sid: uuid.UUID, _seq: int, events: list[Event], _f: bool, _s: int) -> None:
+            chain = chains.setdefault(sid, ChainWriter(sid, signer))
+            spool.append(key, chain.encode(events))
+
+        record(submit)
+
+    def relay_half() -> None:
+        """The relay's process with a recorder process: recorder, check, encode once,
+        the frame's header (the socket's copy is the kernel's)."""
+
+        def submit(sid: uuid.UUID, seq: int, events: list[Event], final: bool, _s: int) -> None:
+            assert shape_problem(sid, seq, events) is None
+            encoded = encode_events(events)
+            FRAME.pack(sid.bytes, seq, final, len(encoded))
+
+        record(submit)
+
+    def both_halves() -> None:
+        """Both halves, chunk by chunk: the relay's, then the recorder process's (chain,
+        signature, spool)."""
+        chains: dict[uuid.UUID, ChainWriter] = {}
+
+        def submit(sid: uuid.UUID, seq: int, events: list[Event], final: bool, _s: int) -> None:
+            assert shape_problem(sid, seq, events) is None
+            encoded = encode_events(events)
+            FRAME.pack(sid.bytes, seq, final, len(encoded))
+            chain = chains.setdefault(sid, ChainWriter(sid, signer))
+            spool.append(key, chain.encode_encoded(seq, encoded, end=final))
+
+        record(submit)
+
     sid = uuid7()
     stages = {
         "baseline: copy the bytes once": lambda: [bytearray(chunk) for _ in range(chunks)],
@@ -88,6 +128,8 @@ def main() -> None:
         "CRC-32 (spool record)": lambda: [zlib.crc32(chunk) for _ in range(chunks)],
         "spool append (CRC + writev)": lambda: [spool.append(key, chunk) for _ in range(chunks)],
         "all of it: recorder → chain → spool": through_recorder,
+        "recorder process: the relay's half": relay_half,
+        "recorder process: both halves": both_halves,
     }
     print(
         f"{total / 1e6:,.0f} MB of output in {PACKET}-byte packets, {CHUNK // 1024} KiB chunks"

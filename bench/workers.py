@@ -20,40 +20,11 @@ import argparse
 import os
 import subprocess
 import time
-from collections.abc import Sequence
-from pathlib import Path
 
-from bench.cpu import cpu_seconds
+from bench.cpu import cpu_of, family
 from bench.gateway import idle_rate, quiet_since
-from bench.loopback import Loopback, loopback
+from bench.loopback import EMBEDDED_READERS, Loopback, loopback
 from tests.support.gateway import GatewayProcess
-
-
-def family(root: int) -> list[int]:
-    """``root`` and every process descended from it (a gateway's workers)."""
-    parents: dict[int, int] = {}
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:  # gone meanwhile
-            continue
-        parents[int(stat.parent.name)] = int(fields[1])
-    found, todo = [], [root]
-    while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo += [child for child, parent in parents.items() if parent == pid]
-    return found
-
-
-def cpu_of(pids: Sequence[int]) -> float:
-    total = 0.0
-    for pid in pids:
-        try:
-            total += cpu_seconds(pid)
-        except OSError:  # ended meanwhile
-            continue
-    return total
 
 
 def parallel(
@@ -99,6 +70,7 @@ def measure(args: argparse.Namespace, bed: Loopback) -> dict[str, tuple[float, f
             sshd,
             workers=workers,
             extra='target_ciphers = ["aes128-gcm@openssh.com"]',
+            config_tail=EMBEDDED_READERS,
         )
         for workers in (1, 2)
     }

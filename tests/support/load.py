@@ -377,19 +377,35 @@ def stack(
     *,
     members_during_load: bool = True,
     workers: int = 1,
+    idle_check_ms: int | None = None,
 ) -> Iterator[Stack]:
     """Gateway (limits raised for ``sessions``), a store and an index member, on SQLite
-    (without ``members_during_load``, the members start when the load ends)."""
+    (without ``members_during_load``, the members start when the load ends);
+    ``idle_check_ms``: ``consumer.idle_check_ms`` of the gateway and the members (an
+    embedded broker at ``servers`` needs it: it answers empty fetches at once)."""
     limits = f"max_sessions = {sessions + 100}\nmax_sessions_per_operator = {sessions + 100}\n"
     limits += gateway_settings
     gateway = GatewayProcess(
-        root / "gw", servers, sshd, dead_letters=True, extra=limits, workers=workers
+        root / "gw",
+        servers,
+        sshd,
+        dead_letters=True,
+        extra=limits,
+        workers=workers,
+        config_tail=""
+        if idle_check_ms is None
+        else f"[consumer]\nidle_check_ms = {idle_check_ms}\n",
     )
     gateway.start()
     database_url = f"sqlite:///{root / 'store.db'}"
     search_url = f"sqlite:///{root / 'search.db'}"
     migrate.upgrade(database_url)
-    config = write_config(root / "consumers.toml", servers, gateway.topic, database_url)
+    path = root / "consumers.toml"
+    config = (
+        write_config(path, servers, gateway.topic, database_url)
+        if idle_check_ms is None
+        else write_config(path, servers, gateway.topic, database_url, idle_check_ms=idle_check_ms)
+    )
     with config.open("a") as extra:
         extra.write(f'[search]\nurl = "{search_url}"\n')
     built = Stack(gateway, sshd, search_url, database_url, [], config)
