@@ -88,14 +88,25 @@ class Plan:
     log_level: int
 
 
-def run_recorder(plan: Plan, frames: socket.socket, status: Pipe, figures: Any) -> None:
+def run_recorder(
+    plan: Plan,
+    frames: socket.socket,
+    status: Pipe,
+    figures: Any,
+    relays_end: socket.socket | None = None,
+) -> None:
     """The process's life (see the module's text). Says ``("ready",)`` or ``("error",
-    text)`` on ``status`` once started, and ``("stopped", delivered)`` at its end."""
+    text)`` on ``status`` once started, and ``("stopped", delivered)`` at its end.
+    ``relays_end``: the relay's side of the socket, inherited by a fork: closed here
+    at once, or the relay's death would never read as the socket's end."""
+    if relays_end is not None:
+        relays_end.close()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     logging.basicConfig(
         level=plan.log_level,
         format="%(asctime)s %(levelname)-7s recorder %(name)s: %(message)s",
+        force=True,
     )
     relay = os.getppid()
     signer = keys.signing_key(plan.signing_key_path)

@@ -26,7 +26,7 @@ import asyncio
 import datetime as dt
 import logging
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
@@ -37,6 +37,7 @@ from producer.chunkwriter import ChunkWriter
 from producer.publisher import Publisher, kafka_producers, replay_window
 from producer.spool import Spool
 from producer.tails import Tails, end_left_open
+from sshtrail.errors import SshtrailError
 from sshtrail.events import Event
 from sshtrail.settings import Settings
 
@@ -67,9 +68,11 @@ class Figures:
 class Recording(Protocol):
     """The recording side of one gateway process (see the module's text)."""
 
-    async def start(self, loop: asyncio.AbstractEventLoop, on_behind: Behind) -> None:
-        """Open the spool, end the sessions the last run left open, start publishing.
-        Raises :class:`~sshtrail.errors.SshtrailError` (the spool cannot be opened)."""
+    def start(self, loop: asyncio.AbstractEventLoop, on_behind: Behind) -> Awaitable[None]:
+        """Begin now: open the spool, end the sessions the last run left open, start
+        publishing; done when the returned awaitable is, which raises
+        :class:`~sshtrail.errors.SshtrailError` if the spool cannot be opened. (The
+        gateway listens meanwhile; chunks handed over before then wait.)"""
 
     def submit(
         self, session_id: uuid.UUID, seq: int, events: list[Event], final: bool, size: int
@@ -125,8 +128,13 @@ class InProcessRecording:
         self._writer: ChunkWriter | None = None
         self._opened = False
 
-    async def start(self, loop: asyncio.AbstractEventLoop, on_behind: Behind) -> None:
-        open_spool(self.spool, self._tails, self.publisher, self._signer)
+    def start(self, loop: asyncio.AbstractEventLoop, on_behind: Behind) -> Awaitable[None]:
+        started: asyncio.Future[None] = loop.create_future()
+        try:
+            open_spool(self.spool, self._tails, self.publisher, self._signer)
+        except SshtrailError as exc:
+            started.set_exception(exc)
+            return started
         self._opened = True
 
         def tell(callback: Callable[[], None]) -> None:
@@ -135,6 +143,8 @@ class InProcessRecording:
 
         self._writer = ChunkWriter(self.spool, self._signer, tell, on_behind)
         self._writer.start()
+        started.set_result(None)
+        return started
 
     def submit(
         self, session_id: uuid.UUID, seq: int, events: list[Event], final: bool, size: int

@@ -25,9 +25,11 @@ import contextlib
 import logging
 import multiprocessing
 import socket
+import sys
+import threading
 import uuid
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from multiprocessing.connection import Connection as Pipe
 from multiprocessing.process import BaseProcess
 from pathlib import Path
@@ -71,8 +73,7 @@ class ProcessRecording:
         self._public_key = signer.public_key().public_bytes_raw()
         #: Told when the recorder process died and its sessions must end.
         self.on_lost = on_lost
-        self._context = multiprocessing.get_context("spawn")
-        self._figures: Any = self._context.RawArray("d", len(FIGURES))
+        self._figures: Any = multiprocessing.get_context("spawn").RawArray("d", len(FIGURES))
         self._loop: asyncio.AbstractEventLoop | None = None
         self._on_behind: Behind = lambda _behind: None
         self._process: BaseProcess | None = None
@@ -92,17 +93,26 @@ class ProcessRecording:
 
     # -- lifecycle ----------------------------------------------------------------
 
-    async def start(self, loop: asyncio.AbstractEventLoop, on_behind: Behind) -> None:
+    def start(self, loop: asyncio.AbstractEventLoop, on_behind: Behind) -> Awaitable[None]:
         self._loop, self._on_behind = loop, on_behind
-        await self._start_process()
+        return loop.create_task(self._until_ready(*self._launch()))
 
-    async def _start_process(self) -> None:
-        loop = asyncio.get_running_loop()
+    def _launch(self) -> tuple[BaseProcess, socket.socket, Pipe]:
+        """Start a recorder process now (no await: at the gateway's start, before
+        anything else starts a thread); its process, the relay's side of its socket,
+        and the pipe it answers on."""
         relay, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         for side, option in ((relay, socket.SO_SNDBUF), (child, socket.SO_RCVBUF)):
             with contextlib.suppress(OSError):
                 side.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
-        receiving, sending = self._context.Pipe(duplex=False)
+        # Forked while this process has no thread but the loop's (at the gateway's start:
+        # the recorder is ready at once, with nothing imported again); spawned after that
+        # (a restart), since a fork would inherit other threads' locks half-held.
+        forked = threading.active_count() == 1
+        context = (
+            multiprocessing.get_context("fork") if forked else multiprocessing.get_context("spawn")
+        )
+        receiving, sending = context.Pipe(duplex=False)
         plan = Plan(
             self._settings,
             self._directory,
@@ -111,19 +121,29 @@ class ProcessRecording:
             publish_s=10.0,
             log_level=logging.getLogger().level,
         )
-        process = self._context.Process(
+        process = context.Process(
             target=run_recorder,
-            args=(plan, child, sending, self._figures),
+            args=(plan, child, sending, self._figures, relay if forked else None),
             name="sshtrail-gateway-recorder",
         )
+        if forked:  # what is buffered is the parent's to write, not written twice
+            sys.stdout.flush()
+            sys.stderr.flush()
         process.start()
         child.close()
         sending.close()
+        return process, relay, receiving
+
+    async def _until_ready(
+        self, process: BaseProcess, relay: socket.socket, receiving: Pipe
+    ) -> None:
+        """Wait for the recorder process to say it is ready; then send it what waits."""
+        loop = asyncio.get_running_loop()
         word = await loop.run_in_executor(None, _first_word, receiving, process)
         if word[0] != "ready":
             relay.close()
             receiving.close()
-            process.join(5)
+            await loop.run_in_executor(None, process.join, 5)
             raise SpoolError(f"the recorder process did not start: {word[1]}")
         relay.setblocking(False)
         self._process, self._status, self._socket = process, receiving, relay
@@ -254,7 +274,7 @@ class ProcessRecording:
 
     async def _restart(self) -> None:
         try:
-            await self._start_process()
+            await self._until_ready(*self._launch())
         except SpoolError:
             log.exception("the recorder process cannot be started again")
             await asyncio.sleep(1.0)

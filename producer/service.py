@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import resource
 import signal
@@ -28,7 +29,7 @@ from producer.sharedcounts import SharedCounts
 from producer.sharedfailures import SharedFailures
 from producer.sharedpending import SharedPending
 from producer.upstream import TargetConnector
-from sshtrail.errors import ConfigError
+from sshtrail.errors import ConfigError, SshtrailError
 from sshtrail.escrow import Sealer, parse_public_key
 from sshtrail.settings import Settings
 from sshtrail.statedir import secure
@@ -149,9 +150,11 @@ class GatewayService:
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop)
         _raise_file_limit(2 * gw.max_sessions + 64)
-        await self.recording.start(loop, self.gateway.recording_behind)
         if isinstance(self.recording, ProcessRecording):
             self.recording.on_lost = self.gateway.recording_lost
+        # Begun first (a recorder process is forked before any thread starts), ready
+        # while the gateway starts listening.
+        recording = self.recording.start(loop, self.gateway.recording_behind)
         try:
             server = await asyncssh.create_server(
                 lambda: Connection(self.gateway),
@@ -160,14 +163,20 @@ class GatewayService:
                 reuse_port=self.place is not None,
                 **server_options(self.host_key, gw.ciphers),
             )
-        except ValueError as exc:  # asyncssh: an algorithm it does not know
+        except (ValueError, OSError) as exc:
+            with contextlib.suppress(SshtrailError):
+                await recording
             await self.recording.stop(0)
-            raise ConfigError(str(exc), key="gateway.ciphers") from None
-        except OSError as exc:
-            await self.recording.stop(0)
+            if isinstance(exc, ValueError):  # asyncssh: an algorithm it does not know
+                raise ConfigError(str(exc), key="gateway.ciphers") from None
             raise ConfigError(
                 f"cannot listen on {gw.listen}:{gw.port}: {exc.strerror}", key="gateway.port"
             ) from None
+        try:
+            await recording
+        except SshtrailError:
+            server.close()
+            raise
         self.port = server.sockets[0].getsockname()[1]
         watch = self._serve_metrics()
         listener = ControlListener(
