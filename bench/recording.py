@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
+import socket
 import time
 import uuid
 import zlib
@@ -49,29 +50,25 @@ def per_mb(total_bytes: int, run: Callable[[], object]) -> float:
     return (time.process_time() - started) * 1e3 / (total_bytes / 1e6)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mb", type=int, default=512)
-    args = parser.parse_args()
-    packets = args.mb * 1_000_000 // PACKET
-    packet = os.urandom(PACKET)
-    chunk = os.urandom(CHUNK)
-    chunks = packets * PACKET // CHUNK
-    total = packets * PACKET
-    spool = Spool(scratch("bench-recording-"), 64 << 20, 0.1)
-    spool.open()
-    key = str(uuid7()).encode()
+class Session:
+    """One bulk session's output, recorded the ways the gateway can record it."""
 
-    start = Start(
-        0, "alice", "127.0.0.1:1", "t1", "127.0.0.1", 22, "root", "gw", "", 0, 0, time.time_ns()
-    )
-    signer = Ed25519PrivateKey.generate()
+    def __init__(self, packets: int, spool: Spool) -> None:
+        self.packets = packets
+        self.packet = os.urandom(PACKET)
+        self.spool = spool
+        self.key = str(uuid7()).encode()
+        self.signer = Ed25519PrivateKey.generate()
+        self.start = Start(
+            0, "alice", "127.0.0.1:1", "t1", "127.0.0.1", 22, "root", "gw", "", 0, 0, time.time_ns()
+        )
 
-    def record(submit: Callable[[uuid.UUID, int, list[Event], bool, int], None]) -> None:
+    def record(self, submit: Callable[[uuid.UUID, int, list[Event], bool, int], None]) -> None:
+        """The session's packets through a recorder whose chunks go to ``submit``."""
         sink = type("Sink", (), {"submit": staticmethod(submit)})()
         recorder = Recorder(
-            start,
-            signer,
+            self.start,
+            self.signer,
             sink,
             lambda _d, _c: _Timer(),
             session_id=uuid7(),
@@ -79,32 +76,55 @@ def main() -> None:
             max_delay_s=0.1,
             echo_window_s=None,
         )
-        for _ in range(packets):
-            recorder.output(packet)
+        for _ in range(self.packets):
+            recorder.output(self.packet)
         recorder.close("done")
 
-    def through_recorder() -> None:
+    def through_writer(self) -> None:
         """What the writer thread does (``gateway.recorder = "thread"``), inline."""
         chains: dict[uuid.UUID, ChainWriter] = {}
 
         def submit(sid: uuid.UUID, _seq: int, events: list[Event], _f: bool, _s: int) -> None:
-            chain = chains.setdefault(sid, ChainWriter(sid, signer))
-            spool.append(key, chain.encode(events))
+            chain = chains.setdefault(sid, ChainWriter(sid, self.signer))
+            self.spool.append(self.key, chain.encode(events))
 
-        record(submit)
+        self.record(submit)
 
-    def relay_half() -> None:
+    def relay_half(self) -> None:
         """The relay's process with a recorder process: recorder, check, encode once,
-        the frame's header (the socket's copy is the kernel's)."""
+        the frame's header."""
 
         def submit(sid: uuid.UUID, seq: int, events: list[Event], final: bool, _s: int) -> None:
             assert shape_problem(sid, seq, events) is None
             encoded = encode_events(events)
             FRAME.pack(sid.bytes, seq, final, len(encoded))
 
-        record(submit)
+        self.record(submit)
 
-    def both_halves() -> None:
+    def relay_half_sent(self) -> None:
+        """The relay's half with each frame written to a local socket, as the gateway
+        does, a forked process reading it (its CPU is not counted here)."""
+        relay, reader = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        for side, option in ((relay, socket.SO_SNDBUF), (reader, socket.SO_RCVBUF)):
+            side.setsockopt(socket.SOL_SOCKET, option, 4 << 20)
+        pid = os.fork()
+        if pid == 0:  # the reader: drain the socket until its end
+            relay.close()
+            while reader.recv(1 << 20):
+                pass
+            os._exit(0)
+        reader.close()
+
+        def submit(sid: uuid.UUID, seq: int, events: list[Event], final: bool, _s: int) -> None:
+            assert shape_problem(sid, seq, events) is None
+            encoded = encode_events(events)
+            relay.sendmsg([FRAME.pack(sid.bytes, seq, final, len(encoded)), encoded])
+
+        self.record(submit)
+        relay.close()
+        os.waitpid(pid, 0)
+
+    def both_halves(self) -> None:
         """Both halves, chunk by chunk: the relay's, then the recorder process's (chain,
         signature, spool)."""
         chains: dict[uuid.UUID, ChainWriter] = {}
@@ -113,12 +133,24 @@ def main() -> None:
             assert shape_problem(sid, seq, events) is None
             encoded = encode_events(events)
             FRAME.pack(sid.bytes, seq, final, len(encoded))
-            chain = chains.setdefault(sid, ChainWriter(sid, signer))
-            spool.append(key, chain.encode_encoded(seq, encoded, end=final))
+            chain = chains.setdefault(sid, ChainWriter(sid, self.signer))
+            self.spool.append(self.key, chain.encode_encoded(seq, encoded, end=final))
 
-        record(submit)
+        self.record(submit)
 
-    sid = uuid7()
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--mb", type=int, default=512)
+    args = parser.parse_args()
+    packets = args.mb * 1_000_000 // PACKET
+    chunk = os.urandom(CHUNK)
+    chunks = packets * PACKET // CHUNK
+    total = packets * PACKET
+    spool = Spool(scratch("bench-recording-"), 64 << 20, 0.1)
+    spool.open()
+    session = Session(packets, spool)
+    sid, key = uuid7(), session.key
     stages = {
         "baseline: copy the bytes once": lambda: [bytearray(chunk) for _ in range(chunks)],
         "MessagePack encoding": lambda: [
@@ -127,9 +159,10 @@ def main() -> None:
         "SHA-256 (hash chain)": lambda: [hashlib.sha256(chunk).digest() for _ in range(chunks)],
         "CRC-32 (spool record)": lambda: [zlib.crc32(chunk) for _ in range(chunks)],
         "spool append (CRC + writev)": lambda: [spool.append(key, chunk) for _ in range(chunks)],
-        "all of it: recorder → chain → spool": through_recorder,
-        "recorder process: the relay's half": relay_half,
-        "recorder process: both halves": both_halves,
+        "all of it: recorder → chain → spool": session.through_writer,
+        "recorder process: the relay's half": session.relay_half,
+        "  ... and each frame written to a socket": session.relay_half_sent,
+        "recorder process: both halves": session.both_halves,
     }
     print(
         f"{total / 1e6:,.0f} MB of output in {PACKET}-byte packets, {CHUNK // 1024} KiB chunks"
@@ -139,7 +172,7 @@ def main() -> None:
     for name, run in stages.items():
         cost = per_mb(total, run)
         baseline = baseline or cost
-        print(f"  {name:<38} {cost:6.2f}   ({cost / baseline:5.1f}x the copy)")
+        print(f"  {name:<40} {cost:6.2f}   ({cost / baseline:5.1f}x the copy)")
     spool.close()
 
 
