@@ -95,6 +95,18 @@ def shares(processes: list[Process], seconds: float) -> dict[str, float]:
     return result
 
 
+def rss_mib(pid: int) -> float:
+    """A process's resident memory in MiB (0 once it has ended)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    for line in status.splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
 @contextlib.contextmanager
 def idle_sessions(said: str, count: int) -> Iterator[None]:
     """``count`` terminal sessions through the demo gateway, open and idle until the end.
@@ -179,15 +191,16 @@ def main() -> None:
                     Process(sleeper.pid, "baseline: python sleeping"),
                 ]
                 measured = shares(processes, args.seconds)
+                memory = {p.name: rss_mib(p.pid) for p in processes}
                 sleeper.kill()
         finally:
             up.send_signal(signal.SIGINT)
             up.wait(timeout=60)
 
-    print(f"idle stack, CPU over {args.seconds:.0f} s (share of one core):")
+    print(f"idle stack, CPU over {args.seconds:.0f} s (share of one core) and memory (RSS):")
     total = 0.0
     for name, share in measured.items():
-        print(f"  {share * 100:6.2f} %  {name}")
+        print(f"  {share * 100:6.2f} %  {memory.get(name, 0.0):6.1f} MiB  {name}")
         if not name.startswith(("baseline", "broker:")):
             total += share
     where = "on Apache Kafka, its broker apart" if args.kafka else "embedded broker included"

@@ -196,10 +196,10 @@ class GatewaySettings(_Section):
     #: Where each gateway process encodes, chains, signs, spools and publishes what it
     #: records: ``"process"``, a recorder process of its own fed over a local socket,
     #: so that work never takes the interpreter lock from the relay; or ``"thread"``,
-    #: writer and publisher threads in the relay's process (one process fewer, and
-    #: about 40 MB less memory per gateway process). Both keep the same guarantees
-    #: (docs/security.md); "process" relays faster while recording
-    #: (docs/performance.md, "The recorder process").
+    #: writer and publisher threads in the relay's process (one process fewer per
+    #: gateway process: 48 MiB of resident memory, much of it shared with the
+    #: gateway process it is forked from). Both keep the same guarantees
+    #: (docs/security.md); docs/performance.md, "The recorder process", weighs them.
     recorder: Literal["process", "thread"] = "process"
     #: Garbage-collection thresholds of each gateway process (Python's
     #: ``gc.set_threshold``), set once it listens, after what start-up allocated
