@@ -25,6 +25,7 @@ import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -35,6 +36,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Select,
     String,
     Table,
     Text,
@@ -261,8 +263,15 @@ class Hit:
         return found
 
 
-def search(conn: Connection, query: Query) -> list[Hit]:
-    """Documents containing ``query.text``, oldest first."""
+def search(conn: Connection, query: Query, fence: bool | None = None) -> list[Hit]:
+    """Documents containing ``query.text``, oldest first. ``fence``: see :func:`statement`."""
+    return [Hit(*row) for row in conn.execute(statement(conn, query, fence))]
+
+
+def statement(conn: Connection, query: Query, fence: bool | None = None) -> Select[Any]:
+    """The query behind :func:`search`. On PostgreSQL ``fence`` says whether the
+    matches are found first, in a ``MATERIALIZED`` CTE, then ordered; None (what
+    ``sshtrail search`` and the console use) leaves that to :func:`fenced`."""
     if not query.text:
         raise ValueError("the search text is empty")
     conditions: list[ColumnElement[bool]] = [_contains(conn, query.text)]
@@ -288,17 +297,39 @@ def search(conn: Connection, query: Query) -> list[Hit]:
         conditions.append(DOCS.c.session_id.in_(select(SESSIONS.c.session_id).where(ended)))
     names = _HIT_COLUMNS
     matches = select(*(DOCS.c[n] for n in names), DOCS.c.id).where(and_(*conditions))
-    if conn.dialect.name == "postgresql":
-        # Find the matches through the trigram index first, then order them; left
-        # alone, the planner walks the ``at`` index and filters row after row.
+    if conn.dialect.name == "postgresql" and (fenced(query) if fence is None else fence):
         found = matches.cte("matches").prefix_with("MATERIALIZED")
         ordered = select(*(found.c[n] for n in names))
         ordered = ordered.order_by(found.c.at, found.c.session_id, found.c.t, found.c.id)
     else:
         ordered = select(*(DOCS.c[n] for n in names)).where(and_(*conditions))
         ordered = ordered.order_by(DOCS.c.at, DOCS.c.session_id, DOCS.c.t, DOCS.c.id)
-    statement = ordered.limit(query.limit)
-    return [Hit(*row) for row in conn.execute(statement)]
+    return ordered.limit(query.limit)
+
+
+#: The longest time range a search on PostgreSQL leaves to the planner: see :func:`fenced`.
+UNFENCED_SPAN = dt.timedelta(days=31)
+
+
+def fenced(query: Query, now: dt.datetime | None = None) -> bool:
+    """Whether, on PostgreSQL, a search finds all its matches first, in a
+    ``MATERIALIZED`` CTE the planner cannot see through, then orders them: unless
+    ``query.since`` bounds it to at most :data:`UNFENCED_SPAN` before ``query.until``
+    (or ``now``).
+
+    Left alone, the planner may walk the ``at`` index oldest first, testing line after
+    line until it has ``query.limit`` matches: the fastest plan for a common word, and
+    for a word it wrongly takes for common a walk through every line in range. Without
+    a range that is the whole index (seconds over a year), so the fence makes it find
+    the matches through the trigram index. Within a short range the fence saves
+    nothing: to find *all* the matches it walks the range's ``at`` index itself, or
+    reads every match of the word in the whole index through the trigram index, which
+    costs what the walk costs at worst (docs/decisions.md; docs/performance.md,
+    "Searching within a time range: when to fence")."""
+    if query.since is None:
+        return True
+    until = query.until if query.until is not None else (now or dt.datetime.now(dt.UTC))
+    return until - query.since > UNFENCED_SPAN
 
 
 #: Opens a connection to a database for one search (and closes it); any error of
