@@ -9,7 +9,8 @@ substring is found fast:
   (external content, fed by a trigger) -- case-insensitive substring
   ``MATCH`` for three characters or more, ``LIKE`` below that;
 * PostgreSQL: a ``pg_trgm`` GIN index on ``search_docs.text`` serving
-  ``ILIKE '%...%'``.
+  ``ILIKE '%...%'``; ``search_docs`` partitioned by the month its sessions
+  started in (sshtrail/searchmonths.py), in an index made at schema 7 or later.
 
 The index's schema has a version of its own in ``search_meta``; an index
 written by an older sshtrail is brought up to date by :func:`ensure_schema`
@@ -21,6 +22,7 @@ needs re-deriving from the recordings is rebuilt by ``sshtrail index
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
@@ -52,12 +54,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.sql.elements import ColumnElement
 
-from sshtrail import describe
+from sshtrail import describe, searchmonths
 from sshtrail.dbtypes import NAMING_CONVENTION, UTCDateTime
 from sshtrail.errors import DatabaseError, InvalidError, NotSetUp
+from sshtrail.partitions import partitioned
 from sshtrail.scope import Scope
 from sshtrail.states import Kind, MaskedInput
 from sshtrail.transferqueries import TransferFilter, escape_like, list_transfers
+
+log = logging.getLogger(__name__)
 
 METADATA = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -127,7 +132,7 @@ META = Table(
     Column("key", String(32), primary_key=True),
     Column("value", String(64), nullable=False),
 )
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: How an index of each older version is brought up to date, step by step.
 _UPGRADES: dict[int, tuple[str, ...]] = {
     1: (
@@ -149,6 +154,10 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
         "CREATE INDEX IF NOT EXISTS ix_search_sessions_uncertain_prompt "
         "ON search_sessions (session_id) WHERE uncertain_prompt",
     ),
+    # Documents partitioned by month on PostgreSQL (sshtrail/searchmonths.py) in an index
+    # made from now on: an older one stays a plain table, 'sshtrail index --rebuild'
+    # partitions it (ensure_schema says so in its log).
+    6: (),
 }
 
 #: The chunks of sessions still open: a member taking a session over replays
@@ -184,6 +193,8 @@ def ensure_schema(engine: Engine) -> None:
             # Two members starting at once must not race on CREATE EXTENSION.
             conn.execute(text("SELECT pg_advisory_xact_lock(7421)"))
         had_index = inspect(conn).has_table(SESSIONS.name)
+        if engine.dialect.name == "postgresql" and not inspect(conn).has_table(DOCS.name):
+            searchmonths.create(conn, dt.datetime.now(dt.UTC))
         METADATA.create_all(conn)
         for statement in _SQLITE_DDL if engine.dialect.name == "sqlite" else _POSTGRES_DDL:
             conn.execute(text(statement))
@@ -202,6 +213,12 @@ def ensure_schema(engine: Engine) -> None:
         elif version != SCHEMA_VERSION:
             conn.execute(
                 META.update().where(META.c.key == "schema").values(value=str(SCHEMA_VERSION))
+            )
+        if engine.dialect.name == "postgresql" and not partitioned(conn, DOCS.name):
+            log.warning(
+                "the search index's documents are not partitioned by month (an index made "
+                "before sshtrail's index schema 7): searches answer as before, but retention "
+                "deletes their rows one by one; 'sshtrail index --rebuild' partitions them"
             )
 
 

@@ -4,7 +4,7 @@ planner walk the ``at`` index in time order: plans and answers on a filled index
 from __future__ import annotations
 
 import datetime as dt
-import uuid
+import re
 from collections.abc import Iterator
 
 import psycopg
@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 
 from sshtrail import search
 from sshtrail.db import make_engine
+from sshtrail.ids import uuid7
 from sshtrail.search import Query
 from tests.support import postgres
 
@@ -37,7 +38,8 @@ def line(number: int) -> str:
 
 @pytest.fixture(scope="module")
 def index() -> Iterator[Engine]:
-    """An index of :data:`LINES` lines, filled by COPY and analyzed, as a busy site's."""
+    """An index of :data:`LINES` lines, filled by COPY and analyzed, as a busy site's
+    (partitioned by the month its sessions started in, sshtrail/searchmonths.py)."""
     with postgres.fresh_database() as url:
         engine = make_engine(url)
         search.ensure_schema(engine)
@@ -50,8 +52,9 @@ def index() -> Iterator[Engine]:
             ) as rows,
         ):
             for number in range(LINES):
-                session = uuid.UUID(int=number // 40 + 1)
                 at = T0 + number * STEP
+                if number % 40 == 0:  # a session every 40 lines, in its month's partition
+                    session = uuid7(int(at.timestamp() * 1000))
                 kind = "command" if number % 2 == 0 else "output"
                 rows.write_row(
                     (session, kind, number % 40, 0, 0, at, "alice", "db01", line(number))
@@ -94,7 +97,7 @@ def test_a_common_word_within_a_week_is_read_in_time_order(index: Engine) -> Non
     query = Query("error", since=since, until=since + dt.timedelta(days=7))
     shown = plan(index, query)
     assert "CTE Scan" not in shown
-    assert "Index Scan using ix_search_docs_at" in shown
+    assert re.search(r"Index Scan using \S*_at\S* on search_docs", shown)
     assert found(index, query) == expected(query) == found(index, query, fence=True)
     assert len(expected(query)) == 100
 
@@ -125,7 +128,7 @@ def test_a_rare_word_beyond_a_short_range_is_found_through_the_trigram_index(
     assert search.fenced(query)
     shown = plan(index, query)
     assert "CTE Scan on matches" in shown
-    assert "ix_search_docs_text_trgm" in shown
+    assert re.search(r"Bitmap Index Scan on \S*text\S*", shown)
     assert found(index, query) == expected(query)
     assert found(index, query) == found(index, query, fence=False)
 
