@@ -54,7 +54,7 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, insert, select, text
 
-from consumer import chainpool
+from consumer import chainpool, indexpurge
 from consumer.deletion import (
     WRITE_ROWS,
     Deletion,
@@ -421,15 +421,48 @@ def search_fences(index: Engine, runs: int, now: dt.datetime) -> None:
         )
 
 
+def index_purges(index: Engine, month: Month) -> None:
+    """The index group's purge (consumer/indexpurge.py) of ``month``'s sessions, a page
+    of tombstones a transaction as the group reads them: the first page drops the
+    partition whole, the others find nothing left; then 2,000 sessions of the next
+    month row by row."""
+    for whole, chosen in ((True, month), (False, month.next())):
+        with index.connect() as conn:
+            in_month = (search.DOCS.c.session_id >= chosen.low) & (
+                search.DOCS.c.session_id < chosen.high
+            )
+            query = select(search.DOCS.c.session_id).where(in_month).distinct()
+            ids = list(conn.execute(query if whole else query.limit(2000)).scalars())
+        started = time.perf_counter()
+        for first in range(0, len(ids), indexpurge.PAGE):
+            with index.begin() as conn:
+                drop = [chosen] if whole and first == 0 else []
+                indexpurge.purge(conn, ids[first : first + indexpurge.PAGE], drop)
+        took = time.perf_counter() - started
+        way = "its partition dropped" if whole else "row by row"
+        print(
+            f"index purge, {len(ids):,} sessions of {chosen}, {way}: {took:.2f} s, "
+            f"{took / len(ids) * 1000:.2f} ms a session; load average {os.getloadavg()[0]:.1f}"
+        )
+
+
 def search_only(admin_url: str, scale: float, seed: int, runs: int) -> None:
-    """Fill an index alone and time its searches fenced and not, first never analyzed
-    (autovacuum off on the table: what the planner knows right after a bulk load),
-    then after ``ANALYZE``."""
+    """Fill an index alone (partitioned by month: sshtrail/searchmonths.py) and time its
+    searches fenced and not, first never analyzed (autovacuum off on its tables: what
+    the planner knows right after a bulk load), then after ``ANALYZE``; then the
+    index group's purge of a month, whole and row by row."""
     index_url = database(admin_url, "bench_year_index")
     index = make_engine(index_url)
     search.ensure_schema(index)
-    with index.begin() as conn:
-        conn.execute(text("ALTER TABLE search_docs SET (autovacuum_enabled = false)"))
+    with index.begin() as conn:  # on each partition: a partitioned parent takes none
+        children = conn.execute(
+            text(
+                "SELECT inhrelid::regclass::text FROM pg_inherits "
+                "WHERE inhparent = 'search_docs'::regclass"
+            )
+        ).scalars()
+        for table in list(children) or ["search_docs"]:
+            conn.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))
     now_ms = time.time_ns() // 1_000_000
     started = time.perf_counter()
     lines = fill_index(index_url, int(250_000 * scale), seed, now_ms)
@@ -441,6 +474,7 @@ def search_only(admin_url: str, scale: float, seed: int, runs: int) -> None:
                     conn.execute("VACUUM ANALYZE search_docs")
             print(f"-- statistics: {stats}; load average {os.getloadavg()[0]:.1f}")
             search_fences(index, runs, when(now_ms))
+        index_purges(index, dropped_month(now_ms))
         print(f"load average at the end {os.getloadavg()[0]:.1f}")
     finally:
         index.dispose()
