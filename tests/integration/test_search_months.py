@@ -243,3 +243,12 @@ def test_an_older_index_keeps_its_plain_table_until_rebuilt(
         with engine.connect() as conn:
             assert partitions.partitioned(conn, "search_docs")
         engine.dispose()
+
+
+def test_each_look_of_the_purge_makes_the_months_ahead(index: Engine, store: Engine) -> None:
+    last = months(index)[-1]
+    with index.begin() as conn:
+        searchmonths.drop(conn, last)
+    assert last not in months(index)
+    assert IndexPurge(store, 0.0).run(index, lambda ids: None) is False  # no tombstones
+    assert months(index)[-1] == last
