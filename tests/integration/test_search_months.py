@@ -89,6 +89,17 @@ def test_a_new_index_is_partitioned_by_month_of_session_start(index: Engine) -> 
     assert Month.of(NOW) in made
     assert OLD in made
     assert len(made) == searchmonths.BEHIND + partitions.AHEAD + 1
+    with index.connect() as conn:  # every partition's text sampled finely for the planner
+        targets = conn.execute(
+            text(
+                "SELECT c.relname, a.attstattarget FROM pg_attribute a "
+                "JOIN pg_class c ON c.oid = a.attrelid "
+                "WHERE c.relname LIKE 'search_docs%' AND c.relkind IN ('r', 'p') "
+                "AND a.attname = 'text'"
+            )
+        ).all()
+    assert len(targets) == len(made) + 2  # the parent and DEFAULT
+    assert {target for _, target in targets} == {searchmonths.TEXT_STATISTICS}
     old, current = session_in(OLD, 3), uuid7()
     add(index, old, ["make error: failed", "ls"])
     add(index, current, ["systemctl restart app: error"])
@@ -252,3 +263,12 @@ def test_each_look_of_the_purge_makes_the_months_ahead(index: Engine, store: Eng
     assert last not in months(index)
     assert IndexPurge(store, 0.0).run(index, lambda ids: None) is False  # no tombstones
     assert months(index)[-1] == last
+    with index.connect() as conn:
+        target = conn.execute(
+            text(
+                "SELECT attstattarget FROM pg_attribute "
+                "WHERE attrelid = CAST(:name AS regclass) AND attname = 'text'"
+            ),
+            {"name": last.name("search_docs")},
+        ).scalar()
+    assert target == searchmonths.TEXT_STATISTICS
