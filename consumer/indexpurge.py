@@ -106,9 +106,10 @@ class IndexPurge:
         return whole
 
     def _all_deleted(self, conn: Connection, month: Month) -> bool:
-        """Whether every session of ``month`` the index holds has a tombstone: retention
-        drops a month's sessions at once (consumer/deletion.py, ``drop_month``), so the
-        month's first page of tombstones finds them all, and its partition goes whole."""
+        """Whether every session of ``month`` the index holds has a tombstone. The store's
+        retention writes a whole month's tombstones in one transaction when it drops the
+        month (consumer/deletion.py, ``drop_month``): the first page of them finds
+        them all, and the partition goes whole."""
         held = searchmonths.sessions_of(conn, month)
         in_month = (DELETIONS.c.session_id >= month.low) & (DELETIONS.c.session_id < month.high)
         with Transaction(self._store, "tombstones read") as store:
