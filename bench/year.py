@@ -29,16 +29,20 @@ store group's writer writes the same real recordings into a partitioned and an
 unpartitioned (schema 0015) store, alternately, best of 3: the ratio is the
 partitioning's cost.
 
-    python -m bench.year [--scale 0.1] [--runs 30] [--month-only] [--admin-url ...]
+    python -m bench.year [--scale 0.1] [--runs 30] [--month-only | --search-only]
+                         [--admin-url ...]
 
 ``--month-only`` fills the store and index, then measures only the month's drop and
-the row-by-row deletions.
+the row-by-row deletions. ``--search-only`` fills the index alone and times its
+searches with the matches fenced (a ``MATERIALIZED`` CTE) and not, before the
+index is analyzed and after (:func:`sshtrail.search.fenced` says which it uses).
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
+import os
 import random
 import resource
 import statistics
@@ -50,7 +54,7 @@ import psycopg
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from sqlalchemy import Connection, Engine, insert, select, text
 
-from consumer import chainpool
+from consumer import chainpool, indexpurge
 from consumer.deletion import (
     WRITE_ROWS,
     Deletion,
@@ -89,6 +93,8 @@ WORDS = [
     "make",
 ]
 RARE = "zqxjvk"
+#: Lines holding :data:`RARE` in the whole index, whatever the scale.
+RARE_LINES = 10
 DAY = 86_400_000
 
 
@@ -155,6 +161,53 @@ def dropped_month(now_ms: int) -> Month:
     return Month.of(when(now_ms - 365 * DAY)).next()
 
 
+class Documents:
+    """The search lines of the year's sessions, in the index's ``COPY`` column order;
+    the rare word in ``RARE_LINES`` of them in all (on average)."""
+
+    def __init__(self, count: int, rng: random.Random) -> None:
+        self._count = count
+        self._rng = rng
+        self._rare_left = RARE_LINES
+
+    def __call__(self, item: dict[str, Any]) -> Iterator[tuple[Any, ...]]:
+        rng, span = self._rng, item["end"] - item["start"]
+        for number in range(item["lines"]):
+            word = WORDS[rng.randrange(len(WORDS))]
+            line = f"{word} /var/lib/{rng.getrandbits(32):08x} {number}"
+            if rng.randrange(20) == 0:
+                line += " error: failed"
+            if self._rare_left and rng.randrange(self._count * 4) < RARE_LINES:
+                line, self._rare_left = f"{line} {RARE}", self._rare_left - 1
+            t = number * span * 1_000_000 // item["lines"]
+            at = when(item["start"] + t // 1_000_000)
+            kind = "command" if number % 2 == 0 else "output"
+            yield (item["id"], kind, number, 0, t, at, item["operator"], item["target"], line, True)
+
+
+INDEX_COPY = (
+    "COPY search_docs (session_id, kind, ordinal, seq, t, at, operator, target, text, "
+    "certain) FROM STDIN"
+)
+
+
+def fill_index(index_url: str, count: int, seed: int, now_ms: int) -> int:
+    """Fill only the index, through COPY, as :func:`fill` does (its lines drawn from
+    their own random stream: the same shape, not the same lines); the lines written."""
+    rng = random.Random(seed)
+    documents = Documents(count, rng)
+    written = 0
+    with (
+        psycopg.connect(index_url.replace("postgresql+psycopg", "postgresql")) as index,
+        index.cursor().copy(INDEX_COPY) as lines,
+    ):
+        for item in sessions(count, now_ms, rng):
+            for line in documents(item):
+                lines.write_row(line)
+                written += 1
+    return written
+
+
 def fill(store_url: str, index_url: str, count: int, seed: int, now_ms: int) -> dict[str, int]:
     """Fill the store and the index through COPY; the rows written of each kind, the
     :func:`dropped_month`'s sessions with signed chains."""
@@ -167,7 +220,7 @@ def fill(store_url: str, index_url: str, count: int, seed: int, now_ms: int) -> 
             partitions.ensure_months(conn, when(now_ms - back * 30 * DAY), ahead=0)
     store.dispose()
     totals = {"sessions": 0, "chunks": 0, "lines": 0, "transfers": 0}
-    rare_left = 10
+    documents = Documents(count, rng)
     dsn = store_url.replace("postgresql+psycopg", "postgresql")
     index_dsn = index_url.replace("postgresql+psycopg", "postgresql")
     items = list(sessions(count, now_ms, rng))
@@ -203,10 +256,7 @@ def fill(store_url: str, index_url: str, count: int, seed: int, now_ms: int) -> 
             "COPY transfers (session_id, idx, t, protocol, op, path, status, bytes, detail) "
             "FROM STDIN"
         ) as transfers,
-        index.cursor().copy(
-            "COPY search_docs (session_id, kind, ordinal, seq, t, at, operator, target, "
-            "text, certain) FROM STDIN"
-        ) as lines,
+        index.cursor().copy(INDEX_COPY) as lines,
     ):
         for item in items:
             sid, end = item["id"], when(item["end"])
@@ -218,19 +268,8 @@ def fill(store_url: str, index_url: str, count: int, seed: int, now_ms: int) -> 
             for seq, data in enumerate(datas):
                 t = seq * span * 1_000_000 // item["chunks"]
                 chunks.write_row((sid, seq, t, t, 0, seq, data, end))
-            for number in range(item["lines"]):
-                word = WORDS[rng.randrange(len(WORDS))]
-                line = f"{word} /var/lib/{rng.getrandbits(32):08x} {number}"
-                if rng.randrange(20) == 0:
-                    line += " error: failed"
-                if rare_left and rng.randrange(count * 4) < 10:
-                    line, rare_left = f"{line} {RARE}", rare_left - 1
-                t = number * span * 1_000_000 // item["lines"]
-                at = when(item["start"] + t // 1_000_000)
-                kind = "command" if number % 2 == 0 else "output"
-                lines.write_row(
-                    (sid, kind, number, 0, t, at, item["operator"], item["target"], line, True)
-                )
+            for line in documents(item):
+                lines.write_row(line)
             for idx in range(2):
                 folder = (
                     f"/srv/{item['target']}/releases" if idx == 0 else f"/home/{item['operator']}"
@@ -317,6 +356,130 @@ def queries_at_size(store: Engine, index: Engine, runs: int) -> None:
     for pattern in ("/srv/host042/%", "%/0a1b%"):
         statement = text(f"SELECT id FROM transfers WHERE path LIKE '{pattern}' LIMIT 100")
         print(f"plan, path LIKE '{pattern}': {plan_of(store, statement)}")
+
+
+def search_plan(index: Engine, query: search.Query, fence: bool) -> str:
+    """The plan's scan nodes of a search (which index answers), on one line."""
+    with index.connect() as conn:
+        compiled = search.statement(conn, query, fence).compile(conn)
+        lines = conn.exec_driver_sql(f"EXPLAIN {compiled}", compiled.params).scalars()
+        return " | ".join(line.strip() for line in lines if "Scan" in line)
+
+
+def search_fences(index: Engine, runs: int, now: dt.datetime) -> None:
+    """Each search timed with the matches fenced (a MATERIALIZED CTE) and not, with its
+    plan, ``*`` marking the way :func:`search.fenced` chooses; a call slower than a
+    second is timed 3 times only. Last, the worst case of an unfenced search within a
+    range: the ``at`` index walked through all of it (what a word the planner takes
+    for common and the range does not hold costs; forced: bitmap scans off)."""
+    week = {"since": now - dt.timedelta(days=107), "until": now - dt.timedelta(days=100)}
+    month = {"since": now - dt.timedelta(days=131), "until": now - dt.timedelta(days=100)}
+    cases = [
+        ("error, one week", search.Query("error", **week)),  # type: ignore[arg-type]
+        ("error, one month", search.Query("error", **month)),  # type: ignore[arg-type]
+        (f"{RARE} (rare)", search.Query(RARE)),
+        (f"{RARE} (rare), one week", search.Query(RARE, **week)),  # type: ignore[arg-type]
+        (f"{RARE} (rare), one month", search.Query(RARE, **month)),  # type: ignore[arg-type]
+        ("error, no range", search.Query("error")),
+        ("error, since a week ago", search.Query("error", since=now - dt.timedelta(days=7))),
+    ]
+
+    def searching(
+        query: search.Query, fence: bool, setting: str = ""
+    ) -> Callable[[], list[search.Hit]]:
+        def run() -> list[search.Hit]:
+            with index.connect() as conn:
+                if setting:
+                    conn.exec_driver_sql(f"SET {setting}")
+                found = search.search(conn, query, fence)
+                conn.rollback()
+                if setting:
+                    conn.exec_driver_sql("RESET ALL")
+                return found
+
+        return run
+
+    for name, query in cases:
+        for fence in (True, False):
+            first = time.perf_counter()
+            count = len(searching(query, fence)())
+            slow = time.perf_counter() - first > 1.0
+            p50, p95 = timed(searching(query, fence), 3 if slow else runs)
+            chosen = "*" if search.fenced(query, now) == fence else " "
+            way = "fenced" if fence else "unfenced"
+            print(
+                f"search {name:<28}{chosen}{way:<8} {count:>3} hits "
+                f"p50 {p50:8.1f} ms  p95 {p95:8.1f} ms{'  (3 runs)' if slow else ''}  "
+                f"plan: {search_plan(index, query, fence)}"
+            )
+    for span, bounds in (("week", week), ("month", month)):
+        absent = search.Query("no-such-word-in-the-index", **bounds)  # type: ignore[arg-type]
+        p50, p95 = timed(searching(absent, False, "enable_bitmapscan = off"), runs)
+        print(
+            f"search, unfenced, the at index walked through a {span}: "
+            f"p50 {p50:.1f} ms p95 {p95:.1f} ms"
+        )
+
+
+def index_purges(index: Engine, month: Month) -> None:
+    """The index group's purge (consumer/indexpurge.py) of ``month``'s sessions, a page
+    of tombstones a transaction as the group reads them: the first page drops the
+    partition whole, the others find nothing left; then 2,000 sessions of the next
+    month row by row."""
+    for whole, chosen in ((True, month), (False, month.next())):
+        with index.connect() as conn:
+            in_month = (search.DOCS.c.session_id >= chosen.low) & (
+                search.DOCS.c.session_id < chosen.high
+            )
+            query = select(search.DOCS.c.session_id).where(in_month).distinct()
+            ids = list(conn.execute(query if whole else query.limit(2000)).scalars())
+        started = time.perf_counter()
+        for first in range(0, len(ids), indexpurge.PAGE):
+            with index.begin() as conn:
+                drop = [chosen] if whole and first == 0 else []
+                indexpurge.purge(conn, ids[first : first + indexpurge.PAGE], drop)
+        took = time.perf_counter() - started
+        way = "its partition dropped" if whole else "row by row"
+        print(
+            f"index purge, {len(ids):,} sessions of {chosen}, {way}: {took:.2f} s, "
+            f"{took / len(ids) * 1000:.2f} ms a session; load average {os.getloadavg()[0]:.1f}"
+        )
+
+
+def search_only(admin_url: str, scale: float, seed: int, runs: int) -> None:
+    """Fill an index alone (partitioned by month: sshtrail/searchmonths.py) and time its
+    searches fenced and not, first never analyzed (autovacuum off on its tables: what
+    the planner knows right after a bulk load), then after ``ANALYZE``; then the
+    index group's purge of a month, whole and row by row."""
+    index_url = database(admin_url, "bench_year_index")
+    index = make_engine(index_url)
+    search.ensure_schema(index)
+    with index.begin() as conn:  # on each partition: a partitioned parent takes none
+        children = conn.execute(
+            text(
+                "SELECT inhrelid::regclass::text FROM pg_inherits "
+                "WHERE inhparent = 'search_docs'::regclass"
+            )
+        ).scalars()
+        for table in list(children) or ["search_docs"]:
+            conn.execute(text(f"ALTER TABLE {table} SET (autovacuum_enabled = false)"))
+    now_ms = time.time_ns() // 1_000_000
+    started = time.perf_counter()
+    lines = fill_index(index_url, int(250_000 * scale), seed, now_ms)
+    print(f"index filled in {time.perf_counter() - started:.0f} s: {lines:,} lines")
+    try:
+        for stats in ("never analyzed", "analyzed"):
+            if stats == "analyzed":
+                with psycopg.connect(index_url, autocommit=True) as conn:
+                    conn.execute("VACUUM ANALYZE search_docs")
+            print(f"-- statistics: {stats}; load average {os.getloadavg()[0]:.1f}")
+            search_fences(index, runs, when(now_ms))
+        index_purges(index, dropped_month(now_ms))
+        print(f"load average at the end {os.getloadavg()[0]:.1f}")
+    finally:
+        index.dispose()
+        with psycopg.connect(admin_url, autocommit=True) as conn:
+            conn.execute('DROP DATABASE IF EXISTS "bench_year_index" WITH (FORCE)')
 
 
 #: Chunks in a month at scale 1.0: 5 M a year over 365 days, a month of 30.4 days.
@@ -489,7 +652,15 @@ def main() -> None:
     parser.add_argument(
         "--month-only", action="store_true", help="measure only the month's drop and deletions"
     )
+    parser.add_argument(
+        "--search-only",
+        action="store_true",
+        help="fill only the index; time searches with and without the fence",
+    )
     args = parser.parse_args()
+    if args.search_only:
+        search_only(args.admin_url, args.scale, args.seed, args.runs)
+        return
     store_url = database(args.admin_url, "bench_year_store")
     index_url = database(args.admin_url, "bench_year_index")
     migrate.upgrade(store_url)

@@ -7,6 +7,9 @@ that committed late) and, in the index, deletes each one's documents and backlog
 and marks its ``search_sessions`` row ended with the deletion as its reason -- so
 its chunks read again (a reprocess of their offsets) index nothing: the tombstone
 wins here as in the store. The store being away only delays this; indexing goes on.
+On PostgreSQL each look also makes the index's months ahead, and a month whose every
+session the index holds has a tombstone loses its partition of documents whole
+(sshtrail/searchmonths.py) instead of row by row.
 """
 
 from __future__ import annotations
@@ -15,14 +18,16 @@ import datetime as dt
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
-from sqlalchemy import Engine, delete, select
+from sqlalchemy import Engine, delete, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from consumer.transaction import Transaction
+from sshtrail import searchmonths
 from sshtrail.errors import DatabaseError
+from sshtrail.partitions import Month
 from sshtrail.search import BACKLOG, DOCS, SESSIONS
 from sshtrail.tables import DELETIONS
 
@@ -32,6 +37,8 @@ log = logging.getLogger(__name__)
 OVERLAP = dt.timedelta(minutes=5)
 #: Tombstones read per look.
 PAGE = 500
+#: How long a month found with sessions not deleted waits before it is looked at again.
+MONTH_RECHECK_S = 3600.0
 #: What the index says of a deleted session (``search_sessions.quarantine_reason``).
 DELETED = "deleted (sshtrail deletions): its documents were removed"
 
@@ -47,6 +54,8 @@ class IndexPurge:
         self._latest: dt.datetime | None = None
         #: Within a look of several pages, the last tombstone read (time, id).
         self._cursor: tuple[dt.datetime, uuid.UUID] | None = None
+        #: Months found with sessions not deleted: when to look at each again.
+        self._kept_months: dict[Month, float] = {}
 
     def run(self, index: Engine, forget: Callable[[list[uuid.UUID]], None]) -> bool:
         """Purge what was deleted since the last look; whether more tombstones wait.
@@ -54,6 +63,8 @@ class IndexPurge:
         if self._cursor is None:
             if time.monotonic() < self._next_look:
                 return False
+            with Transaction(index, "index partitions") as conn:
+                searchmonths.ensure_months(conn, dt.datetime.now(dt.UTC))
             if self._latest is not None:
                 self._cursor = (self._latest - OVERLAP, uuid.UUID(int=0))
         try:
@@ -66,7 +77,7 @@ class IndexPurge:
         if found:
             ids = [sid for sid, _ in found]
             with Transaction(index, "index purge") as conn:
-                purge(conn, ids)
+                purge(conn, ids, self._whole_months(conn, ids))
             forget(ids)
             log.info("index: %d deleted sessions removed from the index", len(ids))
             last_id, last_at = found[-1]
@@ -77,6 +88,33 @@ class IndexPurge:
         self._cursor = None
         self._next_look = time.monotonic() + self._check_s
         return False
+
+    def _whole_months(self, conn: Connection, ids: list[uuid.UUID]) -> list[Month]:
+        """The months of ``ids`` whose partition can go whole; a month found otherwise
+        is looked at again only after :data:`MONTH_RECHECK_S` (its sessions' rows are
+        deleted meanwhile), so sessions expiring one by one do not cost a scan of
+        their month's documents at every look."""
+        whole = []
+        for month in searchmonths.with_partition(conn, ids):
+            if self._kept_months.get(month, 0.0) > time.monotonic():
+                continue
+            if self._all_deleted(conn, month):
+                whole.append(month)
+                self._kept_months.pop(month, None)
+            else:
+                self._kept_months[month] = time.monotonic() + MONTH_RECHECK_S
+        return whole
+
+    def _all_deleted(self, conn: Connection, month: Month) -> bool:
+        """Whether every session of ``month`` the index holds has a tombstone. The store's
+        retention writes a whole month's tombstones in one transaction when it drops the
+        month (consumer/deletion.py, ``drop_month``): the first page of them finds
+        them all, and the partition goes whole."""
+        held = searchmonths.sessions_of(conn, month)
+        in_month = (DELETIONS.c.session_id >= month.low) & (DELETIONS.c.session_id < month.high)
+        with Transaction(self._store, "tombstones read") as store:
+            gone = set(store.execute(select(DELETIONS.c.session_id).where(in_month)).scalars())
+        return held <= gone
 
     def _tombstones(
         self, cursor: tuple[dt.datetime, uuid.UUID] | None
@@ -94,11 +132,20 @@ class IndexPurge:
             return [(sid, at) for sid, at in conn.execute(query)]
 
 
-def purge(conn: Connection, ids: list[uuid.UUID]) -> None:
-    """Delete the sessions' documents and backlog; mark them ended as deleted."""
+def purge(conn: Connection, ids: list[uuid.UUID], whole: Sequence[Month] = ()) -> None:
+    """Delete the sessions' documents and backlog; mark them ended as deleted. The
+    ``whole`` months, every session of which is deleted, lose their partition of
+    documents at once, and all their sessions are marked so (sshtrail/searchmonths.py)."""
     insert = postgresql.insert if conn.dialect.name == "postgresql" else sqlite.insert
+    for month in whole:
+        searchmonths.drop(conn, month)
+        in_month = (SESSIONS.c.session_id >= month.low) & (SESSIONS.c.session_id < month.high)
+        conn.execute(update(SESSIONS).where(in_month).values(ended=True, quarantine_reason=DELETED))
+        in_backlog = (BACKLOG.c.session_id >= month.low) & (BACKLOG.c.session_id < month.high)
+        conn.execute(delete(BACKLOG).where(in_backlog))
+    rest = [sid for sid in ids if searchmonths.month_of(sid) not in whole]
     for table in (DOCS, BACKLOG):
-        conn.execute(delete(table).where(table.c.session_id.in_(ids)))
+        conn.execute(delete(table).where(table.c.session_id.in_(rest)))
     statement = insert(SESSIONS).values(
         [
             {"session_id": sid, "next_seq": 0, "ended": True, "quarantine_reason": DELETED}

@@ -9,7 +9,8 @@ substring is found fast:
   (external content, fed by a trigger) -- case-insensitive substring
   ``MATCH`` for three characters or more, ``LIKE`` below that;
 * PostgreSQL: a ``pg_trgm`` GIN index on ``search_docs.text`` serving
-  ``ILIKE '%...%'``.
+  ``ILIKE '%...%'``; ``search_docs`` partitioned by the month its sessions
+  started in (sshtrail/searchmonths.py), in an index made at schema 7 or later.
 
 The index's schema has a version of its own in ``search_meta``; an index
 written by an older sshtrail is brought up to date by :func:`ensure_schema`
@@ -21,10 +22,12 @@ needs re-deriving from the recordings is rebuilt by ``sshtrail index
 from __future__ import annotations
 
 import datetime as dt
+import logging
 import uuid
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
+from typing import Any
 
 from sqlalchemy import (
     BigInteger,
@@ -35,6 +38,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Select,
     String,
     Table,
     Text,
@@ -50,12 +54,15 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import OperationalError, ProgrammingError
 from sqlalchemy.sql.elements import ColumnElement
 
-from sshtrail import describe
+from sshtrail import describe, searchmonths
 from sshtrail.dbtypes import NAMING_CONVENTION, UTCDateTime
 from sshtrail.errors import DatabaseError, InvalidError, NotSetUp
+from sshtrail.partitions import partitioned
 from sshtrail.scope import Scope
 from sshtrail.states import Kind, MaskedInput
 from sshtrail.transferqueries import TransferFilter, escape_like, list_transfers
+
+log = logging.getLogger(__name__)
 
 METADATA = MetaData(naming_convention=NAMING_CONVENTION)
 
@@ -125,7 +132,7 @@ META = Table(
     Column("key", String(32), primary_key=True),
     Column("value", String(64), nullable=False),
 )
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 #: How an index of each older version is brought up to date, step by step.
 _UPGRADES: dict[int, tuple[str, ...]] = {
     1: (
@@ -147,6 +154,10 @@ _UPGRADES: dict[int, tuple[str, ...]] = {
         "CREATE INDEX IF NOT EXISTS ix_search_sessions_uncertain_prompt "
         "ON search_sessions (session_id) WHERE uncertain_prompt",
     ),
+    # Documents partitioned by month on PostgreSQL (sshtrail/searchmonths.py) in an index
+    # made from now on: an older one stays a plain table, 'sshtrail index --rebuild'
+    # partitions it (ensure_schema says so in its log).
+    6: (),
 }
 
 #: The chunks of sessions still open: a member taking a session over replays
@@ -182,6 +193,8 @@ def ensure_schema(engine: Engine) -> None:
             # Two members starting at once must not race on CREATE EXTENSION.
             conn.execute(text("SELECT pg_advisory_xact_lock(7421)"))
         had_index = inspect(conn).has_table(SESSIONS.name)
+        if engine.dialect.name == "postgresql" and not inspect(conn).has_table(DOCS.name):
+            searchmonths.create(conn, dt.datetime.now(dt.UTC))
         METADATA.create_all(conn)
         for statement in _SQLITE_DDL if engine.dialect.name == "sqlite" else _POSTGRES_DDL:
             conn.execute(text(statement))
@@ -200,6 +213,12 @@ def ensure_schema(engine: Engine) -> None:
         elif version != SCHEMA_VERSION:
             conn.execute(
                 META.update().where(META.c.key == "schema").values(value=str(SCHEMA_VERSION))
+            )
+        if engine.dialect.name == "postgresql" and not partitioned(conn, DOCS.name):
+            log.warning(
+                "the search index's documents are not partitioned by month (an index made "
+                "before sshtrail's index schema 7): searches answer as before, but retention "
+                "deletes their rows one by one; 'sshtrail index --rebuild' partitions them"
             )
 
 
@@ -261,8 +280,15 @@ class Hit:
         return found
 
 
-def search(conn: Connection, query: Query) -> list[Hit]:
-    """Documents containing ``query.text``, oldest first."""
+def search(conn: Connection, query: Query, fence: bool | None = None) -> list[Hit]:
+    """Documents containing ``query.text``, oldest first. ``fence``: see :func:`statement`."""
+    return [Hit(*row) for row in conn.execute(statement(conn, query, fence))]
+
+
+def statement(conn: Connection, query: Query, fence: bool | None = None) -> Select[Any]:
+    """The query behind :func:`search`. On PostgreSQL ``fence`` says whether the
+    matches are found first, in a ``MATERIALIZED`` CTE, then ordered; None (what
+    ``sshtrail search`` and the console use) leaves that to :func:`fenced`."""
     if not query.text:
         raise ValueError("the search text is empty")
     conditions: list[ColumnElement[bool]] = [_contains(conn, query.text)]
@@ -288,17 +314,39 @@ def search(conn: Connection, query: Query) -> list[Hit]:
         conditions.append(DOCS.c.session_id.in_(select(SESSIONS.c.session_id).where(ended)))
     names = _HIT_COLUMNS
     matches = select(*(DOCS.c[n] for n in names), DOCS.c.id).where(and_(*conditions))
-    if conn.dialect.name == "postgresql":
-        # Find the matches through the trigram index first, then order them; left
-        # alone, the planner walks the ``at`` index and filters row after row.
+    if conn.dialect.name == "postgresql" and (fenced(query) if fence is None else fence):
         found = matches.cte("matches").prefix_with("MATERIALIZED")
         ordered = select(*(found.c[n] for n in names))
         ordered = ordered.order_by(found.c.at, found.c.session_id, found.c.t, found.c.id)
     else:
         ordered = select(*(DOCS.c[n] for n in names)).where(and_(*conditions))
         ordered = ordered.order_by(DOCS.c.at, DOCS.c.session_id, DOCS.c.t, DOCS.c.id)
-    statement = ordered.limit(query.limit)
-    return [Hit(*row) for row in conn.execute(statement)]
+    return ordered.limit(query.limit)
+
+
+#: The longest time range a search on PostgreSQL leaves to the planner: see :func:`fenced`.
+UNFENCED_SPAN = dt.timedelta(days=31)
+
+
+def fenced(query: Query, now: dt.datetime | None = None) -> bool:
+    """Whether, on PostgreSQL, a search finds all its matches first, in a
+    ``MATERIALIZED`` CTE the planner cannot see through, then orders them: unless
+    ``query.since`` bounds it to at most :data:`UNFENCED_SPAN` before ``query.until``
+    (or ``now``).
+
+    Left alone, the planner may walk the ``at`` index oldest first, testing line after
+    line until it has ``query.limit`` matches: the fastest plan for a common word, and
+    for a word it wrongly takes for common a walk through every line in range. Without
+    a range that is the whole index (seconds over a year), so the fence makes it find
+    the matches through the trigram index. Within a short range the fence saves
+    nothing: to find *all* the matches it walks the range's ``at`` index itself, or
+    reads every match of the word in the whole index through the trigram index, which
+    costs what the walk costs at worst (docs/decisions.md; docs/performance.md,
+    "Searching within a time range: when to fence")."""
+    if query.since is None:
+        return True
+    until = query.until if query.until is not None else (now or dt.datetime.now(dt.UTC))
+    return until - query.since > UNFENCED_SPAN
 
 
 #: Opens a connection to a database for one search (and closes it); any error of
