@@ -194,7 +194,7 @@ def ensure_schema(engine: Engine) -> None:
             conn.execute(text("SELECT pg_advisory_xact_lock(7421)"))
         had_index = inspect(conn).has_table(SESSIONS.name)
         if engine.dialect.name == "postgresql" and not inspect(conn).has_table(DOCS.name):
-            searchmonths.create(conn, dt.datetime.now(dt.UTC))
+            searchmonths.create(conn, dt.datetime.now(dt.UTC), DOCS)
         METADATA.create_all(conn)
         for statement in _SQLITE_DDL if engine.dialect.name == "sqlite" else _POSTGRES_DDL:
             conn.execute(text(statement))

@@ -23,23 +23,18 @@ import logging
 import uuid
 
 from sqlalchemy import (
-    BigInteger,
-    Boolean,
     Column,
     Index,
     Integer,
     MetaData,
     Sequence,
-    String,
     Table,
-    Text,
     UniqueConstraint,
-    Uuid,
     text,
 )
 from sqlalchemy.engine import Connection
 
-from sshtrail.dbtypes import NAMING_CONVENTION, UTCDateTime
+from sshtrail.dbtypes import NAMING_CONVENTION
 from sshtrail.partitions import AHEAD, Month, months, partitioned
 
 log = logging.getLogger(__name__)
@@ -50,36 +45,35 @@ TABLE = "search_docs"
 BEHIND = 12
 
 _ID = Sequence("search_docs_id_seq")
-#: ``search.DOCS`` as PostgreSQL holds it partitioned: the same columns, names and
-#: indexes, but no primary key on ``id`` (a unique key must hold the partition key;
-#: ``id`` orders ties and numbers the rows for SQLite's full-text table only).
-PARTITIONED = Table(
-    TABLE,
-    MetaData(naming_convention=NAMING_CONVENTION),
-    Column("id", Integer, _ID, server_default=_ID.next_value(), nullable=False),
-    Column("session_id", Uuid, nullable=False),
-    Column("kind", String(8), nullable=False),
-    Column("ordinal", Integer, nullable=False),
-    Column("seq", BigInteger, nullable=False),
-    Column("t", BigInteger, nullable=False),
-    Column("at", UTCDateTime, nullable=True),
-    Column("operator", String(255), nullable=True),
-    Column("target", String(255), nullable=True),
-    Column("text", Text, nullable=False),
-    Column("certain", Boolean, nullable=False, server_default=text("TRUE")),
-    UniqueConstraint("session_id", "kind", "ordinal"),
-    Index(None, "session_id", "t"),
-    Index(None, "operator"),
-    Index(None, "target"),
-    Index(None, "at"),
-    postgresql_partition_by="RANGE (session_id)",
-)
 
 
-def create(conn: Connection, now: dt.datetime) -> None:
+def partitioned_like(docs: Table) -> Table:
+    """``docs`` (``search.DOCS``) as PostgreSQL holds it partitioned: the same columns,
+    names and indexes, taken from it, but no primary key on ``id`` (a unique key must
+    hold the partition key; ``id`` orders ties and numbers the rows for SQLite's
+    full-text table only)."""
+    columns = [Column("id", Integer, _ID, server_default=_ID.next_value(), nullable=False)]
+    columns += [column._copy() for column in docs.columns if column.name != "id"]
+    unique = [
+        UniqueConstraint(*(column.name for column in constraint.columns))
+        for constraint in docs.constraints
+        if isinstance(constraint, UniqueConstraint)
+    ]
+    indexes = [Index(None, *(column.name for column in index.columns)) for index in docs.indexes]
+    return Table(
+        TABLE,
+        MetaData(naming_convention=NAMING_CONVENTION),
+        *columns,
+        *unique,
+        *indexes,
+        postgresql_partition_by="RANGE (session_id)",
+    )
+
+
+def create(conn: Connection, now: dt.datetime, docs: Table) -> None:
     """Make the partitioned ``search_docs``, its DEFAULT partition and its months from
     :data:`BEHIND` before ``now`` to ``AHEAD`` after (PostgreSQL; the table missing)."""
-    PARTITIONED.metadata.create_all(conn)
+    partitioned_like(docs).metadata.create_all(conn)
     conn.execute(text(f"ALTER SEQUENCE {_ID.name} OWNED BY {TABLE}.id"))
     conn.execute(text(f"CREATE TABLE {TABLE}_default PARTITION OF {TABLE} DEFAULT"))
     _sample_text(conn, TABLE)  # the parent and DEFAULT; each month as it is made
