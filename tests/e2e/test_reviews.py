@@ -436,6 +436,8 @@ def test_a_review_answered_in_the_console_reaches_the_gateway_that_holds_it(
         )
         time.sleep(2.5)  # a refresh would have replaced it by now: it is kept while written
         row.find_element(By.CSS_SELECTOR, "button.approve").click()
+        # The answer's page comes once the gateway holding the review has answered.
+        wait_for(lambda: d.find_elements(By.ID, "outcome"), what="the answer's page", timeout=30)
         outcome = d.find_element(By.ID, "outcome").text
         assert "approved by bob" in outcome
         assert "ticket 4711" in outcome
