@@ -9,7 +9,7 @@ supervisor and workers, every thread, until its recording is published),
 from which the rate that 8 and 32 cores could carry is predicted: a core
 gives ``1000 / (ms per MB)`` MB/s to recording, if nothing else ran there.
 
-    python -m bench.workers [--mb 64] [--sessions 4] [--rounds 2]
+    python -m bench.workers [--mb 64] [--sessions 4] [--rounds 2] [--recorder process|thread]
 
 Everything runs on loopback: the embedded broker, a real sshd, the gateway.
 """
@@ -51,6 +51,9 @@ def main() -> None:
     parser.add_argument("--mb", type=int, default=64, help="each client's bulk output, MB")
     parser.add_argument("--sessions", type=int, default=4, help="clients at once")
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument(
+        "--recorder", choices=["process", "thread"], default="process", help="gateway.recorder"
+    )
     args = parser.parse_args()
     if min(args.mb, args.sessions, args.rounds) < 1:
         parser.error("--mb, --sessions and --rounds must be at least 1")
@@ -69,7 +72,7 @@ def measure(args: argparse.Namespace, bed: Loopback) -> dict[str, tuple[float, f
             broker.bootstrap_servers,
             sshd,
             workers=workers,
-            extra='target_ciphers = ["aes128-gcm@openssh.com"]',
+            extra=f'target_ciphers = ["aes128-gcm@openssh.com"]\nrecorder = "{args.recorder}"',
             config_tail=EMBEDDED_READERS,
         )
         for workers in (1, 2)
