@@ -11,6 +11,7 @@ cannot keep up, every session is held until they do.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import uuid
 from concurrent.futures import ThreadPoolExecutor
@@ -75,6 +76,8 @@ class Gateway:
         self.hasher = ThreadPoolExecutor(PASSWORD_THREADS, thread_name_prefix="password")
         #: Requests from the control topic and the operators locked (set by the service).
         self.control: ControlListener | None = None
+        #: Set by the service once the recording has started (its spool's state known).
+        self.recording_started = asyncio.Event()
 
     def stop(self) -> None:
         """Stop checking passwords (after the last session closed)."""
@@ -86,8 +89,14 @@ class Gateway:
     # -- operator locks ------------------------------------------------------------
 
     async def locks_known(self, who: str) -> None:
-        """Hold a login (``who``) until the operator locks are read, at most
-        :data:`LOCKS_WAIT_S`; its sessions are refused if they still are not."""
+        """Hold a login (``who``) until the recording has started and the operator locks
+        are read, at most :data:`LOCKS_WAIT_S`; its sessions are refused if the locks
+        still are not (and weighed against a full spool if the recording has not
+        started: a recorder process still waiting for the spool)."""
+        if not self.recording_started.is_set():
+            log.info("%s: login waits for the recording to start", who)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.recording_started.wait(), LOCKS_WAIT_S)
         control = self.control
         if control is not None and control.unread() is None:
             return

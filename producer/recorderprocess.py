@@ -14,10 +14,11 @@ Kafka in order -- exactly what the writer and publisher threads do in the
 relay's process with ``gateway.recorder = "thread"``.
 
 Its life follows the socket: it takes frames until the relay's side is closed
--- a graceful stop, or the relay's process killed, even with ``-9`` -- and
-then spools every frame it was sent, publishes for a while, closes the spool
-and exits. So a relay killed mid-session loses nothing it had handed over, and
-its successor (a replaced worker, a restarted gateway) opens the spool once
+-- a graceful stop, whose last frame (:data:`STOP`) says how long to publish,
+or the relay's process killed, even with ``-9`` (then :data:`ORPHAN_PUBLISH_S`)
+-- and then spools every frame it was sent, publishes for that long, closes the
+spool and exits. So a relay killed mid-session loses nothing it had handed
+over, and its successor (a replaced worker, a restarted gateway) opens the spool once
 this process has let it go (``Spool.open`` waits for its lock), publishes the
 rest, and signs the end of each session left open (``producer/tails.py``).
 SIGINT and SIGTERM are ignored: a Ctrl-C in a terminal reaches the whole
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import signal
 import socket
 import struct
@@ -56,6 +56,10 @@ log = logging.getLogger(__name__)
 #: A frame's header (see the module's text).
 FRAME: Final = struct.Struct(">16sQBI")
 FINAL: Final = 0x01
+#: The relay's last frame at a graceful stop: no session's, its body how long to
+#: publish (``STOP_BODY``). The socket's end without it: the relay died.
+STOP: Final = 0x02
+STOP_BODY: Final = struct.Struct(">d")
 #: The figures, in this order, in the shared array of doubles.
 FIGURES: Final = (
     "chunks_spooled",
@@ -83,8 +87,6 @@ class Plan:
     signing_key_path: Path
     #: The relay's recording key: the end events it makes name it.
     public_key: bytes
-    #: How long it publishes at a graceful stop (``publish_s`` of ``Recording.stop``).
-    publish_s: float
     log_level: int
 
 
@@ -99,8 +101,6 @@ def run_recorder(
     text)`` on ``status`` once started, and ``("stopped", delivered)`` at its end.
     ``relays_end``: the relay's side of the socket, inherited by a fork: closed here
     at once, or the relay's death would never read as the socket's end."""
-    if relays_end is not None:
-        relays_end.close()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, signal.SIG_IGN)
     logging.basicConfig(
@@ -108,7 +108,9 @@ def run_recorder(
         format="%(asctime)s %(levelname)-7s recorder %(name)s: %(message)s",
         force=True,
     )
-    relay = os.getppid()
+    if relays_end is not None:  # forked
+        relays_end.close()
+        signal.set_wakeup_fd(-1)  # the relay's event loop's
     signer = keys.signing_key(plan.signing_key_path)
     if signer.public_key().public_bytes_raw() != plan.public_key:
         status.send(("error", f"the recording key {plan.signing_key_path} changed while starting"))
@@ -122,11 +124,11 @@ def run_recorder(
     status.send(("ready",))
     shown = _Figures(figures, spool, publisher)
     shown.start()
-    lost = _take_frames(frames, spool, signer, shown)
-    orphaned = os.getppid() != relay
-    if lost:
-        log.error("%d chunks could not be recorded (each logged above)", lost)
-    delivered = publisher.stop(ORPHAN_PUBLISH_S if orphaned else plan.publish_s)
+    publish_s = _take_frames(frames, spool, signer, shown)
+    orphaned = publish_s is None
+    if shown.lost:
+        log.error("%d chunks could not be recorded (each logged above)", shown.lost)
+    delivered = publisher.stop(ORPHAN_PUBLISH_S if publish_s is None else publish_s)
     spool.close()
     shown.stop()
     if orphaned:
@@ -141,18 +143,23 @@ def run_recorder(
 
 def _take_frames(
     frames: socket.socket, spool: Spool, signer: Ed25519PrivateKey, shown: _Figures
-) -> int:
-    """Chain, sign and spool every frame until the socket's end; the chunks lost."""
+) -> float | None:
+    """Chain, sign and spool every frame until the socket's end: how long to publish
+    if the relay said it is stopping, None if it ended without saying so (killed)."""
     chains: dict[uuid.UUID, ChainWriter] = {}
+    publish_s: float | None = None
     with frames, frames.makefile("rb", buffering=_READ_BUFFER) as stream:
         while True:
             header = stream.read(FRAME.size)
             if len(header) < FRAME.size:
-                return shown.lost  # the relay's side closed (a torn frame: it was killed)
+                return publish_s  # the relay's side closed (a torn frame: it was killed)
             sid, seq, flags, length = FRAME.unpack(header)
             events = stream.read(length)
             if len(events) < length:
-                return shown.lost
+                return publish_s
+            if flags & STOP:
+                (publish_s,) = STOP_BODY.unpack(events)
+                continue
             session_id = uuid.UUID(bytes=sid)
             final = bool(flags & FINAL)
             chain = chains.get(session_id)

@@ -37,7 +37,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from producer.recorderprocess import FIGURES, FINAL, FRAME, Plan, run_recorder
+from producer.recorderprocess import FIGURES, FINAL, FRAME, STOP, STOP_BODY, Plan, run_recorder
 from producer.recording import Behind, Figures
 from producer.spool import SpoolError
 from sshtrail.events import Event
@@ -52,6 +52,12 @@ MAX_QUEUED = 16 << 20
 SOCKET_BUFFER = 4 << 20
 #: How long the recorder process may take to open the spool and say it is ready.
 START_TIMEOUT_S = 120.0
+#: What :attr:`ProcessRecording.pending` says before the first recorder process is
+#: ready: the spool's state is unknown, and weighed as beyond the reserve (no new
+#: session starts, recorded or not, until it is known).
+UNKNOWN_PENDING = 1 << 62
+#: How long a stop waits for the recorder process to take what is queued.
+HAND_OVER_S = 30.0
 #: Buffers given to one ``sendmsg``.
 _BATCH = 64
 
@@ -66,8 +72,14 @@ class ProcessRecording:
         signer: Ed25519PrivateKey,
         signing_key_path: Path,
         on_lost: Callable[[str], None] = lambda _reason: None,
+        *,
+        fork: bool = True,
     ) -> None:
+        """``fork``: start the first recorder process by forking this one (see
+        :meth:`_launch`); False for a supervised worker, whose inherited descriptors
+        (its supervisor's sentinel) a forked child would hold past the worker's death."""
         self._settings = settings
+        self._fork = fork
         self._directory = directory
         self._signing_key_path = signing_key_path
         self._public_key = signer.public_key().public_bytes_raw()
@@ -88,6 +100,8 @@ class ProcessRecording:
         #: Sessions whose recorder process died: their later chunks have no chain.
         self._orphans: set[uuid.UUID] = set()
         self._stopping = False
+        #: Whether a recorder process has said it is ready (its figures are real).
+        self._started = False
         self._lost = 0
         self.restarts = 0
 
@@ -107,8 +121,9 @@ class ProcessRecording:
                 side.setsockopt(socket.SOL_SOCKET, option, SOCKET_BUFFER)
         # Forked while this process has no thread but the loop's (at the gateway's start:
         # the recorder is ready at once, with nothing imported again); spawned after that
-        # (a restart), since a fork would inherit other threads' locks half-held.
-        forked = threading.active_count() == 1
+        # (a restart), since a fork would inherit other threads' locks half-held, and in
+        # a supervised worker (the fork would hold the worker's descriptors).
+        forked = self._fork and threading.active_count() == 1
         context = (
             multiprocessing.get_context("fork") if forked else multiprocessing.get_context("spawn")
         )
@@ -118,7 +133,6 @@ class ProcessRecording:
             self._directory,
             self._signing_key_path,
             self._public_key,
-            publish_s=10.0,
             log_level=logging.getLogger().level,
         )
         process = context.Process(
@@ -146,6 +160,7 @@ class ProcessRecording:
             await loop.run_in_executor(None, process.join, 5)
             raise SpoolError(f"the recorder process did not start: {word[1]}")
         relay.setblocking(False)
+        self._started = True
         self._process, self._status, self._socket = process, receiving, relay
         loop.add_reader(process.sentinel, self._died)
         log.info("recorder process %s started (spool %s)", process.pid, self._directory)
@@ -153,23 +168,41 @@ class ProcessRecording:
             self._send()
 
     async def stop(self, publish_s: float) -> bool:
-        """Hand over what is queued, close the socket, wait for the recorder process to
-        spool it, publish for up to ``publish_s`` and end."""
+        """Hand over what is queued (for up to :data:`HAND_OVER_S`), tell the recorder
+        process to publish for up to ``publish_s``, close the socket, wait for it to
+        spool everything, publish and end. True when every chunk is in Kafka; chunks
+        handed over later are not recorded (logged and counted as lost)."""
         self._stopping = True
         process, status = self._process, self._status
         if process is None or status is None or self._socket is None:
+            self._drop_queue("no recorder process is running (it is starting again)")
             return False
         loop = asyncio.get_running_loop()
         loop.remove_reader(process.sentinel)
-        while self._queue and process.is_alive():
+        stop = FRAME.pack(bytes(16), 0, STOP, STOP_BODY.size) + STOP_BODY.pack(publish_s)
+        self._queue.append(memoryview(stop))
+        self._queued += len(stop)
+        deadline = loop.time() + HAND_OVER_S
+        while self._queue and process.is_alive() and loop.time() < deadline:
             self._send()
             await asyncio.sleep(0.01)
+        self._drop_queue(f"the recorder process took nothing for {HAND_OVER_S:.0f} s")
         self._close_socket()
         word = await loop.run_in_executor(None, _last_word, status, process, publish_s + 60)
         await loop.run_in_executor(None, process.join, 10)
         status.close()
         self._process = self._status = None
-        return word == ("stopped", True)
+        return word == ("stopped", True) and not self._lost
+
+    def _drop_queue(self, why: str) -> None:
+        """Give up what is still queued (at a stop), counting its chunks as lost."""
+        if not self._queue:
+            return
+        chunks = (len(self._queue) + 1) // 2  # a header and its events a chunk
+        self._lost += chunks
+        log.error("%d chunks (%d bytes) not recorded: %s", chunks, self._queued, why)
+        self._queue.clear()
+        self._queued = 0
 
     # -- the data path (event loop) ---------------------------------------------------
 
@@ -180,18 +213,25 @@ class ProcessRecording:
             if final:
                 self._orphans.discard(session_id)
             return  # its chain died with a recorder process; its end is signed from the spool
-        problem = shape_problem(session_id, seq, events)
-        if problem:  # a bug in the recorder, caught where it happens
+        if self._stopping and self._socket is None:
             self._lost += 1
             log.error(
-                "session %s: chunk %d lost, it breaks the wire format: %s", session_id, seq, problem
+                "session %s: chunk %d not recorded: the recording has stopped", session_id, seq
             )
+            return
+        problem = shape_problem(session_id, seq, events)
+        try:
+            if problem:  # a bug in the recorder, caught where it happens
+                raise ValueError(f"it breaks the wire format: {problem}")
+            encoded = encode_events(events)
+        except Exception:  # a bug in one session must not stop every other's recording
+            self._lost += 1
+            log.exception("session %s: chunk %d lost, it could not be encoded", session_id, seq)
             return
         if final:
             self._open.discard(session_id)
         else:
             self._open.add(session_id)
-        encoded = encode_events(events)
         header = FRAME.pack(session_id.bytes, seq, FINAL if final else 0, len(encoded))
         self._queue.append(memoryview(header))
         self._queue.append(memoryview(encoded))
@@ -250,7 +290,7 @@ class ProcessRecording:
         if process is None or loop is None:
             return
         loop.remove_reader(process.sentinel)
-        process.join()
+        process.join(1.0)  # it has ended: its sentinel said so
         log.error(
             "the recorder process (pid %s) died (exit %s): %d sessions end, their chunks "
             "not yet spooled are lost; starting another",
@@ -267,6 +307,9 @@ class ProcessRecording:
         self._lost += (len(self._queue) + 1) // 2  # a header and its events a chunk
         self._queue.clear()
         self._queued = 0
+        if self._behind:  # nothing is queued any more: no channel waits for it
+            self._behind = False
+            self._on_behind(False)
         self.restarts += 1
         self.on_lost("the gateway's recorder stopped unexpectedly")
         if not self._stopping:
@@ -285,6 +328,8 @@ class ProcessRecording:
 
     @property
     def pending(self) -> int:
+        if not self._started:  # unknown: weighed as beyond the reserve until it is known
+            return UNKNOWN_PENDING
         return int(self._figures[FIGURES.index("pending")]) + self._queued
 
     @property

@@ -102,7 +102,7 @@ class GatewayService:
             self.recording = InProcessRecording(settings, spool_dir, self.signer)
         else:
             self.recording = ProcessRecording(
-                settings, spool_dir, self.signer, self.signing_key_path
+                settings, spool_dir, self.signer, self.signing_key_path, fork=place is None
             )
         connector = TargetConnector(
             self.policy,
@@ -177,6 +177,7 @@ class GatewayService:
         except SshtrailError:
             server.close()
             raise
+        self.gateway.recording_started.set()
         self.port = server.sockets[0].getsockname()[1]
         watch = self._serve_metrics()
         listener = ControlListener(

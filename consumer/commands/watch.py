@@ -58,13 +58,15 @@ def _moderating(settings: Settings, session_id: uuid.UUID, name: str) -> Iterato
     try:
         sender.send(session, name, groups, "join", wait_s=10.0)
         heart.start()  # at once: the gateway counts a silent moderator as gone
+        # In the access log before the moderator is told: a moderation said to have
+        # begun is one the log holds, even if it is ended at once.
+        access.record_from_cli(settings, name, "moderate", session_id, "joined")
         print(
             f"moderating {session_id} as {name}: the gateway counts you if the session's "
             "[[moderation]] table names you",
             file=sys.stderr,
             flush=True,
         )
-        access.record_from_cli(settings, name, "moderate", session_id, "joined")
         yield
     finally:
         stopped.set()

@@ -151,3 +151,22 @@ def test_each_session_keeps_its_own_chain(spool: Spool) -> None:
         by_session[chunk.session_id].append((chunk.seq, chunk.raw))
     for sid in ids:
         assert verify_chain(by_session[sid], {PUBLIC}).status is Status.OK
+
+
+def test_a_recorder_process_not_yet_ready_weighs_the_spool_as_full(tmp_path: Path) -> None:
+    """Until its recorder process says it is ready (it may wait for a spool another
+    process holds), the gateway cannot know how full the spool is: the spool policy
+    weighs it as beyond the reserve (no session starts, none is left unrecorded)
+    instead of as empty."""
+    from producer.admission import Admission, Refuse, SpoolState
+    from producer.recordlink import UNKNOWN_PENDING, ProcessRecording
+    from sshtrail.settings import load_settings
+
+    settings = load_settings(environ={})
+    recording = ProcessRecording(settings, tmp_path, KEY, tmp_path / "key")
+    assert recording.pending == UNKNOWN_PENDING
+    admission = Admission(settings.gateway)
+    assert admission.spool_state(recording.pending) is SpoolState.RESERVE
+    verdict = admission.recording(SpoolState.RESERVE)
+    assert isinstance(verdict, Refuse)
+    assert verdict.kind == "spool full"
