@@ -196,7 +196,12 @@ def test_a_member_killed_mid_session_duplicates_no_alert(
     successor = start_member(config, "alert")
     try:
         expected = sum(len(rules) for rules in RAISING.values())
-        wait_for(lambda: len(alerts(config)) >= expected, timeout=90, what="every alert")
+        try:
+            wait_for(lambda: len(alerts(config)) >= expected, timeout=90, what="every alert")
+        except AssertionError as exc:  # once in a loaded full run: say what was there
+            found = rule_names(config, alerts(config))
+            said = successor.stderr[-3000:]
+            raise AssertionError(f"{exc}\nstored: {found}\nsuccessor said:\n{said}") from None
         stored = alerts(config)
         assert rule_names(config, stored) == RAISING
         ids = sorted(alert["id"] for alert in stored)
